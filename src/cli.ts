@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// `ctl`: wires each stage's commands into one program. The commands live with their stage.
+import { Command, CommanderError } from 'commander';
+import { registerDataCommands } from './data/command.js';
+import { registerDownloadCommand } from './download/command.js';
+import { registerEmbedCommand } from './embed/command.js';
+import { registerTrainCommand } from './train/command.js';
+import { registerEvalCommands } from './eval/command.js';
+import { registerExportCommand } from './export/command.js';
+import { registerServeCommand } from './serve/command.js';
+import { registerDemoCommand } from './demo/command.js';
+
+const program = new Command('ctl')
+  .description('Complete the look: rank the products that complete an outfit photo (Shop-The-Look), end to end.')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerDataCommands(program);
+registerDownloadCommand(program);
+registerEmbedCommand(program);
+registerTrainCommand(program);
+registerEvalCommands(program);
+registerExportCommand(program);
+registerServeCommand(program);
+registerDemoCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  // Help and version are not errors; every other parse failure is bad usage: exit 2.
+  if (err instanceof CommanderError) process.exitCode = err.exitCode === 0 ? 0 : 2;
+  else throw err;
+}

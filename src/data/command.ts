@@ -1,0 +1,8 @@
+// `ctl data ...`: metadata, splits, synthetic data, embedding-store checks.
+import { Command } from 'commander';
+import { notBuiltYet, withCommon } from '../util/command.js';
+
+export function registerDataCommands(program: Command): void {
+  const data = program.command('data').description('STL metadata: fetch, synthesise, inspect, split');
+  notBuiltYet(withCommon(data.command('fetch').description('download the STL metadata files, validate, normalise')));
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Two cores here: run test files two at a time so CPU-heavy suites do not starve each other.
+    maxWorkers: 2,
+    minWorkers: 1,
+  },
+});
