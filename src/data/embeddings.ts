@@ -1,0 +1,247 @@
+// The embedding store shared by embed, train, eval and serve: float32 matrices as NumPy .npy shards with their row
+// ids, and a meta.json saying what the vectors are.
+//
+//   <dir>/meta.json                     { model, revision, dim, view, preprocessing }
+//   <dir>/shards/<writer>-<seq>.ids.json  row ids, in row order
+//   <dir>/shards/<writer>-<seq>.npy       float32 [rows, dim]
+//
+// A shard is committed by renaming its ids file and then its .npy into place; readers only see shards whose .npy
+// exists and agrees with its ids, so a writer killed at any moment resumes from its last complete shard.
+// `writer` keeps shards of machines that split the work (`--shard I/N`) apart so their files never collide.
+import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cleanTempFiles, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { InputError } from '../util/errors.js';
+import type { EmbeddingView } from '../workdir.js';
+import { decodeNpy, encodeNpy, parseNpyHeader } from './npy.js';
+import type { Signature } from './types.js';
+
+export interface StoreMeta {
+  model: string;
+  revision?: string;
+  dim: number;
+  view: EmbeddingView;
+  preprocessing?: Record<string, unknown>;
+}
+
+/** The id of a scene row embedded with one of its products hidden (view `scenes-hide-product`). */
+export function sceneProductKey(scene: Signature, product: Signature): string {
+  return `${scene}_${product}`;
+}
+
+interface Shard {
+  name: string;
+  rows: number;
+  dataOffset: number;
+}
+
+interface RowRef {
+  shard: number;
+  row: number;
+}
+
+const SHARD_RE = /^(.+)-(\d{6})\.npy$/;
+
+export class EmbeddingStore {
+  private readonly shards: Shard[] = [];
+  private readonly index = new Map<string, RowRef>();
+  private readonly order: string[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly meta: StoreMeta,
+  ) {}
+
+  get dim(): number {
+    return this.meta.dim;
+  }
+
+  get size(): number {
+    return this.order.length;
+  }
+
+  /** Open an existing store; InputError naming the folder when there is none. */
+  static async open(dir: string): Promise<EmbeddingStore> {
+    let meta: StoreMeta;
+    try {
+      meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as StoreMeta;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new InputError(`${dir}: no embedding store here (run \`ctl embed\` or \`ctl data synth --dim D\` first)`);
+      throw new InputError(`${join(dir, 'meta.json')}: ${(err as Error).message}`);
+    }
+    if (!Number.isInteger(meta.dim) || meta.dim <= 0) throw new InputError(`${join(dir, 'meta.json')}: dim: expected a positive integer`);
+    const store = new EmbeddingStore(dir, meta);
+    await store.loadShards();
+    return store;
+  }
+
+  /** Open the store, or create it with `meta`. Refuses a store whose model, view or dim disagree. */
+  static async openOrCreate(dir: string, meta: StoreMeta): Promise<EmbeddingStore> {
+    try {
+      await stat(join(dir, 'meta.json'));
+    } catch {
+      await writeJsonAtomic(join(dir, 'meta.json'), meta);
+      return EmbeddingStore.open(dir);
+    }
+    const store = await EmbeddingStore.open(dir);
+    for (const field of ['model', 'view', 'dim', 'revision'] as const) {
+      const have = store.meta[field];
+      const want = meta[field];
+      if (have !== undefined && want !== undefined && have !== want)
+        throw new InputError(
+          `${join(dir, 'meta.json')}: ${field}: the store holds ${JSON.stringify(have)}, this run asks for ${JSON.stringify(want)} (use another --workdir or remove the store)`,
+        );
+    }
+    return store;
+  }
+
+  has(id: string): boolean {
+    return this.index.has(id);
+  }
+
+  /** All row ids, in storage order. */
+  ids(): string[] {
+    return [...this.order];
+  }
+
+  /** Commit `ids` and their rows (row-major, `ids.length × dim`) as one new shard. Ids already stored are an error. */
+  async append(ids: string[], rows: Float32Array, writer = 'w'): Promise<void> {
+    if (ids.length === 0) return;
+    if (rows.length !== ids.length * this.dim)
+      throw new Error(`append: ${rows.length} values for ${ids.length} rows of dim ${this.dim}`);
+    if (!/^[A-Za-z0-9_.]+$/.test(writer)) throw new Error(`append: writer name ${JSON.stringify(writer)} is not a safe file name`);
+    const seen = new Set<string>();
+    for (const id of ids) {
+      if (this.index.has(id) || seen.has(id)) throw new Error(`append: id ${id} is already in the store`);
+      seen.add(id);
+    }
+    const shardDir = join(this.dir, 'shards');
+    const seq = this.nextSeq(writer);
+    const base = `${writer}-${String(seq).padStart(6, '0')}`;
+    await writeFileAtomic(join(shardDir, `${base}.ids.json`), JSON.stringify(ids));
+    const npy = encodeNpy(rows, [ids.length, this.dim]);
+    await writeFileAtomic(join(shardDir, `${base}.npy`), npy);
+    this.addShard({ name: base, rows: ids.length, dataOffset: npy.length - rows.byteLength }, ids);
+  }
+
+  /** Rows of `ids` in the given order; ids not in the store come back as zero rows and are listed in `missing`. */
+  async read(ids: string[]): Promise<{ data: Float32Array; missing: string[] }> {
+    const data = new Float32Array(ids.length * this.dim);
+    const missing: string[] = [];
+    // Group the wanted rows by shard so each shard file is opened once.
+    const wanted = new Map<number, { row: number; out: number }[]>();
+    ids.forEach((id, out) => {
+      const ref = this.index.get(id);
+      if (!ref) return void missing.push(id);
+      let list = wanted.get(ref.shard);
+      if (!list) wanted.set(ref.shard, (list = []));
+      list.push({ row: ref.row, out });
+    });
+    const rowBytes = this.dim * 4;
+    for (const [shardIndex, rows] of wanted) {
+      const shard = this.shards[shardIndex];
+      const handle = await open(this.shardPath(shard, '.npy'), 'r');
+      try {
+        if (rows.length * 4 >= shard.rows) {
+          // Most of the shard is wanted: one sequential read beats many small ones.
+          const all = new Float32Array(shard.rows * this.dim);
+          await handle.read(new Uint8Array(all.buffer), 0, all.byteLength, shard.dataOffset);
+          for (const { row, out } of rows) data.set(all.subarray(row * this.dim, (row + 1) * this.dim), out * this.dim);
+        } else {
+          for (const { row, out } of rows)
+            await handle.read(new Uint8Array(data.buffer, out * rowBytes, rowBytes), 0, rowBytes, shard.dataOffset + row * rowBytes);
+        }
+      } finally {
+        await handle.close();
+      }
+    }
+    return { data, missing };
+  }
+
+  async readAll(): Promise<{ ids: string[]; data: Float32Array }> {
+    const ids = this.ids();
+    return { ids, data: (await this.read(ids)).data };
+  }
+
+  /** Check dims agree, ids are unique across shards (two machines may have overlapped) and values are finite. */
+  async verify(): Promise<{ ok: boolean; problems: string[]; count: number; dim: number }> {
+    const problems: string[] = [];
+    const seen = new Map<string, string>();
+    for (const shard of this.shards) {
+      const ids = JSON.parse(await readFile(this.shardPath(shard, '.ids.json'), 'utf8')) as string[];
+      for (const id of ids) {
+        const other = seen.get(id);
+        if (other !== undefined) problems.push(`${shard.name}: id ${id} is also in ${other}`);
+        else seen.set(id, shard.name);
+      }
+      const { data, shape } = decodeNpy(await readFile(this.shardPath(shard, '.npy')), `${shard.name}.npy`);
+      if (shape.length !== 2 || shape[1] !== this.dim)
+        problems.push(`${shard.name}.npy: shape [${shape}] but meta.json says dim ${this.dim}`);
+      const bad = data.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) problems.push(`${shard.name}.npy: row ${Math.floor(bad / this.dim)}: value ${data[bad]} is not finite`);
+    }
+    return { ok: problems.length === 0, problems, count: this.size, dim: this.dim };
+  }
+
+  private shardPath(shard: Shard, ext: '.npy' | '.ids.json'): string {
+    return join(this.dir, 'shards', `${shard.name}${ext}`);
+  }
+
+  private nextSeq(writer: string): number {
+    let max = -1;
+    for (const s of this.shards) {
+      const m = SHARD_RE.exec(`${s.name}.npy`);
+      if (m && m[1] === writer) max = Math.max(max, Number(m[2]));
+    }
+    return max + 1;
+  }
+
+  private addShard(shard: Shard, ids: string[]): void {
+    const shardIndex = this.shards.push(shard) - 1;
+    ids.forEach((id, row) => {
+      // A duplicate across shards (overlapping machines) keeps its first row; `verify` reports it.
+      if (this.index.has(id)) return;
+      this.index.set(id, { shard: shardIndex, row });
+      this.order.push(id);
+    });
+  }
+
+  private async loadShards(): Promise<void> {
+    const shardDir = join(this.dir, 'shards');
+    await cleanTempFiles(shardDir);
+    let names: string[];
+    try {
+      names = (await readdir(shardDir)).filter((n) => SHARD_RE.test(n)).sort();
+    } catch {
+      return; // no shard committed yet
+    }
+    for (const file of names) {
+      const name = file.slice(0, -'.npy'.length);
+      let ids: string[];
+      try {
+        ids = JSON.parse(await readFile(join(shardDir, `${name}.ids.json`), 'utf8')) as string[];
+      } catch {
+        throw new InputError(`${join(shardDir, name)}.ids.json: missing or unreadable beside its .npy`);
+      }
+      const header = parseNpyHeader(await readHead(join(shardDir, file)), join(shardDir, file));
+      if (header.shape[0] !== ids.length || header.shape[1] !== this.meta.dim)
+        throw new InputError(
+          `${join(shardDir, file)}: shape [${header.shape}] does not match ${ids.length} ids of dim ${this.meta.dim}`,
+        );
+      this.addShard({ name, rows: ids.length, dataOffset: header.dataOffset }, ids);
+    }
+  }
+}
+
+/** The first bytes of a file: enough for any .npy header this project writes. */
+async function readHead(path: string): Promise<Uint8Array> {
+  const handle = await open(path, 'r');
+  try {
+    const buf = new Uint8Array(4096);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}

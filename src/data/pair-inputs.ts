@@ -1,0 +1,59 @@
+// The model's inputs for a set of pairs: the scene vector of each pair (in the configured view) and the vector of
+// every catalog product, read from the embedding store. Shared by training, evaluation and serving.
+import { workdirPaths } from '../workdir.js';
+import type { Dataset } from './dataset.js';
+import { EmbeddingStore, sceneProductKey } from './embeddings.js';
+
+export type SceneView = 'full' | 'hide-product';
+
+export interface PairInputs {
+  /** Row i = the scene vector of `keptPairs[i]`. */
+  scenes: Float32Array;
+  /** Row j = the vector of `dataset.products[j]` (zeros where missing). */
+  products: Float32Array;
+  dim: number;
+  /** Indices into `dataset.pairs` that have both embeddings, in the order asked. */
+  keptPairs: number[];
+  /** How many of the asked pairs were dropped for a missing scene or product embedding. */
+  missingPairs: number;
+  /** Indices into `dataset.products` with no embedding: not valid ranking candidates. */
+  missingProducts: number[];
+  /** The embedding model id, as recorded in the store. */
+  model: string;
+}
+
+export async function loadPairInputs(
+  workdir: string,
+  dataset: Dataset,
+  modelId: string,
+  view: SceneView,
+  pairIndices: number[],
+): Promise<PairInputs> {
+  const paths = workdirPaths(workdir);
+  const productStore = await EmbeddingStore.open(paths.embeddings(modelId, 'products'));
+  const sceneStore = await EmbeddingStore.open(paths.embeddings(modelId, view === 'full' ? 'scenes-full' : 'scenes-hide-product'));
+  if (productStore.dim !== sceneStore.dim)
+    throw new Error(`embeddings of ${modelId}: products have dim ${productStore.dim}, scenes ${sceneStore.dim}`);
+
+  const products = await productStore.read(dataset.products.map((p) => p.sig));
+  const missingProducts = new Set(products.missing);
+  const productIndexOf = new Map(dataset.products.map((p, i) => [p.sig, i]));
+
+  const sceneKey = (i: number) => {
+    const pair = dataset.pairs[i];
+    return view === 'full' ? pair.scene : sceneProductKey(pair.scene, pair.product);
+  };
+  const keptPairs = pairIndices.filter(
+    (i) => sceneStore.has(sceneKey(i)) && productIndexOf.has(dataset.pairs[i].product) && !missingProducts.has(dataset.pairs[i].product),
+  );
+  const scenes = await sceneStore.read(keptPairs.map(sceneKey));
+  return {
+    scenes: scenes.data,
+    products: products.data,
+    dim: productStore.dim,
+    keptPairs,
+    missingPairs: pairIndices.length - keptPairs.length,
+    missingProducts: dataset.products.flatMap((p, j) => (missingProducts.has(p.sig) ? [j] : [])),
+    model: productStore.meta.model,
+  };
+}

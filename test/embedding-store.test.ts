@@ -1,0 +1,105 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EmbeddingStore, sceneProductKey } from '../src/data/embeddings.js';
+import { decodeNpy, encodeNpy } from '../src/data/npy.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ctl-store-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const meta = { model: 'test-model', dim: 3, view: 'products' as const };
+const rows = (...values: number[][]) => Float32Array.from(values.flat());
+
+function hasNumpy(): boolean {
+  try {
+    execFileSync('python3', ['-c', 'import numpy'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('npy', () => {
+  it('round-trips and pads the header to 64 bytes as numpy does', () => {
+    const data = Float32Array.from({ length: 12 }, (_, i) => i / 7);
+    const bytes = encodeNpy(data, [4, 3]);
+    expect((bytes.length - data.byteLength) % 64).toBe(0);
+    const back = decodeNpy(bytes);
+    expect(back.shape).toEqual([4, 3]);
+    expect(Array.from(back.data)).toEqual(Array.from(data));
+  });
+
+  it.skipIf(!hasNumpy())('is read by numpy.load with the same values', async () => {
+    const data = Float32Array.from({ length: 6 }, (_, i) => i * 1.5 - 2);
+    const file = join(dir, 'm.npy');
+    await writeFile(file, encodeNpy(data, [2, 3]));
+    const out = execFileSync('python3', ['-c', `import numpy as n; a=n.load(${JSON.stringify(file)}); print(a.dtype, a.shape, a.ravel().tolist())`]);
+    expect(out.toString().trim()).toBe('float32 (2, 3) [-2.0, -0.5, 1.0, 2.5, 4.0, 5.5]');
+  });
+});
+
+describe('EmbeddingStore', () => {
+  it('appends shards and reads rows back in any order, missing rows as zeros', async () => {
+    const store = await EmbeddingStore.openOrCreate(dir, meta);
+    await store.append(['a', 'b'], rows([1, 2, 3], [4, 5, 6]));
+    await store.append(['c'], rows([7, 8, 9]));
+    const reopened = await EmbeddingStore.open(dir);
+    expect(reopened.size).toBe(3);
+    expect(reopened.ids()).toEqual(['a', 'b', 'c']);
+    const { data, missing } = await reopened.read(['c', 'x', 'a']);
+    expect(Array.from(data)).toEqual([7, 8, 9, 0, 0, 0, 1, 2, 3]);
+    expect(missing).toEqual(['x']);
+    expect((await reopened.readAll()).data.length).toBe(9);
+  });
+
+  it('refuses ids it already holds and a store of another model or dim', async () => {
+    const store = await EmbeddingStore.openOrCreate(dir, meta);
+    await store.append(['a'], rows([1, 2, 3]));
+    await expect(store.append(['a'], rows([1, 2, 3]))).rejects.toThrow(/already in the store/);
+    await expect(EmbeddingStore.openOrCreate(dir, { ...meta, dim: 4 })).rejects.toThrow(/dim: the store holds 3/);
+    await expect(EmbeddingStore.openOrCreate(dir, { ...meta, model: 'other' })).rejects.toThrow(/model/);
+  });
+
+  it('resumes after a kill between or during shard writes', async () => {
+    const store = await EmbeddingStore.openOrCreate(dir, meta);
+    await store.append(['a'], rows([1, 2, 3]));
+    // A writer killed mid-commit leaves a temp file and an ids file whose .npy never landed.
+    await writeFile(join(dir, 'shards', '.tmp-w-000001.npy.123.abcd'), 'partial');
+    await writeFile(join(dir, 'shards', 'w-000001.ids.json'), JSON.stringify(['b']));
+    const resumed = await EmbeddingStore.open(dir);
+    expect(resumed.ids()).toEqual(['a']);
+    expect(resumed.has('b')).toBe(false);
+    expect((await readdir(join(dir, 'shards'))).some((n) => n.startsWith('.tmp-'))).toBe(false);
+    await resumed.append(['b'], rows([4, 5, 6]));
+    expect((await EmbeddingStore.open(dir)).ids()).toEqual(['a', 'b']);
+  });
+
+  it('keeps shards of different writers apart and verify() finds overlaps and NaN', async () => {
+    const store = await EmbeddingStore.openOrCreate(dir, meta);
+    await store.append(['a'], rows([1, 2, 3]), 's0of2');
+    const other = await EmbeddingStore.open(dir); // a second machine that did not see shard s0of2 … simulated:
+    await other.append(['b'], rows([NaN, 0, 0]), 's1of2');
+    expect((await readdir(join(dir, 'shards'))).filter((n) => n.endsWith('.npy')).sort()).toEqual([
+      's0of2-000000.npy',
+      's1of2-000000.npy',
+    ]);
+    // Write an overlapping shard by hand, as two machines with overlapping shards would.
+    await writeFile(join(dir, 'shards', 's9-000000.ids.json'), JSON.stringify(['a']));
+    await writeFile(join(dir, 'shards', 's9-000000.npy'), encodeNpy(rows([1, 2, 3]), [1, 3]));
+    const report = await (await EmbeddingStore.open(dir)).verify();
+    expect(report.ok).toBe(false);
+    expect(report.problems.join('\n')).toMatch(/id a is also in/);
+    expect(report.problems.join('\n')).toMatch(/not finite/);
+  });
+
+  it('names hide-product rows by scene and product', () => {
+    expect(sceneProductKey('a'.repeat(32), 'b'.repeat(32))).toBe(`${'a'.repeat(32)}_${'b'.repeat(32)}`);
+  });
+});
