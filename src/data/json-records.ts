@@ -1,0 +1,162 @@
+// Stream the records of a large JSON file with the line each one starts on, so a bad record can be skipped and
+// reported as `file:line` instead of failing the whole file. Three layouts:
+//   - JSON lines (one value per line, as STL releases its pairs files),
+//   - a JSON array (each element is a record),
+//   - a JSON object (each `"key": value` member is a record, as STL releases its category files).
+// A record's text is handed on unparsed: the caller parses and validates it. The container itself must be well
+// formed (balanced, closed, nothing after it): if not, no record boundary can be trusted and the file is rejected.
+import { createReadStream } from 'node:fs';
+import { locatedError } from '../util/errors.js';
+
+export interface JsonRecord {
+  /** 1-based line the record starts on. */
+  line: number;
+  /** The record's raw text: a JSON value, or for an object a `"key": value` member. */
+  text: string;
+}
+
+export type RecordLayout = 'lines' | 'array' | 'object';
+
+/**
+ * Yield the records of `file`. `expect` says which layouts are allowed: the pairs file may be JSON lines or an
+ * array, the category file is one object. `name` is what error messages call the file.
+ */
+export async function* readJsonRecords(
+  file: string,
+  expect: { lines?: boolean; array?: boolean; object?: boolean },
+  name = file,
+): AsyncGenerator<JsonRecord> {
+  const stream = createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 });
+  let layout: RecordLayout | undefined;
+  let scanner: ContainerScanner | undefined;
+  let pending = ''; // lines layout: the unfinished last line of the previous chunk
+  let line = 1;
+  for await (const chunk of stream as AsyncIterable<string>) {
+    let text = chunk;
+    if (layout === undefined) {
+      const start = text.search(/\S/);
+      if (start < 0) {
+        line += countNewlines(text);
+        continue;
+      }
+      layout = detectLayout(text[start]!, expect, name, line + countNewlines(text.slice(0, start)));
+      if (layout !== 'lines') scanner = new ContainerScanner(name, line);
+    }
+    if (scanner) {
+      yield* scanner.feed(text);
+      continue;
+    }
+    text = pending + text;
+    let from = 0;
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', from)) {
+      const record = text.slice(from, nl).trim();
+      if (record) yield { line, text: record };
+      line++;
+      from = nl + 1;
+    }
+    pending = text.slice(from);
+  }
+  if (scanner) yield* scanner.end();
+  else if (pending.trim()) yield { line, text: pending.trim() };
+}
+
+function detectLayout(
+  first: string,
+  expect: { lines?: boolean; array?: boolean; object?: boolean },
+  name: string,
+  line: number,
+): RecordLayout {
+  if (first === '[' && expect.array) return 'array';
+  if (first === '{' && expect.object) return 'object';
+  if (expect.lines) return 'lines';
+  const wanted = expect.array ? 'a JSON array' : 'a JSON object';
+  throw locatedError(name, line, 'file', `${wanted}, found ${JSON.stringify(first)}`);
+}
+
+function countNewlines(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const NEWLINE = 0x0a;
+const COMMA = 0x2c;
+
+/** Splits the top-level array or object into its elements/members, tracking strings, nesting and lines. */
+class ContainerScanner {
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  private closed = false;
+  private parts: string[] = []; // text of the current record, across chunks
+  private recordLine = 0; // 0: the current record has not started
+  private closer = 0;
+
+  constructor(
+    private readonly name: string,
+    private line: number,
+  ) {}
+
+  *feed(chunk: string): Generator<JsonRecord> {
+    let from = -1; // start of the current record's text in this chunk, -1 when outside a record
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk.charCodeAt(i);
+      if (c === NEWLINE) {
+        this.line++;
+        continue;
+      }
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (c === BACKSLASH) this.escaped = true;
+        else if (c === QUOTE) this.inString = false;
+        continue;
+      }
+      if (c === 0x20 || c === 0x09 || c === 0x0d) continue;
+      if (this.closed) throw locatedError(this.name, this.line, 'file', 'nothing after the closing bracket');
+      if (this.depth === 0) {
+        // The opening bracket of the container (its kind was checked by detectLayout).
+        this.closer = c === 0x5b ? 0x5d : 0x7d;
+        this.depth = 1;
+        continue;
+      }
+      if (this.depth === 1 && (c === COMMA || c === this.closer)) {
+        if (from >= 0) this.parts.push(chunk.slice(from, i));
+        const record = this.take();
+        if (record) yield record;
+        else if (c === COMMA) throw locatedError(this.name, this.line, 'file', 'a value before ","');
+        from = -1;
+        if (c === this.closer) {
+          this.depth = 0;
+          this.closed = true;
+        }
+        continue;
+      }
+      if (this.recordLine === 0) this.recordLine = this.line;
+      if (from < 0) from = i;
+      if (c === QUOTE) this.inString = true;
+      else if (c === 0x5b || c === 0x7b) this.depth++;
+      else if (c === 0x5d || c === 0x7d) {
+        this.depth--;
+        if (this.depth < 1) throw locatedError(this.name, this.line, 'file', 'balanced brackets');
+      }
+    }
+    if (from >= 0) this.parts.push(chunk.slice(from));
+  }
+
+  *end(): Generator<JsonRecord> {
+    if (!this.closed) {
+      const what = this.closer === 0x5d ? '"]"' : '"}"';
+      throw locatedError(this.name, this.line, 'file', `the file to end with ${what} (is it truncated?)`);
+    }
+  }
+
+  private take(): JsonRecord | undefined {
+    const text = this.parts.join('').trim();
+    const line = this.recordLine;
+    this.parts = [];
+    this.recordLine = 0;
+    return text ? { line, text } : undefined;
+  }
+}
