@@ -1,0 +1,108 @@
+// Download one URL to a local file with undici: timeouts, retries with exponential backoff on transient
+// failures (network errors, timeouts, 5xx, 429, a body shorter than its Content-Length), and a complete-or-nothing
+// result: the bytes go to the given path only when the whole body arrived, else the path is removed.
+import { open, rm } from 'node:fs/promises';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Agent, interceptors, request } from 'undici';
+import { InputError, RunError } from '../util/errors.js';
+import { Progress } from '../util/progress.js';
+
+export interface DownloadOptions {
+  /** Seconds to wait for the connection, the headers, and between body chunks. */
+  timeoutS?: number;
+  /** Extra attempts after the first one fails with a transient error. */
+  retries?: number;
+  /** Wait before the first retry; doubles on each further one. */
+  backoffMs?: number;
+  /** Label of the progress line (default: the URL). */
+  label?: string;
+}
+
+export interface Downloaded {
+  url: string;
+  bytes: number;
+  attempts: number;
+}
+
+/** A failure worth retrying (the server or the network), as opposed to a wrong URL. */
+class TransientError extends Error {}
+
+export async function downloadFile(url: string, path: string, options: DownloadOptions = {}): Promise<Downloaded> {
+  const { timeoutS = 60, retries = 3, backoffMs = 500 } = options;
+  const timeoutMs = timeoutS * 1000;
+  const agent = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  const dispatcher = agent.compose(interceptors.redirect({ maxRedirections: 5 }));
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const bytes = await attemptDownload(url, path, dispatcher, options.label ?? url);
+        return { url, bytes, attempts: attempt };
+      } catch (err) {
+        await rm(path, { force: true });
+        if (err instanceof InputError) throw err;
+        const reason = err instanceof Error ? err.message : String(err);
+        if (attempt > retries) throw new RunError(`download of ${url} failed after ${attempt} attempt(s): ${reason}`);
+        const wait = Math.min(backoffMs * 2 ** (attempt - 1), 30_000);
+        process.stderr.write(`${url}: ${reason}; retrying in ${(wait / 1000).toFixed(1)}s (${attempt}/${retries})\n`);
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  } finally {
+    await agent.close();
+  }
+}
+
+async function attemptDownload(
+  url: string,
+  path: string,
+  dispatcher: ReturnType<Agent['compose']>,
+  label: string,
+): Promise<number> {
+  let response: Awaited<ReturnType<typeof request>>;
+  try {
+    response = await request(url, { method: 'GET', dispatcher });
+  } catch (err) {
+    throw new TransientError(describeNetworkError(err));
+  }
+  const { statusCode, headers, body } = response;
+  if (statusCode !== 200) {
+    await body.dump();
+    const message = `HTTP ${statusCode} for ${url}`;
+    if (statusCode >= 500 || statusCode === 429 || statusCode === 408) throw new TransientError(message);
+    throw new InputError(`${message} (check --base-url and --domain)`);
+  }
+  const lengthHeader = headers['content-length'];
+  const expected = typeof lengthHeader === 'string' ? Number(lengthHeader) : undefined;
+  const progress = new Progress(label, expected ?? 0, { unit: 'B' });
+  let received = 0;
+  const count = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      received += chunk.length;
+      progress.tick(chunk.length);
+      done(null, chunk);
+    },
+  });
+  const file = await open(path, 'w');
+  try {
+    await pipeline(body, count, file.createWriteStream({ autoClose: false }));
+    await file.sync();
+  } catch (err) {
+    const got = expected !== undefined ? ` after ${received} of ${expected} bytes` : ` after ${received} bytes`;
+    throw new TransientError(`body incomplete${got}: ${describeNetworkError(err)}`);
+  } finally {
+    await file.close();
+  }
+  if (expected !== undefined && received !== expected)
+    throw new TransientError(`body incomplete: got ${received} of ${expected} bytes`);
+  progress.finish();
+  return received;
+}
+
+function describeNetworkError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: string }).code;
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const detail = cause?.code ?? cause?.message;
+  return [code, err.message, detail].filter(Boolean).join(': ');
+}
