@@ -1,6 +1,114 @@
-import { Command } from 'commander';
-import { notBuiltYet, withCommon } from '../util/command.js';
+// `ctl download`: fetch the dataset's scene and product images by signature, resumable.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { loadDataset } from '../data/dataset-io.js';
+import type { Domain } from '../data/types.js';
+import { action, parseFloatOption, parseIntOption, parseShard, withCommon } from '../util/command.js';
+import { log, printJson } from '../util/log.js';
+import { describeSummary, downloadImages } from './downloader.js';
+import type { ImageKind } from './manifest.js';
+import { DEFAULT_BASE_URL, selectTargets } from './targets.js';
+
+interface DownloadFlags {
+  domain: Domain;
+  kind: ImageKind | 'all';
+  concurrency: number;
+  baseUrl: string;
+  limit?: number;
+  shard?: { index: number; count: number };
+  retryFailed: boolean;
+  timeout: number;
+  retries: number;
+  backoff: number;
+  maxSize: number;
+  verifyExisting: boolean;
+  grace: number;
+}
+
+/** Exit code of a run stopped by SIGINT/SIGTERM (128 + SIGINT), as shells report it. */
+const EXIT_STOPPED = 130;
 
 export function registerDownloadCommand(program: Command): void {
-  notBuiltYet(withCommon(program.command('download').description('fetch scene and product images by signature, resumable')));
+  withCommon(
+    program
+      .command('download')
+      .description(
+        'fetch scene and product images by signature into workdir/images/, resumable: a re-run (or a run after a kill) ' +
+          'fetches only what is missing; outcomes go to images/manifest.jsonl. Exit 0 when every selected image is ' +
+          'settled, 1 when some failed transiently (re-run to retry), 130 when stopped by SIGINT/SIGTERM.',
+      )
+      .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion'))
+      .addOption(new Option('--kind <kind>', 'which images').choices(['scenes', 'products', 'all']).default('all'))
+      .option('--concurrency <n>', 'most requests in flight (backs off while the host answers 429)', parseIntOption('--concurrency', 1), 16)
+      .option('--base-url <url>', 'image host; URLs are {base}/400x/ab/cd/ef/{sig}.jpg', parseUrl, DEFAULT_BASE_URL)
+      .option('--limit <n>', 'at most N images (scenes first, then products) (default: all)', parseIntOption('--limit', 0))
+      .option('--shard <I/N>', 'only the signatures of shard I of N (hash of the signature; same rule as ctl embed) (default: all)', parseShard)
+      .option('--retry-failed', 'ask again for images an earlier run recorded as missing (404/410), forbidden (403) or invalid', false)
+      .option('--timeout <seconds>', 'connect, headers and body-idle timeout; a whole attempt gets at most 4x this', parsePositive('--timeout'), 30)
+      .option('--retries <n>', 'retries of a transient failure (timeout, reset, 5xx, 429), exponential backoff with full jitter', parseIntOption('--retries', 0), 4)
+      .option('--backoff <ms>', 'first retry waits up to this (doubling per retry, capped at 30 s); Retry-After wins on 429/503', parseIntOption('--backoff', 0), 500)
+      .option('--max-size <MB>', 'largest image accepted', parsePositive('--max-size'), 10)
+      .option('--verify-existing', 'decode every image already on disk at start, not only those the manifest does not vouch for', false)
+      .option('--grace <seconds>', 'on SIGINT/SIGTERM, time in-flight requests get to finish', parsePositive('--grace'), 5),
+  ).action(
+    action<DownloadFlags>(async (flags) => {
+      const dataset = await loadDataset(flags.workdir, flags.domain);
+      const targets = selectTargets(dataset, { kind: flags.kind, shard: flags.shard, limit: flags.limit });
+
+      // First SIGINT/SIGTERM: graceful stop (finish in-flight, flush the manifest). Second: leave now; the
+      // manifest is append-only and the next run cleans temp files, so nothing is corrupted either way.
+      const stop = new AbortController();
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (stop.signal.aborted) process.exit(EXIT_STOPPED);
+        log(`${signal}: stopping after in-flight requests (up to ${flags.grace} s); send again to quit now`);
+        stop.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        log(`download: ${targets.length} images (${flags.kind}) from ${flags.baseUrl} into ${flags.workdir}/images`);
+        const summary = await downloadImages(targets, {
+          workdir: flags.workdir,
+          baseUrl: flags.baseUrl,
+          concurrency: flags.concurrency,
+          timeoutMs: flags.timeout * 1000,
+          retries: flags.retries,
+          backoff: { baseMs: flags.backoff, maxMs: 30_000, retryAfterMaxMs: 300_000 },
+          maxBytes: Math.round(flags.maxSize * 1024 * 1024),
+          retryFailed: flags.retryFailed,
+          verifyExisting: flags.verifyExisting,
+          graceMs: flags.grace * 1000,
+          stop: stop.signal,
+        });
+        for (const line of describeSummary(summary)) log(line);
+        if (flags.json) printJson(summary);
+        if (summary.stopped) process.exitCode = EXIT_STOPPED;
+        else if (summary.retryable > 0) {
+          log(`${summary.retryable} images failed with transient errors: run the same command again to retry them`);
+          process.exitCode = 1;
+        }
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    }),
+  );
+}
+
+function parseUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error();
+  } catch {
+    throw new InvalidArgumentError('--base-url expects an http(s) URL');
+  }
+  return value;
+}
+
+function parsePositive(name: string) {
+  const parse = parseFloatOption(name);
+  return (value: string): number => {
+    const n = parse(value);
+    if (n <= 0) throw new InvalidArgumentError(`${name} expects a number > 0`);
+    return n;
+  };
 }

@@ -1,0 +1,250 @@
+// The download run: reconcile, then fetch what is left with a keep-alive pool, bounded and adaptive concurrency,
+// retries, a manifest line per outcome and a progress line; stop cleanly when asked.
+import { mkdir } from 'node:fs/promises';
+import pLimit from 'p-limit';
+import { Agent, interceptors } from 'undici';
+import { cleanTempFiles } from '../util/atomic.js';
+import { Progress, type ProgressOptions } from '../util/progress.js';
+import { formatBytes } from '../util/log.js';
+import { workdirPaths } from '../workdir.js';
+import { Aimd } from './aimd.js';
+import { fetchImageOnce, type AttemptContext } from './fetch-image.js';
+import { IMAGE_KINDS, ManifestWriter, readManifest, type ImageStatus, type ManifestRecord } from './manifest.js';
+import { reconcile } from './reconcile.js';
+import { retryDelay, sleep, type BackoffPolicy } from './retry.js';
+import { imageUrl, type ImageTarget } from './targets.js';
+
+export interface DownloadOptions {
+  workdir: string;
+  baseUrl: string;
+  /** Most requests in flight; AIMD moves below it while the host throttles. */
+  concurrency: number;
+  /** Connect, headers and body-idle timeout, ms; a whole attempt gets at most 4× this. */
+  timeoutMs: number;
+  /** Retries after the first attempt, for transient failures. */
+  retries: number;
+  backoff: BackoffPolicy;
+  /** Size cap of one image, bytes. */
+  maxBytes: number;
+  retryFailed: boolean;
+  verifyExisting: boolean;
+  /** After a stop request, how long in-flight requests may finish before they are cut, ms. */
+  graceMs: number;
+  /** Aborting it asks for a graceful stop (SIGINT/SIGTERM). */
+  stop?: AbortSignal;
+  /** Progress display options; false for none (tests). */
+  progress?: ProgressOptions | false;
+}
+
+export type StatusCounts = Record<ImageStatus, number>;
+
+export interface DownloadSummary {
+  selected: number;
+  /** Settled by earlier runs and not asked again, by status. */
+  settled: StatusCounts;
+  adopted: number;
+  removedInvalid: number;
+  tempFilesRemoved: number;
+  tornManifestBytes: number;
+  /** Asked for in this run. */
+  todo: number;
+  /** Outcomes recorded in this run. */
+  results: StatusCounts;
+  /** Of this run's failures, those the next run asks again for without --retry-failed (transient errors). */
+  retryable: number;
+  /** Of `todo`, not settled because the run stopped. */
+  pending: number;
+  requests: number;
+  retries: number;
+  bytes: number;
+  seconds: number;
+  imagesPerSec: number;
+  mbPerSec: number;
+  concurrency: { max: number; min: number; final: number };
+  /** The most frequent reasons among this run's non-ok outcomes. */
+  topReasons: { reason: string; count: number }[];
+  stopped: boolean;
+  /** Every selected image after this run, by status (pending: not yet settled). */
+  state: StatusCounts & { pending: number };
+}
+
+const emptyCounts = (): StatusCounts => ({ ok: 0, missing: 0, invalid: 0, failed: 0 });
+
+export async function downloadImages(targets: ImageTarget[], options: DownloadOptions): Promise<DownloadSummary> {
+  const started = performance.now();
+  const paths = workdirPaths(options.workdir);
+  let tempFilesRemoved = 0;
+  for (const kind of IMAGE_KINDS) {
+    await mkdir(paths.images(kind), { recursive: true });
+    tempFilesRemoved += await cleanTempFiles(paths.images(kind));
+  }
+  const { latest, tornBytes } = await readManifest(paths.imageManifest);
+  const writer = await ManifestWriter.open(paths.imageManifest);
+
+  const plan = await reconcile(targets, latest, { ...options, writer }).catch(async (err) => {
+    await writer.close();
+    throw err;
+  });
+  latest.clear();
+
+  const results = emptyCounts();
+  const reasons = new Map<string, number>();
+  let retryable = 0;
+  let requests = 0;
+  let retries = 0;
+  let bytes = 0;
+  let fatal: unknown;
+
+  const dispatcher = new Agent({
+    connections: options.concurrency,
+    keepAliveTimeout: 30_000,
+    connectTimeout: options.timeoutMs,
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: options.timeoutMs,
+  }).compose(interceptors.redirect({ maxRedirections: 3 }));
+  const hardStop = new AbortController();
+  const attempt: AttemptContext = { dispatcher, maxBytes: options.maxBytes, deadlineMs: 4 * options.timeoutMs, hardStop: hardStop.signal };
+
+  const limit = pLimit(options.concurrency);
+  const aimd = new Aimd(limit, options.concurrency);
+  const progress = options.progress === false ? undefined : new Progress('download', plan.todo.length, { unit: 'images', ...options.progress });
+  const fetchStart = performance.now();
+  const progressText = () => {
+    const mbps = bytes / 1e6 / Math.max((performance.now() - fetchStart) / 1000, 1e-9);
+    return `ok ${results.ok} missing ${results.missing} invalid ${results.invalid} failed ${results.failed}  ${mbps.toFixed(1)} MB/s  concurrency ${aimd.current}`;
+  };
+
+  // A graceful stop: schedule nothing new, wake sleeping retries, give in-flight requests `graceMs`, then cut.
+  const stopping = new AbortController();
+  let graceTimer: NodeJS.Timeout | undefined;
+  const stop = () => {
+    if (stopping.signal.aborted) return;
+    stopping.abort();
+    graceTimer = setTimeout(() => hardStop.abort(), options.graceMs);
+  };
+  if (options.stop?.aborted) stop();
+  options.stop?.addEventListener('abort', stop, { once: true });
+
+  const record = (target: ImageTarget, fields: Omit<ManifestRecord, 'sig' | 'kind' | 'at'>) => {
+    writer.append({ sig: target.sig, kind: target.kind, ...fields, at: new Date().toISOString() });
+    results[fields.status]++;
+    if (fields.status !== 'ok' && !fields.permanent) retryable++;
+    if (fields.status !== 'ok' && fields.reason) reasons.set(fields.reason, (reasons.get(fields.reason) ?? 0) + 1);
+    progress?.tick(1, progressText());
+  };
+
+  /** Attempts for one image until it settles, runs out of retries, or the run stops (then: no record). */
+  const fetchTarget = async (target: ImageTarget) => {
+    const url = imageUrl(options.baseUrl, target.sig);
+    const dest = paths.imageFile(target.kind, target.sig);
+    const t0 = performance.now();
+    const ms = () => Math.round(performance.now() - t0);
+    for (let attempts = 1; ; attempts++) {
+      requests++;
+      const epoch = aimd.started();
+      const outcome = await fetchImageOnce(url, dest, attempt);
+      if (outcome.type === 'aborted') return;
+      if (outcome.type === 'ok') {
+        aimd.succeeded();
+        bytes += outcome.bytes;
+        return record(target, { status: 'ok', http: outcome.http, attempts, bytes: outcome.bytes, ms: ms(), format: outcome.format });
+      }
+      if (outcome.type === 'final') {
+        aimd.succeeded(); // the host answered without throttling
+        const { status, reason, http, permanent } = outcome;
+        return record(target, { status, http, attempts, bytes: 0, ms: ms(), reason, permanent });
+      }
+      if (outcome.throttled) aimd.throttled(epoch);
+      if (attempts > options.retries) {
+        const reason = `${outcome.reason} (after ${attempts} attempts)`;
+        return record(target, { status: 'failed', http: outcome.http, attempts, bytes: 0, ms: ms(), reason, permanent: false });
+      }
+      if (stopping.signal.aborted) return;
+      retries++;
+      if (!(await sleep(retryDelay(attempts, outcome.retryAfterMs, options.backoff), stopping.signal))) return;
+    }
+  };
+
+  // Feed the limiter one free slot at a time, so the queue never holds the whole list.
+  const inFlight = new Set<Promise<void>>();
+  let wake: () => void = () => undefined;
+  const slotFreed = () => new Promise<void>((resolve) => (wake = resolve));
+  stopping.signal.addEventListener('abort', () => wake(), { once: true });
+  for (const target of plan.todo) {
+    while (!stopping.signal.aborted && inFlight.size >= limit.concurrency) await slotFreed();
+    if (stopping.signal.aborted) break;
+    const task: Promise<void> = limit(fetchTarget, target)
+      .catch((err) => {
+        // A disk failure (RunError) or a bug: stop everything, report it after the manifest is flushed.
+        fatal ??= err;
+        stop();
+        hardStop.abort();
+      })
+      .finally(() => {
+        inFlight.delete(task);
+        wake();
+      });
+    inFlight.add(task);
+  }
+  while (inFlight.size > 0) await Promise.race(inFlight);
+
+  clearTimeout(graceTimer);
+  options.stop?.removeEventListener('abort', stop);
+  await writer.close();
+  await (stopping.signal.aborted ? dispatcher.destroy() : dispatcher.close());
+  progress?.finish(progressText());
+  if (fatal) throw fatal;
+
+  const seconds = (performance.now() - started) / 1000;
+  const fetchSeconds = Math.max((performance.now() - fetchStart) / 1000, 1e-9);
+  const recorded = results.ok + results.missing + results.invalid + results.failed;
+  const pending = plan.todo.length - recorded;
+  return {
+    selected: targets.length,
+    settled: plan.settled,
+    adopted: plan.adopted,
+    removedInvalid: plan.removedInvalid,
+    tempFilesRemoved,
+    tornManifestBytes: tornBytes,
+    todo: plan.todo.length,
+    results,
+    retryable,
+    pending,
+    requests,
+    retries,
+    bytes,
+    seconds,
+    imagesPerSec: results.ok / fetchSeconds,
+    mbPerSec: bytes / 1e6 / fetchSeconds,
+    concurrency: { max: options.concurrency, min: aimd.min, final: aimd.current },
+    topReasons: [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([reason, count]) => ({ reason, count })),
+    stopped: stopping.signal.aborted,
+    state: {
+      ok: plan.settled.ok + plan.adopted + results.ok,
+      missing: plan.settled.missing + results.missing,
+      invalid: plan.settled.invalid + results.invalid,
+      failed: plan.settled.failed + results.failed,
+      pending,
+    },
+  };
+}
+
+/** Human lines for the end of a run. */
+export function describeSummary(s: DownloadSummary): string[] {
+  const lines = [
+    `${s.stopped ? 'stopped' : 'done'}: ${s.selected} selected, ${s.todo} fetched in this run` +
+      ` (ok ${s.results.ok}, missing ${s.results.missing}, invalid ${s.results.invalid}, failed ${s.results.failed}` +
+      `${s.pending ? `, not reached ${s.pending}` : ''}), ${formatBytes(s.bytes)} in ${s.seconds.toFixed(1)} s` +
+      ` (${s.imagesPerSec.toFixed(1)} images/s, ${s.mbPerSec.toFixed(2)} MB/s)`,
+    `state: ok ${s.state.ok}, missing ${s.state.missing}, invalid ${s.state.invalid}, failed ${s.state.failed}, pending ${s.state.pending}` +
+      `; ${s.requests} requests, ${s.retries} retries, concurrency ${s.concurrency.min}..${s.concurrency.max}`,
+  ];
+  if (s.adopted || s.removedInvalid || s.tempFilesRemoved || s.tornManifestBytes) {
+    lines.push(
+      `resume: adopted ${s.adopted} files on disk, removed ${s.removedInvalid} invalid files, ` +
+        `${s.tempFilesRemoved} stale temp files, ${s.tornManifestBytes} bytes of a torn manifest line`,
+    );
+  }
+  if (s.topReasons.length) lines.push(`top failure reasons: ${s.topReasons.map((r) => `${r.reason} ×${r.count}`).join(', ')}`);
+  return lines;
+}

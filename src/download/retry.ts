@@ -1,0 +1,50 @@
+// When to ask again: exponential backoff with full jitter, or the server's Retry-After when it gives one.
+
+export interface BackoffPolicy {
+  /** Delay scale of the first retry, ms. */
+  baseMs: number;
+  /** Largest backoff delay, ms. */
+  maxMs: number;
+  /** Largest Retry-After honoured, ms (a server asking for hours is treated as asking for this). */
+  retryAfterMaxMs: number;
+}
+
+/**
+ * Full jitter ("Exponential Backoff And Jitter", AWS architecture blog): uniform in [0, min(max, base * 2^(n-1)))
+ * for retry n = 1, 2, ... Spreads the retries of many requests that failed together.
+ */
+export function backoffDelay(retry: number, policy: BackoffPolicy, random: () => number = Math.random): number {
+  const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, retry - 1));
+  return Math.floor(random() * ceiling);
+}
+
+/** A Retry-After header (delay in seconds, or an HTTP date) as ms from `now`; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (!text) return undefined;
+  if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** The wait before retry n: the server's Retry-After (capped) when it sent one, else backoff with jitter. */
+export function retryDelay(retry: number, retryAfterMs: number | undefined, policy: BackoffPolicy, random?: () => number): number {
+  if (retryAfterMs !== undefined) return Math.min(retryAfterMs, policy.retryAfterMaxMs);
+  return backoffDelay(retry, policy, random);
+}
+
+/** Sleep `ms`, or less when `signal` aborts (then resolves false). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,91 @@
+// What makes a downloaded body an image we keep: an image content type, the magic bytes of a format the later
+// stages read, not an HTML error page, not empty, under the size cap, and decodable by sharp.
+import { open, stat } from 'node:fs/promises';
+import sharp from 'sharp';
+
+export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
+
+/** Bytes needed at the start of a body to recognise its format. */
+export const SNIFF_BYTES = 16;
+
+/** A body that is not an image we keep; `reason` goes to the manifest. */
+export class InvalidImage extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = 'InvalidImage';
+  }
+}
+
+/** The image format from the first bytes, or undefined. */
+export function sniffFormat(head: Uint8Array): ImageFormat | undefined {
+  const at = (offset: number, ascii: string) =>
+    head.length >= offset + ascii.length && [...ascii].every((c, i) => head[offset + i] === c.charCodeAt(0));
+  if (head.length >= 3 && head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return 'jpeg';
+  if (head.length >= 8 && head[0] === 0x89 && at(1, 'PNG\r\n\x1a\n')) return 'png';
+  if (at(0, 'RIFF') && at(8, 'WEBP')) return 'webp';
+  if (at(0, 'GIF87a') || at(0, 'GIF89a')) return 'gif';
+  return undefined;
+}
+
+/** Error pages served with status 200 (captive portals, soft 404s) start with markup. */
+export function looksLikeHtml(head: Uint8Array): boolean {
+  const text = Buffer.from(head).toString('latin1').trimStart().toLowerCase();
+  return text.startsWith('<!doctype') || text.startsWith('<html');
+}
+
+/**
+ * Check the first bytes of a body: throws InvalidImage with the reason, else returns the format.
+ * `head` holds at least SNIFF_BYTES bytes, or the whole body when it is shorter.
+ */
+export function checkHead(head: Uint8Array): ImageFormat {
+  if (head.length === 0) throw new InvalidImage('empty body');
+  if (looksLikeHtml(head)) throw new InvalidImage('html page');
+  const format = sniffFormat(head);
+  if (!format) throw new InvalidImage('not an image (unknown magic bytes)');
+  return format;
+}
+
+/**
+ * Response content types we accept: any image/*, and the generic binary types plain mirrors (S3, static servers)
+ * serve; the magic bytes and the decode are what really decide.
+ */
+export function checkContentType(contentType: string | undefined): void {
+  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (type.startsWith('image/') || type === 'application/octet-stream' || type === 'binary/octet-stream') return;
+  if (type === 'text/html') throw new InvalidImage('html page (content-type text/html)');
+  throw new InvalidImage(`content-type ${type || 'missing'}`);
+}
+
+/**
+ * Decode the whole file with sharp (truncated or corrupt data fails: failOn 'warning'). The output is a tiny
+ * thumbnail so JPEGs decode at reduced scale (every entropy-coded byte is still read) and a huge image never
+ * expands to a huge pixel buffer.
+ */
+export async function checkDecodes(path: string): Promise<void> {
+  try {
+    await sharp(path, { failOn: 'warning', sequentialRead: true })
+      .resize(16, 16, { fit: 'inside' })
+      .raw()
+      .toBuffer();
+  } catch (err) {
+    throw new InvalidImage(`not decodable: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  }
+}
+
+/** Validate an image already on disk (reconciliation at start): head, size cap, decode. */
+export async function validateImageFile(path: string, maxBytes: number): Promise<{ format: ImageFormat; bytes: number }> {
+  const { size } = await stat(path);
+  if (size > maxBytes) throw new InvalidImage(`too large (> ${maxBytes} bytes)`);
+  const handle = await open(path, 'r');
+  let head: Uint8Array;
+  try {
+    const buffer = Buffer.alloc(Math.min(SNIFF_BYTES, size));
+    await handle.read(buffer, 0, buffer.length, 0);
+    head = buffer;
+  } finally {
+    await handle.close();
+  }
+  const format = checkHead(head);
+  await checkDecodes(path);
+  return { format, bytes: size };
+}
