@@ -1,6 +1,180 @@
-import { Command } from 'commander';
-import { notBuiltYet, withCommon } from '../util/command.js';
+// `ctl embed`: image embeddings of the dataset's products and scenes into the embedding store, resumable.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_BASE_URL } from '../download/targets.js';
+import type { Domain } from '../data/types.js';
+import { action, parseIntOption, parseShard, withCommon } from '../util/command.js';
+import { InputError } from '../util/errors.js';
+import { formatDuration, log, printJson } from '../util/log.js';
+import type { HideMode } from './hide.js';
+import type { SceneView } from './jobs.js';
+import type { Device } from './local-encoder.js';
+import { DEFAULT_MODEL, PINNED_REVISIONS, type Dtype } from './model-source.js';
+import { runEmbed, type EmbedSummary } from './run.js';
+
+interface EmbedFlags {
+  domain: Domain;
+  model: string;
+  revision?: string;
+  offline: boolean;
+  provider: 'local' | 'http';
+  device: Device;
+  dtype: Dtype;
+  threads?: number;
+  batch: number;
+  prefetch: number;
+  commitEvery: number;
+  kind: 'products' | 'scenes' | 'all';
+  sceneView: SceneView;
+  hide: HideMode;
+  shard?: { index: number; count: number };
+  limit?: number;
+  apiUrl?: string;
+  apiSend: 'bytes' | 'url';
+  apiDim?: number;
+  imageBaseUrl: string;
+  concurrency: number;
+  retries: number;
+  timeout: number;
+}
+
+/** Exit code of a run stopped by SIGINT/SIGTERM (128 + SIGINT), as `ctl download` uses. */
+const EXIT_STOPPED = 130;
+
+function parseUrl(value: string): string {
+  try {
+    return new URL(value).toString();
+  } catch {
+    throw new InvalidArgumentError('expects an http(s) URL');
+  }
+}
+
+const FAILURES_SHOWN = 10;
+
+function describe(summary: EmbedSummary): string[] {
+  const rev = summary.revision ? `@${summary.revision.slice(0, 12)}` : '';
+  const dtype = summary.dtype ? ` (${summary.dtype})` : '';
+  const lines = [`embed: ${summary.model}${rev} on ${summary.device}${dtype}`];
+  for (const v of summary.views) {
+    const reasons = new Map<string, number>();
+    for (const f of v.failed) reasons.set(f.reason, (reasons.get(f.reason) ?? 0) + 1);
+    const failed = v.failed.length ? `, ${v.failed.length} failed (${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')})` : '';
+    const masked = v.maskFallbacks ? `, ${v.maskFallbacks} masked (box covered the scene)` : '';
+    lines.push(
+      `  ${v.view}: ${v.embedded} embedded, ${v.alreadyStored} already stored${failed}${masked}; ` +
+        `store ${v.dir} holds ${v.stored} rows${v.dim ? ` of ${v.dim}-d` : ''}`,
+    );
+    for (const f of v.failed.slice(0, FAILURES_SHOWN)) lines.push(`    skipped ${f.id} (${f.reason}: ${f.message}) ${f.file}`);
+    if (v.failed.length > FAILURES_SHOWN) lines.push(`    ... and ${v.failed.length - FAILURES_SHOWN} more (--json lists all)`);
+  }
+  lines.push(
+    `embedded ${summary.embedded} images in ${formatDuration(summary.seconds)} ` +
+      `(${summary.imagesPerSecond.toFixed(1)} images/s after ${summary.loadSeconds.toFixed(1)} s loading)` +
+      (summary.stopped ? '; stopped early: re-run to continue' : ''),
+  );
+  return lines;
+}
 
 export function registerEmbedCommand(program: Command): void {
-  notBuiltYet(withCommon(program.command('embed').description('image embeddings (fashion SigLIP, CPU or CUDA), resumable')));
+  withCommon(
+    program
+      .command('embed')
+      .description(
+        'image embeddings of the dataset\'s products and scenes (L2-normalised float32) into ' +
+          'workdir/embeddings/<model>/<view>/, resumable: rows already stored are skipped, a shard is committed every ' +
+          'few batches. Missing or undecodable images are skipped and listed, never fatal. Exit 130 when stopped by ' +
+          'SIGINT/SIGTERM (what was embedded is kept).',
+      )
+      .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion'))
+      .option(
+        '--model <id|path>',
+        'hub id, local folder (config.json, preprocessor_config.json, onnx/vision_model*.onnx), or a generated model: ' +
+          "'tiny' (tests, demo) or 'vit-b16' (ViT-B/16 sizes, random weights, for benchmarks)",
+        DEFAULT_MODEL,
+      )
+      .addOption(
+        new Option('--revision <rev>', 'hub revision (branch, tag or commit)').default(
+          undefined,
+          `${PINNED_REVISIONS[DEFAULT_MODEL].slice(0, 12)}… for ${DEFAULT_MODEL}, else main`,
+        ),
+      )
+      .option('--offline', 'never touch the network; name any model file not on disk (also HF_HUB_OFFLINE=1)', false)
+      .addOption(new Option('--provider <provider>', 'run the model here, or call an embedding service').choices(['local', 'http']).default('local'))
+      .addOption(
+        new Option('--device <device>', 'auto tries CUDA and falls back to CPU; cuda fails with the set-up steps when it cannot load')
+          .choices(['auto', 'cpu', 'cuda'])
+          .default('auto'),
+      )
+      .addOption(
+        new Option('--dtype <dtype>', 'weights: onnx/vision_model.onnx, _fp16.onnx or _quantized.onnx (where the model ships them)')
+          .choices(['fp32', 'fp16', 'q8'])
+          .default('fp32'),
+      )
+      .addOption(new Option('--threads <n>', 'onnxruntime threads').argParser(parseIntOption('--threads', 1)).default(undefined, 'one per core'))
+      .option('--batch <n>', 'images per model call', parseIntOption('--batch', 1), 16)
+      .option('--prefetch <n>', 'batches decoded and preprocessed ahead of the model', parseIntOption('--prefetch', 1), 2)
+      .option('--commit-every <n>', 'commit a store shard every N batches (and at least every 30 s)', parseIntOption('--commit-every', 1), 8)
+      .addOption(new Option('--kind <kind>', 'which images').choices(['products', 'scenes', 'all']).default('all'))
+      .addOption(
+        new Option('--scene-view <view>', 'full: whole scenes; hide-product: one row per scene and product, that product hidden')
+          .choices(['full', 'hide-product'])
+          .default('full'),
+      )
+      .addOption(
+        new Option('--hide <mode>', 'hide-product: crop to the largest region clear of the box, or paint the box with the image mean')
+          .choices(['crop', 'mask'])
+          .default('crop'),
+      )
+      .option('--shard <I/N>', 'only shard I of N (hash of the image signature; same rule as ctl download) (default: all)', parseShard)
+      .option('--limit <n>', 'at most N new rows per view (default: all)', parseIntOption('--limit', 0))
+      .option('--api-url <url>', 'http provider: the service; each image is one POST answered with JSON {"embedding": [...]}', parseUrl)
+      .addOption(
+        new Option('--api-send <what>', 'http provider: POST the image bytes (image/jpeg) or JSON {"url": image URL}').choices(['bytes', 'url']).default('bytes'),
+      )
+      .addOption(new Option('--api-dim <n>', 'http provider: expected dimension').argParser(parseIntOption('--api-dim', 1)).default(undefined, 'the first answer\'s'))
+      .option('--image-base-url <url>', 'http provider with --api-send url: image host, as in ctl download', parseUrl, DEFAULT_BASE_URL)
+      .option('--concurrency <n>', 'http provider: requests in flight', parseIntOption('--concurrency', 1), 8)
+      .option('--retries <n>', 'http provider: retries of a network error, 429 or 5xx (exponential backoff)', parseIntOption('--retries', 0), 3)
+      .option('--timeout <seconds>', 'http provider: per-request timeout', parseIntOption('--timeout', 1), 30),
+  ).action(
+    action<EmbedFlags>(async (flags) => {
+      if (flags.provider === 'http' && !flags.apiUrl) throw new InputError('--provider http needs --api-url');
+      if (flags.provider !== 'http' && flags.apiUrl) throw new InputError('--api-url is for --provider http');
+      if (flags.provider === 'http' && flags.apiSend === 'url' && flags.sceneView === 'hide-product' && flags.kind !== 'products')
+        throw new InputError('--api-send url cannot hide a product (the service fetches the whole image); use --api-send bytes');
+
+      const stop = new AbortController();
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (stop.signal.aborted) process.exit(EXIT_STOPPED);
+        log(`${signal}: committing what is embedded and stopping after this batch; send again to quit now`);
+        stop.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        const summary = await runEmbed({
+          ...flags,
+          offline: flags.offline || process.env.HF_HUB_OFFLINE === '1',
+          http: flags.apiUrl
+            ? {
+                apiUrl: flags.apiUrl,
+                send: flags.apiSend,
+                imageBaseUrl: flags.imageBaseUrl,
+                concurrency: flags.concurrency,
+                retries: flags.retries,
+                timeoutMs: flags.timeout * 1000,
+                dim: flags.apiDim,
+              }
+            : undefined,
+          progress: true,
+          stop: stop.signal,
+        });
+        for (const line of describe(summary)) log(line);
+        if (flags.json) printJson(summary);
+        if (summary.stopped) process.exitCode = EXIT_STOPPED;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    }),
+  );
 }

@@ -1,0 +1,113 @@
+// The http provider: a remote embedding service, as the reference project used. Each image is one POST:
+//   --api-send bytes  body = the image (JPEG as downloaded; re-encoded when the product is hidden),
+//                     Content-Type image/jpeg
+//   --api-send url    body = {"url": "<image host>/400x/ab/cd/ef/<sig>.jpg"}, Content-Type application/json
+// and the answer is JSON {"embedding": [numbers]}. Requests run `concurrency` at a time; network errors, 429 and
+// 5xx are retried with exponential backoff; every vector must have the same dimension.
+import pLimit from 'p-limit';
+import { imageUrl } from '../download/targets.js';
+import { InputError, RunError } from '../util/errors.js';
+import { l2NormalizeRows, type Encoder, type PreparedBase } from './encoder.js';
+import { decodeRgb, encodeJpeg, ImageProblem, loadJobImage, readImageFile, type ImageJob } from './images.js';
+
+export interface HttpEncoderOptions {
+  apiUrl: string;
+  send: 'bytes' | 'url';
+  /** Base URL of the image host, for `send: 'url'`. */
+  imageBaseUrl: string;
+  concurrency: number;
+  retries: number;
+  timeoutMs: number;
+  /** Expected dimension; else the first answer (or the store) sets it. */
+  dim?: number;
+  /** Model id recorded in the store. */
+  model: string;
+  revision?: string;
+  /** First retry waits this long, then doubles. */
+  retryDelayMs?: number;
+}
+
+interface PreparedRequest extends PreparedBase {
+  body: Uint8Array<ArrayBuffer> | string;
+  contentType: string;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> {
+  let url: URL;
+  try {
+    url = new URL(opts.apiUrl);
+  } catch {
+    throw new InputError(`--api-url: ${JSON.stringify(opts.apiUrl)} is not a URL`);
+  }
+  const limit = pLimit(opts.concurrency);
+  const retryDelayMs = opts.retryDelayMs ?? 250;
+  let dim = opts.dim;
+
+  /** One image's vector; an ImageProblem once retries are spent; RunError when the answer is not an embedding. */
+  async function post(item: PreparedRequest, job: ImageJob): Promise<Float32Array | ImageProblem> {
+    let last = '';
+    for (let attempt = 0; attempt <= opts.retries; attempt++) {
+      if (attempt > 0) await sleep(retryDelayMs * 2 ** (attempt - 1));
+      let res: Response;
+      try {
+        res = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': item.contentType, accept: 'application/json' },
+          body: item.body,
+          signal: AbortSignal.timeout(opts.timeoutMs),
+        });
+      } catch (err) {
+        last = `network error: ${(err as Error).message}`;
+        continue;
+      }
+      const text = await res.text();
+      if (res.status === 429 || res.status >= 500) {
+        last = `HTTP ${res.status} ${text.slice(0, 120)}`.trim();
+        continue;
+      }
+      if (!res.ok) return new ImageProblem('service', `HTTP ${res.status} ${text.slice(0, 120)}`.trim());
+      let embedding: unknown;
+      try {
+        embedding = (JSON.parse(text) as { embedding?: unknown }).embedding;
+      } catch {
+        embedding = undefined;
+      }
+      if (!Array.isArray(embedding) || embedding.length === 0 || !embedding.every((v) => typeof v === 'number' && Number.isFinite(v)))
+        throw new RunError(`${opts.apiUrl}: answered ${JSON.stringify(text.slice(0, 80))} for ${job.id}; expected JSON {"embedding": [numbers]}`);
+      if (dim === undefined) dim = embedding.length;
+      if (embedding.length !== dim)
+        throw new RunError(`${opts.apiUrl}: a ${embedding.length}-d embedding for ${job.id}, but the others (or the store, or --api-dim) are ${dim}-d`);
+      return l2NormalizeRows(Float32Array.from(embedding as number[]), dim);
+    }
+    return new ImageProblem('service', `${last} (after ${opts.retries + 1} attempts)`);
+  }
+
+  return {
+    model: opts.model,
+    revision: opts.revision,
+    device: `http ${url.origin}`,
+    preprocessing: { provider: 'http', api: url.origin + url.pathname, send: opts.send },
+
+    async prepare(job: ImageJob): Promise<PreparedRequest> {
+      if (opts.send === 'url') {
+        if (job.hide) throw new InputError('--api-send url cannot hide a product (the service fetches the whole image); use --api-send bytes');
+        return { body: JSON.stringify({ url: imageUrl(opts.imageBaseUrl, job.sig) }), contentType: 'application/json', fellBack: false };
+      }
+      if (job.hide) {
+        const { image, fellBack } = await loadJobImage(job);
+        return { body: new Uint8Array(await encodeJpeg(image)), contentType: 'image/jpeg', fellBack };
+      }
+      const bytes = await readImageFile(job.file);
+      await decodeRgb(bytes); // an undecodable file is skipped here, not sent
+      return { body: new Uint8Array(bytes), contentType: 'image/jpeg', fellBack: false };
+    },
+
+    embed(batch: PreparedRequest[], jobs: ImageJob[]) {
+      return Promise.all(batch.map((item, i) => limit(() => post(item, jobs[i]))));
+    },
+
+    async dispose() {},
+  };
+}

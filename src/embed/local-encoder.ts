@@ -1,0 +1,127 @@
+// The local provider: a vision tower and its image processor loaded by transformers.js (onnxruntime-node), on CPU or
+// CUDA. SigLIP-family models return `pooler_output`, CLIP-family ones `image_embeds`; both are L2-normalised here.
+import { InputError, RunError } from '../util/errors.js';
+import { log } from '../util/log.js';
+import { l2NormalizeRows, type Encoder, type PreparedBase } from './encoder.js';
+import { loadJobImage, type ImageJob } from './images.js';
+import type { Dtype, ModelSource } from './model-source.js';
+
+export type Device = 'auto' | 'cpu' | 'cuda';
+
+export interface LocalEncoderOptions {
+  device: Device;
+  dtype: Dtype;
+  /** onnxruntime intra-op threads; undefined = one per core. */
+  threads?: number;
+  offline: boolean;
+  modelsDir: string;
+}
+
+/** What to do when the CUDA provider cannot load: the exact set-up, once, in one place. */
+export const CUDA_SETUP =
+  'CUDA needs an NVIDIA driver, CUDA 12 and cuDNN 9 libraries on the library path, and onnxruntime-node\'s CUDA ' +
+  'provider files: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (this package skips them by ' +
+  'default, see .npmrc)';
+
+type Transformers = typeof import('@huggingface/transformers');
+type VisionModel = Awaited<ReturnType<Transformers['SiglipVisionModel']['from_pretrained']>>;
+
+/** Pixel values of one image, as the model's processor made them: [3, H, W]. */
+interface PreparedPixels extends PreparedBase {
+  data: Float32Array;
+  dims: number[];
+}
+
+function isCudaProblem(err: unknown): boolean {
+  return /cuda|cudnn|shared librar|providers_shared/i.test(String((err as Error)?.message ?? err));
+}
+
+export async function loadLocalEncoder(source: ModelSource, opts: LocalEncoderOptions): Promise<Encoder<PreparedPixels>> {
+  const tf: Transformers = await import('@huggingface/transformers');
+  tf.env.allowRemoteModels = source.kind === 'hub' && !opts.offline;
+  tf.env.localModelPath = opts.modelsDir;
+  // onnxruntime prints native errors itself (e.g. a failed CUDA provider load); they reach us as exceptions anyway.
+  tf.env.backends.onnx.setLogLevel?.(50);
+
+  const loadOptions = { revision: source.revision, cache_dir: source.cacheDir, local_files_only: !tf.env.allowRemoteModels };
+  const failLoad = (err: unknown): never => {
+    const message = String((err as Error)?.message ?? err);
+    if (source.kind === 'hub' && !opts.offline)
+      throw new RunError(`loading ${source.id}@${source.revision}: ${message} (no network here? download once elsewhere, copy ${source.cacheDir}, and use --offline)`);
+    throw new RunError(`loading ${source.location}: ${message}`);
+  };
+
+  const config = await tf.AutoConfig.from_pretrained(source.location, loadOptions).catch(failLoad);
+  const processor = await tf.AutoImageProcessor.from_pretrained(source.location, loadOptions).catch(failLoad);
+  // Both classes load onnx/vision_model*.onnx; CLIP's exports the projected `image_embeds` beside `pooler_output`.
+  const ModelClass = (config as { model_type?: string }).model_type === 'clip' ? tf.CLIPVisionModelWithProjection : tf.SiglipVisionModel;
+
+  const session_options = {
+    graphOptimizationLevel: 'all' as const,
+    executionMode: 'sequential' as const,
+    interOpNumThreads: 1,
+    ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+  };
+  const load = (device: 'cpu' | 'cuda') =>
+    ModelClass.from_pretrained(source.location, { ...loadOptions, device, dtype: opts.dtype, session_options }) as Promise<VisionModel>;
+
+  let model: VisionModel;
+  let device: 'cpu' | 'cuda' = opts.device === 'cpu' ? 'cpu' : 'cuda';
+  try {
+    model = await load(device);
+  } catch (err) {
+    if (device !== 'cuda' || !isCudaProblem(err)) return failLoad(err);
+    const reason = String((err as Error).message).split('\n')[0];
+    if (opts.device === 'cuda') throw new InputError(`--device cuda: the CUDA provider could not load (${reason}). ${CUDA_SETUP}; or use --device cpu`);
+    log(`embed: CUDA unavailable (${reason}); running on CPU. ${CUDA_SETUP}.`);
+    device = 'cpu';
+    model = await load(device).catch(failLoad);
+  }
+
+  const session = (model as unknown as { sessions: Record<string, { outputNames: string[] }> }).sessions.model;
+  const outputName = ['image_embeds', 'pooler_output'].find((n) => session.outputNames.includes(n));
+  if (!outputName)
+    throw new InputError(`${source.location}: the vision model has outputs ${session.outputNames.join(', ')}; expected image_embeds or pooler_output`);
+
+  const p = processor as unknown as Record<string, unknown>;
+  return {
+    model: source.id,
+    revision: source.revision,
+    device,
+    preprocessing: {
+      processor: processor.constructor.name,
+      size: p.size,
+      resample: p.resample,
+      do_center_crop: p.do_center_crop ?? false,
+      crop_size: p.crop_size,
+      image_mean: p.image_mean,
+      image_std: p.image_std,
+      dtype: opts.dtype,
+      output: outputName,
+    },
+
+    async prepare(job: ImageJob): Promise<PreparedPixels> {
+      const { image, fellBack } = await loadJobImage(job);
+      const raw = new tf.RawImage(image.data, image.width, image.height, image.channels as 3);
+      const { pixel_values } = await processor(raw);
+      return { data: pixel_values.data as Float32Array, dims: pixel_values.dims.slice(1), fellBack };
+    },
+
+    async embed(batch: PreparedPixels[]): Promise<Float32Array[]> {
+      const [c, h, w] = batch[0].dims;
+      const size = c * h * w;
+      const pixels = new Float32Array(batch.length * size);
+      batch.forEach((item, i) => pixels.set(item.data, i * size));
+      const outputs = await model({ pixel_values: new tf.Tensor('float32', pixels, [batch.length, c, h, w]) });
+      let out = outputs[outputName];
+      if (out.type !== 'float32') out = out.to('float32');
+      const dim = out.dims[out.dims.length - 1];
+      const rows = l2NormalizeRows(Float32Array.from(out.data as ArrayLike<number>), dim);
+      return batch.map((_, i) => rows.subarray(i * dim, (i + 1) * dim));
+    },
+
+    async dispose() {
+      await model.dispose();
+    },
+  };
+}

@@ -1,0 +1,237 @@
+// The embedding loop: for each view, skip rows already stored, prepare images ahead of the model (decode, hide,
+// preprocess run concurrently while the previous batch is embedded), embed in batches, and commit a store shard
+// every few batches. A killed run loses at most the uncommitted batches; a re-run continues from the store.
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EmbeddingStore } from '../data/embeddings.js';
+import { InputError, RunError } from '../util/errors.js';
+import type { Progress } from '../util/progress.js';
+import type { EmbeddingView } from '../workdir.js';
+import type { Encoder, PreparedBase } from './encoder.js';
+import { ImageProblem, type ImageJob, type ProblemReason } from './images.js';
+
+export interface ViewPlan {
+  view: EmbeddingView;
+  /** The store folder. */
+  dir: string;
+  /** Rows of this view (already limited to this process's shard). */
+  jobs: ImageJob[];
+}
+
+export interface Failure {
+  id: string;
+  file: string;
+  reason: ProblemReason;
+  message: string;
+}
+
+export interface ViewResult {
+  view: EmbeddingView;
+  dir: string;
+  /** Rows of the view in this shard. */
+  selected: number;
+  /** Of those, already in the store when the run started. */
+  alreadyStored: number;
+  embedded: number;
+  failed: Failure[];
+  /** hide-product rows where crop had to mask (the box covered the whole scene). */
+  maskFallbacks: number;
+  /** Rows in the store now. */
+  stored: number;
+  dim?: number;
+  /** Stopped early by a signal. */
+  stopped: boolean;
+}
+
+export interface PipelineOptions {
+  batch: number;
+  /** Batches prepared ahead of the model. */
+  prefetch: number;
+  /** Commit a shard after this many batches (or 30 s, whichever comes first). */
+  commitEvery: number;
+  /** Store shard writer name (keeps `--shard` machines' files apart). */
+  writer: string;
+  /** At most this many new rows per view. */
+  limit?: number;
+  progress?: Progress;
+  /** Aborted (SIGINT/SIGTERM): commit what is embedded and stop after the current batch. */
+  stop?: AbortSignal;
+}
+
+/** Consecutive service failures after which the run stops: the service is down, not one image bad. */
+const MAX_CONSECUTIVE_SERVICE_FAILURES = 20;
+const COMMIT_SECONDS = 30;
+
+type Settled<P> = { ok: true; value: P } | { ok: false; error: unknown };
+
+/** Prepared items in job order, `window` of them in flight ahead of the consumer. */
+async function* prepareAhead<P>(jobs: ImageJob[], prepare: (job: ImageJob) => Promise<P>, window: number): AsyncGenerator<[ImageJob, Settled<P>]> {
+  const inFlight: Promise<Settled<P>>[] = [];
+  let next = 0;
+  const fill = () => {
+    while (next < jobs.length && inFlight.length < window)
+      inFlight.push(prepare(jobs[next++]).then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error })));
+  };
+  fill();
+  for (let i = 0; i < jobs.length; i++) {
+    const settled = await inFlight.shift()!;
+    fill();
+    yield [jobs[i], settled];
+  }
+}
+
+async function openExisting(dir: string): Promise<EmbeddingStore | null> {
+  try {
+    await stat(join(dir, 'meta.json'));
+  } catch {
+    return null;
+  }
+  return EmbeddingStore.open(dir);
+}
+
+/** A store written with other settings (dtype, hide mode, provider) must not be extended with different vectors. */
+function checkCompatible(store: EmbeddingStore, encoder: Encoder, hide: Record<string, unknown>): void {
+  const want: Record<string, unknown> = { ...encoder.preprocessing, ...hide };
+  const have = store.meta.preprocessing ?? {};
+  for (const key of ['dtype', 'provider', 'hide', 'output']) {
+    if (JSON.stringify(have[key]) !== JSON.stringify(want[key]))
+      throw new InputError(
+        `${join(store.dir, 'meta.json')}: preprocessing.${key}: the store was written with ${JSON.stringify(have[key])}, ` +
+          `this run uses ${JSON.stringify(want[key])} (use the same settings, another --workdir, or remove the store)`,
+      );
+  }
+  for (const key of ['model', 'revision'] as const) {
+    const theirs = store.meta[key];
+    const ours = encoder[key];
+    if (theirs !== undefined && ours !== undefined && theirs !== ours)
+      throw new InputError(`${join(store.dir, 'meta.json')}: ${key}: the store holds ${JSON.stringify(theirs)}, this run uses ${JSON.stringify(ours)}`);
+  }
+}
+
+interface PlannedView {
+  plan: ViewPlan;
+  store: EmbeddingStore | null;
+  todo: ImageJob[];
+  alreadyStored: number;
+}
+
+/** Open the stores and work out what is left to do, before anything runs (so progress knows the total). */
+export async function planViews(plans: ViewPlan[], encoder: Encoder, hideFor: (view: EmbeddingView) => Record<string, unknown>, limit?: number): Promise<PlannedView[]> {
+  const planned: PlannedView[] = [];
+  for (const plan of plans) {
+    const store = await openExisting(plan.dir);
+    if (store) checkCompatible(store, encoder, hideFor(plan.view));
+    const left = store ? plan.jobs.filter((j) => !store.has(j.id)) : plan.jobs;
+    planned.push({ plan, store, todo: limit === undefined ? left : left.slice(0, limit), alreadyStored: plan.jobs.length - left.length });
+  }
+  return planned;
+}
+
+export async function runView<P extends PreparedBase>(
+  planned: PlannedView,
+  encoder: Encoder<P>,
+  hide: Record<string, unknown>,
+  opts: PipelineOptions,
+): Promise<ViewResult> {
+  const { plan } = planned;
+  let store = planned.store;
+  const result: ViewResult = {
+    view: plan.view,
+    dir: plan.dir,
+    selected: plan.jobs.length,
+    alreadyStored: planned.alreadyStored,
+    embedded: 0,
+    failed: [],
+    maskFallbacks: 0,
+    stored: store?.size ?? 0,
+    dim: store?.dim,
+    stopped: false,
+  };
+
+  let pendingIds: string[] = [];
+  let pendingRows: Float32Array[] = [];
+  let batchesSinceCommit = 0;
+  let lastCommit = performance.now();
+  let consecutiveServiceFailures = 0;
+
+  const commit = async () => {
+    if (pendingIds.length === 0) return;
+    const dim = pendingRows[0].length;
+    if (!store)
+      store = await EmbeddingStore.openOrCreate(plan.dir, {
+        model: encoder.model,
+        revision: encoder.revision,
+        dim,
+        view: plan.view,
+        preprocessing: { ...encoder.preprocessing, ...hide },
+      });
+    if (store.dim !== dim) throw new InputError(`${plan.dir}: the store holds ${store.dim}-d vectors, this model gives ${dim}-d`);
+    const rows = new Float32Array(pendingIds.length * dim);
+    pendingRows.forEach((r, i) => rows.set(r, i * dim));
+    await store.append(pendingIds, rows, opts.writer);
+    result.embedded += pendingIds.length;
+    result.stored = store.size;
+    result.dim = dim;
+    pendingIds = [];
+    pendingRows = [];
+    batchesSinceCommit = 0;
+    lastCommit = performance.now();
+  };
+
+  const fail = (job: ImageJob, problem: ImageProblem) => {
+    result.failed.push({ id: job.id, file: job.file, reason: problem.reason, message: problem.message });
+    consecutiveServiceFailures = problem.reason === 'service' ? consecutiveServiceFailures + 1 : 0;
+  };
+
+  const embedBatch = async (jobs: ImageJob[], items: P[]) => {
+    if (items.length > 0) {
+      const vectors = await encoder.embed(items, jobs);
+      vectors.forEach((v, i) => {
+        if (v instanceof ImageProblem) return fail(jobs[i], v);
+        consecutiveServiceFailures = 0;
+        pendingIds.push(jobs[i].id);
+        pendingRows.push(v);
+      });
+    }
+    if (consecutiveServiceFailures >= MAX_CONSECUTIVE_SERVICE_FAILURES) {
+      await commit();
+      const last = result.failed[result.failed.length - 1];
+      throw new RunError(`the embedding service failed ${consecutiveServiceFailures} images in a row (last: ${last.message}); stored rows are kept, re-run to continue`);
+    }
+    batchesSinceCommit++;
+    if (batchesSinceCommit >= opts.commitEvery || (performance.now() - lastCommit) / 1000 >= COMMIT_SECONDS) await commit();
+  };
+
+  let batchJobs: ImageJob[] = [];
+  let batchItems: P[] = [];
+  let seen = 0;
+  let ticked = 0;
+  try {
+    for await (const [job, settled] of prepareAhead(planned.todo, (j) => encoder.prepare(j), opts.batch * opts.prefetch)) {
+      seen++;
+      if (settled.ok) {
+        batchJobs.push(job);
+        batchItems.push(settled.value);
+        if (settled.value.fellBack) result.maskFallbacks++;
+      } else if (settled.error instanceof ImageProblem) fail(job, settled.error);
+      else throw settled.error;
+      if (batchItems.length === opts.batch || seen === planned.todo.length) {
+        await embedBatch(batchJobs, batchItems);
+        batchJobs = [];
+        batchItems = [];
+        opts.progress?.tick(seen - ticked, `${plan.view}: failed ${result.failed.length}`);
+        ticked = seen;
+        if (opts.stop?.aborted) {
+          result.stopped = true;
+          break;
+        }
+      }
+    }
+    await commit();
+  } catch (err) {
+    // Keep what is done: the next run continues from here.
+    if (!(err instanceof InputError)) await commit().catch(() => undefined);
+    throw err;
+  }
+  return result;
+}

@@ -1,0 +1,108 @@
+// `ctl embed` as a function (the command and `ctl demo` call it): resolve the model or service, plan the views,
+// run the pipeline, and sum up.
+import { loadDataset } from '../data/dataset-io.js';
+import type { Shard } from '../data/shard.js';
+import type { Domain } from '../data/types.js';
+import { Progress } from '../util/progress.js';
+import { workdirPaths, type EmbeddingView } from '../workdir.js';
+import type { Encoder } from './encoder.js';
+import type { HideMode } from './hide.js';
+import { httpEncoder, type HttpEncoderOptions } from './http-encoder.js';
+import { planJobs, type SceneView } from './jobs.js';
+import { loadLocalEncoder, type Device } from './local-encoder.js';
+import { checkModelFiles, resolveModel, type Dtype } from './model-source.js';
+import { planViews, runView, type ViewResult } from './pipeline.js';
+
+export interface EmbedOptions {
+  workdir: string;
+  domain: Domain;
+  /** Hub id, local folder, or a generated preset (tiny, vit-b16). With the http provider: the id the store records. */
+  model: string;
+  revision?: string;
+  offline: boolean;
+  provider: 'local' | 'http';
+  device: Device;
+  dtype: Dtype;
+  threads?: number;
+  batch: number;
+  prefetch: number;
+  commitEvery: number;
+  kind: 'products' | 'scenes' | 'all';
+  sceneView: SceneView;
+  hide: HideMode;
+  shard?: Shard;
+  limit?: number;
+  http?: Omit<HttpEncoderOptions, 'model' | 'revision'>;
+  /** Draw a progress bar / log lines on stderr. */
+  progress: boolean;
+  stop?: AbortSignal;
+}
+
+export interface EmbedSummary {
+  model: string;
+  revision?: string;
+  provider: 'local' | 'http';
+  device: string;
+  dtype?: Dtype;
+  views: ViewResult[];
+  embedded: number;
+  failed: number;
+  stopped: boolean;
+  /** Loading the model (or nothing, for http). */
+  loadSeconds: number;
+  /** The whole run. */
+  seconds: number;
+  /** Rows embedded per second of pipeline time (decode included, model loading not). */
+  imagesPerSecond: number;
+}
+
+async function openEncoder(opts: EmbedOptions): Promise<Encoder> {
+  if (opts.provider === 'http') return httpEncoder({ ...opts.http!, model: opts.model, revision: opts.revision });
+  const modelsDir = workdirPaths(opts.workdir).modelsDir;
+  const source = await resolveModel(opts.model, { modelsDir, revision: opts.revision });
+  await checkModelFiles(source, opts.dtype, { modelsDir, offline: opts.offline });
+  return loadLocalEncoder(source, { device: opts.device, dtype: opts.dtype, threads: opts.threads, offline: opts.offline, modelsDir }) as Promise<Encoder>;
+}
+
+export async function runEmbed(opts: EmbedOptions): Promise<EmbedSummary> {
+  const started = performance.now();
+  const dataset = await loadDataset(opts.workdir, opts.domain);
+  const encoder = await openEncoder(opts);
+  const loaded = performance.now();
+  try {
+    const paths = workdirPaths(opts.workdir);
+    const plans = planJobs(dataset, opts.workdir, opts, (view) => paths.embeddings(encoder.model, view));
+    const hideFor = (view: EmbeddingView) => (view === 'scenes-hide-product' ? { hide: opts.hide } : {});
+    const planned = await planViews(plans, encoder, hideFor, opts.limit);
+    const total = planned.reduce((n, p) => n + p.todo.length, 0);
+    const progress = opts.progress ? new Progress('embed', total, { unit: 'images' }) : undefined;
+    const writer = opts.shard ? `s${opts.shard.index}of${opts.shard.count}` : 'w';
+
+    const views: ViewResult[] = [];
+    for (const p of planned) {
+      const result = await runView(p, encoder, hideFor(p.plan.view), { ...opts, writer, progress });
+      views.push(result);
+      if (result.stopped) break;
+    }
+    progress?.finish();
+
+    const now = performance.now();
+    const embedded = views.reduce((n, v) => n + v.embedded, 0);
+    return {
+      model: encoder.model,
+      revision: encoder.revision,
+      provider: opts.provider,
+      device: encoder.device,
+      dtype: opts.provider === 'local' ? opts.dtype : undefined,
+      views,
+      embedded,
+      failed: views.reduce((n, v) => n + v.failed.length, 0),
+      stopped: views.some((v) => v.stopped),
+      loadSeconds: (loaded - started) / 1000,
+      seconds: (now - started) / 1000,
+      imagesPerSecond: embedded / Math.max((now - loaded) / 1000, 1e-9),
+    };
+  } finally {
+    await encoder.dispose();
+  }
+}
