@@ -18,14 +18,15 @@ export interface JsonRecord {
 export type RecordLayout = 'lines' | 'array' | 'object';
 
 /**
- * Yield the records of `file`. `expect` says which layouts are allowed: the pairs file may be JSON lines or an
- * array, the category file is one object. `name` is what error messages call the file.
+ * Yield the records of `file`, a batch per read chunk (one promise per chunk, not per record: 100K rows stay
+ * fast). `expect` says which layouts are allowed: the pairs file may be JSON lines or an array, the category file
+ * is one object. `name` is what error messages call the file.
  */
 export async function* readJsonRecords(
   file: string,
   expect: { lines?: boolean; array?: boolean; object?: boolean },
   name = file,
-): AsyncGenerator<JsonRecord> {
+): AsyncGenerator<JsonRecord[]> {
   const stream = createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 });
   let layout: RecordLayout | undefined;
   let scanner: ContainerScanner | undefined;
@@ -43,21 +44,23 @@ export async function* readJsonRecords(
       if (layout !== 'lines') scanner = new ContainerScanner(name, line);
     }
     if (scanner) {
-      yield* scanner.feed(text);
+      yield scanner.feed(text);
       continue;
     }
+    const records: JsonRecord[] = [];
     text = pending + text;
     let from = 0;
     for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', from)) {
       const record = text.slice(from, nl).trim();
-      if (record) yield { line, text: record };
+      if (record) records.push({ line, text: record });
       line++;
       from = nl + 1;
     }
     pending = text.slice(from);
+    yield records;
   }
-  if (scanner) yield* scanner.end();
-  else if (pending.trim()) yield { line, text: pending.trim() };
+  if (scanner) scanner.end();
+  else if (pending.trim()) yield [{ line, text: pending.trim() }];
 }
 
 function detectLayout(
@@ -83,6 +86,10 @@ const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const NEWLINE = 0x0a;
 const COMMA = 0x2c;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;
 
 /** Splits the top-level array or object into its elements/members, tracking strings, nesting and lines. */
 class ContainerScanner {
@@ -90,73 +97,73 @@ class ContainerScanner {
   private inString = false;
   private escaped = false;
   private closed = false;
-  private parts: string[] = []; // text of the current record, across chunks
-  private recordLine = 0; // 0: the current record has not started
   private closer = 0;
+  private parts: string[] = []; // text of the current record so far, when it spans chunks
+  private recordLine = 0; // line the current record starts on; 0 when between records
 
   constructor(
     private readonly name: string,
     private line: number,
   ) {}
 
-  *feed(chunk: string): Generator<JsonRecord> {
-    let from = -1; // start of the current record's text in this chunk, -1 when outside a record
-    for (let i = 0; i < chunk.length; i++) {
+  feed(chunk: string): JsonRecord[] {
+    const records: JsonRecord[] = [];
+    // The hot loop works on locals (a few MB per file), saved back at the end.
+    let { depth, inString, escaped, line, recordLine } = this;
+    // Start of the current record's text in this chunk; -1 when between records. A record cut by the previous
+    // chunk's end continues from this chunk's first character (which may be inside a string).
+    let from = recordLine !== 0 ? 0 : -1;
+    const fail = (expected: string) => locatedError(this.name, line, 'file', expected);
+    for (let i = 0, n = chunk.length; i < n; i++) {
       const c = chunk.charCodeAt(i);
       if (c === NEWLINE) {
-        this.line++;
+        line++;
         continue;
       }
-      if (this.inString) {
-        if (this.escaped) this.escaped = false;
-        else if (c === BACKSLASH) this.escaped = true;
-        else if (c === QUOTE) this.inString = false;
+      if (inString) {
+        if (escaped) escaped = false;
+        else if (c === BACKSLASH) escaped = true;
+        else if (c === QUOTE) inString = false;
         continue;
       }
       if (c === 0x20 || c === 0x09 || c === 0x0d) continue;
-      if (this.closed) throw locatedError(this.name, this.line, 'file', 'nothing after the closing bracket');
-      if (this.depth === 0) {
+      if (this.closed) throw fail('nothing after the closing bracket');
+      if (depth === 0) {
         // The opening bracket of the container (its kind was checked by detectLayout).
-        this.closer = c === 0x5b ? 0x5d : 0x7d;
-        this.depth = 1;
+        this.closer = c === OPEN_ARRAY ? CLOSE_ARRAY : CLOSE_OBJECT;
+        depth = 1;
         continue;
       }
-      if (this.depth === 1 && (c === COMMA || c === this.closer)) {
+      if (depth === 1 && (c === COMMA || c === this.closer)) {
         if (from >= 0) this.parts.push(chunk.slice(from, i));
-        const record = this.take();
-        if (record) yield record;
-        else if (c === COMMA) throw locatedError(this.name, this.line, 'file', 'a value before ","');
+        const text = this.parts.length === 1 ? this.parts[0]!.trim() : this.parts.join('').trim();
+        this.parts = [];
+        if (text) records.push({ line: recordLine, text });
+        else if (c === COMMA) throw fail('a value before ","');
+        recordLine = 0;
         from = -1;
         if (c === this.closer) {
-          this.depth = 0;
+          depth = 0;
           this.closed = true;
         }
         continue;
       }
-      if (this.recordLine === 0) this.recordLine = this.line;
+      if (recordLine === 0) recordLine = line;
       if (from < 0) from = i;
-      if (c === QUOTE) this.inString = true;
-      else if (c === 0x5b || c === 0x7b) this.depth++;
-      else if (c === 0x5d || c === 0x7d) {
-        this.depth--;
-        if (this.depth < 1) throw locatedError(this.name, this.line, 'file', 'balanced brackets');
-      }
+      if (c === QUOTE) inString = true;
+      else if (c === OPEN_ARRAY || c === OPEN_OBJECT) depth++;
+      else if ((c === CLOSE_ARRAY || c === CLOSE_OBJECT) && --depth < 1) throw fail('balanced brackets');
     }
     if (from >= 0) this.parts.push(chunk.slice(from));
+    Object.assign(this, { depth, inString, escaped, line, recordLine });
+    return records;
   }
 
-  *end(): Generator<JsonRecord> {
+  /** At the end of the file: the container must have been closed. */
+  end(): void {
     if (!this.closed) {
-      const what = this.closer === 0x5d ? '"]"' : '"}"';
+      const what = this.closer === CLOSE_ARRAY ? '"]"' : '"}"';
       throw locatedError(this.name, this.line, 'file', `the file to end with ${what} (is it truncated?)`);
     }
-  }
-
-  private take(): JsonRecord | undefined {
-    const text = this.parts.join('').trim();
-    const line = this.recordLine;
-    this.parts = [];
-    this.recordLine = 0;
-    return text ? { line, text } : undefined;
   }
 }

@@ -78,37 +78,39 @@ export async function readCategoryFile(
   const name = options.name ?? file;
   const problems = new RowProblems(name, options);
   const categories = new Map<Signature, string>();
-  for await (const { line, text } of readJsonRecords(file, { object: true }, name)) {
+  const readMember = (line: number, text: string): void => {
     problems.report.rows++;
-    let entry: [string, unknown] | undefined;
-    try {
-      const member = JSON.parse(`{${text}}`) as Record<string, unknown>;
-      const keys = Object.keys(member);
-      if (keys.length === 1) entry = [keys[0]!, member[keys[0]!]];
-    } catch {
-      // reported below
-    }
-    if (!entry) {
-      problems.skip('malformed-json', line, 'member', `"signature": "category path" (got ${preview(text)})`);
-      continue;
-    }
+    const entry = parseMember(text);
+    if (!entry) return problems.skip('malformed-json', line, 'member', `"signature": "category path" (got ${preview(text)})`);
     const [sig, path] = entry;
-    if (!isSignature(sig)) {
-      problems.skip('bad-signature', line, `key ${JSON.stringify(preview(sig))}`, '32 lower-case hex characters');
-      continue;
-    }
-    if (typeof path !== 'string' || !leafOf(path)) {
-      problems.skip('bad-category', line, `category of ${sig}`, `a non-empty "A|B|Leaf" path (got ${JSON.stringify(path)})`);
-      continue;
-    }
-    if (categories.has(sig)) {
-      problems.skip('duplicate-product', line, `category of ${sig}`, 'each product listed once');
-      continue;
-    }
+    if (!isSignature(sig))
+      return problems.skip('bad-signature', line, `key ${JSON.stringify(preview(sig))}`, '32 lower-case hex characters');
+    if (typeof path !== 'string' || !leafOf(path))
+      return problems.skip('bad-category', line, `category of ${sig}`, `a non-empty "A|B|Leaf" path (got ${JSON.stringify(path)})`);
+    if (categories.has(sig)) return problems.skip('duplicate-product', line, `category of ${sig}`, 'each product listed once');
     categories.set(sig, path.trim());
     problems.report.kept++;
-  }
+  };
+  for await (const batch of readJsonRecords(file, { object: true }, name))
+    for (const { line, text } of batch) readMember(line, text);
   return { categories, report: problems.report };
+}
+
+/**
+ * `"key": value` → [key, value], or undefined when malformed. Parsed in two parts rather than as `{...}`: an object
+ * per member, each with a new 32-character key, would cost V8 a hidden class per product.
+ */
+function parseMember(text: string): [string, unknown] | undefined {
+  if (text.charCodeAt(0) !== 0x22) return undefined;
+  let end = 1;
+  while (end < text.length && text.charCodeAt(end) !== 0x22) end += text.charCodeAt(end) === 0x5c ? 2 : 1;
+  const colon = text.indexOf(':', end + 1);
+  if (end >= text.length || colon < 0 || text.slice(end + 1, colon).trim()) return undefined;
+  try {
+    return [JSON.parse(text.slice(0, end + 1)) as string, JSON.parse(text.slice(colon + 1))];
+  } catch {
+    return undefined;
+  }
 }
 
 /** The leaf of a `|` category path ("" when there is none). */
@@ -140,7 +142,7 @@ export async function readPairsFile(
   const pairs: Pair[] = [];
   const rowOfPair: number[] = [];
   const firstLine = new Map<string, number>(); // scene+product → line of its first occurrence
-  for await (const { line, text } of readJsonRecords(file, { lines: true, array: true }, name)) {
+  const readRow = (line: number, text: string): void => {
     const row = problems.report.rows++;
     let value: unknown;
     try {
@@ -148,39 +150,27 @@ export async function readPairsFile(
     } catch {
       value = undefined;
     }
-    if (!value || typeof value !== 'object' || Array.isArray(value)) {
-      problems.skip('malformed-json', line, 'row', `a JSON object {"product", "scene", "bbox"} (got ${preview(text)})`);
-      continue;
-    }
+    if (!value || typeof value !== 'object' || Array.isArray(value))
+      return problems.skip('malformed-json', line, 'row', `a JSON object {"product", "scene", "bbox"} (got ${preview(text)})`);
     const { product, scene, bbox } = value as Record<string, unknown>;
-    if (!isSignature(product)) {
-      problems.skip('bad-signature', line, 'product', `32 lower-case hex characters (got ${JSON.stringify(product)})`);
-      continue;
-    }
-    if (!isSignature(scene)) {
-      problems.skip('bad-signature', line, 'scene', `32 lower-case hex characters (got ${JSON.stringify(scene)})`);
-      continue;
-    }
+    if (!isSignature(product))
+      return problems.skip('bad-signature', line, 'product', `32 lower-case hex characters (got ${JSON.stringify(product)})`);
+    if (!isSignature(scene))
+      return problems.skip('bad-signature', line, 'scene', `32 lower-case hex characters (got ${JSON.stringify(scene)})`);
     const bboxProblem = checkBBox(bbox);
-    if (bboxProblem) {
-      problems.skip('bad-bbox', line, 'bbox', `${bboxProblem} (got ${JSON.stringify(bbox)})`);
-      continue;
-    }
-    if (!hasCategory(product)) {
-      problems.skip('no-category', line, 'product', `a product listed in the category file (${product} is not)`);
-      continue;
-    }
+    if (bboxProblem) return problems.skip('bad-bbox', line, 'bbox', `${bboxProblem} (got ${JSON.stringify(bbox)})`);
+    if (!hasCategory(product))
+      return problems.skip('no-category', line, 'product', `a product listed in the category file (${product} is not)`);
     const key = scene + product;
     const seen = firstLine.get(key);
-    if (seen !== undefined) {
-      problems.skip('duplicate-pair', line, 'pair', `each (scene, product) once (first at line ${seen})`);
-      continue;
-    }
+    if (seen !== undefined) return problems.skip('duplicate-pair', line, 'pair', `each (scene, product) once (first at line ${seen})`);
     firstLine.set(key, line);
-    pairs.push({ scene, product, bbox: bbox as BBox });
+    pairs.push({ product, scene, bbox: bbox as BBox });
     rowOfPair.push(row);
     problems.report.kept++;
-  }
+  };
+  for await (const batch of readJsonRecords(file, { lines: true, array: true }, name))
+    for (const { line, text } of batch) readRow(line, text);
   return { pairs, rowOfPair, report: problems.report };
 }
 

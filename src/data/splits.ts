@@ -3,7 +3,7 @@
 //          adding, removing or reordering other rows never moves a scene to another part.
 //   seed:  the reference project's split, bit-exact: `random.seed(42); random.shuffle(pairs)` over the rows in file
 //          order, first `int(0.9 * n)` train, the rest validation. It leaks scenes between parts (comparison only).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Pair, Signature, Split, SplitPart } from './types.js';
 import { PythonRandom } from './python-random.js';
 
@@ -14,8 +14,7 @@ export const SEED_SPLIT_TRAIN_FRACTION = 0.9;
 
 /** A scene's position in [0, 1): the first 48 bits of sha256("seed:signature"). */
 export function sceneHash(scene: Signature, seed: number): number {
-  const digest = createHash('sha256').update(`${seed}:${scene}`).digest();
-  return digest.readUIntBE(0, 6) / 2 ** 48;
+  return parseInt(hash('sha256', `${seed}:${scene}`, 'hex').slice(0, 12), 16) / 2 ** 48;
 }
 
 /** Scene-disjoint split; each part lists its pairs in file order. */
