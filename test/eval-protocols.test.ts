@@ -44,9 +44,11 @@ describe('protocols vs brute force (ties, several products per scene)', () => {
       // Values in {-1, 0, 1}, dim 3: many exact ties.
       const input = intVectors(dataset, 3, seed * 7, 3, perPair);
       for (const protocol of ['seed', 'catalog', 'category'] as const) {
-        it(`${protocol}, seed ${seed}, ${perPair ? 'one vector per pair' : 'one vector per scene'}`, async () => {
-          checkAgainstBruteForce(protocol, await evaluateProtocol(protocol, input), input);
-        });
+        for (const engine of ['onnx', 'js'] as const) {
+          it(`${protocol}, ${engine} engine, seed ${seed}, ${perPair ? 'one vector per pair' : 'one vector per scene'}`, async () => {
+            checkAgainstBruteForce(protocol, await evaluateProtocol(protocol, input, { engine }), input);
+          });
+        }
       }
     }
   }

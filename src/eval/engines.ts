@@ -1,12 +1,17 @@
 // Score engines: queries × candidatesᵀ for one block of query rows. The ranking code (rank.ts) is the same for
 // every engine; only the matrix product differs.
 //
+// - `onnx`: one MatMul run by onnxruntime-node (MLAS sgemm, multi-threaded, off the JS thread, so the ranking
+//   scan of one block overlaps the product of the next). The fastest here (bench/eval).
 // - `js`: plain typed-array loops. Slow (a few GFLOP/s) but dependency-free; the reference the others are
 //   tested against.
-// `auto` picks the fastest engine available (see bench/eval for the measurements).
+// `auto` = `onnx`, or `js` where onnxruntime-node cannot load.
+import { availableParallelism } from 'node:os';
+import { OnnxGraph } from '../onnx/graph.js';
+import { log } from '../util/log.js';
 
-export type EngineName = 'auto' | 'js';
-export const ENGINE_NAMES: EngineName[] = ['auto', 'js'];
+export type EngineName = 'auto' | 'onnx' | 'js';
+export const ENGINE_NAMES: EngineName[] = ['auto', 'onnx', 'js'];
 
 export interface ScoreEngine {
   readonly name: string;
@@ -22,11 +27,78 @@ export async function createScoreEngine(
   candidates: Float32Array,
   numCandidates: number,
   dim: number,
+  threads = availableParallelism(),
 ): Promise<ScoreEngine> {
   switch (name) {
-    case 'auto':
+    case 'onnx':
+      return OnnxEngine.create(candidates, numCandidates, dim, threads);
     case 'js':
       return new JsEngine(candidates, numCandidates, dim);
+    case 'auto':
+      try {
+        return await OnnxEngine.create(candidates, numCandidates, dim, threads);
+      } catch (err) {
+        if (!warnedFallback) log(`eval: onnxruntime-node unavailable (${(err as Error).message}); ranking with plain JS (slow)`);
+        warnedFallback = true;
+        return new JsEngine(candidates, numCandidates, dim);
+      }
+  }
+}
+
+let warnedFallback = false;
+
+type Ort = typeof import('onnxruntime-node');
+type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
+
+/** queries [rows, dim] · candidatesᵀ [dim, n], candidates baked in as a constant so onnxruntime packs them once. */
+class OnnxEngine implements ScoreEngine {
+  readonly name = 'onnx';
+  // Two score buffers per block size: one being filled by onnxruntime while the other is scanned.
+  private free = new Map<number, Float32Array[]>();
+
+  private constructor(
+    private readonly ort: Ort,
+    private readonly session: OrtSession,
+    private readonly numCandidates: number,
+    private readonly dim: number,
+  ) {}
+
+  static async create(candidates: Float32Array, numCandidates: number, dim: number, threads: number): Promise<OnnxEngine> {
+    const ort = (await import('onnxruntime-node')) as Ort;
+    const transposed = new Float32Array(candidates.length);
+    for (let c = 0; c < numCandidates; c++) for (let d = 0; d < dim; d++) transposed[d * numCandidates + c] = candidates[c * dim + d];
+    const g = new OnnxGraph('scores');
+    const queries = g.input('queries', 'float32', ['rows', dim]);
+    g.output(g.op('MatMul', [queries, g.initializer(transposed, [dim, numCandidates])], {}, 'scores'), 'float32', ['rows', numCandidates]);
+    const session = await ort.InferenceSession.create(g.encode(), {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      // Idle pool threads sleep instead of spinning: the JS thread scans scores meanwhile and needs the core.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    });
+    return new OnnxEngine(ort, session, numCandidates, dim);
+  }
+
+  async score(rows: Float32Array): Promise<Float32Array> {
+    const count = rows.length / this.dim;
+    const size = count * this.numCandidates;
+    const out = this.free.get(size)?.pop() ?? new Float32Array(size);
+    await this.session.run(
+      { queries: new this.ort.Tensor('float32', rows, [count, this.dim]) },
+      { scores: new this.ort.Tensor('float32', out, [count, this.numCandidates]) },
+    );
+    return out;
+  }
+
+  release(scores: Float32Array): void {
+    const list = this.free.get(scores.length) ?? [];
+    list.push(scores);
+    this.free.set(scores.length, list);
+  }
+
+  async dispose(): Promise<void> {
+    this.free.clear();
+    await this.session.release();
   }
 }
 

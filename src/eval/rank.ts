@@ -6,7 +6,7 @@
 //   rank = 1 + #{ c : c != t, c not in exclude(q), score(q, c) >= score(q, t) }
 // A candidate tied with the target counts as ranked ahead of it. The target's own score is read from the same
 // score block as every other candidate's, so the engine's rounding can never make the target beat itself.
-import { createScoreEngine, type EngineName } from './engines.js';
+import { createScoreEngine, type EngineName, type ScoreEngine } from './engines.js';
 
 /** Compressed rows: row r owns ids[offsets[r] .. offsets[r + 1]). */
 export interface Csr {
@@ -41,7 +41,10 @@ export interface RankResult {
 }
 
 export interface RankOptions {
-  engine?: EngineName;
+  /** An engine by name, or one already built (disposed at the end). */
+  engine?: EngineName | ScoreEngine;
+  /** Threads the engine may use (default: one per core). */
+  threads?: number;
   /** Query rows scored per block. */
   blockRows?: number;
   /** Called after each block with (rows done, rows total). */
@@ -65,7 +68,10 @@ export async function rankTargets(task: RankTask, options: RankOptions = {}): Pr
   const topScores = topK > 0 ? new Float32Array(numQueries * topK) : undefined;
   const scan = new RowScanner(numCandidates, topK);
 
-  const engine = await createScoreEngine(options.engine ?? 'auto', candidates, numCandidates, dim);
+  const engine =
+    typeof options.engine === 'object'
+      ? options.engine
+      : await createScoreEngine(options.engine ?? 'auto', candidates, numCandidates, dim, options.threads);
   try {
     // Score block b + 1 while block b is scanned: engines that run off the main thread overlap the two.
     let next = numQueries > 0 ? engine.score(queries.subarray(0, Math.min(blockRows, numQueries) * dim)) : undefined;
