@@ -94,6 +94,30 @@ describe('catalog protocol', () => {
   });
 });
 
+describe('missing products', () => {
+  it('are removed from every ranking', async () => {
+    const dataset = tinyDataset({ seed: 5, scenes: 30, products: 50, categories: 3, maxItems: 3 });
+    const input = intVectors(dataset, 6, 2, 7);
+    const used = new Set(dataset.pairs.map((p) => p.product));
+    const missing = dataset.products.flatMap((p, j) => (used.has(p.sig) ? [] : [j])).slice(0, 8);
+    expect(missing.length).toBeGreaterThan(3);
+    const withMissing = await evaluateProtocol('catalog', { ...input, missingProducts: missing });
+    const plain = await evaluateProtocol('catalog', input);
+    expect(withMissing.candidates).toBe(dataset.products.length - missing.length);
+    expect(withMissing.meanRank).toBeLessThanOrEqual(plain.meanRank);
+    // Brute force on the dataset without those products (no pair uses them).
+    const keep = dataset.products.map((_, j) => j).filter((j) => !missing.includes(j));
+    const reduced = {
+      ...input,
+      dataset: { ...dataset, products: keep.map((j) => dataset.products[j]) },
+      productVectors: Float32Array.from(keep.flatMap((j) => Array.from(input.productVectors.subarray(j * 6, j * 6 + 6)))),
+    };
+    for (const protocol of ['catalog', 'category'] as const) {
+      checkAgainstBruteForce(protocol, await evaluateProtocol(protocol, { ...input, missingProducts: missing }), reduced);
+    }
+  });
+});
+
 describe('per-category results', () => {
   it('add up to the overall ones', async () => {
     const dataset = tinyDataset({ seed: 11, scenes: 60, products: 80, categories: 5, maxItems: 4 });

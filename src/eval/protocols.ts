@@ -35,6 +35,8 @@ export interface ProtocolInput {
   /** Row j = vector of dataset.products[j] (L2-normalised). */
   productVectors: Float32Array;
   dim: number;
+  /** dataset.products indices with no vector (loadPairInputs' missingProducts): removed from every ranking. */
+  missingProducts?: number[];
 }
 
 export interface CategoryMetrics {
@@ -102,7 +104,7 @@ function checkInput({ dataset, pairs, sceneVectors, productVectors, dim }: Proto
 
 async function evaluateSeed(input: ProtocolInput, options: EvaluateOptions): Promise<Metrics> {
   const { dataset, pairs, sceneVectors, productVectors, dim } = input;
-  const { productOf } = indexDataset(dataset);
+  const { productOf } = indexDataset(dataset, input.missingProducts);
   const n = pairs.length;
   const productRows = pairs.map((p) => productOf(dataset.pairs[p].product));
   const diagonal: Csr = { offsets: Int32Array.from({ length: n + 1 }, (_, i) => i), ids: Int32Array.from({ length: n }, (_, i) => i) };
@@ -124,60 +126,37 @@ async function evaluateSeed(input: ProtocolInput, options: EvaluateOptions): Pro
 }
 
 async function evaluateCatalog(input: ProtocolInput, options: EvaluateOptions): Promise<Metrics> {
-  const { dataset, pairs, sceneVectors, productVectors, dim } = input;
-  const { productOf, positives } = indexDataset(dataset);
-  const { source, members } = mergeSceneRows(input, pairs.map((_, i) => i));
-  const targets = toCsr(members.map((qs) => qs.map((i) => productOf(dataset.pairs[pairs[i]].product))));
-  const exclude = toCsr(source.map((i) => positives.get(dataset.pairs[pairs[i]].scene)!));
-  const { ranks: rowRanks } = await rankTargets(
-    { queries: gatherRows(sceneVectors, source, dim), candidates: productVectors, dim, targets, exclude },
-    options,
-  );
-  // Back to query order.
-  const ranks = new Int32Array(pairs.length);
-  members.flat().forEach((i, k) => (ranks[i] = rowRanks[k]));
-  const categories = Int32Array.from(pairs, (p) => dataset.products[productOf(dataset.pairs[p].product)].category);
-  return { ...summarise('catalog', dataset, ranks, categories), sceneRows: source.length, candidates: dataset.products.length };
+  const { dataset, pairs } = input;
+  const index = indexDataset(dataset, input.missingProducts);
+  const queries = pairs.map((_, i) => i);
+  const candidates = dataset.products.map((_, j) => j).filter((j) => !index.missing.has(j));
+  const { ranks, sceneRows } = await rankAmong(input, index, queries, candidates, options);
+  const categories = Int32Array.from(pairs, (p) => dataset.products[index.productOf(dataset.pairs[p].product)].category);
+  return { ...summarise('catalog', dataset, ranks, categories), sceneRows, candidates: candidates.length };
 }
 
 async function evaluateCategory(input: ProtocolInput, options: EvaluateOptions): Promise<Metrics> {
-  const { dataset, pairs, sceneVectors, productVectors, dim } = input;
-  const { productOf, positives } = indexDataset(dataset);
-  const target = pairs.map((p) => productOf(dataset.pairs[p].product));
-  const categories = Int32Array.from(target, (j) => dataset.products[j].category);
+  const { dataset, pairs } = input;
+  const index = indexDataset(dataset, input.missingProducts);
+  const categories = Int32Array.from(pairs, (p) => dataset.products[index.productOf(dataset.pairs[p].product)].category);
   const ranks = new Int32Array(pairs.length);
   const negatives = new Int32Array(pairs.length);
   let sceneRows = 0;
   let candidatePairs = 0;
-  const total = pairs.length;
   let done = 0;
   for (let c = 0; c < dataset.categories.length; c++) {
     const queries = pairs.map((_, i) => i).filter((i) => categories[i] === c);
     if (queries.length === 0) continue;
-    // Candidates: this category's products, renumbered 0..m-1.
-    const local = new Map<number, number>();
-    dataset.products.forEach((p, j) => p.category === c && local.set(j, local.size));
-    const { source, members } = mergeSceneRows(input, queries);
-    const targets = toCsr(members.map((qs) => qs.map((i) => local.get(target[i])!)));
-    const excluded = source.map((i) =>
-      positives.get(dataset.pairs[pairs[i]].scene)!.filter((j) => local.has(j)).map((j) => local.get(j)!),
-    );
-    const { ranks: rowRanks } = await rankTargets(
-      { queries: gatherRows(sceneVectors, source, dim), candidates: gatherRows(productVectors, [...local.keys()], dim), dim, targets, exclude: toCsr(excluded) },
-      { ...options, onProgress: undefined },
-    );
-    members.forEach((qs, row) => {
-      for (const i of qs) {
-        const k = targets.offsets[row] + qs.indexOf(i);
-        ranks[i] = rowRanks[k];
-        // Negatives: the category's products less the target and the scene's other positives.
-        negatives[i] = local.size - 1 - excluded[row].filter((j) => j !== local.get(target[i])).length;
-      }
+    const candidates = dataset.products.map((_, j) => j).filter((j) => dataset.products[j].category === c && !index.missing.has(j));
+    const part = await rankAmong(input, index, queries, candidates, { ...options, onProgress: undefined });
+    queries.forEach((i, k) => {
+      ranks[i] = part.ranks[k];
+      negatives[i] = part.negatives[k];
     });
-    sceneRows += source.length;
-    candidatePairs += queries.length * local.size;
+    sceneRows += part.sceneRows;
+    candidatePairs += queries.length * candidates.length;
     done += queries.length;
-    options.onProgress?.(done, total);
+    options.onProgress?.(done, pairs.length);
   }
   return {
     ...summarise('category', dataset, ranks, categories, negatives),
@@ -186,8 +165,53 @@ async function evaluateCategory(input: ProtocolInput, options: EvaluateOptions):
   };
 }
 
+/**
+ * Rank each query's true product among `candidates` (dataset.products indices), the scene's other positives
+ * filtered out. Returns, per query (in the order given), its rank and its number of negatives.
+ */
+async function rankAmong(
+  input: ProtocolInput,
+  index: DatasetIndex,
+  queries: number[],
+  candidates: number[],
+  options: EvaluateOptions,
+): Promise<{ ranks: Int32Array; negatives: Int32Array; sceneRows: number }> {
+  const { dataset, pairs, sceneVectors, productVectors, dim } = input;
+  const local = new Map<number, number>();
+  candidates.forEach((j, k) => local.set(j, k));
+  const targetOf = (i: number): number => {
+    const k = local.get(index.productOf(dataset.pairs[pairs[i]].product));
+    if (k === undefined) throw new RunError(`evaluation: pair ${pairs[i]}'s product is not among the candidates (no vector?)`);
+    return k;
+  };
+  const { source, members } = mergeSceneRows(input, queries);
+  const targets = toCsr(members.map((qs) => qs.map(targetOf)));
+  const filtered = source.map((i) => index.positives.get(dataset.pairs[pairs[i]].scene)!.flatMap((j) => (local.has(j) ? [local.get(j)!] : [])));
+  const { ranks: rowRanks } = await rankTargets(
+    { queries: gatherRows(sceneVectors, source, dim), candidates: gatherRows(productVectors, candidates, dim), dim, targets, exclude: toCsr(filtered) },
+    options,
+  );
+  // Back to the order of `queries`.
+  const position = new Map<number, number>();
+  queries.forEach((i, k) => position.set(i, k));
+  const ranks = new Int32Array(queries.length);
+  const negatives = new Int32Array(queries.length);
+  members.forEach((qs, row) =>
+    qs.forEach((i, m) => {
+      const k = position.get(i)!;
+      ranks[k] = rowRanks[targets.offsets[row] + m];
+      // Negatives: the candidates less the target and the scene's other positives.
+      const t = targets.ids[targets.offsets[row] + m];
+      negatives[k] = candidates.length - 1 - filtered[row].filter((j) => j !== t).length;
+    }),
+  );
+  return { ranks, negatives, sceneRows: source.length };
+}
+
+type DatasetIndex = ReturnType<typeof indexDataset>;
+
 /** Lookups shared by the protocols. */
-function indexDataset(dataset: Dataset) {
+function indexDataset(dataset: Dataset, missingProducts: number[] = []) {
   const productIndex = new Map<string, number>();
   dataset.products.forEach((p, i) => productIndex.set(p.sig, i));
   const productOf = (sig: string): number => {
@@ -206,7 +230,7 @@ function indexDataset(dataset: Dataset) {
     if (!list.includes(j)) list.push(j);
     positives.set(pair.scene, list);
   }
-  return { productOf, positives };
+  return { productOf, positives, missing: new Set(missingProducts) };
 }
 
 /** Category labels: the leaf name, or the full path where two categories share a leaf name. */
