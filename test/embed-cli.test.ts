@@ -1,0 +1,80 @@
+// `ctl embed` through the built binary (run `npm run build` first): flags, device messages, --json, and resuming
+// after the process is killed mid-run.
+import { spawn, spawnSync } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { EmbeddingStore } from '../src/data/embeddings.js';
+import { workdirPaths } from '../src/workdir.js';
+import { makeFixture } from './embed-fixtures.js';
+
+const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
+
+function ctl(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('ctl embed (CLI)', () => {
+  test('--help documents the flags and their defaults', () => {
+    const { code, stdout } = ctl(['embed', '--help']);
+    expect(code).toBe(0);
+    for (const text of ['--model', 'Marqo/marqo-fashionSigLIP', '--device', '"auto"', '--dtype', '"fp32"', '--scene-view', '--hide', '--provider', '--api-url', '--shard', '--batch', 'default: 16', '--offline'])
+      expect(stdout).toContain(text);
+  });
+
+  test('--device cuda without CUDA: exit 2 with the set-up steps; auto falls back to CPU with one line', async () => {
+    const { workdir } = await makeFixture(1);
+    const cuda = ctl(['embed', '--workdir', workdir, '--model', 'tiny', '--device', 'cuda']);
+    expect(cuda.code).toBe(2);
+    expect(cuda.stderr).toMatch(/--device cuda: the CUDA provider could not load/);
+    expect(cuda.stderr).toContain('CUDA 12 and cuDNN 9');
+    expect(cuda.stderr).toContain('ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node');
+    expect(cuda.stderr.trim().split('\n')).toHaveLength(1);
+
+    const auto = ctl(['embed', '--workdir', workdir, '--model', 'tiny', '--device', 'auto', '--json']);
+    expect(auto.code).toBe(0);
+    expect(auto.stderr.split('\n').filter((l) => /CUDA/.test(l))).toHaveLength(1);
+    expect(auto.stderr).toMatch(/CUDA unavailable .*; running on CPU/);
+    const summary = JSON.parse(auto.stdout);
+    expect(summary).toMatchObject({ model: 'tiny', device: 'cpu', dtype: 'fp32', embedded: 3, failed: 0 });
+  });
+
+  test('bad usage exits 2 with one clear line', async () => {
+    const { workdir } = await makeFixture(1);
+    expect(ctl(['embed', '--workdir', workdir, '--provider', 'http']).stderr).toMatch(/--provider http needs --api-url/);
+    const bad = ctl(['embed', '--workdir', workdir, '--model', 'not a model']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/neither a folder, a hub id/);
+    const offline = ctl(['embed', '--workdir', workdir], { HF_HUB_OFFLINE: '1' });
+    expect(offline.code).toBe(2);
+    expect(offline.stderr).toMatch(/offline: config\.json of Marqo\/marqo-fashionSigLIP@/);
+  });
+
+  test('killed mid-run, a re-run continues from the committed shards and ends complete', async () => {
+    const { workdir, dataset } = await makeFixture(150); // 300 products
+    const storeDir = workdirPaths(workdir).embeddings('tiny', 'products');
+    const args = ['embed', '--workdir', workdir, '--model', 'tiny', '--device', 'cpu', '--threads', '1', '--kind', 'products', '--batch', '1', '--commit-every', '1'];
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    // Kill it hard once a few shards are committed.
+    for (;;) {
+      const shards = await readdir(join(storeDir, 'shards')).catch(() => [] as string[]);
+      if (shards.filter((n) => n.endsWith('.npy')).length >= 4 || child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    const partial = (await EmbeddingStore.open(storeDir)).size;
+    expect(partial).toBeGreaterThanOrEqual(4);
+    expect(partial).toBeLessThan(dataset.products.length);
+
+    const rerun = ctl([...args.slice(0, -4), '--json']);
+    expect(rerun.code).toBe(0);
+    const view = JSON.parse(rerun.stdout).views[0];
+    expect(view.alreadyStored).toBe(partial);
+    expect(view.embedded).toBe(dataset.products.length - partial);
+    const store = await EmbeddingStore.open(storeDir);
+    expect(await store.verify()).toMatchObject({ ok: true, count: dataset.products.length });
+  });
+});

@@ -1,0 +1,153 @@
+// The http provider against a local embedding service on 127.0.0.1: bytes and URL requests, retries on 500,
+// a persistently failing image, and a wrong dimension.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import sharp from 'sharp';
+import { afterEach, describe, expect, test } from 'vitest';
+import { EmbeddingStore } from '../src/data/embeddings.js';
+import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
+import { workdirPaths } from '../src/workdir.js';
+import { makeFixture } from './embed-fixtures.js';
+
+const DIM = 8;
+
+/** A deterministic "embedding" of a request body: bytes of its SHA-256, centred. */
+function vectorOf(body: Buffer, dim = DIM): number[] {
+  const h = createHash('sha256').update(body).digest();
+  return Array.from({ length: dim }, (_, i) => h[i] - 127.5);
+}
+
+interface Service {
+  url: string;
+  bodies: Buffer[];
+  maxInFlight: number;
+  close(): Promise<void>;
+}
+
+/** `answer` decides per request: a status and JSON body, given the body and how often this body was seen. */
+async function startService(answer: (body: Buffer, seen: number, req: IncomingMessage) => [number, unknown]): Promise<Service> {
+  const seen = new Map<string, number>();
+  const bodies: Buffer[] = [];
+  let inFlight = 0;
+  const service = { bodies, maxInFlight: 0 } as Service;
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    inFlight++;
+    service.maxInFlight = Math.max(service.maxInFlight, inFlight);
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks);
+    bodies.push(body);
+    const key = createHash('sha256').update(body).digest('hex');
+    seen.set(key, (seen.get(key) ?? 0) + 1);
+    await new Promise((r) => setTimeout(r, 5));
+    const [status, json] = answer(body, seen.get(key)!, req);
+    inFlight--;
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(json));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  service.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/embed`;
+  service.close = () => new Promise((resolve) => server.close(() => resolve()));
+  closers.push(service.close);
+  return service;
+}
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await Promise.all(closers.splice(0).map((c) => c()));
+});
+
+const options = (workdir: string, apiUrl: string, over: Partial<EmbedOptions> = {}, http: Partial<NonNullable<EmbedOptions['http']>> = {}): EmbedOptions => ({
+  workdir,
+  domain: 'fashion',
+  model: 'remote-siglip',
+  offline: true,
+  provider: 'http',
+  device: 'cpu',
+  dtype: 'fp32',
+  batch: 4,
+  prefetch: 2,
+  commitEvery: 1,
+  kind: 'all',
+  sceneView: 'full',
+  hide: 'crop',
+  progress: false,
+  http: { apiUrl, send: 'bytes', imageBaseUrl: 'http://images.example', concurrency: 3, retries: 2, timeoutMs: 5000, retryDelayMs: 1, ...http },
+  ...over,
+});
+
+describe('ctl embed --provider http', () => {
+  test('POSTs image bytes, stores the normalised answers, keeps to the concurrency', async () => {
+    const { workdir, dataset } = await makeFixture(3);
+    const service = await startService((body) => [200, { embedding: vectorOf(body) }]);
+    const summary = await runEmbed(options(workdir, service.url, { batch: 9 }));
+    expect(summary.embedded).toBe(9);
+    expect(summary.device).toMatch(/^http http:\/\/127\.0\.0\.1/);
+    expect(service.maxInFlight).toBeLessThanOrEqual(3);
+    const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('remote-siglip', 'products'));
+    expect(store.meta).toMatchObject({ model: 'remote-siglip', dim: DIM, preprocessing: { provider: 'http', send: 'bytes' } });
+    const sig = dataset.products[0].sig;
+    const file = await readFile(workdirPaths(workdir).imageFile('products', sig));
+    const want = vectorOf(file);
+    const norm = Math.hypot(...want);
+    const { data } = await store.read([sig]);
+    want.forEach((v, i) => expect(data[i]).toBeCloseTo(v / norm, 5));
+  });
+
+  test('a 500 is retried; an image the service always fails is skipped and listed', async () => {
+    const { workdir, dataset } = await makeFixture(2);
+    const paths = workdirPaths(workdir);
+    const bad = await readFile(paths.imageFile('products', dataset.products[2].sig));
+    const service = await startService((body, seen) => {
+      if (body.equals(bad)) return [500, { error: 'model crashed' }];
+      return seen === 1 ? [500, { error: 'warming up' }] : [200, { embedding: vectorOf(body) }];
+    });
+    const summary = await runEmbed(options(workdir, service.url, { kind: 'products' }));
+    const view = summary.views[0];
+    expect(view.embedded).toBe(3);
+    expect(view.failed).toEqual([
+      expect.objectContaining({ id: dataset.products[2].sig, reason: 'service', message: expect.stringMatching(/HTTP 500 .*model crashed.*after 3 attempts/) }),
+    ]);
+    // 3 good images × (one 500 + one success) + the bad one × 3 attempts.
+    expect(service.bodies.length).toBe(3 * 2 + 3);
+  });
+
+  test('a wrong dimension stops the run with a clear error', async () => {
+    const { workdir, dataset } = await makeFixture(2);
+    const odd = await readFile(workdirPaths(workdir).imageFile('products', dataset.products[3].sig));
+    const service = await startService((body) => [200, { embedding: vectorOf(body, body.equals(odd) ? 5 : DIM) }]);
+    await expect(runEmbed(options(workdir, service.url, { kind: 'products', batch: 1 }))).rejects.toThrow(
+      new RegExp(`a 5-d embedding for ${dataset.products[3].sig}, but the others .* are 8-d`),
+    );
+    // The rows before it were committed.
+    const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('remote-siglip', 'products'));
+    expect(store.size).toBe(3);
+    // --api-dim checks the very first answer too.
+    const other = await makeFixture(1);
+    await expect(runEmbed(options(other.workdir, service.url, { kind: 'products' }, { dim: 16 }))).rejects.toThrow(/8-d embedding .* are 16-d/);
+  });
+
+  test('an answer without an embedding array is an error naming the service', async () => {
+    const { workdir } = await makeFixture(1);
+    const service = await startService(() => [200, { vector: [1, 2] }]);
+    await expect(runEmbed(options(workdir, service.url, { kind: 'products' }))).rejects.toThrow(/expected JSON \{"embedding": \[numbers\]\}/);
+  });
+
+  test('--api-send url posts the image URL; hide-product sends the cropped scene as JPEG', async () => {
+    const { workdir, dataset } = await makeFixture(1);
+    const service = await startService((body) => [200, { embedding: vectorOf(body) }]);
+    await runEmbed(options(workdir, service.url, { kind: 'products' }, { send: 'url' }));
+    const sig = dataset.products[0].sig;
+    expect(service.bodies.map((b) => JSON.parse(b.toString()).url)).toContain(`http://images.example/400x/${sig.slice(0, 2)}/${sig.slice(2, 4)}/${sig.slice(4, 6)}/${sig}.jpg`);
+
+    service.bodies.length = 0;
+    await runEmbed(options(workdir, service.url, { kind: 'scenes', sceneView: 'hide-product' }));
+    const sizes = await Promise.all(service.bodies.map(async (b) => (await sharp(b).metadata()) as { format: string; width: number; height: number }));
+    // 96×64 scene; box 1 covers columns 4..43 → keep 44..95; box 2 [0.55,0.2,0.95,0.8] covers 52..91 → keep 0..51.
+    expect(sizes.map((m) => [m.format, m.width, m.height]).sort()).toEqual([
+      ['jpeg', 52, 64],
+      ['jpeg', 52, 64],
+    ]);
+  });
+});

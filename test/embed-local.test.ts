@@ -1,0 +1,192 @@
+// The local provider end to end through the real transformers.js path, with the generated tiny SigLIP-shaped
+// model: loading from a folder with remote loading off, the views, hide-product, skips, resume, dtypes, shards.
+import { execFileSync } from 'node:child_process';
+import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { describe, expect, test } from 'vitest';
+import { EmbeddingStore, sceneProductKey } from '../src/data/embeddings.js';
+import { loadLocalEncoder } from '../src/embed/local-encoder.js';
+import { resolveModel } from '../src/embed/model-source.js';
+import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
+import { workdirPaths, type EmbeddingView } from '../src/workdir.js';
+import { makeFixture, writeImage } from './embed-fixtures.js';
+
+const options = (workdir: string, over: Partial<EmbedOptions> = {}): EmbedOptions => ({
+  workdir,
+  domain: 'fashion',
+  model: 'tiny',
+  offline: true,
+  provider: 'local',
+  device: 'cpu',
+  dtype: 'fp32',
+  threads: 1,
+  batch: 4,
+  prefetch: 2,
+  commitEvery: 1,
+  kind: 'all',
+  sceneView: 'full',
+  hide: 'crop',
+  progress: false,
+  ...over,
+});
+
+async function rows(workdir: string, view: EmbeddingView, model = 'tiny'): Promise<Map<string, Float32Array>> {
+  const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings(model, view));
+  const { ids, data } = await store.readAll();
+  return new Map(ids.map((id, i) => [id, data.subarray(i * store.dim, (i + 1) * store.dim)]));
+}
+
+const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + v * b[i], 0);
+
+describe('ctl embed, local provider (tiny model)', () => {
+  test('products and whole scenes: one unit-norm row each, from a local folder with remote loading off', async () => {
+    const { workdir, dataset } = await makeFixture(3);
+    const summary = await runEmbed(options(workdir));
+    expect(summary.views.map((v) => [v.view, v.embedded, v.failed.length])).toEqual([
+      ['products', 6, 0],
+      ['scenes-full', 3, 0],
+    ]);
+    const products = await rows(workdir, 'products');
+    expect([...products.keys()].sort()).toEqual(dataset.products.map((p) => p.sig));
+    for (const v of products.values()) {
+      expect(v.length).toBe(32);
+      expect(dot(v, v)).toBeCloseTo(1, 5);
+    }
+    const scenes = await rows(workdir, 'scenes-full');
+    expect([...scenes.keys()].sort()).toEqual(dataset.scenes.map((s) => s.sig).sort());
+    const { env } = await import('@huggingface/transformers');
+    expect(env.allowRemoteModels).toBe(false);
+
+    const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
+    expect(store.meta).toMatchObject({ model: 'tiny', revision: 'generated-v1', dim: 32, view: 'products' });
+    expect(store.meta.preprocessing).toMatchObject({ processor: 'SiglipImageProcessor', dtype: 'fp32', output: 'pooler_output' });
+
+    // The same model as a plain folder (any name) loads through the same path and gives the same vectors.
+    const copy = join(workdir, 'my-model');
+    await cp(join(workdirPaths(workdir).modelsDir, 'tiny'), copy, { recursive: true });
+    await runEmbed(options(workdir, { model: copy, kind: 'products' }));
+    const fromFolder = await rows(workdir, 'products', 'my-model');
+    for (const [id, v] of products) expect(Array.from(fromFolder.get(id)!)).toEqual(Array.from(v));
+  });
+
+  test('the same image gives the same vector; different images differ', async () => {
+    const { workdir, dataset } = await makeFixture(2);
+    const [p0, p1] = dataset.products.map((p) => workdirPaths(workdir).imageFile('products', p.sig));
+    await writeFile(p1, await readFile(p0));
+    await runEmbed(options(workdir, { kind: 'products', batch: 3 }));
+    const products = await rows(workdir, 'products');
+    const [v0, v1, v2] = dataset.products.slice(0, 3).map((p) => products.get(p.sig)!);
+    expect(Array.from(v1)).toEqual(Array.from(v0));
+    expect(dot(v0, v2)).toBeLessThan(0.9999);
+  });
+
+  test('hide-product: one row per scene and product, unlike the whole scene; crop is the region beside the box', async () => {
+    const { workdir, dataset } = await makeFixture(2);
+    await runEmbed(options(workdir, { kind: 'scenes' }));
+    await runEmbed(options(workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'crop' }));
+    const full = await rows(workdir, 'scenes-full');
+    const hidden = await rows(workdir, 'scenes-hide-product');
+    expect(hidden.size).toBe(4);
+    const scene = dataset.scenes[0];
+    const [left, right] = scene.items.map((it) => hidden.get(sceneProductKey(scene.sig, it.product))!);
+    expect(dot(left, full.get(scene.sig)!)).toBeLessThan(0.9999);
+    expect(dot(left, right)).toBeLessThan(0.9999);
+
+    // Box [0.05, 0.1, 0.45, 0.9] of a 96×64 scene covers columns 4..43, so the crop is columns 44..95, all rows.
+    const sceneFile = workdirPaths(workdir).imageFile('scenes', scene.sig);
+    const cropFile = join(workdir, 'crop.png');
+    await writeImage(cropFile, await sharp(sceneFile).extract({ left: 44, top: 0, width: 52, height: 64 }).png().toBuffer());
+    const source = await resolveModel('tiny', { modelsDir: workdirPaths(workdir).modelsDir });
+    const encoder = await loadLocalEncoder(source, { device: 'cpu', dtype: 'fp32', offline: true, modelsDir: workdirPaths(workdir).modelsDir });
+    const job = { id: 'crop', sig: scene.sig, file: cropFile };
+    const [expected] = await encoder.embed([await encoder.prepare(job)], [job]);
+    await encoder.dispose();
+    const expectedVector = expected as Float32Array;
+    for (let i = 0; i < left.length; i++) expect(left[i]).toBeCloseTo(expectedVector[i], 5);
+
+    // Mask mode keeps the whole frame and paints the box: another vector again, in its own store settings.
+    const masked = await makeFixture(2);
+    await runEmbed(options(masked.workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'mask' }));
+    const maskRows = await rows(masked.workdir, 'scenes-hide-product');
+    const maskedLeft = maskRows.get(sceneProductKey(scene.sig, scene.items[0].product))!;
+    expect(dot(maskedLeft, left)).toBeLessThan(0.9999);
+    // A store written with crop is not extended with mask rows.
+    await expect(runEmbed(options(workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'mask' }))).rejects.toThrow(/preprocessing\.hide/);
+  });
+
+  test('missing and undecodable images are skipped, counted and listed; the rest is stored', async () => {
+    const { workdir, dataset } = await makeFixture(3);
+    const paths = workdirPaths(workdir);
+    await rm(paths.imageFile('products', dataset.products[1].sig));
+    const jpeg = await readFile(paths.imageFile('scenes', dataset.scenes[0].sig));
+    await writeFile(paths.imageFile('products', dataset.products[4].sig), jpeg.subarray(0, 300)); // truncated JPEG
+    await writeFile(paths.imageFile('scenes', dataset.scenes[2].sig), 'not an image');
+    const summary = await runEmbed(options(workdir));
+    const [products, scenes] = summary.views;
+    expect(products.embedded).toBe(4);
+    expect(products.failed.map((f) => [f.id, f.reason])).toEqual([
+      [dataset.products[1].sig, 'missing'],
+      [dataset.products[4].sig, 'undecodable'],
+    ]);
+    expect(scenes.failed.map((f) => [f.id, f.reason])).toEqual([[dataset.scenes[2].sig, 'undecodable']]);
+    expect(summary.failed).toBe(3);
+    // A re-run tries only the failed ones again.
+    const again = await runEmbed(options(workdir));
+    expect(again.views.map((v) => [v.alreadyStored, v.embedded, v.failed.length])).toEqual([
+      [4, 0, 2],
+      [2, 0, 1],
+    ]);
+  });
+
+  test('--limit, then a re-run continues without duplicates; .npy shards load in numpy', async () => {
+    const { workdir } = await makeFixture(4);
+    const first = await runEmbed(options(workdir, { kind: 'products', limit: 3, batch: 2 }));
+    expect(first.views[0].embedded).toBe(3);
+    const second = await runEmbed(options(workdir, { kind: 'products', batch: 2 }));
+    expect([second.views[0].alreadyStored, second.views[0].embedded, second.views[0].stored]).toEqual([3, 5, 8]);
+    const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
+    expect(await store.verify()).toMatchObject({ ok: true, count: 8, dim: 32 });
+
+    const script = [
+      'import glob, json, sys, numpy as np',
+      'files = sorted(glob.glob(sys.argv[1] + "/shards/*.npy"))',
+      'arrays = [np.load(f) for f in files]',
+      'm = np.concatenate(arrays)',
+      'print(json.dumps({"dtype": str(m.dtype), "shape": list(m.shape), "norm_err": float(np.abs(np.linalg.norm(m, axis=1) - 1).max())}))',
+    ].join('\n');
+    const out = JSON.parse(execFileSync('python3', ['-c', script, store.dir], { encoding: 'utf8' }));
+    expect(out.dtype).toBe('float32');
+    expect(out.shape).toEqual([8, 32]);
+    expect(out.norm_err).toBeLessThan(1e-5);
+  });
+
+  test('--shard I/N: the shards split the rows and write side by side', async () => {
+    const { workdir, dataset } = await makeFixture(4);
+    const a = await runEmbed(options(workdir, { kind: 'products', shard: { index: 0, count: 2 } }));
+    const b = await runEmbed(options(workdir, { kind: 'products', shard: { index: 1, count: 2 } }));
+    expect(a.views[0].embedded + b.views[0].embedded).toBe(dataset.products.length);
+    expect(a.views[0].embedded).toBeGreaterThan(0);
+    expect(b.views[0].embedded).toBeGreaterThan(0);
+    const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
+    expect(store.size).toBe(dataset.products.length);
+    expect(await store.verify()).toMatchObject({ ok: true });
+  });
+
+  test('--dtype q8 loads the quantised file; a dtype the model lacks names the missing file', async () => {
+    const { workdir } = await makeFixture(1);
+    const q8 = await runEmbed(options(workdir, { kind: 'products', dtype: 'q8' }));
+    expect(q8.views[0].embedded).toBe(2);
+    const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
+    expect(store.meta.preprocessing).toMatchObject({ dtype: 'q8' });
+    await expect(runEmbed(options(workdir, { kind: 'products', dtype: 'fp32' }))).rejects.toThrow(/preprocessing\.dtype/);
+    await expect(runEmbed(options(workdir, { kind: 'products', dtype: 'fp16' }))).rejects.toThrow(/onnx\/vision_model_fp16\.onnx: missing/);
+  });
+
+  test('offline with a hub id that is not on disk says which file is missing', async () => {
+    const { workdir } = await makeFixture(1);
+    await expect(runEmbed(options(workdir, { model: 'Marqo/marqo-fashionSigLIP' }))).rejects.toThrow(
+      /offline: config\.json of Marqo\/marqo-fashionSigLIP@c56244cc94f92419e8369fa71efdaf403b124ce8 is not on disk/,
+    );
+  });
+});
