@@ -1,6 +1,50 @@
-import { Command } from 'commander';
-import { notBuiltYet, withCommon } from '../util/command.js';
+// `ctl train --config FILE`: see run.ts.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { action, withCommon } from '../util/command.js';
+import { printJson } from '../util/log.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.js';
+import { trainRun } from './run.js';
+
+interface TrainOptions {
+  config: string;
+  backend: BackendChoice;
+  resume: boolean;
+  run?: string;
+  embeddings?: string;
+  workers: number | 'auto';
+}
+
+function parseWorkers(value: string): number | 'auto' {
+  if (value === 'auto') return 'auto';
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("--workers expects 'auto' or an integer >= 1");
+  return n;
+}
 
 export function registerTrainCommand(program: Command): void {
-  notBuiltYet(withCommon(program.command('train').description('train the scene and product towers, checkpoint every epoch')));
+  withCommon(
+    program
+      .command('train')
+      .description('train the scene and product towers, validate and checkpoint every epoch')
+      .requiredOption('--config <file>', 'training config (configs/v1.json, configs/v2.json, configs/v2-mined.json, configs/demo.json)')
+      .addOption(new Option('--backend <name>', 'TensorFlow.js backend; auto = tfjs-node-gpu, then tfjs-node if installed, else wasm, else cpu').choices(BACKEND_CHOICES).default('auto'))
+      .option('--resume', 'continue the run from its last checkpoint (refused if the config or data changed)', false)
+      .option('--run <name>', "run name under <workdir>/runs/ (default: the config's name, plus the embedding model when --embeddings overrides it)")
+      .option('--embeddings <model>', "train on this embedding model's store instead of the config's, e.g. 'synthetic' (env CTL_EMBEDDINGS)")
+      .addOption(new Option('--workers <n>', "data-parallel worker threads for the wasm backend; auto = one per core, at most 2").argParser(parseWorkers).default('auto')),
+  ).action(
+    action<TrainOptions>(async (options) => {
+      const result = await trainRun({
+        workdir: options.workdir,
+        config: options.config,
+        run: options.run,
+        backend: options.backend,
+        resume: options.resume,
+        embeddings: options.embeddings,
+        workers: options.workers,
+        json: options.json,
+      });
+      if (options.json) printJson(result);
+    }),
+  );
 }

@@ -1,0 +1,57 @@
+// Picks the TensorFlow.js backend. `auto` prefers the native TensorFlow bindings when the user installed them
+// (optional peer dependencies, loaded by a dynamic import so nothing breaks without them), else WebAssembly,
+// else the plain JavaScript cpu backend. The choice is logged in one line.
+import * as tf from '@tensorflow/tfjs';
+import { InputError } from '../util/errors.js';
+import { log } from '../util/log.js';
+
+export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES: BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+
+/** The native packages, GPU first. Each registers the `tensorflow` backend when imported. */
+const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
+
+async function tryNative(): Promise<string | undefined> {
+  for (const pkg of NATIVE_PACKAGES) {
+    try {
+      await import(pkg);
+      if (await tf.setBackend('tensorflow')) return pkg;
+    } catch {
+      // Not installed, or its native library failed to load: try the next one.
+    }
+  }
+  return undefined;
+}
+
+async function tryWasm(): Promise<boolean> {
+  try {
+    await import('@tensorflow/tfjs-backend-wasm');
+    return await tf.setBackend('wasm');
+  } catch {
+    return false;
+  }
+}
+
+/** Select and initialise a backend; returns its tfjs name ('tensorflow' | 'wasm' | 'cpu'). */
+export async function useBackend(choice: BackendChoice, { quiet = false } = {}): Promise<string> {
+  let detail = '';
+  if (choice === 'tensorflow' || choice === 'auto') {
+    const pkg = await tryNative();
+    if (pkg) detail = pkg;
+    else if (choice === 'tensorflow')
+      throw new InputError(
+        "--backend tensorflow needs '@tensorflow/tfjs-node' or '@tensorflow/tfjs-node-gpu' (same version as @tensorflow/tfjs) installed",
+      );
+  }
+  if (!detail && (choice === 'wasm' || choice === 'auto')) {
+    if (await tryWasm()) detail = '@tensorflow/tfjs-backend-wasm';
+    else if (choice === 'wasm') throw new InputError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to initialise');
+  }
+  if (!detail) {
+    await tf.setBackend('cpu');
+    detail = 'pure JavaScript, slow';
+  }
+  await tf.ready();
+  if (!quiet) log(`backend: ${tf.getBackend()} (${detail}${choice === 'auto' ? ', chosen by --backend auto' : ''})`);
+  return tf.getBackend();
+}

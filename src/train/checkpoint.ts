@@ -1,0 +1,145 @@
+// Checkpoints: runs/<name>/checkpoints/{last,best}/, each a folder written whole and swapped in by rename, so a
+// kill at any moment leaves the previous checkpoint or the new one:
+//   model.safetensors    the weights, reference PyTorch state_dict names and layouts (load_state_dict-ready)
+//   trainer.safetensors  `last` only: Adam's moments (exp_avg.<name>, exp_avg_sq.<name>, PyTorch layouts) and the
+//                        mined-negative pool (mined_pool, I32 [rows, poolSize])
+//   state.json           epoch, step, best metric, RNG position, optimizer step, the resolved config, category
+//                        vocabulary, embedding model, data fingerprint, backend
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Category } from '../data/types.js';
+import type { SceneView } from '../data/pair-inputs.js';
+import type { ParamLayout } from '../model/params.js';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../model/safetensors.js';
+import { fromStateDict, toStateDict } from '../model/state-dict.js';
+import type { ModelSpec } from '../model/two-tower.js';
+import { cleanTempFiles, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import type { TrainConfig } from './config.js';
+import type { OptimizerState } from './optimizer.js';
+
+export type CheckpointName = 'last' | 'best';
+
+export interface CheckpointState {
+  version: 1;
+  /** Epochs completed. */
+  epoch: number;
+  /** Optimizer steps completed. */
+  step: number;
+  /** This checkpoint's value of the selection metric, and the best so far. */
+  metric: number;
+  best: { epoch: number; metric: number };
+  epochsWithoutGain: number;
+  /** Every draw is a function of (seed, purpose, counter) (model/random.ts); this is where the run stands. */
+  rng: { algorithm: 'sfc32, keyed by (seed, purpose, counter)'; seed: number; nextEpoch: number; nextStep: number };
+  optimizer: { kind: string; t: number };
+  config: TrainConfig;
+  /** What the command line changed in the config file (e.g. the embedding model). */
+  overrides: Record<string, unknown>;
+  spec: ModelSpec;
+  /** Category vocabulary: the index a category embedding row stands for. */
+  categories: Category[];
+  embeddings: { model: string; dim: number; sceneView: SceneView };
+  data: { fingerprint: string; trainPairs: number; valPairs: number };
+  backend: string;
+  workers: number;
+  /** The step the saved mined pool was mined at (mined negatives only). */
+  minedStep?: number;
+  savedAt: string;
+}
+
+export interface Checkpoint {
+  state: CheckpointState;
+  params: Float32Array;
+  optimizer?: OptimizerState;
+  minedPool?: { pool: Int32Array; poolSize: number };
+}
+
+export function checkpointDir(runDir: string, name: CheckpointName): string {
+  return join(runDir, 'checkpoints', name);
+}
+
+export async function saveCheckpoint(runDir: string, name: CheckpointName, layout: ParamLayout, checkpoint: Checkpoint): Promise<void> {
+  const parent = join(runDir, 'checkpoints');
+  await mkdir(parent, { recursive: true });
+  const tmp = join(parent, `.tmp-${name}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  await mkdir(tmp);
+  const { state } = checkpoint;
+  const metadata = { format: 'pt', producer: 'ctl train', arch: state.spec.arch, epoch: String(state.epoch), embedding_model: state.embeddings.model };
+  await writeFileAtomic(join(tmp, 'model.safetensors'), encodeSafetensors({ tensors: toStateDict(layout, checkpoint.params), metadata }));
+  if (checkpoint.optimizer) {
+    const tensors: Record<string, SafeTensor> = {
+      ...toStateDict(layout, checkpoint.optimizer.m, 'exp_avg.'),
+      ...toStateDict(layout, checkpoint.optimizer.v, 'exp_avg_sq.'),
+    };
+    if (checkpoint.minedPool) {
+      const { pool, poolSize } = checkpoint.minedPool;
+      tensors.mined_pool = { dtype: 'I32', shape: [pool.length / poolSize, poolSize], data: pool };
+    }
+    await writeFileAtomic(join(tmp, 'trainer.safetensors'), encodeSafetensors({ tensors, metadata: { step: String(checkpoint.optimizer.t) } }));
+  }
+  await writeJsonAtomic(join(tmp, 'state.json'), state);
+  // Swap: the old folder steps aside (recoverable, see loadCheckpoint) before the new one takes its name.
+  const final = checkpointDir(runDir, name);
+  const old = join(parent, `.old-${name}-${randomBytes(4).toString('hex')}`);
+  const hadOld = await exists(final);
+  if (hadOld) await rename(final, old);
+  await rename(tmp, final);
+  if (hadOld) await rm(old, { recursive: true, force: true });
+}
+
+/** Finish or undo a swap a kill interrupted, and drop half-written folders. */
+async function recover(runDir: string, name: CheckpointName): Promise<void> {
+  const parent = join(runDir, 'checkpoints');
+  await cleanTempFiles(parent);
+  let names: string[];
+  try {
+    names = await readdir(parent);
+  } catch {
+    return;
+  }
+  const olds = names.filter((n) => n.startsWith(`.old-${name}-`));
+  if (olds.length === 0) return;
+  if (await exists(checkpointDir(runDir, name))) await Promise.all(olds.map((n) => rm(join(parent, n), { recursive: true, force: true })));
+  else await rename(join(parent, olds[0]), checkpointDir(runDir, name));
+}
+
+/** The state.json of a checkpoint, or null when there is none. */
+export async function readCheckpointState(runDir: string, name: CheckpointName): Promise<CheckpointState | null> {
+  await recover(runDir, name);
+  try {
+    return JSON.parse(await readFile(join(checkpointDir(runDir, name), 'state.json'), 'utf8')) as CheckpointState;
+  } catch {
+    return null;
+  }
+}
+
+export async function loadCheckpoint(runDir: string, name: CheckpointName, layout: ParamLayout): Promise<Checkpoint> {
+  const state = await readCheckpointState(runDir, name);
+  const dir = checkpointDir(runDir, name);
+  if (!state) throw new Error(`no checkpoint at ${dir}`);
+  const modelFile = join(dir, 'model.safetensors');
+  const model = decodeSafetensors(new Uint8Array(await readFile(modelFile)), modelFile);
+  const checkpoint: Checkpoint = { state, params: fromStateDict(layout, model.tensors, modelFile) };
+  const trainerFile = join(dir, 'trainer.safetensors');
+  if (await exists(trainerFile)) {
+    const trainer = decodeSafetensors(new Uint8Array(await readFile(trainerFile)), trainerFile);
+    checkpoint.optimizer = {
+      t: state.optimizer.t,
+      m: fromStateDict(layout, trainer.tensors, trainerFile, 'exp_avg.'),
+      v: fromStateDict(layout, trainer.tensors, trainerFile, 'exp_avg_sq.'),
+    };
+    const pool = trainer.tensors.mined_pool;
+    if (pool) checkpoint.minedPool = { pool: pool.data as Int32Array, poolSize: pool.shape[1] };
+  }
+  return checkpoint;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,82 @@
+// Adam / AdamW over the flat parameter vector, as ONE fused loop on the host (a plain tfjs optimizer launches a
+// dozen kernels per parameter tensor, which dominated a step). Data-parallel replicas each update their own
+// slice [lo, hi) of the vector and keep the moments of that slice only.
+// Semantics follow PyTorch: `adam` adds weight_decay·p to the gradient (L2), `adamw` decays the weights
+// directly; clipping scales the gradient by min(1, clip / (‖g‖ + 1e-6)) as torch.nn.utils.clip_grad_norm_.
+// Moments that decay below 1e-30 are flushed to zero: denormal floats are 10-100x slower to compute with and
+// WebAssembly cannot set flush-to-zero (the design card's warning), and they change nothing at that size.
+
+export interface OptimizerConfig {
+  kind: 'adam' | 'adamw';
+  lr: number;
+  weightDecay: number;
+  betas: [number, number];
+  eps: number;
+  /** Global gradient-norm clip; 0 = off. */
+  gradClip: number;
+}
+
+export interface OptimizerState {
+  /** Updates applied so far (Adam's t). */
+  t: number;
+  m: Float32Array;
+  v: Float32Array;
+}
+
+const FLUSH_BELOW = 1e-30;
+
+/** The factor clip_grad_norm_ multiplies gradients by. */
+export function clipScale(gradNorm: number, clip: number): number {
+  return clip > 0 ? Math.min(1, clip / (gradNorm + 1e-6)) : 1;
+}
+
+export class FlatAdam {
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  t: number;
+
+  constructor(
+    readonly config: OptimizerConfig,
+    /** The slice of the parameter vector this optimizer owns. */
+    readonly lo: number,
+    readonly hi: number,
+    state?: OptimizerState,
+  ) {
+    const size = hi - lo;
+    if (state && (state.m.length !== size || state.v.length !== size))
+      throw new Error(`optimizer state has ${state.m.length} values, the slice ${size}`);
+    this.m = state ? state.m.slice() : new Float32Array(size);
+    this.v = state ? state.v.slice() : new Float32Array(size);
+    this.t = state?.t ?? 0;
+  }
+
+  /** One update of params[lo, hi) in place; `grad` is this slice's (summed) gradient, pre-clipping. */
+  update(params: Float32Array, grad: Float32Array, lr: number, scale: number): void {
+    const { kind, weightDecay, betas, eps } = this.config;
+    const [b1, b2] = betas;
+    this.t += 1;
+    const stepSize = lr / (1 - b1 ** this.t);
+    const rootBias2 = Math.sqrt(1 - b2 ** this.t);
+    const decay = kind === 'adamw' ? 1 - lr * weightDecay : 1;
+    const l2 = kind === 'adam' ? weightDecay : 0;
+    const { m, v, lo } = this;
+    for (let i = 0; i < m.length; i++) {
+      const p = params[lo + i];
+      const g = grad[i] * scale + l2 * p;
+      let mi = b1 * m[i] + (1 - b1) * g;
+      let vi = b2 * v[i] + (1 - b2) * g * g;
+      if (mi < FLUSH_BELOW && mi > -FLUSH_BELOW) mi = 0;
+      if (vi < FLUSH_BELOW) vi = 0;
+      m[i] = mi;
+      v[i] = vi;
+      params[lo + i] = p * decay - (stepSize * mi) / (Math.sqrt(vi) / rootBias2 + eps);
+    }
+  }
+}
+
+/** Σ x² in double precision. */
+export function sumOfSquares(x: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return s;
+}

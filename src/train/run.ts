@@ -1,0 +1,367 @@
+// `ctl train`: train the towers on a split's train part, validate on its val part after every epoch with the
+// configured protocol, keep the best and the last checkpoint, stop early when the selection metric stalls, and
+// resume exactly where a killed run left off.
+import { availableParallelism } from 'node:os';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
+import { useBackend, type BackendChoice } from '../model/backend.js';
+import { Rng } from '../model/random.js';
+import { TwoTower, type ModelSpec } from '../model/two-tower.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { InputError, RunError } from '../util/errors.js';
+import { formatDuration, log } from '../util/log.js';
+import { Progress } from '../util/progress.js';
+import { modelSlug, workdirPaths } from '../workdir.js';
+import { loadCheckpoint, readCheckpointState, saveCheckpoint, type Checkpoint, type CheckpointState } from './checkpoint.js';
+import { loadTrainConfig, type TrainConfig } from './config.js';
+import { loadTrainingData, type TrainingData } from './data.js';
+import { LocalEngine, type TrainEngine } from './engine.js';
+import { MetricsLog } from './metrics-log.js';
+import { minePool } from './mining.js';
+import { MinedPool, inBatchCandidates, inBatchFalseNegatives, sameCategoryRandom } from './negatives.js';
+import { ParallelEngine } from './parallel.js';
+import type { StepPlan } from './replica.js';
+import { learningRate } from './schedule.js';
+
+export interface TrainRunOptions {
+  workdir: string;
+  /** Path of the config file. */
+  config: string;
+  /** Run name; default: the config's name (with the embedding model appended when overridden). */
+  run?: string;
+  backend?: BackendChoice;
+  resume?: boolean;
+  json?: boolean;
+  /** Train on another embedding model's store than the config names (e.g. 'synthetic'); env CTL_EMBEDDINGS. */
+  embeddings?: string;
+  /** Data-parallel worker threads (wasm); 'auto' = one per core, up to 2 (1 on other backends). */
+  workers?: number | 'auto';
+}
+
+export interface TrainRunResult {
+  run: string;
+  dir: string;
+  best: { epoch: number; metric: number };
+  epochs: number;
+  metric: string;
+  protocol: string;
+}
+
+/** Train (or resume) a run; see the file comment. */
+export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult> {
+  const { config, overrides } = await resolveConfig(options);
+  const name = options.run ?? (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new InputError(`--run: '${name}' is not a valid run name (letters, digits, . _ -)`);
+  const dir = workdirPaths(options.workdir).run(name);
+  const previous = await readCheckpointState(dir, 'last');
+  if (previous && !options.resume)
+    throw new InputError(`run '${name}' already has checkpoints in ${dir}: pass --resume to continue it, or --run NAME to start another`);
+  if (!previous && options.resume) log(`run '${name}' has no checkpoint yet: starting from the beginning`);
+
+  const backend = await useBackend(options.backend ?? 'auto');
+  const data = await loadTrainingData(options.workdir, config, options.config);
+  const spec: ModelSpec = { ...config.model, inputDim: data.dim, numCategories: data.dataset.categories.length };
+  const model = new TwoTower(spec);
+  if (previous) checkResumable(previous, config, data, backend);
+  const checkpoint = previous ? await loadCheckpoint(dir, 'last', model.layout) : null;
+  const workers = chooseWorkers(options.workers, backend, previous);
+
+  await mkdir(dir, { recursive: true });
+  if (!previous) {
+    await writeJsonAtomic(join(dir, 'config.json'), {
+      config,
+      overrides,
+      configFile: options.config,
+      embeddings: { model: data.embeddingModel, dim: data.dim },
+      data: { fingerprint: data.fingerprint, trainPairs: data.train.pairs.length, valPairs: data.val.pairs.length, missing: data.missing },
+      createdAt: new Date().toISOString(),
+    });
+  }
+  const metricsLog = await MetricsLog.open(join(dir, 'metrics.jsonl'), checkpoint ? checkpoint.state.step : null);
+  log(
+    `train ${name}: ${config.model.arch}, ${data.train.pairs.length} train / ${data.val.pairs.length} val pairs (split ${config.split}), ` +
+      `${data.dim}-d '${data.embeddingModel}' ${config.sceneView} scenes, ${model.layout.size.toLocaleString('en-US')} parameters, ` +
+      `negatives ${config.negatives.strategy}, ${workers} worker${workers > 1 ? 's' : ''}`,
+  );
+
+  const engineOptions = {
+    spec,
+    optimizer: config.optimizer,
+    loss: config.loss,
+    seed: config.seed,
+    params: checkpoint ? checkpoint.params : model.layout.initialise(config.seed),
+    optimizerState: checkpoint?.optimizer,
+    matrices: {
+      trainScenes: data.train.scenes,
+      valScenes: data.val.scenes,
+      products: data.products,
+      productCategory: data.productCategory,
+      rowProduct: data.rowProduct,
+    },
+  };
+  const engine: TrainEngine =
+    workers > 1
+      ? await ParallelEngine.create({ ...engineOptions, workers, backend: backend as BackendChoice, batchSize: config.batchSize })
+      : new LocalEngine(engineOptions);
+
+  try {
+    return await trainLoop({ name, dir, config, data, spec, engine, metricsLog, checkpoint, backend, workers, overrides });
+  } finally {
+    await engine.dispose();
+  }
+}
+
+interface LoopContext {
+  name: string;
+  dir: string;
+  config: TrainConfig;
+  data: TrainingData;
+  spec: ModelSpec;
+  engine: TrainEngine;
+  metricsLog: MetricsLog;
+  checkpoint: Checkpoint | null;
+  backend: string;
+  workers: number;
+  overrides: Record<string, unknown>;
+}
+
+async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
+  const { config, data, engine, metricsLog } = ctx;
+  const rows = data.train.pairs.length;
+  const stepsPerEpoch = Math.ceil(rows / config.batchSize);
+  const layout = new TwoTower(ctx.spec).layout;
+  const state = ctx.checkpoint?.state;
+  let step = state?.step ?? 0;
+  let best = state?.best ?? { epoch: 0, metric: -Infinity };
+  let epochsWithoutGain = state?.epochsWithoutGain ?? 0;
+  let pool: MinedPool | null = ctx.checkpoint?.minedPool && state?.minedStep !== undefined
+    ? new MinedPool(ctx.checkpoint.minedPool.pool, ctx.checkpoint.minedPool.poolSize, state.minedStep)
+    : null;
+  const firstEpoch = state?.epoch ?? 0;
+
+  if (!state) {
+    const zeroShot = await evaluateZeroShot(data, config);
+    log(`zero-shot (raw embeddings, cosine): ${config.selection.metric} ${formatMetric(selectionValue(zeroShot, config.selection.metric))}`);
+    await metricsLog.append({ type: 'zero-shot', step: 0, epoch: 0, protocol: config.selection.protocol, metrics: zeroShot });
+  }
+
+  let epoch = firstEpoch;
+  for (; epoch < config.epochs; epoch++) {
+    if (config.patience > 0 && epochsWithoutGain >= config.patience) break;
+    const order = new Rng(config.seed, 'shuffle', epoch).shuffled(Array.from({ length: rows }, (_, i) => i));
+    const progress = new Progress(`epoch ${epoch + 1}/${config.epochs}`, rows, { unit: 'samples' });
+    const started = performance.now();
+    const sums = { loss: 0, infonce: 0, triplet: 0 };
+    let liveTensors = 0;
+    for (let b = 0; b < stepsPerEpoch; b++) {
+      const batch = Int32Array.from(order.slice(b * config.batchSize, (b + 1) * config.batchSize));
+      if (config.negatives.strategy === 'mined' && step > 0 && step % config.negatives.refreshSteps === 0 && pool?.step !== step) {
+        pool = await mine(engine, data, config, step);
+      }
+      const lr = learningRate(config.schedule, config.optimizer.lr, step, stepsPerEpoch, config.epochs);
+      const result = await engine.step(planStep(step, lr, batch, config, data, pool));
+      if (!Number.isFinite(result.loss))
+        throw new RunError(
+          `loss is ${result.loss} at step ${step + 1} (epoch ${epoch + 1}, learning rate ${lr.toExponential(2)}): ` +
+            `try a lower optimizer.lr or optimizer.gradClip (e.g. 1.0) in ${ctx.name}'s config, and check the embeddings with \`ctl data verify-embeddings\``,
+        );
+      step++;
+      sums.loss += result.loss;
+      sums.infonce += result.infonce;
+      sums.triplet += result.triplet;
+      liveTensors = result.tensors;
+      const seconds = (performance.now() - started) / 1000;
+      await metricsLog.append({
+        type: 'step', step, epoch: epoch + 1, loss: result.loss, infonce: result.infonce, triplet: result.triplet,
+        lr, temperature: result.temperature, gradNorm: result.gradNorm, samplesPerSec: ((b + 1) * config.batchSize) / seconds,
+      });
+      progress.tick(
+        batch.length,
+        `loss ${result.loss.toFixed(3)} (nce ${result.infonce.toFixed(3)} trip ${result.triplet.toFixed(3)}) lr ${lr.toExponential(1)} τ ${result.temperature.toFixed(3)}`,
+      );
+    }
+    progress.finish();
+    const trainSeconds = (performance.now() - started) / 1000;
+
+    const val = await validate(engine, data, config, ctx.spec);
+    const metric = selectionValue(val, config.selection.metric);
+    const improved = metric > best.metric;
+    if (improved) best = { epoch: epoch + 1, metric };
+    epochsWithoutGain = improved ? 0 : epochsWithoutGain + 1;
+
+    const checkpointState: CheckpointState = {
+      version: 1,
+      epoch: epoch + 1,
+      step,
+      metric,
+      best,
+      epochsWithoutGain,
+      rng: { algorithm: 'sfc32, keyed by (seed, purpose, counter)', seed: config.seed, nextEpoch: epoch + 1, nextStep: step },
+      optimizer: { kind: config.optimizer.kind, t: step },
+      config,
+      overrides: ctx.overrides,
+      spec: ctx.spec,
+      categories: data.dataset.categories,
+      embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
+      data: { fingerprint: data.fingerprint, trainPairs: rows, valPairs: data.val.pairs.length },
+      backend: ctx.backend,
+      workers: ctx.workers,
+      ...(pool ? { minedStep: pool.step } : {}),
+      savedAt: new Date().toISOString(),
+    };
+    const params = engine.params();
+    if (improved) await saveCheckpoint(ctx.dir, 'best', layout, { state: checkpointState, params });
+    await saveCheckpoint(ctx.dir, 'last', layout, {
+      state: checkpointState,
+      params,
+      optimizer: await engine.optimizerState(),
+      ...(pool ? { minedPool: { pool: pool.pool, poolSize: pool.poolSize } } : {}),
+    });
+    await metricsLog.append({
+      type: 'epoch', step, epoch: epoch + 1, loss: sums.loss / stepsPerEpoch, infonce: sums.infonce / stepsPerEpoch,
+      triplet: sums.triplet / stepsPerEpoch, metric, best: improved, val, trainSeconds, samplesPerSec: rows / trainSeconds, liveTensors,
+    });
+    log(
+      `epoch ${epoch + 1}/${config.epochs}: loss ${(sums.loss / stepsPerEpoch).toFixed(4)}, val ${config.selection.protocol} ` +
+        `${config.selection.metric} ${formatMetric(metric)}${improved ? ' (best)' : ''}, ${Math.round(rows / trainSeconds)} samples/s, ${formatDuration(trainSeconds)}`,
+    );
+  }
+  if (config.patience > 0 && epochsWithoutGain >= config.patience && epoch < config.epochs)
+    log(`early stop: no ${config.selection.metric} gain for ${config.patience} epochs`);
+  log(`best ${config.selection.metric} ${formatMetric(best.metric)} at epoch ${best.epoch}; checkpoints in ${join(ctx.dir, 'checkpoints')}`);
+  return { run: ctx.name, dir: ctx.dir, best, epochs: epoch, metric: config.selection.metric, protocol: config.selection.protocol };
+}
+
+/** The step's negatives and masks, all drawn from (seed, step). */
+function planStep(step: number, lr: number, rows: Int32Array, config: TrainConfig, data: TrainingData, pool: MinedPool | null): StepPlan {
+  const index = data.negativeIndex;
+  const strategy = config.loss.triplet > 0 ? config.negatives.strategy : 'none';
+  const rng = new Rng(config.seed, 'negatives', step);
+  let negatives: Int32Array | null = null;
+  if (strategy === 'same-category-random' || strategy === 'mined') {
+    negatives = Int32Array.from(rows, (r) => {
+      const random = () => sameCategoryRandom(index, r, rng);
+      return strategy === 'mined' && pool ? pool.sample(r, rng, random) : random();
+    });
+  }
+  return {
+    step,
+    lr,
+    rows,
+    negatives,
+    hardCandidates: strategy === 'in-batch-hard' ? inBatchCandidates(index, rows) : null,
+    falseNegatives: config.loss.maskFalseNegatives ? inBatchFalseNegatives(index, rows) : null,
+  };
+}
+
+async function mine(engine: TrainEngine, data: TrainingData, config: TrainConfig, step: number): Promise<MinedPool> {
+  const started = performance.now();
+  const scenes = await engine.encode('trainScenes');
+  const products = await engine.encode('products');
+  const pool = await minePool(data.negativeIndex, scenes, products, config.model.out, {
+    window: config.negatives.rankWindow,
+    poolSize: config.negatives.poolSize,
+    seed: config.seed,
+    step,
+  });
+  log(`mined negatives at step ${step} (ranks ${config.negatives.rankWindow.join('..')}, ${formatDuration((performance.now() - started) / 1000)})`);
+  return pool;
+}
+
+async function validate(engine: TrainEngine, data: TrainingData, config: TrainConfig, spec: ModelSpec): Promise<Metrics> {
+  const sceneVectors = await engine.encode('valScenes');
+  const productVectors = await engine.encode('products');
+  return evaluateProtocol(config.selection.protocol, {
+    dataset: data.dataset,
+    pairs: data.val.pairs,
+    sceneVectors,
+    productVectors,
+    dim: spec.out,
+    missingProducts: data.missingProducts,
+  });
+}
+
+/** The selection protocol on the raw embeddings (cosine): what training has to beat. */
+async function evaluateZeroShot(data: TrainingData, config: TrainConfig): Promise<Metrics> {
+  return evaluateProtocol(config.selection.protocol, {
+    dataset: data.dataset,
+    pairs: data.val.pairs,
+    sceneVectors: normalizedRows(data.val.scenes, data.dim),
+    productVectors: normalizedRows(data.products, data.dim),
+    dim: data.dim,
+    missingProducts: data.missingProducts,
+  });
+}
+
+export function normalizedRows(matrix: Float32Array, dim: number): Float32Array {
+  const out = new Float32Array(matrix.length);
+  for (let r = 0; r < matrix.length / dim; r++) {
+    let norm = 0;
+    for (let d = 0; d < dim; d++) norm += matrix[r * dim + d] ** 2;
+    const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+    for (let d = 0; d < dim; d++) out[r * dim + d] = matrix[r * dim + d] * scale;
+  }
+  return out;
+}
+
+/** "recall@10" → metrics.recall["10"]; "mrr" → metrics.mrr. */
+export function selectionValue(metrics: Metrics, metric: string): number {
+  return metric === 'mrr' ? metrics.mrr : metrics.recall[metric.replace('recall@', '')];
+}
+
+function formatMetric(x: number): string {
+  return Number.isFinite(x) ? x.toFixed(4) : String(x);
+}
+
+async function resolveConfig(options: TrainRunOptions): Promise<{ config: TrainConfig; overrides: Record<string, unknown> }> {
+  const config = await loadTrainConfig(options.config);
+  const embeddings = options.embeddings ?? process.env.CTL_EMBEDDINGS;
+  const overrides: Record<string, unknown> = {};
+  if (embeddings && embeddings !== config.embeddings.model) {
+    overrides.embeddings = embeddings;
+    // The config's dim belongs to its own model.
+    config.embeddings = { model: embeddings };
+  }
+  return { config, overrides };
+}
+
+function chooseWorkers(requested: number | 'auto' | undefined, backend: string, previous: CheckpointState | null): number {
+  if (typeof requested === 'number') {
+    if (requested > 1 && backend !== 'wasm') {
+      log(`--workers ${requested}: worker threads are for the wasm backend; training on one thread with ${backend}`);
+      return 1;
+    }
+    if (previous && previous.workers !== requested)
+      log(`note: the run trained with ${previous.workers} worker(s) so far; with ${requested} the sums round differently (results differ within float noise)`);
+    return requested;
+  }
+  if (previous && (backend === 'wasm' || previous.workers === 1)) return previous.workers;
+  return backend === 'wasm' ? Math.max(1, Math.min(2, availableParallelism())) : 1;
+}
+
+/** Refuse to resume a run with another config or other data, saying what differs. */
+function checkResumable(previous: CheckpointState, config: TrainConfig, data: TrainingData, backend: string): void {
+  const reasons = diffPaths(previous.config, config).map((p) => `config ${p}: ${JSON.stringify(valueAt(previous.config, p))} → ${JSON.stringify(valueAt(config, p))}`);
+  if (previous.embeddings.model !== data.embeddingModel) reasons.push(`embedding model: '${previous.embeddings.model}' → '${data.embeddingModel}'`);
+  if (previous.embeddings.dim !== data.dim) reasons.push(`embedding dim: ${previous.embeddings.dim} → ${data.dim}`);
+  if (JSON.stringify(previous.categories) !== JSON.stringify(data.dataset.categories)) reasons.push('category vocabulary changed');
+  if (previous.data.fingerprint !== data.fingerprint)
+    reasons.push(
+      `data changed (train pairs ${previous.data.trainPairs} → ${data.train.pairs.length}, val pairs ${previous.data.valPairs} → ${data.val.pairs.length}, or the dataset/embeddings differ)`,
+    );
+  if (reasons.length > 0) throw new InputError(`cannot resume: ${reasons.join('; ')}. Start a new run with --run NAME instead`);
+  if (previous.backend !== backend) log(`note: the run trained on ${previous.backend} so far, now ${backend}: results may differ within float noise`);
+}
+
+function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
+  if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null && !Array.isArray(a)) {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    return [...keys].flatMap((k) => diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
+}
+
+function valueAt(object: unknown, path: string): unknown {
+  return path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], object);
+}
