@@ -35,27 +35,30 @@ function bruteForce(t: RankTask) {
     return s;
   };
   const ranks: number[] = [];
+  const ranksTiesBehind: number[] = [];
   const top: number[][] = [];
   for (let q = 0; q + 1 < targets.offsets.length; q++) {
     const scores = Array.from({ length: n }, (_, c) => score(q, c));
     const filtered = new Set(exclude!.ids.subarray(exclude!.offsets[q], exclude!.offsets[q + 1]));
     for (const t of targets.ids.subarray(targets.offsets[q], targets.offsets[q + 1])) {
       ranks.push(1 + scores.filter((s, c) => c !== t && !filtered.has(c) && s >= scores[t]).length);
+      ranksTiesBehind.push(1 + scores.filter((s, c) => c !== t && !filtered.has(c) && s > scores[t]).length);
     }
     // Best first, ties by lower index.
     top.push(scores.map((s, c) => [s, c]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, t.topK).map(([, c]) => c));
   }
-  return { ranks, top };
+  return { ranks, ranksTiesBehind, top };
 }
 
 describe('rankTargets', () => {
   for (const engine of ['onnx', 'js'] as const) {
     for (const blockRows of [1, 7, 64]) {
-      it(`${engine} engine, blocks of ${blockRows} rows: ranks and top-k match brute force`, async () => {
+      it(`${engine} engine, blocks of ${blockRows} rows: ranks (both tie rules) and top-k match brute force`, async () => {
         const t = task(blockRows, 50, 300, 24, 10);
         const want = bruteForce(t);
-        const got = await rankTargets(t, { engine, blockRows });
+        const got = await rankTargets({ ...t, tiesBehind: true }, { engine, blockRows });
         expect(Array.from(got.ranks)).toEqual(want.ranks);
+        expect(Array.from(got.ranksTiesBehind!)).toEqual(want.ranksTiesBehind);
         const top = Array.from({ length: 50 }, (_, q) => Array.from(got.topIds!.subarray(q * 10, q * 10 + 10)));
         expect(top).toEqual(want.top);
       });
@@ -79,5 +82,29 @@ describe('rankTargets', () => {
     expect(got.topIds!.length).toBe(3 * 5);
     const empty = await rankTargets({ ...t, queries: new Float32Array(0), targets: toCsr([]), exclude: toCsr([]) });
     expect(empty.ranks.length).toBe(0);
+  });
+});
+
+describe('scan kernels', () => {
+  it('count and find on every length and alignment, negative and subnormal thresholds included', async () => {
+    const { createScanKernels } = await import('../src/eval/scan-kernels.js');
+    const k = createScanKernels(4096 * 4);
+    const rand = rng(8);
+    const values = new Float32Array(k.memory.buffer, 4 * 3, 2000);
+    for (let i = 0; i < values.length; i++) values[i] = i % 97 === 0 ? 1e-45 : Math.round((rand() - 0.5) * 40) / 8;
+    for (const len of [0, 1, 3, 16, 17, 63, 64, 65, 130, 2000]) {
+      for (const offset of [0, 1, 5]) {
+        const view = values.subarray(offset, offset + Math.min(len, values.length - offset));
+        for (const t of [-2.5, 0, 1e-45, 0.125, 3, Infinity]) {
+          const threshold = Math.fround(t);
+          expect(k.countGe(view.byteOffset, view.length, threshold)).toBe(view.filter((v) => v >= threshold).length);
+          for (const start of [0, 2, 70]) {
+            let first = view.length;
+            for (let i = start; i < view.length; i++) if (view[i] > threshold) { first = i; break; }
+            expect(Math.min(k.firstAbove(view.byteOffset, start, view.length, threshold), view.length)).toBe(first);
+          }
+        }
+      }
+    }
   });
 });

@@ -15,10 +15,11 @@ export const ENGINE_NAMES: EngineName[] = ['auto', 'onnx', 'js'];
 
 export interface ScoreEngine {
   readonly name: string;
-  /** Scores of `rows` (count × dim) against every candidate: count × numCandidates, row-major. */
-  score(rows: Float32Array): Promise<Float32Array>;
-  /** Hand a score buffer back once it has been read, so the next block can reuse it. */
-  release(scores: Float32Array): void;
+  /**
+   * Scores of `rows` (count × dim) against every candidate, written to the first count × numCandidates floats of
+   * `out` (row-major); resolves to that part of `out`.
+   */
+  score(rows: Float32Array, out: Float32Array): Promise<Float32Array>;
   dispose(): Promise<void>;
 }
 
@@ -53,8 +54,6 @@ type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
 /** queries [rows, dim] · candidatesᵀ [dim, n], candidates baked in as a constant so onnxruntime packs them once. */
 class OnnxEngine implements ScoreEngine {
   readonly name = 'onnx';
-  // Two score buffers per block size: one being filled by onnxruntime while the other is scanned.
-  private free = new Map<number, Float32Array[]>();
 
   private constructor(
     private readonly ort: Ort,
@@ -79,10 +78,9 @@ class OnnxEngine implements ScoreEngine {
     return new OnnxEngine(ort, session, numCandidates, dim);
   }
 
-  async score(rows: Float32Array): Promise<Float32Array> {
+  async score(rows: Float32Array, buffer: Float32Array): Promise<Float32Array> {
     const count = rows.length / this.dim;
-    const size = count * this.numCandidates;
-    const out = this.free.get(size)?.pop() ?? new Float32Array(size);
+    const out = buffer.subarray(0, count * this.numCandidates);
     await this.session.run(
       { queries: new this.ort.Tensor('float32', rows, [count, this.dim]) },
       { scores: new this.ort.Tensor('float32', out, [count, this.numCandidates]) },
@@ -90,14 +88,7 @@ class OnnxEngine implements ScoreEngine {
     return out;
   }
 
-  release(scores: Float32Array): void {
-    const list = this.free.get(scores.length) ?? [];
-    list.push(scores);
-    this.free.set(scores.length, list);
-  }
-
   async dispose(): Promise<void> {
-    this.free.clear();
     await this.session.release();
   }
 }
@@ -105,7 +96,6 @@ class OnnxEngine implements ScoreEngine {
 /** Candidates in tiles that fit in L2 beside the query block, dot products with four accumulators. */
 class JsEngine implements ScoreEngine {
   readonly name = 'js';
-  private free: Float32Array[] = [];
 
   constructor(
     private readonly candidates: Float32Array,
@@ -113,13 +103,10 @@ class JsEngine implements ScoreEngine {
     private readonly dim: number,
   ) {}
 
-  async score(rows: Float32Array): Promise<Float32Array> {
+  async score(rows: Float32Array, buffer: Float32Array): Promise<Float32Array> {
     const { candidates, numCandidates: n, dim } = this;
     const count = rows.length / dim;
-    const size = count * n;
-    let out = this.free.pop();
-    if (!out || out.length < size) out = new Float32Array(size);
-    else out = out.subarray(0, size);
+    const out = buffer.subarray(0, count * n);
     const tile = 128;
     for (let c0 = 0; c0 < n; c0 += tile) {
       const c1 = Math.min(n, c0 + tile);
@@ -143,11 +130,5 @@ class JsEngine implements ScoreEngine {
     return out;
   }
 
-  release(scores: Float32Array): void {
-    this.free.push(scores);
-  }
-
-  async dispose(): Promise<void> {
-    this.free = [];
-  }
+  async dispose(): Promise<void> {}
 }

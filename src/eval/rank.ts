@@ -1,12 +1,14 @@
 // Blocked ranking: the rank of each query's target products among all candidates, and each query's top-k, from a
 // score matrix (queries × candidates) computed one block of query rows at a time, so the whole matrix never sits
-// in memory (30,000 × 38,000 floats would be 4.6 GB).
+// in memory (30,000 × 38,000 floats would be 4.6 GB): two blocks of scores at most, one being filled by the
+// engine while the other is scanned.
 //
 // Rank of target t for query q (1-based, pessimistic, "filtered"):
 //   rank = 1 + #{ c : c != t, c not in exclude(q), score(q, c) >= score(q, t) }
 // A candidate tied with the target counts as ranked ahead of it. The target's own score is read from the same
 // score block as every other candidate's, so the engine's rounding can never make the target beat itself.
 import { createScoreEngine, type EngineName, type ScoreEngine } from './engines.js';
+import { createScanKernels, type ScanKernels } from './scan-kernels.js';
 
 /** Compressed rows: row r owns ids[offsets[r] .. offsets[r + 1]). */
 export interface Csr {
@@ -60,26 +62,28 @@ export async function rankTargets(task: RankTask, options: RankOptions = {}): Pr
   }
   if (targets.offsets.length !== numQueries + 1) throw new Error('rankTargets: targets.offsets must have numQueries + 1 entries');
   const topK = Math.min(task.topK ?? 0, numCandidates);
-  const blockRows = Math.max(1, options.blockRows ?? defaultBlockRows(numCandidates));
+  const blockRows = Math.max(1, Math.min(numQueries, options.blockRows ?? defaultBlockRows(numCandidates)));
 
   const ranks = new Int32Array(targets.ids.length);
   const ranksTiesBehind = task.tiesBehind ? new Int32Array(targets.ids.length) : undefined;
   const topIds = topK > 0 ? new Int32Array(numQueries * topK) : undefined;
   const topScores = topK > 0 ? new Float32Array(numQueries * topK) : undefined;
-  const scan = new RowScanner(numCandidates, topK);
+  if (numQueries === 0) return { ranks, ranksTiesBehind, topIds, topScores };
 
+  const scan = new RowScanner(numCandidates, blockRows);
   const engine =
     typeof options.engine === 'object'
       ? options.engine
       : await createScoreEngine(options.engine ?? 'auto', candidates, numCandidates, dim, options.threads);
+  const blockOf = (start: number) => queries.subarray(start * dim, Math.min(start + blockRows, numQueries) * dim);
   try {
     // Score block b + 1 while block b is scanned: engines that run off the main thread overlap the two.
-    let next = numQueries > 0 ? engine.score(queries.subarray(0, Math.min(blockRows, numQueries) * dim)) : undefined;
-    for (let start = 0; start < numQueries; start += blockRows) {
+    let next = engine.score(blockOf(0), scan.buffer(0));
+    for (let start = 0, b = 0; start < numQueries; start += blockRows, b++) {
       const rows = Math.min(blockRows, numQueries - start);
-      const scores = await next!;
+      const scores = await next;
       const after = start + rows;
-      next = after < numQueries ? engine.score(queries.subarray(after * dim, Math.min(after + blockRows, numQueries) * dim)) : undefined;
+      if (after < numQueries) next = engine.score(blockOf(after), scan.buffer(b + 1));
       for (let r = 0; r < rows; r++) {
         const q = start + r;
         const row = scores.subarray(r * numCandidates, (r + 1) * numCandidates);
@@ -87,7 +91,6 @@ export async function rankTargets(task: RankTask, options: RankOptions = {}): Pr
         if (ranksTiesBehind) scan.ranks(row, targets, exclude, q, ranksTiesBehind, true);
         if (topIds && topScores) scan.top(row, topIds.subarray(q * topK, (q + 1) * topK), topScores.subarray(q * topK, (q + 1) * topK));
       }
-      engine.release(scores);
       options.onProgress?.(after, numQueries);
     }
   } finally {
@@ -101,59 +104,34 @@ function defaultBlockRows(numCandidates: number): number {
   return Math.max(16, Math.min(1024, Math.floor((8 << 20) / Math.max(1, numCandidates))));
 }
 
-/** The per-row work on a block of scores: counting for ranks, a running top-k. */
+/** The per-row work on a block of scores, with the SIMD kernels: counting for ranks, a running top-k. */
 class RowScanner {
-  private targetScores = new Float64Array(16);
-  private counts = new Int32Array(16);
+  private readonly kernels: ScanKernels;
+  private readonly buffers: Float32Array[];
 
   constructor(
     private readonly numCandidates: number,
-    private readonly topK: number,
-  ) {}
+    blockRows: number,
+  ) {
+    const floats = blockRows * numCandidates;
+    this.kernels = createScanKernels(2 * floats * 4);
+    this.buffers = [0, 1].map((i) => new Float32Array(this.kernels.memory.buffer, i * floats * 4, floats));
+  }
+
+  /** The score buffer of block b (two alternate), in the kernels' memory. */
+  buffer(b: number): Float32Array {
+    return this.buffers[b % 2];
+  }
 
   /** Pessimistic ranks (score >= target counts ahead), or with `strict` optimistic ones (only score > target). */
   ranks(row: Float32Array, targets: Csr, exclude: Csr | undefined, q: number, out: Int32Array, strict: boolean): void {
-    const from = targets.offsets[q];
-    const m = targets.offsets[q + 1] - from;
-    if (m === 0) return;
-    if (m > this.counts.length) {
-      this.targetScores = new Float64Array(m);
-      this.counts = new Int32Array(m);
-    }
-    const ts = this.targetScores;
-    const counts = this.counts;
-    let minTarget = Infinity;
-    for (let k = 0; k < m; k++) {
-      const s = row[targets.ids[from + k]];
-      ts[k] = s;
-      counts[k] = 0;
-      if (s < minTarget) minTarget = s;
-    }
-    // One pass over the row: most scores fall below every target's and cost one comparison.
     const n = this.numCandidates;
-    if (strict) {
-      for (let k = 0; k < m; k++) {
-        const t = ts[k];
-        let c = 1; // the target itself, as in the pessimistic count
-        for (let j = 0; j < n; j++) if (row[j] > t) c++;
-        counts[k] = c;
-      }
-    } else if (m === 1) {
-      const t = ts[0];
-      let c = 0;
-      for (let j = 0; j < n; j++) if (row[j] >= t) c++;
-      counts[0] = c;
-    } else {
-      for (let j = 0; j < n; j++) {
-        const s = row[j];
-        if (s >= minTarget) for (let k = 0; k < m; k++) if (s >= ts[k]) counts[k]++;
-      }
-    }
-    for (let k = 0; k < m; k++) {
-      const t = targets.ids[from + k];
-      const st = ts[k];
-      // counts[k] includes the target itself (score >= its own); drop it and the filtered candidates at or above.
-      let rank = counts[k];
+    for (let k = targets.offsets[q]; k < targets.offsets[q + 1]; k++) {
+      const t = targets.ids[k];
+      const st = row[t];
+      // Pessimistic: #{score >= st} counts the target itself, standing for the 1 of the rank.
+      // Strict: #{score > st} = #{score >= the next float above st}, plus 1.
+      let rank = strict ? 1 + this.kernels.countGe(row.byteOffset, n, nextFloatUp(st)) : this.kernels.countGe(row.byteOffset, n, st);
       if (exclude) {
         for (let e = exclude.offsets[q]; e < exclude.offsets[q + 1]; e++) {
           const c = exclude.ids[e];
@@ -161,31 +139,44 @@ class RowScanner {
         }
       }
       // A NaN target score compares false everywhere: rank it last rather than first.
-      out[from + k] = Number.isNaN(st) ? n : rank;
+      out[k] = Number.isNaN(st) ? n : rank;
     }
   }
 
   /** The k best of a row, best first; a later candidate must beat (not tie) the k-th to enter. */
   top(row: Float32Array, ids: Int32Array, scores: Float32Array): void {
-    const k = this.topK;
-    let filled = 0;
-    let threshold = -Infinity;
+    const k = ids.length;
     const n = this.numCandidates;
-    for (let j = 0; j < n; j++) {
-      const s = row[j];
-      if (filled === k && !(s > threshold)) continue;
-      // Insert j keeping scores descending.
-      let i = filled < k ? filled++ : k - 1;
-      while (i > 0 && scores[i - 1] < s) {
-        scores[i] = scores[i - 1];
-        ids[i] = ids[i - 1];
-        i--;
-      }
-      scores[i] = s;
-      ids[i] = j;
-      if (filled === k) threshold = scores[k - 1];
+    for (let j = 0; j < k; j++) this.insert(row[j], j, j, ids, scores);
+    let j = this.kernels.firstAbove(row.byteOffset, k, n, scores[k - 1]);
+    while (j < n) {
+      this.insert(row[j], j, k - 1, ids, scores);
+      j = this.kernels.firstAbove(row.byteOffset, j + 1, n, scores[k - 1]);
     }
   }
+
+  /** Put candidate j with score s into the sorted top list, starting from slot `from` and moving up. */
+  private insert(s: number, j: number, from: number, ids: Int32Array, scores: Float32Array): void {
+    let i = from;
+    while (i > 0 && scores[i - 1] < s) {
+      scores[i] = scores[i - 1];
+      ids[i] = ids[i - 1];
+      i--;
+    }
+    scores[i] = s;
+    ids[i] = j;
+  }
+}
+
+const floatBits = new Float32Array(1);
+const intBits = new Int32Array(floatBits.buffer);
+
+/** The smallest float32 greater than x (x a finite float32). */
+function nextFloatUp(x: number): number {
+  if (x === 0) return 1.4e-45; // the smallest positive subnormal, rounded to float32
+  floatBits[0] = x;
+  intBits[0] += x > 0 ? 1 : -1;
+  return floatBits[0];
 }
 
 /** Build a Csr from per-row lists. */
