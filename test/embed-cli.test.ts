@@ -1,7 +1,7 @@
 // `ctl embed` through the built binary (run `npm run build` first): flags, device messages, --json, and resuming
 // after the process is killed mid-run.
 import { spawn, spawnSync } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/embeddings.js';
@@ -49,6 +49,29 @@ describe('ctl embed (CLI)', () => {
     const offline = ctl(['embed', '--workdir', workdir], { HF_HUB_OFFLINE: '1' });
     expect(offline.code).toBe(2);
     expect(offline.stderr).toMatch(/offline: config\.json of Marqo\/marqo-fashionSigLIP@/);
+  });
+
+  test('SIGINT commits what is embedded and exits 130; the next run continues', async () => {
+    const { workdir, dataset } = await makeFixture(20);
+    const storeDir = workdirPaths(workdir).embeddings('tiny', 'products');
+    const args = ['embed', '--workdir', workdir, '--model', 'tiny', '--device', 'cpu', '--threads', '1', '--kind', 'products', '--batch', '2', '--commit-every', '100'];
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // The tiny model is generated inside the run, after the signal handler is in place: interrupt then. The run
+    // stops after its first batch whenever the signal lands.
+    const config = join(workdirPaths(workdir).modelsDir, 'tiny', 'config.json');
+    while (!(await stat(config).catch(() => null)) && child.exitCode === null) await new Promise((r) => setTimeout(r, 5));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/SIGINT: committing what is embedded/);
+    const stored = (await EmbeddingStore.open(storeDir)).size;
+    expect(stored).toBeGreaterThan(0);
+    expect(stored).toBeLessThan(dataset.products.length);
+    const rerun = ctl(args.slice(0, -4));
+    expect(rerun.code).toBe(0);
+    expect((await EmbeddingStore.open(storeDir)).size).toBe(dataset.products.length);
   });
 
   test('killed mid-run, a re-run continues from the committed shards and ends complete', async () => {

@@ -87,7 +87,8 @@ export function registerEmbedCommand(program: Command): void {
       .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion'))
       .option(
         '--model <id|path>',
-        'hub id, local folder (config.json, preprocessor_config.json, onnx/vision_model*.onnx), or a generated model: ' +
+        'hub id, local folder (config.json, preprocessor_config.json, onnx/vision_model*.onnx; the store is named ' +
+          'after the folder), or a generated model: ' +
           "'tiny' (tests, demo) or 'vit-b16' (ViT-B/16 sizes, random weights, for benchmarks)",
         DEFAULT_MODEL,
       )
@@ -169,6 +170,9 @@ export function registerEmbedCommand(program: Command): void {
           stop: stop.signal,
         });
         for (const line of describe(summary)) log(line);
+        const failures = summary.views.flatMap((v) => v.failed);
+        if (summary.embedded === 0 && failures.length > 0 && failures.every((f) => f.reason === 'missing'))
+          log('embed: no image of the selection is on disk: run `ctl download` first');
         if (flags.json) printJson(summary);
         if (summary.stopped) process.exitCode = EXIT_STOPPED;
       } finally {

@@ -1,0 +1,70 @@
+"""PyTorch side of the embed benchmark: the same ViT-B/16-sized SigLIP-shaped tower as ctl's generated `vit-b16`
+(Conv patchify, position embedding, 12 pre-LN blocks 768 wide with exact GELU, LayerNorm, mean pool, projection),
+random weights, on the same images, decode included: PIL decode, squash resize to 224 (bicubic), scale to [-1, 1].
+
+    python3 bench/embed/torch_vit.py IMAGE_DIR [--batch 8] [--threads 2] [--limit N]
+
+Prints one JSON line: {"images": n, "seconds": s, "images_per_s": r, "torch": version, "threads": t}.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+
+class VisionTower(nn.Module):
+    def __init__(self, dim=768, layers=12, heads=12, mlp=3072, patch=16, img=224, proj=768):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, patch, patch)
+        self.pos = nn.Parameter(torch.randn(1, (img // patch) ** 2, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, mlp, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True, layer_norm_eps=1e-6)
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.proj = nn.Linear(dim, proj)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2) + self.pos
+        return self.proj(self.norm(self.blocks(x)).mean(1))
+
+
+def load(path, size=224):
+    img = Image.open(path).convert("RGB").resize((size, size), Image.BICUBIC)
+    return (np.asarray(img, dtype=np.float32) / 255.0 - 0.5) / 0.5
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("image_dir")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as the design card asks of any baseline
+    torch.manual_seed(0)
+    model = VisionTower().eval()
+    files = sorted(os.path.join(args.image_dir, f) for f in os.listdir(args.image_dir))
+    if args.limit:
+        files = files[: args.limit]
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(files), args.batch):
+            batch = np.stack([load(f) for f in files[i:i + args.batch]]).transpose(0, 3, 1, 2)
+            out = F.normalize(model(torch.from_numpy(np.ascontiguousarray(batch))), dim=-1)
+            assert torch.isfinite(out).all()
+    seconds = time.perf_counter() - start
+    print(json.dumps({"images": len(files), "seconds": seconds, "images_per_s": len(files) / seconds,
+                      "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
