@@ -1,7 +1,7 @@
 // `ctl data fetch`: download the released pairs and category files of a domain, validate them, and only then move
 // them into workdir/stl/ and write the normalised dataset. Idempotent: a manifest records what was fetched, and a
 // second run with the files and dataset in place does no work unless forced.
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Dataset } from './dataset.js';
 import type { Domain } from './types.js';
@@ -66,6 +66,7 @@ export async function fetchDomain(workdir: string, options: FetchOptions): Promi
   }
 
   // Download both files beside their destination, validate them there, and move them in only when both are good.
+  await mkdir(dirname(targets[0]!.path), { recursive: true });
   await cleanTempFiles(dirname(targets[0]!.path));
   const temps = targets.map((t) => tempPathFor(t.path));
   try {

@@ -1,7 +1,9 @@
 // Download one URL to a local file with undici: timeouts, retries with exponential backoff on transient
 // failures (network errors, timeouts, 5xx, 429, a body shorter than its Content-Length), and a complete-or-nothing
 // result: the bytes go to the given path only when the whole body arrived, else the path is removed.
-import { open, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { once } from 'node:events';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, interceptors, request } from 'undici';
@@ -40,7 +42,7 @@ export async function downloadFile(url: string, path: string, options: DownloadO
         return { url, bytes, attempts: attempt };
       } catch (err) {
         await rm(path, { force: true });
-        if (err instanceof InputError) throw err;
+        if (!(err instanceof TransientError)) throw err;
         const reason = err instanceof Error ? err.message : String(err);
         if (attempt > retries) throw new RunError(`download of ${url} failed after ${attempt} attempt(s): ${reason}`);
         const wait = Math.min(backoffMs * 2 ** (attempt - 1), 30_000);
@@ -83,15 +85,20 @@ async function attemptDownload(
       done(null, chunk);
     },
   });
-  const file = await open(path, 'w');
+  // flush: fsync before close, so a completed download survives a crash right after the rename. Opened before
+  // the body flows, so a local file error surfaces as itself rather than as a network retry.
+  const out = createWriteStream(path, { flush: true });
   try {
-    await pipeline(body, count, file.createWriteStream({ autoClose: false }));
-    await file.sync();
+    await once(out, 'open');
+  } catch (err) {
+    body.destroy();
+    throw err;
+  }
+  try {
+    await pipeline(body, count, out);
   } catch (err) {
     const got = expected !== undefined ? ` after ${received} of ${expected} bytes` : ` after ${received} bytes`;
     throw new TransientError(`body incomplete${got}: ${describeNetworkError(err)}`);
-  } finally {
-    await file.close();
   }
   if (expected !== undefined && received !== expected)
     throw new TransientError(`body incomplete: got ${received} of ${expected} bytes`);
