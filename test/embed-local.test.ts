@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, test } from 'vitest';
 import { EmbeddingStore, sceneProductKey } from '../src/data/embeddings.js';
+import { GENERATED_PRESETS } from '../src/embed/generated-models.js';
 import { loadLocalEncoder } from '../src/embed/local-encoder.js';
 import { resolveModel } from '../src/embed/model-source.js';
 import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
+import { buildVisionTower } from '../src/embed/vision-transformer.js';
 import { workdirPaths, type EmbeddingView } from '../src/workdir.js';
 import { makeFixture, writeImage } from './embed-fixtures.js';
 
@@ -183,10 +185,50 @@ describe('ctl embed, local provider (tiny model)', () => {
     await expect(runEmbed(options(workdir, { kind: 'products', dtype: 'fp16' }))).rejects.toThrow(/onnx\/vision_model_fp16\.onnx: missing/);
   });
 
-  test('offline with a hub id that is not on disk says which file is missing', async () => {
+  test('a CLIP-style model (CLIPImageProcessor: resize + centre crop; image_embeds output) works through the same path', async () => {
+    const { workdir } = await makeFixture(1);
+    const dir = join(workdir, 'clip-like');
+    const spec = GENERATED_PRESETS.tiny;
+    await writeImage(join(dir, 'onnx', 'vision_model.onnx'), buildVisionTower(spec, 'fp32', 'image_embeds'));
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ model_type: 'clip', projection_dim: spec.projectionSize }));
+    await writeFile(
+      join(dir, 'preprocessor_config.json'),
+      JSON.stringify({
+        image_processor_type: 'CLIPImageProcessor',
+        do_resize: true,
+        size: { shortest_edge: spec.imageSize },
+        resample: 3,
+        do_center_crop: true,
+        crop_size: { height: spec.imageSize, width: spec.imageSize },
+        do_rescale: true,
+        rescale_factor: 1 / 255,
+        do_normalize: true,
+        image_mean: [0.48145466, 0.4578275, 0.40821073],
+        image_std: [0.26862954, 0.26130258, 0.27577711],
+      }),
+    );
+    const summary = await runEmbed(options(workdir, { model: dir }));
+    expect(summary.embedded).toBe(3);
+    const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('clip-like', 'scenes-full'));
+    expect(store.meta.preprocessing).toMatchObject({ processor: 'CLIPImageProcessor', output: 'image_embeds', do_center_crop: true });
+    for (const v of (await rows(workdir, 'products', 'clip-like')).values()) expect(dot(v, v)).toBeCloseTo(1, 5);
+  });
+
+  test('offline, a hub id loads from the download cache at its pinned revision, or names the missing file', async () => {
     const { workdir } = await makeFixture(1);
     await expect(runEmbed(options(workdir, { model: 'Marqo/marqo-fashionSigLIP' }))).rejects.toThrow(
       /offline: config\.json of Marqo\/marqo-fashionSigLIP@c56244cc94f92419e8369fa71efdaf403b124ce8 is not on disk/,
+    );
+    // Where a download at that revision lands: workdir/models/hub/<id>/<revision>/ (a stand-in model here).
+    const modelsDir = workdirPaths(workdir).modelsDir;
+    await runEmbed(options(workdir, { kind: 'products' })); // writes models/tiny
+    const cached = join(modelsDir, 'hub', 'Marqo', 'marqo-fashionSigLIP', 'c56244cc94f92419e8369fa71efdaf403b124ce8');
+    await cp(join(modelsDir, 'tiny'), cached, { recursive: true });
+    const summary = await runEmbed(options(workdir, { model: 'Marqo/marqo-fashionSigLIP', kind: 'products' }));
+    expect(summary).toMatchObject({ model: 'Marqo/marqo-fashionSigLIP', revision: 'c56244cc94f92419e8369fa71efdaf403b124ce8', embedded: 2 });
+    await rm(join(cached, 'onnx', 'vision_model_quantized.onnx'));
+    await expect(runEmbed(options(workdir, { model: 'Marqo/marqo-fashionSigLIP', kind: 'scenes', dtype: 'q8' }))).rejects.toThrow(
+      /offline: onnx\/vision_model_quantized\.onnx of Marqo\/marqo-fashionSigLIP@c56244cc.* is not on disk/,
     );
   });
 });

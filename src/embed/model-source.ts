@@ -28,7 +28,7 @@ export interface ModelSource {
   /** What transformers.js loads: an absolute folder, or the hub id. */
   location: string;
   revision?: string;
-  /** Hub downloads are cached here: <cacheDir>/<id>/<revision>/<file>. */
+  /** Hub downloads are cached here: <cacheDir>/<id>/<revision>/<file> (<cacheDir>/<id>/<file> for main). */
   cacheDir?: string;
 }
 
@@ -74,8 +74,9 @@ export function requiredFiles(dtype: Dtype): string[] {
 /** Where a file of the source can be found without the network (first existing wins). */
 export function localCandidates(source: ModelSource, file: string, modelsDir: string): string[] {
   if (source.kind !== 'hub') return [join(source.location, file)];
-  // transformers.js looks in its local model path first, then in its cache.
-  return [join(modelsDir, source.id, file), join(source.cacheDir!, source.id, source.revision!, file)];
+  // transformers.js looks in its local model path first, then in its cache (keyed by revision unless `main`).
+  const cached = source.revision === 'main' ? join(source.cacheDir!, source.id, file) : join(source.cacheDir!, source.id, source.revision!, file);
+  return [join(modelsDir, source.id, file), cached];
 }
 
 async function exists(path: string): Promise<boolean> {

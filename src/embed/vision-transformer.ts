@@ -39,6 +39,7 @@ class TowerBuilder {
   constructor(
     private readonly spec: VisionSpec,
     private readonly format: LinearFormat,
+    private readonly pooledName: string,
   ) {
     this.rand = random(spec.seed);
   }
@@ -128,14 +129,17 @@ class TowerBuilder {
     for (let l = 0; l < this.spec.layers; l++) x = this.block(x);
     const last = this.layerNorm(x, 'last_hidden_state');
     const pooled = this.g.op('ReduceMean', [last], { axes: [1], keepdims: 0 });
-    this.g.op('Identity', [this.linear(pooled, d, projectionSize)], {}, 'pooler_output');
+    this.g.op('Identity', [this.linear(pooled, d, projectionSize)], {}, this.pooledName);
     this.g.output('last_hidden_state', 'float32', ['batch_size', tokens, d]);
-    this.g.output('pooler_output', 'float32', ['batch_size', projectionSize]);
+    this.g.output(this.pooledName, 'float32', ['batch_size', projectionSize]);
     return this.g.encode({ producer: 'ctl-embed', metadata: { spec: JSON.stringify(this.spec), format: this.format } });
   }
 }
 
-/** The serialised ONNX model of `spec`. The same spec and format always give the same bytes. */
-export function buildVisionTower(spec: VisionSpec, format: LinearFormat = 'fp32'): Uint8Array {
-  return new TowerBuilder(spec, format).build();
+/**
+ * The serialised ONNX model of `spec`. The same arguments always give the same bytes. `pooledName` names the
+ * embedding output: `pooler_output` as SigLIP exports it, `image_embeds` as CLIP's projected vision model does.
+ */
+export function buildVisionTower(spec: VisionSpec, format: LinearFormat = 'fp32', pooledName = 'pooler_output'): Uint8Array {
+  return new TowerBuilder(spec, format, pooledName).build();
 }
