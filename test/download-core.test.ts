@@ -55,6 +55,7 @@ describe('download against a faulty host', () => {
     ['html', { status: 'invalid', attempts: 1, reason: /^html page \(content-type text\/html\)$/, permanent: true }],
     ['html-as-jpeg', { status: 'invalid', attempts: 1, reason: /^html page$/, permanent: true }],
     ['corrupt', { status: 'invalid', attempts: 1, reason: /^not decodable: /, permanent: true }],
+    ['cut', { status: 'invalid', attempts: 1, reason: /^not decodable: /, permanent: true }],
     ['huge', { status: 'invalid', attempts: 1, reason: /^too large/, permanent: true }],
     ['huge-chunked', { status: 'invalid', attempts: 1, reason: /^too large/, permanent: true }],
     ['empty', { status: 'invalid', attempts: 1, reason: /^empty body$/, permanent: true }],
@@ -95,13 +96,31 @@ describe('download against a faulty host', () => {
     const [first, second] = server.requests.get(sigOf('fault-429-once'))!;
     expect(second - first).toBeGreaterThanOrEqual(950);
 
-    expect(summary.results).toEqual({ ok: 3, missing: 2, invalid: 6, failed: 4 });
+    expect(summary.results).toEqual({ ok: 3, missing: 2, invalid: 7, failed: 4 });
     expect(summary.retryable).toBe(3);
     expect(summary.requests).toBe(cases.reduce((n, [, e]) => n + e.attempts, 0));
     expect(summary.retries).toBe(summary.requests - cases.length);
-    expect(summary.state).toEqual({ ok: 3, missing: 2, invalid: 6, failed: 4, pending: 0 });
+    expect(summary.state).toEqual({ ok: 3, missing: 2, invalid: 7, failed: 4, pending: 0 });
     expect(summary.stopped).toBe(false);
     expect(summary.topReasons.length).toBeGreaterThan(0);
+  });
+
+  it('fast validation: a cut body fails on its end marker, corrupt data inside a whole JPEG passes undecoded; a drip-fed body hits the attempt deadline', async () => {
+    server = await startImageServer();
+    const behaviours: Behaviour[] = ['ok', 'cut', 'corrupt', 'drip'];
+    const targets = behaviours.map((b): ImageTarget => ({ sig: sigOf(`fast-${b}`), kind: 'scenes' }));
+    targets.forEach((t, i) => server.behaviours.set(t.sig, behaviours[i]));
+
+    await downloadImages(targets, options({ validation: 'fast', retries: 0 }));
+
+    const records = await finalRecords(workdir);
+    expect(targets.map((t) => [records.get(t.sig)?.status, records.get(t.sig)?.reason])).toEqual([
+      ['ok', undefined],
+      ['invalid', 'truncated jpeg (no end marker)'],
+      ['ok', undefined],
+      ['failed', 'attempt deadline exceeded (after 1 attempts)'],
+    ]);
+    expect(targets.map((t) => existsSync(file(t)))).toEqual([true, false, true, false]);
   });
 
   it('does not ask again for permanent failures unless retryFailed; transient ones are asked again', async () => {

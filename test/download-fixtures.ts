@@ -25,6 +25,8 @@ export type Behaviour =
   | 'html' // 200 text/html error page
   | 'html-as-jpeg' // 200 image/jpeg whose body is an HTML page
   | 'corrupt' // 200 image/jpeg, JPEG header, scrambled data
+  | 'cut' // 200 image/jpeg, the first half of a JPEG as a whole response (Content-Length agrees)
+  | 'drip' // 200, a byte every 100 ms: never idle long enough for the body timeout
   | 'huge' // 200 with a Content-Length over the cap
   | 'huge-chunked' // 200, no Content-Length, streams past the cap
   | 'empty'; // 200 image/jpeg, no bytes
@@ -133,6 +135,18 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
         const bad = Buffer.from(jpeg);
         for (let i = Math.floor(bad.length * 0.4); i < bad.length * 0.9; i++) bad[i] = (i * 31) & 255;
         res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': bad.length }).end(bad);
+        return;
+      }
+      case 'cut': {
+        const half = jpeg.subarray(0, jpeg.length >> 1);
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': half.length }).end(half);
+        return;
+      }
+      case 'drip': {
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': jpeg.length });
+        let i = 0;
+        const timer = setInterval(() => (res.destroyed ? clearInterval(timer) : res.write(jpeg.subarray(i, ++i))), 100);
+        res.on('close', () => clearInterval(timer));
         return;
       }
       case 'huge': {

@@ -7,6 +7,7 @@ import { log, printJson } from '../util/log.js';
 import { describeSummary, downloadImages } from './downloader.js';
 import type { ImageKind } from './manifest.js';
 import { DEFAULT_BASE_URL, selectTargets } from './targets.js';
+import type { ValidationMode } from './validate.js';
 
 interface DownloadFlags {
   domain: Domain;
@@ -20,6 +21,7 @@ interface DownloadFlags {
   retries: number;
   backoff: number;
   maxSize: number;
+  validate: ValidationMode;
   verifyExisting: boolean;
   grace: number;
 }
@@ -47,6 +49,15 @@ export function registerDownloadCommand(program: Command): void {
       .option('--retries <n>', 'retries of a transient failure (timeout, reset, 5xx, 429), exponential backoff with full jitter', parseIntOption('--retries', 0), 4)
       .option('--backoff <ms>', 'first retry waits up to this (doubling per retry, capped at 30 s); Retry-After wins on 429/503', parseIntOption('--backoff', 0), 500)
       .option('--max-size <MB>', 'largest image accepted', parsePositive('--max-size'), 10)
+      .addOption(
+        new Option(
+          '--validate <mode>',
+          'full: decode every image with sharp; fast: no pixel decode (a cut body is still caught by Content-Length ' +
+            'and end marker; corrupt data inside a whole file is not)',
+        )
+          .choices(['full', 'fast'])
+          .default('full'),
+      )
       .option('--verify-existing', 'decode every image already on disk at start, not only those the manifest does not vouch for', false)
       .option('--grace <seconds>', 'on SIGINT/SIGTERM, time in-flight requests get to finish', parsePositive('--grace'), 5),
   ).action(
@@ -74,6 +85,7 @@ export function registerDownloadCommand(program: Command): void {
           retries: flags.retries,
           backoff: { baseMs: flags.backoff, maxMs: 30_000, retryAfterMaxMs: 300_000 },
           maxBytes: Math.round(flags.maxSize * 1024 * 1024),
+          validation: flags.validate,
           retryFailed: flags.retryFailed,
           verifyExisting: flags.verifyExisting,
           graceMs: flags.grace * 1000,

@@ -1,5 +1,6 @@
 // The download run: reconcile, then fetch what is left with a keep-alive pool, bounded and adaptive concurrency,
 // retries, a manifest line per outcome and a progress line; stop cleanly when asked.
+import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import { Agent, interceptors } from 'undici';
@@ -13,6 +14,7 @@ import { IMAGE_KINDS, ManifestWriter, readManifest, type ImageStatus, type Manif
 import { reconcile } from './reconcile.js';
 import { retryDelay, sleep, type BackoffPolicy } from './retry.js';
 import { imageUrl, type ImageTarget } from './targets.js';
+import type { ValidationMode } from './validate.js';
 
 export interface DownloadOptions {
   workdir: string;
@@ -26,6 +28,8 @@ export interface DownloadOptions {
   backoff: BackoffPolicy;
   /** Size cap of one image, bytes. */
   maxBytes: number;
+  /** Decode every image (full, the default) or check its structure only (fast). */
+  validation?: ValidationMode;
   retryFailed: boolean;
   verifyExisting: boolean;
   /** After a stop request, how long in-flight requests may finish before they are cut, ms. */
@@ -103,7 +107,14 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     bodyTimeout: options.timeoutMs,
   }).compose(interceptors.redirect({ maxRedirections: 3 }));
   const hardStop = new AbortController();
-  const attempt: AttemptContext = { dispatcher, maxBytes: options.maxBytes, deadlineMs: 4 * options.timeoutMs, hardStop: hardStop.signal };
+  setMaxListeners(options.concurrency + 8, hardStop.signal); // one listener per attempt in flight, by design
+  const attempt: AttemptContext = {
+    dispatcher,
+    maxBytes: options.maxBytes,
+    validation: options.validation ?? 'full',
+    deadlineMs: 4 * options.timeoutMs,
+    hardStop: hardStop.signal,
+  };
 
   const limit = pLimit(options.concurrency);
   const aimd = new Aimd(limit, options.concurrency);

@@ -6,7 +6,16 @@ import { request, type Dispatcher } from 'undici';
 import { tempPathFor } from '../util/atomic.js';
 import { RunError } from '../util/errors.js';
 import { parseRetryAfter } from './retry.js';
-import { InvalidImage, SNIFF_BYTES, checkContentType, checkDecodes, checkHead, type ImageFormat } from './validate.js';
+import {
+  InvalidImage,
+  SNIFF_BYTES,
+  checkContentType,
+  checkDecodes,
+  checkEnd,
+  checkHead,
+  type ImageFormat,
+  type ValidationMode,
+} from './validate.js';
 
 export type AttemptOutcome =
   | { type: 'ok'; http: number; bytes: number; format: ImageFormat }
@@ -20,6 +29,7 @@ export type AttemptOutcome =
 export interface AttemptContext {
   dispatcher: Dispatcher;
   maxBytes: number;
+  validation: ValidationMode;
   /** Longest a whole attempt may take (the idle timeouts live in the dispatcher). */
   deadlineMs: number;
   /** Aborted when the run stops for good (after the grace period). */
@@ -29,7 +39,28 @@ export interface AttemptContext {
 const USER_AGENT = 'ctl-download/0.1 (complete-the-look; resumable image fetcher)';
 
 export async function fetchImageOnce(url: string, dest: string, ctx: AttemptContext): Promise<AttemptOutcome> {
-  const signal = AbortSignal.any([ctx.hardStop, AbortSignal.timeout(ctx.deadlineMs)]);
+  // One controller per attempt, aborted by the deadline or the run's hard stop. (AbortSignal.any would tie every
+  // attempt's signal to the long-lived stop signal, which Node 20 keeps track of at a cost that grows per call.)
+  const controller = new AbortController();
+  const deadline = setTimeout(() => controller.abort(new DeadlineExceeded()), ctx.deadlineMs);
+  const stop = () => controller.abort();
+  ctx.hardStop.addEventListener('abort', stop, { once: true });
+  try {
+    return await attempt(url, dest, ctx, controller.signal);
+  } finally {
+    clearTimeout(deadline);
+    ctx.hardStop.removeEventListener('abort', stop);
+  }
+}
+
+class DeadlineExceeded extends Error {
+  constructor() {
+    super('attempt deadline exceeded');
+    this.name = 'DeadlineExceeded';
+  }
+}
+
+async function attempt(url: string, dest: string, ctx: AttemptContext, signal: AbortSignal): Promise<AttemptOutcome> {
   let response: Dispatcher.ResponseData;
   try {
     response = await request(url, {
@@ -38,7 +69,7 @@ export async function fetchImageOnce(url: string, dest: string, ctx: AttemptCont
       headers: { 'user-agent': USER_AGENT, accept: 'image/webp,image/png,image/jpeg,image/gif,image/*;q=0.8' },
     });
   } catch (err) {
-    return ctx.hardStop.aborted ? { type: 'aborted' } : { type: 'retry', reason: networkReason(err), throttled: false };
+    return ctx.hardStop.aborted ? { type: 'aborted' } : { type: 'retry', reason: failureReason(err, signal), throttled: false };
   }
   const http = response.statusCode;
   if (http !== 200) {
@@ -49,7 +80,7 @@ export async function fetchImageOnce(url: string, dest: string, ctx: AttemptCont
     checkContentType(response.headers['content-type'] as string | undefined);
     const declared = Number(response.headers['content-length'] ?? NaN);
     if (declared > ctx.maxBytes) throw new InvalidImage(`too large (> ${ctx.maxBytes} bytes)`);
-    const { bytes, format } = await streamToFile(response.body, dest, ctx.maxBytes);
+    const { bytes, format } = await streamToFile(response.body, dest, ctx.maxBytes, ctx.validation);
     if (Number.isFinite(declared) && bytes !== declared) {
       return { type: 'retry', reason: 'truncated body (content-length mismatch)', http, throttled: false };
     }
@@ -58,7 +89,7 @@ export async function fetchImageOnce(url: string, dest: string, ctx: AttemptCont
     await discard(response.body);
     if (err instanceof InvalidImage) return { type: 'final', status: 'invalid', reason: err.reason, http, permanent: true };
     if (err instanceof RunError) throw err;
-    return ctx.hardStop.aborted ? { type: 'aborted' } : { type: 'retry', reason: networkReason(err), http, throttled: false };
+    return ctx.hardStop.aborted ? { type: 'aborted' } : { type: 'retry', reason: failureReason(err, signal), http, throttled: false };
   }
 }
 
@@ -80,14 +111,21 @@ function answerFor(http: number, retryAfter: string | string[] | undefined): Att
  * before any file is created, so an HTML page or an empty body never touches the disk. Throws InvalidImage for
  * a body we refuse, RunError when the disk fails, and the network error as is.
  */
-async function streamToFile(body: AsyncIterable<Buffer>, dest: string, maxBytes: number): Promise<{ bytes: number; format: ImageFormat }> {
+async function streamToFile(
+  body: AsyncIterable<Buffer>,
+  dest: string,
+  maxBytes: number,
+  validation: ValidationMode,
+): Promise<{ bytes: number; format: ImageFormat }> {
   const tmp = tempPathFor(dest);
   let file: FileHandle | undefined;
   let format: ImageFormat | undefined;
   let head: Buffer[] = [];
+  let first: Buffer = Buffer.alloc(0);
+  let tail: Buffer = Buffer.alloc(0);
   let bytes = 0;
   const start = async () => {
-    const first = Buffer.concat(head);
+    first = Buffer.concat(head);
     head = [];
     format = checkHead(first);
     file = await disk(tmp, () => open(tmp, 'w'));
@@ -98,6 +136,7 @@ async function streamToFile(body: AsyncIterable<Buffer>, dest: string, maxBytes:
     for await (const chunk of body) {
       bytes += chunk.length;
       if (bytes > maxBytes) throw new InvalidImage(`too large (> ${maxBytes} bytes)`);
+      tail = chunk.length >= SNIFF_BYTES ? chunk.subarray(-SNIFF_BYTES) : Buffer.concat([tail, chunk]).subarray(-SNIFF_BYTES);
       if (file) {
         await disk(tmp, () => file!.write(chunk));
         continue;
@@ -108,7 +147,8 @@ async function streamToFile(body: AsyncIterable<Buffer>, dest: string, maxBytes:
     if (!file) await start();
     await disk(tmp, () => file!.close());
     file = undefined;
-    await checkDecodes(tmp);
+    if (validation === 'full') await checkDecodes(tmp);
+    else checkEnd(format!, first, tail, bytes);
     await disk(dest, () => rename(tmp, dest));
     renamed = true;
     return { bytes, format: format! };
@@ -139,8 +179,9 @@ async function discard(body: Dispatcher.ResponseData['body']): Promise<void> {
 }
 
 /** A short, stable reason for a transport failure (stable so the summary can count them). */
-export function networkReason(err: unknown): string {
-  const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string } };
+function failureReason(err: unknown, signal: AbortSignal): string {
+  if (signal.reason instanceof DeadlineExceeded) return signal.reason.message;
+  const e = err as { code?: string; message?: string; cause?: { code?: string } };
   switch (e.code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
       return 'connect timeout';
@@ -153,7 +194,5 @@ export function networkReason(err: unknown): string {
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
       return 'truncated body (content-length mismatch)';
   }
-  if (e.name === 'TimeoutError' || e.cause?.code === 'UND_ERR_ABORTED') return 'attempt deadline exceeded';
-  if (e.name === 'AbortError') return 'attempt deadline exceeded';
   return e.code ?? e.cause?.code ?? e.message ?? String(err);
 }

@@ -1,8 +1,9 @@
 // At start, agree the manifest with the files on disk and decide what this run fetches. Files written by a
 // killed run after their rename but before their manifest line are checked and adopted, not fetched again.
-import { rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { workdirPaths } from '../workdir.js';
-import { manifestKey, type ImageStatus, type ManifestRecord, type ManifestWriter } from './manifest.js';
+import { IMAGE_KINDS, manifestKey, type ImageStatus, type ManifestRecord, type ManifestWriter } from './manifest.js';
 import type { ImageTarget } from './targets.js';
 import { InvalidImage, validateImageFile } from './validate.js';
 
@@ -33,9 +34,18 @@ const BATCH = 256;
 export async function reconcile(targets: ImageTarget[], latest: Map<string, ManifestRecord>, options: ReconcileOptions): Promise<Plan> {
   const paths = workdirPaths(options.workdir);
   const plan: Plan = { todo: [], settled: { ok: 0, missing: 0, invalid: 0, failed: 0 }, adopted: 0, removedInvalid: 0 };
+  // One listing per folder, so only files that exist are stat-ed (none on a first run).
+  const onDisk = new Set<string>();
+  for (const kind of IMAGE_KINDS) for (const name of await readdir(paths.images(kind)).catch(() => [])) onDisk.add(`${kind}/${name}`);
   for (let i = 0; i < targets.length; i += BATCH) {
     const batch = targets.slice(i, i + BATCH);
-    const decisions = await Promise.all(batch.map((t) => decide(t, latest.get(manifestKey(t.kind, t.sig)), paths.imageFile(t.kind, t.sig), options)));
+    const decisions = await Promise.all(
+      batch.map((t) => {
+        const file = paths.imageFile(t.kind, t.sig);
+        const exists = onDisk.has(`${t.kind}/${basename(file)}`);
+        return decide(t, latest.get(manifestKey(t.kind, t.sig)), exists ? file : undefined, options);
+      }),
+    );
     batch.forEach((target, j) => {
       const d = decisions[j];
       if (d === 'fetch' || d === 'refetch') plan.todo.push(target);
@@ -49,12 +59,10 @@ export async function reconcile(targets: ImageTarget[], latest: Map<string, Mani
 
 type Decision = 'fetch' | 'refetch' | 'adopted' | { settled: ImageStatus };
 
-async function decide(target: ImageTarget, record: ManifestRecord | undefined, file: string, options: ReconcileOptions): Promise<Decision> {
-  const size = await stat(file).then(
-    (s) => s.size,
-    () => undefined,
-  );
-  if (size === undefined) {
+/** `file`: the image's path when its folder lists it, else undefined. */
+async function decide(target: ImageTarget, record: ManifestRecord | undefined, file: string | undefined, options: ReconcileOptions): Promise<Decision> {
+  const size = file === undefined ? undefined : await stat(file).then((s) => s.size, () => undefined);
+  if (file === undefined || size === undefined) {
     if (record && record.status !== 'ok' && record.permanent && !options.retryFailed) return { settled: record.status };
     return 'fetch';
   }

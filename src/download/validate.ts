@@ -5,8 +5,14 @@ import sharp from 'sharp';
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
 
-/** Bytes needed at the start of a body to recognise its format. */
+/** Bytes needed at the start of a body to recognise its format, and kept from its end for `checkEnd`. */
 export const SNIFF_BYTES = 16;
+
+/**
+ * full: decode every image (sharp). fast: no pixel decode; a body cut short is still caught by its Content-Length
+ * and its format's end marker, but corrupt data inside a whole file passes (the embed stage will meet it).
+ */
+export type ValidationMode = 'full' | 'fast';
 
 /** A body that is not an image we keep; `reason` goes to the manifest. */
 export class InvalidImage extends Error {
@@ -54,6 +60,23 @@ export function checkContentType(contentType: string | undefined): void {
   if (type.startsWith('image/') || type === 'application/octet-stream' || type === 'binary/octet-stream') return;
   if (type === 'text/html') throw new InvalidImage('html page (content-type text/html)');
   throw new InvalidImage(`content-type ${type || 'missing'}`);
+}
+
+/**
+ * Does the body end as its format says a whole file ends? JPEG: an EOI marker (FF D9) in the last bytes; PNG:
+ * the IEND chunk; GIF: the trailer byte; WebP: the RIFF size matches. For the fast mode only: a JPEG with
+ * trailing data after its EOI is valid, and full decoding accepts it.
+ */
+export function checkEnd(format: ImageFormat, head: Uint8Array, tail: Uint8Array, bytes: number): void {
+  const ends =
+    format === 'jpeg'
+      ? Buffer.from(tail).includes(Buffer.from([0xff, 0xd9]))
+      : format === 'png'
+        ? Buffer.from(tail).subarray(-8, -4).toString('latin1') === 'IEND'
+        : format === 'gif'
+          ? tail[tail.length - 1] === 0x3b
+          : Buffer.from(head).readUInt32LE(4) + 8 === bytes;
+  if (!ends) throw new InvalidImage(`truncated ${format} (no end marker)`);
 }
 
 /**

@@ -1,0 +1,130 @@
+// `ctl download` as a user runs it (node dist/cli.js, so `npm run build` first): resume after SIGKILL, graceful
+// SIGINT, exit codes and --json.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { DownloadSummary } from '../src/download/downloader.js';
+import { selectTargets } from '../src/download/targets.js';
+import { workdirPaths } from '../src/workdir.js';
+import { finalRecords, manifestLines, startImageServer, tempFiles, writeDataset, type ImageServer } from './download-fixtures.js';
+
+const CLI = resolve('dist/cli.js');
+let workdir: string;
+let server: ImageServer;
+
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run `npm run build` first');
+});
+beforeEach(async () => {
+  workdir = await mkdtemp(join(tmpdir(), 'ctl-download-cli-'));
+});
+afterEach(async () => {
+  await server?.close();
+  await rm(workdir, { recursive: true, force: true });
+});
+
+function start(args: string[]): { child: ChildProcess; done: Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> } {
+  const child = spawn(process.execPath, [CLI, 'download', '--workdir', workdir, '--base-url', server.url, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return { child, done };
+}
+
+const run = (args: string[]) => start(args).done;
+
+async function when(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((r) => setTimeout(r, 5));
+}
+
+describe('ctl download (CLI)', () => {
+  it('resumes after SIGKILL: every image ends present and valid, none fetched more than once more than needed', async () => {
+    const dataset = await writeDataset(workdir, 40, 3);
+    const targets = selectTargets(dataset, { kind: 'all' });
+    expect(targets.length).toBe(160);
+    server = await startImageServer({ delayMs: 10 });
+
+    const first = start(['--concurrency', '4', '--timeout', '2']);
+    await when(() => server.total() >= 50);
+    first.child.kill('SIGKILL');
+    expect((await first.done).signal).toBe('SIGKILL');
+    const fetchedBeforeKill = server.total();
+    expect(fetchedBeforeKill).toBeLessThan(160);
+    await appendFile(workdirPaths(workdir).imageManifest, '{"sig":"0f0f'); // as if the kill tore a line
+
+    const second = await run(['--concurrency', '4', '--timeout', '2', '--json']);
+    expect(second.code, second.stderr).toBe(0);
+    const summary = JSON.parse(second.stdout) as DownloadSummary;
+    expect(summary.state).toEqual({ ok: 160, missing: 0, invalid: 0, failed: 0, pending: 0 });
+    expect(summary.tornManifestBytes).toBe('{"sig":"0f0f'.length);
+    // Whatever was settled before the kill was not fetched again: only requests in flight at the kill repeat.
+    expect(summary.todo).toBeLessThanOrEqual(160 - fetchedBeforeKill + 4);
+    expect(server.total()).toBeLessThanOrEqual(160 + 4);
+    for (const t of targets) expect(server.count(t.sig)).toBeLessThanOrEqual(2);
+
+    const records = await finalRecords(workdir);
+    for (const t of targets) {
+      expect(records.get(t.sig)?.status).toBe('ok');
+      const { info } = await sharp(workdirPaths(workdir).imageFile(t.kind, t.sig)).raw().toBuffer({ resolveWithObject: true });
+      expect(info.width).toBeGreaterThan(0);
+    }
+    expect(await tempFiles(workdir)).toEqual([]);
+  });
+
+  it('SIGINT: in-flight requests finish, the manifest is flushed, exit 130; the next run completes', async () => {
+    const dataset = await writeDataset(workdir, 10, 2);
+    server = await startImageServer({ delayMs: 200 });
+
+    const first = start(['--concurrency', '4', '--grace', '5']);
+    await when(() => server.total() >= 4);
+    first.child.kill('SIGINT');
+    const stopped = await first.done;
+    expect(stopped.code, stopped.stderr).toBe(130);
+    expect(stopped.stderr).toContain('SIGINT: stopping');
+
+    const lines = await manifestLines(workdir); // throws on a torn line
+    expect(lines.length).toBe(server.total()); // every request sent was answered, validated and recorded
+    for (const record of lines) {
+      expect(record.status).toBe('ok');
+      expect(existsSync(workdirPaths(workdir).imageFile(record.kind, record.sig))).toBe(true);
+    }
+    expect(lines.length).toBeLessThan(30);
+
+    server.options.delayMs = 0;
+    const second = await run(['--json']);
+    expect(second.code, second.stderr).toBe(0);
+    expect((JSON.parse(second.stdout) as DownloadSummary).state.ok).toBe(selectTargets(dataset, { kind: 'all' }).length);
+    expect(server.total()).toBe(30);
+  });
+
+  it('exit codes: 2 for bad usage or no dataset, 1 while transient failures remain, 0 once settled', async () => {
+    server = await startImageServer({ fallback: '500' });
+    const noDataset = await run([]);
+    expect(noDataset.code).toBe(2);
+    expect(noDataset.stderr).toMatch(/run `ctl data fetch` or `ctl data synth`/);
+    expect((await run(['--concurrency', '0'])).code).toBe(2);
+
+    await writeDataset(workdir, 3, 1);
+    const failing = await run(['--retries', '0', '--kind', 'scenes', '--json']);
+    expect(failing.code).toBe(1);
+    const summary = JSON.parse(failing.stdout) as DownloadSummary;
+    expect(summary.results.failed).toBe(3);
+    expect(summary.retryable).toBe(3);
+    expect(summary.topReasons).toEqual([{ reason: 'http 500 (after 1 attempts)', count: 3 }]);
+
+    server.options.fallback = 'ok';
+    const fixed = await run(['--kind', 'scenes', '--json']);
+    expect(fixed.code, fixed.stderr).toBe(0);
+    expect((JSON.parse(fixed.stdout) as DownloadSummary).state.ok).toBe(3);
+  });
+});
