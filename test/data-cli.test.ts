@@ -1,0 +1,117 @@
+// `ctl data fetch | stats | pairs` end to end through the built binary (`npm run build` first): exit codes,
+// `--json` alone on stdout, and `pairs --split seed:val` in exactly the order CPython's shuffle gives.
+import { execFile, spawnSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeRaw, pairsText, tempDir, writeRaw } from './data-fixtures.js';
+
+const CLI = resolve(__dirname, '../dist/cli.js');
+const { pairs, categories } = makeRaw(200, 80, 21);
+const PAIRS = pairsText(pairs);
+const BAD_ROW = JSON.stringify({ ...pairs[0], scene: 'not-a-signature' });
+
+let server: Server;
+let base: string;
+
+function ctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile('node', [CLI, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+beforeAll(async () => {
+  const files: Record<string, string> = {
+    '/ok/fashion.json': PAIRS,
+    '/ok/fashion-cat.json': JSON.stringify(categories),
+    '/bad/fashion.json': PAIRS + BAD_ROW + '\n',
+    '/bad/fashion-cat.json': JSON.stringify(categories),
+  };
+  server = createServer((req, res) => {
+    const body = files[req.url!];
+    res.writeHead(body === undefined ? 404 : 200, { 'content-length': Buffer.byteLength(body ?? 'not found') });
+    res.end(body ?? 'not found');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+});
+
+describe('ctl data (built binary)', () => {
+  it('fetch --json prints one JSON document on stdout; a second run is up to date', async () => {
+    const workdir = await tempDir();
+    const first = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/ok`, '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    const report = JSON.parse(first.stdout);
+    expect(report).toMatchObject({ status: 'fetched', domain: 'fashion', counts: { pairs: pairs.length } });
+    expect(first.stderr).toMatch(/downloading /);
+    const second = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/ok`, '--json']);
+    expect(JSON.parse(second.stdout).status).toBe('up-to-date');
+  });
+
+  it('stats: --json on stdout only; the human report on stderr only', async () => {
+    const workdir = await tempDir();
+    await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/ok`]);
+    const json = await ctl(['data', 'stats', '--workdir', workdir, '--json']);
+    expect(json.code).toBe(0);
+    const stats = JSON.parse(json.stdout);
+    expect(stats.counts.pairs).toBe(pairs.length);
+    expect(stats.splits.scene.parts.val.scenesAlsoInTrain).toBe(0);
+    expect(stats.splits.seed.parts.train.pairs).toBe(Math.trunc(0.9 * pairs.length));
+    const human = await ctl(['data', 'stats', '--workdir', workdir]);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toBe('');
+    expect(human.stderr).toMatch(/categories \(index, leaf, products, pairs\)/);
+    expect(human.stderr).toMatch(/split seed \(seed 42\): train/);
+  });
+
+  const python = spawnSync('python3', ['--version']).status === 0;
+  it.skipIf(!python)('pairs --split seed:val prints the rows the reference validates on, in its order', async () => {
+    const workdir = await tempDir();
+    await writeRaw(workdir, PAIRS, JSON.stringify(categories));
+    const workdirEnv = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/ok`]);
+    expect(workdirEnv.code).toBe(0);
+    // The reference: read the released file, random.seed(42), shuffle, first int(0.9 n) train.
+    const reference = spawnSync(
+      'python3',
+      ['-c', 'import json,random,sys\np=[json.loads(l) for l in open(sys.argv[1])]\nrandom.seed(42)\nrandom.shuffle(p)\n' +
+        'for x in p[int(0.9*len(p)):]: print(json.dumps(x, separators=(",", ":")))', join(workdir, 'stl', 'fashion.json')],
+      { encoding: 'utf8' },
+    );
+    const out = await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'seed:val']);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toBe(reference.stdout);
+    const train = await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'scene:train']);
+    expect(train.stdout.trim().split('\n').length).toBeGreaterThan(pairs.length * 0.6);
+  });
+
+  it('bad input exits 2 with one clear line and nothing on stdout', async () => {
+    const workdir = await tempDir();
+    const noData = await ctl(['data', 'stats', '--workdir', workdir, '--json']);
+    expect(noData).toMatchObject({ code: 2, stdout: '' });
+    expect(noData.stderr).toMatch(/run `ctl data fetch` or `ctl data synth` first/);
+
+    const strict = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/bad`, '--strict', '--json']);
+    expect(strict).toMatchObject({ code: 2, stdout: '' });
+    expect(strict.stderr).toContain(`${base}/bad/fashion.json:${pairs.length + 1}: scene: 32 lower-case hex characters`);
+
+    const missing = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/nothing`]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/HTTP 404/);
+
+    const lenient = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/bad`]);
+    expect(lenient.code, lenient.stderr).toBe(0);
+    expect(lenient.stderr).toMatch(/pairs: \d+ of \d+ rows kept, skipped: bad-signature 1/);
+
+    expect((await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'seed:test'])).code).toBe(2);
+    expect((await ctl(['data', 'fetch', '--workdir', workdir, '--retries', '-1'])).code).toBe(2);
+    expect((await ctl(['data', 'fetch', '--workdir', workdir, '--domain', 'garden'])).code).toBe(2);
+  });
+});
