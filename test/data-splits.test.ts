@@ -2,7 +2,7 @@
 // reordered or added; the seed split follows CPython's shuffle over file rows and drops skipped rows in place.
 import { describe, expect, it } from 'vitest';
 import { PythonRandom } from '../src/data/python-random.js';
-import { sceneSplit, seedSplit } from '../src/data/splits.js';
+import { sceneHash, sceneSplit, seedSplit } from '../src/data/splits.js';
 import type { Pair, Split } from '../src/data/types.js';
 import { makeRaw } from './data-fixtures.js';
 
@@ -19,6 +19,10 @@ function partOfScenes(pairs: Pair[], split: Split): Map<string, string> {
 
 describe('sceneSplit', () => {
   const { pairs } = makeRaw(6000, 2000, 3);
+
+  it('hashes a scene as Python would: int(sha256(f"{seed}:{sig}").hexdigest()[:12], 16) / 2**48', () => {
+    expect(sceneHash('a'.repeat(32), 42)).toBe(0.22773496074571753);
+  });
 
   it('puts every pair in exactly one part, in file order, with each scene in one part', () => {
     const split = sceneSplit(pairs, 42);

@@ -3,7 +3,7 @@
 //          adding, removing or reordering other rows never moves a scene to another part.
 //   seed:  the reference project's split, bit-exact: `random.seed(42); random.shuffle(pairs)` over the rows in file
 //          order, first `int(0.9 * n)` train, the rest validation. It leaks scenes between parts (comparison only).
-import { hash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { Pair, Signature, Split, SplitPart } from './types.js';
 import { PythonRandom } from './python-random.js';
 
@@ -12,9 +12,15 @@ export const SCENE_SPLIT_FRACTIONS: Record<'train' | 'val' | 'test', number> = {
 /** The reference's `split = int(0.9 * len(pairs))`. */
 export const SEED_SPLIT_TRAIN_FRACTION = 0.9;
 
+// One-shot crypto.hash (Node >= 20.12) is several times faster than a Hash object per scene; same digest.
+const sha256Hex: (text: string) => string =
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('sha256', text, 'hex')
+    : (text) => crypto.createHash('sha256').update(text).digest('hex');
+
 /** A scene's position in [0, 1): the first 48 bits of sha256("seed:signature"). */
 export function sceneHash(scene: Signature, seed: number): number {
-  return parseInt(hash('sha256', `${seed}:${scene}`, 'hex').slice(0, 12), 16) / 2 ** 48;
+  return parseInt(sha256Hex(`${seed}:${scene}`).slice(0, 12), 16) / 2 ** 48;
 }
 
 /** Scene-disjoint split; each part lists its pairs in file order. */
