@@ -3,7 +3,7 @@
 // error and leave no partial file; a 500 followed by success must work through the retry.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fetchDomain } from '../src/data/fetch.js';
@@ -77,6 +77,20 @@ describe('fetchDomain', () => {
     const forced = await fetchDomain(workdir, { ...options, baseUrl: base, force: true });
     expect(forced.status).toBe('fetched');
     expect(requests).toHaveLength(4);
+  });
+
+  it('resumes from files in place, and fetches again when other files (e.g. synthetic ones) replaced them', async () => {
+    const workdir = await tempDir();
+    await fetchDomain(workdir, { ...options, baseUrl: base });
+    await rm(join(workdir, 'dataset', 'fashion.json'));
+    const resumed = await fetchDomain(workdir, { ...options, baseUrl: base });
+    expect(resumed.status).toBe('normalised');
+    expect(requests).toHaveLength(2);
+    // Same size, other bytes: what `ctl data synth` leaves is not the released file.
+    await writeFile(join(workdir, 'stl', 'fashion.json'), PAIRS.replace(/"bbox":\[0\./, '"bbox":[1.'));
+    const again = await fetchDomain(workdir, { ...options, baseUrl: base });
+    expect(again.status).toBe('fetched');
+    expect(await readFile(join(workdir, 'stl', 'fashion.json'), 'utf8')).toBe(PAIRS);
   });
 
   it('a 404 is a clear input error and leaves nothing behind', async () => {

@@ -1,6 +1,8 @@
 // `ctl data fetch`: download the released pairs and category files of a domain, validate them, and only then move
 // them into workdir/stl/ and write the normalised dataset. Idempotent: a manifest records what was fetched, and a
 // second run with the files and dataset in place does no work unless forced.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Dataset } from './dataset.js';
@@ -25,7 +27,7 @@ export interface FetchOptions extends DownloadOptions {
 interface FetchManifest {
   baseUrl: string;
   /** The downloaded files, by name in workdir/stl/. */
-  files: { url: string; name: string; bytes: number }[];
+  files: { url: string; name: string; bytes: number; sha256: string }[];
   fetchedAt: string;
 }
 
@@ -84,7 +86,12 @@ export async function fetchDomain(workdir: string, options: FetchOptions): Promi
     for (const [i, target] of targets.entries()) await rename(temps[i]!, target.path);
     const fresh: FetchManifest = {
       baseUrl,
-      files: targets.map((t, i) => ({ url: t.url, name: basename(t.path), bytes: downloads[i]!.bytes })),
+      files: targets.map((t, i) => ({
+        url: t.url,
+        name: basename(t.path),
+        bytes: downloads[i]!.bytes,
+        sha256: downloads[i]!.sha256,
+      })),
       fetchedAt: new Date().toISOString(),
     };
     await writeJsonAtomic(manifestPath(workdir, domain), fresh);
@@ -95,7 +102,7 @@ export async function fetchDomain(workdir: string, options: FetchOptions): Promi
   }
 }
 
-/** The manifest of a previous fetch from the same base URL whose files are still there, unchanged in size. */
+/** The manifest of a previous fetch from the same base URL whose files are still there, unchanged. */
 async function readManifest(
   workdir: string,
   domain: Domain,
@@ -108,9 +115,17 @@ async function readManifest(
     for (const target of targets) {
       const entry = manifest.files.find((f) => f.url === target.url);
       if (!entry || (await stat(target.path)).size !== entry.bytes) return undefined;
+      // Same size is not enough: `ctl data synth` writes the same file names.
+      if ((await sha256File(target.path)) !== entry.sha256) return undefined;
     }
     return manifest;
   } catch {
     return undefined;
   }
+}
+
+async function sha256File(path: string): Promise<string> {
+  const digest = createHash('sha256');
+  for await (const chunk of createReadStream(path)) digest.update(chunk as Buffer);
+  return digest.digest('hex');
 }

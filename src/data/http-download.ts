@@ -1,6 +1,7 @@
 // Download one URL to a local file with undici: timeouts, retries with exponential backoff on transient
 // failures (network errors, timeouts, 5xx, 429, a body shorter than its Content-Length), and a complete-or-nothing
 // result: the bytes go to the given path only when the whole body arrived, else the path is removed.
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -24,6 +25,8 @@ export interface DownloadOptions {
 export interface Downloaded {
   url: string;
   bytes: number;
+  /** Hex sha256 of the bytes written. */
+  sha256: string;
   attempts: number;
 }
 
@@ -38,8 +41,8 @@ export async function downloadFile(url: string, path: string, options: DownloadO
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const bytes = await attemptDownload(url, path, dispatcher, options.label ?? url);
-        return { url, bytes, attempts: attempt };
+        const { bytes, sha256 } = await attemptDownload(url, path, dispatcher, options.label ?? url);
+        return { url, bytes, sha256, attempts: attempt };
       } catch (err) {
         await rm(path, { force: true });
         if (!(err instanceof TransientError)) throw err;
@@ -60,7 +63,7 @@ async function attemptDownload(
   path: string,
   dispatcher: ReturnType<Agent['compose']>,
   label: string,
-): Promise<number> {
+): Promise<{ bytes: number; sha256: string }> {
   let response: Awaited<ReturnType<typeof request>>;
   try {
     response = await request(url, { method: 'GET', dispatcher });
@@ -78,9 +81,11 @@ async function attemptDownload(
   const expected = typeof lengthHeader === 'string' ? Number(lengthHeader) : undefined;
   const progress = new Progress(label, expected ?? 0, { unit: 'B' });
   let received = 0;
+  const digest = createHash('sha256');
   const count = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       received += chunk.length;
+      digest.update(chunk);
       progress.tick(chunk.length);
       done(null, chunk);
     },
@@ -103,7 +108,7 @@ async function attemptDownload(
   if (expected !== undefined && received !== expected)
     throw new TransientError(`body incomplete: got ${received} of ${expected} bytes`);
   progress.finish();
-  return received;
+  return { bytes: received, sha256: digest.digest('hex') };
 }
 
 function describeNetworkError(err: unknown): string {
