@@ -1,7 +1,112 @@
-import { Command } from 'commander';
-import { notBuiltYet, withCommon } from '../util/command.js';
+// `ctl eval` and `ctl reproduce`: see evaluate.ts and reproduce.ts.
+import { Command, Option } from 'commander';
+import { loadDataset } from '../data/dataset-io.js';
+import type { SceneView } from '../data/pair-inputs.js';
+import type { Domain } from '../data/types.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.js';
+import { action, withCommon } from '../util/command.js';
+import { InputError } from '../util/errors.js';
+import { log, printJson } from '../util/log.js';
+import { ENGINE_NAMES, type EngineName } from './engines.js';
+import { defaultSplit, evaluateRun, evaluateZeroShot, type CheckpointChoice, type EvalReport, type EvalSplit } from './evaluate.js';
+import { PROTOCOLS, type Protocol } from './protocols.js';
+import { reproduce } from './reproduce.js';
+import { formatCategoryTable, formatTable } from './table.js';
+
+interface EvalOptions {
+  run?: string;
+  protocol: Protocol | 'all';
+  split?: EvalSplit;
+  checkpoint: CheckpointChoice;
+  engine: EngineName;
+  zeroShot: boolean;
+  embeddings?: string;
+  sceneView: SceneView;
+  domain: Domain;
+  perCategory: boolean;
+}
+
+interface ReproduceCommandOptions {
+  configs: string;
+  embeddings?: string;
+  split: EvalSplit;
+  backend: BackendChoice;
+  engine: EngineName;
+}
+
+const engineOption = () =>
+  new Option('--engine <name>', 'score engine for ranking: onnx (onnxruntime MatMul), js (plain, slow), auto = onnx if it loads').choices(ENGINE_NAMES).default('auto');
 
 export function registerEvalCommands(program: Command): void {
-  notBuiltYet(withCommon(program.command('eval').description('metrics of a run: R@k, MRR, ranks, per category')));
-  notBuiltYet(withCommon(program.command('reproduce').description('train and evaluate v1 and v2, print them beside the reference table')));
+  withCommon(
+    program
+      .command('eval')
+      .description('metrics of a run (or of the raw embeddings): R@1/5/10/50, MRR, median/mean rank, AUC, per category')
+      .option('--run <name>', 'run under <workdir>/runs/ to evaluate')
+      .addOption(new Option('--protocol <name>', 'seed (the reference\'s), catalog (full catalog, filtered), category, or all').choices([...PROTOCOLS, 'all']).default('catalog'))
+      .addOption(new Option('--split <part>', 'part of the split evaluated (default: test; val for seed, which has no test part)').choices(['val', 'test']))
+      .addOption(new Option('--checkpoint <which>', 'checkpoint of the run').choices(['best', 'last']).default('best'))
+      .addOption(engineOption())
+      .option('--zero-shot', 'evaluate the raw image embeddings (cosine, no model) instead of a run', false)
+      .option('--embeddings <model>', 'with --zero-shot: the embedding model whose store to read (e.g. synthetic)')
+      .addOption(new Option('--scene-view <view>', 'with --zero-shot: scene embeddings of the whole scene or with the product hidden').choices(['full', 'hide-product']).default('full'))
+      .addOption(new Option('--domain <domain>', 'with --zero-shot: STL domain').choices(['fashion', 'home']).default('fashion'))
+      .option('--per-category', 'also print the per-category table', false),
+  ).action(
+    action<EvalOptions>(async (o) => {
+      const protocols = o.protocol === 'all' ? PROTOCOLS : [o.protocol];
+      const requests = protocols.map((protocol) => ({ protocol, split: o.split ?? defaultSplit(protocol) }));
+      let reports: EvalReport[];
+      if (o.zeroShot) {
+        if (o.run) throw new InputError('--zero-shot evaluates raw embeddings: drop --run');
+        if (!o.embeddings) throw new InputError('--zero-shot needs --embeddings MODEL (the store to read, e.g. synthetic)');
+        const dataset = await loadDataset(o.workdir, o.domain);
+        reports = await evaluateZeroShot(o.workdir, dataset, o.embeddings, o.sceneView, requests, o.engine);
+      } else {
+        if (!o.run) throw new InputError('--run NAME is required (or --zero-shot --embeddings MODEL)');
+        reports = await evaluateRun(o.workdir, o.run, o.checkpoint, requests, o.engine);
+      }
+      const first = reports[0];
+      log(`\n${o.zeroShot ? `zero-shot '${first.data.embeddings}'` : `run ${o.run} (${o.checkpoint} checkpoint, epoch ${first.checkpoint?.epoch})`}, ` +
+        `${first.data.source === 'stl' ? `STL-${first.data.domain}` : 'SYNTHETIC data'}, ${first.data.sceneView} scenes`);
+      log(
+        formatTable(
+          reports.map((r) => ({
+            label: `${r.protocol} (${r.split.scheme}/${r.split.part})`,
+            metrics: r.metrics,
+            note: r.trainSceneOverlap ? `* ${((100 * r.trainSceneOverlap) / r.pairs.evaluated).toFixed(0)}% of these pairs' scenes were in training` : '',
+          })),
+        ).join('\n'),
+      );
+      for (const r of reports) {
+        if (r.pairs.missingEmbeddings > 0) log(`${r.protocol}: ${r.pairs.missingEmbeddings} of ${r.pairs.asked} pairs skipped (no embedding)`);
+        if (o.perCategory) log(`\n${r.protocol} per category\n${formatCategoryTable(r.metrics).join('\n')}`);
+      }
+      if (o.json) printJson(reports);
+    }),
+  );
+
+  withCommon(
+    program
+      .command('reproduce')
+      .description('train (or reuse) each config\'s run, evaluate all protocols, print them beside the reference table')
+      .option('--configs <files>', 'comma-separated training configs', 'configs/v1.json,configs/v2.json')
+      .option('--embeddings <model>', "train and evaluate on this embedding model's store instead of the configs' (e.g. synthetic)")
+      .addOption(new Option('--split <part>', 'part the catalog and category protocols evaluate (seed: always its val part)').choices(['val', 'test']).default('test'))
+      .addOption(new Option('--backend <name>', 'TensorFlow.js backend for training').choices(BACKEND_CHOICES).default('auto'))
+      .addOption(engineOption()),
+  ).action(
+    action<ReproduceCommandOptions>(async (o) => {
+      const result = await reproduce({
+        workdir: o.workdir,
+        configs: o.configs.split(',').map((c) => c.trim()).filter(Boolean),
+        embeddings: o.embeddings,
+        split: o.split,
+        backend: o.backend,
+        engine: o.engine,
+      });
+      log(['', ...result.lines].join('\n'));
+      if (o.json) printJson({ data: result.data, runs: result.runs, zeroShot: result.zeroShot, reference: result.reference });
+    }),
+  );
 }

@@ -1,0 +1,219 @@
+// `ctl eval`'s work: encode a split's scenes and the catalog with a trained run's towers (or take the raw image
+// embeddings, the zero-shot baseline), run the protocols, and write each report to runs/<name>/eval/.
+//
+// Which pairs a protocol evaluates:
+//   seed              the reference's split (dataset.splits.seed), its val part; it has no test part.
+//   catalog, category the scene-disjoint split (dataset.splits.scene), the part asked (val or test).
+// A run trained on the seed split has seen most scenes of the scene split's val and test parts: the report says
+// how many evaluated pairs have a scene the run trained on (`trainSceneOverlap`), and the table flags it.
+import { join } from 'node:path';
+import type { Dataset } from '../data/dataset.js';
+import { loadDataset } from '../data/dataset-io.js';
+import { sceneProductKey } from '../data/embeddings.js';
+import { loadPairInputs, type SceneView } from '../data/pair-inputs.js';
+import type { SplitScheme } from '../data/types.js';
+import { loadTrainedModel, type TrainedModel } from '../model/load.js';
+import { normalizedRows } from '../train/run.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { InputError } from '../util/errors.js';
+import { Progress } from '../util/progress.js';
+import { modelSlug, workdirPaths } from '../workdir.js';
+import type { EngineName } from './engines.js';
+import { evaluateProtocol, type Metrics, type Protocol } from './protocols.js';
+
+export type EvalSplit = 'val' | 'test';
+export type CheckpointChoice = 'best' | 'last';
+
+/** What `ctl eval` writes per protocol and prints with --json. */
+export interface EvalReport {
+  /** The run, or null for the zero-shot baseline. */
+  run: string | null;
+  model: 'trained' | 'zero-shot';
+  checkpoint?: { which: CheckpointChoice; epoch: number; metric: number };
+  protocol: Protocol;
+  split: { scheme: SplitScheme; part: EvalSplit };
+  /** Where the numbers come from: real STL or synthetic data, and which image embeddings. */
+  data: { source: Dataset['source']; domain: Dataset['domain']; embeddings: string; sceneView: SceneView };
+  pairs: { asked: number; evaluated: number; missingEmbeddings: number; missingProducts: number };
+  /** Evaluated pairs whose scene the run trained on (null for zero-shot). */
+  trainSceneOverlap: number | null;
+  metrics: Metrics;
+  seconds: number;
+  createdAt: string;
+}
+
+/** One evaluation: a protocol on a part of its split. */
+export interface EvalRequest {
+  protocol: Protocol;
+  split: EvalSplit;
+}
+
+/** The part a protocol evaluates when none is asked: test, but val for `seed` (it has no test part). */
+export function defaultSplit(protocol: Protocol): EvalSplit {
+  return protocol === 'seed' ? 'val' : 'test';
+}
+
+/** The pairs a protocol evaluates (see the file comment). */
+export function protocolPairs(dataset: Dataset, protocol: Protocol, split: EvalSplit): { scheme: SplitScheme; pairs: number[] } {
+  if (protocol === 'seed' && split === 'test') {
+    throw new InputError("--split test: the seed protocol has no test part (the reference's split is 90% train / 10% val); use --split val, or --protocol catalog|category");
+  }
+  const scheme: SplitScheme = protocol === 'seed' ? 'seed' : 'scene';
+  const pairs = dataset.splits[scheme]?.parts[split] ?? [];
+  if (pairs.length === 0) throw new InputError(`the dataset's ${scheme} split has no ${split} pairs: re-run \`ctl data fetch\` or \`ctl data synth\``);
+  return { scheme, pairs };
+}
+
+const PROGRESS_FROM = 2000;
+
+/** Evaluate a trained run's checkpoint under each protocol; reports are written to runs/<name>/eval/. */
+export async function evaluateRun(
+  workdir: string,
+  run: string,
+  checkpoint: CheckpointChoice,
+  requests: EvalRequest[],
+  engine?: EngineName,
+): Promise<EvalReport[]> {
+  const dir = workdirPaths(workdir).run(run);
+  const model = await loadTrainedModel(dir, checkpoint);
+  try {
+    const dataset = await loadDataset(workdir, model.config.domain);
+    const trainScenes = new Set((dataset.splits[model.config.split]?.parts.train ?? []).map((p) => dataset.pairs[p].scene));
+    const reports: EvalReport[] = [];
+    for (const request of requests) {
+      const report = await evaluateWith(workdir, dataset, model.state.embeddings.model, model.state.embeddings.sceneView, request, engine, model, trainScenes);
+      report.run = run;
+      report.checkpoint = { which: checkpoint, epoch: model.state.epoch, metric: model.state.metric };
+      await writeJsonAtomic(join(dir, 'eval', `${request.protocol}-${request.split}.json`), report);
+      reports.push(report);
+    }
+    return reports;
+  } finally {
+    model.dispose();
+  }
+}
+
+/**
+ * The zero-shot baseline: raw image embeddings, cosine, no model. Reports are written to
+ * <workdir>/eval/zero-shot/<embeddings>/<scene view>/.
+ */
+export async function evaluateZeroShot(
+  workdir: string,
+  dataset: Dataset,
+  embeddings: string,
+  sceneView: SceneView,
+  requests: EvalRequest[],
+  engine?: EngineName,
+): Promise<EvalReport[]> {
+  const reports: EvalReport[] = [];
+  const dir = join(workdir, 'eval', 'zero-shot', modelSlug(embeddings), sceneView);
+  for (const request of requests) {
+    const report = await evaluateWith(workdir, dataset, embeddings, sceneView, request, engine, null, null);
+    await writeJsonAtomic(join(dir, `${request.protocol}-${request.split}.json`), report);
+    reports.push(report);
+  }
+  return reports;
+}
+
+async function evaluateWith(
+  workdir: string,
+  dataset: Dataset,
+  embeddings: string,
+  sceneView: SceneView,
+  { protocol, split }: EvalRequest,
+  engine: EngineName | undefined,
+  model: TrainedModel | null,
+  trainScenes: Set<string> | null,
+): Promise<EvalReport> {
+  const started = performance.now();
+  const { scheme, pairs } = protocolPairs(dataset, protocol, split);
+  const inputs = await loadPairInputs(workdir, dataset, embeddings, sceneView, pairs);
+  if (inputs.keptPairs.length === 0) {
+    throw new InputError(`none of the ${pairs.length} ${scheme}/${split} pairs has '${embeddings}' embeddings: run \`ctl embed\` (or \`ctl data synth\`)`);
+  }
+  const { sceneVectors, productVectors, dim } = model
+    ? await encode(model, dataset, inputs.keptPairs, inputs.scenes, inputs.products, inputs.dim, sceneView)
+    : { sceneVectors: normalizedRows(inputs.scenes, inputs.dim), productVectors: normalizedRows(inputs.products, inputs.dim), dim: inputs.dim };
+
+  // Progress only where ranking takes a while (tens of seconds at STL scale on the plain engine).
+  const progress = inputs.keptPairs.length >= PROGRESS_FROM ? new Progress(`${model ? 'eval' : 'zero-shot'} ${protocol}`, inputs.keptPairs.length, { unit: 'rows' }) : null;
+  let last = 0;
+  const metrics = await evaluateProtocol(
+    protocol,
+    { dataset, pairs: inputs.keptPairs, sceneVectors, productVectors, dim, missingProducts: inputs.missingProducts },
+    {
+      engine,
+      onProgress: (done, total) => {
+        progress?.setTotal(total);
+        progress?.tick(done - last);
+        last = done;
+      },
+    },
+  );
+  progress?.finish();
+  const overlap = trainScenes ? inputs.keptPairs.filter((p) => trainScenes.has(dataset.pairs[p].scene)).length : null;
+  return {
+    run: null,
+    model: model ? 'trained' : 'zero-shot',
+    protocol,
+    split: { scheme, part: split },
+    data: { source: dataset.source, domain: dataset.domain, embeddings: inputs.model, sceneView },
+    pairs: { asked: pairs.length, evaluated: inputs.keptPairs.length, missingEmbeddings: inputs.missingPairs, missingProducts: inputs.missingProducts.length },
+    trainSceneOverlap: overlap,
+    metrics,
+    seconds: (performance.now() - started) / 1000,
+    createdAt: new Date().toISOString(),
+  };
+}
+
+/** Both towers over the inputs, in chunks (bounded memory); identical scene inputs are encoded once. */
+async function encode(
+  model: TrainedModel,
+  dataset: Dataset,
+  pairs: number[],
+  scenes: Float32Array,
+  products: Float32Array,
+  inputDim: number,
+  sceneView: SceneView,
+): Promise<{ sceneVectors: Float32Array; productVectors: Float32Array; dim: number }> {
+  // The full view repeats one scene vector for each of the scene's pairs: encode each scene once.
+  const keyOf = (p: number) => (sceneView === 'full' ? dataset.pairs[p].scene : sceneProductKey(dataset.pairs[p].scene, dataset.pairs[p].product));
+  const uniqueRow = new Map<string, number>();
+  const sources: number[] = [];
+  const rowOfPair = pairs.map((p, i) => {
+    const key = keyOf(p);
+    let row = uniqueRow.get(key);
+    if (row === undefined) {
+      row = sources.length;
+      uniqueRow.set(key, row);
+      sources.push(i);
+    }
+    return row;
+  });
+  const uniqueScenes = new Float32Array(sources.length * inputDim);
+  sources.forEach((i, r) => uniqueScenes.set(scenes.subarray(i * inputDim, (i + 1) * inputDim), r * inputDim));
+  const categories = Int32Array.from(dataset.products, (p) => p.category);
+  const encodedScenes = await inChunks(sources.length, (from, n) => model.encodeScenes(uniqueScenes.subarray(from * inputDim, (from + n) * inputDim), n));
+  const productVectors = await inChunks(dataset.products.length, (from, n) =>
+    model.encodeProducts(products.subarray(from * inputDim, (from + n) * inputDim), categories.subarray(from, from + n), n),
+  );
+  const dim = encodedScenes.length / Math.max(1, sources.length);
+  const sceneVectors = new Float32Array(pairs.length * dim);
+  rowOfPair.forEach((row, i) => sceneVectors.set(encodedScenes.subarray(row * dim, (row + 1) * dim), i * dim));
+  return { sceneVectors, productVectors, dim };
+}
+
+const ENCODE_CHUNK = 4096;
+
+async function inChunks(rows: number, run: (from: number, n: number) => Promise<Float32Array>): Promise<Float32Array> {
+  const parts: Float32Array[] = [];
+  for (let from = 0; from < rows; from += ENCODE_CHUNK) parts.push(await run(from, Math.min(ENCODE_CHUNK, rows - from)));
+  const total = parts.reduce((a, p) => a + p.length, 0);
+  const out = new Float32Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

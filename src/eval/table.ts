@@ -1,0 +1,48 @@
+// Plain-text tables of metrics for stderr: one row per (model, protocol), the columns every report has.
+import type { Metrics } from './protocols.js';
+
+export interface TableRow {
+  label: string;
+  metrics: Metrics | null;
+  /** A short note after the numbers, e.g. "* 92% of scenes seen in training". */
+  note?: string;
+}
+
+const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '-' : `${(100 * x).toFixed(1)}%`);
+const num = (x: number | undefined, digits: number) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(digits));
+
+export function formatTable(rows: TableRow[]): string[] {
+  const header = ['', 'queries', 'R@1', 'R@5', 'R@10', 'R@50', 'MRR', 'median', 'mean', 'AUC', ''];
+  const body = rows.map((r) => {
+    const m = r.metrics;
+    return [
+      r.label,
+      m && Number.isFinite(m.queries) ? String(m.queries) : '-',
+      pct(m?.recall['1']),
+      pct(m?.recall['5']),
+      pct(m?.recall['10']),
+      pct(m?.recall['50']),
+      num(m?.mrr, 3),
+      num(m?.medianRank, 1),
+      num(m?.meanRank, 1),
+      m?.auc === undefined ? '-' : num(m.auc, 3),
+      r.note ?? '',
+    ];
+  });
+  const widths = header.map((h, c) => Math.max(h.length, ...body.map((row) => row[c].length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, c) => (c === 0 || c === cells.length - 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)];
+}
+
+/** Per-category rows of one report. */
+export function formatCategoryTable(metrics: Metrics): string[] {
+  const rows = Object.entries(metrics.perCategory ?? {}).map(([name, c]) => ({
+    label: name,
+    metrics: { protocol: metrics.protocol, queries: c.queries, recall: c.recall, mrr: c.mrr, medianRank: NaN, meanRank: NaN, auc: c.auc },
+  }));
+  return formatTable(rows);
+}
