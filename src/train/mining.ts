@@ -34,19 +34,19 @@ export async function minePool(index: NegativeIndex, scenes: Float32Array, produ
     const candidateVectors = new Float32Array(candidates.length * dim);
     candidates.forEach((j, k) => candidateVectors.set(products.subarray(j * dim, (j + 1) * dim), k * dim));
     const engine = await createScoreEngine('auto', candidateVectors, candidates.length, dim);
+    const buffer = new Float32Array(block * candidates.length);
     try {
       for (let b = 0; b < members.length; b += block) {
         const chunk = members.slice(b, b + block);
         const queries = new Float32Array(chunk.length * dim);
         chunk.forEach((r, i) => queries.set(scenes.subarray(r * dim, (r + 1) * dim), i * dim));
-        const scores = await engine.score(queries);
+        const scores = await engine.score(queries, buffer);
         chunk.forEach((r, i) => {
           const rng = new Rng(options.seed, 'mine', options.step, r);
           const sims = scores.subarray(i * candidates.length, (i + 1) * candidates.length);
           const picks = rankWindowPicks(index, r, candidates, sims, options.window, options.poolSize, rng);
           pool.set(picks, r * options.poolSize);
         });
-        engine.release(scores);
       }
     } finally {
       await engine.dispose();

@@ -1,0 +1,184 @@
+// Checkpoint weights: the safetensors writer/reader, the reference PyTorch names and layouts of v1 and v2, a
+// parse by Python (standard library + NumPy), and, with python3-torch installed, load_state_dict into the
+// reference classes (bench/train/torch_two_tower.py) giving the same tower outputs as ours.
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { decodeSafetensors, encodeSafetensors } from '../src/model/safetensors.js';
+import { fromStateDict, toStateDict } from '../src/model/state-dict.js';
+import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
+import { Rng } from '../src/model/random.js';
+import { checkpointDir, loadCheckpoint, saveCheckpoint, type CheckpointState } from '../src/train/checkpoint.js';
+import { encodeRows } from '../src/train/replica.js';
+
+const PYTHON = '/usr/bin/python3';
+const canRun = (code: string) => spawnSync(PYTHON, ['-c', code], { encoding: 'utf8' }).status === 0;
+const hasNumpy = canRun('import numpy');
+const hasTorch = canRun('import torch');
+
+const temperature = { init: 0.07, learnable: true, min: 0.01, max: 1 };
+const v1: ModelSpec = { arch: 'v1', hidden: 6, out: 4, blocks: 0, dropout: 0.2, categoryDim: 0, normalize: true, temperature, inputDim: 5, numCategories: 3 };
+const v2: ModelSpec = { arch: 'v2', hidden: 8, out: 4, blocks: 2, dropout: 0.1, categoryDim: 3, normalize: true, temperature, inputDim: 5, numCategories: 3 };
+
+let dir = '';
+beforeAll(async () => {
+  await tf.setBackend('wasm');
+  dir = await mkdtemp(join(tmpdir(), 'ctl-safetensors-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+  let offset = 0;
+  for (const c of chunks) out.set(c, (offset += c.length) - c.length);
+  return out;
+}
+
+describe('safetensors', () => {
+  it('round-trips F32 and I32 tensors, scalars included, with metadata', () => {
+    const file = {
+      tensors: {
+        a: { dtype: 'F32' as const, shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) },
+        s: { dtype: 'F32' as const, shape: [], data: Float32Array.from([-2.5]) },
+        i: { dtype: 'I32' as const, shape: [3], data: Int32Array.from([-1, 0, 7]) },
+      },
+      metadata: { format: 'pt' },
+    };
+    const bytes = concat(encodeSafetensors(file));
+    const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    expect(headerLength % 8).toBe(0);
+    expect(decodeSafetensors(bytes, 'test')).toEqual(file);
+  });
+
+  it('rejects a truncated file with a clear reason', () => {
+    const bytes = concat(encodeSafetensors({ tensors: { a: { dtype: 'F32', shape: [4], data: new Float32Array(4) } }, metadata: {} }));
+    expect(() => decodeSafetensors(bytes.subarray(0, bytes.length - 4), 'x.safetensors')).toThrow(/x.safetensors: not a valid safetensors file/);
+  });
+});
+
+describe('reference state_dict names and layouts', () => {
+  it('v1', () => {
+    const names = Object.fromEntries(Object.entries(toStateDict(new TwoTower(v1).layout, new TwoTower(v1).layout.initialise(1))).map(([k, t]) => [k, t.shape]));
+    expect(names).toEqual({
+      'scene_encoder.0.weight': [6, 5], 'scene_encoder.0.bias': [6], 'scene_encoder.3.weight': [4, 6], 'scene_encoder.3.bias': [4],
+      'product_encoder.0.weight': [6, 5], 'product_encoder.0.bias': [6], 'product_encoder.3.weight': [4, 6], 'product_encoder.3.bias': [4],
+      log_temperature: [],
+    });
+  });
+
+  it('v2', () => {
+    const layout = new TwoTower(v2).layout;
+    const shapes = Object.fromEntries(Object.entries(toStateDict(layout, layout.initialise(1))).map(([k, t]) => [k, t.shape]));
+    const tower = (t: string, inDim: number) => ({
+      [`${t}.input.0.weight`]: [8, inDim], [`${t}.input.0.bias`]: [8], [`${t}.input.1.weight`]: [8], [`${t}.input.1.bias`]: [8],
+      ...Object.fromEntries([0, 1].flatMap((b) => ['fc1', 'norm1', 'fc2', 'norm2'].flatMap((m) =>
+        m.startsWith('fc') ? [[`${t}.blocks.${b}.${m}.weight`, [8, 8]], [`${t}.blocks.${b}.${m}.bias`, [8]]] : [[`${t}.blocks.${b}.${m}.weight`, [8]], [`${t}.blocks.${b}.${m}.bias`, [8]]]))),
+      [`${t}.output.weight`]: [4, 8], [`${t}.output.bias`]: [4],
+    });
+    expect(shapes).toEqual({ ...tower('scene_encoder', 5), ...tower('product_encoder', 8), 'category_embedding.weight': [3, 3], log_temperature: [] });
+  });
+
+  it('transposes linear weights to [out, in] and back', () => {
+    const layout = new TwoTower(v1).layout;
+    const flat = Float32Array.from({ length: layout.size }, (_, i) => i);
+    const dict = toStateDict(layout, flat);
+    const w = layout.get('scene_encoder.0.weight'); // ours [in 5, out 6]
+    // PyTorch [out, in]: element (o, i) = ours (i, o)
+    expect(dict['scene_encoder.0.weight'].data[2 * 5 + 3]).toBe(flat[w.offset + 3 * 6 + 2]);
+    expect(fromStateDict(layout, dict, 'test')).toEqual(flat);
+  });
+});
+
+async function writeCheckpoint(spec: ModelSpec, name: string): Promise<{ runDir: string; params: Float32Array }> {
+  const model = new TwoTower(spec);
+  const params = model.layout.initialise(3);
+  // Move LayerNorm and temperature off their init so a mix-up would show.
+  for (let i = 0; i < params.length; i++) params[i] += 0.05 * Math.sin(i);
+  const runDir = join(dir, name);
+  const state = { spec, epoch: 1, embeddings: { model: 'test', dim: spec.inputDim, sceneView: 'full' } } as unknown as CheckpointState;
+  await saveCheckpoint(runDir, 'best', model.layout, { state, params });
+  return { runDir, params };
+}
+
+describe('checkpoints outside Node', () => {
+  it('round-trip through saveCheckpoint / loadCheckpoint', async () => {
+    const { runDir, params } = await writeCheckpoint(v2, 'roundtrip');
+    const loaded = await loadCheckpoint(runDir, 'best', new TwoTower(v2).layout);
+    expect(loaded.params).toEqual(params);
+  });
+
+  it.skipIf(!hasNumpy)('parse with the Python standard library and NumPy', async () => {
+    const { runDir } = await writeCheckpoint(v2, 'numpy');
+    const script = `
+import json, struct, sys
+import numpy as np
+raw = open(sys.argv[1], 'rb').read()
+(n,) = struct.unpack('<Q', raw[:8])
+header = json.loads(raw[8:8 + n])
+meta = header.pop('__metadata__')
+out = {}
+for name, e in header.items():
+    b, end = e['data_offsets']
+    a = np.frombuffer(raw[8 + n + b:8 + n + end], dtype=np.float32).reshape(e['shape'])
+    out[name] = [list(a.shape), float(a.sum())]
+print(json.dumps({'meta': meta, 'tensors': out}))`;
+    const file = join(checkpointDir(runDir, 'best'), 'model.safetensors');
+    const run = spawnSync(PYTHON, ['-c', script, file], { encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    const parsed = JSON.parse(run.stdout);
+    expect(parsed.meta.format).toBe('pt');
+    const ours = decodeSafetensors(new Uint8Array(await readFile(file)), file).tensors;
+    for (const [name, t] of Object.entries(ours)) {
+      expect(parsed.tensors[name][0]).toEqual(t.shape);
+      expect(parsed.tensors[name][1]).toBeCloseTo(Array.from(t.data).reduce((a, b) => a + b, 0), 3);
+    }
+  });
+
+  it.skipIf(!hasTorch)('load_state_dict(strict=True) into the PyTorch classes and encode alike (v1, v2)', async () => {
+    const rng = new Rng(5);
+    const n = 7;
+    const cases = await Promise.all(
+      [v1, v2].map(async (spec) => {
+        const { runDir, params } = await writeCheckpoint(spec, `torch-${spec.arch}`);
+        const scenes = Float32Array.from({ length: n * spec.inputDim }, () => rng.normal());
+        const products = Float32Array.from({ length: n * spec.inputDim }, () => rng.normal());
+        const categories = Int32Array.from({ length: n }, () => rng.int(spec.numCategories));
+        const model = new TwoTower(spec);
+        return {
+          spec, model, params,
+          input: { dir: checkpointDir(runDir, 'best'), dim: spec.inputDim, scenes: Array.from(scenes), products: Array.from(products), categories: Array.from(categories) },
+          scenes: encodeRows(model, params, 'scene', scenes, null, n),
+          products: encodeRows(model, params, 'product', products, categories, n),
+        };
+      }),
+    );
+    const script = `
+import json, sys
+sys.path.insert(0, 'bench/train')
+import torch
+from torch_two_tower import from_safetensors
+out = []
+for d in json.load(sys.stdin):
+    m = from_safetensors(d['dir'])
+    dim = d['dim']
+    with torch.no_grad():
+        s = m.encode_scenes(torch.tensor(d['scenes']).reshape(-1, dim))
+        p = m.encode_products(torch.tensor(d['products']).reshape(-1, dim), torch.tensor(d['categories']).long())
+    out.append({'scenes': s.flatten().tolist(), 'products': p.flatten().tolist(), 'temperature': m.temperature().item()})
+print(json.dumps(out))`;
+    const run = spawnSync(PYTHON, ['-c', script], { input: JSON.stringify(cases.map((c) => c.input)), encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    const results = JSON.parse(run.stdout);
+    cases.forEach((c, k) => {
+      results[k].scenes.forEach((x: number, i: number) => expect(c.scenes[i]).toBeCloseTo(x, 5));
+      results[k].products.forEach((x: number, i: number) => expect(c.products[i]).toBeCloseTo(x, 5));
+      expect(results[k].temperature).toBeCloseTo(Math.exp(c.params[c.model.layout.get('log_temperature').offset]), 6);
+    });
+  });
+});

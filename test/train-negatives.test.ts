@@ -1,0 +1,138 @@
+// Every negative strategy, on random catalogs with crowded categories: never a positive, always the positive's
+// category, hardest = highest allowed similarity, mined = inside the rank window.
+import { describe, expect, it } from 'vitest';
+import { Rng } from '../src/model/random.js';
+import {
+  MinedPool,
+  hardestAllowed,
+  inBatchCandidates,
+  inBatchFalseNegatives,
+  isPositive,
+  rankWindowPicks,
+  sameCategoryRandom,
+  type NegativeIndex,
+} from '../src/train/negatives.js';
+import { minePool } from '../src/train/mining.js';
+
+/** Scenes with 1-5 products, few categories, products shared between scenes. */
+function randomIndex(seed: number, products = 60, scenes = 40, categories = 3): NegativeIndex {
+  const rng = new Rng(seed, 'index');
+  const productCategory = Int32Array.from({ length: products }, () => rng.int(categories));
+  const scenePositives = Array.from({ length: scenes }, () => Int32Array.from(new Set(Array.from({ length: 1 + rng.int(5) }, () => rng.int(products)))));
+  const rowScene: number[] = [];
+  const rowProduct: number[] = [];
+  scenePositives.forEach((ps, s) => ps.forEach((p) => (rowScene.push(s), rowProduct.push(p))));
+  const byCategory = Array.from({ length: categories }, (_, c) => Int32Array.from(productCategory.reduce<number[]>((a, k, j) => (k === c ? [...a, j] : a), [])));
+  return { productCategory, byCategory, scenePositives, rowScene: Int32Array.from(rowScene), rowProduct: Int32Array.from(rowProduct) };
+}
+
+const category = (index: NegativeIndex, row: number) => index.productCategory[index.rowProduct[row]];
+
+describe('same-category-random', () => {
+  it('never returns a positive, always the category of the positive', () => {
+    for (let seed = 0; seed < 20; seed++) {
+      const index = randomIndex(seed);
+      const rng = new Rng(seed);
+      for (let row = 0; row < index.rowProduct.length; row++) {
+        const j = sameCategoryRandom(index, row, rng);
+        if (j < 0) continue;
+        expect(isPositive(index, row, j)).toBe(false);
+        expect(index.productCategory[j]).toBe(category(index, row));
+      }
+    }
+  });
+
+  it('returns -1 when the whole category is the scene\'s', () => {
+    const index: NegativeIndex = {
+      productCategory: Int32Array.from([0, 0, 1]),
+      byCategory: [Int32Array.from([0, 1]), Int32Array.from([2])],
+      scenePositives: [Int32Array.from([0, 1])],
+      rowScene: Int32Array.from([0, 0]),
+      rowProduct: Int32Array.from([0, 1]),
+    };
+    expect(sameCategoryRandom(index, 0, new Rng(1))).toBe(-1);
+  });
+});
+
+describe('in-batch-hard', () => {
+  it('picks the highest-scoring allowed column, never a positive', () => {
+    for (let seed = 0; seed < 20; seed++) {
+      const index = randomIndex(seed);
+      const rng = new Rng(seed, 'batch');
+      const rows = Int32Array.from({ length: 24 }, () => rng.int(index.rowProduct.length));
+      const n = rows.length;
+      const allowed = inBatchCandidates(index, rows);
+      const sims = Float32Array.from({ length: n * n }, () => rng.next());
+      const picked = hardestAllowed(sims, allowed, n);
+      for (let i = 0; i < n; i++) {
+        const options = Array.from({ length: n }, (_, j) => j).filter((j) => allowed[i * n + j]);
+        if (options.length === 0) {
+          expect(picked[i]).toBe(-1);
+          continue;
+        }
+        const product = index.rowProduct[rows[picked[i]]];
+        expect(isPositive(index, rows[i], product)).toBe(false);
+        expect(index.productCategory[product]).toBe(category(index, rows[i]));
+        expect(sims[i * n + picked[i]]).toBe(Math.max(...options.map((j) => sims[i * n + j])));
+      }
+    }
+  });
+
+  it('marks in-batch false negatives off the diagonal only', () => {
+    const index = randomIndex(3);
+    const rows = Int32Array.from({ length: index.rowProduct.length }, (_, i) => i);
+    const n = rows.length;
+    const mask = inBatchFalseNegatives(index, rows);
+    const expected = Uint8Array.from({ length: n * n }, (_, k) => {
+      const [i, j] = [Math.floor(k / n), k % n];
+      return i !== j && isPositive(index, rows[i], index.rowProduct[rows[j]]) ? 1 : 0;
+    });
+    expect(mask).toEqual(expected);
+  });
+});
+
+describe('mined', () => {
+  it('keeps picks from the rank window of non-positives', () => {
+    const index = randomIndex(5, 200, 20, 2);
+    const rng = new Rng(9);
+    for (let row = 0; row < index.rowProduct.length; row++) {
+      const candidates = index.byCategory[category(index, row)];
+      const sims = Float32Array.from(candidates, () => rng.next());
+      const picks = rankWindowPicks(index, row, candidates, sims, [3, 10], 4, rng);
+      const ranked = Array.from(candidates)
+        .map((j, k) => ({ j, s: sims[k] }))
+        .filter(({ j }) => !isPositive(index, row, j))
+        .sort((a, b) => b.s - a.s)
+        .map(({ j }) => j);
+      // The window [3, 10) of the ranking, or, when the category is too small for it, whatever non-positives exist.
+      const source = ranked.length > 3 ? ranked.slice(3, 10) : ranked;
+      expect(picks.length).toBe(Math.min(4, source.length));
+      for (const j of picks) expect(source).toContain(j);
+    }
+  });
+
+  it('mines pools over encoded vectors that never contain a positive', async () => {
+    const index = randomIndex(7, 80, 50, 3);
+    const dim = 8;
+    const rng = new Rng(2);
+    const scenes = Float32Array.from({ length: index.rowProduct.length * dim }, () => rng.normal());
+    const products = Float32Array.from({ length: 80 * dim }, () => rng.normal());
+    const pool = await minePool(index, scenes, products, dim, { window: [1, 6], poolSize: 3, seed: 1, step: 10 });
+    expect(pool.step).toBe(10);
+    for (let row = 0; row < index.rowProduct.length; row++) {
+      for (let k = 0; k < 3; k++) {
+        const j = pool.pool[row * 3 + k];
+        if (j < 0) continue;
+        expect(isPositive(index, row, j)).toBe(false);
+        expect(index.productCategory[j]).toBe(category(index, row));
+      }
+      const drawn = pool.sample(row, rng, () => -7);
+      if (drawn !== -7) expect(isPositive(index, row, drawn)).toBe(false);
+    }
+  });
+
+  it('falls back when a row\'s pool is empty', () => {
+    const pool = new MinedPool(Int32Array.from([-1, -1]), 2, 0);
+    expect(pool.sample(0, new Rng(1), () => 42)).toBe(42);
+  });
+});
