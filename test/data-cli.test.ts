@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeRaw, pairsText, tempDir, writeRaw } from './data-fixtures.js';
+import { makeRaw, pairsText, tempDir } from './data-fixtures.js';
 
 const CLI = resolve(__dirname, '../dist/cli.js');
 const { pairs, categories } = makeRaw(200, 80, 21);
@@ -75,9 +75,8 @@ describe('ctl data (built binary)', () => {
   const python = spawnSync('python3', ['--version']).status === 0;
   it.skipIf(!python)('pairs --split seed:val prints the rows the reference validates on, in its order', async () => {
     const workdir = await tempDir();
-    await writeRaw(workdir, PAIRS, JSON.stringify(categories));
-    const workdirEnv = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/ok`]);
-    expect(workdirEnv.code).toBe(0);
+    const fetched = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/ok`]);
+    expect(fetched.code).toBe(0);
     // The reference: read the released file, random.seed(42), shuffle, first int(0.9 n) train.
     const reference = spawnSync(
       'python3',
@@ -97,7 +96,13 @@ describe('ctl data (built binary)', () => {
     const noData = await ctl(['data', 'stats', '--workdir', workdir, '--json']);
     expect(noData).toMatchObject({ code: 2, stdout: '' });
     expect(noData.stderr).toMatch(/run `ctl data fetch` or `ctl data synth` first/);
+    expect((await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'seed:test'])).code).toBe(2);
+    expect((await ctl(['data', 'fetch', '--workdir', workdir, '--retries', '-1'])).code).toBe(2);
+    expect((await ctl(['data', 'fetch', '--workdir', workdir, '--domain', 'garden'])).code).toBe(2);
+  });
 
+  it('fetch: a bad row in --strict mode and a 404 exit 2 naming the URL; lenient skips and reports the row', async () => {
+    const workdir = await tempDir();
     const strict = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/bad`, '--strict', '--json']);
     expect(strict).toMatchObject({ code: 2, stdout: '' });
     expect(strict.stderr).toContain(`${base}/bad/fashion.json:${pairs.length + 1}: scene: 32 lower-case hex characters`);
@@ -109,9 +114,5 @@ describe('ctl data (built binary)', () => {
     const lenient = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/bad`]);
     expect(lenient.code, lenient.stderr).toBe(0);
     expect(lenient.stderr).toMatch(/pairs: \d+ of \d+ rows kept, skipped: bad-signature 1/);
-
-    expect((await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'seed:test'])).code).toBe(2);
-    expect((await ctl(['data', 'fetch', '--workdir', workdir, '--retries', '-1'])).code).toBe(2);
-    expect((await ctl(['data', 'fetch', '--workdir', workdir, '--domain', 'garden'])).code).toBe(2);
   });
 });
