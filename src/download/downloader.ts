@@ -6,12 +6,12 @@ import pLimit from 'p-limit';
 import { Agent, interceptors } from 'undici';
 import { cleanTempFiles } from '../util/atomic.js';
 import { Progress, type ProgressOptions } from '../util/progress.js';
-import { formatBytes } from '../util/log.js';
+import { formatBytes, log } from '../util/log.js';
 import { workdirPaths } from '../workdir.js';
 import { Aimd } from './aimd.js';
 import { fetchImageOnce, type AttemptContext } from './fetch-image.js';
 import { IMAGE_KINDS, ManifestWriter, readManifest, type ImageStatus, type ManifestRecord } from './manifest.js';
-import { reconcile } from './reconcile.js';
+import { reconcile, type Plan } from './reconcile.js';
 import { retryDelay, sleep, type BackoffPolicy } from './retry.js';
 import { imageUrl, type ImageTarget } from './targets.js';
 import type { ValidationMode } from './validate.js';
@@ -90,6 +90,7 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     throw err;
   });
   latest.clear();
+  if (options.progress !== false) log(describePlan(plan));
 
   const results = emptyCounts();
   const reasons = new Map<string, number>();
@@ -238,6 +239,17 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
       pending,
     },
   };
+}
+
+function describePlan(plan: Plan): string {
+  const { ok, missing, invalid, failed } = plan.settled;
+  const earlier = missing + invalid + failed;
+  return (
+    `download: ${plan.todo.length} to fetch; already ok ${ok}` +
+    (earlier ? `, settled as missing ${missing} / invalid ${invalid} / failed ${failed} (--retry-failed asks again)` : '') +
+    (plan.adopted ? `, ${plan.adopted} files on disk adopted` : '') +
+    (plan.removedInvalid ? `, ${plan.removedInvalid} invalid files on disk removed` : '')
+  );
 }
 
 /** Human lines for the end of a run. */
