@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeRaw, pairsText, tempDir } from './data-fixtures.js';
+import { makeRaw, pairsText, removeTempDirs, tempDir } from './data-fixtures.js';
 
 const CLI = resolve(__dirname, '../dist/cli.js');
 const { pairs, categories } = makeRaw(200, 80, 21);
@@ -38,6 +38,8 @@ beforeAll(async () => {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
+
+afterAll(removeTempDirs);
 
 afterAll(async () => {
   server.closeAllConnections();

@@ -2,10 +2,12 @@
 // the errors a user meets (nothing valid, no dataset yet, strict failure leaves the old dataset alone).
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadDataset, normaliseRaw, normaliseWorkdir, saveDataset } from '../src/data/dataset-io.js';
 import { InputError } from '../src/util/errors.js';
-import { makeRaw, PATHS, pairsText, tempDir, writeRaw } from './data-fixtures.js';
+import { makeRaw, PATHS, pairsText, removeTempDirs, tempDir, writeRaw } from './data-fixtures.js';
+
+afterAll(removeTempDirs);
 
 describe('normaliseRaw', () => {
   it('builds categories, products, scenes, pairs and both splits', async () => {

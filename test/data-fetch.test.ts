@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fetchDomain } from '../src/data/fetch.js';
 import { InputError, RunError } from '../src/util/errors.js';
-import { makeRaw, pairsText, tempDir } from './data-fixtures.js';
+import { makeRaw, pairsText, removeTempDirs, tempDir } from './data-fixtures.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -36,6 +36,8 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/stl`;
 });
+
+afterAll(removeTempDirs);
 
 afterAll(async () => {
   server.closeAllConnections();

@@ -1,5 +1,5 @@
 // Small STL-format files for the data-layer tests, deterministic from a seed.
-import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Pair } from '../src/data/types.js';
@@ -51,8 +51,17 @@ export function pairsText(pairs: Pair[]): string {
   return pairs.map(({ product, scene, bbox }) => JSON.stringify({ product, scene, bbox })).join('\n') + '\n';
 }
 
+const tempDirs: string[] = [];
+
+/** A fresh temp folder, removed by `removeTempDirs` (call it from the test file's afterAll). */
 export async function tempDir(prefix = 'ctl-data-'): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
+export async function removeTempDirs(): Promise<void> {
+  await Promise.all(tempDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 }
 
 /** Write raw files into `<workdir>/stl/` as `ctl data fetch` would leave them. */

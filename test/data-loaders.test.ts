@@ -2,11 +2,13 @@
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCategoryFile, readPairsFile } from '../src/data/raw-files.js';
 import { buildVocabulary } from '../src/data/categories.js';
 import { InputError } from '../src/util/errors.js';
-import { makeRaw, pairsText, tempDir } from './data-fixtures.js';
+import { makeRaw, pairsText, removeTempDirs, tempDir } from './data-fixtures.js';
+
+afterAll(removeTempDirs);
 
 const A = 'a'.repeat(32);
 const B = 'b'.repeat(32);
