@@ -1,7 +1,7 @@
 // Picks the TensorFlow.js backend. `auto` prefers the native TensorFlow bindings when the user installed them
 // (optional peer dependencies, loaded by a dynamic import so nothing breaks without them), else WebAssembly,
-// else the plain JavaScript cpu backend. The choice is logged in one line.
-import * as tf from '@tensorflow/tfjs';
+// else the plain JavaScript cpu backend. The choice is logged in one line. tfjs is imported on first use, so
+// commands that only list options stay quick to start.
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 
@@ -11,7 +11,9 @@ export const BACKEND_CHOICES: BackendChoice[] = ['auto', 'tensorflow', 'wasm', '
 /** The native packages, GPU first. Each registers the `tensorflow` backend when imported. */
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
 
-async function tryNative(): Promise<string | undefined> {
+type Tf = typeof import('@tensorflow/tfjs');
+
+async function tryNative(tf: Tf): Promise<string | undefined> {
   for (const pkg of NATIVE_PACKAGES) {
     try {
       await import(pkg);
@@ -23,7 +25,7 @@ async function tryNative(): Promise<string | undefined> {
   return undefined;
 }
 
-async function tryWasm(): Promise<boolean> {
+async function tryWasm(tf: Tf): Promise<boolean> {
   try {
     await import('@tensorflow/tfjs-backend-wasm');
     return await tf.setBackend('wasm');
@@ -34,9 +36,10 @@ async function tryWasm(): Promise<boolean> {
 
 /** Select and initialise a backend; returns its tfjs name ('tensorflow' | 'wasm' | 'cpu'). */
 export async function useBackend(choice: BackendChoice, { quiet = false } = {}): Promise<string> {
+  const tf = await import('@tensorflow/tfjs');
   let detail = '';
   if (choice === 'tensorflow' || choice === 'auto') {
-    const pkg = await tryNative();
+    const pkg = await tryNative(tf);
     if (pkg) detail = pkg;
     else if (choice === 'tensorflow')
       throw new InputError(
@@ -44,7 +47,7 @@ export async function useBackend(choice: BackendChoice, { quiet = false } = {}):
       );
   }
   if (!detail && (choice === 'wasm' || choice === 'auto')) {
-    if (await tryWasm()) detail = '@tensorflow/tfjs-backend-wasm';
+    if (await tryWasm(tf)) detail = '@tensorflow/tfjs-backend-wasm';
     else if (choice === 'wasm') throw new InputError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to initialise');
   }
   if (!detail) {

@@ -3,7 +3,6 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { action, withCommon } from '../util/command.js';
 import { printJson } from '../util/log.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.js';
-import { trainRun } from './run.js';
 
 interface TrainOptions {
   config: string;
@@ -34,6 +33,8 @@ export function registerTrainCommand(program: Command): void {
       .addOption(new Option('--workers <n>', "data-parallel worker threads for the wasm backend; auto = one per core, at most 2").argParser(parseWorkers).default('auto')),
   ).action(
     action<TrainOptions>(async (options) => {
+      // Loaded here: it pulls in TensorFlow.js, which other commands should not wait for.
+      const { trainRun } = await import('./run.js');
       const result = await trainRun({
         workdir: options.workdir,
         config: options.config,
