@@ -2,6 +2,7 @@
 // (optional peer dependencies, loaded by a dynamic import so nothing breaks without them), else WebAssembly,
 // else the plain JavaScript cpu backend. The choice is logged in one line. tfjs is imported on first use, so
 // commands that only list options stay quick to start.
+import type { TensorInfo } from '@tensorflow/tfjs';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 
@@ -28,10 +29,31 @@ async function tryNative(tf: Tf): Promise<string | undefined> {
 async function tryWasm(tf: Tf): Promise<boolean> {
   try {
     await import('@tensorflow/tfjs-backend-wasm');
-    return await tf.setBackend('wasm');
+    if (!(await tf.setBackend('wasm'))) return false;
   } catch {
     return false;
   }
+  shareIdentity(tf);
+  return true;
+}
+
+/**
+ * The wasm backend's Identity copies its input, and tfjs clones (Identity) every tensor it saves for the backward
+ * pass: a copy of most activations on every step. Tensors are immutable, so share the buffer instead, as the cpu
+ * backend and the wasm backend's own Reshape do.
+ */
+function shareIdentity(tf: Tf): void {
+  type Info = { dataId: object; shape: number[]; dtype: string };
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Identity',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const x = inputs.x as unknown as Info;
+      (backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype } as unknown as TensorInfo;
+    },
+  });
 }
 
 /** Select and initialise a backend; returns its tfjs name ('tensorflow' | 'wasm' | 'cpu'). */
