@@ -1,8 +1,8 @@
 // Score engines: queries × candidatesᵀ for one block of query rows. The ranking code (rank.ts) is the same for
 // every engine; only the matrix product differs.
 //
-// - `onnx`: one MatMul run by onnxruntime-node (MLAS sgemm, multi-threaded, off the JS thread, so the ranking
-//   scan of one block overlaps the product of the next). The fastest here (bench/eval).
+// - `onnx`: one MatMul run by onnxruntime-node (MLAS sgemm, multi-threaded, the candidates packed once per
+//   session). The fastest here (bench/eval).
 // - `js`: plain typed-array loops. Slow (a few GFLOP/s) but dependency-free; the reference the others are
 //   tested against.
 // `auto` = `onnx`, or `js` where onnxruntime-node cannot load.
@@ -72,7 +72,7 @@ class OnnxEngine implements ScoreEngine {
     const session = await ort.InferenceSession.create(g.encode(), {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
-      // Idle pool threads sleep instead of spinning: the JS thread scans scores meanwhile and needs the core.
+      // Idle pool threads sleep instead of spinning: between blocks the JS thread scans and needs the core.
       extra: { session: { intra_op: { allow_spinning: '0' } } },
     });
     return new OnnxEngine(ort, session, numCandidates, dim);
