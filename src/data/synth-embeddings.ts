@@ -1,0 +1,323 @@
+// Precomputed embeddings for a synthetic world (`ctl data synth --dim D`), with structure planted the way image
+// embeddings of STL behave, so training without images is meaningful:
+//
+//   product p    = lift( look_p + shot noise ),  look_p = style_s + jitter_p + category_k + identity_p
+//   scene t      = lift( twist·style_s + Σ_items w_i·(view_k(look_i) + view noise + leak·look_i) + clutter + distractors )
+//   hide (t, i)  = scene t with item i's term mostly removed (as if its box were hidden)
+//
+// Everything lives in a small latent space (real image embeddings have a low effective dimension; in a high one,
+// isotropic noise would average away) and is lifted to `dim` by a fixed random orthonormal map plus a little
+// ambient noise. Scenes see their items through a fixed random rotation, partly specific to the item's category
+// (`view_k`), so raw cosine between a scene and its products is weak (only the small `leak` term), a learned map
+// recovers style and item, and knowing the product's category helps undo the category-specific part. The weights
+// were calibrated so that, under the seed protocol at full STL scale, raw cosine is near chance-level recall, a
+// linear least-squares map is clearly better, and the hide-product view is harder than the full one.
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SynthWorld } from './synth.js';
+import { EmbeddingStore, sceneProductKey, type StoreMeta } from './embeddings.js';
+import { Random } from '../util/random.js';
+import { log } from '../util/log.js';
+import { workdirPaths, type EmbeddingView } from '../workdir.js';
+
+export const SYNTH_EMBEDDING_WEIGHTS = {
+  /** Latent dimension (at most the output dim). */
+  latentDim: 64,
+  style: 1.0,
+  /** A product's own deviation from its style. */
+  styleJitter: 0.7,
+  category: 0.8,
+  identity: 1.0,
+  /** Product-shot noise (background, angle): in the product view only. */
+  productShot: 0.6,
+  /** Share of a scene's view of an item that is category-specific. */
+  categoryTwist: 0.5,
+  sceneStyle: 1.2,
+  /** Noise of a scene's partial view of each item (occlusion, pose, light). */
+  itemView: 4.0,
+  /** The item's look, unrotated, in the scene: what raw cosine can find. */
+  leak: 0.6,
+  clutter: 1.0,
+  distractor: 0.3,
+  /** What is left of a hidden item's term in the hide-product view. */
+  hiddenResidue: 0.1,
+  /** Full-dimensional noise added after the lift. */
+  ambient: 0.1,
+};
+
+export interface EmbeddingMatrix {
+  ids: string[];
+  /** Row-major, ids.length × dim, rows L2-normalised. */
+  data: Float32Array;
+}
+
+export interface SynthEmbeddings {
+  dim: number;
+  products: EmbeddingMatrix;
+  scenesFull: EmbeddingMatrix;
+  scenesHideProduct: EmbeddingMatrix;
+}
+
+/** An item's weight in its scene: bigger boxes show more of it. */
+export function itemWeight(bbox: [number, number, number, number]): number {
+  const area = Math.max(0, bbox[2] - bbox[0]) * Math.max(0, bbox[3] - bbox[1]);
+  return Math.min(1.5, Math.max(0.2, Math.sqrt(area) / 0.3));
+}
+
+export function computeEmbeddings(world: SynthWorld, dim: number): SynthEmbeddings {
+  const W = SYNTH_EMBEDDING_WEIGHTS;
+  const L = Math.min(W.latentDim, dim);
+  const rng = new Random(`synth-embeddings/${world.options.domain}/${world.options.seed}/${world.scenes.length}/${world.products.length}/${dim}`);
+  const latent = (rows: number, r: Random) => r.fillNormal(new Float32Array(rows * L), 1 / Math.sqrt(L));
+  const categories = world.taxonomy.length;
+
+  const styles = latent(world.styles, rng.fork('styles'));
+  const categoryDirs = latent(categories, rng.fork('categories'));
+  const rotation = orthonormalColumns(L, L, rng.fork('rotation'));
+  const twists = Array.from({ length: categories }, (_, k) => signedPermutation(L, rng.fork(`twist/${k}`)));
+  const lift = new Lift(orthonormalColumns(dim, L, rng.fork('lift')), dim, L, W.ambient, rng.fork('ambient'));
+
+  // Products: their look (latent), their product-view embedding, and how a scene sees them.
+  const P = world.products.length;
+  const looks = new Float32Array(P * L);
+  const seen = new Float32Array(P * L);
+  const productLatent = new Float32Array(P * L);
+  const productRng = rng.fork('products');
+  const jitter = new Float32Array(L);
+  const identity = new Float32Array(L);
+  const shot = new Float32Array(L);
+  const rotated = new Float32Array(L);
+  const twistA = Math.sqrt(1 - W.categoryTwist);
+  const twistB = Math.sqrt(W.categoryTwist);
+  world.products.forEach((p, i) => {
+    productRng.fillNormal(jitter, 1 / Math.sqrt(L));
+    productRng.fillNormal(identity, 1 / Math.sqrt(L));
+    productRng.fillNormal(shot, 1 / Math.sqrt(L));
+    const look = looks.subarray(i * L, (i + 1) * L);
+    for (let l = 0; l < L; l++) {
+      look[l] =
+        W.style * (styles[p.style * L + l] + W.styleJitter * jitter[l]) +
+        W.category * categoryDirs[p.category * L + l] +
+        W.identity * identity[l];
+      productLatent[i * L + l] = look[l] + W.productShot * shot[l];
+    }
+    matVec(rotation, look, rotated, L);
+    const twist = twists[p.category];
+    const out = seen.subarray(i * L, (i + 1) * L);
+    for (let l = 0; l < L; l++) out[l] = twistA * rotated[l] + twistB * twist.sign[l] * rotated[twist.perm[l]];
+  });
+
+  // Scenes: style through the rotation, every item's weighted view, clutter, distractors.
+  const sceneRng = rng.fork('scenes');
+  const rotatedStyles = new Float32Array(world.styles * L);
+  for (let s = 0; s < world.styles; s++) matVec(rotation, styles.subarray(s * L, (s + 1) * L), rotatedStyles.subarray(s * L, (s + 1) * L), L);
+  const pairCount = world.scenes.reduce((n, s) => n + s.items.length, 0);
+  const sceneLatent = new Float32Array(world.scenes.length * L);
+  const hideLatent = new Float32Array(pairCount * L);
+  const hideIds: string[] = [];
+  const noise = new Float32Array(L);
+  const x = new Float32Array(L);
+  const terms: Float32Array[] = [];
+  let pairRow = 0;
+  world.scenes.forEach((scene, t) => {
+    sceneRng.fillNormal(noise, 1 / Math.sqrt(L));
+    for (let l = 0; l < L; l++) x[l] = W.sceneStyle * rotatedStyles[scene.style * L + l] + W.clutter * noise[l];
+    for (const d of scene.distractors) for (let l = 0; l < L; l++) x[l] += W.distractor * seen[d * L + l];
+    terms.length = 0;
+    for (const item of scene.items) {
+      sceneRng.fillNormal(noise, 1 / Math.sqrt(L));
+      const w = itemWeight(item.bbox);
+      const term = new Float32Array(L);
+      const p = item.product;
+      for (let l = 0; l < L; l++) term[l] = w * (seen[p * L + l] + W.itemView * noise[l] + W.leak * looks[p * L + l]);
+      for (let l = 0; l < L; l++) x[l] += term[l];
+      terms.push(term);
+    }
+    sceneLatent.set(x, t * L);
+    scene.items.forEach((item, j) => {
+      for (let l = 0; l < L; l++) hideLatent[pairRow * L + l] = x[l] - (1 - W.hiddenResidue) * terms[j][l];
+      hideIds.push(sceneProductKey(scene.sig, world.products[item.product].sig));
+      pairRow++;
+    });
+  });
+
+  const lifted = (latentRows: Float32Array, n: number) => {
+    const out = new Float32Array(n * dim);
+    lift.matrix(latentRows, n, out);
+    return out;
+  };
+  return {
+    dim,
+    products: { ids: world.products.map((p) => p.sig), data: lifted(productLatent, P) },
+    scenesFull: { ids: world.scenes.map((s) => s.sig), data: lifted(sceneLatent, world.scenes.length) },
+    scenesHideProduct: { ids: hideIds, data: lifted(hideLatent, pairCount) },
+  };
+}
+
+/** Latent (L) → output (dim): a fixed map with orthonormal columns, ambient noise, L2 normalisation. */
+class Lift {
+  /** The map, dim × L row-major, in float64 (faster arithmetic in V8 than float32 loads). */
+  private readonly map: Float64Array;
+  /** Four latent rows, lifted together so each load of the map serves four outputs. */
+  private readonly z: Float64Array[];
+  private readonly noise: Float32Array;
+
+  constructor(
+    columns: Float32Array,
+    private readonly dim: number,
+    private readonly L: number,
+    private readonly ambient: number,
+    private readonly rng: Random,
+  ) {
+    this.map = Float64Array.from(columns);
+    this.z = Array.from({ length: 4 }, () => new Float64Array(L));
+    this.noise = new Float32Array(dim);
+  }
+
+  /** Lift `n` latent rows (n × L) into `out` (n × dim). */
+  matrix(latent: Float32Array, n: number, out: Float32Array): void {
+    const { map, dim, L } = this;
+    const [z0, z1, z2, z3] = this.z;
+    for (let r = 0; r < n; r += 4) {
+      const k = Math.min(4, n - r);
+      this.z.forEach((z, j) => (j < k ? z.set(latent.subarray((r + j) * L, (r + j + 1) * L)) : z.fill(0)));
+      for (let d = 0; d < dim; d++) {
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        const base = d * L;
+        for (let l = 0; l < L; l++) {
+          const w = map[base + l];
+          s0 += z0[l] * w;
+          s1 += z1[l] * w;
+          s2 += z2[l] * w;
+          s3 += z3[l] * w;
+        }
+        out[r * dim + d] = s0;
+        if (k > 1) out[(r + 1) * dim + d] = s1;
+        if (k > 2) out[(r + 2) * dim + d] = s2;
+        if (k > 3) out[(r + 3) * dim + d] = s3;
+      }
+      for (let j = 0; j < k; j++) this.finish(out.subarray((r + j) * dim, (r + j + 1) * dim));
+    }
+  }
+
+  /** Add ambient noise and L2-normalise a lifted row in place. */
+  private finish(row: Float32Array): void {
+    const { dim, noise } = this;
+    this.rng.fillApproxNormal(noise, this.ambient / Math.sqrt(dim));
+    let norm = 0;
+    for (let d = 0; d < dim; d++) {
+      const v = row[d] + noise[d];
+      row[d] = v;
+      norm += v * v;
+    }
+    const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+    for (let d = 0; d < dim; d++) row[d] *= inv;
+  }
+}
+
+/** A rows × cols matrix (row-major) whose columns are orthonormal: Gram–Schmidt on Gaussian columns. */
+export function orthonormalColumns(rows: number, cols: number, rng: Random): Float32Array {
+  if (cols > rows) throw new RangeError(`orthonormalColumns: ${cols} columns do not fit in ${rows} rows`);
+  const q = Array.from({ length: cols }, () => Float64Array.from({ length: rows }, () => rng.normal()));
+  for (let c = 0; c < cols; c++) {
+    for (let pass = 0; pass < 2; pass++) // twice is enough for numerical orthogonality
+      for (let k = 0; k < c; k++) {
+        let dot = 0;
+        for (let r = 0; r < rows; r++) dot += q[c][r] * q[k][r];
+        for (let r = 0; r < rows; r++) q[c][r] -= dot * q[k][r];
+      }
+    let norm = 0;
+    for (let r = 0; r < rows; r++) norm += q[c][r] * q[c][r];
+    const inv = 1 / Math.sqrt(norm);
+    for (let r = 0; r < rows; r++) q[c][r] *= inv;
+  }
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = q[c][r];
+  return out;
+}
+
+function signedPermutation(n: number, rng: Random): { perm: Int32Array; sign: Float32Array } {
+  const perm = Int32Array.from(rng.shuffle(Array.from({ length: n }, (_, i) => i)));
+  const sign = Float32Array.from({ length: n }, () => (rng.bernoulli(0.5) ? -1 : 1));
+  return { perm, sign };
+}
+
+/** out = M · v for a square L × L row-major M. */
+function matVec(m: Float32Array, v: Float32Array, out: Float32Array, L: number): void {
+  for (let r = 0; r < L; r++) {
+    let s = 0;
+    for (let c = 0; c < L; c++) s += m[r * L + c] * v[c];
+    out[r] = s;
+  }
+}
+
+/** The model id of synthetic embeddings in the store. */
+export const SYNTH_MODEL = 'synthetic';
+
+const SHARD_ROWS = 16_384;
+
+export interface StoreReport {
+  view: EmbeddingView;
+  dir: string;
+  rows: number;
+  appended: number;
+}
+
+/**
+ * Write the three views to workdir/embeddings/synthetic/<view>/. `provenance` (generator version, seed, sizes) goes
+ * into meta.json: a store made from other options is replaced, one from the same options is completed (a killed run
+ * resumes) or left alone.
+ */
+export async function writeSyntheticEmbeddings(
+  workdir: string,
+  world: SynthWorld,
+  dim: number,
+  provenance: Record<string, unknown>,
+): Promise<StoreReport[]> {
+  const views: EmbeddingView[] = ['products', 'scenes-full', 'scenes-hide-product'];
+  const stores: EmbeddingStore[] = [];
+  for (const view of views) {
+    const dir = workdirPaths(workdir).embeddings(SYNTH_MODEL, view);
+    const meta: StoreMeta = { model: SYNTH_MODEL, dim, view, preprocessing: { synthetic: provenance } };
+    if (await isOtherWorld(dir, meta)) {
+      log(`${dir}: made from other synth options; replacing it`);
+      await rm(dir, { recursive: true, force: true });
+    }
+    stores.push(await EmbeddingStore.openOrCreate(dir, meta));
+  }
+  const expected = [world.products.length, world.scenes.length, world.pairOrder.length];
+  const complete = stores.every((s, i) => s.size === expected[i]);
+  const embeddings = complete ? undefined : computeEmbeddings(world, dim);
+  const matrices = embeddings && [embeddings.products, embeddings.scenesFull, embeddings.scenesHideProduct];
+  const reports: StoreReport[] = [];
+  for (const [i, store] of stores.entries()) {
+    let appended = 0;
+    if (matrices) {
+      const { ids, data } = matrices[i];
+      const missing = ids.flatMap((id, row) => (store.has(id) ? [] : [row]));
+      for (let start = 0; start < missing.length; start += SHARD_ROWS) {
+        const rows = missing.slice(start, start + SHARD_ROWS);
+        const chunk = new Float32Array(rows.length * dim);
+        rows.forEach((row, k) => chunk.set(data.subarray(row * dim, (row + 1) * dim), k * dim));
+        await store.append(rows.map((row) => ids[row]), chunk, 'synth');
+        appended += rows.length;
+      }
+    }
+    reports.push({ view: views[i], dir: store.dir, rows: store.size, appended });
+  }
+  return reports;
+}
+
+/** A store is there whose dim or synth provenance differs from `meta`'s. */
+async function isOtherWorld(dir: string, meta: StoreMeta): Promise<boolean> {
+  let have: StoreMeta;
+  try {
+    have = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as StoreMeta;
+  } catch {
+    return false;
+  }
+  return have.dim !== meta.dim || JSON.stringify(have.preprocessing ?? null) !== JSON.stringify(meta.preprocessing);
+}

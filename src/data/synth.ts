@@ -1,0 +1,387 @@
+// `ctl data synth`: an STL-shaped synthetic dataset with planted structure, written in the released raw formats
+// (workdir/stl/<domain>.json + <domain>-cat.json) and normalised by the same code path as the real files, so every
+// later stage runs on it unchanged. Optionally precomputed embeddings (synth-embeddings.ts) and images
+// (synth-images.ts).
+//
+// The hidden structure: every scene has a latent style; its products are drawn mostly from that style's products
+// of the scene's categories (a quarter are off-style); products are reused across scenes with a skewed popularity,
+// like the real catalogue (~72K pairs over ~38K products). Everything is a pure function of the options.
+import { readFile, rm } from 'node:fs/promises';
+import type { Domain, BBox } from './types.js';
+import type { Dataset } from './dataset.js';
+import { ITEMS_PER_SCENE_WEIGHTS, taxonomyOf, type TaxonomyEntry } from './synth-taxonomy.js';
+import { normaliseWorkdir } from './dataset-io.js';
+import { manifestPath } from './fetch.js';
+import { writeSyntheticEmbeddings, type StoreReport } from './synth-embeddings.js';
+import { writeSyntheticImages, type ImageFormat, type ImageReport } from './synth-images.js';
+import { Random } from '../util/random.js';
+import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { InputError } from '../util/errors.js';
+import { log } from '../util/log.js';
+import { workdirPaths } from '../workdir.js';
+
+export interface SynthOptions {
+  scenes: number;
+  products: number;
+  seed: number;
+  domain: Domain;
+}
+
+export interface SynthProduct {
+  sig: string;
+  /** Index into the domain's taxonomy (synth-taxonomy.ts), not the dataset's sorted vocabulary. */
+  category: number;
+  style: number;
+}
+
+export interface SynthItem {
+  /** Index into `SynthWorld.products`. */
+  product: number;
+  bbox: BBox;
+}
+
+export interface SynthScene {
+  sig: string;
+  style: number;
+  items: SynthItem[];
+  /** Products that are not the scene's but leave a trace in it (people in the background, a mirror): noise. */
+  distractors: number[];
+}
+
+export interface SynthWorld {
+  options: SynthOptions;
+  taxonomy: TaxonomyEntry[];
+  styles: number;
+  /** Only products that occur in at least one scene (the released files list no others). */
+  products: SynthProduct[];
+  scenes: SynthScene[];
+  /** The pairs file's rows, in file order: [scene index, item index]. */
+  pairOrder: [number, number][];
+}
+
+/** Share of scene slots filled with a product of another style than the scene's. */
+const OFF_STYLE_RATE = 0.25;
+/** Share of scenes (of 2+ items) holding two products of one category. */
+const REPEAT_CATEGORY_RATE = 0.02;
+const DISTRACTORS_PER_SCENE = 2;
+
+/** The dataset's latent styles: about √products, so each style holds ~√products products. */
+export function styleCount(products: number): number {
+  return Math.max(2, Math.round(Math.sqrt(products)));
+}
+
+export function generateWorld(options: SynthOptions): SynthWorld {
+  const { scenes: sceneCount, products: productCount, seed, domain } = options;
+  if (!(sceneCount >= 1) || !(productCount >= 1)) throw new InputError('synth: --scenes and --products must be >= 1');
+  const taxonomy = taxonomyOf(domain);
+  const root = new Random(`synth/${domain}/${seed}/${sceneCount}/${productCount}`);
+  const styles = styleCount(productCount);
+  const styleWeights = Array.from({ length: styles }, () => 0);
+  const styleRng = root.fork('styles');
+  for (let s = 0; s < styles; s++) styleWeights[s] = Math.exp(0.5 * styleRng.normal());
+  const drawStyle = styleRng.weightedSampler(styleWeights);
+
+  // Products: real-like category proportions, a style each, a popularity each.
+  const productRng = root.fork('products');
+  const perCategory = apportion(taxonomy.map((t) => t.count), productCount);
+  const candidates: { category: number; style: number; popularity: number }[] = [];
+  perCategory.forEach((n, category) => {
+    for (let i = 0; i < n; i++) candidates.push({ category, style: drawStyle(), popularity: Math.exp(0.7 * productRng.normal()) });
+  });
+
+  // Scenes: a style, 1..5 distinct categories (one per group), each slot on- or off-style.
+  const sceneRng = root.fork('scenes');
+  const drawItemCount = sceneRng.weightedSampler(ITEMS_PER_SCENE_WEIGHTS);
+  const categoryShare = perCategory.map((n) => (n > 0 ? n : 0));
+  const sceneStyles: number[] = [];
+  const slots: { scene: number; category: number; onStyle: boolean }[] = [];
+  for (let t = 0; t < sceneCount; t++) {
+    sceneStyles.push(drawStyle());
+    const categories = drawCategories(sceneRng, taxonomy, categoryShare, drawItemCount() + 1);
+    for (const category of categories) slots.push({ scene: t, category, onStyle: !sceneRng.bernoulli(OFF_STYLE_RATE) });
+  }
+
+  // Fill the slots with products, category by category: first give every product one scene of its own style,
+  // then draw by popularity (on-style slots from the style's products, off-style slots from the whole category).
+  const assignRng = root.fork('assign');
+  const sceneProducts: Set<number>[] = Array.from({ length: sceneCount }, () => new Set());
+  const slotProduct = new Int32Array(slots.length).fill(-1);
+  const uses = new Int32Array(candidates.length);
+  taxonomy.forEach((_, category) => {
+    const members = candidates.flatMap((p, i) => (p.category === category ? [i] : []));
+    if (members.length === 0) return;
+    const byStyle = groupBy(members, (i) => candidates[i].style);
+    const mySlots = slots.flatMap((s, i) => (s.category === category ? [i] : []));
+    const openOnStyle = groupBy(assignRng.shuffle(mySlots.filter((i) => slots[i].onStyle)), (i) => sceneStyles[slots[i].scene]);
+    const uncovered: number[] = [];
+    for (const p of assignRng.shuffle([...members])) {
+      const slot = openOnStyle.get(candidates[p].style)?.pop();
+      if (slot === undefined) uncovered.push(p);
+      else take(slot, p);
+    }
+    const drawFromCategory = samplerOver(assignRng, members, candidates);
+    const drawFromStyle = new Map([...byStyle].map(([style, ps]) => [style, samplerOver(assignRng, ps, candidates)]));
+    for (const slot of mySlots) {
+      if (slotProduct[slot] >= 0) continue;
+      const scene = sceneProducts[slots[slot].scene];
+      const own = slots[slot].onStyle ? drawFromStyle.get(sceneStyles[slots[slot].scene]) : undefined;
+      const leftover = own ? undefined : uncovered.findIndex((p) => !scene.has(p));
+      const pick =
+        leftover !== undefined && leftover >= 0
+          ? uncovered.splice(leftover, 1)[0]
+          : drawDistinct(own ?? drawFromCategory, scene) ?? drawDistinct(drawFromCategory, scene);
+      if (pick !== undefined) take(slot, pick);
+    }
+    // Products still without a scene take a slot from a product that has several, preferring their own style.
+    for (const p of uncovered) {
+      const fits = (slot: number) => uses[slotProduct[slot]] > 1 && !sceneProducts[slots[slot].scene].has(p);
+      const slot =
+        mySlots.find((i) => fits(i) && sceneStyles[slots[i].scene] === candidates[p].style) ?? mySlots.find(fits);
+      if (slot === undefined) continue;
+      const previous = slotProduct[slot];
+      uses[previous]--;
+      sceneProducts[slots[slot].scene].delete(previous);
+      take(slot, p);
+    }
+  });
+  function take(slot: number, product: number): void {
+    slotProduct[slot] = product;
+    uses[product]++;
+    sceneProducts[slots[slot].scene].add(product);
+  }
+
+  // Keep the products that occur, in a stable order, and give everything a signature.
+  const used = new Int32Array(candidates.length).fill(-1);
+  const products: SynthProduct[] = [];
+  const sigRng = root.fork('signatures');
+  const sigs = new Set<string>();
+  const newSig = (): string => {
+    for (;;) {
+      const sig = sigRng.hex(16);
+      if (!sigs.has(sig)) return sigs.add(sig), sig;
+    }
+  };
+  slotProduct.forEach((p) => {
+    if (p >= 0 && used[p] < 0) used[p] = 0;
+  });
+  candidates.forEach((c, i) => {
+    if (used[i] < 0) return;
+    used[i] = products.length;
+    products.push({ sig: newSig(), category: c.category, style: c.style });
+  });
+
+  const placeRng = root.fork('placement');
+  const scenes: SynthScene[] = sceneStyles.map((style) => ({ sig: newSig(), style, items: [], distractors: [] }));
+  const frames = scenes.map(() => sceneFrame(placeRng));
+  slots.forEach((slot, i) => {
+    const p = slotProduct[i];
+    if (p < 0) return;
+    const product = used[p];
+    const bbox = placeItem(placeRng, taxonomy[products[product].category], frames[slot.scene]);
+    scenes[slot.scene].items.push({ product, bbox });
+  });
+  const distractorRng = root.fork('distractors');
+  for (const scene of scenes)
+    for (let d = 0; d < DISTRACTORS_PER_SCENE && products.length > 0; d++) scene.distractors.push(distractorRng.int(products.length));
+
+  // Scenes whose every slot went unfilled (only possible in tiny worlds) are dropped: the pairs file cannot list them.
+  const kept = scenes.filter((s) => s.items.length > 0);
+  const pairOrder: [number, number][] = [];
+  kept.forEach((s, t) => s.items.forEach((_, j) => pairOrder.push([t, j])));
+  root.fork('pair-order').shuffle(pairOrder);
+  return { options, taxonomy, styles, products, scenes: kept, pairOrder };
+}
+
+/** Split `total` into integer parts proportional to `weights` (largest remainder), every part >= 1 when possible. */
+export function apportion(weights: number[], total: number): number[] {
+  const sum = weights.reduce((a, b) => a + b, 0);
+  const exact = weights.map((w) => (w / sum) * total);
+  const parts = exact.map(Math.floor);
+  const order = exact.map((x, i) => [x - Math.floor(x), i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+  const remainder = total - parts.reduce((a, b) => a + b, 0);
+  for (let k = 0; k < remainder; k++) parts[order[k % order.length][1]]++;
+  if (total >= weights.length) {
+    for (let i = 0; i < parts.length; i++) {
+      if (parts[i] > 0) continue;
+      const largest = parts.indexOf(Math.max(...parts));
+      parts[largest]--;
+      parts[i]++;
+    }
+  }
+  return parts;
+}
+
+/** `count` categories for one scene, by share, without replacement, one per group; rarely a repeated category. */
+function drawCategories(rng: Random, taxonomy: TaxonomyEntry[], share: number[], count: number): number[] {
+  const weights = [...share];
+  const chosen: number[] = [];
+  while (chosen.length < count && weights.some((w) => w > 0)) {
+    const c = rng.weighted(weights);
+    chosen.push(c);
+    weights[c] = 0;
+    const group = taxonomy[c].group;
+    if (group) taxonomy.forEach((t, i) => t.group === group && (weights[i] = 0));
+  }
+  if (chosen.length >= 2 && rng.bernoulli(REPEAT_CATEGORY_RATE)) {
+    const repeatable = chosen.filter((c) => !taxonomy[c].group);
+    if (repeatable.length > 0) chosen[chosen.length - 1] = rng.pick(repeatable);
+  }
+  return chosen;
+}
+
+function groupBy<K>(items: number[], key: (i: number) => K): Map<K, number[]> {
+  const groups = new Map<K, number[]>();
+  for (const i of items) {
+    const k = key(i);
+    const list = groups.get(k);
+    if (list) list.push(i);
+    else groups.set(k, [i]);
+  }
+  return groups;
+}
+
+/** Draw among `members` by popularity. */
+function samplerOver(rng: Random, members: number[], candidates: { popularity: number }[]): () => number {
+  const draw = rng.weightedSampler(members.map((i) => candidates[i].popularity));
+  return () => members[draw()];
+}
+
+/** A draw not already in the scene (a scene never lists one product twice), or undefined after a few tries. */
+function drawDistinct(draw: () => number, scene: Set<number>): number | undefined {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const p = draw();
+    if (!scene.has(p)) return p;
+  }
+  return undefined;
+}
+
+interface Frame {
+  zoom: number;
+  dx: number;
+  dy: number;
+}
+
+/** How the photographer framed the scene: all its items move and scale together. */
+function sceneFrame(rng: Random): Frame {
+  return { zoom: rng.range(0.9, 1.1), dx: rng.range(-0.05, 0.05), dy: rng.range(-0.03, 0.03) };
+}
+
+/** A category-plausible box, inside 0..1 with left < right and top < bottom, rounded like the released files. */
+function placeItem(rng: Random, entry: TaxonomyEntry, frame: Frame): BBox {
+  const { place } = entry;
+  let cx = rng.range(...place.cx);
+  if (place.mirror && rng.bernoulli(0.5)) cx = 1 - cx;
+  const cy = rng.range(...place.cy);
+  const w = rng.range(...place.w) * frame.zoom;
+  const h = rng.range(...place.h) * frame.zoom;
+  const x = 0.5 + (cx - 0.5) * frame.zoom + frame.dx;
+  const y = 0.5 + (cy - 0.5) * frame.zoom + frame.dy;
+  const clamp = (v: number) => Math.min(1, Math.max(0, v));
+  let left = clamp(x - w / 2);
+  let right = clamp(x + w / 2);
+  let top = clamp(y - h / 2);
+  let bottom = clamp(y + h / 2);
+  // Keep at least 1% of the frame after clamping at an edge.
+  if (right - left < 0.01) [left, right] = left > 0.5 ? [0.99, 1] : [0, 0.01];
+  if (bottom - top < 0.01) [top, bottom] = top > 0.5 ? [0.99, 1] : [0, 0.01];
+  const round = (v: number) => Math.round(v * 1e4) / 1e4;
+  return [round(left), round(top), round(right), round(bottom)];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Writing the raw files and normalising them.
+
+/** The pairs file, as released: one `{"product","scene","bbox"}` object per line. */
+export function pairsFileText(world: SynthWorld): string {
+  const lines = world.pairOrder.map(([t, j]) => {
+    const scene = world.scenes[t];
+    const item = scene.items[j];
+    return JSON.stringify({ product: world.products[item.product].sig, scene: scene.sig, bbox: item.bbox });
+  });
+  return lines.join('\n') + '\n';
+}
+
+/** The category file, as released: one object, signature → full category path. */
+export function categoriesFileText(world: SynthWorld): string {
+  const entries = world.products.map((p) => [p.sig, world.taxonomy[p.category].path]);
+  return JSON.stringify(Object.fromEntries(entries)) + '\n';
+}
+
+/** Where `ctl data synth` records what it wrote, beside the raw files. */
+export function synthMarkerPath(workdir: string, domain: Domain): string {
+  return workdirPaths(workdir).rawPairs(domain).replace(/\.json$/, '.synth.json');
+}
+
+export interface SynthResult {
+  world: SynthWorld;
+  dataset: Dataset;
+  datasetPath: string;
+  files: { pairs: string; categories: string };
+}
+
+/**
+ * Generate the world, write the raw files atomically and normalise them (strictly: a synthetic file with a bad row
+ * is a bug). Refuses to overwrite raw files fetched from STL unless `force`.
+ */
+export async function writeSyntheticDataset(workdir: string, options: SynthOptions, force = false): Promise<SynthResult> {
+  const paths = workdirPaths(workdir);
+  const { domain } = options;
+  const fetched = await readFile(manifestPath(workdir, domain), 'utf8').then(
+    () => true,
+    () => false,
+  );
+  if (fetched && !force)
+    throw new InputError(
+      `${paths.rawPairs(domain)} holds the STL files fetched by \`ctl data fetch\`: use another --workdir, or --force to replace them with synthetic data`,
+    );
+  const world = generateWorld(options);
+  await writeFileAtomic(paths.rawPairs(domain), pairsFileText(world));
+  await writeFileAtomic(paths.rawCategories(domain), categoriesFileText(world));
+  if (fetched) await rm(manifestPath(workdir, domain), { force: true });
+  await writeJsonAtomic(synthMarkerPath(workdir, domain), { generator: SYNTH_VERSION, ...options });
+  const { dataset, path } = await normaliseWorkdir(workdir, domain, { strict: true, source: 'synthetic' });
+  if (world.products.length < options.products)
+    log(`note: ${options.products - world.products.length} of ${options.products} products found no scene slot and were left out`);
+  return { world, dataset, datasetPath: path, files: { pairs: paths.rawPairs(domain), categories: paths.rawCategories(domain) } };
+}
+
+/** Bumped when the generator changes what a seed produces, so stores of an older generator are redone. */
+export const SYNTH_VERSION = 1;
+
+export interface SynthesiseOptions extends SynthOptions {
+  /** Write precomputed embeddings of this dimension. */
+  dim?: number;
+  images?: boolean;
+  format?: ImageFormat;
+  /** Replace raw files fetched from STL. */
+  force?: boolean;
+}
+
+export interface SynthesiseResult extends SynthResult {
+  embeddings?: StoreReport[];
+  images?: ImageReport;
+  seconds: { dataset: number; embeddings?: number; images?: number };
+}
+
+/** `ctl data synth`: the dataset, then optionally embeddings and images. Idempotent for the same options. */
+export async function synthesise(workdir: string, options: SynthesiseOptions): Promise<SynthesiseResult> {
+  const { scenes, products, seed, domain } = options;
+  let start = performance.now();
+  const lap = () => {
+    const seconds = (performance.now() - start) / 1000;
+    start = performance.now();
+    return Math.round(seconds * 100) / 100;
+  };
+  const result: SynthesiseResult = { ...(await writeSyntheticDataset(workdir, { scenes, products, seed, domain }, options.force)), seconds: { dataset: 0 } };
+  result.seconds.dataset = lap();
+  if (options.dim !== undefined) {
+    const provenance = { generator: SYNTH_VERSION, domain, seed, scenes, products };
+    result.embeddings = await writeSyntheticEmbeddings(workdir, result.world, options.dim, provenance);
+    result.seconds.embeddings = lap();
+  }
+  if (options.images) {
+    result.images = await writeSyntheticImages(workdir, result.world, options.format ?? 'jpeg');
+    result.seconds.images = lap();
+  }
+  return result;
+}
