@@ -1,0 +1,82 @@
+// `ctl data synth` and `ctl data verify-embeddings` end to end through the built binary (`npm run build` first).
+import { execFile } from 'node:child_process';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { decodeNpy, encodeNpy } from '../src/data/npy.js';
+import { workdirPaths } from '../src/workdir.js';
+import { removeTempWorkdirs, tempWorkdir } from './synth-fixtures.js';
+
+const CLI = resolve(__dirname, '../dist/cli.js');
+
+afterAll(removeTempWorkdirs);
+
+function ctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile('node', [CLI, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('ctl data synth (built binary)', () => {
+  it('writes the dataset, embeddings and images; --json alone on stdout; a re-run changes nothing', async () => {
+    const workdir = await tempWorkdir();
+    const args = ['data', 'synth', '--workdir', workdir, '--scenes', '120', '--products', '150', '--seed', '5', '--dim', '24', '--images', '--json'];
+    const first = await ctl(args);
+    expect(first.code, first.stderr).toBe(0);
+    const report = JSON.parse(first.stdout);
+    expect(report).toMatchObject({ domain: 'fashion', source: 'synthetic', seed: 5, counts: { scenes: 120, products: 150, categories: 10 } });
+    expect(report.embeddings.views.map((v: { appended: number }) => v.appended)).toEqual([150, 120, report.counts.pairs]);
+    expect(report.images.written).toBe(270);
+    expect(first.stderr).toMatch(/synthetic fashion \(seed 5\)/);
+
+    const paths = workdirPaths(workdir);
+    const dataset = await readFile(paths.dataset('fashion'));
+    const second = await ctl(args);
+    expect(second.code, second.stderr).toBe(0);
+    const again = JSON.parse(second.stdout);
+    expect(again.embeddings.views.map((v: { appended: number }) => v.appended)).toEqual([0, 0, 0]);
+    expect(again.images).toMatchObject({ written: 0, skipped: 270 });
+    expect((await readFile(paths.dataset('fashion'))).equals(dataset)).toBe(true);
+
+    const verify = await ctl(['data', 'verify-embeddings', '--workdir', workdir, '--json']);
+    expect(verify.code, verify.stderr).toBe(0);
+    const checked = JSON.parse(verify.stdout);
+    expect(checked.ok).toBe(true);
+    expect(checked.stores.map((s: { view: string }) => s.view)).toEqual(['products', 'scenes-full', 'scenes-hide-product']);
+    expect(checked.stores[0]).toMatchObject({ model: 'synthetic', count: 150, dim: 24, problems: [] });
+  });
+
+  it('verify-embeddings exits 1 naming the bad shard and row; 2 when there is no store', async () => {
+    const workdir = await tempWorkdir();
+    const made = await ctl(['data', 'synth', '--workdir', workdir, '--scenes', '30', '--products', '40', '--dim', '8']);
+    expect(made.code, made.stderr).toBe(0);
+    const shards = join(workdirPaths(workdir).embeddings('synthetic', 'scenes-full'), 'shards');
+    const npy = (await readdir(shards)).find((n) => n.endsWith('.npy'))!;
+    const { data, shape } = decodeNpy(await readFile(join(shards, npy)));
+    data[3 * 8 + 1] = NaN;
+    await writeFile(join(shards, npy), encodeNpy(data, shape));
+
+    const bad = await ctl(['data', 'verify-embeddings', '--workdir', workdir, '--model', 'synthetic', '--view', 'scenes-full']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/BAD synthetic scenes-full/);
+    expect(bad.stderr).toMatch(new RegExp(`${npy.replace('.', '\\.')}: row 3: value NaN is not finite`));
+    const good = await ctl(['data', 'verify-embeddings', '--workdir', workdir, '--view', 'products']);
+    expect(good.code, good.stderr).toBe(0);
+
+    const none = await ctl(['data', 'verify-embeddings', '--workdir', await tempWorkdir()]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/no embedding stores under/);
+  });
+
+  it('rejects bad usage with exit 2 and documents every flag with its default', async () => {
+    const workdir = await tempWorkdir();
+    expect((await ctl(['data', 'synth', '--workdir', workdir, '--scenes', '0'])).code).toBe(2);
+    const help = await ctl(['data', 'synth', '--help']);
+    expect(help.code).toBe(0);
+    for (const flag of ['--scenes', '--products', '--seed', '--domain', '--dim', '--images', '--format', '--force', '--workdir', '--json'])
+      expect(help.stdout).toContain(flag);
+    expect(help.stdout).toMatch(/default: 30000/);
+  });
+});
