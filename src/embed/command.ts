@@ -92,12 +92,7 @@ export function registerEmbedCommand(program: Command): void {
           "'tiny' (tests, demo) or 'vit-b16' (ViT-B/16 sizes, random weights, for benchmarks)",
         DEFAULT_MODEL,
       )
-      .addOption(
-        new Option('--revision <rev>', 'hub revision (branch, tag or commit)').default(
-          undefined,
-          `${PINNED_REVISIONS[DEFAULT_MODEL].slice(0, 12)}… for ${DEFAULT_MODEL}, else main`,
-        ),
-      )
+      .option('--revision <rev>', `hub revision: branch, tag or commit (default: ${PINNED_REVISIONS[DEFAULT_MODEL]} for ${DEFAULT_MODEL}, else main)`)
       .option('--offline', 'never touch the network; name any model file not on disk (also HF_HUB_OFFLINE=1)', false)
       .addOption(new Option('--provider <provider>', 'run the model here, or call an embedding service').choices(['local', 'http']).default('local'))
       .addOption(
@@ -110,7 +105,7 @@ export function registerEmbedCommand(program: Command): void {
           .choices(['fp32', 'fp16', 'q8'])
           .default('fp32'),
       )
-      .addOption(new Option('--threads <n>', 'onnxruntime threads').argParser(parseIntOption('--threads', 1)).default(undefined, 'one per core'))
+      .option('--threads <n>', 'onnxruntime threads (default: one per core)', parseIntOption('--threads', 1))
       .option('--batch <n>', 'images per model call', parseIntOption('--batch', 1), 16)
       .option('--prefetch <n>', 'batches decoded and preprocessed ahead of the model', parseIntOption('--prefetch', 1), 2)
       .option('--commit-every <n>', 'commit a store shard every N batches (and at least every 30 s)', parseIntOption('--commit-every', 1), 8)
@@ -131,7 +126,7 @@ export function registerEmbedCommand(program: Command): void {
       .addOption(
         new Option('--api-send <what>', 'http provider: POST the image bytes (image/jpeg) or JSON {"url": image URL}').choices(['bytes', 'url']).default('bytes'),
       )
-      .addOption(new Option('--api-dim <n>', 'http provider: expected dimension').argParser(parseIntOption('--api-dim', 1)).default(undefined, 'the first answer\'s'))
+      .option('--api-dim <n>', "http provider: expected dimension (default: the first answer's)", parseIntOption('--api-dim', 1))
       .option('--image-base-url <url>', 'http provider with --api-send url: image host, as in ctl download', parseUrl, DEFAULT_BASE_URL)
       .option('--concurrency <n>', 'http provider: requests in flight', parseIntOption('--concurrency', 1), 8)
       .option('--retries <n>', 'http provider: retries of a network error, 429 or 5xx (exponential backoff)', parseIntOption('--retries', 0), 3)

@@ -61,6 +61,9 @@ export async function loadLocalEncoder(source: ModelSource, opts: LocalEncoderOp
     executionMode: 'sequential' as const,
     interOpNumThreads: 1,
     ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+    // Idle onnxruntime threads would spin between batches, taking the cores sharp needs to decode the next one
+    // (measured: ~10% more images/s end to end on 2 cores without spinning).
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
   const load = (device: 'cpu' | 'cuda') =>
     ModelClass.from_pretrained(source.location, { ...loadOptions, device, dtype: opts.dtype, session_options }) as Promise<VisionModel>;
