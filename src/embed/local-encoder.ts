@@ -37,13 +37,13 @@ function isCudaProblem(err: unknown): boolean {
 }
 
 export async function loadLocalEncoder(source: ModelSource, opts: LocalEncoderOptions): Promise<Encoder<PreparedPixels>> {
-  const tf: Transformers = await import('@huggingface/transformers');
-  tf.env.allowRemoteModels = source.kind === 'hub' && !opts.offline;
-  tf.env.localModelPath = opts.modelsDir;
+  const hf: Transformers = await import('@huggingface/transformers');
+  hf.env.allowRemoteModels = source.kind === 'hub' && !opts.offline;
+  hf.env.localModelPath = opts.modelsDir;
   // onnxruntime prints native errors itself (e.g. a failed CUDA provider load); they reach us as exceptions anyway.
-  tf.env.backends.onnx.setLogLevel?.(50);
+  hf.env.backends.onnx.setLogLevel?.(50);
 
-  const loadOptions = { revision: source.revision, cache_dir: source.cacheDir, local_files_only: !tf.env.allowRemoteModels };
+  const loadOptions = { revision: source.revision, cache_dir: source.cacheDir, local_files_only: !hf.env.allowRemoteModels };
   const failLoad = (err: unknown): never => {
     const message = String((err as Error)?.message ?? err);
     if (source.kind === 'hub' && !opts.offline)
@@ -51,10 +51,10 @@ export async function loadLocalEncoder(source: ModelSource, opts: LocalEncoderOp
     throw new RunError(`loading ${source.location}: ${message}`);
   };
 
-  const config = await tf.AutoConfig.from_pretrained(source.location, loadOptions).catch(failLoad);
-  const processor = await tf.AutoImageProcessor.from_pretrained(source.location, loadOptions).catch(failLoad);
+  const config = await hf.AutoConfig.from_pretrained(source.location, loadOptions).catch(failLoad);
+  const processor = await hf.AutoImageProcessor.from_pretrained(source.location, loadOptions).catch(failLoad);
   // Both classes load onnx/vision_model*.onnx; CLIP's exports the projected `image_embeds` beside `pooler_output`.
-  const ModelClass = (config as { model_type?: string }).model_type === 'clip' ? tf.CLIPVisionModelWithProjection : tf.SiglipVisionModel;
+  const ModelClass = (config as { model_type?: string }).model_type === 'clip' ? hf.CLIPVisionModelWithProjection : hf.SiglipVisionModel;
 
   const session_options = {
     graphOptimizationLevel: 'all' as const,
@@ -105,7 +105,7 @@ export async function loadLocalEncoder(source: ModelSource, opts: LocalEncoderOp
 
     async prepare(job: ImageJob): Promise<PreparedPixels> {
       const { image, fellBack } = await loadJobImage(job);
-      const raw = new tf.RawImage(image.data, image.width, image.height, image.channels as 3);
+      const raw = new hf.RawImage(image.data, image.width, image.height, image.channels as 3);
       const { pixel_values } = await processor(raw);
       return { data: pixel_values.data as Float32Array, dims: pixel_values.dims.slice(1), fellBack };
     },
@@ -115,7 +115,7 @@ export async function loadLocalEncoder(source: ModelSource, opts: LocalEncoderOp
       const size = c * h * w;
       const pixels = new Float32Array(batch.length * size);
       batch.forEach((item, i) => pixels.set(item.data, i * size));
-      const outputs = await model({ pixel_values: new tf.Tensor('float32', pixels, [batch.length, c, h, w]) });
+      const outputs = await model({ pixel_values: new hf.Tensor('float32', pixels, [batch.length, c, h, w]) });
       let out = outputs[outputName];
       if (out.type !== 'float32') out = out.to('float32');
       const dim = out.dims[out.dims.length - 1];
