@@ -57,9 +57,10 @@ def run_numpy(scenes, products, offsets, ids, block):
         top10[start:stop] = np.take_along_axis(part, order, 1)
         rows, targets, positives = pair_layout(offsets, ids, start, stop)
         target_scores = scores[rows, targets]
-        ahead = (scores[rows] >= target_scores[:, None]).sum(1)
+        # count_nonzero: NumPy's fastest count of a boolean matrix's rows (several times a bool .sum here).
+        ahead = np.count_nonzero(scores[rows] >= target_scores[:, None], axis=1)
         pos_scores = np.where(positives >= 0, scores[rows[:, None], np.maximum(positives, 0)], -np.inf)
-        ahead_positives = (pos_scores >= target_scores[:, None]).sum(1)  # includes the target itself
+        ahead_positives = np.count_nonzero(pos_scores >= target_scores[:, None], axis=1)  # includes the target
         ranks[offsets[start] : offsets[stop]] = 1 + ahead - ahead_positives
     return ranks, top10
 
@@ -80,9 +81,10 @@ def run_torch(scenes, products, offsets, ids, block):
             top10[start:stop] = torch.topk(scores, 10, dim=1).indices.int()
             rows, targets, positives = (torch.from_numpy(a) for a in pair_layout(offsets, ids, start, stop))
             target_scores = scores[rows, targets]
-            ahead = (scores[rows] >= target_scores[:, None]).sum(1)
+            # An int32 sum: PyTorch 1.13's default (int64) sum of a bool matrix is the slowest step otherwise.
+            ahead = (scores[rows] >= target_scores[:, None]).sum(1, dtype=torch.int32)
             pos_scores = torch.where(positives >= 0, scores[rows[:, None], positives.clamp(min=0)], torch.tensor(-float("inf")))
-            ahead_positives = (pos_scores >= target_scores[:, None]).sum(1)
+            ahead_positives = (pos_scores >= target_scores[:, None]).sum(1, dtype=torch.int32)
             ranks[offsets[start] : offsets[stop]] = (1 + ahead - ahead_positives).int()
     return ranks.numpy(), top10.numpy()
 

@@ -1,8 +1,7 @@
 // Score engines: queries × candidatesᵀ for one block of query rows. The ranking code (rank.ts) is the same for
 // every engine; only the matrix product differs.
 //
-// - `onnx`: one MatMul run by onnxruntime-node (MLAS sgemm, multi-threaded, the candidates packed once per
-//   session). The fastest here (bench/eval).
+// - `onnx`: one Gemm run by onnxruntime-node (MLAS sgemm, multi-threaded). The fastest here (bench/eval).
 // - `js`: plain typed-array loops. Slow (a few GFLOP/s) but dependency-free; the reference the others are
 //   tested against.
 // `auto` = `onnx`, or `js` where onnxruntime-node cannot load.
@@ -51,38 +50,42 @@ let warnedFallback = false;
 type Ort = typeof import('onnxruntime-node');
 type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
 
-/** queries [rows, dim] · candidatesᵀ [dim, n], candidates baked in as a constant so onnxruntime packs them once. */
+/**
+ * queries [rows, dim] · candidates [n, dim]ᵀ as one Gemm (transB). The candidates are an input, not a constant:
+ * a constant would be copied into the model and pre-packed at ~1 s per session, while packing them on each run
+ * costs about as much as it saves (bench/eval).
+ */
 class OnnxEngine implements ScoreEngine {
   readonly name = 'onnx';
 
   private constructor(
     private readonly ort: Ort,
     private readonly session: OrtSession,
+    private readonly candidates: InstanceType<Ort['Tensor']>,
     private readonly numCandidates: number,
     private readonly dim: number,
   ) {}
 
   static async create(candidates: Float32Array, numCandidates: number, dim: number, threads: number): Promise<OnnxEngine> {
     const ort = (await import('onnxruntime-node')) as Ort;
-    const transposed = new Float32Array(candidates.length);
-    for (let c = 0; c < numCandidates; c++) for (let d = 0; d < dim; d++) transposed[d * numCandidates + c] = candidates[c * dim + d];
     const g = new OnnxGraph('scores');
     const queries = g.input('queries', 'float32', ['rows', dim]);
-    g.output(g.op('MatMul', [queries, g.initializer(transposed, [dim, numCandidates])], {}, 'scores'), 'float32', ['rows', numCandidates]);
+    const all = g.input('candidates', 'float32', ['n', dim]);
+    g.output(g.op('Gemm', [queries, all], { transB: 1 }, 'scores'), 'float32', ['rows', 'n']);
     const session = await ort.InferenceSession.create(g.encode(), {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       // Idle pool threads sleep instead of spinning: between blocks the JS thread scans and needs the core.
       extra: { session: { intra_op: { allow_spinning: '0' } } },
     });
-    return new OnnxEngine(ort, session, numCandidates, dim);
+    return new OnnxEngine(ort, session, new ort.Tensor('float32', candidates, [numCandidates, dim]), numCandidates, dim);
   }
 
   async score(rows: Float32Array, buffer: Float32Array): Promise<Float32Array> {
     const count = rows.length / this.dim;
     const out = buffer.subarray(0, count * this.numCandidates);
     await this.session.run(
-      { queries: new this.ort.Tensor('float32', rows, [count, this.dim]) },
+      { queries: new this.ort.Tensor('float32', rows, [count, this.dim]), candidates: this.candidates },
       { scores: new this.ort.Tensor('float32', out, [count, this.numCandidates]) },
     );
     return out;
