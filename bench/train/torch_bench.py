@@ -53,15 +53,18 @@ def main():
     for _ in range(args.warmup):
         train_step(model, optimizer, *batch())
     times = []
+    cpu_start = time.process_time()
     for _ in range(args.steps):
         b = batch()
         start = time.perf_counter()
         train_step(model, optimizer, *b)
         times.append(time.perf_counter() - start)
+    cpu = time.process_time() - cpu_start
     total = sum(times)
     quarter = max(1, len(times) // 4)
     print(json.dumps({
         'samples_per_sec': args.batch * len(times) / total,
+        'samples_per_cpu_sec': args.batch * len(times) / cpu,
         'step_ms_first_quarter': 1000 * sum(times[:quarter]) / quarter,
         'step_ms_last_quarter': 1000 * sum(times[-quarter:]) / quarter,
         'torch': torch.__version__,

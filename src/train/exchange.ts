@@ -9,7 +9,7 @@ export interface Exchange {
    * else's and return the whole matrices (valid until the next exchange operation). */
   allGather(blocks: Float32Array[], rowStart: number, batchSize: number, cols: number): Float32Array[];
   /** The sum over replicas of `own`, restricted to [lo, hi): each replica reduces its own slice. Summed in
-   * rank order, so the result does not depend on timing. */
+   * rank order, so the result does not depend on timing. Valid until the next call. */
   reduceScatter(own: Float32Array, lo: number, hi: number): Float32Array;
   /** The sum of one number over replicas, in rank order. */
   allSum(x: number): number;
@@ -62,6 +62,8 @@ export class SharedExchange implements Exchange {
   private readonly grads: Float32Array;
   private readonly sums: Float64Array;
   private readonly paramCount: number;
+  /** This replica's reduced slice, reused every step. */
+  private reduced = new Float32Array(0);
 
   constructor(
     readonly rank: number,
@@ -96,7 +98,9 @@ export class SharedExchange implements Exchange {
   reduceScatter(own: Float32Array, lo: number, hi: number): Float32Array {
     this.grads.set(own, this.rank * this.paramCount);
     this.barrier();
-    const out = this.grads.slice(lo, hi);
+    if (this.reduced.length !== hi - lo) this.reduced = new Float32Array(hi - lo);
+    const out = this.reduced;
+    out.set(this.grads.subarray(lo, hi));
     for (let r = 1; r < this.world; r++) {
       const base = r * this.paramCount;
       for (let i = lo; i < hi; i++) out[i - lo] += this.grads[base + i];

@@ -56,20 +56,21 @@ export class FlatAdam {
     const [b1, b2] = betas;
     this.t += 1;
     const stepSize = lr / (1 - b1 ** this.t);
-    const rootBias2 = Math.sqrt(1 - b2 ** this.t);
+    const invRootBias2 = 1 / Math.sqrt(1 - b2 ** this.t);
     const decay = kind === 'adamw' ? 1 - lr * weightDecay : 1;
     const l2 = kind === 'adam' ? weightDecay : 0;
-    const { m, v, lo } = this;
+    const [c1, c2] = [1 - b1, 1 - b2];
+    const { m, v } = this;
+    const p = params.subarray(this.lo, this.hi);
+    // One pass, branch-free: this loop is a visible part of every step.
     for (let i = 0; i < m.length; i++) {
-      const p = params[lo + i];
-      const g = grad[i] * scale + l2 * p;
-      let mi = b1 * m[i] + (1 - b1) * g;
-      let vi = b2 * v[i] + (1 - b2) * g * g;
-      if (mi < FLUSH_BELOW && mi > -FLUSH_BELOW) mi = 0;
-      if (vi < FLUSH_BELOW) vi = 0;
-      m[i] = mi;
-      v[i] = vi;
-      params[lo + i] = p * decay - (stepSize * mi) / (Math.sqrt(vi) / rootBias2 + eps);
+      const pi = p[i];
+      const g = grad[i] * scale + l2 * pi;
+      const mi = b1 * m[i] + c1 * g;
+      const vi = b2 * v[i] + c2 * g * g;
+      m[i] = Math.abs(mi) < FLUSH_BELOW ? 0 : mi;
+      v[i] = vi < FLUSH_BELOW ? 0 : vi;
+      p[i] = pi * decay - (stepSize * mi) / (Math.sqrt(vi) * invRootBias2 + eps);
     }
   }
 }
