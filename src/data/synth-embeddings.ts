@@ -290,6 +290,7 @@ export async function writeSyntheticEmbeddings(
   }
   const expected = [world.products.length, world.scenes.length, world.pairOrder.length];
   const complete = stores.every((s, i) => s.size === expected[i]);
+  if (!complete) log(`computing synthetic embeddings: ${expected.reduce((a, b) => a + b)} rows of dim ${dim}`);
   const embeddings = complete ? undefined : computeEmbeddings(world, dim);
   const matrices = embeddings && [embeddings.products, embeddings.scenesFull, embeddings.scenesHideProduct];
   const reports: StoreReport[] = [];
