@@ -1,7 +1,8 @@
 // End-to-end training in this process (one replica on wasm) on a planted-structure workdir: learning beyond
 // zero-shot, determinism, stable tensor count, checkpoints and the trained-model loader agreeing with the
 // training-time validation, mined and in-batch-hard negatives, and the bad-input paths.
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
@@ -11,6 +12,7 @@ import { loadPairInputs } from '../src/data/pair-inputs.js';
 import { evaluateProtocol } from '../src/eval/protocols.js';
 import { workdirPaths } from '../src/workdir.js';
 import { InputError, RunError } from '../src/util/errors.js';
+import { synthesise } from '../src/data/synth.js';
 import { plantedWorkdir, smallConfig, TEST_MODEL, writeConfig } from './train-fixtures.js';
 import type { Dataset } from '../src/data/dataset.js';
 
@@ -123,6 +125,29 @@ describe('trainRun', () => {
       await expect(train('badcat', smallConfig())).rejects.toThrow(/products\[3\] .*category: expected an index below 4, got 99/);
     } finally {
       await writeFile(path, original);
+    }
+  });
+});
+
+describe('on `ctl data synth --dim` embeddings', () => {
+  it('v2 beats the zero-shot baseline clearly in a short run', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-train-synth-'));
+    try {
+      await synthesise(dir, { scenes: 2000, products: 2000, seed: 3, domain: 'fashion', dim: 32 });
+      const config = smallConfig({
+        embeddings: { model: 'synthetic' },
+        epochs: 4,
+        model: { arch: 'v2', hidden: 128, out: 64, blocks: 1, dropout: 0.1, categoryDim: 8 },
+        optimizer: { kind: 'adamw', lr: 3e-3, weightDecay: 0.01, gradClip: 1 },
+      });
+      const result = await trainRun({ workdir: dir, config: await writeConfig(dir, 'synth', config), backend: 'wasm', workers: 1 });
+      const log = (await readFile(join(result.dir, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+      const zeroShot = log.find((r) => r.type === 'zero-shot').metrics.recall['10'];
+      // The synthetic world is calibrated to be hard (raw cosine near chance at full scale): 4 epochs on 2,000
+      // scenes give about 1.9x the zero-shot recall.
+      expect(result.best.metric).toBeGreaterThan(1.5 * zeroShot);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
