@@ -27,7 +27,11 @@ export class Raster {
     fill: RGB,
   ) {
     this.data = new Uint8Array(width * height * 3);
-    for (let i = 0; i < this.data.length; i += 3) this.data.set(fill, i);
+    for (let i = 0; i < this.data.length; i += 3) {
+      this.data[i] = fill[0];
+      this.data[i + 1] = fill[1];
+      this.data[i + 2] = fill[2];
+    }
   }
 
   /** Paint `paint(u, v)` over the pixels of a box (pixel coordinates) where `mask(u, v)`; u, v in 0..1 of the box. */
@@ -43,7 +47,11 @@ export class Raster {
       for (let x = xa; x < xb; x++) {
         const u = (x + 0.5 - x0) / w;
         if (u < 0 || u > 1 || v < 0 || v > 1 || !mask(u, v)) continue;
-        this.data.set(paint(u, v), (y * this.width + x) * 3);
+        const colour = paint(u, v);
+        const o = (y * this.width + x) * 3;
+        this.data[o] = colour[0];
+        this.data[o + 1] = colour[1];
+        this.data[o + 2] = colour[2];
       }
     }
   }
@@ -155,11 +163,12 @@ function painter(look: Look): (u: number, v: number) => RGB {
   const { base, accent, frequency: f } = look;
   const cos = Math.cos(look.angle);
   const sin = Math.sin(look.angle);
-  const mix = (t: number): RGB => [
-    Math.round(base[0] + (accent[0] - base[0]) * t),
-    Math.round(base[1] + (accent[1] - base[1]) * t),
-    Math.round(base[2] + (accent[2] - base[2]) * t),
-  ];
+  // A gradient in 32 steps, computed once, so painting a pixel allocates nothing.
+  const steps: RGB[] = Array.from({ length: 33 }, (_, i) => {
+    const t = i / 32;
+    return [0, 1, 2].map((c) => Math.round(base[c] + (accent[c] - base[c]) * t)) as RGB;
+  });
+  const mix = (t: number): RGB => steps[Math.max(0, Math.min(32, Math.round(t * 32)))];
   switch (look.texture) {
     case 'solid':
       return () => base;
@@ -170,7 +179,7 @@ function painter(look: Look): (u: number, v: number) => RGB {
     case 'checks':
       return (u, v) => ((Math.floor(u * f) + Math.floor(v * f)) % 2 === 0 ? base : accent);
     case 'gradient':
-      return (u, v) => mix(0.7 * (u * cos + v * sin));
+      return (u, v) => mix(0.5 + 0.7 * ((u - 0.5) * cos + (v - 0.5) * sin));
   }
 }
 
