@@ -3,10 +3,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/embeddings.js';
 import { workdirPaths } from '../src/workdir.js';
-import { makeFixture } from './embed-fixtures.js';
+import { makeFixture, removeFixtures } from './embed-fixtures.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
 
@@ -16,6 +16,8 @@ function ctl(args: string[], env: Record<string, string> = {}) {
 }
 
 describe('ctl embed (CLI)', () => {
+  afterAll(removeFixtures);
+
   test('--help documents the flags and their defaults', () => {
     const { code, stdout } = ctl(['embed', '--help']);
     expect(code).toBe(0);

@@ -1,6 +1,6 @@
 // A small STL-shaped workdir for the embed tests: a dataset with a few scenes and products, and generated images
 // (JPEG scenes, PNG products) with distinct patterns, so different images give different vectors.
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
@@ -31,9 +31,17 @@ export interface Fixture {
   dataset: Dataset;
 }
 
+const created: string[] = [];
+
+/** Remove every workdir `makeFixture` made (call from afterAll). */
+export async function removeFixtures(): Promise<void> {
+  await Promise.all(created.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+}
+
 /** `scenes` scenes with two products each (boxes on the left and right halves), all images on disk. */
 export async function makeFixture(scenes = 3): Promise<Fixture> {
   const workdir = await mkdtemp(join(tmpdir(), 'ctl-embed-'));
+  created.push(workdir);
   const boxes: BBox[] = [
     [0.05, 0.1, 0.45, 0.9],
     [0.55, 0.2, 0.95, 0.8],

@@ -5,11 +5,11 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/embeddings.js';
 import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
 import { workdirPaths } from '../src/workdir.js';
-import { makeFixture } from './embed-fixtures.js';
+import { makeFixture, removeFixtures } from './embed-fixtures.js';
 
 const DIM = 8;
 
@@ -78,6 +78,8 @@ const options = (workdir: string, apiUrl: string, over: Partial<EmbedOptions> = 
 });
 
 describe('ctl embed --provider http', () => {
+  afterAll(removeFixtures);
+
   test('POSTs image bytes, stores the normalised answers, keeps to the concurrency', async () => {
     const { workdir, dataset } = await makeFixture(3);
     const service = await startService((body) => [200, { embedding: vectorOf(body) }]);

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 import { EmbeddingStore, sceneProductKey } from '../src/data/embeddings.js';
 import { GENERATED_PRESETS } from '../src/embed/generated-models.js';
 import { loadLocalEncoder } from '../src/embed/local-encoder.js';
@@ -12,7 +12,7 @@ import { resolveModel } from '../src/embed/model-source.js';
 import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
 import { buildVisionTower } from '../src/embed/vision-transformer.js';
 import { workdirPaths, type EmbeddingView } from '../src/workdir.js';
-import { makeFixture, writeImage } from './embed-fixtures.js';
+import { makeFixture, removeFixtures, writeImage } from './embed-fixtures.js';
 
 const options = (workdir: string, over: Partial<EmbedOptions> = {}): EmbedOptions => ({
   workdir,
@@ -42,6 +42,8 @@ async function rows(workdir: string, view: EmbeddingView, model = 'tiny'): Promi
 const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + v * b[i], 0);
 
 describe('ctl embed, local provider (tiny model)', () => {
+  afterAll(removeFixtures);
+
   test('products and whole scenes: one unit-norm row each, from a local folder with remote loading off', async () => {
     const { workdir, dataset } = await makeFixture(3);
     const summary = await runEmbed(options(workdir));
