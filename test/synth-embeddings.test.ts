@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { computeEmbeddings, writeSyntheticEmbeddings, SYNTH_MODEL, type SynthEmbeddings } from '../src/data/synth-embeddings.js';
 import { EmbeddingStore, sceneProductKey } from '../src/data/embeddings.js';
+import { synthesise } from '../src/data/synth.js';
 import { Random } from '../src/util/random.js';
 import { workdirPaths } from '../src/workdir.js';
 import { removeTempWorkdirs, tempWorkdir, world } from './synth-fixtures.js';
@@ -153,5 +154,15 @@ describe('writeSyntheticEmbeddings', () => {
     expect((await EmbeddingStore.open(productsDir)).dim).toBe(8);
     const reseeded = await writeSyntheticEmbeddings(workdir, w, 8, { ...provenance, seed: 3 });
     expect(reseeded.map((r) => r.appended)).toEqual([w.products.length, w.scenes.length, w.pairOrder.length]);
+  });
+
+  it('removes stores of another world when the dataset is redone without --dim', async () => {
+    const workdir = await tempWorkdir();
+    const dir = workdirPaths(workdir).embeddings(SYNTH_MODEL, 'products');
+    await synthesise(workdir, { scenes: 40, products: 50, seed: 1, domain: 'fashion', dim: 8 });
+    await synthesise(workdir, { scenes: 40, products: 50, seed: 1, domain: 'fashion' });
+    expect((await EmbeddingStore.open(dir)).size).toBe(50); // same world: kept
+    await synthesise(workdir, { scenes: 40, products: 50, seed: 2, domain: 'fashion' });
+    await expect(EmbeddingStore.open(dir)).rejects.toThrow(/no embedding store here/);
   });
 });

@@ -258,6 +258,7 @@ function matVec(m: Float32Array, v: Float32Array, out: Float32Array, L: number):
 export const SYNTH_MODEL = 'synthetic';
 
 const SHARD_ROWS = 16_384;
+const VIEWS: EmbeddingView[] = ['products', 'scenes-full', 'scenes-hide-product'];
 
 export interface StoreReport {
   view: EmbeddingView;
@@ -277,9 +278,8 @@ export async function writeSyntheticEmbeddings(
   dim: number,
   provenance: Record<string, unknown>,
 ): Promise<StoreReport[]> {
-  const views: EmbeddingView[] = ['products', 'scenes-full', 'scenes-hide-product'];
   const stores: EmbeddingStore[] = [];
-  for (const view of views) {
+  for (const view of VIEWS) {
     const dir = workdirPaths(workdir).embeddings(SYNTH_MODEL, view);
     const meta: StoreMeta = { model: SYNTH_MODEL, dim, view, preprocessing: { synthetic: provenance } };
     if (await isOtherWorld(dir, meta)) {
@@ -307,18 +307,40 @@ export async function writeSyntheticEmbeddings(
         appended += rows.length;
       }
     }
-    reports.push({ view: views[i], dir: store.dir, rows: store.size, appended });
+    reports.push({ view: VIEWS[i], dir: store.dir, rows: store.size, appended });
   }
   return reports;
 }
 
+/**
+ * Remove synthetic stores made for another world (other seed or sizes), so a dataset is never paired with
+ * vectors of another: for `ctl data synth` without `--dim`. Returns the folders removed.
+ */
+export async function removeStaleSyntheticStores(workdir: string, provenance: Record<string, unknown>): Promise<string[]> {
+  const removed: string[] = [];
+  for (const view of VIEWS) {
+    const dir = workdirPaths(workdir).embeddings(SYNTH_MODEL, view);
+    const meta = await readMeta(dir);
+    if (meta && JSON.stringify(meta.preprocessing ?? null) !== JSON.stringify({ synthetic: provenance })) {
+      log(`${dir}: made from other synth options; removing it`);
+      await rm(dir, { recursive: true, force: true });
+      removed.push(dir);
+    }
+  }
+  return removed;
+}
+
+async function readMeta(dir: string): Promise<StoreMeta | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as StoreMeta;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A store is there whose dim or synth provenance differs from `meta`'s. */
 async function isOtherWorld(dir: string, meta: StoreMeta): Promise<boolean> {
-  let have: StoreMeta;
-  try {
-    have = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as StoreMeta;
-  } catch {
-    return false;
-  }
+  const have = await readMeta(dir);
+  if (!have) return false;
   return have.dim !== meta.dim || JSON.stringify(have.preprocessing ?? null) !== JSON.stringify(meta.preprocessing);
 }

@@ -12,7 +12,7 @@ import type { Dataset } from './dataset.js';
 import { ITEMS_PER_SCENE_WEIGHTS, taxonomyOf, type TaxonomyEntry } from './synth-taxonomy.js';
 import { normaliseWorkdir } from './dataset-io.js';
 import { manifestPath } from './fetch.js';
-import { writeSyntheticEmbeddings, type StoreReport } from './synth-embeddings.js';
+import { removeStaleSyntheticStores, writeSyntheticEmbeddings, type StoreReport } from './synth-embeddings.js';
 import { writeSyntheticImages, type ImageFormat, type ImageReport } from './synth-images.js';
 import { Random } from '../util/random.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
@@ -374,8 +374,9 @@ export async function synthesise(workdir: string, options: SynthesiseOptions): P
   };
   const result: SynthesiseResult = { ...(await writeSyntheticDataset(workdir, { scenes, products, seed, domain }, options.force)), seconds: { dataset: 0 } };
   result.seconds.dataset = lap();
-  if (options.dim !== undefined) {
-    const provenance = { generator: SYNTH_VERSION, domain, seed, scenes, products };
+  const provenance = { generator: SYNTH_VERSION, domain, seed, scenes, products };
+  if (options.dim === undefined) await removeStaleSyntheticStores(workdir, provenance);
+  else {
     result.embeddings = await writeSyntheticEmbeddings(workdir, result.world, options.dim, provenance);
     result.seconds.embeddings = lap();
   }
