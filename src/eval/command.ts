@@ -11,7 +11,7 @@ import { ENGINE_NAMES, type EngineName } from './engines.js';
 import { defaultSplit, evaluateRun, evaluateZeroShot, type CheckpointChoice, type EvalReport, type EvalSplit } from './evaluate.js';
 import { PROTOCOLS, type Protocol } from './protocols.js';
 import { reproduce } from './reproduce.js';
-import { formatCategoryTable, formatTable } from './table.js';
+import { formatCategoryTable, formatTable, reportNote } from './table.js';
 
 interface EvalOptions {
   run?: string;
@@ -34,6 +34,18 @@ interface ReproduceCommandOptions {
   engine: EngineName;
 }
 
+const PROTOCOL_HELP = `
+Protocols:
+  seed      the reference project's: its 90/10 pair split (val part), every val scene scored against every val
+            pair's product (n × n, duplicates included), rank of the diagonal. For comparison with its table only:
+            it leaks scenes between train and val and counts a scene's other products as negatives.
+  catalog   scene-disjoint split; each scene ranks every product of the catalog with its other true products
+            removed ("filtered"); every true product is a target.
+  category  as catalog, among the products of the target's own category; AUC against those negatives.
+Ties count against the model: a product scored equal to the target ranks ahead of it. For seed, the report
+also gives the metrics with ties counted behind (the reference's argsort lands between the two).
+Reports: <workdir>/runs/<run>/eval/<protocol>-<split>.json (zero-shot: <workdir>/eval/zero-shot/...).`;
+
 const engineOption = () =>
   new Option('--engine <name>', 'score engine for ranking: onnx (onnxruntime MatMul), js (plain, slow), auto = onnx if it loads').choices(ENGINE_NAMES).default('auto');
 
@@ -51,7 +63,8 @@ export function registerEvalCommands(program: Command): void {
       .option('--embeddings <model>', 'with --zero-shot: the embedding model whose store to read (e.g. synthetic)')
       .addOption(new Option('--scene-view <view>', 'with --zero-shot: scene embeddings of the whole scene or with the product hidden').choices(['full', 'hide-product']).default('full'))
       .addOption(new Option('--domain <domain>', 'with --zero-shot: STL domain').choices(['fashion', 'home']).default('fashion'))
-      .option('--per-category', 'also print the per-category table', false),
+      .option('--per-category', 'also print the per-category table', false)
+      .addHelpText('after', PROTOCOL_HELP),
   ).action(
     action<EvalOptions>(async (o) => {
       const protocols = o.protocol === 'all' ? PROTOCOLS : [o.protocol];
@@ -74,7 +87,7 @@ export function registerEvalCommands(program: Command): void {
           reports.map((r) => ({
             label: `${r.protocol} (${r.split.scheme}/${r.split.part})`,
             metrics: r.metrics,
-            note: r.trainSceneOverlap ? `* ${((100 * r.trainSceneOverlap) / r.pairs.evaluated).toFixed(0)}% of these pairs' scenes were in training` : '',
+            note: reportNote(r),
           })),
         ).join('\n'),
       );

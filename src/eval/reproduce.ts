@@ -15,7 +15,7 @@ import type { EngineName } from './engines.js';
 import { defaultSplit, evaluateRun, evaluateZeroShot, type EvalReport, type EvalSplit } from './evaluate.js';
 import { PROTOCOLS, type Protocol } from './protocols.js';
 import { REFERENCE, referenceMetrics } from './reference.js';
-import { formatTable, type TableRow } from './table.js';
+import { formatTable, reportNote, type TableRow } from './table.js';
 
 export interface ReproduceOptions {
   workdir: string;
@@ -81,17 +81,15 @@ function describeData(dataset: Dataset, embeddings: string): ReproduceResult['da
 
 function report(dataLabel: string, runs: ReproduceResult['runs'], zeroShot: EvalReport[], configs: TrainConfig[]): string[] {
   const of = (reports: EvalReport[], protocol: Protocol) => reports.find((r) => r.protocol === protocol)!;
-  const seen = (r: EvalReport) =>
-    r.trainSceneOverlap ? `* ${((100 * r.trainSceneOverlap) / r.pairs.evaluated).toFixed(0)}% of these pairs' scenes were in training` : '';
   const lines = [`data: ${dataLabel}`, ''];
 
   const seedRows: TableRow[] = [];
   runs.forEach((run, i) => {
     const reference = REFERENCE.find((r) => r.config === configs[i].name);
     if (reference) seedRows.push({ label: `reference ${reference.config} (STL-Fashion, published)`, metrics: referenceMetrics(reference) });
-    seedRows.push({ label: `ours ${run.run}`, metrics: of(run.reports, 'seed').metrics, note: seen(of(run.reports, 'seed')) });
+    seedRows.push({ label: `ours ${run.run}`, metrics: of(run.reports, 'seed').metrics, note: reportNote(of(run.reports, 'seed')) });
   });
-  seedRows.push({ label: 'zero-shot (raw embeddings)', metrics: of(zeroShot, 'seed').metrics });
+  seedRows.push({ label: 'zero-shot (raw embeddings)', metrics: of(zeroShot, 'seed').metrics, note: reportNote(of(zeroShot, 'seed')) });
   const seedReport = of(zeroShot, 'seed');
   lines.push(
     `seed protocol (the reference's: its 90/10 pair split, ${seedReport.pairs.evaluated} val pairs scored n×n; leaks scenes, counts a scene's other products as negatives)`,
@@ -107,7 +105,7 @@ function report(dataLabel: string, runs: ReproduceResult['runs'], zeroShot: Eval
     lines.push(
       `${protocol} protocol (scene-disjoint split, ${z.split.part} part, ${z.pairs.evaluated} pairs; ${what})`,
       ...formatTable([
-        ...runs.map((run) => ({ label: `ours ${run.run}`, metrics: of(run.reports, protocol).metrics, note: seen(of(run.reports, protocol)) })),
+        ...runs.map((run) => ({ label: `ours ${run.run}`, metrics: of(run.reports, protocol).metrics, note: reportNote(of(run.reports, protocol)) })),
         { label: 'zero-shot (raw embeddings)', metrics: z.metrics },
       ]),
       '',

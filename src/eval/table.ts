@@ -1,4 +1,5 @@
 // Plain-text tables of metrics for stderr: one row per (model, protocol), the columns every report has.
+import type { EvalReport } from './evaluate.js';
 import type { Metrics } from './protocols.js';
 
 export interface TableRow {
@@ -45,4 +46,12 @@ export function formatCategoryTable(metrics: Metrics): string[] {
     metrics: { protocol: metrics.protocol, queries: c.queries, recall: c.recall, mrr: c.mrr, medianRank: NaN, meanRank: NaN, auc: c.auc },
   }));
   return formatTable(rows);
+}
+
+/** The table's note for a report: training-scene overlap, seed ties. */
+export function reportNote(r: EvalReport): string {
+  const notes: string[] = [];
+  if (r.trainSceneOverlap) notes.push(`* ${((100 * r.trainSceneOverlap) / r.pairs.evaluated).toFixed(0)}% of these pairs' scenes were in training`);
+  if (r.metrics.ties && r.metrics.tiesBehind) notes.push(`${r.metrics.ties} tied diagonals (ties behind: MRR ${r.metrics.tiesBehind.mrr.toFixed(3)})`);
+  return notes.join('; ');
 }
