@@ -1,13 +1,21 @@
 #!/usr/bin/env node
 // Training throughput of the v2 model (hidden 512, out 256, two residual blocks, 64-d category embedding,
-// InfoNCE + 0.5·triplet with one explicit negative per pair, AdamW, clip 1.0) at batch 256 on 768-d inputs:
-// `ctl train`'s engine on the wasm backend (data-parallel worker threads, src/train/parallel.ts), then the same
-// model and step in PyTorch (bench/train/torch_bench.py, flush-to-zero on), in this script; prints both and the
-// ratio. Long runs also show whether the step time drifts (denormals).
+// InfoNCE + 0.5·triplet with one explicit same-category negative per pair, AdamW, clip 1.0) at batch 256 on
+// 768-d inputs: `ctl train`'s engine on the wasm backend (data-parallel worker threads, src/train/parallel.ts)
+// and the same model and step in PyTorch (bench/train/torch_bench.py, flush-to-zero on), on the same data, in
+// this script; prints both and the ratio.
 //
-//   npm run build && node bench/train/run.mjs [--batch 256] [--dim 768] [--steps 60] [--warmup 5]
-//       [--workers 2] [--threads 2] [--python /usr/bin/python3] [--skip-torch]
+//   npm run build && node bench/train/run.mjs [--batch 256] [--dim 768] [--steps 40] [--rounds 3] [--warmup 5]
+//       [--workers 2] [--threads 2] [--data synth|random] [--python /usr/bin/python3] [--skip-torch]
+//
+// --data synth (default): `ctl data synth` embeddings (planted structure, L2-normalised, as real ones), where
+//   denormal floats showed up in PyTorch before flush-to-zero; random: unit-norm Gaussian rows.
+// The two run in alternating rounds, so a change in the machine's load hits both; the medians are compared.
+// Samples per CPU-second (all threads) is printed too: on a shared machine it moves less with others' load.
+// The step time of the first and last quarter of each run shows whether it drifts (denormals).
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,6 +26,8 @@ const { TwoTower } = await import(join(repo, 'dist/model/two-tower.js'));
 const { Rng } = await import(join(repo, 'dist/model/random.js'));
 const { LocalEngine } = await import(join(repo, 'dist/train/engine.js'));
 const { ParallelEngine } = await import(join(repo, 'dist/train/parallel.js'));
+const { generateWorld } = await import(join(repo, 'dist/data/synth.js'));
+const { computeEmbeddings } = await import(join(repo, 'dist/data/synth-embeddings.js'));
 
 const args = process.argv.slice(2);
 const opt = (name, fallback) => {
@@ -26,100 +36,142 @@ const opt = (name, fallback) => {
 };
 const batch = Number(opt('--batch', 256));
 const dim = Number(opt('--dim', 768));
-const steps = Number(opt('--steps', 60));
+const steps = Number(opt('--steps', 40));
+const rounds = Number(opt('--rounds', 3));
 const warmup = Number(opt('--warmup', 5));
 const workers = Number(opt('--workers', 2));
 const threads = Number(opt('--threads', 2));
+const dataKind = opt('--data', 'synth');
 const python = opt('--python', '/usr/bin/python3');
-const categories = 10;
 const say = (text) => process.stderr.write(text + '\n');
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-// ---- ctl: random unit-norm inputs (like L2-normalised image embeddings), one random negative per pair.
+// ---- data: training rows (scene vector, positive product) and a catalog with categories.
+const rng = new Rng(0, 'bench');
+let data;
+if (dataKind === 'synth') {
+  const world = generateWorld({ scenes: 3000, products: 4000, seed: 1, domain: 'fashion' });
+  const e = computeEmbeddings(world, dim);
+  const sceneRow = new Map(e.scenesFull.ids.map((id, i) => [id, i]));
+  const productRow = new Map(e.products.ids.map((id, i) => [id, i]));
+  const pairs = world.pairOrder.map(([s, k]) => [sceneRow.get(world.scenes[s].sig), productRow.get(world.products[world.scenes[s].items[k].product].sig)]);
+  const trainScenes = new Float32Array(pairs.length * dim);
+  pairs.forEach(([s], i) => trainScenes.set(e.scenesFull.data.subarray(s * dim, (s + 1) * dim), i * dim));
+  const categories = [...new Set(world.products.map((p) => p.category))];
+  const categoryOf = new Map(world.products.map((p) => [p.sig, categories.indexOf(p.category)]));
+  const productCategory = Int32Array.from(e.products.ids, (id) => categoryOf.get(id));
+  data = { trainScenes, products: e.products.data, productCategory, rowProduct: Int32Array.from(pairs, ([, p]) => p), categories: categories.length };
+} else {
+  const rows = 4096;
+  const unitRows = (n) => {
+    const m = new Float32Array(n * dim);
+    for (let r = 0; r < n; r++) {
+      let norm = 0;
+      for (let d = 0; d < dim; d++) norm += (m[r * dim + d] = rng.normal()) ** 2;
+      for (let d = 0; d < dim; d++) m[r * dim + d] /= Math.sqrt(norm);
+    }
+    return m;
+  };
+  data = { trainScenes: unitRows(rows), products: unitRows(rows), productCategory: Int32Array.from({ length: rows }, () => rng.int(10)), rowProduct: Int32Array.from({ length: rows }, (_, i) => i), categories: 10 };
+}
+const numRows = data.rowProduct.length;
+const byCategory = Array.from({ length: data.categories }, (_, c) => [...data.productCategory.keys()].filter((j) => data.productCategory[j] === c));
+// The same batches for both: rows and one same-category negative per row, drawn here.
+const totalSteps = warmup + rounds * steps;
+const plans = Array.from({ length: totalSteps }, () => {
+  const rows = Int32Array.from({ length: batch }, () => rng.int(numRows));
+  const negatives = Int32Array.from(rows, (r) => {
+    const list = byCategory[data.productCategory[data.rowProduct[r]]];
+    return list[rng.int(list.length)];
+  });
+  return { rows, negatives };
+});
+const dir = mkdtempSync(join(tmpdir(), 'ctl-bench-train-'));
+const write = (name, a) => writeFileSync(join(dir, name), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+write('scenes.f32', data.trainScenes);
+write('products.f32', data.products);
+write('product_category.i32', data.productCategory);
+write('row_product.i32', data.rowProduct);
+write('rows.i32', Int32Array.from(plans.flatMap((p) => [...p.rows])));
+write('negatives.i32', Int32Array.from(plans.flatMap((p) => [...p.negatives])));
+say(`data: ${dataKind}, ${numRows} training rows, ${data.productCategory.length} products, ${data.categories} categories, ${dim}-d`);
+
+// ---- ctl
 const backend = await useBackend('wasm');
 const spec = { arch: 'v2', hidden: 512, out: 256, blocks: 2, dropout: 0.1, categoryDim: 64, normalize: true,
-  temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 }, inputDim: dim, numCategories: categories };
-const rng = new Rng(0, 'bench');
-const pool = 4096;
-const unitRows = (n) => {
-  const m = new Float32Array(n * dim);
-  for (let r = 0; r < n; r++) {
-    let norm = 0;
-    for (let d = 0; d < dim; d++) norm += (m[r * dim + d] = rng.normal()) ** 2;
-    for (let d = 0; d < dim; d++) m[r * dim + d] /= Math.sqrt(norm);
-  }
-  return m;
-};
-const matrices = {
-  trainScenes: unitRows(pool),
-  valScenes: unitRows(1),
-  products: unitRows(pool),
-  productCategory: Int32Array.from({ length: pool }, () => rng.int(categories)),
-  rowProduct: Int32Array.from({ length: pool }, (_, i) => i),
-};
+  temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 }, inputDim: dim, numCategories: data.categories };
 const options = {
   spec,
   optimizer: { kind: 'adamw', lr: 3e-4, weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8, gradClip: 1 },
   loss: { infonce: 1, triplet: 0.5, margin: 0.2 },
   seed: 0,
   params: new TwoTower(spec).layout.initialise(0),
-  matrices,
+  matrices: { trainScenes: data.trainScenes, valScenes: data.trainScenes.subarray(0, dim), products: data.products, productCategory: data.productCategory, rowProduct: data.rowProduct },
 };
 const engine = workers > 1 ? await ParallelEngine.create({ ...options, workers, backend, batchSize: batch }) : new LocalEngine(options);
-const plan = (step) => ({
-  step,
-  lr: 3e-4,
-  rows: Int32Array.from({ length: batch }, () => rng.int(pool)),
-  negatives: Int32Array.from({ length: batch }, () => rng.int(pool)),
-  hardCandidates: null,
-  falseNegatives: null,
-});
-for (let s = 0; s < warmup; s++) await engine.step(plan(s));
-const times = [];
-const cpuStart = process.cpuUsage();
-for (let s = 0; s < steps; s++) {
-  const p = plan(warmup + s);
-  const start = performance.now();
-  await engine.step(p);
-  times.push(performance.now() - start);
-}
-const cpu = process.cpuUsage(cpuStart);
-await engine.dispose();
-const total = times.reduce((a, b) => a + b, 0) / 1000;
-const quarter = Math.max(1, Math.floor(times.length / 4));
-const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const ctl = {
-  samplesPerSec: (batch * steps) / total,
-  samplesPerCpuSec: (batch * steps) / ((cpu.user + cpu.system) / 1e6),
-  first: mean(times.slice(0, quarter)),
-  last: mean(times.slice(-quarter)),
-};
-say(`ctl (tfjs ${backend}, ${workers} worker thread${workers > 1 ? 's' : ''}): ${ctl.samplesPerSec.toFixed(0)} samples/s, ` +
-  `${ctl.samplesPerCpuSec.toFixed(0)} samples per CPU-second, step ${ctl.first.toFixed(0)} ms (first quarter) → ${ctl.last.toFixed(0)} ms (last quarter)`);
+const ctlStep = (s) => engine.step({ step: s, lr: 3e-4, rows: plans[s].rows, negatives: plans[s].negatives, hardCandidates: null, falseNegatives: null });
+for (let s = 0; s < warmup; s++) await ctlStep(s);
 
-// ---- PyTorch, same model and step.
-let torch = null;
-if (!args.includes('--skip-torch')) {
-  const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), OPENBLAS_VERBOSE: '2' };
-  delete env.OPENBLAS_CORETYPE;
-  delete env.OPENBLAS_L2_SIZE;
-  const p = spawnSync(python, [join(here, 'torch_bench.py'), '--batch', String(batch), '--dim', String(dim), '--steps', String(steps),
-    '--warmup', String(warmup), '--threads', String(threads), '--categories', String(categories)], { env, encoding: 'utf8' });
-  if (p.status !== 0) say(`pytorch: failed (${(p.stderr || p.error?.message || '').trim().split('\n').pop()})`);
-  else {
-    torch = JSON.parse(p.stdout.trim().split('\n').pop());
-    torch.kernel = (p.stdout + p.stderr).match(/Core: (\S+)/)?.[1] ?? 'unknown';
-    say(`pytorch ${torch.torch} (${torch.threads} threads, flush-denormal, BLAS ${torch.blas.join(', ') || 'built-in'}, OpenBLAS kernel ${torch.kernel}): ` +
-      `${torch.samples_per_sec.toFixed(0)} samples/s, ${torch.samples_per_cpu_sec.toFixed(0)} samples per CPU-second, step ${torch.step_ms_first_quarter.toFixed(0)} → ${torch.step_ms_last_quarter.toFixed(0)} ms`);
+async function ctlRound(round) {
+  const times = [];
+  const cpuStart = process.cpuUsage();
+  for (let k = 0; k < steps; k++) {
+    const start = performance.now();
+    await ctlStep(warmup + round * steps + k);
+    times.push(performance.now() - start);
   }
+  const cpu = process.cpuUsage(cpuStart);
+  const quarter = Math.max(1, Math.floor(steps / 4));
+  return {
+    samplesPerSec: (batch * steps * 1000) / times.reduce((a, b) => a + b, 0),
+    samplesPerCpuSec: (batch * steps) / ((cpu.user + cpu.system) / 1e6),
+    first: mean(times.slice(0, quarter)),
+    last: mean(times.slice(-quarter)),
+  };
 }
 
-// Samples per CPU-second (all threads) is shown beside wall-clock samples/s: on a shared machine it moves less
-// with other processes' load.
-const row = (name, perSec, perCpu) => console.log(`  ${name.padEnd(36)} ${perSec.padStart(8)} ${perCpu.padStart(10)}`);
-console.log(`\nv2 training step, batch ${batch}, ${dim}-d inputs, ${steps} steps after ${warmup} warm-up`);
+// ---- PyTorch: one process per round (import and warm-up on the first batches not counted), same batches.
+const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), OPENBLAS_VERBOSE: '2' };
+delete env.OPENBLAS_CORETYPE;
+delete env.OPENBLAS_L2_SIZE;
+function torchRound(round) {
+  const p = spawnSync(python, [join(here, 'torch_bench.py'), dir, '--batch', String(batch), '--dim', String(dim), '--categories', String(data.categories),
+    '--first', String(warmup + round * steps), '--warmup', String(warmup), '--steps', String(steps), '--threads', String(threads)],
+  { env, encoding: 'utf8' });
+  if (p.status !== 0) {
+    say(`pytorch: failed (${(p.stderr || p.error?.message || '').trim().split('\n').pop()})`);
+    return null;
+  }
+  const result = JSON.parse(p.stdout.trim().split('\n').pop());
+  result.kernel = (p.stdout + p.stderr).match(/Core: (\S+)/)?.[1] ?? 'unknown';
+  return result;
+}
+
+const ctlRuns = [];
+const torchRuns = [];
+for (let round = 0; round < rounds; round++) {
+  const c = await ctlRound(round);
+  ctlRuns.push(c);
+  say(`round ${round + 1}: ctl ${c.samplesPerSec.toFixed(0)} samples/s (${c.samplesPerCpuSec.toFixed(0)} per CPU-s), step ${c.first.toFixed(0)} → ${c.last.toFixed(0)} ms`);
+  if (args.includes('--skip-torch')) continue;
+  const t = torchRound(round);
+  if (!t) break;
+  torchRuns.push(t);
+  say(`round ${round + 1}: pytorch ${t.samples_per_sec.toFixed(0)} samples/s (${t.samples_per_cpu_sec.toFixed(0)} per CPU-s), step ${t.step_ms_first_quarter.toFixed(0)} → ${t.step_ms_last_quarter.toFixed(0)} ms`);
+}
+await engine.dispose();
+rmSync(dir, { recursive: true, force: true });
+
+const row = (name, perSec, perCpu) => console.log(`  ${name.padEnd(46)} ${perSec.padStart(9)} ${perCpu.padStart(10)}`);
+console.log(`\nv2 training step, batch ${batch}, ${dim}-d ${dataKind} inputs, median of ${rounds} rounds of ${steps} steps (after ${warmup} warm-up)`);
 row('', 'samples/s', 'per CPU-s');
-row(`ctl, tfjs wasm × ${workers} worker threads`, ctl.samplesPerSec.toFixed(0), ctl.samplesPerCpuSec.toFixed(0));
-if (torch) {
-  row(`PyTorch ${torch.torch}, ${torch.threads} threads`, torch.samples_per_sec.toFixed(0), torch.samples_per_cpu_sec.toFixed(0));
-  row('ratio ctl / PyTorch', (ctl.samplesPerSec / torch.samples_per_sec).toFixed(2), (ctl.samplesPerCpuSec / torch.samples_per_cpu_sec).toFixed(2));
+const ctl = { perSec: median(ctlRuns.map((r) => r.samplesPerSec)), perCpu: median(ctlRuns.map((r) => r.samplesPerCpuSec)) };
+row(`ctl: tfjs ${backend} (SIMD), ${workers} worker thread${workers > 1 ? 's' : ''}`, ctl.perSec.toFixed(0), ctl.perCpu.toFixed(0));
+if (torchRuns.length > 0) {
+  const t = torchRuns[0];
+  const torch = { perSec: median(torchRuns.map((r) => r.samples_per_sec)), perCpu: median(torchRuns.map((r) => r.samples_per_cpu_sec)) };
+  row(`PyTorch ${t.torch}, ${t.threads} threads, OpenBLAS ${t.kernel}`, torch.perSec.toFixed(0), torch.perCpu.toFixed(0));
+  row('ratio ctl / PyTorch', (ctl.perSec / torch.perSec).toFixed(2), (ctl.perCpu / torch.perCpu).toFixed(2));
+  console.log(`  PyTorch's BLAS: ${t.blas.join(', ') || 'built in'}; flush-to-zero on`);
 }

@@ -1,23 +1,28 @@
-"""PyTorch side of bench/train/run.mjs: the v2 model's training step (torch_two_tower.py) at a given batch size on
-random unit-norm inputs; prints one JSON line (samples/s, step times early and late, versions, the BLAS library
-torch loaded, threads).
+"""PyTorch side of bench/train/run.mjs: the v2 model's training step (torch_two_tower.py) on the batches that
+script wrote to DATA_DIR; prints one JSON line (samples/s, samples per CPU-second, step times early and late,
+versions, the BLAS library torch loaded, threads).
 
-Usage: python3 torch_bench.py [--batch 256] [--dim 768] [--steps 60] [--warmup 5] [--threads 2] [--categories 10]
+Usage: python3 torch_bench.py DATA_DIR [--batch 256] [--dim 768] [--categories 10] [--warmup 5] [--first 5]
+    [--steps 40] [--threads 2]
+DATA_DIR: scenes.f32 [rows, dim], products.f32 [products, dim], product_category.i32, row_product.i32, and per
+step `batch` training rows (rows.i32) and negatives (negatives.i32). Warm-up runs the first `warmup` steps, then
+steps first .. first + steps - 1 are timed.
 """
 import argparse
 import json
+import os
 import sys
 import time
 
+import numpy as np
 import torch
 
-sys.path.insert(0, __import__('os').path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(__file__))
 from torch_two_tower import TwoTower, train_step  # noqa: E402
 
 
 def blas_library():
-    """The BLAS shared object actually mapped into this process (Debian's libblas.so.3 is an alternatives link)."""
-    import os
+    """The BLAS shared objects mapped into this process (Debian's libblas.so.3 is an alternatives link)."""
     with open('/proc/self/maps') as f:
         paths = {line.split()[-1] for line in f if 'blas' in line.lower() and '.so' in line}
     return sorted(os.path.realpath(p) for p in paths)
@@ -25,45 +30,50 @@ def blas_library():
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument('data')
     parser.add_argument('--batch', type=int, default=256)
     parser.add_argument('--dim', type=int, default=768)
-    parser.add_argument('--steps', type=int, default=60)
-    parser.add_argument('--warmup', type=int, default=5)
-    parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--categories', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--first', type=int, default=5)
+    parser.add_argument('--steps', type=int, default=40)
+    parser.add_argument('--threads', type=int, default=2)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     # Denormal floats make every op 10-100x slower; a fair baseline flushes them (the design card).
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
+    load = lambda name, dtype: torch.from_numpy(np.fromfile(os.path.join(args.data, name), dtype=dtype))
+    scenes = load('scenes.f32', np.float32).reshape(-1, args.dim)
+    products = load('products.f32', np.float32).reshape(-1, args.dim)
+    category = load('product_category.i32', np.int32).long()
+    row_product = load('row_product.i32', np.int32).long()
+    rows = load('rows.i32', np.int32).long().reshape(-1, args.batch)
+    negatives = load('negatives.i32', np.int32).long().reshape(-1, args.batch)
+
     model = TwoTower('v2', args.dim, args.categories, hidden=512, out=256, blocks=2, dropout=0.1, category_dim=64)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
-    pool = 4096
-    unit = lambda n: torch.nn.functional.normalize(torch.randn(n, args.dim), dim=-1)
-    scenes, products = unit(pool), unit(pool)
-    categories = torch.randint(0, args.categories, (pool,))
 
-    def batch():
-        i = torch.randint(0, pool, (args.batch,))
-        j = torch.randint(0, pool, (args.batch,))
-        return scenes[i], products[i], categories[i], products[j], categories[j]
+    def batch(step):
+        r, n = rows[step], negatives[step]
+        p = row_product[r]
+        return scenes[r], products[p], category[p], products[n], category[n]
 
-    for _ in range(args.warmup):
-        train_step(model, optimizer, *batch())
+    for step in range(args.warmup):
+        train_step(model, optimizer, *batch(step))
     times = []
     cpu_start = time.process_time()
-    for _ in range(args.steps):
-        b = batch()
+    for step in range(args.first, args.first + args.steps):
+        b = batch(step)
         start = time.perf_counter()
         train_step(model, optimizer, *b)
         times.append(time.perf_counter() - start)
     cpu = time.process_time() - cpu_start
-    total = sum(times)
     quarter = max(1, len(times) // 4)
     print(json.dumps({
-        'samples_per_sec': args.batch * len(times) / total,
+        'samples_per_sec': args.batch * len(times) / sum(times),
         'samples_per_cpu_sec': args.batch * len(times) / cpu,
         'step_ms_first_quarter': 1000 * sum(times[:quarter]) / quarter,
         'step_ms_last_quarter': 1000 * sum(times[-quarter:]) / quarter,
