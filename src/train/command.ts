@@ -35,6 +35,13 @@ export function registerTrainCommand(program: Command): void {
     action<TrainOptions>(async (options) => {
       // Loaded here: it pulls in TensorFlow.js, which other commands should not wait for.
       const { trainRun } = await import('./run.js');
+      // Checkpoints are written atomically, so stopping is safe at any moment: say how to continue.
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+        process.once(signal, () => {
+          process.stderr.write(`\nctl train: stopped by ${signal}; continue from the last checkpoint with the same command and --resume\n`);
+          process.exit(130);
+        });
+      }
       const result = await trainRun({
         workdir: options.workdir,
         config: options.config,

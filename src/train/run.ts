@@ -32,6 +32,7 @@ export interface TrainRunOptions {
   run?: string;
   backend?: BackendChoice;
   resume?: boolean;
+  /** Part of the stage contract; progress and logs go to stderr either way, `ctl train --json` prints the result. */
   json?: boolean;
   /** Train on another embedding model's store than the config names (e.g. 'synthetic'); env CTL_EMBEDDINGS. */
   embeddings?: string;
@@ -129,7 +130,11 @@ interface LoopContext {
 async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
   const { config, data, engine, metricsLog } = ctx;
   const rows = data.train.pairs.length;
-  const stepsPerEpoch = Math.ceil(rows / config.batchSize);
+  // A last partial batch too small to split over the workers (or to have in-batch negatives) is left out.
+  const remainder = rows % config.batchSize;
+  const stepsPerEpoch = Math.floor(rows / config.batchSize) + (remainder >= Math.max(2, ctx.workers) ? 1 : 0);
+  const trainedRows = Math.min(rows, stepsPerEpoch * config.batchSize);
+  if (stepsPerEpoch === 0) throw new InputError(`only ${rows} training pairs: fewer than ${Math.max(2, ctx.workers)}, nothing to train on`);
   const layout = new TwoTower(ctx.spec).layout;
   const state = ctx.checkpoint?.state;
   let step = state?.step ?? 0;
@@ -150,7 +155,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
   for (; epoch < config.epochs; epoch++) {
     if (config.patience > 0 && epochsWithoutGain >= config.patience) break;
     const order = new Rng(config.seed, 'shuffle', epoch).shuffled(Array.from({ length: rows }, (_, i) => i));
-    const progress = new Progress(`epoch ${epoch + 1}/${config.epochs}`, rows, { unit: 'samples' });
+    const progress = new Progress(`epoch ${epoch + 1}/${config.epochs}`, trainedRows, { unit: 'samples' });
     const started = performance.now();
     const sums = { loss: 0, infonce: 0, triplet: 0 };
     let liveTensors = 0;
@@ -220,11 +225,11 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
     });
     await metricsLog.append({
       type: 'epoch', step, epoch: epoch + 1, loss: sums.loss / stepsPerEpoch, infonce: sums.infonce / stepsPerEpoch,
-      triplet: sums.triplet / stepsPerEpoch, metric, best: improved, val, trainSeconds, samplesPerSec: rows / trainSeconds, liveTensors,
+      triplet: sums.triplet / stepsPerEpoch, metric, best: improved, val, trainSeconds, samplesPerSec: trainedRows / trainSeconds, liveTensors,
     });
     log(
       `epoch ${epoch + 1}/${config.epochs}: loss ${(sums.loss / stepsPerEpoch).toFixed(4)}, val ${config.selection.protocol} ` +
-        `${config.selection.metric} ${formatMetric(metric)}${improved ? ' (best)' : ''}, ${Math.round(rows / trainSeconds)} samples/s, ${formatDuration(trainSeconds)}`,
+        `${config.selection.metric} ${formatMetric(metric)}${improved ? ' (best)' : ''}, ${Math.round(trainedRows / trainSeconds)} samples/s, ${formatDuration(trainSeconds)}`,
     );
   }
   if (config.patience > 0 && epochsWithoutGain >= config.patience && epoch < config.epochs)
