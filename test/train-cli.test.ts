@@ -73,5 +73,5 @@ describe('ctl train', () => {
     const steps = (await readFile(join(workdir, 'runs', 'killed', 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.type === 'step').map((r) => r.step);
     expect(steps).toEqual(Array.from({ length: a[2].step }, (_, i) => i + 1));
     await stat(join(workdir, 'runs', 'killed', 'checkpoints', 'best', 'model.safetensors'));
-  });
+  }, 300_000); // three training processes: ~20 s of CPU, minutes of wall time on a busy machine
 });

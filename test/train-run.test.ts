@@ -55,7 +55,7 @@ describe('trainRun', () => {
     await train('learn-again', smallConfig({ epochs: 3 }));
     const again = (await records('learn-again')).filter((r) => r.type === 'epoch');
     expect(again.map((r) => [r.loss, r.metric])).toEqual(epochs.map((r) => [r.loss, r.metric]));
-  });
+  }, 300_000);
 
   it('writes checkpoints that loadTrainedModel encodes with to the same validation metric', async () => {
     const runDir = workdirPaths(workdir).run('learn');
@@ -149,5 +149,5 @@ describe('on `ctl data synth --dim` embeddings', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
+  }, 300_000);
 });
