@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Domain, SplitPart, SplitScheme } from './types.js';
 import { formatReport, loadDataset } from './dataset-io.js';
-import { DEFAULT_BASE_URL, fetchDomain } from './fetch.js';
+import { STL_BASE_URL } from './sources.js';
 import { computeStats, formatStats } from './stats.js';
 import { registerSynthCommands } from './synth-command.js';
 import { action, parseFloatOption, parseIntOption, withCommon } from '../util/command.js';
@@ -25,7 +25,7 @@ function registerFetch(data: Command): void {
     .command('fetch')
     .description('download the STL metadata files, validate, normalise into workdir/dataset/')
     .addOption(domainOption())
-    .option('--base-url <url>', 'where <domain>.json and <domain>-cat.json are served', DEFAULT_BASE_URL)
+    .option('--base-url <url>', 'where <domain>.json and <domain>-cat.json are served', STL_BASE_URL)
     .option('--strict', 'stop at the first bad row (exit 2) instead of skipping it', false)
     .option('--force', 'download and normalise again even when everything is in place', false)
     .option('--timeout <seconds>', 'connect, headers and between-chunk timeout', parseFloatOption('--timeout'), 60)
@@ -34,6 +34,7 @@ function registerFetch(data: Command): void {
     action<{ domain: Domain; baseUrl: string; strict: boolean; force: boolean; timeout: number; retries: number }>(
       async (o) => {
         if (!(o.timeout > 0)) throw new InputError('--timeout expects a number of seconds > 0');
+        const { fetchDomain } = await import('./fetch.js');
         const result = await fetchDomain(o.workdir, {
           domain: o.domain,
           baseUrl: o.baseUrl,

@@ -12,9 +12,9 @@ import { downloadFile, type DownloadOptions, type Downloaded } from './http-down
 import { cleanTempFiles, tempPathFor, writeJsonAtomic } from '../util/atomic.js';
 import { log } from '../util/log.js';
 import { workdirPaths } from '../workdir.js';
+import { STL_BASE_URL } from './sources.js';
 
 /** The released files: the raw files of the GitHub repository kang205/STL-Dataset, master branch. */
-export const DEFAULT_BASE_URL = 'https://raw.githubusercontent.com/kang205/STL-Dataset/master';
 
 export interface FetchOptions extends DownloadOptions {
   domain: Domain;
@@ -46,7 +46,7 @@ export function manifestPath(workdir: string, domain: Domain): string {
 
 export async function fetchDomain(workdir: string, options: FetchOptions): Promise<FetchResult> {
   const { domain, strict = false } = options;
-  const baseUrl = (options.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
+  const baseUrl = (options.baseUrl ?? STL_BASE_URL).replace(/\/+$/, '');
   const paths = workdirPaths(workdir);
   const targets = [
     { url: `${baseUrl}/${domain}.json`, path: paths.rawPairs(domain) },

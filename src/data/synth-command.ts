@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import type { Domain } from './types.js';
 import { EmbeddingStore } from './embeddings.js';
-import { synthesise } from './synth.js';
 import type { ImageFormat } from './synth-images.js';
 import { action, parseIntOption, withCommon } from '../util/command.js';
 import { InputError, RunError } from '../util/errors.js';
@@ -43,6 +42,7 @@ function registerSynth(data: Command): void {
     .option('--force', 'replace STL files that `ctl data fetch` put in this workdir', false);
   withCommon(cmd).action(
     action<SynthFlags>(async (o) => {
+      const { synthesise } = await import('./synth.js'); // loads sharp: only when used
       const r = await synthesise(o.workdir, {
         scenes: o.scenes,
         products: o.products,

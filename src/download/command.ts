@@ -4,7 +4,6 @@ import { loadDataset } from '../data/dataset-io.js';
 import type { Domain } from '../data/types.js';
 import { action, parseFloatOption, parseIntOption, parseShard, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
-import { describeSummary, downloadImages } from './downloader.js';
 import type { ImageKind } from './manifest.js';
 import { DEFAULT_BASE_URL, selectTargets } from './targets.js';
 import type { ValidationMode } from './validate.js';
@@ -77,6 +76,7 @@ export function registerDownloadCommand(program: Command): void {
       process.on('SIGTERM', onSignal);
       try {
         log(`download: ${targets.length} images (${flags.kind}) from ${flags.baseUrl} into ${flags.workdir}/images`);
+        const { describeSummary, downloadImages } = await import('./downloader.js');
         const summary = await downloadImages(targets, {
           workdir: flags.workdir,
           baseUrl: flags.baseUrl,

@@ -9,7 +9,7 @@ import type { HideMode } from './hide.js';
 import type { SceneView } from './jobs.js';
 import type { Device } from './local-encoder.js';
 import { DEFAULT_MODEL, PINNED_REVISIONS, type Dtype } from './model-source.js';
-import { runEmbed, type EmbedSummary } from './run.js';
+import type { EmbedSummary } from './run.js';
 
 interface EmbedFlags {
   domain: Domain;
@@ -147,6 +147,7 @@ export function registerEmbedCommand(program: Command): void {
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       try {
+        const { runEmbed } = await import('./run.js');
         const summary = await runEmbed({
           ...flags,
           offline: flags.offline || process.env.HF_HUB_OFFLINE === '1',

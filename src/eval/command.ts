@@ -8,9 +8,8 @@ import { action, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
 import { ENGINE_NAMES, type EngineName } from './engines.js';
-import { defaultSplit, evaluateRun, evaluateZeroShot, type CheckpointChoice, type EvalReport, type EvalSplit } from './evaluate.js';
+import type { CheckpointChoice, EvalReport, EvalSplit } from './evaluate.js';
 import { PROTOCOLS, type Protocol } from './protocols.js';
-import { reproduce } from './reproduce.js';
 import { formatCategoryTable, formatTable, reportNote } from './table.js';
 
 interface EvalOptions {
@@ -67,6 +66,8 @@ export function registerEvalCommands(program: Command): void {
       .addHelpText('after', PROTOCOL_HELP),
   ).action(
     action<EvalOptions>(async (o) => {
+      // The ranking engines load on use, so `ctl --help` stays quick.
+      const { defaultSplit, evaluateRun, evaluateZeroShot } = await import('./evaluate.js');
       const protocols = o.protocol === 'all' ? PROTOCOLS : [o.protocol];
       const requests = protocols.map((protocol) => ({ protocol, split: o.split ?? defaultSplit(protocol) }));
       let reports: EvalReport[];
@@ -110,6 +111,7 @@ export function registerEvalCommands(program: Command): void {
       .addOption(engineOption()),
   ).action(
     action<ReproduceCommandOptions>(async (o) => {
+      const { reproduce } = await import('./reproduce.js');
       const result = await reproduce({
         workdir: o.workdir,
         configs: o.configs.split(',').map((c) => c.trim()).filter(Boolean),
