@@ -132,15 +132,19 @@ export function generateWorld(options: SynthOptions): SynthWorld {
           : drawDistinct(own ?? drawFromCategory, scene) ?? drawDistinct(drawFromCategory, scene);
       if (pick !== undefined) take(slot, pick);
     }
-    // Products still without a scene take a slot from a product that has several, preferring their own style.
+    // Products still without a scene take an empty slot, or one from a product that has several, preferring
+    // their own style.
     for (const p of uncovered) {
-      const fits = (slot: number) => uses[slotProduct[slot]] > 1 && !sceneProducts[slots[slot].scene].has(p);
+      const fits = (slot: number) =>
+        (slotProduct[slot] < 0 || uses[slotProduct[slot]] > 1) && !sceneProducts[slots[slot].scene].has(p);
       const slot =
         mySlots.find((i) => fits(i) && sceneStyles[slots[i].scene] === candidates[p].style) ?? mySlots.find(fits);
       if (slot === undefined) continue;
       const previous = slotProduct[slot];
-      uses[previous]--;
-      sceneProducts[slots[slot].scene].delete(previous);
+      if (previous >= 0) {
+        uses[previous]--;
+        sceneProducts[slots[slot].scene].delete(previous);
+      }
       take(slot, p);
     }
   });
