@@ -10,8 +10,9 @@
 // ambient noise. Scenes see their items through a fixed random rotation, partly specific to the item's category
 // (`view_k`), so raw cosine between a scene and its products is weak (only the small `leak` term), a learned map
 // recovers style and item, and knowing the product's category helps undo the category-specific part. The weights
-// were calibrated so that, under the seed protocol at full STL scale, raw cosine is near chance-level recall, a
-// linear least-squares map is clearly better, and the hide-product view is harder than the full one.
+// were calibrated under the seed protocol at full STL scale (30K scenes, 38K products, dim 768, 7,235 val pairs):
+// R@10 of raw cosine 3.8%, of a ridge least-squares map fitted on the train pairs 17.9% (hide-product view: 0.7%
+// and 5.8%); a v1-style MLP trained with InfoNCE beats the linear map (at 10K scenes: 34% vs 28% after 3 epochs).
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SynthWorld } from './synth.js';
