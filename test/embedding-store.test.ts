@@ -81,6 +81,17 @@ describe('EmbeddingStore', () => {
     expect((await EmbeddingStore.open(dir)).ids()).toEqual(['a', 'b']);
   });
 
+  it('two processes appending at once never replace each other\'s shard', async () => {
+    await EmbeddingStore.openOrCreate(dir, meta);
+    // Both open the store before either commits, so both think the next shard number is 0.
+    const [first, second] = await Promise.all([EmbeddingStore.open(dir), EmbeddingStore.open(dir)]);
+    await first.append(['a'], rows([1, 2, 3]));
+    await second.append(['b'], rows([4, 5, 6]));
+    const merged = await EmbeddingStore.open(dir);
+    expect(merged.ids().sort()).toEqual(['a', 'b']);
+    expect(Array.from((await merged.read(['a', 'b'])).data)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
   it('keeps shards of different writers apart and verify() finds overlaps and NaN', async () => {
     const store = await EmbeddingStore.openOrCreate(dir, meta);
     await store.append(['a'], rows([1, 2, 3]), 's0of2');

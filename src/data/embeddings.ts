@@ -10,7 +10,7 @@
 // `writer` keeps shards of machines that split the work (`--shard I/N`) apart so their files never collide.
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cleanTempFiles, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { cleanTempFiles, writeFileAtomic, writeFileExclusive, writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import type { EmbeddingView } from '../workdir.js';
 import { decodeNpy, encodeNpy, parseNpyHeader } from './npy.js';
@@ -117,9 +117,13 @@ export class EmbeddingStore {
       seen.add(id);
     }
     const shardDir = join(this.dir, 'shards');
-    const seq = this.nextSeq(writer);
-    const base = `${writer}-${String(seq).padStart(6, '0')}`;
-    await writeFileAtomic(join(shardDir, `${base}.ids.json`), JSON.stringify(ids));
+    // Claim a shard name by creating its ids file exclusively: another process appending to the same store at the
+    // same time gets EEXIST and takes the next number, so neither replaces the other's shard.
+    let base: string;
+    for (let seq = this.nextSeq(writer); ; seq++) {
+      base = `${writer}-${String(seq).padStart(6, '0')}`;
+      if (await writeFileExclusive(join(shardDir, `${base}.ids.json`), JSON.stringify(ids))) break;
+    }
     const npy = encodeNpy(rows, [ids.length, this.dim]);
     await writeFileAtomic(join(shardDir, `${base}.npy`), npy);
     this.addShard({ name: base, rows: ids.length, dataOffset: npy.length - rows.byteLength }, ids);

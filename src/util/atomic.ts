@@ -1,7 +1,7 @@
 // Atomic writes: write a temp file in the same folder, fsync, rename. A kill at any moment leaves either the old
 // file or the new one, never half of one.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 const TMP_MARK = '.tmp-';
@@ -11,7 +11,8 @@ export function tempPathFor(path: string): string {
   return join(dirname(path), `${TMP_MARK}${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}`);
 }
 
-export async function writeFileAtomic(path: string, data: string | Uint8Array | Uint8Array[]): Promise<void> {
+/** Write `data` to a fresh, fsynced temp file beside `path`; returns the temp path. */
+async function writeTemp(path: string, data: string | Uint8Array | Uint8Array[]): Promise<string> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = tempPathFor(path);
   const handle = await open(tmp, 'w');
@@ -27,7 +28,11 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array | 
     throw err;
   }
   await handle.close();
-  await rename(tmp, path);
+  return tmp;
+}
+
+export async function writeFileAtomic(path: string, data: string | Uint8Array | Uint8Array[]): Promise<void> {
+  await rename(await writeTemp(path, data), path);
 }
 
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
@@ -45,4 +50,21 @@ export async function cleanTempFiles(dir: string): Promise<number> {
   const stale = names.filter((n) => n.startsWith(TMP_MARK));
   await Promise.all(stale.map((n) => rm(join(dir, n), { force: true, recursive: true })));
   return stale.length;
+}
+
+/**
+ * Write `data` to `path` only if no file is there yet, atomically: the complete temp file is hard-linked into
+ * place, which fails with EEXIST instead of replacing what another writer committed. Returns false on EEXIST.
+ */
+export async function writeFileExclusive(path: string, data: string | Uint8Array): Promise<boolean> {
+  const tmp = await writeTemp(path, data);
+  try {
+    await link(tmp, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await rm(tmp, { force: true });
+  }
 }
