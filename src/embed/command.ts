@@ -1,33 +1,14 @@
 // `ctl embed`: image embeddings of the dataset's products and scenes into the embedding store, resumable.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_BASE_URL } from '../download/targets.js';
-import type { Domain } from '../data/types.js';
 import { action, parseIntOption, parseShard, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { formatDuration, log, printJson } from '../util/log.js';
-import type { HideMode } from './hide.js';
-import type { SceneView } from './jobs.js';
-import type { Device } from './local-encoder.js';
-import { DEFAULT_MODEL, PINNED_REVISIONS, type Dtype } from './model-source.js';
-import type { EmbedSummary } from './run.js';
+import { DEFAULT_MODEL, PINNED_REVISIONS } from './model-source.js';
+import type { EmbedOptions, EmbedSummary } from './run.js';
 
-interface EmbedFlags {
-  domain: Domain;
-  model: string;
-  revision?: string;
-  offline: boolean;
-  provider: 'local' | 'http';
-  device: Device;
-  dtype: Dtype;
-  threads?: number;
-  batch: number;
-  prefetch: number;
-  commitEvery: number;
-  kind: 'products' | 'scenes' | 'all';
-  sceneView: SceneView;
-  hide: HideMode;
-  shard?: { index: number; count: number };
-  limit?: number;
+/** The parsed flags: the run's options as the user gives them, plus the http provider's flags flat. */
+type EmbedFlags = Omit<EmbedOptions, 'workdir' | 'http' | 'progress' | 'stop'> & {
   apiUrl?: string;
   apiSend: 'bytes' | 'url';
   apiDim?: number;
@@ -35,7 +16,7 @@ interface EmbedFlags {
   concurrency: number;
   retries: number;
   timeout: number;
-}
+};
 
 /** Exit code of a run stopped by SIGINT/SIGTERM (128 + SIGINT), as `ctl download` uses. */
 const EXIT_STOPPED = 130;
