@@ -45,6 +45,11 @@ describe('trainRun', () => {
     const zeroShot = log.find((r) => r.type === 'zero-shot')!.metrics.recall['10'];
     expect(result.best.metric).toBeGreaterThan(zeroShot + 0.3);
 
+    // The products without embeddings (and their pairs) were counted and skipped, and the run says so.
+    const recorded = JSON.parse(await readFile(join(result.dir, 'config.json'), 'utf8'));
+    expect(recorded.data.missing.products).toBe(5);
+    expect(recorded.data.missing.trainPairs + recorded.data.missing.valPairs).toBeGreaterThan(0);
+
     const epochs = log.filter((r) => r.type === 'epoch');
     expect(epochs.map((r) => r.epoch)).toEqual([1, 2, 3]);
     expect(new Set(epochs.map((r) => r.liveTensors)).size).toBe(1);

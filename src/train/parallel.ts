@@ -54,8 +54,8 @@ export class ParallelEngine implements TrainEngine {
   private constructor(
     private readonly workerThreads: Worker[],
     private readonly buffers: SharedBuffers,
-    private readonly matrices: EngineMatrices,
-    private readonly dim: number,
+    /** Rows of each matrix (the data itself lives in shared memory only). */
+    private readonly rows: Record<MatrixName, number>,
     private readonly out: number,
   ) {
     for (const worker of workerThreads) {
@@ -106,16 +106,16 @@ export class ParallelEngine implements TrainEngine {
       await Promise.all(threads.map((t) => t.terminate()));
       throw err;
     }
-    return new ParallelEngine(threads, buffers, matrices, options.spec.inputDim, options.spec.out);
+    const dim = options.spec.inputDim;
+    const rows = { trainScenes: rowsOf(matrices, 'trainScenes', dim), valScenes: rowsOf(matrices, 'valScenes', dim), products: rowsOf(matrices, 'products', dim) };
+    return new ParallelEngine(threads, buffers, rows, options.spec.out);
   }
 
   private settle(reply: WorkerReply): void {
     const waiting = this.pending.get(reply.id);
     if (!waiting) return;
-    if (reply.ok) {
-      // Every worker answers each request: resolve once all have.
-      waiting.resolve(reply.result);
-    } else this.fail(new RunError(reply.error));
+    if (reply.ok) waiting.resolve(reply.result);
+    else this.fail(new RunError(reply.error));
   }
 
   private fail(err: Error): void {
@@ -154,7 +154,7 @@ export class ParallelEngine implements TrainEngine {
   }
 
   async encode(matrix: MatrixName): Promise<Float32Array> {
-    const rows = rowsOf(this.matrices, matrix, this.dim);
+    const rows = this.rows[matrix];
     const out = new SharedArrayBuffer(rows * this.out * 4);
     await this.all((rank, id) => {
       const [start, end] = shardRange(rows, this.workers, rank);
