@@ -11,7 +11,8 @@ import '@tensorflow/tfjs-backend-wasm';
 import { decodeSafetensors, encodeSafetensors } from '../src/model/safetensors.js';
 import { fromStateDict, toStateDict } from '../src/model/state-dict.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
-import { Rng } from '../src/model/random.js';
+import { keyedRandom } from '../src/model/random.js';
+import type { Random } from '../src/util/random.js';
 import { checkpointDir, loadCheckpoint, saveCheckpoint, type CheckpointState } from '../src/train/checkpoint.js';
 import { encodeRows } from '../src/train/replica.js';
 
@@ -141,7 +142,7 @@ print(json.dumps({'meta': meta, 'tensors': out}))`;
   });
 
   it.skipIf(!hasTorch)('load_state_dict(strict=True) into the PyTorch classes and encode alike (v1, v2)', async () => {
-    const rng = new Rng(5);
+    const rng = keyedRandom(5);
     const n = 7;
     const cases = await Promise.all(
       [v1, v2].map(async (spec) => {

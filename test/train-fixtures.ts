@@ -9,7 +9,8 @@ import { normaliseWorkdir } from '../src/data/dataset-io.js';
 import { EmbeddingStore, sceneProductKey } from '../src/data/embeddings.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { workdirPaths } from '../src/workdir.js';
-import { Rng } from '../src/model/random.js';
+import { keyedRandom } from '../src/model/random.js';
+import type { Random } from '../src/util/random.js';
 import type { TrainConfig } from '../src/train/config.js';
 
 export const TEST_MODEL = 'test-planted';
@@ -24,11 +25,11 @@ export interface PlantedOptions {
   missingProducts?: number;
 }
 
-const hex = (rng: Rng) => Array.from({ length: 32 }, () => '0123456789abcdef'[rng.int(16)]).join('');
+const hex = (rng: Random) => Array.from({ length: 32 }, () => '0123456789abcdef'[rng.int(16)]).join('');
 
 export async function plantedWorkdir(options: PlantedOptions): Promise<{ workdir: string; dataset: Dataset }> {
   const workdir = await mkdtemp(join(tmpdir(), 'ctl-train-'));
-  const rng = new Rng(options.seed, 'planted');
+  const rng = keyedRandom(options.seed, 'planted');
   const { dim, latent } = options;
   const gaussian = (n: number, scale = 1) => Float32Array.from({ length: n }, () => rng.normal() * scale);
   const A = gaussian(dim * latent);
@@ -59,8 +60,8 @@ export async function plantedWorkdir(options: PlantedOptions): Promise<{ workdir
       productVectors.set(product, x);
       categoriesOf[product] = `Apparel & Accessories|Clothing|Cat${category}`;
       hidden.set(sceneProductKey(scene, product), mapped(B, z, 0.35));
-      const l = rng.next() * 0.5;
-      const t = rng.next() * 0.5;
+      const l = rng.uniform() * 0.5;
+      const t = rng.uniform() * 0.5;
       pairs.push(JSON.stringify({ product, scene, bbox: [l, t, l + 0.3, t + 0.4] }));
     }
   }

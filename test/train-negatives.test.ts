@@ -1,7 +1,8 @@
 // Every negative strategy, on random catalogs with crowded categories: never a positive, always the positive's
 // category, hardest = highest allowed similarity, mined = inside the rank window.
 import { describe, expect, it } from 'vitest';
-import { Rng } from '../src/model/random.js';
+import { keyedRandom } from '../src/model/random.js';
+import type { Random } from '../src/util/random.js';
 import {
   MinedPool,
   hardestAllowed,
@@ -16,7 +17,7 @@ import { minePool } from '../src/train/mining.js';
 
 /** Scenes with 1-5 products, few categories, products shared between scenes. */
 function randomIndex(seed: number, products = 60, scenes = 40, categories = 3): NegativeIndex {
-  const rng = new Rng(seed, 'index');
+  const rng = keyedRandom(seed, 'index');
   const productCategory = Int32Array.from({ length: products }, () => rng.int(categories));
   const scenePositives = Array.from({ length: scenes }, () => Int32Array.from(new Set(Array.from({ length: 1 + rng.int(5) }, () => rng.int(products)))));
   const rowScene: number[] = [];
@@ -32,7 +33,7 @@ describe('same-category-random', () => {
   it('never returns a positive, always the category of the positive', () => {
     for (let seed = 0; seed < 20; seed++) {
       const index = randomIndex(seed);
-      const rng = new Rng(seed);
+      const rng = keyedRandom(seed);
       for (let row = 0; row < index.rowProduct.length; row++) {
         const j = sameCategoryRandom(index, row, rng);
         if (j < 0) continue;
@@ -50,7 +51,7 @@ describe('same-category-random', () => {
       rowScene: Int32Array.from([0, 0]),
       rowProduct: Int32Array.from([0, 1]),
     };
-    expect(sameCategoryRandom(index, 0, new Rng(1))).toBe(-1);
+    expect(sameCategoryRandom(index, 0, keyedRandom(1))).toBe(-1);
   });
 });
 
@@ -58,11 +59,11 @@ describe('in-batch-hard', () => {
   it('picks the highest-scoring allowed column, never a positive', () => {
     for (let seed = 0; seed < 20; seed++) {
       const index = randomIndex(seed);
-      const rng = new Rng(seed, 'batch');
+      const rng = keyedRandom(seed, 'batch');
       const rows = Int32Array.from({ length: 24 }, () => rng.int(index.rowProduct.length));
       const n = rows.length;
       const allowed = inBatchCandidates(index, rows);
-      const sims = Float32Array.from({ length: n * n }, () => rng.next());
+      const sims = Float32Array.from({ length: n * n }, () => rng.uniform());
       const picked = hardestAllowed(sims, allowed, n);
       for (let i = 0; i < n; i++) {
         const options = Array.from({ length: n }, (_, j) => j).filter((j) => allowed[i * n + j]);
@@ -94,10 +95,10 @@ describe('in-batch-hard', () => {
 describe('mined', () => {
   it('keeps picks from the rank window of non-positives', () => {
     const index = randomIndex(5, 200, 20, 2);
-    const rng = new Rng(9);
+    const rng = keyedRandom(9);
     for (let row = 0; row < index.rowProduct.length; row++) {
       const candidates = index.byCategory[category(index, row)];
-      const sims = Float32Array.from(candidates, () => rng.next());
+      const sims = Float32Array.from(candidates, () => rng.uniform());
       const picks = rankWindowPicks(index, row, candidates, sims, [3, 10], 4, rng);
       const ranked = Array.from(candidates)
         .map((j, k) => ({ j, s: sims[k] }))
@@ -114,7 +115,7 @@ describe('mined', () => {
   it('mines pools over encoded vectors that never contain a positive', async () => {
     const index = randomIndex(7, 80, 50, 3);
     const dim = 8;
-    const rng = new Rng(2);
+    const rng = keyedRandom(2);
     const scenes = Float32Array.from({ length: index.rowProduct.length * dim }, () => rng.normal());
     const products = Float32Array.from({ length: 80 * dim }, () => rng.normal());
     const pool = await minePool(index, scenes, products, dim, { window: [1, 6], poolSize: 3, seed: 1, step: 10 });
@@ -133,6 +134,6 @@ describe('mined', () => {
 
   it('falls back when a row\'s pool is empty', () => {
     const pool = new MinedPool(Int32Array.from([-1, -1]), 2, 0);
-    expect(pool.sample(0, new Rng(1), () => 42)).toBe(42);
+    expect(pool.sample(0, keyedRandom(1), () => 42)).toBe(42);
   });
 });

@@ -2,14 +2,15 @@
 // against the whole, clipping, and the learning-rate schedule.
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { Rng } from '../src/model/random.js';
+import { keyedRandom } from '../src/model/random.js';
+import type { Random } from '../src/util/random.js';
 import { FlatAdam, clipScale, sumOfSquares, type OptimizerConfig } from '../src/train/optimizer.js';
 import { learningRate } from '../src/train/schedule.js';
 
 const PYTHON = '/usr/bin/python3';
 const hasTorch = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
 
-const rng = new Rng(4, 'optimizer-test');
+const rng = keyedRandom(4, 'optimizer-test');
 const vector = (n: number, scale = 1) => Float32Array.from({ length: n }, () => rng.normal() * scale);
 
 /** PyTorch's Adam / AdamW step, in double precision, straight from the documentation. */

@@ -3,7 +3,7 @@
 // and an offset into the vector. Linear weights are stored [in, out] so the forward product is a plain matMul;
 // PyTorch stores them [out, in], so they are transposed when checkpoints are written or read.
 import * as tf from '@tensorflow/tfjs';
-import { Rng } from './random.js';
+import { keyedRandom } from './random.js';
 
 export type Init =
   | { kind: 'uniform'; bound: number }
@@ -51,10 +51,10 @@ export class ParamLayout {
   initialise(seed: number): Float32Array {
     const flat = new Float32Array(this.size);
     for (const e of this.entries) {
-      const rng = new Rng(seed, 'init', e.name);
+      const rng = keyedRandom(seed, 'init', e.name);
       const view = flat.subarray(e.offset, e.offset + e.size);
       for (let i = 0; i < view.length; i++) {
-        if (e.init.kind === 'uniform') view[i] = (2 * rng.next() - 1) * e.init.bound;
+        if (e.init.kind === 'uniform') view[i] = (2 * rng.uniform() - 1) * e.init.bound;
         else if (e.init.kind === 'normal') view[i] = rng.normal() * e.init.std;
         else view[i] = e.init.value;
       }

@@ -3,6 +3,7 @@
 // from (seed, "negatives", step), a dropout mask from (seed, step, layer, row, col). So a run resumed from any
 // epoch boundary draws exactly what the uninterrupted run drew, and a batch split over worker threads gets the
 // same dropout masks as the whole batch on one thread.
+import { Random } from '../util/random.js';
 
 /** A 32-bit avalanche hash (lowbias32). */
 export function mix32(x: number): number {
@@ -24,57 +25,9 @@ export function hashKey(...parts: (number | string)[]): number {
   return h;
 }
 
-/** sfc32, a small fast PRNG with 128 bits of state, seeded from a hash key. */
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(...key: (number | string)[]) {
-    const k = hashKey(...key);
-    this.a = mix32(k ^ 0x1b873593);
-    this.b = mix32(k ^ 0xcc9e2d51);
-    this.c = mix32(k ^ 0xe6546b64);
-    this.d = 1;
-    for (let i = 0; i < 12; i++) this.nextUint32();
-  }
-
-  nextUint32(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return t >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    return this.nextUint32() / 2 ** 32;
-  }
-
-  /** Uniform integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-
-  /** Standard normal (Box-Muller). */
-  normal(): number {
-    const u = 1 - this.next();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
-  }
-
-  /** A shuffled copy (Fisher-Yates). */
-  shuffled<T>(items: readonly T[]): T[] {
-    const out = items.slice();
-    for (let i = out.length - 1; i > 0; i--) {
-      const j = this.int(i + 1);
-      [out[i], out[j]] = [out[j], out[i]];
-    }
-    return out;
-  }
+/** A generator for one purpose of a run, e.g. `keyedRandom(seed, 'shuffle', epoch)`. */
+export function keyedRandom(...key: (number | string)[]): Random {
+  return new Random(hashKey(...key));
 }
 
 /**

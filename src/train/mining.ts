@@ -3,7 +3,7 @@
 // non-positives (negatives.ts, rankWindowPicks). The products are scored by the evaluation's score engine
 // (onnxruntime's multi-threaded MatMul when it loads).
 import { createScoreEngine } from '../eval/engines.js';
-import { Rng } from '../model/random.js';
+import { keyedRandom } from '../model/random.js';
 import { MinedPool, rankWindowPicks, type NegativeIndex } from './negatives.js';
 
 export interface MiningOptions {
@@ -42,7 +42,7 @@ export async function minePool(index: NegativeIndex, scenes: Float32Array, produ
         chunk.forEach((r, i) => queries.set(scenes.subarray(r * dim, (r + 1) * dim), i * dim));
         const scores = await engine.score(queries, buffer);
         chunk.forEach((r, i) => {
-          const rng = new Rng(options.seed, 'mine', options.step, r);
+          const rng = keyedRandom(options.seed, 'mine', options.step, r);
           const sims = scores.subarray(i * candidates.length, (i + 1) * candidates.length);
           const picks = rankWindowPicks(index, r, candidates, sims, options.window, options.poolSize, rng);
           pool.set(picks, r * options.poolSize);

@@ -6,7 +6,7 @@
 //   mined                 ours: every K steps, rank each training scene's same-category non-positives with the
 //                         current towers and keep a few from a rank window (semi-hard: below the top, which may
 //                         be unlabelled positives, above the easy tail); each step draws one of them
-import type { Rng } from '../model/random.js';
+import type { Random } from '../util/random.js';
 
 export type NegativeStrategy = 'none' | 'same-category-random' | 'in-batch-hard' | 'mined';
 export const NEGATIVE_STRATEGIES: NegativeStrategy[] = ['none', 'same-category-random', 'in-batch-hard', 'mined'];
@@ -29,7 +29,7 @@ export function isPositive(index: NegativeIndex, row: number, product: number): 
 }
 
 /** A random product of the row's positive's category that is not one of its scene's products; -1 if none. */
-export function sameCategoryRandom(index: NegativeIndex, row: number, rng: Rng): number {
+export function sameCategoryRandom(index: NegativeIndex, row: number, rng: Random): number {
   const candidates = index.byCategory[index.productCategory[index.rowProduct[row]]];
   if (candidates.length === 0) return -1;
   for (let attempt = 0; attempt < 16; attempt++) {
@@ -97,7 +97,7 @@ export class MinedPool {
   ) {}
 
   /** One of the row's mined products, or the fallback when its pool is empty. */
-  sample(row: number, rng: Rng, fallback: () => number): number {
+  sample(row: number, rng: Random, fallback: () => number): number {
     const base = row * this.poolSize;
     let filled = 0;
     while (filled < this.poolSize && this.pool[base + filled] >= 0) filled++;
@@ -116,7 +116,7 @@ export function rankWindowPicks(
   sims: Float32Array,
   window: [number, number],
   poolSize: number,
-  rng: Rng,
+  rng: Random,
 ): number[] {
   const [lo, hi] = window;
   // The top `hi` non-positives by similarity, kept sorted descending (hi is small: insertion is cheap).
@@ -139,5 +139,5 @@ export function rankWindowPicks(
   const window_ = top.slice(Math.min(lo, top.length));
   // When the category is small, fall back to whatever non-positives exist.
   const source = window_.length > 0 ? window_ : top;
-  return rng.shuffled(source).slice(0, poolSize);
+  return rng.shuffle(source.slice()).slice(0, poolSize);
 }

@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import { useBackend, type BackendChoice } from '../model/backend.js';
-import { Rng } from '../model/random.js';
+import { keyedRandom } from '../model/random.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
@@ -154,7 +154,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
   let epoch = firstEpoch;
   for (; epoch < config.epochs; epoch++) {
     if (config.patience > 0 && epochsWithoutGain >= config.patience) break;
-    const order = new Rng(config.seed, 'shuffle', epoch).shuffled(Array.from({ length: rows }, (_, i) => i));
+    const order = keyedRandom(config.seed, 'shuffle', epoch).shuffle(Array.from({ length: rows }, (_, i) => i));
     const progress = new Progress(`epoch ${epoch + 1}/${config.epochs}`, trainedRows, { unit: 'samples' });
     const started = performance.now();
     const sums = { loss: 0, infonce: 0, triplet: 0 };
@@ -242,7 +242,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
 function planStep(step: number, lr: number, rows: Int32Array, config: TrainConfig, data: TrainingData, pool: MinedPool | null): StepPlan {
   const index = data.negativeIndex;
   const strategy = config.loss.triplet > 0 ? config.negatives.strategy : 'none';
-  const rng = new Rng(config.seed, 'negatives', step);
+  const rng = keyedRandom(config.seed, 'negatives', step);
   let negatives: Int32Array | null = null;
   if (strategy === 'same-category-random' || strategy === 'mined') {
     negatives = Int32Array.from(rows, (r) => {
