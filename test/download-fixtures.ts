@@ -227,3 +227,67 @@ export async function tempFiles(workdir: string): Promise<string[]> {
   }
   return names;
 }
+
+/**
+ * A baseline JPEG written bit by bit, for what sharp cannot write (restart intervals): random quantised DCT
+ * coefficients (no picture behind them, libjpeg decodes them all the same), small Huffman tables of our own (DC:
+ * sizes 0–11 as 4-bit codes; AC: end of block and run 0–3 × size 1–4 as 5-bit codes), a restart marker every
+ * `restartInterval` MCUs. `components` 3: 4:2:0 (interleaved, 2×2 luma blocks per MCU).
+ */
+export function encodeJpeg(options: { width: number; height: number; components: 1 | 3; restartInterval?: number; seed?: number }): Buffer {
+  const { width, height, components, restartInterval = 0 } = options;
+  let x = options.seed ?? 1;
+  const random = (n: number) => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  const bytes: number[] = [0xff, 0xd8];
+  const u16 = (n: number) => [n >> 8, n & 255];
+  const segment = (marker: number, body: number[]) => bytes.push(0xff, marker, ...u16(body.length + 2), ...body);
+  const counts = (length: number, n: number) => Array.from({ length: 16 }, (_, i) => (i === length - 1 ? n : 0));
+  const acSymbols = [0x00, ...[0, 1, 2, 3].flatMap((run) => [1, 2, 3, 4].map((size) => (run << 4) | size))];
+  const frame = components === 1 ? [[1, 0x11]] : [[1, 0x22], [2, 0x11], [3, 0x11]];
+  segment(0xdb, [0, ...new Array(64).fill(1)]);
+  segment(0xc0, [8, ...u16(height), ...u16(width), frame.length, ...frame.flatMap(([id, sampling]) => [id, sampling, 0])]);
+  segment(0xc4, [0x00, ...counts(4, 12), ...Array.from({ length: 12 }, (_, i) => i), 0x10, ...counts(5, acSymbols.length), ...acSymbols]);
+  if (restartInterval) segment(0xdd, u16(restartInterval));
+  segment(0xda, [frame.length, ...frame.flatMap(([id]) => [id, 0x00]), 0, 63, 0]);
+
+  let acc = 0;
+  let bits = 0;
+  const put = (value: number, length: number) => {
+    for (let i = length - 1; i >= 0; i--) {
+      acc = (acc << 1) | ((value >> i) & 1);
+      if (++bits === 8) {
+        bytes.push(acc, ...(acc === 0xff ? [0] : [])); // byte stuffing
+        [acc, bits] = [0, 0];
+      }
+    }
+  };
+  const padToByte = () => {
+    while (bits) put(1, 1);
+  };
+  const block = () => {
+    const dcSize = random(4);
+    put(dcSize, 4);
+    put(random(1 << dcSize), dcSize);
+    let k = 1;
+    while (k < 64 && random(5) > 0) {
+      const [run, size] = [random(4), 1 + random(4)];
+      if (k + run > 63) break;
+      put(acSymbols.indexOf((run << 4) | size), 5);
+      put(random(1 << size), size);
+      k += run + 1;
+    }
+    if (k < 64) put(0, 5); // end of block
+  };
+  const hMax = components === 1 ? 1 : 2;
+  const mcus = Math.ceil(width / (8 * hMax)) * Math.ceil(height / (8 * hMax));
+  for (let m = 0; m < mcus; m++) {
+    if (restartInterval && m > 0 && m % restartInterval === 0) {
+      padToByte();
+      bytes.push(0xff, 0xd0 + ((m / restartInterval - 1) & 7));
+    }
+    for (let b = 0; b < (components === 1 ? 1 : 6); b++) block();
+  }
+  padToByte();
+  bytes.push(0xff, 0xd9);
+  return Buffer.from(bytes);
+}

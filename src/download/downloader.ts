@@ -12,6 +12,7 @@ import { Aimd } from './aimd.js';
 import { fetchImageOnce, type AttemptContext } from './fetch-image.js';
 import { IMAGE_KINDS, ManifestWriter, readManifest, type ImageStatus, type ManifestRecord } from './manifest.js';
 import { reconcile, type Plan } from './reconcile.js';
+import { ImageSaver } from './save-image.js';
 import { retryDelay, sleep, type BackoffPolicy } from './retry.js';
 import { imageUrl, type ImageTarget } from './targets.js';
 import type { ValidationMode } from './validate.js';
@@ -113,6 +114,7 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     dispatcher,
     maxBytes: options.maxBytes,
     validation: options.validation ?? 'full',
+    saver: ImageSaver.start(),
     deadlineMs: 4 * options.timeoutMs,
     hardStop: hardStop.signal,
   };
@@ -203,6 +205,7 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
   clearTimeout(graceTimer);
   options.stop?.removeEventListener('abort', stop);
   await writer.close();
+  await attempt.saver.close();
   await (stopping.signal.aborted ? dispatcher.destroy() : dispatcher.close());
   progress?.finish(progressText());
   if (fatal) throw fatal;

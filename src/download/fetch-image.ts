@@ -1,21 +1,11 @@
-// One attempt at one image: GET, check the answer, stream the body to a temp file beside the destination,
-// validate it, rename it into place. The destination only ever receives a complete, valid image.
-import type { FileHandle } from 'node:fs/promises';
-import { open, rename, rm } from 'node:fs/promises';
+// One attempt at one image: GET, check the answer, receive the body (checking its first bytes as they come), then
+// hand it to the saver, which validates it and writes it into place. The destination only ever receives a
+// complete, valid image.
 import { request, type Dispatcher } from 'undici';
-import { tempPathFor } from '../util/atomic.js';
 import { RunError } from '../util/errors.js';
 import { parseRetryAfter } from './retry.js';
-import {
-  InvalidImage,
-  SNIFF_BYTES,
-  checkContentType,
-  checkDecodes,
-  checkEnd,
-  checkHead,
-  type ImageFormat,
-  type ValidationMode,
-} from './validate.js';
+import type { ImageSaver } from './save-image.js';
+import { InvalidImage, SNIFF_BYTES, checkContentType, checkHead, type ImageFormat, type ValidationMode } from './validate.js';
 
 export type AttemptOutcome =
   | { type: 'ok'; http: number; bytes: number; format: ImageFormat }
@@ -30,6 +20,7 @@ export interface AttemptContext {
   dispatcher: Dispatcher;
   maxBytes: number;
   validation: ValidationMode;
+  saver: ImageSaver;
   /** Longest a whole attempt may take (the idle timeouts live in the dispatcher). */
   deadlineMs: number;
   /** Aborted when the run stops for good (after the grace period). */
@@ -80,10 +71,12 @@ async function attempt(url: string, dest: string, ctx: AttemptContext, signal: A
     checkContentType(response.headers['content-type'] as string | undefined);
     const declared = Number(response.headers['content-length'] ?? NaN);
     if (declared > ctx.maxBytes) throw new InvalidImage(`too large (> ${ctx.maxBytes} bytes)`);
-    const { bytes, format } = await streamToFile(response.body, dest, ctx.maxBytes, ctx.validation);
-    if (Number.isFinite(declared) && bytes !== declared) {
+    const { data, format } = await receive(response.body, ctx.maxBytes);
+    if (Number.isFinite(declared) && data.length !== declared) {
       return { type: 'retry', reason: 'truncated body (content-length mismatch)', http, throttled: false };
     }
+    const bytes = data.length;
+    await ctx.saver.save(data, format, dest, ctx.validation);
     return { type: 'ok', http, bytes, format };
   } catch (err) {
     await discard(response.body);
@@ -107,64 +100,22 @@ function answerFor(http: number, retryAfter: string | string[] | undefined): Att
 }
 
 /**
- * Stream a 200 body to a temp file beside `dest`, check it, rename it onto `dest`. The first bytes are checked
- * before any file is created, so an HTML page or an empty body never touches the disk. Throws InvalidImage for
- * a body we refuse, RunError when the disk fails, and the network error as is.
+ * Receive a 200 body, whole, in memory (at most `maxBytes`: memory stays bounded by concurrency × cap, and the
+ * checks and the write see one buffer). Its first bytes are checked as soon as they arrive, so an HTML page or a
+ * non-image is refused before the rest comes. Throws InvalidImage, or the network error as is.
  */
-async function streamToFile(
-  body: AsyncIterable<Buffer>,
-  dest: string,
-  maxBytes: number,
-  validation: ValidationMode,
-): Promise<{ bytes: number; format: ImageFormat }> {
-  const tmp = tempPathFor(dest);
-  let file: FileHandle | undefined;
-  let format: ImageFormat | undefined;
-  let head: Buffer[] = [];
-  let first: Buffer = Buffer.alloc(0);
-  let tail: Buffer = Buffer.alloc(0);
+async function receive(body: AsyncIterable<Buffer>, maxBytes: number): Promise<{ data: Buffer; format: ImageFormat }> {
+  const chunks: Buffer[] = [];
   let bytes = 0;
-  const start = async () => {
-    first = Buffer.concat(head);
-    head = [];
-    format = checkHead(first);
-    file = await disk(tmp, () => open(tmp, 'w'));
-    await disk(tmp, () => file!.write(first));
-  };
-  let renamed = false;
-  try {
-    for await (const chunk of body) {
-      bytes += chunk.length;
-      if (bytes > maxBytes) throw new InvalidImage(`too large (> ${maxBytes} bytes)`);
-      tail = chunk.length >= SNIFF_BYTES ? chunk.subarray(-SNIFF_BYTES) : Buffer.concat([tail, chunk]).subarray(-SNIFF_BYTES);
-      if (file) {
-        await disk(tmp, () => file!.write(chunk));
-        continue;
-      }
-      head.push(chunk);
-      if (bytes >= SNIFF_BYTES) await start();
-    }
-    if (!file) await start();
-    await disk(tmp, () => file!.close());
-    file = undefined;
-    if (validation === 'full') await checkDecodes(tmp);
-    else checkEnd(format!, first, tail, bytes);
-    await disk(dest, () => rename(tmp, dest));
-    renamed = true;
-    return { bytes, format: format! };
-  } finally {
-    await file?.close().catch(() => undefined);
-    if (!renamed) await rm(tmp, { force: true });
+  let format: ImageFormat | undefined;
+  for await (const chunk of body) {
+    bytes += chunk.length;
+    if (bytes > maxBytes) throw new InvalidImage(`too large (> ${maxBytes} bytes)`);
+    chunks.push(chunk);
+    if (!format && bytes >= SNIFF_BYTES) format = checkHead((chunks.length === 1 ? chunk : Buffer.concat(chunks, bytes)).subarray(0, SNIFF_BYTES));
   }
-}
-
-/** Run a file-system step; its failure (disk full, no permission) stops the whole run, not just this image. */
-async function disk<T>(path: string, step: () => Promise<T>): Promise<T> {
-  try {
-    return await step();
-  } catch (err) {
-    throw new RunError(`cannot write ${path}: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes);
+  return { data, format: format ?? checkHead(data) };
 }
 
 /** Read and drop a small unwanted body so the connection goes back to the pool; drop the connection otherwise. */

@@ -1,7 +1,7 @@
 // What makes a downloaded body an image we keep: an image content type, the magic bytes of a format the later
 // stages read, not an HTML error page, not empty, under the size cap, and decodable by sharp.
-import { open, stat } from 'node:fs/promises';
-import sharp from 'sharp';
+import { readFile } from 'node:fs/promises';
+import { checkJpeg } from './jpeg-check.js';
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
 
@@ -9,8 +9,9 @@ export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
 export const SNIFF_BYTES = 16;
 
 /**
- * full: decode every image (sharp). fast: no pixel decode; a body cut short is still caught by its Content-Length
- * and its format's end marker, but corrupt data inside a whole file passes (the embed stage will meet it).
+ * full: read every image's coded data through (JPEG: checkJpeg; other formats: a sharp decode). fast: no decode; a
+ * body cut short is still caught by its Content-Length and its format's end marker, but corrupt data inside a whole
+ * file passes (the embed stage will meet it).
  */
 export type ValidationMode = 'full' | 'fast';
 
@@ -80,16 +81,30 @@ export function checkEnd(format: ImageFormat, head: Uint8Array, tail: Uint8Array
 }
 
 /**
- * Decode the whole file with sharp (truncated or corrupt data fails: failOn 'warning'). The output is a tiny
- * thumbnail so JPEGs decode at reduced scale (every entropy-coded byte is still read) and a huge image never
- * expands to a huge pixel buffer.
+ * Is the image decodable? A JPEG's markers and entropy-coded data are checked in TypeScript (checkJpeg: what
+ * libjpeg would refuse, without its pixel work); other formats, and JPEG codings checkJpeg leaves out, are decoded
+ * by sharp.
  */
-export async function checkDecodes(path: string): Promise<void> {
+export async function checkDecodes(data: Uint8Array, format: ImageFormat): Promise<void> {
+  const verdict = format === 'jpeg' ? checkJpeg(data) : undefined;
+  if (verdict?.status === 'corrupt') throw new InvalidImage(`not decodable: ${verdict.reason}`);
+  if (verdict?.status !== 'ok') await decodesWithSharp(data);
+}
+
+/** Above this many pixels sharp decodes a thumbnail (memory), below it the whole image. */
+const FULL_DECODE_PIXELS = 40e6;
+
+/**
+ * Decode with sharp, failing on any warning (truncated or corrupt data). At full size: JPEG shrink-on-load (what a
+ * small thumbnail uses) hides libjpeg's corrupt-data warnings, so a thumbnail is only for images too big to expand.
+ */
+async function decodesWithSharp(data: Uint8Array): Promise<void> {
+  const { default: sharp } = await import('sharp'); // loaded only when needed: most images never come here
   try {
-    await sharp(path, { failOn: 'warning', sequentialRead: true })
-      .resize(16, 16, { fit: 'inside' })
-      .raw()
-      .toBuffer();
+    const { width = 0, height = 0 } = await sharp(data).metadata();
+    const image = sharp(data, { failOn: 'warning', sequentialRead: true });
+    if (width * height > FULL_DECODE_PIXELS) image.resize(4096, 4096, { fit: 'inside' });
+    await image.raw().toBuffer();
   } catch (err) {
     throw new InvalidImage(`not decodable: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
   }
@@ -97,18 +112,9 @@ export async function checkDecodes(path: string): Promise<void> {
 
 /** Validate an image already on disk (reconciliation at start): head, size cap, decode. */
 export async function validateImageFile(path: string, maxBytes: number): Promise<{ format: ImageFormat; bytes: number }> {
-  const { size } = await stat(path);
-  if (size > maxBytes) throw new InvalidImage(`too large (> ${maxBytes} bytes)`);
-  const handle = await open(path, 'r');
-  let head: Uint8Array;
-  try {
-    const buffer = Buffer.alloc(Math.min(SNIFF_BYTES, size));
-    await handle.read(buffer, 0, buffer.length, 0);
-    head = buffer;
-  } finally {
-    await handle.close();
-  }
-  const format = checkHead(head);
-  await checkDecodes(path);
-  return { format, bytes: size };
+  const data = await readFile(path);
+  if (data.length > maxBytes) throw new InvalidImage(`too large (> ${maxBytes} bytes)`);
+  const format = checkHead(data.subarray(0, SNIFF_BYTES));
+  await checkDecodes(data, format);
+  return { format, bytes: data.length };
 }
