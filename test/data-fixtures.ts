@@ -3,6 +3,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Pair } from '../src/data/types.js';
+import { Random } from '../src/util/random.js';
 
 export const PATHS = [
   'Apparel & Accessories|Shoes',
@@ -11,16 +12,10 @@ export const PATHS = [
   'Apparel & Accessories|Handbags, Wallets & Cases|Handbags',
 ];
 
-/** A tiny deterministic generator (mulberry32) so fixtures are the same on every run. */
+/** The project's seeded generator, so fixtures are the same on every run. */
 function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new Random(seed);
+  return () => random.uniform();
 }
 
 export function makeRaw(scenes: number, products: number, seed = 1) {

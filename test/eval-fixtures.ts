@@ -3,17 +3,12 @@
 import type { Dataset } from '../src/data/dataset.js';
 import type { Pair, Scene } from '../src/data/types.js';
 import type { ProtocolInput } from '../src/eval/protocols.js';
+import { Random } from '../src/util/random.js';
 
-/** A seeded PRNG (mulberry32), so failures reproduce. */
+/** Uniform draws from the project's seeded generator, so failures reproduce. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new Random(seed);
+  return () => random.uniform();
 }
 
 const sig = (prefix: string, i: number) => (prefix + i.toString(16)).padStart(32, '0');
