@@ -1,4 +1,5 @@
 // The downloader against a fault-injecting local host: final statuses, retries, waits, what stays on disk.
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -171,7 +172,8 @@ describe('download against a faulty host', () => {
     await mkdir(paths.images('products'), { recursive: true });
     await writeFile(file(adopted), await server.image(adopted.sig)); // renamed, then killed before its manifest line
     await writeFile(file(corrupt), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3])); // not a whole JPEG
-    const stale = join(paths.images('products'), `.tmp-${fresh.sig}.jpg.99999.deadbeef`);
+    const exited = spawnSync(process.execPath, ['-e', '']).pid; // the temp file of a run that is gone
+    const stale = join(paths.images('products'), `.tmp-${fresh.sig}.jpg.${exited}.deadbeef`);
     await writeFile(stale, 'half an image');
     await appendFile(paths.imageManifest, '{"sig":"0123', 'utf8'); // torn by a kill
 

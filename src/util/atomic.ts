@@ -39,7 +39,10 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
   await writeFileAtomic(path, JSON.stringify(value, null, 2) + '\n');
 }
 
-/** Remove temp files a killed run left in `dir` (not recursive). Returns how many were removed. */
+/**
+ * Remove the temp files that dead processes left in `dir` (not recursive); those of a live process (another run
+ * writing into the same folder, or this one) are left alone. Returns how many were removed.
+ */
 export async function cleanTempFiles(dir: string): Promise<number> {
   let names: string[];
   try {
@@ -47,9 +50,21 @@ export async function cleanTempFiles(dir: string): Promise<number> {
   } catch {
     return 0;
   }
-  const stale = names.filter((n) => n.startsWith(TMP_MARK));
+  const stale = names.filter((n) => n.startsWith(TMP_MARK) && !ownerAlive(n));
   await Promise.all(stale.map((n) => rm(join(dir, n), { force: true, recursive: true })));
   return stale.length;
+}
+
+/** Is the process whose pid a temp name carries (`.tmp-<name>.<pid>.<hex>`) still running? No pid: not alive. */
+function ownerAlive(name: string): boolean {
+  const pid = Number(/\.(\d+)\.[0-9a-f]+$/.exec(name)?.[1]);
+  if (!(pid > 0)) return false;
+  try {
+    process.kill(pid, 0); // signal 0: only asks whether the process exists
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by another user
+  }
 }
 
 /**
