@@ -1,7 +1,8 @@
 // Images for a synthetic world (`ctl data synth --images`): each product is its category's silhouette on a plain
 // background, coloured and textured by its style (plus a little of its own); each scene is a backdrop (a person
-// for fashion), clutter, and its products painted at their boxes with the same colours and textures. So an image
-// embedding model sees the planted structure, and hiding a product's box really hides it.
+// for fashion) and clutter in tints of its style's palette, like a styled shoot, and its products painted at their
+// boxes with the same colours and textures. So an image embedding model sees the planted structure even at a few
+// dozen pixels, where the small items blur away, and hiding a product's box really hides it.
 // Painted into raw RGB buffers here, encoded by sharp. Every image is a function of its signature and the world.
 import { open, mkdir } from 'node:fs/promises';
 import pLimit from 'p-limit';
@@ -204,8 +205,8 @@ export function paintScene(world: SynthWorld, scene: SynthScene): Raster {
   const fashion = world.options.domain === 'fashion';
   const [width, height] = fashion ? [144 + 8 * r.int(4), 224] : [224, 144 + 8 * r.int(4)];
   const palette = stylePalette(world, scene.style);
-  const wall = hsl((palette.hue + 0.5) % 1, 0.15, r.range(0.75, 0.92));
-  const floor = hsl((palette.accentHue + 0.5) % 1, 0.2, r.range(0.45, 0.7));
+  const wall = hsl((palette.hue + 0.5) % 1, 0.4, r.range(0.75, 0.92));
+  const floor = hsl((palette.accentHue + 0.5) % 1, 0.45, r.range(0.45, 0.7));
   const raster = new Raster(width, height, wall);
   const horizon = height * r.range(0.7, 0.82);
   raster.fillBox(0, horizon, width, height, () => true, () => floor);
@@ -214,7 +215,8 @@ export function paintScene(world: SynthWorld, scene: SynthScene): Raster {
     const h = height * r.range(0.05, 0.25);
     const x = r.range(-0.1, 1) * width;
     const y = r.range(-0.1, 1) * height;
-    const colour = hsl(r.uniform(), r.range(0.1, 0.6), r.range(0.3, 0.8));
+    const hue = (r.bernoulli(0.5) ? palette.hue : palette.accentHue) + r.range(-0.04, 0.04) + 1;
+    const colour = hsl(hue % 1, r.range(0.1, 0.6), r.range(0.3, 0.8));
     const shape: Mask = r.bernoulli(0.5) ? () => true : (u, v) => ellipse(u, v, 0.5, 0.5, 0.5, 0.5);
     raster.fillBox(x, y, x + w, y + h, shape, () => colour);
   }
