@@ -70,7 +70,7 @@ export function registerEmbedCommand(program: Command): void {
         '--model <id|path>',
         'hub id, local folder (config.json, preprocessor_config.json, onnx/vision_model*.onnx; the store is named ' +
           'after the folder), or a generated model: ' +
-          "'tiny' (tests, demo) or 'vit-b16' (ViT-B/16 sizes, random weights, for benchmarks)",
+          "'tiny' (32 px, 32-d: tests), 'small' (64 px, 64-d: ctl demo) or 'vit-b16' (ViT-B/16 sizes, for benchmarks), all with random weights",
         DEFAULT_MODEL,
       )
       .option('--revision <rev>', `hub revision: branch, tag or commit (default: ${PINNED_REVISIONS[DEFAULT_MODEL]} for ${DEFAULT_MODEL}, else main)`)

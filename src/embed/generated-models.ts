@@ -1,7 +1,8 @@
 // Models the project writes itself, as a folder laid out like a Hugging Face repo (config.json,
 // preprocessor_config.json, onnx/vision_model.onnx and onnx/vision_model_quantized.onnx), so they load through
 // exactly the same transformers.js path as the real model:
-//   tiny      a 32 px, 2-block, 32-wide tower: tests and `ctl demo` (a few hundred KB, generated in milliseconds)
+//   tiny      a 32 px, 2-block, 32-wide tower: tests (a few hundred KB, generated in milliseconds)
+//   small     a 64 px, 2-block, 64-wide tower: `ctl demo`, whose scenes' style must survive the downscale
 //   vit-b16   ViT-B/16 sizes (12 blocks, 768 wide, 224 px), random weights: the real model's compute, for benchmarks
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { buildVisionTower, type VisionSpec } from './vision-transformer.js';
 
 export const GENERATED_PRESETS: Record<string, VisionSpec> = {
   tiny: { imageSize: 32, patchSize: 8, hiddenSize: 32, layers: 2, heads: 2, mlpSize: 64, projectionSize: 32, layerNormEps: 1e-6, seed: 42 },
+  small: { imageSize: 64, patchSize: 8, hiddenSize: 64, layers: 2, heads: 2, mlpSize: 128, projectionSize: 64, layerNormEps: 1e-6, seed: 42 },
   'vit-b16': { imageSize: 224, patchSize: 16, hiddenSize: 768, layers: 12, heads: 12, mlpSize: 3072, projectionSize: 768, layerNormEps: 1e-6, seed: 42 },
 };
 

@@ -1,4 +1,4 @@
-// Where `--model` points: a generated model (tiny, vit-b16), a local folder laid out like a Hugging Face repo, or a
+// Where `--model` points: a generated model (tiny, small, vit-b16), a local folder laid out like a Hugging Face repo, or a
 // hub id at a revision. Also the files each needs, so a missing one is named before anything loads.
 import { stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
@@ -56,7 +56,7 @@ export async function resolveModel(model: string, opts: { modelsDir: string; rev
     return { kind: 'local', id: basename(location), location };
   }
   if (!HUB_ID.test(model))
-    throw new InputError(`--model: ${JSON.stringify(model)} is neither a folder, a hub id (owner/name) nor one of: tiny, vit-b16`);
+    throw new InputError(`--model: ${JSON.stringify(model)} is neither a folder, a hub id (owner/name) nor one of: tiny, small, vit-b16`);
   return {
     kind: 'hub',
     id: model,

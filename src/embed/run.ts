@@ -16,7 +16,7 @@ import { planViews, runView, type ViewResult } from './pipeline.js';
 export interface EmbedOptions {
   workdir: string;
   domain: Domain;
-  /** Hub id, local folder, or a generated preset (tiny, vit-b16). With the http provider: the id the store records. */
+  /** Hub id, local folder, or a generated preset (tiny, small, vit-b16). With the http provider: the id the store records. */
   model: string;
   revision?: string;
   offline: boolean;
