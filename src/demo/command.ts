@@ -1,19 +1,26 @@
 // `ctl demo`: the whole pipeline on a generated dataset, end to end, through the same commands a user runs on
 // the real one: synthesise STL-shaped metadata and images, serve the images on 127.0.0.1 as Pinterest's host
-// would, download them, embed them with the generated tiny SigLIP, train, evaluate.
-// Each stage is a child `ctl` process, so the demo is also a check that the stages fit together; each is
-// resumable, so a demo killed at any moment continues where it stopped when run again.
+// would, download them, embed them with a generated SigLIP-shaped model, measure the zero-shot baseline, train,
+// evaluate, and sum up.
+// Each stage is a child `ctl ... --json` process (its human output streams through, its JSON report is kept for
+// the summary), so the demo is also a check that the stages fit together; each is resumable, so a demo killed at
+// any moment continues where it stopped when run again, and a finished one is not redone.
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { action, parseIntOption, withCommon } from '../util/command.js';
 import { RunError } from '../util/errors.js';
-import { formatDuration, log, printJson } from '../util/log.js';
+import { log, printJson } from '../util/log.js';
+import { workdirPaths } from '../workdir.js';
 import { startMirror } from './mirror.js';
+import { demoSummary, formatSummary, type StageReports } from './summary.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
-const DEMO_CONFIG = fileURLToPath(new URL('../../configs/demo.json', import.meta.url));
+const DEMO_CONFIG = fileURLToPath(new URL('../../configs/demo-images.json', import.meta.url));
+/** The generated model the demo embeds with (src/embed/generated-models.ts): random weights, 64 px, 64-d. */
+const DEMO_MODEL = 'small';
+const RUN = 'demo';
 
 interface DemoOptions {
   scenes: number;
@@ -21,16 +28,27 @@ interface DemoOptions {
   seed: number;
 }
 
-/** Run one `ctl` stage as a child process; its human output streams through, a failure stops the demo. */
-function runStage(title: string, args: string[], json: boolean): Promise<void> {
+/**
+ * Run one `ctl` stage as a child process with --json: its human output (stderr) streams through, its JSON report
+ * (stdout) is returned; a failure stops the demo.
+ */
+function runStage<T>(title: string, args: string[]): Promise<T> {
   log(`\n== ${title}: ctl ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
-    // With --json the demo's stdout is its own summary, so the stages' stdout goes to stderr.
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', json ? process.stderr : 'inherit', 'inherit'] });
+    const child = spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
     child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new RunError(`${title} failed (${signal ?? `exit ${code}`}); fix what it says and run \`ctl demo\` again to continue`));
+    child.on('close', (code, signal) => {
+      if (code !== 0) {
+        reject(new RunError(`${title} failed (${signal ?? `exit ${code}`}); fix what it says and run \`ctl demo\` again to continue`));
+        return;
+      }
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as T);
+      } catch {
+        reject(new RunError(`${title}: \`ctl ${args[0]} --json\` printed no JSON report`));
+      }
     });
   });
 }
@@ -39,35 +57,70 @@ export function registerDemoCommand(program: Command): void {
   const cmd = program
     .command('demo')
     .description(
-      'the whole pipeline on a generated dataset, end to end, in minutes on 2 cores: synth → download → embed → train → eval (writes <workdir>/demo/)',
+      'the whole pipeline on a generated dataset, end to end, in 1-3 minutes on 2 cores: synth → download → embed → ' +
+        'zero-shot baseline → train → eval, then a summary (writes <workdir>/demo/; a second run resumes, finished stages are not redone)',
     )
-    .option('--scenes <n>', 'generated scenes', parseIntOption('--scenes', 20), 600)
-    .option('--products <n>', 'generated products', parseIntOption('--products', 20), 900)
-    .option('--seed <n>', 'seed of the generated data and of training', parseIntOption('--seed'), 7);
+    .option('--scenes <n>', 'generated scenes', parseIntOption('--scenes', 20), 2000)
+    .option('--products <n>', 'generated products (about √n latent styles)', parseIntOption('--products', 20), 600)
+    .option('--seed <n>', 'seed of the generated data', parseIntOption('--seed'), 7);
   withCommon(cmd).action(
     action<DemoOptions>(async (options) => {
       const started = performance.now();
       const workdir = join(options.workdir, 'demo');
       const source = join(workdir, 'mirror');
       const w = ['--workdir', workdir];
-      const json = options.json;
+      const stages: Partial<StageReports> = {};
+      const seconds: Record<string, number> = {};
+      const timed = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+        const t = performance.now();
+        const result = await work();
+        seconds[name] = Math.round((performance.now() - t) / 100) / 10;
+        return result;
+      };
+
       const synth = ['data', 'synth', '--scenes', String(options.scenes), '--products', String(options.products), '--seed', String(options.seed)];
-      await runStage('paint a synthetic STL-shaped dataset with images: the stand-in for Pinterest', [...synth, '--images', '--workdir', source], json);
+      stages.mirror = await timed('paint', () =>
+        runStage('paint a synthetic STL-shaped dataset with images: the stand-in for Pinterest', [...synth, '--images', '--workdir', source]),
+      );
       // The same seed gives the same world: the demo's own dataset is marked synthetic, so no table calls it STL.
-      await runStage('write the same dataset into the demo workdir, without images', [...synth, ...w], json);
+      stages.synth = await timed('synth', () => runStage('write the same dataset into the demo workdir, without images', [...synth, ...w]));
       const mirror = await startMirror(source);
       try {
         log(`\nserving the images at ${mirror.baseUrl} in Pinterest's URL layout`);
-        await runStage('download the images', ['download', '--base-url', mirror.baseUrl, '--concurrency', '8', ...w], json);
+        stages.download = await timed('download', () =>
+          runStage('download the images', ['download', '--base-url', mirror.baseUrl, '--concurrency', '8', ...w]),
+        );
       } finally {
         await mirror.close();
       }
-      await runStage('embed products and scenes with the generated tiny SigLIP', ['embed', '--model', 'tiny', '--offline', ...w], json);
-      await runStage('train the towers', ['train', '--config', DEMO_CONFIG, '--embeddings', 'tiny', '--run', 'demo', '--resume', ...w], json);
-      await runStage('evaluate', ['eval', '--run', 'demo', '--protocol', 'all', ...w], json);
-      const seconds = (performance.now() - started) / 1000;
-      log(`\ndemo done in ${formatDuration(seconds)}. Everything is in ${workdir}; try \`ctl data stats --workdir ${workdir}\``);
-      if (json) printJson({ workdir, run: join(workdir, 'runs', 'demo'), seconds });
+      stages.embed = await timed('embed', () =>
+        runStage(`embed products and scenes with the generated '${DEMO_MODEL}' SigLIP-shaped model (random weights)`, [
+          'embed', '--model', DEMO_MODEL, '--offline', ...w,
+        ]),
+      );
+      stages.zeroShot = await timed('zeroShot', () =>
+        runStage('the zero-shot baseline: raw image embeddings, cosine, no training', [
+          'eval', '--zero-shot', '--embeddings', DEMO_MODEL, '--protocol', 'catalog', ...w,
+        ]),
+      );
+      stages.train = await timed('train', () =>
+        // One worker: towers this small train faster than two workers can exchange gradients, and use less CPU.
+        runStage('train the towers', ['train', '--config', DEMO_CONFIG, '--run', RUN, '--resume', '--workers', '1', ...w]),
+      );
+      stages.eval = await timed('eval', () => runStage('evaluate the trained run', ['eval', '--run', RUN, '--protocol', 'all', ...w]));
+
+      const summary = demoSummary({
+        workdir,
+        mirror: source,
+        paths: workdirPaths(workdir),
+        run: RUN,
+        model: DEMO_MODEL,
+        config: DEMO_CONFIG,
+        stages: stages as StageReports,
+        seconds: { ...seconds, total: Math.round((performance.now() - started) / 100) / 10 },
+      });
+      log(`\n${formatSummary(summary).join('\n')}`);
+      if (options.json) printJson(summary);
     }),
   );
 }

@@ -1,0 +1,71 @@
+// `ctl demo` end to end through the built binary (`npm run build` first), at small sizes: every stage runs as a
+// child `ctl` process (synth with images, download from the local stand-in host, embed with the generated model,
+// zero-shot eval, train, eval), the --json summary carries the metrics, and a second run redoes no finished work.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { workdirPaths } from '../src/workdir.js';
+
+const CLI = resolve(__dirname, '../dist/cli.js');
+const dirs: string[] = [];
+
+afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+
+function ctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile('node', [CLI, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+const isMetric = (x: unknown) => typeof x === 'number' && x >= 0 && x <= 1;
+
+describe('ctl demo (built binary)', () => {
+  it('runs the pipeline, sums up zero-shot vs trained in --json, and a second run resumes without redoing work', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ctl-demo-'));
+    dirs.push(root);
+    const args = ['demo', '--workdir', root, '--scenes', '120', '--products', '60', '--json'];
+
+    const first = await ctl(args);
+    expect(first.code, first.stderr).toBe(0);
+    const summary = JSON.parse(first.stdout);
+    const workdir = join(root, 'demo');
+    expect(summary.data).toMatchObject({ source: 'synthetic', scenes: 120 });
+    expect(summary.embeddings.model).toBe('small');
+    expect(summary.embeddings.weights).toMatch(/random/);
+    const { catalog } = summary;
+    expect(catalog.split).toBe('scene/test');
+    expect(catalog.queries).toBeGreaterThan(0);
+    for (const row of [catalog.zeroShot, catalog.trained]) {
+      expect(row.protocol).toBe('catalog');
+      for (const k of ['1', '5', '10', '50']) expect(isMetric(row.recall[k])).toBe(true);
+      expect(isMetric(row.mrr)).toBe(true);
+    }
+    expect(catalog.trained.epoch).toBeGreaterThanOrEqual(1);
+    expect(summary.eval.trained.map((r: { protocol: string }) => r.protocol)).toEqual(['seed', 'catalog', 'category']);
+    const images = summary.data.scenes + summary.data.products;
+    expect(summary.work).toMatchObject({ imagesPainted: images, imagesDownloaded: images, rowsEmbedded: images });
+    expect(summary.files).toMatchObject({ workdir, run: workdirPaths(workdir).run('demo') });
+    // The human summary (stderr) names the zero-shot row, the honesty notes and what to run next.
+    expect(first.stderr).toMatch(/zero-shot \(cosine\)/);
+    expect(first.stderr).toMatch(/SYNTHETIC/);
+    expect(first.stderr).toMatch(/RANDOM weights/);
+    expect(first.stderr).toContain(`ctl eval --run demo --workdir ${workdir}`);
+    expect(first.stderr).toContain(`ctl data stats --workdir ${workdir}`);
+
+    const run = workdirPaths(workdir).run('demo');
+    const metrics = await readFile(join(run, 'metrics.jsonl'), 'utf8');
+    const checkpoint = (await stat(join(run, 'checkpoints', 'last', 'model.safetensors'))).mtimeMs;
+
+    const second = await ctl(args);
+    expect(second.code, second.stderr).toBe(0);
+    const again = JSON.parse(second.stdout);
+    expect(again.work).toMatchObject({ imagesPainted: 0, imagesDownloaded: 0, rowsEmbedded: 0 });
+    expect(await readFile(join(run, 'metrics.jsonl'), 'utf8')).toBe(metrics);
+    expect((await stat(join(run, 'checkpoints', 'last', 'model.safetensors'))).mtimeMs).toBe(checkpoint);
+    expect(again.catalog).toEqual(catalog);
+  }, 180_000);
+});
