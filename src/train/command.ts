@@ -25,7 +25,7 @@ export function registerTrainCommand(program: Command): void {
     program
       .command('train')
       .description('train the scene and product towers, validate and checkpoint every epoch')
-      .requiredOption('--config <file>', 'training config (configs/v1.json, configs/v2.json, configs/v2-mined.json, configs/demo.json)')
+      .requiredOption('--config <file>', 'training config (configs/v1.json, configs/v2.json, configs/v2-mined.json, configs/demo.json, configs/demo-images.json; see configs/README.md)')
       .addOption(new Option('--backend <name>', 'TensorFlow.js backend; auto = tfjs-node-gpu, then tfjs-node if installed, else wasm, else cpu').choices(BACKEND_CHOICES).default('auto'))
       .option('--resume', 'continue the run from its last checkpoint (refused if the config or data changed)', false)
       .option('--run <name>', "run name under <workdir>/runs/ (default: the config's name, plus the embedding model when --embeddings overrides it)")
