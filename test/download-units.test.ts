@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { inShard, shardOf } from '../src/data/shard.js';
 import { Aimd } from '../src/download/aimd.js';
 import { ManifestWriter, readManifest, type ManifestRecord } from '../src/download/manifest.js';
-import { backoffDelay, parseRetryAfter, retryDelay } from '../src/download/retry.js';
+import { backoffDelay, parseRetryAfter, retryDelay } from '../src/util/retry.js';
 import { imageUrl, selectTargets } from '../src/download/targets.js';
 import { checkContentType, checkEnd, checkHead, InvalidImage, sniffFormat } from '../src/download/validate.js';
 import { sigOf } from './download-fixtures.js';

@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Agent, interceptors, request } from 'undici';
 import { InputError, RunError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
+import { backoffDelay, sleep } from '../util/retry.js';
 
 export interface DownloadOptions {
   /** Seconds to wait for the connection, the headers, and between body chunks. */
@@ -48,9 +49,9 @@ export async function downloadFile(url: string, path: string, options: DownloadO
         if (!(err instanceof TransientError)) throw err;
         const reason = err instanceof Error ? err.message : String(err);
         if (attempt > retries) throw new RunError(`download of ${url} failed after ${attempt} attempt(s): ${reason}`);
-        const wait = Math.min(backoffMs * 2 ** (attempt - 1), 30_000);
+        const wait = backoffDelay(attempt, { baseMs: backoffMs, maxMs: 30_000 });
         process.stderr.write(`${url}: ${reason}; retrying in ${(wait / 1000).toFixed(1)}s (${attempt}/${retries})\n`);
-        await new Promise((resolve) => setTimeout(resolve, wait));
+        await sleep(wait);
       }
     }
   } finally {

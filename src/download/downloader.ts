@@ -13,7 +13,7 @@ import { fetchImageOnce, type AttemptContext } from './fetch-image.js';
 import { IMAGE_KINDS, ManifestWriter, readManifest, type ImageStatus, type ManifestRecord } from './manifest.js';
 import { reconcile, type Plan } from './reconcile.js';
 import { ImageSaver } from './save-image.js';
-import { retryDelay, sleep, type BackoffPolicy } from './retry.js';
+import { retryDelay, sleep, type BackoffPolicy } from '../util/retry.js';
 import { imageUrl, type ImageTarget } from './targets.js';
 import type { ValidationMode } from './validate.js';
 

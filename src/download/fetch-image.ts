@@ -3,7 +3,7 @@
 // complete, valid image.
 import { request, type Dispatcher } from 'undici';
 import { RunError } from '../util/errors.js';
-import { parseRetryAfter } from './retry.js';
+import { parseRetryAfter } from '../util/retry.js';
 import type { ImageSaver } from './save-image.js';
 import { InvalidImage, SNIFF_BYTES, checkContentType, checkHead, type ImageFormat, type ValidationMode } from './validate.js';
 

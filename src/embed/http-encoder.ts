@@ -3,12 +3,13 @@
 //                     Content-Type image/jpeg
 //   --api-send url    body = {"url": "<image host>/400x/ab/cd/ef/<sig>.jpg"}, Content-Type application/json
 // and the answer is JSON {"embedding": [numbers]}. Requests run `concurrency` at a time; network errors, 429 and
-// 5xx are retried with exponential backoff; every vector must have the same dimension.
+// 5xx are retried with exponential backoff and jitter; every vector must have the same dimension.
 import pLimit from 'p-limit';
 import { imageUrl } from '../download/targets.js';
 import { InputError, RunError } from '../util/errors.js';
 import { l2NormalizeRows, type Encoder, type PreparedBase } from './encoder.js';
 import { decodeRgb, encodeJpeg, ImageProblem, loadJobImage, readImageFile, type ImageJob } from './images.js';
+import { backoffDelay, sleep } from '../util/retry.js';
 
 export interface HttpEncoderOptions {
   apiUrl: string;
@@ -32,8 +33,6 @@ interface PreparedRequest extends PreparedBase {
   contentType: string;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> {
   let url: URL;
   try {
@@ -49,7 +48,7 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
   async function post(item: PreparedRequest, job: ImageJob): Promise<Float32Array | ImageProblem> {
     let last = '';
     for (let attempt = 0; attempt <= opts.retries; attempt++) {
-      if (attempt > 0) await sleep(retryDelayMs * 2 ** (attempt - 1));
+      if (attempt > 0) await sleep(backoffDelay(attempt, { baseMs: retryDelayMs, maxMs: 30_000 }));
       let res: Response;
       try {
         res = await fetch(url, {

@@ -1,4 +1,5 @@
-// When to ask again: exponential backoff with full jitter, or the server's Retry-After when it gives one.
+// When to ask again: exponential backoff with full jitter, or the server's Retry-After when it gives one. Shared by
+// every HTTP client of the pipeline (metadata fetch, image download, embedding service).
 
 export interface BackoffPolicy {
   /** Delay scale of the first retry, ms. */
@@ -13,7 +14,7 @@ export interface BackoffPolicy {
  * Full jitter ("Exponential Backoff And Jitter", AWS architecture blog): uniform in [0, min(max, base * 2^(n-1)))
  * for retry n = 1, 2, ... Spreads the retries of many requests that failed together.
  */
-export function backoffDelay(retry: number, policy: BackoffPolicy, random: () => number = Math.random): number {
+export function backoffDelay(retry: number, policy: Pick<BackoffPolicy, 'baseMs' | 'maxMs'>, random: () => number = Math.random): number {
   const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, retry - 1));
   return Math.floor(random() * ceiling);
 }
