@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 // Benchmark of `ctl download`: a loopback host serving N generated ~30 KB JPEGs (a pool of distinct images behind N
 // distinct signatures); `ctl download` (--validate full, the default, and fast) against plain clients (a minimal
-// undici loop; curl --parallel), same host, same concurrency, run one after the other in this script. Prints
-// images/s, MB/s, peak RSS and CPU per image of each, and the ratios.
+// undici loop; curl --parallel, once), same host, same concurrency. The undici loop and ctl alternate over several
+// rounds, so a busy machine's swings hit them alike; the ratios are medians of each round's ratio. Prints images/s,
+// MB/s, peak RSS and CPU per image of each, and the ratios.
 //
-//   npm run build && node bench/download/run.mjs [--images 20000] [--concurrency 32] [--pool 256] [--no-curl] [--keep]
+//   npm run build && node bench/download/run.mjs [--images 20000] [--concurrency 32] [--pool 256] [--rounds 3] [--no-curl] [--keep]
 //
 // Needs GNU time (/usr/bin/time) for peak RSS and CPU time.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +28,7 @@ const flag = (name, fallback) => {
 const images = flag('--images', 20_000);
 const concurrency = flag('--concurrency', 32);
 const poolSize = flag('--pool', 256);
+const rounds = flag('--rounds', 3);
 const useCurl = !args.includes('--no-curl') && spawnSync('curl', ['--version']).status === 0;
 const keep = args.includes('--keep');
 
@@ -104,53 +106,75 @@ const urls = sigs.map((s) => `${baseUrl}/400x/${s.slice(0, 2)}/${s.slice(2, 4)}/
 const totalBytes = sigs.reduce((n, s) => n + pool[parseInt(s.slice(0, 8), 16) % pool.length], 0);
 writeFileSync(join(root, 'urls.txt'), urls.join('\n') + '\n');
 
-// 3. The clients, one after the other.
-const rows = [];
-const row = (name, r, extra = '') => {
-  rows.push({ name, seconds: r.seconds, rate: sigs.length / r.seconds, mbps: totalBytes / 1e6 / r.seconds, rssMb: r.rssMb, cpuMs: (1000 * r.cpu) / sigs.length, extra });
-  say(`${name}: ${r.seconds.toFixed(2)} s`);
+// 3. The clients: curl once, then rounds of the undici loop and ctl (full, fast) in turn; at last a re-run of ctl.
+const runs = new Map(); // client name -> one measurement per round
+const record = (name, r, extra = {}) => {
+  const runsOf = runs.get(name) ?? [];
+  runsOf.push({ seconds: r.seconds, rssMb: r.rssMb, cpuMs: (1000 * r.cpu) / sigs.length, ...extra });
+  runs.set(name, runsOf);
+  say(`${name}: ${r.seconds.toFixed(2)} s, ${(sigs.length / r.seconds).toFixed(0)} images/s, ${((1000 * r.cpu) / sigs.length).toFixed(2)} ms CPU per image`);
+};
+const BASELINE = 'undici loop, no validation';
+// Every run writes into a folder of its own, and nothing is deleted before the end: right after thousands of files
+// are deleted, ext4 allocates new inodes slowly (it skips recently freed ones), which would tax the next client.
+let runCount = 0;
+const freshDir = (name) => {
+  const dir = join(root, `${name}-${runCount++}`);
+  mkdirSync(dir);
+  return dir;
 };
 
-const baselineOut = join(root, 'baseline');
-mkdirSync(baselineOut);
-row('undici loop, no validation', await measure(process.execPath, [join(here, 'baseline.mjs'), join(root, 'urls.txt'), baselineOut, String(concurrency)]));
-rmSync(baselineOut, { recursive: true });
-
 if (useCurl) {
-  const curlOut = join(root, 'curl');
-  mkdirSync(curlOut);
+  const curlOut = freshDir('curl');
   writeFileSync(join(root, 'urls.curl'), urls.map((u, i) => `url = "${u}"\noutput = "${join(curlOut, `${i}.jpg`)}"\n`).join(''));
-  row(`curl --parallel-max ${concurrency}`, await measure('curl', ['--silent', '--fail', '--parallel', '--parallel-max', String(concurrency), '--config', join(root, 'urls.curl')]));
-  rmSync(curlOut, { recursive: true });
+  record(`curl --parallel-max ${concurrency}`, await measure('curl', ['--silent', '--fail', '--parallel', '--parallel-max', String(concurrency), '--config', join(root, 'urls.curl')]));
 }
 
-const ctlArgs = [cli, 'download', '--workdir', workdir, '--base-url', baseUrl, '--concurrency', String(concurrency), '--json'];
-for (const validate of ['full', 'fast']) {
-  rmSync(join(workdir, 'images'), { recursive: true, force: true });
-  const ctl = await measure(process.execPath, [...ctlArgs, '--validate', validate]);
-  const summary = JSON.parse(ctl.stdout);
-  if (summary.state.ok !== sigs.length) throw new Error(`ctl download settled ${summary.state.ok} ok of ${sigs.length}`);
-  row(`ctl download --validate ${validate}`, ctl, `fetch phase alone: ${summary.imagesPerSec.toFixed(0)} images/s`);
+const ctlArgs = (dir) => [cli, 'download', '--workdir', dir, '--base-url', baseUrl, '--concurrency', String(concurrency), '--json'];
+let ctlWorkdir;
+for (let round = 0; round < rounds; round++) {
+  say(`round ${round + 1} of ${rounds}`);
+  record(BASELINE, await measure(process.execPath, [join(here, 'baseline.mjs'), join(root, 'urls.txt'), freshDir('baseline'), String(concurrency)]));
+  for (const validate of ['full', 'fast']) {
+    ctlWorkdir = freshDir('ctl');
+    cpSync(join(workdir, 'dataset'), join(ctlWorkdir, 'dataset'), { recursive: true });
+    const ctl = await measure(process.execPath, [...ctlArgs(ctlWorkdir), '--validate', validate]);
+    const summary = JSON.parse(ctl.stdout);
+    if (summary.state.ok !== sigs.length) throw new Error(`ctl download settled ${summary.state.ok} ok of ${sigs.length}`);
+    record(`ctl download --validate ${validate}`, ctl, { fetchRate: summary.imagesPerSec });
+  }
 }
-const again = await measure(process.execPath, ctlArgs);
-row('ctl download, re-run (all present)', again, `${JSON.parse(again.stdout).todo} fetched`);
-rows.at(-1).rate = NaN; // nothing downloaded: only its time is meaningful
-rows.at(-1).mbps = NaN;
-rows.at(-1).cpuMs = NaN;
+const again = await measure(process.execPath, ctlArgs(ctlWorkdir));
+say(`re-run, all present: ${JSON.parse(again.stdout).todo} fetched in ${again.seconds.toFixed(2)} s`);
 
 server.kill();
 if (!keep) rmSync(root, { recursive: true, force: true });
 
-// 4. The table.
+// 4. The table: medians over rounds (peak RSS: the largest).
+const median = (values) => {
+  const sorted = values.slice().sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 const pad = (s, n) => String(s).padEnd(n);
-const num = (v, d) => (Number.isFinite(v) ? v.toFixed(d) : '-');
-console.log(`\n${sigs.length} images, ${(totalBytes / 1e6).toFixed(0)} MB, concurrency ${concurrency}, node ${process.version}, ${(await import('node:os')).cpus().length} cores`);
-console.log(`${pad('client', 38)}${pad('seconds', 9)}${pad('images/s', 10)}${pad('MB/s', 8)}${pad('peak RSS MB', 13)}${pad('CPU ms/image', 14)}`);
-for (const r of rows)
-  console.log(`${pad(r.name, 38)}${pad(num(r.seconds, 2), 9)}${pad(num(r.rate, 0), 10)}${pad(num(r.mbps, 1), 8)}${pad(num(r.rssMb, 0), 13)}${pad(num(r.cpuMs, 2), 14)}${r.extra}`);
-for (const ctlRow of rows.filter((r) => r.name.startsWith('ctl download --validate')))
-  for (const base of rows.filter((r) => !r.name.startsWith('ctl')))
-    console.log(
-      `ratio ${ctlRow.name} / ${base.name}: ${(ctlRow.rate / base.rate).toFixed(2)} images/s (end to end, process start included), ` +
-        `${(base.cpuMs / ctlRow.cpuMs).toFixed(2)} by CPU per image`,
-    );
+console.log(
+  `\n${sigs.length} images, ${(totalBytes / 1e6).toFixed(0)} MB, concurrency ${concurrency}, ${rounds} rounds, node ${process.version}, ` +
+    `${(await import('node:os')).cpus().length} cores, load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`,
+);
+console.log(`${pad('client (median of rounds)', 38)}${pad('seconds', 9)}${pad('images/s', 10)}${pad('MB/s', 8)}${pad('peak RSS MB', 13)}${pad('CPU ms/image', 14)}`);
+for (const [name, list] of runs) {
+  const seconds = median(list.map((r) => r.seconds));
+  const fetch = list[0].fetchRate === undefined ? '' : `fetch phase alone: ${median(list.map((r) => r.fetchRate)).toFixed(0)} images/s`;
+  console.log(
+    `${pad(name, 38)}${pad(seconds.toFixed(2), 9)}${pad((sigs.length / seconds).toFixed(0), 10)}${pad((totalBytes / 1e6 / seconds).toFixed(1), 8)}` +
+      `${pad(Math.max(...list.map((r) => r.rssMb)).toFixed(0), 13)}${pad(median(list.map((r) => r.cpuMs)).toFixed(2), 14)}${fetch}`,
+  );
+}
+const base = runs.get(BASELINE);
+for (const [name, list] of runs) {
+  if (!name.startsWith('ctl')) continue;
+  const rate = median(list.map((r, i) => base[i].seconds / r.seconds));
+  const cpu = median(list.map((r, i) => base[i].cpuMs / r.cpuMs));
+  const each = list.map((r, i) => (base[i].seconds / r.seconds).toFixed(2)).join(' ');
+  console.log(`ratio ${name} / ${BASELINE}: ${rate.toFixed(2)} images/s (rounds: ${each}; process start included), ${cpu.toFixed(2)} by CPU per image`);
+}

@@ -204,7 +204,12 @@ function readScan(tables: Tables, s: Buffer, data: Buffer, pos: number): number 
   for (let done = 0, restart = 0; ; restart++) {
     const marker = reader.load(data, pos);
     const count = Math.min(interval, mcus - done);
-    decode(reader, done, count);
+    try {
+      decode(reader, done, count);
+    } catch (err) {
+      if (err instanceof RangeError) corrupt('premature end of data segment'); // read far past the end
+      throw err;
+    }
     done += count;
     // Only the bits that pad the last byte may be left over: more means the data and the image size disagree.
     const left = reader.bitsLeft();
@@ -231,32 +236,39 @@ function checkProgression(components: Component[], ss: number, se: number, ah: n
   }
 }
 
-// The decoding loops below are the hot path: they keep the bit position in a local and read 16 bits at a time.
-// Reads past the end of the data see zeros (or stale bytes): the caller then finds the data was too short.
+// The decoding loops below are the hot path. They keep the bit position in a local and read the next bits with
+// one 32-bit load at the byte holding it. Reads past the end of the data see zeros or stale bytes (the caller then
+// finds the data was too short), or throw a RangeError past the buffer (readScan reports it the same way).
 
-/** The 16 bits at bit position `bit`. */
-function word16(b: Uint8Array, bit: number): number {
-  const i = bit >>> 3;
-  return (((b[i] << 16) | (b[i + 1] << 8) | b[i + 2]) >>> (8 - (bit & 7))) & 0xffff;
+/** The next `n` (<= 24) bits at bit position `bit`. */
+function peek(view: DataView, bit: number, n: number): number {
+  return (view.getUint32(bit >>> 3) << (bit & 7)) >>> (32 - n);
 }
 
 /** Baseline and extended sequential scans: per block, a DC difference and up to 63 run/size AC codes. */
 function decodeSequential(r: BitReader, count: number, dcTables: HuffmanTable[], acTables: HuffmanTable[]): void {
-  const b = r.bytes;
+  const view = r.view;
   let bit = r.bit;
   for (let m = 0; m < count; m++) {
     for (let j = 0; j < dcTables.length; j++) {
       const dc = dcTables[j];
-      let word = word16(b, bit);
-      let entry = dc.dcSkip[word >>> (16 - LOOKAHEAD)];
-      bit += entry !== 0 ? entry : dcStep(longCode(dc, word));
+      const step = (dc.dcSteps ??= lookup(dc, dcStep))[peek(view, bit, LOOKAHEAD)];
+      bit += step !== 0 ? step : dcStep(longCode(dc, peek(view, bit, 16)));
       const ac = acTables[j];
+      const pairs = (ac.acPairs ??= pairSteps(ac));
       for (let k = 1; k < 64; ) {
-        word = word16(b, bit);
-        entry = ac.acSkip[word >>> (16 - LOOKAHEAD)];
-        if (entry === 0) entry = acStep(longCode(ac, word));
-        bit += entry & 31;
-        k += entry >>> 5;
+        const pair = pairs[peek(view, bit, PAIR_BITS)];
+        if (pair === 0) {
+          const step = acStep(longCode(ac, peek(view, bit, 16)));
+          bit += step & 31;
+          k += (step >>> 5) & 127;
+        } else if (pair >>> 24 && k + ((pair >>> 12) & 127) < 64) {
+          bit += pair & 31; // both codes of the pair belong to this block
+          k += (pair >>> 5) & 127;
+        } else {
+          bit += (pair >>> 19) & 31;
+          k += (pair >>> 12) & 127;
+        }
       }
     }
   }
@@ -264,21 +276,27 @@ function decodeSequential(r: BitReader, count: number, dcTables: HuffmanTable[],
 }
 
 function decodeDcFirst(r: BitReader, count: number, dcTables: HuffmanTable[]): void {
-  const b = r.bytes;
+  const view = r.view;
   let bit = r.bit;
   for (let m = 0; m < count; m++) {
     for (let j = 0; j < dcTables.length; j++) {
-      const word = word16(b, bit);
-      const entry = dcTables[j].dcSkip[word >>> (16 - LOOKAHEAD)];
-      bit += entry !== 0 ? entry : dcStep(longCode(dcTables[j], word));
+      const dc = dcTables[j];
+      const step = (dc.dcSteps ??= lookup(dc, dcStep))[peek(view, bit, LOOKAHEAD)];
+      bit += step !== 0 ? step : dcStep(longCode(dc, peek(view, bit, 16)));
     }
   }
   r.bit = bit;
 }
 
+/** The (code length << 8) | symbol of the Huffman code at `bit`. */
+function decodeSymbol(view: DataView, bit: number, table: HuffmanTable): number {
+  const entry = table.codes[peek(view, bit, LOOKAHEAD)];
+  return entry !== 0 ? entry : longCode(table, peek(view, bit, 16));
+}
+
 /** libjpeg's decode_mcu_AC_first, keeping only which coefficients become nonzero. */
 function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, first: number, count: number, ss: number, se: number): void {
-  const b = r.bytes;
+  const view = r.view;
   let bit = r.bit;
   let eobRun = r.eobRun;
   for (let m = first; m < first + count; m++) {
@@ -288,9 +306,7 @@ function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, firs
     }
     const base = m * 64;
     for (let k = ss; k <= se; ) {
-      const word = word16(b, bit);
-      let entry = ac.fast[word >>> (16 - LOOKAHEAD)];
-      if (entry === 0) entry = longCode(ac, word);
+      const entry = decodeSymbol(view, bit, ac);
       bit += entry >>> 8;
       const run = (entry >>> 4) & 15;
       const size = entry & 15;
@@ -302,7 +318,7 @@ function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, firs
       } else if (run === 15) k += 16;
       else {
         // End of band: this block and the next 2^run - 1 + (run extra bits) blocks have no more coefficients.
-        eobRun = (1 << run) - 1 + (run ? word16(b, bit) >>> (16 - run) : 0);
+        eobRun = (1 << run) - 1 + (run ? peek(view, bit, run) : 0);
         bit += run;
         break;
       }
@@ -314,7 +330,7 @@ function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, firs
 
 /** libjpeg's decode_mcu_AC_refine: the same bits read, keeping only which coefficients are nonzero. */
 function decodeAcRefine(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, first: number, count: number, ss: number, se: number): void {
-  const b = r.bytes;
+  const view = r.view;
   let bit = r.bit;
   let eobRun = r.eobRun;
   for (let m = first; m < first + count; m++) {
@@ -322,9 +338,7 @@ function decodeAcRefine(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, fir
     let k = ss;
     if (eobRun === 0) {
       for (; k <= se; k++) {
-        const word = word16(b, bit);
-        let entry = ac.fast[word >>> (16 - LOOKAHEAD)];
-        if (entry === 0) entry = longCode(ac, word);
+        const entry = decodeSymbol(view, bit, ac);
         bit += entry >>> 8;
         let run = (entry >>> 4) & 15;
         const size = entry & 15;
@@ -332,7 +346,7 @@ function decodeAcRefine(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, fir
           if (size !== 1) corrupt('bad Huffman code'); // a newly nonzero coefficient is always ±1
           bit += 1; // its sign
         } else if (run !== 15) {
-          eobRun = (1 << run) + (run ? word16(b, bit) >>> (16 - run) : 0);
+          eobRun = (1 << run) + (run ? peek(view, bit, run) : 0);
           bit += run;
           break;
         }
@@ -356,34 +370,71 @@ function decodeAcRefine(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, fir
 
 /** Codes of up to LOOKAHEAD bits are found in one table look-up; longer ones by their length (T.81 F.2.2.3). */
 const LOOKAHEAD = 9;
+/** Sequential AC codes are looked up two at a time where both fit in this many bits. */
+const PAIR_BITS = 12;
 
+/**
+ * A Huffman table as the file defines it (checked as libjpeg does), and look-up tables indexed by the next
+ * LOOKAHEAD bits, each built when a scan first needs it. An entry 0 means: a longer code, see longCode.
+ */
 interface HuffmanTable {
-  /** Indexed by the next LOOKAHEAD bits: (code length << 8) | symbol, 0 when the code is longer. */
-  fast: Uint16Array;
-  /** The same look-up, as the bits a DC difference takes (code and magnitude): dcStep. */
-  dcSkip: Uint16Array;
-  /** The same look-up, as an AC code's bits and how far it moves the coefficient index: acStep. */
-  acSkip: Uint16Array;
-  /** Per code length: the largest code (-1: none) and the offset from a code to its symbol's index. */
   maxCode: Int32Array;
   valueOffset: Int32Array;
   symbols: Uint8Array;
+  /** (code length << 8) | symbol. */
+  codes: Uint16Array;
+  /** As a DC code: dcStep. */
+  dcSteps?: Uint16Array;
+  /** As a sequential AC code: acStep. */
+  acSteps?: Uint16Array;
+  /** Two sequential AC codes at once, indexed by the next PAIR_BITS bits: pairSteps. */
+  acPairs?: Uint32Array;
 }
 
 const EMPTY_TABLE = buildTable(new Uint8Array(16), new Uint8Array(0));
 
-/** Bits of a DC code (length << 8 | size) and of the difference after it. */
+/** Bits of a DC code (entry: length << 8 | size) and of the difference after it. */
 function dcStep(entry: number): number {
   return (entry >>> 8) + (entry & 15);
 }
 
-/** Bits of a sequential AC code (length << 8 | run << 4 | size) and of the value after it, | the index advance << 5 (64: end of block). */
+/**
+ * A sequential AC code (entry: length << 8 | run << 4 | size): the bits of the code and of the value after it,
+ * | how far it moves the coefficient index << 5 (64: end of block), | the code's length << 12.
+ */
 function acStep(entry: number): number {
-  const [run, size] = [(entry >>> 4) & 15, entry & 15];
-  return ((entry >>> 8) + size) | ((size ? run + 1 : run === 15 ? 16 : 64) << 5);
+  const [length, run, size] = [entry >>> 8, (entry >>> 4) & 15, entry & 15];
+  return (length + size) | ((size ? run + 1 : run === 15 ? 16 : 64) << 5) | (length << 12);
 }
 
-/** A code longer than LOOKAHEAD bits at the start of `word`: (length << 8) | symbol. */
+function lookup(table: HuffmanTable, step: (entry: number) => number): Uint16Array {
+  const steps = new Uint16Array(table.codes.length);
+  for (let i = 0; i < steps.length; i++) if (table.codes[i] !== 0) steps[i] = step(table.codes[i]);
+  return steps;
+}
+
+/**
+ * For each PAIR_BITS-bit pattern: the first AC code's bits | index advance << 5, and where the second code also
+ * lies in the pattern, the sums of both (bits | advance << 5) and a flag: first bits << 19 | first advance << 12 |
+ * (1 << 24). The decoder takes the pair unless the first code ends the block.
+ */
+function pairSteps(table: HuffmanTable): Uint32Array {
+  const steps = (table.acSteps ??= lookup(table, acStep));
+  const pairs = new Uint32Array(1 << PAIR_BITS);
+  const shift = PAIR_BITS - LOOKAHEAD;
+  for (let p = 0; p < pairs.length; p++) {
+    const first = steps[p >>> shift];
+    if (first === 0) continue;
+    const [bits, advance] = [first & 31, (first >>> 5) & 127];
+    const single = bits | (advance << 5) | (advance << 12) | (bits << 19);
+    const second = advance < 64 && bits < PAIR_BITS ? steps[((p << bits) & (pairs.length - 1)) >>> shift] : 0;
+    const fits = second !== 0 && bits + (second >>> 12) <= PAIR_BITS;
+    pairs[p] = fits ? (single & ~0xfff) | (bits + (second & 31)) | ((advance + ((second >>> 5) & 127)) << 5) | (1 << 24) : single;
+  }
+  return pairs;
+}
+
+/** A code longer than LOOKAHEAD bits at the start of `word` (16 bits): (length << 8) | symbol. */
 function longCode(table: HuffmanTable, word: number): number {
   for (let length = LOOKAHEAD + 1; length <= 16; length++) {
     const code = word >>> (16 - length);
@@ -403,7 +454,7 @@ function huffmanTable(specs: (TableSpec | undefined)[], index: number, dc: boole
 }
 
 function buildTable(counts: Uint8Array, symbols: Uint8Array): HuffmanTable {
-  const [fast, dcSkip, acSkip] = [new Uint16Array(1 << LOOKAHEAD), new Uint16Array(1 << LOOKAHEAD), new Uint16Array(1 << LOOKAHEAD)];
+  const codes = new Uint16Array(1 << LOOKAHEAD);
   const maxCode = new Int32Array(17).fill(-1);
   const valueOffset = new Int32Array(17);
   let code = 0;
@@ -411,27 +462,24 @@ function buildTable(counts: Uint8Array, symbols: Uint8Array): HuffmanTable {
   for (let length = 1; length <= 16; length++) {
     valueOffset[length] = k - code;
     for (let i = 0; i < counts[length - 1]; i++, k++, code++) {
-      if (length > LOOKAHEAD) continue;
-      const [from, to] = [code << (LOOKAHEAD - length), (code + 1) << (LOOKAHEAD - length)];
-      const entry = (length << 8) | symbols[k];
-      fast.fill(entry, from, to);
-      dcSkip.fill(dcStep(entry), from, to);
-      acSkip.fill(acStep(entry), from, to);
+      const shift = LOOKAHEAD - length;
+      if (shift >= 0) codes.fill((length << 8) | symbols[k], code << shift, (code + 1) << shift);
     }
     maxCode[length] = counts[length - 1] ? code - 1 : -1;
     // No code may be all ones, so the codes of each length must leave room (libjpeg's JERR_BAD_HUFF_TABLE).
     if (code >= 1 << length) corrupt('bad Huffman table');
     code <<= 1;
   }
-  return { fast, dcSkip, acSkip, maxCode, valueOffset, symbols };
+  return { codes, maxCode, valueOffset, symbols };
 }
 
 /** Growing scratch buffer for one restart interval of entropy-coded data, byte stuffing removed. */
 let scratch = new Uint8Array(1 << 16);
+let scratchView = new DataView(scratch.buffer);
 
-/** The bits of one restart interval: the decoding loops read `bytes` from `bit`; bitsLeft() < 0 means it ran past the end. */
+/** The bits of one restart interval: the decoding loops read `view` from `bit`; bitsLeft() < 0 means it ran past the end. */
 class BitReader {
-  bytes = scratch;
+  view = scratchView;
   bit = 0;
   /** A progressive AC scan's end-of-band run: blocks left without more coefficients. */
   eobRun = 0;
@@ -453,8 +501,8 @@ class BitReader {
       while (next < data.length && data[next] === 0xff) next++;
       if (next >= data.length) corrupt('premature end of JPEG file');
       if (data[next] !== 0) {
-        scratch.fill(0, out, out + 4); // look-ahead past the end reads zeros
-        this.bytes = scratch;
+        scratch.fill(0, out, out + 4); // the 32-bit look-ahead past the end reads zeros
+        this.view = scratchView;
         this.end = out * 8;
         this.bit = 0;
         this.eobRun = 0;
@@ -479,4 +527,5 @@ function reserve(size: number): void {
   const grown = new Uint8Array(Math.max(scratch.length * 2, size + 4));
   grown.set(scratch);
   scratch = grown;
+  scratchView = new DataView(scratch.buffer);
 }
