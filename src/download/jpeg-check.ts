@@ -40,8 +40,11 @@ interface Component {
   blocksPerColumn: number;
   /** Progressive: the last successive-approximation bit of each coefficient seen so far, -1 for none (libjpeg's coef_bits). */
   coefBits: Int8Array;
-  /** Progressive: per block and zigzag index, whether the coefficient is nonzero yet (AC refinement reads depend on it). */
-  nonzero?: Uint8Array;
+  /**
+   * Progressive: which coefficients of each block are nonzero yet (AC refinement reads depend on it), as a 64-bit
+   * mask per block in zigzag order: two words, coefficients 0–31 and 32–63.
+   */
+  nonzero?: Int32Array;
 }
 
 interface Frame {
@@ -192,7 +195,7 @@ function readScan(tables: Tables, s: Buffer, data: Buffer, pos: number): number 
     else if (ss === 0) decode = (r, _first, count) => r.skip(count * dcTables.length); // one bit per block
     else {
       const c = components[0];
-      const nonzero = (c.nonzero ??= new Uint8Array(c.blocksPerLine * c.blocksPerColumn * 64));
+      const nonzero = (c.nonzero ??= new Int32Array(c.blocksPerLine * c.blocksPerColumn * 2));
       const ac = acTables[0];
       decode = ah === 0 ? (r, first, count) => decodeAcFirst(r, ac, nonzero, first, count, ss, se) : (r, first, count) => decodeAcRefine(r, ac, nonzero, first, count, ss, se);
     }
@@ -256,18 +259,21 @@ function decodeSequential(r: BitReader, count: number, dcTables: HuffmanTable[],
       bit += step !== 0 ? step : dcStep(longCode(dc, peek(view, bit, 16)));
       const ac = acTables[j];
       const pairs = (ac.acPairs ??= pairSteps(ac));
+      const steps = ac.acSteps!;
       for (let k = 1; k < 64; ) {
-        const pair = pairs[peek(view, bit, PAIR_BITS)];
-        if (pair === 0) {
+        const word = peek(view, bit, PAIR_BITS);
+        const first = steps[word >>> (PAIR_BITS - LOOKAHEAD)];
+        const pair = pairs[word];
+        if (first === 0) {
           const step = acStep(longCode(ac, peek(view, bit, 16)));
           bit += step & 31;
           k += (step >>> 5) & 127;
-        } else if (pair >>> 24 && k + ((pair >>> 12) & 127) < 64) {
-          bit += pair & 31; // both codes of the pair belong to this block
-          k += (pair >>> 5) & 127;
+        } else if (pair !== 0 && k + ((first >>> 5) & 127) < 64) {
+          bit += pair & 31; // both codes belong to this block
+          k += pair >>> 5;
         } else {
-          bit += (pair >>> 19) & 31;
-          k += (pair >>> 12) & 127;
+          bit += first & 31;
+          k += (first >>> 5) & 127;
         }
       }
     }
@@ -295,7 +301,7 @@ function decodeSymbol(view: DataView, bit: number, table: HuffmanTable): number 
 }
 
 /** libjpeg's decode_mcu_AC_first, keeping only which coefficients become nonzero. */
-function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, first: number, count: number, ss: number, se: number): void {
+function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Int32Array, first: number, count: number, ss: number, se: number): void {
   const view = r.view;
   let bit = r.bit;
   let eobRun = r.eobRun;
@@ -304,7 +310,7 @@ function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, firs
       eobRun--;
       continue;
     }
-    const base = m * 64;
+    const base = m * 2;
     for (let k = ss; k <= se; ) {
       const entry = decodeSymbol(view, bit, ac);
       bit += entry >>> 8;
@@ -313,7 +319,7 @@ function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, firs
       if (size) {
         k += run;
         bit += size;
-        nonzero[base + (k > 63 ? 63 : k)] = 1; // libjpeg's zigzag table is padded with 63 past the end
+        setNonzero(nonzero, base, k);
         k++;
       } else if (run === 15) k += 16;
       else {
@@ -328,13 +334,29 @@ function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, firs
   r.eobRun = eobRun;
 }
 
+/** Mark coefficient k of a block nonzero; past 63, 63 (libjpeg's zigzag table is padded with 63 past the end). */
+function setNonzero(nonzero: Int32Array, base: number, k: number): void {
+  const at = k > 63 ? 63 : k;
+  nonzero[base + (at >>> 5)] |= 1 << (at & 31);
+}
+
+/** How many bits of `word` are set at positions from..to (0 <= from, to <= 31; none when from > to). */
+function bitCount(word: number, from: number, to: number): number {
+  if (from > to) return 0;
+  let x = (word >>> from) & (0xffffffff >>> (31 - (to - from)));
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
+}
+
 /** libjpeg's decode_mcu_AC_refine: the same bits read, keeping only which coefficients are nonzero. */
-function decodeAcRefine(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, first: number, count: number, ss: number, se: number): void {
+function decodeAcRefine(r: BitReader, ac: HuffmanTable, nonzero: Int32Array, first: number, count: number, ss: number, se: number): void {
   const view = r.view;
   let bit = r.bit;
   let eobRun = r.eobRun;
   for (let m = first; m < first + count; m++) {
-    const base = m * 64;
+    const base = m * 2;
     let k = ss;
     if (eobRun === 0) {
       for (; k <= se; k++) {
@@ -352,15 +374,17 @@ function decodeAcRefine(r: BitReader, ac: HuffmanTable, nonzero: Uint8Array, fir
         }
         // Pass `run` zero coefficients; each nonzero one passed on the way has a correction bit.
         do {
-          if (nonzero[base + k]) bit += 1;
+          if ((nonzero[base + (k >>> 5)] >>> (k & 31)) & 1) bit += 1;
           else if (--run < 0) break;
           k++;
         } while (k <= se);
-        if (size) nonzero[base + (k > 63 ? 63 : k)] = 1;
+        if (size) setNonzero(nonzero, base, k);
       }
     }
     if (eobRun > 0) {
-      for (; k <= se; k++) if (nonzero[base + k]) bit += 1;
+      // A correction bit for each nonzero coefficient left in the band.
+      if (k <= se && k < 32) bit += bitCount(nonzero[base], k, se < 31 ? se : 31);
+      if (se >= 32) bit += bitCount(nonzero[base + 1], k > 32 ? k - 32 : 0, se - 32);
       eobRun--;
     }
   }
@@ -388,7 +412,7 @@ interface HuffmanTable {
   /** As a sequential AC code: acStep. */
   acSteps?: Uint16Array;
   /** Two sequential AC codes at once, indexed by the next PAIR_BITS bits: pairSteps. */
-  acPairs?: Uint32Array;
+  acPairs?: Uint16Array;
 }
 
 const EMPTY_TABLE = buildTable(new Uint8Array(16), new Uint8Array(0));
@@ -414,22 +438,23 @@ function lookup(table: HuffmanTable, step: (entry: number) => number): Uint16Arr
 }
 
 /**
- * For each PAIR_BITS-bit pattern: the first AC code's bits | index advance << 5, and where the second code also
- * lies in the pattern, the sums of both (bits | advance << 5) and a flag: first bits << 19 | first advance << 12 |
- * (1 << 24). The decoder takes the pair unless the first code ends the block.
+ * For each PAIR_BITS-bit pattern whose first AC code (not an end of block) is followed by a second code that also
+ * lies in the pattern: both codes' bits (codes and values) | the index advance of both << 5. 0 where there is no
+ * such pair. The decoder takes the pair unless the first code ends the block.
  */
-function pairSteps(table: HuffmanTable): Uint32Array {
+function pairSteps(table: HuffmanTable): Uint16Array {
   const steps = (table.acSteps ??= lookup(table, acStep));
-  const pairs = new Uint32Array(1 << PAIR_BITS);
-  const shift = PAIR_BITS - LOOKAHEAD;
-  for (let p = 0; p < pairs.length; p++) {
-    const first = steps[p >>> shift];
-    if (first === 0) continue;
+  const pairs = new Uint16Array(1 << PAIR_BITS);
+  const extra = PAIR_BITS - LOOKAHEAD;
+  // The first code is the same for the 2^extra patterns that share its LOOKAHEAD-bit prefix.
+  for (let prefix = 0; prefix < steps.length; prefix++) {
+    const first = steps[prefix];
     const [bits, advance] = [first & 31, (first >>> 5) & 127];
-    const single = bits | (advance << 5) | (advance << 12) | (bits << 19);
-    const second = advance < 64 && bits < PAIR_BITS ? steps[((p << bits) & (pairs.length - 1)) >>> shift] : 0;
-    const fits = second !== 0 && bits + (second >>> 12) <= PAIR_BITS;
-    pairs[p] = fits ? (single & ~0xfff) | (bits + (second & 31)) | ((advance + ((second >>> 5) & 127)) << 5) | (1 << 24) : single;
+    if (first === 0 || advance >= 64 || bits >= PAIR_BITS) continue;
+    for (let p = prefix << extra; p < (prefix + 1) << extra; p++) {
+      const second = steps[((p << bits) & (pairs.length - 1)) >>> extra];
+      if (second !== 0 && bits + (second >>> 12) <= PAIR_BITS) pairs[p] = (bits + (second & 31)) | ((advance + ((second >>> 5) & 127)) << 5);
+    }
   }
   return pairs;
 }
