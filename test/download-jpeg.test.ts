@@ -156,3 +156,15 @@ describe('JPEG integrity check', () => {
     expect(missedByThumbnail).toBeGreaterThan(0);
   });
 });
+
+describe('validation of other formats', () => {
+  it('leaves PNG, WebP and GIF to a full sharp decode: whole files pass, a damaged PNG does not', async () => {
+    const jpeg = await makeJpeg(5, 48, 32);
+    for (const format of ['png', 'webp', 'gif'] as const) await checkDecodes(await sharp(jpeg).toFormat(format).toBuffer(), format);
+    const png = await sharp(jpeg).png().toBuffer();
+    const idat = png.indexOf('IDAT');
+    const damaged = Buffer.from(png);
+    for (let i = idat + 8; i < idat + 40; i++) damaged[i] ^= 0x5a; // compressed pixels scrambled, CRC now wrong
+    await expect(checkDecodes(damaged, 'png')).rejects.toThrow(/^not decodable: /);
+  });
+});

@@ -51,8 +51,8 @@ export function registerDownloadCommand(program: Command): void {
       .addOption(
         new Option(
           '--validate <mode>',
-          'full: decode every image with sharp; fast: no pixel decode (a cut body is still caught by Content-Length ' +
-            'and end marker; corrupt data inside a whole file is not)',
+          'full: read every image through (JPEG: every Huffman code, as libjpeg would; other formats: a sharp decode); ' +
+            'fast: headers only (a cut body is still caught by Content-Length and end marker; corrupt data inside a whole file is not)',
         )
           .choices(['full', 'fast'])
           .default('full'),

@@ -4,7 +4,7 @@
 // bad Huffman codes or tables, data cut short or running into a marker, bytes left over before a marker, wrong
 // restart markers, an inconsistent progression, a missing table or frame. Every entropy-coded bit is read, so
 // corruption is found as surely as by a decode, at a small fraction of its cost. Codings it does not cover
-// (arithmetic, lossless, hierarchical, 12-bit, DNL, images over ~10 MP) are answered 'unsupported': sharp decides.
+// (arithmetic, lossless, hierarchical, 12-bit, DNL, images over ~90 MP) are answered 'unsupported': sharp decides.
 
 export type JpegVerdict = { status: 'ok' } | { status: 'corrupt'; reason: string } | { status: 'unsupported'; reason: string };
 
@@ -28,8 +28,8 @@ const unsupported = (reason: string): never => {
   throw new Unsupported(reason);
 };
 
-/** Larger images go to sharp: the progressive check keeps one byte per coefficient (64 per block). */
-const MAX_BLOCKS = 1 << 18;
+/** Larger images go to sharp: a progressive image costs 8 bytes per block here (2M blocks: ~90 MP in 4:2:0). */
+const MAX_BLOCKS = 1 << 21;
 
 interface Component {
   id: number;
