@@ -215,16 +215,22 @@ function readScan(tables: Tables, s: Buffer, data: Buffer, pos: number): number 
     }
     done += count;
     // Only the bits that pad the last byte may be left over: more means the data and the image size disagree.
+    // Except a few bytes before the end of a sequential image: some encoders pad there, and sharp decodes such an
+    // image whole without a warning (a progressive one it refuses: libjpeg reads on to the end marker first).
     const left = reader.bitsLeft();
     if (left < 0) corrupt('premature end of data segment');
-    if (left >= 8) corrupt('extraneous bytes before marker');
-    if (done === mcus) return marker;
     let at = marker;
     while (data[at] === 0xff) at++;
+    const padding = !frame.progressive && done === mcus && data[at] === 0xd9 && left < 8 * EOI_PADDING;
+    if (left >= 8 && !padding) corrupt('extraneous bytes before marker');
+    if (done === mcus) return marker;
     if (data[at] !== 0xd0 + (restart & 7)) corrupt(`found marker 0x${data[at].toString(16)} instead of RST${restart & 7}`);
     pos = at + 1;
   }
 }
+
+/** Bytes tolerated between a sequential image's data and its EOI marker. */
+const EOI_PADDING = 16;
 
 /** libjpeg's checks of a progressive scan's spectral selection and successive approximation. */
 function checkProgression(components: Component[], ss: number, se: number, ah: number, al: number): void {
