@@ -1,10 +1,12 @@
 // A JPEG integrity check without a decoder: walk the markers and entropy-decode every scan, as libjpeg does before
-// its inverse DCT, and stop there (no IDCT, no upsampling, no colour, no pixels). It refuses what libjpeg refuses,
-// or warns about (sharp's failOn 'warning'), in the coded data of baseline, extended and progressive Huffman JPEGs:
-// bad Huffman codes or tables, data cut short or running into a marker, bytes left over before a marker, wrong
-// restart markers, an inconsistent progression, a missing table or frame. Every entropy-coded bit is read, so
-// corruption is found as surely as by a decode, at a small fraction of its cost. Codings it does not cover
-// (arithmetic, lossless, hierarchical, 12-bit, DNL, images over ~90 MP) are answered 'unsupported': sharp decides.
+// its inverse DCT, and stop there (no IDCT, no upsampling, no colour, no pixels). It refuses what libjpeg refuses
+// or warns about in the coded data of baseline, extended and progressive Huffman JPEGs: bad Huffman codes or
+// tables, data cut short or running into a marker, bytes left over before a marker, wrong restart markers, an
+// inconsistent progression, a missing table or frame. Every entropy-coded bit is read, so corruption is found as
+// surely as by a decode, at a small fraction of its cost. Nothing that sharp (failOn 'warning') refuses passes; a
+// few damaged files that sharp decodes anyway are refused (libjpeg's fast path skips bad codes silently, and sharp
+// stops reading a sequential image at its last row). Codings it does not cover (arithmetic, lossless,
+// hierarchical, 12-bit, DNL, images over ~90 MP) are answered 'unsupported': sharp decides.
 
 export type JpegVerdict = { status: 'ok' } | { status: 'corrupt'; reason: string } | { status: 'unsupported'; reason: string };
 
