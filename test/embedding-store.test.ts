@@ -71,7 +71,8 @@ describe('EmbeddingStore', () => {
     const store = await EmbeddingStore.openOrCreate(dir, meta);
     await store.append(['a'], rows([1, 2, 3]));
     // A writer killed mid-commit leaves a temp file and an ids file whose .npy never landed.
-    await writeFile(join(dir, 'shards', '.tmp-w-000001.npy.123.abcd'), 'partial');
+    // (pid 99999999 is above any kernel's pid_max, so no live process owns it)
+    await writeFile(join(dir, 'shards', '.tmp-w-000001.npy.99999999.abcd'), 'partial');
     await writeFile(join(dir, 'shards', 'w-000001.ids.json'), JSON.stringify(['b']));
     const resumed = await EmbeddingStore.open(dir);
     expect(resumed.ids()).toEqual(['a']);
