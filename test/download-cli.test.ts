@@ -81,6 +81,27 @@ describe('ctl download (CLI)', () => {
     expect(await tempFiles(workdir)).toEqual([]);
   });
 
+  it('checks images on its worker threads: corrupt and cut JPEGs are refused with the reason, no file or temp file left', async () => {
+    const dataset = await writeDataset(workdir, 12, 2);
+    const targets = selectTargets(dataset, { kind: 'all' });
+    server = await startImageServer();
+    const bad = targets.slice(0, 6);
+    bad.forEach((t, i) => server.behaviours.set(t.sig, i % 2 ? 'corrupt' : 'cut'));
+
+    const result = await run(['--json', '--concurrency', '8']);
+    expect(result.code, result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout) as DownloadSummary;
+    expect(summary.state).toEqual({ ok: targets.length - bad.length, missing: 0, invalid: bad.length, failed: 0, pending: 0 });
+    const records = await finalRecords(workdir);
+    for (const t of targets) {
+      const isBad = bad.includes(t);
+      expect(records.get(t.sig)?.status).toBe(isBad ? 'invalid' : 'ok');
+      if (isBad) expect(records.get(t.sig)?.reason).toMatch(/^not decodable: /);
+      expect(existsSync(workdirPaths(workdir).imageFile(t.kind, t.sig))).toBe(!isBad);
+    }
+    expect(await tempFiles(workdir)).toEqual([]);
+  });
+
   it('SIGINT: in-flight requests finish, the manifest is flushed, exit 130; the next run completes', async () => {
     const dataset = await writeDataset(workdir, 10, 2);
     server = await startImageServer({ delayMs: 200 });

@@ -39,26 +39,36 @@ type SaveReply = { id: number; ok: true } | { id: number; ok: false; invalid?: s
 
 const WORKER_TAG = 'ctl-download-save-image';
 
-/** Hands images to worker threads (round robin), or saves them inline where no worker can run. */
+/**
+ * Hands images to worker threads, or saves them inline where no worker can run. Requests and replies travel in
+ * batches (all those of one event-loop turn in one message): a message costs more than checking a small image.
+ */
 export class ImageSaver {
   private nextId = 0;
-  private turn = 0;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  private readonly pending = new Map<number, { worker: number; resolve: () => void; reject: (err: Error) => void }>();
+  /** Requests given to each worker and not answered yet. */
+  private readonly load: number[];
+  /** Requests waiting for the next flush, per worker. */
+  private outbox: SaveRequest[][];
+  private flushing = false;
   private failure: Error | undefined;
 
   private constructor(private readonly workers: Worker[]) {
+    this.load = workers.map(() => 0);
+    this.outbox = workers.map(() => []);
     for (const worker of workers) {
-      worker.on('message', (reply: SaveReply) => this.settle(reply));
+      worker.on('message', (replies: SaveReply[]) => replies.forEach((reply) => this.settle(reply)));
       worker.on('error', (err) => this.fail(new RunError(`image worker failed: ${err.message}`)));
       worker.on('exit', (code) => this.fail(new RunError(`image worker exited (code ${code})`)));
     }
   }
 
   /**
-   * `workers` threads (default: one per spare core, at most 2; each checks thousands of images a second). Under
-   * vitest this module is TypeScript source that a worker cannot load: then it saves inline.
+   * `workers` threads (default: one per core, at most 2: the main thread mostly waits on the network, and each
+   * worker checks thousands of images a second). Under vitest this module is TypeScript source that a worker
+   * cannot load: then it saves inline.
    */
-  static start(workers = Math.min(2, Math.max(1, availableParallelism() - 1))): ImageSaver {
+  static start(workers = Math.min(2, availableParallelism())): ImageSaver {
     const script = new URL(import.meta.url);
     if (!fileURLToPath(script).endsWith('.js')) workers = 0;
     return new ImageSaver(Array.from({ length: workers }, () => new Worker(script, { workerData: WORKER_TAG })));
@@ -69,14 +79,16 @@ export class ImageSaver {
     if (this.workers.length === 0) return checkAndSave(data, format, dest, validation);
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    const worker = this.workers[this.turn++ % this.workers.length];
+    const worker = this.load.indexOf(Math.min(...this.load)); // the least busy
+    this.load[worker]++;
     // Only a buffer that owns its whole memory can move; a view into a bigger one (a socket read) is copied first.
     const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : new Uint8Array(data);
-    const request: SaveRequest = { id, data: owned, format, dest, validation };
-    return new Promise<void>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      worker.postMessage(request, [owned.buffer as ArrayBuffer]);
-    });
+    this.outbox[worker].push({ id, data: owned, format, dest, validation });
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(() => this.flush());
+    }
+    return new Promise<void>((resolve, reject) => this.pending.set(id, { worker, resolve, reject }));
   }
 
   /** Stop the workers (they keep the process alive until then). */
@@ -85,10 +97,20 @@ export class ImageSaver {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
+  private flush(): void {
+    this.flushing = false;
+    if (this.failure) return;
+    this.outbox.forEach((batch, i) => {
+      if (batch.length > 0) this.workers[i].postMessage(batch, batch.map((r) => r.data.buffer as ArrayBuffer));
+    });
+    this.outbox = this.workers.map(() => []);
+  }
+
   private settle(reply: SaveReply): void {
     const waiting = this.pending.get(reply.id);
     this.pending.delete(reply.id);
     if (!waiting) return;
+    this.load[waiting.worker]--;
     if (reply.ok) waiting.resolve();
     else if (reply.invalid !== undefined) waiting.reject(new InvalidImage(reply.invalid));
     else waiting.reject(new RunError(reply.error ?? 'image worker error'));
@@ -102,17 +124,23 @@ export class ImageSaver {
   }
 }
 
-// The worker thread: save what the main thread sends, answer with the outcome.
+// The worker thread: save what the main thread sends, answer in batches too.
 if (!isMainThread && workerData === WORKER_TAG) {
-  parentPort!.on('message', async ({ id, data, format, dest, validation }: SaveRequest) => {
-    let reply: SaveReply;
-    try {
-      await checkAndSave(data, format, dest, validation);
-      reply = { id, ok: true };
-    } catch (err) {
-      if (err instanceof InvalidImage) reply = { id, ok: false, invalid: err.reason };
-      else reply = { id, ok: false, error: err instanceof Error ? err.message : String(err) };
+  let replies: SaveReply[] = [];
+  const flush = () => {
+    parentPort!.postMessage(replies);
+    replies = [];
+  };
+  parentPort!.on('message', async (requests: SaveRequest[]) => {
+    for (const { id, data, format, dest, validation } of requests) {
+      try {
+        await checkAndSave(data, format, dest, validation);
+        replies.push({ id, ok: true });
+      } catch (err) {
+        if (err instanceof InvalidImage) replies.push({ id, ok: false, invalid: err.reason });
+        else replies.push({ id, ok: false, error: err instanceof Error ? err.message : String(err) });
+      }
+      if (replies.length === 1) setImmediate(flush);
     }
-    parentPort!.postMessage(reply);
   });
 }

@@ -1,14 +1,19 @@
 // Atomic writes: write a temp file in the same folder, fsync, rename. A kill at any moment leaves either the old
 // file or the new one, never half of one.
-import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 
 const TMP_MARK = '.tmp-';
 
-/** A temp path beside `path`, recognisable by `cleanTempFiles`. */
+let tempCount = 0;
+
+/**
+ * A temp path beside `path`, recognisable by `cleanTempFiles`: `.tmp-<name>.<pid>.<thread>-<count>`, unique while
+ * this process lives (a counter, not random bytes: the downloader names one per image).
+ */
 export function tempPathFor(path: string): string {
-  return join(dirname(path), `${TMP_MARK}${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  return join(dirname(path), `${TMP_MARK}${basename(path)}.${process.pid}.${threadId}-${(tempCount++).toString(36)}`);
 }
 
 /** Write `data` to a fresh, fsynced temp file beside `path`; returns the temp path. */
@@ -55,9 +60,9 @@ export async function cleanTempFiles(dir: string): Promise<number> {
   return stale.length;
 }
 
-/** Is the process whose pid a temp name carries (`.tmp-<name>.<pid>.<hex>`) still running? No pid: not alive. */
+/** Is the process whose pid a temp name carries (`.tmp-<name>.<pid>.<thread>-<count>`) still running? No pid: not alive. */
 function ownerAlive(name: string): boolean {
-  const pid = Number(/\.(\d+)\.[0-9a-f]+$/.exec(name)?.[1]);
+  const pid = Number(/\.(\d+)\.[0-9a-z-]+$/.exec(name)?.[1]);
   if (!(pid > 0)) return false;
   try {
     process.kill(pid, 0); // signal 0: only asks whether the process exists
