@@ -350,7 +350,7 @@ export async function writeSyntheticDataset(workdir: string, options: SynthOptio
 }
 
 /** Bumped when the generator changes what a seed produces, so stores of an older generator are redone. */
-export const SYNTH_VERSION = 1;
+export const SYNTH_VERSION = 2;
 
 export interface SynthesiseOptions extends SynthOptions {
   /** Write precomputed embeddings of this dimension. */
