@@ -160,6 +160,19 @@ describe('download against a faulty host', () => {
     expect(summary.concurrency.final).toBeGreaterThan(summary.concurrency.min);
   });
 
+  it('never has more than `concurrency` requests at the host, retries included', async () => {
+    server = await startImageServer({ delayMs: 20 });
+    const targets: ImageTarget[] = Array.from({ length: 24 }, (_, i) => ({ sig: sigOf(`slots-${i}`), kind: 'products' }));
+    for (const t of targets.slice(0, 6)) server.behaviours.set(t.sig, '500-once');
+
+    const summary = await downloadImages(targets, options({ concurrency: 3 }));
+
+    expect(summary.state.ok).toBe(24);
+    expect(summary.retries).toBe(6);
+    expect(server.total()).toBe(30);
+    expect(server.peak()).toBe(3);
+  });
+
   it('reconciles with the disk at start: adopts valid files, refetches invalid or lost ones, cleans temp files, cuts a torn line', async () => {
     server = await startImageServer();
     const t = (name: string): ImageTarget => ({ sig: sigOf(`disk-${name}`), kind: 'products' });

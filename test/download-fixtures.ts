@@ -63,6 +63,8 @@ export interface ImageServer {
   requests: Map<string, number[]>;
   count(sig: string): number;
   total(): number;
+  /** The most requests the host was answering at once. */
+  peak(): number;
   /** The image served for a signature (same bytes every time). */
   image(sig: string): Promise<Buffer>;
   options: ImageServerOptions;
@@ -76,6 +78,8 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
   const requests = new Map<string, number[]>();
   const images = new Map<string, Promise<Buffer>>();
   let total = 0;
+  let active = 0;
+  let peak = 0;
   const image = (sig: string) => {
     if (!images.has(sig)) images.set(sig, makeJpeg(parseInt(sig.slice(0, 6), 16)));
     return images.get(sig)!;
@@ -88,6 +92,8 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
       return;
     }
     const sig = m[4];
+    peak = Math.max(peak, ++active);
+    res.on('close', () => active--);
     const times = requests.get(sig) ?? [];
     times.push(performance.now());
     requests.set(sig, times);
@@ -174,6 +180,7 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
     requests,
     count: (sig) => requests.get(sig)?.length ?? 0,
     total: () => total,
+    peak: () => peak,
     image,
     options,
     close: async () => {
