@@ -16,23 +16,29 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
 const cli = join(repo, 'dist/cli.js');
 
-const args = process.argv.slice(2);
-const flag = (name, fallback) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
-const images = flag('--images', 20_000);
-const concurrency = flag('--concurrency', 32);
-const poolSize = flag('--pool', 256);
-const rounds = flag('--rounds', 3);
-const useCurl = !args.includes('--no-curl') && spawnSync('curl', ['--version']).status === 0;
-const keep = args.includes('--keep');
+const { values: args } = parseArgs({
+  options: {
+    images: { type: 'string', default: '20000' },
+    concurrency: { type: 'string', default: '32' },
+    pool: { type: 'string', default: '256' },
+    rounds: { type: 'string', default: '3' },
+    'no-curl': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const images = Number(args.images);
+const concurrency = Number(args.concurrency);
+const poolSize = Number(args.pool);
+const rounds = Number(args.rounds);
+const useCurl = !args['no-curl'] && spawnSync('curl', ['--version']).status === 0;
+const keep = args.keep;
 
 const root = mkdtempSync(join(tmpdir(), 'ctl-bench-download-'));
 const say = (text) => process.stderr.write(text + '\n');

@@ -16,27 +16,36 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
 const { rankTargets, defaultBlockRows } = await import(join(repo, 'dist/eval/rank.js'));
 const { createScoreEngine } = await import(join(repo, 'dist/eval/engines.js'));
-const { Rng } = await import(join(repo, 'dist/model/random.js'));
+const { Random } = await import(join(repo, 'dist/util/random.js'));
 
-const args = process.argv.slice(2);
-const opt = (name, fallback) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const numScenes = Number(opt('--scenes', 30_000));
-const numProducts = Number(opt('--products', 38_000));
-const dim = Number(opt('--dim', 256));
-const threads = Number(opt('--threads', 2));
-const engines = opt('--engines', 'onnx,js,tfjs').split(',').filter(Boolean);
-const sample = Math.min(numScenes, Number(opt('--sample', 1000)));
-const baselines = opt('--baselines', 'numpy,torch').split(',').filter(Boolean);
-const python = opt('--python', '/usr/bin/python3');
-const blockRows = opt('--block') ? Number(opt('--block')) : undefined;
+const { values: args } = parseArgs({
+  options: {
+    scenes: { type: 'string', default: '30000' },
+    products: { type: 'string', default: '38000' },
+    dim: { type: 'string', default: '256' },
+    threads: { type: 'string', default: '2' },
+    engines: { type: 'string', default: 'onnx,js,tfjs' },
+    sample: { type: 'string', default: '1000' },
+    baselines: { type: 'string', default: 'numpy,torch' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    block: { type: 'string' },
+  },
+});
+const numScenes = Number(args.scenes);
+const numProducts = Number(args.products);
+const dim = Number(args.dim);
+const threads = Number(args.threads);
+const engines = args.engines.split(',').filter(Boolean);
+const sample = Math.min(numScenes, Number(args.sample));
+const baselines = args.baselines.split(',').filter(Boolean);
+const python = args.python;
+const blockRows = args.block ? Number(args.block) : undefined;
 const say = (text) => process.stderr.write(text + '\n');
 
 // ---- data: clustered products; each scene near the mean of its 1-5 products, so true products rank high (as a
@@ -50,7 +59,7 @@ function normalise(m, rows) {
   }
   return m;
 }
-const rand = new Rng('bench/eval');
+const rand = new Random('bench/eval');
 const clusters = 400;
 const centres = normalise(Float32Array.from({ length: clusters * dim }, () => rand.normal()), clusters);
 const products = new Float32Array(numProducts * dim);
@@ -62,7 +71,7 @@ normalise(products, numProducts);
 const scenes = new Float32Array(numScenes * dim);
 const lists = [];
 for (let s = 0; s < numScenes; s++) {
-  const u = rand.next();
+  const u = rand.uniform();
   const count = u < 0.3 ? 1 : u < 0.6 ? 2 : u < 0.8 ? 3 : u < 0.9 ? 4 : 5; // mean 2.4 → ~72,000 pairs
   const own = new Set();
   while (own.size < count) own.add(rand.int(numProducts));

@@ -18,37 +18,47 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
 const { useBackend } = await import(join(repo, 'dist/model/backend.js'));
 const { TwoTower } = await import(join(repo, 'dist/model/two-tower.js'));
-const { Rng } = await import(join(repo, 'dist/model/random.js'));
+const { Random } = await import(join(repo, 'dist/util/random.js'));
 const { LocalEngine } = await import(join(repo, 'dist/train/engine.js'));
 const { ParallelEngine } = await import(join(repo, 'dist/train/parallel.js'));
 const { generateWorld } = await import(join(repo, 'dist/data/synth.js'));
 const { computeEmbeddings } = await import(join(repo, 'dist/data/synth-embeddings.js'));
 
-const args = process.argv.slice(2);
-const opt = (name, fallback) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const batch = Number(opt('--batch', 256));
-const dim = Number(opt('--dim', 768));
-const steps = Number(opt('--steps', 40));
-const rounds = Number(opt('--rounds', 3));
-const warmup = Number(opt('--warmup', 5));
-const workers = Number(opt('--workers', 2));
-const threads = Number(opt('--threads', 2));
-const dataKind = opt('--data', 'synth');
-const python = opt('--python', '/usr/bin/python3');
+const { values: args } = parseArgs({
+  options: {
+    batch: { type: 'string', default: '256' },
+    dim: { type: 'string', default: '768' },
+    steps: { type: 'string', default: '40' },
+    rounds: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '5' },
+    workers: { type: 'string', default: '2' },
+    threads: { type: 'string', default: '2' },
+    data: { type: 'string', default: 'synth' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    'skip-torch': { type: 'boolean', default: false },
+  },
+});
+const batch = Number(args.batch);
+const dim = Number(args.dim);
+const steps = Number(args.steps);
+const rounds = Number(args.rounds);
+const warmup = Number(args.warmup);
+const workers = Number(args.workers);
+const threads = Number(args.threads);
+const dataKind = args.data;
+const python = args.python;
 const say = (text) => process.stderr.write(text + '\n');
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 // ---- data: training rows (scene vector, positive product) and a catalog with categories.
-const rng = new Rng(0, 'bench');
+const rng = new Random('bench');
 let data;
 if (dataKind === 'synth') {
   const world = generateWorld({ scenes: 3000, products: 4000, seed: 1, domain: 'fashion' });
@@ -154,7 +164,7 @@ for (let round = 0; round < rounds; round++) {
   const c = await ctlRound(round);
   ctlRuns.push(c);
   say(`round ${round + 1}: ctl ${c.samplesPerSec.toFixed(0)} samples/s (${c.samplesPerCpuSec.toFixed(0)} per CPU-s), step ${c.first.toFixed(0)} → ${c.last.toFixed(0)} ms`);
-  if (args.includes('--skip-torch')) continue;
+  if (args['skip-torch']) continue;
   const t = torchRound(round);
   if (!t) break;
   torchRuns.push(t);
