@@ -256,15 +256,19 @@ function peek(view: DataView, bit: number, n: number): number {
   return (view.getUint32(bit >>> 3) << (bit & 7)) >>> (32 - n);
 }
 
+/** The bit position after the DC code (and the difference bits after it) at `bit`. */
+function skipDc(view: DataView, bit: number, dc: HuffmanTable): number {
+  const step = (dc.dcSteps ??= lookup(dc, dcStep))[peek(view, bit, LOOKAHEAD)];
+  return bit + (step !== 0 ? step : dcStep(longCode(dc, peek(view, bit, 16))));
+}
+
 /** Baseline and extended sequential scans: per block, a DC difference and up to 63 run/size AC codes. */
 function decodeSequential(r: BitReader, count: number, dcTables: HuffmanTable[], acTables: HuffmanTable[]): void {
   const view = r.view;
   let bit = r.bit;
   for (let m = 0; m < count; m++) {
     for (let j = 0; j < dcTables.length; j++) {
-      const dc = dcTables[j];
-      const step = (dc.dcSteps ??= lookup(dc, dcStep))[peek(view, bit, LOOKAHEAD)];
-      bit += step !== 0 ? step : dcStep(longCode(dc, peek(view, bit, 16)));
+      bit = skipDc(view, bit, dcTables[j]);
       const ac = acTables[j];
       const pairs = (ac.acPairs ??= pairSteps(ac));
       const steps = ac.acSteps!;
@@ -293,11 +297,7 @@ function decodeDcFirst(r: BitReader, count: number, dcTables: HuffmanTable[]): v
   const view = r.view;
   let bit = r.bit;
   for (let m = 0; m < count; m++) {
-    for (let j = 0; j < dcTables.length; j++) {
-      const dc = dcTables[j];
-      const step = (dc.dcSteps ??= lookup(dc, dcStep))[peek(view, bit, LOOKAHEAD)];
-      bit += step !== 0 ? step : dcStep(longCode(dc, peek(view, bit, 16)));
-    }
+    for (let j = 0; j < dcTables.length; j++) bit = skipDc(view, bit, dcTables[j]);
   }
   r.bit = bit;
 }
