@@ -7,11 +7,18 @@
 // few damaged files that sharp decodes anyway are refused (libjpeg's fast path skips bad codes silently, and sharp
 // stops reading a sequential image at its last row). Codings it does not cover (arithmetic, lossless,
 // hierarchical, 12-bit, DNL, images over ~90 MP) are answered 'unsupported': sharp decides.
+// Sequential scans and progressive DC scans are stepped through by a WebAssembly kernel (huffman-kernel.ts), the
+// progressive AC scans here; both read the Huffman tables and the data from the kernel's memory.
+import {
+  BLOCKS, DATA, DATA_PADDING, LONG_STEP_AS, LOOKAHEAD, MAX_BLOCKS_PER_MCU, TABLE, TABLE_SLOTS, createHuffmanKernel,
+  tableAddress, type HuffmanKernel,
+} from './huffman-kernel.js';
 
 export type JpegVerdict = { status: 'ok' } | { status: 'corrupt'; reason: string } | { status: 'unsupported'; reason: string };
 
 export function checkJpeg(data: Uint8Array): JpegVerdict {
   try {
+    loadImage(data);
     walkMarkers(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
     return { status: 'ok' };
   } catch (err) {
@@ -174,32 +181,37 @@ function readScan(tables: Tables, s: Buffer, data: Buffer, pos: number): number 
   const usesAc = frame.progressive ? ss > 0 : true;
   // One entry per block of an MCU: a single-component scan has one block per MCU, an interleaved one h × v per component.
   const components: Component[] = [];
-  const dcTables: HuffmanTable[] = [];
-  const acTables: HuffmanTable[] = [];
+  // The tables of each block, for the kernel: (DC table address, AC table address), 0 for a table not used.
+  const blockTables: number[] = [];
+  let ac: HuffmanTable | undefined;
   for (let i = 0; i < n; i++) {
     const component = frame.components.find((c) => c.id === s[1 + 2 * i]) ?? corrupt('bad component id in SOS');
     if (components.includes(component)) corrupt('component twice in one scan');
     if (!tables.quant[component.quantTable]) corrupt('quantization table not defined');
     components.push(component);
-    const dc = usesDc ? huffmanTable(tables.dc, s[2 + 2 * i] >> 4, true) : EMPTY_TABLE;
-    const ac = usesAc ? huffmanTable(tables.ac, s[2 + 2 * i] & 15, false) : EMPTY_TABLE;
-    for (let b = 0; b < (n === 1 ? 1 : component.h * component.v); b++) dcTables.push(dc), acTables.push(ac);
+    const dc = usesDc ? huffmanTable(tables.dc, s[2 + 2 * i] >> 4, true) : undefined;
+    ac = usesAc ? huffmanTable(tables.ac, s[2 + 2 * i] & 15, false) : undefined;
+    if (dc) fillSteps(dc, 'dc');
+    if (ac && !frame.progressive) fillSteps(ac, 'ac');
+    for (let b = 0; b < (n === 1 ? 1 : component.h * component.v); b++) blockTables.push(dc?.address ?? 0, ac?.address ?? 0);
   }
-  if (dcTables.length > 10) corrupt('too many blocks per MCU');
+  const blocks = blockTables.length / 2;
+  if (blocks > MAX_BLOCKS_PER_MCU) corrupt('too many blocks per MCU');
+  heap.words.set(blockTables, BLOCKS >> 2);
 
   let decode: (r: BitReader, first: number, count: number) => void;
   if (!frame.progressive) {
     if (ss !== 0 || se !== 63 || ah !== 0 || al !== 0) corrupt('invalid SOS parameters for sequential JPEG');
-    decode = (r, _first, count) => decodeSequential(r, count, dcTables, acTables);
+    decode = (r, _first, count) => r.decodeInKernel(count, blocks, true);
   } else {
     checkProgression(components, ss, se, ah, al);
-    if (ss === 0 && ah === 0) decode = (r, _first, count) => decodeDcFirst(r, count, dcTables);
-    else if (ss === 0) decode = (r, _first, count) => r.skip(count * dcTables.length); // one bit per block
+    if (ss === 0 && ah === 0) decode = (r, _first, count) => r.decodeInKernel(count, blocks, false);
+    else if (ss === 0) decode = (r, _first, count) => r.skip(count * blocks); // one bit per block
     else {
       const c = components[0];
       const nonzero = (c.nonzero ??= new Int32Array(c.blocksPerLine * c.blocksPerColumn * 2));
-      const ac = acTables[0];
-      decode = ah === 0 ? (r, first, count) => decodeAcFirst(r, ac, nonzero, first, count, ss, se) : (r, first, count) => decodeAcRefine(r, ac, nonzero, first, count, ss, se);
+      const table = ac!;
+      decode = ah === 0 ? (r, first, count) => decodeAcFirst(r, table, nonzero, first, count, ss, se) : (r, first, count) => decodeAcRefine(r, table, nonzero, first, count, ss, se);
     }
   }
 
@@ -247,64 +259,18 @@ function checkProgression(components: Component[], ss: number, se: number, ah: n
   }
 }
 
-// The decoding loops below are the hot path. They keep the bit position in a local and read the next bits with
-// one 32-bit load at the byte holding it. Reads past the end of the data see zeros or stale bytes (the caller then
-// finds the data was too short), or throw a RangeError past the buffer (readScan reports it the same way).
+// The progressive AC decoding loops keep the bit position in a local and read the next bits with one 32-bit load
+// at the byte holding it. Reads past the end of the data see zeros or stale bytes (the caller then finds the data
+// was too short), or throw a RangeError past the buffer (readScan reports it the same way).
 
 /** The next `n` (<= 24) bits at bit position `bit`. */
 function peek(view: DataView, bit: number, n: number): number {
   return (view.getUint32(bit >>> 3) << (bit & 7)) >>> (32 - n);
 }
 
-/** The bit position after the DC code (and the difference bits after it) at `bit`. */
-function skipDc(view: DataView, bit: number, dc: HuffmanTable): number {
-  const step = (dc.dcSteps ??= lookup(dc, dcStep))[peek(view, bit, LOOKAHEAD)];
-  return bit + (step !== 0 ? step : dcStep(longCode(dc, peek(view, bit, 16))));
-}
-
-/** Baseline and extended sequential scans: per block, a DC difference and up to 63 run/size AC codes. */
-function decodeSequential(r: BitReader, count: number, dcTables: HuffmanTable[], acTables: HuffmanTable[]): void {
-  const view = r.view;
-  let bit = r.bit;
-  for (let m = 0; m < count; m++) {
-    for (let j = 0; j < dcTables.length; j++) {
-      bit = skipDc(view, bit, dcTables[j]);
-      const ac = acTables[j];
-      const pairs = (ac.acPairs ??= pairSteps(ac));
-      const steps = ac.acSteps!;
-      for (let k = 1; k < 64; ) {
-        const word = peek(view, bit, PAIR_BITS);
-        const first = steps[word >>> (PAIR_BITS - LOOKAHEAD)];
-        const pair = pairs[word];
-        if (first === 0) {
-          const step = acStep(longCode(ac, peek(view, bit, 16)));
-          bit += step & 31;
-          k += (step >>> 5) & 127;
-        } else if (pair !== 0 && k + ((first >>> 5) & 127) < 64) {
-          bit += pair & 31; // both codes belong to this block
-          k += pair >>> 5;
-        } else {
-          bit += first & 31;
-          k += (first >>> 5) & 127;
-        }
-      }
-    }
-  }
-  r.bit = bit;
-}
-
-function decodeDcFirst(r: BitReader, count: number, dcTables: HuffmanTable[]): void {
-  const view = r.view;
-  let bit = r.bit;
-  for (let m = 0; m < count; m++) {
-    for (let j = 0; j < dcTables.length; j++) bit = skipDc(view, bit, dcTables[j]);
-  }
-  r.bit = bit;
-}
-
 /** The (code length << 8) | symbol of the Huffman code at `bit`. */
 function decodeSymbol(view: DataView, bit: number, table: HuffmanTable): number {
-  const entry = table.codes[peek(view, bit, LOOKAHEAD)];
+  const entry = heap.words16[((table.address + TABLE.codes) >>> 1) + peek(view, bit, LOOKAHEAD)];
   return entry !== 0 ? entry : longCode(table, peek(view, bit, 16));
 }
 
@@ -400,80 +366,27 @@ function decodeAcRefine(r: BitReader, ac: HuffmanTable, nonzero: Int32Array, fir
   r.eobRun = eobRun;
 }
 
-/** Codes of up to LOOKAHEAD bits are found in one table look-up; longer ones by their length (T.81 F.2.2.3). */
-const LOOKAHEAD = 9;
-/** Sequential AC codes are looked up two at a time where both fit in this many bits. */
-const PAIR_BITS = 12;
-
 /**
- * A Huffman table as the file defines it (checked as libjpeg does), and look-up tables indexed by the next
- * LOOKAHEAD bits, each built when a scan first needs it. An entry 0 means: a longer code, see longCode.
+ * A Huffman table as the file defines it (checked as libjpeg does), in a slot of the kernel's memory (layout:
+ * TABLE), with look-up tables indexed by the next LOOKAHEAD bits. A codes entry 0 means: a longer code.
  */
 interface HuffmanTable {
-  maxCode: Int32Array;
-  valueOffset: Int32Array;
-  symbols: Uint8Array;
-  /** (code length << 8) | symbol. */
-  codes: Uint16Array;
-  /** As a DC code: dcStep. */
-  dcSteps?: Uint16Array;
-  /** As a sequential AC code: acStep. */
-  acSteps?: Uint16Array;
-  /** Two sequential AC codes at once, indexed by the next PAIR_BITS bits: pairSteps. */
-  acPairs?: Uint16Array;
+  address: number;
+  /** Which step tables the kernel has filled: for DC codes, for sequential AC codes. */
+  steps: { dc: boolean; ac: boolean };
 }
 
-const EMPTY_TABLE = buildTable(new Uint8Array(16), new Uint8Array(0));
-
-/** Bits of a DC code (entry: length << 8 | size) and of the difference after it. */
-function dcStep(entry: number): number {
-  return (entry >>> 8) + (entry & 15);
-}
-
-/**
- * A sequential AC code (entry: length << 8 | run << 4 | size): the bits of the code and of the value after it,
- * | how far it moves the coefficient index << 5 (64: end of block), | the code's length << 12.
- */
-function acStep(entry: number): number {
-  const [length, run, size] = [entry >>> 8, (entry >>> 4) & 15, entry & 15];
-  return (length + size) | ((size ? run + 1 : run === 15 ? 16 : 64) << 5) | (length << 12);
-}
-
-function lookup(table: HuffmanTable, step: (entry: number) => number): Uint16Array {
-  const steps = new Uint16Array(table.codes.length);
-  for (let i = 0; i < steps.length; i++) if (table.codes[i] !== 0) steps[i] = step(table.codes[i]);
-  return steps;
-}
-
-/**
- * For each PAIR_BITS-bit pattern whose first AC code (not an end of block) is followed by a second code that also
- * lies in the pattern: both codes' bits (codes and values) | the index advance of both << 5. 0 where there is no
- * such pair. The decoder takes the pair unless the first code ends the block.
- */
-function pairSteps(table: HuffmanTable): Uint16Array {
-  const steps = (table.acSteps ??= lookup(table, acStep));
-  const pairs = new Uint16Array(1 << PAIR_BITS);
-  const extra = PAIR_BITS - LOOKAHEAD;
-  // The first code is the same for the 2^extra patterns that share its LOOKAHEAD-bit prefix.
-  for (let prefix = 0; prefix < steps.length; prefix++) {
-    const first = steps[prefix];
-    const [bits, advance] = [first & 31, (first >>> 5) & 127];
-    if (first === 0 || advance >= 64 || bits >= PAIR_BITS) continue;
-    for (let p = prefix << extra; p < (prefix + 1) << extra; p++) {
-      const second = steps[((p << bits) & (pairs.length - 1)) >>> extra];
-      if (second !== 0 && bits + (second >>> 12) <= PAIR_BITS) pairs[p] = (bits + (second & 31)) | ((advance + ((second >>> 5) & 127)) << 5);
-    }
-  }
-  return pairs;
+/** Have the kernel fill the table's steps for its use as a DC or a sequential AC table, once. */
+function fillSteps(table: HuffmanTable, use: 'dc' | 'ac'): void {
+  if (table.steps[use]) return;
+  kernel!.fillSteps(table.address, use === 'ac' ? 1 : 0);
+  table.steps[use] = true;
 }
 
 /** A code longer than LOOKAHEAD bits at the start of `word` (16 bits): (length << 8) | symbol. */
 function longCode(table: HuffmanTable, word: number): number {
-  for (let length = LOOKAHEAD + 1; length <= 16; length++) {
-    const code = word >>> (16 - length);
-    if (code <= table.maxCode[length]) return (length << 8) | table.symbols[code + table.valueOffset[length]];
-  }
-  return corrupt('bad Huffman code');
+  const entry = kernel!.longStep(table.address, word, LONG_STEP_AS.entry);
+  return entry >= 0 ? entry : corrupt('bad Huffman code');
 }
 
 /** The table a scan uses, built (and checked as libjpeg does) when first used. */
@@ -487,63 +400,98 @@ function huffmanTable(specs: (TableSpec | undefined)[], index: number, dc: boole
 }
 
 function buildTable(counts: Uint8Array, symbols: Uint8Array): HuffmanTable {
-  const codes = new Uint16Array(1 << LOOKAHEAD);
-  const maxCode = new Int32Array(17).fill(-1);
-  const valueOffset = new Int32Array(17);
+  if (tablesUsed === TABLE_SLOTS) unsupported(`more than ${TABLE_SLOTS} Huffman tables`);
+  const address = tableAddress(tablesUsed++);
+  heap.bytes.set(symbols, address + TABLE.symbols);
+  // Indexes of the table's parts in the Uint16 and Int32 views of the kernel's memory.
+  const codes = (address + TABLE.codes) >>> 1;
+  const [maxCode, valueOffset] = [(address + TABLE.maxCode) >>> 2, (address + TABLE.valueOffset) >>> 2];
+  heap.words16.fill(0, codes, codes + (1 << LOOKAHEAD));
   let code = 0;
   let k = 0;
   for (let length = 1; length <= 16; length++) {
-    valueOffset[length] = k - code;
+    heap.words[valueOffset + length] = k - code;
     for (let i = 0; i < counts[length - 1]; i++, k++, code++) {
+      if (code >= 1 << length) corrupt('bad Huffman table'); // more codes than bits (and past codes[])
       const shift = LOOKAHEAD - length;
-      if (shift >= 0) codes.fill((length << 8) | symbols[k], code << shift, (code + 1) << shift);
+      if (shift >= 0) heap.words16.fill((length << 8) | symbols[k], codes + (code << shift), codes + ((code + 1) << shift));
     }
-    maxCode[length] = counts[length - 1] ? code - 1 : -1;
+    heap.words[maxCode + length] = counts[length - 1] ? code - 1 : -1;
     // No code may be all ones, so the codes of each length must leave room (libjpeg's JERR_BAD_HUFF_TABLE).
     if (code >= 1 << length) corrupt('bad Huffman table');
     code <<= 1;
   }
-  return { codes, maxCode, valueOffset, symbols };
+  return { address, steps: { dc: false, ac: false } };
 }
 
-/** Growing scratch buffer for one restart interval of entropy-coded data, byte stuffing removed. */
-let scratch = new Uint8Array(1 << 16);
-let scratchView = new DataView(scratch.buffer);
+/**
+ * This thread's kernel, views on its memory (remade when it grows: growing detaches them), where the image being
+ * checked is copied (after DATA's room: restart intervals are unstuffed from there into DATA without allocating),
+ * and its used table slots.
+ */
+let kernel: HuffmanKernel | undefined;
+let heap: { bytes: Uint8Array; words16: Uint16Array; words: Int32Array; data: DataView };
+let imageAt = 0;
+let tablesUsed = 0;
 
-/** The bits of one restart interval: the decoding loops read `view` from `bit`; bitsLeft() < 0 means it ran past the end. */
+/** Copy the image into the kernel's memory, growing it first if needed (views stay valid while it is checked). */
+function loadImage(image: Uint8Array): void {
+  imageAt = DATA + image.length + DATA_PADDING;
+  const needed = imageAt + image.length;
+  if (!kernel) kernel = createHuffmanKernel(needed - DATA);
+  else if (kernel.memory.buffer.byteLength < needed) kernel.memory.grow(Math.ceil((needed - kernel.memory.buffer.byteLength) / 65536));
+  const buffer = kernel.memory.buffer;
+  if (heap?.bytes.buffer !== buffer) {
+    heap = { bytes: new Uint8Array(buffer), words16: new Uint16Array(buffer), words: new Int32Array(buffer), data: new DataView(buffer, DATA) };
+  }
+  heap.bytes.set(image, imageAt);
+  tablesUsed = 0;
+}
+
+/** The bits of one restart interval: decoders read `view` from `bit`; bitsLeft() < 0 means they ran past the end. */
 class BitReader {
-  view = scratchView;
+  view = heap.data;
   bit = 0;
   /** A progressive AC scan's end-of-band run: blocks left without more coefficients. */
   eobRun = 0;
   private end = 0;
 
   /**
-   * Take the entropy-coded bytes from `pos` up to the next marker, unstuffing FF 00 to FF (and FF FF… 00 the same,
-   * as libjpeg does). Returns where the marker starts. Resets the bit position and the end-of-band run.
+   * Take the entropy-coded bytes from `pos` up to the next marker into the kernel's DATA (from the image's copy in
+   * the kernel's memory), unstuffing FF 00 to FF
+   * (and FF FF… 00 the same, as libjpeg does). Returns where the marker starts. Resets the bit position and the
+   * end-of-band run.
    */
   load(data: Buffer, pos: number): number {
-    let out = 0;
+    const bytes = heap.bytes;
+    let out = DATA;
     for (;;) {
       const ff = data.indexOf(0xff, pos);
       if (ff < 0) corrupt('premature end of JPEG file');
-      reserve(out + (ff - pos) + 1);
-      scratch.set(data.subarray(pos, ff), out);
+      bytes.copyWithin(out, imageAt + pos, imageAt + ff);
       out += ff - pos;
       let next = ff + 1;
       while (next < data.length && data[next] === 0xff) next++;
       if (next >= data.length) corrupt('premature end of JPEG file');
       if (data[next] !== 0) {
-        scratch.fill(0, out, out + 4); // the 32-bit look-ahead past the end reads zeros
-        this.view = scratchView;
-        this.end = out * 8;
+        bytes.fill(0, out, out + DATA_PADDING); // reads past the end see zeros
+        this.view = heap.data;
+        this.end = (out - DATA) * 8;
         this.bit = 0;
         this.eobRun = 0;
         return ff;
       }
-      scratch[out++] = 0xff;
+      bytes[out++] = 0xff;
       pos = next + 1;
     }
+  }
+
+  /** Step over `mcus` MCUs of `blocks` blocks in the kernel: DC codes, and AC codes too when `withAc`. */
+  decodeInKernel(mcus: number, blocks: number, withAc: boolean): void {
+    const bit = kernel!.decode(this.bit, this.end >>> 3, mcus, blocks, withAc ? 1 : 0);
+    if (bit === -1) corrupt('bad Huffman code');
+    if (bit === -2) corrupt('premature end of data segment');
+    this.bit = bit;
   }
 
   bitsLeft(): number {
@@ -553,12 +501,4 @@ class BitReader {
   skip(n: number): void {
     this.bit += n;
   }
-}
-
-function reserve(size: number): void {
-  if (size + 4 <= scratch.length) return;
-  const grown = new Uint8Array(Math.max(scratch.length * 2, size + 4));
-  grown.set(scratch);
-  scratch = grown;
-  scratchView = new DataView(scratch.buffer);
 }
