@@ -43,13 +43,16 @@ function options(extra: Partial<DownloadOptions> = {}): DownloadOptions {
 const file = (t: ImageTarget) => workdirPaths(workdir).imageFile(t.kind, t.sig);
 
 describe('download against a faulty host', () => {
-  const cases: [Behaviour, { status: string; attempts: number; reason?: RegExp; permanent?: boolean; http?: number }][] = [
+  // requests: what the host sees, when more than one per attempt (redirects).
+  const cases: [Behaviour, { status: string; attempts: number; requests?: number; reason?: RegExp; permanent?: boolean; http?: number }][] = [
     ['ok', { status: 'ok', attempts: 1, http: 200 }],
     ['404', { status: 'missing', attempts: 1, reason: /^http 404$/, permanent: true, http: 404 }],
     ['410', { status: 'missing', attempts: 1, reason: /^http 410$/, permanent: true, http: 410 }],
     ['403', { status: 'failed', attempts: 1, reason: /^http 403$/, permanent: true, http: 403 }],
     ['429-once', { status: 'ok', attempts: 2, http: 200 }],
     ['500-once', { status: 'ok', attempts: 2, http: 200 }],
+    ['redirect', { status: 'ok', attempts: 1, requests: 2, http: 200 }],
+    ['redirect-loop', { status: 'failed', attempts: 1, requests: 4, reason: /^http 302$/, permanent: false, http: 302 }],
     ['500', { status: 'failed', attempts: 3, reason: /^http 500 \(after 3 attempts\)$/, permanent: false, http: 500 }],
     ['stall', { status: 'failed', attempts: 3, reason: /^body timeout \(after 3 attempts\)$/, permanent: false }],
     ['truncated', { status: 'failed', attempts: 3, reason: /(truncated body|connection closed).*\(after 3 attempts\)$/, permanent: false }],
@@ -78,7 +81,7 @@ describe('download against a faulty host', () => {
       const record = records.get(target.sig)!;
       expect(record, behaviour).toBeDefined();
       expect({ behaviour, status: record.status, attempts: record.attempts }).toEqual({ behaviour, status: expected.status, attempts: expected.attempts });
-      expect(server.count(target.sig), behaviour).toBe(expected.attempts);
+      expect(server.count(target.sig), behaviour).toBe(expected.requests ?? expected.attempts);
       if (expected.reason) expect(record.reason, behaviour).toMatch(expected.reason);
       if (expected.permanent !== undefined) expect(Boolean(record.permanent), behaviour).toBe(expected.permanent);
       if (expected.http !== undefined) expect(record.http, behaviour).toBe(expected.http);
@@ -97,11 +100,11 @@ describe('download against a faulty host', () => {
     const [first, second] = server.requests.get(sigOf('fault-429-once'))!;
     expect(second - first).toBeGreaterThanOrEqual(950);
 
-    expect(summary.results).toEqual({ ok: 3, missing: 2, invalid: 7, failed: 4 });
-    expect(summary.retryable).toBe(3);
+    expect(summary.results).toEqual({ ok: 4, missing: 2, invalid: 7, failed: 5 });
+    expect(summary.retryable).toBe(4); // 500, stall, truncated, redirect-loop
     expect(summary.requests).toBe(cases.reduce((n, [, e]) => n + e.attempts, 0));
     expect(summary.retries).toBe(summary.requests - cases.length);
-    expect(summary.state).toEqual({ ok: 3, missing: 2, invalid: 7, failed: 4, pending: 0 });
+    expect(summary.state).toEqual({ ok: 4, missing: 2, invalid: 7, failed: 5, pending: 0 });
     expect(summary.stopped).toBe(false);
     expect(summary.topReasons.length).toBeGreaterThan(0);
   });

@@ -20,6 +20,8 @@ export type Behaviour =
   | '429-once' // 429 with Retry-After: 1, then the image
   | '500-once' // 500, then the image
   | '500' // always 500
+  | 'redirect' // 302 to the same path with a query, which serves the image
+  | 'redirect-loop' // 302 to itself, always
   | 'stall' // headers and a few bytes, then nothing
   | 'truncated' // Content-Length of the whole image, half of it, then the connection drops
   | 'html' // 200 text/html error page
@@ -86,7 +88,8 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
   };
 
   const server = http.createServer(async (req, res) => {
-    const m = URL_LAYOUT.exec(req.url ?? '');
+    const [path, query] = (req.url ?? '').split('?');
+    const m = URL_LAYOUT.exec(path);
     if (!m || m[4].slice(0, 6) !== m[1] + m[2] + m[3]) {
       res.writeHead(400).end('bad path');
       return;
@@ -114,6 +117,13 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
       case '403':
       case '500':
         res.writeHead(Number(behaviour)).end('no');
+        return;
+      case 'redirect':
+        if (query) sendJpeg();
+        else res.writeHead(302, { location: `${path}?moved` }).end();
+        return;
+      case 'redirect-loop':
+        res.writeHead(302, { location: path }).end();
         return;
       case '429-once':
         if (times.length === 1) res.writeHead(429, { 'retry-after': '1' }).end('slow down');

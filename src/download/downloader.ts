@@ -3,7 +3,7 @@
 import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import pLimit from 'p-limit';
-import { Agent, interceptors } from 'undici';
+import { Agent } from 'undici';
 import { cleanTempFiles } from '../util/atomic.js';
 import { Progress, type ProgressOptions } from '../util/progress.js';
 import { formatBytes, log } from '../util/log.js';
@@ -107,7 +107,7 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     connectTimeout: options.timeoutMs,
     headersTimeout: options.timeoutMs,
     bodyTimeout: options.timeoutMs,
-  }).compose(interceptors.redirect({ maxRedirections: 3 }));
+  });
   const hardStop = new AbortController();
   setMaxListeners(options.concurrency + 8, hardStop.signal); // one listener per attempt in flight, by design
   const attempt: AttemptContext = {

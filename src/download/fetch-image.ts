@@ -1,7 +1,9 @@
-// One attempt at one image: GET, check the answer, receive the body (checking its first bytes as they come), then
-// hand it to the saver, which validates it and writes it into place. The destination only ever receives a
-// complete, valid image.
-import { request, type Dispatcher } from 'undici';
+// One attempt at one image: GET it through undici's dispatch handler API (status, headers and body chunks as
+// callbacks: no response stream per image, which cost as much CPU as the rest of the request), check the answer
+// and the body's first bytes as they come, then hand the body to the saver, which validates it and writes it into
+// place. The destination only ever receives a complete, valid image.
+import type { Dispatcher } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
 import { RunError } from '../util/errors.js';
 import { parseRetryAfter } from '../util/retry.js';
 import type { ImageSaver } from './save-image.js';
@@ -30,17 +32,29 @@ export interface AttemptContext {
 const USER_AGENT = 'ctl-download/0.1 (complete-the-look; resumable image fetcher)';
 
 export async function fetchImageOnce(url: string, dest: string, ctx: AttemptContext): Promise<AttemptOutcome> {
-  // One controller per attempt, aborted by the deadline or the run's hard stop. (AbortSignal.any would tie every
-  // attempt's signal to the long-lived stop signal, which Node 20 keeps track of at a cost that grows per call.)
-  const controller = new AbortController();
-  const deadline = setTimeout(() => controller.abort(new DeadlineExceeded()), ctx.deadlineMs);
-  const stop = () => controller.abort();
-  ctx.hardStop.addEventListener('abort', stop, { once: true });
+  const deadline = performance.now() + ctx.deadlineMs;
+  let received = await receive(url, ctx, deadline);
+  for (let hops = 0; received.location !== undefined && hops < MAX_REDIRECTS; hops++) {
+    url = new URL(received.location, url).href;
+    received = await receive(url, ctx, deadline);
+  }
+  const { http, error } = received;
+  if (http !== undefined && http !== 200) return answerFor(http, received.retryAfter); // a redirect here: too many
+  if (error instanceof InvalidImage) return { type: 'final', status: 'invalid', reason: error.reason, http, permanent: true };
+  if (error !== undefined || !received.body) {
+    return ctx.hardStop.aborted ? { type: 'aborted' } : { type: 'retry', reason: failureReason(error), http, throttled: false };
+  }
+  const { data, format } = received.body;
+  if (received.declaredBytes !== undefined && data.length !== received.declaredBytes) {
+    return { type: 'retry', reason: 'truncated body (content-length mismatch)', http, throttled: false };
+  }
   try {
-    return await attempt(url, dest, ctx, controller.signal);
-  } finally {
-    clearTimeout(deadline);
-    ctx.hardStop.removeEventListener('abort', stop);
+    await ctx.saver.save(data, format, dest, ctx.validation);
+    return { type: 'ok', http: 200, bytes: data.length, format };
+  } catch (err) {
+    if (err instanceof InvalidImage) return { type: 'final', status: 'invalid', reason: err.reason, http, permanent: true };
+    if (err instanceof RunError) throw err;
+    return ctx.hardStop.aborted ? { type: 'aborted' } : { type: 'retry', reason: failureReason(err), http, throttled: false };
   }
 }
 
@@ -51,38 +65,10 @@ class DeadlineExceeded extends Error {
   }
 }
 
-async function attempt(url: string, dest: string, ctx: AttemptContext, signal: AbortSignal): Promise<AttemptOutcome> {
-  let response: Dispatcher.ResponseData;
-  try {
-    response = await request(url, {
-      dispatcher: ctx.dispatcher,
-      signal,
-      headers: { 'user-agent': USER_AGENT, accept: 'image/webp,image/png,image/jpeg,image/gif,image/*;q=0.8' },
-    });
-  } catch (err) {
-    return ctx.hardStop.aborted ? { type: 'aborted' } : { type: 'retry', reason: failureReason(err, signal), throttled: false };
-  }
-  const http = response.statusCode;
-  if (http !== 200) {
-    await discard(response.body);
-    return answerFor(http, response.headers['retry-after']);
-  }
-  try {
-    checkContentType(response.headers['content-type'] as string | undefined);
-    const declared = Number(response.headers['content-length'] ?? NaN);
-    if (declared > ctx.maxBytes) throw new InvalidImage(`too large (> ${ctx.maxBytes} bytes)`);
-    const { data, format } = await receive(response.body, ctx.maxBytes);
-    if (Number.isFinite(declared) && data.length !== declared) {
-      return { type: 'retry', reason: 'truncated body (content-length mismatch)', http, throttled: false };
-    }
-    const bytes = data.length;
-    await ctx.saver.save(data, format, dest, ctx.validation);
-    return { type: 'ok', http, bytes, format };
-  } catch (err) {
-    await discard(response.body);
-    if (err instanceof InvalidImage) return { type: 'final', status: 'invalid', reason: err.reason, http, permanent: true };
-    if (err instanceof RunError) throw err;
-    return ctx.hardStop.aborted ? { type: 'aborted' } : { type: 'retry', reason: failureReason(err, signal), http, throttled: false };
+class RunStopped extends Error {
+  constructor() {
+    super('run stopped');
+    this.name = 'RunStopped';
   }
 }
 
@@ -99,39 +85,142 @@ function answerFor(http: number, retryAfter: string | string[] | undefined): Att
   return { type: 'final', status: 'failed', reason: `http ${http}`, http, permanent };
 }
 
-/**
- * Receive a 200 body, whole, in memory (at most `maxBytes`: memory stays bounded by concurrency × cap, and the
- * checks and the write see one buffer). Its first bytes are checked as soon as they arrive, so an HTML page or a
- * non-image is refused before the rest comes. Throws InvalidImage, or the network error as is.
- */
-async function receive(body: AsyncIterable<Buffer>, maxBytes: number): Promise<{ data: Buffer; format: ImageFormat }> {
-  const chunks: Buffer[] = [];
-  let bytes = 0;
-  let format: ImageFormat | undefined;
-  for await (const chunk of body) {
-    bytes += chunk.length;
-    if (bytes > maxBytes) throw new InvalidImage(`too large (> ${maxBytes} bytes)`);
-    chunks.push(chunk);
-    if (!format && bytes >= SNIFF_BYTES) format = checkHead((chunks.length === 1 ? chunk : Buffer.concat(chunks, bytes)).subarray(0, SNIFF_BYTES));
-  }
-  const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes);
-  return { data, format: format ?? checkHead(data) };
+/** What one GET brought back. */
+interface Received {
+  /** The status, once the headers came. */
+  http?: number;
+  retryAfter?: string | string[];
+  /** Where a redirect (301, 302, 303, 307, 308) points. */
+  location?: string;
+  declaredBytes?: number;
+  /** A whole 200 body and its format. */
+  body?: { data: Buffer; format: ImageFormat };
+  /** What cut the exchange short: a network error, a timeout, an abort, or InvalidImage for a body we refused. */
+  error?: unknown;
 }
 
-/** Read and drop a small unwanted body so the connection goes back to the pool; drop the connection otherwise. */
-async function discard(body: Dispatcher.ResponseData['body']): Promise<void> {
-  if (body.destroyed) return;
-  body.on('error', () => undefined); // a destroyed body reports its abort as an error event: expected here
-  try {
-    await body.dump({ limit: 64 * 1024 });
-  } catch {
-    body.destroy();
+const REQUEST_HEADERS = { 'user-agent': USER_AGENT, accept: 'image/webp,image/png,image/jpeg,image/gif,image/*;q=0.8' };
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/** A non-200 body is read (and dropped) so the connection can serve the next request, unless it is bigger than this. */
+const DISCARD_LIMIT = 64 * 1024;
+
+/** Redirects followed in one attempt. */
+const MAX_REDIRECTS = 3;
+
+/** GET `url`, cut at `deadline` (performance.now() time) or when the run stops for good; never rejects. */
+function receive(url: string, ctx: AttemptContext, deadline: number): Promise<Received> {
+  return new Promise((resolve) => {
+    const { origin, pathname, search } = new URL(url);
+    const receiver = new ImageReceiver(ctx.maxBytes, resolve);
+    const timer = setTimeout(() => receiver.abort(new DeadlineExceeded()), deadline - performance.now());
+    const stop = () => receiver.abort(new RunStopped());
+    ctx.hardStop.addEventListener('abort', stop, { once: true });
+    receiver.onSettled = () => {
+      clearTimeout(timer);
+      ctx.hardStop.removeEventListener('abort', stop);
+    };
+    ctx.dispatcher.dispatch({ origin, path: pathname + search, method: 'GET', headers: REQUEST_HEADERS }, receiver);
+  });
+}
+
+/**
+ * Receives one response (undici's DispatchHandler): a 200 body whole, in memory, at most `maxBytes` (memory stays
+ * bounded by concurrency × cap, and the checks and the write see one buffer). The content type, the declared
+ * length and the first bytes are checked as soon as they arrive, so an HTML page or a non-image is refused before
+ * the rest comes.
+ */
+class ImageReceiver implements Dispatcher.DispatchHandler {
+  onSettled = () => {};
+  private controller: Dispatcher.DispatchController | undefined;
+  private abortedWith: Error | undefined;
+  private readonly received: Received = {};
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+  private format: ImageFormat | undefined;
+  private settled = false;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly resolve: (received: Received) => void,
+  ) {}
+
+  abort(reason: Error): void {
+    this.abortedWith ??= reason;
+    if (this.controller) this.controller.abort(reason);
+    else this.settle({ error: reason }); // not started yet (waiting for a connection)
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.abortedWith) controller.abort(this.abortedWith);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200) return; // informational (1xx): the response follows
+    this.received.http = statusCode;
+    this.received.retryAfter = headers['retry-after'];
+    const location = headers.location;
+    if (REDIRECTS.has(statusCode) && typeof location === 'string') this.received.location = location;
+    if (statusCode !== 200) return;
+    const declared = Number(headers['content-length'] ?? NaN);
+    if (Number.isFinite(declared)) this.received.declaredBytes = declared;
+    try {
+      checkContentType(headers['content-type'] as string | undefined);
+      if (declared > this.maxBytes) throw new InvalidImage(`too large (> ${this.maxBytes} bytes)`);
+    } catch (err) {
+      controller.abort(err as Error);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bytes += chunk.length;
+    if (this.received.http !== 200) {
+      if (this.bytes > DISCARD_LIMIT) controller.abort(new Error('unwanted body too large to drain'));
+      return;
+    }
+    try {
+      if (this.bytes > this.maxBytes) throw new InvalidImage(`too large (> ${this.maxBytes} bytes)`);
+      this.chunks.push(chunk);
+      if (!this.format && this.bytes >= SNIFF_BYTES) this.format = checkHead(this.joined().subarray(0, SNIFF_BYTES));
+    } catch (err) {
+      controller.abort(err as Error);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.received.http !== 200) return this.settle({});
+    const data = this.joined();
+    try {
+      this.settle({ body: { data, format: this.format ?? checkHead(data) } });
+    } catch (err) {
+      this.settle({ error: err });
+    }
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.settle({ error: this.abortedWith ?? error });
+  }
+
+  /** The chunks so far as one buffer (kept as the only chunk). */
+  private joined(): Buffer {
+    if (this.chunks.length > 1) this.chunks.splice(0, this.chunks.length, Buffer.concat(this.chunks, this.bytes));
+    return this.chunks[0] ?? Buffer.alloc(0);
+  }
+
+  private settle(outcome: Pick<Received, 'body' | 'error'>): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.onSettled();
+    this.resolve({ ...this.received, ...outcome });
   }
 }
 
 /** A short, stable reason for a transport failure (stable so the summary can count them). */
-function failureReason(err: unknown, signal: AbortSignal): string {
-  if (signal.reason instanceof DeadlineExceeded) return signal.reason.message;
+function failureReason(err: unknown): string {
+  if (err instanceof DeadlineExceeded) return err.message;
+  if (err === undefined) return 'no response';
   const e = err as { code?: string; message?: string; cause?: { code?: string } };
   switch (e.code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
