@@ -60,9 +60,11 @@ async function photo(seed) {
 
 /**
  * Run a command under GNU time: wall seconds, peak RSS (MB) and CPU seconds (user + system) of the process, and
- * its stdout. CPU per image is the figure that holds on a busy machine, where wall-clock rates swing.
+ * its stdout. CPU per image is the figure that holds on a busy machine, where wall-clock rates swing. The files
+ * the previous client wrote are flushed to disk first, so their writeback does not fall on this one.
  */
 function measure(command, commandArgs) {
+  spawnSync('sync');
   const timeFile = join(root, 'time.txt');
   return new Promise((resolvePromise, reject) => {
     const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', '-o', timeFile, command, ...commandArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
