@@ -81,9 +81,9 @@ export function checkEnd(format: ImageFormat, head: Uint8Array, tail: Uint8Array
 }
 
 /**
- * Is the image decodable? A JPEG's markers and entropy-coded data are checked in TypeScript (checkJpeg: what
- * libjpeg would refuse, without its pixel work); other formats, and JPEG codings checkJpeg leaves out, are decoded
- * by sharp.
+ * Is the image decodable? A JPEG's markers and entropy-coded data are checked without a decoder (checkJpeg and its
+ * WebAssembly kernel: what libjpeg would refuse, without its pixel work); other formats, and JPEG codings checkJpeg
+ * leaves out, are decoded by sharp.
  */
 export async function checkDecodes(data: Uint8Array, format: ImageFormat): Promise<void> {
   const verdict = format === 'jpeg' ? checkJpeg(data) : undefined;
