@@ -77,6 +77,17 @@ describe('JPEG integrity check', () => {
     expect(refusedByBoth).toBeGreaterThan(200);
   });
 
+  it('keeps its verdicts as its memory grows for a bigger image, and for the small ones after it', async () => {
+    // The check's WebAssembly memory is sized for the images seen so far; a bigger one grows it.
+    const small = await makeJpeg(5, 48, 32);
+    const big = await makeJpeg(6, 1600, 1200); // noise-like pixels: ~1 MB of coded data
+    expect(big.length).toBeGreaterThan(500_000);
+    const bigCut = Buffer.concat([big.subarray(0, big.length >> 1), big.subarray(-2)]);
+    const verdicts = [small, big, bigCut, small].map((data) => checkJpeg(data).status);
+    expect(verdicts).toEqual(['ok', 'ok', 'corrupt', 'ok']);
+    expect(await libjpegAccepts(bigCut)).toBe(false);
+  });
+
   it('checks restart markers: their numbers, and the data of each interval', () => {
     const jpeg = encodeJpeg({ width: 64, height: 40, components: 3, restartInterval: 2, seed: 9 });
     const rst = [...jpeg.keys()].filter((i) => jpeg[i] === 0xff && jpeg[i + 1] >= 0xd0 && jpeg[i + 1] <= 0xd7);

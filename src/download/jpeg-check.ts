@@ -179,9 +179,9 @@ function readScan(tables: Tables, s: Buffer, data: Buffer, pos: number): number 
   const [ss, se, ah, al] = [s[1 + 2 * n], s[2 + 2 * n], s[3 + 2 * n] >> 4, s[3 + 2 * n] & 15];
   const usesDc = frame.progressive ? ss === 0 && ah === 0 : true;
   const usesAc = frame.progressive ? ss > 0 : true;
-  // One entry per block of an MCU: a single-component scan has one block per MCU, an interleaved one h × v per component.
   const components: Component[] = [];
-  // The tables of each block, for the kernel: (DC table address, AC table address), 0 for a table not used.
+  // The tables of each block of an MCU, for the kernel: (DC table address, AC table address), 0 for a table not
+  // used. A single-component scan has one block per MCU, an interleaved one h × v per component.
   const blockTables: number[] = [];
   let ac: HuffmanTable | undefined;
   for (let i = 0; i < n; i++) {
@@ -260,8 +260,9 @@ function checkProgression(components: Component[], ss: number, se: number, ah: n
 }
 
 // The progressive AC decoding loops keep the bit position in a local and read the next bits with one 32-bit load
-// at the byte holding it. Reads past the end of the data see zeros or stale bytes (the caller then finds the data
-// was too short), or throw a RangeError past the buffer (readScan reports it the same way).
+// at the byte holding it. Reads past the end of the data see its zero padding, then whatever the kernel's memory
+// holds there (the caller then finds the data was too short), or throw a RangeError past the memory (readScan
+// reports it the same way).
 
 /** The next `n` (<= 24) bits at bit position `bit`. */
 function peek(view: DataView, bit: number, n: number): number {
