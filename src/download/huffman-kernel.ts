@@ -22,7 +22,7 @@
 //                if step == 0: step = long_step()
 //                next = k + ((step >> 5) & 127)
 //                if next >= 64:   (the block ends)
-//                  if step is a PAIR and k + advance(acSteps[w >> 3]) >= 64: step = acSteps[w >> 3]
+//                  if step is a PAIR and k + advance(first) >= 64: step = first  (first = acSteps[w >> 1])
 //                acc <<= step & 31; n -= step & 31; k = next
 //         while k < 64
 import {
@@ -226,7 +226,7 @@ const decodeBody = [
 /**
  * fill_steps(table, ac): fill a table's step parts from its codes: dcSteps (ac = 0), or acSteps and acPairs.
  *   for each LOOKAHEAD-bit pattern i: dcSteps[i] = dcStep(codes[i]), or acSteps[i] = acStep(codes[i]) | length << 12
- *   for each PAIR_BITS-bit pattern w, first = acSteps[w >> 3] (bits, advance), second = the step after it:
+ *   for each PAIR_BITS-bit pattern w, first = acSteps[w >> (PAIR_BITS - LOOKAHEAD)], second = the step after it:
  *     acPairs[w] = first is a code, not an end of block, and second's code also lies in w
  *       ? (bits + bits(second)) | (advance + advance(second)) << 5 | PAIR : first & 0xfff
  */
