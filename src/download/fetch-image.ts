@@ -113,14 +113,14 @@ const MAX_REDIRECTS = 3;
 function receive(url: string, ctx: AttemptContext, deadline: number): Promise<Received> {
   return new Promise((resolve) => {
     const { origin, pathname, search } = new URL(url);
-    const receiver = new ImageReceiver(ctx.maxBytes, resolve);
+    const receiver = new ImageReceiver(ctx.maxBytes, (received) => {
+      clearTimeout(timer);
+      ctx.hardStop.removeEventListener('abort', stop);
+      resolve(received);
+    });
     const timer = setTimeout(() => receiver.abort(new DeadlineExceeded()), deadline - performance.now());
     const stop = () => receiver.abort(new RunStopped());
     ctx.hardStop.addEventListener('abort', stop, { once: true });
-    receiver.onSettled = () => {
-      clearTimeout(timer);
-      ctx.hardStop.removeEventListener('abort', stop);
-    };
     ctx.dispatcher.dispatch({ origin, path: pathname + search, method: 'GET', headers: REQUEST_HEADERS }, receiver);
   });
 }
@@ -132,7 +132,6 @@ function receive(url: string, ctx: AttemptContext, deadline: number): Promise<Re
  * the rest comes.
  */
 class ImageReceiver implements Dispatcher.DispatchHandler {
-  onSettled = () => {};
   private controller: Dispatcher.DispatchController | undefined;
   private abortedWith: Error | undefined;
   private readonly received: Received = {};
@@ -143,7 +142,8 @@ class ImageReceiver implements Dispatcher.DispatchHandler {
 
   constructor(
     private readonly maxBytes: number,
-    private readonly resolve: (received: Received) => void,
+    /** Called once, with what came back. */
+    private readonly done: (received: Received) => void,
   ) {}
 
   abort(reason: Error): void {
@@ -212,8 +212,7 @@ class ImageReceiver implements Dispatcher.DispatchHandler {
   private settle(outcome: Pick<Received, 'body' | 'error'>): void {
     if (this.settled) return;
     this.settled = true;
-    this.onSettled();
-    this.resolve({ ...this.received, ...outcome });
+    this.done({ ...this.received, ...outcome });
   }
 }
 

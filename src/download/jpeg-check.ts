@@ -277,7 +277,7 @@ function decodeSymbol(view: DataView, bit: number, table: HuffmanTable): number 
 
 /** libjpeg's decode_mcu_AC_first, keeping only which coefficients become nonzero. */
 function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Int32Array, first: number, count: number, ss: number, se: number): void {
-  const view = r.view;
+  const view = heap.data;
   let bit = r.bit;
   let eobRun = r.eobRun;
   for (let m = first; m < first + count; m++) {
@@ -327,7 +327,7 @@ function bitCount(word: number, from: number, to: number): number {
 
 /** libjpeg's decode_mcu_AC_refine: the same bits read, keeping only which coefficients are nonzero. */
 function decodeAcRefine(r: BitReader, ac: HuffmanTable, nonzero: Int32Array, first: number, count: number, ss: number, se: number): void {
-  const view = r.view;
+  const view = heap.data;
   let bit = r.bit;
   let eobRun = r.eobRun;
   for (let m = first; m < first + count; m++) {
@@ -449,9 +449,8 @@ function loadImage(image: Uint8Array): void {
   tablesUsed = 0;
 }
 
-/** The bits of one restart interval: decoders read `view` from `bit`; bitsLeft() < 0 means they ran past the end. */
+/** The bits of one restart interval: decoders read heap.data from `bit`; bitsLeft() < 0 means they ran past the end. */
 class BitReader {
-  view = heap.data;
   bit = 0;
   /** A progressive AC scan's end-of-band run: blocks left without more coefficients. */
   eobRun = 0;
@@ -476,7 +475,6 @@ class BitReader {
       if (next >= data.length) corrupt('premature end of JPEG file');
       if (data[next] !== 0) {
         bytes.fill(0, out, out + DATA_PADDING); // reads past the end see zeros
-        this.view = heap.data;
         this.end = (out - DATA) * 8;
         this.bit = 0;
         this.eobRun = 0;
