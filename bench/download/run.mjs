@@ -3,13 +3,14 @@
 // distinct signatures); `ctl download` (--validate full, the default, and fast) against plain clients (a minimal
 // undici loop; curl --parallel, once), same host, same concurrency. The undici loop and ctl alternate over several
 // rounds, so a busy machine's swings hit them alike; the ratios are medians of each round's ratio. Prints images/s,
-// MB/s, peak RSS and CPU per image of each, and the ratios.
+// MB/s, peak RSS and CPU per image of each (and its system part: the file system's share shows there), and the ratios.
 //
 //   npm run build && node bench/download/run.mjs [--images 20000] [--concurrency 32] [--pool 256] [--rounds 3] [--no-curl] [--keep]
 //
 // Needs GNU time (/usr/bin/time) for peak RSS and CPU time. Run it on a quiet machine, and not within ~5 minutes of
 // deleting many files on the same file system (an earlier run's clean-up included): ext4 passes over recently freed
-// inodes when it allocates new ones, which made creating files ~9x slower here for a few minutes.
+// inodes when it allocates new ones, which made creating files ~9x slower here for a few minutes. Everything goes
+// under the OS temp folder: TMPDIR=/dev/shm puts it on tmpfs, which takes the disk out of the comparison.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -74,7 +75,7 @@ function measure(command, commandArgs) {
     child.on('exit', (code) => {
       if (code !== 0) return reject(new Error(`${command} exited with ${code}`));
       const [seconds, rssKb, user, system] = readFileSync(timeFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
-      resolvePromise({ seconds, rssMb: rssKb / 1024, cpu: user + system, stdout });
+      resolvePromise({ seconds, rssMb: rssKb / 1024, cpu: user + system, system, stdout });
     });
   });
 }
@@ -120,7 +121,7 @@ writeFileSync(join(root, 'urls.txt'), urls.join('\n') + '\n');
 const runs = new Map(); // client name -> one measurement per round
 const record = (name, r, extra = {}) => {
   const runsOf = runs.get(name) ?? [];
-  runsOf.push({ seconds: r.seconds, rssMb: r.rssMb, cpuMs: (1000 * r.cpu) / sigs.length, ...extra });
+  runsOf.push({ seconds: r.seconds, rssMb: r.rssMb, cpuMs: (1000 * r.cpu) / sigs.length, systemMs: (1000 * r.system) / sigs.length, ...extra });
   runs.set(name, runsOf);
   say(`${name}: ${r.seconds.toFixed(2)} s, ${(sigs.length / r.seconds).toFixed(0)} images/s, ${((1000 * r.cpu) / sigs.length).toFixed(2)} ms CPU per image`);
 };
@@ -171,13 +172,14 @@ console.log(
   `\n${sigs.length} images, ${(totalBytes / 1e6).toFixed(0)} MB, concurrency ${concurrency}, ${rounds} rounds, node ${process.version}, ` +
     `${(await import('node:os')).cpus().length} cores, load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`,
 );
-console.log(`${pad('client (median of rounds)', 38)}${pad('seconds', 9)}${pad('images/s', 10)}${pad('MB/s', 8)}${pad('peak RSS MB', 13)}${pad('CPU ms/image', 14)}`);
+console.log(`${pad('client (median of rounds)', 38)}${pad('seconds', 9)}${pad('images/s', 10)}${pad('MB/s', 8)}${pad('peak RSS MB', 13)}${pad('CPU ms/image (system)', 23)}`);
 for (const [name, list] of runs) {
   const seconds = median(list.map((r) => r.seconds));
   const fetch = list[0].fetchRate === undefined ? '' : `fetch phase alone: ${median(list.map((r) => r.fetchRate)).toFixed(0)} images/s`;
   console.log(
     `${pad(name, 38)}${pad(seconds.toFixed(2), 9)}${pad((sigs.length / seconds).toFixed(0), 10)}${pad((totalBytes / 1e6 / seconds).toFixed(1), 8)}` +
-      `${pad(Math.max(...list.map((r) => r.rssMb)).toFixed(0), 13)}${pad(median(list.map((r) => r.cpuMs)).toFixed(2), 14)}${fetch}`,
+      `${pad(Math.max(...list.map((r) => r.rssMb)).toFixed(0), 13)}` +
+      `${pad(`${median(list.map((r) => r.cpuMs)).toFixed(2)} (${median(list.map((r) => r.systemMs)).toFixed(2)})`, 23)}${fetch}`,
   );
 }
 const base = runs.get(BASELINE);
