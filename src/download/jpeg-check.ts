@@ -458,9 +458,8 @@ class BitReader {
 
   /**
    * Take the entropy-coded bytes from `pos` up to the next marker into the kernel's DATA (from the image's copy in
-   * the kernel's memory), unstuffing FF 00 to FF
-   * (and FF FF… 00 the same, as libjpeg does). Returns where the marker starts. Resets the bit position and the
-   * end-of-band run.
+   * the kernel's memory), unstuffing FF 00 to FF (and FF FF… 00 the same, as libjpeg does). Returns where the
+   * marker starts. Resets the bit position and the end-of-band run.
    */
   load(data: Buffer, pos: number): number {
     const bytes = heap.bytes;
