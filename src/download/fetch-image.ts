@@ -192,11 +192,13 @@ class ImageReceiver implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     if (this.received.http !== 200) return this.settle({});
     const data = this.joined();
+    let format: ImageFormat;
     try {
-      this.settle({ body: { data, format: this.format ?? checkHead(data) } });
+      format = this.format ?? checkHead(data); // a body shorter than SNIFF_BYTES is checked only now
     } catch (err) {
-      this.settle({ error: err });
+      return this.settle({ error: err });
     }
+    this.settle({ body: { data, format } });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
