@@ -1,8 +1,8 @@
 // Check a received image and write it into place, on a worker thread: the checks (a JPEG's whole entropy-coded
 // data is read) and the file-system calls then never hold up the event loop that keeps the downloads flowing, and
 // each image costs one message to the worker and one back instead of a thread-pool round trip per fs call.
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { tempPathFor } from '../util/atomic.js';
@@ -124,8 +124,27 @@ export class ImageSaver {
   }
 }
 
+/** The nice value of the worker threads (the main thread keeps its own, normally 0). */
+export const WORKER_NICE = 10;
+
+/**
+ * Run the calling thread at a lower priority, where the OS gives threads their own (Linux: /proc/thread-self names
+ * the thread, and setpriority on a thread id changes that thread only). When every core is busy, a worker woken by
+ * a message would otherwise take the core from the main thread, which then stops reading responses and sending
+ * requests; at a lower priority the workers use the CPU the network leaves (7% faster on 2 cores, bench/download).
+ * Elsewhere, priorities stay as they are.
+ */
+function yieldToMainThread(): void {
+  try {
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), WORKER_NICE);
+  } catch {
+    // no /proc/thread-self (not Linux), or priorities locked down: equal priorities work too, a little slower
+  }
+}
+
 // The worker thread: save what the main thread sends, answer in batches too.
 if (!isMainThread && workerData === WORKER_TAG) {
+  yieldToMainThread();
   let replies: SaveReply[] = [];
   const flush = () => {
     parentPort!.postMessage(replies);
