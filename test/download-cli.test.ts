@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { DownloadSummary } from '../src/download/downloader.js';
+import { IN_PROGRESS_PER_REQUEST, type DownloadSummary } from '../src/download/downloader.js';
 import { WORKER_NICE } from '../src/download/save-image.js';
 import { selectTargets } from '../src/download/targets.js';
 import { workdirPaths } from '../src/workdir.js';
@@ -69,9 +69,10 @@ describe('ctl download (CLI)', () => {
     const summary = JSON.parse(second.stdout) as DownloadSummary;
     expect(summary.state).toEqual({ ok: 160, missing: 0, invalid: 0, failed: 0, pending: 0 });
     expect(summary.tornManifestBytes).toBe('{"sig":"0f0f'.length);
-    // Whatever was settled before the kill was not fetched again: only requests in flight at the kill repeat.
-    expect(summary.todo).toBeLessThanOrEqual(160 - fetchedBeforeKill + 4);
-    expect(server.total()).toBeLessThanOrEqual(160 + 4);
+    // Whatever was settled before the kill was not fetched again: only images in progress at the kill repeat.
+    const inProgress = 4 * IN_PROGRESS_PER_REQUEST;
+    expect(summary.todo).toBeLessThanOrEqual(160 - fetchedBeforeKill + inProgress);
+    expect(server.total()).toBeLessThanOrEqual(160 + inProgress);
     for (const t of targets) expect(server.count(t.sig)).toBeLessThanOrEqual(2);
 
     const records = await finalRecords(workdir);

@@ -73,6 +73,14 @@ export interface DownloadSummary {
   state: StatusCounts & { pending: number };
 }
 
+/**
+ * Images in progress per request allowed at the host: one at the host, two received and in or waiting for their
+ * checks and writes, so that the host stays busy while the checks catch up, and the check workers get their images
+ * in bigger batches, fewer messages (bench/download). Bodies in memory: at most this × concurrency × the size cap;
+ * images fetched again after a kill: as many.
+ */
+export const IN_PROGRESS_PER_REQUEST = 3;
+
 const emptyCounts = (): StatusCounts => ({ ok: 0, missing: 0, invalid: 0, failed: 0 });
 
 export async function downloadImages(targets: ImageTarget[], options: DownloadOptions): Promise<DownloadSummary> {
@@ -109,8 +117,13 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     bodyTimeout: options.timeoutMs,
   });
   const hardStop = new AbortController();
+  // Asked for a graceful stop: schedule nothing new, wake sleeping retries, give in-flight requests `graceMs`, then cut.
+  const stopping = new AbortController();
+  // At most `concurrency` requests at the host (fewer while it throttles: AIMD).
+  const hostSlots = pLimit(options.concurrency);
+  const aimd = new Aimd(hostSlots, options.concurrency);
   setMaxListeners(options.concurrency + 8, hardStop.signal); // one listener per attempt in flight, by design
-  const attempt: AttemptContext = {
+  const shared: Omit<AttemptContext, 'hostSlot'> = {
     dispatcher,
     maxBytes: options.maxBytes,
     validation: options.validation ?? 'full',
@@ -119,8 +132,6 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     hardStop: hardStop.signal,
   };
 
-  const limit = pLimit(options.concurrency);
-  const aimd = new Aimd(limit, options.concurrency);
   const progress = options.progress === false ? undefined : new Progress('download', plan.todo.length, { unit: 'images', ...options.progress });
   const fetchStart = performance.now();
   const progressText = () => {
@@ -128,8 +139,6 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     return `ok ${results.ok} missing ${results.missing} invalid ${results.invalid} failed ${results.failed}  ${mbps.toFixed(1)} MB/s  concurrency ${aimd.current}`;
   };
 
-  // A graceful stop: schedule nothing new, wake sleeping retries, give in-flight requests `graceMs`, then cut.
-  const stopping = new AbortController();
   let graceTimer: NodeJS.Timeout | undefined;
   const stop = () => {
     if (stopping.signal.aborted) return;
@@ -153,10 +162,19 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     const dest = paths.imageFile(target.kind, target.sig);
     const t0 = performance.now();
     const ms = () => Math.round(performance.now() - t0);
+    let epoch = 0; // AIMD's stamp, taken as a request gets its slot at the host
+    const context: AttemptContext = {
+      ...shared,
+      hostSlot: (request) =>
+        hostSlots(() => {
+          if (stopping.signal.aborted) return undefined;
+          requests++;
+          epoch = aimd.started();
+          return request();
+        }),
+    };
     for (let attempts = 1; ; attempts++) {
-      requests++;
-      const epoch = aimd.started();
-      const outcome = await fetchImageOnce(url, dest, attempt);
+      const outcome = await fetchImageOnce(url, dest, context);
       if (outcome.type === 'aborted') return;
       if (outcome.type === 'ok') {
         aimd.succeeded();
@@ -179,15 +197,16 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     }
   };
 
-  // Feed the limiter one free slot at a time, so the queue never holds the whole list.
-  const inFlight = new Set<Promise<void>>();
+  // Started one free place at a time, so no queue holds the whole list.
+  const inProgressMax = IN_PROGRESS_PER_REQUEST * options.concurrency;
+  const inProgress = new Set<Promise<void>>();
   let wake: () => void = () => undefined;
   const slotFreed = () => new Promise<void>((resolve) => (wake = resolve));
   stopping.signal.addEventListener('abort', () => wake(), { once: true });
   for (const target of plan.todo) {
-    while (!stopping.signal.aborted && inFlight.size >= limit.concurrency) await slotFreed();
+    while (!stopping.signal.aborted && inProgress.size >= inProgressMax) await slotFreed();
     if (stopping.signal.aborted) break;
-    const task: Promise<void> = limit(fetchTarget, target)
+    const task: Promise<void> = fetchTarget(target)
       .catch((err) => {
         // A disk failure (RunError) or a bug: stop everything, report it after the manifest is flushed.
         fatal ??= err;
@@ -195,17 +214,17 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
         hardStop.abort();
       })
       .finally(() => {
-        inFlight.delete(task);
+        inProgress.delete(task);
         wake();
       });
-    inFlight.add(task);
+    inProgress.add(task);
   }
-  while (inFlight.size > 0) await Promise.race(inFlight);
+  while (inProgress.size > 0) await Promise.race(inProgress);
 
   clearTimeout(graceTimer);
   options.stop?.removeEventListener('abort', stop);
   await writer.close();
-  await attempt.saver.close();
+  await shared.saver.close();
   await (stopping.signal.aborted ? dispatcher.destroy() : dispatcher.close());
   progress?.finish(progressText());
   if (fatal) throw fatal;

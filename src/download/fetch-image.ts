@@ -20,6 +20,11 @@ export type AttemptOutcome =
 
 export interface AttemptContext {
   dispatcher: Dispatcher;
+  /**
+   * Runs the network part of an attempt (the request and its body) once one of the host's slots is free; resolves
+   * to undefined without running it when the run stops meanwhile. The check and the write happen outside the slot.
+   */
+  hostSlot: <T>(request: () => Promise<T>) => Promise<T | undefined>;
   maxBytes: number;
   validation: ValidationMode;
   saver: ImageSaver;
@@ -32,12 +37,8 @@ export interface AttemptContext {
 const USER_AGENT = 'ctl-download/0.1 (complete-the-look; resumable image fetcher)';
 
 export async function fetchImageOnce(url: string, dest: string, ctx: AttemptContext): Promise<AttemptOutcome> {
-  const deadline = performance.now() + ctx.deadlineMs;
-  let received = await receive(url, ctx, deadline);
-  for (let hops = 0; received.location !== undefined && hops < MAX_REDIRECTS; hops++) {
-    url = new URL(received.location, url).href;
-    received = await receive(url, ctx, deadline);
-  }
+  const received = await ctx.hostSlot(() => receiveFollowingRedirects(url, ctx));
+  if (!received) return { type: 'aborted' };
   const { http, error } = received;
   if (http !== undefined && http !== 200) return answerFor(http, received.retryAfter); // a redirect here: too many
   if (error instanceof InvalidImage) return { type: 'final', status: 'invalid', reason: error.reason, http, permanent: true };
@@ -109,6 +110,17 @@ const DISCARD_LIMIT = 64 * 1024;
 /** Redirects followed in one attempt. */
 const MAX_REDIRECTS = 3;
 
+/** GET `url` and the redirects it leads to, all within the attempt's deadline. */
+async function receiveFollowingRedirects(url: string, ctx: AttemptContext): Promise<Received> {
+  const deadline = performance.now() + ctx.deadlineMs;
+  let received = await receive(url, ctx, deadline);
+  for (let hops = 0; received.location !== undefined && hops < MAX_REDIRECTS; hops++) {
+    url = new URL(received.location, url).href;
+    received = await receive(url, ctx, deadline);
+  }
+  return received;
+}
+
 /** GET `url`, cut at `deadline` (performance.now() time) or when the run stops for good; never rejects. */
 function receive(url: string, ctx: AttemptContext, deadline: number): Promise<Received> {
   return new Promise((resolve) => {
@@ -127,7 +139,7 @@ function receive(url: string, ctx: AttemptContext, deadline: number): Promise<Re
 
 /**
  * Receives one response (undici's DispatchHandler): a 200 body whole, in memory, at most `maxBytes` (memory stays
- * bounded by concurrency × cap, and the checks and the write see one buffer). The content type, the declared
+ * bounded by the images in progress × cap, and the checks and the write see one buffer). The content type, the declared
  * length and the first bytes are checked as soon as they arrive, so an HTML page or a non-image is refused before
  * the rest comes.
  */
