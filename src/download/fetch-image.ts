@@ -139,9 +139,9 @@ function receive(url: string, ctx: AttemptContext, deadline: number): Promise<Re
 
 /**
  * Receives one response (undici's DispatchHandler): a 200 body whole, in memory, at most `maxBytes` (memory stays
- * bounded by the images in progress × cap, and the checks and the write see one buffer). The content type, the declared
- * length and the first bytes are checked as soon as they arrive, so an HTML page or a non-image is refused before
- * the rest comes.
+ * bounded by the images in progress × cap, and the checks and the write see one buffer). The content type, the
+ * declared length and the first bytes are checked as soon as they arrive, so an HTML page or a non-image is refused
+ * before the rest comes.
  */
 class ImageReceiver implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;

@@ -2,7 +2,7 @@
 // data is read) and the file-system calls then never hold up the event loop that keeps the downloads flowing, and
 // each image costs one message to the worker and one back instead of a thread-pool round trip per fs call.
 import { readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, setPriority } from 'node:os';
+import { availableParallelism, getPriority, setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { tempPathFor } from '../util/atomic.js';
@@ -124,8 +124,8 @@ export class ImageSaver {
   }
 }
 
-/** The nice value of the worker threads (the main thread keeps its own, normally 0). */
-export const WORKER_NICE = 10;
+/** How many nice steps the worker threads run below the main thread (19 is the lowest priority). */
+export const WORKER_PRIORITY_DROP = 10;
 
 /**
  * Run the calling thread at a lower priority, where the OS gives threads their own (Linux: /proc/thread-self names
@@ -136,7 +136,8 @@ export const WORKER_NICE = 10;
  */
 function yieldToMainThread(): void {
   try {
-    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), WORKER_NICE);
+    const thread = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    setPriority(thread, Math.min(19, getPriority(thread) + WORKER_PRIORITY_DROP)); // a thread starts at its creator's
   } catch {
     // no /proc/thread-self (not Linux), or priorities locked down: equal priorities work too, a little slower
   }
