@@ -3,7 +3,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadDataset, normaliseRaw, normaliseWorkdir, saveDataset } from '../src/data/dataset-io.js';
+import { loadDataset, normaliseRaw, normaliseWorkdir, saveDataset } from '../src/data/stl/dataset-io.js';
 import { InputError } from '../src/util/errors.js';
 import { makeRaw, PATHS, pairsText, removeTempDirs, tempDir, writeRaw } from './data-fixtures.js';
 

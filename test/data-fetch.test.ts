@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { fetchDomain } from '../src/data/fetch.js';
+import { fetchDomain } from '../src/data/stl/fetch.js';
 import { InputError, RunError } from '../src/util/errors.js';
 import { makeRaw, pairsText, removeTempDirs, tempDir } from './data-fixtures.js';
 

@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readCategoryFile, readPairsFile } from '../src/data/raw-files.js';
-import { buildVocabulary } from '../src/data/categories.js';
+import { readCategoryFile, readPairsFile } from '../src/data/stl/raw-files.js';
+import { buildVocabulary } from '../src/data/stl/categories.js';
 import { InputError } from '../src/util/errors.js';
 import { makeRaw, pairsText, removeTempDirs, tempDir } from './data-fixtures.js';
 

@@ -1,8 +1,8 @@
 // The seed split must match CPython's `random` bit for bit: vectors here are produced by python3 itself.
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { PythonRandom } from '../src/data/python-random.js';
-import { seedSplit } from '../src/data/splits.js';
+import { PythonRandom } from '../src/data/stl/python-random.js';
+import { seedSplit } from '../src/data/stl/splits.js';
 
 const SEEDS = ['0', '1', '42', '-7', '4294967295', '4294967296', '4294967301', '18446744073709551619', '12345678901234567890123'];
 

@@ -1,8 +1,8 @@
 // Split properties: the scene split is scene-disjoint, seeded, near its fractions and stable when rows are
 // reordered or added; the seed split follows CPython's shuffle over file rows and drops skipped rows in place.
 import { describe, expect, it } from 'vitest';
-import { PythonRandom } from '../src/data/python-random.js';
-import { sceneHash, sceneSplit, seedSplit } from '../src/data/splits.js';
+import { PythonRandom } from '../src/data/stl/python-random.js';
+import { sceneHash, sceneSplit, seedSplit } from '../src/data/stl/splits.js';
 import type { Pair, Split } from '../src/data/types.js';
 import { makeRaw } from './data-fixtures.js';
 

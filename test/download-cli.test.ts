@@ -11,7 +11,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { IN_PROGRESS_PER_REQUEST, type DownloadSummary } from '../src/download/downloader.js';
 import { WORKER_PRIORITY_DROP } from '../src/download/save-image.js';
 import { selectTargets } from '../src/download/targets.js';
-import { workdirPaths } from '../src/workdir.js';
+import { workdirPaths } from '../src/data/workdir.js';
 import { finalRecords, makeJpeg, manifestLines, startImageServer, tempFiles, writeDataset, type ImageServer } from './download-fixtures.js';
 
 const CLI = resolve('dist/cli.js');

@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { downloadImages, type DownloadOptions } from '../src/download/downloader.js';
 import type { ImageTarget } from '../src/download/targets.js';
-import { workdirPaths } from '../src/workdir.js';
+import { workdirPaths } from '../src/data/workdir.js';
 import { finalRecords, manifestLines, sigOf, startImageServer, tempFiles, type Behaviour, type ImageServer } from './download-fixtures.js';
 
 let workdir: string;

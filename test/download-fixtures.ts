@@ -6,10 +6,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import sharp from 'sharp';
-import { normaliseWorkdir } from '../src/data/dataset-io.js';
+import { normaliseWorkdir } from '../src/data/stl/dataset-io.js';
 import type { Dataset } from '../src/data/dataset.js';
 import type { ManifestRecord } from '../src/download/manifest.js';
-import { workdirPaths } from '../src/workdir.js';
+import { workdirPaths } from '../src/data/workdir.js';
 
 /** How the host answers one signature. */
 export type Behaviour =

@@ -4,8 +4,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { EmbeddingStore } from '../src/data/embeddings.js';
-import { workdirPaths } from '../src/workdir.js';
+import { EmbeddingStore } from '../src/data/store/embeddings.js';
+import { workdirPaths } from '../src/data/workdir.js';
 import { makeFixture, removeFixtures } from './embed-fixtures.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');

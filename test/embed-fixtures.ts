@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import type { Dataset } from '../src/data/dataset.js';
-import { saveDataset } from '../src/data/dataset-io.js';
+import { saveDataset } from '../src/data/stl/dataset-io.js';
 import type { BBox, Pair } from '../src/data/types.js';
-import { workdirPaths } from '../src/workdir.js';
+import { workdirPaths } from '../src/data/workdir.js';
 
 export const sig = (prefix: string, i: number) => `${prefix}${i.toString(16).padStart(32 - prefix.length, '0')}`;
 

@@ -6,9 +6,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
-import { EmbeddingStore } from '../src/data/embeddings.js';
+import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
-import { workdirPaths } from '../src/workdir.js';
+import { workdirPaths } from '../src/data/workdir.js';
 import { makeFixture, removeFixtures } from './embed-fixtures.js';
 
 const DIM = 8;

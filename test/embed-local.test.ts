@@ -5,13 +5,13 @@ import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, test } from 'vitest';
-import { EmbeddingStore, sceneProductKey } from '../src/data/embeddings.js';
+import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
 import { GENERATED_PRESETS } from '../src/embed/generated-models.js';
 import { loadLocalEncoder } from '../src/embed/local-encoder.js';
 import { resolveModel } from '../src/embed/model-source.js';
 import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
 import { buildVisionTower } from '../src/embed/vision-transformer.js';
-import { workdirPaths, type EmbeddingView } from '../src/workdir.js';
+import { workdirPaths, type EmbeddingView } from '../src/data/workdir.js';
 import { makeFixture, removeFixtures, writeImage } from './embed-fixtures.js';
 
 const options = (workdir: string, over: Partial<EmbedOptions> = {}): EmbedOptions => ({

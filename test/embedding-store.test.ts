@@ -3,8 +3,8 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EmbeddingStore, sceneProductKey } from '../src/data/embeddings.js';
-import { decodeNpy, encodeNpy } from '../src/data/npy.js';
+import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
+import { decodeNpy, encodeNpy } from '../src/data/store/npy.js';
 
 let dir: string;
 beforeEach(async () => {

@@ -3,8 +3,8 @@ import { execFile } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { decodeNpy, encodeNpy } from '../src/data/npy.js';
-import { workdirPaths } from '../src/workdir.js';
+import { decodeNpy, encodeNpy } from '../src/data/store/npy.js';
+import { workdirPaths } from '../src/data/workdir.js';
 import { removeTempWorkdirs, tempWorkdir } from './synth-fixtures.js';
 
 const CLI = resolve(__dirname, '../dist/cli.js');

@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateWorld, type SynthOptions, type SynthWorld } from '../src/data/synth.js';
+import { generateWorld, type SynthOptions, type SynthWorld } from '../src/data/synth/world.js';
 
 const dirs: string[] = [];
 

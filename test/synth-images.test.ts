@@ -3,8 +3,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { encodeRaster, paintProduct, paintScene, writeSyntheticImages } from '../src/data/synth-images.js';
-import { workdirPaths } from '../src/workdir.js';
+import { encodeRaster, paintProduct, paintScene, writeSyntheticImages } from '../src/data/synth/images.js';
+import { workdirPaths } from '../src/data/workdir.js';
 import { removeTempWorkdirs, tempWorkdir, world } from './synth-fixtures.js';
 
 afterAll(removeTempWorkdirs);

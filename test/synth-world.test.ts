@@ -10,11 +10,11 @@ import {
   synthMarkerPath,
   writeSyntheticDataset,
   type SynthWorld,
-} from '../src/data/synth.js';
-import { taxonomyOf } from '../src/data/synth-taxonomy.js';
-import { manifestPath } from '../src/data/fetch.js';
-import { loadDataset } from '../src/data/dataset-io.js';
-import { workdirPaths } from '../src/workdir.js';
+} from '../src/data/synth/world.js';
+import { taxonomyOf } from '../src/data/synth/taxonomy.js';
+import { manifestPath } from '../src/data/stl/fetch.js';
+import { loadDataset } from '../src/data/stl/dataset-io.js';
+import { workdirPaths } from '../src/data/workdir.js';
 import { removeTempWorkdirs, tempWorkdir, world } from './synth-fixtures.js';
 
 afterAll(removeTempWorkdirs);

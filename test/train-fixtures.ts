@@ -5,10 +5,10 @@
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { normaliseWorkdir } from '../src/data/dataset-io.js';
-import { EmbeddingStore, sceneProductKey } from '../src/data/embeddings.js';
+import { normaliseWorkdir } from '../src/data/stl/dataset-io.js';
+import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
 import type { Dataset } from '../src/data/dataset.js';
-import { workdirPaths } from '../src/workdir.js';
+import { workdirPaths } from '../src/data/workdir.js';
 import { keyedRandom } from '../src/model/random.js';
 import type { Random } from '../src/util/random.js';
 import type { TrainConfig } from '../src/train/config.js';

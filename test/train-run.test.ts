@@ -8,11 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { trainRun } from '../src/train/run.js';
 import { loadTrainedModel } from '../src/model/load.js';
-import { loadPairInputs } from '../src/data/pair-inputs.js';
+import { loadPairInputs } from '../src/data/store/pair-inputs.js';
 import { evaluateProtocol } from '../src/eval/protocols.js';
-import { workdirPaths } from '../src/workdir.js';
+import { workdirPaths } from '../src/data/workdir.js';
 import { InputError, RunError } from '../src/util/errors.js';
-import { synthesise } from '../src/data/synth.js';
+import { synthesise } from '../src/data/synth/world.js';
 import { plantedWorkdir, smallConfig, TEST_MODEL, writeConfig } from './train-fixtures.js';
 import type { Dataset } from '../src/data/dataset.js';
 

@@ -111,7 +111,7 @@ for (let s = 0; s < scenes; s++)
   }
 writeFileSync(join(workdir, 'stl/fashion.json'), pairs.join('\n') + '\n');
 writeFileSync(join(workdir, 'stl/fashion-cat.json'), JSON.stringify(categories));
-const { normaliseWorkdir } = await import(join(repo, 'dist/data/dataset-io.js'));
+const { normaliseWorkdir } = await import(join(repo, 'dist/data/stl/dataset-io.js'));
 const { dataset } = await normaliseWorkdir(workdir, 'fashion', { source: 'synthetic' });
 const sigs = [...dataset.scenes.map((s) => s.sig), ...dataset.products.map((p) => p.sig)];
 const urls = sigs.map((s) => `${baseUrl}/400x/${s.slice(0, 2)}/${s.slice(2, 4)}/${s.slice(4, 6)}/${s}.jpg`);

@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { EmbeddingStore } from '../../dist/data/embeddings.js';
-import { saveDataset } from '../../dist/data/dataset-io.js';
+import { EmbeddingStore } from '../../dist/data/store/embeddings.js';
+import { saveDataset } from '../../dist/data/stl/dataset-io.js';
 import { ensureGeneratedModel } from '../../dist/embed/generated-models.js';
 import { runEmbed } from '../../dist/embed/run.js';
-import { workdirPaths } from '../../dist/workdir.js';
+import { workdirPaths } from '../../dist/data/workdir.js';
 
 const { values: args } = parseArgs({
   options: {

@@ -27,8 +27,8 @@ const { TwoTower } = await import(join(repo, 'dist/model/two-tower.js'));
 const { Random } = await import(join(repo, 'dist/util/random.js'));
 const { LocalEngine } = await import(join(repo, 'dist/train/engine.js'));
 const { ParallelEngine } = await import(join(repo, 'dist/train/parallel.js'));
-const { generateWorld } = await import(join(repo, 'dist/data/synth.js'));
-const { computeEmbeddings } = await import(join(repo, 'dist/data/synth-embeddings.js'));
+const { generateWorld } = await import(join(repo, 'dist/data/synth/world.js'));
+const { computeEmbeddings } = await import(join(repo, 'dist/data/synth/embeddings.js'));
 
 const { values: args } = parseArgs({
   options: {

@@ -1,10 +1,10 @@
 // `ctl data ...`: metadata, splits, synthetic data, embedding-store checks.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Domain, SplitPart, SplitScheme } from './types.js';
-import { formatReport, loadDataset } from './dataset-io.js';
-import { STL_BASE_URL } from './sources.js';
-import { computeStats, formatStats } from './stats.js';
-import { registerSynthCommands } from './synth-command.js';
+import { formatReport, loadDataset } from './stl/dataset-io.js';
+import { STL_BASE_URL } from './stl/sources.js';
+import { computeStats, formatStats } from './stl/stats.js';
+import { registerSynthCommands } from './synth/command.js';
 import { action, parseFloatOption, parseIntOption, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
@@ -34,7 +34,7 @@ function registerFetch(data: Command): void {
     action<{ domain: Domain; baseUrl: string; strict: boolean; force: boolean; timeout: number; retries: number }>(
       async (o) => {
         if (!(o.timeout > 0)) throw new InputError('--timeout expects a number of seconds > 0');
-        const { fetchDomain } = await import('./fetch.js');
+        const { fetchDomain } = await import('./stl/fetch.js');
         const result = await fetchDomain(o.workdir, {
           domain: o.domain,
           baseUrl: o.baseUrl,

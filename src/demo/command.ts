@@ -12,7 +12,7 @@ import { Command } from 'commander';
 import { action, parseIntOption, withCommon } from '../util/command.js';
 import { RunError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
-import { workdirPaths } from '../workdir.js';
+import { workdirPaths } from '../data/workdir.js';
 import { startMirror } from './mirror.js';
 import { demoSummary, formatSummary, type StageReports } from './summary.js';
 

@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { workdirPaths } from '../workdir.js';
+import { workdirPaths } from '../data/workdir.js';
 
 export interface Mirror {
   baseUrl: string;

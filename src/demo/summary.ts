@@ -8,7 +8,7 @@ import type { EmbedSummary } from '../embed/run.js';
 import type { EvalReport } from '../eval/evaluate.js';
 import type { TrainRunResult } from '../train/run.js';
 import { formatDuration } from '../util/log.js';
-import type { WorkdirPaths } from '../workdir.js';
+import type { WorkdirPaths } from '../data/workdir.js';
 
 /** The part of `ctl data synth --json` the summary reads. */
 interface SynthReport {

@@ -1,6 +1,6 @@
 // `ctl download`: fetch the dataset's scene and product images by signature, resumable.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { loadDataset } from '../data/dataset-io.js';
+import { loadDataset } from '../data/stl/dataset-io.js';
 import type { Domain } from '../data/types.js';
 import { action, parseFloatOption, parseIntOption, parseShard, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';

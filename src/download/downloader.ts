@@ -7,7 +7,7 @@ import { Agent } from 'undici';
 import { cleanTempFiles } from '../util/atomic.js';
 import { Progress, type ProgressOptions } from '../util/progress.js';
 import { formatBytes, log } from '../util/log.js';
-import { workdirPaths } from '../workdir.js';
+import { workdirPaths } from '../data/workdir.js';
 import { Aimd } from './aimd.js';
 import { fetchImageOnce, type AttemptContext } from './fetch-image.js';
 import { IMAGE_KINDS, ManifestWriter, readManifest, type ImageStatus, type ManifestRecord } from './manifest.js';

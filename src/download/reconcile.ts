@@ -2,7 +2,7 @@
 // killed run after their rename but before their manifest line are checked and adopted, not fetched again.
 import { readdir, rm, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { workdirPaths } from '../workdir.js';
+import { workdirPaths } from '../data/workdir.js';
 import { IMAGE_KINDS, manifestKey, type ImageStatus, type ManifestRecord, type ManifestWriter } from './manifest.js';
 import type { ImageTarget } from './targets.js';
 import { InvalidImage, validateImageFile } from './validate.js';

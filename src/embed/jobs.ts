@@ -1,9 +1,9 @@
 // What to embed, per view: every product image; every scene (full view) or every scene–product pair with that
 // product's box hidden (hide-product view, one row per product in the scene). Only this process's shard.
-import { sceneProductKey } from '../data/embeddings.js';
+import { sceneProductKey } from '../data/store/embeddings.js';
 import type { Dataset } from '../data/dataset.js';
 import { inShard, type Shard } from '../data/shard.js';
-import { workdirPaths } from '../workdir.js';
+import { workdirPaths } from '../data/workdir.js';
 import type { HideMode } from './hide.js';
 import type { ImageJob } from './images.js';
 import type { ViewPlan } from './pipeline.js';

@@ -3,10 +3,10 @@
 // every few batches. A killed run loses at most the uncommitted batches; a re-run continues from the store.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { EmbeddingStore } from '../data/embeddings.js';
+import { EmbeddingStore } from '../data/store/embeddings.js';
 import { InputError, RunError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
-import type { EmbeddingView } from '../workdir.js';
+import type { EmbeddingView } from '../data/workdir.js';
 import type { Encoder, PreparedBase } from './encoder.js';
 import { ImageProblem, type ImageJob, type ProblemReason } from './images.js';
 

@@ -1,10 +1,10 @@
 // `ctl embed` as a function (the command and `ctl demo` call it): resolve the model or service, plan the views,
 // run the pipeline, and sum up.
-import { loadDataset } from '../data/dataset-io.js';
+import { loadDataset } from '../data/stl/dataset-io.js';
 import type { Shard } from '../data/shard.js';
 import type { Domain } from '../data/types.js';
 import { Progress } from '../util/progress.js';
-import { workdirPaths, type EmbeddingView } from '../workdir.js';
+import { workdirPaths, type EmbeddingView } from '../data/workdir.js';
 import type { Encoder } from './encoder.js';
 import type { HideMode } from './hide.js';
 import { httpEncoder, type HttpEncoderOptions } from './http-encoder.js';

@@ -1,7 +1,7 @@
 // `ctl eval` and `ctl reproduce`: see evaluate.ts and reproduce.ts.
 import { Command, Option } from 'commander';
-import { loadDataset } from '../data/dataset-io.js';
-import type { SceneView } from '../data/pair-inputs.js';
+import { loadDataset } from '../data/stl/dataset-io.js';
+import type { SceneView } from '../data/store/pair-inputs.js';
 import type { Domain } from '../data/types.js';
 import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.js';
 import { action, withCommon } from '../util/command.js';

@@ -8,16 +8,16 @@
 // how many evaluated pairs have a scene the run trained on (`trainSceneOverlap`), and the table flags it.
 import { join } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
-import { loadDataset } from '../data/dataset-io.js';
-import { sceneProductKey } from '../data/embeddings.js';
-import { loadPairInputs, type SceneView } from '../data/pair-inputs.js';
+import { loadDataset } from '../data/stl/dataset-io.js';
+import { sceneProductKey } from '../data/store/embeddings.js';
+import { loadPairInputs, type SceneView } from '../data/store/pair-inputs.js';
 import type { SplitScheme } from '../data/types.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import { normalizedRows } from '../train/run.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
-import { modelSlug, workdirPaths } from '../workdir.js';
+import { modelSlug, workdirPaths } from '../data/workdir.js';
 import type { EngineName } from './engines.js';
 import { evaluateProtocol, type Metrics, type Protocol } from './protocols.js';
 

@@ -3,14 +3,14 @@
 // then everything under the honest `catalog` and `category` protocols. The report names the data it ran on; a
 // synthetic dataset's numbers are labelled synthetic, never STL.
 import type { Dataset } from '../data/dataset.js';
-import { loadDataset } from '../data/dataset-io.js';
+import { loadDataset } from '../data/stl/dataset-io.js';
 import type { BackendChoice } from '../model/backend.js';
 import { readCheckpointState } from '../train/checkpoint.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import { trainRun } from '../train/run.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
-import { modelSlug, workdirPaths } from '../workdir.js';
+import { modelSlug, workdirPaths } from '../data/workdir.js';
 import type { EngineName } from './engines.js';
 import { defaultSplit, evaluateRun, evaluateZeroShot, type EvalReport, type EvalSplit } from './evaluate.js';
 import { PROTOCOLS, type Protocol } from './protocols.js';

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Category } from '../data/types.js';
-import type { SceneView } from '../data/pair-inputs.js';
+import type { SceneView } from '../data/store/pair-inputs.js';
 import type { ParamLayout } from '../model/params.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../model/safetensors.js';
 import { fromStateDict, toStateDict } from '../model/state-dict.js';

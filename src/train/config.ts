@@ -3,7 +3,7 @@
 // resolved config is what a run records and what `--resume` compares.
 import { readFile } from 'node:fs/promises';
 import type { Domain, SplitScheme } from '../data/types.js';
-import type { SceneView } from '../data/pair-inputs.js';
+import type { SceneView } from '../data/store/pair-inputs.js';
 import type { Protocol } from '../eval/protocols.js';
 import type { ModelConfig } from '../model/two-tower.js';
 import { InputError } from '../util/errors.js';

@@ -3,9 +3,9 @@
 // with the file and field named.
 import { createHash } from 'node:crypto';
 import type { Dataset } from '../data/dataset.js';
-import { loadDataset } from '../data/dataset-io.js';
-import { loadPairInputs } from '../data/pair-inputs.js';
-import { workdirPaths } from '../workdir.js';
+import { loadDataset } from '../data/stl/dataset-io.js';
+import { loadPairInputs } from '../data/store/pair-inputs.js';
+import { workdirPaths } from '../data/workdir.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { TrainConfig } from './config.js';

@@ -12,7 +12,7 @@ import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
-import { modelSlug, workdirPaths } from '../workdir.js';
+import { modelSlug, workdirPaths } from '../data/workdir.js';
 import { loadCheckpoint, readCheckpointState, saveCheckpoint, type Checkpoint, type CheckpointState } from './checkpoint.js';
 import { loadTrainConfig, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';

@@ -1,7 +1,7 @@
 // What every `ctl` command shares: `--workdir`, `--json`, exit codes, and turning errors into one clear line.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { InputError, exitCodeOf } from './errors.js';
-import { resolveWorkdir } from '../workdir.js';
+import { resolve } from 'node:path';
 
 export interface CommonOptions {
   /** Absolute workdir (flag, else CTL_WORKDIR, else ./workdir). */
@@ -29,7 +29,7 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
   return async (...args: unknown[]): Promise<void> => {
     const cmd = args[args.length - 1] as Command;
     const raw = cmd.opts() as O & { workdir?: string; json?: boolean };
-    const options = { ...raw, workdir: resolveWorkdir(raw.workdir), json: Boolean(raw.json) };
+    const options = { ...raw, workdir: resolve(raw.workdir ?? process.env.CTL_WORKDIR ?? './workdir'), json: Boolean(raw.json) };
     try {
       await run(options, cmd);
     } catch (err) {

@@ -2,9 +2,9 @@
 // reason (with the first few `file:line` locations kept for the summary); in strict mode the first bad row stops
 // the load with `file:line: field: what was expected`.
 import { access } from 'node:fs/promises';
-import type { BBox, Pair, Signature } from './types.js';
+import type { BBox, Pair, Signature } from '../types.js';
 import { readJsonRecords } from './json-records.js';
-import { InputError, locatedError } from '../util/errors.js';
+import { InputError, locatedError } from '../../util/errors.js';
 
 /** Why a row was skipped. */
 export type SkipReason =

@@ -1,7 +1,7 @@
 // The model's inputs for a set of pairs: the scene vector of each pair (in the configured view) and the vector of
 // every catalog product, read from the embedding store. Shared by training, evaluation and serving.
 import { workdirPaths } from '../workdir.js';
-import type { Dataset } from './dataset.js';
+import type { Dataset } from '../dataset.js';
 import { EmbeddingStore, sceneProductKey } from './embeddings.js';
 
 export type SceneView = 'full' | 'hide-product';

@@ -1,6 +1,6 @@
 // The category vocabulary: one entry per distinct full path, sorted by path (code-unit order, independent of the
 // locale), so index i names the same category on every machine and in every checkpoint.
-import type { Category } from './types.js';
+import type { Category } from '../types.js';
 import { leafOf } from './raw-files.js';
 
 export function buildVocabulary(paths: Iterable<string>): Category[] {

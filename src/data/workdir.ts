@@ -1,13 +1,6 @@
-// The workdir layout of the design card, in one place: every stage reads the previous one's output from here.
-import { join, resolve } from 'node:path';
-import type { Domain } from './data/types.js';
-
-export const DEFAULT_WORKDIR = './workdir';
-
-/** The workdir from the flag, else CTL_WORKDIR, else ./workdir; absolute. */
-export function resolveWorkdir(flag?: string): string {
-  return resolve(flag ?? process.env.CTL_WORKDIR ?? DEFAULT_WORKDIR);
-}
+// The workdir layout, in one place: every stage reads the previous one's output from here.
+import { join } from 'node:path';
+import type { Domain } from './types.js';
 
 /** A model id as a folder name: "Marqo/marqo-fashionSigLIP" → "Marqo--marqo-fashionSigLIP". */
 export function modelSlug(modelId: string): string {

@@ -8,9 +8,9 @@ import { once } from 'node:events';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, interceptors, request } from 'undici';
-import { InputError, RunError } from '../util/errors.js';
-import { Progress } from '../util/progress.js';
-import { backoffDelay, sleep } from '../util/retry.js';
+import { InputError, RunError } from '../../util/errors.js';
+import { Progress } from '../../util/progress.js';
+import { backoffDelay, sleep } from '../../util/retry.js';
 
 export interface DownloadOptions {
   /** Seconds to wait for the connection, the headers, and between body chunks. */

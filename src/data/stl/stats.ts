@@ -1,7 +1,7 @@
 // `ctl data stats`: what is in a normalised dataset, and whether it looks sane: counts, the category histogram,
 // products per scene, bbox geometry, what loading skipped, and the size of every split part.
-import type { Dataset } from './dataset.js';
-import type { Split } from './types.js';
+import type { Dataset } from '../dataset.js';
+import type { Split } from '../types.js';
 
 interface Summary {
   min: number;

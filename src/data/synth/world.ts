@@ -7,17 +7,17 @@
 // of the scene's categories (a quarter are off-style); products are reused across scenes with a skewed popularity,
 // like the real catalogue (~72K pairs over ~38K products). Everything is a pure function of the options.
 import { readFile, rm } from 'node:fs/promises';
-import type { Domain, BBox } from './types.js';
-import type { Dataset } from './dataset.js';
-import { ITEMS_PER_SCENE_WEIGHTS, taxonomyOf, type TaxonomyEntry } from './synth-taxonomy.js';
-import { normaliseWorkdir } from './dataset-io.js';
-import { manifestPath } from './fetch.js';
-import { removeStaleSyntheticStores, writeSyntheticEmbeddings, type StoreReport } from './synth-embeddings.js';
-import { writeSyntheticImages, type ImageFormat, type ImageReport } from './synth-images.js';
-import { Random } from '../util/random.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import { InputError } from '../util/errors.js';
-import { log } from '../util/log.js';
+import type { Domain, BBox } from '../types.js';
+import type { Dataset } from '../dataset.js';
+import { ITEMS_PER_SCENE_WEIGHTS, taxonomyOf, type TaxonomyEntry } from './taxonomy.js';
+import { normaliseWorkdir } from '../stl/dataset-io.js';
+import { manifestPath } from '../stl/fetch.js';
+import { removeStaleSyntheticStores, writeSyntheticEmbeddings, type StoreReport } from './embeddings.js';
+import { writeSyntheticImages, type ImageFormat, type ImageReport } from './images.js';
+import { Random } from '../../util/random.js';
+import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
+import { InputError } from '../../util/errors.js';
+import { log } from '../../util/log.js';
 import { workdirPaths } from '../workdir.js';
 
 export interface SynthOptions {

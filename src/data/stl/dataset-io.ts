@@ -1,12 +1,12 @@
 // Raw STL files → the normalised dataset (workdir/dataset/<domain>.json), and back from disk for later stages.
 import { readFile } from 'node:fs/promises';
-import type { Dataset } from './dataset.js';
-import type { Domain, Product, Scene } from './types.js';
+import type { Dataset } from '../dataset.js';
+import type { Domain, Product, Scene } from '../types.js';
 import { buildVocabulary, indexByPath } from './categories.js';
 import { readCategoryFile, readPairsFile, type FileReport } from './raw-files.js';
 import { DEFAULT_SPLIT_SEED, sceneSplit, seedSplit } from './splits.js';
-import { InputError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { InputError } from '../../util/errors.js';
+import { writeFileAtomic } from '../../util/atomic.js';
 import { workdirPaths } from '../workdir.js';
 
 export interface NormaliseOptions {

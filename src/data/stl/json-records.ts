@@ -6,7 +6,7 @@
 // A record's text is handed on unparsed: the caller parses and validates it. The container itself must be well
 // formed (balanced, closed, nothing after it): if not, no record boundary can be trusted and the file is rejected.
 import { createReadStream } from 'node:fs';
-import { locatedError } from '../util/errors.js';
+import { locatedError } from '../../util/errors.js';
 
 export interface JsonRecord {
   /** 1-based line the record starts on. */

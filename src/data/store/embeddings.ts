@@ -10,11 +10,11 @@
 // `writer` keeps shards of machines that split the work (`--shard I/N`) apart so their files never collide.
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cleanTempFiles, writeFileAtomic, writeFileExclusive, writeJsonAtomic } from '../util/atomic.js';
-import { InputError } from '../util/errors.js';
+import { cleanTempFiles, writeFileAtomic, writeFileExclusive, writeJsonAtomic } from '../../util/atomic.js';
+import { InputError } from '../../util/errors.js';
 import type { EmbeddingView } from '../workdir.js';
 import { decodeNpy, encodeNpy, parseNpyHeader } from './npy.js';
-import type { Signature } from './types.js';
+import type { Signature } from '../types.js';
 
 export interface StoreMeta {
   model: string;

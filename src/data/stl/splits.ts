@@ -4,7 +4,7 @@
 //   seed:  the reference project's split, bit-exact: `random.seed(42); random.shuffle(pairs)` over the rows in file
 //          order, first `int(0.9 * n)` train, the rest validation. It leaks scenes between parts (comparison only).
 import * as crypto from 'node:crypto';
-import type { Pair, Signature, Split, SplitPart } from './types.js';
+import type { Pair, Signature, Split, SplitPart } from '../types.js';
 import { PythonRandom } from './python-random.js';
 
 export const DEFAULT_SPLIT_SEED = 42;

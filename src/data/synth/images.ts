@@ -7,11 +7,11 @@
 import { open, mkdir } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import sharp from 'sharp';
-import type { SynthProduct, SynthScene, SynthWorld } from './synth.js';
-import type { Silhouette } from './synth-taxonomy.js';
-import { Random } from '../util/random.js';
-import { writeFileAtomic } from '../util/atomic.js';
-import { Progress } from '../util/progress.js';
+import type { SynthProduct, SynthScene, SynthWorld } from './world.js';
+import type { Silhouette } from './taxonomy.js';
+import { Random } from '../../util/random.js';
+import { writeFileAtomic } from '../../util/atomic.js';
+import { Progress } from '../../util/progress.js';
 import { workdirPaths } from '../workdir.js';
 
 export type ImageFormat = 'jpeg' | 'png';

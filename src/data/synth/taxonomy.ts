@@ -1,7 +1,7 @@
 // The released STL taxonomies, as the synthetic generator needs them: each leaf category's full path, its product
 // count in the released category file (for real-like proportions), where such an item sits in a scene photo,
 // and which silhouette its images get. Counts are those of the released fashion-cat.json / home-cat.json.
-import type { Domain } from './types.js';
+import type { Domain } from '../types.js';
 
 /** Where an item of a category sits in a scene: ranges for its box centre and size, normalised 0..1. */
 export interface PlacementSpec {

@@ -2,12 +2,12 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import type { Domain } from './types.js';
-import { EmbeddingStore } from './embeddings.js';
-import type { ImageFormat } from './synth-images.js';
-import { action, parseIntOption, withCommon } from '../util/command.js';
-import { InputError, RunError } from '../util/errors.js';
-import { formatBytes, log, printJson } from '../util/log.js';
+import type { Domain } from '../types.js';
+import { EmbeddingStore } from '../store/embeddings.js';
+import type { ImageFormat } from './images.js';
+import { action, parseIntOption, withCommon } from '../../util/command.js';
+import { InputError, RunError } from '../../util/errors.js';
+import { formatBytes, log, printJson } from '../../util/log.js';
 import { modelSlug, workdirPaths, type EmbeddingView } from '../workdir.js';
 
 export function registerSynthCommands(data: Command): void {
@@ -42,7 +42,7 @@ function registerSynth(data: Command): void {
     .option('--force', 'replace STL files that `ctl data fetch` put in this workdir', false);
   withCommon(cmd).action(
     action<SynthFlags>(async (o) => {
-      const { synthesise } = await import('./synth.js'); // loads sharp: only when used
+      const { synthesise } = await import('./world.js'); // loads sharp: only when used
       const r = await synthesise(o.workdir, {
         scenes: o.scenes,
         products: o.products,

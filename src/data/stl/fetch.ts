@@ -5,12 +5,12 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import type { Dataset } from './dataset.js';
-import type { Domain } from './types.js';
+import type { Dataset } from '../dataset.js';
+import type { Domain } from '../types.js';
 import { loadDataset, normaliseRaw, normaliseWorkdir, saveDataset, type NormaliseReport } from './dataset-io.js';
 import { downloadFile, type DownloadOptions, type Downloaded } from './http-download.js';
-import { cleanTempFiles, tempPathFor, writeJsonAtomic } from '../util/atomic.js';
-import { log } from '../util/log.js';
+import { cleanTempFiles, tempPathFor, writeJsonAtomic } from '../../util/atomic.js';
+import { log } from '../../util/log.js';
 import { workdirPaths } from '../workdir.js';
 import { STL_BASE_URL } from './sources.js';
 

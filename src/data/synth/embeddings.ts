@@ -23,10 +23,10 @@
 // guessing the biggest category: 26%). v1/v2 not trained at that scale.
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { SynthWorld } from './synth.js';
-import { EmbeddingStore, sceneProductKey, type StoreMeta } from './embeddings.js';
-import { Random } from '../util/random.js';
-import { log } from '../util/log.js';
+import type { SynthWorld } from './world.js';
+import { EmbeddingStore, sceneProductKey, type StoreMeta } from '../store/embeddings.js';
+import { Random } from '../../util/random.js';
+import { log } from '../../util/log.js';
 import { workdirPaths, type EmbeddingView } from '../workdir.js';
 
 export const SYNTH_EMBEDDING_WEIGHTS = {

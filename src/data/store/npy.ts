@@ -1,5 +1,5 @@
 // NumPy .npy (format 1.0) for float32 C-order matrices: what `numpy.load` reads without any extra package.
-import { InputError } from '../util/errors.js';
+import { InputError } from '../../util/errors.js';
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
