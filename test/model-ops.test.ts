@@ -5,7 +5,6 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { columnSums, gelu, inputLinear, l2Normalize, layerNorm, linear, matMul, rowLogSumExp } from '../src/model/ops.js';
 import { keyedRandom } from '../src/model/random.js';
-import type { Random } from '../src/util/random.js';
 
 const rng = keyedRandom(11, 'ops-test');
 const random = (shape: number[], scale = 1) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal() * scale), shape);

@@ -12,7 +12,6 @@ import { decodeSafetensors, encodeSafetensors } from '../src/model/safetensors.j
 import { fromStateDict, toStateDict } from '../src/model/state-dict.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
 import { keyedRandom } from '../src/model/random.js';
-import type { Random } from '../src/util/random.js';
 import { checkpointDir, loadCheckpoint, saveCheckpoint, type CheckpointState } from '../src/train/checkpoint.js';
 import { encodeRows } from '../src/train/replica.js';
 

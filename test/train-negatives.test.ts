@@ -2,7 +2,6 @@
 // category, hardest = highest allowed similarity, mined = inside the rank window.
 import { describe, expect, it } from 'vitest';
 import { keyedRandom } from '../src/model/random.js';
-import type { Random } from '../src/util/random.js';
 import {
   MinedPool,
   hardestAllowed,

@@ -3,7 +3,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { keyedRandom } from '../src/model/random.js';
-import type { Random } from '../src/util/random.js';
 import { FlatAdam, clipScale, sumOfSquares, type OptimizerConfig } from '../src/train/optimizer.js';
 import { learningRate } from '../src/train/schedule.js';
 

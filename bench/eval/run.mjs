@@ -83,7 +83,6 @@ normalise(scenes, numScenes);
 const offsets = new Int32Array(numScenes + 1);
 lists.forEach((l, s) => (offsets[s + 1] = offsets[s] + l.length));
 const ids = Int32Array.from(lists.flat());
-const targets = { offsets, ids };
 say(`data: ${numScenes} scenes × ${numProducts} products × ${dim}-d, ${ids.length} true pairs`);
 
 // ---- ours

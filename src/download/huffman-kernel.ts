@@ -82,7 +82,7 @@ export const tableAddress = (i: number) => TABLES + i * TABLE_BYTES;
 
 // decode's parameters and locals.
 const [bit, end, mcus, blocks, withAc] = [0, 1, 2, 3, 4];
-const [p, acc, n, j, k, table, step, limit, length, code, word, next] = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+const [p, acc, n, j, k, table, step, limit, _length, code, word, next] = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
 /** decode's function index of long_step. */
 const LONG_STEP = 2;
 const LOCALS = [I32, I64, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32];
