@@ -82,8 +82,12 @@ describe('ctl data (built binary)', () => {
     // The reference: read the released file, random.seed(42), shuffle, first int(0.9 n) train.
     const reference = spawnSync(
       'python3',
-      ['-c', 'import json,random,sys\np=[json.loads(l) for l in open(sys.argv[1])]\nrandom.seed(42)\nrandom.shuffle(p)\n' +
-        'for x in p[int(0.9*len(p)):]: print(json.dumps(x, separators=(",", ":")))', join(workdir, 'stl', 'fashion.json')],
+      [
+        '-c',
+        'import json,random,sys\np=[json.loads(l) for l in open(sys.argv[1])]\nrandom.seed(42)\nrandom.shuffle(p)\n' +
+          'for x in p[int(0.9*len(p)):]: print(json.dumps(x, separators=(",", ":")))',
+        join(workdir, 'stl', 'fashion.json'),
+      ],
       { encoding: 'utf8' },
     );
     const out = await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'seed:val']);
@@ -105,9 +109,20 @@ describe('ctl data (built binary)', () => {
 
   it('fetch: a bad row in --strict mode and a 404 exit 2 naming the URL; lenient skips and reports the row', async () => {
     const workdir = await tempDir();
-    const strict = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/bad`, '--strict', '--json']);
+    const strict = await ctl([
+      'data',
+      'fetch',
+      '--workdir',
+      workdir,
+      '--base-url',
+      `${base}/bad`,
+      '--strict',
+      '--json',
+    ]);
     expect(strict).toMatchObject({ code: 2, stdout: '' });
-    expect(strict.stderr).toContain(`${base}/bad/fashion.json:${pairs.length + 1}: scene: 32 lower-case hex characters`);
+    expect(strict.stderr).toContain(
+      `${base}/bad/fashion.json:${pairs.length + 1}: scene: 32 lower-case hex characters`,
+    );
 
     const missing = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', `${base}/nothing`]);
     expect(missing.code).toBe(2);

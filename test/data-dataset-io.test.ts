@@ -14,7 +14,10 @@ describe('normaliseRaw', () => {
     const dir = await tempDir();
     const { pairs, categories } = makeRaw(300, 120, 5);
     const { pairsFile, categoriesFile } = await writeRaw(dir, pairsText(pairs), JSON.stringify(categories));
-    const { dataset, report } = await normaliseRaw(pairsFile, categoriesFile, { domain: 'fashion', source: 'synthetic' });
+    const { dataset, report } = await normaliseRaw(pairsFile, categoriesFile, {
+      domain: 'fashion',
+      source: 'synthetic',
+    });
 
     expect(dataset).toMatchObject({ version: 1, domain: 'fashion', source: 'synthetic', skipped: {} });
     expect(dataset.categories.map((c) => c.path)).toEqual([...PATHS].sort());
@@ -28,10 +31,14 @@ describe('normaliseRaw', () => {
     expect(dataset.pairs).toEqual(pairs);
     expect(dataset.scenes.map((s) => s.sig)).toEqual([...new Set(pairs.map((p) => p.scene))]);
     const first = dataset.scenes[0]!;
-    expect(first.items).toEqual(pairs.filter((p) => p.scene === first.sig).map(({ product, bbox }) => ({ product, bbox })));
+    expect(first.items).toEqual(
+      pairs.filter((p) => p.scene === first.sig).map(({ product, bbox }) => ({ product, bbox })),
+    );
 
     for (const split of [dataset.splits.scene, dataset.splits.seed]) {
-      const all = Object.values(split.parts).flat().sort((a, b) => a - b);
+      const all = Object.values(split.parts)
+        .flat()
+        .sort((a, b) => a - b);
       expect(all).toEqual(pairs.map((_, i) => i));
     }
     expect(dataset.splits.seed.parts.train).toHaveLength(Math.trunc(0.9 * pairs.length));
@@ -52,7 +59,11 @@ describe('normaliseRaw', () => {
 
   it('refuses a file with no valid pair, saying why', async () => {
     const dir = await tempDir();
-    const { pairsFile, categoriesFile } = await writeRaw(dir, '<html>not found</html>\n', JSON.stringify(makeRaw(5, 5).categories));
+    const { pairsFile, categoriesFile } = await writeRaw(
+      dir,
+      '<html>not found</html>\n',
+      JSON.stringify(makeRaw(5, 5).categories),
+    );
     const err = await normaliseRaw(pairsFile, categoriesFile).catch((e: Error) => e);
     expect(err).toBeInstanceOf(InputError);
     expect(err.message).toMatch(/no valid pairs \(1 rows read, skipped: malformed-json 1; first: .*:1: row: /);

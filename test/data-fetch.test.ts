@@ -21,10 +21,12 @@ let base: string;
 let routes: Map<string, Handler>;
 let requests: string[];
 
-const serve = (body: string, status = 200): Handler => (_req, res) => {
-  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-};
+const serve =
+  (body: string, status = 200): Handler =>
+  (_req, res) => {
+    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -69,7 +71,12 @@ describe('fetchDomain', () => {
     expect(first.dataset.source).toBe('stl');
     expect(await readFile(join(workdir, 'stl', 'fashion.json'), 'utf8')).toBe(PAIRS);
     expect(await readFile(join(workdir, 'stl', 'fashion-cat.json'), 'utf8')).toBe(CATEGORIES);
-    expect(await leftovers(workdir)).toEqual(['dataset/fashion.json', 'stl/fashion-cat.json', 'stl/fashion.fetch.json', 'stl/fashion.json']);
+    expect(await leftovers(workdir)).toEqual([
+      'dataset/fashion.json',
+      'stl/fashion-cat.json',
+      'stl/fashion.fetch.json',
+      'stl/fashion.json',
+    ]);
     expect(requests).toEqual(['/stl/fashion.json', '/stl/fashion-cat.json']);
 
     const second = await fetchDomain(workdir, { ...options, baseUrl: base });
@@ -100,7 +107,9 @@ describe('fetchDomain', () => {
     routes.delete('/stl/fashion-cat.json');
     const err = await fetchDomain(workdir, { ...options, baseUrl: base }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(InputError);
-    expect(err.message).toMatch(/HTTP 404 for http:\/\/127\.0\.0\.1:\d+\/stl\/fashion-cat\.json \(check --base-url and --domain\)/);
+    expect(err.message).toMatch(
+      /HTTP 404 for http:\/\/127\.0\.0\.1:\d+\/stl\/fashion-cat\.json \(check --base-url and --domain\)/,
+    );
     expect(requests.filter((r) => r.endsWith('-cat.json'))).toHaveLength(1); // not retried
     expect(await leftovers(workdir)).toEqual([]);
   });
@@ -113,7 +122,12 @@ describe('fetchDomain', () => {
     await expect(fetchDomain(workdir, { ...options, baseUrl: base, force: true })).rejects.toThrow(/no valid pairs/);
     expect(await readFile(join(workdir, 'dataset', 'fashion.json'), 'utf8')).toBe(before);
     expect(await readFile(join(workdir, 'stl', 'fashion.json'), 'utf8')).toBe(PAIRS);
-    expect(await leftovers(workdir)).toEqual(['dataset/fashion.json', 'stl/fashion-cat.json', 'stl/fashion.fetch.json', 'stl/fashion.json']);
+    expect(await leftovers(workdir)).toEqual([
+      'dataset/fashion.json',
+      'stl/fashion-cat.json',
+      'stl/fashion.fetch.json',
+      'stl/fashion.json',
+    ]);
   });
 
   it('a truncated body is retried, then fails clearly with no partial file', async () => {
@@ -134,7 +148,9 @@ describe('fetchDomain', () => {
     routes.set('/stl/fashion-cat.json', serve(CATEGORIES.slice(0, CATEGORIES.length / 2)));
     const err = await fetchDomain(workdir, { ...options, baseUrl: base }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(InputError);
-    expect(err.message).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/stl\/fashion-cat\.json:1: file: the file to end with "\}"/);
+    expect(err.message).toMatch(
+      /^http:\/\/127\.0\.0\.1:\d+\/stl\/fashion-cat\.json:1: file: the file to end with "\}"/,
+    );
     expect(await leftovers(workdir)).toEqual([]);
   });
 
@@ -163,7 +179,9 @@ describe('fetchDomain', () => {
   it('gives up on a server that never answers, after the timeout', async () => {
     const workdir = await tempDir();
     routes.set('/stl/fashion.json', () => undefined);
-    const err = await fetchDomain(workdir, { ...options, baseUrl: base, timeoutS: 0.3, retries: 0 }).catch((e: Error) => e);
+    const err = await fetchDomain(workdir, { ...options, baseUrl: base, timeoutS: 0.3, retries: 0 }).catch(
+      (e: Error) => e,
+    );
     expect(err).toBeInstanceOf(RunError);
     expect(err.message).toMatch(/failed after 1 attempt\(s\): .*(timeout|Timeout)/);
     expect(await leftovers(workdir)).toEqual([]);

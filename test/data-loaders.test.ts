@@ -138,7 +138,9 @@ describe('readPairsFile', () => {
     expect(err.message).toMatch(new RegExp(`:${badLine}: product: 32 lower-case hex`));
     const truncated = join(dir, 'array-truncated.json');
     await writeFile(truncated, text.slice(0, text.length - 40));
-    await expect(readPairsFile(truncated, () => true)).rejects.toThrow(/the file to end with "\]" \(is it truncated\?\)/);
+    await expect(readPairsFile(truncated, () => true)).rejects.toThrow(
+      /the file to end with "\]" \(is it truncated\?\)/,
+    );
   });
 
   it('says so when the file is missing', async () => {
@@ -169,7 +171,12 @@ describe('readCategoryFile', () => {
       [A, 'Apparel & Accessories|Shoes'],
       [S2, 'Apparel & Accessories|Jewelry|Necklaces'],
     ]);
-    expect(result.report.skipped).toEqual({ 'bad-signature': 1, 'bad-category': 2, 'duplicate-product': 1, 'malformed-json': 1 });
+    expect(result.report.skipped).toEqual({
+      'bad-signature': 1,
+      'bad-category': 2,
+      'duplicate-product': 1,
+      'malformed-json': 1,
+    });
     expect(result.report.examples.map((e) => e.split(': ')[0]!.split(':').pop())).toEqual(['3', '4', '5', '6', '7']);
     await expect(readCategoryFile(pretty, { strict: true })).rejects.toThrow(
       new RegExp(`^${pretty}:3: key "${A.toUpperCase()}": 32 lower-case hex characters$`),
@@ -209,24 +216,27 @@ describe('readCategoryFile', () => {
 
   // The released files, when a copy sits in shared/stl/ (never committed): checks the loader on real data.
   const real = (domain: string) => resolve(__dirname, `../../shared/stl/${domain}-cat.json`);
-  it.skipIf(!existsSync(real('fashion')))('reads the real fashion category file: 38,111 products, 10 leaves', async () => {
-    const { categories, report } = await readCategoryFile(real('fashion'), { strict: true });
-    expect(report.skipped).toEqual({});
-    expect(categories.size).toBe(38_111);
-    const vocabulary = buildVocabulary(categories.values());
-    expect(vocabulary.map((c) => c.name)).toEqual([
-      'Sunglasses',
-      'Coats & Jackets',
-      'Pants',
-      'Shirts & Tops',
-      'Shorts',
-      'Skirts',
-      'Handbags, Wallets & Cases',
-      'Earrings',
-      'Necklaces',
-      'Shoes',
-    ]);
-  });
+  it.skipIf(!existsSync(real('fashion')))(
+    'reads the real fashion category file: 38,111 products, 10 leaves',
+    async () => {
+      const { categories, report } = await readCategoryFile(real('fashion'), { strict: true });
+      expect(report.skipped).toEqual({});
+      expect(categories.size).toBe(38_111);
+      const vocabulary = buildVocabulary(categories.values());
+      expect(vocabulary.map((c) => c.name)).toEqual([
+        'Sunglasses',
+        'Coats & Jackets',
+        'Pants',
+        'Shirts & Tops',
+        'Shorts',
+        'Skirts',
+        'Handbags, Wallets & Cases',
+        'Earrings',
+        'Necklaces',
+        'Shoes',
+      ]);
+    },
+  );
 
   it.skipIf(!existsSync(real('home')))('reads the real home category file', async () => {
     const { categories, report } = await readCategoryFile(real('home'), { strict: true });

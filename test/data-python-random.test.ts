@@ -4,7 +4,17 @@ import { describe, expect, it } from 'vitest';
 import { PythonRandom } from '../src/data/stl/python-random.js';
 import { seedSplit } from '../src/data/stl/splits.js';
 
-const SEEDS = ['0', '1', '42', '-7', '4294967295', '4294967296', '4294967301', '18446744073709551619', '12345678901234567890123'];
+const SEEDS = [
+  '0',
+  '1',
+  '42',
+  '-7',
+  '4294967295',
+  '4294967296',
+  '4294967301',
+  '18446744073709551619',
+  '12345678901234567890123',
+];
 
 const PYTHON = String.raw`
 import json, random, sys
@@ -23,13 +33,15 @@ out["cuts"] = {str(n): int(0.9 * n) for n in list(range(0, 2000)) + [72198, 9999
 print(json.dumps(out))
 `;
 
-function runPython(): {
-  shuffles: Record<string, Record<string, number[]>>;
-  bits: Record<string, string[]>;
-  below: Record<string, number[]>;
-  long: number[];
-  cuts: Record<string, number>;
-} | undefined {
+function runPython():
+  | {
+      shuffles: Record<string, Record<string, number[]>>;
+      bits: Record<string, string[]>;
+      below: Record<string, number[]>;
+      long: number[];
+      cuts: Record<string, number>;
+    }
+  | undefined {
   const result = spawnSync('python3', ['-c', PYTHON, ...SEEDS], { encoding: 'utf8', maxBuffer: 64 << 20 });
   if (result.error || result.status !== 0) return undefined;
   return JSON.parse(result.stdout);
@@ -70,7 +82,9 @@ describe('PythonRandom', () => {
     it('_randbelow matches, including bounds above 2^32', () => {
       for (const seed of SEEDS) {
         const r = new PythonRandom(BigInt(seed));
-        const got = [1, 2, 3, 1000, 2 ** 31, 2 ** 32 - 1, 2 ** 32 + 1, 2 ** 52 + 7, 2 ** 53 - 1].map((n) => r.randbelow(n));
+        const got = [1, 2, 3, 1000, 2 ** 31, 2 ** 32 - 1, 2 ** 32 + 1, 2 ** 52 + 7, 2 ** 53 - 1].map((n) =>
+          r.randbelow(n),
+        );
         expect(got, `seed ${seed}`).toEqual(python!.below[seed]);
       }
     });
@@ -83,7 +97,11 @@ describe('PythonRandom', () => {
     it('the seed split cuts where int(0.9 * n) does and keeps the shuffled order', () => {
       for (const [n, cut] of Object.entries(python!.cuts)) expect(Math.trunc(0.9 * Number(n)), `n ${n}`).toBe(cut);
       const n = 100_000;
-      const split = seedSplit(Array.from({ length: n }, (_, i) => i), n, 42);
+      const split = seedSplit(
+        Array.from({ length: n }, (_, i) => i),
+        n,
+        42,
+      );
       expect(split.parts.train).toEqual(python!.long.slice(0, python!.cuts['100000']));
       expect(split.parts.val).toEqual(python!.long.slice(python!.cuts['100000']));
     });

@@ -68,7 +68,11 @@ describe('sceneSplit', () => {
 
 describe('seedSplit', () => {
   it('is the reference split: shuffle(range(n)) with seed 42, first int(0.9 n) train', () => {
-    const split = seedSplit(Array.from({ length: 20 }, (_, i) => i), 20, 42);
+    const split = seedSplit(
+      Array.from({ length: 20 }, (_, i) => i),
+      20,
+      42,
+    );
     expect(split).toEqual({
       scheme: 'seed',
       seed: 42,

@@ -12,7 +12,15 @@ import { IN_PROGRESS_PER_REQUEST, type DownloadSummary } from '../src/download/d
 import { WORKER_PRIORITY_DROP } from '../src/download/save-image.js';
 import { selectTargets } from '../src/download/targets.js';
 import { workdirPaths } from '../src/data/workdir.js';
-import { finalRecords, makeJpeg, manifestLines, startImageServer, tempFiles, writeDataset, type ImageServer } from './download-fixtures.js';
+import {
+  finalRecords,
+  makeJpeg,
+  manifestLines,
+  startImageServer,
+  tempFiles,
+  writeDataset,
+  type ImageServer,
+} from './download-fixtures.js';
 
 const CLI = resolve('dist/cli.js');
 let workdir: string;
@@ -29,7 +37,10 @@ afterEach(async () => {
   await rm(workdir, { recursive: true, force: true });
 });
 
-function start(args: string[]): { child: ChildProcess; done: Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> } {
+function start(args: string[]): {
+  child: ChildProcess;
+  done: Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>;
+} {
   const child = spawn(process.execPath, [CLI, 'download', '--workdir', workdir, '--base-url', server.url, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -78,7 +89,9 @@ describe('ctl download (CLI)', () => {
     const records = await finalRecords(workdir);
     for (const t of targets) {
       expect(records.get(t.sig)?.status).toBe('ok');
-      const { info } = await sharp(workdirPaths(workdir).imageFile(t.kind, t.sig)).raw().toBuffer({ resolveWithObject: true });
+      const { info } = await sharp(workdirPaths(workdir).imageFile(t.kind, t.sig))
+        .raw()
+        .toBuffer({ resolveWithObject: true });
       expect(info.width).toBeGreaterThan(0);
     }
     expect(await tempFiles(workdir)).toEqual([]);
@@ -94,7 +107,13 @@ describe('ctl download (CLI)', () => {
     const result = await run(['--json', '--concurrency', '8']);
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as DownloadSummary;
-    expect(summary.state).toEqual({ ok: targets.length - bad.length, missing: 0, invalid: bad.length, failed: 0, pending: 0 });
+    expect(summary.state).toEqual({
+      ok: targets.length - bad.length,
+      missing: 0,
+      invalid: bad.length,
+      failed: 0,
+      pending: 0,
+    });
     const records = await finalRecords(workdir);
     for (const t of targets) {
       const isBad = bad.includes(t);
@@ -127,7 +146,9 @@ describe('ctl download (CLI)', () => {
     server.options.delayMs = 0;
     const second = await run(['--json']);
     expect(second.code, second.stderr).toBe(0);
-    expect((JSON.parse(second.stdout) as DownloadSummary).state.ok).toBe(selectTargets(dataset, { kind: 'all' }).length);
+    expect((JSON.parse(second.stdout) as DownloadSummary).state.ok).toBe(
+      selectTargets(dataset, { kind: 'all' }).length,
+    );
     expect(server.total()).toBe(30);
   });
 

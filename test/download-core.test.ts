@@ -9,7 +9,15 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { downloadImages, type DownloadOptions } from '../src/download/downloader.js';
 import type { ImageTarget } from '../src/download/targets.js';
 import { workdirPaths } from '../src/data/workdir.js';
-import { finalRecords, manifestLines, sigOf, startImageServer, tempFiles, type Behaviour, type ImageServer } from './download-fixtures.js';
+import {
+  finalRecords,
+  manifestLines,
+  sigOf,
+  startImageServer,
+  tempFiles,
+  type Behaviour,
+  type ImageServer,
+} from './download-fixtures.js';
 
 let workdir: string;
 let server: ImageServer;
@@ -44,7 +52,10 @@ const file = (t: ImageTarget) => workdirPaths(workdir).imageFile(t.kind, t.sig);
 
 describe('download against a faulty host', () => {
   // requests: what the host sees, when more than one per attempt (redirects).
-  const cases: [Behaviour, { status: string; attempts: number; requests?: number; reason?: RegExp; permanent?: boolean; http?: number }][] = [
+  const cases: [
+    Behaviour,
+    { status: string; attempts: number; requests?: number; reason?: RegExp; permanent?: boolean; http?: number },
+  ][] = [
     ['ok', { status: 'ok', attempts: 1, http: 200 }],
     ['404', { status: 'missing', attempts: 1, reason: /^http 404$/, permanent: true, http: 404 }],
     ['410', { status: 'missing', attempts: 1, reason: /^http 410$/, permanent: true, http: 410 }],
@@ -52,10 +63,21 @@ describe('download against a faulty host', () => {
     ['429-once', { status: 'ok', attempts: 2, http: 200 }],
     ['500-once', { status: 'ok', attempts: 2, http: 200 }],
     ['redirect', { status: 'ok', attempts: 1, requests: 2, http: 200 }],
-    ['redirect-loop', { status: 'failed', attempts: 1, requests: 4, reason: /^http 302$/, permanent: false, http: 302 }],
+    [
+      'redirect-loop',
+      { status: 'failed', attempts: 1, requests: 4, reason: /^http 302$/, permanent: false, http: 302 },
+    ],
     ['500', { status: 'failed', attempts: 3, reason: /^http 500 \(after 3 attempts\)$/, permanent: false, http: 500 }],
     ['stall', { status: 'failed', attempts: 3, reason: /^body timeout \(after 3 attempts\)$/, permanent: false }],
-    ['truncated', { status: 'failed', attempts: 3, reason: /(truncated body|connection closed).*\(after 3 attempts\)$/, permanent: false }],
+    [
+      'truncated',
+      {
+        status: 'failed',
+        attempts: 3,
+        reason: /(truncated body|connection closed).*\(after 3 attempts\)$/,
+        permanent: false,
+      },
+    ],
     ['html', { status: 'invalid', attempts: 1, reason: /^html page \(content-type text\/html\)$/, permanent: true }],
     ['html-as-jpeg', { status: 'invalid', attempts: 1, reason: /^html page$/, permanent: true }],
     ['corrupt', { status: 'invalid', attempts: 1, reason: /^not decodable: /, permanent: true }],
@@ -80,7 +102,11 @@ describe('download against a faulty host', () => {
       const target = targets[i];
       const record = records.get(target.sig)!;
       expect(record, behaviour).toBeDefined();
-      expect({ behaviour, status: record.status, attempts: record.attempts }).toEqual({ behaviour, status: expected.status, attempts: expected.attempts });
+      expect({ behaviour, status: record.status, attempts: record.attempts }).toEqual({
+        behaviour,
+        status: expected.status,
+        attempts: expected.attempts,
+      });
       expect(server.count(target.sig), behaviour).toBe(expected.requests ?? expected.attempts);
       if (expected.reason) expect(record.reason, behaviour).toMatch(expected.reason);
       if (expected.permanent !== undefined) expect(Boolean(record.permanent), behaviour).toBe(expected.permanent);
@@ -165,7 +191,10 @@ describe('download against a faulty host', () => {
 
   it('never has more than `concurrency` requests at the host, retries included', async () => {
     server = await startImageServer({ delayMs: 20 });
-    const targets: ImageTarget[] = Array.from({ length: 24 }, (_, i) => ({ sig: sigOf(`slots-${i}`), kind: 'products' }));
+    const targets: ImageTarget[] = Array.from({ length: 24 }, (_, i) => ({
+      sig: sigOf(`slots-${i}`),
+      kind: 'products',
+    }));
     for (const t of targets.slice(0, 6)) server.behaviours.set(t.sig, '500-once');
 
     const summary = await downloadImages(targets, options({ concurrency: 3 }));
@@ -206,7 +235,11 @@ describe('download against a faulty host', () => {
     expect(summary.state.ok).toBe(4);
     expect(existsSync(stale)).toBe(false);
     const lines = await manifestLines(workdir); // every line parses: the torn one was cut, not continued
-    expect(lines.find((r) => r.sig === adopted.sig)).toMatchObject({ status: 'ok', attempts: 0, reason: 'adopted file on disk' });
+    expect(lines.find((r) => r.sig === adopted.sig)).toMatchObject({
+      status: 'ok',
+      attempts: 0,
+      reason: 'adopted file on disk',
+    });
     for (const target of targets) await sharp(file(target)).raw().toBuffer();
   });
 

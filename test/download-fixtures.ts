@@ -45,7 +45,9 @@ export async function makeJpeg(seed: number, width = 96, height = 128): Promise<
     x = (Math.imul(x, 1103515245) + 12345) >>> 0;
     raw[i] = (i % 251) + ((x >>> 24) & 63);
   }
-  return sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+  return sharp(raw, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 85 })
+    .toBuffer();
 }
 
 export interface ImageServerOptions {
@@ -107,7 +109,8 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
       return;
     }
     const jpeg = await image(sig);
-    const sendJpeg = () => res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': jpeg.length }).end(jpeg);
+    const sendJpeg = () =>
+      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': jpeg.length }).end(jpeg);
     const behaviour = behaviours.get(sig) ?? options.fallback ?? 'ok';
     switch (behaviour) {
       case 'ok':
@@ -142,10 +145,14 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
         res.write(jpeg.subarray(0, jpeg.length >> 1), () => res.socket?.destroy());
         return;
       case 'html':
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!DOCTYPE html><html><body>Oops</body></html>');
+        res
+          .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+          .end('<!DOCTYPE html><html><body>Oops</body></html>');
         return;
       case 'html-as-jpeg':
-        res.writeHead(200, { 'content-type': 'image/jpeg' }).end('<!DOCTYPE html><html><body>Please log in</body></html>');
+        res
+          .writeHead(200, { 'content-type': 'image/jpeg' })
+          .end('<!DOCTYPE html><html><body>Please log in</body></html>');
         return;
       case 'corrupt': {
         const bad = Buffer.from(jpeg);
@@ -227,7 +234,10 @@ export async function writeDataset(workdir: string, scenes: number, perScene = 2
 export async function manifestLines(workdir: string): Promise<ManifestRecord[]> {
   const text = await readFile(workdirPaths(workdir).imageManifest, 'utf8').catch(() => '');
   if (text && !text.endsWith('\n')) throw new Error('manifest does not end with a newline');
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as ManifestRecord);
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as ManifestRecord);
 }
 
 /** The last manifest record per signature. */
@@ -240,7 +250,8 @@ export async function tempFiles(workdir: string): Promise<string[]> {
   const paths = workdirPaths(workdir);
   const names: string[] = [];
   for (const kind of ['scenes', 'products'] as const) {
-    for (const name of await readdir(paths.images(kind)).catch(() => [] as string[])) if (name.startsWith('.tmp-')) names.push(name);
+    for (const name of await readdir(paths.images(kind)).catch(() => [] as string[]))
+      if (name.startsWith('.tmp-')) names.push(name);
   }
   return names;
 }
@@ -251,7 +262,13 @@ export async function tempFiles(workdir: string): Promise<string[]> {
  * sizes 0–11 as 4-bit codes; AC: end of block and run 0–3 × size 1–4 as 5-bit codes), a restart marker every
  * `restartInterval` MCUs. `components` 3: 4:2:0 (interleaved, 2×2 luma blocks per MCU).
  */
-export function encodeJpeg(options: { width: number; height: number; components: 1 | 3; restartInterval?: number; seed?: number }): Buffer {
+export function encodeJpeg(options: {
+  width: number;
+  height: number;
+  components: 1 | 3;
+  restartInterval?: number;
+  seed?: number;
+}): Buffer {
   const { width, height, components, restartInterval = 0 } = options;
   let x = options.seed ?? 1;
   const random = (n: number) => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % n;
@@ -260,10 +277,30 @@ export function encodeJpeg(options: { width: number; height: number; components:
   const segment = (marker: number, body: number[]) => bytes.push(0xff, marker, ...u16(body.length + 2), ...body);
   const counts = (length: number, n: number) => Array.from({ length: 16 }, (_, i) => (i === length - 1 ? n : 0));
   const acSymbols = [0x00, ...[0, 1, 2, 3].flatMap((run) => [1, 2, 3, 4].map((size) => (run << 4) | size))];
-  const frame = components === 1 ? [[1, 0x11]] : [[1, 0x22], [2, 0x11], [3, 0x11]];
+  const frame =
+    components === 1
+      ? [[1, 0x11]]
+      : [
+          [1, 0x22],
+          [2, 0x11],
+          [3, 0x11],
+        ];
   segment(0xdb, [0, ...new Array(64).fill(1)]);
-  segment(0xc0, [8, ...u16(height), ...u16(width), frame.length, ...frame.flatMap(([id, sampling]) => [id, sampling, 0])]);
-  segment(0xc4, [0x00, ...counts(4, 12), ...Array.from({ length: 12 }, (_, i) => i), 0x10, ...counts(5, acSymbols.length), ...acSymbols]);
+  segment(0xc0, [
+    8,
+    ...u16(height),
+    ...u16(width),
+    frame.length,
+    ...frame.flatMap(([id, sampling]) => [id, sampling, 0]),
+  ]);
+  segment(0xc4, [
+    0x00,
+    ...counts(4, 12),
+    ...Array.from({ length: 12 }, (_, i) => i),
+    0x10,
+    ...counts(5, acSymbols.length),
+    ...acSymbols,
+  ]);
   if (restartInterval) segment(0xdd, u16(restartInterval));
   segment(0xda, [frame.length, ...frame.flatMap(([id]) => [id, 0x00]), 0, 63, 0]);
 

@@ -120,8 +120,16 @@ describe('JPEG integrity check', () => {
     const cases: [string, Buffer, RegExp][] = [
       ['cut in half', jpeg.subarray(0, jpeg.length >> 1), /^premature end of JPEG file$/],
       ['no end marker', jpeg.subarray(0, -2), /^premature end of JPEG file$/],
-      ['scrambled data', scrambled, /^(bad Huffman code|premature end of data segment|extraneous bytes before marker)$/],
-      ['junk before EOI', Buffer.concat([jpeg.subarray(0, -2), Buffer.alloc(40, 0x41), jpeg.subarray(-2)]), /^extraneous bytes before marker$/],
+      [
+        'scrambled data',
+        scrambled,
+        /^(bad Huffman code|premature end of data segment|extraneous bytes before marker)$/,
+      ],
+      [
+        'junk before EOI',
+        Buffer.concat([jpeg.subarray(0, -2), Buffer.alloc(40, 0x41), jpeg.subarray(-2)]),
+        /^extraneous bytes before marker$/,
+      ],
       ['oversubscribed Huffman table', oversubscribed, /^bad Huffman table$/],
       ['scan before any frame', noFrame, /^SOS marker before SOF$/],
       ['not a JPEG', Buffer.from('GIF89a....'), /^no SOI marker$/],
@@ -132,7 +140,9 @@ describe('JPEG integrity check', () => {
       expect(verdict.status === 'corrupt' && verdict.reason, name).toMatch(reason);
     }
     // A few padding bytes before the end marker (some encoders write them; libjpeg decodes the image whole) pass.
-    expect(checkJpeg(Buffer.concat([jpeg.subarray(0, -2), Buffer.alloc(2), jpeg.subarray(-2)]))).toEqual({ status: 'ok' });
+    expect(checkJpeg(Buffer.concat([jpeg.subarray(0, -2), Buffer.alloc(2), jpeg.subarray(-2)]))).toEqual({
+      status: 'ok',
+    });
   });
 
   it('leaves codings it does not read to sharp (arithmetic, 12-bit, DNL): then sharp decides', async () => {
@@ -148,7 +158,10 @@ describe('JPEG integrity check', () => {
     expect(checkJpeg(twelveBit)).toMatchObject({ status: 'unsupported', reason: '12-bit samples' });
     expect(checkJpeg(dnl)).toMatchObject({ status: 'unsupported' });
     for (const data of [arithmetic, twelveBit, dnl]) {
-      const accepted = await checkDecodes(data, 'jpeg').then(() => true, (err) => (err instanceof InvalidImage ? false : Promise.reject(err)));
+      const accepted = await checkDecodes(data, 'jpeg').then(
+        () => true,
+        (err) => (err instanceof InvalidImage ? false : Promise.reject(err)),
+      );
       expect(accepted).toBe(await libjpegAccepts(data));
     }
   });
@@ -156,9 +169,18 @@ describe('JPEG integrity check', () => {
   it('refuses corrupt data that a shrink-on-load thumbnail decode lets through', async () => {
     // libjpeg warns about the damage, but sharp's thumbnail path (JPEG decoded at 1/8 scale) does not fail on it:
     // that is why the check is not a thumbnail decode.
-    const jpeg = await sharp(await makeJpeg(11, 160, 120)).jpeg({ quality: 80 }).toBuffer();
+    const jpeg = await sharp(await makeJpeg(11, 160, 120))
+      .jpeg({ quality: 80 })
+      .toBuffer();
     const thumbnailAccepts = async (data: Buffer) =>
-      sharp(data, { failOn: 'warning' }).resize(16, 16, { fit: 'inside' }).raw().toBuffer().then(() => true, () => false);
+      sharp(data, { failOn: 'warning' })
+        .resize(16, 16, { fit: 'inside' })
+        .raw()
+        .toBuffer()
+        .then(
+          () => true,
+          () => false,
+        );
     let missedByThumbnail = 0;
     for (let at = Math.floor(jpeg.length * 0.3); at < jpeg.length * 0.8; at += 149) {
       const damaged = Buffer.concat([jpeg.subarray(0, at), jpeg.subarray(at + 1 + (at % 5))]);
@@ -173,7 +195,8 @@ describe('JPEG integrity check', () => {
 describe('validation of other formats', () => {
   it('leaves PNG, WebP and GIF to a full sharp decode: whole files pass, a damaged PNG does not', async () => {
     const jpeg = await makeJpeg(5, 48, 32);
-    for (const format of ['png', 'webp', 'gif'] as const) await checkDecodes(await sharp(jpeg).toFormat(format).toBuffer(), format);
+    for (const format of ['png', 'webp', 'gif'] as const)
+      await checkDecodes(await sharp(jpeg).toFormat(format).toBuffer(), format);
     const png = await sharp(jpeg).png().toBuffer();
     const idat = png.indexOf('IDAT');
     const damaged = Buffer.from(png);

@@ -28,7 +28,9 @@ describe('validation of the first bytes', () => {
       const whole = await base.clone().toFormat(format).toBuffer();
       const cut = whole.subarray(0, whole.length - 7);
       expect(() => checkEnd(format, whole.subarray(0, 16), whole.subarray(-16), whole.length), format).not.toThrow();
-      expect(() => checkEnd(format, cut.subarray(0, 16), cut.subarray(-16), cut.length), format).toThrow(`truncated ${format}`);
+      expect(() => checkEnd(format, cut.subarray(0, 16), cut.subarray(-16), cut.length), format).toThrow(
+        `truncated ${format}`,
+      );
     }
   });
 
@@ -135,7 +137,10 @@ describe('manifest', () => {
       expect(latest.size).toBe(2);
       expect((await readFile(path, 'utf8')).endsWith('}\n')).toBe(true);
 
-      await writeFile(path, JSON.stringify(record('a', 'ok')) + '\nnot json\n' + JSON.stringify(record('b', 'ok')) + '\n');
+      await writeFile(
+        path,
+        JSON.stringify(record('a', 'ok')) + '\nnot json\n' + JSON.stringify(record('b', 'ok')) + '\n',
+      );
       await expect(readManifest(path)).rejects.toThrow(`${path}:2: line:`);
       await writeFile(path, JSON.stringify({ ...record('a', 'ok'), status: 'done' }) + '\n');
       await expect(readManifest(path)).rejects.toThrow(`${path}:1: status: one of ok, missing, invalid, failed`);
@@ -163,11 +168,18 @@ describe('shards and targets', () => {
   });
 
   it('selects by kind, shard and limit, scenes first', () => {
-    const dataset = { scenes: sigs.slice(0, 10).map((sig) => ({ sig, items: [] })), products: sigs.slice(10, 30).map((sig) => ({ sig, category: 0 })) };
+    const dataset = {
+      scenes: sigs.slice(0, 10).map((sig) => ({ sig, items: [] })),
+      products: sigs.slice(10, 30).map((sig) => ({ sig, category: 0 })),
+    };
     expect(selectTargets(dataset, { kind: 'all' }).length).toBe(30);
     expect(selectTargets(dataset, { kind: 'all' })[0]).toEqual({ sig: sigs[0], kind: 'scenes' });
     expect(selectTargets(dataset, { kind: 'products' }).every((t) => t.kind === 'products')).toBe(true);
-    expect(selectTargets(dataset, { kind: 'all', limit: 12 }).map((t) => t.kind).filter((k) => k === 'products').length).toBe(2);
+    expect(
+      selectTargets(dataset, { kind: 'all', limit: 12 })
+        .map((t) => t.kind)
+        .filter((k) => k === 'products').length,
+    ).toBe(2);
     const shard = { index: 1, count: 3 };
     expect(selectTargets(dataset, { kind: 'all', shard }).every((t) => inShard(t.sig, shard))).toBe(true);
   });
@@ -175,6 +187,8 @@ describe('shards and targets', () => {
   it('builds the design card URL layout under the base URL', () => {
     const sig = 'abcdef0123456789abcdef0123456789';
     expect(imageUrl('http://i.pinimg.com', sig)).toBe(`http://i.pinimg.com/400x/ab/cd/ef/${sig}.jpg`);
-    expect(imageUrl('http://127.0.0.1:8080/mirror/', sig)).toBe(`http://127.0.0.1:8080/mirror/400x/ab/cd/ef/${sig}.jpg`);
+    expect(imageUrl('http://127.0.0.1:8080/mirror/', sig)).toBe(
+      `http://127.0.0.1:8080/mirror/400x/ab/cd/ef/${sig}.jpg`,
+    );
   });
 });

@@ -21,7 +21,22 @@ describe('ctl embed (CLI)', () => {
   test('--help documents the flags and their defaults', () => {
     const { code, stdout } = ctl(['embed', '--help']);
     expect(code).toBe(0);
-    for (const text of ['--model', 'Marqo/marqo-fashionSigLIP', '--device', '"auto"', '--dtype', '"fp32"', '--scene-view', '--hide', '--provider', '--api-url', '--shard', '--batch', 'default: 16', '--offline'])
+    for (const text of [
+      '--model',
+      'Marqo/marqo-fashionSigLIP',
+      '--device',
+      '"auto"',
+      '--dtype',
+      '"fp32"',
+      '--scene-view',
+      '--hide',
+      '--provider',
+      '--api-url',
+      '--shard',
+      '--batch',
+      'default: 16',
+      '--offline',
+    ])
       expect(stdout).toContain(text);
   });
 
@@ -44,7 +59,9 @@ describe('ctl embed (CLI)', () => {
 
   test('bad usage exits 2 with one clear line', async () => {
     const { workdir } = await makeFixture(1);
-    expect(ctl(['embed', '--workdir', workdir, '--provider', 'http']).stderr).toMatch(/--provider http needs --api-url/);
+    expect(ctl(['embed', '--workdir', workdir, '--provider', 'http']).stderr).toMatch(
+      /--provider http needs --api-url/,
+    );
     const bad = ctl(['embed', '--workdir', workdir, '--model', 'not a model']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/neither a folder, a hub id/);
@@ -56,7 +73,23 @@ describe('ctl embed (CLI)', () => {
   test('SIGINT commits what is embedded and exits 130; the next run continues', async () => {
     const { workdir, dataset } = await makeFixture(20);
     const storeDir = workdirPaths(workdir).embeddings('tiny', 'products');
-    const args = ['embed', '--workdir', workdir, '--model', 'tiny', '--device', 'cpu', '--threads', '1', '--kind', 'products', '--batch', '2', '--commit-every', '100'];
+    const args = [
+      'embed',
+      '--workdir',
+      workdir,
+      '--model',
+      'tiny',
+      '--device',
+      'cpu',
+      '--threads',
+      '1',
+      '--kind',
+      'products',
+      '--batch',
+      '2',
+      '--commit-every',
+      '100',
+    ];
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
@@ -64,7 +97,8 @@ describe('ctl embed (CLI)', () => {
     // The tiny model is generated inside the run, after the signal handler is in place: interrupt then. The run
     // stops after its first batch whenever the signal lands.
     const config = join(workdirPaths(workdir).modelsDir, 'tiny', 'config.json');
-    while (!(await stat(config).catch(() => null)) && child.exitCode === null) await new Promise((r) => setTimeout(r, 5));
+    while (!(await stat(config).catch(() => null)) && child.exitCode === null)
+      await new Promise((r) => setTimeout(r, 5));
     child.kill('SIGINT');
     expect(await exited).toBe(130);
     expect(stderr).toMatch(/SIGINT: committing what is embedded/);
@@ -79,7 +113,23 @@ describe('ctl embed (CLI)', () => {
   test('killed mid-run, a re-run continues from the committed shards and ends complete', async () => {
     const { workdir, dataset } = await makeFixture(150); // 300 products
     const storeDir = workdirPaths(workdir).embeddings('tiny', 'products');
-    const args = ['embed', '--workdir', workdir, '--model', 'tiny', '--device', 'cpu', '--threads', '1', '--kind', 'products', '--batch', '1', '--commit-every', '1'];
+    const args = [
+      'embed',
+      '--workdir',
+      workdir,
+      '--model',
+      'tiny',
+      '--device',
+      'cpu',
+      '--threads',
+      '1',
+      '--kind',
+      'products',
+      '--batch',
+      '1',
+      '--commit-every',
+      '1',
+    ];
     const child = spawn(process.execPath, [CLI, ...args], { stdio: 'ignore' });
     const exited = new Promise((resolve) => child.on('exit', resolve));
     // Kill it hard once a few shards are committed.

@@ -12,7 +12,12 @@ import { workdirPaths } from '../src/data/workdir.js';
 export const sig = (prefix: string, i: number) => `${prefix}${i.toString(16).padStart(32 - prefix.length, '0')}`;
 
 /** An RGB pattern that depends on `seed`: stripes, a block and a gradient, so images differ in many pixels. */
-export async function patternImage(seed: number, width: number, height: number, format: 'jpeg' | 'png'): Promise<Buffer> {
+export async function patternImage(
+  seed: number,
+  width: number,
+  height: number,
+  format: 'jpeg' | 'png',
+): Promise<Buffer> {
   const data = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++)
     for (let x = 0; x < width; x++) {
@@ -20,7 +25,7 @@ export async function patternImage(seed: number, width: number, height: number, 
       const stripe = Math.floor((x + seed * 7) / (4 + (seed % 5))) % 2;
       data[o] = (seed * 53 + x * 3) % 256;
       data[o + 1] = stripe ? 220 : (seed * 31 + y * 2) % 256;
-      data[o + 2] = (x > width / 3 && x < width / 2 && y > height / 4) ? 30 : (seed * 97 + x + y) % 256;
+      data[o + 2] = x > width / 3 && x < width / 2 && y > height / 4 ? 30 : (seed * 97 + x + y) % 256;
     }
   const img = sharp(data, { raw: { width, height, channels: 3 } });
   return format === 'jpeg' ? img.jpeg({ quality: 92 }).toBuffer() : img.png().toBuffer();
@@ -61,13 +66,18 @@ export async function makeFixture(scenes = 3): Promise<Fixture> {
       items: pairs.filter((p) => p.scene === sig('a', s)).map((p) => ({ product: p.product, bbox: p.bbox })),
     })),
     pairs,
-    splits: { scene: { scheme: 'scene', seed: 0, parts: { train: pairs.map((_, i) => i) } }, seed: { scheme: 'seed', seed: 42, parts: { train: pairs.map((_, i) => i) } } },
+    splits: {
+      scene: { scheme: 'scene', seed: 0, parts: { train: pairs.map((_, i) => i) } },
+      seed: { scheme: 'seed', seed: 42, parts: { train: pairs.map((_, i) => i) } },
+    },
     skipped: {},
   };
   await saveDataset(workdir, dataset);
   const paths = workdirPaths(workdir);
-  for (const [i, scene] of dataset.scenes.entries()) await writeImage(paths.imageFile('scenes', scene.sig), await patternImage(i, 96, 64, 'jpeg'));
-  for (const [i, p] of dataset.products.entries()) await writeImage(paths.imageFile('products', p.sig), await patternImage(100 + i, 40, 48, 'png'));
+  for (const [i, scene] of dataset.scenes.entries())
+    await writeImage(paths.imageFile('scenes', scene.sig), await patternImage(i, 96, 64, 'jpeg'));
+  for (const [i, p] of dataset.products.entries())
+    await writeImage(paths.imageFile('products', p.sig), await patternImage(100 + i, 40, 48, 'png'));
   return { workdir, dataset };
 }
 

@@ -27,7 +27,9 @@ interface Service {
 }
 
 /** `answer` decides per request: a status and JSON body, given the body and how often this body was seen. */
-async function startService(answer: (body: Buffer, seen: number, req: IncomingMessage) => [number, unknown]): Promise<Service> {
+async function startService(
+  answer: (body: Buffer, seen: number, req: IncomingMessage) => [number, unknown],
+): Promise<Service> {
   const seen = new Map<string, number>();
   const bodies: Buffer[] = [];
   let inFlight = 0;
@@ -58,7 +60,12 @@ afterEach(async () => {
   await Promise.all(closers.splice(0).map((c) => c()));
 });
 
-const options = (workdir: string, apiUrl: string, over: Partial<EmbedOptions> = {}, http: Partial<NonNullable<EmbedOptions['http']>> = {}): EmbedOptions => ({
+const options = (
+  workdir: string,
+  apiUrl: string,
+  over: Partial<EmbedOptions> = {},
+  http: Partial<NonNullable<EmbedOptions['http']>> = {},
+): EmbedOptions => ({
   workdir,
   domain: 'fashion',
   model: 'remote-siglip',
@@ -73,7 +80,16 @@ const options = (workdir: string, apiUrl: string, over: Partial<EmbedOptions> = 
   sceneView: 'full',
   hide: 'crop',
   progress: false,
-  http: { apiUrl, send: 'bytes', imageBaseUrl: 'http://images.example', concurrency: 3, retries: 2, timeoutMs: 5000, retryDelayMs: 1, ...http },
+  http: {
+    apiUrl,
+    send: 'bytes',
+    imageBaseUrl: 'http://images.example',
+    concurrency: 3,
+    retries: 2,
+    timeoutMs: 5000,
+    retryDelayMs: 1,
+    ...http,
+  },
   ...over,
 });
 
@@ -88,7 +104,11 @@ describe('ctl embed --provider http', () => {
     expect(summary.device).toMatch(/^http http:\/\/127\.0\.0\.1/);
     expect(service.maxInFlight).toBeLessThanOrEqual(3);
     const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('remote-siglip', 'products'));
-    expect(store.meta).toMatchObject({ model: 'remote-siglip', dim: DIM, preprocessing: { provider: 'http', send: 'bytes' } });
+    expect(store.meta).toMatchObject({
+      model: 'remote-siglip',
+      dim: DIM,
+      preprocessing: { provider: 'http', send: 'bytes' },
+    });
     const sig = dataset.products[0].sig;
     const file = await readFile(workdirPaths(workdir).imageFile('products', sig));
     const want = vectorOf(file);
@@ -109,7 +129,11 @@ describe('ctl embed --provider http', () => {
     const view = summary.views[0];
     expect(view.embedded).toBe(3);
     expect(view.failed).toEqual([
-      expect.objectContaining({ id: dataset.products[2].sig, reason: 'service', message: expect.stringMatching(/HTTP 500 .*model crashed.*after 3 attempts/) }),
+      expect.objectContaining({
+        id: dataset.products[2].sig,
+        reason: 'service',
+        message: expect.stringMatching(/HTTP 500 .*model crashed.*after 3 attempts/),
+      }),
     ]);
     // 3 good images × (one 500 + one success) + the bad one × 3 attempts.
     expect(service.bodies.length).toBe(3 * 2 + 3);
@@ -127,13 +151,17 @@ describe('ctl embed --provider http', () => {
     expect(store.size).toBe(3);
     // --api-dim checks the very first answer too.
     const other = await makeFixture(1);
-    await expect(runEmbed(options(other.workdir, service.url, { kind: 'products' }, { dim: 16 }))).rejects.toThrow(/8-d embedding .* are 16-d/);
+    await expect(runEmbed(options(other.workdir, service.url, { kind: 'products' }, { dim: 16 }))).rejects.toThrow(
+      /8-d embedding .* are 16-d/,
+    );
   });
 
   test('an answer without an embedding array is an error naming the service', async () => {
     const { workdir } = await makeFixture(1);
     const service = await startService(() => [200, { vector: [1, 2] }]);
-    await expect(runEmbed(options(workdir, service.url, { kind: 'products' }))).rejects.toThrow(/expected JSON \{"embedding": \[numbers\]\}/);
+    await expect(runEmbed(options(workdir, service.url, { kind: 'products' }))).rejects.toThrow(
+      /expected JSON \{"embedding": \[numbers\]\}/,
+    );
   });
 
   test('--api-send url posts the image URL; hide-product sends the cropped scene as JPEG', async () => {
@@ -141,11 +169,15 @@ describe('ctl embed --provider http', () => {
     const service = await startService((body) => [200, { embedding: vectorOf(body) }]);
     await runEmbed(options(workdir, service.url, { kind: 'products' }, { send: 'url' }));
     const sig = dataset.products[0].sig;
-    expect(service.bodies.map((b) => JSON.parse(b.toString()).url)).toContain(`http://images.example/400x/${sig.slice(0, 2)}/${sig.slice(2, 4)}/${sig.slice(4, 6)}/${sig}.jpg`);
+    expect(service.bodies.map((b) => JSON.parse(b.toString()).url)).toContain(
+      `http://images.example/400x/${sig.slice(0, 2)}/${sig.slice(2, 4)}/${sig.slice(4, 6)}/${sig}.jpg`,
+    );
 
     service.bodies.length = 0;
     await runEmbed(options(workdir, service.url, { kind: 'scenes', sceneView: 'hide-product' }));
-    const sizes = await Promise.all(service.bodies.map(async (b) => (await sharp(b).metadata()) as { format: string; width: number; height: number }));
+    const sizes = await Promise.all(
+      service.bodies.map(async (b) => (await sharp(b).metadata()) as { format: string; width: number; height: number }),
+    );
     // 96×64 scene; box 1 covers columns 4..43 → keep 44..95; box 2 [0.55,0.2,0.95,0.8] covers 52..91 → keep 0..51.
     expect(sizes.map((m) => [m.format, m.width, m.height]).sort()).toEqual([
       ['jpeg', 52, 64],

@@ -64,7 +64,11 @@ describe('ctl embed, local provider (tiny model)', () => {
 
     const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
     expect(store.meta).toMatchObject({ model: 'tiny', revision: 'generated-v1', dim: 32, view: 'products' });
-    expect(store.meta.preprocessing).toMatchObject({ processor: 'SiglipImageProcessor', dtype: 'fp32', output: 'pooler_output' });
+    expect(store.meta.preprocessing).toMatchObject({
+      processor: 'SiglipImageProcessor',
+      dtype: 'fp32',
+      output: 'pooler_output',
+    });
 
     // The same model as a plain folder (any name) loads through the same path and gives the same vectors.
     const copy = join(workdir, 'my-model');
@@ -100,9 +104,17 @@ describe('ctl embed, local provider (tiny model)', () => {
     // Box [0.05, 0.1, 0.45, 0.9] of a 96×64 scene covers columns 4..43, so the crop is columns 44..95, all rows.
     const sceneFile = workdirPaths(workdir).imageFile('scenes', scene.sig);
     const cropFile = join(workdir, 'crop.png');
-    await writeImage(cropFile, await sharp(sceneFile).extract({ left: 44, top: 0, width: 52, height: 64 }).png().toBuffer());
+    await writeImage(
+      cropFile,
+      await sharp(sceneFile).extract({ left: 44, top: 0, width: 52, height: 64 }).png().toBuffer(),
+    );
     const source = await resolveModel('tiny', { modelsDir: workdirPaths(workdir).modelsDir });
-    const encoder = await loadLocalEncoder(source, { device: 'cpu', dtype: 'fp32', offline: true, modelsDir: workdirPaths(workdir).modelsDir });
+    const encoder = await loadLocalEncoder(source, {
+      device: 'cpu',
+      dtype: 'fp32',
+      offline: true,
+      modelsDir: workdirPaths(workdir).modelsDir,
+    });
     const job = { id: 'crop', sig: scene.sig, file: cropFile };
     const [expected] = await encoder.embed([await encoder.prepare(job)], [job]);
     await encoder.dispose();
@@ -116,7 +128,9 @@ describe('ctl embed, local provider (tiny model)', () => {
     const maskedLeft = maskRows.get(sceneProductKey(scene.sig, scene.items[0].product))!;
     expect(dot(maskedLeft, left)).toBeLessThan(0.9999);
     // A store written with crop is not extended with mask rows.
-    await expect(runEmbed(options(workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'mask' }))).rejects.toThrow(/preprocessing\.hide/);
+    await expect(
+      runEmbed(options(workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'mask' })),
+    ).rejects.toThrow(/preprocessing\.hide/);
   });
 
   test('missing and undecodable images are skipped, counted and listed; the rest is stored', async () => {
@@ -183,8 +197,12 @@ describe('ctl embed, local provider (tiny model)', () => {
     expect(q8.views[0].embedded).toBe(2);
     const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
     expect(store.meta.preprocessing).toMatchObject({ dtype: 'q8' });
-    await expect(runEmbed(options(workdir, { kind: 'products', dtype: 'fp32' }))).rejects.toThrow(/preprocessing\.dtype/);
-    await expect(runEmbed(options(workdir, { kind: 'products', dtype: 'fp16' }))).rejects.toThrow(/onnx\/vision_model_fp16\.onnx: missing/);
+    await expect(runEmbed(options(workdir, { kind: 'products', dtype: 'fp32' }))).rejects.toThrow(
+      /preprocessing\.dtype/,
+    );
+    await expect(runEmbed(options(workdir, { kind: 'products', dtype: 'fp16' }))).rejects.toThrow(
+      /onnx\/vision_model_fp16\.onnx: missing/,
+    );
   });
 
   test('a CLIP-style model (CLIPImageProcessor: resize + centre crop; image_embeds output) works through the same path', async () => {
@@ -192,7 +210,10 @@ describe('ctl embed, local provider (tiny model)', () => {
     const dir = join(workdir, 'clip-like');
     const spec = GENERATED_PRESETS.tiny;
     await writeImage(join(dir, 'onnx', 'vision_model.onnx'), buildVisionTower(spec, 'fp32', 'image_embeds'));
-    await writeFile(join(dir, 'config.json'), JSON.stringify({ model_type: 'clip', projection_dim: spec.projectionSize }));
+    await writeFile(
+      join(dir, 'config.json'),
+      JSON.stringify({ model_type: 'clip', projection_dim: spec.projectionSize }),
+    );
     await writeFile(
       join(dir, 'preprocessor_config.json'),
       JSON.stringify({
@@ -212,7 +233,11 @@ describe('ctl embed, local provider (tiny model)', () => {
     const summary = await runEmbed(options(workdir, { model: dir }));
     expect(summary.embedded).toBe(3);
     const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('clip-like', 'scenes-full'));
-    expect(store.meta.preprocessing).toMatchObject({ processor: 'CLIPImageProcessor', output: 'image_embeds', do_center_crop: true });
+    expect(store.meta.preprocessing).toMatchObject({
+      processor: 'CLIPImageProcessor',
+      output: 'image_embeds',
+      do_center_crop: true,
+    });
     for (const v of (await rows(workdir, 'products', 'clip-like')).values()) expect(dot(v, v)).toBeCloseTo(1, 5);
   });
 
@@ -227,9 +252,15 @@ describe('ctl embed, local provider (tiny model)', () => {
     const cached = join(modelsDir, 'hub', 'Marqo', 'marqo-fashionSigLIP', 'c56244cc94f92419e8369fa71efdaf403b124ce8');
     await cp(join(modelsDir, 'tiny'), cached, { recursive: true });
     const summary = await runEmbed(options(workdir, { model: 'Marqo/marqo-fashionSigLIP', kind: 'products' }));
-    expect(summary).toMatchObject({ model: 'Marqo/marqo-fashionSigLIP', revision: 'c56244cc94f92419e8369fa71efdaf403b124ce8', embedded: 2 });
+    expect(summary).toMatchObject({
+      model: 'Marqo/marqo-fashionSigLIP',
+      revision: 'c56244cc94f92419e8369fa71efdaf403b124ce8',
+      embedded: 2,
+    });
     await rm(join(cached, 'onnx', 'vision_model_quantized.onnx'));
-    await expect(runEmbed(options(workdir, { model: 'Marqo/marqo-fashionSigLIP', kind: 'scenes', dtype: 'q8' }))).rejects.toThrow(
+    await expect(
+      runEmbed(options(workdir, { model: 'Marqo/marqo-fashionSigLIP', kind: 'scenes', dtype: 'q8' })),
+    ).rejects.toThrow(
       /offline: onnx\/vision_model_quantized\.onnx of Marqo\/marqo-fashionSigLIP@c56244cc.* is not on disk/,
     );
   });

@@ -15,7 +15,9 @@ describe('OnnxGraph', () => {
     g.output('values', 'float32', ['n', 2]);
     g.output('indices', 'int64', ['n', 2]);
     const session = await ort.InferenceSession.create(g.encode());
-    const out = await session.run({ queries: new ort.Tensor('float32', Float32Array.from([0.9, 0.1, 0, 0, 0.2, 0.8]), [2, 3]) });
+    const out = await session.run({
+      queries: new ort.Tensor('float32', Float32Array.from([0.9, 0.1, 0, 0, 0.2, 0.8]), [2, 3]),
+    });
     // Scores: [0.9, 0.1, 0, 0.5] and [0, 0.2, 0.8, 0.1].
     expect(Array.from(out.indices.data as BigInt64Array, Number)).toEqual([0, 3, 2, 1]);
     const values = Array.from(out.values.data as Float32Array);
@@ -54,7 +56,9 @@ describe('generated vision tower', () => {
       const session = await ort.InferenceSession.create(buildVisionTower(spec, format));
       expect(session.inputNames).toEqual(['pixel_values']);
       expect([...session.outputNames].sort()).toEqual(['last_hidden_state', 'pooler_output']);
-      const out = await session.run({ pixel_values: new ort.Tensor('float32', x, [2, 3, spec.imageSize, spec.imageSize]) });
+      const out = await session.run({
+        pixel_values: new ort.Tensor('float32', x, [2, 3, spec.imageSize, spec.imageSize]),
+      });
       expect(out.pooler_output.dims).toEqual([2, spec.projectionSize]);
       expect(out.last_hidden_state.dims).toEqual([2, (spec.imageSize / spec.patchSize) ** 2, spec.hiddenSize]);
       outputs.push(out.pooler_output.data as Float32Array);

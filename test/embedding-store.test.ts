@@ -40,7 +40,10 @@ describe('npy', () => {
     const data = Float32Array.from({ length: 6 }, (_, i) => i * 1.5 - 2);
     const file = join(dir, 'm.npy');
     await writeFile(file, encodeNpy(data, [2, 3]));
-    const out = execFileSync('python3', ['-c', `import numpy as n; a=n.load(${JSON.stringify(file)}); print(a.dtype, a.shape, a.ravel().tolist())`]);
+    const out = execFileSync('python3', [
+      '-c',
+      `import numpy as n; a=n.load(${JSON.stringify(file)}); print(a.dtype, a.shape, a.ravel().tolist())`,
+    ]);
     expect(out.toString().trim()).toBe('float32 (2, 3) [-2.0, -0.5, 1.0, 2.5, 4.0, 5.5]');
   });
 });
@@ -82,7 +85,7 @@ describe('EmbeddingStore', () => {
     expect((await EmbeddingStore.open(dir)).ids()).toEqual(['a', 'b']);
   });
 
-  it('two processes appending at once never replace each other\'s shard', async () => {
+  it("two processes appending at once never replace each other's shard", async () => {
     await EmbeddingStore.openOrCreate(dir, meta);
     // Both open the store before either commits, so both think the next shard number is 0.
     const [first, second] = await Promise.all([EmbeddingStore.open(dir), EmbeddingStore.open(dir)]);

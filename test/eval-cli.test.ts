@@ -19,7 +19,11 @@ function ctl(...args: string[]) {
 beforeAll(async () => {
   ({ workdir } = await plantedWorkdir({ scenes: 300, dim: 16, categories: 3, latent: 4, seed: 3 }));
   const selection = { protocol: 'seed', metric: 'recall@10' };
-  const v2 = await writeConfig(workdir, 'v2', smallConfig({ name: 'v2', split: 'seed', epochs: 2, selection } as Record<string, unknown>));
+  const v2 = await writeConfig(
+    workdir,
+    'v2',
+    smallConfig({ name: 'v2', split: 'seed', epochs: 2, selection } as Record<string, unknown>),
+  );
   const v1 = await writeConfig(
     workdir,
     'v1',
@@ -58,10 +62,18 @@ describe('ctl reproduce', () => {
 
     const doc = JSON.parse(r.stdout);
     expect(doc.data).toMatchObject({ source: 'synthetic', embeddings: TEST_MODEL });
-    expect(doc.runs.map((x: { run: string; trained: boolean }) => [x.run, x.trained])).toEqual([['v1', true], ['v2', true]]);
+    expect(doc.runs.map((x: { run: string; trained: boolean }) => [x.run, x.trained])).toEqual([
+      ['v1', true],
+      ['v2', true],
+    ]);
     for (const run of doc.runs) {
-      expect(run.reports.map((x: { protocol: string; split: { part: string } }) => `${x.protocol}-${x.split.part}`)).toEqual(['seed-val', 'catalog-test', 'category-test']);
-      for (const report of run.reports) expect(existsSync(join(workdir, 'runs', run.run, 'eval', `${report.protocol}-${report.split.part}.json`))).toBe(true);
+      expect(
+        run.reports.map((x: { protocol: string; split: { part: string } }) => `${x.protocol}-${x.split.part}`),
+      ).toEqual(['seed-val', 'catalog-test', 'category-test']);
+      for (const report of run.reports)
+        expect(existsSync(join(workdir, 'runs', run.run, 'eval', `${report.protocol}-${report.split.part}.json`))).toBe(
+          true,
+        );
     }
     // The seed-split runs trained on most of the scene split's scenes: the report says so.
     expect(doc.runs[1].reports[1].trainSceneOverlap).toBeGreaterThan(0);

@@ -14,17 +14,34 @@ export function rng(seed: number): () => number {
 const sig = (prefix: string, i: number) => (prefix + i.toString(16)).padStart(32, '0');
 
 /** A dataset of `scenes` scenes with 1..maxItems distinct products each, drawn from `products` products. */
-export function tinyDataset(options: { seed: number; scenes: number; products: number; categories: number; maxItems: number; duplicatePair?: boolean }): Dataset {
+export function tinyDataset(options: {
+  seed: number;
+  scenes: number;
+  products: number;
+  categories: number;
+  maxItems: number;
+  duplicatePair?: boolean;
+}): Dataset {
   const rand = rng(options.seed);
-  const categories = Array.from({ length: options.categories }, (_, i) => ({ index: i, name: `Cat${i}`, path: `Root|Cat${i}` }));
-  const products = Array.from({ length: options.products }, (_, i) => ({ sig: sig('p', i), category: i % options.categories }));
+  const categories = Array.from({ length: options.categories }, (_, i) => ({
+    index: i,
+    name: `Cat${i}`,
+    path: `Root|Cat${i}`,
+  }));
+  const products = Array.from({ length: options.products }, (_, i) => ({
+    sig: sig('p', i),
+    category: i % options.categories,
+  }));
   const scenes: Scene[] = [];
   const pairs: Pair[] = [];
   for (let s = 0; s < options.scenes; s++) {
     const count = 1 + Math.floor(rand() * options.maxItems);
     const chosen = new Set<number>();
     while (chosen.size < Math.min(count, options.products)) chosen.add(Math.floor(rand() * options.products));
-    const items = [...chosen].map((j) => ({ product: products[j].sig, bbox: [0, 0, 1, 1] as [number, number, number, number] }));
+    const items = [...chosen].map((j) => ({
+      product: products[j].sig,
+      bbox: [0, 0, 1, 1] as [number, number, number, number],
+    }));
     scenes.push({ sig: sig('s', s), items });
     for (const it of items) pairs.push({ scene: sig('s', s), product: it.product, bbox: it.bbox });
   }
@@ -65,7 +82,10 @@ function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, dim: numb
 }
 
 /** Brute force, straight from the definitions: per query, its rank and (category protocol) its negatives. */
-export function bruteForce(protocol: 'seed' | 'catalog' | 'category', input: ProtocolInput): { ranks: number[]; negatives: number[] } {
+export function bruteForce(
+  protocol: 'seed' | 'catalog' | 'category',
+  input: ProtocolInput,
+): { ranks: number[]; negatives: number[] } {
   const { dataset, pairs, sceneVectors, productVectors, dim } = input;
   const index = new Map(dataset.products.map((p, j) => [p.sig, j]));
   const positives = new Map<string, Set<number>>();

@@ -27,7 +27,11 @@ function expected(protocol: 'seed' | 'catalog' | 'category', input: ReturnType<t
   return { ranks, summary: s, auc: aucs.reduce((a, b) => a + b, 0) / aucs.length };
 }
 
-function checkAgainstBruteForce(protocol: 'seed' | 'catalog' | 'category', m: Metrics, input: ReturnType<typeof intVectors>) {
+function checkAgainstBruteForce(
+  protocol: 'seed' | 'catalog' | 'category',
+  m: Metrics,
+  input: ReturnType<typeof intVectors>,
+) {
   const want = expected(protocol, input);
   expect(m.queries).toBe(input.pairs.length);
   expect(m.recall).toEqual(want.summary.recall);
@@ -40,7 +44,14 @@ function checkAgainstBruteForce(protocol: 'seed' | 'catalog' | 'category', m: Me
 describe('protocols vs brute force (ties, several products per scene)', () => {
   for (const seed of [1, 2, 3]) {
     for (const perPair of [false, true]) {
-      const dataset = tinyDataset({ seed, scenes: 40, products: 60, categories: 4, maxItems: 4, duplicatePair: seed === 2 });
+      const dataset = tinyDataset({
+        seed,
+        scenes: 40,
+        products: 60,
+        categories: 4,
+        maxItems: 4,
+        duplicatePair: seed === 2,
+      });
       // Values in {-1, 0, 1}, dim 3: many exact ties.
       const input = intVectors(dataset, 3, seed * 7, 3, perPair);
       for (const protocol of ['seed', 'catalog', 'category'] as const) {
@@ -62,7 +73,8 @@ describe('protocols vs brute force (ties, several products per scene)', () => {
       pairs: keep,
       sceneVectors: Float32Array.from(keep.flatMap((p) => Array.from(full.sceneVectors.subarray(p * 4, p * 4 + 4)))),
     };
-    for (const protocol of ['seed', 'catalog', 'category'] as const) checkAgainstBruteForce(protocol, await evaluateProtocol(protocol, sub), sub);
+    for (const protocol of ['seed', 'catalog', 'category'] as const)
+      checkAgainstBruteForce(protocol, await evaluateProtocol(protocol, sub), sub);
   });
 });
 
@@ -75,12 +87,21 @@ describe('catalog protocol', () => {
     expect(perPair.sceneRows).toBe(dataset.pairs.length);
   });
 
-  it('filters exactly the scene\'s other positives', async () => {
+  it("filters exactly the scene's other positives", async () => {
     // One scene with products 0, 1, 2; the scene vector prefers 0 > 1 > 2 > 3 > 4 ...
     const dim = 1;
     const dataset = tinyDataset({ seed: 1, scenes: 1, products: 6, categories: 1, maxItems: 1 });
-    dataset.scenes = [{ sig: dataset.scenes[0].sig, items: [0, 1, 2].map((j) => ({ product: dataset.products[j].sig, bbox: [0, 0, 1, 1] })) }];
-    dataset.pairs = dataset.scenes[0].items.map((it) => ({ scene: dataset.scenes[0].sig, product: it.product, bbox: it.bbox }));
+    dataset.scenes = [
+      {
+        sig: dataset.scenes[0].sig,
+        items: [0, 1, 2].map((j) => ({ product: dataset.products[j].sig, bbox: [0, 0, 1, 1] })),
+      },
+    ];
+    dataset.pairs = dataset.scenes[0].items.map((it) => ({
+      scene: dataset.scenes[0].sig,
+      product: it.product,
+      bbox: it.bbox,
+    }));
     const productVectors = Float32Array.from([6, 5, 4, 3, 2, 1]);
     const input = { dataset, pairs: [0, 1, 2], sceneVectors: Float32Array.from([1, 1, 1]), productVectors, dim };
     const m = await evaluateProtocol('catalog', input);
@@ -110,10 +131,16 @@ describe('missing products', () => {
     const reduced = {
       ...input,
       dataset: { ...dataset, products: keep.map((j) => dataset.products[j]) },
-      productVectors: Float32Array.from(keep.flatMap((j) => Array.from(input.productVectors.subarray(j * 6, j * 6 + 6)))),
+      productVectors: Float32Array.from(
+        keep.flatMap((j) => Array.from(input.productVectors.subarray(j * 6, j * 6 + 6))),
+      ),
     };
     for (const protocol of ['catalog', 'category'] as const) {
-      checkAgainstBruteForce(protocol, await evaluateProtocol(protocol, { ...input, missingProducts: missing }), reduced);
+      checkAgainstBruteForce(
+        protocol,
+        await evaluateProtocol(protocol, { ...input, missingProducts: missing }),
+        reduced,
+      );
     }
   });
 });

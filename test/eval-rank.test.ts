@@ -45,7 +45,13 @@ function bruteForce(t: RankTask) {
       ranksTiesBehind.push(1 + scores.filter((s, c) => c !== t && !filtered.has(c) && s > scores[t]).length);
     }
     // Best first, ties by lower index.
-    top.push(scores.map((s, c) => [s, c]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, t.topK).map(([, c]) => c));
+    top.push(
+      scores
+        .map((s, c) => [s, c])
+        .sort((a, b) => b[0] - a[0] || a[1] - b[1])
+        .slice(0, t.topK)
+        .map(([, c]) => c),
+    );
   }
   return { ranks, ranksTiesBehind, top };
 }
@@ -72,7 +78,8 @@ describe('rankTargets', () => {
     const got = await rankTargets(t);
     for (let q = 0; q < 5; q++) {
       const filtered = t.exclude!.offsets[q + 1] - t.exclude!.offsets[q];
-      for (let k = t.targets.offsets[q]; k < t.targets.offsets[q + 1]; k++) expect(got.ranks[k]).toBe(40 - filtered + 1);
+      for (let k = t.targets.offsets[q]; k < t.targets.offsets[q + 1]; k++)
+        expect(got.ranks[k]).toBe(40 - filtered + 1);
     }
   });
 
@@ -100,7 +107,11 @@ describe('scan kernels', () => {
           expect(k.countGe(view.byteOffset, view.length, threshold)).toBe(view.filter((v) => v >= threshold).length);
           for (const start of [0, 2, 70]) {
             let first = view.length;
-            for (let i = start; i < view.length; i++) if (view[i] > threshold) { first = i; break; }
+            for (let i = start; i < view.length; i++)
+              if (view[i] > threshold) {
+                first = i;
+                break;
+              }
             expect(Math.min(k.firstAbove(view.byteOffset, start, view.length, threshold), view.length)).toBe(first);
           }
         }

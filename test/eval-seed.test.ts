@@ -33,7 +33,9 @@ print(json.dumps(results))
 `;
 
 /** The reference's ranks for each case's vectors (scene row i, product row i); one python3 start for all. */
-function referenceRanks(cases: { scenes: number[][]; products: number[][] }[]): { numpy: number[]; torch?: number[] }[] {
+function referenceRanks(
+  cases: { scenes: number[][]; products: number[][] }[],
+): { numpy: number[]; torch?: number[] }[] {
   const p = spawnSync(python!, ['-c', REFERENCE], { input: JSON.stringify(cases), encoding: 'utf8' });
   if (p.status !== 0) throw new Error(p.stderr);
   return JSON.parse(p.stdout);
@@ -43,15 +45,32 @@ function referenceRanks(cases: { scenes: number[][]; products: number[][] }[]): 
 function pairsDataset(productOfPair: number[], numProducts: number): Dataset {
   const d = tinyDataset({ seed: 1, scenes: 1, products: numProducts, categories: 2, maxItems: 1 });
   const sig = (i: number) => `5${i.toString(16)}`.padStart(32, '0');
-  d.scenes = productOfPair.map((j, i) => ({ sig: sig(i), items: [{ product: d.products[j].sig, bbox: [0, 0, 1, 1] }] }));
+  d.scenes = productOfPair.map((j, i) => ({
+    sig: sig(i),
+    items: [{ product: d.products[j].sig, bbox: [0, 0, 1, 1] }],
+  }));
   d.pairs = productOfPair.map((j, i) => ({ scene: sig(i), product: d.products[j].sig, bbox: [0, 0, 1, 1] }));
   return d;
 }
 
 // Case 1: six distinct products, no exact tie anywhere.
 const distinct = {
-  productVectors: [[3, 0], [0, 3], [2, 2], [1, -1], [-2, 1], [1, 2]],
-  sceneOfPair: [[1, 0], [0, 1], [1, 1.5], [2, -1], [-1, 2], [1, 3]],
+  productVectors: [
+    [3, 0],
+    [0, 3],
+    [2, 2],
+    [1, -1],
+    [-2, 1],
+    [1, 2],
+  ],
+  sceneOfPair: [
+    [1, 0],
+    [0, 1],
+    [1, 1.5],
+    [2, -1],
+    [-1, 2],
+    [1, 3],
+  ],
   productOfPair: [0, 1, 2, 3, 4, 5],
 };
 // Case 2: 20 pairs over products 0..14, five of them repeated (duplicated columns tie the diagonal exactly).
@@ -66,7 +85,10 @@ const repeated = (() => {
 let cached: ReturnType<typeof referenceRanks> | undefined;
 const reference = () =>
   (cached ??= referenceRanks(
-    [distinct, repeated].map((c) => ({ scenes: c.sceneOfPair, products: c.productOfPair.map((j) => c.productVectors[j]) })),
+    [distinct, repeated].map((c) => ({
+      scenes: c.sceneOfPair,
+      products: c.productOfPair.map((j) => c.productVectors[j]),
+    })),
   ));
 
 describe.skipIf(!python)('seed protocol vs the reference argsort', () => {

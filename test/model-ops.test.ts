@@ -3,11 +3,24 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { columnSums, gelu, inputLinear, l2Normalize, layerNorm, linear, matMul, rowLogSumExp } from '../src/model/ops.js';
+import {
+  columnSums,
+  gelu,
+  inputLinear,
+  l2Normalize,
+  layerNorm,
+  linear,
+  matMul,
+  rowLogSumExp,
+} from '../src/model/ops.js';
 import { keyedRandom } from '../src/model/random.js';
 
 const rng = keyedRandom(11, 'ops-test');
-const random = (shape: number[], scale = 1) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal() * scale), shape);
+const random = (shape: number[], scale = 1) =>
+  tf.tensor(
+    Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal() * scale),
+    shape,
+  );
 
 function expectClose(a: tf.Tensor, b: tf.Tensor, tolerance = 1e-4): void {
   expect(a.shape).toEqual(b.shape);
@@ -19,10 +32,18 @@ function expectClose(a: tf.Tensor, b: tf.Tensor, tolerance = 1e-4): void {
 }
 
 /** Values and gradients of ours and the reference w.r.t. every input, under a random linear readout of the output. */
-function compare(ours: (...xs: tf.Tensor[]) => tf.Tensor, reference: (...xs: tf.Tensor[]) => tf.Tensor, inputs: tf.Tensor[], tolerance = 1e-4): void {
+function compare(
+  ours: (...xs: tf.Tensor[]) => tf.Tensor,
+  reference: (...xs: tf.Tensor[]) => tf.Tensor,
+  inputs: tf.Tensor[],
+  tolerance = 1e-4,
+): void {
   tf.tidy(() => {
     const readout = random(ours(...inputs).shape);
-    const scalar = (f: (...xs: tf.Tensor[]) => tf.Tensor) => (...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), readout)) as tf.Scalar;
+    const scalar =
+      (f: (...xs: tf.Tensor[]) => tf.Tensor) =>
+      (...xs: tf.Tensor[]) =>
+        tf.sum(tf.mul(f(...xs), readout)) as tf.Scalar;
     const a = tf.valueAndGrads(scalar(ours))(inputs);
     const b = tf.valueAndGrads(scalar(reference))(inputs);
     expectClose(a.value, b.value, tolerance);
@@ -40,7 +61,11 @@ describe.each(['wasm', 'cpu'])('custom-gradient layers on %s', (backend) => {
   });
 
   it('linear', () => {
-    compare(linear, (x, w, b) => tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b), [random([6, 8]), random([8, 4]), random([4])]);
+    compare(linear, (x, w, b) => tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b), [
+      random([6, 8]),
+      random([8, 4]),
+      random([4]),
+    ]);
   });
 
   it('columnSums', () => {
@@ -68,15 +93,16 @@ describe.each(['wasm', 'cpu'])('custom-gradient layers on %s', (backend) => {
     const x = random([6, 5]);
     const reference = (extra: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
       tf.add(tf.matMul(tf.concat([x, extra], 1) as tf.Tensor2D, w as tf.Tensor2D), b);
-    compare((extra, w, b) => inputLinear(x as tf.Tensor2D, extra as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D), reference, [
-      random([6, 3]),
-      random([8, 4]),
-      random([4]),
-    ]);
-    compare((w, b) => inputLinear(x as tf.Tensor2D, null, w as tf.Tensor2D, b as tf.Tensor1D), (w, b) => tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b), [
-      random([5, 4]),
-      random([4]),
-    ]);
+    compare(
+      (extra, w, b) => inputLinear(x as tf.Tensor2D, extra as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D),
+      reference,
+      [random([6, 3]), random([8, 4]), random([4])],
+    );
+    compare(
+      (w, b) => inputLinear(x as tf.Tensor2D, null, w as tf.Tensor2D, b as tf.Tensor1D),
+      (w, b) => tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b),
+      [random([5, 4]), random([4])],
+    );
   });
 
   it('l2Normalize gives unit rows', () => {

@@ -21,8 +21,30 @@ const hasNumpy = canRun('import numpy');
 const hasTorch = canRun('import torch');
 
 const temperature = { init: 0.07, learnable: true, min: 0.01, max: 1 };
-const v1: ModelSpec = { arch: 'v1', hidden: 6, out: 4, blocks: 0, dropout: 0.2, categoryDim: 0, normalize: true, temperature, inputDim: 5, numCategories: 3 };
-const v2: ModelSpec = { arch: 'v2', hidden: 8, out: 4, blocks: 2, dropout: 0.1, categoryDim: 3, normalize: true, temperature, inputDim: 5, numCategories: 3 };
+const v1: ModelSpec = {
+  arch: 'v1',
+  hidden: 6,
+  out: 4,
+  blocks: 0,
+  dropout: 0.2,
+  categoryDim: 0,
+  normalize: true,
+  temperature,
+  inputDim: 5,
+  numCategories: 3,
+};
+const v2: ModelSpec = {
+  arch: 'v2',
+  hidden: 8,
+  out: 4,
+  blocks: 2,
+  dropout: 0.1,
+  categoryDim: 3,
+  normalize: true,
+  temperature,
+  inputDim: 5,
+  numCategories: 3,
+};
 
 let dir = '';
 beforeAll(async () => {
@@ -57,31 +79,70 @@ describe('safetensors', () => {
   });
 
   it('rejects a truncated file with a clear reason', () => {
-    const bytes = concat(encodeSafetensors({ tensors: { a: { dtype: 'F32', shape: [4], data: new Float32Array(4) } }, metadata: {} }));
-    expect(() => decodeSafetensors(bytes.subarray(0, bytes.length - 4), 'x.safetensors')).toThrow(/x.safetensors: not a valid safetensors file/);
+    const bytes = concat(
+      encodeSafetensors({ tensors: { a: { dtype: 'F32', shape: [4], data: new Float32Array(4) } }, metadata: {} }),
+    );
+    expect(() => decodeSafetensors(bytes.subarray(0, bytes.length - 4), 'x.safetensors')).toThrow(
+      /x.safetensors: not a valid safetensors file/,
+    );
   });
 });
 
 describe('reference state_dict names and layouts', () => {
   it('v1', () => {
-    const names = Object.fromEntries(Object.entries(toStateDict(new TwoTower(v1).layout, new TwoTower(v1).layout.initialise(1))).map(([k, t]) => [k, t.shape]));
+    const names = Object.fromEntries(
+      Object.entries(toStateDict(new TwoTower(v1).layout, new TwoTower(v1).layout.initialise(1))).map(([k, t]) => [
+        k,
+        t.shape,
+      ]),
+    );
     expect(names).toEqual({
-      'scene_encoder.0.weight': [6, 5], 'scene_encoder.0.bias': [6], 'scene_encoder.3.weight': [4, 6], 'scene_encoder.3.bias': [4],
-      'product_encoder.0.weight': [6, 5], 'product_encoder.0.bias': [6], 'product_encoder.3.weight': [4, 6], 'product_encoder.3.bias': [4],
+      'scene_encoder.0.weight': [6, 5],
+      'scene_encoder.0.bias': [6],
+      'scene_encoder.3.weight': [4, 6],
+      'scene_encoder.3.bias': [4],
+      'product_encoder.0.weight': [6, 5],
+      'product_encoder.0.bias': [6],
+      'product_encoder.3.weight': [4, 6],
+      'product_encoder.3.bias': [4],
       log_temperature: [],
     });
   });
 
   it('v2', () => {
     const layout = new TwoTower(v2).layout;
-    const shapes = Object.fromEntries(Object.entries(toStateDict(layout, layout.initialise(1))).map(([k, t]) => [k, t.shape]));
+    const shapes = Object.fromEntries(
+      Object.entries(toStateDict(layout, layout.initialise(1))).map(([k, t]) => [k, t.shape]),
+    );
     const tower = (t: string, inDim: number) => ({
-      [`${t}.input.0.weight`]: [8, inDim], [`${t}.input.0.bias`]: [8], [`${t}.input.1.weight`]: [8], [`${t}.input.1.bias`]: [8],
-      ...Object.fromEntries([0, 1].flatMap((b) => ['fc1', 'norm1', 'fc2', 'norm2'].flatMap((m) =>
-        m.startsWith('fc') ? [[`${t}.blocks.${b}.${m}.weight`, [8, 8]], [`${t}.blocks.${b}.${m}.bias`, [8]]] : [[`${t}.blocks.${b}.${m}.weight`, [8]], [`${t}.blocks.${b}.${m}.bias`, [8]]]))),
-      [`${t}.output.weight`]: [4, 8], [`${t}.output.bias`]: [4],
+      [`${t}.input.0.weight`]: [8, inDim],
+      [`${t}.input.0.bias`]: [8],
+      [`${t}.input.1.weight`]: [8],
+      [`${t}.input.1.bias`]: [8],
+      ...Object.fromEntries(
+        [0, 1].flatMap((b) =>
+          ['fc1', 'norm1', 'fc2', 'norm2'].flatMap((m) =>
+            m.startsWith('fc')
+              ? [
+                  [`${t}.blocks.${b}.${m}.weight`, [8, 8]],
+                  [`${t}.blocks.${b}.${m}.bias`, [8]],
+                ]
+              : [
+                  [`${t}.blocks.${b}.${m}.weight`, [8]],
+                  [`${t}.blocks.${b}.${m}.bias`, [8]],
+                ],
+          ),
+        ),
+      ),
+      [`${t}.output.weight`]: [4, 8],
+      [`${t}.output.bias`]: [4],
     });
-    expect(shapes).toEqual({ ...tower('scene_encoder', 5), ...tower('product_encoder', 8), 'category_embedding.weight': [3, 3], log_temperature: [] });
+    expect(shapes).toEqual({
+      ...tower('scene_encoder', 5),
+      ...tower('product_encoder', 8),
+      'category_embedding.weight': [3, 3],
+      log_temperature: [],
+    });
   });
 
   it('transposes linear weights to [out, in] and back', () => {
@@ -101,7 +162,11 @@ async function writeCheckpoint(spec: ModelSpec, name: string): Promise<{ runDir:
   // Move LayerNorm and temperature off their init so a mix-up would show.
   for (let i = 0; i < params.length; i++) params[i] += 0.05 * Math.sin(i);
   const runDir = join(dir, name);
-  const state = { spec, epoch: 1, embeddings: { model: 'test', dim: spec.inputDim, sceneView: 'full' } } as unknown as CheckpointState;
+  const state = {
+    spec,
+    epoch: 1,
+    embeddings: { model: 'test', dim: spec.inputDim, sceneView: 'full' },
+  } as unknown as CheckpointState;
   await saveCheckpoint(runDir, 'best', model.layout, { state, params });
   return { runDir, params };
 }
@@ -136,7 +201,10 @@ print(json.dumps({'meta': meta, 'tensors': out}))`;
     const ours = decodeSafetensors(new Uint8Array(await readFile(file)), file).tensors;
     for (const [name, t] of Object.entries(ours)) {
       expect(parsed.tensors[name][0]).toEqual(t.shape);
-      expect(parsed.tensors[name][1]).toBeCloseTo(Array.from(t.data).reduce((a, b) => a + b, 0), 3);
+      expect(parsed.tensors[name][1]).toBeCloseTo(
+        Array.from(t.data).reduce((a, b) => a + b, 0),
+        3,
+      );
     }
   });
 
@@ -151,8 +219,16 @@ print(json.dumps({'meta': meta, 'tensors': out}))`;
         const categories = Int32Array.from({ length: n }, () => rng.int(spec.numCategories));
         const model = new TwoTower(spec);
         return {
-          spec, model, params,
-          input: { dir: checkpointDir(runDir, 'best'), dim: spec.inputDim, scenes: Array.from(scenes), products: Array.from(products), categories: Array.from(categories) },
+          spec,
+          model,
+          params,
+          input: {
+            dir: checkpointDir(runDir, 'best'),
+            dim: spec.inputDim,
+            scenes: Array.from(scenes),
+            products: Array.from(products),
+            categories: Array.from(categories),
+          },
           scenes: encodeRows(model, params, 'scene', scenes, null, n),
           products: encodeRows(model, params, 'product', products, categories, n),
         };
@@ -172,7 +248,10 @@ for d in json.load(sys.stdin):
         p = m.encode_products(torch.tensor(d['products']).reshape(-1, dim), torch.tensor(d['categories']).long())
     out.append({'scenes': s.flatten().tolist(), 'products': p.flatten().tolist(), 'temperature': m.temperature().item()})
 print(json.dumps(out))`;
-    const run = spawnSync(PYTHON, ['-c', script], { input: JSON.stringify(cases.map((c) => c.input)), encoding: 'utf8' });
+    const run = spawnSync(PYTHON, ['-c', script], {
+      input: JSON.stringify(cases.map((c) => c.input)),
+      encoding: 'utf8',
+    });
     expect(run.status, run.stderr).toBe(0);
     const results = JSON.parse(run.stdout);
     cases.forEach((c, k) => {

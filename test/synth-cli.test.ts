@@ -22,12 +22,36 @@ function ctl(args: string[]): Promise<{ code: number; stdout: string; stderr: st
 describe('ctl data synth (built binary)', () => {
   it('writes the dataset, embeddings and images; --json alone on stdout; a re-run changes nothing', async () => {
     const workdir = await tempWorkdir();
-    const args = ['data', 'synth', '--workdir', workdir, '--scenes', '120', '--products', '150', '--seed', '5', '--dim', '24', '--images', '--json'];
+    const args = [
+      'data',
+      'synth',
+      '--workdir',
+      workdir,
+      '--scenes',
+      '120',
+      '--products',
+      '150',
+      '--seed',
+      '5',
+      '--dim',
+      '24',
+      '--images',
+      '--json',
+    ];
     const first = await ctl(args);
     expect(first.code, first.stderr).toBe(0);
     const report = JSON.parse(first.stdout);
-    expect(report).toMatchObject({ domain: 'fashion', source: 'synthetic', seed: 5, counts: { scenes: 120, products: 150, categories: 10 } });
-    expect(report.embeddings.views.map((v: { appended: number }) => v.appended)).toEqual([150, 120, report.counts.pairs]);
+    expect(report).toMatchObject({
+      domain: 'fashion',
+      source: 'synthetic',
+      seed: 5,
+      counts: { scenes: 120, products: 150, categories: 10 },
+    });
+    expect(report.embeddings.views.map((v: { appended: number }) => v.appended)).toEqual([
+      150,
+      120,
+      report.counts.pairs,
+    ]);
     expect(report.images.written).toBe(270);
     expect(first.stderr).toMatch(/synthetic fashion \(seed 5\)/);
 
@@ -44,7 +68,11 @@ describe('ctl data synth (built binary)', () => {
     expect(verify.code, verify.stderr).toBe(0);
     const checked = JSON.parse(verify.stdout);
     expect(checked.ok).toBe(true);
-    expect(checked.stores.map((s: { view: string }) => s.view)).toEqual(['products', 'scenes-full', 'scenes-hide-product']);
+    expect(checked.stores.map((s: { view: string }) => s.view)).toEqual([
+      'products',
+      'scenes-full',
+      'scenes-hide-product',
+    ]);
     expect(checked.stores[0]).toMatchObject({ model: 'synthetic', count: 150, dim: 24, problems: [] });
   });
 
@@ -58,7 +86,16 @@ describe('ctl data synth (built binary)', () => {
     data[3 * 8 + 1] = NaN;
     await writeFile(join(shards, npy), encodeNpy(data, shape));
 
-    const bad = await ctl(['data', 'verify-embeddings', '--workdir', workdir, '--model', 'synthetic', '--view', 'scenes-full']);
+    const bad = await ctl([
+      'data',
+      'verify-embeddings',
+      '--workdir',
+      workdir,
+      '--model',
+      'synthetic',
+      '--view',
+      'scenes-full',
+    ]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/BAD synthetic scenes-full/);
     expect(bad.stderr).toMatch(new RegExp(`${npy.replace('.', '\\.')}: row 3: value NaN is not finite`));
@@ -75,7 +112,18 @@ describe('ctl data synth (built binary)', () => {
     expect((await ctl(['data', 'synth', '--workdir', workdir, '--scenes', '0'])).code).toBe(2);
     const help = await ctl(['data', 'synth', '--help']);
     expect(help.code).toBe(0);
-    for (const flag of ['--scenes', '--products', '--seed', '--domain', '--dim', '--images', '--format', '--force', '--workdir', '--json'])
+    for (const flag of [
+      '--scenes',
+      '--products',
+      '--seed',
+      '--domain',
+      '--dim',
+      '--images',
+      '--format',
+      '--force',
+      '--workdir',
+      '--json',
+    ])
       expect(help.stdout).toContain(flag);
     expect(help.stdout).toMatch(/default: 30000/);
   });

@@ -4,7 +4,12 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { computeEmbeddings, writeSyntheticEmbeddings, SYNTH_MODEL, type SynthEmbeddings } from '../src/data/synth/embeddings.js';
+import {
+  computeEmbeddings,
+  writeSyntheticEmbeddings,
+  SYNTH_MODEL,
+  type SynthEmbeddings,
+} from '../src/data/synth/embeddings.js';
 import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
 import { synthesise } from '../src/data/synth/world.js';
 import { Random } from '../src/util/random.js';
@@ -78,7 +83,9 @@ describe('computeEmbeddings', () => {
     expect(e.products.ids).toEqual(w.products.map((p) => p.sig));
     expect(e.scenesFull.ids).toEqual(w.scenes.map((s) => s.sig));
     expect(e.scenesHideProduct.ids).toHaveLength(w.pairOrder.length);
-    expect(e.scenesHideProduct.ids[0]).toBe(sceneProductKey(w.scenes[0].sig, w.products[w.scenes[0].items[0].product].sig));
+    expect(e.scenesHideProduct.ids[0]).toBe(
+      sceneProductKey(w.scenes[0].sig, w.products[w.scenes[0].items[0].product].sig),
+    );
     for (const m of [e.products, e.scenesFull, e.scenesHideProduct]) {
       expect(m.data.length).toBe(m.ids.length * DIM);
       expect(m.data.every(Number.isFinite)).toBe(true);
@@ -88,17 +95,22 @@ describe('computeEmbeddings', () => {
 
   it('is deterministic: same world and dim, same bytes; another seed, other vectors', () => {
     const again = computeEmbeddings(w, DIM);
-    expect(Buffer.from(again.scenesHideProduct.data.buffer).equals(Buffer.from(e.scenesHideProduct.data.buffer))).toBe(true);
+    expect(Buffer.from(again.scenesHideProduct.data.buffer).equals(Buffer.from(e.scenesHideProduct.data.buffer))).toBe(
+      true,
+    );
     const other = computeEmbeddings(world({ scenes: 2000, products: 2500, seed: 6 }), DIM);
     expect(Buffer.from(other.products.data.buffer).equals(Buffer.from(e.products.data.buffer))).toBe(false);
   });
 
   it('plants a signal a learned map finds and raw cosine mostly misses; hiding the product weakens it', () => {
     // Pairs in a seeded random order: 90% to fit the map, 10% held out (the reference's seed protocol shape).
-    const pairs = new Random(1).shuffle(w.scenes.flatMap((s, t) => s.items.map((item, j) => ({ t, j, p: item.product }))));
+    const pairs = new Random(1).shuffle(
+      w.scenes.flatMap((s, t) => s.items.map((item, j) => ({ t, j, p: item.product }))),
+    );
     const hideRow = new Map<string, number>(e.scenesHideProduct.ids.map((id, i) => [id, i]));
     const row = (data: Float32Array, i: number) => Float64Array.from(data.subarray(i * DIM, (i + 1) * DIM));
-    const views = (v: SynthEmbeddings['scenesFull'], key: (pair: (typeof pairs)[0]) => number) => pairs.map((pair) => row(v.data, key(pair)));
+    const views = (v: SynthEmbeddings['scenesFull'], key: (pair: (typeof pairs)[0]) => number) =>
+      pairs.map((pair) => row(v.data, key(pair)));
     const full = views(e.scenesFull, (pair) => pair.t);
     const hide = views(e.scenesHideProduct, (pair) =>
       hideRow.get(sceneProductKey(w.scenes[pair.t].sig, w.products[pair.p].sig))!,
@@ -109,7 +121,9 @@ describe('computeEmbeddings', () => {
     const normalise = (v: Float64Array) => v.map((x) => x / Math.sqrt(dot(v, v)));
     const learned = (X: Float64Array[]) => {
       const W = leastSquares(X.slice(0, cut), products.slice(0, cut), DIM);
-      return X.slice(cut).map((x) => normalise(Float64Array.from({ length: DIM }, (_, c) => x.reduce((s, v, i) => s + v * W[i][c], 0))));
+      return X.slice(cut).map((x) =>
+        normalise(Float64Array.from({ length: DIM }, (_, c) => x.reduce((s, v, i) => s + v * W[i][c], 0))),
+      );
     };
     const zeroShot = recallAt10(full.slice(cut), heldProducts);
     const linearFull = recallAt10(learned(full), heldProducts);
@@ -124,9 +138,15 @@ describe('computeEmbeddings', () => {
     // category's view: a map that also knows a candidate's category (v2's category embedding, in linear form)
     // beats the same map without it.
     const categories = w.taxonomy.length;
-    const oneHot = (k: number, scale: number) => Float64Array.from({ length: categories }, (_, c) => (c === k ? scale : 0));
+    const oneHot = (k: number, scale: number) =>
+      Float64Array.from({ length: categories }, (_, c) => (c === k ? scale : 0));
     const category = pairs.map((pair) => w.products[pair.p].category);
-    const probe = leastSquares(products.slice(0, cut), category.slice(0, cut).map((k) => oneHot(k, 1)), DIM, 0.1);
+    const probe = leastSquares(
+      products.slice(0, cut),
+      category.slice(0, cut).map((k) => oneHot(k, 1)),
+      DIM,
+      0.1,
+    );
     const guess = (x: Float64Array) => {
       const score = Array.from({ length: categories }, (_, c) => x.reduce((s, v, i) => s + v * probe[i][c], 0));
       return score.indexOf(Math.max(...score));
@@ -138,7 +158,9 @@ describe('computeEmbeddings', () => {
     const withCategory = products.map((p, i) => Float64Array.from([...p, ...oneHot(category[i], 0.3)]));
     const Wc = leastSquares(full.slice(0, cut), withCategory.slice(0, cut), DIM);
     const width = withCategory[0].length;
-    const queries = full.slice(cut).map((x) => Float64Array.from({ length: width }, (_, c) => x.reduce((s, v, i) => s + v * Wc[i][c], 0)));
+    const queries = full
+      .slice(cut)
+      .map((x) => Float64Array.from({ length: width }, (_, c) => x.reduce((s, v, i) => s + v * Wc[i][c], 0)));
     const linearCategory = recallAt10(queries, withCategory.slice(cut));
     expect(linearCategory).toBeGreaterThan(linearFull + 0.04);
   });
@@ -155,7 +177,12 @@ describe('writeSyntheticEmbeddings', () => {
 
     const expected = computeEmbeddings(w, 16);
     const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings(SYNTH_MODEL, 'scenes-hide-product'));
-    expect(store.meta).toMatchObject({ model: 'synthetic', dim: 16, view: 'scenes-hide-product', preprocessing: { synthetic: provenance } });
+    expect(store.meta).toMatchObject({
+      model: 'synthetic',
+      dim: 16,
+      view: 'scenes-hide-product',
+      preprocessing: { synthetic: provenance },
+    });
     const { data, missing } = await store.read(expected.scenesHideProduct.ids);
     expect(missing).toEqual([]);
     expect(Array.from(data)).toEqual(Array.from(expected.scenesHideProduct.data));

@@ -19,11 +19,16 @@ afterAll(async () => {
   await rm(workdir, { recursive: true, force: true });
 });
 
-const ctl = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args, '--workdir', workdir], { encoding: 'utf8' });
+const ctl = (...args: string[]) =>
+  spawnSync(process.execPath, [CLI, ...args, '--workdir', workdir], { encoding: 'utf8' });
 
 async function epochRecords(run: string): Promise<Record<string, any>[]> {
   const text = await readFile(join(workdir, 'runs', run, 'metrics.jsonl'), 'utf8');
-  return text.trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.type === 'epoch');
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((r) => r.type === 'epoch');
 }
 
 async function lastEpoch(run: string): Promise<number> {
@@ -38,7 +43,17 @@ describe('ctl train', () => {
   it('documents every flag with its default', () => {
     const help = ctl('train', '--help');
     expect(help.status).toBe(0);
-    for (const flag of ['--config', '--backend', '--resume', '--run', '--embeddings', '--workers', '--workdir', '--json']) expect(help.stdout).toContain(flag);
+    for (const flag of [
+      '--config',
+      '--backend',
+      '--resume',
+      '--run',
+      '--embeddings',
+      '--workers',
+      '--workdir',
+      '--json',
+    ])
+      expect(help.stdout).toContain(flag);
     expect(help.stdout).toMatch(/default: "auto"/);
   });
 
@@ -55,7 +70,24 @@ describe('ctl train', () => {
     expect(result).toMatchObject({ run: 'full', epochs: 3, metric: 'recall@10', protocol: 'catalog' });
     expect(full.stderr).toMatch(/2 workers/);
 
-    const child = spawn(process.execPath, [CLI, 'train', '--config', config, '--run', 'killed', '--backend', 'wasm', '--workers', '2', '--workdir', workdir], { stdio: 'ignore' });
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'train',
+        '--config',
+        config,
+        '--run',
+        'killed',
+        '--backend',
+        'wasm',
+        '--workers',
+        '2',
+        '--workdir',
+        workdir,
+      ],
+      { stdio: 'ignore' },
+    );
     const exited = new Promise((resolve) => child.on('exit', resolve));
     while ((await lastEpoch('killed')) < 1) await new Promise((r) => setTimeout(r, 20));
     child.kill('SIGKILL');
@@ -63,14 +95,33 @@ describe('ctl train', () => {
     const killedAt = await lastEpoch('killed');
     expect(killedAt).toBeLessThan(3);
 
-    const resumed = ctl('train', '--config', config, '--run', 'killed', '--backend', 'wasm', '--workers', '2', '--resume', '--json');
+    const resumed = ctl(
+      'train',
+      '--config',
+      config,
+      '--run',
+      'killed',
+      '--backend',
+      'wasm',
+      '--workers',
+      '2',
+      '--resume',
+      '--json',
+    );
     expect(resumed.status, resumed.stderr).toBe(0);
     expect(JSON.parse(resumed.stdout).best).toEqual(result.best);
     const a = await epochRecords('full');
     const b = await epochRecords('killed');
-    expect(b.map((r) => [r.epoch, r.step, r.loss, r.metric])).toEqual(a.map((r) => [r.epoch, r.step, r.loss, r.metric]));
+    expect(b.map((r) => [r.epoch, r.step, r.loss, r.metric])).toEqual(
+      a.map((r) => [r.epoch, r.step, r.loss, r.metric]),
+    );
     // One step record per step: the records of the killed epoch were dropped on resume.
-    const steps = (await readFile(join(workdir, 'runs', 'killed', 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.type === 'step').map((r) => r.step);
+    const steps = (await readFile(join(workdir, 'runs', 'killed', 'metrics.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((r) => r.type === 'step')
+      .map((r) => r.step);
     expect(steps).toEqual(Array.from({ length: a[2].step }, (_, i) => i + 1));
     await stat(join(workdir, 'runs', 'killed', 'checkpoints', 'best', 'model.safetensors'));
   }, 300_000); // three training processes: ~20 s of CPU, minutes of wall time on a busy machine

@@ -7,14 +7,34 @@ describe('configs/', () => {
   it('v2.json is the reference v2', async () => {
     const c = await loadTrainConfig('configs/v2.json');
     expect(c.model).toEqual({
-      arch: 'v2', hidden: 512, out: 256, blocks: 2, dropout: 0.1, categoryDim: 64, normalize: true,
+      arch: 'v2',
+      hidden: 512,
+      out: 256,
+      blocks: 2,
+      dropout: 0.1,
+      categoryDim: 64,
+      normalize: true,
       temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 },
     });
     expect(c.loss).toEqual({ infonce: 1, triplet: 0.5, margin: 0.2, maskFalseNegatives: false });
     expect(c.negatives.strategy).toBe('same-category-random');
-    expect(c.optimizer).toEqual({ kind: 'adamw', lr: 3e-4, weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8, gradClip: 1 });
+    expect(c.optimizer).toEqual({
+      kind: 'adamw',
+      lr: 3e-4,
+      weightDecay: 0.01,
+      betas: [0.9, 0.999],
+      eps: 1e-8,
+      gradClip: 1,
+    });
     expect(c.schedule).toMatchObject({ warmupFraction: 0.1, decay: 'cosine', unit: 'step' });
-    expect([c.batchSize, c.epochs, c.patience, c.split, c.selection.protocol, c.selection.metric]).toEqual([256, 50, 10, 'seed', 'seed', 'recall@10']);
+    expect([c.batchSize, c.epochs, c.patience, c.split, c.selection.protocol, c.selection.metric]).toEqual([
+      256,
+      50,
+      10,
+      'seed',
+      'seed',
+      'recall@10',
+    ]);
     expect(c.embeddings).toEqual({ model: 'Marqo/marqo-fashionSigLIP', dim: 768 });
   });
 
@@ -45,14 +65,23 @@ describe('validation', () => {
     expect(bad({ batchSize: 0 })).toThrow('my.json: batchSize: expected an integer >= 2, got 0');
     expect(bad({ split: 'random' })).toThrow("my.json: split: expected one of 'seed', 'scene', got \"random\"");
     expect(bad({ model: { arch: 'v3' } })).toThrow("my.json: model.arch: expected one of 'v1', 'v2'");
-    expect(bad({ negatives: { strategy: 'mined', rankWindow: [9, 3] } })).toThrow('my.json: negatives.rankWindow: expected [lo, hi]');
+    expect(bad({ negatives: { strategy: 'mined', rankWindow: [9, 3] } })).toThrow(
+      'my.json: negatives.rankWindow: expected [lo, hi]',
+    );
     expect(bad({ selection: { protocol: 'catalog', metric: 'recall@7' } })).toThrow('my.json: selection.metric');
-    expect(bad({ negatives: { strategy: 'none' } })).toThrow('my.json: negatives.strategy: expected a negative strategy when loss.triplet > 0');
-    expect(bad({ model: { arch: 'v2', hidden: 8, out: 4, temperature: { init: 2 } } })).toThrow('my.json: model.temperature: expected min <= init <= max');
+    expect(bad({ negatives: { strategy: 'none' } })).toThrow(
+      'my.json: negatives.strategy: expected a negative strategy when loss.triplet > 0',
+    );
+    expect(bad({ model: { arch: 'v2', hidden: 8, out: 4, temperature: { init: 2 } } })).toThrow(
+      'my.json: model.temperature: expected min <= init <= max',
+    );
   });
 
   it('fills defaults for optional fields', () => {
-    const c = parseTrainConfig({ ...smallConfig(), schedule: undefined, patience: undefined, seed: undefined }, 'x.json');
+    const c = parseTrainConfig(
+      { ...smallConfig(), schedule: undefined, patience: undefined, seed: undefined },
+      'x.json',
+    );
     expect(c.schedule).toEqual({ warmupFraction: 0, decay: 'cosine', unit: 'step', minLr: 0 });
     expect([c.patience, c.seed]).toEqual([0, 42]);
   });

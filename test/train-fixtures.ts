@@ -71,8 +71,15 @@ export async function plantedWorkdir(options: PlantedOptions): Promise<{ workdir
   await writeFile(paths.rawCategories('fashion'), JSON.stringify(categoriesOf));
   const { dataset } = await normaliseWorkdir(workdir, 'fashion', { source: 'synthetic' });
 
-  const write = async (view: 'products' | 'scenes-full' | 'scenes-hide-product', vectors: Map<string, Float32Array>) => {
-    const store = await EmbeddingStore.openOrCreate(paths.embeddings(TEST_MODEL, view), { model: TEST_MODEL, dim, view });
+  const write = async (
+    view: 'products' | 'scenes-full' | 'scenes-hide-product',
+    vectors: Map<string, Float32Array>,
+  ) => {
+    const store = await EmbeddingStore.openOrCreate(paths.embeddings(TEST_MODEL, view), {
+      model: TEST_MODEL,
+      dim,
+      view,
+    });
     const ids = [...vectors.keys()];
     const rows = new Float32Array(ids.length * dim);
     ids.forEach((id, i) => rows.set(vectors.get(id)!, i * dim));
@@ -93,7 +100,16 @@ export function smallConfig(overrides: Partial<TrainConfig> & Record<string, unk
     embeddings: { model: TEST_MODEL },
     sceneView: 'full',
     split: 'scene',
-    model: { arch: 'v2', hidden: 32, out: 16, blocks: 1, dropout: 0.1, categoryDim: 4, normalize: true, temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 } },
+    model: {
+      arch: 'v2',
+      hidden: 32,
+      out: 16,
+      blocks: 1,
+      dropout: 0.1,
+      categoryDim: 4,
+      normalize: true,
+      temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 },
+    },
     loss: { infonce: 1, triplet: 0.5, margin: 0.2 },
     negatives: { strategy: 'same-category-random' },
     optimizer: { kind: 'adamw', lr: 3e-3, weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8, gradClip: 1 },

@@ -11,8 +11,16 @@ beforeAll(async () => {
 });
 
 // Two scenes, two products: sims [[1, 0.6], [0, 0.8]].
-const scenes = () => tf.tensor2d([[1, 0], [0, 1]]);
-const products = () => tf.tensor2d([[1, 0], [0.6, 0.8]]);
+const scenes = () =>
+  tf.tensor2d([
+    [1, 0],
+    [0, 1],
+  ]);
+const products = () =>
+  tf.tensor2d([
+    [1, 0],
+    [0.6, 0.8],
+  ]);
 
 describe('InfoNCE', () => {
   it('is the mean of the row and column cross-entropies with the diagonal as label', () => {
@@ -52,7 +60,13 @@ describe('triplet loss (cosine distance)', () => {
   });
 
   it('picks in-batch negatives by column', () => {
-    const picked = pickColumns(tf.tensor2d([[1, 2, 3], [4, 5, 6]]), Int32Array.from([2, -1]));
+    const picked = pickColumns(
+      tf.tensor2d([
+        [1, 2, 3],
+        [4, 5, 6],
+      ]),
+      Int32Array.from([2, -1]),
+    );
     expect(Array.from(picked.dataSync())).toEqual([3, 0]);
   });
 });

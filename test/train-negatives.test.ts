@@ -18,12 +18,22 @@ import { minePool } from '../src/train/mining.js';
 function randomIndex(seed: number, products = 60, scenes = 40, categories = 3): NegativeIndex {
   const rng = keyedRandom(seed, 'index');
   const productCategory = Int32Array.from({ length: products }, () => rng.int(categories));
-  const scenePositives = Array.from({ length: scenes }, () => Int32Array.from(new Set(Array.from({ length: 1 + rng.int(5) }, () => rng.int(products)))));
+  const scenePositives = Array.from({ length: scenes }, () =>
+    Int32Array.from(new Set(Array.from({ length: 1 + rng.int(5) }, () => rng.int(products)))),
+  );
   const rowScene: number[] = [];
   const rowProduct: number[] = [];
   scenePositives.forEach((ps, s) => ps.forEach((p) => (rowScene.push(s), rowProduct.push(p))));
-  const byCategory = Array.from({ length: categories }, (_, c) => Int32Array.from(productCategory.reduce<number[]>((a, k, j) => (k === c ? [...a, j] : a), [])));
-  return { productCategory, byCategory, scenePositives, rowScene: Int32Array.from(rowScene), rowProduct: Int32Array.from(rowProduct) };
+  const byCategory = Array.from({ length: categories }, (_, c) =>
+    Int32Array.from(productCategory.reduce<number[]>((a, k, j) => (k === c ? [...a, j] : a), [])),
+  );
+  return {
+    productCategory,
+    byCategory,
+    scenePositives,
+    rowScene: Int32Array.from(rowScene),
+    rowProduct: Int32Array.from(rowProduct),
+  };
 }
 
 const category = (index: NegativeIndex, row: number) => index.productCategory[index.rowProduct[row]];
@@ -42,7 +52,7 @@ describe('same-category-random', () => {
     }
   });
 
-  it('returns -1 when the whole category is the scene\'s', () => {
+  it("returns -1 when the whole category is the scene's", () => {
     const index: NegativeIndex = {
       productCategory: Int32Array.from([0, 0, 1]),
       byCategory: [Int32Array.from([0, 1]), Int32Array.from([2])],
@@ -131,7 +141,7 @@ describe('mined', () => {
     }
   });
 
-  it('falls back when a row\'s pool is empty', () => {
+  it("falls back when a row's pool is empty", () => {
     const pool = new MinedPool(Int32Array.from([-1, -1]), 2, 0);
     expect(pool.sample(0, keyedRandom(1), () => 42)).toBe(42);
   });

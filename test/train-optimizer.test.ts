@@ -86,7 +86,9 @@ print(json.dumps(out))`;
     const run = spawnSync(PYTHON, ['-c', script], { input, encoding: 'utf8' });
     expect(run.status, run.stderr).toBe(0);
     const expected = JSON.parse(run.stdout) as number[][];
-    configs.forEach((config, k) => ours(config, p0, grads, config.lr).forEach((x, i) => expect(x).toBeCloseTo(expected[k][i], 5)));
+    configs.forEach((config, k) =>
+      ours(config, p0, grads, config.lr).forEach((x, i) => expect(x).toBeCloseTo(expected[k][i], 5)),
+    );
   });
 
   it('flushes vanishing moments to zero instead of keeping denormals', () => {

@@ -20,7 +20,14 @@ let workdir = '';
 let dataset: Dataset;
 
 beforeAll(async () => {
-  ({ workdir, dataset } = await plantedWorkdir({ scenes: 500, dim: 24, categories: 4, latent: 6, seed: 1, missingProducts: 5 }));
+  ({ workdir, dataset } = await plantedWorkdir({
+    scenes: 500,
+    dim: 24,
+    categories: 4,
+    latent: 6,
+    seed: 1,
+    missingProducts: 5,
+  }));
 });
 
 afterAll(async () => {
@@ -30,7 +37,10 @@ afterAll(async () => {
 type Row = Record<string, any>;
 async function records(run: string): Promise<Row[]> {
   const text = await readFile(join(workdir, 'runs', run, 'metrics.jsonl'), 'utf8');
-  return text.trim().split('\n').map((l) => JSON.parse(l));
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 }
 
 const train = async (run: string, config: Record<string, unknown>) =>
@@ -55,7 +65,8 @@ describe('trainRun', () => {
     expect(new Set(epochs.map((r) => r.liveTensors)).size).toBe(1);
     const steps = log.filter((r) => r.type === 'step');
     expect(steps.length).toBe(epochs[2].step);
-    for (const key of ['loss', 'infonce', 'triplet', 'lr', 'temperature', 'gradNorm', 'samplesPerSec']) expect(typeof steps[0][key]).toBe('number');
+    for (const key of ['loss', 'infonce', 'triplet', 'lr', 'temperature', 'gradNorm', 'samplesPerSec'])
+      expect(typeof steps[0][key]).toBe('number');
 
     await train('learn-again', smallConfig({ epochs: 3 }));
     const again = (await records('learn-again')).filter((r) => r.type === 'epoch');
@@ -71,16 +82,33 @@ describe('trainRun', () => {
     const val = dataset.splits.scene.parts.val!;
     const inputs = await loadPairInputs(workdir, dataset, TEST_MODEL, 'full', val);
     const scenes = await model.encodeScenes(inputs.scenes, inputs.keptPairs.length);
-    const products = await model.encodeProducts(inputs.products, Int32Array.from(dataset.products, (p) => p.category), dataset.products.length);
+    const products = await model.encodeProducts(
+      inputs.products,
+      Int32Array.from(dataset.products, (p) => p.category),
+      dataset.products.length,
+    );
     const metrics = await evaluateProtocol('catalog', {
-      dataset, pairs: inputs.keptPairs, sceneVectors: scenes, productVectors: products, dim: model.spec.out, missingProducts: inputs.missingProducts,
+      dataset,
+      pairs: inputs.keptPairs,
+      sceneVectors: scenes,
+      productVectors: products,
+      dim: model.spec.out,
+      missingProducts: inputs.missingProducts,
     });
     expect(metrics.recall['10']).toBe(state.best.metric);
     model.dispose();
   });
 
   it('trains with mined and with in-batch-hard negatives', async () => {
-    const mined = await train('mined', smallConfig({ epochs: 2, sceneView: 'hide-product', negatives: { strategy: 'mined', refreshSteps: 5, rankWindow: [1, 10], poolSize: 4 }, loss: { infonce: 1, triplet: 0.5, margin: 0.2, maskFalseNegatives: true } }));
+    const mined = await train(
+      'mined',
+      smallConfig({
+        epochs: 2,
+        sceneView: 'hide-product',
+        negatives: { strategy: 'mined', refreshSteps: 5, rankWindow: [1, 10], poolSize: 4 },
+        loss: { infonce: 1, triplet: 0.5, margin: 0.2, maskFalseNegatives: true },
+      }),
+    );
     expect(mined.best.metric).toBeGreaterThan(0.3);
     const hard = await train('hard', smallConfig({ epochs: 2, negatives: { strategy: 'in-batch-hard' } }));
     expect(hard.best.metric).toBeGreaterThan(0.3);
@@ -89,14 +117,23 @@ describe('trainRun', () => {
   });
 
   it('trains the v1 architecture (Adam, per-epoch cosine, no category)', async () => {
-    const v1 = await train('v1', smallConfig({
-      epochs: 2,
-      model: { arch: 'v1', hidden: 24, out: 12, dropout: 0.2, temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 } },
-      loss: { infonce: 1, triplet: 0 },
-      negatives: { strategy: 'none' },
-      optimizer: { kind: 'adam', lr: 3e-3 },
-      schedule: { decay: 'cosine', unit: 'epoch' },
-    }));
+    const v1 = await train(
+      'v1',
+      smallConfig({
+        epochs: 2,
+        model: {
+          arch: 'v1',
+          hidden: 24,
+          out: 12,
+          dropout: 0.2,
+          temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 },
+        },
+        loss: { infonce: 1, triplet: 0 },
+        negatives: { strategy: 'none' },
+        optimizer: { kind: 'adam', lr: 3e-3 },
+        schedule: { decay: 'cosine', unit: 'epoch' },
+      }),
+    );
     expect(v1.best.metric).toBeGreaterThan(0.2);
   });
 
@@ -114,9 +151,15 @@ describe('trainRun', () => {
   });
 
   it('reports bad inputs naming the file and field', async () => {
-    await expect(train('dim', smallConfig({ embeddings: { model: TEST_MODEL, dim: 768 } }))).rejects.toThrow(/dim.json: embeddings.dim: the config expects 768-d inputs but the store .* holds 24-d/);
-    await expect(train('typo', smallConfig({ optimizer: { kind: 'adamw', lr: 'fast' } }))).rejects.toThrow(/typo.json: optimizer.lr: expected a number/);
-    await expect(train('unknown', smallConfig({ batchsize: 3 }))).rejects.toThrow(/unknown.json: batchsize: unknown field/);
+    await expect(train('dim', smallConfig({ embeddings: { model: TEST_MODEL, dim: 768 } }))).rejects.toThrow(
+      /dim.json: embeddings.dim: the config expects 768-d inputs but the store .* holds 24-d/,
+    );
+    await expect(train('typo', smallConfig({ optimizer: { kind: 'adamw', lr: 'fast' } }))).rejects.toThrow(
+      /typo.json: optimizer.lr: expected a number/,
+    );
+    await expect(train('unknown', smallConfig({ batchsize: 3 }))).rejects.toThrow(
+      /unknown.json: batchsize: unknown field/,
+    );
     await expect(train('nomodel', smallConfig({ embeddings: { model: 'absent-model' } }))).rejects.toThrow(InputError);
   });
 
@@ -127,7 +170,9 @@ describe('trainRun', () => {
     broken.products[3].category = 99;
     await writeFile(path, JSON.stringify(broken));
     try {
-      await expect(train('badcat', smallConfig())).rejects.toThrow(/products\[3\] .*category: expected an index below 4, got 99/);
+      await expect(train('badcat', smallConfig())).rejects.toThrow(
+        /products\[3\] .*category: expected an index below 4, got 99/,
+      );
     } finally {
       await writeFile(path, original);
     }
@@ -145,8 +190,16 @@ describe('on `ctl data synth --dim` embeddings', () => {
         model: { arch: 'v2', hidden: 128, out: 64, blocks: 1, dropout: 0.1, categoryDim: 8 },
         optimizer: { kind: 'adamw', lr: 3e-3, weightDecay: 0.01, gradClip: 1 },
       });
-      const result = await trainRun({ workdir: dir, config: await writeConfig(dir, 'synth', config), backend: 'wasm', workers: 1 });
-      const log = (await readFile(join(result.dir, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+      const result = await trainRun({
+        workdir: dir,
+        config: await writeConfig(dir, 'synth', config),
+        backend: 'wasm',
+        workers: 1,
+      });
+      const log = (await readFile(join(result.dir, 'metrics.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
       const zeroShot = log.find((r) => r.type === 'zero-shot').metrics.recall['10'];
       // The synthetic world is calibrated to be hard (raw cosine near chance at full scale): 4 epochs on 2,000
       // scenes give about 1.9x the zero-shot recall.

@@ -54,10 +54,16 @@ async function photo(seed) {
     for (let c = 0; c < width; c++)
       for (let k = 0; k < 3; k++) {
         x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-        const v = 128 + 70 * Math.sin(c / (13 + seed % 7) + k + seed) + 50 * Math.cos(y / (17 + k) - seed) + ((x >>> 27) - 16);
+        const v =
+          128 +
+          70 * Math.sin(c / (13 + (seed % 7)) + k + seed) +
+          50 * Math.cos(y / (17 + k) - seed) +
+          ((x >>> 27) - 16);
         raw[(y * width + c) * 3 + k] = Math.max(0, Math.min(255, v));
       }
-  return sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 75 }).toBuffer();
+  return sharp(raw, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 75 })
+    .toBuffer();
 }
 
 /**
@@ -69,13 +75,20 @@ function measure(command, commandArgs) {
   spawnSync('sync');
   const timeFile = join(root, 'time.txt');
   return new Promise((resolvePromise, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', '-o', timeFile, command, ...commandArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', '-o', timeFile, command, ...commandArgs], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let stdout = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.on('error', reject);
     child.on('exit', (code) => {
       if (code !== 0) return reject(new Error(`${command} exited with ${code}`));
-      const [seconds, rssKb, user, system] = readFileSync(timeFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
+      const [seconds, rssKb, user, system] = readFileSync(timeFile, 'utf8')
+        .trim()
+        .split('\n')
+        .at(-1)
+        .split(' ')
+        .map(Number);
       resolvePromise({ seconds, rssMb: rssKb / 1024, cpu: user + system, system, stdout });
     });
   });
@@ -122,9 +135,17 @@ writeFileSync(join(root, 'urls.txt'), urls.join('\n') + '\n');
 const runs = new Map(); // client name -> one measurement per round
 const record = (name, r, extra = {}) => {
   const runsOf = runs.get(name) ?? [];
-  runsOf.push({ seconds: r.seconds, rssMb: r.rssMb, cpuMs: (1000 * r.cpu) / sigs.length, systemMs: (1000 * r.system) / sigs.length, ...extra });
+  runsOf.push({
+    seconds: r.seconds,
+    rssMb: r.rssMb,
+    cpuMs: (1000 * r.cpu) / sigs.length,
+    systemMs: (1000 * r.system) / sigs.length,
+    ...extra,
+  });
   runs.set(name, runsOf);
-  say(`${name}: ${r.seconds.toFixed(2)} s, ${(sigs.length / r.seconds).toFixed(0)} images/s, ${((1000 * r.cpu) / sigs.length).toFixed(2)} ms CPU per image`);
+  say(
+    `${name}: ${r.seconds.toFixed(2)} s, ${(sigs.length / r.seconds).toFixed(0)} images/s, ${((1000 * r.cpu) / sigs.length).toFixed(2)} ms CPU per image`,
+  );
 };
 const BASELINE = 'undici loop, no validation';
 // Every run writes into a folder of its own, and nothing is deleted before the end: right after thousands of files
@@ -138,21 +159,54 @@ const freshDir = (name) => {
 
 if (useCurl) {
   const curlOut = freshDir('curl');
-  writeFileSync(join(root, 'urls.curl'), urls.map((u, i) => `url = "${u}"\noutput = "${join(curlOut, `${i}.jpg`)}"\n`).join(''));
-  record(`curl --parallel-max ${concurrency}`, await measure('curl', ['--silent', '--fail', '--parallel', '--parallel-max', String(concurrency), '--config', join(root, 'urls.curl')]));
+  writeFileSync(
+    join(root, 'urls.curl'),
+    urls.map((u, i) => `url = "${u}"\noutput = "${join(curlOut, `${i}.jpg`)}"\n`).join(''),
+  );
+  record(
+    `curl --parallel-max ${concurrency}`,
+    await measure('curl', [
+      '--silent',
+      '--fail',
+      '--parallel',
+      '--parallel-max',
+      String(concurrency),
+      '--config',
+      join(root, 'urls.curl'),
+    ]),
+  );
 }
 
-const ctlArgs = (dir) => [cli, 'download', '--workdir', dir, '--base-url', baseUrl, '--concurrency', String(concurrency), '--json'];
+const ctlArgs = (dir) => [
+  cli,
+  'download',
+  '--workdir',
+  dir,
+  '--base-url',
+  baseUrl,
+  '--concurrency',
+  String(concurrency),
+  '--json',
+];
 let ctlWorkdir;
 for (let round = 0; round < rounds; round++) {
   say(`round ${round + 1} of ${rounds}`);
-  record(BASELINE, await measure(process.execPath, [join(here, 'baseline.mjs'), join(root, 'urls.txt'), freshDir('baseline'), String(concurrency)]));
+  record(
+    BASELINE,
+    await measure(process.execPath, [
+      join(here, 'baseline.mjs'),
+      join(root, 'urls.txt'),
+      freshDir('baseline'),
+      String(concurrency),
+    ]),
+  );
   for (const validate of ['full', 'fast']) {
     ctlWorkdir = freshDir('ctl');
     cpSync(join(workdir, 'dataset'), join(ctlWorkdir, 'dataset'), { recursive: true });
     const ctl = await measure(process.execPath, [...ctlArgs(ctlWorkdir), '--validate', validate]);
     const summary = JSON.parse(ctl.stdout);
-    if (summary.state.ok !== sigs.length) throw new Error(`ctl download settled ${summary.state.ok} ok of ${sigs.length}`);
+    if (summary.state.ok !== sigs.length)
+      throw new Error(`ctl download settled ${summary.state.ok} ok of ${sigs.length}`);
     record(`ctl download --validate ${validate}`, ctl, { fetchRate: summary.imagesPerSec });
   }
 }
@@ -171,12 +225,20 @@ const median = (values) => {
 const pad = (s, n) => String(s).padEnd(n);
 console.log(
   `\n${sigs.length} images, ${(totalBytes / 1e6).toFixed(0)} MB, concurrency ${concurrency}, ${rounds} rounds, node ${process.version}, ` +
-    `${(await import('node:os')).cpus().length} cores, load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`,
+    `${(await import('node:os')).cpus().length} cores, load average ${(await import('node:os'))
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
 );
-console.log(`${pad('client (median of rounds)', 38)}${pad('seconds', 9)}${pad('images/s', 10)}${pad('MB/s', 8)}${pad('peak RSS MB', 13)}${pad('CPU ms/image (system)', 23)}`);
+console.log(
+  `${pad('client (median of rounds)', 38)}${pad('seconds', 9)}${pad('images/s', 10)}${pad('MB/s', 8)}${pad('peak RSS MB', 13)}${pad('CPU ms/image (system)', 23)}`,
+);
 for (const [name, list] of runs) {
   const seconds = median(list.map((r) => r.seconds));
-  const fetch = list[0].fetchRate === undefined ? '' : `fetch phase alone: ${median(list.map((r) => r.fetchRate)).toFixed(0)} images/s`;
+  const fetch =
+    list[0].fetchRate === undefined
+      ? ''
+      : `fetch phase alone: ${median(list.map((r) => r.fetchRate)).toFixed(0)} images/s`;
   console.log(
     `${pad(name, 38)}${pad(seconds.toFixed(2), 9)}${pad((sigs.length / seconds).toFixed(0), 10)}${pad((totalBytes / 1e6 / seconds).toFixed(1), 8)}` +
       `${pad(Math.max(...list.map((r) => r.rssMb)).toFixed(0), 13)}` +
@@ -189,5 +251,7 @@ for (const [name, list] of runs) {
   const rate = median(list.map((r, i) => base[i].seconds / r.seconds));
   const cpu = median(list.map((r, i) => base[i].cpuMs / r.cpuMs));
   const each = list.map((r, i) => (base[i].seconds / r.seconds).toFixed(2)).join(' ');
-  console.log(`ratio ${name} / ${BASELINE}: ${rate.toFixed(2)} images/s (rounds: ${each}; process start included), ${cpu.toFixed(2)} by CPU per image`);
+  console.log(
+    `ratio ${name} / ${BASELINE}: ${rate.toFixed(2)} images/s (rounds: ${each}; process start included), ${cpu.toFixed(2)} by CPU per image`,
+  );
 }

@@ -5,7 +5,9 @@ import http from 'node:http';
 import { join } from 'node:path';
 
 const dir = process.argv[2];
-const pool = readdirSync(dir).sort().map((name) => readFileSync(join(dir, name)));
+const pool = readdirSync(dir)
+  .sort()
+  .map((name) => readFileSync(join(dir, name)));
 const layout = /^\/400x\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{2}\/([0-9a-f]{32})\.jpg$/;
 
 const server = http.createServer((req, res) => {

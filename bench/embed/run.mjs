@@ -55,7 +55,9 @@ async function writeImages() {
         data[o + 2] = inside ? 90 : (x + y + noise) % 256;
       }
     await mkdir(paths.images('products'), { recursive: true });
-    await sharp(data, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toFile(paths.imageFile('products', sig));
+    await sharp(data, { raw: { width, height, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toFile(paths.imageFile('products', sig));
   }
   await saveDataset(workdir, {
     version: 1,
@@ -74,15 +76,39 @@ async function writeImages() {
 async function ortRun(dtype) {
   await rm(join(workdir, 'embeddings'), { recursive: true, force: true });
   const summary = await runEmbed({
-    workdir, domain: 'fashion', model: 'vit-b16', offline: true, provider: 'local', device: 'cpu', dtype,
-    threads: THREADS, batch: BATCH, prefetch: 2, commitEvery: 8, kind: 'products', sceneView: 'full', hide: 'crop', progress: false,
+    workdir,
+    domain: 'fashion',
+    model: 'vit-b16',
+    offline: true,
+    provider: 'local',
+    device: 'cpu',
+    dtype,
+    threads: THREADS,
+    batch: BATCH,
+    prefetch: 2,
+    commitEvery: 8,
+    kind: 'products',
+    sceneView: 'full',
+    hide: 'crop',
+    progress: false,
   });
   const store = await EmbeddingStore.open(paths.embeddings('vit-b16', 'products'));
   return { rate: summary.imagesPerSecond, vectors: (await store.readAll()).data };
 }
 
 function torchRun() {
-  const r = spawnSync(args.python, [join(import.meta.dirname, 'torch_vit.py'), paths.images('products'), '--batch', String(BATCH), '--threads', String(THREADS)], { encoding: 'utf8' });
+  const r = spawnSync(
+    args.python,
+    [
+      join(import.meta.dirname, 'torch_vit.py'),
+      paths.images('products'),
+      '--batch',
+      String(BATCH),
+      '--threads',
+      String(THREADS),
+    ],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`torch_vit.py failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
@@ -91,10 +117,17 @@ function torchRun() {
 async function sweep(modelDir) {
   const x = Float32Array.from({ length: BATCH * 3 * 224 * 224 }, (_, i) => Math.sin(i * 0.001) * 0.9);
   const rows = [];
-  for (const [file, dtype] of [['vision_model.onnx', 'fp32'], ['vision_model_quantized.onnx', 'q8']])
+  for (const [file, dtype] of [
+    ['vision_model.onnx', 'fp32'],
+    ['vision_model_quantized.onnx', 'q8'],
+  ])
     for (const graphOptimizationLevel of ['basic', 'all'])
       for (const intraOpNumThreads of [1, THREADS]) {
-        const session = await ort.InferenceSession.create(join(modelDir, 'onnx', file), { graphOptimizationLevel, intraOpNumThreads, interOpNumThreads: 1 });
+        const session = await ort.InferenceSession.create(join(modelDir, 'onnx', file), {
+          graphOptimizationLevel,
+          intraOpNumThreads,
+          interOpNumThreads: 1,
+        });
         const feeds = { pixel_values: new ort.Tensor('float32', x, [BATCH, 3, 224, 224]) };
         await session.run(feeds);
         const t = performance.now();
@@ -103,7 +136,9 @@ async function sweep(modelDir) {
         const rate = (2 * BATCH) / ((performance.now() - t) / 1000);
         await session.release();
         rows.push({ dtype, graphOptimizationLevel, intraOpNumThreads, imagesPerSecond: rate });
-        console.log(`  model only  ${dtype}  opt=${graphOptimizationLevel.padEnd(5)}  threads=${intraOpNumThreads}  ${rate.toFixed(2)} images/s`);
+        console.log(
+          `  model only  ${dtype}  opt=${graphOptimizationLevel.padEnd(5)}  threads=${intraOpNumThreads}  ${rate.toFixed(2)} images/s`,
+        );
       }
   return rows;
 }
@@ -122,7 +157,9 @@ await writeImages();
 const t0 = performance.now();
 const modelDir = await ensureGeneratedModel(paths.modelsDir, 'vit-b16');
 console.log(`vit-b16 model ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${modelDir}`);
-console.log(`${N} JPEG images 400x533, batch ${BATCH}, ${THREADS} threads, ${ROUNDS} rounds (load ${(await import('node:os')).loadavg()[0].toFixed(1)})`);
+console.log(
+  `${N} JPEG images 400x533, batch ${BATCH}, ${THREADS} threads, ${ROUNDS} rounds (load ${(await import('node:os')).loadavg()[0].toFixed(1)})`,
+);
 
 const results = { torch: [], fp32: [], q8: [] };
 let fp32Vectors;
@@ -136,7 +173,9 @@ for (let round = 0; round < ROUNDS; round++) {
   const q8 = await ortRun('q8');
   results.q8.push(q8.rate);
   q8Vectors = q8.vectors;
-  console.log(`round ${round + 1}: torch ${torch.images_per_s.toFixed(2)}  ctl fp32 ${fp32.rate.toFixed(2)}  ctl q8 ${q8.rate.toFixed(2)} images/s`);
+  console.log(
+    `round ${round + 1}: torch ${torch.images_per_s.toFixed(2)}  ctl fp32 ${fp32.rate.toFixed(2)}  ctl q8 ${q8.rate.toFixed(2)} images/s`,
+  );
 }
 const summary = {
   images: N,

@@ -61,7 +61,10 @@ function normalise(m, rows) {
 }
 const rand = new Random('bench/eval');
 const clusters = 400;
-const centres = normalise(Float32Array.from({ length: clusters * dim }, () => rand.normal()), clusters);
+const centres = normalise(
+  Float32Array.from({ length: clusters * dim }, () => rand.normal()),
+  clusters,
+);
 const products = new Float32Array(numProducts * dim);
 for (let p = 0; p < numProducts; p++) {
   const c = rand.int(clusters);
@@ -129,12 +132,19 @@ async function tfjsRank(task) {
 const results = [];
 for (const engine of engines.slice(1)) {
   const r = await ours(engine, sample);
-  say(`ctl ${engine}: ${sample} rows in ${r.seconds.toFixed(2)} s (cpu ${r.cpuSeconds.toFixed(1)} s) → ${((r.seconds * numScenes) / sample).toFixed(1)} s for ${numScenes} rows, extrapolated`);
-  results.push({ name: `ctl ${engine} (sample ${sample} rows, extrapolated)`, seconds: (r.seconds * numScenes) / sample });
+  say(
+    `ctl ${engine}: ${sample} rows in ${r.seconds.toFixed(2)} s (cpu ${r.cpuSeconds.toFixed(1)} s) → ${((r.seconds * numScenes) / sample).toFixed(1)} s for ${numScenes} rows, extrapolated`,
+  );
+  results.push({
+    name: `ctl ${engine} (sample ${sample} rows, extrapolated)`,
+    seconds: (r.seconds * numScenes) / sample,
+  });
 }
 const full = await ours(engines[0], numScenes);
 const peakRssMb = process.resourceUsage().maxRSS / 1024;
-say(`ctl ${engines[0]}: full ${numScenes} rows in ${full.seconds.toFixed(2)} s (cpu ${full.cpuSeconds.toFixed(1)} s), peak RSS of this process ${peakRssMb.toFixed(0)} MB`);
+say(
+  `ctl ${engines[0]}: full ${numScenes} rows in ${full.seconds.toFixed(2)} s (cpu ${full.cpuSeconds.toFixed(1)} s), peak RSS of this process ${peakRssMb.toFixed(0)} MB`,
+);
 
 // The matrix product alone (same engine, same blocks, no scan), to show what the scan and its overlap cost.
 async function productOnly(engine) {
@@ -159,14 +169,22 @@ write('scenes.f32', scenes);
 write('products.f32', products);
 write('targets_offsets.i32', offsets);
 write('targets_ids.i32', ids);
-const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), OPENBLAS_VERBOSE: '2' };
+const env = {
+  ...process.env,
+  OPENBLAS_NUM_THREADS: String(threads),
+  OMP_NUM_THREADS: String(threads),
+  OPENBLAS_VERBOSE: '2',
+};
 delete env.OPENBLAS_CORETYPE;
 delete env.OPENBLAS_L2_SIZE;
 const rows = [];
 for (const name of baselines) {
   const out = join(dir, name);
   mkdirSync(out);
-  const p = spawnSync(python, [join(here, 'baseline.py'), name, dir, out, '--threads', String(threads)], { env, encoding: 'utf8' });
+  const p = spawnSync(python, [join(here, 'baseline.py'), name, dir, out, '--threads', String(threads)], {
+    env,
+    encoding: 'utf8',
+  });
   if (p.status !== 0) {
     say(`${name}: failed (${p.stderr.trim().split('\n').pop()})`);
     continue;
@@ -177,13 +195,17 @@ for (const name of baselines) {
   const ranks = new Int32Array(readFileSync(join(out, 'ranks.i32')).buffer.slice(0));
   let differ = 0;
   for (let i = 0; i < ranks.length; i++) if (ranks[i] !== full.result.ranks[i]) differ++;
-  say(`${name}: ${info.seconds.toFixed(2)} s (cpu ${info.cpu_seconds.toFixed(1)} s), OpenBLAS kernel ${kernel}, ${JSON.stringify(info)}; ranks differing from ctl: ${differ} of ${ranks.length}`);
+  say(
+    `${name}: ${info.seconds.toFixed(2)} s (cpu ${info.cpu_seconds.toFixed(1)} s), OpenBLAS kernel ${kernel}, ${JSON.stringify(info)}; ranks differing from ctl: ${differ} of ${ranks.length}`,
+  );
   rows.push({ name, seconds: info.seconds, cpuSeconds: info.cpu_seconds, matmul: info.matmul_seconds, kernel, differ });
 }
 rmSync(dir, { recursive: true, force: true });
 
 const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-console.log(`\nfull-catalog ranking, ${numScenes} × ${numProducts} × ${dim}, top-10 + ${ids.length} filtered ranks, ${threads} threads; load average now ${load()}`);
+console.log(
+  `\nfull-catalog ranking, ${numScenes} × ${numProducts} × ${dim}, top-10 + ${ids.length} filtered ranks, ${threads} threads; load average now ${load()}`,
+);
 console.log('  wall seconds depend on what else runs; CPU seconds (all threads) much less so');
 console.log(
   `  ctl (${engines[0]}, full run)  ${full.seconds.toFixed(2)} s wall, ${full.cpuSeconds.toFixed(1)} s CPU   ` +

@@ -65,13 +65,22 @@ if (dataKind === 'synth') {
   const e = computeEmbeddings(world, dim);
   const sceneRow = new Map(e.scenesFull.ids.map((id, i) => [id, i]));
   const productRow = new Map(e.products.ids.map((id, i) => [id, i]));
-  const pairs = world.pairOrder.map(([s, k]) => [sceneRow.get(world.scenes[s].sig), productRow.get(world.products[world.scenes[s].items[k].product].sig)]);
+  const pairs = world.pairOrder.map(([s, k]) => [
+    sceneRow.get(world.scenes[s].sig),
+    productRow.get(world.products[world.scenes[s].items[k].product].sig),
+  ]);
   const trainScenes = new Float32Array(pairs.length * dim);
   pairs.forEach(([s], i) => trainScenes.set(e.scenesFull.data.subarray(s * dim, (s + 1) * dim), i * dim));
   const categories = [...new Set(world.products.map((p) => p.category))];
   const categoryOf = new Map(world.products.map((p) => [p.sig, categories.indexOf(p.category)]));
   const productCategory = Int32Array.from(e.products.ids, (id) => categoryOf.get(id));
-  data = { trainScenes, products: e.products.data, productCategory, rowProduct: Int32Array.from(pairs, ([, p]) => p), categories: categories.length };
+  data = {
+    trainScenes,
+    products: e.products.data,
+    productCategory,
+    rowProduct: Int32Array.from(pairs, ([, p]) => p),
+    categories: categories.length,
+  };
 } else {
   const rows = 4096;
   const unitRows = (n) => {
@@ -83,10 +92,18 @@ if (dataKind === 'synth') {
     }
     return m;
   };
-  data = { trainScenes: unitRows(rows), products: unitRows(rows), productCategory: Int32Array.from({ length: rows }, () => rng.int(10)), rowProduct: Int32Array.from({ length: rows }, (_, i) => i), categories: 10 };
+  data = {
+    trainScenes: unitRows(rows),
+    products: unitRows(rows),
+    productCategory: Int32Array.from({ length: rows }, () => rng.int(10)),
+    rowProduct: Int32Array.from({ length: rows }, (_, i) => i),
+    categories: 10,
+  };
 }
 const numRows = data.rowProduct.length;
-const byCategory = Array.from({ length: data.categories }, (_, c) => [...data.productCategory.keys()].filter((j) => data.productCategory[j] === c));
+const byCategory = Array.from({ length: data.categories }, (_, c) =>
+  [...data.productCategory.keys()].filter((j) => data.productCategory[j] === c),
+);
 // The same batches for both: rows and one same-category negative per row, drawn here.
 const totalSteps = warmup + rounds * steps;
 const plans = Array.from({ length: totalSteps }, () => {
@@ -105,22 +122,51 @@ write('product_category.i32', data.productCategory);
 write('row_product.i32', data.rowProduct);
 write('rows.i32', Int32Array.from(plans.flatMap((p) => [...p.rows])));
 write('negatives.i32', Int32Array.from(plans.flatMap((p) => [...p.negatives])));
-say(`data: ${dataKind}, ${numRows} training rows, ${data.productCategory.length} products, ${data.categories} categories, ${dim}-d`);
+say(
+  `data: ${dataKind}, ${numRows} training rows, ${data.productCategory.length} products, ${data.categories} categories, ${dim}-d`,
+);
 
 // ---- ctl
 const backend = await useBackend('wasm');
-const spec = { arch: 'v2', hidden: 512, out: 256, blocks: 2, dropout: 0.1, categoryDim: 64, normalize: true,
-  temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 }, inputDim: dim, numCategories: data.categories };
+const spec = {
+  arch: 'v2',
+  hidden: 512,
+  out: 256,
+  blocks: 2,
+  dropout: 0.1,
+  categoryDim: 64,
+  normalize: true,
+  temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 },
+  inputDim: dim,
+  numCategories: data.categories,
+};
 const options = {
   spec,
   optimizer: { kind: 'adamw', lr: 3e-4, weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8, gradClip: 1 },
   loss: { infonce: 1, triplet: 0.5, margin: 0.2 },
   seed: 0,
   params: new TwoTower(spec).layout.initialise(0),
-  matrices: { trainScenes: data.trainScenes, valScenes: data.trainScenes.subarray(0, dim), products: data.products, productCategory: data.productCategory, rowProduct: data.rowProduct },
+  matrices: {
+    trainScenes: data.trainScenes,
+    valScenes: data.trainScenes.subarray(0, dim),
+    products: data.products,
+    productCategory: data.productCategory,
+    rowProduct: data.rowProduct,
+  },
 };
-const engine = workers > 1 ? await ParallelEngine.create({ ...options, workers, backend, batchSize: batch }) : new LocalEngine(options);
-const ctlStep = (s) => engine.step({ step: s, lr: 3e-4, rows: plans[s].rows, negatives: plans[s].negatives, hardCandidates: null, falseNegatives: null });
+const engine =
+  workers > 1
+    ? await ParallelEngine.create({ ...options, workers, backend, batchSize: batch })
+    : new LocalEngine(options);
+const ctlStep = (s) =>
+  engine.step({
+    step: s,
+    lr: 3e-4,
+    rows: plans[s].rows,
+    negatives: plans[s].negatives,
+    hardCandidates: null,
+    falseNegatives: null,
+  });
 for (let s = 0; s < warmup; s++) await ctlStep(s);
 
 async function ctlRound(round) {
@@ -142,13 +188,37 @@ async function ctlRound(round) {
 }
 
 // ---- PyTorch: one process per round (import and warm-up on the first batches not counted), same batches.
-const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), OPENBLAS_VERBOSE: '2' };
+const env = {
+  ...process.env,
+  OPENBLAS_NUM_THREADS: String(threads),
+  OMP_NUM_THREADS: String(threads),
+  OPENBLAS_VERBOSE: '2',
+};
 delete env.OPENBLAS_CORETYPE;
 delete env.OPENBLAS_L2_SIZE;
 function torchRound(round) {
-  const p = spawnSync(python, [join(here, 'torch_bench.py'), dir, '--batch', String(batch), '--dim', String(dim), '--categories', String(data.categories),
-    '--first', String(warmup + round * steps), '--warmup', String(warmup), '--steps', String(steps), '--threads', String(threads)],
-  { env, encoding: 'utf8' });
+  const p = spawnSync(
+    python,
+    [
+      join(here, 'torch_bench.py'),
+      dir,
+      '--batch',
+      String(batch),
+      '--dim',
+      String(dim),
+      '--categories',
+      String(data.categories),
+      '--first',
+      String(warmup + round * steps),
+      '--warmup',
+      String(warmup),
+      '--steps',
+      String(steps),
+      '--threads',
+      String(threads),
+    ],
+    { env, encoding: 'utf8' },
+  );
   if (p.status !== 0) {
     say(`pytorch: failed (${(p.stderr || p.error?.message || '').trim().split('\n').pop()})`);
     return null;
@@ -163,25 +233,45 @@ const torchRuns = [];
 for (let round = 0; round < rounds; round++) {
   const c = await ctlRound(round);
   ctlRuns.push(c);
-  say(`round ${round + 1}: ctl ${c.samplesPerSec.toFixed(0)} samples/s (${c.samplesPerCpuSec.toFixed(0)} per CPU-s), step ${c.first.toFixed(0)} → ${c.last.toFixed(0)} ms`);
+  say(
+    `round ${round + 1}: ctl ${c.samplesPerSec.toFixed(0)} samples/s (${c.samplesPerCpuSec.toFixed(0)} per CPU-s), step ${c.first.toFixed(0)} → ${c.last.toFixed(0)} ms`,
+  );
   if (args['skip-torch']) continue;
   const t = torchRound(round);
   if (!t) break;
   torchRuns.push(t);
-  say(`round ${round + 1}: pytorch ${t.samples_per_sec.toFixed(0)} samples/s (${t.samples_per_cpu_sec.toFixed(0)} per CPU-s), step ${t.step_ms_first_quarter.toFixed(0)} → ${t.step_ms_last_quarter.toFixed(0)} ms`);
+  say(
+    `round ${round + 1}: pytorch ${t.samples_per_sec.toFixed(0)} samples/s (${t.samples_per_cpu_sec.toFixed(0)} per CPU-s), step ${t.step_ms_first_quarter.toFixed(0)} → ${t.step_ms_last_quarter.toFixed(0)} ms`,
+  );
 }
 await engine.dispose();
 rmSync(dir, { recursive: true, force: true });
 
 const row = (name, perSec, perCpu) => console.log(`  ${name.padEnd(46)} ${perSec.padStart(9)} ${perCpu.padStart(10)}`);
-console.log(`\nv2 training step, batch ${batch}, ${dim}-d ${dataKind} inputs, median of ${rounds} rounds of ${steps} steps (after ${warmup} warm-up)`);
+console.log(
+  `\nv2 training step, batch ${batch}, ${dim}-d ${dataKind} inputs, median of ${rounds} rounds of ${steps} steps (after ${warmup} warm-up)`,
+);
 row('', 'samples/s', 'per CPU-s');
-const ctl = { perSec: median(ctlRuns.map((r) => r.samplesPerSec)), perCpu: median(ctlRuns.map((r) => r.samplesPerCpuSec)) };
-row(`ctl: tfjs ${backend} (SIMD), ${workers} worker thread${workers > 1 ? 's' : ''}`, ctl.perSec.toFixed(0), ctl.perCpu.toFixed(0));
+const ctl = {
+  perSec: median(ctlRuns.map((r) => r.samplesPerSec)),
+  perCpu: median(ctlRuns.map((r) => r.samplesPerCpuSec)),
+};
+row(
+  `ctl: tfjs ${backend} (SIMD), ${workers} worker thread${workers > 1 ? 's' : ''}`,
+  ctl.perSec.toFixed(0),
+  ctl.perCpu.toFixed(0),
+);
 if (torchRuns.length > 0) {
   const t = torchRuns[0];
-  const torch = { perSec: median(torchRuns.map((r) => r.samples_per_sec)), perCpu: median(torchRuns.map((r) => r.samples_per_cpu_sec)) };
-  row(`PyTorch ${t.torch}, ${t.threads} threads, OpenBLAS ${t.kernel}`, torch.perSec.toFixed(0), torch.perCpu.toFixed(0));
+  const torch = {
+    perSec: median(torchRuns.map((r) => r.samples_per_sec)),
+    perCpu: median(torchRuns.map((r) => r.samples_per_cpu_sec)),
+  };
+  row(
+    `PyTorch ${t.torch}, ${t.threads} threads, OpenBLAS ${t.kernel}`,
+    torch.perSec.toFixed(0),
+    torch.perCpu.toFixed(0),
+  );
   row('ratio ctl / PyTorch', (ctl.perSec / torch.perSec).toFixed(2), (ctl.perCpu / torch.perCpu).toFixed(2));
   console.log(`  PyTorch's BLAS: ${t.blas.join(', ') || 'built in'}; flush-to-zero on`);
 }

@@ -29,7 +29,12 @@ function registerFetch(data: Command): void {
     .option('--strict', 'stop at the first bad row (exit 2) instead of skipping it', false)
     .option('--force', 'download and normalise again even when everything is in place', false)
     .option('--timeout <seconds>', 'connect, headers and between-chunk timeout', parseFloatOption('--timeout'), 60)
-    .option('--retries <n>', 'extra attempts after a transient failure (network, 5xx, truncated body)', parseIntOption('--retries'), 3);
+    .option(
+      '--retries <n>',
+      'extra attempts after a transient failure (network, 5xx, truncated body)',
+      parseIntOption('--retries'),
+      3,
+    );
   withCommon(cmd).action(
     action<{ domain: Domain; baseUrl: string; strict: boolean; force: boolean; timeout: number; retries: number }>(
       async (o) => {
@@ -55,7 +60,12 @@ function registerFetch(data: Command): void {
             domain: d.domain,
             dataset: result.datasetPath,
             files: result.manifest.files,
-            counts: { pairs: d.pairs.length, scenes: d.scenes.length, products: d.products.length, categories: d.categories.length },
+            counts: {
+              pairs: d.pairs.length,
+              scenes: d.scenes.length,
+              products: d.products.length,
+              categories: d.categories.length,
+            },
             skipped: d.skipped,
             examples: result.report ? [...result.report.categories.examples, ...result.report.pairs.examples] : [],
           });

@@ -41,7 +41,11 @@ function runStage<T>(title: string, args: string[]): Promise<T> {
     child.on('error', reject);
     child.on('close', (code, signal) => {
       if (code !== 0) {
-        reject(new RunError(`${title} failed (${signal ?? `exit ${code}`}); fix what it says and run \`ctl demo\` again to continue`));
+        reject(
+          new RunError(
+            `${title} failed (${signal ?? `exit ${code}`}); fix what it says and run \`ctl demo\` again to continue`,
+          ),
+        );
         return;
       }
       try {
@@ -78,12 +82,28 @@ export function registerDemoCommand(program: Command): void {
         return result;
       };
 
-      const synth = ['data', 'synth', '--scenes', String(options.scenes), '--products', String(options.products), '--seed', String(options.seed)];
+      const synth = [
+        'data',
+        'synth',
+        '--scenes',
+        String(options.scenes),
+        '--products',
+        String(options.products),
+        '--seed',
+        String(options.seed),
+      ];
       stages.mirror = await timed('paint', () =>
-        runStage('paint a synthetic STL-shaped dataset with images: the stand-in for Pinterest', [...synth, '--images', '--workdir', source]),
+        runStage('paint a synthetic STL-shaped dataset with images: the stand-in for Pinterest', [
+          ...synth,
+          '--images',
+          '--workdir',
+          source,
+        ]),
       );
       // The same seed gives the same world: the demo's own dataset is marked synthetic, so no table calls it STL.
-      stages.synth = await timed('synth', () => runStage('write the same dataset into the demo workdir, without images', [...synth, ...w]));
+      stages.synth = await timed('synth', () =>
+        runStage('write the same dataset into the demo workdir, without images', [...synth, ...w]),
+      );
       const mirror = await startMirror(source);
       try {
         log(`\nserving the images at ${mirror.baseUrl} in Pinterest's URL layout`);
@@ -95,19 +115,41 @@ export function registerDemoCommand(program: Command): void {
       }
       stages.embed = await timed('embed', () =>
         runStage(`embed products and scenes with the generated '${DEMO_MODEL}' SigLIP-shaped model (random weights)`, [
-          'embed', '--model', DEMO_MODEL, '--offline', ...w,
+          'embed',
+          '--model',
+          DEMO_MODEL,
+          '--offline',
+          ...w,
         ]),
       );
       stages.zeroShot = await timed('zeroShot', () =>
         runStage('the zero-shot baseline: raw image embeddings, cosine, no training', [
-          'eval', '--zero-shot', '--embeddings', DEMO_MODEL, '--protocol', 'catalog', ...w,
+          'eval',
+          '--zero-shot',
+          '--embeddings',
+          DEMO_MODEL,
+          '--protocol',
+          'catalog',
+          ...w,
         ]),
       );
       stages.train = await timed('train', () =>
         // One worker: towers this small train faster than two workers can exchange gradients, and use less CPU.
-        runStage('train the towers', ['train', '--config', DEMO_CONFIG, '--run', RUN, '--resume', '--workers', '1', ...w]),
+        runStage('train the towers', [
+          'train',
+          '--config',
+          DEMO_CONFIG,
+          '--run',
+          RUN,
+          '--resume',
+          '--workers',
+          '1',
+          ...w,
+        ]),
       );
-      stages.eval = await timed('eval', () => runStage('evaluate the trained run', ['eval', '--run', RUN, '--protocol', 'all', ...w]));
+      stages.eval = await timed('eval', () =>
+        runStage('evaluate the trained run', ['eval', '--run', RUN, '--protocol', 'all', ...w]),
+      );
 
       const summary = demoSummary({
         workdir,

@@ -103,7 +103,10 @@ export function demoSummary(input: DemoInput) {
       config: input.config,
     },
     next: [
-      { command: `ctl eval --run ${run} --workdir ${workdir} --per-category`, why: 'every protocol of the trained run, per category' },
+      {
+        command: `ctl eval --run ${run} --workdir ${workdir} --per-category`,
+        why: 'every protocol of the trained run, per category',
+      },
       { command: `ctl data stats --workdir ${workdir}`, why: 'what the generated dataset holds' },
       {
         command: `ctl train --config ${input.config} --run ${run}-2 --workdir ${workdir}`,

@@ -39,14 +39,46 @@ export function registerDownloadCommand(program: Command): void {
       )
       .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion'))
       .addOption(new Option('--kind <kind>', 'which images').choices(['scenes', 'products', 'all']).default('all'))
-      .option('--concurrency <n>', 'most requests in flight (backs off while the host answers 429)', parseIntOption('--concurrency', 1), 16)
+      .option(
+        '--concurrency <n>',
+        'most requests in flight (backs off while the host answers 429)',
+        parseIntOption('--concurrency', 1),
+        16,
+      )
       .option('--base-url <url>', 'image host; URLs are {base}/400x/ab/cd/ef/{sig}.jpg', parseUrl, DEFAULT_BASE_URL)
-      .option('--limit <n>', 'at most N images (scenes first, then products) (default: all)', parseIntOption('--limit', 0))
-      .option('--shard <I/N>', 'only the signatures of shard I of N (hash of the signature; same rule as ctl embed) (default: all)', parseShard)
-      .option('--retry-failed', 'ask again for images an earlier run recorded as missing (404/410), forbidden (403) or invalid', false)
-      .option('--timeout <seconds>', 'connect, headers and body-idle timeout; a whole attempt gets at most 4x this', parsePositive('--timeout'), 30)
-      .option('--retries <n>', 'retries of a transient failure (timeout, reset, 5xx, 429), exponential backoff with full jitter', parseIntOption('--retries', 0), 4)
-      .option('--backoff <ms>', 'first retry waits up to this (doubling per retry, capped at 30 s); Retry-After wins on 429/503', parseIntOption('--backoff', 0), 500)
+      .option(
+        '--limit <n>',
+        'at most N images (scenes first, then products) (default: all)',
+        parseIntOption('--limit', 0),
+      )
+      .option(
+        '--shard <I/N>',
+        'only the signatures of shard I of N (hash of the signature; same rule as ctl embed) (default: all)',
+        parseShard,
+      )
+      .option(
+        '--retry-failed',
+        'ask again for images an earlier run recorded as missing (404/410), forbidden (403) or invalid',
+        false,
+      )
+      .option(
+        '--timeout <seconds>',
+        'connect, headers and body-idle timeout; a whole attempt gets at most 4x this',
+        parsePositive('--timeout'),
+        30,
+      )
+      .option(
+        '--retries <n>',
+        'retries of a transient failure (timeout, reset, 5xx, 429), exponential backoff with full jitter',
+        parseIntOption('--retries', 0),
+        4,
+      )
+      .option(
+        '--backoff <ms>',
+        'first retry waits up to this (doubling per retry, capped at 30 s); Retry-After wins on 429/503',
+        parseIntOption('--backoff', 0),
+        500,
+      )
       .option('--max-size <MB>', 'largest image accepted', parsePositive('--max-size'), 10)
       .addOption(
         new Option(
@@ -57,8 +89,17 @@ export function registerDownloadCommand(program: Command): void {
           .choices(['full', 'fast'])
           .default('full'),
       )
-      .option('--verify-existing', 'decode every image already on disk at start, not only those the manifest does not vouch for', false)
-      .option('--grace <seconds>', 'on SIGINT/SIGTERM, time in-flight requests get to finish', parsePositive('--grace'), 5),
+      .option(
+        '--verify-existing',
+        'decode every image already on disk at start, not only those the manifest does not vouch for',
+        false,
+      )
+      .option(
+        '--grace <seconds>',
+        'on SIGINT/SIGTERM, time in-flight requests get to finish',
+        parsePositive('--grace'),
+        5,
+      ),
   ).action(
     action<DownloadFlags>(async (flags) => {
       const dataset = await loadDataset(flags.workdir, flags.domain);

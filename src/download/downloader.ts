@@ -132,7 +132,10 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     hardStop: hardStop.signal,
   };
 
-  const progress = options.progress === false ? undefined : new Progress('download', plan.todo.length, { unit: 'images', ...options.progress });
+  const progress =
+    options.progress === false
+      ? undefined
+      : new Progress('download', plan.todo.length, { unit: 'images', ...options.progress });
   const fetchStart = performance.now();
   const progressText = () => {
     const mbps = bytes / 1e6 / Math.max((performance.now() - fetchStart) / 1000, 1e-9);
@@ -179,7 +182,14 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
       if (outcome.type === 'ok') {
         aimd.succeeded();
         bytes += outcome.bytes;
-        return record(target, { status: 'ok', http: outcome.http, attempts, bytes: outcome.bytes, ms: ms(), format: outcome.format });
+        return record(target, {
+          status: 'ok',
+          http: outcome.http,
+          attempts,
+          bytes: outcome.bytes,
+          ms: ms(),
+          format: outcome.format,
+        });
       }
       if (outcome.type === 'final') {
         aimd.succeeded(); // the host answered without throttling
@@ -189,7 +199,15 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
       if (outcome.throttled) aimd.throttled(epoch);
       if (attempts > options.retries) {
         const reason = `${outcome.reason} (after ${attempts} attempts)`;
-        return record(target, { status: 'failed', http: outcome.http, attempts, bytes: 0, ms: ms(), reason, permanent: false });
+        return record(target, {
+          status: 'failed',
+          http: outcome.http,
+          attempts,
+          bytes: 0,
+          ms: ms(),
+          reason,
+          permanent: false,
+        });
       }
       if (stopping.signal.aborted) return;
       retries++;
@@ -251,7 +269,10 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     imagesPerSec: results.ok / fetchSeconds,
     mbPerSec: bytes / 1e6 / fetchSeconds,
     concurrency: { max: options.concurrency, min: aimd.min, final: aimd.current },
-    topReasons: [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([reason, count]) => ({ reason, count })),
+    topReasons: [...reasons]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([reason, count]) => ({ reason, count })),
     stopped: stopping.signal.aborted,
     state: {
       ok: plan.settled.ok + plan.adopted + results.ok,
@@ -268,7 +289,9 @@ function describePlan(plan: Plan): string {
   const earlier = missing + invalid + failed;
   return (
     `download: ${plan.todo.length} to fetch; already ok ${ok}` +
-    (earlier ? `, settled as missing ${missing} / invalid ${invalid} / failed ${failed} (--retry-failed asks again)` : '') +
+    (earlier
+      ? `, settled as missing ${missing} / invalid ${invalid} / failed ${failed} (--retry-failed asks again)`
+      : '') +
     (plan.adopted ? `, ${plan.adopted} files on disk adopted` : '') +
     (plan.removedInvalid ? `, ${plan.removedInvalid} invalid files on disk removed` : '')
   );
@@ -290,6 +313,7 @@ export function describeSummary(s: DownloadSummary): string[] {
         `${s.tempFilesRemoved} stale temp files, ${s.tornManifestBytes} bytes of a torn manifest line`,
     );
   }
-  if (s.topReasons.length) lines.push(`top failure reasons: ${s.topReasons.map((r) => `${r.reason} ×${r.count}`).join(', ')}`);
+  if (s.topReasons.length)
+    lines.push(`top failure reasons: ${s.topReasons.map((r) => `${r.reason} ×${r.count}`).join(', ')}`);
   return lines;
 }

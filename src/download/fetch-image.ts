@@ -7,7 +7,14 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { RunError } from '../util/errors.js';
 import { parseRetryAfter } from '../util/retry.js';
 import type { ImageSaver } from './save-image.js';
-import { InvalidImage, SNIFF_BYTES, checkContentType, checkHead, type ImageFormat, type ValidationMode } from './validate.js';
+import {
+  InvalidImage,
+  SNIFF_BYTES,
+  checkContentType,
+  checkHead,
+  type ImageFormat,
+  type ValidationMode,
+} from './validate.js';
 
 export type AttemptOutcome =
   | { type: 'ok'; http: number; bytes: number; format: ImageFormat }
@@ -41,9 +48,12 @@ export async function fetchImageOnce(url: string, dest: string, ctx: AttemptCont
   if (!received) return { type: 'aborted' };
   const { http, error } = received;
   if (http !== undefined && http !== 200) return answerFor(http, received.retryAfter); // a redirect here: too many
-  if (error instanceof InvalidImage) return { type: 'final', status: 'invalid', reason: error.reason, http, permanent: true };
+  if (error instanceof InvalidImage)
+    return { type: 'final', status: 'invalid', reason: error.reason, http, permanent: true };
   if (error !== undefined || !received.body) {
-    return ctx.hardStop.aborted ? { type: 'aborted' } : { type: 'retry', reason: failureReason(error), http, throttled: false };
+    return ctx.hardStop.aborted
+      ? { type: 'aborted' }
+      : { type: 'retry', reason: failureReason(error), http, throttled: false };
   }
   const { data, format } = received.body;
   if (received.declaredBytes !== undefined && data.length !== received.declaredBytes) {
@@ -53,9 +63,12 @@ export async function fetchImageOnce(url: string, dest: string, ctx: AttemptCont
     await ctx.saver.save(data, format, dest, ctx.validation);
     return { type: 'ok', http: 200, bytes: data.length, format };
   } catch (err) {
-    if (err instanceof InvalidImage) return { type: 'final', status: 'invalid', reason: err.reason, http, permanent: true };
+    if (err instanceof InvalidImage)
+      return { type: 'final', status: 'invalid', reason: err.reason, http, permanent: true };
     if (err instanceof RunError) throw err;
-    return ctx.hardStop.aborted ? { type: 'aborted' } : { type: 'retry', reason: failureReason(err), http, throttled: false };
+    return ctx.hardStop.aborted
+      ? { type: 'aborted' }
+      : { type: 'retry', reason: failureReason(err), http, throttled: false };
   }
 }
 
@@ -75,11 +88,13 @@ class RunStopped extends Error {
 
 /** What a non-200 status means for this image. */
 function answerFor(http: number, retryAfter: string | string[] | undefined): AttemptOutcome {
-  if (http === 404 || http === 410) return { type: 'final', status: 'missing', reason: `http ${http}`, http, permanent: true };
+  if (http === 404 || http === 410)
+    return { type: 'final', status: 'missing', reason: `http ${http}`, http, permanent: true };
   if (http === 429 || http === 503) {
     return { type: 'retry', reason: `http ${http}`, http, retryAfterMs: parseRetryAfter(retryAfter), throttled: true };
   }
-  if (http === 408 || http === 425 || http >= 500) return { type: 'retry', reason: `http ${http}`, http, throttled: false };
+  if (http === 408 || http === 425 || http >= 500)
+    return { type: 'retry', reason: `http ${http}`, http, throttled: false };
   // 403 and the other 4xx: the host will not serve it. 1xx/2xx/3xx left here (e.g. a redirect loop): odd, not
   // retried in this run, asked again on the next.
   const permanent = http >= 400 && http < 500;

@@ -26,9 +26,48 @@
 //                acc <<= step & 31; n -= step & 31; k = next
 //         while k < 64
 import {
-  ADD, AND, EQ, EQZ, GE_U, GT_U, I32, I32_WRAP_I64, I64, I64_EXTEND_I32_U, I64_OR, I64_SHL, I64_SHR_U, LE_S, LE_U, LT_S,
-  LT_U, NE, NO_RESULT, OR, RETURN, SELECT, SHL, SHR_U, SUB, assembleModule, block, br, brIf, call, get, i32, i32Load,
-  i32Load16U, i32Load8U, i32Store16, i64, ifElse, ifThen, loop, set, tee,
+  ADD,
+  AND,
+  EQ,
+  EQZ,
+  GE_U,
+  GT_U,
+  I32,
+  I32_WRAP_I64,
+  I64,
+  I64_EXTEND_I32_U,
+  I64_OR,
+  I64_SHL,
+  I64_SHR_U,
+  LE_S,
+  LE_U,
+  LT_S,
+  LT_U,
+  NE,
+  NO_RESULT,
+  OR,
+  RETURN,
+  SELECT,
+  SHL,
+  SHR_U,
+  SUB,
+  assembleModule,
+  block,
+  br,
+  brIf,
+  call,
+  get,
+  i32,
+  i32Load,
+  i32Load16U,
+  i32Load8U,
+  i32Store16,
+  i64,
+  ifElse,
+  ifThen,
+  loop,
+  set,
+  tee,
 } from '../util/wasm-assembler.js';
 
 /** Codes of up to LOOKAHEAD bits are found in one table look-up; longer ones by their length (T.81 F.2.2.3). */
@@ -89,15 +128,37 @@ const LOCALS = [I32, I64, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32];
 
 /** Make n >= 32: the next 4 bytes at p, big-endian, go in under the n bits left at the top of acc. */
 const refill = [
-  ...get(n), ...i32(32), ...LT_U,
+  ...get(n),
+  ...i32(32),
+  ...LT_U,
   ...ifThen(
     [
-      ...get(p), ...i32Load8U(0), ...i32(24), ...SHL,
-      ...get(p), ...i32Load8U(1), ...i32(16), ...SHL, ...OR,
-      ...get(p), ...i32Load8U(2), ...i32(8), ...SHL, ...OR,
-      ...get(p), ...i32Load8U(3), ...OR,
-      ...I64_EXTEND_I32_U, ...i32(32), ...get(n), ...SUB, ...I64_EXTEND_I32_U, ...I64_SHL,
-      ...get(acc), ...I64_OR, ...set(acc),
+      ...get(p),
+      ...i32Load8U(0),
+      ...i32(24),
+      ...SHL,
+      ...get(p),
+      ...i32Load8U(1),
+      ...i32(16),
+      ...SHL,
+      ...OR,
+      ...get(p),
+      ...i32Load8U(2),
+      ...i32(8),
+      ...SHL,
+      ...OR,
+      ...get(p),
+      ...i32Load8U(3),
+      ...OR,
+      ...I64_EXTEND_I32_U,
+      ...i32(32),
+      ...get(n),
+      ...SUB,
+      ...I64_EXTEND_I32_U,
+      ...I64_SHL,
+      ...get(acc),
+      ...I64_OR,
+      ...set(acc),
     ],
     [...get(p), ...i32(4), ...ADD, ...set(p), ...get(n), ...i32(32), ...ADD, ...set(n)],
   ),
@@ -105,8 +166,15 @@ const refill = [
 
 /** Drop the bits that `bits` (code leaving an i32, evaluated twice) counts from the top of acc. */
 const drop = (bits: number[]) => [
-  ...get(acc), ...bits, ...I64_EXTEND_I32_U, ...I64_SHL, ...set(acc),
-  ...get(n), ...bits, ...SUB, ...set(n),
+  ...get(acc),
+  ...bits,
+  ...I64_EXTEND_I32_U,
+  ...I64_SHL,
+  ...set(acc),
+  ...get(n),
+  ...bits,
+  ...SUB,
+  ...set(n),
 ];
 
 /** The top `count` bits of acc as an i32. */
@@ -124,10 +192,27 @@ const dcStep = (entry: number) => [...get(entry), ...i32(8), ...SHR_U, ...get(en
  */
 const acStep = (entry: number, run: number) => [
   ...dcStep(entry),
-  ...get(entry), ...i32(4), ...SHR_U, ...i32(15), ...AND, ...tee(run), ...i32(1), ...ADD,
-  ...i32(16), ...i32(64), ...get(run), ...i32(15), ...EQ, ...SELECT,
-  ...get(entry), ...i32(15), ...AND, ...SELECT,
-  ...i32(5), ...SHL, ...OR,
+  ...get(entry),
+  ...i32(4),
+  ...SHR_U,
+  ...i32(15),
+  ...AND,
+  ...tee(run),
+  ...i32(1),
+  ...ADD,
+  ...i32(16),
+  ...i32(64),
+  ...get(run),
+  ...i32(15),
+  ...EQ,
+  ...SELECT,
+  ...get(entry),
+  ...i32(15),
+  ...AND,
+  ...SELECT,
+  ...i32(5),
+  ...SHL,
+  ...OR,
 ];
 
 /** long_step's `as`: what it answers for the code. */
@@ -161,15 +246,26 @@ function longStepBody(): number[][] {
 
 /** The step of the long code at the top of acc in the table at `table`, or return -1 from decode. */
 const longStep = (as: number) => [
-  ...get(table), ...topBits(16), ...i32(as), ...call(LONG_STEP), ...tee(step),
-  ...i32(0), ...LT_S, ...ifThen([...i32(-1), ...RETURN]),
+  ...get(table),
+  ...topBits(16),
+  ...i32(as),
+  ...call(LONG_STEP),
+  ...tee(step),
+  ...i32(0),
+  ...LT_S,
+  ...ifThen([...i32(-1), ...RETURN]),
 ];
 
 /** A block's DC code and the difference bits after it. */
 const dcCode = [
-  ...get(j), ...i32Load(BLOCKS), ...set(table),
+  ...get(j),
+  ...i32Load(BLOCKS),
+  ...set(table),
   ...refill,
-  ...entry16(topBits(LOOKAHEAD)), ...i32Load16U(TABLE.dcSteps), ...tee(step), ...EQZ,
+  ...entry16(topBits(LOOKAHEAD)),
+  ...i32Load16U(TABLE.dcSteps),
+  ...tee(step),
+  ...EQZ,
   ...ifThen(longStep(LONG_STEP_AS.dcStep)),
   ...drop(get(step)),
 ];
@@ -179,8 +275,11 @@ const dcCode = [
  * reaches the end of the block checks whether a pair crosses it (the first code ends the block: rare).
  */
 const acCodes = [
-  ...get(j), ...i32Load(BLOCKS + 4), ...set(table),
-  ...i32(1), ...set(k),
+  ...get(j),
+  ...i32Load(BLOCKS + 4),
+  ...set(table),
+  ...i32(1),
+  ...set(k),
   ...block(
     loop(
       refill,
@@ -190,7 +289,12 @@ const acCodes = [
       [...get(k), ...get(step), ...i32(5), ...SHR_U, ...i32(127), ...AND, ...ADD, ...tee(next), ...i32(64), ...GE_U],
       ifThen(
         [...get(step), ...i32(15), ...SHR_U],
-        [...get(k), ...entry16([...get(word), ...i32(PAIR_BITS - LOOKAHEAD), ...SHR_U]), ...i32Load16U(TABLE.acSteps), ...tee(code)],
+        [
+          ...get(k),
+          ...entry16([...get(word), ...i32(PAIR_BITS - LOOKAHEAD), ...SHR_U]),
+          ...i32Load16U(TABLE.acSteps),
+          ...tee(code),
+        ],
         [...i32(5), ...SHR_U, ...i32(127), ...AND, ...ADD, ...i32(64), ...GE_U, ...AND],
         ifThen([...get(code), ...set(step)]),
         drop([...get(step), ...i32(31), ...AND]),
@@ -241,7 +345,22 @@ function fillStepsBody(): number[][] {
       get(ac),
       ifElse(
         NO_RESULT,
-        [at(get(i)), acStep(entry, run), [...get(entry), ...i32(8), ...SHR_U, ...i32(12), ...SHL, ...OR, ...i32(0), ...get(entry), ...SELECT, ...i32Store16(TABLE.acSteps)]],
+        [
+          at(get(i)),
+          acStep(entry, run),
+          [
+            ...get(entry),
+            ...i32(8),
+            ...SHR_U,
+            ...i32(12),
+            ...SHL,
+            ...OR,
+            ...i32(0),
+            ...get(entry),
+            ...SELECT,
+            ...i32Store16(TABLE.acSteps),
+          ],
+        ],
         [at(get(i)), dcStep(entry), i32Store16(TABLE.dcSteps)],
       ),
       [...get(i), ...i32(1), ...ADD, ...tee(i), ...i32(1 << LOOKAHEAD), ...LT_U, ...brIf(0)],
@@ -252,10 +371,27 @@ function fillStepsBody(): number[][] {
       [...get(i), ...i32(extra), ...SHR_U, ...set(entry)],
       [...at(get(entry)), ...i32Load16U(TABLE.acSteps), ...tee(first), ...i32(31), ...AND, ...set(bits)],
       [...get(first), ...i32(5), ...SHR_U, ...i32(127), ...AND, ...set(advance)],
-      [...at([...get(i), ...get(bits), ...SHL, ...i32((1 << PAIR_BITS) - 1), ...AND, ...i32(extra), ...SHR_U]), ...i32Load16U(TABLE.acSteps), ...set(second)],
+      [
+        ...at([...get(i), ...get(bits), ...SHL, ...i32((1 << PAIR_BITS) - 1), ...AND, ...i32(extra), ...SHR_U]),
+        ...i32Load16U(TABLE.acSteps),
+        ...set(second),
+      ],
       [...at(get(i))],
       [...get(bits), ...get(second), ...i32(31), ...AND, ...ADD],
-      [...get(advance), ...get(second), ...i32(5), ...SHR_U, ...i32(127), ...AND, ...ADD, ...i32(5), ...SHL, ...OR, ...i32(PAIR), ...OR],
+      [
+        ...get(advance),
+        ...get(second),
+        ...i32(5),
+        ...SHR_U,
+        ...i32(127),
+        ...AND,
+        ...ADD,
+        ...i32(5),
+        ...SHL,
+        ...OR,
+        ...i32(PAIR),
+        ...OR,
+      ],
       [...get(first), ...i32(0xfff), ...AND],
       [...get(first), ...i32(0), ...NE, ...get(advance), ...i32(64), ...LT_U, ...AND],
       [...get(second), ...i32(0), ...NE, ...AND],
@@ -280,8 +416,20 @@ export function createHuffmanKernel(dataBytes: number): HuffmanKernel {
   compiled ??= new WebAssembly.Module(
     assembleModule([
       { name: 'decode', params: [I32, I32, I32, I32, I32], results: [I32], locals: LOCALS, body: decodeBody },
-      { name: 'fill_steps', params: [I32, I32], results: [], locals: [I32, I32, I32, I32, I32, I32, I32], body: fillStepsBody() },
-      { name: 'long_step', params: [I32, I32, I32], results: [I32], locals: [I32, I32, I32, I32], body: longStepBody() },
+      {
+        name: 'fill_steps',
+        params: [I32, I32],
+        results: [],
+        locals: [I32, I32, I32, I32, I32, I32, I32],
+        body: fillStepsBody(),
+      },
+      {
+        name: 'long_step',
+        params: [I32, I32, I32],
+        results: [I32],
+        locals: [I32, I32, I32, I32],
+        body: longStepBody(),
+      },
     ]),
   );
   const memory = new WebAssembly.Memory({ initial: Math.ceil((DATA + dataBytes) / 65536) });

@@ -10,11 +10,21 @@
 // Sequential scans and progressive DC scans are stepped through by a WebAssembly kernel (huffman-kernel.ts), the
 // progressive AC scans here; both read the Huffman tables and the data from the kernel's memory.
 import {
-  BLOCKS, DATA, DATA_PADDING, LONG_STEP_AS, LOOKAHEAD, MAX_BLOCKS_PER_MCU, TABLE, TABLE_SLOTS, createHuffmanKernel,
-  tableAddress, type HuffmanKernel,
+  BLOCKS,
+  DATA,
+  DATA_PADDING,
+  LONG_STEP_AS,
+  LOOKAHEAD,
+  MAX_BLOCKS_PER_MCU,
+  TABLE,
+  TABLE_SLOTS,
+  createHuffmanKernel,
+  tableAddress,
+  type HuffmanKernel,
 } from './huffman-kernel.js';
 
-export type JpegVerdict = { status: 'ok' } | { status: 'corrupt'; reason: string } | { status: 'unsupported'; reason: string };
+export type JpegVerdict =
+  { status: 'ok' } | { status: 'corrupt'; reason: string } | { status: 'unsupported'; reason: string };
 
 export function checkJpeg(data: Uint8Array): JpegVerdict {
   try {
@@ -132,7 +142,15 @@ function readFrame(tables: Tables, s: Buffer, progressive: boolean): void {
     const [h, v] = [sampling >> 4, sampling & 15];
     if (h < 1 || h > 4 || v < 1 || v > 4) corrupt('bad sampling factors');
     if (quantTable > 3) corrupt('bad quantization table index');
-    components.push({ id, h, v, quantTable, blocksPerLine: 0, blocksPerColumn: 0, coefBits: new Int8Array(64).fill(-1) });
+    components.push({
+      id,
+      h,
+      v,
+      quantTable,
+      blocksPerLine: 0,
+      blocksPerColumn: 0,
+      coefBits: new Int8Array(64).fill(-1),
+    });
   }
   const hMax = Math.max(...components.map((c) => c.h));
   const vMax = Math.max(...components.map((c) => c.v));
@@ -143,11 +161,16 @@ function readFrame(tables: Tables, s: Buffer, progressive: boolean): void {
     blocks += c.blocksPerLine * c.blocksPerColumn;
   }
   if (blocks > MAX_BLOCKS) unsupported('image too large for the quick check');
-  tables.frame = { progressive, components, mcusPerLine: Math.ceil(width / (8 * hMax)), mcusPerColumn: Math.ceil(height / (8 * vMax)) };
+  tables.frame = {
+    progressive,
+    components,
+    mcusPerLine: Math.ceil(width / (8 * hMax)),
+    mcusPerColumn: Math.ceil(height / (8 * vMax)),
+  };
 }
 
 function readHuffmanTables(tables: Tables, s: Buffer): void {
-  for (let p = 0; p < s.length; ) {
+  for (let p = 0; p < s.length;) {
     const index = s[p++];
     if (p + 16 > s.length) corrupt('bad DHT length');
     const counts = s.subarray(p, p + 16);
@@ -162,7 +185,7 @@ function readHuffmanTables(tables: Tables, s: Buffer): void {
 }
 
 function readQuantTables(tables: Tables, s: Buffer): void {
-  for (let p = 0; p < s.length; ) {
+  for (let p = 0; p < s.length;) {
     const index = s[p] & 15;
     if (index > 3) corrupt('bad quantization table index');
     p += 1 + (s[p] >> 4 ? 128 : 64); // 64 entries of 8 or 16 bits
@@ -193,7 +216,8 @@ function readScan(tables: Tables, s: Buffer, data: Buffer, pos: number): number 
     ac = usesAc ? huffmanTable(tables.ac, s[2 + 2 * i] & 15, false) : undefined;
     if (dc) fillSteps(dc, 'dc');
     if (ac && !frame.progressive) fillSteps(ac, 'ac');
-    for (let b = 0; b < (n === 1 ? 1 : component.h * component.v); b++) blockTables.push(dc?.address ?? 0, ac?.address ?? 0);
+    for (let b = 0; b < (n === 1 ? 1 : component.h * component.v); b++)
+      blockTables.push(dc?.address ?? 0, ac?.address ?? 0);
   }
   const blocks = blockTables.length / 2;
   if (blocks > MAX_BLOCKS_PER_MCU) corrupt('too many blocks per MCU');
@@ -206,16 +230,21 @@ function readScan(tables: Tables, s: Buffer, data: Buffer, pos: number): number 
   } else {
     checkProgression(components, ss, se, ah, al);
     if (ss === 0 && ah === 0) decode = (r, _first, count) => r.decodeInKernel(count, blocks, false);
-    else if (ss === 0) decode = (r, _first, count) => r.skip(count * blocks); // one bit per block
+    else if (ss === 0)
+      decode = (r, _first, count) => r.skip(count * blocks); // one bit per block
     else {
       const c = components[0];
       const nonzero = (c.nonzero ??= new Int32Array(c.blocksPerLine * c.blocksPerColumn * 2));
       const table = ac!;
-      decode = ah === 0 ? (r, first, count) => decodeAcFirst(r, table, nonzero, first, count, ss, se) : (r, first, count) => decodeAcRefine(r, table, nonzero, first, count, ss, se);
+      decode =
+        ah === 0
+          ? (r, first, count) => decodeAcFirst(r, table, nonzero, first, count, ss, se)
+          : (r, first, count) => decodeAcRefine(r, table, nonzero, first, count, ss, se);
     }
   }
 
-  const mcus = n === 1 ? components[0].blocksPerLine * components[0].blocksPerColumn : frame.mcusPerLine * frame.mcusPerColumn;
+  const mcus =
+    n === 1 ? components[0].blocksPerLine * components[0].blocksPerColumn : frame.mcusPerLine * frame.mcusPerColumn;
   const interval = tables.restartInterval || mcus;
   const reader = new BitReader();
   for (let done = 0, restart = 0; ; restart++) {
@@ -238,7 +267,8 @@ function readScan(tables: Tables, s: Buffer, data: Buffer, pos: number): number 
     const padding = !frame.progressive && done === mcus && data[at] === 0xd9 && left < 8 * EOI_PADDING;
     if (left >= 8 && !padding) corrupt('extraneous bytes before marker');
     if (done === mcus) return marker;
-    if (data[at] !== 0xd0 + (restart & 7)) corrupt(`found marker 0x${data[at].toString(16)} instead of RST${restart & 7}`);
+    if (data[at] !== 0xd0 + (restart & 7))
+      corrupt(`found marker 0x${data[at].toString(16)} instead of RST${restart & 7}`);
     pos = at + 1;
   }
 }
@@ -248,7 +278,8 @@ const EOI_PADDING = 16;
 
 /** libjpeg's checks of a progressive scan's spectral selection and successive approximation. */
 function checkProgression(components: Component[], ss: number, se: number, ah: number, al: number): void {
-  const bad = (ss === 0 ? se !== 0 : ss > se || se > 63 || components.length !== 1) || (ah !== 0 && al !== ah - 1) || al > 13;
+  const bad =
+    (ss === 0 ? se !== 0 : ss > se || se > 63 || components.length !== 1) || (ah !== 0 && al !== ah - 1) || al > 13;
   if (bad) corrupt('invalid progressive parameters');
   for (const { coefBits } of components) {
     if (ss > 0 && coefBits[0] < 0) corrupt('inconsistent progression sequence');
@@ -276,7 +307,15 @@ function decodeSymbol(view: DataView, bit: number, table: HuffmanTable): number 
 }
 
 /** libjpeg's decode_mcu_AC_first, keeping only which coefficients become nonzero. */
-function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Int32Array, first: number, count: number, ss: number, se: number): void {
+function decodeAcFirst(
+  r: BitReader,
+  ac: HuffmanTable,
+  nonzero: Int32Array,
+  first: number,
+  count: number,
+  ss: number,
+  se: number,
+): void {
   const view = heap.data;
   let bit = r.bit;
   let eobRun = r.eobRun;
@@ -286,7 +325,7 @@ function decodeAcFirst(r: BitReader, ac: HuffmanTable, nonzero: Int32Array, firs
       continue;
     }
     const base = m * 2;
-    for (let k = ss; k <= se; ) {
+    for (let k = ss; k <= se;) {
       const entry = decodeSymbol(view, bit, ac);
       bit += entry >>> 8;
       const run = (entry >>> 4) & 15;
@@ -326,7 +365,15 @@ function bitCount(word: number, from: number, to: number): number {
 }
 
 /** libjpeg's decode_mcu_AC_refine: the same bits read, keeping only which coefficients are nonzero. */
-function decodeAcRefine(r: BitReader, ac: HuffmanTable, nonzero: Int32Array, first: number, count: number, ss: number, se: number): void {
+function decodeAcRefine(
+  r: BitReader,
+  ac: HuffmanTable,
+  nonzero: Int32Array,
+  first: number,
+  count: number,
+  ss: number,
+  se: number,
+): void {
   const view = heap.data;
   let bit = r.bit;
   let eobRun = r.eobRun;
@@ -415,7 +462,8 @@ function buildTable(counts: Uint8Array, symbols: Uint8Array): HuffmanTable {
     for (let i = 0; i < counts[length - 1]; i++, k++, code++) {
       if (code >= 1 << length) corrupt('bad Huffman table'); // more codes than bits (and past codes[])
       const shift = LOOKAHEAD - length;
-      if (shift >= 0) heap.words16.fill((length << 8) | symbols[k], codes + (code << shift), codes + ((code + 1) << shift));
+      if (shift >= 0)
+        heap.words16.fill((length << 8) | symbols[k], codes + (code << shift), codes + ((code + 1) << shift));
     }
     heap.words[maxCode + length] = counts[length - 1] ? code - 1 : -1;
     // No code may be all ones, so the codes of each length must leave room (libjpeg's JERR_BAD_HUFF_TABLE).
@@ -440,10 +488,16 @@ function loadImage(image: Uint8Array): void {
   imageAt = DATA + image.length + DATA_PADDING;
   const needed = imageAt + image.length;
   if (!kernel) kernel = createHuffmanKernel(needed - DATA);
-  else if (kernel.memory.buffer.byteLength < needed) kernel.memory.grow(Math.ceil((needed - kernel.memory.buffer.byteLength) / 65536));
+  else if (kernel.memory.buffer.byteLength < needed)
+    kernel.memory.grow(Math.ceil((needed - kernel.memory.buffer.byteLength) / 65536));
   const buffer = kernel.memory.buffer;
   if (heap?.bytes.buffer !== buffer) {
-    heap = { bytes: new Uint8Array(buffer), words16: new Uint16Array(buffer), words: new Int32Array(buffer), data: new DataView(buffer, DATA) };
+    heap = {
+      bytes: new Uint8Array(buffer),
+      words16: new Uint16Array(buffer),
+      words: new Int32Array(buffer),
+      data: new DataView(buffer, DATA),
+    };
   }
   heap.bytes.set(image, imageAt);
   tablesUsed = 0;

@@ -40,7 +40,9 @@ export function manifestKey(kind: ImageKind, sig: string): string {
  * The latest record per (kind, sig). A last line without its newline is a write torn by a kill: it is cut off
  * the file (so the next append starts a fresh line) and reported. Any other bad line is an input error.
  */
-export async function readManifest(path: string): Promise<{ latest: Map<string, ManifestRecord>; lines: number; tornBytes: number }> {
+export async function readManifest(
+  path: string,
+): Promise<{ latest: Map<string, ManifestRecord>; lines: number; tornBytes: number }> {
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
@@ -71,7 +73,8 @@ function parseRecord(path: string, lineNo: number, line: string): ManifestRecord
   }
   if (typeof value !== 'object' || value === null) throw locatedError(path, lineNo, 'line', 'a JSON object');
   if (typeof value.sig !== 'string' || value.sig === '') throw locatedError(path, lineNo, 'sig', 'a signature string');
-  if (!IMAGE_KINDS.includes(value.kind as ImageKind)) throw locatedError(path, lineNo, 'kind', `one of ${IMAGE_KINDS.join(', ')}`);
+  if (!IMAGE_KINDS.includes(value.kind as ImageKind))
+    throw locatedError(path, lineNo, 'kind', `one of ${IMAGE_KINDS.join(', ')}`);
   if (!IMAGE_STATUSES.includes(value.status as ImageStatus))
     throw locatedError(path, lineNo, 'status', `one of ${IMAGE_STATUSES.join(', ')}`);
   return value as ManifestRecord;

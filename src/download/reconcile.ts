@@ -31,12 +31,17 @@ export interface ReconcileOptions {
 /** Files stat-ed (and, when needed, decoded) at once. */
 const BATCH = 256;
 
-export async function reconcile(targets: ImageTarget[], latest: Map<string, ManifestRecord>, options: ReconcileOptions): Promise<Plan> {
+export async function reconcile(
+  targets: ImageTarget[],
+  latest: Map<string, ManifestRecord>,
+  options: ReconcileOptions,
+): Promise<Plan> {
   const paths = workdirPaths(options.workdir);
   const plan: Plan = { todo: [], settled: { ok: 0, missing: 0, invalid: 0, failed: 0 }, adopted: 0, removedInvalid: 0 };
   // One listing per folder, so only files that exist are stat-ed (none on a first run).
   const onDisk = new Set<string>();
-  for (const kind of IMAGE_KINDS) for (const name of await readdir(paths.images(kind)).catch(() => [])) onDisk.add(`${kind}/${name}`);
+  for (const kind of IMAGE_KINDS)
+    for (const name of await readdir(paths.images(kind)).catch(() => [])) onDisk.add(`${kind}/${name}`);
   for (let i = 0; i < targets.length; i += BATCH) {
     const batch = targets.slice(i, i + BATCH);
     const decisions = await Promise.all(
@@ -60,8 +65,19 @@ export async function reconcile(targets: ImageTarget[], latest: Map<string, Mani
 type Decision = 'fetch' | 'refetch' | 'adopted' | { settled: ImageStatus };
 
 /** `file`: the image's path when its folder lists it, else undefined. */
-async function decide(target: ImageTarget, record: ManifestRecord | undefined, file: string | undefined, options: ReconcileOptions): Promise<Decision> {
-  const size = file === undefined ? undefined : await stat(file).then((s) => s.size, () => undefined);
+async function decide(
+  target: ImageTarget,
+  record: ManifestRecord | undefined,
+  file: string | undefined,
+  options: ReconcileOptions,
+): Promise<Decision> {
+  const size =
+    file === undefined
+      ? undefined
+      : await stat(file).then(
+          (s) => s.size,
+          () => undefined,
+        );
   if (file === undefined || size === undefined) {
     if (record && record.status !== 'ok' && record.permanent && !options.retryFailed) return { settled: record.status };
     return 'fetch';

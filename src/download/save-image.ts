@@ -7,14 +7,26 @@ import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { tempPathFor } from '../util/atomic.js';
 import { RunError } from '../util/errors.js';
-import { InvalidImage, SNIFF_BYTES, checkDecodes, checkEnd, type ImageFormat, type ValidationMode } from './validate.js';
+import {
+  InvalidImage,
+  SNIFF_BYTES,
+  checkDecodes,
+  checkEnd,
+  type ImageFormat,
+  type ValidationMode,
+} from './validate.js';
 
 /**
  * Validate `data` (already known to start as `format`) and write it to `dest` through a temp file and a rename,
  * so `dest` is whole or absent after a kill. Throws InvalidImage for an image we refuse, RunError when the disk fails.
  * Synchronous fs calls: this runs on a worker thread (or inline in tests).
  */
-export async function checkAndSave(data: Uint8Array, format: ImageFormat, dest: string, validation: ValidationMode): Promise<void> {
+export async function checkAndSave(
+  data: Uint8Array,
+  format: ImageFormat,
+  dest: string,
+  validation: ValidationMode,
+): Promise<void> {
   if (validation === 'full') await checkDecodes(data, format);
   else checkEnd(format, data.subarray(0, SNIFF_BYTES), data.subarray(-SNIFF_BYTES), data.length);
   const tmp = tempPathFor(dest);
@@ -101,7 +113,11 @@ export class ImageSaver {
     this.flushing = false;
     if (this.failure) return;
     this.outbox.forEach((batch, i) => {
-      if (batch.length > 0) this.workers[i].postMessage(batch, batch.map((r) => r.data.buffer as ArrayBuffer));
+      if (batch.length > 0)
+        this.workers[i].postMessage(
+          batch,
+          batch.map((r) => r.data.buffer as ArrayBuffer),
+        );
     });
     this.outbox = this.workers.map(() => []);
   }

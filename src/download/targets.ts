@@ -18,7 +18,10 @@ export interface TargetSelection {
   limit?: number;
 }
 
-export function selectTargets(dataset: Pick<Dataset, 'scenes' | 'products'>, selection: TargetSelection): ImageTarget[] {
+export function selectTargets(
+  dataset: Pick<Dataset, 'scenes' | 'products'>,
+  selection: TargetSelection,
+): ImageTarget[] {
   const all: ImageTarget[] = [];
   if (selection.kind !== 'products') for (const s of dataset.scenes) all.push({ sig: s.sig, kind: 'scenes' });
   if (selection.kind !== 'scenes') for (const p of dataset.products) all.push({ sig: p.sig, kind: 'products' });

@@ -111,7 +111,10 @@ async function decodesWithSharp(data: Uint8Array): Promise<void> {
 }
 
 /** Validate an image already on disk (reconciliation at start): head, size cap, decode. */
-export async function validateImageFile(path: string, maxBytes: number): Promise<{ format: ImageFormat; bytes: number }> {
+export async function validateImageFile(
+  path: string,
+  maxBytes: number,
+): Promise<{ format: ImageFormat; bytes: number }> {
   const data = await readFile(path);
   if (data.length > maxBytes) throw new InvalidImage(`too large (> ${maxBytes} bytes)`);
   const format = checkHead(data.subarray(0, SNIFF_BYTES));

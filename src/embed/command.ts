@@ -38,14 +38,18 @@ function describe(summary: EmbedSummary): string[] {
   for (const v of summary.views) {
     const reasons = new Map<string, number>();
     for (const f of v.failed) reasons.set(f.reason, (reasons.get(f.reason) ?? 0) + 1);
-    const failed = v.failed.length ? `, ${v.failed.length} failed (${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')})` : '';
+    const failed = v.failed.length
+      ? `, ${v.failed.length} failed (${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')})`
+      : '';
     const masked = v.maskFallbacks ? `, ${v.maskFallbacks} masked (box covered the scene)` : '';
     lines.push(
       `  ${v.view}: ${v.embedded} embedded, ${v.alreadyStored} already stored${failed}${masked}; ` +
         `store ${v.dir} holds ${v.stored} rows${v.dim ? ` of ${v.dim}-d` : ''}`,
     );
-    for (const f of v.failed.slice(0, FAILURES_SHOWN)) lines.push(`    skipped ${f.id} (${f.reason}: ${f.message}) ${f.file}`);
-    if (v.failed.length > FAILURES_SHOWN) lines.push(`    ... and ${v.failed.length - FAILURES_SHOWN} more (--json lists all)`);
+    for (const f of v.failed.slice(0, FAILURES_SHOWN))
+      lines.push(`    skipped ${f.id} (${f.reason}: ${f.message}) ${f.file}`);
+    if (v.failed.length > FAILURES_SHOWN)
+      lines.push(`    ... and ${v.failed.length - FAILURES_SHOWN} more (--json lists all)`);
   }
   lines.push(
     `embedded ${summary.embedded} images in ${formatDuration(summary.seconds)} ` +
@@ -60,7 +64,7 @@ export function registerEmbedCommand(program: Command): void {
     program
       .command('embed')
       .description(
-        'image embeddings of the dataset\'s products and scenes (L2-normalised float32) into ' +
+        "image embeddings of the dataset's products and scenes (L2-normalised float32) into " +
           'workdir/embeddings/<model>/<view>/, resumable: rows already stored are skipped, a shard is committed every ' +
           'few batches. Missing or undecodable images are skipped and listed, never fatal. Exit 130 when stopped by ' +
           'SIGINT/SIGTERM (what was embedded is kept).',
@@ -73,51 +77,111 @@ export function registerEmbedCommand(program: Command): void {
           "'tiny' (32 px, 32-d: tests), 'small' (64 px, 64-d: ctl demo) or 'vit-b16' (ViT-B/16 sizes, for benchmarks), all with random weights",
         DEFAULT_MODEL,
       )
-      .option('--revision <rev>', `hub revision: branch, tag or commit (default: ${PINNED_REVISIONS[DEFAULT_MODEL]} for ${DEFAULT_MODEL}, else main)`)
+      .option(
+        '--revision <rev>',
+        `hub revision: branch, tag or commit (default: ${PINNED_REVISIONS[DEFAULT_MODEL]} for ${DEFAULT_MODEL}, else main)`,
+      )
       .option('--offline', 'never touch the network; name any model file not on disk (also HF_HUB_OFFLINE=1)', false)
-      .addOption(new Option('--provider <provider>', 'run the model here, or call an embedding service').choices(['local', 'http']).default('local'))
       .addOption(
-        new Option('--device <device>', 'auto tries CUDA and falls back to CPU; cuda fails with the set-up steps when it cannot load')
+        new Option('--provider <provider>', 'run the model here, or call an embedding service')
+          .choices(['local', 'http'])
+          .default('local'),
+      )
+      .addOption(
+        new Option(
+          '--device <device>',
+          'auto tries CUDA and falls back to CPU; cuda fails with the set-up steps when it cannot load',
+        )
           .choices(['auto', 'cpu', 'cuda'])
           .default('auto'),
       )
       .addOption(
-        new Option('--dtype <dtype>', 'weights: onnx/vision_model.onnx, _fp16.onnx or _quantized.onnx (where the model ships them)')
+        new Option(
+          '--dtype <dtype>',
+          'weights: onnx/vision_model.onnx, _fp16.onnx or _quantized.onnx (where the model ships them)',
+        )
           .choices(['fp32', 'fp16', 'q8'])
           .default('fp32'),
       )
       .option('--threads <n>', 'onnxruntime threads (default: one per core)', parseIntOption('--threads', 1))
       .option('--batch <n>', 'images per model call', parseIntOption('--batch', 1), 16)
-      .option('--prefetch <n>', 'batches decoded and preprocessed ahead of the model', parseIntOption('--prefetch', 1), 2)
-      .option('--commit-every <n>', 'commit a store shard every N batches (and at least every 30 s)', parseIntOption('--commit-every', 1), 8)
+      .option(
+        '--prefetch <n>',
+        'batches decoded and preprocessed ahead of the model',
+        parseIntOption('--prefetch', 1),
+        2,
+      )
+      .option(
+        '--commit-every <n>',
+        'commit a store shard every N batches (and at least every 30 s)',
+        parseIntOption('--commit-every', 1),
+        8,
+      )
       .addOption(new Option('--kind <kind>', 'which images').choices(['products', 'scenes', 'all']).default('all'))
       .addOption(
-        new Option('--scene-view <view>', 'full: whole scenes; hide-product: one row per scene and product, that product hidden')
+        new Option(
+          '--scene-view <view>',
+          'full: whole scenes; hide-product: one row per scene and product, that product hidden',
+        )
           .choices(['full', 'hide-product'])
           .default('full'),
       )
       .addOption(
-        new Option('--hide <mode>', 'hide-product: crop to the largest region clear of the box, or paint the box with the image mean')
+        new Option(
+          '--hide <mode>',
+          'hide-product: crop to the largest region clear of the box, or paint the box with the image mean',
+        )
           .choices(['crop', 'mask'])
           .default('crop'),
       )
-      .option('--shard <I/N>', 'only shard I of N (hash of the image signature; same rule as ctl download) (default: all)', parseShard)
-      .option('--limit <n>', 'at most N new rows per view (default: all)', parseIntOption('--limit', 0))
-      .option('--api-url <url>', 'http provider: the service; each image is one POST answered with JSON {"embedding": [...]}', parseUrl)
-      .addOption(
-        new Option('--api-send <what>', 'http provider: POST the image bytes (image/jpeg) or JSON {"url": image URL}').choices(['bytes', 'url']).default('bytes'),
+      .option(
+        '--shard <I/N>',
+        'only shard I of N (hash of the image signature; same rule as ctl download) (default: all)',
+        parseShard,
       )
-      .option('--api-dim <n>', "http provider: expected dimension (default: the first answer's)", parseIntOption('--api-dim', 1))
-      .option('--image-base-url <url>', 'http provider with --api-send url: image host, as in ctl download', parseUrl, DEFAULT_BASE_URL)
+      .option('--limit <n>', 'at most N new rows per view (default: all)', parseIntOption('--limit', 0))
+      .option(
+        '--api-url <url>',
+        'http provider: the service; each image is one POST answered with JSON {"embedding": [...]}',
+        parseUrl,
+      )
+      .addOption(
+        new Option('--api-send <what>', 'http provider: POST the image bytes (image/jpeg) or JSON {"url": image URL}')
+          .choices(['bytes', 'url'])
+          .default('bytes'),
+      )
+      .option(
+        '--api-dim <n>',
+        "http provider: expected dimension (default: the first answer's)",
+        parseIntOption('--api-dim', 1),
+      )
+      .option(
+        '--image-base-url <url>',
+        'http provider with --api-send url: image host, as in ctl download',
+        parseUrl,
+        DEFAULT_BASE_URL,
+      )
       .option('--concurrency <n>', 'http provider: requests in flight', parseIntOption('--concurrency', 1), 8)
-      .option('--retries <n>', 'http provider: retries of a network error, 429 or 5xx (exponential backoff)', parseIntOption('--retries', 0), 3)
+      .option(
+        '--retries <n>',
+        'http provider: retries of a network error, 429 or 5xx (exponential backoff)',
+        parseIntOption('--retries', 0),
+        3,
+      )
       .option('--timeout <seconds>', 'http provider: per-request timeout', parseIntOption('--timeout', 1), 30),
   ).action(
     action<EmbedFlags>(async (flags) => {
       if (flags.provider === 'http' && !flags.apiUrl) throw new InputError('--provider http needs --api-url');
       if (flags.provider !== 'http' && flags.apiUrl) throw new InputError('--api-url is for --provider http');
-      if (flags.provider === 'http' && flags.apiSend === 'url' && flags.sceneView === 'hide-product' && flags.kind !== 'products')
-        throw new InputError('--api-send url cannot hide a product (the service fetches the whole image); use --api-send bytes');
+      if (
+        flags.provider === 'http' &&
+        flags.apiSend === 'url' &&
+        flags.sceneView === 'hide-product' &&
+        flags.kind !== 'products'
+      )
+        throw new InputError(
+          '--api-send url cannot hide a product (the service fetches the whole image); use --api-send bytes',
+        );
 
       const stop = new AbortController();
       const onSignal = (signal: NodeJS.Signals) => {

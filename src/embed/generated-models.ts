@@ -10,9 +10,39 @@ import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { buildVisionTower, type VisionSpec } from './vision-transformer.js';
 
 export const GENERATED_PRESETS: Record<string, VisionSpec> = {
-  tiny: { imageSize: 32, patchSize: 8, hiddenSize: 32, layers: 2, heads: 2, mlpSize: 64, projectionSize: 32, layerNormEps: 1e-6, seed: 42 },
-  small: { imageSize: 64, patchSize: 8, hiddenSize: 64, layers: 2, heads: 2, mlpSize: 128, projectionSize: 64, layerNormEps: 1e-6, seed: 42 },
-  'vit-b16': { imageSize: 224, patchSize: 16, hiddenSize: 768, layers: 12, heads: 12, mlpSize: 3072, projectionSize: 768, layerNormEps: 1e-6, seed: 42 },
+  tiny: {
+    imageSize: 32,
+    patchSize: 8,
+    hiddenSize: 32,
+    layers: 2,
+    heads: 2,
+    mlpSize: 64,
+    projectionSize: 32,
+    layerNormEps: 1e-6,
+    seed: 42,
+  },
+  small: {
+    imageSize: 64,
+    patchSize: 8,
+    hiddenSize: 64,
+    layers: 2,
+    heads: 2,
+    mlpSize: 128,
+    projectionSize: 64,
+    layerNormEps: 1e-6,
+    seed: 42,
+  },
+  'vit-b16': {
+    imageSize: 224,
+    patchSize: 16,
+    hiddenSize: 768,
+    layers: 12,
+    heads: 12,
+    mlpSize: 3072,
+    projectionSize: 768,
+    layerNormEps: 1e-6,
+    seed: 42,
+  },
 };
 
 /** Bumped when the generated graph changes, so stale folders are rewritten. */
@@ -69,7 +99,11 @@ async function isCurrent(dir: string, preset: string): Promise<boolean> {
   try {
     const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
     const marker = config.ctl_generated;
-    return marker?.preset === preset && marker?.version === GENERATOR_VERSION && JSON.stringify(marker.spec) === JSON.stringify(GENERATED_PRESETS[preset]);
+    return (
+      marker?.preset === preset &&
+      marker?.version === GENERATOR_VERSION &&
+      JSON.stringify(marker.spec) === JSON.stringify(GENERATED_PRESETS[preset])
+    );
   } catch {
     return false;
   }

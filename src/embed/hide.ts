@@ -47,7 +47,8 @@ export function largestRegionOutside(box: PixelRect, width: number, height: numb
     { left: 0, top: box.top + box.height, width, height: height - box.top - box.height },
   ];
   let best: PixelRect | null = null;
-  for (const s of strips) if (s.width > 0 && s.height > 0 && (!best || s.width * s.height > best.width * best.height)) best = s;
+  for (const s of strips)
+    if (s.width > 0 && s.height > 0 && (!best || s.width * s.height > best.width * best.height)) best = s;
   return best;
 }
 

@@ -73,11 +73,19 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
       } catch {
         embedding = undefined;
       }
-      if (!Array.isArray(embedding) || embedding.length === 0 || !embedding.every((v) => typeof v === 'number' && Number.isFinite(v)))
-        throw new RunError(`${opts.apiUrl}: answered ${JSON.stringify(text.slice(0, 80))} for ${job.id}; expected JSON {"embedding": [numbers]}`);
+      if (
+        !Array.isArray(embedding) ||
+        embedding.length === 0 ||
+        !embedding.every((v) => typeof v === 'number' && Number.isFinite(v))
+      )
+        throw new RunError(
+          `${opts.apiUrl}: answered ${JSON.stringify(text.slice(0, 80))} for ${job.id}; expected JSON {"embedding": [numbers]}`,
+        );
       if (dim === undefined) dim = embedding.length;
       if (embedding.length !== dim)
-        throw new RunError(`${opts.apiUrl}: a ${embedding.length}-d embedding for ${job.id}, but the others (or the store, or --api-dim) are ${dim}-d`);
+        throw new RunError(
+          `${opts.apiUrl}: a ${embedding.length}-d embedding for ${job.id}, but the others (or the store, or --api-dim) are ${dim}-d`,
+        );
       return l2NormalizeRows(Float32Array.from(embedding as number[]), dim);
     }
     return new ImageProblem('service', `${last} (after ${opts.retries + 1} attempts)`);
@@ -91,8 +99,15 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
 
     async prepare(job: ImageJob): Promise<PreparedRequest> {
       if (opts.send === 'url') {
-        if (job.hide) throw new InputError('--api-send url cannot hide a product (the service fetches the whole image); use --api-send bytes');
-        return { body: JSON.stringify({ url: imageUrl(opts.imageBaseUrl, job.sig) }), contentType: 'application/json', fellBack: false };
+        if (job.hide)
+          throw new InputError(
+            '--api-send url cannot hide a product (the service fetches the whole image); use --api-send bytes',
+          );
+        return {
+          body: JSON.stringify({ url: imageUrl(opts.imageBaseUrl, job.sig) }),
+          contentType: 'application/json',
+          fellBack: false,
+        };
       }
       if (job.hide) {
         const { image, fellBack } = await loadJobImage(job);

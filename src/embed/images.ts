@@ -45,7 +45,12 @@ export async function decodeRgb(bytes: Uint8Array): Promise<RgbImage> {
       .toColourspace('srgb')
       .raw()
       .toBuffer({ resolveWithObject: true });
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: info.channels };
+    return {
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      width: info.width,
+      height: info.height,
+      channels: info.channels,
+    };
   } catch (err) {
     throw new ImageProblem('undecodable', String((err as Error).message).split('\n')[0]);
   }

@@ -19,7 +19,7 @@ export interface LocalEncoderOptions {
 
 /** What to do when the CUDA provider cannot load: the exact set-up, once, in one place. */
 export const CUDA_SETUP =
-  'CUDA needs an NVIDIA driver, CUDA 12 and cuDNN 9 libraries on the library path, and onnxruntime-node\'s CUDA ' +
+  "CUDA needs an NVIDIA driver, CUDA 12 and cuDNN 9 libraries on the library path, and onnxruntime-node's CUDA " +
   'provider files: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (this package skips them by ' +
   'default, see .npmrc)';
 
@@ -36,25 +36,35 @@ function isCudaProblem(err: unknown): boolean {
   return /cuda|cudnn|shared librar|providers_shared/i.test(String((err as Error)?.message ?? err));
 }
 
-export async function loadLocalEncoder(source: ModelSource, opts: LocalEncoderOptions): Promise<Encoder<PreparedPixels>> {
+export async function loadLocalEncoder(
+  source: ModelSource,
+  opts: LocalEncoderOptions,
+): Promise<Encoder<PreparedPixels>> {
   const hf: Transformers = await import('@huggingface/transformers');
   hf.env.allowRemoteModels = source.kind === 'hub' && !opts.offline;
   hf.env.localModelPath = opts.modelsDir;
   // onnxruntime prints native errors itself (e.g. a failed CUDA provider load); they reach us as exceptions anyway.
   hf.env.backends.onnx.setLogLevel?.(50);
 
-  const loadOptions = { revision: source.revision, cache_dir: source.cacheDir, local_files_only: !hf.env.allowRemoteModels };
+  const loadOptions = {
+    revision: source.revision,
+    cache_dir: source.cacheDir,
+    local_files_only: !hf.env.allowRemoteModels,
+  };
   const failLoad = (err: unknown): never => {
     const message = String((err as Error)?.message ?? err);
     if (source.kind === 'hub' && !opts.offline)
-      throw new RunError(`loading ${source.id}@${source.revision}: ${message} (no network here? download once elsewhere, copy ${source.cacheDir}, and use --offline)`);
+      throw new RunError(
+        `loading ${source.id}@${source.revision}: ${message} (no network here? download once elsewhere, copy ${source.cacheDir}, and use --offline)`,
+      );
     throw new RunError(`loading ${source.location}: ${message}`);
   };
 
   const config = await hf.AutoConfig.from_pretrained(source.location, loadOptions).catch(failLoad);
   const processor = await hf.AutoImageProcessor.from_pretrained(source.location, loadOptions).catch(failLoad);
   // Both classes load onnx/vision_model*.onnx; CLIP's exports the projected `image_embeds` beside `pooler_output`.
-  const ModelClass = (config as { model_type?: string }).model_type === 'clip' ? hf.CLIPVisionModelWithProjection : hf.SiglipVisionModel;
+  const ModelClass =
+    (config as { model_type?: string }).model_type === 'clip' ? hf.CLIPVisionModelWithProjection : hf.SiglipVisionModel;
 
   const session_options = {
     graphOptimizationLevel: 'all' as const,
@@ -66,7 +76,12 @@ export async function loadLocalEncoder(source: ModelSource, opts: LocalEncoderOp
     extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
   const load = (device: 'cpu' | 'cuda') =>
-    ModelClass.from_pretrained(source.location, { ...loadOptions, device, dtype: opts.dtype, session_options }) as Promise<VisionModel>;
+    ModelClass.from_pretrained(source.location, {
+      ...loadOptions,
+      device,
+      dtype: opts.dtype,
+      session_options,
+    }) as Promise<VisionModel>;
 
   let model: VisionModel;
   let device: 'cpu' | 'cuda' = opts.device === 'cpu' ? 'cpu' : 'cuda';
@@ -75,7 +90,10 @@ export async function loadLocalEncoder(source: ModelSource, opts: LocalEncoderOp
   } catch (err) {
     if (device !== 'cuda' || !isCudaProblem(err)) return failLoad(err);
     const reason = String((err as Error).message).split('\n')[0];
-    if (opts.device === 'cuda') throw new InputError(`--device cuda: the CUDA provider could not load (${reason}). ${CUDA_SETUP}; or use --device cpu`);
+    if (opts.device === 'cuda')
+      throw new InputError(
+        `--device cuda: the CUDA provider could not load (${reason}). ${CUDA_SETUP}; or use --device cpu`,
+      );
     log(`embed: CUDA unavailable (${reason}); running on CPU. ${CUDA_SETUP}.`);
     device = 'cpu';
     model = await load(device).catch(failLoad);
@@ -84,7 +102,9 @@ export async function loadLocalEncoder(source: ModelSource, opts: LocalEncoderOp
   const session = (model as unknown as { sessions: Record<string, { outputNames: string[] }> }).sessions.model;
   const outputName = ['image_embeds', 'pooler_output'].find((n) => session.outputNames.includes(n));
   if (!outputName)
-    throw new InputError(`${source.location}: the vision model has outputs ${session.outputNames.join(', ')}; expected image_embeds or pooler_output`);
+    throw new InputError(
+      `${source.location}: the vision model has outputs ${session.outputNames.join(', ')}; expected image_embeds or pooler_output`,
+    );
 
   const p = processor as unknown as Record<string, unknown>;
   return {

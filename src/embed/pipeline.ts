@@ -65,12 +65,21 @@ const COMMIT_SECONDS = 30;
 type Settled<P> = { ok: true; value: P } | { ok: false; error: unknown };
 
 /** Prepared items in job order, `window` of them in flight ahead of the consumer. */
-async function* prepareAhead<P>(jobs: ImageJob[], prepare: (job: ImageJob) => Promise<P>, window: number): AsyncGenerator<[ImageJob, Settled<P>]> {
+async function* prepareAhead<P>(
+  jobs: ImageJob[],
+  prepare: (job: ImageJob) => Promise<P>,
+  window: number,
+): AsyncGenerator<[ImageJob, Settled<P>]> {
   const inFlight: Promise<Settled<P>>[] = [];
   let next = 0;
   const fill = () => {
     while (next < jobs.length && inFlight.length < window)
-      inFlight.push(prepare(jobs[next++]).then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error })));
+      inFlight.push(
+        prepare(jobs[next++]).then(
+          (value) => ({ ok: true as const, value }),
+          (error: unknown) => ({ ok: false as const, error }),
+        ),
+      );
   };
   fill();
   for (let i = 0; i < jobs.length; i++) {
@@ -104,7 +113,9 @@ function checkCompatible(store: EmbeddingStore, encoder: Encoder, hide: Record<s
     const theirs = store.meta[key];
     const ours = encoder[key];
     if (theirs !== undefined && ours !== undefined && theirs !== ours)
-      throw new InputError(`${join(store.dir, 'meta.json')}: ${key}: the store holds ${JSON.stringify(theirs)}, this run uses ${JSON.stringify(ours)}`);
+      throw new InputError(
+        `${join(store.dir, 'meta.json')}: ${key}: the store holds ${JSON.stringify(theirs)}, this run uses ${JSON.stringify(ours)}`,
+      );
   }
 }
 
@@ -116,13 +127,23 @@ interface PlannedView {
 }
 
 /** Open the stores and work out what is left to do, before anything runs (so progress knows the total). */
-export async function planViews(plans: ViewPlan[], encoder: Encoder, hideFor: (view: EmbeddingView) => Record<string, unknown>, limit?: number): Promise<PlannedView[]> {
+export async function planViews(
+  plans: ViewPlan[],
+  encoder: Encoder,
+  hideFor: (view: EmbeddingView) => Record<string, unknown>,
+  limit?: number,
+): Promise<PlannedView[]> {
   const planned: PlannedView[] = [];
   for (const plan of plans) {
     const store = await openExisting(plan.dir);
     if (store) checkCompatible(store, encoder, hideFor(plan.view));
     const left = store ? plan.jobs.filter((j) => !store.has(j.id)) : plan.jobs;
-    planned.push({ plan, store, todo: limit === undefined ? left : left.slice(0, limit), alreadyStored: plan.jobs.length - left.length });
+    planned.push({
+      plan,
+      store,
+      todo: limit === undefined ? left : left.slice(0, limit),
+      alreadyStored: plan.jobs.length - left.length,
+    });
   }
   return planned;
 }
@@ -165,7 +186,8 @@ export async function runView<P extends PreparedBase>(
         view: plan.view,
         preprocessing: { ...encoder.preprocessing, ...hide },
       });
-    if (store.dim !== dim) throw new InputError(`${plan.dir}: the store holds ${store.dim}-d vectors, this model gives ${dim}-d`);
+    if (store.dim !== dim)
+      throw new InputError(`${plan.dir}: the store holds ${store.dim}-d vectors, this model gives ${dim}-d`);
     const rows = new Float32Array(pendingIds.length * dim);
     pendingRows.forEach((r, i) => rows.set(r, i * dim));
     await store.append(pendingIds, rows, opts.writer);
@@ -196,10 +218,13 @@ export async function runView<P extends PreparedBase>(
     if (consecutiveServiceFailures >= MAX_CONSECUTIVE_SERVICE_FAILURES) {
       await commit();
       const last = result.failed[result.failed.length - 1];
-      throw new RunError(`the embedding service failed ${consecutiveServiceFailures} images in a row (last: ${last.message}); stored rows are kept, re-run to continue`);
+      throw new RunError(
+        `the embedding service failed ${consecutiveServiceFailures} images in a row (last: ${last.message}); stored rows are kept, re-run to continue`,
+      );
     }
     batchesSinceCommit++;
-    if (batchesSinceCommit >= opts.commitEvery || (performance.now() - lastCommit) / 1000 >= COMMIT_SECONDS) await commit();
+    if (batchesSinceCommit >= opts.commitEvery || (performance.now() - lastCommit) / 1000 >= COMMIT_SECONDS)
+      await commit();
   };
 
   let batchJobs: ImageJob[] = [];
@@ -207,7 +232,11 @@ export async function runView<P extends PreparedBase>(
   let seen = 0;
   let ticked = 0;
   try {
-    for await (const [job, settled] of prepareAhead(planned.todo, (j) => encoder.prepare(j), opts.batch * opts.prefetch)) {
+    for await (const [job, settled] of prepareAhead(
+      planned.todo,
+      (j) => encoder.prepare(j),
+      opts.batch * opts.prefetch,
+    )) {
       seen++;
       if (settled.ok) {
         batchJobs.push(job);

@@ -61,7 +61,13 @@ async function openEncoder(opts: EmbedOptions): Promise<Encoder> {
   const modelsDir = workdirPaths(opts.workdir).modelsDir;
   const source = await resolveModel(opts.model, { modelsDir, revision: opts.revision });
   await checkModelFiles(source, opts.dtype, { modelsDir, offline: opts.offline });
-  return loadLocalEncoder(source, { device: opts.device, dtype: opts.dtype, threads: opts.threads, offline: opts.offline, modelsDir }) as Promise<Encoder>;
+  return loadLocalEncoder(source, {
+    device: opts.device,
+    dtype: opts.dtype,
+    threads: opts.threads,
+    offline: opts.offline,
+    modelsDir,
+  }) as Promise<Encoder>;
 }
 
 export async function runEmbed(opts: EmbedOptions): Promise<EmbedSummary> {

@@ -60,7 +60,12 @@ class TowerBuilder {
   linear(x: string, din: number, dout: number): string {
     const w = this.uniform([din, dout], 1 / Math.sqrt(din));
     const bias = this.g.initializer(this.uniform([dout], 0.02), [dout]);
-    return this.g.op('Add', [this.format === 'q8' ? this.quantizedMatMul(x, w, din, dout) : this.g.op('MatMul', [x, this.g.initializer(w, [din, dout])]), bias]);
+    return this.g.op('Add', [
+      this.format === 'q8'
+        ? this.quantizedMatMul(x, w, din, dout)
+        : this.g.op('MatMul', [x, this.g.initializer(w, [din, dout])]),
+      bias,
+    ]);
   }
 
   /** x · W with W as symmetric int8 and x quantised per call: the pattern onnxruntime fuses on CPU. */
@@ -81,7 +86,12 @@ class TowerBuilder {
 
   layerNorm(x: string, output?: string): string {
     const d = this.spec.hiddenSize;
-    return this.g.op('LayerNormalization', [x, this.constant(1, d), this.constant(0, d)], { axis: -1, epsilon: float(this.spec.layerNormEps) }, output);
+    return this.g.op(
+      'LayerNormalization',
+      [x, this.constant(1, d), this.constant(0, d)],
+      { axis: -1, epsilon: float(this.spec.layerNormEps) },
+      output,
+    );
   }
 
   /** Exact (erf) GELU, written the way onnxruntime's Gelu fusion recognises it. */
@@ -101,7 +111,10 @@ class TowerBuilder {
     const v = split(this.linear(x, d, d), [0, 2, 1, 3]);
     const scores = this.g.op('Mul', [this.g.op('MatMul', [q, k]), this.g.float32([1 / Math.sqrt(headDim)], [])]);
     const mixed = this.g.op('MatMul', [this.g.op('Softmax', [scores], { axis: -1 }), v]);
-    const merged = this.g.op('Reshape', [this.g.op('Transpose', [mixed], { perm: [0, 2, 1, 3] }), this.g.int64s([0, 0, d])]);
+    const merged = this.g.op('Reshape', [
+      this.g.op('Transpose', [mixed], { perm: [0, 2, 1, 3] }),
+      this.g.int64s([0, 0, d]),
+    ]);
     return this.linear(merged, d, d);
   }
 
@@ -140,6 +153,10 @@ class TowerBuilder {
  * The serialised ONNX model of `spec`. The same arguments always give the same bytes. `pooledName` names the
  * embedding output: `pooler_output` as SigLIP exports it, `image_embeds` as CLIP's projected vision model does.
  */
-export function buildVisionTower(spec: VisionSpec, format: LinearFormat = 'fp32', pooledName = 'pooler_output'): Uint8Array {
+export function buildVisionTower(
+  spec: VisionSpec,
+  format: LinearFormat = 'fp32',
+  pooledName = 'pooler_output',
+): Uint8Array {
   return new TowerBuilder(spec, format, pooledName).build();
 }

@@ -46,7 +46,12 @@ also gives the metrics with ties counted behind (the reference's argsort lands b
 Reports: <workdir>/runs/<run>/eval/<protocol>-<split>.json (zero-shot: <workdir>/eval/zero-shot/...).`;
 
 const engineOption = () =>
-  new Option('--engine <name>', 'score engine for ranking: onnx (onnxruntime MatMul), js (plain, slow), auto = onnx if it loads').choices(ENGINE_NAMES).default('auto');
+  new Option(
+    '--engine <name>',
+    'score engine for ranking: onnx (onnxruntime MatMul), js (plain, slow), auto = onnx if it loads',
+  )
+    .choices(ENGINE_NAMES)
+    .default('auto');
 
 export function registerEvalCommands(program: Command): void {
   withCommon(
@@ -54,14 +59,32 @@ export function registerEvalCommands(program: Command): void {
       .command('eval')
       .description('metrics of a run (or of the raw embeddings): R@1/5/10/50, MRR, median/mean rank, AUC, per category')
       .option('--run <name>', 'run under <workdir>/runs/ to evaluate')
-      .addOption(new Option('--protocol <name>', 'seed (the reference\'s), catalog (full catalog, filtered), category, or all').choices([...PROTOCOLS, 'all']).default('catalog'))
-      .addOption(new Option('--split <part>', 'part of the split evaluated (default: test; val for seed, which has no test part)').choices(['val', 'test']))
+      .addOption(
+        new Option('--protocol <name>', "seed (the reference's), catalog (full catalog, filtered), category, or all")
+          .choices([...PROTOCOLS, 'all'])
+          .default('catalog'),
+      )
+      .addOption(
+        new Option(
+          '--split <part>',
+          'part of the split evaluated (default: test; val for seed, which has no test part)',
+        ).choices(['val', 'test']),
+      )
       .addOption(new Option('--checkpoint <which>', 'checkpoint of the run').choices(['best', 'last']).default('best'))
       .addOption(engineOption())
       .option('--zero-shot', 'evaluate the raw image embeddings (cosine, no model) instead of a run', false)
       .option('--embeddings <model>', 'with --zero-shot: the embedding model whose store to read (e.g. synthetic)')
-      .addOption(new Option('--scene-view <view>', 'with --zero-shot: scene embeddings of the whole scene or with the product hidden').choices(['full', 'hide-product']).default('full'))
-      .addOption(new Option('--domain <domain>', 'with --zero-shot: STL domain').choices(['fashion', 'home']).default('fashion'))
+      .addOption(
+        new Option(
+          '--scene-view <view>',
+          'with --zero-shot: scene embeddings of the whole scene or with the product hidden',
+        )
+          .choices(['full', 'hide-product'])
+          .default('full'),
+      )
+      .addOption(
+        new Option('--domain <domain>', 'with --zero-shot: STL domain').choices(['fashion', 'home']).default('fashion'),
+      )
       .option('--per-category', 'also print the per-category table', false)
       .addHelpText('after', PROTOCOL_HELP),
   ).action(
@@ -73,7 +96,8 @@ export function registerEvalCommands(program: Command): void {
       let reports: EvalReport[];
       if (o.zeroShot) {
         if (o.run) throw new InputError('--zero-shot evaluates raw embeddings: drop --run');
-        if (!o.embeddings) throw new InputError('--zero-shot needs --embeddings MODEL (the store to read, e.g. synthetic)');
+        if (!o.embeddings)
+          throw new InputError('--zero-shot needs --embeddings MODEL (the store to read, e.g. synthetic)');
         const dataset = await loadDataset(o.workdir, o.domain);
         reports = await evaluateZeroShot(o.workdir, dataset, o.embeddings, o.sceneView, requests, o.engine);
       } else {
@@ -81,8 +105,10 @@ export function registerEvalCommands(program: Command): void {
         reports = await evaluateRun(o.workdir, o.run, o.checkpoint, requests, o.engine);
       }
       const first = reports[0];
-      log(`\n${o.zeroShot ? `zero-shot '${first.data.embeddings}'` : `run ${o.run} (${o.checkpoint} checkpoint, epoch ${first.checkpoint?.epoch})`}, ` +
-        `${first.data.source === 'stl' ? `STL-${first.data.domain}` : 'SYNTHETIC data'}, ${first.data.sceneView} scenes`);
+      log(
+        `\n${o.zeroShot ? `zero-shot '${first.data.embeddings}'` : `run ${o.run} (${o.checkpoint} checkpoint, epoch ${first.checkpoint?.epoch})`}, ` +
+          `${first.data.source === 'stl' ? `STL-${first.data.domain}` : 'SYNTHETIC data'}, ${first.data.sceneView} scenes`,
+      );
       log(
         formatTable(
           reports.map((r) => ({
@@ -93,7 +119,8 @@ export function registerEvalCommands(program: Command): void {
         ).join('\n'),
       );
       for (const r of reports) {
-        if (r.pairs.missingEmbeddings > 0) log(`${r.protocol}: ${r.pairs.missingEmbeddings} of ${r.pairs.asked} pairs skipped (no embedding)`);
+        if (r.pairs.missingEmbeddings > 0)
+          log(`${r.protocol}: ${r.pairs.missingEmbeddings} of ${r.pairs.asked} pairs skipped (no embedding)`);
         if (o.perCategory) log(`\n${r.protocol} per category\n${formatCategoryTable(r.metrics).join('\n')}`);
       }
       if (o.json) printJson(reports);
@@ -103,25 +130,38 @@ export function registerEvalCommands(program: Command): void {
   withCommon(
     program
       .command('reproduce')
-      .description('train (or reuse) each config\'s run, evaluate all protocols, print them beside the reference table')
+      .description("train (or reuse) each config's run, evaluate all protocols, print them beside the reference table")
       .option('--configs <files>', 'comma-separated training configs', 'configs/v1.json,configs/v2.json')
-      .option('--embeddings <model>', "train and evaluate on this embedding model's store instead of the configs' (e.g. synthetic)")
-      .addOption(new Option('--split <part>', 'part the catalog and category protocols evaluate (seed: always its val part)').choices(['val', 'test']).default('test'))
-      .addOption(new Option('--backend <name>', 'TensorFlow.js backend for training').choices(BACKEND_CHOICES).default('auto'))
+      .option(
+        '--embeddings <model>',
+        "train and evaluate on this embedding model's store instead of the configs' (e.g. synthetic)",
+      )
+      .addOption(
+        new Option('--split <part>', 'part the catalog and category protocols evaluate (seed: always its val part)')
+          .choices(['val', 'test'])
+          .default('test'),
+      )
+      .addOption(
+        new Option('--backend <name>', 'TensorFlow.js backend for training').choices(BACKEND_CHOICES).default('auto'),
+      )
       .addOption(engineOption()),
   ).action(
     action<ReproduceCommandOptions>(async (o) => {
       const { reproduce } = await import('./reproduce.js');
       const result = await reproduce({
         workdir: o.workdir,
-        configs: o.configs.split(',').map((c) => c.trim()).filter(Boolean),
+        configs: o.configs
+          .split(',')
+          .map((c) => c.trim())
+          .filter(Boolean),
         embeddings: o.embeddings,
         split: o.split,
         backend: o.backend,
         engine: o.engine,
       });
       log(['', ...result.lines].join('\n'));
-      if (o.json) printJson({ data: result.data, runs: result.runs, zeroShot: result.zeroShot, reference: result.reference });
+      if (o.json)
+        printJson({ data: result.data, runs: result.runs, zeroShot: result.zeroShot, reference: result.reference });
     }),
   );
 }

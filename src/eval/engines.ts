@@ -38,7 +38,8 @@ export async function createScoreEngine(
       try {
         return await OnnxEngine.create(candidates, numCandidates, dim, threads);
       } catch (err) {
-        if (!warnedFallback) log(`eval: onnxruntime-node unavailable (${(err as Error).message}); ranking with plain JS (slow)`);
+        if (!warnedFallback)
+          log(`eval: onnxruntime-node unavailable (${(err as Error).message}); ranking with plain JS (slow)`);
         warnedFallback = true;
         return new JsEngine(candidates, numCandidates, dim);
       }
@@ -66,7 +67,12 @@ class OnnxEngine implements ScoreEngine {
     private readonly dim: number,
   ) {}
 
-  static async create(candidates: Float32Array, numCandidates: number, dim: number, threads: number): Promise<OnnxEngine> {
+  static async create(
+    candidates: Float32Array,
+    numCandidates: number,
+    dim: number,
+    threads: number,
+  ): Promise<OnnxEngine> {
     const ort = (await import('onnxruntime-node')) as Ort;
     const g = new OnnxGraph('scores');
     const queries = g.input('queries', 'float32', ['rows', dim]);
@@ -78,7 +84,13 @@ class OnnxEngine implements ScoreEngine {
       // Idle pool threads sleep instead of spinning: between blocks the JS thread scans and needs the core.
       extra: { session: { intra_op: { allow_spinning: '0' } } },
     });
-    return new OnnxEngine(ort, session, new ort.Tensor('float32', candidates, [numCandidates, dim]), numCandidates, dim);
+    return new OnnxEngine(
+      ort,
+      session,
+      new ort.Tensor('float32', candidates, [numCandidates, dim]),
+      numCandidates,
+      dim,
+    );
   }
 
   async score(rows: Float32Array, buffer: Float32Array): Promise<Float32Array> {
@@ -117,7 +129,10 @@ class JsEngine implements ScoreEngine {
         const qo = r * dim;
         for (let c = c0; c < c1; c++) {
           const co = c * dim;
-          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          let s0 = 0,
+            s1 = 0,
+            s2 = 0,
+            s3 = 0;
           let d = 0;
           for (; d + 3 < dim; d += 4) {
             s0 += rows[qo + d] * candidates[co + d];

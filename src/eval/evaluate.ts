@@ -54,13 +54,22 @@ export function defaultSplit(protocol: Protocol): EvalSplit {
 }
 
 /** The pairs a protocol evaluates (see the file comment). */
-export function protocolPairs(dataset: Dataset, protocol: Protocol, split: EvalSplit): { scheme: SplitScheme; pairs: number[] } {
+export function protocolPairs(
+  dataset: Dataset,
+  protocol: Protocol,
+  split: EvalSplit,
+): { scheme: SplitScheme; pairs: number[] } {
   if (protocol === 'seed' && split === 'test') {
-    throw new InputError("--split test: the seed protocol has no test part (the reference's split is 90% train / 10% val); use --split val, or --protocol catalog|category");
+    throw new InputError(
+      "--split test: the seed protocol has no test part (the reference's split is 90% train / 10% val); use --split val, or --protocol catalog|category",
+    );
   }
   const scheme: SplitScheme = protocol === 'seed' ? 'seed' : 'scene';
   const pairs = dataset.splits[scheme]?.parts[split] ?? [];
-  if (pairs.length === 0) throw new InputError(`the dataset's ${scheme} split has no ${split} pairs: re-run \`ctl data fetch\` or \`ctl data synth\``);
+  if (pairs.length === 0)
+    throw new InputError(
+      `the dataset's ${scheme} split has no ${split} pairs: re-run \`ctl data fetch\` or \`ctl data synth\``,
+    );
   return { scheme, pairs };
 }
 
@@ -78,10 +87,21 @@ export async function evaluateRun(
   const model = await loadTrainedModel(dir, checkpoint);
   try {
     const dataset = await loadDataset(workdir, model.config.domain);
-    const trainScenes = new Set((dataset.splits[model.config.split]?.parts.train ?? []).map((p) => dataset.pairs[p].scene));
+    const trainScenes = new Set(
+      (dataset.splits[model.config.split]?.parts.train ?? []).map((p) => dataset.pairs[p].scene),
+    );
     const reports: EvalReport[] = [];
     for (const request of requests) {
-      const report = await evaluateWith(workdir, dataset, model.state.embeddings.model, model.state.embeddings.sceneView, request, engine, model, trainScenes);
+      const report = await evaluateWith(
+        workdir,
+        dataset,
+        model.state.embeddings.model,
+        model.state.embeddings.sceneView,
+        request,
+        engine,
+        model,
+        trainScenes,
+      );
       report.run = run;
       report.checkpoint = { which: checkpoint, epoch: model.state.epoch, metric: model.state.metric };
       await writeJsonAtomic(join(dir, 'eval', `${request.protocol}-${request.split}.json`), report);
@@ -129,14 +149,23 @@ async function evaluateWith(
   const { scheme, pairs } = protocolPairs(dataset, protocol, split);
   const inputs = await loadPairInputs(workdir, dataset, embeddings, sceneView, pairs);
   if (inputs.keptPairs.length === 0) {
-    throw new InputError(`none of the ${pairs.length} ${scheme}/${split} pairs has '${embeddings}' embeddings: run \`ctl embed\` (or \`ctl data synth\`)`);
+    throw new InputError(
+      `none of the ${pairs.length} ${scheme}/${split} pairs has '${embeddings}' embeddings: run \`ctl embed\` (or \`ctl data synth\`)`,
+    );
   }
   const { sceneVectors, productVectors, dim } = model
     ? await encode(model, dataset, inputs.keptPairs, inputs.scenes, inputs.products, inputs.dim, sceneView)
-    : { sceneVectors: normalizedRows(inputs.scenes, inputs.dim), productVectors: normalizedRows(inputs.products, inputs.dim), dim: inputs.dim };
+    : {
+        sceneVectors: normalizedRows(inputs.scenes, inputs.dim),
+        productVectors: normalizedRows(inputs.products, inputs.dim),
+        dim: inputs.dim,
+      };
 
   // Progress only where ranking takes a while (tens of seconds at STL scale on the plain engine).
-  const progress = inputs.keptPairs.length >= PROGRESS_FROM ? new Progress(`${model ? 'eval' : 'zero-shot'} ${protocol}`, inputs.keptPairs.length, { unit: 'rows' }) : null;
+  const progress =
+    inputs.keptPairs.length >= PROGRESS_FROM
+      ? new Progress(`${model ? 'eval' : 'zero-shot'} ${protocol}`, inputs.keptPairs.length, { unit: 'rows' })
+      : null;
   let last = 0;
   const metrics = await evaluateProtocol(
     protocol,
@@ -158,7 +187,12 @@ async function evaluateWith(
     protocol,
     split: { scheme, part: split },
     data: { source: dataset.source, domain: dataset.domain, embeddings: inputs.model, sceneView },
-    pairs: { asked: pairs.length, evaluated: inputs.keptPairs.length, missingEmbeddings: inputs.missingPairs, missingProducts: inputs.missingProducts.length },
+    pairs: {
+      asked: pairs.length,
+      evaluated: inputs.keptPairs.length,
+      missingEmbeddings: inputs.missingPairs,
+      missingProducts: inputs.missingProducts.length,
+    },
     trainSceneOverlap: overlap,
     metrics,
     seconds: (performance.now() - started) / 1000,
@@ -177,7 +211,8 @@ async function encode(
   sceneView: SceneView,
 ): Promise<{ sceneVectors: Float32Array; productVectors: Float32Array; dim: number }> {
   // The full view repeats one scene vector for each of the scene's pairs: encode each scene once.
-  const keyOf = (p: number) => (sceneView === 'full' ? dataset.pairs[p].scene : sceneProductKey(dataset.pairs[p].scene, dataset.pairs[p].product));
+  const keyOf = (p: number) =>
+    sceneView === 'full' ? dataset.pairs[p].scene : sceneProductKey(dataset.pairs[p].scene, dataset.pairs[p].product);
   const uniqueRow = new Map<string, number>();
   const sources: number[] = [];
   const rowOfPair = pairs.map((p, i) => {
@@ -193,9 +228,15 @@ async function encode(
   const uniqueScenes = new Float32Array(sources.length * inputDim);
   sources.forEach((i, r) => uniqueScenes.set(scenes.subarray(i * inputDim, (i + 1) * inputDim), r * inputDim));
   const categories = Int32Array.from(dataset.products, (p) => p.category);
-  const encodedScenes = await inChunks(sources.length, (from, n) => model.encodeScenes(uniqueScenes.subarray(from * inputDim, (from + n) * inputDim), n));
+  const encodedScenes = await inChunks(sources.length, (from, n) =>
+    model.encodeScenes(uniqueScenes.subarray(from * inputDim, (from + n) * inputDim), n),
+  );
   const productVectors = await inChunks(dataset.products.length, (from, n) =>
-    model.encodeProducts(products.subarray(from * inputDim, (from + n) * inputDim), categories.subarray(from, from + n), n),
+    model.encodeProducts(
+      products.subarray(from * inputDim, (from + n) * inputDim),
+      categories.subarray(from, from + n),
+      n,
+    ),
   );
   const dim = encodedScenes.length / Math.max(1, sources.length);
   const sceneVectors = new Float32Array(pairs.length * dim);
@@ -207,7 +248,8 @@ const ENCODE_CHUNK = 4096;
 
 async function inChunks(rows: number, run: (from: number, n: number) => Promise<Float32Array>): Promise<Float32Array> {
   const parts: Float32Array[] = [];
-  for (let from = 0; from < rows; from += ENCODE_CHUNK) parts.push(await run(from, Math.min(ENCODE_CHUNK, rows - from)));
+  for (let from = 0; from < rows; from += ENCODE_CHUNK)
+    parts.push(await run(from, Math.min(ENCODE_CHUNK, rows - from)));
   const total = parts.reduce((a, p) => a + p.length, 0);
   const out = new Float32Array(total);
   let at = 0;

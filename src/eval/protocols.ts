@@ -74,7 +74,11 @@ export interface EvaluateOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export async function evaluateProtocol(protocol: Protocol, input: ProtocolInput, options: EvaluateOptions = {}): Promise<Metrics> {
+export async function evaluateProtocol(
+  protocol: Protocol,
+  input: ProtocolInput,
+  options: EvaluateOptions = {},
+): Promise<Metrics> {
   checkInput(input);
   switch (protocol) {
     case 'seed':
@@ -90,14 +94,22 @@ export async function evaluateProtocol(protocol: Protocol, input: ProtocolInput,
 
 function checkInput({ dataset, pairs, sceneVectors, productVectors, dim }: ProtocolInput): void {
   if (sceneVectors.length !== pairs.length * dim) {
-    throw new RunError(`evaluation: ${pairs.length} pairs need ${pairs.length * dim} scene values, got ${sceneVectors.length}`);
+    throw new RunError(
+      `evaluation: ${pairs.length} pairs need ${pairs.length * dim} scene values, got ${sceneVectors.length}`,
+    );
   }
   if (productVectors.length !== dataset.products.length * dim) {
-    throw new RunError(`evaluation: ${dataset.products.length} products need ${dataset.products.length * dim} values, got ${productVectors.length}`);
+    throw new RunError(
+      `evaluation: ${dataset.products.length} products need ${dataset.products.length * dim} values, got ${productVectors.length}`,
+    );
   }
-  for (const [name, m] of [['scene', sceneVectors], ['product', productVectors]] as const) {
+  for (const [name, m] of [
+    ['scene', sceneVectors],
+    ['product', productVectors],
+  ] as const) {
     for (let i = 0; i < m.length; i++) {
-      if (!Number.isFinite(m[i])) throw new RunError(`evaluation: ${name} vector row ${Math.floor(i / dim)} has a non-finite value`);
+      if (!Number.isFinite(m[i]))
+        throw new RunError(`evaluation: ${name} vector row ${Math.floor(i / dim)} has a non-finite value`);
     }
   }
 }
@@ -107,9 +119,18 @@ async function evaluateSeed(input: ProtocolInput, options: EvaluateOptions): Pro
   const { productOf } = indexDataset(dataset, input.missingProducts);
   const n = pairs.length;
   const productRows = pairs.map((p) => productOf(dataset.pairs[p].product));
-  const diagonal: Csr = { offsets: Int32Array.from({ length: n + 1 }, (_, i) => i), ids: Int32Array.from({ length: n }, (_, i) => i) };
+  const diagonal: Csr = {
+    offsets: Int32Array.from({ length: n + 1 }, (_, i) => i),
+    ids: Int32Array.from({ length: n }, (_, i) => i),
+  };
   const { ranks, ranksTiesBehind } = await rankTargets(
-    { queries: sceneVectors, candidates: gatherRows(productVectors, productRows, dim), dim, targets: diagonal, tiesBehind: true },
+    {
+      queries: sceneVectors,
+      candidates: gatherRows(productVectors, productRows, dim),
+      dim,
+      targets: diagonal,
+      tiesBehind: true,
+    },
     options,
   );
   let ties = 0;
@@ -131,14 +152,20 @@ async function evaluateCatalog(input: ProtocolInput, options: EvaluateOptions): 
   const queries = pairs.map((_, i) => i);
   const candidates = dataset.products.map((_, j) => j).filter((j) => !index.missing.has(j));
   const { ranks, sceneRows } = await rankAmong(input, index, queries, candidates, options);
-  const categories = Int32Array.from(pairs, (p) => dataset.products[index.productOf(dataset.pairs[p].product)].category);
+  const categories = Int32Array.from(
+    pairs,
+    (p) => dataset.products[index.productOf(dataset.pairs[p].product)].category,
+  );
   return { ...summarise('catalog', dataset, ranks, categories), sceneRows, candidates: candidates.length };
 }
 
 async function evaluateCategory(input: ProtocolInput, options: EvaluateOptions): Promise<Metrics> {
   const { dataset, pairs } = input;
   const index = indexDataset(dataset, input.missingProducts);
-  const categories = Int32Array.from(pairs, (p) => dataset.products[index.productOf(dataset.pairs[p].product)].category);
+  const categories = Int32Array.from(
+    pairs,
+    (p) => dataset.products[index.productOf(dataset.pairs[p].product)].category,
+  );
   const ranks = new Int32Array(pairs.length);
   const negatives = new Int32Array(pairs.length);
   let sceneRows = 0;
@@ -147,7 +174,9 @@ async function evaluateCategory(input: ProtocolInput, options: EvaluateOptions):
   for (let c = 0; c < dataset.categories.length; c++) {
     const queries = pairs.map((_, i) => i).filter((i) => categories[i] === c);
     if (queries.length === 0) continue;
-    const candidates = dataset.products.map((_, j) => j).filter((j) => dataset.products[j].category === c && !index.missing.has(j));
+    const candidates = dataset.products
+      .map((_, j) => j)
+      .filter((j) => dataset.products[j].category === c && !index.missing.has(j));
     const part = await rankAmong(input, index, queries, candidates, { ...options, onProgress: undefined });
     queries.forEach((i, k) => {
       ranks[i] = part.ranks[k];
@@ -181,14 +210,23 @@ async function rankAmong(
   candidates.forEach((j, k) => local.set(j, k));
   const targetOf = (i: number): number => {
     const k = local.get(index.productOf(dataset.pairs[pairs[i]].product));
-    if (k === undefined) throw new RunError(`evaluation: pair ${pairs[i]}'s product is not among the candidates (no vector?)`);
+    if (k === undefined)
+      throw new RunError(`evaluation: pair ${pairs[i]}'s product is not among the candidates (no vector?)`);
     return k;
   };
   const { source, members } = mergeSceneRows(input, queries);
   const targets = toCsr(members.map((qs) => qs.map(targetOf)));
-  const filtered = source.map((i) => index.positives.get(dataset.pairs[pairs[i]].scene)!.flatMap((j) => (local.has(j) ? [local.get(j)!] : [])));
+  const filtered = source.map((i) =>
+    index.positives.get(dataset.pairs[pairs[i]].scene)!.flatMap((j) => (local.has(j) ? [local.get(j)!] : [])),
+  );
   const { ranks: rowRanks } = await rankTargets(
-    { queries: gatherRows(sceneVectors, source, dim), candidates: gatherRows(productVectors, candidates, dim), dim, targets, exclude: toCsr(filtered) },
+    {
+      queries: gatherRows(sceneVectors, source, dim),
+      candidates: gatherRows(productVectors, candidates, dim),
+      dim,
+      targets,
+      exclude: toCsr(filtered),
+    },
     options,
   );
   // Back to the order of `queries`.
@@ -293,7 +331,11 @@ function summarise(
     const r = Int32Array.from(members, (i) => ranks[i]);
     const s = summariseRanks(r);
     perCategory[labels[c]] = { queries: s.queries, recall: s.recall, mrr: s.mrr };
-    if (negatives) perCategory[labels[c]].auc = meanAuc(r, Int32Array.from(members, (i) => negatives[i]));
+    if (negatives)
+      perCategory[labels[c]].auc = meanAuc(
+        r,
+        Int32Array.from(members, (i) => negatives[i]),
+      );
   }
   const overall = summariseRanks(ranks);
   return {

@@ -58,9 +58,12 @@ export async function rankTargets(task: RankTask, options: RankOptions = {}): Pr
   const numQueries = queries.length / dim;
   const numCandidates = candidates.length / dim;
   if (!Number.isInteger(numQueries) || !Number.isInteger(numCandidates)) {
-    throw new Error(`rankTargets: matrix sizes ${queries.length}, ${candidates.length} are not multiples of dim ${dim}`);
+    throw new Error(
+      `rankTargets: matrix sizes ${queries.length}, ${candidates.length} are not multiples of dim ${dim}`,
+    );
   }
-  if (targets.offsets.length !== numQueries + 1) throw new Error('rankTargets: targets.offsets must have numQueries + 1 entries');
+  if (targets.offsets.length !== numQueries + 1)
+    throw new Error('rankTargets: targets.offsets must have numQueries + 1 entries');
   const topK = Math.min(task.topK ?? 0, numCandidates);
   const blockRows = Math.max(1, Math.min(numQueries, options.blockRows ?? defaultBlockRows(numCandidates)));
 
@@ -84,7 +87,8 @@ export async function rankTargets(task: RankTask, options: RankOptions = {}): Pr
         const row = scores.subarray(r * numCandidates, (r + 1) * numCandidates);
         scan.ranks(row, targets, exclude, q, ranks, false);
         if (ranksTiesBehind) scan.ranks(row, targets, exclude, q, ranksTiesBehind, true);
-        if (topIds && topScores) scan.top(row, topIds.subarray(q * topK, (q + 1) * topK), topScores.subarray(q * topK, (q + 1) * topK));
+        if (topIds && topScores)
+          scan.top(row, topIds.subarray(q * topK, (q + 1) * topK), topScores.subarray(q * topK, (q + 1) * topK));
       }
       options.onProgress?.(start + rows, numQueries);
     }
@@ -122,7 +126,9 @@ class RowScanner {
       const st = row[t];
       // Pessimistic: #{score >= st} counts the target itself, standing for the 1 of the rank.
       // Strict: #{score > st} = #{score >= the next float above st}, plus 1.
-      let rank = strict ? 1 + this.kernels.countGe(row.byteOffset, n, nextFloatUp(st)) : this.kernels.countGe(row.byteOffset, n, st);
+      let rank = strict
+        ? 1 + this.kernels.countGe(row.byteOffset, n, nextFloatUp(st))
+        : this.kernels.countGe(row.byteOffset, n, st);
       if (exclude) {
         for (let e = exclude.offsets[q]; e < exclude.offsets[q + 1]; e++) {
           const c = exclude.ids[e];

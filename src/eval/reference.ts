@@ -11,7 +11,12 @@ export interface ReferenceRow {
 }
 
 export const REFERENCE: ReferenceRow[] = [
-  { config: 'v1', description: 'CLIP ViT-B/32 512-d, MLP 512→384→128, InfoNCE', recall: { '1': 0.061, '5': 0.179, '10': 0.254 }, mrr: 0.126 },
+  {
+    config: 'v1',
+    description: 'CLIP ViT-B/32 512-d, MLP 512→384→128, InfoNCE',
+    recall: { '1': 0.061, '5': 0.179, '10': 0.254 },
+    mrr: 0.126,
+  },
   {
     config: 'v2',
     description: 'fashion SigLIP 768-d, residual towers, category emb., InfoNCE + 0.5·triplet',
@@ -22,5 +27,12 @@ export const REFERENCE: ReferenceRow[] = [
 
 /** A reference row as Metrics for the table (what it did not report is NaN). */
 export function referenceMetrics(row: ReferenceRow): Metrics {
-  return { protocol: 'seed', queries: NaN, recall: { '50': NaN, ...row.recall }, mrr: row.mrr, medianRank: NaN, meanRank: NaN };
+  return {
+    protocol: 'seed',
+    queries: NaN,
+    recall: { '50': NaN, ...row.recall },
+    mrr: row.mrr,
+    medianRank: NaN,
+    meanRank: NaN,
+  };
 }

@@ -39,35 +39,81 @@ export interface ReproduceResult {
 
 export async function reproduce(options: ReproduceOptions): Promise<ReproduceResult> {
   if (options.configs.length === 0) throw new InputError('--configs: give at least one config file');
-  const configs = await Promise.all(options.configs.map(async (file) => ({ file, config: await loadTrainConfig(file) })));
+  const configs = await Promise.all(
+    options.configs.map(async (file) => ({ file, config: await loadTrainConfig(file) })),
+  );
   const domain = configs[0].config.domain;
-  if (configs.some((c) => c.config.domain !== domain)) throw new InputError('--configs: the configs name different domains; reproduce one domain at a time');
-  const requests = PROTOCOLS.map((protocol) => ({ protocol, split: protocol === 'seed' ? defaultSplit(protocol) : options.split }));
+  if (configs.some((c) => c.config.domain !== domain))
+    throw new InputError('--configs: the configs name different domains; reproduce one domain at a time');
+  const requests = PROTOCOLS.map((protocol) => ({
+    protocol,
+    split: protocol === 'seed' ? defaultSplit(protocol) : options.split,
+  }));
 
   const runs: ReproduceResult['runs'] = [];
   for (const { file, config } of configs) {
     const run = options.embeddings ? `${config.name}-${modelSlug(options.embeddings)}` : config.name;
     const trained = await trainUnlessFinished(options, file, config, run);
-    runs.push({ config: file, run, trained, reports: await evaluateRun(options.workdir, run, 'best', requests, options.engine) });
+    runs.push({
+      config: file,
+      run,
+      trained,
+      reports: await evaluateRun(options.workdir, run, 'best', requests, options.engine),
+    });
   }
 
   const dataset = await loadDataset(options.workdir, domain);
   const embeddings = options.embeddings ?? configs[0].config.embeddings.model;
-  const zeroShot = await evaluateZeroShot(options.workdir, dataset, embeddings, configs[0].config.sceneView, requests, options.engine);
+  const zeroShot = await evaluateZeroShot(
+    options.workdir,
+    dataset,
+    embeddings,
+    configs[0].config.sceneView,
+    requests,
+    options.engine,
+  );
   const data = describeData(dataset, embeddings);
-  return { data, runs, zeroShot, reference: REFERENCE, lines: report(data.label, runs, zeroShot, configs.map((c) => c.config)) };
+  return {
+    data,
+    runs,
+    zeroShot,
+    reference: REFERENCE,
+    lines: report(
+      data.label,
+      runs,
+      zeroShot,
+      configs.map((c) => c.config),
+    ),
+  };
 }
 
 /** Train the run unless its last checkpoint says it is done (all epochs, or stopped early); true if it trained. */
-async function trainUnlessFinished(options: ReproduceOptions, file: string, config: TrainConfig, run: string): Promise<boolean> {
+async function trainUnlessFinished(
+  options: ReproduceOptions,
+  file: string,
+  config: TrainConfig,
+  run: string,
+): Promise<boolean> {
   const state = await readCheckpointState(workdirPaths(options.workdir).run(run), 'last');
-  const finished = state && (state.epoch >= state.config.epochs || (state.config.patience > 0 && state.epochsWithoutGain >= state.config.patience));
+  const finished =
+    state &&
+    (state.epoch >= state.config.epochs ||
+      (state.config.patience > 0 && state.epochsWithoutGain >= state.config.patience));
   if (finished) {
-    log(`reproduce: run '${run}' is finished (${state.epoch} epochs, best ${state.best.metric.toFixed(4)} at epoch ${state.best.epoch}): reusing it`);
+    log(
+      `reproduce: run '${run}' is finished (${state.epoch} epochs, best ${state.best.metric.toFixed(4)} at epoch ${state.best.epoch}): reusing it`,
+    );
     return false;
   }
   log(`reproduce: ${state ? 'resuming' : 'training'} run '${run}' from ${file}`);
-  await trainRun({ workdir: options.workdir, config: file, run, resume: Boolean(state), embeddings: options.embeddings, backend: options.backend });
+  await trainRun({
+    workdir: options.workdir,
+    config: file,
+    run,
+    resume: Boolean(state),
+    embeddings: options.embeddings,
+    backend: options.backend,
+  });
   return true;
 }
 
@@ -79,17 +125,34 @@ function describeData(dataset: Dataset, embeddings: string): ReproduceResult['da
   return { source: dataset.source, domain: dataset.domain, embeddings, label };
 }
 
-function report(dataLabel: string, runs: ReproduceResult['runs'], zeroShot: EvalReport[], configs: TrainConfig[]): string[] {
+function report(
+  dataLabel: string,
+  runs: ReproduceResult['runs'],
+  zeroShot: EvalReport[],
+  configs: TrainConfig[],
+): string[] {
   const of = (reports: EvalReport[], protocol: Protocol) => reports.find((r) => r.protocol === protocol)!;
   const lines = [`data: ${dataLabel}`, ''];
 
   const seedRows: TableRow[] = [];
   runs.forEach((run, i) => {
     const reference = REFERENCE.find((r) => r.config === configs[i].name);
-    if (reference) seedRows.push({ label: `reference ${reference.config} (STL-Fashion, published)`, metrics: referenceMetrics(reference) });
-    seedRows.push({ label: `ours ${run.run}`, metrics: of(run.reports, 'seed').metrics, note: reportNote(of(run.reports, 'seed')) });
+    if (reference)
+      seedRows.push({
+        label: `reference ${reference.config} (STL-Fashion, published)`,
+        metrics: referenceMetrics(reference),
+      });
+    seedRows.push({
+      label: `ours ${run.run}`,
+      metrics: of(run.reports, 'seed').metrics,
+      note: reportNote(of(run.reports, 'seed')),
+    });
   });
-  seedRows.push({ label: 'zero-shot (raw embeddings)', metrics: of(zeroShot, 'seed').metrics, note: reportNote(of(zeroShot, 'seed')) });
+  seedRows.push({
+    label: 'zero-shot (raw embeddings)',
+    metrics: of(zeroShot, 'seed').metrics,
+    note: reportNote(of(zeroShot, 'seed')),
+  });
   const seedReport = of(zeroShot, 'seed');
   lines.push(
     `seed protocol (the reference's: its 90/10 pair split, ${seedReport.pairs.evaluated} val pairs scored n×n; leaks scenes, counts a scene's other products as negatives)`,
@@ -105,7 +168,11 @@ function report(dataLabel: string, runs: ReproduceResult['runs'], zeroShot: Eval
     lines.push(
       `${protocol} protocol (scene-disjoint split, ${z.split.part} part, ${z.pairs.evaluated} pairs; ${what})`,
       ...formatTable([
-        ...runs.map((run) => ({ label: `ours ${run.run}`, metrics: of(run.reports, protocol).metrics, note: reportNote(of(run.reports, protocol)) })),
+        ...runs.map((run) => ({
+          label: `ours ${run.run}`,
+          metrics: of(run.reports, protocol).metrics,
+          note: reportNote(of(run.reports, protocol)),
+        })),
         { label: 'zero-shot (raw embeddings)', metrics: z.metrics },
       ]),
       '',

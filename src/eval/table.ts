@@ -43,7 +43,15 @@ export function formatTable(rows: TableRow[]): string[] {
 export function formatCategoryTable(metrics: Metrics): string[] {
   const rows = Object.entries(metrics.perCategory ?? {}).map(([name, c]) => ({
     label: name,
-    metrics: { protocol: metrics.protocol, queries: c.queries, recall: c.recall, mrr: c.mrr, medianRank: NaN, meanRank: NaN, auc: c.auc },
+    metrics: {
+      protocol: metrics.protocol,
+      queries: c.queries,
+      recall: c.recall,
+      mrr: c.mrr,
+      medianRank: NaN,
+      meanRank: NaN,
+      auc: c.auc,
+    },
   }));
   return formatTable(rows);
 }
@@ -51,7 +59,11 @@ export function formatCategoryTable(metrics: Metrics): string[] {
 /** The table's note for a report: training-scene overlap, seed ties. */
 export function reportNote(r: EvalReport): string {
   const notes: string[] = [];
-  if (r.trainSceneOverlap) notes.push(`* ${((100 * r.trainSceneOverlap) / r.pairs.evaluated).toFixed(0)}% of these pairs' scenes were in training`);
-  if (r.metrics.ties && r.metrics.tiesBehind) notes.push(`${r.metrics.ties} tied diagonals (ties behind: MRR ${r.metrics.tiesBehind.mrr.toFixed(3)})`);
+  if (r.trainSceneOverlap)
+    notes.push(
+      `* ${((100 * r.trainSceneOverlap) / r.pairs.evaluated).toFixed(0)}% of these pairs' scenes were in training`,
+    );
+  if (r.metrics.ties && r.metrics.tiesBehind)
+    notes.push(`${r.metrics.ties} tied diagonals (ties behind: MRR ${r.metrics.tiesBehind.mrr.toFixed(3)})`);
   return notes.join('; ');
 }

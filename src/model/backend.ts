@@ -70,7 +70,8 @@ export async function useBackend(choice: BackendChoice, { quiet = false } = {}):
   }
   if (!detail && (choice === 'wasm' || choice === 'auto')) {
     if (await tryWasm(tf)) detail = '@tensorflow/tfjs-backend-wasm';
-    else if (choice === 'wasm') throw new InputError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to initialise');
+    else if (choice === 'wasm')
+      throw new InputError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to initialise');
   }
   if (!detail) {
     await tf.setBackend('cpu');

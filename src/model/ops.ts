@@ -45,22 +45,24 @@ export const linear = withGradient((x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor
 });
 
 /** LayerNorm over the last axis (PyTorch's eps 1e-5), as y = x̂·gamma + beta. */
-export const layerNorm = withGradient((x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, save: tf.GradSaveFunc) => {
-  const centred = tf.sub(x, tf.mean(x, -1, true));
-  const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), 1e-5));
-  const xhat = tf.mul(centred, rstd);
-  save([xhat, rstd, gamma]);
-  return {
-    value: tf.add(tf.mul(xhat, gamma), beta) as tf.Tensor2D,
-    gradFunc: (dy: tf.Tensor2D, [sxhat, srstd, sgamma]: tf.Tensor[]) => {
-      // dx = rstd · (g - mean(g) - x̂ · mean(g · x̂)), with g = dy · gamma.
-      const g = tf.mul(dy, sgamma);
-      const inner = tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(sxhat, tf.mean(tf.mul(g, sxhat), -1, true)));
-      const dx = tf.mul(inner, srstd);
-      return [dx, columnSums(tf.mul(dy, sxhat) as tf.Tensor2D), columnSums(dy)];
-    },
-  };
-});
+export const layerNorm = withGradient(
+  (x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, save: tf.GradSaveFunc) => {
+    const centred = tf.sub(x, tf.mean(x, -1, true));
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), 1e-5));
+    const xhat = tf.mul(centred, rstd);
+    save([xhat, rstd, gamma]);
+    return {
+      value: tf.add(tf.mul(xhat, gamma), beta) as tf.Tensor2D,
+      gradFunc: (dy: tf.Tensor2D, [sxhat, srstd, sgamma]: tf.Tensor[]) => {
+        // dx = rstd · (g - mean(g) - x̂ · mean(g · x̂)), with g = dy · gamma.
+        const g = tf.mul(dy, sgamma);
+        const inner = tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(sxhat, tf.mean(tf.mul(g, sxhat), -1, true)));
+        const dx = tf.mul(inner, srstd);
+        return [dx, columnSums(tf.mul(dy, sxhat) as tf.Tensor2D), columnSums(dy)];
+      },
+    };
+  },
+);
 
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
@@ -106,7 +108,10 @@ export function inputLinear(x: tf.Tensor2D, extra: tf.Tensor2D | null, w: tf.Ten
     save([input]);
     return {
       value: tf.add(tf.matMul(input, w_), b_) as tf.Tensor2D,
-      gradFunc: (dy: tf.Tensor2D, [sInput]: tf.Tensor[]) => [tf.matMul(tf.transpose(sInput) as tf.Tensor2D, dy), columnSums(dy)],
+      gradFunc: (dy: tf.Tensor2D, [sInput]: tf.Tensor[]) => [
+        tf.matMul(tf.transpose(sInput) as tf.Tensor2D, dy),
+        columnSums(dy),
+      ],
     };
   });
   if (!extra) return withoutExtra(w, b);
@@ -116,7 +121,11 @@ export function inputLinear(x: tf.Tensor2D, extra: tf.Tensor2D | null, w: tf.Ten
       value: tf.add(tf.matMul(input, w_), b_) as tf.Tensor2D,
       gradFunc: (dy: tf.Tensor2D, [sInput, sw]: tf.Tensor[]) => {
         const wExtra = tf.slice(sw, [xWidth, 0], [e_.shape[1], -1]) as tf.Tensor2D;
-        return [tf.matMul(tf.transpose(sInput) as tf.Tensor2D, dy), columnSums(dy), tf.matMul(dy, tf.transpose(wExtra) as tf.Tensor2D)];
+        return [
+          tf.matMul(tf.transpose(sInput) as tf.Tensor2D, dy),
+          columnSums(dy),
+          tf.matMul(dy, tf.transpose(wExtra) as tf.Tensor2D),
+        ];
       },
     };
   });

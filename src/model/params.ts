@@ -6,9 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { keyedRandom } from './random.js';
 
 export type Init =
-  | { kind: 'uniform'; bound: number }
-  | { kind: 'normal'; std: number }
-  | { kind: 'constant'; value: number };
+  { kind: 'uniform'; bound: number } | { kind: 'normal'; std: number } | { kind: 'constant'; value: number };
 
 export interface ParamSpec {
   name: string;

@@ -41,7 +41,8 @@ export function dropoutMask(key: number, rowIds: ArrayLike<number>, cols: number
   for (let r = 0; r < rowIds.length; r++) {
     const rowKey = mix32(key ^ mix32(rowIds[r] + 0x5bd1e995));
     const base = r * cols;
-    for (let c = 0; c < cols; c++) mask[base + c] = mix32((rowKey + Math.imul(c, 0x9e3779b9)) | 0) >= threshold ? keep : 0;
+    for (let c = 0; c < cols; c++)
+      mask[base + c] = mix32((rowKey + Math.imul(c, 0x9e3779b9)) | 0) >= threshold ? keep : 0;
   }
   return mask;
 }

@@ -20,7 +20,8 @@ export function encodeSafetensors(file: SafeFile): Uint8Array[] {
   let offset = 0;
   for (const [name, t] of Object.entries(file.tensors)) {
     const count = t.shape.reduce((a, b) => a * b, 1);
-    if (count !== t.data.length) throw new Error(`safetensors: ${name} has shape [${t.shape}] but ${t.data.length} values`);
+    if (count !== t.data.length)
+      throw new Error(`safetensors: ${name} has shape [${t.shape}] but ${t.data.length} values`);
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
     offset += t.data.byteLength;
   }
@@ -30,7 +31,8 @@ export function encodeSafetensors(file: SafeFile): Uint8Array[] {
   const prefix = new Uint8Array(8);
   new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   const chunks: Uint8Array[] = [prefix, headerBytes];
-  for (const t of Object.values(file.tensors)) chunks.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  for (const t of Object.values(file.tensors))
+    chunks.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   return chunks;
 }
 
@@ -52,12 +54,16 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): SafeFile {
   const { __metadata__: metadata = {}, ...entries } = header as Record<string, never>;
   const dataStart = 8 + headerLength;
   const tensors: Record<string, SafeTensor> = {};
-  for (const [name, entry] of Object.entries(entries) as [string, { dtype: string; shape: number[]; data_offsets: [number, number] }][]) {
+  for (const [name, entry] of Object.entries(entries) as [
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] },
+  ][]) {
     const [begin, end] = entry.data_offsets;
-    if (entry.dtype !== 'F32' && entry.dtype !== 'I32') fail(`${name}: dtype ${entry.dtype} is not supported (F32, I32)`);
+    if (entry.dtype !== 'F32' && entry.dtype !== 'I32')
+      fail(`${name}: dtype ${entry.dtype} is not supported (F32, I32)`);
     if (dataStart + end > bytes.length || begin > end) fail(`${name}: data offsets outside the file`);
     const count = entry.shape.reduce((a, b) => a * b, 1);
-    if ((end - begin) !== count * 4) fail(`${name}: ${end - begin} bytes for shape [${entry.shape}]`);
+    if (end - begin !== count * 4) fail(`${name}: ${end - begin} bytes for shape [${entry.shape}]`);
     // Copy: the data may not be 4-byte aligned in the file buffer.
     const raw = bytes.slice(dataStart + begin, dataStart + end);
     const data = entry.dtype === 'F32' ? new Float32Array(raw.buffer) : new Int32Array(raw.buffer);

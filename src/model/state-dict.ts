@@ -27,7 +27,12 @@ export function toStateDict(layout: ParamLayout, flat: Float32Array, prefix = ''
 }
 
 /** The flat vector back from named tensors in PyTorch layout; throws naming the first missing or misshapen one. */
-export function fromStateDict(layout: ParamLayout, tensors: Record<string, SafeTensor>, source: string, prefix = ''): Float32Array {
+export function fromStateDict(
+  layout: ParamLayout,
+  tensors: Record<string, SafeTensor>,
+  source: string,
+  prefix = '',
+): Float32Array {
   const flat = new Float32Array(layout.size);
   for (const e of layout.entries) {
     const t = tensors[prefix + e.name];

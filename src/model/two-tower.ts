@@ -80,7 +80,12 @@ export function paramSpecs(spec: ModelSpec): ParamSpec[] {
     });
   }
   if (spec.temperature.learnable) {
-    specs.push({ name: 'log_temperature', shape: [], transposed: false, init: { kind: 'constant', value: Math.log(spec.temperature.init) } });
+    specs.push({
+      name: 'log_temperature',
+      shape: [],
+      transposed: false,
+      init: { kind: 'constant', value: Math.log(spec.temperature.init) },
+    });
   }
   return specs;
 }
@@ -99,7 +104,12 @@ export class TwoTower {
 
   /** Product embeddings [n, inputDim] and categories → [n, out]. The category table is read by a one-hot matMul
    * (tf.gather's gradient needs a kernel the wasm backend lacks). */
-  encodeProducts(P: Record<string, tf.Tensor>, x: tf.Tensor2D, categories: Int32Array, ctx: DropoutContext | null): tf.Tensor2D {
+  encodeProducts(
+    P: Record<string, tf.Tensor>,
+    x: tf.Tensor2D,
+    categories: Int32Array,
+    ctx: DropoutContext | null,
+  ): tf.Tensor2D {
     let category: tf.Tensor2D | null = null;
     if (this.spec.categoryDim > 0) {
       const c = this.spec.numCategories;
@@ -117,11 +127,20 @@ export class TwoTower {
   }
 
   /** One tower; `extra` (the category embedding) is concatenated to the input x. */
-  private tower(tower: Tower, P: Record<string, tf.Tensor>, x: tf.Tensor2D, extra: tf.Tensor2D | null, ctx: DropoutContext | null): tf.Tensor2D {
+  private tower(
+    tower: Tower,
+    P: Record<string, tf.Tensor>,
+    x: tf.Tensor2D,
+    extra: tf.Tensor2D | null,
+    ctx: DropoutContext | null,
+  ): tf.Tensor2D {
     const t = TOWER_PREFIX[tower];
-    const lin = (h: tf.Tensor2D, name: string) => linear(h, P[`${name}.weight`] as tf.Tensor2D, P[`${name}.bias`] as tf.Tensor1D);
-    const first = (name: string) => inputLinear(x, extra, P[`${name}.weight`] as tf.Tensor2D, P[`${name}.bias`] as tf.Tensor1D);
-    const norm = (h: tf.Tensor2D, name: string) => layerNorm(h, P[`${name}.weight`] as tf.Tensor1D, P[`${name}.bias`] as tf.Tensor1D);
+    const lin = (h: tf.Tensor2D, name: string) =>
+      linear(h, P[`${name}.weight`] as tf.Tensor2D, P[`${name}.bias`] as tf.Tensor1D);
+    const first = (name: string) =>
+      inputLinear(x, extra, P[`${name}.weight`] as tf.Tensor2D, P[`${name}.bias`] as tf.Tensor1D);
+    const norm = (h: tf.Tensor2D, name: string) =>
+      layerNorm(h, P[`${name}.weight`] as tf.Tensor1D, P[`${name}.bias`] as tf.Tensor1D);
     let site = 0;
     const drop = (h: tf.Tensor2D): tf.Tensor2D => {
       site++;

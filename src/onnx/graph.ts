@@ -83,7 +83,8 @@ export class OnnxGraph {
   /** A constant tensor stored in the file (a weight); returns its name. */
   initializer(data: TensorData, dims: number[], { name, type }: { name?: string; type?: ElementType } = {}): string {
     const size = dims.reduce((a, b) => a * b, 1);
-    if (size !== data.length) throw new Error(`onnx graph ${this.name}: initializer of ${data.length} values for dims [${dims}]`);
+    if (size !== data.length)
+      throw new Error(`onnx graph ${this.name}: initializer of ${data.length} values for dims [${dims}]`);
     const tensorName = name ? this.claim(name) : this.fresh('const');
     const elementType = type ?? elementTypeOf(data);
     const t = new ProtoWriter();
@@ -106,8 +107,16 @@ export class OnnxGraph {
   }
 
   /** A node with any number of outputs: `outputs` names them, or a count asks for fresh names. */
-  node(opType: string, inputs: string[], attrs: Record<string, Attribute> = {}, outputs: string[] | number = 1): string[] {
-    const outNames = typeof outputs === 'number' ? Array.from({ length: outputs }, () => this.fresh(opType)) : outputs.map((o) => this.claim(o));
+  node(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, Attribute> = {},
+    outputs: string[] | number = 1,
+  ): string[] {
+    const outNames =
+      typeof outputs === 'number'
+        ? Array.from({ length: outputs }, () => this.fresh(opType))
+        : outputs.map((o) => this.claim(o));
     const n = new ProtoWriter();
     for (const i of inputs) n.string(1, i);
     for (const o of outNames) n.string(2, o);
@@ -133,7 +142,8 @@ export class OnnxGraph {
     for (const o of this.outputs) graph.message(12, o);
     const model = new ProtoWriter().int(1, irVersion).string(2, producer).message(7, graph);
     model.message(8, new ProtoWriter().string(1, '').int(2, opset)); // opset_import: default domain
-    for (const [key, value] of Object.entries(metadata)) model.message(14, new ProtoWriter().string(1, key).string(2, value));
+    for (const [key, value] of Object.entries(metadata))
+      model.message(14, new ProtoWriter().string(1, key).string(2, value));
     return model.finish();
   }
 }
@@ -166,7 +176,8 @@ function attribute(name: string, value: Attribute): ProtoWriter {
 }
 
 function checkedInt(name: string, v: number): number {
-  if (!Number.isInteger(v)) throw new Error(`onnx attribute ${name}: ${v} is not an integer (wrap floats with float())`);
+  if (!Number.isInteger(v))
+    throw new Error(`onnx attribute ${name}: ${v} is not an integer (wrap floats with float())`);
   return v;
 }
 

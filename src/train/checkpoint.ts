@@ -59,14 +59,28 @@ export function checkpointDir(runDir: string, name: CheckpointName): string {
   return join(runDir, 'checkpoints', name);
 }
 
-export async function saveCheckpoint(runDir: string, name: CheckpointName, layout: ParamLayout, checkpoint: Checkpoint): Promise<void> {
+export async function saveCheckpoint(
+  runDir: string,
+  name: CheckpointName,
+  layout: ParamLayout,
+  checkpoint: Checkpoint,
+): Promise<void> {
   const parent = join(runDir, 'checkpoints');
   await mkdir(parent, { recursive: true });
   const tmp = join(parent, `.tmp-${name}-${process.pid}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp);
   const { state } = checkpoint;
-  const metadata = { format: 'pt', producer: 'ctl train', arch: state.spec.arch, epoch: String(state.epoch), embedding_model: state.embeddings.model };
-  await writeFileAtomic(join(tmp, 'model.safetensors'), encodeSafetensors({ tensors: toStateDict(layout, checkpoint.params), metadata }));
+  const metadata = {
+    format: 'pt',
+    producer: 'ctl train',
+    arch: state.spec.arch,
+    epoch: String(state.epoch),
+    embedding_model: state.embeddings.model,
+  };
+  await writeFileAtomic(
+    join(tmp, 'model.safetensors'),
+    encodeSafetensors({ tensors: toStateDict(layout, checkpoint.params), metadata }),
+  );
   if (checkpoint.optimizer) {
     const tensors: Record<string, SafeTensor> = {
       ...toStateDict(layout, checkpoint.optimizer.m, 'exp_avg.'),
@@ -76,7 +90,10 @@ export async function saveCheckpoint(runDir: string, name: CheckpointName, layou
       const { pool, poolSize } = checkpoint.minedPool;
       tensors.mined_pool = { dtype: 'I32', shape: [pool.length / poolSize, poolSize], data: pool };
     }
-    await writeFileAtomic(join(tmp, 'trainer.safetensors'), encodeSafetensors({ tensors, metadata: { step: String(checkpoint.optimizer.t) } }));
+    await writeFileAtomic(
+      join(tmp, 'trainer.safetensors'),
+      encodeSafetensors({ tensors, metadata: { step: String(checkpoint.optimizer.t) } }),
+    );
   }
   await writeJsonAtomic(join(tmp, 'state.json'), state);
   // Swap: the old folder steps aside (recoverable, see loadCheckpoint) before the new one takes its name.
@@ -100,7 +117,8 @@ async function recover(runDir: string, name: CheckpointName): Promise<void> {
   }
   const olds = names.filter((n) => n.startsWith(`.old-${name}-`));
   if (olds.length === 0) return;
-  if (await exists(checkpointDir(runDir, name))) await Promise.all(olds.map((n) => rm(join(parent, n), { recursive: true, force: true })));
+  if (await exists(checkpointDir(runDir, name)))
+    await Promise.all(olds.map((n) => rm(join(parent, n), { recursive: true, force: true })));
   else await rename(join(parent, olds[0]), checkpointDir(runDir, name));
 }
 

@@ -25,12 +25,32 @@ export function registerTrainCommand(program: Command): void {
     program
       .command('train')
       .description('train the scene and product towers, validate and checkpoint every epoch')
-      .requiredOption('--config <file>', 'training config (configs/v1.json, configs/v2.json, configs/v2-mined.json, configs/demo.json, configs/demo-images.json; see configs/README.md)')
-      .addOption(new Option('--backend <name>', 'TensorFlow.js backend; auto = tfjs-node-gpu, then tfjs-node if installed, else wasm, else cpu').choices(BACKEND_CHOICES).default('auto'))
+      .requiredOption(
+        '--config <file>',
+        'training config (configs/v1.json, configs/v2.json, configs/v2-mined.json, configs/demo.json, configs/demo-images.json; see configs/README.md)',
+      )
+      .addOption(
+        new Option(
+          '--backend <name>',
+          'TensorFlow.js backend; auto = tfjs-node-gpu, then tfjs-node if installed, else wasm, else cpu',
+        )
+          .choices(BACKEND_CHOICES)
+          .default('auto'),
+      )
       .option('--resume', 'continue the run from its last checkpoint (refused if the config or data changed)', false)
-      .option('--run <name>', "run name under <workdir>/runs/ (default: the config's name, plus the embedding model when --embeddings overrides it)")
-      .option('--embeddings <model>', "train on this embedding model's store instead of the config's, e.g. 'synthetic' (env CTL_EMBEDDINGS)")
-      .addOption(new Option('--workers <n>', "data-parallel worker threads for the wasm backend; auto = one per core, at most 2").argParser(parseWorkers).default('auto')),
+      .option(
+        '--run <name>',
+        "run name under <workdir>/runs/ (default: the config's name, plus the embedding model when --embeddings overrides it)",
+      )
+      .option(
+        '--embeddings <model>',
+        "train on this embedding model's store instead of the config's, e.g. 'synthetic' (env CTL_EMBEDDINGS)",
+      )
+      .addOption(
+        new Option('--workers <n>', 'data-parallel worker threads for the wasm backend; auto = one per core, at most 2')
+          .argParser(parseWorkers)
+          .default('auto'),
+      ),
   ).action(
     action<TrainOptions>(async (options) => {
       // Loaded here: it pulls in TensorFlow.js, which other commands should not wait for.
@@ -38,7 +58,9 @@ export function registerTrainCommand(program: Command): void {
       // Checkpoints are written atomically, so stopping is safe at any moment: say how to continue.
       for (const signal of ['SIGINT', 'SIGTERM'] as const) {
         process.once(signal, () => {
-          process.stderr.write(`\nctl train: stopped by ${signal}; continue from the last checkpoint with the same command and --resume\n`);
+          process.stderr.write(
+            `\nctl train: stopped by ${signal}; continue from the last checkpoint with the same command and --resume\n`,
+          );
           process.exit(130);
         });
       }

@@ -153,10 +153,35 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
     seed: v.int(root.seed ?? 42, 'seed', 0),
   };
 
-  const known = ['name', 'description', 'domain', 'embeddings', 'sceneView', 'split', 'model', 'loss', 'negatives',
-    'optimizer', 'schedule', 'batchSize', 'epochs', 'patience', 'selection', 'seed'];
+  const known = [
+    'name',
+    'description',
+    'domain',
+    'embeddings',
+    'sceneView',
+    'split',
+    'model',
+    'loss',
+    'negatives',
+    'optimizer',
+    'schedule',
+    'batchSize',
+    'epochs',
+    'patience',
+    'selection',
+    'seed',
+  ];
   v.noUnknown(root, '', known);
-  v.noUnknown(model, 'model.', ['arch', 'hidden', 'out', 'blocks', 'dropout', 'categoryDim', 'normalize', 'temperature']);
+  v.noUnknown(model, 'model.', [
+    'arch',
+    'hidden',
+    'out',
+    'blocks',
+    'dropout',
+    'categoryDim',
+    'normalize',
+    'temperature',
+  ]);
   v.noUnknown(temperature, 'model.temperature.', ['init', 'learnable', 'min', 'max']);
   v.noUnknown(loss, 'loss.', ['infonce', 'triplet', 'margin', 'maskFalseNegatives']);
   v.noUnknown(negatives, 'negatives.', ['strategy', 'refreshSteps', 'rankWindow', 'poolSize']);
@@ -166,10 +191,14 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
   v.noUnknown(embeddings, 'embeddings.', ['model', 'dim']);
 
   const t = config.model.temperature;
-  if (!(t.min <= t.init && t.init <= t.max)) v.fail('model.temperature', `expected min <= init <= max, got ${t.min}, ${t.init}, ${t.max}`);
+  if (!(t.min <= t.init && t.init <= t.max))
+    v.fail('model.temperature', `expected min <= init <= max, got ${t.min}, ${t.init}, ${t.max}`);
   if (config.loss.infonce === 0 && config.loss.triplet === 0) v.fail('loss', 'expected infonce or triplet weight > 0');
   if (config.loss.triplet > 0 && config.negatives.strategy === 'none')
-    v.fail('negatives.strategy', "expected a negative strategy when loss.triplet > 0 (the triplet loss needs negatives), got 'none'");
+    v.fail(
+      'negatives.strategy',
+      "expected a negative strategy when loss.triplet > 0 (the triplet loss needs negatives), got 'none'",
+    );
   return config;
 }
 
@@ -186,12 +215,14 @@ class Validator {
   }
 
   object(value: unknown, field: string): Record<string, unknown> {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(field, `expected an object, got ${this.got(value)}`);
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      this.fail(field, `expected an object, got ${this.got(value)}`);
     return value as Record<string, unknown>;
   }
 
   string(value: unknown, field: string): string {
-    if (typeof value !== 'string' || value === '') this.fail(field, `expected a non-empty string, got ${this.got(value)}`);
+    if (typeof value !== 'string' || value === '')
+      this.fail(field, `expected a non-empty string, got ${this.got(value)}`);
     return value;
   }
 
@@ -207,12 +238,14 @@ class Validator {
   }
 
   int(value: unknown, field: string, min = -Infinity): number {
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) this.fail(field, `expected an integer${rangeText(min, Infinity)}, got ${this.got(value)}`);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min)
+      this.fail(field, `expected an integer${rangeText(min, Infinity)}, got ${this.got(value)}`);
     return value;
   }
 
   oneOf<T extends string>(value: unknown, field: string, choices: readonly T[]): T {
-    if (!choices.includes(value as T)) this.fail(field, `expected one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${this.got(value)}`);
+    if (!choices.includes(value as T))
+      this.fail(field, `expected one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${this.got(value)}`);
     return value as T;
   }
 
@@ -223,13 +256,19 @@ class Validator {
   }
 
   window(value: unknown, field: string): [number, number] {
-    if (!Array.isArray(value) || value.length !== 2 || !value.every((b) => Number.isInteger(b) && b >= 0) || value[0] >= value[1])
+    if (
+      !Array.isArray(value) ||
+      value.length !== 2 ||
+      !value.every((b) => Number.isInteger(b) && b >= 0) ||
+      value[0] >= value[1]
+    )
       this.fail(field, `expected [lo, hi] ranks with 0 <= lo < hi, got ${this.got(value)}`);
     return [value[0], value[1]];
   }
 
   noUnknown(object: Record<string, unknown>, prefix: string, known: string[]): void {
-    for (const key of Object.keys(object)) if (!known.includes(key)) this.fail(`${prefix}${key}`, `unknown field (known: ${known.join(', ')})`);
+    for (const key of Object.keys(object))
+      if (!known.includes(key)) this.fail(`${prefix}${key}`, `unknown field (known: ${known.join(', ')})`);
   }
 }
 

@@ -37,23 +37,34 @@ export interface TrainingData {
   fingerprint: string;
 }
 
-export async function loadTrainingData(workdir: string, config: TrainConfig, configFile: string): Promise<TrainingData> {
+export async function loadTrainingData(
+  workdir: string,
+  config: TrainConfig,
+  configFile: string,
+): Promise<TrainingData> {
   const dataset = await loadDataset(workdir, config.domain);
   const datasetFile = workdirPaths(workdir).dataset(config.domain);
   const split = dataset.splits[config.split];
   const trainPairs = split?.parts.train ?? [];
   const valPairs = split?.parts.val ?? [];
   if (trainPairs.length === 0 || valPairs.length === 0)
-    throw new InputError(`${datasetFile}: split '${config.split}' (config ${configFile}: split) has ${trainPairs.length} train and ${valPairs.length} val pairs; both must be non-empty`);
+    throw new InputError(
+      `${datasetFile}: split '${config.split}' (config ${configFile}: split) has ${trainPairs.length} train and ${valPairs.length} val pairs; both must be non-empty`,
+    );
 
   const numCategories = dataset.categories.length;
   const productCategory = Int32Array.from(dataset.products, (p, j) => {
     if (!Number.isInteger(p.category) || p.category < 0 || p.category >= numCategories)
-      throw new InputError(`${datasetFile}: products[${j}] (${p.sig}): category: expected an index below ${numCategories}, got ${p.category}; re-run \`ctl data fetch --force\``);
+      throw new InputError(
+        `${datasetFile}: products[${j}] (${p.sig}): category: expected an index below ${numCategories}, got ${p.category}; re-run \`ctl data fetch --force\``,
+      );
     return p.category;
   });
 
-  const inputs = await loadPairInputs(workdir, dataset, config.embeddings.model, config.sceneView, [...trainPairs, ...valPairs]);
+  const inputs = await loadPairInputs(workdir, dataset, config.embeddings.model, config.sceneView, [
+    ...trainPairs,
+    ...valPairs,
+  ]);
   if (config.embeddings.dim !== undefined && config.embeddings.dim !== inputs.dim)
     throw new InputError(
       `${configFile}: embeddings.dim: the config expects ${config.embeddings.dim}-d inputs but the store of '${config.embeddings.model}' holds ${inputs.dim}-d vectors`,
@@ -64,25 +75,34 @@ export async function loadTrainingData(workdir: string, config: TrainConfig, con
   inputs.keptPairs.forEach((p, row) => (valSet.has(p) ? valRows : trainRows).push(row));
   const train = pick(inputs.keptPairs, inputs.scenes, trainRows, inputs.dim);
   const val = pick(inputs.keptPairs, inputs.scenes, valRows, inputs.dim);
-  const missing = { trainPairs: trainPairs.length - train.pairs.length, valPairs: valPairs.length - val.pairs.length, products: inputs.missingProducts.length };
+  const missing = {
+    trainPairs: trainPairs.length - train.pairs.length,
+    valPairs: valPairs.length - val.pairs.length,
+    products: inputs.missingProducts.length,
+  };
   if (missing.trainPairs + missing.valPairs + missing.products > 0)
     log(
       `embeddings missing: ${missing.trainPairs} of ${trainPairs.length} train pairs and ${missing.valPairs} of ${valPairs.length} val pairs skipped; ` +
         `${missing.products} of ${dataset.products.length} products have no embedding (run \`ctl embed\` to fill them in)`,
     );
   if (train.pairs.length === 0 || val.pairs.length === 0)
-    throw new InputError(`no ${train.pairs.length === 0 ? 'train' : 'val'} pair of split '${config.split}' has embeddings of '${config.embeddings.model}': run \`ctl embed\` (or \`ctl data synth\` for synthetic ones)`);
+    throw new InputError(
+      `no ${train.pairs.length === 0 ? 'train' : 'val'} pair of split '${config.split}' has embeddings of '${config.embeddings.model}': run \`ctl embed\` (or \`ctl data synth\` for synthetic ones)`,
+    );
   checkFinite(train.scenes, inputs.dim, `scene embeddings (${config.sceneView})`, config.embeddings.model);
   checkFinite(val.scenes, inputs.dim, `scene embeddings (${config.sceneView})`, config.embeddings.model);
   checkFinite(inputs.products, inputs.dim, 'product embeddings', config.embeddings.model);
 
   const productIndex = new Map(dataset.products.map((p, j) => [p.sig, j]));
   const sceneIndex = new Map(dataset.scenes.map((s, i) => [s.sig, i]));
-  const scenePositives = dataset.scenes.map((s) => Int32Array.from(new Set(s.items.map((it) => productIndex.get(it.product) ?? -1))));
+  const scenePositives = dataset.scenes.map((s) =>
+    Int32Array.from(new Set(s.items.map((it) => productIndex.get(it.product) ?? -1))),
+  );
   const rowProduct = Int32Array.from(train.pairs, (p) => productIndex.get(dataset.pairs[p].product)!);
   const rowScene = Int32Array.from(train.pairs, (p) => {
     const s = sceneIndex.get(dataset.pairs[p].scene);
-    if (s === undefined) throw new InputError(`${datasetFile}: pairs[${p}]: scene ${dataset.pairs[p].scene} is not in scenes`);
+    if (s === undefined)
+      throw new InputError(`${datasetFile}: pairs[${p}]: scene ${dataset.pairs[p].scene} is not in scenes`);
     return s;
   });
   const usable = new Set(dataset.products.map((_, j) => j));
@@ -92,17 +112,19 @@ export async function loadTrainingData(workdir: string, config: TrainConfig, con
   );
 
   const fingerprint = createHash('sha256')
-    .update(JSON.stringify({
-      domain: dataset.domain,
-      source: dataset.source,
-      products: dataset.products.length,
-      categories: dataset.categories.map((c) => c.path),
-      split: config.split,
-      model: inputs.model,
-      dim: inputs.dim,
-      sceneView: config.sceneView,
-      missingProducts: inputs.missingProducts.length,
-    }))
+    .update(
+      JSON.stringify({
+        domain: dataset.domain,
+        source: dataset.source,
+        products: dataset.products.length,
+        categories: dataset.categories.map((c) => c.path),
+        split: config.split,
+        model: inputs.model,
+        dim: inputs.dim,
+        sceneView: config.sceneView,
+        missingProducts: inputs.missingProducts.length,
+      }),
+    )
     .update(Int32Array.from(train.pairs))
     .update(Int32Array.from(val.pairs))
     .digest('hex')
@@ -133,6 +155,8 @@ function pick(keptPairs: number[], scenes: Float32Array, rows: number[], dim: nu
 function checkFinite(matrix: Float32Array, dim: number, what: string, model: string): void {
   for (let i = 0; i < matrix.length; i++) {
     if (!Number.isFinite(matrix[i]))
-      throw new InputError(`${what} of '${model}': row ${Math.floor(i / dim)} has a non-finite value; check the store with \`ctl data verify-embeddings\` and re-run \`ctl embed\``);
+      throw new InputError(
+        `${what} of '${model}': row ${Math.floor(i / dim)} has a non-finite value; check the store with \`ctl data verify-embeddings\` and re-run \`ctl embed\``,
+      );
   }
 }

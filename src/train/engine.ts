@@ -46,7 +46,12 @@ export class LocalEngine implements TrainEngine {
     this.replica = new Replica({
       ...options,
       params: options.params.slice(),
-      data: { scenes: matrices.trainScenes, products: matrices.products, productCategory: matrices.productCategory, rowProduct: matrices.rowProduct },
+      data: {
+        scenes: matrices.trainScenes,
+        products: matrices.products,
+        productCategory: matrices.productCategory,
+        rowProduct: matrices.rowProduct,
+      },
     });
   }
 

@@ -50,7 +50,12 @@ export function infoNce(sims: tf.Tensor2D, temperature: tf.Scalar, falseNegative
 }
 
 /** Triplet loss on cosine distance d = 1 - cos: mean over valid rows of max(0, d(s,p) - d(s,n) + margin). */
-export function tripletLoss(positiveSims: tf.Tensor1D, negativeSims: tf.Tensor1D, valid: Float32Array, margin: number): tf.Scalar {
+export function tripletLoss(
+  positiveSims: tf.Tensor1D,
+  negativeSims: tf.Tensor1D,
+  valid: Float32Array,
+  margin: number,
+): tf.Scalar {
   const count = valid.reduce((a, b) => a + b, 0);
   if (count === 0) return tf.scalar(0);
   const hinge = tf.relu(tf.add(tf.sub(negativeSims, positiveSims), margin));

@@ -17,7 +17,13 @@ export interface MiningOptions {
  * A pool of mined negatives for every training row, from the rows' encoded scenes [rows, dim] and the encoded
  * catalog [products, dim].
  */
-export async function minePool(index: NegativeIndex, scenes: Float32Array, products: Float32Array, dim: number, options: MiningOptions): Promise<MinedPool> {
+export async function minePool(
+  index: NegativeIndex,
+  scenes: Float32Array,
+  products: Float32Array,
+  dim: number,
+  options: MiningOptions,
+): Promise<MinedPool> {
   const rows = index.rowProduct.length;
   const pool = new Int32Array(rows * options.poolSize).fill(-1);
   const rowsOfCategory = new Map<number, number[]>();

@@ -67,7 +67,8 @@ export function inBatchFalseNegatives(index: NegativeIndex, rows: ArrayLike<numb
   const n = rows.length;
   const mask = new Uint8Array(n * n);
   for (let i = 0; i < n; i++)
-    for (let j = 0; j < n; j++) if (j !== i && isPositive(index, rows[i], index.rowProduct[rows[j]])) mask[i * n + j] = 1;
+    for (let j = 0; j < n; j++)
+      if (j !== i && isPositive(index, rows[i], index.rowProduct[rows[j]])) mask[i * n + j] = 1;
   return mask;
 }
 

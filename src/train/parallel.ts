@@ -35,7 +35,10 @@ export type WorkerReply = { id: number; ok: true; result: unknown } | { id: numb
 function workerScript(): URL {
   const here = new URL('./worker.js', import.meta.url);
   if (existsSync(fileURLToPath(here))) return here;
-  const built = new URL(fileURLToPath(here).replace(/[\\/]src[\\/]train[\\/]worker\.js$/, '/dist/train/worker.js'), 'file:');
+  const built = new URL(
+    fileURLToPath(here).replace(/[\\/]src[\\/]train[\\/]worker\.js$/, '/dist/train/worker.js'),
+    'file:',
+  );
   if (existsSync(fileURLToPath(built))) return built;
   throw new RunError(`worker script ${fileURLToPath(here)} not found: run \`npm run build\``);
 }
@@ -76,7 +79,9 @@ export class ParallelEngine implements TrainEngine {
     const layout = new TwoTower(options.spec).layout;
     const buffers = createSharedBuffers(world, layout.size, batchSize, options.spec.out);
     new Float32Array(buffers.params).set(params);
-    const sharedMatrices = Object.fromEntries(Object.entries(matrices).map(([k, v]) => [k, shared(v)])) as WorkerInit['matrices'];
+    const sharedMatrices = Object.fromEntries(
+      Object.entries(matrices).map(([k, v]) => [k, shared(v)]),
+    ) as WorkerInit['matrices'];
     const script = workerScript();
     const threads: Worker[] = [];
     const ready: Promise<void>[] = [];
@@ -87,7 +92,11 @@ export class ParallelEngine implements TrainEngine {
         world,
         backend,
         options: rest,
-        optimizerState: optimizerState && { t: optimizerState.t, m: optimizerState.m.slice(lo, hi), v: optimizerState.v.slice(lo, hi) },
+        optimizerState: optimizerState && {
+          t: optimizerState.t,
+          m: optimizerState.m.slice(lo, hi),
+          v: optimizerState.v.slice(lo, hi),
+        },
         buffers,
         matrices: sharedMatrices,
       };
@@ -95,7 +104,9 @@ export class ParallelEngine implements TrainEngine {
       threads.push(worker);
       ready.push(
         new Promise((resolve, reject) => {
-          worker.once('message', (m: WorkerReply) => (m.ok ? resolve() : reject(new RunError(`training worker ${rank}: ${m.error}`))));
+          worker.once('message', (m: WorkerReply) =>
+            m.ok ? resolve() : reject(new RunError(`training worker ${rank}: ${m.error}`)),
+          );
           worker.once('error', reject);
         }),
       );
@@ -107,7 +118,11 @@ export class ParallelEngine implements TrainEngine {
       throw err;
     }
     const dim = options.spec.inputDim;
-    const rows = { trainScenes: rowsOf(matrices, 'trainScenes', dim), valScenes: rowsOf(matrices, 'valScenes', dim), products: rowsOf(matrices, 'products', dim) };
+    const rows = {
+      trainScenes: rowsOf(matrices, 'trainScenes', dim),
+      valScenes: rowsOf(matrices, 'valScenes', dim),
+      products: rowsOf(matrices, 'products', dim),
+    };
     return new ParallelEngine(threads, buffers, rows, options.spec.out);
   }
 

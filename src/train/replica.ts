@@ -79,7 +79,9 @@ export class Replica {
   constructor(private readonly options: ReplicaOptions) {
     this.model = new TwoTower(options.spec);
     if (options.params.length !== this.model.layout.size)
-      throw new Error(`parameter vector has ${options.params.length} values, the model needs ${this.model.layout.size}`);
+      throw new Error(
+        `parameter vector has ${options.params.length} values, the model needs ${this.model.layout.size}`,
+      );
     this.params = options.params;
     this.exchange = options.exchange ?? new LocalExchange();
     const [lo, hi] = shardRange(this.model.layout.size, this.exchange.world, this.exchange.rank);
@@ -109,13 +111,20 @@ export class Replica {
         rowIds: rowIds(0),
       });
       // Positives and explicit negatives go through the product tower in one pass.
-      const productIds = shardNegatives ? concatInt32(positivesOf(data, shardRows), shardNegatives) : positivesOf(data, shardRows);
+      const productIds = shardNegatives
+        ? concatInt32(positivesOf(data, shardRows), shardNegatives)
+        : positivesOf(data, shardRows);
       const categories = Int32Array.from(productIds, (j) => (j >= 0 ? data.productCategory[j] : 0));
-      let encoded = model.encodeProducts(P, tf.tensor2d(gatherRows(data.products, productIds, dim), [productIds.length, dim]), categories, {
-        seed,
-        step: plan.step,
-        rowIds: shardNegatives ? concatInt32(rowIds(0), rowIds(batchSize)) : rowIds(0),
-      });
+      let encoded = model.encodeProducts(
+        P,
+        tf.tensor2d(gatherRows(data.products, productIds, dim), [productIds.length, dim]),
+        categories,
+        {
+          seed,
+          step: plan.step,
+          rowIds: shardNegatives ? concatInt32(rowIds(0), rowIds(batchSize)) : rowIds(0),
+        },
+      );
       if (!model.spec.normalize) {
         scenes = l2Normalize(scenes);
         encoded = l2Normalize(encoded);
@@ -124,8 +133,16 @@ export class Replica {
       let negatives = shardNegatives ? tf.slice(encoded, [n, 0], [n, out]) : null;
       if (exchange.world > 1) {
         const own = negatives ? [scenes, products, negatives] : [scenes, products];
-        const all = exchange.allGather(own.map((t) => t.dataSync() as Float32Array), start, batchSize, out);
-        [scenes, products] = [withOthers(scenes, all[0], start, batchSize), withOthers(products, all[1], start, batchSize)];
+        const all = exchange.allGather(
+          own.map((t) => t.dataSync() as Float32Array),
+          start,
+          batchSize,
+          out,
+        );
+        [scenes, products] = [
+          withOthers(scenes, all[0], start, batchSize),
+          withOthers(products, all[1], start, batchSize),
+        ];
         if (negatives) negatives = withOthers(negatives, all[2], start, batchSize);
       }
 
@@ -218,7 +235,8 @@ function positivesOf(data: TrainingMatrices, rows: Int32Array): Int32Array {
 /** Rows of a [*, dim] matrix; index -1 gives a zero row. */
 function gatherRows(matrix: Float32Array, rows: ArrayLike<number>, dim: number): Float32Array {
   const out = new Float32Array(rows.length * dim);
-  for (let i = 0; i < rows.length; i++) if (rows[i] >= 0) out.set(matrix.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
+  for (let i = 0; i < rows.length; i++)
+    if (rows[i] >= 0) out.set(matrix.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
   return out;
 }
 

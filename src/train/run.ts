@@ -13,7 +13,13 @@ import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
-import { loadCheckpoint, readCheckpointState, saveCheckpoint, type Checkpoint, type CheckpointState } from './checkpoint.js';
+import {
+  loadCheckpoint,
+  readCheckpointState,
+  saveCheckpoint,
+  type Checkpoint,
+  type CheckpointState,
+} from './checkpoint.js';
 import { loadTrainConfig, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
 import { LocalEngine, type TrainEngine } from './engine.js';
@@ -52,12 +58,16 @@ export interface TrainRunResult {
 /** Train (or resume) a run; see the file comment. */
 export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult> {
   const { config, overrides } = await resolveConfig(options);
-  const name = options.run ?? (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new InputError(`--run: '${name}' is not a valid run name (letters, digits, . _ -)`);
+  const name =
+    options.run ?? (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
+  if (!/^[A-Za-z0-9._-]+$/.test(name))
+    throw new InputError(`--run: '${name}' is not a valid run name (letters, digits, . _ -)`);
   const dir = workdirPaths(options.workdir).run(name);
   const previous = await readCheckpointState(dir, 'last');
   if (previous && !options.resume)
-    throw new InputError(`run '${name}' already has checkpoints in ${dir}: pass --resume to continue it, or --run NAME to start another`);
+    throw new InputError(
+      `run '${name}' already has checkpoints in ${dir}: pass --resume to continue it, or --run NAME to start another`,
+    );
   if (!previous && options.resume) log(`run '${name}' has no checkpoint yet: starting from the beginning`);
 
   const backend = await useBackend(options.backend ?? 'auto');
@@ -75,7 +85,12 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
       overrides,
       configFile: options.config,
       embeddings: { model: data.embeddingModel, dim: data.dim },
-      data: { fingerprint: data.fingerprint, trainPairs: data.train.pairs.length, valPairs: data.val.pairs.length, missing: data.missing },
+      data: {
+        fingerprint: data.fingerprint,
+        trainPairs: data.train.pairs.length,
+        valPairs: data.val.pairs.length,
+        missing: data.missing,
+      },
       createdAt: new Date().toISOString(),
     });
   }
@@ -103,11 +118,28 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   };
   const engine: TrainEngine =
     workers > 1
-      ? await ParallelEngine.create({ ...engineOptions, workers, backend: backend as BackendChoice, batchSize: config.batchSize })
+      ? await ParallelEngine.create({
+          ...engineOptions,
+          workers,
+          backend: backend as BackendChoice,
+          batchSize: config.batchSize,
+        })
       : new LocalEngine(engineOptions);
 
   try {
-    return await trainLoop({ name, dir, config, data, spec, engine, metricsLog, checkpoint, backend, workers, overrides });
+    return await trainLoop({
+      name,
+      dir,
+      config,
+      data,
+      spec,
+      engine,
+      metricsLog,
+      checkpoint,
+      backend,
+      workers,
+      overrides,
+    });
   } finally {
     await engine.dispose();
   }
@@ -134,21 +166,31 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
   const remainder = rows % config.batchSize;
   const stepsPerEpoch = Math.floor(rows / config.batchSize) + (remainder >= Math.max(2, ctx.workers) ? 1 : 0);
   const trainedRows = Math.min(rows, stepsPerEpoch * config.batchSize);
-  if (stepsPerEpoch === 0) throw new InputError(`only ${rows} training pairs: fewer than ${Math.max(2, ctx.workers)}, nothing to train on`);
+  if (stepsPerEpoch === 0)
+    throw new InputError(`only ${rows} training pairs: fewer than ${Math.max(2, ctx.workers)}, nothing to train on`);
   const layout = new TwoTower(ctx.spec).layout;
   const state = ctx.checkpoint?.state;
   let step = state?.step ?? 0;
   let best = state?.best ?? { epoch: 0, metric: -Infinity };
   let epochsWithoutGain = state?.epochsWithoutGain ?? 0;
-  let pool: MinedPool | null = ctx.checkpoint?.minedPool && state?.minedStep !== undefined
-    ? new MinedPool(ctx.checkpoint.minedPool.pool, ctx.checkpoint.minedPool.poolSize, state.minedStep)
-    : null;
+  let pool: MinedPool | null =
+    ctx.checkpoint?.minedPool && state?.minedStep !== undefined
+      ? new MinedPool(ctx.checkpoint.minedPool.pool, ctx.checkpoint.minedPool.poolSize, state.minedStep)
+      : null;
   const firstEpoch = state?.epoch ?? 0;
 
   if (!state) {
     const zeroShot = await evaluateZeroShot(data, config);
-    log(`zero-shot (raw embeddings, cosine): ${config.selection.metric} ${formatMetric(selectionValue(zeroShot, config.selection.metric))}`);
-    await metricsLog.append({ type: 'zero-shot', step: 0, epoch: 0, protocol: config.selection.protocol, metrics: zeroShot });
+    log(
+      `zero-shot (raw embeddings, cosine): ${config.selection.metric} ${formatMetric(selectionValue(zeroShot, config.selection.metric))}`,
+    );
+    await metricsLog.append({
+      type: 'zero-shot',
+      step: 0,
+      epoch: 0,
+      protocol: config.selection.protocol,
+      metrics: zeroShot,
+    });
   }
 
   let epoch = firstEpoch;
@@ -161,7 +203,12 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
     let liveTensors = 0;
     for (let b = 0; b < stepsPerEpoch; b++) {
       const batch = Int32Array.from(order.slice(b * config.batchSize, (b + 1) * config.batchSize));
-      if (config.negatives.strategy === 'mined' && step > 0 && step % config.negatives.refreshSteps === 0 && pool?.step !== step) {
+      if (
+        config.negatives.strategy === 'mined' &&
+        step > 0 &&
+        step % config.negatives.refreshSteps === 0 &&
+        pool?.step !== step
+      ) {
         pool = await mine(engine, data, config, step);
       }
       const lr = learningRate(config.schedule, config.optimizer.lr, step, stepsPerEpoch, config.epochs);
@@ -178,8 +225,16 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       liveTensors = result.tensors;
       const seconds = (performance.now() - started) / 1000;
       await metricsLog.append({
-        type: 'step', step, epoch: epoch + 1, loss: result.loss, infonce: result.infonce, triplet: result.triplet,
-        lr, temperature: result.temperature, gradNorm: result.gradNorm, samplesPerSec: ((b + 1) * config.batchSize) / seconds,
+        type: 'step',
+        step,
+        epoch: epoch + 1,
+        loss: result.loss,
+        infonce: result.infonce,
+        triplet: result.triplet,
+        lr,
+        temperature: result.temperature,
+        gradNorm: result.gradNorm,
+        samplesPerSec: ((b + 1) * config.batchSize) / seconds,
       });
       progress.tick(
         batch.length,
@@ -202,7 +257,12 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       metric,
       best,
       epochsWithoutGain,
-      rng: { algorithm: 'sfc32, keyed by (seed, purpose, counter)', seed: config.seed, nextEpoch: epoch + 1, nextStep: step },
+      rng: {
+        algorithm: 'sfc32, keyed by (seed, purpose, counter)',
+        seed: config.seed,
+        nextEpoch: epoch + 1,
+        nextStep: step,
+      },
       optimizer: { kind: config.optimizer.kind, t: step },
       config,
       overrides: ctx.overrides,
@@ -224,8 +284,18 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       ...(pool ? { minedPool: { pool: pool.pool, poolSize: pool.poolSize } } : {}),
     });
     await metricsLog.append({
-      type: 'epoch', step, epoch: epoch + 1, loss: sums.loss / stepsPerEpoch, infonce: sums.infonce / stepsPerEpoch,
-      triplet: sums.triplet / stepsPerEpoch, metric, best: improved, val, trainSeconds, samplesPerSec: trainedRows / trainSeconds, liveTensors,
+      type: 'epoch',
+      step,
+      epoch: epoch + 1,
+      loss: sums.loss / stepsPerEpoch,
+      infonce: sums.infonce / stepsPerEpoch,
+      triplet: sums.triplet / stepsPerEpoch,
+      metric,
+      best: improved,
+      val,
+      trainSeconds,
+      samplesPerSec: trainedRows / trainSeconds,
+      liveTensors,
     });
     log(
       `epoch ${epoch + 1}/${config.epochs}: loss ${(sums.loss / stepsPerEpoch).toFixed(4)}, val ${config.selection.protocol} ` +
@@ -234,12 +304,28 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
   }
   if (config.patience > 0 && epochsWithoutGain >= config.patience && epoch < config.epochs)
     log(`early stop: no ${config.selection.metric} gain for ${config.patience} epochs`);
-  log(`best ${config.selection.metric} ${formatMetric(best.metric)} at epoch ${best.epoch}; checkpoints in ${join(ctx.dir, 'checkpoints')}`);
-  return { run: ctx.name, dir: ctx.dir, best, epochs: epoch, metric: config.selection.metric, protocol: config.selection.protocol };
+  log(
+    `best ${config.selection.metric} ${formatMetric(best.metric)} at epoch ${best.epoch}; checkpoints in ${join(ctx.dir, 'checkpoints')}`,
+  );
+  return {
+    run: ctx.name,
+    dir: ctx.dir,
+    best,
+    epochs: epoch,
+    metric: config.selection.metric,
+    protocol: config.selection.protocol,
+  };
 }
 
 /** The step's negatives and masks, all drawn from (seed, step). */
-function planStep(step: number, lr: number, rows: Int32Array, config: TrainConfig, data: TrainingData, pool: MinedPool | null): StepPlan {
+function planStep(
+  step: number,
+  lr: number,
+  rows: Int32Array,
+  config: TrainConfig,
+  data: TrainingData,
+  pool: MinedPool | null,
+): StepPlan {
   const index = data.negativeIndex;
   const strategy = config.loss.triplet > 0 ? config.negatives.strategy : 'none';
   const rng = keyedRandom(config.seed, 'negatives', step);
@@ -270,11 +356,18 @@ async function mine(engine: TrainEngine, data: TrainingData, config: TrainConfig
     seed: config.seed,
     step,
   });
-  log(`mined negatives at step ${step} (ranks ${config.negatives.rankWindow.join('..')}, ${formatDuration((performance.now() - started) / 1000)})`);
+  log(
+    `mined negatives at step ${step} (ranks ${config.negatives.rankWindow.join('..')}, ${formatDuration((performance.now() - started) / 1000)})`,
+  );
   return pool;
 }
 
-async function validate(engine: TrainEngine, data: TrainingData, config: TrainConfig, spec: ModelSpec): Promise<Metrics> {
+async function validate(
+  engine: TrainEngine,
+  data: TrainingData,
+  config: TrainConfig,
+  spec: ModelSpec,
+): Promise<Metrics> {
   const sceneVectors = await engine.encode('valScenes');
   const productVectors = await engine.encode('products');
   return evaluateProtocol(config.selection.protocol, {
@@ -319,7 +412,9 @@ function formatMetric(x: number): string {
   return Number.isFinite(x) ? x.toFixed(4) : String(x);
 }
 
-async function resolveConfig(options: TrainRunOptions): Promise<{ config: TrainConfig; overrides: Record<string, unknown> }> {
+async function resolveConfig(
+  options: TrainRunOptions,
+): Promise<{ config: TrainConfig; overrides: Record<string, unknown> }> {
   const config = await loadTrainConfig(options.config);
   const embeddings = options.embeddings ?? process.env.CTL_EMBEDDINGS;
   const overrides: Record<string, unknown> = {};
@@ -331,14 +426,20 @@ async function resolveConfig(options: TrainRunOptions): Promise<{ config: TrainC
   return { config, overrides };
 }
 
-function chooseWorkers(requested: number | 'auto' | undefined, backend: string, previous: CheckpointState | null): number {
+function chooseWorkers(
+  requested: number | 'auto' | undefined,
+  backend: string,
+  previous: CheckpointState | null,
+): number {
   if (typeof requested === 'number') {
     if (requested > 1 && backend !== 'wasm') {
       log(`--workers ${requested}: worker threads are for the wasm backend; training on one thread with ${backend}`);
       return 1;
     }
     if (previous && previous.workers !== requested)
-      log(`note: the run trained with ${previous.workers} worker(s) so far; with ${requested} the sums round differently (results differ within float noise)`);
+      log(
+        `note: the run trained with ${previous.workers} worker(s) so far; with ${requested} the sums round differently (results differ within float noise)`,
+      );
     return requested;
   }
   if (previous && (backend === 'wasm' || previous.workers === 1)) return previous.workers;
@@ -347,22 +448,30 @@ function chooseWorkers(requested: number | 'auto' | undefined, backend: string, 
 
 /** Refuse to resume a run with another config or other data, saying what differs. */
 function checkResumable(previous: CheckpointState, config: TrainConfig, data: TrainingData, backend: string): void {
-  const reasons = diffPaths(previous.config, config).map((p) => `config ${p}: ${JSON.stringify(valueAt(previous.config, p))} → ${JSON.stringify(valueAt(config, p))}`);
-  if (previous.embeddings.model !== data.embeddingModel) reasons.push(`embedding model: '${previous.embeddings.model}' → '${data.embeddingModel}'`);
+  const reasons = diffPaths(previous.config, config).map(
+    (p) => `config ${p}: ${JSON.stringify(valueAt(previous.config, p))} → ${JSON.stringify(valueAt(config, p))}`,
+  );
+  if (previous.embeddings.model !== data.embeddingModel)
+    reasons.push(`embedding model: '${previous.embeddings.model}' → '${data.embeddingModel}'`);
   if (previous.embeddings.dim !== data.dim) reasons.push(`embedding dim: ${previous.embeddings.dim} → ${data.dim}`);
-  if (JSON.stringify(previous.categories) !== JSON.stringify(data.dataset.categories)) reasons.push('category vocabulary changed');
+  if (JSON.stringify(previous.categories) !== JSON.stringify(data.dataset.categories))
+    reasons.push('category vocabulary changed');
   if (previous.data.fingerprint !== data.fingerprint)
     reasons.push(
       `data changed (train pairs ${previous.data.trainPairs} → ${data.train.pairs.length}, val pairs ${previous.data.valPairs} → ${data.val.pairs.length}, or the dataset/embeddings differ)`,
     );
-  if (reasons.length > 0) throw new InputError(`cannot resume: ${reasons.join('; ')}. Start a new run with --run NAME instead`);
-  if (previous.backend !== backend) log(`note: the run trained on ${previous.backend} so far, now ${backend}: results may differ within float noise`);
+  if (reasons.length > 0)
+    throw new InputError(`cannot resume: ${reasons.join('; ')}. Start a new run with --run NAME instead`);
+  if (previous.backend !== backend)
+    log(`note: the run trained on ${previous.backend} so far, now ${backend}: results may differ within float noise`);
 }
 
 function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
   if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null && !Array.isArray(a)) {
     const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-    return [...keys].flatMap((k) => diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+    return [...keys].flatMap((k) =>
+      diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k),
+    );
   }
   return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
 }

@@ -10,7 +10,13 @@ export interface ScheduleConfig {
 }
 
 /** The learning rate for (0-based) `step` of `stepsPerEpoch * epochs`. */
-export function learningRate(config: ScheduleConfig, baseLr: number, step: number, stepsPerEpoch: number, epochs: number): number {
+export function learningRate(
+  config: ScheduleConfig,
+  baseLr: number,
+  step: number,
+  stepsPerEpoch: number,
+  epochs: number,
+): number {
   const [position, total] =
     config.unit === 'epoch' ? [Math.floor(step / stepsPerEpoch), epochs] : [step, stepsPerEpoch * epochs];
   const warmup = Math.round(config.warmupFraction * total);

@@ -26,7 +26,12 @@ async function main(): Promise<void> {
     ...init.options,
     params: new Float32Array(init.buffers.params),
     optimizerState: init.optimizerState,
-    data: { scenes: matrices.trainScenes, products: matrices.products, productCategory: matrices.productCategory, rowProduct: matrices.rowProduct },
+    data: {
+      scenes: matrices.trainScenes,
+      products: matrices.products,
+      productCategory: matrices.productCategory,
+      rowProduct: matrices.rowProduct,
+    },
     exchange: new SharedExchange(init.rank, init.world, init.buffers),
   });
   const dim = init.options.spec.inputDim;
@@ -60,4 +65,10 @@ async function main(): Promise<void> {
   port.postMessage({ id: -1, ok: true, result: 'ready' } satisfies WorkerReply);
 }
 
-main().catch((err) => port.postMessage({ id: -1, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies WorkerReply));
+main().catch((err) =>
+  port.postMessage({
+    id: -1,
+    ok: false,
+    error: err instanceof Error ? err.message : String(err),
+  } satisfies WorkerReply),
+);

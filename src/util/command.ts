@@ -29,7 +29,11 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
   return async (...args: unknown[]): Promise<void> => {
     const cmd = args[args.length - 1] as Command;
     const raw = cmd.opts() as O & { workdir?: string; json?: boolean };
-    const options = { ...raw, workdir: resolve(raw.workdir ?? process.env.CTL_WORKDIR ?? './workdir'), json: Boolean(raw.json) };
+    const options = {
+      ...raw,
+      workdir: resolve(raw.workdir ?? process.env.CTL_WORKDIR ?? './workdir'),
+      json: Boolean(raw.json),
+    };
     try {
       await run(options, cmd);
     } catch (err) {
@@ -73,6 +77,7 @@ export function parseShard(value: string): { index: number; count: number } {
   const m = /^(\d+)\/(\d+)$/.exec(value);
   const index = m ? Number(m[1]) : NaN;
   const count = m ? Number(m[2]) : NaN;
-  if (!m || count < 1 || index >= count) throw new InvalidArgumentError('--shard expects I/N with 0 <= I < N, e.g. 0/4');
+  if (!m || count < 1 || index >= count)
+    throw new InvalidArgumentError('--shard expects I/N with 0 <= I < N, e.g. 0/4');
   return { index, count };
 }

@@ -14,7 +14,11 @@ export interface BackoffPolicy {
  * Full jitter ("Exponential Backoff And Jitter", AWS architecture blog): uniform in [0, min(max, base * 2^(n-1)))
  * for retry n = 1, 2, ... Spreads the retries of many requests that failed together.
  */
-export function backoffDelay(retry: number, policy: Pick<BackoffPolicy, 'baseMs' | 'maxMs'>, random: () => number = Math.random): number {
+export function backoffDelay(
+  retry: number,
+  policy: Pick<BackoffPolicy, 'baseMs' | 'maxMs'>,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, retry - 1));
   return Math.floor(random() * ceiling);
 }
@@ -29,7 +33,12 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
 }
 
 /** The wait before retry n: the server's Retry-After (capped) when it sent one, else backoff with jitter. */
-export function retryDelay(retry: number, retryAfterMs: number | undefined, policy: BackoffPolicy, random?: () => number): number {
+export function retryDelay(
+  retry: number,
+  retryAfterMs: number | undefined,
+  policy: BackoffPolicy,
+  random?: () => number,
+): number {
   if (retryAfterMs !== undefined) return Math.min(retryAfterMs, policy.retryAfterMaxMs);
   return backoffDelay(retry, policy, random);
 }

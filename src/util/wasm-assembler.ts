@@ -41,8 +41,12 @@ export const i32 = (v: number) => [0x41, ...sleb(v)];
 export const i64 = (v: number) => [0x42, ...sleb(v)];
 
 // i32 arithmetic and comparisons.
-export const [EQZ, EQ, NE, LT_S, LT_U, GT_S, GT_U, LE_S, LE_U, GE_S, GE_U] = [0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f].map((op) => [op]);
-export const [ADD, SUB, MUL, AND, OR, SHL, SHR_S, SHR_U] = [0x6a, 0x6b, 0x6c, 0x71, 0x72, 0x74, 0x75, 0x76].map((op) => [op]);
+export const [EQZ, EQ, NE, LT_S, LT_U, GT_S, GT_U, LE_S, LE_U, GE_S, GE_U] = [
+  0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f,
+].map((op) => [op]);
+export const [ADD, SUB, MUL, AND, OR, SHL, SHR_S, SHR_U] = [0x6a, 0x6b, 0x6c, 0x71, 0x72, 0x74, 0x75, 0x76].map(
+  (op) => [op],
+);
 // i64 arithmetic and conversions.
 export const [I64_OR, I64_SHL, I64_SHR_U] = [[0x84], [0x86], [0x88]];
 export const I32_WRAP_I64 = [0xa7];
@@ -64,7 +68,14 @@ export const NO_RESULT = 0x40;
 export const block = (...body: number[][]) => [0x02, 0x40, ...body.flat(), 0x0b];
 export const loop = (...body: number[][]) => [0x03, 0x40, ...body.flat(), 0x0b];
 export const ifThen = (...body: number[][]) => [0x04, 0x40, ...body.flat(), 0x0b];
-export const ifElse = (result: number, then: number[][], otherwise: number[][]) => [0x04, result, ...then.flat(), 0x05, ...otherwise.flat(), 0x0b];
+export const ifElse = (result: number, then: number[][], otherwise: number[][]) => [
+  0x04,
+  result,
+  ...then.flat(),
+  0x05,
+  ...otherwise.flat(),
+  0x0b,
+];
 export const br = (depth: number) => [0x0c, ...uleb(depth)];
 export const brIf = (depth: number) => [0x0d, ...uleb(depth)];
 export const RETURN = [0x0f];
@@ -77,7 +88,13 @@ export const v128Load = (offset: number) => simd(0x00, 0, ...uleb(offset));
 export const F32X4_SPLAT = simd(0x13);
 /** i32x4.extract_lane */
 export const lane = (i: number) => simd(0x1b, i);
-export const [F32X4_GT, F32X4_GE, V128_OR, ANY_TRUE, I32X4_SUB] = [simd(0x44), simd(0x46), simd(0x50), simd(0x53), simd(0xb1)];
+export const [F32X4_GT, F32X4_GE, V128_OR, ANY_TRUE, I32X4_SUB] = [
+  simd(0x44),
+  simd(0x46),
+  simd(0x50),
+  simd(0x53),
+  simd(0xb1),
+];
 
 export interface WasmFunction {
   name: string;
@@ -101,7 +118,14 @@ export function assembleModule(functions: WasmFunction[]): Uint8Array<ArrayBuffe
     }),
   );
   return Uint8Array.from([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
     ...section(1, types),
     ...section(2, imports),
     ...section(3, declared),

@@ -32,14 +32,18 @@ export async function normaliseRaw(
 ): Promise<{ dataset: Dataset; report: NormaliseReport }> {
   const { strict = false, domain = 'fashion', source = 'stl', seed = DEFAULT_SPLIT_SEED } = options;
   const cat = await readCategoryFile(categoriesFile, { strict, name: options.names?.categories });
-  if (cat.categories.size === 0) throw new InputError(`${cat.report.file}: no valid category entries${skippedText(cat.report)}`);
+  if (cat.categories.size === 0)
+    throw new InputError(`${cat.report.file}: no valid category entries${skippedText(cat.report)}`);
   const raw = await readPairsFile(pairsFile, (sig) => cat.categories.has(sig), { strict, name: options.names?.pairs });
   if (raw.pairs.length === 0) throw new InputError(`${raw.report.file}: no valid pairs${skippedText(raw.report)}`);
 
   const categories = buildVocabulary(cat.categories.values());
   const categoryIndex = indexByPath(categories);
   const productSigs = [...new Set(raw.pairs.map((p) => p.product))].sort();
-  const products: Product[] = productSigs.map((sig) => ({ sig, category: categoryIndex.get(cat.categories.get(sig)!)! }));
+  const products: Product[] = productSigs.map((sig) => ({
+    sig,
+    category: categoryIndex.get(cat.categories.get(sig)!)!,
+  }));
 
   const scenes: Scene[] = [];
   const sceneBySig = new Map<string, Scene>();
@@ -54,7 +58,10 @@ export async function normaliseRaw(
   }
 
   const skipped: Record<string, number> = {};
-  for (const [kind, report] of [['categories', cat.report], ['pairs', raw.report]] as const)
+  for (const [kind, report] of [
+    ['categories', cat.report],
+    ['pairs', raw.report],
+  ] as const)
     for (const [reason, count] of Object.entries(report.skipped)) skipped[`${kind}.${reason}`] = count!;
 
   const dataset: Dataset = {
@@ -83,9 +90,14 @@ function skippedText(report: FileReport): string {
 /** Human summary of a load: kept/skipped per file, with the first few locations. */
 export function formatReport(report: NormaliseReport): string[] {
   const lines: string[] = [];
-  for (const [kind, r] of [['categories', report.categories], ['pairs', report.pairs]] as const) {
+  for (const [kind, r] of [
+    ['categories', report.categories],
+    ['pairs', report.pairs],
+  ] as const) {
     const reasons = Object.entries(r.skipped).map(([reason, n]) => `${reason} ${n}`);
-    lines.push(`${kind}: ${r.kept} of ${r.rows} rows kept` + (reasons.length ? `, skipped: ${reasons.join(', ')}` : ''));
+    lines.push(
+      `${kind}: ${r.kept} of ${r.rows} rows kept` + (reasons.length ? `, skipped: ${reasons.join(', ')}` : ''),
+    );
     for (const example of r.examples) lines.push(`  ${example}`);
   }
   return lines;
@@ -111,7 +123,9 @@ export async function loadDataset(workdir: string, domain: Domain = 'fashion'): 
   try {
     dataset = JSON.parse(text) as Dataset;
   } catch (err) {
-    throw new InputError(`${path}: not valid JSON (${(err as Error).message}); re-run \`ctl data fetch --force\` or \`ctl data synth\``);
+    throw new InputError(
+      `${path}: not valid JSON (${(err as Error).message}); re-run \`ctl data fetch --force\` or \`ctl data synth\``,
+    );
   }
   if (dataset?.version !== 1 || !Array.isArray(dataset.pairs) || !dataset.splits?.scene || !dataset.splits?.seed)
     throw new InputError(`${path}: not a version 1 dataset; re-run \`ctl data fetch --force\` or \`ctl data synth\``);
@@ -128,7 +142,10 @@ export async function normaliseWorkdir(
   options: { strict?: boolean; source?: Dataset['source'] } = {},
 ): Promise<{ dataset: Dataset; report: NormaliseReport; path: string }> {
   const paths = workdirPaths(workdir);
-  const { dataset, report } = await normaliseRaw(paths.rawPairs(domain), paths.rawCategories(domain), { ...options, domain });
+  const { dataset, report } = await normaliseRaw(paths.rawPairs(domain), paths.rawCategories(domain), {
+    ...options,
+    domain,
+  });
   const path = await saveDataset(workdir, dataset);
   return { dataset, report, path };
 }

@@ -41,7 +41,9 @@ export interface FetchResult {
 }
 
 export function manifestPath(workdir: string, domain: Domain): string {
-  return `${workdirPaths(workdir).rawPairs(domain).replace(/\.json$/, '')}.fetch.json`;
+  return `${workdirPaths(workdir)
+    .rawPairs(domain)
+    .replace(/\.json$/, '')}.fetch.json`;
 }
 
 export async function fetchDomain(workdir: string, options: FetchOptions): Promise<FetchResult> {

@@ -81,13 +81,25 @@ export async function readCategoryFile(
   const readMember = (line: number, text: string): void => {
     problems.report.rows++;
     const entry = parseMember(text);
-    if (!entry) return problems.skip('malformed-json', line, 'member', `"signature": "category path" (got ${preview(text)})`);
+    if (!entry)
+      return problems.skip('malformed-json', line, 'member', `"signature": "category path" (got ${preview(text)})`);
     const [sig, path] = entry;
     if (!isSignature(sig))
-      return problems.skip('bad-signature', line, `key ${JSON.stringify(preview(sig))}`, '32 lower-case hex characters');
+      return problems.skip(
+        'bad-signature',
+        line,
+        `key ${JSON.stringify(preview(sig))}`,
+        '32 lower-case hex characters',
+      );
     if (typeof path !== 'string' || !leafOf(path))
-      return problems.skip('bad-category', line, `category of ${sig}`, `a non-empty "A|B|Leaf" path (got ${JSON.stringify(path)})`);
-    if (categories.has(sig)) return problems.skip('duplicate-product', line, `category of ${sig}`, 'each product listed once');
+      return problems.skip(
+        'bad-category',
+        line,
+        `category of ${sig}`,
+        `a non-empty "A|B|Leaf" path (got ${JSON.stringify(path)})`,
+      );
+    if (categories.has(sig))
+      return problems.skip('duplicate-product', line, `category of ${sig}`, 'each product listed once');
     categories.set(sig, path.trim());
     problems.report.kept++;
   };
@@ -151,19 +163,35 @@ export async function readPairsFile(
       value = undefined;
     }
     if (!value || typeof value !== 'object' || Array.isArray(value))
-      return problems.skip('malformed-json', line, 'row', `a JSON object {"product", "scene", "bbox"} (got ${preview(text)})`);
+      return problems.skip(
+        'malformed-json',
+        line,
+        'row',
+        `a JSON object {"product", "scene", "bbox"} (got ${preview(text)})`,
+      );
     const { product, scene, bbox } = value as Record<string, unknown>;
     if (!isSignature(product))
-      return problems.skip('bad-signature', line, 'product', `32 lower-case hex characters (got ${JSON.stringify(product)})`);
+      return problems.skip(
+        'bad-signature',
+        line,
+        'product',
+        `32 lower-case hex characters (got ${JSON.stringify(product)})`,
+      );
     if (!isSignature(scene))
-      return problems.skip('bad-signature', line, 'scene', `32 lower-case hex characters (got ${JSON.stringify(scene)})`);
+      return problems.skip(
+        'bad-signature',
+        line,
+        'scene',
+        `32 lower-case hex characters (got ${JSON.stringify(scene)})`,
+      );
     const bboxProblem = checkBBox(bbox);
     if (bboxProblem) return problems.skip('bad-bbox', line, 'bbox', `${bboxProblem} (got ${JSON.stringify(bbox)})`);
     if (!hasCategory(product))
       return problems.skip('no-category', line, 'product', `a product listed in the category file (${product} is not)`);
     const key = scene + product;
     const seen = firstLine.get(key);
-    if (seen !== undefined) return problems.skip('duplicate-pair', line, 'pair', `each (scene, product) once (first at line ${seen})`);
+    if (seen !== undefined)
+      return problems.skip('duplicate-pair', line, 'pair', `each (scene, product) once (first at line ${seen})`);
     firstLine.set(key, line);
     pairs.push({ product, scene, bbox: bbox as BBox });
     rowOfPair.push(row);

@@ -109,7 +109,12 @@ function summarise(values: number[]): Summary {
   if (values.length === 0) return { min: 0, median: 0, mean: 0, max: 0 };
   const sorted = Float64Array.from(values).sort();
   const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
-  return { min: round(sorted[0]!), median: round(sorted[sorted.length >> 1]!), mean: round(mean), max: round(sorted[sorted.length - 1]!) };
+  return {
+    min: round(sorted[0]!),
+    median: round(sorted[sorted.length >> 1]!),
+    mean: round(mean),
+    max: round(sorted[sorted.length - 1]!),
+  };
 }
 
 function round(x: number): number {
@@ -126,16 +131,26 @@ export function formatStats(s: DatasetStats): string[] {
   ];
   const width = Math.max(...s.categories.map((c) => c.name.length));
   for (const c of s.categories)
-    lines.push(`  ${String(c.index).padStart(3)}  ${c.name.padEnd(width)}  ${String(c.products).padStart(7)}  ${String(c.pairs).padStart(7)}  ${c.path}`);
-  const h = Object.entries(s.productsPerScene.histogram).map(([k, n]) => `${k}:${n}`).join(' ');
-  lines.push(`products per scene: mean ${s.productsPerScene.mean}, median ${s.productsPerScene.median}, max ${s.productsPerScene.max} (${h})`);
+    lines.push(
+      `  ${String(c.index).padStart(3)}  ${c.name.padEnd(width)}  ${String(c.products).padStart(7)}  ${String(c.pairs).padStart(7)}  ${c.path}`,
+    );
+  const h = Object.entries(s.productsPerScene.histogram)
+    .map(([k, n]) => `${k}:${n}`)
+    .join(' ');
+  lines.push(
+    `products per scene: mean ${s.productsPerScene.mean}, median ${s.productsPerScene.median}, max ${s.productsPerScene.max} (${h})`,
+  );
   lines.push(`scenes per product: mean ${s.scenesPerProduct.mean}, max ${s.scenesPerProduct.max}`);
   const a = s.bbox.area;
   lines.push(
     `bbox area: min ${a.min}, median ${a.median}, mean ${a.mean}, max ${a.max}; ` +
       `tiny (<1%) ${s.bbox.tiny}, nearly whole (>90%) ${s.bbox.nearlyWhole}`,
   );
-  lines.push(`bbox centre y by category: ${Object.entries(s.bbox.centreYByCategory).map(([k, y]) => `${k} ${y}`).join(', ')}`);
+  lines.push(
+    `bbox centre y by category: ${Object.entries(s.bbox.centreYByCategory)
+      .map(([k, y]) => `${k} ${y}`)
+      .join(', ')}`,
+  );
   const skipped = Object.entries(s.skipped);
   lines.push(`skipped rows: ${skipped.length ? skipped.map(([k, n]) => `${k} ${n}`).join(', ') : 'none'}`);
   for (const [scheme, split] of Object.entries(s.splits)) {

@@ -70,7 +70,8 @@ export class EmbeddingStore {
         throw new InputError(`${dir}: no embedding store here (run \`ctl embed\` or \`ctl data synth --dim D\` first)`);
       throw new InputError(`${join(dir, 'meta.json')}: ${(err as Error).message}`);
     }
-    if (!Number.isInteger(meta.dim) || meta.dim <= 0) throw new InputError(`${join(dir, 'meta.json')}: dim: expected a positive integer`);
+    if (!Number.isInteger(meta.dim) || meta.dim <= 0)
+      throw new InputError(`${join(dir, 'meta.json')}: dim: expected a positive integer`);
     const store = new EmbeddingStore(dir, meta);
     await store.loadShards();
     return store;
@@ -110,7 +111,8 @@ export class EmbeddingStore {
     if (ids.length === 0) return;
     if (rows.length !== ids.length * this.dim)
       throw new Error(`append: ${rows.length} values for ${ids.length} rows of dim ${this.dim}`);
-    if (!/^[A-Za-z0-9_.]+$/.test(writer)) throw new Error(`append: writer name ${JSON.stringify(writer)} is not a safe file name`);
+    if (!/^[A-Za-z0-9_.]+$/.test(writer))
+      throw new Error(`append: writer name ${JSON.stringify(writer)} is not a safe file name`);
     const seen = new Set<string>();
     for (const id of ids) {
       if (this.index.has(id) || seen.has(id)) throw new Error(`append: id ${id} is already in the store`);
@@ -154,7 +156,12 @@ export class EmbeddingStore {
           for (const { row, out } of rows) data.set(all.subarray(row * this.dim, (row + 1) * this.dim), out * this.dim);
         } else {
           for (const { row, out } of rows)
-            await handle.read(new Uint8Array(data.buffer, out * rowBytes, rowBytes), 0, rowBytes, shard.dataOffset + row * rowBytes);
+            await handle.read(
+              new Uint8Array(data.buffer, out * rowBytes, rowBytes),
+              0,
+              rowBytes,
+              shard.dataOffset + row * rowBytes,
+            );
         }
       } finally {
         await handle.close();
@@ -183,7 +190,8 @@ export class EmbeddingStore {
       if (shape.length !== 2 || shape[1] !== this.dim)
         problems.push(`${shard.name}.npy: shape [${shape}] but meta.json says dim ${this.dim}`);
       const bad = data.findIndex((v) => !Number.isFinite(v));
-      if (bad >= 0) problems.push(`${shard.name}.npy: row ${Math.floor(bad / this.dim)}: value ${data[bad]} is not finite`);
+      if (bad >= 0)
+        problems.push(`${shard.name}.npy: row ${Math.floor(bad / this.dim)}: value ${data[bad]} is not finite`);
     }
     return { ok: problems.length === 0, problems, count: this.size, dim: this.dim };
   }

@@ -31,7 +31,9 @@ export async function loadPairInputs(
 ): Promise<PairInputs> {
   const paths = workdirPaths(workdir);
   const productStore = await EmbeddingStore.open(paths.embeddings(modelId, 'products'));
-  const sceneStore = await EmbeddingStore.open(paths.embeddings(modelId, view === 'full' ? 'scenes-full' : 'scenes-hide-product'));
+  const sceneStore = await EmbeddingStore.open(
+    paths.embeddings(modelId, view === 'full' ? 'scenes-full' : 'scenes-hide-product'),
+  );
   if (productStore.dim !== sceneStore.dim)
     throw new Error(`embeddings of ${modelId}: products have dim ${productStore.dim}, scenes ${sceneStore.dim}`);
 
@@ -44,7 +46,10 @@ export async function loadPairInputs(
     return view === 'full' ? pair.scene : sceneProductKey(pair.scene, pair.product);
   };
   const keptPairs = pairIndices.filter(
-    (i) => sceneStore.has(sceneKey(i)) && productIndexOf.has(dataset.pairs[i].product) && !missingProducts.has(dataset.pairs[i].product),
+    (i) =>
+      sceneStore.has(sceneKey(i)) &&
+      productIndexOf.has(dataset.pairs[i].product) &&
+      !missingProducts.has(dataset.pairs[i].product),
   );
   const scenes = await sceneStore.read(keptPairs.map(sceneKey));
   return {

@@ -31,13 +31,24 @@ function registerSynth(data: Command): void {
     .command('synth')
     .description('write an STL-shaped synthetic dataset with planted structure (raw files + normalised dataset)')
     .option('--scenes <n>', 'scenes to generate', parseIntOption('--scenes', 1), 30_000)
-    .option('--products <n>', 'products to generate (those that find no scene slot are left out)', parseIntOption('--products', 1), 38_000)
+    .option(
+      '--products <n>',
+      'products to generate (those that find no scene slot are left out)',
+      parseIntOption('--products', 1),
+      38_000,
+    )
     .option('--seed <n>', 'generator seed: same seed and sizes, same files byte for byte', parseIntOption('--seed'), 42)
     .addOption(new Option('--domain <domain>', 'taxonomy to imitate').choices(['fashion', 'home']).default('fashion'))
-    .option('--dim <d>', 'also write precomputed embeddings of this dimension (model id "synthetic"); default: none', parseIntOption('--dim', 2))
+    .option(
+      '--dim <d>',
+      'also write precomputed embeddings of this dimension (model id "synthetic"); default: none',
+      parseIntOption('--dim', 2),
+    )
     .option('--images', 'also paint product and scene images into workdir/images/', false)
     .addOption(
-      new Option('--format <format>', 'image encoding (files keep the .jpg names of the layout)').choices(['jpeg', 'png']).default('jpeg'),
+      new Option('--format <format>', 'image encoding (files keep the .jpg names of the layout)')
+        .choices(['jpeg', 'png'])
+        .default('jpeg'),
     )
     .option('--force', 'replace STL files that `ctl data fetch` put in this workdir', false);
   withCommon(cmd).action(
@@ -59,9 +70,13 @@ function registerSynth(data: Command): void {
           `${d.categories.length} categories, ${r.world.styles} latent styles → ${r.datasetPath} (${r.seconds.dataset}s)`,
       );
       for (const e of r.embeddings ?? [])
-        log(`embeddings ${e.view}: ${e.rows} rows of dim ${o.dim}${e.appended ? `, ${e.appended} written` : ', already there'} → ${e.dir}`);
+        log(
+          `embeddings ${e.view}: ${e.rows} rows of dim ${o.dim}${e.appended ? `, ${e.appended} written` : ', already there'} → ${e.dir}`,
+        );
       if (r.images)
-        log(`images: ${r.images.written} written (${formatBytes(r.images.bytes)}), ${r.images.skipped} already there → ${workdirPaths(o.workdir).imagesDir}`);
+        log(
+          `images: ${r.images.written} written (${formatBytes(r.images.bytes)}), ${r.images.skipped} already there → ${workdirPaths(o.workdir).imagesDir}`,
+        );
       if (o.json)
         printJson({
           domain: d.domain,
@@ -100,7 +115,11 @@ function registerVerifyEmbeddings(data: Command): void {
     .description('check embedding stores: dims agree, ids unique, no NaN/Inf (exit 1 when one is bad)')
     .option('--model <id>', 'only the stores of this model id (default: every model in the workdir)')
     .addOption(
-      new Option('--view <view>', 'only this view (default: every view)').choices(['products', 'scenes-full', 'scenes-hide-product']),
+      new Option('--view <view>', 'only this view (default: every view)').choices([
+        'products',
+        'scenes-full',
+        'scenes-hide-product',
+      ]),
     );
   withCommon(cmd).action(
     action<{ model?: string; view?: EmbeddingView }>(async (o) => {
@@ -112,7 +131,9 @@ function registerVerifyEmbeddings(data: Command): void {
         for (const view of views) dirs.push(join(root, model, view));
       }
       if (dirs.length === 0)
-        throw new InputError(`no embedding stores under ${root}${o.model ? ` for model ${o.model}` : ''} (run \`ctl embed\` or \`ctl data synth --dim D\`)`);
+        throw new InputError(
+          `no embedding stores under ${root}${o.model ? ` for model ${o.model}` : ''} (run \`ctl embed\` or \`ctl data synth --dim D\`)`,
+        );
       const checks: StoreCheck[] = [];
       for (const dir of dirs) checks.push(await checkStore(dir));
       for (const c of checks) {
@@ -122,7 +143,8 @@ function registerVerifyEmbeddings(data: Command): void {
       }
       const ok = checks.every((c) => c.ok);
       if (o.json) printJson({ ok, stores: checks });
-      if (!ok) throw new RunError(`${checks.filter((c) => !c.ok).length} of ${checks.length} embedding stores have problems`);
+      if (!ok)
+        throw new RunError(`${checks.filter((c) => !c.ok).length} of ${checks.length} embedding stores have problems`);
     }),
   );
 }
@@ -140,7 +162,10 @@ async function checkStore(dir: string): Promise<StoreCheck> {
 
 async function subfolders(dir: string): Promise<string[]> {
   try {
-    return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+    return (await readdir(dir, { withFileTypes: true }))
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
   } catch {
     return [];
   }

@@ -78,7 +78,9 @@ export function itemWeight(bbox: [number, number, number, number]): number {
 export function computeEmbeddings(world: SynthWorld, dim: number): SynthEmbeddings {
   const W = SYNTH_EMBEDDING_WEIGHTS;
   const L = Math.min(W.latentDim, dim);
-  const rng = new Random(`synth-embeddings/${world.options.domain}/${world.options.seed}/${world.scenes.length}/${world.products.length}/${dim}`);
+  const rng = new Random(
+    `synth-embeddings/${world.options.domain}/${world.options.seed}/${world.scenes.length}/${world.products.length}/${dim}`,
+  );
   const latent = (rows: number, r: Random) => r.fillNormal(new Float32Array(rows * L), 1 / Math.sqrt(L));
   const categories = world.taxonomy.length;
 
@@ -122,7 +124,8 @@ export function computeEmbeddings(world: SynthWorld, dim: number): SynthEmbeddin
   // Scenes: style through the rotation, every item's weighted view, clutter, distractors.
   const sceneRng = rng.fork('scenes');
   const rotatedStyles = new Float32Array(world.styles * L);
-  for (let s = 0; s < world.styles; s++) matVec(rotation, styles.subarray(s * L, (s + 1) * L), rotatedStyles.subarray(s * L, (s + 1) * L), L);
+  for (let s = 0; s < world.styles; s++)
+    matVec(rotation, styles.subarray(s * L, (s + 1) * L), rotatedStyles.subarray(s * L, (s + 1) * L), L);
   const pairCount = world.scenes.reduce((n, s) => n + s.items.length, 0);
   const sceneLatent = new Float32Array(world.scenes.length * L);
   const hideLatent = new Float32Array(pairCount * L);
@@ -143,7 +146,12 @@ export function computeEmbeddings(world: SynthWorld, dim: number): SynthEmbeddin
       const p = item.product;
       const k = world.products[p].category;
       for (let l = 0; l < L; l++)
-        term[l] = w * (seen[p * L + l] + W.itemView * noise[l] + W.leak * looks[p * L + l] + W.categoryCue * categoryCues[k * L + l]);
+        term[l] =
+          w *
+          (seen[p * L + l] +
+            W.itemView * noise[l] +
+            W.leak * looks[p * L + l] +
+            W.categoryCue * categoryCues[k * L + l]);
       for (let l = 0; l < L; l++) x[l] += term[l];
       terms.push(term);
     }
@@ -237,7 +245,8 @@ export function orthonormalColumns(rows: number, cols: number, rng: Random): Flo
   if (cols > rows) throw new RangeError(`orthonormalColumns: ${cols} columns do not fit in ${rows} rows`);
   const q = Array.from({ length: cols }, () => Float64Array.from({ length: rows }, () => rng.normal()));
   for (let c = 0; c < cols; c++) {
-    for (let pass = 0; pass < 2; pass++) // twice is enough for numerical orthogonality
+    for (let pass = 0; pass < 2; pass++)
+      // twice is enough for numerical orthogonality
       for (let k = 0; k < c; k++) {
         let dot = 0;
         for (let r = 0; r < rows; r++) dot += q[c][r] * q[k][r];
@@ -317,7 +326,11 @@ export async function writeSyntheticEmbeddings(
         const rows = missing.slice(start, start + SHARD_ROWS);
         const chunk = new Float32Array(rows.length * dim);
         rows.forEach((row, k) => chunk.set(data.subarray(row * dim, (row + 1) * dim), k * dim));
-        await store.append(rows.map((row) => ids[row]), chunk, 'synth');
+        await store.append(
+          rows.map((row) => ids[row]),
+          chunk,
+          'synth',
+        );
         appended += rows.length;
       }
     }
@@ -330,7 +343,10 @@ export async function writeSyntheticEmbeddings(
  * Remove synthetic stores made for another world (other seed or sizes), so a dataset is never paired with
  * vectors of another: for `ctl data synth` without `--dim`. Returns the folders removed.
  */
-export async function removeStaleSyntheticStores(workdir: string, provenance: Record<string, unknown>): Promise<string[]> {
+export async function removeStaleSyntheticStores(
+  workdir: string,
+  provenance: Record<string, unknown>,
+): Promise<string[]> {
   const removed: string[] = [];
   for (const view of VIEWS) {
     const dir = workdirPaths(workdir).embeddings(SYNTH_MODEL, view);

@@ -63,7 +63,8 @@ export class Raster {
 
 type Mask = (u: number, v: number) => boolean;
 
-const rect = (u: number, v: number, x0: number, y0: number, x1: number, y1: number) => u >= x0 && u <= x1 && v >= y0 && v <= y1;
+const rect = (u: number, v: number, x0: number, y0: number, x1: number, y1: number) =>
+  u >= x0 && u <= x1 && v >= y0 && v <= y1;
 const ellipse = (u: number, v: number, cx: number, cy: number, rx: number, ry: number) =>
   ((u - cx) / rx) ** 2 + ((v - cy) / ry) ** 2 <= 1;
 const ring = (u: number, v: number, cx: number, cy: number, r0: number, r1: number) => {
@@ -78,27 +79,48 @@ const trapezoid = (u: number, v: number, y0: number, y1: number, topHalf: number
 };
 
 export const SILHOUETTES: Record<Silhouette, Mask> = {
-  shoe: (u, v) => rect(u, v, 0.08, 0.55, 0.95, 0.85) || rect(u, v, 0.08, 0.15, 0.42, 0.6) || ellipse(u, v, 0.8, 0.7, 0.18, 0.16),
+  shoe: (u, v) =>
+    rect(u, v, 0.08, 0.55, 0.95, 0.85) || rect(u, v, 0.08, 0.15, 0.42, 0.6) || ellipse(u, v, 0.8, 0.7, 0.18, 0.16),
   top: (u, v) => rect(u, v, 0.25, 0.12, 0.75, 1) || trapezoid(u, v, 0.12, 0.45, 0.3, 0.48),
   pants: (u, v) => rect(u, v, 0.18, 0, 0.82, 0.22) || rect(u, v, 0.18, 0.2, 0.48, 1) || rect(u, v, 0.52, 0.2, 0.82, 1),
   bag: (u, v) => rect(u, v, 0.08, 0.38, 0.92, 0.98) || (v < 0.42 && ring(u, v, 0.5, 0.42, 0.2, 0.3)),
   coat: (u, v) => (rect(u, v, 0.2, 0.05, 0.8, 1) && Math.abs(u - 0.5) > 0.015) || trapezoid(u, v, 0.05, 0.8, 0.3, 0.5),
-  sunglasses: (u, v) => ellipse(u, v, 0.25, 0.5, 0.22, 0.42) || ellipse(u, v, 0.75, 0.5, 0.22, 0.42) || rect(u, v, 0.4, 0.3, 0.6, 0.42),
-  shorts: (u, v) => rect(u, v, 0.15, 0, 0.85, 0.4) || rect(u, v, 0.15, 0.35, 0.47, 1) || rect(u, v, 0.53, 0.35, 0.85, 1),
+  sunglasses: (u, v) =>
+    ellipse(u, v, 0.25, 0.5, 0.22, 0.42) || ellipse(u, v, 0.75, 0.5, 0.22, 0.42) || rect(u, v, 0.4, 0.3, 0.6, 0.42),
+  shorts: (u, v) =>
+    rect(u, v, 0.15, 0, 0.85, 0.4) || rect(u, v, 0.15, 0.35, 0.47, 1) || rect(u, v, 0.53, 0.35, 0.85, 1),
   skirt: (u, v) => trapezoid(u, v, 0, 1, 0.28, 0.5),
   earring: (u, v) => ring(u, v, 0.5, 0.18, 0.08, 0.17) || ellipse(u, v, 0.5, 0.68, 0.35, 0.3),
   necklace: (u, v) => (v > 0.1 && ring(u, v, 0.5, 0.1, 0.38, 0.48)) || ellipse(u, v, 0.5, 0.78, 0.14, 0.2),
-  chair: (u, v) => rect(u, v, 0.15, 0, 0.35, 0.6) || rect(u, v, 0.15, 0.5, 0.9, 0.62) || rect(u, v, 0.15, 0.6, 0.25, 1) || rect(u, v, 0.8, 0.6, 0.9, 1),
-  stool: (u, v) => ellipse(u, v, 0.5, 0.08, 0.45, 0.08) || rect(u, v, 0.2, 0.1, 0.3, 1) || rect(u, v, 0.7, 0.1, 0.8, 1) || rect(u, v, 0.2, 0.6, 0.8, 0.66),
-  sofa: (u, v) => rect(u, v, 0.05, 0.1, 0.95, 0.55) || rect(u, v, 0, 0.4, 0.12, 0.9) || rect(u, v, 0.88, 0.4, 1, 0.9) || rect(u, v, 0.1, 0.5, 0.9, 0.85),
-  faucet: (u, v) => rect(u, v, 0.35, 0.3, 0.55, 1) || rect(u, v, 0.35, 0.2, 0.95, 0.35) || rect(u, v, 0.8, 0.2, 0.95, 0.5) || ellipse(u, v, 0.45, 0.15, 0.2, 0.08),
+  chair: (u, v) =>
+    rect(u, v, 0.15, 0, 0.35, 0.6) ||
+    rect(u, v, 0.15, 0.5, 0.9, 0.62) ||
+    rect(u, v, 0.15, 0.6, 0.25, 1) ||
+    rect(u, v, 0.8, 0.6, 0.9, 1),
+  stool: (u, v) =>
+    ellipse(u, v, 0.5, 0.08, 0.45, 0.08) ||
+    rect(u, v, 0.2, 0.1, 0.3, 1) ||
+    rect(u, v, 0.7, 0.1, 0.8, 1) ||
+    rect(u, v, 0.2, 0.6, 0.8, 0.66),
+  sofa: (u, v) =>
+    rect(u, v, 0.05, 0.1, 0.95, 0.55) ||
+    rect(u, v, 0, 0.4, 0.12, 0.9) ||
+    rect(u, v, 0.88, 0.4, 1, 0.9) ||
+    rect(u, v, 0.1, 0.5, 0.9, 0.85),
+  faucet: (u, v) =>
+    rect(u, v, 0.35, 0.3, 0.55, 1) ||
+    rect(u, v, 0.35, 0.2, 0.95, 0.35) ||
+    rect(u, v, 0.8, 0.2, 0.95, 0.5) ||
+    ellipse(u, v, 0.45, 0.15, 0.2, 0.08),
   vase: (u, v) => ellipse(u, v, 0.5, 0.65, 0.4, 0.35) || rect(u, v, 0.35, 0.05, 0.65, 0.4),
   mirror: (u, v) => ellipse(u, v, 0.5, 0.5, 0.5, 0.5) && !ellipse(u, v, 0.5, 0.5, 0.38, 0.4),
   rug: (u, v) => rect(u, v, 0, 0, 1, 1) && !(rect(u, v, 0.1, 0.15, 0.9, 0.85) && !rect(u, v, 0.2, 0.3, 0.8, 0.7)),
   pillow: (u, v) => ellipse(u, v, 0.5, 0.5, 0.5, 0.5) || rect(u, v, 0.12, 0.12, 0.88, 0.88),
   curtain: (u, v) => rect(u, v, 0, 0, 1, 1) && Math.sin(u * 6 * Math.PI) > -0.7,
-  lamp: (u, v) => trapezoid(u, v, 0, 0.4, 0.22, 0.45) || rect(u, v, 0.46, 0.4, 0.54, 0.92) || rect(u, v, 0.25, 0.9, 0.75, 1),
-  'ceiling-light': (u, v) => rect(u, v, 0.48, 0, 0.52, 0.4) || trapezoid(u, v, 0.4, 0.85, 0.08, 0.5) || ellipse(u, v, 0.5, 0.88, 0.12, 0.1),
+  lamp: (u, v) =>
+    trapezoid(u, v, 0, 0.4, 0.22, 0.45) || rect(u, v, 0.46, 0.4, 0.54, 0.92) || rect(u, v, 0.25, 0.9, 0.75, 1),
+  'ceiling-light': (u, v) =>
+    rect(u, v, 0.48, 0, 0.52, 0.4) || trapezoid(u, v, 0.4, 0.85, 0.08, 0.5) || ellipse(u, v, 0.5, 0.88, 0.12, 0.1),
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -209,7 +231,14 @@ export function paintScene(world: SynthWorld, scene: SynthScene): Raster {
   const floor = hsl((palette.accentHue + 0.5) % 1, 0.45, r.range(0.45, 0.7));
   const raster = new Raster(width, height, wall);
   const horizon = height * r.range(0.7, 0.82);
-  raster.fillBox(0, horizon, width, height, () => true, () => floor);
+  raster.fillBox(
+    0,
+    horizon,
+    width,
+    height,
+    () => true,
+    () => floor,
+  );
   for (let i = 0, n = 3 + r.int(4); i < n; i++) {
     const w = width * r.range(0.05, 0.25);
     const h = height * r.range(0.05, 0.25);
@@ -222,13 +251,21 @@ export function paintScene(world: SynthWorld, scene: SynthScene): Raster {
   }
   if (fashion) paintPerson(raster, r);
   const items = [...scene.items].sort(
-    (a, b) => world.taxonomy[world.products[a.product].category].z - world.taxonomy[world.products[b.product].category].z,
+    (a, b) =>
+      world.taxonomy[world.products[a.product].category].z - world.taxonomy[world.products[b.product].category].z,
   );
   for (const item of items) {
     const product = world.products[item.product];
     const [left, top, right, bottom] = item.bbox;
     const mask = SILHOUETTES[world.taxonomy[product.category].silhouette];
-    raster.fillBox(left * width, top * height, right * width, bottom * height, mask, painter(productLook(world, product)));
+    raster.fillBox(
+      left * width,
+      top * height,
+      right * width,
+      bottom * height,
+      mask,
+      painter(productLook(world, product)),
+    );
   }
   return raster;
 }
@@ -240,7 +277,14 @@ function paintPerson(raster: Raster, r: Random): void {
   raster.fillBox(W * 0.4, H * 0.05, W * 0.6, H * 0.21, (u, v) => ellipse(u, v, 0.5, 0.5, 0.5, 0.5), paint);
   raster.fillBox(W * 0.46, H * 0.19, W * 0.54, H * 0.25, () => true, paint);
   raster.fillBox(W * 0.3, H * 0.24, W * 0.7, H * 0.55, (u, v) => trapezoid(u, v, 0, 1, 0.5, 0.34), paint);
-  raster.fillBox(W * 0.38, H * 0.5, W * 0.62, H * 0.92, (u, v) => rect(u, v, 0, 0, 0.45, 1) || rect(u, v, 0.55, 0, 1, 1), paint);
+  raster.fillBox(
+    W * 0.38,
+    H * 0.5,
+    W * 0.62,
+    H * 0.92,
+    (u, v) => rect(u, v, 0, 0, 0.45, 1) || rect(u, v, 0.55, 0, 1, 1),
+    paint,
+  );
 }
 
 export async function encodeRaster(raster: Raster, format: ImageFormat): Promise<Buffer> {

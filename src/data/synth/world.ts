@@ -83,10 +83,14 @@ export function generateWorld(options: SynthOptions): SynthWorld {
 
   // Products: real-like category proportions, a style each, a popularity each.
   const productRng = root.fork('products');
-  const perCategory = apportion(taxonomy.map((t) => t.count), productCount);
+  const perCategory = apportion(
+    taxonomy.map((t) => t.count),
+    productCount,
+  );
   const candidates: { category: number; style: number; popularity: number }[] = [];
   perCategory.forEach((n, category) => {
-    for (let i = 0; i < n; i++) candidates.push({ category, style: drawStyle(), popularity: Math.exp(0.7 * productRng.normal()) });
+    for (let i = 0; i < n; i++)
+      candidates.push({ category, style: drawStyle(), popularity: Math.exp(0.7 * productRng.normal()) });
   });
 
   // Scenes: a style, 1..5 distinct categories (one per group), each slot on- or off-style.
@@ -112,7 +116,10 @@ export function generateWorld(options: SynthOptions): SynthWorld {
     if (members.length === 0) return;
     const byStyle = groupBy(members, (i) => candidates[i].style);
     const mySlots = slots.flatMap((s, i) => (s.category === category ? [i] : []));
-    const openOnStyle = groupBy(assignRng.shuffle(mySlots.filter((i) => slots[i].onStyle)), (i) => sceneStyles[slots[i].scene]);
+    const openOnStyle = groupBy(
+      assignRng.shuffle(mySlots.filter((i) => slots[i].onStyle)),
+      (i) => sceneStyles[slots[i].scene],
+    );
     const uncovered: number[] = [];
     for (const p of assignRng.shuffle([...members])) {
       const slot = openOnStyle.get(candidates[p].style)?.pop();
@@ -129,7 +136,7 @@ export function generateWorld(options: SynthOptions): SynthWorld {
       const pick =
         leftover !== undefined && leftover >= 0
           ? uncovered.splice(leftover, 1)[0]
-          : drawDistinct(own ?? drawFromCategory, scene) ?? drawDistinct(drawFromCategory, scene);
+          : (drawDistinct(own ?? drawFromCategory, scene) ?? drawDistinct(drawFromCategory, scene));
       if (pick !== undefined) take(slot, pick);
     }
     // Products still without a scene take an empty slot, or one from a product that has several, preferring
@@ -162,7 +169,7 @@ export function generateWorld(options: SynthOptions): SynthWorld {
   const newSig = (): string => {
     for (;;) {
       const sig = sigRng.hex(16);
-      if (!sigs.has(sig)) return sigs.add(sig), sig;
+      if (!sigs.has(sig)) return (sigs.add(sig), sig);
     }
   };
   slotProduct.forEach((p) => {
@@ -186,7 +193,8 @@ export function generateWorld(options: SynthOptions): SynthWorld {
   });
   const distractorRng = root.fork('distractors');
   for (const scene of scenes)
-    for (let d = 0; d < DISTRACTORS_PER_SCENE && products.length > 0; d++) scene.distractors.push(distractorRng.int(products.length));
+    for (let d = 0; d < DISTRACTORS_PER_SCENE && products.length > 0; d++)
+      scene.distractors.push(distractorRng.int(products.length));
 
   // Scenes whose every slot went unfilled (only possible in tiny worlds) are dropped: the pairs file cannot list them.
   const kept = scenes.filter((s) => s.items.length > 0);
@@ -313,7 +321,9 @@ export function categoriesFileText(world: SynthWorld): string {
 
 /** Where `ctl data synth` records what it wrote, beside the raw files. */
 export function synthMarkerPath(workdir: string, domain: Domain): string {
-  return workdirPaths(workdir).rawPairs(domain).replace(/\.json$/, '.synth.json');
+  return workdirPaths(workdir)
+    .rawPairs(domain)
+    .replace(/\.json$/, '.synth.json');
 }
 
 export interface SynthResult {
@@ -327,7 +337,11 @@ export interface SynthResult {
  * Generate the world, write the raw files atomically and normalise them (strictly: a synthetic file with a bad row
  * is a bug). Refuses to overwrite raw files fetched from STL unless `force`.
  */
-export async function writeSyntheticDataset(workdir: string, options: SynthOptions, force = false): Promise<SynthResult> {
+export async function writeSyntheticDataset(
+  workdir: string,
+  options: SynthOptions,
+  force = false,
+): Promise<SynthResult> {
   const paths = workdirPaths(workdir);
   const { domain } = options;
   const fetched = await readFile(manifestPath(workdir, domain), 'utf8').then(
@@ -345,8 +359,15 @@ export async function writeSyntheticDataset(workdir: string, options: SynthOptio
   await writeJsonAtomic(synthMarkerPath(workdir, domain), { generator: SYNTH_VERSION, ...options });
   const { dataset, path } = await normaliseWorkdir(workdir, domain, { strict: true, source: 'synthetic' });
   if (world.products.length < options.products)
-    log(`note: ${options.products - world.products.length} of ${options.products} products found no scene slot and were left out`);
-  return { world, dataset, datasetPath: path, files: { pairs: paths.rawPairs(domain), categories: paths.rawCategories(domain) } };
+    log(
+      `note: ${options.products - world.products.length} of ${options.products} products found no scene slot and were left out`,
+    );
+  return {
+    world,
+    dataset,
+    datasetPath: path,
+    files: { pairs: paths.rawPairs(domain), categories: paths.rawCategories(domain) },
+  };
 }
 
 /** Bumped when the generator changes what a seed produces, so stores of an older generator are redone. */
@@ -376,7 +397,10 @@ export async function synthesise(workdir: string, options: SynthesiseOptions): P
     start = performance.now();
     return Math.round(seconds * 100) / 100;
   };
-  const result: SynthesiseResult = { ...(await writeSyntheticDataset(workdir, { scenes, products, seed, domain }, options.force)), seconds: { dataset: 0 } };
+  const result: SynthesiseResult = {
+    ...(await writeSyntheticDataset(workdir, { scenes, products, seed, domain }, options.force)),
+    seconds: { dataset: 0 },
+  };
   result.seconds.dataset = lap();
   const provenance = { generator: SYNTH_VERSION, domain, seed, scenes, products };
   if (options.dim === undefined) await removeStaleSyntheticStores(workdir, provenance);
