@@ -31,6 +31,14 @@ export interface Downloaded {
   attempts: number;
 }
 
+/**
+ * The body stream's buffer limit, above any metadata file, so undici never pauses its HTTP/1 parser for
+ * backpressure: a server that closes the connection right after the body while the parser is paused makes
+ * undici 7 fail an internal assertion that no caller can catch (fixed in undici 8, which needs Node >= 22.19).
+ * The file write keeps up in practice; at worst the file's bytes wait in memory.
+ */
+const NEVER_PAUSE_BYTES = 2 ** 30;
+
 /** A failure worth retrying (the server or the network), as opposed to a wrong URL. */
 class TransientError extends Error {}
 
@@ -67,7 +75,7 @@ async function attemptDownload(
 ): Promise<{ bytes: number; sha256: string }> {
   let response: Awaited<ReturnType<typeof request>>;
   try {
-    response = await request(url, { method: 'GET', dispatcher });
+    response = await request(url, { method: 'GET', dispatcher, highWaterMark: NEVER_PAUSE_BYTES });
   } catch (err) {
     throw new TransientError(describeNetworkError(err));
   }
