@@ -20,8 +20,8 @@ export interface LocalEncoderOptions {
 /** What to do when the CUDA provider cannot load: the exact set-up, once, in one place. */
 export const CUDA_SETUP =
   "CUDA needs an NVIDIA driver, CUDA 12 and cuDNN 9 libraries on the library path, and onnxruntime-node's CUDA " +
-  'provider files: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (this package skips them by ' +
-  'default, see .npmrc)';
+  'provider files: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --allow-scripts=onnxruntime-node` ' +
+  '(this package skips them by default)';
 
 type Transformers = typeof import('@huggingface/transformers');
 type VisionModel = Awaited<ReturnType<Transformers['SiglipVisionModel']['from_pretrained']>>;
