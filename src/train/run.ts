@@ -22,12 +22,11 @@ import {
 } from './checkpoint.js';
 import { loadTrainConfig, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
-import { LocalEngine, type TrainEngine } from './engine.js';
+import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
 import { MetricsLog } from './metrics-log.js';
 import { minePool } from './mining.js';
 import { MinedPool, inBatchCandidates, inBatchFalseNegatives, sameCategoryRandom } from './negatives.js';
 import { ParallelEngine } from './parallel.js';
-import type { StepPlan } from './replica.js';
 import { learningRate } from './schedule.js';
 
 export interface TrainRunOptions {
