@@ -31,7 +31,7 @@ export interface StepPlan {
   rows: Int32Array;
   /** Explicit negative product per row (same-category-random, mined), -1 for none; null = no explicit negatives. */
   negatives: Int32Array | null;
-  /** [B, B] allowed in-batch negatives (in-batch-hard), see negatives.ts. */
+  /** [B, B] allowed in-batch negatives (in-batch-hard), see negatives/in-batch-hard.ts. */
   hardCandidates: Uint8Array | null;
   /** [B, B] in-batch false negatives to take out of the softmax, or null. */
   falseNegatives: Uint8Array | null;

@@ -9,7 +9,7 @@ import { l2Normalize } from '../model/ops.js';
 import type { DropoutContext, TwoTower } from '../model/two-tower.js';
 import type { EngineMatrices, StepPlan } from './engine.js';
 import { contrastiveLoss, pickColumns, rowCosines, similarities, type LossWeights } from './losses.js';
-import { hardestAllowed } from './negatives.js';
+import { hardestAllowed } from './negatives/in-batch-hard.js';
 
 /** The rows [start, start + n) of a batch of `batchSize` rows (start 0, batchSize n when alone). */
 export interface BatchInputs {
