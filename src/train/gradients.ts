@@ -1,6 +1,6 @@
 // The loss of one batch and its gradient with respect to the flat parameters: the training step's math, with no
 // state, which every engine calls. Alone it sees the whole batch. As one of several data-parallel replicas it
-// sees a shard of the rows and a `shard.gather` that returns the other shards' embeddings: the loss is then the
+// sees a shard of the rows and a `gather` that returns the other shards' embeddings: the loss is then the
 // same function of all rows in every replica, and each replica differentiates through its own rows only, so the
 // tower gradients of the replicas sum to the whole batch's. The parameters the loss reads directly
 // (model.lossParamNames) get the whole batch's gradient in every replica: the caller counts them once.
