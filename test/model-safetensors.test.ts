@@ -13,7 +13,7 @@ import { fromStateDict, toStateDict } from '../src/model/state-dict.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
 import { keyedRandom } from '../src/model/random.js';
 import { checkpointDir, loadCheckpoint, saveCheckpoint, type CheckpointState } from '../src/train/checkpoint.js';
-import { encodeRows } from '../src/train/replica.js';
+import { encodeRows } from '../src/model/encode.js';
 
 const PYTHON = '/usr/bin/python3';
 const canRun = (code: string) => spawnSync(PYTHON, ['-c', code], { encoding: 'utf8' }).status === 0;

@@ -2,17 +2,12 @@
 // category, hardest = highest allowed similarity, mined = inside the rank window.
 import { describe, expect, it } from 'vitest';
 import { keyedRandom } from '../src/model/random.js';
-import {
-  MinedPool,
-  hardestAllowed,
-  inBatchCandidates,
-  inBatchFalseNegatives,
-  isPositive,
-  rankWindowPicks,
-  sameCategoryRandom,
-  type NegativeIndex,
-} from '../src/train/negatives.js';
-import { minePool } from '../src/train/mining.js';
+import { inBatchFalseNegatives, isPositive, type NegativeIndex } from '../src/train/negatives/negative-index.js';
+import { sameCategoryRandom } from '../src/train/negatives/same-category-random.js';
+import { hardestAllowed, inBatchCandidates } from '../src/train/negatives/in-batch-hard.js';
+import { MinedPool, minePool, rankWindowPicks } from '../src/train/negatives/mined.js';
+import { NEGATIVE_STRATEGIES, createNegativeSampler } from '../src/train/negatives.js';
+import type { NegativesConfig } from '../src/train/config.js';
 
 /** Scenes with 1-5 products, few categories, products shared between scenes. */
 function randomIndex(seed: number, products = 60, scenes = 40, categories = 3): NegativeIndex {
@@ -144,5 +139,60 @@ describe('mined', () => {
   it("falls back when a row's pool is empty", () => {
     const pool = new MinedPool(Int32Array.from([-1, -1]), 2, 0);
     expect(pool.sample(0, keyedRandom(1), () => 42)).toBe(42);
+  });
+});
+
+describe('strategies behind one interface', () => {
+  const index = randomIndex(11, 80, 50, 3);
+  const config: NegativesConfig = { strategy: 'mined', refreshSteps: 5, rankWindow: [1, 6], poolSize: 3 };
+  const context = { index, config, seed: 4 };
+  const rng = keyedRandom(12);
+  const rows = Int32Array.from({ length: 16 }, () => rng.int(index.rowProduct.length));
+
+  it('registers each strategy under its config name', () => {
+    expect(NEGATIVE_STRATEGIES).toEqual(['none', 'same-category-random', 'in-batch-hard', 'mined']);
+  });
+
+  it('gives each strategy its kind of negatives, the same for the same (seed, step)', () => {
+    const draw = (name: (typeof NEGATIVE_STRATEGIES)[number], step: number) =>
+      createNegativeSampler(name, context).sample(rows, step);
+    expect(draw('none', 1)).toEqual({ negatives: null, hardCandidates: null });
+    expect(draw('in-batch-hard', 1)).toEqual({ negatives: null, hardCandidates: inBatchCandidates(index, rows) });
+    const random = draw('same-category-random', 1);
+    expect(random.hardCandidates).toBeNull();
+    expect(random).toEqual(draw('same-category-random', 1));
+    expect(random).not.toEqual(draw('same-category-random', 2));
+    // Before its first mining, `mined` draws as same-category-random does.
+    expect(draw('mined', 1)).toEqual(random);
+  });
+
+  it('mines every refreshSteps steps, and resumes from its checkpointed state drawing the same negatives', async () => {
+    const dim = 8;
+    const towers = {
+      encode: async (matrix: string) =>
+        Float32Array.from({ length: (matrix === 'products' ? 80 : index.rowProduct.length) * dim }, () => rng.normal()),
+    };
+    const sampler = createNegativeSampler('mined', context);
+    await sampler.refresh!(0, towers);
+    await sampler.refresh!(3, towers);
+    expect(sampler.state!()).toBeNull();
+    await sampler.refresh!(5, towers);
+    const state = sampler.state!()!;
+    expect(state.step).toBe(5);
+    expect(state.width).toBe(3);
+    await sampler.refresh!(5, towers);
+    expect(sampler.state!()!.table).toBe(state.table);
+
+    const drawn = sampler.sample(rows, 7).negatives!;
+    rows.forEach((r, i) => {
+      const pool = Array.from(state.table.subarray(r * 3, r * 3 + 3)).filter((j) => j >= 0);
+      if (pool.length > 0) expect(pool).toContain(drawn[i]);
+    });
+    const resumed = createNegativeSampler('mined', context, {
+      step: state.step,
+      table: state.table.slice(),
+      width: state.width,
+    });
+    expect(resumed.sample(rows, 7)).toEqual(sampler.sample(rows, 7));
   });
 });

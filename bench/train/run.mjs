@@ -13,6 +13,8 @@
 // The two run in alternating rounds, so a change in the machine's load hits both; the medians are compared.
 // Samples per CPU-second (all threads) is printed too: on a shared machine it moves less with others' load.
 // The step time of the first and last quarter of each run shows whether it drifts (denormals).
+// No ratio is printed against a PyTorch whose matrix products do not run on OpenBLAS or MKL (torch_bench.py
+// finds the library torch binds sgemm_ to, and refuses a reference BLAS): the script then exits with 1.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -196,6 +198,8 @@ const env = {
 };
 delete env.OPENBLAS_CORETYPE;
 delete env.OPENBLAS_L2_SIZE;
+/** Why PyTorch was not timed (torch_bench.py refused its BLAS, or failed), or null. */
+let torchFailure = null;
 function torchRound(round) {
   const p = spawnSync(
     python,
@@ -220,7 +224,9 @@ function torchRound(round) {
     { env, encoding: 'utf8' },
   );
   if (p.status !== 0) {
-    say(`pytorch: failed (${(p.stderr || p.error?.message || '').trim().split('\n').pop()})`);
+    const reason = (p.stderr || p.error?.message || '').trim().split('\n').pop();
+    torchFailure = p.status === 3 ? `the baseline is not OpenBLAS or MKL: ${reason}` : `PyTorch failed: ${reason}`;
+    say(`pytorch: ${torchFailure}`);
     return null;
   }
   const result = JSON.parse(p.stdout.trim().split('\n').pop());
@@ -268,10 +274,13 @@ if (torchRuns.length > 0) {
     perCpu: median(torchRuns.map((r) => r.samples_per_cpu_sec)),
   };
   row(
-    `PyTorch ${t.torch}, ${t.threads} threads, OpenBLAS ${t.kernel}`,
+    `PyTorch ${t.torch}, ${t.threads} threads, ${t.blas_kind === 'mkl' ? 'MKL' : `OpenBLAS ${t.kernel}`}`,
     torch.perSec.toFixed(0),
     torch.perCpu.toFixed(0),
   );
   row('ratio ctl / PyTorch', (ctl.perSec / torch.perSec).toFixed(2), (ctl.perCpu / torch.perCpu).toFixed(2));
-  console.log(`  PyTorch's BLAS: ${t.blas.join(', ') || 'built in'}; flush-to-zero on`);
+  console.log(`  PyTorch's BLAS: ${t.blas ?? 'built in'}; flush-to-zero on`);
+} else if (torchFailure) {
+  console.log(`\n  NO RATIO: ${torchFailure}`);
+  process.exitCode = 1;
 }

@@ -1,6 +1,8 @@
 """PyTorch side of bench/train/run.mjs: the v2 model's training step (torch_two_tower.py) on the batches that
 script wrote to DATA_DIR; prints one JSON line (samples/s, samples per CPU-second, step times early and late,
-versions, the BLAS library torch loaded, threads).
+versions, the BLAS library torch loaded, threads). Refuses (exit 3) to time a PyTorch whose BLAS is not OpenBLAS
+or MKL: on Debian, python3-torch alone brings the reference BLAS (libblas3), several times slower, and a ratio
+against it says nothing.
 
 Usage: python3 torch_bench.py DATA_DIR [--batch 256] [--dim 768] [--categories 10] [--warmup 5] [--first 5]
     [--steps 40] [--threads 2]
@@ -9,6 +11,7 @@ step `batch` training rows (rows.i32) and negatives (negatives.i32). Warm-up run
 steps first .. first + steps - 1 are timed.
 """
 import argparse
+import ctypes
 import json
 import os
 import sys
@@ -21,11 +24,39 @@ sys.path.insert(0, os.path.dirname(__file__))
 from torch_two_tower import TwoTower, train_step  # noqa: E402
 
 
+class DlInfo(ctypes.Structure):
+    _fields_ = [
+        ('dli_fname', ctypes.c_char_p),
+        ('dli_fbase', ctypes.c_void_p),
+        ('dli_sname', ctypes.c_char_p),
+        ('dli_saddr', ctypes.c_void_p),
+    ]
+
+
 def blas_library():
-    """The BLAS shared objects mapped into this process (Debian's libblas.so.3 is an alternatives link)."""
+    """The shared object whose sgemm_ torch's own library binds to: the BLAS its matrix products run on. (Which
+    BLAS files are mapped says less: Debian's liblapack.so.3 can map OpenBLAS beside a reference libblas.so.3.)"""
     with open('/proc/self/maps') as f:
-        paths = {line.split()[-1] for line in f if 'blas' in line.lower() and '.so' in line}
-    return sorted(os.path.realpath(p) for p in paths)
+        torch_cpu = next((line.split()[-1] for line in f if 'libtorch_cpu' in line), None)
+    if torch_cpu is None:
+        return None
+    try:
+        sgemm = ctypes.CDLL(torch_cpu).sgemm_
+    except AttributeError:
+        return None
+    info = DlInfo()
+    if not ctypes.CDLL(None).dladdr(ctypes.cast(sgemm, ctypes.c_void_p), ctypes.byref(info)):
+        return None
+    return os.path.realpath(info.dli_fname.decode())
+
+
+def blas_kind(library):
+    """'openblas' or 'mkl' (linked into torch's own library in PyPI wheels), else None."""
+    if library and 'openblas' in library.lower():
+        return 'openblas'
+    if (library and 'mkl' in library.lower()) or torch.backends.mkl.is_available():
+        return 'mkl'
+    return None
 
 
 def main():
@@ -41,6 +72,18 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    torch.mm(torch.ones(64, 64), torch.ones(64, 64))
+    library = blas_library()
+    kind = blas_kind(library)
+    if kind is None:
+        print(
+            f"torch_bench.py: refusing to time PyTorch on {library or 'an unknown BLAS'}: not OpenBLAS or MKL "
+            '(a reference BLAS is several times slower, so a ratio against it says nothing). On Debian: '
+            'apt-get install libopenblas0-pthread, and check update-alternatives --display '
+            'libblas.so.3-x86_64-linux-gnu',
+            file=sys.stderr,
+        )
+        sys.exit(3)
     # Denormal floats make every op 10-100x slower; a fair baseline flushes them (the design card).
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
@@ -79,7 +122,8 @@ def main():
         'step_ms_last_quarter': 1000 * sum(times[-quarter:]) / quarter,
         'torch': torch.__version__,
         'threads': torch.get_num_threads(),
-        'blas': blas_library(),
+        'blas': library,
+        'blas_kind': kind,
     }))
 
 

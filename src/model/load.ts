@@ -9,7 +9,7 @@ import {
   type CheckpointState,
 } from '../train/checkpoint.js';
 import type { TrainConfig } from '../train/config.js';
-import { encodeRows } from '../train/replica.js';
+import { encodeRows } from './encode.js';
 import { InputError } from '../util/errors.js';
 import { useBackend, type BackendChoice } from './backend.js';
 import { TwoTower, type ModelSpec } from './two-tower.js';

@@ -92,9 +92,12 @@ export function paramSpecs(spec: ModelSpec): ParamSpec[] {
 
 export class TwoTower {
   readonly layout: ParamLayout;
+  /** Parameters the loss reads directly rather than through the towers' rows (the learnable temperature). */
+  readonly lossParamNames: readonly string[];
 
   constructor(readonly spec: ModelSpec) {
     this.layout = new ParamLayout(paramSpecs(spec));
+    this.lossParamNames = spec.temperature.learnable ? ['log_temperature'] : [];
   }
 
   /** Scene embeddings [n, inputDim] → [n, out]. */

@@ -9,7 +9,7 @@ import { workdirPaths } from '../data/workdir.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { TrainConfig } from './config.js';
-import type { NegativeIndex } from './negatives.js';
+import type { NegativeIndex } from './negatives/negative-index.js';
 
 export interface PairRows {
   /** dataset.pairs indices, one per row. */

@@ -1,18 +1,50 @@
-// Where the steps run: LocalEngine trains on this thread (any backend); ParallelEngine (parallel.ts) runs one
-// replica per worker thread, each with its own wasm backend, over shards of every batch.
-import type { Tower } from '../model/two-tower.js';
-import type { OptimizerState } from './optimizer.js';
-import { Replica, type ReplicaOptions, type StepPlan, type StepResult } from './replica.js';
+// Where the steps run. Both engines run the same step (gradients.ts: the loss and gradients of a batch) and the
+// same fused optimizer: LocalEngine on this thread (any backend) over the whole batch; ParallelEngine
+// (parallel.ts) with one replica per worker thread, each with its own wasm backend, over shards of every batch.
+import * as tf from '@tensorflow/tfjs';
+import { encodeRows } from '../model/encode.js';
+import { TwoTower, type ModelSpec, type Tower } from '../model/two-tower.js';
+import { batchOf, lossAndGradients } from './gradients.js';
+import type { LossWeights } from './losses.js';
+import { FlatAdam, clipScale, sumOfSquares, type OptimizerConfig, type OptimizerState } from './optimizer.js';
 
 /** The matrices a run encodes: training scenes (for mining), validation scenes, the catalog. */
 export type MatrixName = 'trainScenes' | 'valScenes' | 'products';
 
 export interface EngineMatrices {
+  /** [rows, inputDim] scene embedding of each training row. */
   trainScenes: Float32Array;
   valScenes: Float32Array;
+  /** [products, inputDim] embedding of each dataset product. */
   products: Float32Array;
+  /** Dataset product index → category. */
   productCategory: Int32Array;
+  /** Training row → its positive's dataset product index. */
   rowProduct: Int32Array;
+}
+
+/** What one step trains on. */
+export interface StepPlan {
+  step: number;
+  lr: number;
+  /** Training rows of the batch. */
+  rows: Int32Array;
+  /** Explicit negative product per row (same-category-random, mined), -1 for none; null = no explicit negatives. */
+  negatives: Int32Array | null;
+  /** [B, B] allowed in-batch negatives (in-batch-hard), see negatives/in-batch-hard.ts. */
+  hardCandidates: Uint8Array | null;
+  /** [B, B] in-batch false negatives to take out of the softmax, or null. */
+  falseNegatives: Uint8Array | null;
+}
+
+export interface StepResult {
+  loss: number;
+  infonce: number;
+  triplet: number;
+  gradNorm: number;
+  temperature: number;
+  /** Live tfjs tensors after the step (a leak shows as growth). */
+  tensors: number;
 }
 
 export interface TrainEngine {
@@ -27,51 +59,73 @@ export interface TrainEngine {
   dispose(): Promise<void>;
 }
 
-export type EngineOptions = Omit<ReplicaOptions, 'data' | 'exchange'> & { matrices: EngineMatrices };
-
-export function towerOf(matrix: MatrixName): Tower {
-  return matrix === 'products' ? 'product' : 'scene';
+export interface EngineOptions {
+  spec: ModelSpec;
+  optimizer: OptimizerConfig;
+  loss: LossWeights;
+  seed: number;
+  /** The flat parameters to start from. */
+  params: Float32Array;
+  optimizerState?: OptimizerState;
+  matrices: EngineMatrices;
 }
 
 export function rowsOf(matrices: EngineMatrices, matrix: MatrixName, dim: number): number {
   return matrices[matrix].length / dim;
 }
 
+/** Rows [start, end) of a matrix through its tower: scenes → scene tower, products → product tower. */
+export function encodeMatrix(
+  model: TwoTower,
+  params: Float32Array,
+  matrices: EngineMatrices,
+  matrix: MatrixName,
+  start: number,
+  end: number,
+): Float32Array {
+  const dim = model.spec.inputDim;
+  const tower: Tower = matrix === 'products' ? 'product' : 'scene';
+  const categories = matrix === 'products' ? matrices.productCategory.subarray(start, end) : null;
+  return encodeRows(model, params, tower, matrices[matrix].subarray(start * dim, end * dim), categories, end - start);
+}
+
 export class LocalEngine implements TrainEngine {
   readonly workers = 1;
-  private readonly replica: Replica;
+  private readonly model: TwoTower;
+  private readonly current: Float32Array;
+  private readonly optimizer: FlatAdam;
 
   constructor(private readonly options: EngineOptions) {
-    const { matrices } = options;
-    this.replica = new Replica({
-      ...options,
-      params: options.params.slice(),
-      data: {
-        scenes: matrices.trainScenes,
-        products: matrices.products,
-        productCategory: matrices.productCategory,
-        rowProduct: matrices.rowProduct,
-      },
-    });
+    this.model = new TwoTower(options.spec);
+    this.current = options.params.slice();
+    this.optimizer = new FlatAdam(options.optimizer, 0, this.current.length, options.optimizerState);
   }
 
   async step(plan: StepPlan): Promise<StepResult> {
-    return this.replica.step(plan);
+    const { matrices, seed, loss, optimizer, spec } = this.options;
+    const batch = batchOf(matrices, plan, 0, plan.rows.length, spec.inputDim);
+    const { grad, ...parts } = lossAndGradients(this.model, this.current, {
+      ...batch,
+      dropout: { seed, step: plan.step },
+      loss,
+    });
+    const gradNorm = Math.sqrt(sumOfSquares(grad));
+    this.optimizer.update(this.current, grad, plan.lr, clipScale(gradNorm, optimizer.gradClip));
+    return { ...parts, gradNorm, tensors: tf.memory().numTensors };
   }
 
   async encode(matrix: MatrixName): Promise<Float32Array> {
-    const { matrices, spec } = this.options;
-    const categories = matrix === 'products' ? matrices.productCategory : null;
-    return this.replica.encode(towerOf(matrix), matrices[matrix], categories, rowsOf(matrices, matrix, spec.inputDim));
+    const rows = rowsOf(this.options.matrices, matrix, this.options.spec.inputDim);
+    return encodeMatrix(this.model, this.current, this.options.matrices, matrix, 0, rows);
   }
 
   params(): Float32Array {
-    return this.replica.params.slice();
+    return this.current.slice();
   }
 
   async optimizerState(): Promise<OptimizerState> {
-    const s = this.replica.optimizerState();
-    return { t: s.t, m: s.m.slice(), v: s.v.slice() };
+    const { t, m, v } = this.optimizer;
+    return { t, m: m.slice(), v: v.slice() };
   }
 
   async dispose(): Promise<void> {}

@@ -1,36 +1,5 @@
 // How data-parallel replicas talk: through shared memory and a barrier, synchronously (a replica blocks in
-// Atomics.wait inside its training step, which tfjs's synchronous gradient code needs). A lone replica uses
-// LocalExchange, where every operation is the identity.
-
-export interface Exchange {
-  readonly rank: number;
-  readonly world: number;
-  /** Put this replica's rows [rowStart, rowStart + rows) of each [batchSize, cols] matrix next to everyone
-   * else's and return the whole matrices (valid until the next exchange operation). */
-  allGather(blocks: Float32Array[], rowStart: number, batchSize: number, cols: number): Float32Array[];
-  /** The sum over replicas of `own`, restricted to [lo, hi): each replica reduces its own slice. Summed in
-   * rank order, so the result does not depend on timing. Valid until the next call. */
-  reduceScatter(own: Float32Array, lo: number, hi: number): Float32Array;
-  /** The sum of one number over replicas, in rank order. */
-  allSum(x: number): number;
-  /** Wait until every replica got here. */
-  barrier(): void;
-}
-
-export class LocalExchange implements Exchange {
-  readonly rank = 0;
-  readonly world = 1;
-  allGather(blocks: Float32Array[]): Float32Array[] {
-    return blocks;
-  }
-  reduceScatter(own: Float32Array, lo: number, hi: number): Float32Array {
-    return own.subarray(lo, hi);
-  }
-  allSum(x: number): number {
-    return x;
-  }
-  barrier(): void {}
-}
+// Atomics.wait inside its training step, which tfjs's synchronous gradient code needs).
 
 /** The shared memory of a group of replicas; created by the coordinator, handed to every worker. */
 export interface SharedBuffers {
@@ -56,7 +25,7 @@ export function createSharedBuffers(world: number, paramCount: number, maxBatch:
   };
 }
 
-export class SharedExchange implements Exchange {
+export class SharedExchange {
   private readonly control: Int32Array;
   private readonly gather: Float32Array;
   private readonly grads: Float32Array;
@@ -77,6 +46,7 @@ export class SharedExchange implements Exchange {
     this.paramCount = buffers.params.byteLength / 4;
   }
 
+  /** Wait until every replica got here. */
   barrier(): void {
     const generation = Atomics.load(this.control, 1);
     if (Atomics.add(this.control, 0, 1) === this.world - 1) {
@@ -88,6 +58,8 @@ export class SharedExchange implements Exchange {
     }
   }
 
+  /** Put this replica's rows [rowStart, rowStart + rows) of each [batchSize, cols] matrix next to everyone
+   * else's and return the whole matrices (valid until the next exchange operation). */
   allGather(blocks: Float32Array[], rowStart: number, batchSize: number, cols: number): Float32Array[] {
     const stride = this.gather.length / 3;
     blocks.forEach((block, k) => this.gather.set(block, k * stride + rowStart * cols));
@@ -95,6 +67,8 @@ export class SharedExchange implements Exchange {
     return blocks.map((_, k) => this.gather.subarray(k * stride, k * stride + batchSize * cols));
   }
 
+  /** The sum over replicas of `own`, restricted to [lo, hi): each replica reduces its own slice. Summed in
+   * rank order, so the result does not depend on timing. Valid until the next call. */
   reduceScatter(own: Float32Array, lo: number, hi: number): Float32Array {
     this.grads.set(own, this.rank * this.paramCount);
     this.barrier();
@@ -108,6 +82,7 @@ export class SharedExchange implements Exchange {
     return out;
   }
 
+  /** The sum of one number over replicas, in rank order. */
   allSum(x: number): number {
     this.sums[this.rank] = x;
     this.barrier();

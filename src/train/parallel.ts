@@ -9,9 +9,17 @@ import { RunError } from '../util/errors.js';
 import type { BackendChoice } from '../model/backend.js';
 import { TwoTower } from '../model/two-tower.js';
 import { createSharedBuffers, type SharedBuffers } from './exchange.js';
-import { rowsOf, type EngineMatrices, type EngineOptions, type MatrixName, type TrainEngine } from './engine.js';
+import {
+  rowsOf,
+  type EngineMatrices,
+  type EngineOptions,
+  type MatrixName,
+  type StepPlan,
+  type StepResult,
+  type TrainEngine,
+} from './engine.js';
 import type { OptimizerState } from './optimizer.js';
-import { shardRange, type StepPlan, type StepResult } from './replica.js';
+import { shardRange } from './replica.js';
 
 /** What a worker starts from (structured-cloned; the SharedArrayBuffers are shared, not copied). */
 export interface WorkerInit {

@@ -22,12 +22,11 @@ import {
 } from './checkpoint.js';
 import { loadTrainConfig, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
-import { LocalEngine, type TrainEngine } from './engine.js';
+import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
 import { MetricsLog } from './metrics-log.js';
-import { minePool } from './mining.js';
-import { MinedPool, inBatchCandidates, inBatchFalseNegatives, sameCategoryRandom } from './negatives.js';
+import { createNegativeSampler, type NegativeSampler, type SamplerState } from './negatives.js';
+import { inBatchFalseNegatives } from './negatives/negative-index.js';
 import { ParallelEngine } from './parallel.js';
-import type { StepPlan } from './replica.js';
 import { learningRate } from './schedule.js';
 
 export interface TrainRunOptions {
@@ -173,10 +172,15 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
   let step = state?.step ?? 0;
   let best = state?.best ?? { epoch: 0, metric: -Infinity };
   let epochsWithoutGain = state?.epochsWithoutGain ?? 0;
-  let pool: MinedPool | null =
-    ctx.checkpoint?.minedPool && state?.minedStep !== undefined
-      ? new MinedPool(ctx.checkpoint.minedPool.pool, ctx.checkpoint.minedPool.poolSize, state.minedStep)
-      : null;
+  const saved = ctx.checkpoint?.minedPool;
+  const negatives = createNegativeSampler(
+    // Without a triplet term, no negatives are drawn.
+    config.loss.triplet > 0 ? config.negatives.strategy : 'none',
+    { index: data.negativeIndex, config: config.negatives, seed: config.seed },
+    saved && state?.minedStep !== undefined
+      ? { step: state.minedStep, table: saved.pool, width: saved.poolSize }
+      : null,
+  );
   const firstEpoch = state?.epoch ?? 0;
 
   if (!state) {
@@ -203,16 +207,9 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
     let liveTensors = 0;
     for (let b = 0; b < stepsPerEpoch; b++) {
       const batch = Int32Array.from(order.slice(b * config.batchSize, (b + 1) * config.batchSize));
-      if (
-        config.negatives.strategy === 'mined' &&
-        step > 0 &&
-        step % config.negatives.refreshSteps === 0 &&
-        pool?.step !== step
-      ) {
-        pool = await mine(engine, data, config, step);
-      }
+      await negatives.refresh?.(step, engine);
       const lr = learningRate(config.schedule, config.optimizer.lr, step, stepsPerEpoch, config.epochs);
-      const result = await engine.step(planStep(step, lr, batch, config, data, pool));
+      const result = await engine.step(planStep(step, lr, batch, config, data, negatives));
       if (!Number.isFinite(result.loss))
         throw new RunError(
           `loss is ${result.loss} at step ${step + 1} (epoch ${epoch + 1}, learning rate ${lr.toExponential(2)}): ` +
@@ -246,6 +243,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
 
     const val = await validate(engine, data, config, ctx.spec);
     const metric = selectionValue(val, config.selection.metric);
+    const sampled: SamplerState | null = negatives.state?.() ?? null;
     const improved = metric > best.metric;
     if (improved) best = { epoch: epoch + 1, metric };
     epochsWithoutGain = improved ? 0 : epochsWithoutGain + 1;
@@ -272,7 +270,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       data: { fingerprint: data.fingerprint, trainPairs: rows, valPairs: data.val.pairs.length },
       backend: ctx.backend,
       workers: ctx.workers,
-      ...(pool ? { minedStep: pool.step } : {}),
+      ...(sampled ? { minedStep: sampled.step } : {}),
       savedAt: new Date().toISOString(),
     };
     const params = engine.params();
@@ -281,7 +279,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       state: checkpointState,
       params,
       optimizer: await engine.optimizerState(),
-      ...(pool ? { minedPool: { pool: pool.pool, poolSize: pool.poolSize } } : {}),
+      ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
     });
     await metricsLog.append({
       type: 'epoch',
@@ -324,42 +322,15 @@ function planStep(
   rows: Int32Array,
   config: TrainConfig,
   data: TrainingData,
-  pool: MinedPool | null,
+  negatives: NegativeSampler,
 ): StepPlan {
-  const index = data.negativeIndex;
-  const strategy = config.loss.triplet > 0 ? config.negatives.strategy : 'none';
-  const rng = keyedRandom(config.seed, 'negatives', step);
-  let negatives: Int32Array | null = null;
-  if (strategy === 'same-category-random' || strategy === 'mined') {
-    negatives = Int32Array.from(rows, (r) => {
-      const random = () => sameCategoryRandom(index, r, rng);
-      return strategy === 'mined' && pool ? pool.sample(r, rng, random) : random();
-    });
-  }
   return {
     step,
     lr,
     rows,
-    negatives,
-    hardCandidates: strategy === 'in-batch-hard' ? inBatchCandidates(index, rows) : null,
-    falseNegatives: config.loss.maskFalseNegatives ? inBatchFalseNegatives(index, rows) : null,
+    ...negatives.sample(rows, step),
+    falseNegatives: config.loss.maskFalseNegatives ? inBatchFalseNegatives(data.negativeIndex, rows) : null,
   };
-}
-
-async function mine(engine: TrainEngine, data: TrainingData, config: TrainConfig, step: number): Promise<MinedPool> {
-  const started = performance.now();
-  const scenes = await engine.encode('trainScenes');
-  const products = await engine.encode('products');
-  const pool = await minePool(data.negativeIndex, scenes, products, config.model.out, {
-    window: config.negatives.rankWindow,
-    poolSize: config.negatives.poolSize,
-    seed: config.seed,
-    step,
-  });
-  log(
-    `mined negatives at step ${step} (ranks ${config.negatives.rankWindow.join('..')}, ${formatDuration((performance.now() - started) / 1000)})`,
-  );
-  return pool;
 }
 
 async function validate(

@@ -2,7 +2,7 @@
 // parallel.ts. Every request is answered by every worker; step requests meet at the shared-memory barriers.
 import { parentPort, workerData } from 'node:worker_threads';
 import { useBackend } from '../model/backend.js';
-import { towerOf, type EngineMatrices } from './engine.js';
+import { encodeMatrix, type EngineMatrices } from './engine.js';
 import { SharedExchange } from './exchange.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './parallel.js';
 import { Replica } from './replica.js';
@@ -26,15 +26,9 @@ async function main(): Promise<void> {
     ...init.options,
     params: new Float32Array(init.buffers.params),
     optimizerState: init.optimizerState,
-    data: {
-      scenes: matrices.trainScenes,
-      products: matrices.products,
-      productCategory: matrices.productCategory,
-      rowProduct: matrices.rowProduct,
-    },
+    matrices,
     exchange: new SharedExchange(init.rank, init.world, init.buffers),
   });
-  const dim = init.options.spec.inputDim;
   const out = init.options.spec.out;
 
   const handle = (request: WorkerRequest): unknown => {
@@ -43,9 +37,8 @@ async function main(): Promise<void> {
         return replica.step(request.plan);
       case 'encode': {
         const { matrix, start, end } = request;
-        const x = matrices[matrix].subarray(start * dim, end * dim);
-        const categories = matrix === 'products' ? matrices.productCategory.subarray(start, end) : null;
-        new Float32Array(request.out).set(replica.encode(towerOf(matrix), x, categories, end - start), start * out);
+        const encoded = encodeMatrix(replica.model, replica.params, matrices, matrix, start, end);
+        new Float32Array(request.out).set(encoded, start * out);
         return null;
       }
       case 'optimizer':

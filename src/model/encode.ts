@@ -1,0 +1,36 @@
+// A trained model's towers as a plain function: rows of input embeddings in, L2-normalised rows out, dropout
+// off. Training (validation, mining) and the later stages (eval, export, serve) encode through this.
+import * as tf from '@tensorflow/tfjs';
+import { l2Normalize } from './ops.js';
+import type { TwoTower, Tower } from './two-tower.js';
+
+/** Encode `rows` rows of x with a tower, dropout off, in chunks to bound memory; outputs are L2-normalised. */
+export function encodeRows(
+  model: TwoTower,
+  params: Float32Array,
+  tower: Tower,
+  x: Float32Array,
+  categories: Int32Array | null,
+  rows: number,
+  chunk = 1024,
+): Float32Array {
+  const dim = model.spec.inputDim;
+  const out = new Float32Array(rows * model.spec.out);
+  const tensors = model.layout.tensors(params);
+  const P = model.layout.named(tensors);
+  for (let start = 0; start < rows; start += chunk) {
+    const count = Math.min(chunk, rows - start);
+    const encoded = tf.tidy(() => {
+      const input = tf.tensor2d(x.subarray(start * dim, (start + count) * dim), [count, dim]);
+      const y =
+        tower === 'scene'
+          ? model.encodeScenes(P, input, null)
+          : model.encodeProducts(P, input, categories!.subarray(start, start + count), null);
+      return model.spec.normalize ? y : l2Normalize(y);
+    });
+    out.set(encoded.dataSync(), start * model.spec.out);
+    encoded.dispose();
+  }
+  tf.dispose(tensors);
+  return out;
+}
