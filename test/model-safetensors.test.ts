@@ -1,6 +1,6 @@
 // Checkpoint weights: the safetensors writer/reader, the reference PyTorch names and layouts of v1 and v2, a
 // parse by Python (standard library + NumPy), and, with python3-torch installed, load_state_dict into the
-// reference classes (bench/train/torch_two_tower.py) giving the same tower outputs as ours.
+// reference classes (bench/train/torch_two_tower.py: CTLModel, CTLModelV2) giving the same tower outputs as ours.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { decodeSafetensors, encodeSafetensors } from '../src/model/safetensors.js';
 import { fromStateDict, toStateDict } from '../src/model/state-dict.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
-import { keyedRandom } from '../src/model/random.js';
+import { keyedRandom } from '../src/util/random.js';
 import { checkpointDir, loadCheckpoint, saveCheckpoint, type CheckpointState } from '../src/train/checkpoint.js';
 import { encodeRows } from '../src/train/replica.js';
 
@@ -20,7 +20,6 @@ const canRun = (code: string) => spawnSync(PYTHON, ['-c', code], { encoding: 'ut
 const hasNumpy = canRun('import numpy');
 const hasTorch = canRun('import torch');
 
-const temperature = { init: 0.07, learnable: true, min: 0.01, max: 1 };
 const v1: ModelSpec = {
   arch: 'v1',
   hidden: 6,
@@ -29,7 +28,7 @@ const v1: ModelSpec = {
   dropout: 0.2,
   categoryDim: 0,
   normalize: true,
-  temperature,
+  temperature: { init: 0.07, learnable: true, parametrisation: 'raw', min: 0.01, max: 1 },
   inputDim: 5,
   numCategories: 3,
 };
@@ -41,7 +40,7 @@ const v2: ModelSpec = {
   dropout: 0.1,
   categoryDim: 3,
   normalize: true,
-  temperature,
+  temperature: { init: 0.07, learnable: true, parametrisation: 'log', min: 0.01, max: 1 },
   inputDim: 5,
   numCategories: 3,
 };
@@ -105,7 +104,7 @@ describe('reference state_dict names and layouts', () => {
       'product_encoder.0.bias': [6],
       'product_encoder.3.weight': [4, 6],
       'product_encoder.3.bias': [4],
-      log_temperature: [],
+      temperature: [],
     });
   });
 
@@ -114,28 +113,23 @@ describe('reference state_dict names and layouts', () => {
     const shapes = Object.fromEntries(
       Object.entries(toStateDict(layout, layout.initialise(1))).map(([k, t]) => [k, t.shape]),
     );
+    const linear = (name: string, inDim: number, outDim: number) => ({
+      [`${name}.weight`]: [outDim, inDim],
+      [`${name}.bias`]: [outDim],
+    });
+    const norm = (name: string) => ({ [`${name}.weight`]: [8], [`${name}.bias`]: [8] });
+    const block = (name: string) => ({
+      ...linear(`${name}.net.0`, 8, 8),
+      ...norm(`${name}.net.1`),
+      ...linear(`${name}.net.4`, 8, 8),
+      ...norm(`${name}.norm`),
+    });
     const tower = (t: string, inDim: number) => ({
-      [`${t}.input.0.weight`]: [8, inDim],
-      [`${t}.input.0.bias`]: [8],
-      [`${t}.input.1.weight`]: [8],
-      [`${t}.input.1.bias`]: [8],
-      ...Object.fromEntries(
-        [0, 1].flatMap((b) =>
-          ['fc1', 'norm1', 'fc2', 'norm2'].flatMap((m) =>
-            m.startsWith('fc')
-              ? [
-                  [`${t}.blocks.${b}.${m}.weight`, [8, 8]],
-                  [`${t}.blocks.${b}.${m}.bias`, [8]],
-                ]
-              : [
-                  [`${t}.blocks.${b}.${m}.weight`, [8]],
-                  [`${t}.blocks.${b}.${m}.bias`, [8]],
-                ],
-          ),
-        ),
-      ),
-      [`${t}.output.weight`]: [4, 8],
-      [`${t}.output.bias`]: [4],
+      ...linear(`${t}.0`, inDim, 8),
+      ...norm(`${t}.1`),
+      ...block(`${t}.4`),
+      ...block(`${t}.5`),
+      ...linear(`${t}.6`, 8, 4),
     });
     expect(shapes).toEqual({
       ...tower('scene_encoder', 5),
@@ -224,6 +218,7 @@ print(json.dumps({'meta': meta, 'tensors': out}))`;
           params,
           input: {
             dir: checkpointDir(runDir, 'best'),
+            arch: spec.arch,
             dim: spec.inputDim,
             scenes: Array.from(scenes),
             products: Array.from(products),
@@ -238,15 +233,16 @@ print(json.dumps({'meta': meta, 'tensors': out}))`;
 import json, sys
 sys.path.insert(0, 'bench/train')
 import torch
-from torch_two_tower import from_safetensors
+from torch_two_tower import CTLModel, CTLModelV2, encode_products, from_safetensors
 out = []
 for d in json.load(sys.stdin):
     m = from_safetensors(d['dir'])
+    assert type(m) is (CTLModel if d['arch'] == 'v1' else CTLModelV2)
     dim = d['dim']
     with torch.no_grad():
-        s = m.encode_scenes(torch.tensor(d['scenes']).reshape(-1, dim))
-        p = m.encode_products(torch.tensor(d['products']).reshape(-1, dim), torch.tensor(d['categories']).long())
-    out.append({'scenes': s.flatten().tolist(), 'products': p.flatten().tolist(), 'temperature': m.temperature().item()})
+        s = m.encode_scene(torch.tensor(d['scenes']).reshape(-1, dim))
+        p = encode_products(m, torch.tensor(d['products']).reshape(-1, dim), torch.tensor(d['categories']).long())
+    out.append({'scenes': s.flatten().tolist(), 'products': p.flatten().tolist(), 'temperature': m.temperature.item(), 'keys': list(m.state_dict().keys())})
 print(json.dumps(out))`;
     const run = spawnSync(PYTHON, ['-c', script], {
       input: JSON.stringify(cases.map((c) => c.input)),
@@ -257,7 +253,10 @@ print(json.dumps(out))`;
     cases.forEach((c, k) => {
       results[k].scenes.forEach((x: number, i: number) => expect(c.scenes[i]).toBeCloseTo(x, 5));
       results[k].products.forEach((x: number, i: number) => expect(c.products[i]).toBeCloseTo(x, 5));
-      expect(results[k].temperature).toBeCloseTo(Math.exp(c.params[c.model.layout.get('log_temperature').offset]), 6);
+      // Our tensors, in PyTorch's state_dict order.
+      expect(Object.keys(toStateDict(c.model.layout, c.params))).toEqual(results[k].keys);
+      const t = c.params[c.model.layout.get(c.model.temperatureParam!.name).offset];
+      expect(results[k].temperature).toBeCloseTo(c.spec.arch === 'v1' ? t : Math.exp(t), 6);
     });
   });
 });

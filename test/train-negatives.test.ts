@@ -1,7 +1,7 @@
 // Every negative strategy, on random catalogs with crowded categories: never a positive, always the positive's
 // category, hardest = highest allowed similarity, mined = inside the rank window.
 import { describe, expect, it } from 'vitest';
-import { keyedRandom } from '../src/model/random.js';
+import { keyedRandom } from '../src/util/random.js';
 import {
   MinedPool,
   hardestAllowed,

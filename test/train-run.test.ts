@@ -116,7 +116,7 @@ describe('trainRun', () => {
     expect(triplets.some((t) => t > 0)).toBe(true);
   });
 
-  it('trains the v1 architecture (Adam, per-epoch cosine, no category)', async () => {
+  it('trains the v1 architecture (Adam, per-epoch cosine, no category, raw temperature)', async () => {
     const v1 = await train(
       'v1',
       smallConfig({
@@ -126,7 +126,7 @@ describe('trainRun', () => {
           hidden: 24,
           out: 12,
           dropout: 0.2,
-          temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 },
+          temperature: { init: 0.07, learnable: true, parametrisation: 'raw' },
         },
         loss: { infonce: 1, triplet: 0 },
         negatives: { strategy: 'none' },

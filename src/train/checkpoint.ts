@@ -30,8 +30,9 @@ export interface CheckpointState {
   metric: number;
   best: { epoch: number; metric: number };
   epochsWithoutGain: number;
-  /** Every draw is a function of (seed, purpose, counter) (model/random.ts); this is where the run stands. */
-  rng: { algorithm: 'sfc32, keyed by (seed, purpose, counter)'; seed: number; nextEpoch: number; nextStep: number };
+  /** Every draw is a function of (seed, purpose, counter) (util/random.ts, named by PRNG_NAME); this is where the
+   * run stands. */
+  rng: { algorithm: string; seed: number; nextEpoch: number; nextStep: number };
   optimizer: { kind: string; t: number };
   config: TrainConfig;
   /** What the command line changed in the config file (e.g. the embedding model). */

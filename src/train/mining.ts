@@ -3,7 +3,7 @@
 // non-positives (negatives.ts, rankWindowPicks). The products are scored by the evaluation's score engine
 // (onnxruntime's multi-threaded MatMul when it loads).
 import { createScoreEngine } from '../eval/engines.js';
-import { keyedRandom } from '../model/random.js';
+import { keyedRandom } from '../util/random.js';
 import { MinedPool, rankWindowPicks, type NegativeIndex } from './negatives.js';
 
 export interface MiningOptions {

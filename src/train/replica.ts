@@ -86,7 +86,8 @@ export class Replica {
     this.exchange = options.exchange ?? new LocalExchange();
     const [lo, hi] = shardRange(this.model.layout.size, this.exchange.world, this.exchange.rank);
     this.optimizer = new FlatAdam(options.optimizer, lo, hi, options.optimizerState);
-    this.temperatureOffset = options.spec.temperature.learnable ? this.model.layout.get('log_temperature').offset : -1;
+    const temperature = this.model.temperatureParam;
+    this.temperatureOffset = temperature ? this.model.layout.get(temperature.name).offset : -1;
   }
 
   /** Forward, loss, backward and update for one step. */

@@ -6,9 +6,9 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import { useBackend, type BackendChoice } from '../model/backend.js';
-import { keyedRandom } from '../model/random.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { writeJsonAtomic } from '../util/atomic.js';
+import { PRNG_NAME, keyedRandom } from '../util/random.js';
 import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
@@ -258,7 +258,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       best,
       epochsWithoutGain,
       rng: {
-        algorithm: 'sfc32, keyed by (seed, purpose, counter)',
+        algorithm: PRNG_NAME,
         seed: config.seed,
         nextEpoch: epoch + 1,
         nextStep: step,
