@@ -5,7 +5,8 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { Dropout, GELU, LayerNorm, Linear, Scope, Sequential, dropoutMask } from '../src/model/layers.js';
 import { ParamLayout } from '../src/model/params.js';
-import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
+import { TwoTower } from '../src/model/two-tower.js';
+import { TINY_V2 } from './model-fixtures.js';
 
 beforeAll(async () => {
   await tf.setBackend('wasm');
@@ -56,19 +57,7 @@ describe('dropout and init', () => {
   });
 
   it('initialises every parameter from (seed, name): same seed same vector, PyTorch defaults', () => {
-    const spec: ModelSpec = {
-      arch: 'v2',
-      hidden: 8,
-      out: 4,
-      blocks: 1,
-      dropout: 0.1,
-      categoryDim: 2,
-      normalize: true,
-      temperature: { init: 0.07, learnable: true, parametrisation: 'log', min: 0.01, max: 1 },
-      inputDim: 5,
-      numCategories: 3,
-    };
-    const { layout } = new TwoTower(spec);
+    const { layout } = new TwoTower(TINY_V2);
     const a = layout.initialise(3);
     expect(layout.initialise(3)).toEqual(a);
     expect(layout.initialise(4)).not.toEqual(a);

@@ -12,38 +12,23 @@ import { decodeSafetensors, encodeSafetensors } from '../src/model/safetensors.j
 import { fromStateDict, toStateDict } from '../src/model/state-dict.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
 import { keyedRandom } from '../src/util/random.js';
-import { checkpointDir, loadCheckpoint, saveCheckpoint, type CheckpointState } from '../src/train/checkpoint.js';
+import {
+  CHECKPOINT_VERSION,
+  checkpointDir,
+  loadCheckpoint,
+  saveCheckpoint,
+  type CheckpointState,
+} from '../src/model/checkpoint.js';
 import { encodeRows } from '../src/train/replica.js';
+import { TINY_V1, TINY_V2 } from './model-fixtures.js';
 
 const PYTHON = '/usr/bin/python3';
 const canRun = (code: string) => spawnSync(PYTHON, ['-c', code], { encoding: 'utf8' }).status === 0;
 const hasNumpy = canRun('import numpy');
 const hasTorch = canRun('import torch');
 
-const v1: ModelSpec = {
-  arch: 'v1',
-  hidden: 6,
-  out: 4,
-  blocks: 0,
-  dropout: 0.2,
-  categoryDim: 0,
-  normalize: true,
-  temperature: { init: 0.07, learnable: true, parametrisation: 'raw', min: 0.01, max: 1 },
-  inputDim: 5,
-  numCategories: 3,
-};
-const v2: ModelSpec = {
-  arch: 'v2',
-  hidden: 8,
-  out: 4,
-  blocks: 2,
-  dropout: 0.1,
-  categoryDim: 3,
-  normalize: true,
-  temperature: { init: 0.07, learnable: true, parametrisation: 'log', min: 0.01, max: 1 },
-  inputDim: 5,
-  numCategories: 3,
-};
+const v1 = TINY_V1;
+const v2 = TINY_V2;
 
 let dir = '';
 beforeAll(async () => {
@@ -157,8 +142,10 @@ async function writeCheckpoint(spec: ModelSpec, name: string): Promise<{ runDir:
   for (let i = 0; i < params.length; i++) params[i] += 0.05 * Math.sin(i);
   const runDir = join(dir, name);
   const state = {
+    version: CHECKPOINT_VERSION,
     spec,
     epoch: 1,
+    categoryMap: { cat_to_idx: { Shoes: 0, Bags: 1, Hats: 2 }, num_categories: 3 },
     embeddings: { model: 'test', dim: spec.inputDim, sceneView: 'full' },
   } as unknown as CheckpointState;
   await saveCheckpoint(runDir, 'best', model.layout, { state, params });
@@ -192,6 +179,8 @@ print(json.dumps({'meta': meta, 'tensors': out}))`;
     expect(run.status, run.stderr).toBe(0);
     const parsed = JSON.parse(run.stdout);
     expect(parsed.meta.format).toBe('pt');
+    expect(JSON.parse(parsed.meta.cat_to_idx)).toEqual({ Shoes: 0, Bags: 1, Hats: 2 });
+    expect(parsed.meta.num_categories).toBe('3');
     const ours = decodeSafetensors(new Uint8Array(await readFile(file)), file).tensors;
     for (const [name, t] of Object.entries(ours)) {
       expect(parsed.tensors[name][0]).toEqual(t.shape);
