@@ -30,8 +30,6 @@ import {
   type Weights,
 } from './layers.js';
 
-export type { DropoutContext } from './layers.js';
-
 export interface TemperatureConfig {
   init: number;
   learnable: boolean;
