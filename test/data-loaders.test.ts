@@ -247,15 +247,19 @@ describe('readCategoryFile', () => {
 });
 
 describe('buildVocabulary', () => {
-  it('sorts by full path with stable indices, whatever the input order', () => {
+  it('sorts by full path with stable indices, whatever the input order, keeping the order of first appearance', () => {
     const shuffled = ['B|Zed', 'A|Shoes', 'A|Clothing|Pants', 'A|Shoes', 'A|Clothing|Tops'];
     const v = buildVocabulary(shuffled);
     expect(v).toEqual([
-      { index: 0, name: 'Pants', path: 'A|Clothing|Pants' },
-      { index: 1, name: 'Tops', path: 'A|Clothing|Tops' },
-      { index: 2, name: 'Shoes', path: 'A|Shoes' },
-      { index: 3, name: 'Zed', path: 'B|Zed' },
+      { index: 0, name: 'Pants', path: 'A|Clothing|Pants', firstSeen: 2 },
+      { index: 1, name: 'Tops', path: 'A|Clothing|Tops', firstSeen: 3 },
+      { index: 2, name: 'Shoes', path: 'A|Shoes', firstSeen: 1 },
+      { index: 3, name: 'Zed', path: 'B|Zed', firstSeen: 0 },
     ]);
-    expect(buildVocabulary([...shuffled].reverse())).toEqual(v);
+    const reversed = buildVocabulary([...shuffled].reverse());
+    expect(reversed.map(({ index, name, path }) => ({ index, name, path }))).toEqual(
+      v.map(({ index, name, path }) => ({ index, name, path })),
+    );
+    expect(reversed.map((c) => c.firstSeen)).toEqual([2, 0, 1, 3]);
   });
 });

@@ -13,7 +13,7 @@ import {
   matMul,
   rowLogSumExp,
 } from '../src/model/ops.js';
-import { keyedRandom } from '../src/model/random.js';
+import { keyedRandom } from '../src/util/random.js';
 
 const rng = keyedRandom(11, 'ops-test');
 const random = (shape: number[], scale = 1) =>

@@ -1,6 +1,6 @@
 // Checkpoint weights: the safetensors writer/reader, the reference PyTorch names and layouts of v1 and v2, a
 // parse by Python (standard library + NumPy), and, with python3-torch installed, load_state_dict into the
-// reference classes (bench/train/torch_two_tower.py) giving the same tower outputs as ours.
+// reference classes (bench/train/torch_two_tower.py: CTLModel, CTLModelV2) giving the same tower outputs as ours.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,40 +11,24 @@ import '@tensorflow/tfjs-backend-wasm';
 import { decodeSafetensors, encodeSafetensors } from '../src/model/safetensors.js';
 import { fromStateDict, toStateDict } from '../src/model/state-dict.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
-import { keyedRandom } from '../src/model/random.js';
-import { checkpointDir, loadCheckpoint, saveCheckpoint, type CheckpointState } from '../src/train/checkpoint.js';
+import { keyedRandom } from '../src/util/random.js';
+import {
+  CHECKPOINT_VERSION,
+  checkpointDir,
+  loadCheckpoint,
+  saveCheckpoint,
+  type CheckpointState,
+} from '../src/model/checkpoint.js';
 import { encodeRows } from '../src/model/encode.js';
+import { TINY_V1, TINY_V2 } from './model-fixtures.js';
 
 const PYTHON = '/usr/bin/python3';
 const canRun = (code: string) => spawnSync(PYTHON, ['-c', code], { encoding: 'utf8' }).status === 0;
 const hasNumpy = canRun('import numpy');
 const hasTorch = canRun('import torch');
 
-const temperature = { init: 0.07, learnable: true, min: 0.01, max: 1 };
-const v1: ModelSpec = {
-  arch: 'v1',
-  hidden: 6,
-  out: 4,
-  blocks: 0,
-  dropout: 0.2,
-  categoryDim: 0,
-  normalize: true,
-  temperature,
-  inputDim: 5,
-  numCategories: 3,
-};
-const v2: ModelSpec = {
-  arch: 'v2',
-  hidden: 8,
-  out: 4,
-  blocks: 2,
-  dropout: 0.1,
-  categoryDim: 3,
-  normalize: true,
-  temperature,
-  inputDim: 5,
-  numCategories: 3,
-};
+const v1 = TINY_V1;
+const v2 = TINY_V2;
 
 let dir = '';
 beforeAll(async () => {
@@ -105,7 +89,7 @@ describe('reference state_dict names and layouts', () => {
       'product_encoder.0.bias': [6],
       'product_encoder.3.weight': [4, 6],
       'product_encoder.3.bias': [4],
-      log_temperature: [],
+      temperature: [],
     });
   });
 
@@ -114,28 +98,23 @@ describe('reference state_dict names and layouts', () => {
     const shapes = Object.fromEntries(
       Object.entries(toStateDict(layout, layout.initialise(1))).map(([k, t]) => [k, t.shape]),
     );
+    const linear = (name: string, inDim: number, outDim: number) => ({
+      [`${name}.weight`]: [outDim, inDim],
+      [`${name}.bias`]: [outDim],
+    });
+    const norm = (name: string) => ({ [`${name}.weight`]: [8], [`${name}.bias`]: [8] });
+    const block = (name: string) => ({
+      ...linear(`${name}.net.0`, 8, 8),
+      ...norm(`${name}.net.1`),
+      ...linear(`${name}.net.4`, 8, 8),
+      ...norm(`${name}.norm`),
+    });
     const tower = (t: string, inDim: number) => ({
-      [`${t}.input.0.weight`]: [8, inDim],
-      [`${t}.input.0.bias`]: [8],
-      [`${t}.input.1.weight`]: [8],
-      [`${t}.input.1.bias`]: [8],
-      ...Object.fromEntries(
-        [0, 1].flatMap((b) =>
-          ['fc1', 'norm1', 'fc2', 'norm2'].flatMap((m) =>
-            m.startsWith('fc')
-              ? [
-                  [`${t}.blocks.${b}.${m}.weight`, [8, 8]],
-                  [`${t}.blocks.${b}.${m}.bias`, [8]],
-                ]
-              : [
-                  [`${t}.blocks.${b}.${m}.weight`, [8]],
-                  [`${t}.blocks.${b}.${m}.bias`, [8]],
-                ],
-          ),
-        ),
-      ),
-      [`${t}.output.weight`]: [4, 8],
-      [`${t}.output.bias`]: [4],
+      ...linear(`${t}.0`, inDim, 8),
+      ...norm(`${t}.1`),
+      ...block(`${t}.4`),
+      ...block(`${t}.5`),
+      ...linear(`${t}.6`, 8, 4),
     });
     expect(shapes).toEqual({
       ...tower('scene_encoder', 5),
@@ -163,8 +142,10 @@ async function writeCheckpoint(spec: ModelSpec, name: string): Promise<{ runDir:
   for (let i = 0; i < params.length; i++) params[i] += 0.05 * Math.sin(i);
   const runDir = join(dir, name);
   const state = {
+    version: CHECKPOINT_VERSION,
     spec,
     epoch: 1,
+    categoryMap: { cat_to_idx: { Shoes: 0, Bags: 1, Hats: 2 }, num_categories: 3 },
     embeddings: { model: 'test', dim: spec.inputDim, sceneView: 'full' },
   } as unknown as CheckpointState;
   await saveCheckpoint(runDir, 'best', model.layout, { state, params });
@@ -198,6 +179,8 @@ print(json.dumps({'meta': meta, 'tensors': out}))`;
     expect(run.status, run.stderr).toBe(0);
     const parsed = JSON.parse(run.stdout);
     expect(parsed.meta.format).toBe('pt');
+    expect(JSON.parse(parsed.meta.cat_to_idx)).toEqual({ Shoes: 0, Bags: 1, Hats: 2 });
+    expect(parsed.meta.num_categories).toBe('3');
     const ours = decodeSafetensors(new Uint8Array(await readFile(file)), file).tensors;
     for (const [name, t] of Object.entries(ours)) {
       expect(parsed.tensors[name][0]).toEqual(t.shape);
@@ -224,6 +207,7 @@ print(json.dumps({'meta': meta, 'tensors': out}))`;
           params,
           input: {
             dir: checkpointDir(runDir, 'best'),
+            arch: spec.arch,
             dim: spec.inputDim,
             scenes: Array.from(scenes),
             products: Array.from(products),
@@ -238,15 +222,16 @@ print(json.dumps({'meta': meta, 'tensors': out}))`;
 import json, sys
 sys.path.insert(0, 'bench/train')
 import torch
-from torch_two_tower import from_safetensors
+from torch_two_tower import CTLModel, CTLModelV2, encode_products, from_safetensors
 out = []
 for d in json.load(sys.stdin):
     m = from_safetensors(d['dir'])
+    assert type(m) is (CTLModel if d['arch'] == 'v1' else CTLModelV2)
     dim = d['dim']
     with torch.no_grad():
-        s = m.encode_scenes(torch.tensor(d['scenes']).reshape(-1, dim))
-        p = m.encode_products(torch.tensor(d['products']).reshape(-1, dim), torch.tensor(d['categories']).long())
-    out.append({'scenes': s.flatten().tolist(), 'products': p.flatten().tolist(), 'temperature': m.temperature().item()})
+        s = m.encode_scene(torch.tensor(d['scenes']).reshape(-1, dim))
+        p = encode_products(m, torch.tensor(d['products']).reshape(-1, dim), torch.tensor(d['categories']).long())
+    out.append({'scenes': s.flatten().tolist(), 'products': p.flatten().tolist(), 'temperature': m.temperature.item(), 'keys': list(m.state_dict().keys())})
 print(json.dumps(out))`;
     const run = spawnSync(PYTHON, ['-c', script], {
       input: JSON.stringify(cases.map((c) => c.input)),
@@ -257,7 +242,10 @@ print(json.dumps(out))`;
     cases.forEach((c, k) => {
       results[k].scenes.forEach((x: number, i: number) => expect(c.scenes[i]).toBeCloseTo(x, 5));
       results[k].products.forEach((x: number, i: number) => expect(c.products[i]).toBeCloseTo(x, 5));
-      expect(results[k].temperature).toBeCloseTo(Math.exp(c.params[c.model.layout.get('log_temperature').offset]), 6);
+      // Our tensors, in PyTorch's state_dict order.
+      expect(Object.keys(toStateDict(c.model.layout, c.params))).toEqual(results[k].keys);
+      const t = c.params[c.model.layout.get(c.model.temperatureParam!.name).offset];
+      expect(results[k].temperature).toBeCloseTo(c.spec.arch === 'v1' ? t : Math.exp(t), 6);
     });
   });
 });

@@ -14,7 +14,7 @@ describe('configs/', () => {
       dropout: 0.1,
       categoryDim: 64,
       normalize: true,
-      temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 },
+      temperature: { init: 0.07, learnable: true, parametrisation: 'log', min: 0.01, max: 1 },
     });
     expect(c.loss).toEqual({ infonce: 1, triplet: 0.5, margin: 0.2, maskFalseNegatives: false });
     expect(c.negatives.strategy).toBe('same-category-random');
@@ -41,6 +41,7 @@ describe('configs/', () => {
   it('v1.json is the reference v1', async () => {
     const c = await loadTrainConfig('configs/v1.json');
     expect(c.model).toMatchObject({ arch: 'v1', hidden: 384, out: 128, dropout: 0.2, categoryDim: 0 });
+    expect(c.model.temperature).toMatchObject({ init: 0.07, learnable: true, parametrisation: 'raw' });
     expect(c.loss).toMatchObject({ infonce: 1, triplet: 0 });
     expect(c.optimizer).toMatchObject({ kind: 'adam', lr: 1e-3, gradClip: 0 });
     expect(c.schedule).toMatchObject({ warmupFraction: 0, decay: 'cosine', unit: 'epoch' });
@@ -74,6 +75,9 @@ describe('validation', () => {
     );
     expect(bad({ model: { arch: 'v2', hidden: 8, out: 4, temperature: { init: 2 } } })).toThrow(
       'my.json: model.temperature: expected min <= init <= max',
+    );
+    expect(bad({ model: { arch: 'v1', hidden: 8, out: 4, temperature: { parametrisation: 'exp' } } })).toThrow(
+      "my.json: model.temperature.parametrisation: expected one of 'raw', 'log'",
     );
   });
 

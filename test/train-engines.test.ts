@@ -5,7 +5,7 @@
 // The worker threads run the build (dist/train/worker.js): `npm run build` first.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useBackend } from '../src/model/backend.js';
-import { keyedRandom } from '../src/model/random.js';
+import { keyedRandom } from '../src/util/random.js';
 import { TwoTower, type ModelConfig, type ModelSpec } from '../src/model/two-tower.js';
 import { LocalEngine, type EngineOptions, type StepPlan, type TrainEngine } from '../src/train/engine.js';
 import { ParallelEngine } from '../src/train/parallel.js';

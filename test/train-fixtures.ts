@@ -9,7 +9,7 @@ import { normaliseWorkdir } from '../src/data/stl/dataset-io.js';
 import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { workdirPaths } from '../src/data/workdir.js';
-import { keyedRandom } from '../src/model/random.js';
+import { keyedRandom } from '../src/util/random.js';
 import type { Random } from '../src/util/random.js';
 import type { TrainConfig } from '../src/train/config.js';
 
@@ -108,7 +108,7 @@ export function smallConfig(overrides: Partial<TrainConfig> & Record<string, unk
       dropout: 0.1,
       categoryDim: 4,
       normalize: true,
-      temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 },
+      temperature: { init: 0.07, learnable: true, parametrisation: 'log', min: 0.01, max: 1 },
     },
     loss: { infonce: 1, triplet: 0.5, margin: 0.2 },
     negatives: { strategy: 'same-category-random' },

@@ -1,7 +1,7 @@
 // Every negative strategy, on random catalogs with crowded categories: never a positive, always the positive's
 // category, hardest = highest allowed similarity, mined = inside the rank window.
 import { describe, expect, it } from 'vitest';
-import { keyedRandom } from '../src/model/random.js';
+import { keyedRandom } from '../src/util/random.js';
 import { inBatchFalseNegatives, isPositive, type NegativeIndex } from '../src/train/negatives/negative-index.js';
 import { sameCategoryRandom } from '../src/train/negatives/same-category-random.js';
 import { hardestAllowed, inBatchCandidates } from '../src/train/negatives/in-batch-hard.js';

@@ -2,7 +2,7 @@
 // against the whole, clipping, and the learning-rate schedule.
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { keyedRandom } from '../src/model/random.js';
+import { keyedRandom } from '../src/util/random.js';
 import { FlatAdam, clipScale, sumOfSquares, type OptimizerConfig } from '../src/train/optimizer.js';
 import { learningRate } from '../src/train/schedule.js';
 

@@ -79,12 +79,25 @@ describe('trainRun', () => {
     const state = model.state;
     expect(state.embeddings.model).toBe(TEST_MODEL);
     expect(state.categories.map((c) => c.name)).toEqual(dataset.categories.map((c) => c.name));
+    // The category embedding's rows are the reference's cat_to_idx: leaves in order of first appearance in the
+    // category file, which the vocabulary (sorted by path) does not follow here.
+    const inFileOrder = Object.keys(JSON.parse(await readFile(workdirPaths(workdir).rawCategories('fashion'), 'utf8')))
+      .map((sig) => dataset.categories[dataset.products.find((p) => p.sig === sig)?.category ?? -1]?.name)
+      .filter((name, i, all) => name !== undefined && all.indexOf(name) === i);
+    expect(state.categoryMap.num_categories).toBe(dataset.categories.length);
+    expect(
+      Object.entries(state.categoryMap.cat_to_idx)
+        .sort((a, b) => a[1] - b[1])
+        .map(([name]) => name),
+    ).toEqual(inFileOrder);
+    expect(inFileOrder).not.toEqual(dataset.categories.map((c) => c.name));
     const val = dataset.splits.scene.parts.val!;
     const inputs = await loadPairInputs(workdir, dataset, TEST_MODEL, 'full', val);
     const scenes = await model.encodeScenes(inputs.scenes, inputs.keptPairs.length);
+    const rows = model.categoryRows(dataset.categories);
     const products = await model.encodeProducts(
       inputs.products,
-      Int32Array.from(dataset.products, (p) => p.category),
+      Int32Array.from(dataset.products, (p) => rows[p.category]),
       dataset.products.length,
     );
     const metrics = await evaluateProtocol('catalog', {
@@ -116,7 +129,7 @@ describe('trainRun', () => {
     expect(triplets.some((t) => t > 0)).toBe(true);
   });
 
-  it('trains the v1 architecture (Adam, per-epoch cosine, no category)', async () => {
+  it('trains the v1 architecture (Adam, per-epoch cosine, no category, raw temperature)', async () => {
     const v1 = await train(
       'v1',
       smallConfig({
@@ -126,7 +139,7 @@ describe('trainRun', () => {
           hidden: 24,
           out: 12,
           dropout: 0.2,
-          temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 },
+          temperature: { init: 0.07, learnable: true, parametrisation: 'raw' },
         },
         loss: { infonce: 1, triplet: 0 },
         negatives: { strategy: 'none' },

@@ -138,7 +138,7 @@ const spec = {
   dropout: 0.1,
   categoryDim: 64,
   normalize: true,
-  temperature: { init: 0.07, learnable: true, min: 0.01, max: 1 },
+  temperature: { init: 0.07, learnable: true, parametrisation: 'log', min: 0.01, max: 1 },
   inputDim: dim,
   numCategories: data.categories,
 };

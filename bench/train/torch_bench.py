@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from torch_two_tower import TwoTower, train_step  # noqa: E402
+from torch_two_tower import CTLModelV2, train_step  # noqa: E402
 
 
 class DlInfo(ctypes.Structure):
@@ -95,7 +95,7 @@ def main():
     rows = load('rows.i32', np.int32).long().reshape(-1, args.batch)
     negatives = load('negatives.i32', np.int32).long().reshape(-1, args.batch)
 
-    model = TwoTower('v2', args.dim, args.categories, hidden=512, out=256, blocks=2, dropout=0.1, category_dim=64)
+    model = CTLModelV2(args.dim, 512, 256, args.categories, category_dim=64, num_blocks=2, dropout=0.1)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
 

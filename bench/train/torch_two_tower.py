@@ -1,5 +1,6 @@
-"""The reference two-tower models in PyTorch, with the state_dict names and layouts `ctl train` checkpoints use
-(see src/model/two-tower.ts), so a checkpoint's model.safetensors loads with `load_state_dict(strict=True)`:
+"""The reference project's two-tower models in PyTorch, declared as the reference writes them (CTLModel for v1,
+CTLModelV2 with nn.Sequential towers and ResidualBlock(net, norm) for v2), so a `ctl train` checkpoint's
+model.safetensors loads with `load_state_dict(strict=True)` (see src/model/two-tower.ts):
 
     from torch_two_tower import from_safetensors
     model = from_safetensors('workdir/runs/v2/checkpoints/best')
@@ -18,76 +19,83 @@ import torch.nn.functional as F
 
 
 class ResidualBlock(nn.Module):
-    """x -> norm2(x + Dropout(fc2(Dropout(GELU(norm1(fc1(x)))))))"""
+    """x -> norm(x + net(x)), net = Linear, LayerNorm, GELU, Dropout, Linear, Dropout."""
 
-    def __init__(self, dim, dropout):
+    def __init__(self, dim, dropout=0.1):
         super().__init__()
-        self.fc1 = nn.Linear(dim, dim)
-        self.norm1 = nn.LayerNorm(dim)
-        self.fc2 = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.net = nn.Sequential(
+            nn.Linear(dim, dim),
+            nn.LayerNorm(dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim, dim),
+            nn.Dropout(dropout),
+        )
+        self.norm = nn.LayerNorm(dim)
 
     def forward(self, x):
-        h = self.dropout(F.gelu(self.norm1(self.fc1(x))))
-        return self.norm2(x + self.dropout(self.fc2(h)))
+        return self.norm(x + self.net(x))
 
 
-class TowerV2(nn.Module):
-    def __init__(self, in_dim, hidden, out, blocks, dropout):
+class CTLModel(nn.Module):
+    """v1: MLP towers, no category, a raw learnable temperature (logits are divided by it, no clamp)."""
+
+    def __init__(self, input_dim=512, hidden_dim=384, output_dim=128, dropout=0.2, temperature=0.07):
         super().__init__()
-        self.input = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout))
-        self.blocks = nn.ModuleList([ResidualBlock(hidden, dropout) for _ in range(blocks)])
-        self.output = nn.Linear(hidden, out)
 
-    def forward(self, x):
-        h = self.input(x)
-        for block in self.blocks:
-            h = block(h)
-        return self.output(h)
+        def tower():
+            return nn.Sequential(
+                nn.Linear(input_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden_dim, output_dim)
+            )
+
+        self.scene_encoder = tower()
+        self.product_encoder = tower()
+        self.temperature = nn.Parameter(torch.tensor(temperature))
+
+    def encode_scene(self, x):
+        return F.normalize(self.scene_encoder(x), dim=-1)
+
+    def encode_product(self, x):
+        return F.normalize(self.product_encoder(x), dim=-1)
+
+    def forward(self, scene, product):
+        return self.encode_scene(scene) @ self.encode_product(product).T / self.temperature
 
 
-def tower_v1(in_dim, hidden, out, dropout):
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out))
+class CTLModelV2(nn.Module):
+    """v2: residual towers, a category embedding concatenated to the product input, a learnable log-temperature."""
 
-
-class TwoTower(nn.Module):
-    """arch 'v1' (MLP towers, no category) or 'v2' (residual towers, category embedding on the product side)."""
-
-    def __init__(self, arch, input_dim, num_categories, hidden, out, blocks=2, dropout=0.1, category_dim=64,
-                 normalize=True, temperature=0.07, temperature_min=0.01, temperature_max=1.0, learnable_temperature=True):
+    def __init__(self, input_dim=768, hidden_dim=512, output_dim=256, num_categories=10, category_dim=64,
+                 num_blocks=2, dropout=0.1, temperature=0.07):
         super().__init__()
-        self.arch, self.normalize = arch, normalize
-        self.temperature_range = (temperature_min, temperature_max)
-        self.category_dim = category_dim if arch == 'v2' else 0
-        if arch == 'v1':
-            self.scene_encoder = tower_v1(input_dim, hidden, out, dropout)
-            self.product_encoder = tower_v1(input_dim, hidden, out, dropout)
-        else:
-            self.scene_encoder = TowerV2(input_dim, hidden, out, blocks, dropout)
-            self.product_encoder = TowerV2(input_dim + self.category_dim, hidden, out, blocks, dropout)
-        if self.category_dim > 0:
-            self.category_embedding = nn.Embedding(num_categories, self.category_dim)
-        if learnable_temperature:
-            self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
-        else:
-            self.register_buffer('fixed_temperature', torch.tensor(temperature), persistent=False)
+        self.category_embedding = nn.Embedding(num_categories, category_dim)
 
-    def _out(self, h):
-        return F.normalize(h, dim=-1) if self.normalize else h
+        def tower(in_dim):
+            return nn.Sequential(
+                nn.Linear(in_dim, hidden_dim),
+                nn.LayerNorm(hidden_dim),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                *[ResidualBlock(hidden_dim, dropout) for _ in range(num_blocks)],
+                nn.Linear(hidden_dim, output_dim),
+            )
 
-    def encode_scenes(self, x):
-        return self._out(self.scene_encoder(x))
+        self.scene_encoder = tower(input_dim)
+        self.product_encoder = tower(input_dim + category_dim)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
 
-    def encode_products(self, x, categories=None):
-        if self.category_dim > 0:
-            x = torch.cat([x, self.category_embedding(categories)], dim=-1)
-        return self._out(self.product_encoder(x))
-
+    @property
     def temperature(self):
-        if hasattr(self, 'log_temperature'):
-            return self.log_temperature.exp().clamp(*self.temperature_range)
-        return self.fixed_temperature
+        return self.log_temperature.exp().clamp(0.01, 1.0)
+
+    def encode_scene(self, x):
+        return F.normalize(self.scene_encoder(x), dim=-1)
+
+    def encode_product(self, x, categories):
+        return F.normalize(self.product_encoder(torch.cat([x, self.category_embedding(categories)], dim=-1)), dim=-1)
+
+    def forward(self, scene, product, categories):
+        return self.encode_scene(scene) @ self.encode_product(product, categories).T / self.temperature
 
 
 def read_safetensors(path):
@@ -106,14 +114,22 @@ def read_safetensors(path):
 
 
 def from_safetensors(checkpoint_dir):
-    """The model of a `ctl train` checkpoint folder (model.safetensors + state.json), in eval mode."""
+    """The reference model of a `ctl train` checkpoint folder (model.safetensors + state.json), in eval mode."""
     with open(os.path.join(checkpoint_dir, 'state.json')) as f:
         spec = json.load(f)['spec']
-    t = spec['temperature']
-    model = TwoTower(spec['arch'], spec['inputDim'], spec['numCategories'], spec['hidden'], spec['out'], spec['blocks'],
-                     spec['dropout'], spec['categoryDim'], spec['normalize'], t['init'], t['min'], t['max'], t['learnable'])
+    t = spec['temperature']['init']
+    if spec['arch'] == 'v1':
+        model = CTLModel(spec['inputDim'], spec['hidden'], spec['out'], spec['dropout'], t)
+    else:
+        model = CTLModelV2(spec['inputDim'], spec['hidden'], spec['out'], spec['numCategories'],
+                           spec['categoryDim'], spec['blocks'], spec['dropout'], t)
     model.load_state_dict(read_safetensors(os.path.join(checkpoint_dir, 'model.safetensors')), strict=True)
     return model.eval()
+
+
+def encode_products(model, x, categories):
+    """The product tower of either class (v1 has no category input)."""
+    return model.encode_product(x) if isinstance(model, CTLModel) else model.encode_product(x, categories)
 
 
 def loss_fn(scenes, products, negatives, temperature, triplet_weight=0.5, margin=0.2):
@@ -129,10 +145,10 @@ def loss_fn(scenes, products, negatives, temperature, triplet_weight=0.5, margin
 
 def train_step(model, optimizer, scenes, products, categories, negatives, negative_categories, clip=1.0):
     optimizer.zero_grad(set_to_none=True)
-    s = model.encode_scenes(scenes)
-    encoded = model.encode_products(torch.cat([products, negatives]), torch.cat([categories, negative_categories]))
+    s = model.encode_scene(scenes)
+    encoded = encode_products(model, torch.cat([products, negatives]), torch.cat([categories, negative_categories]))
     p, n = encoded[: len(scenes)], encoded[len(scenes):]
-    loss = loss_fn(s, p, n, model.temperature())
+    loss = loss_fn(s, p, n, model.temperature)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optimizer.step()

@@ -13,6 +13,9 @@ export interface Category {
   name: string;
   /** The full `|` path as released, e.g. "Apparel & Accessories|Shoes". */
   path: string;
+  /** Rank of the path's first appearance in the category file (the reference numbers leaf names in that order,
+   * see model/categories.ts). Absent in datasets written before it was recorded. */
+  firstSeen?: number;
 }
 
 export interface Product {

@@ -4,6 +4,7 @@
 // The same inputs and outputs as the vision_model.onnx that transformers.js exports for SigLIP, so it loads through
 // the real `SiglipVisionModel` path. Small sizes make a test model; ViT-B/16 sizes give the real model's compute.
 import { OnnxGraph, float } from '../onnx/graph.js';
+import { Random } from '../util/random.js';
 
 export interface VisionSpec {
   imageSize: number;
@@ -21,27 +22,17 @@ export interface VisionSpec {
 /** How the linear layers are stored: float32, or int8 weights with dynamically quantised activations. */
 export type LinearFormat = 'fp32' | 'q8';
 
-/** mulberry32: a tiny deterministic generator, so a preset gives the same weights everywhere. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    let t = (s = (s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class TowerBuilder {
   readonly g = new OnnxGraph('vision_model');
-  private readonly rand: () => number;
+  /** Seeded, so a preset gives the same weights everywhere. */
+  private readonly rng: Random;
 
   constructor(
     private readonly spec: VisionSpec,
     private readonly format: LinearFormat,
     private readonly pooledName: string,
   ) {
-    this.rand = random(spec.seed);
+    this.rng = new Random(spec.seed);
   }
 
   /** Uniform weights with standard deviation `std`. */
@@ -49,7 +40,7 @@ class TowerBuilder {
     const size = dims.reduce((a, b) => a * b, 1);
     const w = new Float32Array(size);
     const half = std * Math.sqrt(3);
-    for (let i = 0; i < size; i++) w[i] = (this.rand() * 2 - 1) * half;
+    for (let i = 0; i < size; i++) w[i] = (this.rng.uniform() * 2 - 1) * half;
     return w;
   }
 

@@ -13,6 +13,7 @@ import { sceneProductKey } from '../data/store/embeddings.js';
 import { loadPairInputs, type SceneView } from '../data/store/pair-inputs.js';
 import type { SplitScheme } from '../data/types.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
+import type { TrainConfig } from '../train/config.js';
 import { normalizedRows } from '../train/run.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
@@ -84,7 +85,7 @@ export async function evaluateRun(
   engine?: EngineName,
 ): Promise<EvalReport[]> {
   const dir = workdirPaths(workdir).run(run);
-  const model = await loadTrainedModel(dir, checkpoint);
+  const model = await loadTrainedModel<TrainConfig>(dir, checkpoint);
   try {
     const dataset = await loadDataset(workdir, model.config.domain);
     const trainScenes = new Set(
@@ -227,7 +228,8 @@ async function encode(
   });
   const uniqueScenes = new Float32Array(sources.length * inputDim);
   sources.forEach((i, r) => uniqueScenes.set(scenes.subarray(i * inputDim, (i + 1) * inputDim), r * inputDim));
-  const categories = Int32Array.from(dataset.products, (p) => p.category);
+  const rows = model.categoryRows(dataset.categories);
+  const categories = Int32Array.from(dataset.products, (p) => rows[p.category]);
   const encodedScenes = await inChunks(sources.length, (from, n) =>
     model.encodeScenes(uniqueScenes.subarray(from * inputDim, (from + n) * inputDim), n),
   );

@@ -5,7 +5,7 @@
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import type { BackendChoice } from '../model/backend.js';
-import { readCheckpointState } from '../train/checkpoint.js';
+import { readCheckpointState } from '../model/checkpoint.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import { trainRun } from '../train/run.js';
 import { InputError } from '../util/errors.js';
@@ -94,7 +94,7 @@ async function trainUnlessFinished(
   config: TrainConfig,
   run: string,
 ): Promise<boolean> {
-  const state = await readCheckpointState(workdirPaths(options.workdir).run(run), 'last');
+  const state = await readCheckpointState<TrainConfig>(workdirPaths(options.workdir).run(run), 'last');
   const finished =
     state &&
     (state.epoch >= state.config.epochs ||

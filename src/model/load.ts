@@ -1,47 +1,49 @@
 // A trained run's towers for the later stages (eval, export, serve): the weights of a checkpoint, the config
-// and vocabulary it was trained with, and encoders with dropout off.
+// and category map it was trained with, and encoders with dropout off.
 import * as tf from '@tensorflow/tfjs';
-import {
-  loadCheckpoint,
-  readCheckpointState,
-  checkpointDir,
-  type CheckpointName,
-  type CheckpointState,
-} from '../train/checkpoint.js';
-import type { TrainConfig } from '../train/config.js';
+import type { Category } from '../data/types.js';
 import { encodeRows } from './encode.js';
 import { InputError } from '../util/errors.js';
 import { useBackend, type BackendChoice } from './backend.js';
+import { categoryRows } from './categories.js';
+import {
+  checkpointDir,
+  loadCheckpoint,
+  readCheckpointState,
+  type CheckpointName,
+  type CheckpointState,
+} from './checkpoint.js';
 import { TwoTower, type ModelSpec } from './two-tower.js';
 
-export interface TrainedModel {
-  config: TrainConfig;
+export interface TrainedModel<Config = unknown> {
+  config: Config;
   spec: ModelSpec;
-  /** The checkpoint's state.json: epoch, metric, category vocabulary, embedding model, data fingerprint. */
-  state: CheckpointState;
+  /** The checkpoint's state.json: epoch, metric, category map, embedding model, data fingerprint. */
+  state: CheckpointState<Config>;
   /** Flat parameters (our layout; see model/state-dict.ts for PyTorch's). */
   params: Float32Array;
+  /** For each category of a dataset vocabulary, its row in the checkpoint's category embedding (the
+   * checkpoint's cat_to_idx); a category it does not know is an InputError naming it. */
+  categoryRows(categories: Category[]): Int32Array;
   /** Scene embeddings [n, inputDim] → L2-normalised [n, out]. */
   encodeScenes(x: Float32Array, n: number): Promise<Float32Array>;
-  /** Product embeddings [n, inputDim] and category indices → L2-normalised [n, out]. */
+  /** Product embeddings [n, inputDim] and category rows (see categoryRows) → L2-normalised [n, out]. */
   encodeProducts(x: Float32Array, categories: Int32Array, n: number): Promise<Float32Array>;
   dispose(): void;
 }
 
 /**
  * Load `runs/<name>/checkpoints/<which>`. Uses the tfjs backend already selected, or selects `backend`
- * (default auto) when none is.
+ * (default auto) when none is. `Config` is the type of the config the run was trained with.
  */
-export async function loadTrainedModel(
+export async function loadTrainedModel<Config = unknown>(
   runDir: string,
   which: CheckpointName,
   { backend = 'auto' as BackendChoice } = {},
-): Promise<TrainedModel> {
-  const state = await readCheckpointState(runDir, which);
-  if (!state)
-    throw new InputError(
-      `no '${which}' checkpoint in ${checkpointDir(runDir, which)}: train the run first (\`ctl train\`)`,
-    );
+): Promise<TrainedModel<Config>> {
+  const state = await readCheckpointState<Config>(runDir, which);
+  const dir = checkpointDir(runDir, which);
+  if (!state) throw new InputError(`no '${which}' checkpoint in ${dir}: train the run first (\`ctl train\`)`);
   if (!tf.engine().backendName) await useBackend(backend, { quiet: true });
   const model = new TwoTower(state.spec);
   const { params } = await loadCheckpoint(runDir, which, model.layout);
@@ -56,16 +58,17 @@ export async function loadTrainedModel(
     spec: state.spec,
     state,
     params,
+    categoryRows: (categories) => categoryRows(state.categoryMap, categories, `the checkpoint in ${dir}`),
     async encodeScenes(x, n) {
       check(x, n);
       return encodeRows(model, params, 'scene', x, null, n);
     },
     async encodeProducts(x, categories, n) {
       check(x, n);
-      if (categories.length !== n) throw new InputError(`expected ${n} category indices, got ${categories.length}`);
+      if (categories.length !== n) throw new InputError(`expected ${n} category rows, got ${categories.length}`);
       for (const c of categories)
         if (c < 0 || c >= state.spec.numCategories)
-          throw new InputError(`unknown category index ${c}: the run knows ${state.spec.numCategories} categories`);
+          throw new InputError(`category row ${c}: the checkpoint has ${state.spec.numCategories} categories`);
       return encodeRows(model, params, 'product', x, categories, n);
     },
     dispose() {},

@@ -1,9 +1,9 @@
 // Parameters live in ONE flat Float32 vector (one tensor for the optimizer, one buffer to share between threads
-// and to checkpoint). Each parameter has a name (the reference PyTorch state_dict key), a shape in our layout,
-// and an offset into the vector. Linear weights are stored [in, out] so the forward product is a plain matMul;
+// and to checkpoint). Each parameter has a name (the reference PyTorch state_dict key, declared by its layer in
+// layers.ts), a shape in our layout, and an offset into the vector. Linear weights are stored [in, out] so the forward product is a plain matMul;
 // PyTorch stores them [out, in], so they are transposed when checkpoints are written or read.
 import * as tf from '@tensorflow/tfjs';
-import { keyedRandom } from './random.js';
+import { keyedRandom } from '../util/random.js';
 
 export type Init =
   { kind: 'uniform'; bound: number } | { kind: 'normal'; std: number } | { kind: 'constant'; value: number };
@@ -75,20 +75,4 @@ export class ParamLayout {
   flatten(grads: (tf.Tensor | null)[]): tf.Tensor1D {
     return tf.concat(this.entries.map((e, i) => (grads[i] ? tf.reshape(grads[i]!, [e.size]) : tf.zeros([e.size]))));
   }
-}
-
-/** A linear layer's two parameters, PyTorch's nn.Linear init: U(±1/sqrt(in)). */
-export function linearParams(name: string, inDim: number, outDim: number): ParamSpec[] {
-  const bound = 1 / Math.sqrt(inDim);
-  return [
-    { name: `${name}.weight`, shape: [inDim, outDim], transposed: true, init: { kind: 'uniform', bound } },
-    { name: `${name}.bias`, shape: [outDim], transposed: false, init: { kind: 'uniform', bound } },
-  ];
-}
-
-export function layerNormParams(name: string, dim: number): ParamSpec[] {
-  return [
-    { name: `${name}.weight`, shape: [dim], transposed: false, init: { kind: 'constant', value: 1 } },
-    { name: `${name}.bias`, shape: [dim], transposed: false, init: { kind: 'constant', value: 0 } },
-  ];
 }

@@ -1,23 +1,44 @@
 // The two towers of the reference project, built from the config: a scene tower and a product tower that map
 // image embeddings into one space where a scene's products score high.
 //
-// Parameter names are the reference PyTorch state_dict keys, so a checkpoint loads into the reference classes
-// with `load_state_dict` (linear weights transposed to [out, in] on the way out, see params.ts):
+// Parameter names and layouts are the reference's PyTorch state_dict (CTLModel, CTLModelV2), so a checkpoint
+// loads into the reference classes with `load_state_dict(strict=True)` (linear weights transposed to [out, in] on
+// the way out, see state-dict.ts). Each tower T in {scene_encoder, product_encoder} is an nn.Sequential:
 //
-// v1, per tower T in {scene_encoder, product_encoder}: nn.Sequential(Linear(in, hidden), ReLU, Dropout(p),
-//     Linear(hidden, out)) → T.0.weight [hidden, in], T.0.bias, T.3.weight [out, hidden], T.3.bias;
-//     plus log_temperature [] (scalar).
-// v2, per tower T: input = nn.Sequential(Linear(in', hidden), LayerNorm, GELU, Dropout) → T.input.0.{weight,bias},
-//     T.input.1.{weight,bias}; blocks = ModuleList of ResidualBlock(fc1, norm1, fc2, norm2) computing
-//     x → norm2(x + Dropout(fc2(Dropout(GELU(norm1(fc1(x))))))) → T.blocks.{i}.{fc1,norm1,fc2,norm2}.{weight,bias};
-//     output = Linear(hidden, out) → T.output.{weight,bias}. The product tower's in' = in + categoryDim: its input
-//     is [embedding, category_embedding(category)]; category_embedding.weight [categories, categoryDim];
-//     log_temperature [] (scalar).
-// bench/train/torch_two_tower.py defines these classes.
+// v1 (CTLModel): Linear(in, hidden), ReLU, Dropout, Linear(hidden, out) → T.0.*, T.3.*; the temperature is a raw
+//     learnable scalar `temperature` (logits are divided by it as it is, no clamp).
+// v2 (CTLModelV2): Linear(in', hidden), LayerNorm, GELU, Dropout, one ResidualBlock per index from 4, then
+//     Linear(hidden, out) at index 4 + blocks → T.0.*, T.1.*, T.4.net.{0,1,4}.*, T.4.norm.*, …, T.6.* (two
+//     blocks). The product tower's in' = in + categoryDim: its input is [embedding, category_embedding(category)];
+//     category_embedding.weight [categories, categoryDim]; `log_temperature` (exp, clamped to [min, max]).
+// bench/train/torch_two_tower.py declares these classes as the reference writes them.
 import * as tf from '@tensorflow/tfjs';
-import { gelu, inputLinear, l2Normalize, layerNorm, linear, matMul } from './ops.js';
-import { ParamLayout, layerNormParams, linearParams, type ParamSpec } from './params.js';
-import { dropoutMask, hashKey } from './random.js';
+import { l2Normalize } from './ops.js';
+import { ParamLayout } from './params.js';
+import {
+  Dropout,
+  Embedding,
+  GELU,
+  LayerNorm,
+  Linear,
+  Param,
+  ReLU,
+  ResidualBlock,
+  Scope,
+  Sequential,
+  type DropoutContext,
+  type Weights,
+} from './layers.js';
+
+export interface TemperatureConfig {
+  init: number;
+  learnable: boolean;
+  /** How a learnable temperature is a parameter: 'raw' = the value itself (`temperature`, the reference v1),
+   * 'log' = its logarithm (`log_temperature`, exp clamped to [min, max], the reference v2). */
+  parametrisation: 'raw' | 'log';
+  min: number;
+  max: number;
+}
 
 export interface ModelConfig {
   arch: 'v1' | 'v2';
@@ -30,142 +51,94 @@ export interface ModelConfig {
   categoryDim: number;
   /** L2-normalise the tower outputs. */
   normalize: boolean;
-  temperature: { init: number; learnable: boolean; min: number; max: number };
+  temperature: TemperatureConfig;
 }
 
-/** The config plus what the data decides: input width and category count. */
+/** The config plus what the data decides: input width and category count (rows of the category embedding). */
 export interface ModelSpec extends ModelConfig {
   inputDim: number;
   numCategories: number;
 }
 
 export type Tower = 'scene' | 'product';
-const TOWER_PREFIX: Record<Tower, string> = { scene: 'scene_encoder', product: 'product_encoder' };
 
-/** Training-time dropout: masks are a function of (seed, step, tower, site, global row). Null = evaluation. */
-export interface DropoutContext {
-  seed: number;
-  step: number;
-  /** Global row index in the step's batch of each row of this call, so sharded batches draw the same masks. */
-  rowIds: ArrayLike<number>;
-}
-
-export function paramSpecs(spec: ModelSpec): ParamSpec[] {
-  const specs: ParamSpec[] = [];
-  for (const tower of ['scene', 'product'] as Tower[]) {
-    const t = TOWER_PREFIX[tower];
-    const inDim = spec.inputDim + (tower === 'product' ? spec.categoryDim : 0);
-    if (spec.arch === 'v1') {
-      specs.push(...linearParams(`${t}.0`, inDim, spec.hidden), ...linearParams(`${t}.3`, spec.hidden, spec.out));
-      continue;
-    }
-    specs.push(...linearParams(`${t}.input.0`, inDim, spec.hidden), ...layerNormParams(`${t}.input.1`, spec.hidden));
-    for (let i = 0; i < spec.blocks; i++) {
-      const b = `${t}.blocks.${i}`;
-      specs.push(
-        ...linearParams(`${b}.fc1`, spec.hidden, spec.hidden),
-        ...layerNormParams(`${b}.norm1`, spec.hidden),
-        ...linearParams(`${b}.fc2`, spec.hidden, spec.hidden),
-        ...layerNormParams(`${b}.norm2`, spec.hidden),
-      );
-    }
-    specs.push(...linearParams(`${t}.output`, spec.hidden, spec.out));
+/** A tower as the reference's nn.Sequential; its first layer is a Linear whose input is data. */
+function buildTower(scope: Scope, spec: ModelSpec, inDim: number): { input: Linear; layers: Sequential } {
+  const layers = new Sequential(scope);
+  const input = layers.add((s) => new Linear(s, inDim, spec.hidden));
+  if (spec.arch === 'v1') {
+    layers.add(() => ReLU);
+    layers.add((s) => new Dropout(s, spec.dropout));
+    layers.add((s) => new Linear(s, spec.hidden, spec.out));
+    return { input, layers };
   }
-  if (spec.categoryDim > 0) {
-    specs.push({
-      name: 'category_embedding.weight',
-      shape: [spec.numCategories, spec.categoryDim],
-      transposed: false,
-      init: { kind: 'normal', std: 1 },
-    });
-  }
-  if (spec.temperature.learnable) {
-    specs.push({
-      name: 'log_temperature',
-      shape: [],
-      transposed: false,
-      init: { kind: 'constant', value: Math.log(spec.temperature.init) },
-    });
-  }
-  return specs;
+  layers.add((s) => new LayerNorm(s, spec.hidden));
+  layers.add(() => GELU);
+  layers.add((s) => new Dropout(s, spec.dropout));
+  for (let i = 0; i < spec.blocks; i++) layers.add((s) => new ResidualBlock(s, spec.hidden, spec.dropout));
+  layers.add((s) => new Linear(s, spec.hidden, spec.out));
+  return { input, layers };
 }
 
 export class TwoTower {
   readonly layout: ParamLayout;
+  /** The learnable temperature's parameter, or null when the temperature is fixed. */
+  readonly temperatureParam: Param<tf.Scalar> | null;
   /** Parameters the loss reads directly rather than through the towers' rows (the learnable temperature). */
   readonly lossParamNames: readonly string[];
+  private readonly towers: Record<Tower, { input: Linear; layers: Sequential }>;
+  private readonly categoryEmbedding: Embedding | null;
 
   constructor(readonly spec: ModelSpec) {
-    this.layout = new ParamLayout(paramSpecs(spec));
-    this.lossParamNames = spec.temperature.learnable ? ['log_temperature'] : [];
+    // Declared in the order of PyTorch's state_dict: the module's own parameter, then its children.
+    const root = Scope.root();
+    const t = spec.temperature;
+    this.temperatureParam = !t.learnable
+      ? null
+      : t.parametrisation === 'raw'
+        ? root.param('temperature', [], { kind: 'constant', value: t.init })
+        : root.param('log_temperature', [], { kind: 'constant', value: Math.log(t.init) });
+    this.categoryEmbedding =
+      spec.categoryDim > 0
+        ? new Embedding(root.child('category_embedding'), spec.numCategories, spec.categoryDim)
+        : null;
+    this.towers = {
+      scene: buildTower(root.child('scene_encoder'), spec, spec.inputDim),
+      product: buildTower(root.child('product_encoder'), spec, spec.inputDim + spec.categoryDim),
+    };
+    this.lossParamNames = this.temperatureParam ? [this.temperatureParam.name] : [];
+    this.layout = new ParamLayout(root.specs);
   }
 
   /** Scene embeddings [n, inputDim] → [n, out]. */
-  encodeScenes(P: Record<string, tf.Tensor>, x: tf.Tensor2D, ctx: DropoutContext | null): tf.Tensor2D {
+  encodeScenes(P: Weights, x: tf.Tensor2D, ctx: DropoutContext | null): tf.Tensor2D {
     return this.tower('scene', P, x, null, ctx);
   }
 
-  /** Product embeddings [n, inputDim] and categories → [n, out]. The category table is read by a one-hot matMul
-   * (tf.gather's gradient needs a kernel the wasm backend lacks). */
-  encodeProducts(
-    P: Record<string, tf.Tensor>,
-    x: tf.Tensor2D,
-    categories: Int32Array,
-    ctx: DropoutContext | null,
-  ): tf.Tensor2D {
-    let category: tf.Tensor2D | null = null;
-    if (this.spec.categoryDim > 0) {
-      const c = this.spec.numCategories;
-      const oneHot = new Float32Array(categories.length * c);
-      categories.forEach((k, i) => (oneHot[i * c + k] = 1));
-      category = matMul(tf.tensor2d(oneHot, [categories.length, c]), P['category_embedding.weight'] as tf.Tensor2D);
-    }
+  /** Product embeddings [n, inputDim] and category rows → [n, out]. */
+  encodeProducts(P: Weights, x: tf.Tensor2D, categories: Int32Array, ctx: DropoutContext | null): tf.Tensor2D {
+    const category = this.categoryEmbedding ? this.categoryEmbedding.forward(P, categories) : null;
     return this.tower('product', P, x, category, ctx);
   }
 
-  /** The softmax temperature, clamped to [min, max]. */
-  temperature(P: Record<string, tf.Tensor>): tf.Scalar {
-    const { init, min, max, learnable } = this.spec.temperature;
-    return learnable ? (tf.clipByValue(tf.exp(P['log_temperature']), min, max) as tf.Scalar) : tf.scalar(init);
+  /** The softmax temperature the logits are divided by. */
+  temperature(P: Weights): tf.Scalar {
+    const { init, min, max, parametrisation } = this.spec.temperature;
+    if (!this.temperatureParam) return tf.scalar(init);
+    const value = this.temperatureParam.of(P);
+    return parametrisation === 'raw' ? value : (tf.clipByValue(tf.exp(value), min, max) as tf.Scalar);
   }
 
   /** One tower; `extra` (the category embedding) is concatenated to the input x. */
   private tower(
     tower: Tower,
-    P: Record<string, tf.Tensor>,
+    P: Weights,
     x: tf.Tensor2D,
     extra: tf.Tensor2D | null,
     ctx: DropoutContext | null,
   ): tf.Tensor2D {
-    const t = TOWER_PREFIX[tower];
-    const lin = (h: tf.Tensor2D, name: string) =>
-      linear(h, P[`${name}.weight`] as tf.Tensor2D, P[`${name}.bias`] as tf.Tensor1D);
-    const first = (name: string) =>
-      inputLinear(x, extra, P[`${name}.weight`] as tf.Tensor2D, P[`${name}.bias`] as tf.Tensor1D);
-    const norm = (h: tf.Tensor2D, name: string) =>
-      layerNorm(h, P[`${name}.weight`] as tf.Tensor1D, P[`${name}.bias`] as tf.Tensor1D);
-    let site = 0;
-    const drop = (h: tf.Tensor2D): tf.Tensor2D => {
-      site++;
-      if (!ctx || this.spec.dropout === 0) return h;
-      const [rows, cols] = h.shape;
-      if (rows !== ctx.rowIds.length) throw new Error(`dropout: ${rows} rows but ${ctx.rowIds.length} row ids`);
-      const key = hashKey(ctx.seed, ctx.step, tower, site);
-      return tf.mul(h, tf.tensor2d(dropoutMask(key, ctx.rowIds, cols, this.spec.dropout), [rows, cols]));
-    };
-
-    let h: tf.Tensor2D;
-    if (this.spec.arch === 'v1') {
-      h = lin(drop(tf.relu(first(`${t}.0`))), `${t}.3`);
-    } else {
-      h = drop(gelu(norm(first(`${t}.input.0`), `${t}.input.1`)));
-      for (let i = 0; i < this.spec.blocks; i++) {
-        const b = `${t}.blocks.${i}`;
-        const r = drop(lin(drop(gelu(norm(lin(h, `${b}.fc1`), `${b}.norm1`))), `${b}.fc2`));
-        h = norm(tf.add(h, r), `${b}.norm2`);
-      }
-      h = lin(h, `${t}.output`);
-    }
+    const { input, layers } = this.towers[tower];
+    const h = layers.forward(P, input.forwardInput(P, x, extra), ctx, 1);
     return this.spec.normalize ? l2Normalize(h) : h;
   }
 }

@@ -113,6 +113,10 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
       temperature: {
         init: v.number(temperature.init ?? 0.07, 'model.temperature.init', 1e-6),
         learnable: v.boolean(temperature.learnable ?? true, 'model.temperature.learnable'),
+        parametrisation: v.oneOf(temperature.parametrisation ?? 'log', 'model.temperature.parametrisation', [
+          'raw',
+          'log',
+        ] as const),
         min: v.number(temperature.min ?? 0.01, 'model.temperature.min', 1e-6),
         max: v.number(temperature.max ?? 1, 'model.temperature.max', 1e-6),
       },
@@ -182,7 +186,7 @@ export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
     'normalize',
     'temperature',
   ]);
-  v.noUnknown(temperature, 'model.temperature.', ['init', 'learnable', 'min', 'max']);
+  v.noUnknown(temperature, 'model.temperature.', ['init', 'learnable', 'parametrisation', 'min', 'max']);
   v.noUnknown(loss, 'loss.', ['infonce', 'triplet', 'margin', 'maskFalseNegatives']);
   v.noUnknown(negatives, 'negatives.', ['strategy', 'refreshSteps', 'rankWindow', 'poolSize']);
   v.noUnknown(optimizer, 'optimizer.', ['kind', 'lr', 'weightDecay', 'betas', 'eps', 'gradClip']);

@@ -6,7 +6,8 @@
 // (model.lossParamNames) get the whole batch's gradient in every replica: the caller counts them once.
 import * as tf from '@tensorflow/tfjs';
 import { l2Normalize } from '../model/ops.js';
-import type { DropoutContext, TwoTower } from '../model/two-tower.js';
+import type { DropoutContext } from '../model/layers.js';
+import type { TwoTower } from '../model/two-tower.js';
 import type { EngineMatrices, StepPlan } from './engine.js';
 import { contrastiveLoss, pickColumns, rowCosines, similarities, type LossWeights } from './losses.js';
 import { hardestAllowed } from './negatives/in-batch-hard.js';

@@ -6,20 +6,22 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import { useBackend, type BackendChoice } from '../model/backend.js';
-import { keyedRandom } from '../model/random.js';
-import { TwoTower, type ModelSpec } from '../model/two-tower.js';
-import { writeJsonAtomic } from '../util/atomic.js';
-import { InputError, RunError } from '../util/errors.js';
-import { formatDuration, log } from '../util/log.js';
-import { Progress } from '../util/progress.js';
-import { modelSlug, workdirPaths } from '../data/workdir.js';
+import { categoryMapOf, categoryRows, type CategoryMap } from '../model/categories.js';
 import {
+  CHECKPOINT_VERSION,
   loadCheckpoint,
   readCheckpointState,
   saveCheckpoint,
   type Checkpoint,
   type CheckpointState,
-} from './checkpoint.js';
+} from '../model/checkpoint.js';
+import { TwoTower, type ModelSpec } from '../model/two-tower.js';
+import { PRNG_NAME, keyedRandom } from '../util/random.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { InputError, RunError } from '../util/errors.js';
+import { formatDuration, log } from '../util/log.js';
+import { Progress } from '../util/progress.js';
+import { modelSlug, workdirPaths } from '../data/workdir.js';
 import { loadTrainConfig, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
 import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
@@ -62,7 +64,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   if (!/^[A-Za-z0-9._-]+$/.test(name))
     throw new InputError(`--run: '${name}' is not a valid run name (letters, digits, . _ -)`);
   const dir = workdirPaths(options.workdir).run(name);
-  const previous = await readCheckpointState(dir, 'last');
+  const previous = await readCheckpointState<TrainConfig>(dir, 'last');
   if (previous && !options.resume)
     throw new InputError(
       `run '${name}' already has checkpoints in ${dir}: pass --resume to continue it, or --run NAME to start another`,
@@ -71,10 +73,13 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
 
   const backend = await useBackend(options.backend ?? 'auto');
   const data = await loadTrainingData(options.workdir, config, options.config);
-  const spec: ModelSpec = { ...config.model, inputDim: data.dim, numCategories: data.dataset.categories.length };
+  // The category embedding's rows are the reference's cat_to_idx, not the vocabulary's order.
+  const categoryMap = categoryMapOf(data.dataset.categories);
+  const categoryRow = categoryRows(categoryMap, data.dataset.categories, 'the dataset');
+  const spec: ModelSpec = { ...config.model, inputDim: data.dim, numCategories: categoryMap.num_categories };
   const model = new TwoTower(spec);
   if (previous) checkResumable(previous, config, data, backend);
-  const checkpoint = previous ? await loadCheckpoint(dir, 'last', model.layout) : null;
+  const checkpoint = previous ? await loadCheckpoint<TrainConfig>(dir, 'last', model.layout) : null;
   const workers = chooseWorkers(options.workers, backend, previous);
 
   await mkdir(dir, { recursive: true });
@@ -111,7 +116,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
       trainScenes: data.train.scenes,
       valScenes: data.val.scenes,
       products: data.products,
-      productCategory: data.productCategory,
+      productCategory: Int32Array.from(data.productCategory, (c) => categoryRow[c]),
       rowProduct: data.rowProduct,
     },
   };
@@ -132,6 +137,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
       config,
       data,
       spec,
+      categoryMap,
       engine,
       metricsLog,
       checkpoint,
@@ -150,9 +156,10 @@ interface LoopContext {
   config: TrainConfig;
   data: TrainingData;
   spec: ModelSpec;
+  categoryMap: CategoryMap;
   engine: TrainEngine;
   metricsLog: MetricsLog;
-  checkpoint: Checkpoint | null;
+  checkpoint: Checkpoint<TrainConfig> | null;
   backend: string;
   workers: number;
   overrides: Record<string, unknown>;
@@ -248,15 +255,15 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
     if (improved) best = { epoch: epoch + 1, metric };
     epochsWithoutGain = improved ? 0 : epochsWithoutGain + 1;
 
-    const checkpointState: CheckpointState = {
-      version: 1,
+    const checkpointState: CheckpointState<TrainConfig> = {
+      version: CHECKPOINT_VERSION,
       epoch: epoch + 1,
       step,
       metric,
       best,
       epochsWithoutGain,
       rng: {
-        algorithm: 'sfc32, keyed by (seed, purpose, counter)',
+        algorithm: PRNG_NAME,
         seed: config.seed,
         nextEpoch: epoch + 1,
         nextStep: step,
@@ -266,6 +273,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       overrides: ctx.overrides,
       spec: ctx.spec,
       categories: data.dataset.categories,
+      categoryMap: ctx.categoryMap,
       embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
       data: { fingerprint: data.fingerprint, trainPairs: rows, valPairs: data.val.pairs.length },
       backend: ctx.backend,
@@ -400,7 +408,7 @@ async function resolveConfig(
 function chooseWorkers(
   requested: number | 'auto' | undefined,
   backend: string,
-  previous: CheckpointState | null,
+  previous: CheckpointState<TrainConfig> | null,
 ): number {
   if (typeof requested === 'number') {
     if (requested > 1 && backend !== 'wasm') {
@@ -418,7 +426,12 @@ function chooseWorkers(
 }
 
 /** Refuse to resume a run with another config or other data, saying what differs. */
-function checkResumable(previous: CheckpointState, config: TrainConfig, data: TrainingData, backend: string): void {
+function checkResumable(
+  previous: CheckpointState<TrainConfig>,
+  config: TrainConfig,
+  data: TrainingData,
+  backend: string,
+): void {
   const reasons = diffPaths(previous.config, config).map(
     (p) => `config ${p}: ${JSON.stringify(valueAt(previous.config, p))} → ${JSON.stringify(valueAt(config, p))}`,
   );

@@ -1,6 +1,13 @@
-// A small seeded PRNG (xoshiro128**, seeded through splitmix32) for everything that must be reproducible from a
-// seed: synthetic data, shuffles, initialisations. Not cryptographic. `fork(label)` derives an independent stream,
-// so adding a consumer of randomness in one place does not shift the numbers drawn in another.
+// The one seeded PRNG (xoshiro128**, seeded through splitmix32) for everything that must be reproducible from a
+// seed: synthetic data, shuffles, initialisations, dropout masks, generated model weights. Not cryptographic.
+// `fork(label)` derives an independent stream, so adding a consumer of randomness in one place does not shift the
+// numbers drawn in another; `keyedRandom(...key)` is a stream that is a pure function of its key, without hidden
+// state: training draws the init from (seed, "init", name), an epoch's shuffle from (seed, "shuffle", epoch), a
+// step's negatives from (seed, "negatives", step), so a run resumed at an epoch boundary draws what the
+// uninterrupted run drew, and a batch split over worker threads draws what the whole batch draws on one thread.
+
+/** What checkpoints record as the generator behind every draw. */
+export const PRNG_NAME = 'xoshiro128** (splitmix32-seeded), keyed by (seed, purpose, counter)';
 
 /** 32-bit FNV-1a of a string: turns labels into seed material. */
 function hashString(text: string): number {
@@ -178,6 +185,11 @@ export class Random {
     }
     return out.slice(0, 2 * bytes);
   }
+}
+
+/** A generator that is a pure function of its key, e.g. `keyedRandom(seed, 'shuffle', epoch)`. */
+export function keyedRandom(...key: (number | string)[]): Random {
+  return new Random(JSON.stringify(key));
 }
 
 function rotl(x: number, k: number): number {

@@ -5,7 +5,7 @@
 // same-category-random. The products are scored by the evaluation's score engine (onnxruntime's multi-threaded
 // MatMul when it loads).
 import { createScoreEngine } from '../../eval/engines.js';
-import { keyedRandom } from '../../model/random.js';
+import { keyedRandom } from '../../util/random.js';
 import { formatDuration, log } from '../../util/log.js';
 import type { Random } from '../../util/random.js';
 import type { NegativeSampler, SamplerContext, SamplerState } from '../negatives.js';

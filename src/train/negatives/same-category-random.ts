@@ -1,6 +1,6 @@
 // `same-category-random` (the reference v2): per row, a random product of its positive's category that is not
 // one of its scene's products.
-import { keyedRandom } from '../../model/random.js';
+import { keyedRandom } from '../../util/random.js';
 import type { Random } from '../../util/random.js';
 import type { SamplerContext, NegativeSampler } from '../negatives.js';
 import { isPositive, type NegativeIndex } from './negative-index.js';

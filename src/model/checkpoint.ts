@@ -1,27 +1,33 @@
 // Checkpoints: runs/<name>/checkpoints/{last,best}/, each a folder written whole and swapped in by rename, so a
 // kill at any moment leaves the previous checkpoint or the new one:
-//   model.safetensors    the weights, reference PyTorch state_dict names and layouts (load_state_dict-ready)
+//   model.safetensors    the weights, reference PyTorch state_dict names and layouts (load_state_dict-ready);
+//                        metadata: arch, epoch, embedding model, and the reference's cat_to_idx (JSON) and
+//                        num_categories
 //   trainer.safetensors  `last` only: Adam's moments (exp_avg.<name>, exp_avg_sq.<name>, PyTorch layouts) and the
 //                        mined-negative pool (mined_pool, I32 [rows, poolSize])
-//   state.json           epoch, step, best metric, RNG position, optimizer step, the resolved config, category
-//                        vocabulary, embedding model, data fingerprint, backend
+//   state.json           epoch, step, best metric, RNG position, optimizer step, the resolved config (typed by
+//                        the trainer), category vocabulary and map, embedding model, data fingerprint, backend
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Category } from '../data/types.js';
 import type { SceneView } from '../data/store/pair-inputs.js';
-import type { ParamLayout } from '../model/params.js';
-import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../model/safetensors.js';
-import { fromStateDict, toStateDict } from '../model/state-dict.js';
-import type { ModelSpec } from '../model/two-tower.js';
 import { cleanTempFiles, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
-import type { TrainConfig } from './config.js';
-import type { OptimizerState } from './optimizer.js';
+import { InputError } from '../util/errors.js';
+import { checkCategoryMap, type CategoryMap } from './categories.js';
+import type { ParamLayout } from './params.js';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
+import { fromStateDict, toStateDict } from './state-dict.js';
+import type { ModelSpec } from './two-tower.js';
 
 export type CheckpointName = 'last' | 'best';
 
-export interface CheckpointState {
-  version: 1;
+/** Version of the checkpoint format; 2 = the reference's exact module names. */
+export const CHECKPOINT_VERSION = 2;
+
+/** A checkpoint's state.json. `Config` is the trainer's resolved config (the model layer only stores it). */
+export interface CheckpointState<Config = unknown> {
+  version: typeof CHECKPOINT_VERSION;
   /** Epochs completed. */
   epoch: number;
   /** Optimizer steps completed. */
@@ -30,15 +36,18 @@ export interface CheckpointState {
   metric: number;
   best: { epoch: number; metric: number };
   epochsWithoutGain: number;
-  /** Every draw is a function of (seed, purpose, counter) (model/random.ts); this is where the run stands. */
-  rng: { algorithm: 'sfc32, keyed by (seed, purpose, counter)'; seed: number; nextEpoch: number; nextStep: number };
+  /** Every draw is a function of (seed, purpose, counter) (util/random.ts, named by PRNG_NAME); this is where the
+   * run stands. */
+  rng: { algorithm: string; seed: number; nextEpoch: number; nextStep: number };
   optimizer: { kind: string; t: number };
-  config: TrainConfig;
+  config: Config;
   /** What the command line changed in the config file (e.g. the embedding model). */
   overrides: Record<string, unknown>;
   spec: ModelSpec;
-  /** Category vocabulary: the index a category embedding row stands for. */
+  /** The dataset's category vocabulary the run trained on. */
   categories: Category[];
+  /** The row of the category embedding each leaf category stands for (the reference's cat_to_idx). */
+  categoryMap: CategoryMap;
   embeddings: { model: string; dim: number; sceneView: SceneView };
   data: { fingerprint: string; trainPairs: number; valPairs: number };
   backend: string;
@@ -48,10 +57,17 @@ export interface CheckpointState {
   savedAt: string;
 }
 
-export interface Checkpoint {
-  state: CheckpointState;
+/** Adam's step count and moments, in the parameter layout. */
+export interface OptimizerMoments {
+  t: number;
+  m: Float32Array;
+  v: Float32Array;
+}
+
+export interface Checkpoint<Config = unknown> {
+  state: CheckpointState<Config>;
   params: Float32Array;
-  optimizer?: OptimizerState;
+  optimizer?: OptimizerMoments;
   minedPool?: { pool: Int32Array; poolSize: number };
 }
 
@@ -59,11 +75,11 @@ export function checkpointDir(runDir: string, name: CheckpointName): string {
   return join(runDir, 'checkpoints', name);
 }
 
-export async function saveCheckpoint(
+export async function saveCheckpoint<Config>(
   runDir: string,
   name: CheckpointName,
   layout: ParamLayout,
-  checkpoint: Checkpoint,
+  checkpoint: Checkpoint<Config>,
 ): Promise<void> {
   const parent = join(runDir, 'checkpoints');
   await mkdir(parent, { recursive: true });
@@ -76,6 +92,8 @@ export async function saveCheckpoint(
     arch: state.spec.arch,
     epoch: String(state.epoch),
     embedding_model: state.embeddings.model,
+    cat_to_idx: JSON.stringify(state.categoryMap.cat_to_idx),
+    num_categories: String(state.categoryMap.num_categories),
   };
   await writeFileAtomic(
     join(tmp, 'model.safetensors'),
@@ -122,23 +140,41 @@ async function recover(runDir: string, name: CheckpointName): Promise<void> {
   else await rename(join(parent, olds[0]), checkpointDir(runDir, name));
 }
 
-/** The state.json of a checkpoint, or null when there is none. */
-export async function readCheckpointState(runDir: string, name: CheckpointName): Promise<CheckpointState | null> {
+/**
+ * The state.json of a checkpoint, or null when there is none. A checkpoint of an older format is an InputError
+ * saying what to do.
+ */
+export async function readCheckpointState<Config = unknown>(
+  runDir: string,
+  name: CheckpointName,
+): Promise<CheckpointState<Config> | null> {
   await recover(runDir, name);
+  const file = join(checkpointDir(runDir, name), 'state.json');
+  let state: CheckpointState<Config>;
   try {
-    return JSON.parse(await readFile(join(checkpointDir(runDir, name), 'state.json'), 'utf8')) as CheckpointState;
+    state = JSON.parse(await readFile(file, 'utf8'));
   } catch {
     return null;
   }
+  if (state.version !== CHECKPOINT_VERSION)
+    throw new InputError(
+      `${file}: checkpoint format ${state.version}, expected ${CHECKPOINT_VERSION} (the reference's exact state_dict names): this run was trained by an older ctl; train it again under a new name (\`ctl train --run NAME\`)`,
+    );
+  checkCategoryMap(state.categoryMap, `${file}: categoryMap`);
+  return state;
 }
 
-export async function loadCheckpoint(runDir: string, name: CheckpointName, layout: ParamLayout): Promise<Checkpoint> {
-  const state = await readCheckpointState(runDir, name);
+export async function loadCheckpoint<Config = unknown>(
+  runDir: string,
+  name: CheckpointName,
+  layout: ParamLayout,
+): Promise<Checkpoint<Config>> {
+  const state = await readCheckpointState<Config>(runDir, name);
   const dir = checkpointDir(runDir, name);
   if (!state) throw new Error(`no checkpoint at ${dir}`);
   const modelFile = join(dir, 'model.safetensors');
   const model = decodeSafetensors(new Uint8Array(await readFile(modelFile)), modelFile);
-  const checkpoint: Checkpoint = { state, params: fromStateDict(layout, model.tensors, modelFile) };
+  const checkpoint: Checkpoint<Config> = { state, params: fromStateDict(layout, model.tensors, modelFile) };
   const trainerFile = join(dir, 'trainer.safetensors');
   if (await exists(trainerFile)) {
     const trainer = decodeSafetensors(new Uint8Array(await readFile(trainerFile)), trainerFile);
