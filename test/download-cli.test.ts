@@ -1,20 +1,17 @@
 // `ctl download` as a user runs it (node dist/cli.js, so `npm run build` first): resume after SIGKILL, graceful
 // SIGINT, exit codes and --json.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism, getPriority, tmpdir } from 'node:os';
+import { appendFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { IN_PROGRESS_PER_REQUEST, type DownloadSummary } from '../src/download/downloader.js';
-import { WORKER_PRIORITY_DROP } from '../src/download/save-image.js';
 import { selectTargets } from '../src/download/targets.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import {
   finalRecords,
-  makeJpeg,
   manifestLines,
   startImageServer,
   tempFiles,
@@ -172,34 +169,4 @@ describe('ctl download (CLI)', () => {
     expect(fixed.code, fixed.stderr).toBe(0);
     expect((JSON.parse(fixed.stdout) as DownloadSummary).state.ok).toBe(3);
   });
-
-  // Where the OS gives threads their own priority and ours can still be lowered that far.
-  it.skipIf(process.platform !== 'linux' || getPriority() + WORKER_PRIORITY_DROP > 19)(
-    'runs the check workers at a lower priority than the main thread (Linux)',
-    async () => {
-      const photo = join(workdir, 'photo.jpg');
-      await writeFile(photo, await makeJpeg(1));
-      // Two images at once: one for each worker (the least busy gets the next).
-      const script = join(workdir, 'priorities.mjs');
-      await writeFile(
-        script,
-        `
-        import { readFileSync, readdirSync } from 'node:fs';
-        import { ImageSaver } from ${JSON.stringify(pathToFileURL(resolve('dist/download/save-image.js')).href)};
-        const saver = ImageSaver.start();
-        const [photo, dir] = process.argv.slice(2);
-        await Promise.all([1, 2].map((i) => saver.save(readFileSync(photo), 'jpeg', dir + '/' + i + '.jpg', 'full')));
-        const nice = (tid) => Number(readFileSync('/proc/self/task/' + tid + '/stat', 'utf8').split(') ')[1].split(' ')[16]);
-        const others = readdirSync('/proc/self/task').filter((tid) => tid !== String(process.pid)).map(nice);
-        console.log(JSON.stringify({ main: nice(process.pid), others }));
-        await saver.close();`,
-      );
-      const child = spawnSync(process.execPath, [script, photo, workdir], { encoding: 'utf8' });
-      expect(child.status, child.stderr).toBe(0);
-      const { main, others } = JSON.parse(child.stdout) as { main: number; others: number[] };
-      expect(main).toBe(getPriority());
-      expect(others.filter((n) => n === main + WORKER_PRIORITY_DROP).length).toBe(Math.min(2, availableParallelism()));
-      expect(existsSync(join(workdir, '1.jpg')) && existsSync(join(workdir, '2.jpg'))).toBe(true);
-    },
-  );
 });

@@ -184,7 +184,7 @@ describe('shards and targets', () => {
     expect(selectTargets(dataset, { kind: 'all', shard }).every((t) => inShard(t.sig, shard))).toBe(true);
   });
 
-  it('builds the design card URL layout under the base URL', () => {
+  it('builds the Pinterest URL layout under the base URL', () => {
     const sig = 'abcdef0123456789abcdef0123456789';
     expect(imageUrl('http://i.pinimg.com', sig)).toBe(`http://i.pinimg.com/400x/ab/cd/ef/${sig}.jpg`);
     expect(imageUrl('http://127.0.0.1:8080/mirror/', sig)).toBe(

@@ -1,4 +1,4 @@
-// The benchmark's image host: serves a pool of JPEG files from memory under the design card's URL layout,
+// The benchmark's image host: serves a pool of JPEG files from memory under Pinterest's URL layout,
 // keep-alive, and prints its port on stdout. Usage: node server.mjs POOL_DIR
 import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';

@@ -83,7 +83,7 @@ export function registerDownloadCommand(program: Command): void {
       .addOption(
         new Option(
           '--validate <mode>',
-          'full: read every image through (JPEG: every Huffman code, as libjpeg would; other formats: a sharp decode); ' +
+          'full: decode every image completely (sharp, on one worker thread per core; corrupt data anywhere is refused); ' +
             'fast: headers only (a cut body is still caught by Content-Length and end marker; corrupt data inside a whole file is not)',
         )
           .choices(['full', 'fast'])

@@ -75,9 +75,8 @@ export interface DownloadSummary {
 
 /**
  * Images in progress per request allowed at the host: one at the host, two received and in or waiting for their
- * checks and writes, so that the host stays busy while the checks catch up, and the check workers get their images
- * in bigger batches, fewer messages (bench/download). Bodies in memory: at most this × concurrency × the size cap;
- * images fetched again after a kill: as many.
+ * checks and writes, so that the host stays busy while the checks catch up. Bodies in memory: at most this ×
+ * concurrency × the size cap; images fetched again after a kill: as many.
  */
 export const IN_PROGRESS_PER_REQUEST = 3;
 

@@ -1,12 +1,13 @@
-// Check a received image and write it into place, on a worker thread: the checks (a JPEG's whole entropy-coded
-// data is read) and the file-system calls then never hold up the event loop that keeps the downloads flowing, and
-// each image costs one message to the worker and one back instead of a thread-pool round trip per fs call.
-import { readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, getPriority, setPriority } from 'node:os';
+// Check a received image and write it into place, on worker threads (one per core): sharp's decode and the
+// file-system calls then never hold up the event loop that keeps the downloads flowing.
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { tempPathFor } from '../util/atomic.js';
 import { RunError } from '../util/errors.js';
+// validate.js loads sharp in this thread too, before any worker starts: on glibc Linux the main thread must hold
+// libvips loaded until the workers that use it are gone.
 import {
   InvalidImage,
   SNIFF_BYTES,
@@ -27,7 +28,7 @@ export async function checkAndSave(
   dest: string,
   validation: ValidationMode,
 ): Promise<void> {
-  if (validation === 'full') await checkDecodes(data, format);
+  if (validation === 'full') await checkDecodes(data);
   else checkEnd(format, data.subarray(0, SNIFF_BYTES), data.subarray(-SNIFF_BYTES), data.length);
   const tmp = tempPathFor(dest);
   try {
@@ -51,36 +52,28 @@ type SaveReply = { id: number; ok: true } | { id: number; ok: false; invalid?: s
 
 const WORKER_TAG = 'ctl-download-save-image';
 
-/**
- * Hands images to worker threads, or saves them inline where no worker can run. Requests and replies travel in
- * batches (all those of one event-loop turn in one message): a message costs more than checking a small image.
- */
+/** Hands images to worker threads, or saves them inline where no worker can run. */
 export class ImageSaver {
   private nextId = 0;
   private readonly pending = new Map<number, { worker: number; resolve: () => void; reject: (err: Error) => void }>();
   /** Requests given to each worker and not answered yet. */
   private readonly load: number[];
-  /** Requests waiting for the next flush, per worker. */
-  private outbox: SaveRequest[][];
-  private flushing = false;
   private failure: Error | undefined;
 
   private constructor(private readonly workers: Worker[]) {
     this.load = workers.map(() => 0);
-    this.outbox = workers.map(() => []);
     for (const worker of workers) {
-      worker.on('message', (replies: SaveReply[]) => replies.forEach((reply) => this.settle(reply)));
+      worker.on('message', (reply: SaveReply) => this.settle(reply));
       worker.on('error', (err) => this.fail(new RunError(`image worker failed: ${err.message}`)));
       worker.on('exit', (code) => this.fail(new RunError(`image worker exited (code ${code})`)));
     }
   }
 
   /**
-   * `workers` threads (default: one per core, at most 2: the main thread mostly waits on the network, and each
-   * worker checks thousands of images a second). Under vitest this module is TypeScript source that a worker
-   * cannot load: then it saves inline.
+   * `workers` threads, one per core by default; each checks one image at a time. Under vitest this module is
+   * TypeScript source that a worker cannot load: then it saves inline.
    */
-  static start(workers = Math.min(2, availableParallelism())): ImageSaver {
+  static start(workers = availableParallelism()): ImageSaver {
     const script = new URL(import.meta.url);
     if (!fileURLToPath(script).endsWith('.js')) workers = 0;
     return new ImageSaver(Array.from({ length: workers }, () => new Worker(script, { workerData: WORKER_TAG })));
@@ -95,31 +88,15 @@ export class ImageSaver {
     this.load[worker]++;
     // Only a buffer that owns its whole memory can move; a view into a bigger one (a socket read) is copied first.
     const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : new Uint8Array(data);
-    this.outbox[worker].push({ id, data: owned, format, dest, validation });
-    if (!this.flushing) {
-      this.flushing = true;
-      setImmediate(() => this.flush());
-    }
+    const request: SaveRequest = { id, data: owned, format, dest, validation };
+    this.workers[worker].postMessage(request, [owned.buffer as ArrayBuffer]);
     return new Promise<void>((resolve, reject) => this.pending.set(id, { worker, resolve, reject }));
   }
 
-  /** Stop the workers (they keep the process alive until then). */
+  /** Stop the workers (they keep the process alive until then). Call it once every save has settled. */
   async close(): Promise<void> {
     this.failure ??= new RunError('image saver closed');
     await Promise.all(this.workers.map((w) => w.terminate()));
-  }
-
-  private flush(): void {
-    this.flushing = false;
-    if (this.failure) return;
-    this.outbox.forEach((batch, i) => {
-      if (batch.length > 0)
-        this.workers[i].postMessage(
-          batch,
-          batch.map((r) => r.data.buffer as ArrayBuffer),
-        );
-    });
-    this.outbox = this.workers.map(() => []);
   }
 
   private settle(reply: SaveReply): void {
@@ -140,43 +117,21 @@ export class ImageSaver {
   }
 }
 
-/** How many nice steps the worker threads run below the main thread (19 is the lowest priority). */
-export const WORKER_PRIORITY_DROP = 10;
-
-/**
- * Run the calling thread at a lower priority, where the OS gives threads their own (Linux: /proc/thread-self names
- * the thread, and setpriority on a thread id changes that thread only). When every core is busy, a worker woken by
- * a message would otherwise take the core from the main thread, which then stops reading responses and sending
- * requests; at a lower priority the workers use the CPU the network leaves (7% faster on 2 cores, bench/download).
- * Elsewhere, priorities stay as they are.
- */
-function yieldToMainThread(): void {
+/** The worker's answer to one request. */
+async function answer({ id, data, format, dest, validation }: SaveRequest): Promise<SaveReply> {
   try {
-    const thread = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    setPriority(thread, Math.min(19, getPriority(thread) + WORKER_PRIORITY_DROP)); // a thread starts at its creator's
-  } catch {
-    // no /proc/thread-self (not Linux), or priorities locked down: equal priorities work too, a little slower
+    await checkAndSave(data, format, dest, validation);
+    return { id, ok: true };
+  } catch (err) {
+    if (err instanceof InvalidImage) return { id, ok: false, invalid: err.reason };
+    return { id, ok: false, error: err instanceof Error ? err.message : String(err) };
   }
 }
 
-// The worker thread: save what the main thread sends, answer in batches too.
+// The worker thread: one request at a time, in the order they came.
 if (!isMainThread && workerData === WORKER_TAG) {
-  yieldToMainThread();
-  let replies: SaveReply[] = [];
-  const flush = () => {
-    parentPort!.postMessage(replies);
-    replies = [];
-  };
-  parentPort!.on('message', async (requests: SaveRequest[]) => {
-    for (const { id, data, format, dest, validation } of requests) {
-      try {
-        await checkAndSave(data, format, dest, validation);
-        replies.push({ id, ok: true });
-      } catch (err) {
-        if (err instanceof InvalidImage) replies.push({ id, ok: false, invalid: err.reason });
-        else replies.push({ id, ok: false, error: err instanceof Error ? err.message : String(err) });
-      }
-      if (replies.length === 1) setImmediate(flush);
-    }
+  let queue = Promise.resolve();
+  parentPort!.on('message', (request: SaveRequest) => {
+    queue = queue.then(async () => parentPort!.postMessage(await answer(request)));
   });
 }

@@ -29,7 +29,7 @@ export function selectTargets(
   return selection.limit === undefined ? mine : mine.slice(0, selection.limit);
 }
 
-/** The design card's layout: `{base}/400x/ab/cd/ef/abcdef....jpg`. */
+/** Pinterest's layout: `{base}/400x/ab/cd/ef/abcdef....jpg`. */
 export function imageUrl(baseUrl: string, sig: string): string {
   return `${baseUrl.replace(/\/+$/, '')}/400x/${sig.slice(0, 2)}/${sig.slice(2, 4)}/${sig.slice(4, 6)}/${sig}.jpg`;
 }

@@ -1,7 +1,7 @@
 // What makes a downloaded body an image we keep: an image content type, the magic bytes of a format the later
 // stages read, not an HTML error page, not empty, under the size cap, and decodable by sharp.
 import { readFile } from 'node:fs/promises';
-import { checkJpeg } from './jpeg-check.js';
+import sharp from 'sharp';
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
 
@@ -9,9 +9,9 @@ export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
 export const SNIFF_BYTES = 16;
 
 /**
- * full: read every image's coded data through (JPEG: checkJpeg; other formats: a sharp decode). fast: no decode; a
- * body cut short is still caught by its Content-Length and its format's end marker, but corrupt data inside a whole
- * file passes (the embed stage will meet it).
+ * full: decode every image completely with sharp (checkDecodes). fast: no decode; a body cut short is still caught
+ * by its Content-Length and its format's end marker, but corrupt data inside a whole file passes (the embed stage
+ * will meet it).
  */
 export type ValidationMode = 'full' | 'fast';
 
@@ -80,26 +80,17 @@ export function checkEnd(format: ImageFormat, head: Uint8Array, tail: Uint8Array
   if (!ends) throw new InvalidImage(`truncated ${format} (no end marker)`);
 }
 
-/**
- * Is the image decodable? A JPEG's markers and entropy-coded data are checked without a decoder (checkJpeg and its
- * WebAssembly kernel: what libjpeg would refuse, without its pixel work); other formats, and JPEG codings checkJpeg
- * leaves out, are decoded by sharp.
- */
-export async function checkDecodes(data: Uint8Array, format: ImageFormat): Promise<void> {
-  const verdict = format === 'jpeg' ? checkJpeg(data) : undefined;
-  if (verdict?.status === 'corrupt') throw new InvalidImage(`not decodable: ${verdict.reason}`);
-  if (verdict?.status !== 'ok') await decodesWithSharp(data);
-}
-
 /** Above this many pixels sharp decodes a thumbnail (memory), below it the whole image. */
 const FULL_DECODE_PIXELS = 40e6;
 
 /**
- * Decode with sharp, failing on any warning (truncated or corrupt data). At full size: JPEG shrink-on-load (what a
- * small thumbnail uses) hides libjpeg's corrupt-data warnings, so a thumbnail is only for images too big to expand.
+ * Is the image decodable? A complete decode by sharp (libvips and its libjpeg), failing on any warning:
+ * libjpeg only warns about corrupt entropy-coded data, and about a file cut short whose end marker is put back, and
+ * decodes on, so sharp's less sensitive levels ('error', 'truncated') let those through. At full size: JPEG
+ * shrink-on-load (what a small thumbnail uses) hides libjpeg's corrupt-data warnings, so a thumbnail is only for
+ * images too big to expand in memory.
  */
-async function decodesWithSharp(data: Uint8Array): Promise<void> {
-  const { default: sharp } = await import('sharp'); // loaded only when needed: most images never come here
+export async function checkDecodes(data: Uint8Array): Promise<void> {
   try {
     const { width = 0, height = 0 } = await sharp(data).metadata();
     const image = sharp(data, { failOn: 'warning', sequentialRead: true });
@@ -118,6 +109,6 @@ export async function validateImageFile(
   const data = await readFile(path);
   if (data.length > maxBytes) throw new InvalidImage(`too large (> ${maxBytes} bytes)`);
   const format = checkHead(data.subarray(0, SNIFF_BYTES));
-  await checkDecodes(data, format);
+  await checkDecodes(data);
   return { format, bytes: data.length };
 }
