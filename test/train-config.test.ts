@@ -1,6 +1,9 @@
-// The shipped configs parse and carry the reference hyper-parameters; bad configs fail naming file and field.
+// The shipped configs parse and carry the reference hyper-parameters; bad configs fail naming file and field;
+// the configs/README.md field table is the one the schema generates.
+import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { loadTrainConfig, parseTrainConfig } from '../src/train/config.js';
+import { fieldTable, withFieldTable } from '../src/train/config-doc.js';
 import { smallConfig } from './train-fixtures.js';
 
 describe('configs/', () => {
@@ -84,5 +87,40 @@ describe('validation', () => {
     );
     expect(c.schedule).toEqual({ warmupFraction: 0, decay: 'cosine', unit: 'step', minLr: 0 });
     expect([c.patience, c.seed]).toEqual([0, 42]);
+  });
+});
+
+describe('configs/README.md', () => {
+  it('has the field table the schema generates (else run `npm run configs:doc`)', async () => {
+    const readme = await readFile('configs/README.md', 'utf8');
+    expect(readme).toBe(withFieldTable(readme));
+  });
+
+  it('lists every field of a resolved config once, with its default', async () => {
+    const leaves = (value: unknown, prefix = ''): string[] =>
+      typeof value === 'object' && value !== null && !Array.isArray(value)
+        ? Object.entries(value).flatMap(([k, v]) => leaves(v, `${prefix}${k}.`))
+        : [prefix.slice(0, -1)];
+    const rows = fieldTable()
+      .split('\n')
+      .slice(2, -1)
+      .map((line) => line.split(' | ').map((cell) => cell.replace(/^\| /, '').trim()));
+    const fields = rows.map((row) => row[0].replaceAll('`', ''));
+    const config = await loadTrainConfig('configs/v2.json');
+    expect(fields.filter((f) => f !== 'description').sort()).toEqual(
+      leaves(config)
+        .filter((f) => f !== 'description')
+        .sort(),
+    );
+    const defaults = Object.fromEntries(rows.map((row) => [row[0].replaceAll('`', ''), row[1]]));
+    expect(defaults).toMatchObject({
+      name: 'file name',
+      split: 'required',
+      'embeddings.dim': 'none',
+      'negatives.strategy': '`none`',
+      'negatives.rankWindow': '`[5, 50]`',
+      'model.temperature.init': '`0.07`',
+      'optimizer.eps': '`1e-8`',
+    });
   });
 });

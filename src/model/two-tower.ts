@@ -18,20 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { gelu, inputLinear, l2Normalize, layerNorm, linear, matMul } from './ops.js';
 import { ParamLayout, layerNormParams, linearParams, type ParamSpec } from './params.js';
 import { dropoutMask, hashKey } from './random.js';
-
-export interface ModelConfig {
-  arch: 'v1' | 'v2';
-  hidden: number;
-  out: number;
-  /** Residual blocks per tower (v2). */
-  blocks: number;
-  dropout: number;
-  /** Width of the category embedding concatenated to the product input; 0 = no category (v1). */
-  categoryDim: number;
-  /** L2-normalise the tower outputs. */
-  normalize: boolean;
-  temperature: { init: number; learnable: boolean; min: number; max: number };
-}
+import type { ModelConfig } from './config.js';
 
 /** The config plus what the data decides: input width and category count. */
 export interface ModelSpec extends ModelConfig {
