@@ -1,7 +1,7 @@
 // The training config: plain JSON data (configs/*.json), checked against one schema before any work, so a typo or
 // a bad value fails with the file and the field named. The schema also gives the TypeScript type, the defaults
-// and the field table of configs/README.md (`npm run configs:doc`). The resolved config is what a run records and
-// what `--resume` compares.
+// and the field table of configs/README.md (`npm run configs:doc`). `--set PATH=VALUE` flags edit the file's
+// data before the check; the resolved config is what a run records and what `--resume` compares.
 import { readFile } from 'node:fs/promises';
 import * as z from 'zod';
 import { PROTOCOLS } from '../eval/protocols.js';
@@ -111,8 +111,28 @@ export const trainConfigSchema = section({
 
 export type TrainConfig = z.output<typeof trainConfigSchema>;
 
-/** Read and validate a config file. */
-export async function loadTrainConfig(path: string): Promise<TrainConfig> {
+/** One `--set PATH=VALUE` flag: PATH dotted, VALUE parsed as JSON when it parses, else taken as a string. */
+export interface ConfigOverride {
+  flag: string;
+  path: string;
+  value: unknown;
+}
+
+export function parseOverride(assignment: string): ConfigOverride {
+  const flag = `--set ${assignment}`;
+  const m = /^([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)=(.*)$/s.exec(assignment);
+  if (!m) throw new InputError(`${flag}: expected PATH=VALUE with a dotted field path, e.g. --set optimizer.lr=1e-3`);
+  let value: unknown;
+  try {
+    value = JSON.parse(m[2]);
+  } catch {
+    value = m[2];
+  }
+  return { flag, path: m[1], value };
+}
+
+/** Read and validate a config file, with `overrides` applied to its data first. */
+export async function loadTrainConfig(path: string, overrides: ConfigOverride[] = []): Promise<TrainConfig> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -125,19 +145,37 @@ export async function loadTrainConfig(path: string): Promise<TrainConfig> {
   } catch (err) {
     throw new InputError(`${path}: not valid JSON (${(err as Error).message})`);
   }
-  return parseTrainConfig(raw, path);
+  return parseTrainConfig(raw, path, overrides);
 }
 
 /** Validate plain data as a config; `source` names the file in errors (and gives the default name). */
-export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
-  const data = isObject(raw)
-    ? { ...raw, name: raw.name ?? source.replace(/^.*[\\/]/, '').replace(/\.json$/, '') }
-    : raw;
+export function parseTrainConfig(raw: unknown, source: string, overrides: ConfigOverride[] = []): TrainConfig {
+  let data = raw;
+  if (isObject(raw)) {
+    data = { ...raw, name: raw.name ?? source.replace(/^.*[\\/]/, '').replace(/\.json$/, '') };
+    for (const override of overrides) data = withValue(data as Record<string, unknown>, override.path, override.value);
+  }
   const { value, issues } = parseWith(trainConfigSchema, data);
   if (issues === undefined) return value;
-  throw new InputError(
-    issues.map(({ field, message }) => `${source}: ${field || '(top level)'}: ${message}`).join('\n'),
-  );
+  const fileSource = overrides.length ? `${source} with ${overrides.map((o) => o.flag).join(' ')}` : source;
+  const lines = issues.map(({ field, message }) => {
+    // An issue at, above or under a flag's path is that flag's; any other is the file's (or the combination's).
+    const flags = overrides.filter((o) => related(o.path, field)).map((o) => o.flag);
+    return `${flags.length ? flags.join(' ') : fileSource}: ${field || '(top level)'}: ${message}`;
+  });
+  throw new InputError(lines.join('\n'));
+}
+
+/** A copy of `object` with the dotted `path` set to `value`; missing or non-object sections become objects. */
+function withValue(object: Record<string, unknown>, path: string, value: unknown): Record<string, unknown> {
+  const [key, ...rest] = path.split('.');
+  if (rest.length === 0) return { ...object, [key]: value };
+  const inner = isObject(object[key]) ? object[key] : {};
+  return { ...object, [key]: withValue(inner, rest.join('.'), value) };
+}
+
+function related(path: string, field: string): boolean {
+  return field !== '' && (path === field || path.startsWith(`${field}.`) || field.startsWith(`${path}.`));
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
