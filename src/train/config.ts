@@ -7,7 +7,7 @@ import * as z from 'zod';
 import { PROTOCOLS } from '../eval/protocols.js';
 import { modelConfigSchema } from '../model/config.js';
 import { InputError } from '../util/errors.js';
-import { flag, int, number, oneOf, parseWith, satisfying, section, text } from '../util/schema.js';
+import { flag, int, nonEmptyString, number, oneOf, parseWith, satisfying, section } from '../util/schema.js';
 import { NEGATIVE_STRATEGIES } from './negatives.js';
 
 export const SELECTION_METRICS = ['recall@1', 'recall@5', 'recall@10', 'recall@50', 'mrr'] as const;
@@ -30,11 +30,11 @@ export const negativesConfigSchema = section({
 });
 
 export const trainConfigSchema = section({
-  name: text().meta({ description: 'default run name', defaultText: 'file name' }),
-  description: text().optional().meta({ description: 'what the config is for (free text)' }),
+  name: nonEmptyString().meta({ description: 'default run name', defaultText: 'file name' }),
+  description: nonEmptyString().optional().meta({ description: 'what the config is for (free text)' }),
   domain: oneOf(['fashion', 'home']).default('fashion').meta({ description: 'STL domain' }),
   embeddings: section({
-    model: text().meta({ description: 'embedding model id, as in `workdir/embeddings/<slug>/`' }),
+    model: nonEmptyString().meta({ description: 'embedding model id, as in `workdir/embeddings/<slug>/`' }),
     dim: int(1).optional().meta({ description: 'expected input width, checked against the store' }),
   }),
   sceneView: oneOf(['full', 'hide-product'])

@@ -12,7 +12,7 @@ declare module 'zod' {
   }
 }
 
-export function text() {
+export function nonEmptyString() {
   const expected = 'a non-empty string';
   return z
     .string({ error: `expected ${expected}` })
