@@ -2,7 +2,7 @@
 // configured protocol, keep the best and the last checkpoint, stop early when the selection metric stalls, and
 // resume exactly where a killed run left off.
 import { availableParallelism } from 'node:os';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import { useBackend, type BackendChoice } from '../model/backend.js';
@@ -22,7 +22,7 @@ import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
-import { loadTrainConfig, type TrainConfig } from './config.js';
+import { loadTrainConfig, parseOverride, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
 import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
 import { MetricsLog } from './metrics-log.js';
@@ -35,6 +35,8 @@ export interface TrainRunOptions {
   workdir: string;
   /** Path of the config file. */
   config: string;
+  /** `--set PATH=VALUE` assignments applied to the config file's data (recorded in the run). */
+  set?: string[];
   /** Run name; default: the config's name (with the embedding model appended when overridden). */
   run?: string;
   backend?: BackendChoice;
@@ -78,7 +80,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   const categoryRow = categoryRows(categoryMap, data.dataset.categories, 'the dataset');
   const spec: ModelSpec = { ...config.model, inputDim: data.dim, numCategories: categoryMap.num_categories };
   const model = new TwoTower(spec);
-  if (previous) checkResumable(previous, config, data, backend);
+  if (previous) checkResumable(previous, config, data, backend, await startedWith(dir), options.set ?? []);
   const checkpoint = previous ? await loadCheckpoint<TrainConfig>(dir, 'last', model.layout) : null;
   const workers = chooseWorkers(options.workers, backend, previous);
 
@@ -394,9 +396,10 @@ function formatMetric(x: number): string {
 async function resolveConfig(
   options: TrainRunOptions,
 ): Promise<{ config: TrainConfig; overrides: Record<string, unknown> }> {
-  const config = await loadTrainConfig(options.config);
+  const set = options.set ?? [];
+  const config = await loadTrainConfig(options.config, set.map(parseOverride));
   const embeddings = options.embeddings ?? process.env.CTL_EMBEDDINGS;
-  const overrides: Record<string, unknown> = {};
+  const overrides: Record<string, unknown> = set.length ? { set } : {};
   if (embeddings && embeddings !== config.embeddings.model) {
     overrides.embeddings = embeddings;
     // The config's dim belongs to its own model.
@@ -425,16 +428,33 @@ function chooseWorkers(
   return backend === 'wasm' ? Math.max(1, Math.min(2, availableParallelism())) : 1;
 }
 
-/** Refuse to resume a run with another config or other data, saying what differs. */
+/** The `--set` assignments a run was started with, as its config.json records them. */
+async function startedWith(dir: string): Promise<string[]> {
+  try {
+    const recorded = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
+    return recorded.overrides?.set ?? [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Refuse to resume a run with another config or other data, saying what differs. The config compared is the
+ * resolved one, `--set` flags included: resuming takes the same flags the run started with.
+ */
 function checkResumable(
   previous: CheckpointState<TrainConfig>,
   config: TrainConfig,
   data: TrainingData,
   backend: string,
+  setBefore: string[],
+  setNow: string[],
 ): void {
   const reasons = diffPaths(previous.config, config).map(
     (p) => `config ${p}: ${JSON.stringify(valueAt(previous.config, p))} → ${JSON.stringify(valueAt(config, p))}`,
   );
+  if (reasons.length > 0 && JSON.stringify(setBefore) !== JSON.stringify(setNow))
+    reasons.push(`the run was started with ${setFlags(setBefore)}, this command has ${setFlags(setNow)}`);
   if (previous.embeddings.model !== data.embeddingModel)
     reasons.push(`embedding model: '${previous.embeddings.model}' → '${data.embeddingModel}'`);
   if (previous.embeddings.dim !== data.dim) reasons.push(`embedding dim: ${previous.embeddings.dim} → ${data.dim}`);
@@ -448,6 +468,10 @@ function checkResumable(
     throw new InputError(`cannot resume: ${reasons.join('; ')}. Start a new run with --run NAME instead`);
   if (previous.backend !== backend)
     log(`note: the run trained on ${previous.backend} so far, now ${backend}: results may differ within float noise`);
+}
+
+function setFlags(set: string[]): string {
+  return set.length ? set.map((s) => `--set ${s}`).join(' ') : 'no --set';
 }
 
 function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
