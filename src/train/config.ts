@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Domain, SplitScheme } from '../data/types.js';
 import type { SceneView } from '../data/store/pair-inputs.js';
-import type { Protocol } from '../eval/protocols.js';
+import { PROTOCOLS, type Protocol } from '../eval/protocols.js';
 import type { ModelConfig } from '../model/two-tower.js';
 import { InputError } from '../util/errors.js';
 import { NEGATIVE_STRATEGIES, type NegativeStrategy } from './negatives.js';
@@ -58,7 +58,6 @@ export interface TrainConfig {
   seed: number;
 }
 
-const PROTOCOLS: Protocol[] = ['seed', 'catalog', 'category'];
 export const SELECTION_METRICS = ['recall@1', 'recall@5', 'recall@10', 'recall@50', 'mrr'];
 
 /** Read and validate a config file. */

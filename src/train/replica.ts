@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { TwoTower, type ModelSpec, type Tower } from '../model/two-tower.js';
 import { l2Normalize } from '../model/ops.js';
+import { gatherRows } from '../util/matrix.js';
 import { FlatAdam, clipScale, sumOfSquares, type OptimizerConfig, type OptimizerState } from './optimizer.js';
 import { contrastiveLoss, pickColumns, rowCosines, similarities, type LossWeights } from './losses.js';
 import { hardestAllowed } from './negatives.js';
@@ -230,14 +231,6 @@ export function encodeRows(
 
 function positivesOf(data: TrainingMatrices, rows: Int32Array): Int32Array {
   return Int32Array.from(rows, (r) => data.rowProduct[r]);
-}
-
-/** Rows of a [*, dim] matrix; index -1 gives a zero row. */
-function gatherRows(matrix: Float32Array, rows: ArrayLike<number>, dim: number): Float32Array {
-  const out = new Float32Array(rows.length * dim);
-  for (let i = 0; i < rows.length; i++)
-    if (rows[i] >= 0) out.set(matrix.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
-  return out;
 }
 
 function concatInt32(a: Int32Array, b: Int32Array): Int32Array {

@@ -11,6 +11,7 @@ import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
+import { l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
 import {
@@ -385,22 +386,11 @@ async function evaluateZeroShot(data: TrainingData, config: TrainConfig): Promis
   return evaluateProtocol(config.selection.protocol, {
     dataset: data.dataset,
     pairs: data.val.pairs,
-    sceneVectors: normalizedRows(data.val.scenes, data.dim),
-    productVectors: normalizedRows(data.products, data.dim),
+    sceneVectors: l2NormalizeRows(data.val.scenes.slice(), data.dim),
+    productVectors: l2NormalizeRows(data.products.slice(), data.dim),
     dim: data.dim,
     missingProducts: data.missingProducts,
   });
-}
-
-export function normalizedRows(matrix: Float32Array, dim: number): Float32Array {
-  const out = new Float32Array(matrix.length);
-  for (let r = 0; r < matrix.length / dim; r++) {
-    let norm = 0;
-    for (let d = 0; d < dim; d++) norm += matrix[r * dim + d] ** 2;
-    const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-    for (let d = 0; d < dim; d++) out[r * dim + d] = matrix[r * dim + d] * scale;
-  }
-  return out;
 }
 
 /** "recall@10" → metrics.recall["10"]; "mrr" → metrics.mrr. */
