@@ -1,0 +1,197 @@
+// `ctl reproduce`: train (or reuse the finished runs of) each config, evaluate the runs and the zero-shot
+// baseline, and print one report: our runs beside the reference's numbers under the reference's `seed` protocol,
+// then everything under the honest `catalog` and `category` protocols. The report names the data it ran on; a
+// synthetic dataset's numbers are labelled synthetic, never STL.
+//
+// No row is scored on scenes its model trained on. The seed protocol evaluates the seed split's val part and the
+// honest protocols the scene split's, and each split's train part holds most of the other split's evaluated scenes.
+// So each config trains twice: on the seed split for the seed row, and on the scene split for the catalog and
+// category rows. The run on the config's own split keeps the config's name; its twin on the other split is named
+// `<run>-<split>` (v1 and v2 name the seed split, so their twins are `v1-scene`, `v2-scene`) and is trained from a
+// copy of the config with only `name` and `split` changed, written to runs/<twin>/reproduce-config.json.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Dataset } from '../data/dataset.js';
+import { loadDataset } from '../data/stl/dataset-io.js';
+import type { SplitScheme } from '../data/types.js';
+import { modelSlug, workdirPaths } from '../data/workdir.js';
+import type { EngineName } from '../eval/engines.js';
+import { evaluateRun, evaluateZeroShot, type EvalReport, type EvalRequest, type EvalSplit } from '../eval/evaluate.js';
+import type { Protocol } from '../eval/protocols.js';
+import { REFERENCE, referenceMetrics } from '../eval/reference.js';
+import { formatTable, reportNote, type TableRow } from '../eval/table.js';
+import type { BackendChoice } from '../model/backend.js';
+import { readCheckpointState } from '../train/checkpoint.js';
+import { loadTrainConfig, type TrainConfig } from '../train/config.js';
+import { trainRun } from '../train/run.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { InputError } from '../util/errors.js';
+import { log } from '../util/log.js';
+
+export interface ReproduceOptions {
+  workdir: string;
+  configs: string[];
+  /** Train and evaluate on this embedding model's store instead of each config's. */
+  embeddings?: string;
+  /** The part catalog and category are evaluated on (seed always uses its val part). */
+  split: EvalSplit;
+  backend?: BackendChoice;
+  engine?: EngineName;
+}
+
+/** One trained run and the protocols it was scored on. */
+export interface ReproducedRun {
+  config: string;
+  run: string;
+  /** The split it trained on: seed for the seed row, scene for the catalog and category rows. */
+  split: SplitScheme;
+  trained: boolean;
+  reports: EvalReport[];
+}
+
+export interface ReproduceResult {
+  data: { source: Dataset['source']; domain: Dataset['domain']; embeddings: string; label: string };
+  /** Per config, its seed-split run, then its scene-split run. */
+  runs: ReproducedRun[];
+  zeroShot: EvalReport[];
+  reference: typeof REFERENCE;
+  /** The printed report. */
+  lines: string[];
+}
+
+/** Which split's runs are scored under which protocols. */
+const PROTOCOLS_OF: Record<SplitScheme, Protocol[]> = { seed: ['seed'], scene: ['catalog', 'category'] };
+
+export async function reproduce(options: ReproduceOptions): Promise<ReproduceResult> {
+  if (options.configs.length === 0) throw new InputError('--configs: give at least one config file');
+  const configs = await Promise.all(
+    options.configs.map(async (file) => ({ file, config: await loadTrainConfig(file) })),
+  );
+  const domain = configs[0].config.domain;
+  if (configs.some((c) => c.config.domain !== domain))
+    throw new InputError('--configs: the configs name different domains; reproduce one domain at a time');
+  const requestsOf = (split: SplitScheme): EvalRequest[] =>
+    PROTOCOLS_OF[split].map((protocol) => ({ protocol, split: protocol === 'seed' ? 'val' : options.split }));
+
+  const runs: ReproducedRun[] = [];
+  for (const { file, config } of configs) {
+    const base = options.embeddings ? `${config.name}-${modelSlug(options.embeddings)}` : config.name;
+    for (const split of ['seed', 'scene'] as const) {
+      const run = split === config.split ? base : `${base}-${split}`;
+      const configFile = split === config.split ? file : await writeTwinConfig(options.workdir, file, run, split);
+      const trained = await trainUnlessFinished(options, configFile, run);
+      const reports = await evaluateRun(options.workdir, run, 'best', requestsOf(split), options.engine);
+      runs.push({ config: file, run, split, trained, reports });
+    }
+  }
+
+  const dataset = await loadDataset(options.workdir, domain);
+  const embeddings = options.embeddings ?? configs[0].config.embeddings.model;
+  const zeroShot = await evaluateZeroShot(
+    options.workdir,
+    dataset,
+    embeddings,
+    configs[0].config.sceneView,
+    [...requestsOf('seed'), ...requestsOf('scene')],
+    options.engine,
+  );
+  const data = describeData(dataset, embeddings);
+  return {
+    data,
+    runs,
+    zeroShot,
+    reference: REFERENCE,
+    lines: report(
+      data.label,
+      runs,
+      zeroShot,
+      configs.map((c) => c.config),
+    ),
+  };
+}
+
+/** The config file as it is, but named `run` and trained on `split`; written into the run's folder. */
+async function writeTwinConfig(workdir: string, file: string, run: string, split: SplitScheme): Promise<string> {
+  const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  const path = join(workdirPaths(workdir).run(run), 'reproduce-config.json');
+  const description = `${file} trained on the ${split} split by ctl reproduce`;
+  await writeJsonAtomic(path, { ...raw, name: run, description, split });
+  return path;
+}
+
+/** Train the run unless its last checkpoint says it is done (all epochs, or stopped early); true if it trained. */
+async function trainUnlessFinished(options: ReproduceOptions, configFile: string, run: string): Promise<boolean> {
+  const state = await readCheckpointState(workdirPaths(options.workdir).run(run), 'last');
+  const finished =
+    state &&
+    (state.epoch >= state.config.epochs ||
+      (state.config.patience > 0 && state.epochsWithoutGain >= state.config.patience));
+  if (finished) {
+    log(
+      `reproduce: run '${run}' is finished (${state.epoch} epochs, best ${state.best.metric.toFixed(4)} at epoch ${state.best.epoch}): reusing it`,
+    );
+    return false;
+  }
+  log(`reproduce: ${state ? 'resuming' : 'training'} run '${run}' from ${configFile}`);
+  await trainRun({
+    workdir: options.workdir,
+    config: configFile,
+    run,
+    resume: Boolean(state),
+    embeddings: options.embeddings,
+    backend: options.backend,
+  });
+  return true;
+}
+
+function describeData(dataset: Dataset, embeddings: string): ReproduceResult['data'] {
+  const label =
+    dataset.source === 'stl'
+      ? `STL-${dataset.domain} (real data), image embeddings '${embeddings}'`
+      : `SYNTHETIC data (${dataset.domain}-shaped), embeddings '${embeddings}': not STL results`;
+  return { source: dataset.source, domain: dataset.domain, embeddings, label };
+}
+
+function report(dataLabel: string, runs: ReproducedRun[], zeroShot: EvalReport[], configs: TrainConfig[]): string[] {
+  const of = (reports: EvalReport[], protocol: Protocol) => reports.find((r) => r.protocol === protocol)!;
+  const ours = (split: SplitScheme, protocol: Protocol): TableRow[] =>
+    runs
+      .filter((run) => run.split === split)
+      .map((run) => ({
+        label: `ours ${run.run}`,
+        metrics: of(run.reports, protocol).metrics,
+        note: reportNote(of(run.reports, protocol)),
+      }));
+  const lines = [`data: ${dataLabel}`, ''];
+
+  const seedRows: TableRow[] = [];
+  ours('seed', 'seed').forEach((row, i) => {
+    const reference = REFERENCE.find((r) => r.config === configs[i].name);
+    if (reference)
+      seedRows.push({
+        label: `reference ${reference.config} (STL-Fashion, published)`,
+        metrics: referenceMetrics(reference),
+      });
+    seedRows.push(row);
+  });
+  const seedZeroShot = of(zeroShot, 'seed');
+  seedRows.push({ label: 'zero-shot (raw embeddings)', metrics: seedZeroShot.metrics, note: reportNote(seedZeroShot) });
+  lines.push(
+    `seed protocol (the reference's: its 90/10 pair split, ${seedZeroShot.pairs.evaluated} val pairs scored n×n; leaks scenes, counts a scene's other products as negatives; our runs trained on its train part)`,
+    ...formatTable(seedRows),
+    '',
+  );
+  for (const protocol of ['catalog', 'category'] as const) {
+    const z = of(zeroShot, protocol);
+    const what =
+      protocol === 'catalog'
+        ? `every one of ${z.metrics.candidates} catalog products ranked, the scene's other products filtered`
+        : "the true product ranked among its own category's products (AUC vs same-category negatives)";
+    lines.push(
+      `${protocol} protocol (scene-disjoint split, ${z.split.part} part, ${z.pairs.evaluated} pairs; ${what}; our runs trained on its train part)`,
+      ...formatTable([...ours('scene', protocol), { label: 'zero-shot (raw embeddings)', metrics: z.metrics }]),
+      '',
+    );
+  }
+  return lines;
+}
