@@ -1,11 +1,12 @@
 // `ctl eval` end to end through the built CLI (run `npm run build` first), on a small planted-structure workdir
-// (train-fixtures) and a run trained there with a tiny v2-shaped config.
+// and a run trained there with a tiny v2-shaped config (eval-fixtures).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_MODEL, plantedWorkdir, smallConfig, writeConfig } from './train-fixtures.js';
+import { plantedWorkdirWithConfigs } from './eval-fixtures.js';
+import { TEST_MODEL } from './train-fixtures.js';
 
 const cli = resolve(__dirname, '../dist/cli.js');
 let workdir = '';
@@ -16,14 +17,9 @@ function ctl(...args: string[]) {
 }
 
 beforeAll(async () => {
-  ({ workdir } = await plantedWorkdir({ scenes: 300, dim: 16, categories: 3, latent: 4, seed: 3 }));
-  const selection = { protocol: 'seed', metric: 'recall@10' };
-  const v2 = await writeConfig(
-    workdir,
-    'v2',
-    smallConfig({ name: 'v2', split: 'seed', epochs: 2, selection } as Record<string, unknown>),
-  );
-  const train = ctl('train', '--config', v2);
+  const planted = await plantedWorkdirWithConfigs();
+  workdir = planted.workdir;
+  const train = ctl('train', '--config', planted.v2);
   expect(train.code, train.stderr).toBe(0);
 }, 120_000);
 

@@ -1,5 +1,5 @@
 // `ctl reproduce` end to end through the built CLI (run `npm run build` first), on a small planted-structure
-// workdir (train-fixtures) with tiny v1/v2-shaped configs that, like the real ones, name the seed split.
+// workdir with tiny v1/v2-shaped configs that, like the real ones, name the seed split (eval-fixtures).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Dataset } from '../src/data/dataset.js';
 import { loadDataset } from '../src/data/stl/dataset-io.js';
 import type { SplitScheme } from '../src/data/types.js';
-import { TEST_MODEL, plantedWorkdir, smallConfig, writeConfig } from './train-fixtures.js';
+import { plantedWorkdirWithConfigs } from './eval-fixtures.js';
+import { TEST_MODEL } from './train-fixtures.js';
 
 const cli = resolve(__dirname, '../dist/cli.js');
 let workdir = '';
@@ -29,28 +30,9 @@ async function runConfig(run: string) {
 }
 
 beforeAll(async () => {
-  ({ workdir } = await plantedWorkdir({ scenes: 300, dim: 16, categories: 3, latent: 4, seed: 3 }));
-  const selection = { protocol: 'seed', metric: 'recall@10' };
-  const v2 = await writeConfig(
-    workdir,
-    'v2',
-    smallConfig({ name: 'v2', split: 'seed', epochs: 2, selection } as Record<string, unknown>),
-  );
-  const v1 = await writeConfig(
-    workdir,
-    'v1',
-    smallConfig({
-      name: 'v1',
-      split: 'seed',
-      epochs: 2,
-      model: { arch: 'v1', hidden: 24, out: 8, dropout: 0.2 },
-      loss: { infonce: 1, triplet: 0 },
-      negatives: { strategy: 'none' },
-      optimizer: { kind: 'adam', lr: 1e-3 },
-      selection,
-    } as Record<string, unknown>),
-  );
-  configs = `${v1},${v2}`;
+  const planted = await plantedWorkdirWithConfigs();
+  workdir = planted.workdir;
+  configs = `${planted.v1},${planted.v2}`;
 }, 120_000);
 
 afterAll(async () => {
