@@ -5,9 +5,10 @@ import { registerDataCommands } from './data/command.js';
 import { registerDownloadCommand } from './download/command.js';
 import { registerEmbedCommand } from './embed/command.js';
 import { registerTrainCommand } from './train/command.js';
-import { registerEvalCommands } from './eval/command.js';
+import { registerEvalCommand } from './eval/command.js';
 import { registerExportCommand } from './export/command.js';
 import { registerServeCommand } from './serve/command.js';
+import { registerReproduceCommand } from './reproduce/command.js';
 import { registerDemoCommand } from './demo/command.js';
 
 const program = new Command('ctl')
@@ -20,9 +21,10 @@ registerDataCommands(program);
 registerDownloadCommand(program);
 registerEmbedCommand(program);
 registerTrainCommand(program);
-registerEvalCommands(program);
+registerEvalCommand(program);
 registerExportCommand(program);
 registerServeCommand(program);
+registerReproduceCommand(program);
 registerDemoCommand(program);
 
 try {

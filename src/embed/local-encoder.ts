@@ -2,7 +2,8 @@
 // CUDA. SigLIP-family models return `pooler_output`, CLIP-family ones `image_embeds`; both are L2-normalised here.
 import { InputError, RunError } from '../util/errors.js';
 import { log } from '../util/log.js';
-import { l2NormalizeRows, type Encoder, type PreparedBase } from './encoder.js';
+import { l2NormalizeRows } from '../util/matrix.js';
+import type { Encoder, PreparedBase } from './encoder.js';
 import { loadJobImage, type ImageJob } from './images.js';
 import type { Dtype, ModelSource } from './model-source.js';
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import { useBackend, type BackendChoice } from '../model/backend.js';
 import { categoryMapOf, categoryRows, type CategoryMap } from '../model/categories.js';
+import { l2NormalizeRows } from '../util/matrix.js';
 import {
   CHECKPOINT_VERSION,
   loadCheckpoint,
@@ -366,22 +367,11 @@ async function evaluateZeroShot(data: TrainingData, config: TrainConfig): Promis
   return evaluateProtocol(config.selection.protocol, {
     dataset: data.dataset,
     pairs: data.val.pairs,
-    sceneVectors: normalizedRows(data.val.scenes, data.dim),
-    productVectors: normalizedRows(data.products, data.dim),
+    sceneVectors: l2NormalizeRows(data.val.scenes.slice(), data.dim),
+    productVectors: l2NormalizeRows(data.products.slice(), data.dim),
     dim: data.dim,
     missingProducts: data.missingProducts,
   });
-}
-
-export function normalizedRows(matrix: Float32Array, dim: number): Float32Array {
-  const out = new Float32Array(matrix.length);
-  for (let r = 0; r < matrix.length / dim; r++) {
-    let norm = 0;
-    for (let d = 0; d < dim; d++) norm += matrix[r * dim + d] ** 2;
-    const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-    for (let d = 0; d < dim; d++) out[r * dim + d] = matrix[r * dim + d] * scale;
-  }
-  return out;
 }
 
 /** "recall@10" → metrics.recall["10"]; "mrr" → metrics.mrr. */
