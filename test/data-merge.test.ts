@@ -2,7 +2,7 @@
 // four workdirs, merged, must equal one unsharded run row for row; merging again changes nothing; stores that
 // disagree are refused, naming the first difference.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -150,5 +150,16 @@ describe('ctl data merge', () => {
     expect(refused.stderr).toMatch(/row a: .* hold different vectors \(element 0: 0\.8.* vs 1\)/);
 
     expect(ctl(['data', 'merge', '--workdir', target, '--from', target]).stderr).toMatch(/is the target --workdir/);
+
+    const [d1, d2] = await Promise.all([0, 1].map(() => mkdtemp(join(tmpdir(), 'ctl-merge-src-'))));
+    for (const [i, d] of [d1, d2].entries()) {
+      await mkdir(join(d, 'dataset'));
+      await writeFile(workdirPaths(d).dataset('fashion'), `{"version":${i}}\n`);
+    }
+    const datasets = ctl(['data', 'merge', '--workdir', target, '--from', d1, d2]);
+    expect(datasets.code).toBe(2);
+    expect(datasets.stderr).toMatch(
+      /dataset\/fashion\.json differs from .*: the shards were not run on the same dataset/,
+    );
   });
 });

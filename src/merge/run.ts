@@ -5,6 +5,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { planStoreMerge } from '../data/store/merge.js';
+import type { Domain } from '../data/types.js';
 import { workdirPaths } from '../data/workdir.js';
 import { mergeManifests, type ManifestMergeResult } from '../download/merge-manifests.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -44,41 +45,38 @@ async function exists(path: string): Promise<boolean> {
 
 /** embeddings/<model>/<view> folders that hold a store (meta.json), relative to the workdir. */
 async function storesIn(workdir: string): Promise<string[]> {
-  const root = join(workdir, 'embeddings');
+  const root = workdirPaths(workdir).embeddingsDir;
   const found: string[] = [];
   for (const model of await readdir(root).catch(() => []))
     for (const view of await readdir(join(root, model)).catch(() => []))
-      if (await exists(join(root, model, view, 'meta.json'))) found.push(join('embeddings', model, view));
+      if (await exists(join(root, model, view, 'meta.json'))) found.push(relative(workdir, join(root, model, view)));
   return found.sort();
 }
 
-/** dataset/*.json of the sources: copied when the target lacks one; two sources that disagree are refused. */
+const DOMAINS: Domain[] = ['fashion', 'home'];
+
+/** Each domain's dataset of the sources: copied when the target lacks it; two copies that disagree are refused. */
 async function planDatasets(
   from: string[],
   workdir: string,
 ): Promise<{ source: string; target: string; bytes: Buffer }[]> {
-  const copies = new Map<string, { source: string; bytes: Buffer }>();
-  for (const dir of from) {
-    const folder = join(dir, 'dataset');
-    for (const name of await readdir(folder).catch(() => [])) {
-      if (!name.endsWith('.json')) continue;
-      const bytes = await readFile(join(folder, name));
-      const seen = copies.get(name);
-      if (seen && !seen.bytes.equals(bytes))
-        throw new InputError(
-          `${join(folder, name)} differs from ${seen.source}: the shards were not run on the same dataset`,
-        );
-      copies.set(name, { source: join(folder, name), bytes });
-    }
-  }
   const plan: { source: string; target: string; bytes: Buffer }[] = [];
-  for (const [name, { source, bytes }] of copies) {
-    const target = join(workdir, 'dataset', name);
-    if (!(await exists(target))) plan.push({ source, target, bytes });
-    else if (!(await readFile(target)).equals(bytes))
-      throw new InputError(
-        `${target} differs from ${source}: the shards were run on another dataset than this workdir`,
-      );
+  for (const domain of DOMAINS) {
+    let first: { source: string; bytes: Buffer } | undefined;
+    for (const dir of from) {
+      const source = workdirPaths(dir).dataset(domain);
+      const bytes = await readFile(source).catch(() => undefined);
+      if (!bytes) continue;
+      if (first && !first.bytes.equals(bytes))
+        throw new InputError(`${source} differs from ${first.source}: the shards were not run on the same dataset`);
+      first ??= { source, bytes };
+    }
+    if (!first) continue;
+    const target = workdirPaths(workdir).dataset(domain);
+    const have = await readFile(target).catch(() => undefined);
+    if (!have) plan.push({ target, ...first });
+    else if (!have.equals(first.bytes))
+      throw new InputError(`${target} differs from ${first.source}: the shards were run on another dataset`);
   }
   return plan;
 }
