@@ -10,6 +10,7 @@ import { registerExportCommand } from './export/command.js';
 import { registerServeCommand } from './serve/command.js';
 import { registerReproduceCommand } from './reproduce/command.js';
 import { registerDemoCommand } from './demo/command.js';
+import { registerMergeCommand } from './merge/command.js';
 
 const program = new Command('ctl')
   .description('Complete the look: rank the products that complete an outfit photo (Shop-The-Look), end to end.')
@@ -17,7 +18,7 @@ const program = new Command('ctl')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
-registerDataCommands(program);
+registerMergeCommand(registerDataCommands(program));
 registerDownloadCommand(program);
 registerEmbedCommand(program);
 registerTrainCommand(program);
