@@ -284,14 +284,8 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       ...(sampled ? { minedStep: sampled.step } : {}),
       savedAt: new Date().toISOString(),
     };
-    const params = engine.params();
-    if (improved) await saveCheckpoint(ctx.dir, 'best', layout, { state: checkpointState, params });
-    await saveCheckpoint(ctx.dir, 'last', layout, {
-      state: checkpointState,
-      params,
-      optimizer: await engine.optimizerState(),
-      ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
-    });
+    // The epoch's record goes first: a kill between the two then leaves a record past the checkpoint, which a
+    // resume drops and writes again, never a checkpoint whose epoch has no record.
     await metricsLog.append({
       type: 'epoch',
       step,
@@ -305,6 +299,14 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       trainSeconds,
       samplesPerSec: trainedRows / trainSeconds,
       liveTensors,
+    });
+    const params = engine.params();
+    if (improved) await saveCheckpoint(ctx.dir, 'best', layout, { state: checkpointState, params });
+    await saveCheckpoint(ctx.dir, 'last', layout, {
+      state: checkpointState,
+      params,
+      optimizer: await engine.optimizerState(),
+      ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
     });
     log(
       `epoch ${epoch + 1}/${config.epochs}: loss ${(sums.loss / stepsPerEpoch).toFixed(4)}, val ${config.selection.protocol} ` +
