@@ -7,6 +7,7 @@ import { registerEmbedCommand } from './embed/command.js';
 import { registerTrainCommand } from './train/command.js';
 import { registerEvalCommands } from './eval/command.js';
 import { registerExportCommand } from './export/command.js';
+import { registerImportCommand } from './interop/command.js';
 import { registerServeCommand } from './serve/command.js';
 import { registerDemoCommand } from './demo/command.js';
 
@@ -22,6 +23,7 @@ registerEmbedCommand(program);
 registerTrainCommand(program);
 registerEvalCommands(program);
 registerExportCommand(program);
+registerImportCommand(program);
 registerServeCommand(program);
 registerDemoCommand(program);
 
