@@ -26,7 +26,7 @@ def dump(sd):
 
 // The reference's v2 towers (Linear, LayerNorm, residual block, output) as nn.Sequential, and a category embedding.
 const WRITE_REFERENCE = String.raw`
-import json, sys, collections, torch, torch.nn as nn
+import json, sys, collections, numpy as np, torch, torch.nn as nn
 torch.manual_seed(0)
 class Block(nn.Module):
     def __init__(s, h):
@@ -44,7 +44,7 @@ sd["strided"] = torch.randn(3, 5).t()  # a saved transpose: non-contiguous strid
 opt = torch.optim.Adam(m.parameters())
 m.scene_encoder(torch.randn(2, 8)).sum().backward(); opt.step()
 torch.save({"epoch": 7, "model_state_dict": sd, "optimizer_state_dict": opt.state_dict(),
-            "metrics": {"recall@10": 0.125, "loss": 2.5}, "num_categories": 5,
+            "metrics": {"recall@10": np.float64(0.125), "loss": 2.5}, "num_categories": 5,
             "cat_to_idx": {"shoes": 0, "bags": 1, "hats": 2, "belts": 3, "tops": 4}}, sys.argv[1])
 torch.save(m.state_dict(keep_vars=True), sys.argv[2])  # a bare state_dict of nn.Parameters
 ${DUMP_TENSORS}
@@ -149,6 +149,20 @@ print(json.dumps({"keys": sorted(b.keys()), "weights_only_bare": c is not None})
       'num_categories',
       'optimizer_state_dict',
     ]);
+  });
+
+  it('refuses a torch.save file with a non-float32 tensor or without model_state_dict, naming what is wrong', async () => {
+    const write = String.raw`
+import sys, torch
+torch.save({"model_state_dict": {"steps": torch.tensor([3, 4])}}, sys.argv[1])
+torch.save({"epoch": 1, "state_dict": {"w": torch.zeros(2)}}, sys.argv[2])
+`;
+    const [long, renamed] = ['long.pt', 'renamed.pt'].map((n) => join(dir, n));
+    await runPython(write, [long, renamed]);
+    await expect(readTorchCheckpoint(long)).rejects.toThrow(/data\/0: a torch\.LongStorage tensor; only float32/);
+    await expect(readTorchCheckpoint(renamed)).rejects.toThrow(
+      /model_state_dict: missing \(keys found: epoch, state_dict\)/,
+    );
   });
 
   it('refuses pickles that call os.system or builtins.eval, names the global and runs nothing', async () => {

@@ -5,7 +5,7 @@ import { InputError } from '../util/errors.js';
 import { readInputFile } from '../util/input-file.js';
 import { describe, unpickle } from '../model/torch/pickle.js';
 import { isZip, readZip } from '../model/torch/zip.js';
-import { NumpyArray, numpyGlobals } from './numpy-pickle.js';
+import { NumpyArray, numpyGlobals } from '../model/torch/numpy-pickle.js';
 
 export interface EmbeddingRows {
   ids: string[];

@@ -1,11 +1,13 @@
 // Reading torch.save files: a zip holding `<archive>/data.pkl` (the pickled object) and `<archive>/data/<key>`
 // (one raw little-endian storage per key, referenced from the pickle by persistent ids). Only the globals torch
-// writes for tensors and state_dicts are allowed, so loading a checkpoint never runs code from it.
+// writes for tensors and state_dicts are allowed (and numpy's, for metrics computed with numpy), so loading a
+// checkpoint never runs code from it.
 import { InputError } from '../../util/errors.js';
 import { readInputFile } from '../../util/input-file.js';
 import { describe, PickleGlobalRef, unpickle, type PickleGlobal } from './pickle.js';
 import { contiguousStrides, FLOAT32_STORAGE, isTorchTensor, STORAGE_TYPES, type TorchTensor } from './tensor.js';
 import { isZip, readZip } from './zip.js';
+import { numpyGlobals } from './numpy-pickle.js';
 
 /** What a reference checkpoint holds besides the model's weights (all optional: a bare state_dict has none). */
 export interface TorchCheckpointMeta {
@@ -33,6 +35,7 @@ interface Storage {
 
 function torchGlobals(): Map<string, PickleGlobal> {
   const globals = new Map<string, PickleGlobal>([
+    ...numpyGlobals(),
     ['collections.OrderedDict', { call: (args) => new Map(args.length > 0 ? (args[0] as [unknown, unknown][]) : []) }],
     ['torch._utils._rebuild_tensor_v2', { call: rebuildTensor }],
     ['torch._utils._rebuild_parameter', { call: (args) => args[0] }],

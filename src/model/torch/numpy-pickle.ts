@@ -1,6 +1,7 @@
-// NumPy arrays inside pickles (what `pickle.dump` writes for a dict of arrays), read without running anything: the
-// registry below lets through only the globals numpy's own __reduce__ names, and rebuilds arrays in TypeScript.
-import { PickleGlobalRef, describe, type PickleGlobal, type PickleStateful } from '../model/torch/pickle.js';
+// NumPy arrays and scalars inside pickles (a dict of arrays from `pickle.dump`, metrics computed with numpy inside a
+// checkpoint), read without running anything: the registry below lets through only the globals numpy's own
+// __reduce__ names, and rebuilds the values in TypeScript.
+import { PickleGlobalRef, describe, type PickleGlobal, type PickleStateful } from './pickle.js';
 
 /** `numpy.dtype('f4', False, True)` with its byte order set by BUILD. */
 class NumpyDtype implements PickleStateful {
@@ -72,6 +73,25 @@ function dtype(args: unknown[]): NumpyDtype {
   return new NumpyDtype(args[0]);
 }
 
+/** `scalar(dtype, bytes)`: a numpy number such as np.float64(0.25), as a JavaScript number. */
+function scalar(args: unknown[]): number {
+  const [type, raw] = args;
+  if (!(type instanceof NumpyDtype) || !(raw instanceof Uint8Array)) throw new Error('scalar: expected (dtype, bytes)');
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  switch (type.str) {
+    case '<f8':
+      return view.getFloat64(0, true);
+    case '<f4':
+      return view.getFloat32(0, true);
+    case '<i8':
+      return Number(view.getBigInt64(0, true));
+    case '<i4':
+      return view.getInt32(0, true);
+    default:
+      throw new Error(`scalar of dtype ${type.str}; only float and int scalars are read`);
+  }
+}
+
 /** `_codecs.encode(text, 'latin1')`: how protocol 2 spells bytes. Other encodings are refused. */
 function encodeLatin1(args: unknown[]): Uint8Array {
   const [text, encoding] = args;
@@ -80,12 +100,13 @@ function encodeLatin1(args: unknown[]): Uint8Array {
   return Uint8Array.from(text, (c) => c.charCodeAt(0));
 }
 
-/** The globals a pickled dict of numpy arrays uses, under numpy 1's and numpy 2's module names. */
+/** The globals numpy arrays and scalars pickle with, under numpy 1's and numpy 2's module names. */
 export function numpyGlobals(): Map<string, PickleGlobal> {
   const globals = new Map<string, PickleGlobal>([['_codecs.encode', { call: encodeLatin1 }]]);
   for (const core of ['numpy.core', 'numpy._core']) {
     globals.set(`${core}.multiarray._reconstruct`, { call: reconstruct });
     globals.set(`${core}.numeric._frombuffer`, { call: fromBuffer });
+    globals.set(`${core}.multiarray.scalar`, { call: scalar });
   }
   globals.set('numpy.ndarray', {});
   globals.set('numpy.dtype', { call: dtype });
