@@ -10,7 +10,7 @@ import { loadDataset } from '../src/data/stl/dataset-io.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { startServer, type RunningServer } from '../src/serve/command.js';
-import { RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
+import { RUN, SYNTH_RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
 import { patternImage } from './embed-fixtures.js';
 
 let fixture: ServeFixture;
@@ -21,6 +21,7 @@ const options = (over: Record<string, unknown> = {}) => ({
   workdir: fixture.workdir,
   port: 0,
   host: '127.0.0.1',
+  run: RUN,
   queue: 128,
   backend: 'wasm' as const,
   device: 'cpu' as const,
@@ -202,9 +203,10 @@ describe('ctl serve: JSON API', () => {
   it('GET /api/runs and /api/runs/:name give status, curves and reports; unknown runs are 404', async () => {
     const { runs, current } = await (await fetch(url('/api/runs'))).json();
     expect(current).toBe(RUN);
-    expect(runs).toHaveLength(1);
-    expect(runs[0]).toMatchObject({ name: RUN, status: 'finished', epoch: 3, epochs: 3 });
-    expect(runs[0].catalogRecall10).toBe(fixture.catalogReport.metrics.recall['10']);
+    expect(runs.map((r: any) => r.name)).toEqual([SYNTH_RUN, RUN]);
+    expect(runs[1]).toMatchObject({ name: RUN, status: 'finished', epoch: 3, epochs: 3 });
+    expect(runs[1].catalogRecall10).toBe(fixture.catalogReport.metrics.recall['10']);
+    expect(runs[0].catalogRecall10).toBe(fixture.synthCatalogReport.metrics.recall['10']);
     const run = await (await fetch(url(`/api/runs/${RUN}`))).json();
     expect(run.history.map((r: any) => r.epoch)).toEqual([1, 2, 3]);
     expect(run.steps.length).toBeGreaterThan(3);
@@ -275,6 +277,32 @@ describe('ctl serve: JSON API', () => {
       expect((await upload(photo, {}, 'image/jpeg', small.url)).status).toBe(200);
     } finally {
       await small.close();
+    }
+  });
+
+  it('without --run serves the best catalog R@10; a synthetic-embeddings run turns uploads off and says why', async () => {
+    const best =
+      fixture.synthCatalogReport.metrics.recall['10'] > fixture.catalogReport.metrics.recall['10'] ? SYNTH_RUN : RUN;
+    const synth = await startServer(options({ run: SYNTH_RUN }));
+    const auto = await startServer({ ...options(), run: undefined });
+    try {
+      expect(auto.run).toBe(best);
+      const health = await (await fetch(new URL('/api/health', synth.url))).json();
+      expect(health.uploads.enabled).toBe(false);
+      expect(health.uploads.reason).toMatch(/synthetic embeddings/);
+      const photo = await patternImage(1, 64, 96, 'jpeg');
+      const refused = await upload(photo, {}, 'image/jpeg', synth.url);
+      expect(refused.status).toBe(400);
+      expect((await refused.json()).error).toMatch(/uploads are off/);
+      const byScene = await fetch(new URL('/api/recommend', synth.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ scene: testScenes()[0], k: 3 }),
+      });
+      expect(byScene.status).toBe(200);
+    } finally {
+      await synth.close();
+      await auto.close();
     }
   });
 });

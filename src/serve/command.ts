@@ -8,7 +8,8 @@ import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { Device } from '../embed/local-encoder.js';
 import { Recommender } from './recommender.js';
-import { listRuns, pickDefaultRun } from './runs.js';
+import { listRunNames, listRuns, pickDefaultRun } from './runs.js';
+import { workdirPaths } from '../data/workdir.js';
 import { buildServer } from './server.js';
 import { openUploadEmbedder } from './upload.js';
 
@@ -32,15 +33,25 @@ export interface RunningServer {
 /** Load the run and start listening; resolves once the server accepts requests. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const run = options.run ?? (await defaultRun(options.workdir));
+  const names = await listRunNames(options.workdir);
+  if (!names.includes(run))
+    throw new InputError(
+      `--run ${run}: no such run in ${workdirPaths(options.workdir).runsDir} (runs: ${names.join(', ') || 'none'})`,
+    );
   const backend = await useBackend(options.backend, { quiet: true });
   const started = performance.now();
   const recommender = await Recommender.open(options.workdir, run);
   const uploads = await openUploadEmbedder(options.workdir, recommender.model.state.embeddings.model, options.device);
   const app = await buildServer({ workdir: options.workdir, recommender, uploads, queue: options.queue, backend });
+  const close = async () => {
+    await app.close();
+    await recommender.close();
+    if (uploads.enabled) await uploads.embedder.dispose();
+  };
   try {
     await app.listen({ port: options.port, host: options.host });
   } catch (err) {
-    await recommender.close();
+    await close();
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
       throw new InputError(`--port ${options.port}: the port is in use on ${options.host}; pick another with --port`);
     throw err;
@@ -55,11 +66,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   return {
     url: `http://${host}:${port}/`,
     run,
-    async close() {
-      await app.close();
-      await recommender.close();
-      if (uploads.enabled) await uploads.embedder.dispose();
-    },
+    close,
   };
 }
 

@@ -141,7 +141,7 @@ function drawCharts(details) {
     }))
     .filter((z) => z.value !== null);
   const selection = details[0]?.selection ?? 'validation metric';
-  chart(`Validation: ${selection}`, 'epoch', epochSeries('metric'), zeroShots.slice(0, 1));
+  chart(`Validation: ${selection}`, 'epoch', epochSeries('metric'), zeroShots);
   chart('Train loss per epoch', 'epoch', epochSeries('loss'));
   chart('Train loss per step (InfoNCE + triplet)', 'step', [
     ...stepSeries('loss', (d) => `${d.name} loss`),
