@@ -208,8 +208,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     const categories = recommender.checkCategories(fields.categories ? fields.categories.split(',') : undefined);
     const bytes = image;
     return queue.run(async () => {
+      const started = performance.now();
       const embedding = await uploads.embedder.embed(bytes);
-      return recommender.recommendVector(embedding, k, categories);
+      const imageModelMs = Math.round((performance.now() - started) * 100) / 100;
+      return { imageModelMs, ...(await recommender.recommendVector(embedding, k, categories)) };
     });
   }
 
