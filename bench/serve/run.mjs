@@ -6,7 +6,7 @@
 // image model (random weights, the real model's compute): the store's vectors are copied under that model's name so
 // the run can embed uploads with it. Prints a JSON summary (with the load average: the machine may be shared).
 //
-//   npm run build && node bench/serve/run.mjs [--products 38000] [--scenes 14000] [--seconds 10] [--workdir DIR]
+//   npm run build && node bench/serve/run.mjs [--products 38000] [--scenes 20000] [--seconds 10] [--workdir DIR]
 import { spawn, spawnSync } from 'node:child_process';
 import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg } from 'node:os';
@@ -22,7 +22,7 @@ const CLI = join(repo, 'dist/cli.js');
 const { values: args } = parseArgs({
   options: {
     products: { type: 'string', default: '38000' },
-    scenes: { type: 'string', default: '14000' },
+    scenes: { type: 'string', default: '20000' },
     seconds: { type: 'string', default: '10' },
     workdir: { type: 'string', default: join(repo, 'bench/out/serve-workdir') },
     concurrency: { type: 'string', default: '1,8,64' },
@@ -146,6 +146,8 @@ async function load(kind, connections) {
     url: new URL('/api/recommend', url).toString(),
     connections,
     duration: seconds,
+    // Queued uploads wait their turn behind up to 63 others (~0.4 s each here): autocannon's 10 s default is short.
+    timeout: 60,
     method: 'POST',
     ...(kind === 'scene'
       ? {

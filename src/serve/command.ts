@@ -7,6 +7,7 @@ import { action, parseIntOption, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { Device } from '../embed/local-encoder.js';
+import { InferenceQueue } from './queue.js';
 import { Recommender } from './recommender.js';
 import { listRunNames, listRuns, pickDefaultRun } from './runs.js';
 import { workdirPaths } from '../data/workdir.js';
@@ -42,9 +43,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const started = performance.now();
   const recommender = await Recommender.open(options.workdir, run);
   const uploads = await openUploadEmbedder(options.workdir, recommender.model.state.embeddings.model, options.device);
-  const app = await buildServer({ workdir: options.workdir, recommender, uploads, queue: options.queue, backend });
+  const queue = new InferenceQueue(options.queue);
+  const app = await buildServer({ workdir: options.workdir, recommender, uploads, queue, backend });
   const close = async () => {
     await app.close();
+    // Requests whose clients left are still queued: let them finish before the models go.
+    await queue.drained();
     await recommender.close();
     if (uploads.enabled) await uploads.embedder.dispose();
   };

@@ -23,6 +23,11 @@ export class InferenceQueue {
     return this.waiting;
   }
 
+  /** Resolves once every job queued so far has finished (used before the models are disposed). */
+  async drained(): Promise<void> {
+    while (this.waiting > 0) await this.tail;
+  }
+
   run<T>(job: () => Promise<T>): Promise<T> {
     if (this.waiting >= this.capacity)
       throw new QueueFullError(Math.max(1, Math.ceil(this.waiting * this.meanSeconds)));

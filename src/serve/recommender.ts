@@ -81,13 +81,11 @@ export class Recommender {
     private readonly sceneStore: EmbeddingStore,
     private readonly localImages: Set<string>,
     private readonly sceneIndex: Map<string, Scene>,
+    /** Product signature → dataset.products index. */
+    private readonly productIndex: Map<string, number>,
     /** The scenes the picker offers: the scene split's test part (else val), those with an embedding. */
     readonly pickerScenes: Scene[],
   ) {}
-
-  get dim(): number {
-    return this.model.spec.inputDim;
-  }
 
   static async open(workdir: string, run: string): Promise<Recommender> {
     const paths = workdirPaths(workdir);
@@ -134,6 +132,7 @@ export class Recommender {
       sceneStore,
       localImages,
       sceneIndex,
+      new Map(dataset.products.map((p, j) => [p.sig, j])),
       pickerScenes,
     );
   }
@@ -166,8 +165,8 @@ export class Recommender {
     const query = await this.model.encodeScenes(data, 1);
 
     // Rank the true products against the whole catalog, each with the scene's other true products filtered out.
-    const productIndex = (s: string) => this.productIndex.get(s)!;
-    const positives = [...new Set(scene.items.map((it) => productIndex(it.product)))];
+    const indexOf = (sig: string) => this.productIndex.get(sig)!;
+    const positives = [...new Set(scene.items.map((it) => indexOf(it.product)))];
     const inCatalog = positives.map((j) => this.catalog.rowOf[j]).filter((c) => c >= 0);
     const full = await rankTargets(
       {
@@ -184,7 +183,7 @@ export class Recommender {
     inCatalog.forEach((c, i) => rankOf.set(this.catalog.products[c], full.ranks[i]));
 
     const truth = scene.items.map((item) => {
-      const j = productIndex(item.product);
+      const j = indexOf(item.product);
       return {
         product: item.product,
         category: this.categoryName(j),
@@ -225,12 +224,6 @@ export class Recommender {
     const sets = [this.catalog, ...(await Promise.all(this.filtered.values()))];
     await Promise.all(sets.map((s) => s.engine.dispose()));
     this.model.dispose();
-  }
-
-  private productIndexCache: Map<string, number> | null = null;
-  private get productIndex(): Map<string, number> {
-    this.productIndexCache ??= new Map(this.dataset.products.map((p, j) => [p.sig, j]));
-    return this.productIndexCache;
   }
 
   private categoryName(j: number): string {

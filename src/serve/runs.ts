@@ -63,7 +63,7 @@ export async function listRunNames(workdir: string): Promise<string[]> {
   } catch {
     return [];
   }
-  return entries.filter((n) => RUN_NAME.test(n) && n !== '.' && n !== '..').sort();
+  return entries.filter((n) => RUN_NAME.test(n)).sort();
 }
 
 async function readMetrics(runDir: string): Promise<{ records: Record<string, unknown>[]; mtime: number | null }> {

@@ -9,7 +9,7 @@ import fastifyMultipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import { workdirPaths } from '../data/workdir.js';
 import { log } from '../util/log.js';
-import { InferenceQueue, QueueFullError } from './queue.js';
+import { QueueFullError, type InferenceQueue } from './queue.js';
 import { RequestError, type Recommender } from './recommender.js';
 import { listRuns, readRun } from './runs.js';
 import { MAX_UPLOAD_BYTES, type UploadSupport } from './upload.js';
@@ -36,8 +36,8 @@ export interface ServerOptions {
   workdir: string;
   recommender: Recommender;
   uploads: UploadSupport;
-  /** Requests waiting for inference before new ones get 429. */
-  queue: number;
+  /** Where inference requests wait their turn (bounded: a full queue answers 429). */
+  queue: InferenceQueue;
   /** The tfjs backend and encoder device, for /api/health. */
   backend: string;
 }
@@ -56,8 +56,7 @@ const recommendJson = {
 } as const;
 
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
-  const { recommender, uploads, workdir } = options;
-  const queue = new InferenceQueue(options.queue);
+  const { recommender, uploads, workdir, queue } = options;
   const app = Fastify({
     logger: false,
     bodyLimit: 64 * 1024,
@@ -173,16 +172,30 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       const started = performance.now();
       const result = request.isMultipart()
         ? await recommendUpload(request)
-        : await recommendScene(request.body as { scene: string; k?: number; categories?: string[] } | undefined);
+        : await recommendScene(
+            request,
+            request.body as { scene: string; k?: number; categories?: string[] } | undefined,
+          );
       return reply.send({ run: recommender.run, ms: Math.round((performance.now() - started) * 100) / 100, ...result });
     },
   );
 
-  async function recommendScene(body: { scene: string; k?: number; categories?: string[] } | undefined) {
+  /** Queue the work, skipping it when the client has gone by the time its turn comes. */
+  function inference<T>(request: FastifyRequest, work: () => Promise<T>): Promise<T> {
+    return queue.run(async () => {
+      if (request.raw.socket.destroyed) throw new RequestError(400, 'the client closed the connection');
+      return work();
+    });
+  }
+
+  async function recommendScene(
+    request: FastifyRequest,
+    body: { scene: string; k?: number; categories?: string[] } | undefined,
+  ) {
     if (!body)
       throw new RequestError(400, 'send JSON {"scene": SIG, "k": N, "categories": [...]} or a multipart image');
     const categories = recommender.checkCategories(body.categories);
-    return queue.run(() => recommender.recommendScene(body.scene, body.k ?? DEFAULT_K, categories));
+    return inference(request, () => recommender.recommendScene(body.scene, body.k ?? DEFAULT_K, categories));
   }
 
   async function recommendUpload(request: FastifyRequest) {
@@ -207,7 +220,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       throw new RequestError(400, `k must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(fields.k)}`);
     const categories = recommender.checkCategories(fields.categories ? fields.categories.split(',') : undefined);
     const bytes = image;
-    return queue.run(async () => {
+    return inference(request, async () => {
       const started = performance.now();
       const embedding = await uploads.embedder.embed(bytes);
       const imageModelMs = Math.round((performance.now() - started) * 100) / 100;
