@@ -2,7 +2,9 @@
 // every route with good and bad input, ranks equal to `ctl eval --protocol catalog`, path traversal, the upload
 // limits, the bounded queue, and 64 parallel uploads all answered.
 import { request as httpRequest } from 'node:http';
-import { readFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { summariseRanks } from '../src/eval/metrics.js';
@@ -10,6 +12,7 @@ import { loadDataset } from '../src/data/stl/dataset-io.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { startServer, type RunningServer } from '../src/serve/command.js';
+import { listRuns, readRun } from '../src/serve/runs.js';
 import { RUN, SYNTH_RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
 import { patternImage } from './embed-fixtures.js';
 
@@ -303,6 +306,25 @@ describe('ctl serve: JSON API', () => {
     } finally {
       await synth.close();
       await auto.close();
+    }
+  });
+
+  it('tells a running training from a stopped one by its checkpoint and the age of its metrics', async () => {
+    const workdir = await mkdtemp(join(tmpdir(), 'ctl-serve-runs-'));
+    try {
+      const run = join(workdir, 'runs', 'live');
+      await cp(workdirPaths(fixture.workdir).run(RUN), run, { recursive: true });
+      const stateFile = join(run, 'checkpoints', 'last', 'state.json');
+      const state = JSON.parse(await readFile(stateFile, 'utf8'));
+      await writeFile(stateFile, JSON.stringify({ ...state, epoch: 1, epochsWithoutGain: 0 }));
+      await utimes(join(run, 'metrics.jsonl'), new Date(), new Date());
+      expect((await listRuns(workdir))[0]).toMatchObject({ name: 'live', status: 'running', epoch: 1, epochs: 3 });
+      const old = new Date(Date.now() - 3600_000);
+      await utimes(join(run, 'metrics.jsonl'), old, old);
+      expect((await listRuns(workdir))[0]).toMatchObject({ status: 'stopped', epoch: 1 });
+      expect(await readRun(workdir, '..')).toBeNull();
+    } finally {
+      await rm(workdir, { recursive: true, force: true });
     }
   });
 });

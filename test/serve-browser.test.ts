@@ -4,7 +4,7 @@
 // width, open /runs and see the curves drawn, and no console errors anywhere. Screenshots go to
 // test-results/serve-browser/; with CTL_UPDATE_SCREENSHOTS=1 the README's are rewritten in docs/screenshots/.
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -176,6 +176,32 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     expect(await page.locator('#runs-table').textContent()).toContain('finished');
     await screenshot(page, 'runs', true);
     await page.close();
+  });
+
+  it('/runs follows a running training without a reload', async () => {
+    // A run at epoch 1 of 3 whose metrics were just written: the dashboard polls while it runs.
+    const live = join(fixture.workdir, 'runs', 'live');
+    await cp(join(fixture.workdir, 'runs', RUN), live, { recursive: true });
+    const stateFile = join(live, 'checkpoints', 'last', 'state.json');
+    const state = JSON.parse(await readFile(stateFile, 'utf8'));
+    const lines = (await readFile(join(live, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+    const throughEpoch = (epoch: number) =>
+      lines.filter((l) => JSON.parse(l).epoch <= epoch || JSON.parse(l).type === 'zero-shot').join('\n') + '\n';
+    await writeFile(stateFile, JSON.stringify({ ...state, epoch: 1, epochsWithoutGain: 0 }));
+    await writeFile(join(live, 'metrics.jsonl'), throughEpoch(1));
+    try {
+      const page = await newPage();
+      await page.goto(new URL('/runs', server.url).toString());
+      const liveRow = page.locator('#runs-table tbody tr', { hasText: 'live' });
+      await expect.poll(() => liveRow.textContent()).toContain('running (epoch 1/3)');
+      // The next epoch lands on disk; the page shows it by itself.
+      await writeFile(join(live, 'metrics.jsonl'), throughEpoch(2));
+      await writeFile(stateFile, JSON.stringify({ ...state, epoch: 2, epochsWithoutGain: 0 }));
+      await expect.poll(() => liveRow.textContent(), { timeout: 15_000 }).toContain('running (epoch 2/3)');
+      await page.close();
+    } finally {
+      await rm(live, { recursive: true, force: true });
+    }
   });
 
   it('logged no console errors on any page', () => {
