@@ -1,6 +1,7 @@
 // `ctl serve`'s JSON API over a small trained run (generated images, the 'tiny' image model), on 127.0.0.1:
 // every route with good and bad input, ranks equal to `ctl eval --protocol catalog`, path traversal, the upload
 // limits, the bounded queue, and 64 parallel uploads all answered.
+import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { cp, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -159,6 +160,13 @@ describe('ctl serve: JSON API', () => {
     // The same photo as the dataset scene gives the dataset scene's list (same model, same preprocessing).
     const byScene = await (await postJson({ scene: testScenes()[0], k: 4 })).json();
     expect(body.results.map((r: any) => r.product)).toEqual(byScene.results.map((r: any) => r.product));
+    // A photo of a few MB (noise does not compress) is well within the 10 MB cap.
+    const noise = randomBytes(1200 * 900 * 3);
+    const large = await sharp(noise, { raw: { width: 1200, height: 900, channels: 3 } })
+      .png()
+      .toBuffer();
+    expect(large.length).toBeGreaterThan(1 << 20);
+    expect((await upload(large, { k: '2' }, 'image/png')).status).toBe(200);
     const png = await patternImage(3, 80, 120, 'png');
     const filtered = await (await upload(png, { k: '3', categories: byScene.results[0].category }, 'image/png')).json();
     expect(filtered.results.every((r: any) => r.category === byScene.results[0].category)).toBe(true);

@@ -33,6 +33,7 @@ export interface RunningServer {
 
 /** Load the run and start listening; resolves once the server accepts requests. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
+  if (options.port > 65535) throw new InputError(`--port ${options.port}: expected 0 to 65535`);
   const run = options.run ?? (await defaultRun(options.workdir));
   const names = await listRunNames(options.workdir);
   if (!names.includes(run))
@@ -108,7 +109,7 @@ export function registerServeCommand(program: Command): void {
     .description('web demo, runs dashboard (/runs) and JSON API (/api/...) over a trained run')
     .option('--run <name>', 'run to serve (default: the best catalog R@10 among the workdir runs)')
     .option('--port <n>', 'port (0 = any free port)', parseIntOption('--port', 0), 8000)
-    .option('--host <host>', 'address to bind (other machines reach it only if you bind them)', '127.0.0.1')
+    .option('--host <host>', 'address to bind: 127.0.0.1 keeps other machines out, 0.0.0.0 lets them in', '127.0.0.1')
     .option(
       '--queue <n>',
       'inference requests that may wait before new ones get 429',
