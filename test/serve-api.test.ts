@@ -35,6 +35,8 @@ const options = (over: Record<string, unknown> = {}) => ({
 beforeAll(async () => {
   fixture = await trainedWorkdir();
   dataset = await loadDataset(fixture.workdir, 'fashion');
+  // One product image not downloaded: its thumbnail comes from the image host instead.
+  await rm(workdirPaths(fixture.workdir).imageFile('products', dataset.products[0].sig));
   server = await startServer(options());
 }, 120_000);
 
@@ -126,7 +128,19 @@ describe('ctl serve: JSON API', () => {
     const all = await (await postJson({ scene, k: 1 })).json();
     const best = all.truth.find((t: any) => t.rank === 1);
     if (best) expect(all.results[0].product).toBe(best.product);
-    expect(all.results[0].image).toMatch(/^\/images\/products\/[0-9a-f]{32}\.jpg$/);
+  });
+
+  it("shows thumbnails from the workdir, else from the image host's URL layout", async () => {
+    const body = await (await postJson({ scene: testScenes()[0], k: 100 })).json();
+    expect(body.results).toHaveLength(dataset.products.length);
+    const missing = dataset.products[0].sig;
+    for (const r of body.results)
+      expect(r.image).toBe(
+        r.product === missing
+          ? `https://i.pinimg.com/400x/${missing.slice(0, 2)}/${missing.slice(2, 4)}/${missing.slice(4, 6)}/${missing}.jpg`
+          : `/images/products/${r.product}.jpg`,
+      );
+    expect((await fetch(url(`/images/products/${missing}.jpg`))).status).toBe(404);
   });
 
   it('answers bad JSON input with 4xx JSON errors and no stack', async () => {
