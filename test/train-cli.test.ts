@@ -139,5 +139,5 @@ describe('ctl train', () => {
       .map((r) => r.step);
     expect(steps).toEqual(Array.from({ length: a[2].step }, (_, i) => i + 1));
     await stat(join(workdir, 'runs', 'killed', 'checkpoints', 'best', 'model.safetensors'));
-  }, 300_000); // three training processes: ~20 s of CPU, minutes of wall time on a busy machine
+  }, 300_000); // three training processes: minutes of wall time on a busy machine
 });

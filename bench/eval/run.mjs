@@ -9,8 +9,8 @@
 //
 // `--engines`: the first is timed on the full problem; the others on the first `--sample` scene rows only (they are
 // too slow for the full problem), extrapolated to the full row count.
-// NumPy and PyTorch run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (this workplace sets them on some
-// processors, which slows a current OpenBLAS) and the kernel OpenBLAS picked is printed.
+// NumPy and PyTorch run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (some environments set them for another
+// processor, which slows a current OpenBLAS) and the kernel OpenBLAS picked is printed.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
