@@ -182,7 +182,9 @@ for (const name of baselines) {
   const lines = p.stdout.trim().split('\n');
   const info = JSON.parse(lines.pop());
   const kernel = (p.stdout + p.stderr).match(/Core: (\S+)/)?.[1] ?? 'unknown';
-  const ranks = new Int32Array(readFileSync(join(out, 'ranks.i32')).buffer.slice(0));
+  const file = readFileSync(join(out, 'ranks.i32'));
+  // A copy of exactly the file's bytes: a small file's Buffer is a view into a larger shared pool.
+  const ranks = new Int32Array(file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength));
   let differ = 0;
   for (let i = 0; i < ranks.length; i++) if (ranks[i] !== full.result.ranks[i]) differ++;
   say(
