@@ -1,6 +1,7 @@
 // Decoded RGB → the model's pixel values, as transformers.js's image processor makes them for a SigLIP-style
 // config (squash-resize to a fixed size, rescale, normalise, HWC → CHW), but in one pass and callable on any
 // thread. Same sharp call for the resize, same float32 rounding at each step: bit-identical to the processor.
+// (sharp's resize() would be cheaper, but it filters when shrinking where affine() does not: other pixel values.)
 import sharp from 'sharp';
 import type { RgbImage } from './hide.js';
 
