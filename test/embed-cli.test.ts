@@ -1,11 +1,12 @@
 // `ctl embed` through the built binary (run `npm run build` first): flags, device messages, --json, and resuming
 // after the process is killed mid-run.
 import { spawn, spawnSync } from 'node:child_process';
-import { readdir, stat } from 'node:fs/promises';
+import { cp, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, onTestFinished, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
-import { workdirPaths } from '../src/data/workdir.js';
+import { workdirPaths, type EmbeddingView } from '../src/data/workdir.js';
+import { runEmbed } from '../src/embed/run.js';
 import { makeFixture, removeFixtures } from './embed-fixtures.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
@@ -65,6 +66,53 @@ describe('ctl embed (CLI)', () => {
     expect(auto.stderr).toMatch(/CUDA unavailable .*; running on CPU/);
     const summary = JSON.parse(auto.stdout);
     expect(summary).toMatchObject({ model: 'tiny', device: 'cpu', dtype: 'fp32', embedded: 3, failed: 0 });
+  });
+
+  test('images prepared on worker threads (the built CLI) give the same vectors, bit for bit, as prepared inline', async () => {
+    // Under vitest the source cannot start workers, so runEmbed prepares inline; dist/cli.js uses the workers.
+    const { workdir } = await makeFixture(4);
+    const inline = `${workdir}-inline`;
+    await cp(workdir, inline, { recursive: true });
+    onTestFinished(() => rm(inline, { recursive: true, force: true }));
+    const settings = { model: 'tiny', device: 'cpu', threads: 1, batch: 3, sceneView: 'hide-product' } as const;
+    const cli = ctl([
+      'embed',
+      '--workdir',
+      workdir,
+      '--model',
+      settings.model,
+      '--device',
+      settings.device,
+      '--threads',
+      '1',
+      '--batch',
+      '3',
+      '--scene-view',
+      settings.sceneView,
+    ]);
+    expect(cli.code, cli.stderr).toBe(0);
+    await runEmbed({
+      workdir: inline,
+      domain: 'fashion',
+      offline: true,
+      provider: 'local',
+      dtype: 'fp32',
+      prefetch: 2,
+      commitEvery: 1,
+      kind: 'all',
+      hide: 'crop',
+      progress: false,
+      ...settings,
+    });
+    for (const view of ['products', 'scenes-hide-product'] as EmbeddingView[]) {
+      const read = async (dir: string) =>
+        (await EmbeddingStore.open(workdirPaths(dir).embeddings('tiny', view))).readAll();
+      const [a, b] = [await read(workdir), await read(inline)];
+      expect(a.ids.length).toBeGreaterThan(0);
+      expect(a.ids).toEqual(b.ids);
+      const bytes = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+      expect(bytes(a.data).equals(bytes(b.data)), view).toBe(true);
+    }
   });
 
   test('bad usage exits 2 with one clear line', async () => {

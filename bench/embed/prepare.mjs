@@ -1,8 +1,13 @@
 // How fast one process prepares images for the model: `ctl embed`'s prepare step (sharp decode of a 400×533 JPEG,
-// the SigLIP processor resizing to 224 px and normalising) on N images, 16 in flight as in a run. Reports CPU time
-// per image (process.cpuUsage: all threads) and the main thread's busy time per image (event-loop utilisation),
-// for the decode alone and for the whole step. Busy main-thread time per image bounds the images/s one thread can
-// feed a GPU.
+// resizing to 224 px and normalising as the SigLIP processor does) on N images, 16 in flight as in a run. Reports
+// CPU time per image (process.cpuUsage: all threads), the main thread's busy time per image (event-loop
+// utilisation) and images/s (wall), for:
+//   decode only                the decode, on the main thread
+//   decode + processor         decode and transformers.js's processor on the main thread (the path for processor
+//                              configs src/embed/pixels.ts does not reproduce)
+//   prepare (workers)          the encoder's prepare: decode and pixels.ts on worker threads (--workers, default
+//                              one per core)
+// Busy main-thread time per image bounds the images/s one thread can feed a GPU.
 //
 //   npm run build && node bench/embed/prepare.mjs [--images 200]
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -10,6 +15,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { AutoImageProcessor, RawImage } from '@huggingface/transformers';
 import { ensureGeneratedModel } from '../../dist/embed/generated-models.js';
 import { loadJobImage } from '../../dist/embed/images.js';
 import { loadLocalEncoder } from '../../dist/embed/local-encoder.js';
@@ -67,7 +73,7 @@ async function measure(label, jobs, step) {
   const perImage = (ms) => (ms / jobs.length).toFixed(2);
   console.log(
     `${label}: CPU ${perImage((cpu.user + cpu.system) / 1000)} ms/image, main thread busy ${perImage(elu.active)} ` +
-      `ms/image, wall ${perImage(wall)} ms/image`,
+      `ms/image, ${Math.round((jobs.length / wall) * 1000)} images/s`,
   );
 }
 
@@ -79,5 +85,10 @@ const encoder = await loadLocalEncoder(
 );
 await Promise.all(jobs.slice(0, IN_FLIGHT).map((j) => encoder.prepare(j))); // warm-up
 await measure('decode only', jobs, (j) => loadJobImage(j));
-await measure('decode + preprocess', jobs, (j) => encoder.prepare(j));
+const processor = await AutoImageProcessor.from_pretrained(location, { local_files_only: true });
+await measure('decode + processor', jobs, async (j) => {
+  const { image } = await loadJobImage(j);
+  return processor(new RawImage(image.data, image.width, image.height, 3));
+});
+await measure('prepare (workers)', jobs, (j) => encoder.prepare(j));
 await encoder.dispose();

@@ -1,10 +1,15 @@
-// Embed benchmark: images/s of `ctl embed`'s real path (sharp decode + transformers.js SigLIP processor +
+// Embed benchmark: images/s of `ctl embed`'s real path (decode and SigLIP preprocessing on worker threads +
 // onnxruntime-node) with the generated ViT-B/16-sized model at 224 px on 2 threads, beside the same-sized tower in
 // PyTorch (bench/embed/torch_vit.py, random weights) on the same images, decode included on both sides. Rounds
 // alternate the two so a busy machine slows both alike; medians are reported.
 //
 //   npm run build && node bench/embed/run.mjs [--images 48] [--batch 8] [--threads 2] [--rounds 2] [--sweep]
+//       [--device cpu|webgpu|cuda|auto] [--dtypes fp32,q8] [--torch-device cpu|cuda] [--skip-torch]
+//       [--model vit-b16|small|tiny]
 //
+// --device is `ctl embed --device` (bench/gpu runs it with webgpu on a GPU machine); --torch-device moves the
+// PyTorch tower (its decode stays on the CPU, one thread, as torch_vit.py does it). --model picks a smaller
+// generated model for smoke tests (then compare with --skip-torch: the PyTorch tower is ViT-B/16).
 // --sweep also times the model alone (no decode) under onnxruntime session options: graph optimisation level,
 // intra-op threads, fp32 vs q8. Writes bench/out/embed/result.json.
 import { spawnSync } from 'node:child_process';
@@ -26,6 +31,11 @@ const { values: args } = parseArgs({
     threads: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '2' },
     sweep: { type: 'boolean', default: false },
+    device: { type: 'string', default: 'cpu' },
+    model: { type: 'string', default: 'vit-b16' },
+    dtypes: { type: 'string', default: 'fp32,q8' },
+    'torch-device': { type: 'string', default: 'cpu' },
+    'skip-torch': { type: 'boolean', default: false },
     python: { type: 'string', default: '/usr/bin/python3' },
   },
 });
@@ -33,6 +43,7 @@ const N = Number(args.images);
 const BATCH = Number(args.batch);
 const THREADS = Number(args.threads);
 const ROUNDS = Number(args.rounds);
+const DTYPES = args.dtypes.split(',');
 const OUT = join(import.meta.dirname, '..', 'out', 'embed');
 const workdir = join(OUT, 'workdir');
 const paths = workdirPaths(workdir);
@@ -78,10 +89,10 @@ async function ortRun(dtype) {
   const summary = await runEmbed({
     workdir,
     domain: 'fashion',
-    model: 'vit-b16',
+    model: args.model,
     offline: true,
     provider: 'local',
-    device: 'cpu',
+    device: args.device,
     dtype,
     threads: THREADS,
     batch: BATCH,
@@ -92,8 +103,13 @@ async function ortRun(dtype) {
     hide: 'crop',
     progress: false,
   });
-  const store = await EmbeddingStore.open(paths.embeddings('vit-b16', 'products'));
-  return { rate: summary.imagesPerSecond, vectors: (await store.readAll()).data };
+  const store = await EmbeddingStore.open(paths.embeddings(args.model, 'products'));
+  return {
+    rate: summary.imagesPerSecond,
+    device: summary.device,
+    dim: store.dim,
+    vectors: (await store.readAll()).data,
+  };
 }
 
 function torchRun() {
@@ -106,6 +122,8 @@ function torchRun() {
       String(BATCH),
       '--threads',
       String(THREADS),
+      '--device',
+      args['torch-device'],
     ],
     { encoding: 'utf8' },
   );
@@ -155,44 +173,58 @@ const cosine = (a, b, dim) => {
 
 await writeImages();
 const t0 = performance.now();
-const modelDir = await ensureGeneratedModel(paths.modelsDir, 'vit-b16');
-console.log(`vit-b16 model ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${modelDir}`);
+const modelDir = await ensureGeneratedModel(paths.modelsDir, args.model);
+console.log(`${args.model} model ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${modelDir}`);
 console.log(
   `${N} JPEG images 400x533, batch ${BATCH}, ${THREADS} threads, ${ROUNDS} rounds (load ${(await import('node:os')).loadavg()[0].toFixed(1)})`,
 );
 
-const results = { torch: [], fp32: [], q8: [] };
-let fp32Vectors;
-let q8Vectors;
+const results = { torch: [], ctl: Object.fromEntries(DTYPES.map((d) => [d, []])) };
+const vectors = {};
+let device;
+let dim;
 for (let round = 0; round < ROUNDS; round++) {
-  const torch = torchRun();
-  results.torch.push(torch.images_per_s);
-  const fp32 = await ortRun('fp32');
-  results.fp32.push(fp32.rate);
-  fp32Vectors = fp32.vectors;
-  const q8 = await ortRun('q8');
-  results.q8.push(q8.rate);
-  q8Vectors = q8.vectors;
-  console.log(
-    `round ${round + 1}: torch ${torch.images_per_s.toFixed(2)}  ctl fp32 ${fp32.rate.toFixed(2)}  ctl q8 ${q8.rate.toFixed(2)} images/s`,
-  );
+  const line = [];
+  if (!args['skip-torch']) {
+    const torch = torchRun();
+    results.torch.push(torch.images_per_s);
+    line.push(`torch (${args['torch-device']}) ${torch.images_per_s.toFixed(2)}`);
+  }
+  for (const dtype of DTYPES) {
+    const run = await ortRun(dtype);
+    results.ctl[dtype].push(run.rate);
+    vectors[dtype] = run.vectors;
+    device = run.device;
+    dim = run.dim;
+    line.push(`ctl ${dtype} ${run.rate.toFixed(2)}`);
+  }
+  console.log(`round ${round + 1}: ${line.join('  ')} images/s`);
 }
+const torchRate = args['skip-torch'] ? undefined : median(results.torch);
 const summary = {
   images: N,
   batch: BATCH,
   threads: THREADS,
-  torchImagesPerSecond: median(results.torch),
-  ctlFp32ImagesPerSecond: median(results.fp32),
-  ctlQ8ImagesPerSecond: median(results.q8),
-  ratioFp32: median(results.fp32) / median(results.torch),
-  ratioQ8: median(results.q8) / median(results.torch),
-  q8VsFp32MeanCosine: cosine(fp32Vectors, q8Vectors, 768),
+  device,
+  torchDevice: args['skip-torch'] ? undefined : args['torch-device'],
+  torchImagesPerSecond: torchRate,
+  ctlImagesPerSecond: Object.fromEntries(DTYPES.map((d) => [d, median(results.ctl[d])])),
+  ratioToTorch: torchRate && Object.fromEntries(DTYPES.map((d) => [d, median(results.ctl[d]) / torchRate])),
+  q8VsFp32MeanCosine: vectors.fp32 && vectors.q8 ? cosine(vectors.fp32, vectors.q8, dim) : undefined,
   rounds: results,
 };
+const torchText =
+  torchRate === undefined ? '' : `PyTorch (${args['torch-device']}) ${torchRate.toFixed(2)} images/s | `;
 console.log(
-  `\nPyTorch ${summary.torchImagesPerSecond.toFixed(2)} images/s | ctl embed fp32 ${summary.ctlFp32ImagesPerSecond.toFixed(2)} images/s ` +
-    `(ratio ${summary.ratioFp32.toFixed(2)}) | ctl embed q8 ${summary.ctlQ8ImagesPerSecond.toFixed(2)} images/s (ratio ${summary.ratioQ8.toFixed(2)}; ` +
-    `mean cosine to fp32 ${summary.q8VsFp32MeanCosine.toFixed(3)})`,
+  `\n${torchText}ctl embed on ${device}: ` +
+    DTYPES.map(
+      (d) =>
+        `${d} ${summary.ctlImagesPerSecond[d].toFixed(2)} images/s` +
+        (torchRate ? ` (ratio ${summary.ratioToTorch[d].toFixed(2)})` : ''),
+    ).join(', ') +
+    (summary.q8VsFp32MeanCosine === undefined
+      ? ''
+      : ` | q8 mean cosine to fp32 ${summary.q8VsFp32MeanCosine.toFixed(3)}`),
 );
 if (args.sweep) summary.sweep = await sweep(modelDir);
 await writeFile(join(OUT, 'result.json'), JSON.stringify(summary, null, 2) + '\n');

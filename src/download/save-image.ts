@@ -1,11 +1,9 @@
 // Check a received image and write it into place, on worker threads (one per core): sharp's decode and the
 // file-system calls then never hold up the event loop that keeps the downloads flowing.
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { tempPathFor } from '../util/atomic.js';
 import { RunError } from '../util/errors.js';
+import { serveRequests, WorkerPool } from '../util/worker-pool.js';
 // validate.js loads sharp in this thread too, before any worker starts: on glibc Linux the main thread must hold
 // libvips loaded until the workers that use it are gone.
 import {
@@ -41,97 +39,50 @@ export async function checkAndSave(
 }
 
 interface SaveRequest {
-  id: number;
   data: Uint8Array;
   format: ImageFormat;
   dest: string;
   validation: ValidationMode;
 }
 
-type SaveReply = { id: number; ok: true } | { id: number; ok: false; invalid?: string; error?: string };
+/** Refusals travel as the InvalidImage reason; disk failures as a message. */
+type SaveReply = { ok: true } | { ok: false; invalid?: string; error?: string };
 
 const WORKER_TAG = 'ctl-download-save-image';
 
-/** Hands images to worker threads, or saves them inline where no worker can run. */
-export class ImageSaver {
-  private nextId = 0;
-  private readonly pending = new Map<number, { worker: number; resolve: () => void; reject: (err: Error) => void }>();
-  /** Requests given to each worker and not answered yet. */
-  private readonly load: number[];
-  private failure: Error | undefined;
-
-  private constructor(private readonly workers: Worker[]) {
-    this.load = workers.map(() => 0);
-    for (const worker of workers) {
-      worker.on('message', (reply: SaveReply) => this.settle(reply));
-      worker.on('error', (err) => this.fail(new RunError(`image worker failed: ${err.message}`)));
-      worker.on('exit', (code) => this.fail(new RunError(`image worker exited (code ${code})`)));
-    }
+/** checkAndSave, with its outcome as a reply a worker can post. */
+async function answer({ data, format, dest, validation }: SaveRequest): Promise<SaveReply> {
+  try {
+    await checkAndSave(data, format, dest, validation);
+    return { ok: true };
+  } catch (err) {
+    if (err instanceof InvalidImage) return { ok: false, invalid: err.reason };
+    return { ok: false, error: err instanceof Error ? err.message : String(err) };
   }
+}
 
-  /**
-   * `workers` threads, one per core by default; each checks one image at a time. Under vitest this module is
-   * TypeScript source that a worker cannot load: then it saves inline.
-   */
-  static start(workers = availableParallelism()): ImageSaver {
-    const script = new URL(import.meta.url);
-    if (!fileURLToPath(script).endsWith('.js')) workers = 0;
-    return new ImageSaver(Array.from({ length: workers }, () => new Worker(script, { workerData: WORKER_TAG })));
+serveRequests(WORKER_TAG, answer);
+
+/** Hands images to worker threads (one per core by default), each checking one image at a time. */
+export class ImageSaver {
+  private constructor(private readonly pool: WorkerPool<SaveRequest, SaveReply>) {}
+
+  static start(workers?: number): ImageSaver {
+    return new ImageSaver(WorkerPool.start(import.meta.url, WORKER_TAG, answer, workers));
   }
 
   /** checkAndSave on a worker. `data` is handed over (its memory moves to the worker): do not use it afterwards. */
-  save(data: Uint8Array, format: ImageFormat, dest: string, validation: ValidationMode): Promise<void> {
-    if (this.workers.length === 0) return checkAndSave(data, format, dest, validation);
-    if (this.failure) return Promise.reject(this.failure);
-    const id = this.nextId++;
-    const worker = this.load.indexOf(Math.min(...this.load)); // the least busy
-    this.load[worker]++;
+  async save(data: Uint8Array, format: ImageFormat, dest: string, validation: ValidationMode): Promise<void> {
     // Only a buffer that owns its whole memory can move; a view into a bigger one (a socket read) is copied first.
     const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : new Uint8Array(data);
-    const request: SaveRequest = { id, data: owned, format, dest, validation };
-    this.workers[worker].postMessage(request, [owned.buffer as ArrayBuffer]);
-    return new Promise<void>((resolve, reject) => this.pending.set(id, { worker, resolve, reject }));
+    const reply = await this.pool.run({ data: owned, format, dest, validation }, [owned.buffer as ArrayBuffer]);
+    if (reply.ok) return;
+    if (reply.invalid !== undefined) throw new InvalidImage(reply.invalid);
+    throw new RunError(reply.error ?? 'image worker error');
   }
 
   /** Stop the workers (they keep the process alive until then). Call it once every save has settled. */
-  async close(): Promise<void> {
-    this.failure ??= new RunError('image saver closed');
-    await Promise.all(this.workers.map((w) => w.terminate()));
+  close(): Promise<void> {
+    return this.pool.close();
   }
-
-  private settle(reply: SaveReply): void {
-    const waiting = this.pending.get(reply.id);
-    this.pending.delete(reply.id);
-    if (!waiting) return;
-    this.load[waiting.worker]--;
-    if (reply.ok) waiting.resolve();
-    else if (reply.invalid !== undefined) waiting.reject(new InvalidImage(reply.invalid));
-    else waiting.reject(new RunError(reply.error ?? 'image worker error'));
-  }
-
-  private fail(err: Error): void {
-    if (this.failure) return; // closing, or already failed
-    this.failure = err;
-    for (const { reject } of this.pending.values()) reject(err);
-    this.pending.clear();
-  }
-}
-
-/** The worker's answer to one request. */
-async function answer({ id, data, format, dest, validation }: SaveRequest): Promise<SaveReply> {
-  try {
-    await checkAndSave(data, format, dest, validation);
-    return { id, ok: true };
-  } catch (err) {
-    if (err instanceof InvalidImage) return { id, ok: false, invalid: err.reason };
-    return { id, ok: false, error: err instanceof Error ? err.message : String(err) };
-  }
-}
-
-// The worker thread: one request at a time, in the order they came.
-if (!isMainThread && workerData === WORKER_TAG) {
-  let queue = Promise.resolve();
-  parentPort!.on('message', (request: SaveRequest) => {
-    queue = queue.then(async () => parentPort!.postMessage(await answer(request)));
-  });
 }

@@ -5,7 +5,9 @@ import { InputError, RunError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import { l2NormalizeRows } from '../util/matrix.js';
 import type { Encoder, PreparedBase } from './encoder.js';
-import { loadJobImage, type ImageJob } from './images.js';
+import type { ImageJob } from './images.js';
+import { pixelRecipe } from './pixels.js';
+import { ImagePreparer } from './prepare-workers.js';
 import type { Dtype, ModelSource } from './model-source.js';
 import { chooseDevice, type Device, type RunDevice } from './device.js';
 import { describeAdapter } from './webgpu-adapter.js';
@@ -100,6 +102,10 @@ export async function loadLocalEncoder(
     );
 
   const p = processor as unknown as Record<string, unknown>;
+  // Decode and preprocess on worker threads; a processor config pixels.ts does not reproduce keeps transformers.js's
+  // processor, on this thread, after the workers decode.
+  const recipe = pixelRecipe(processor.constructor.name, p.config as Record<string, unknown>);
+  const preparer = ImagePreparer.start(recipe);
   return {
     model: source.id,
     revision: source.revision,
@@ -117,7 +123,10 @@ export async function loadLocalEncoder(
     },
 
     async prepare(job: ImageJob): Promise<PreparedPixels> {
-      const { image, fellBack } = await loadJobImage(job);
+      const prepared = await preparer.prepare(job);
+      if ('pixels' in prepared)
+        return { data: prepared.pixels, dims: [3, recipe!.height, recipe!.width], fellBack: prepared.fellBack };
+      const { image, fellBack } = prepared;
       const raw = new hf.RawImage(image.data, image.width, image.height, image.channels as 3);
       const { pixel_values } = await processor(raw);
       return { data: pixel_values.data as Float32Array, dims: pixel_values.dims.slice(1), fellBack };
@@ -137,6 +146,7 @@ export async function loadLocalEncoder(
     },
 
     async dispose() {
+      await preparer.close();
       await model.dispose();
     },
   };
