@@ -1,0 +1,278 @@
+// `ctl export`: a run's checkpoint as files a user takes anywhere (see formats.ts): the reference's state_dict in
+// safetensors (+ config.json), both towers as ONNX, the product index and a model card. Each format is checked
+// once written (safetensors read back bit-exact; ONNX run in onnxruntime against the tfjs forward), or the export
+// fails. The folder is written whole beside its destination and renamed into place: an interrupted export leaves
+// the previous one.
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import type { Dataset } from '../data/dataset.js';
+import { loadDataset } from '../data/stl/dataset-io.js';
+import { encodeNpy } from '../data/store/npy.js';
+import { workdirPaths } from '../data/workdir.js';
+import type { EvalReport } from '../eval/evaluate.js';
+import type { CheckpointName } from '../model/checkpoint.js';
+import { loadTrainedModel, type TrainedModel } from '../model/load.js';
+import { decodeSafetensors, encodeSafetensors } from '../model/safetensors.js';
+import { TwoTower } from '../model/two-tower.js';
+import type { TrainConfig } from '../train/config.js';
+import { cleanTempFiles, tempPathFor, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { InputError, RunError } from '../util/errors.js';
+import { checkOnnxTowers } from './check-onnx.js';
+import { FILES, type ExportFormat } from './formats.js';
+import { modelCard } from './model-card.js';
+import { ONNX_NAMES, towerOnnx } from './onnx-towers.js';
+import { buildProductIndex, indexRows, type ProductIndex } from './product-index.js';
+import { referenceClass, referenceStateDict, type ReferenceClass } from './reference-model.js';
+
+export interface ExportOptions {
+  workdir: string;
+  run: string;
+  checkpoint: CheckpointName;
+  formats: ExportFormat[];
+  /** Destination folder; default checkpoints/<run> under the current directory. */
+  out?: string;
+}
+
+export interface ExportSummary {
+  run: string;
+  checkpoint: { which: CheckpointName; epoch: number };
+  out: string;
+  formats: ExportFormat[];
+  files: { name: string; bytes: number }[];
+  index: { rows: number; skipped: number };
+  /** ONNX vs tfjs, max abs difference per tower, on the check batch. */
+  onnxDifference?: { scene: number; product: number };
+}
+
+/** Rows of the ONNX check batch (taken from the product index's inputs). */
+const CHECK_ROWS = 256;
+
+const PRODUCER = 'ctl export';
+
+export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
+  const runDir = workdirPaths(o.workdir).run(o.run);
+  if (!(await isDirectory(runDir))) throw new InputError(`no run '${o.run}' in ${dirname(runDir)}`);
+  const model = await loadTrainedModel<TrainConfig>(runDir, o.checkpoint);
+  const out = resolve(o.out ?? join('checkpoints', o.run));
+  const dataset = await loadDataset(o.workdir, model.config.domain);
+  const tower = new TwoTower(model.spec);
+  const reference = referenceClass(tower);
+  if (!reference && o.formats.some((f) => f !== 'onnx'))
+    throw new InputError(
+      `run '${o.run}' is a ${model.spec.arch} model with categoryDim ${model.spec.categoryDim}, which the reference's classes do not declare (CTLModel has no category embedding, CTLModelV2 always has one): export it with --format onnx`,
+    );
+  await checkReplaceable(out);
+  const index = await buildProductIndex(o.workdir, dataset, model);
+
+  await mkdir(dirname(out), { recursive: true });
+  await cleanTempFiles(dirname(out));
+  const tmp = tempPathFor(out);
+  await mkdir(tmp);
+  try {
+    const write = (name: string, data: string | Uint8Array | Uint8Array[]) => writeFileAtomic(join(tmp, name), data);
+    let onnxDifference: ExportSummary['onnxDifference'];
+    if (o.formats.includes('safetensors')) await writeSafetensors(write, tmp, tower, model);
+    if (o.formats.includes('onnx')) onnxDifference = await writeOnnx(write, tower, model, index, o.run);
+    await write(FILES.indexVectors, encodeNpy(index.vectors, [index.products.length, model.spec.out]));
+    await write(FILES.indexRows, indexRows(dataset, index));
+    await writeJsonAtomic(join(tmp, FILES.config), exportConfig(o, model, dataset, reference));
+    const evalReports = await readEvalReports(runDir);
+    const indexSummary = { rows: index.products.length, skipped: index.skipped };
+    await write(
+      FILES.card,
+      modelCard({
+        run: o.run,
+        which: o.checkpoint,
+        model,
+        dataset,
+        reference,
+        formats: o.formats,
+        index: indexSummary,
+        evalReports,
+        onnxDifference,
+      }),
+    );
+    await replaceFolder(tmp, out);
+    const names = (await readdir(out)).sort();
+    const files = await Promise.all(names.map(async (name) => ({ name, bytes: (await stat(join(out, name))).size })));
+    return {
+      run: o.run,
+      checkpoint: { which: o.checkpoint, epoch: model.state.epoch },
+      out,
+      formats: o.formats,
+      files,
+      index: indexSummary,
+      onnxDifference,
+    };
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  } finally {
+    model.dispose();
+  }
+}
+
+type Write = (name: string, data: string | Uint8Array | Uint8Array[]) => Promise<void>;
+
+/** model.safetensors: the reference's state_dict; read back, every tensor must be bit-identical. */
+async function writeSafetensors(write: Write, dir: string, tower: TwoTower, model: TrainedModel): Promise<void> {
+  const tensors = referenceStateDict(tower, model.params);
+  const metadata = {
+    format: 'pt',
+    producer: PRODUCER,
+    arch: model.spec.arch,
+    epoch: String(model.state.epoch),
+    embedding_model: model.state.embeddings.model,
+    cat_to_idx: JSON.stringify(model.state.categoryMap.cat_to_idx),
+    num_categories: String(model.state.categoryMap.num_categories),
+  };
+  await write(FILES.safetensors, encodeSafetensors({ tensors, metadata }));
+  const path = join(dir, FILES.safetensors);
+  const back = decodeSafetensors(new Uint8Array(await readFile(path)), path);
+  const names = Object.keys(tensors);
+  if (Object.keys(back.tensors).join() !== names.join())
+    throw new RunError(`safetensors export: ${path} does not hold the ${names.length} tensors written`);
+  for (const name of names) {
+    const a = tensors[name];
+    const b = back.tensors[name];
+    if (
+      a.shape.join() !== b.shape.join() ||
+      !Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).equals(
+        Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength),
+      )
+    )
+      throw new RunError(`safetensors export: ${path}: ${name} does not read back as written`);
+  }
+}
+
+/** Both towers as ONNX, run in onnxruntime on the first rows of the product index and compared with tfjs. */
+async function writeOnnx(
+  write: Write,
+  tower: TwoTower,
+  model: TrainedModel,
+  index: ProductIndex,
+  run: string,
+): Promise<{ scene: number; product: number }> {
+  const metadata = {
+    run,
+    arch: model.spec.arch,
+    embedding_model: model.state.embeddings.model,
+    scene_view: model.state.embeddings.sceneView,
+    cat_to_idx: JSON.stringify(model.state.categoryMap.cat_to_idx),
+  };
+  const files = {
+    scene: towerOnnx(tower, model.params, 'scene', metadata),
+    product: towerOnnx(tower, model.params, 'product', metadata),
+  };
+  // Every category row once at least: the product check runs each row of the category table.
+  const rows = Math.min(CHECK_ROWS, index.products.length);
+  const x = index.inputs.subarray(0, rows * model.spec.inputDim);
+  const categories = Int32Array.from({ length: rows }, (_, i) => i % Math.max(1, model.spec.numCategories));
+  const difference = await checkOnnxTowers(model, files, x, categories, rows);
+  await write(FILES.sceneOnnx, files.scene);
+  await write(FILES.productOnnx, files.product);
+  return difference;
+}
+
+function exportConfig(
+  o: ExportOptions,
+  model: TrainedModel<TrainConfig>,
+  dataset: Dataset,
+  reference: ReferenceClass | null,
+) {
+  const { state, spec } = model;
+  return {
+    producer: PRODUCER,
+    run: o.run,
+    checkpoint: { which: o.checkpoint, epoch: state.epoch, metric: state.metric, savedAt: state.savedAt },
+    architecture: spec.arch,
+    dims: {
+      input: spec.inputDim,
+      hidden: spec.hidden,
+      out: spec.out,
+      blocks: spec.arch === 'v2' ? spec.blocks : 0,
+      category: spec.categoryDim,
+    },
+    spec,
+    reference,
+    num_categories: state.categoryMap.num_categories,
+    cat_to_idx: state.categoryMap.cat_to_idx,
+    categories: dataset.categories.map((c) => ({
+      name: c.name,
+      path: c.path,
+      row: state.categoryMap.cat_to_idx[c.name],
+    })),
+    embeddings: state.embeddings,
+    data: { source: dataset.source, domain: dataset.domain, split: model.config.split, ...state.data },
+    onnx: o.formats.includes('onnx')
+      ? {
+          opset: 17,
+          scene: { file: FILES.sceneOnnx, ...ONNX_NAMES.scene },
+          product: {
+            file: FILES.productOnnx,
+            inputs: spec.categoryDim > 0 ? ONNX_NAMES.product.inputs : ONNX_NAMES.product.inputs.slice(0, 1),
+            output: ONNX_NAMES.product.output,
+          },
+        }
+      : undefined,
+    formats: o.formats,
+  };
+}
+
+/** The run's `ctl eval` reports (runs/<run>/eval/*.json), by file name. */
+async function readEvalReports(runDir: string): Promise<EvalReport[]> {
+  const dir = join(runDir, 'eval');
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
+  } catch {
+    return [];
+  }
+  const reports: EvalReport[] = [];
+  for (const name of names) {
+    try {
+      reports.push(JSON.parse(await readFile(join(dir, name), 'utf8')));
+    } catch (err) {
+      throw new InputError(`${join(dir, name)}: not a readable eval report (${(err as Error).message})`);
+    }
+  }
+  return reports;
+}
+
+/** Refuse to replace a folder that is not an earlier export (e.g. `--out ~`): its files would be lost. */
+async function checkReplaceable(out: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(out);
+  } catch {
+    return;
+  }
+  if (names.length === 0) return;
+  let producer: unknown;
+  try {
+    producer = JSON.parse(await readFile(join(out, FILES.config), 'utf8')).producer;
+  } catch {
+    producer = undefined;
+  }
+  if (producer !== PRODUCER)
+    throw new InputError(
+      `--out ${out}: the folder exists and is not a \`ctl export\` folder (no ${FILES.config} written by it); the export replaces its folder whole: give a new or empty one`,
+    );
+}
+
+/** Put the finished folder `tmp` at `out`, the previous export (if any) stepping aside first. */
+async function replaceFolder(tmp: string, out: string): Promise<void> {
+  const old = tempPathFor(out);
+  const hadOld = await isDirectory(out);
+  if (hadOld) await rename(out, old);
+  await rename(tmp, out);
+  if (hadOld) await rm(old, { recursive: true, force: true });
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
