@@ -4,7 +4,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'workdir/', 'bench/out/', 'checkpoints/'] },
+  { ignores: ['node_modules/', 'dist/', 'workdir/', 'bench/out/', 'checkpoints/', '**/*.wasm.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -5,10 +5,13 @@ import { registerDataCommands } from './data/command.js';
 import { registerDownloadCommand } from './download/command.js';
 import { registerEmbedCommand } from './embed/command.js';
 import { registerTrainCommand } from './train/command.js';
-import { registerEvalCommands } from './eval/command.js';
+import { registerEvalCommand } from './eval/command.js';
 import { registerExportCommand } from './export/command.js';
+import { registerImportCommand } from './interop/command.js';
 import { registerServeCommand } from './serve/command.js';
+import { registerReproduceCommand } from './reproduce/command.js';
 import { registerDemoCommand } from './demo/command.js';
+import { registerMergeCommand } from './merge/command.js';
 
 const program = new Command('ctl')
   .description('Complete the look: rank the products that complete an outfit photo (Shop-The-Look), end to end.')
@@ -16,13 +19,15 @@ const program = new Command('ctl')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
-registerDataCommands(program);
+registerMergeCommand(registerDataCommands(program));
 registerDownloadCommand(program);
 registerEmbedCommand(program);
 registerTrainCommand(program);
-registerEvalCommands(program);
+registerEvalCommand(program);
 registerExportCommand(program);
+registerImportCommand(program);
 registerServeCommand(program);
+registerReproduceCommand(program);
 registerDemoCommand(program);
 
 try {

@@ -1,15 +1,15 @@
-// `ctl eval` and `ctl reproduce` end to end through the built CLI (run `npm run build` first), on a small
-// planted-structure workdir (train-fixtures) with tiny v1/v2-shaped configs.
+// `ctl eval` end to end through the built CLI (run `npm run build` first), on a small planted-structure workdir
+// and a run trained there with a tiny v2-shaped config (eval-fixtures).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_MODEL, plantedWorkdir, smallConfig, writeConfig } from './train-fixtures.js';
+import { plantedWorkdirWithConfigs } from './eval-fixtures.js';
+import { TEST_MODEL } from './train-fixtures.js';
 
 const cli = resolve(__dirname, '../dist/cli.js');
 let workdir = '';
-let configs = '';
 
 function ctl(...args: string[]) {
   const p = spawnSync(process.execPath, [cli, ...args, '--workdir', workdir], { encoding: 'utf8', timeout: 120_000 });
@@ -17,77 +17,14 @@ function ctl(...args: string[]) {
 }
 
 beforeAll(async () => {
-  ({ workdir } = await plantedWorkdir({ scenes: 300, dim: 16, categories: 3, latent: 4, seed: 3 }));
-  const selection = { protocol: 'seed', metric: 'recall@10' };
-  const v2 = await writeConfig(
-    workdir,
-    'v2',
-    smallConfig({ name: 'v2', split: 'seed', epochs: 2, selection } as Record<string, unknown>),
-  );
-  const v1 = await writeConfig(
-    workdir,
-    'v1',
-    smallConfig({
-      name: 'v1',
-      split: 'seed',
-      epochs: 2,
-      model: { arch: 'v1', hidden: 24, out: 8, dropout: 0.2 },
-      loss: { infonce: 1, triplet: 0 },
-      negatives: { strategy: 'none' },
-      optimizer: { kind: 'adam', lr: 1e-3 },
-      selection,
-    } as Record<string, unknown>),
-  );
-  configs = `${v1},${v2}`;
+  const planted = await plantedWorkdirWithConfigs();
+  workdir = planted.workdir;
+  const train = ctl('train', '--config', planted.v2);
+  expect(train.code, train.stderr).toBe(0);
 }, 120_000);
 
 afterAll(async () => {
   await rm(workdir, { recursive: true, force: true });
-});
-
-describe('ctl reproduce', () => {
-  it('trains both configs, prints the seed table beside the reference and the honest tables, labels the data', () => {
-    const r = ctl('reproduce', '--configs', configs, '--json');
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain('data: SYNTHETIC data');
-    expect(r.stderr).toContain('not STL results');
-    expect(r.stderr).toMatch(/seed protocol[^\n]*\n[^\n]*R@1/);
-    expect(r.stderr).toMatch(/reference v1 \(STL-Fashion, published\)\s+-\s+6\.1%\s+17\.9%\s+25\.4%/);
-    expect(r.stderr).toMatch(/reference v2 \(STL-Fashion, published\)\s+-\s+12\.3%\s+28\.6%\s+36\.6%/);
-    expect(r.stderr).toContain('catalog protocol (scene-disjoint split, test part');
-    expect(r.stderr).toContain('category protocol (scene-disjoint split, test part');
-    expect(r.stderr.match(/zero-shot \(raw embeddings\)/g)).toHaveLength(3);
-    // Our synthetic rows never carry an STL label.
-    for (const line of r.stderr.split('\n').filter((l) => l.startsWith('ours '))) expect(line).not.toContain('STL');
-
-    const doc = JSON.parse(r.stdout);
-    expect(doc.data).toMatchObject({ source: 'synthetic', embeddings: TEST_MODEL });
-    expect(doc.runs.map((x: { run: string; trained: boolean }) => [x.run, x.trained])).toEqual([
-      ['v1', true],
-      ['v2', true],
-    ]);
-    for (const run of doc.runs) {
-      expect(
-        run.reports.map((x: { protocol: string; split: { part: string } }) => `${x.protocol}-${x.split.part}`),
-      ).toEqual(['seed-val', 'catalog-test', 'category-test']);
-      for (const report of run.reports)
-        expect(existsSync(join(workdir, 'runs', run.run, 'eval', `${report.protocol}-${report.split.part}.json`))).toBe(
-          true,
-        );
-    }
-    // The seed-split runs trained on most of the scene split's scenes: the report says so.
-    expect(doc.runs[1].reports[1].trainSceneOverlap).toBeGreaterThan(0);
-    expect(r.stderr).toMatch(/ours v2 .*\* \d+% of these pairs' scenes were in training/);
-    // The planted structure is learnable: v2 beats the zero-shot floor on the catalog protocol.
-    expect(doc.runs[1].reports[1].metrics.recall['50']).toBeGreaterThan(doc.zeroShot[1].metrics.recall['50']);
-  });
-
-  it('reuses finished runs on a second call', () => {
-    const r = ctl('reproduce', '--configs', configs, '--json');
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain("run 'v1' is finished");
-    expect(JSON.parse(r.stdout).runs.map((x: { trained: boolean }) => x.trained)).toEqual([false, false]);
-  });
 });
 
 describe('ctl eval', () => {

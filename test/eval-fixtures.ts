@@ -1,9 +1,11 @@
 // Small hand-rolled datasets and vectors for the eval tests, plus the brute-force reference every protocol is
 // checked against. Integer-valued vectors make every dot product exact, so ties are real ties on every engine.
+// For the CLI tests (eval, reproduce): a planted-structure workdir with tiny v1/v2-shaped configs.
 import type { Dataset } from '../src/data/dataset.js';
 import type { Pair, Scene } from '../src/data/types.js';
 import type { ProtocolInput } from '../src/eval/protocols.js';
 import { Random } from '../src/util/random.js';
+import { plantedWorkdir, smallConfig, writeConfig } from './train-fixtures.js';
 
 /** Uniform draws from the project's seeded generator, so failures reproduce. */
 export function rng(seed: number): () => number {
@@ -119,4 +121,33 @@ export function bruteForce(
     negatives.push(neg);
   });
   return { ranks, negatives };
+}
+
+/**
+ * A small planted-structure workdir (train-fixtures) and, written into it, tiny configs shaped like the reference's
+ * v1 and v2 that, like the real ones, train on the seed split and select on the seed protocol.
+ */
+export async function plantedWorkdirWithConfigs(): Promise<{ workdir: string; v1: string; v2: string }> {
+  const { workdir } = await plantedWorkdir({ scenes: 300, dim: 16, categories: 3, latent: 4, seed: 3 });
+  const selection = { protocol: 'seed', metric: 'recall@10' };
+  const v2 = await writeConfig(
+    workdir,
+    'v2',
+    smallConfig({ name: 'v2', split: 'seed', epochs: 2, selection } as Record<string, unknown>),
+  );
+  const v1 = await writeConfig(
+    workdir,
+    'v1',
+    smallConfig({
+      name: 'v1',
+      split: 'seed',
+      epochs: 2,
+      model: { arch: 'v1', hidden: 24, out: 8, dropout: 0.2 },
+      loss: { infonce: 1, triplet: 0 },
+      negatives: { strategy: 'none' },
+      optimizer: { kind: 'adam', lr: 1e-3 },
+      selection,
+    } as Record<string, unknown>),
+  );
+  return { workdir, v1, v2 };
 }

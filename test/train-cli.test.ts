@@ -57,6 +57,21 @@ describe('ctl train', () => {
     expect(help.stdout).toMatch(/default: "auto"/);
   });
 
+  it('explains --set with an example, and exits 2 naming a bad --set flag', () => {
+    expect(ctl('train', '--help').stdout).toMatch(/--set <path=value>[^]*--set epochs=5 --set optimizer.lr=1e-3/);
+    const cases: [string, RegExp][] = [
+      ['epochs=0', /--set epochs=0: epochs: expected an integer >= 1, got 0/],
+      ['optimizer.lrr=1', /--set optimizer.lrr=1: optimizer.lrr: unknown field \(known: kind, lr,/],
+      ['split=random', /--set split=random: split: expected one of 'seed', 'scene', got "random"/],
+      ['epochs', /--set epochs: expected PATH=VALUE/],
+    ];
+    for (const [assignment, message] of cases) {
+      const run = ctl('train', '--config', config, '--set', assignment);
+      expect(run.status, run.stderr).toBe(2);
+      expect(run.stderr).toMatch(message);
+    }
+  });
+
   it('exits 2 on a missing config file, naming it', () => {
     const run = ctl('train', '--config', join(workdir, 'nope.json'));
     expect(run.status).toBe(2);

@@ -1,6 +1,10 @@
-// The shipped configs parse and carry the reference hyper-parameters; bad configs fail naming file and field.
+// The shipped configs parse and carry the reference hyper-parameters; bad configs fail naming file and field;
+// --set overrides; the configs/README.md field table is the one the schema generates.
+import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { loadTrainConfig, parseTrainConfig } from '../src/train/config.js';
+import { loadTrainConfig, parseOverride, parseTrainConfig } from '../src/train/config.js';
+import { fieldTable, withFieldTable } from '../src/train/config-doc.js';
+import { InputError } from '../src/util/errors.js';
 import { smallConfig } from './train-fixtures.js';
 
 describe('configs/', () => {
@@ -88,5 +92,102 @@ describe('validation', () => {
     );
     expect(c.schedule).toEqual({ warmupFraction: 0, decay: 'cosine', unit: 'step', minLr: 0 });
     expect([c.patience, c.seed]).toEqual([0, 42]);
+  });
+});
+
+describe('--set overrides', () => {
+  const sets = (...assignments: string[]) => assignments.map(parseOverride);
+
+  it('reads the value as JSON when it parses, else as a string', () => {
+    const values = [
+      'optimizer.lr=1e-3',
+      'name=v2 short',
+      'name="7"',
+      'negatives.rankWindow=[2,30]',
+      'loss.x=true',
+      'a=',
+    ]
+      .map(parseOverride)
+      .map((o) => [o.path, o.value]);
+    expect(values).toEqual([
+      ['optimizer.lr', 0.001],
+      ['name', 'v2 short'],
+      ['name', '7'],
+      ['negatives.rankWindow', [2, 30]],
+      ['loss.x', true],
+      ['a', ''],
+    ]);
+    for (const bad of ['epochs', '=5', 'optimizer..lr=1', '.lr=1'])
+      expect(() => parseOverride(bad)).toThrow(
+        new InputError(`--set ${bad}: expected PATH=VALUE with a dotted field path, e.g. --set optimizer.lr=1e-3`),
+      );
+  });
+
+  it('changes only the fields named, and fills a missing section with its defaults', async () => {
+    const plain = await loadTrainConfig('configs/v2.json');
+    const changed = await loadTrainConfig('configs/v2.json', sets('epochs=5', 'optimizer.lr=1e-3', 'name=v2-short'));
+    expect(changed).toEqual({ ...plain, name: 'v2-short', epochs: 5, optimizer: { ...plain.optimizer, lr: 1e-3 } });
+    const raw = { ...smallConfig(), schedule: undefined };
+    expect(parseTrainConfig(raw, 'x.json', sets('schedule.minLr=1e-5')).schedule).toEqual({
+      warmupFraction: 0,
+      decay: 'cosine',
+      unit: 'step',
+      minLr: 1e-5,
+    });
+  });
+
+  it('fails naming the flag for its field, and the file with the flags for a field they do not touch', () => {
+    const bad =
+      (...assignments: string[]) =>
+      () =>
+        parseTrainConfig(smallConfig(), 'my.json', sets(...assignments));
+    expect(bad('epochs=0')).toThrow('--set epochs=0: epochs: expected an integer >= 1, got 0');
+    expect(bad('optimizer.lrr=1')).toThrow('--set optimizer.lrr=1: optimizer.lrr: unknown field (known: kind, lr,');
+    expect(bad('foo.bar=2')).toThrow('--set foo.bar=2: foo: unknown field');
+    expect(bad('epochs.x=1')).toThrow('--set epochs.x=1: epochs: expected an integer >= 1, got {"x":1}');
+    expect(bad('model.temperature.init=fast')).toThrow(
+      '--set model.temperature.init=fast: model.temperature.init: expected a number >= 0.000001, got "fast"',
+    );
+    expect(bad('loss.infonce=0', 'loss.triplet=0')).toThrow(
+      '--set loss.infonce=0 --set loss.triplet=0: loss: expected infonce or triplet weight > 0',
+    );
+    expect(() =>
+      parseTrainConfig({ ...smallConfig(), negatives: undefined }, 'my.json', sets('negatives.poolSize=4')),
+    ).toThrow("my.json with --set negatives.poolSize=4: negatives.strategy: expected one of 'none',");
+  });
+});
+
+describe('configs/README.md', () => {
+  it('has the field table the schema generates (else run `npm run configs:doc`)', async () => {
+    const readme = await readFile('configs/README.md', 'utf8');
+    expect(readme).toBe(withFieldTable(readme));
+  });
+
+  it('lists every field of a resolved config once, with its default', async () => {
+    const leaves = (value: unknown, prefix = ''): string[] =>
+      typeof value === 'object' && value !== null && !Array.isArray(value)
+        ? Object.entries(value).flatMap(([k, v]) => leaves(v, `${prefix}${k}.`))
+        : [prefix.slice(0, -1)];
+    const rows = fieldTable()
+      .split('\n')
+      .slice(2, -1)
+      .map((line) => line.split(' | ').map((cell) => cell.replace(/^\| /, '').trim()));
+    const fields = rows.map((row) => row[0].replaceAll('`', ''));
+    const config = await loadTrainConfig('configs/v2.json');
+    expect(fields.filter((f) => f !== 'description').sort()).toEqual(
+      leaves(config)
+        .filter((f) => f !== 'description')
+        .sort(),
+    );
+    const defaults = Object.fromEntries(rows.map((row) => [row[0].replaceAll('`', ''), row[1]]));
+    expect(defaults).toMatchObject({
+      name: 'file name',
+      split: 'required',
+      'embeddings.dim': 'none',
+      'negatives.strategy': '`none`',
+      'negatives.rankWindow': '`[5, 50]`',
+      'model.temperature.init': '`0.07`',
+      'optimizer.eps': '`1e-8`',
+    });
   });
 });

@@ -157,6 +157,29 @@ describe('trainRun', () => {
     await expect(attempt).rejects.toThrow(/cannot resume: config batchSize: 64 → 32/);
   });
 
+  it('applies --set overrides, records them, and resumes only with the same ones', async () => {
+    const config = await writeConfig(workdir, 'base', smallConfig({ epochs: 3 }));
+    const start = (set: string[], resume = false) =>
+      trainRun({ workdir, config, set, run: 'overridden', backend: 'wasm', workers: 1, resume });
+    const result = await start(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch']);
+    expect(result.epochs).toBe(1);
+    const recorded = JSON.parse(await readFile(join(result.dir, 'config.json'), 'utf8'));
+    expect(recorded.overrides.set).toEqual(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch']);
+    expect([recorded.config.epochs, recorded.config.optimizer.lr, recorded.config.schedule.unit]).toEqual([
+      1,
+      0.01,
+      'epoch',
+    ]);
+    expect(recorded.config.optimizer.weightDecay).toBe(0.01); // the file's other fields stay
+
+    await expect(start(['epochs=2', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true)).rejects.toThrow(
+      /cannot resume: config epochs: 1 → 2; the run was started with --set epochs=1 .*, this command has --set epochs=2/,
+    );
+    await expect(start([], true)).rejects.toThrow(/config epochs: 1 → 3; .*this command has no --set/);
+    const resumed = await start(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true);
+    expect(resumed.best).toEqual(result.best);
+  });
+
   it('stops on a NaN loss with the step number and a hint', async () => {
     const attempt = train('nan', smallConfig({ epochs: 1, optimizer: { kind: 'adamw', lr: 1e30 } }));
     await expect(attempt).rejects.toThrow(RunError);

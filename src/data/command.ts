@@ -12,12 +12,14 @@ import { log, printJson } from '../util/log.js';
 const domainOption = () =>
   new Option('--domain <domain>', 'STL domain').choices(['fashion', 'home']).default('fashion');
 
-export function registerDataCommands(program: Command): void {
-  const data = program.command('data').description('STL metadata: fetch, synthesise, inspect, split');
+/** Registers `ctl data` and its subcommands; returns it so commands of later stages can join (`ctl data merge`). */
+export function registerDataCommands(program: Command): Command {
+  const data = program.command('data').description('STL metadata: fetch, synthesise, inspect, split, merge');
   registerFetch(data);
   registerStats(data);
   registerPairs(data);
   registerSynthCommands(data);
+  return data;
 }
 
 function registerFetch(data: Command): void {

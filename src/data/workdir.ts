@@ -21,6 +21,7 @@ export function workdirPaths(workdir: string) {
     imageFile: (kind: 'scenes' | 'products', sig: string) => join(workdir, 'images', kind, `${sig}.jpg`),
     imageManifest: join(workdir, 'images', 'manifest.jsonl'),
     modelsDir: join(workdir, 'models'),
+    embeddingsDir: join(workdir, 'embeddings'),
     embeddings: (modelId: string, view: EmbeddingView) => join(workdir, 'embeddings', modelSlug(modelId), view),
     runsDir: join(workdir, 'runs'),
     run: (name: string) => join(workdir, 'runs', name),

@@ -90,9 +90,10 @@ export function registerEmbedCommand(program: Command): void {
       .addOption(
         new Option(
           '--device <device>',
-          'auto tries CUDA and falls back to CPU; cuda fails with the set-up steps when it cannot load',
+          'auto: CUDA if its provider loads, else a hardware WebGPU adapter, else CPU (one line says which and why); ' +
+            'cuda and webgpu fail with the set-up steps when they cannot run (webgpu also takes a software adapter)',
         )
-          .choices(['auto', 'cpu', 'cuda'])
+          .choices(['auto', 'cpu', 'cuda', 'webgpu'])
           .default('auto'),
       )
       .addOption(

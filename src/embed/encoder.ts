@@ -21,14 +21,3 @@ export interface Encoder<Prepared extends PreparedBase = PreparedBase> {
   embed(batch: Prepared[], jobs: ImageJob[]): Promise<(Float32Array | ImageProblem)[]>;
   dispose(): Promise<void>;
 }
-
-/** Scale each `dim`-wide row of `data` to unit length, in place (a zero row stays zero). */
-export function l2NormalizeRows(data: Float32Array, dim: number): Float32Array {
-  for (let row = 0; row < data.length; row += dim) {
-    let sum = 0;
-    for (let i = row; i < row + dim; i++) sum += data[i] * data[i];
-    const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
-    for (let i = row; i < row + dim; i++) data[i] *= scale;
-  }
-  return data;
-}

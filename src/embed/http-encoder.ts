@@ -7,7 +7,8 @@
 import pLimit from 'p-limit';
 import { imageUrl } from '../download/targets.js';
 import { InputError, RunError } from '../util/errors.js';
-import { l2NormalizeRows, type Encoder, type PreparedBase } from './encoder.js';
+import { l2NormalizeRows } from '../util/matrix.js';
+import type { Encoder, PreparedBase } from './encoder.js';
 import { decodeRgb, encodeJpeg, ImageProblem, loadJobImage, readImageFile, type ImageJob } from './images.js';
 import { backoffDelay, sleep } from '../util/retry.js';
 

@@ -1,12 +1,14 @@
-// The local provider: a vision tower and its image processor loaded by transformers.js (onnxruntime-node), on CPU or
-// CUDA. SigLIP-family models return `pooler_output`, CLIP-family ones `image_embeds`; both are L2-normalised here.
+// The local provider: a vision tower and its image processor loaded by transformers.js (onnxruntime-node), on CPU,
+// CUDA or WebGPU (onnxruntime's WebGPU provider: Dawn over Vulkan, Metal or D3D12; no CUDA library needed).
+// SigLIP-family models return `pooler_output`, CLIP-family ones `image_embeds`; both are L2-normalised here.
 import { InputError, RunError } from '../util/errors.js';
 import { log } from '../util/log.js';
-import { l2NormalizeRows, type Encoder, type PreparedBase } from './encoder.js';
+import { l2NormalizeRows } from '../util/matrix.js';
+import type { Encoder, PreparedBase } from './encoder.js';
 import { loadJobImage, type ImageJob } from './images.js';
 import type { Dtype, ModelSource } from './model-source.js';
-
-export type Device = 'auto' | 'cpu' | 'cuda';
+import { chooseDevice, type Device, type RunDevice } from './device.js';
+import { describeAdapter } from './webgpu-adapter.js';
 
 export interface LocalEncoderOptions {
   device: Device;
@@ -17,12 +19,6 @@ export interface LocalEncoderOptions {
   modelsDir: string;
 }
 
-/** What to do when the CUDA provider cannot load: the exact set-up, once, in one place. */
-export const CUDA_SETUP =
-  "CUDA needs an NVIDIA driver, CUDA 12 and cuDNN 9 libraries on the library path, and onnxruntime-node's CUDA " +
-  'provider files: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --allow-scripts=onnxruntime-node` ' +
-  '(this package skips them by default)';
-
 type Transformers = typeof import('@huggingface/transformers');
 type VisionModel = Awaited<ReturnType<Transformers['SiglipVisionModel']['from_pretrained']>>;
 
@@ -30,10 +26,6 @@ type VisionModel = Awaited<ReturnType<Transformers['SiglipVisionModel']['from_pr
 interface PreparedPixels extends PreparedBase {
   data: Float32Array;
   dims: number[];
-}
-
-function isCudaProblem(err: unknown): boolean {
-  return /cuda|cudnn|shared librar|providers_shared/i.test(String((err as Error)?.message ?? err));
 }
 
 export async function loadLocalEncoder(
@@ -52,6 +44,7 @@ export async function loadLocalEncoder(
     local_files_only: !hf.env.allowRemoteModels,
   };
   const failLoad = (err: unknown): never => {
+    if (err instanceof InputError) throw err;
     const message = String((err as Error)?.message ?? err);
     if (source.kind === 'hub' && !opts.offline)
       throw new RunError(
@@ -75,7 +68,7 @@ export async function loadLocalEncoder(
     // (measured: ~10% more images/s end to end on 2 cores without spinning).
     extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
-  const load = (device: 'cpu' | 'cuda') =>
+  const load = (device: RunDevice) =>
     ModelClass.from_pretrained(source.location, {
       ...loadOptions,
       device,
@@ -83,21 +76,21 @@ export async function loadLocalEncoder(
       session_options,
     }) as Promise<VisionModel>;
 
-  let model: VisionModel;
-  let device: 'cpu' | 'cuda' = opts.device === 'cpu' ? 'cpu' : 'cuda';
-  try {
-    model = await load(device);
-  } catch (err) {
-    if (device !== 'cuda' || !isCudaProblem(err)) return failLoad(err);
-    const reason = String((err as Error).message).split('\n')[0];
-    if (opts.device === 'cuda')
-      throw new InputError(
-        `--device cuda: the CUDA provider could not load (${reason}). ${CUDA_SETUP}; or use --device cpu`,
+  const choice = await chooseDevice(opts.device, () => load('cuda')).catch(failLoad);
+  if (choice.why) log(`embed: ${choice.why}`);
+  let { device, adapter, model } = choice;
+  if (!model && device === 'webgpu' && opts.device === 'auto') {
+    // auto found a hardware adapter, but onnxruntime's provider may still refuse it: the CPU is the fallback.
+    try {
+      model = await load('webgpu');
+    } catch (err) {
+      log(
+        `embed: the WebGPU provider failed (${String((err as Error)?.message ?? err).split('\n')[0]}); running on CPU`,
       );
-    log(`embed: CUDA unavailable (${reason}); running on CPU. ${CUDA_SETUP}.`);
-    device = 'cpu';
-    model = await load(device).catch(failLoad);
+      [device, adapter] = ['cpu', undefined];
+    }
   }
+  model ??= await load(device).catch(failLoad);
 
   const session = (model as unknown as { sessions: Record<string, { outputNames: string[] }> }).sessions.model;
   const outputName = ['image_embeds', 'pooler_output'].find((n) => session.outputNames.includes(n));
@@ -110,7 +103,7 @@ export async function loadLocalEncoder(
   return {
     model: source.id,
     revision: source.revision,
-    device,
+    device: adapter && device === 'webgpu' ? `webgpu (${describeAdapter(adapter)})` : device,
     preprocessing: {
       processor: processor.constructor.name,
       size: p.size,

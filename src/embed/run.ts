@@ -9,7 +9,8 @@ import type { Encoder } from './encoder.js';
 import type { HideMode } from './hide.js';
 import { httpEncoder, type HttpEncoderOptions } from './http-encoder.js';
 import { planJobs, type SceneView } from './jobs.js';
-import { loadLocalEncoder, type Device } from './local-encoder.js';
+import type { Device } from './device.js';
+import { loadLocalEncoder } from './local-encoder.js';
 import { checkModelFiles, resolveModel, type Dtype } from './model-source.js';
 import { planViews, runView, type ViewResult } from './pipeline.js';
 

@@ -1,9 +1,8 @@
-// `ctl eval` and `ctl reproduce`: see evaluate.ts and reproduce.ts.
+// `ctl eval`: see evaluate.ts.
 import { Command, Option } from 'commander';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import type { SceneView } from '../data/store/pair-inputs.js';
 import type { Domain } from '../data/types.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.js';
 import { action, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
@@ -25,14 +24,6 @@ interface EvalOptions {
   perCategory: boolean;
 }
 
-interface ReproduceCommandOptions {
-  configs: string;
-  embeddings?: string;
-  split: EvalSplit;
-  backend: BackendChoice;
-  engine: EngineName;
-}
-
 const PROTOCOL_HELP = `
 Protocols:
   seed      the reference project's: its 90/10 pair split (val part), every val scene scored against every val
@@ -45,7 +36,8 @@ Ties count against the model: a product scored equal to the target ranks ahead o
 also gives the metrics with ties counted behind (the reference's argsort lands between the two).
 Reports: <workdir>/runs/<run>/eval/<protocol>-<split>.json (zero-shot: <workdir>/eval/zero-shot/...).`;
 
-const engineOption = () =>
+/** --engine, shared with `ctl reproduce`. */
+export const engineOption = () =>
   new Option(
     '--engine <name>',
     'score engine for ranking: onnx (onnxruntime MatMul), js (plain, slow), auto = onnx if it loads',
@@ -53,7 +45,7 @@ const engineOption = () =>
     .choices(ENGINE_NAMES)
     .default('auto');
 
-export function registerEvalCommands(program: Command): void {
+export function registerEvalCommand(program: Command): void {
   withCommon(
     program
       .command('eval')
@@ -124,44 +116,6 @@ export function registerEvalCommands(program: Command): void {
         if (o.perCategory) log(`\n${r.protocol} per category\n${formatCategoryTable(r.metrics).join('\n')}`);
       }
       if (o.json) printJson(reports);
-    }),
-  );
-
-  withCommon(
-    program
-      .command('reproduce')
-      .description("train (or reuse) each config's run, evaluate all protocols, print them beside the reference table")
-      .option('--configs <files>', 'comma-separated training configs', 'configs/v1.json,configs/v2.json')
-      .option(
-        '--embeddings <model>',
-        "train and evaluate on this embedding model's store instead of the configs' (e.g. synthetic)",
-      )
-      .addOption(
-        new Option('--split <part>', 'part the catalog and category protocols evaluate (seed: always its val part)')
-          .choices(['val', 'test'])
-          .default('test'),
-      )
-      .addOption(
-        new Option('--backend <name>', 'TensorFlow.js backend for training').choices(BACKEND_CHOICES).default('auto'),
-      )
-      .addOption(engineOption()),
-  ).action(
-    action<ReproduceCommandOptions>(async (o) => {
-      const { reproduce } = await import('./reproduce.js');
-      const result = await reproduce({
-        workdir: o.workdir,
-        configs: o.configs
-          .split(',')
-          .map((c) => c.trim())
-          .filter(Boolean),
-        embeddings: o.embeddings,
-        split: o.split,
-        backend: o.backend,
-        engine: o.engine,
-      });
-      log(['', ...result.lines].join('\n'));
-      if (o.json)
-        printJson({ data: result.data, runs: result.runs, zeroShot: result.zeroShot, reference: result.reference });
     }),
   );
 }

@@ -14,9 +14,9 @@ import { loadPairInputs, type SceneView } from '../data/store/pair-inputs.js';
 import type { SplitScheme } from '../data/types.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import type { TrainConfig } from '../train/config.js';
-import { normalizedRows } from '../train/run.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
 import type { EngineName } from './engines.js';
@@ -157,8 +157,8 @@ async function evaluateWith(
   const { sceneVectors, productVectors, dim } = model
     ? await encode(model, dataset, inputs.keptPairs, inputs.scenes, inputs.products, inputs.dim, sceneView)
     : {
-        sceneVectors: normalizedRows(inputs.scenes, inputs.dim),
-        productVectors: normalizedRows(inputs.products, inputs.dim),
+        sceneVectors: l2NormalizeRows(inputs.scenes.slice(), inputs.dim),
+        productVectors: l2NormalizeRows(inputs.products.slice(), inputs.dim),
         dim: inputs.dim,
       };
 

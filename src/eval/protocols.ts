@@ -19,6 +19,7 @@
 // Ties are pessimistic everywhere: a candidate scored equal to the target ranks ahead of it.
 import type { Dataset } from '../data/dataset.js';
 import { RunError } from '../util/errors.js';
+import { gatherRows } from '../util/matrix.js';
 import type { EngineName } from './engines.js';
 import { meanAuc, summariseRanks } from './metrics.js';
 import { rankTargets, toCsr, type Csr } from './rank.js';
@@ -306,12 +307,6 @@ function mergeSceneRows(input: ProtocolInput, queries: number[]): { source: numb
     members.push([i]);
   }
   return { source, members };
-}
-
-function gatherRows(matrix: Float32Array, rows: ArrayLike<number>, dim: number): Float32Array {
-  const out = new Float32Array(rows.length * dim);
-  for (let r = 0; r < rows.length; r++) out.set(matrix.subarray(rows[r] * dim, (rows[r] + 1) * dim), r * dim);
-  return out;
 }
 
 /** Overall and per-category summaries of ranks, each query's category given. */

@@ -29,30 +29,9 @@ import {
   type DropoutContext,
   type Weights,
 } from './layers.js';
+import type { ModelConfig } from './config.js';
 
-export interface TemperatureConfig {
-  init: number;
-  learnable: boolean;
-  /** How a learnable temperature is a parameter: 'raw' = the value itself (`temperature`, the reference v1),
-   * 'log' = its logarithm (`log_temperature`, exp clamped to [min, max], the reference v2). */
-  parametrisation: 'raw' | 'log';
-  min: number;
-  max: number;
-}
-
-export interface ModelConfig {
-  arch: 'v1' | 'v2';
-  hidden: number;
-  out: number;
-  /** Residual blocks per tower (v2). */
-  blocks: number;
-  dropout: number;
-  /** Width of the category embedding concatenated to the product input; 0 = no category (v1). */
-  categoryDim: number;
-  /** L2-normalise the tower outputs. */
-  normalize: boolean;
-  temperature: TemperatureConfig;
-}
+export type { ModelConfig };
 
 /** The config plus what the data decides: input width and category count (rows of the category embedding). */
 export interface ModelSpec extends ModelConfig {

@@ -6,6 +6,7 @@ import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.js';
 
 interface TrainOptions {
   config: string;
+  set?: string[];
   backend: BackendChoice;
   resume: boolean;
   run?: string;
@@ -29,6 +30,12 @@ export function registerTrainCommand(program: Command): void {
         '--config <file>',
         'training config (configs/v1.json, configs/v2.json, configs/v2-mined.json, configs/demo.json, configs/demo-images.json; see configs/README.md)',
       )
+      .option(
+        '--set <path=value>',
+        'override a config field (repeatable): a dotted path, the value as JSON when it parses, else a string; ' +
+          "checked like the file and recorded in the run's config (see the examples below)",
+        (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+      )
       .addOption(
         new Option(
           '--backend <name>',
@@ -37,7 +44,11 @@ export function registerTrainCommand(program: Command): void {
           .choices(BACKEND_CHOICES)
           .default('auto'),
       )
-      .option('--resume', 'continue the run from its last checkpoint (refused if the config or data changed)', false)
+      .option(
+        '--resume',
+        'continue the run from its last checkpoint (refused if the config, --set flags included, or the data changed)',
+        false,
+      )
       .option(
         '--run <name>',
         "run name under <workdir>/runs/ (default: the config's name, plus the embedding model when --embeddings overrides it)",
@@ -50,6 +61,17 @@ export function registerTrainCommand(program: Command): void {
         new Option('--workers <n>', 'data-parallel worker threads for the wasm backend; auto = one per core, at most 2')
           .argParser(parseWorkers)
           .default('auto'),
+      )
+      .addHelpText(
+        'after',
+        [
+          '',
+          'Examples:',
+          '  ctl train --config configs/demo.json',
+          '  ctl train --config configs/v2.json --set epochs=5 --set optimizer.lr=1e-3 --run v2-short',
+          "  ctl train --config configs/v2-mined.json --set 'negatives.rankWindow=[2,30]' --set name=v2-window",
+          '  ctl train --config configs/v2.json --set epochs=5 --run v2-short --resume   (same --set flags to resume)',
+        ].join('\n'),
       ),
   ).action(
     action<TrainOptions>(async (options) => {
@@ -67,6 +89,7 @@ export function registerTrainCommand(program: Command): void {
       const result = await trainRun({
         workdir: options.workdir,
         config: options.config,
+        set: options.set,
         run: options.run,
         backend: options.backend,
         resume: options.resume,

@@ -1,68 +1,139 @@
-// The training config: plain JSON data (configs/*.json), validated field by field so a typo or a bad value
-// fails before any work with the file and the field named. Optional fields get their defaults here, and the
-// resolved config is what a run records and what `--resume` compares.
+// The training config: plain JSON data (configs/*.json), checked against one schema before any work, so a typo or
+// a bad value fails with the file and the field named. The schema also gives the TypeScript type, the defaults
+// and the field table of configs/README.md (`npm run configs:doc`). `--set PATH=VALUE` flags edit the file's
+// data before the check; the resolved config is what a run records and what `--resume` compares.
 import { readFile } from 'node:fs/promises';
-import type { Domain, SplitScheme } from '../data/types.js';
-import type { SceneView } from '../data/store/pair-inputs.js';
-import type { Protocol } from '../eval/protocols.js';
-import type { ModelConfig } from '../model/two-tower.js';
+import * as z from 'zod';
+import { PROTOCOLS } from '../eval/protocols.js';
+import { modelConfigSchema } from '../model/config.js';
 import { InputError } from '../util/errors.js';
-import { NEGATIVE_STRATEGIES, type NegativeStrategy } from './negatives.js';
-import type { OptimizerConfig } from './optimizer.js';
-import type { ScheduleConfig } from './schedule.js';
-import type { LossWeights } from './losses.js';
+import { flag, int, nonEmptyString, number, oneOf, parseWith, satisfying, section } from '../util/schema.js';
+import { NEGATIVE_STRATEGIES } from './negatives.js';
 
-export interface NegativesConfig {
-  strategy: NegativeStrategy;
-  /** mined: re-mine every this many steps (before the first mining, negatives are same-category-random). */
-  refreshSteps: number;
-  /** mined: keep candidates ranked [lo, hi) among a scene's same-category non-positives (0 = the closest). */
-  rankWindow: [number, number];
-  /** mined: candidates kept per training pair; each step draws one. */
-  poolSize: number;
+export const SELECTION_METRICS = ['recall@1', 'recall@5', 'recall@10', 'recall@50', 'mrr'] as const;
+
+const isPair = (value: unknown, isValid: (x: unknown) => boolean): value is [number, number] =>
+  Array.isArray(value) && value.length === 2 && value.every(isValid);
+
+export const negativesConfigSchema = section({
+  strategy: oneOf(NEGATIVE_STRATEGIES).meta({ description: 'negatives for the triplet loss' }),
+  refreshSteps: int(1)
+    .default(500)
+    .meta({ description: 'mined: re-encode the catalog and re-mine every K steps (same-category-random before)' }),
+  rankWindow: satisfying<[number, number]>(
+    (w) => isPair(w, (r) => Number.isInteger(r) && (r as number) >= 0) && w[0] < w[1],
+    '[lo, hi] ranks with 0 <= lo < hi',
+  )
+    .default([5, 50])
+    .meta({ description: "mined: ranks [lo, hi) of a scene's same-category non-positives to draw from (0 = closest)" }),
+  poolSize: int(1).default(8).meta({ description: 'mined: candidates kept per training pair; each step draws one' }),
+});
+
+export const trainConfigSchema = section({
+  name: nonEmptyString().meta({ description: 'default run name', defaultText: 'file name' }),
+  description: nonEmptyString().optional().meta({ description: 'what the config is for (free text)' }),
+  domain: oneOf(['fashion', 'home']).default('fashion').meta({ description: 'STL domain' }),
+  embeddings: section({
+    model: nonEmptyString().meta({ description: 'embedding model id, as in `workdir/embeddings/<slug>/`' }),
+    dim: int(1).optional().meta({ description: 'expected input width, checked against the store' }),
+  }),
+  sceneView: oneOf(['full', 'hide-product'])
+    .default('full')
+    .meta({ description: "the whole scene, or the scene with the product's box hidden" }),
+  split: oneOf(['seed', 'scene']).meta({
+    description: "`seed` (the reference's pair shuffle) or `scene` (scene-disjoint)",
+  }),
+  model: modelConfigSchema,
+  loss: section({
+    infonce: number(0).default(1).meta({ description: 'weight of the symmetric InfoNCE loss' }),
+    triplet: number(0).default(0).meta({ description: 'weight of the triplet loss (cosine distance)' }),
+    margin: number(0).default(0.2).meta({ description: 'triplet margin' }),
+    maskFalseNegatives: flag().default(false).meta({
+      description:
+        "take a scene's other true products in the batch out of the InfoNCE softmax instead of treating them as negatives (the reference did not)",
+    }),
+  }),
+  negatives: negativesConfigSchema.prefault({ strategy: 'none' }),
+  optimizer: section({
+    kind: oneOf(['adam', 'adamw']).meta({ description: '`adam` (L2 weight decay) or `adamw` (decoupled), as PyTorch' }),
+    lr: number(1e-12).meta({ description: 'peak learning rate' }),
+    weightDecay: number(0).default(0).meta({ description: 'weight decay' }),
+    betas: satisfying<[number, number]>(
+      (b) => isPair(b, (x) => typeof x === 'number' && x >= 0 && x < 1),
+      '[beta1, beta2] with 0 <= beta < 1',
+    )
+      .default([0.9, 0.999])
+      .meta({ description: "Adam's moment decay rates" }),
+    eps: number(0).default(1e-8).meta({ description: "Adam's epsilon" }),
+    gradClip: number(0).default(0).meta({ description: 'global gradient-norm clip (0 = off)' }),
+  }),
+  schedule: section({
+    warmupFraction: number(0, 1).default(0).meta({ description: 'linear warm-up over this fraction of training' }),
+    decay: oneOf(['cosine', 'constant']).default('cosine').meta({ description: 'learning rate after warm-up' }),
+    unit: oneOf(['step', 'epoch'])
+      .default('step')
+      .meta({ description: '`epoch`: the rate changes once per epoch, as CosineAnnealingLR' }),
+    minLr: number(0).default(0).meta({ description: 'floor of the cosine' }),
+  }).prefault({}),
+  batchSize: int(2).meta({ description: 'training pairs per step' }),
+  epochs: int(1).meta({ description: 'maximum epochs' }),
+  patience: int(0)
+    .default(0)
+    .meta({ description: 'stop after this many epochs without a gain of the selection metric (0 = never)' }),
+  selection: section({
+    protocol: oneOf(PROTOCOLS).meta({ description: "protocol run on the split's val part after every epoch" }),
+    metric: oneOf(SELECTION_METRICS)
+      .default('recall@10')
+      .meta({ description: 'higher is better; picks the `best` checkpoint' }),
+  }),
+  seed: int(0)
+    .default(42)
+    .meta({ description: 'initialisation, shuffling, negatives and dropout (same seed and backend → same metrics)' }),
+}).superRefine((config, ctx) => {
+  const t = config.model.temperature;
+  if (!(t.min <= t.init && t.init <= t.max))
+    ctx.addIssue({ code: 'custom', path: ['model', 'temperature'], message: 'expected min <= init <= max', input: t });
+  if (config.loss.infonce === 0 && config.loss.triplet === 0)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['loss'],
+      message: 'expected infonce or triplet weight > 0',
+      input: config.loss,
+    });
+  if (config.loss.triplet > 0 && config.negatives.strategy === 'none')
+    ctx.addIssue({
+      code: 'custom',
+      path: ['negatives', 'strategy'],
+      message: 'expected a negative strategy when loss.triplet > 0 (the triplet loss needs negatives)',
+      input: config.negatives.strategy,
+    });
+});
+
+export type TrainConfig = z.output<typeof trainConfigSchema>;
+export type NegativesConfig = z.output<typeof negativesConfigSchema>;
+
+/** One `--set PATH=VALUE` flag: PATH dotted, VALUE parsed as JSON when it parses, else taken as a string. */
+export interface ConfigOverride {
+  flag: string;
+  path: string;
+  value: unknown;
 }
 
-export interface TrainConfig {
-  /** Default run name. */
-  name: string;
-  description?: string;
-  domain: Domain;
-  embeddings: {
-    /** Embedding model id, as in the store (workdir/embeddings/<slug>/...). */
-    model: string;
-    /** Expected input width; checked against the store when given. */
-    dim?: number;
-  };
-  sceneView: SceneView;
-  split: SplitScheme;
-  model: ModelConfig;
-  loss: LossWeights & {
-    /** Take a scene's other true products in the batch out of the InfoNCE softmax instead of treating them as
-     * negatives (the reference did not). */
-    maskFalseNegatives: boolean;
-  };
-  negatives: NegativesConfig;
-  optimizer: OptimizerConfig;
-  schedule: ScheduleConfig;
-  batchSize: number;
-  /** Maximum epochs. */
-  epochs: number;
-  /** Stop after this many epochs without a gain of the selection metric; 0 = never. */
-  patience: number;
-  selection: {
-    /** Protocol run on the split's val part after every epoch. */
-    protocol: Protocol;
-    /** "recall@K" (K in 1, 5, 10, 50) or "mrr"; higher is better. */
-    metric: string;
-  };
-  seed: number;
+export function parseOverride(assignment: string): ConfigOverride {
+  const flag = `--set ${assignment}`;
+  const m = /^([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)=(.*)$/s.exec(assignment);
+  if (!m) throw new InputError(`${flag}: expected PATH=VALUE with a dotted field path, e.g. --set optimizer.lr=1e-3`);
+  let value: unknown;
+  try {
+    value = JSON.parse(m[2]);
+  } catch {
+    value = m[2];
+  }
+  return { flag, path: m[1], value };
 }
 
-const PROTOCOLS: Protocol[] = ['seed', 'catalog', 'category'];
-export const SELECTION_METRICS = ['recall@1', 'recall@5', 'recall@10', 'recall@50', 'mrr'];
-
-/** Read and validate a config file. */
-export async function loadTrainConfig(path: string): Promise<TrainConfig> {
+/** Read and validate a config file, with `overrides` applied to its data first. */
+export async function loadTrainConfig(path: string, overrides: ConfigOverride[] = []): Promise<TrainConfig> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -75,210 +146,39 @@ export async function loadTrainConfig(path: string): Promise<TrainConfig> {
   } catch (err) {
     throw new InputError(`${path}: not valid JSON (${(err as Error).message})`);
   }
-  return parseTrainConfig(raw, path);
+  return parseTrainConfig(raw, path, overrides);
 }
 
-/** Validate plain data as a config; `source` names the file in errors. */
-export function parseTrainConfig(raw: unknown, source: string): TrainConfig {
-  const v = new Validator(source);
-  const root = v.object(raw, '');
-  const model = v.object(root.model, 'model');
-  const arch = v.oneOf(model.arch, 'model.arch', ['v1', 'v2'] as const);
-  const temperature = v.object(model.temperature ?? {}, 'model.temperature');
-  const loss = v.object(root.loss, 'loss');
-  const negatives = v.object(root.negatives ?? { strategy: 'none' }, 'negatives');
-  const optimizer = v.object(root.optimizer, 'optimizer');
-  const schedule = v.object(root.schedule ?? {}, 'schedule');
-  const selection = v.object(root.selection, 'selection');
-  const embeddings = v.object(root.embeddings, 'embeddings');
-
-  const config: TrainConfig = {
-    name: v.string(root.name ?? source.replace(/^.*[\\/]/, '').replace(/\.json$/, ''), 'name'),
-    ...(root.description !== undefined ? { description: v.string(root.description, 'description') } : {}),
-    domain: v.oneOf(root.domain ?? 'fashion', 'domain', ['fashion', 'home'] as const),
-    embeddings: {
-      model: v.string(embeddings.model, 'embeddings.model'),
-      ...(embeddings.dim !== undefined ? { dim: v.int(embeddings.dim, 'embeddings.dim', 1) } : {}),
-    },
-    sceneView: v.oneOf(root.sceneView ?? 'full', 'sceneView', ['full', 'hide-product'] as const),
-    split: v.oneOf(root.split, 'split', ['seed', 'scene'] as const),
-    model: {
-      arch,
-      hidden: v.int(model.hidden, 'model.hidden', 1),
-      out: v.int(model.out, 'model.out', 1),
-      blocks: arch === 'v2' ? v.int(model.blocks ?? 2, 'model.blocks', 0) : 0,
-      dropout: v.number(model.dropout ?? 0, 'model.dropout', 0, 0.99),
-      categoryDim: v.int(model.categoryDim ?? 0, 'model.categoryDim', 0),
-      normalize: v.boolean(model.normalize ?? true, 'model.normalize'),
-      temperature: {
-        init: v.number(temperature.init ?? 0.07, 'model.temperature.init', 1e-6),
-        learnable: v.boolean(temperature.learnable ?? true, 'model.temperature.learnable'),
-        parametrisation: v.oneOf(temperature.parametrisation ?? 'log', 'model.temperature.parametrisation', [
-          'raw',
-          'log',
-        ] as const),
-        min: v.number(temperature.min ?? 0.01, 'model.temperature.min', 1e-6),
-        max: v.number(temperature.max ?? 1, 'model.temperature.max', 1e-6),
-      },
-    },
-    loss: {
-      infonce: v.number(loss.infonce ?? 1, 'loss.infonce', 0),
-      triplet: v.number(loss.triplet ?? 0, 'loss.triplet', 0),
-      margin: v.number(loss.margin ?? 0.2, 'loss.margin', 0),
-      maskFalseNegatives: v.boolean(loss.maskFalseNegatives ?? false, 'loss.maskFalseNegatives'),
-    },
-    negatives: {
-      strategy: v.oneOf(negatives.strategy, 'negatives.strategy', NEGATIVE_STRATEGIES),
-      refreshSteps: v.int(negatives.refreshSteps ?? 500, 'negatives.refreshSteps', 1),
-      rankWindow: v.window(negatives.rankWindow ?? [5, 50], 'negatives.rankWindow'),
-      poolSize: v.int(negatives.poolSize ?? 8, 'negatives.poolSize', 1),
-    },
-    optimizer: {
-      kind: v.oneOf(optimizer.kind, 'optimizer.kind', ['adam', 'adamw'] as const),
-      lr: v.number(optimizer.lr, 'optimizer.lr', 1e-12),
-      weightDecay: v.number(optimizer.weightDecay ?? 0, 'optimizer.weightDecay', 0),
-      betas: v.betas(optimizer.betas ?? [0.9, 0.999], 'optimizer.betas'),
-      eps: v.number(optimizer.eps ?? 1e-8, 'optimizer.eps', 0),
-      gradClip: v.number(optimizer.gradClip ?? 0, 'optimizer.gradClip', 0),
-    },
-    schedule: {
-      warmupFraction: v.number(schedule.warmupFraction ?? 0, 'schedule.warmupFraction', 0, 1),
-      decay: v.oneOf(schedule.decay ?? 'cosine', 'schedule.decay', ['cosine', 'constant'] as const),
-      unit: v.oneOf(schedule.unit ?? 'step', 'schedule.unit', ['step', 'epoch'] as const),
-      minLr: v.number(schedule.minLr ?? 0, 'schedule.minLr', 0),
-    },
-    batchSize: v.int(root.batchSize, 'batchSize', 2),
-    epochs: v.int(root.epochs, 'epochs', 1),
-    patience: v.int(root.patience ?? 0, 'patience', 0),
-    selection: {
-      protocol: v.oneOf(selection.protocol, 'selection.protocol', PROTOCOLS),
-      metric: v.oneOf(selection.metric ?? 'recall@10', 'selection.metric', SELECTION_METRICS),
-    },
-    seed: v.int(root.seed ?? 42, 'seed', 0),
-  };
-
-  const known = [
-    'name',
-    'description',
-    'domain',
-    'embeddings',
-    'sceneView',
-    'split',
-    'model',
-    'loss',
-    'negatives',
-    'optimizer',
-    'schedule',
-    'batchSize',
-    'epochs',
-    'patience',
-    'selection',
-    'seed',
-  ];
-  v.noUnknown(root, '', known);
-  v.noUnknown(model, 'model.', [
-    'arch',
-    'hidden',
-    'out',
-    'blocks',
-    'dropout',
-    'categoryDim',
-    'normalize',
-    'temperature',
-  ]);
-  v.noUnknown(temperature, 'model.temperature.', ['init', 'learnable', 'parametrisation', 'min', 'max']);
-  v.noUnknown(loss, 'loss.', ['infonce', 'triplet', 'margin', 'maskFalseNegatives']);
-  v.noUnknown(negatives, 'negatives.', ['strategy', 'refreshSteps', 'rankWindow', 'poolSize']);
-  v.noUnknown(optimizer, 'optimizer.', ['kind', 'lr', 'weightDecay', 'betas', 'eps', 'gradClip']);
-  v.noUnknown(schedule, 'schedule.', ['warmupFraction', 'decay', 'unit', 'minLr']);
-  v.noUnknown(selection, 'selection.', ['protocol', 'metric']);
-  v.noUnknown(embeddings, 'embeddings.', ['model', 'dim']);
-
-  const t = config.model.temperature;
-  if (!(t.min <= t.init && t.init <= t.max))
-    v.fail('model.temperature', `expected min <= init <= max, got ${t.min}, ${t.init}, ${t.max}`);
-  if (config.loss.infonce === 0 && config.loss.triplet === 0) v.fail('loss', 'expected infonce or triplet weight > 0');
-  if (config.loss.triplet > 0 && config.negatives.strategy === 'none')
-    v.fail(
-      'negatives.strategy',
-      "expected a negative strategy when loss.triplet > 0 (the triplet loss needs negatives), got 'none'",
-    );
-  return config;
+/** Validate plain data as a config; `source` names the file in errors (and gives the default name). */
+export function parseTrainConfig(raw: unknown, source: string, overrides: ConfigOverride[] = []): TrainConfig {
+  let data = raw;
+  if (isObject(raw)) {
+    data = { ...raw, name: raw.name ?? source.replace(/^.*[\\/]/, '').replace(/\.json$/, '') };
+    for (const override of overrides) data = withValue(data as Record<string, unknown>, override.path, override.value);
+  }
+  const { value, issues } = parseWith(trainConfigSchema, data);
+  if (issues === undefined) return value;
+  const fileSource = overrides.length ? `${source} with ${overrides.map((o) => o.flag).join(' ')}` : source;
+  const lines = issues.map(({ field, message }) => {
+    // An issue at, above or under a flag's path is that flag's; any other is the file's (or the combination's).
+    const flags = overrides.filter((o) => related(o.path, field)).map((o) => o.flag);
+    return `${flags.length ? flags.join(' ') : fileSource}: ${field || '(top level)'}: ${message}`;
+  });
+  throw new InputError(lines.join('\n'));
 }
 
-/** Field checks that throw InputError("<file>: <field>: expected ..., got ..."). */
-class Validator {
-  constructor(private readonly source: string) {}
-
-  fail(field: string, message: string): never {
-    throw new InputError(`${this.source}: ${field || '(top level)'}: ${message}`);
-  }
-
-  private got(value: unknown): string {
-    return value === undefined ? 'nothing' : JSON.stringify(value);
-  }
-
-  object(value: unknown, field: string): Record<string, unknown> {
-    if (typeof value !== 'object' || value === null || Array.isArray(value))
-      this.fail(field, `expected an object, got ${this.got(value)}`);
-    return value as Record<string, unknown>;
-  }
-
-  string(value: unknown, field: string): string {
-    if (typeof value !== 'string' || value === '')
-      this.fail(field, `expected a non-empty string, got ${this.got(value)}`);
-    return value;
-  }
-
-  boolean(value: unknown, field: string): boolean {
-    if (typeof value !== 'boolean') this.fail(field, `expected true or false, got ${this.got(value)}`);
-    return value;
-  }
-
-  number(value: unknown, field: string, min = -Infinity, max = Infinity): number {
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max)
-      this.fail(field, `expected a number${rangeText(min, max)}, got ${this.got(value)}`);
-    return value;
-  }
-
-  int(value: unknown, field: string, min = -Infinity): number {
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min)
-      this.fail(field, `expected an integer${rangeText(min, Infinity)}, got ${this.got(value)}`);
-    return value;
-  }
-
-  oneOf<T extends string>(value: unknown, field: string, choices: readonly T[]): T {
-    if (!choices.includes(value as T))
-      this.fail(field, `expected one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${this.got(value)}`);
-    return value as T;
-  }
-
-  betas(value: unknown, field: string): [number, number] {
-    if (!Array.isArray(value) || value.length !== 2 || !value.every((b) => typeof b === 'number' && b >= 0 && b < 1))
-      this.fail(field, `expected [beta1, beta2] with 0 <= beta < 1, got ${this.got(value)}`);
-    return [value[0], value[1]];
-  }
-
-  window(value: unknown, field: string): [number, number] {
-    if (
-      !Array.isArray(value) ||
-      value.length !== 2 ||
-      !value.every((b) => Number.isInteger(b) && b >= 0) ||
-      value[0] >= value[1]
-    )
-      this.fail(field, `expected [lo, hi] ranks with 0 <= lo < hi, got ${this.got(value)}`);
-    return [value[0], value[1]];
-  }
-
-  noUnknown(object: Record<string, unknown>, prefix: string, known: string[]): void {
-    for (const key of Object.keys(object))
-      if (!known.includes(key)) this.fail(`${prefix}${key}`, `unknown field (known: ${known.join(', ')})`);
-  }
+/** A copy of `object` with the dotted `path` set to `value`; missing or non-object sections become objects. */
+function withValue(object: Record<string, unknown>, path: string, value: unknown): Record<string, unknown> {
+  const [key, ...rest] = path.split('.');
+  if (rest.length === 0) return { ...object, [key]: value };
+  const inner = isObject(object[key]) ? object[key] : {};
+  return { ...object, [key]: withValue(inner, rest.join('.'), value) };
 }
 
-function rangeText(min: number, max: number): string {
-  if (min === -Infinity && max === Infinity) return '';
-  if (max === Infinity) return ` >= ${min}`;
-  if (min === -Infinity) return ` <= ${max}`;
-  return ` in [${min}, ${max}]`;
+function related(path: string, field: string): boolean {
+  return field !== '' && (path === field || path.startsWith(`${field}.`) || field.startsWith(`${path}.`));
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

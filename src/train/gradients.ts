@@ -11,6 +11,7 @@ import type { TwoTower } from '../model/two-tower.js';
 import type { EngineMatrices, StepPlan } from './engine.js';
 import { contrastiveLoss, pickColumns, rowCosines, similarities, type LossWeights } from './losses.js';
 import { hardestAllowed } from './negatives/in-batch-hard.js';
+import { gatherRows } from '../util/matrix.js';
 
 /** The rows [start, start + n) of a batch of `batchSize` rows (start 0, batchSize n when alone). */
 export interface BatchInputs {
@@ -160,14 +161,6 @@ export function batchOf(
       falseNegatives: plan.falseNegatives,
     },
   };
-}
-
-/** Rows of a [*, dim] matrix; index -1 gives a zero row. */
-function gatherRows(matrix: Float32Array, rows: ArrayLike<number>, dim: number): Float32Array {
-  const out = new Float32Array(rows.length * dim);
-  for (let i = 0; i < rows.length; i++)
-    if (rows[i] >= 0) out.set(matrix.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
-  return out;
 }
 
 function concat<T extends Float32Array | Int32Array>(a: T, b: T): T {

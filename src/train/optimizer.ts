@@ -5,16 +5,10 @@
 // directly; clipping scales the gradient by min(1, clip / (‖g‖ + 1e-6)) as torch.nn.utils.clip_grad_norm_.
 // Moments that decay below 1e-30 are flushed to zero: denormal floats are 10-100x slower to compute with and
 // WebAssembly cannot set flush-to-zero (the design card's warning), and they change nothing at that size.
+import type { TrainConfig } from './config.js';
 
-export interface OptimizerConfig {
-  kind: 'adam' | 'adamw';
-  lr: number;
-  weightDecay: number;
-  betas: [number, number];
-  eps: number;
-  /** Global gradient-norm clip; 0 = off. */
-  gradClip: number;
-}
+/** The config's `optimizer` section (see config.ts). */
+export type OptimizerConfig = TrainConfig['optimizer'];
 
 export interface OptimizerState {
   /** Updates applied so far (Adam's t). */

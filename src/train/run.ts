@@ -2,11 +2,12 @@
 // configured protocol, keep the best and the last checkpoint, stop early when the selection metric stalls, and
 // resume exactly where a killed run left off.
 import { availableParallelism } from 'node:os';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import { useBackend, type BackendChoice } from '../model/backend.js';
 import { categoryMapOf, categoryRows, type CategoryMap } from '../model/categories.js';
+import { l2NormalizeRows } from '../util/matrix.js';
 import {
   CHECKPOINT_VERSION,
   loadCheckpoint,
@@ -22,7 +23,7 @@ import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
-import { loadTrainConfig, type TrainConfig } from './config.js';
+import { loadTrainConfig, parseOverride, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
 import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
 import { MetricsLog } from './metrics-log.js';
@@ -35,6 +36,8 @@ export interface TrainRunOptions {
   workdir: string;
   /** Path of the config file. */
   config: string;
+  /** `--set PATH=VALUE` assignments applied to the config file's data (recorded in the run). */
+  set?: string[];
   /** Run name; default: the config's name (with the embedding model appended when overridden). */
   run?: string;
   backend?: BackendChoice;
@@ -78,7 +81,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   const categoryRow = categoryRows(categoryMap, data.dataset.categories, 'the dataset');
   const spec: ModelSpec = { ...config.model, inputDim: data.dim, numCategories: categoryMap.num_categories };
   const model = new TwoTower(spec);
-  if (previous) checkResumable(previous, config, data, backend);
+  if (previous) checkResumable(previous, config, data, backend, await startedWith(dir), options.set ?? []);
   const checkpoint = previous ? await loadCheckpoint<TrainConfig>(dir, 'last', model.layout) : null;
   const workers = chooseWorkers(options.workers, backend, previous);
 
@@ -281,14 +284,8 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       ...(sampled ? { minedStep: sampled.step } : {}),
       savedAt: new Date().toISOString(),
     };
-    const params = engine.params();
-    if (improved) await saveCheckpoint(ctx.dir, 'best', layout, { state: checkpointState, params });
-    await saveCheckpoint(ctx.dir, 'last', layout, {
-      state: checkpointState,
-      params,
-      optimizer: await engine.optimizerState(),
-      ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
-    });
+    // The epoch's record goes first: a kill between the two then leaves a record past the checkpoint, which a
+    // resume drops and writes again, never a checkpoint whose epoch has no record.
     await metricsLog.append({
       type: 'epoch',
       step,
@@ -302,6 +299,14 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       trainSeconds,
       samplesPerSec: trainedRows / trainSeconds,
       liveTensors,
+    });
+    const params = engine.params();
+    if (improved) await saveCheckpoint(ctx.dir, 'best', layout, { state: checkpointState, params });
+    await saveCheckpoint(ctx.dir, 'last', layout, {
+      state: checkpointState,
+      params,
+      optimizer: await engine.optimizerState(),
+      ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
     });
     log(
       `epoch ${epoch + 1}/${config.epochs}: loss ${(sums.loss / stepsPerEpoch).toFixed(4)}, val ${config.selection.protocol} ` +
@@ -364,22 +369,11 @@ async function evaluateZeroShot(data: TrainingData, config: TrainConfig): Promis
   return evaluateProtocol(config.selection.protocol, {
     dataset: data.dataset,
     pairs: data.val.pairs,
-    sceneVectors: normalizedRows(data.val.scenes, data.dim),
-    productVectors: normalizedRows(data.products, data.dim),
+    sceneVectors: l2NormalizeRows(data.val.scenes.slice(), data.dim),
+    productVectors: l2NormalizeRows(data.products.slice(), data.dim),
     dim: data.dim,
     missingProducts: data.missingProducts,
   });
-}
-
-export function normalizedRows(matrix: Float32Array, dim: number): Float32Array {
-  const out = new Float32Array(matrix.length);
-  for (let r = 0; r < matrix.length / dim; r++) {
-    let norm = 0;
-    for (let d = 0; d < dim; d++) norm += matrix[r * dim + d] ** 2;
-    const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-    for (let d = 0; d < dim; d++) out[r * dim + d] = matrix[r * dim + d] * scale;
-  }
-  return out;
 }
 
 /** "recall@10" → metrics.recall["10"]; "mrr" → metrics.mrr. */
@@ -394,9 +388,10 @@ function formatMetric(x: number): string {
 async function resolveConfig(
   options: TrainRunOptions,
 ): Promise<{ config: TrainConfig; overrides: Record<string, unknown> }> {
-  const config = await loadTrainConfig(options.config);
+  const set = options.set ?? [];
+  const config = await loadTrainConfig(options.config, set.map(parseOverride));
   const embeddings = options.embeddings ?? process.env.CTL_EMBEDDINGS;
-  const overrides: Record<string, unknown> = {};
+  const overrides: Record<string, unknown> = set.length ? { set } : {};
   if (embeddings && embeddings !== config.embeddings.model) {
     overrides.embeddings = embeddings;
     // The config's dim belongs to its own model.
@@ -425,16 +420,33 @@ function chooseWorkers(
   return backend === 'wasm' ? Math.max(1, Math.min(2, availableParallelism())) : 1;
 }
 
-/** Refuse to resume a run with another config or other data, saying what differs. */
+/** The `--set` assignments a run was started with, as its config.json records them. */
+async function startedWith(dir: string): Promise<string[]> {
+  try {
+    const recorded = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
+    return recorded.overrides?.set ?? [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Refuse to resume a run with another config or other data, saying what differs. The config compared is the
+ * resolved one, `--set` flags included: resuming takes the same flags the run started with.
+ */
 function checkResumable(
   previous: CheckpointState<TrainConfig>,
   config: TrainConfig,
   data: TrainingData,
   backend: string,
+  setBefore: string[],
+  setNow: string[],
 ): void {
   const reasons = diffPaths(previous.config, config).map(
     (p) => `config ${p}: ${JSON.stringify(valueAt(previous.config, p))} → ${JSON.stringify(valueAt(config, p))}`,
   );
+  if (reasons.length > 0 && JSON.stringify(setBefore) !== JSON.stringify(setNow))
+    reasons.push(`the run was started with ${setFlags(setBefore)}, this command has ${setFlags(setNow)}`);
   if (previous.embeddings.model !== data.embeddingModel)
     reasons.push(`embedding model: '${previous.embeddings.model}' → '${data.embeddingModel}'`);
   if (previous.embeddings.dim !== data.dim) reasons.push(`embedding dim: ${previous.embeddings.dim} → ${data.dim}`);
@@ -448,6 +460,10 @@ function checkResumable(
     throw new InputError(`cannot resume: ${reasons.join('; ')}. Start a new run with --run NAME instead`);
   if (previous.backend !== backend)
     log(`note: the run trained on ${previous.backend} so far, now ${backend}: results may differ within float noise`);
+}
+
+function setFlags(set: string[]): string {
+  return set.length ? set.map((s) => `--set ${s}`).join(' ') : 'no --set';
 }
 
 function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {

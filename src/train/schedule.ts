@@ -1,13 +1,10 @@
 // Learning-rate schedule: linear warm-up over the first `warmupFraction` of training, then cosine decay to
 // `minLr`. `unit: 'epoch'` changes the rate once per epoch (PyTorch's CosineAnnealingLR stepped each epoch, the
 // reference v1); `'step'` every step (the reference v2's warm-up + cosine).
+import type { TrainConfig } from './config.js';
 
-export interface ScheduleConfig {
-  warmupFraction: number;
-  decay: 'cosine' | 'constant';
-  unit: 'step' | 'epoch';
-  minLr: number;
-}
+/** The config's `schedule` section (see config.ts). */
+export type ScheduleConfig = TrainConfig['schedule'];
 
 /** The learning rate for (0-based) `step` of `stepsPerEpoch * epochs`. */
 export function learningRate(

@@ -1,0 +1,75 @@
+// `--device`: which onnxruntime execution provider runs the vision tower. `auto` takes CUDA when its provider
+// loads, else a hardware WebGPU adapter, else the CPU, and says in one line which and why. A software WebGPU adapter
+// (lavapipe, SwiftShader) is slower than the CPU provider: `auto` never takes it, `--device webgpu` does (tests).
+import { InputError } from '../util/errors.js';
+import { describeAdapter, probeWebGpuAdapter, type WebGpuAdapter } from './webgpu-adapter.js';
+
+export type Device = 'auto' | 'cpu' | 'cuda' | 'webgpu';
+export type RunDevice = Exclude<Device, 'auto'>;
+
+/** What to do when the CUDA provider cannot load: the exact set-up, once, in one place. */
+export const CUDA_SETUP =
+  "CUDA needs an NVIDIA driver, CUDA 12 and cuDNN 9 libraries on the library path, and onnxruntime-node's CUDA " +
+  'provider files: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --allow-scripts=onnxruntime-node` ' +
+  '(this package skips them by default)';
+
+/** What to do when there is no WebGPU adapter. */
+export const WEBGPU_SETUP =
+  "WebGPU needs a Vulkan driver that Dawn accepts (the GPU vendor's driver and libvulkan1; for tests, Mesa 25 lavapipe)";
+
+export interface DeviceChoice<M> {
+  device: RunDevice;
+  /** The model, when choosing meant loading it (CUDA). */
+  model?: M;
+  /** The WebGPU adapter, when the choice is webgpu. */
+  adapter?: WebGpuAdapter;
+  /** The one log line: which device and why (for auto, and for a software adapter). */
+  why?: string;
+}
+
+export function isCudaProblem(err: unknown): boolean {
+  return /cuda|cudnn|shared librar|providers_shared/i.test(String((err as Error)?.message ?? err));
+}
+
+const firstLine = (err: unknown) => String((err as Error)?.message ?? err).split('\n')[0];
+
+/** Decide the device; `loadCuda` is the only way to know whether CUDA works, so a CUDA choice comes with its model. */
+export async function chooseDevice<M>(asked: Device, loadCuda: () => Promise<M>): Promise<DeviceChoice<M>> {
+  if (asked === 'cpu') return { device: 'cpu' };
+
+  let cudaProblem = '';
+  if (asked === 'cuda' || asked === 'auto') {
+    try {
+      const model = await loadCuda();
+      return { device: 'cuda', model, why: asked === 'auto' ? 'CUDA provider loaded: running on CUDA' : undefined };
+    } catch (err) {
+      if (!isCudaProblem(err)) throw err;
+      cudaProblem = firstLine(err);
+      if (asked === 'cuda')
+        throw new InputError(
+          `--device cuda: the CUDA provider could not load (${cudaProblem}). ${CUDA_SETUP}; or use --device cpu`,
+        );
+    }
+  }
+
+  const probe = await probeWebGpuAdapter();
+  if (asked === 'webgpu') {
+    if (!probe.adapter) throw new InputError(`--device webgpu: ${probe.reason}. ${WEBGPU_SETUP}; or use --device cpu`);
+    const why = probe.adapter.software
+      ? `running on WebGPU with ${describeAdapter(probe.adapter)} (right for tests; slower than --device cpu)`
+      : undefined;
+    return { device: 'webgpu', adapter: probe.adapter, why };
+  }
+
+  const cuda = `CUDA unavailable (${cudaProblem})`;
+  if (probe.adapter && !probe.adapter.software)
+    return {
+      device: 'webgpu',
+      adapter: probe.adapter,
+      why: `${cuda}; running on WebGPU (${describeAdapter(probe.adapter)})`,
+    };
+  const webgpu = probe.adapter
+    ? `WebGPU has only ${describeAdapter(probe.adapter)}, which auto never takes (--device webgpu does)`
+    : `WebGPU: ${probe.reason}`;
+  return { device: 'cpu', why: `${cuda}; ${webgpu}; running on CPU. ${CUDA_SETUP}; ${WEBGPU_SETUP}.` };
+}

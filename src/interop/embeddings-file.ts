@@ -1,0 +1,76 @@
+// The reference's embedding files: a pickled dict {signature: float32 vector} (`pickle.dump`) or the same dict as
+// an .npz (`np.savez(path, **vectors)`: one `<signature>.npy` per entry), read into one row-major matrix.
+import { decodeNpy } from '../data/store/npy.js';
+import { InputError } from '../util/errors.js';
+import { readInputFile } from '../util/input-file.js';
+import { describe, unpickle } from '../model/torch/pickle.js';
+import { isZip, readZip } from '../model/torch/zip.js';
+import { NumpyArray, numpyGlobals } from '../model/torch/numpy-pickle.js';
+
+export interface EmbeddingRows {
+  ids: string[];
+  dim: number;
+  /** [ids.length, dim], row-major. */
+  data: Float32Array;
+}
+
+export async function readEmbeddingsFile(path: string): Promise<EmbeddingRows> {
+  const bytes = await readInputFile(path);
+  if (isZip(bytes)) return fromNpz(bytes, path);
+  if (bytes[0] === 0x80) return fromPickle(bytes, path);
+  throw new InputError(`${path}: neither a pickle nor an .npz (zip) file`);
+}
+
+function fromPickle(bytes: Uint8Array, path: string): EmbeddingRows {
+  const top = unpickle(bytes, { source: path, globals: numpyGlobals() });
+  if (!(top instanceof Map))
+    throw new InputError(`${path}: expected a dict {signature: vector}, found a ${describe(top)}`);
+  const rows = new RowCollector(path);
+  for (const [key, value] of top) {
+    if (typeof key !== 'string') throw new InputError(`${path}: key ${String(key)}: expected a signature string`);
+    if (!(value instanceof NumpyArray))
+      throw new InputError(`${path}: ${key}: expected a numpy array, found a ${describe(value)}`);
+    const data = value.float32();
+    if (typeof data === 'string') throw new InputError(`${path}: ${key}: ${data}`);
+    rows.add(key, value.shape, data);
+  }
+  return rows.result();
+}
+
+function fromNpz(bytes: Uint8Array, path: string): EmbeddingRows {
+  const rows = new RowCollector(path);
+  for (const [name, entry] of readZip(bytes, path)) {
+    if (!name.endsWith('.npy')) throw new InputError(`${path}: ${name}: expected only .npy entries`);
+    const key = name.slice(0, -'.npy'.length);
+    const { data, shape } = decodeNpy(entry, `${path}: ${key}`);
+    rows.add(key, shape, data);
+  }
+  return rows.result();
+}
+
+/** Rows of one dim, each a [D] (or [1, D]) vector; the first row sets D. */
+class RowCollector {
+  private readonly ids: string[] = [];
+  private readonly vectors: Float32Array[] = [];
+  private dim = -1;
+
+  constructor(private readonly path: string) {}
+
+  add(key: string, shape: number[], data: Float32Array): void {
+    const vectorShape = shape.length === 2 && shape[0] === 1 ? [shape[1]] : shape;
+    if (vectorShape.length !== 1 || (this.dim >= 0 && vectorShape[0] !== this.dim))
+      throw new InputError(
+        `${this.path}: ${key}: shape [${shape}], expected [${this.dim >= 0 ? this.dim : 'D'}] (one vector per signature)`,
+      );
+    this.dim = vectorShape[0];
+    this.ids.push(key);
+    this.vectors.push(data);
+  }
+
+  result(): EmbeddingRows {
+    if (this.ids.length === 0) throw new InputError(`${this.path}: no embeddings in the file`);
+    const data = new Float32Array(this.ids.length * this.dim);
+    this.vectors.forEach((v, i) => data.set(v, i * this.dim));
+    return { ids: this.ids, dim: this.dim, data };
+  }
+}

@@ -1,0 +1,124 @@
+// `ctl import --embeddings`: the reference's embedding file into ctl's embedding store, checked against the
+// dataset (its signatures) and the model's other stores (their dim). Resumable: rows already stored are skipped.
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { loadDataset } from '../data/stl/dataset-io.js';
+import { EmbeddingStore, sceneProductKey } from '../data/store/embeddings.js';
+import type { Domain } from '../data/types.js';
+import { workdirPaths, type EmbeddingView } from '../data/workdir.js';
+import { InputError } from '../util/errors.js';
+import { readEmbeddingsFile } from './embeddings-file.js';
+
+export interface ImportEmbeddingsOptions {
+  workdir: string;
+  file: string;
+  kind: 'scenes' | 'products';
+  model: string;
+  /** The scene view the vectors are (default scenes-full); products always go to the products view. */
+  view?: EmbeddingView;
+  domain: Domain;
+}
+
+export interface ImportEmbeddingsSummary {
+  file: string;
+  store: string;
+  view: EmbeddingView;
+  dim: number;
+  rows: number;
+  imported: number;
+  alreadyStored: number;
+  /** Rows whose signature the dataset does not have (kept: they cost nothing), or null without a dataset. */
+  notInDataset: number | null;
+}
+
+/** Rows committed per shard: a killed import resumes from its last complete shard. */
+const ROWS_PER_SHARD = 4096;
+
+export async function importEmbeddings(options: ImportEmbeddingsOptions): Promise<ImportEmbeddingsSummary> {
+  const view: EmbeddingView = options.kind === 'products' ? 'products' : (options.view ?? 'scenes-full');
+  if (options.kind === 'products' && options.view && options.view !== 'products')
+    throw new InputError(`--view ${options.view} is a scene view; product embeddings go to the products view`);
+  if (options.kind === 'scenes' && view === 'products')
+    throw new InputError('--view products is not a scene view (scenes-full or scenes-hide-product)');
+
+  const rows = await readEmbeddingsFile(options.file);
+  const paths = workdirPaths(options.workdir);
+  const notInDataset = await countUnknown(options, rows.ids, view);
+  await checkOtherStores(options, view, rows.dim);
+
+  const store = await EmbeddingStore.openOrCreate(paths.embeddings(options.model, view), {
+    model: options.model,
+    dim: rows.dim,
+    view,
+    preprocessing: { importedFrom: basename(options.file) },
+  });
+  const fresh: number[] = [];
+  rows.ids.forEach((id, i) => {
+    if (!store.has(id)) fresh.push(i);
+  });
+  for (let start = 0; start < fresh.length; start += ROWS_PER_SHARD) {
+    const chunk = fresh.slice(start, start + ROWS_PER_SHARD);
+    const data = new Float32Array(chunk.length * rows.dim);
+    chunk.forEach((row, i) => data.set(rows.data.subarray(row * rows.dim, (row + 1) * rows.dim), i * rows.dim));
+    await store.append(
+      chunk.map((row) => rows.ids[row]),
+      data,
+      'import',
+    );
+  }
+  return {
+    file: options.file,
+    store: store.dir,
+    view,
+    dim: rows.dim,
+    rows: rows.ids.length,
+    imported: fresh.length,
+    alreadyStored: rows.ids.length - fresh.length,
+    notInDataset,
+  };
+}
+
+/** How many ids the dataset lacks; an error when it has none of them (most likely the wrong --kind or --view). */
+async function countUnknown(
+  options: ImportEmbeddingsOptions,
+  ids: string[],
+  view: EmbeddingView,
+): Promise<number | null> {
+  try {
+    await stat(workdirPaths(options.workdir).dataset(options.domain));
+  } catch {
+    return null; // no dataset yet: `ctl data fetch` may come later
+  }
+  const dataset = await loadDataset(options.workdir, options.domain);
+  const known = new Set<string>(
+    view === 'products'
+      ? dataset.products.map((p) => p.sig)
+      : view === 'scenes-full'
+        ? dataset.scenes.map((s) => s.sig)
+        : dataset.pairs.map((p) => sceneProductKey(p.scene, p.product)),
+  );
+  const unknown = ids.filter((id) => !known.has(id)).length;
+  if (unknown === ids.length)
+    throw new InputError(
+      `${options.file}: none of its ${ids.length} signatures is a ${options.kind === 'products' ? 'product' : 'scene'} of the ${options.domain} dataset (wrong --kind?)`,
+    );
+  return unknown;
+}
+
+/** The model's stores of the other views must hold vectors of the same dim: train pairs scenes with products. */
+async function checkOtherStores(options: ImportEmbeddingsOptions, view: EmbeddingView, dim: number): Promise<void> {
+  const paths = workdirPaths(options.workdir);
+  for (const other of ['products', 'scenes-full', 'scenes-hide-product'] as const) {
+    if (other === view) continue;
+    let store: EmbeddingStore;
+    try {
+      store = await EmbeddingStore.open(paths.embeddings(options.model, other));
+    } catch {
+      continue; // not there (yet)
+    }
+    if (store.dim !== dim)
+      throw new InputError(
+        `${options.file}: ${dim}-d vectors, but the ${other} embeddings of '${options.model}' in ${store.dir} are ${store.dim}-d`,
+      );
+  }
+}

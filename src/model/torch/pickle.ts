@@ -1,0 +1,468 @@
+// A Python pickle reader (protocols 0–5) that never runs anything: a global is only usable when the caller's
+// registry names it, and calling one runs the registry's TypeScript, never Python. Any other global, and the opcodes
+// that exist only to call arbitrary code (INST, OBJ, EXT*), stop the read with an InputError naming what was refused.
+//
+// Values come back as plain JavaScript: None → null, bool → boolean, int → number (bigint past 2^53), float → number,
+// str → string, bytes/bytearray → Uint8Array (a view into the input), list and tuple → array, dict → Map, set → Set;
+// globals → whatever their registry entry builds.
+import { InputError } from '../../util/errors.js';
+
+/** What a registry entry does when the pickle calls the global (REDUCE, NEWOBJ). */
+export interface PickleGlobal {
+  call?: (args: unknown[]) => unknown;
+}
+
+/** An object built by a registry call that takes a state afterwards (BUILD, i.e. Python's __setstate__). */
+export interface PickleStateful {
+  setState(state: unknown): void;
+}
+
+/** A global the pickle named and the registry allowed, as it sits on the stack (e.g. a type passed as argument). */
+export class PickleGlobalRef {
+  constructor(
+    readonly name: string,
+    readonly impl: PickleGlobal,
+  ) {}
+}
+
+export interface UnpickleOptions {
+  /** File or entry name, for messages. */
+  source: string;
+  /** Allowed globals by dotted name (`collections.OrderedDict`). */
+  globals: ReadonlyMap<string, PickleGlobal>;
+  /** Resolves BINPERSID ids (torch's storages); persistent ids are refused without it. */
+  persistentLoad?: (pid: unknown) => unknown;
+}
+
+const UTF8 = new TextDecoder('utf-8');
+const LATIN1 = new TextDecoder('latin1');
+
+export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
+  return new Unpickler(bytes, options).run();
+}
+
+function isStateful(value: unknown): value is PickleStateful {
+  return typeof value === 'object' && value !== null && typeof (value as PickleStateful).setState === 'function';
+}
+
+class Unpickler {
+  private pos = 0;
+  private readonly view: DataView;
+  private stack: unknown[] = [];
+  private readonly marks: unknown[][] = [];
+  private readonly memo = new Map<number, unknown>();
+
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly options: UnpickleOptions,
+  ) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  fail(message: string): never {
+    throw new InputError(`${this.options.source}: ${message}`);
+  }
+
+  private take(n: number): Uint8Array {
+    if (this.pos + n > this.bytes.length) this.fail(`truncated pickle (wanted ${n} bytes at byte ${this.pos})`);
+    const out = this.bytes.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  private u8(): number {
+    return this.take(1)[0];
+  }
+  private u16(): number {
+    const v = this.view.getUint16(this.pos, true);
+    this.take(2);
+    return v;
+  }
+  private u32(): number {
+    if (this.pos + 4 > this.bytes.length) this.take(4);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  private u64(): number {
+    if (this.pos + 8 > this.bytes.length) this.take(8);
+    const v = this.view.getBigUint64(this.pos, true);
+    this.pos += 8;
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`length ${v} is too large`);
+    return Number(v);
+  }
+  private line(): string {
+    const end = this.bytes.indexOf(0x0a, this.pos);
+    if (end < 0) this.fail(`truncated pickle (no end of line after byte ${this.pos})`);
+    const text = LATIN1.decode(this.bytes.subarray(this.pos, end));
+    this.pos = end + 1;
+    return text;
+  }
+  private utf8(n: number): string {
+    return UTF8.decode(this.take(n));
+  }
+  private latin1(n: number): string {
+    return LATIN1.decode(this.take(n));
+  }
+
+  private pop(): unknown {
+    if (this.stack.length === 0) this.fail(`stack underflow at byte ${this.pos - 1}`);
+    return this.stack.pop();
+  }
+  private top(): unknown {
+    if (this.stack.length === 0) this.fail(`stack underflow at byte ${this.pos - 1}`);
+    return this.stack[this.stack.length - 1];
+  }
+  /** Push a value built from the items since the last MARK (built first: that pop restores the stack below). */
+  private pushFromMark(build: (items: unknown[]) => unknown): void {
+    const value = build(this.popMark());
+    this.stack.push(value);
+  }
+
+  /** The items pushed since the last MARK, restoring the stack below it. */
+  private popMark(): unknown[] {
+    const items = this.stack;
+    const below = this.marks.pop();
+    if (!below) this.fail(`no MARK before byte ${this.pos - 1}`);
+    this.stack = below;
+    return items;
+  }
+
+  private resolveGlobal(module: string, name: string): PickleGlobalRef {
+    const dotted = `${module}.${name}`;
+    const impl = this.options.globals.get(dotted);
+    if (!impl) this.fail(`refused global ${dotted}: not on the list of allowed globals (nothing was run)`);
+    return new PickleGlobalRef(dotted, impl);
+  }
+
+  private callGlobal(callable: unknown, args: unknown): unknown {
+    if (!(callable instanceof PickleGlobalRef))
+      this.fail(`cannot call a ${describe(callable)} at byte ${this.pos - 1}`);
+    if (!Array.isArray(args)) this.fail(`${callable.name}: arguments are not a tuple`);
+    if (!callable.impl.call) this.fail(`refused to call ${callable.name}: it is allowed as a value only`);
+    try {
+      return callable.impl.call(args);
+    } catch (err) {
+      if (err instanceof InputError) throw err;
+      this.fail(`${callable.name}: ${(err as Error).message}`);
+    }
+  }
+
+  private setItems(target: unknown, items: unknown[]): void {
+    if (!(target instanceof Map)) this.fail(`SETITEM(S) on a ${describe(target)}`);
+    for (let i = 0; i + 1 < items.length; i += 2) target.set(dictKey(items[i]), items[i + 1]);
+  }
+
+  private append(target: unknown, items: unknown[]): void {
+    if (!Array.isArray(target)) this.fail(`APPEND(S) on a ${describe(target)}`);
+    target.push(...items);
+  }
+
+  run(): unknown {
+    for (;;) {
+      const op = this.u8();
+      switch (op) {
+        case 0x80: // PROTO
+          if (this.u8() > 5) this.fail('pickle protocol above 5');
+          break;
+        case 0x95: // FRAME: a length hint only
+          this.u64();
+          break;
+        case 0x2e: // STOP
+          return this.pop();
+        case 0x28: // MARK
+          this.marks.push(this.stack);
+          this.stack = [];
+          break;
+        case 0x30: // POP
+          this.pop();
+          break;
+        case 0x31: // POP_MARK
+          this.popMark();
+          break;
+        case 0x32: // DUP
+          this.stack.push(this.top());
+          break;
+
+        case 0x4e: // NONE
+          this.stack.push(null);
+          break;
+        case 0x88: // NEWTRUE
+          this.stack.push(true);
+          break;
+        case 0x89: // NEWFALSE
+          this.stack.push(false);
+          break;
+        case 0x49: {
+          // INT (text): also protocol 0's True/False
+          const text = this.line();
+          this.stack.push(text === '01' ? true : text === '00' ? false : parseIntText(text, this));
+          break;
+        }
+        case 0x4c: // LONG (text)
+          this.stack.push(parseIntText(this.line().replace(/L$/, ''), this));
+          break;
+        case 0x4a: // BININT
+          this.stack.push(this.view.getInt32(this.advance(4), true));
+          break;
+        case 0x4b: // BININT1
+          this.stack.push(this.u8());
+          break;
+        case 0x4d: // BININT2
+          this.stack.push(this.u16());
+          break;
+        case 0x8a: // LONG1
+          this.stack.push(littleEndianSigned(this.take(this.u8())));
+          break;
+        case 0x8b: // LONG4
+          this.stack.push(littleEndianSigned(this.take(this.u32())));
+          break;
+        case 0x47: // BINFLOAT (big-endian double)
+          this.stack.push(this.view.getFloat64(this.advance(8), false));
+          break;
+        case 0x46: // FLOAT (text)
+          this.stack.push(Number(this.line()));
+          break;
+
+        case 0x58: // BINUNICODE
+          this.stack.push(this.utf8(this.u32()));
+          break;
+        case 0x8c: // SHORT_BINUNICODE
+          this.stack.push(this.utf8(this.u8()));
+          break;
+        case 0x8d: // BINUNICODE8
+          this.stack.push(this.utf8(this.u64()));
+          break;
+        case 0x54: // BINSTRING (Python 2 str)
+          this.stack.push(this.latin1(this.u32()));
+          break;
+        case 0x55: // SHORT_BINSTRING
+          this.stack.push(this.latin1(this.u8()));
+          break;
+        case 0x42: // BINBYTES
+          this.stack.push(this.take(this.u32()));
+          break;
+        case 0x43: // SHORT_BINBYTES
+          this.stack.push(this.take(this.u8()));
+          break;
+        case 0x8e: // BINBYTES8
+        case 0x96: // BYTEARRAY8
+          this.stack.push(this.take(this.u64()));
+          break;
+        case 0x97: // NEXT_BUFFER: out-of-band data this file does not carry
+          this.fail('out-of-band buffer (pickle protocol 5 buffer_callback) is not in the file');
+          break;
+        case 0x98: // READONLY_BUFFER
+          break;
+
+        case 0x29: // EMPTY_TUPLE
+          this.stack.push([]);
+          break;
+        case 0x74: // TUPLE
+          this.pushFromMark((items) => items);
+          break;
+        case 0x85: // TUPLE1
+          this.stack.push([this.pop()]);
+          break;
+        case 0x86: {
+          // TUPLE2
+          const b = this.pop();
+          this.stack.push([this.pop(), b]);
+          break;
+        }
+        case 0x87: {
+          // TUPLE3
+          const c = this.pop();
+          const b = this.pop();
+          this.stack.push([this.pop(), b, c]);
+          break;
+        }
+        case 0x5d: // EMPTY_LIST
+          this.stack.push([]);
+          break;
+        case 0x6c: // LIST
+          this.pushFromMark((items) => items);
+          break;
+        case 0x61: {
+          // APPEND
+          const item = this.pop();
+          this.append(this.top(), [item]);
+          break;
+        }
+        case 0x65: {
+          // APPENDS
+          const items = this.popMark();
+          this.append(this.top(), items);
+          break;
+        }
+        case 0x7d: // EMPTY_DICT
+          this.stack.push(new Map());
+          break;
+        case 0x64: {
+          // DICT
+          this.pushFromMark((items) => {
+            const dict = new Map();
+            this.setItems(dict, items);
+            return dict;
+          });
+          break;
+        }
+        case 0x73: {
+          // SETITEM
+          const value = this.pop();
+          const key = this.pop();
+          this.setItems(this.top(), [key, value]);
+          break;
+        }
+        case 0x75: {
+          // SETITEMS
+          const items = this.popMark();
+          this.setItems(this.top(), items);
+          break;
+        }
+        case 0x8f: // EMPTY_SET
+          this.stack.push(new Set());
+          break;
+        case 0x90: {
+          // ADDITEMS
+          const items = this.popMark();
+          const set = this.top();
+          if (!(set instanceof Set)) this.fail(`ADDITEMS on a ${describe(set)}`);
+          for (const item of items) set.add(item);
+          break;
+        }
+        case 0x91: // FROZENSET
+          this.pushFromMark((items) => new Set(items));
+          break;
+
+        case 0x63: {
+          // GLOBAL "module\nname\n"
+          const module = this.line();
+          this.stack.push(this.resolveGlobal(module, this.line()));
+          break;
+        }
+        case 0x93: {
+          // STACK_GLOBAL
+          const name = this.pop();
+          const module = this.pop();
+          if (typeof module !== 'string' || typeof name !== 'string') this.fail('STACK_GLOBAL needs two strings');
+          this.stack.push(this.resolveGlobal(module, name));
+          break;
+        }
+        case 0x52: {
+          // REDUCE
+          const args = this.pop();
+          this.stack.push(this.callGlobal(this.pop(), args));
+          break;
+        }
+        case 0x81: {
+          // NEWOBJ: cls.__new__(cls, *args)
+          const args = this.pop();
+          this.stack.push(this.callGlobal(this.pop(), args));
+          break;
+        }
+        case 0x92: {
+          // NEWOBJ_EX
+          const kwargs = this.pop();
+          const args = this.pop();
+          if (!(kwargs instanceof Map) || kwargs.size > 0) this.fail('NEWOBJ_EX with keyword arguments');
+          this.stack.push(this.callGlobal(this.pop(), args));
+          break;
+        }
+        case 0x62: {
+          // BUILD: obj.__setstate__(state)
+          const state = this.pop();
+          const target = this.top();
+          if (isStateful(target)) target.setState(state);
+          // A dict subclass (OrderedDict) with attributes, such as a state_dict's `_metadata`: the attributes carry
+          // module versions this reader has no use for.
+          else if (!(target instanceof Map)) this.fail(`BUILD on a ${describe(target)}`);
+          break;
+        }
+        case 0x51: {
+          // BINPERSID
+          const pid = this.pop();
+          if (!this.options.persistentLoad) this.fail('persistent id in a pickle that should have none');
+          this.stack.push(this.options.persistentLoad(pid));
+          break;
+        }
+
+        case 0x68: // BINGET
+          this.stack.push(this.get(this.u8()));
+          break;
+        case 0x6a: // LONG_BINGET
+          this.stack.push(this.get(this.u32()));
+          break;
+        case 0x67: // GET
+          this.stack.push(this.get(Number(this.line())));
+          break;
+        case 0x71: // BINPUT
+          this.memo.set(this.u8(), this.top());
+          break;
+        case 0x72: // LONG_BINPUT
+          this.memo.set(this.u32(), this.top());
+          break;
+        case 0x70: // PUT
+          this.memo.set(Number(this.line()), this.top());
+          break;
+        case 0x94: // MEMOIZE
+          this.memo.set(this.memo.size, this.top());
+          break;
+
+        case 0x69: // INST
+        case 0x6f: // OBJ
+        case 0x82: // EXT1
+        case 0x83: // EXT2
+        case 0x84: // EXT4
+        case 0x50: // PERSID (text)
+          this.fail(`refused opcode 0x${op.toString(16)} at byte ${this.pos - 1} (not used by torch.save or numpy)`);
+          break;
+        default:
+          this.fail(`not a pickle, or a corrupt one: unknown opcode 0x${op.toString(16)} at byte ${this.pos - 1}`);
+      }
+    }
+  }
+
+  /** Skip `n` bytes and return where they started (for DataView reads). */
+  private advance(n: number): number {
+    const at = this.pos;
+    this.take(n);
+    return at;
+  }
+
+  private get(index: number): unknown {
+    if (!this.memo.has(index)) this.fail(`memo ${index} read before it was written`);
+    return this.memo.get(index);
+  }
+}
+
+/** Python dict keys as Map keys: numbers, strings and the like stay as they are; tuples become their repr-ish text. */
+function dictKey(key: unknown): unknown {
+  return Array.isArray(key) ? JSON.stringify(key) : key;
+}
+
+function parseIntText(text: string, reader: { fail(message: string): never }): number | bigint {
+  if (!/^[-+]?\d+$/.test(text.trim())) reader.fail(`bad integer ${JSON.stringify(text)}`);
+  const big = BigInt(text.trim());
+  return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big;
+}
+
+/** A two's-complement little-endian integer (LONG1/LONG4). */
+function littleEndianSigned(bytes: Uint8Array): number | bigint {
+  if (bytes.length === 0) return 0;
+  let value = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i]);
+  if (bytes[bytes.length - 1] & 0x80) value -= 1n << BigInt(bytes.length * 8);
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+}
+
+/** A short description of a value for messages. */
+export function describe(value: unknown): string {
+  if (value === null) return 'None';
+  if (value instanceof PickleGlobalRef) return value.name;
+  if (value instanceof Map) return 'dict';
+  if (Array.isArray(value)) return 'list/tuple';
+  if (value instanceof Uint8Array) return 'bytes';
+  if (typeof value === 'object') return value.constructor?.name ?? 'object';
+  return typeof value;
+}

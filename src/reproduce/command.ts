@@ -1,0 +1,60 @@
+// `ctl reproduce`: see reproduce.ts.
+import { Command, Option } from 'commander';
+import type { EvalSplit } from '../eval/evaluate.js';
+import { engineOption } from '../eval/command.js';
+import type { EngineName } from '../eval/engines.js';
+import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.js';
+import { action, withCommon } from '../util/command.js';
+import { log, printJson } from '../util/log.js';
+
+interface ReproduceCommandOptions {
+  configs: string;
+  embeddings?: string;
+  split: EvalSplit;
+  backend: BackendChoice;
+  engine: EngineName;
+}
+
+export function registerReproduceCommand(program: Command): void {
+  withCommon(
+    program
+      .command('reproduce')
+      .description(
+        "train (or reuse) each config's run on the reference's seed split and a twin on the scene split, " +
+          'evaluate them (seed; catalog and category), print them beside the reference table',
+      )
+      .option('--configs <files>', 'comma-separated training configs', 'configs/v1.json,configs/v2.json')
+      .option(
+        '--embeddings <model>',
+        "train and evaluate on this embedding model's store instead of the configs' (e.g. synthetic)",
+      )
+      .addOption(
+        new Option('--split <part>', 'part the catalog and category protocols evaluate (seed: always its val part)')
+          .choices(['val', 'test'])
+          .default('test'),
+      )
+      .addOption(
+        new Option('--backend <name>', 'TensorFlow.js backend for training').choices(BACKEND_CHOICES).default('auto'),
+      )
+      .addOption(engineOption()),
+  ).action(
+    action<ReproduceCommandOptions>(async (o) => {
+      // Training and ranking load on use, so `ctl --help` stays quick.
+      const { reproduce } = await import('./reproduce.js');
+      const result = await reproduce({
+        workdir: o.workdir,
+        configs: o.configs
+          .split(',')
+          .map((c) => c.trim())
+          .filter(Boolean),
+        embeddings: o.embeddings,
+        split: o.split,
+        backend: o.backend,
+        engine: o.engine,
+      });
+      log(['', ...result.lines].join('\n'));
+      if (o.json)
+        printJson({ data: result.data, runs: result.runs, zeroShot: result.zeroShot, reference: result.reference });
+    }),
+  );
+}

@@ -1,0 +1,20 @@
+// Row-major float32 matrices (`rows × dim` values in one Float32Array): the helpers several stages share.
+
+/** Scale every row to unit L2 norm, in place (a zero row stays zero); returns the matrix. */
+export function l2NormalizeRows(matrix: Float32Array, dim: number): Float32Array {
+  for (let row = 0; row < matrix.length; row += dim) {
+    let sum = 0;
+    for (let i = row; i < row + dim; i++) sum += matrix[i] * matrix[i];
+    const scale = sum > 0 ? 1 / Math.sqrt(sum) : 0;
+    for (let i = row; i < row + dim; i++) matrix[i] *= scale;
+  }
+  return matrix;
+}
+
+/** The given rows of a matrix, in that order, as a new matrix; row index -1 gives a zero row. */
+export function gatherRows(matrix: Float32Array, rows: ArrayLike<number>, dim: number): Float32Array {
+  const out = new Float32Array(rows.length * dim);
+  for (let i = 0; i < rows.length; i++)
+    if (rows[i] >= 0) out.set(matrix.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
+  return out;
+}

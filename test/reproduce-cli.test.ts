@@ -1,0 +1,129 @@
+// `ctl reproduce` end to end through the built CLI (run `npm run build` first), on a small planted-structure
+// workdir with tiny v1/v2-shaped configs that, like the real ones, name the seed split (eval-fixtures).
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Dataset } from '../src/data/dataset.js';
+import { loadDataset } from '../src/data/stl/dataset-io.js';
+import type { SplitScheme } from '../src/data/types.js';
+import { plantedWorkdirWithConfigs } from './eval-fixtures.js';
+import { TEST_MODEL } from './train-fixtures.js';
+
+const cli = resolve(__dirname, '../dist/cli.js');
+let workdir = '';
+let configs = '';
+
+function ctl(...args: string[]) {
+  const p = spawnSync(process.execPath, [cli, ...args, '--workdir', workdir], { encoding: 'utf8', timeout: 240_000 });
+  return { code: p.status, stdout: p.stdout, stderr: p.stderr };
+}
+
+/** The scenes of a part of a split. */
+function scenesOf(dataset: Dataset, scheme: SplitScheme, part: 'train' | 'val' | 'test'): Set<string> {
+  return new Set((dataset.splits[scheme]?.parts[part] ?? []).map((p) => dataset.pairs[p].scene));
+}
+
+async function runConfig(run: string) {
+  return JSON.parse(await readFile(join(workdir, 'runs', run, 'config.json'), 'utf8')).config;
+}
+
+beforeAll(async () => {
+  const planted = await plantedWorkdirWithConfigs();
+  workdir = planted.workdir;
+  configs = `${planted.v1},${planted.v2}`;
+}, 120_000);
+
+afterAll(async () => {
+  await rm(workdir, { recursive: true, force: true });
+});
+
+describe('ctl reproduce', () => {
+  it('trains each config on the seed split and a twin on the scene split, prints the tables, labels the data', async () => {
+    const r = ctl('reproduce', '--configs', configs, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('data: SYNTHETIC data');
+    expect(r.stderr).toContain('not STL results');
+    expect(r.stderr).toMatch(/seed protocol[^\n]*\n[^\n]*R@1/);
+    expect(r.stderr).toMatch(/reference v1 \(STL-Fashion, published\)\s+-\s+6\.1%\s+17\.9%\s+25\.4%/);
+    expect(r.stderr).toMatch(/reference v2 \(STL-Fashion, published\)\s+-\s+12\.3%\s+28\.6%\s+36\.6%/);
+    expect(r.stderr).toContain('catalog protocol (scene-disjoint split, test part');
+    expect(r.stderr).toContain('category protocol (scene-disjoint split, test part');
+    expect(r.stderr.match(/zero-shot \(raw embeddings\)/g)).toHaveLength(3);
+    // The seed table holds the seed-split runs, the honest tables their scene-split twins, none flagged.
+    const [seedTable, catalogTable, categoryTable] = r.stderr
+      .split(/\n(?=(?:seed|catalog|category) protocol \()/)
+      .slice(1);
+    expect(seedTable).toMatch(/\nours v1 /);
+    expect(seedTable).toMatch(/\nours v2 /);
+    expect(seedTable).not.toContain('-scene');
+    for (const table of [catalogTable, categoryTable]) {
+      expect(table).toMatch(/\nours v1-scene /);
+      expect(table).toMatch(/\nours v2-scene /);
+      expect(table).not.toMatch(/\nours v[12] /);
+      expect(table).not.toContain('were in training');
+    }
+    // The seed protocol is the reference's own leaky one: its rows stay flagged.
+    expect(seedTable).toMatch(/\nours v2 .*\* \d+% of these pairs' scenes were in training/);
+    // Our synthetic rows never carry an STL label.
+    for (const line of r.stderr.split('\n').filter((l) => l.startsWith('ours '))) expect(line).not.toContain('STL');
+
+    const doc = JSON.parse(r.stdout);
+    expect(doc.data).toMatchObject({ source: 'synthetic', embeddings: TEST_MODEL });
+    expect(doc.runs.map((x: { run: string; split: string; trained: boolean }) => [x.run, x.split, x.trained])).toEqual([
+      ['v1', 'seed', true],
+      ['v1-scene', 'scene', true],
+      ['v2', 'seed', true],
+      ['v2-scene', 'scene', true],
+    ]);
+    for (const run of doc.runs) {
+      expect(
+        run.reports.map((x: { protocol: string; split: { part: string } }) => `${x.protocol}-${x.split.part}`),
+      ).toEqual(run.split === 'seed' ? ['seed-val'] : ['catalog-test', 'category-test']);
+      for (const report of run.reports)
+        expect(existsSync(join(workdir, 'runs', run.run, 'eval', `${report.protocol}-${report.split.part}.json`))).toBe(
+          true,
+        );
+    }
+
+    // The proof, from what each run recorded: every catalog and category row comes from a run whose training
+    // scenes are disjoint from the scenes it was scored on; every seed row from a run trained on the seed split.
+    const dataset = await loadDataset(workdir, 'fashion');
+    let honestRows = 0;
+    for (const run of doc.runs) {
+      const config = await runConfig(run.run);
+      const trainScenes = scenesOf(dataset, config.split, 'train');
+      expect(trainScenes.size).toBeGreaterThan(0);
+      for (const report of run.reports) {
+        if (report.protocol === 'seed') {
+          expect(config.split).toBe('seed');
+          continue;
+        }
+        const scored = scenesOf(dataset, report.split.scheme, report.split.part);
+        expect(scored.size).toBeGreaterThan(0);
+        expect([...scored].filter((scene) => trainScenes.has(scene))).toEqual([]);
+        expect(report.trainSceneOverlap).toBe(0);
+        honestRows++;
+      }
+    }
+    expect(honestRows).toBe(4);
+    // The twin is its config with only the split changed, by a recorded `--set split=scene`.
+    const twin = JSON.parse(await readFile(join(workdir, 'runs', 'v2-scene', 'config.json'), 'utf8'));
+    expect(twin.overrides?.set).toEqual(['split=scene']);
+    const { split, ...rest } = twin.config;
+    const { split: originalSplit, ...original } = await runConfig('v2');
+    expect([originalSplit, split]).toEqual(['seed', 'scene']);
+    expect(rest).toEqual(original);
+    // The planted structure is learnable without seeing the test scenes: v2's twin beats the zero-shot floor.
+    expect(doc.runs[3].reports[0].metrics.recall['50']).toBeGreaterThan(doc.zeroShot[1].metrics.recall['50']);
+  });
+
+  it('reuses finished runs, twins included, on a second call', () => {
+    const r = ctl('reproduce', '--configs', configs, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("run 'v1' is finished");
+    expect(r.stderr).toContain("run 'v2-scene' is finished");
+    expect(JSON.parse(r.stdout).runs.map((x: { trained: boolean }) => x.trained)).toEqual([false, false, false, false]);
+  });
+});
