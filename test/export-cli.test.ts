@@ -69,7 +69,7 @@ describe('ctl export', () => {
     expect(summary.onnxDifference.scene).toBeLessThan(1e-5);
     expect(run.stderr).toMatch(/ONNX checked against tfjs/);
     const names = (await readdir(dir)).sort();
-    expect(names).toEqual(expect.arrayContaining(['config.json', 'model-card.md', 'model.safetensors']));
+    expect(names).toEqual(expect.arrayContaining(['config.json', 'model-card.md', 'model.pt', 'model.safetensors']));
     expect(names).toEqual(
       expect.arrayContaining(['product_index.jsonl', 'product_index.npy', 'product_tower.onnx', 'scene_tower.onnx']),
     );

@@ -18,8 +18,9 @@ export function registerExportCommand(program: Command): void {
     program
       .command('export')
       .description(
-        "a run's checkpoint as portable files: the reference's state_dict (safetensors + config.json), both towers " +
-          'as ONNX, the product index (.npy + .jsonl) and model-card.md; each format is checked when written',
+        "a run's checkpoint as portable files: the reference's state_dict (safetensors + config.json), its " +
+          'torch.save checkpoint dict (pt), both towers as ONNX, the product index (.npy + .jsonl) and ' +
+          'model-card.md; each format is checked when written',
       )
       .option('--run <name>', 'run under <workdir>/runs/ to export')
       .addOption(new Option('--checkpoint <which>', 'checkpoint of the run').choices(['best', 'last']).default('best'))

@@ -1,7 +1,7 @@
 // `ctl export`: a run's checkpoint as files a user takes anywhere (see formats.ts): the reference's state_dict in
-// safetensors (+ config.json), both towers as ONNX, the product index and a model card. Each format is checked
-// once written (safetensors read back bit-exact; ONNX run in onnxruntime against the tfjs forward), or the export
-// fails. The folder is written whole beside its destination and renamed into place: an interrupted export leaves
+// safetensors (+ config.json) and as the reference's torch.save checkpoint dict (pt), both towers as ONNX, the
+// product index and a model card. Each format is checked once written (safetensors and pt read back bit-exact;
+// ONNX run in onnxruntime against the tfjs forward), or the export fails. The folder is written whole beside its destination and renamed into place: an interrupted export leaves
 // the previous one.
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -12,7 +12,10 @@ import { workdirPaths } from '../data/workdir.js';
 import type { EvalReport } from '../eval/evaluate.js';
 import type { CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
-import { decodeSafetensors, encodeSafetensors } from '../model/safetensors.js';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../model/safetensors.js';
+import { decodeTorchCheckpoint } from '../model/torch/read-checkpoint.js';
+import type { TorchTensor } from '../model/torch/tensor.js';
+import { encodeTorchCheckpoint } from '../model/torch/write-checkpoint.js';
 import { TwoTower } from '../model/two-tower.js';
 import type { TrainConfig } from '../train/config.js';
 import { cleanTempFiles, tempPathFor, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
@@ -73,10 +76,12 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
     let onnxDifference: ExportSummary['onnxDifference'];
     if (o.formats.includes('safetensors')) await writeSafetensors(write, tmp, tower, model);
     if (o.formats.includes('onnx')) onnxDifference = await writeOnnx(write, tower, model, index, o.run);
+    const evalReports = await readEvalReports(runDir);
+    if (o.formats.includes('pt'))
+      await writePt(write, tmp, tower, model, checkpointMetrics(model, o.checkpoint, evalReports));
     await write(FILES.indexVectors, encodeNpy(index.vectors, [index.products.length, model.spec.out]));
     await write(FILES.indexRows, indexRows(dataset, index));
     await writeJsonAtomic(join(tmp, FILES.config), exportConfig(o, model, dataset, reference));
-    const evalReports = await readEvalReports(runDir);
     const indexSummary = { rows: index.products.length, skipped: index.skipped };
     await write(
       FILES.card,
@@ -129,19 +134,66 @@ async function writeSafetensors(write: Write, dir: string, tower: TwoTower, mode
   await write(FILES.safetensors, encodeSafetensors({ tensors, metadata }));
   const path = join(dir, FILES.safetensors);
   const back = decodeSafetensors(new Uint8Array(await readFile(path)), path);
-  const names = Object.keys(tensors);
-  if (Object.keys(back.tensors).join() !== names.join())
-    throw new RunError(`safetensors export: ${path} does not hold the ${names.length} tensors written`);
+  checkSameTensors(path, tensors, back.tensors);
+}
+
+/** model.pt: the reference's checkpoint dict as torch.save writes it; read back, every tensor must be identical. */
+async function writePt(
+  write: Write,
+  dir: string,
+  tower: TwoTower,
+  model: TrainedModel,
+  metrics: Map<string, number>,
+): Promise<void> {
+  const stateDict = new Map(Object.entries(referenceStateDict(tower, model.params)) as [string, TorchTensor][]);
+  const { cat_to_idx, num_categories } = model.state.categoryMap;
+  await write(
+    FILES.pt,
+    encodeTorchCheckpoint(
+      {
+        epoch: model.state.epoch,
+        modelStateDict: stateDict,
+        metrics,
+        numCategories: num_categories,
+        catToIdx: new Map(Object.entries(cat_to_idx)),
+      },
+      'model',
+    ),
+  );
+  const path = join(dir, FILES.pt);
+  const back = decodeTorchCheckpoint(new Uint8Array(await readFile(path)), path);
+  if (back.meta.epoch !== model.state.epoch || back.meta.numCategories !== num_categories)
+    throw new RunError(`pt export: ${path}: epoch or num_categories does not read back as written`);
+  if (JSON.stringify(Object.fromEntries(back.meta.catToIdx ?? [])) !== JSON.stringify(cat_to_idx))
+    throw new RunError(`pt export: ${path}: cat_to_idx does not read back as written`);
+  checkSameTensors(path, Object.fromEntries(stateDict), Object.fromEntries(back.stateDict));
+}
+
+/** The reference's `metrics` of a checkpoint: its selection metric, and its \`ctl eval\` results (`seed/recall@10`). */
+function checkpointMetrics(
+  model: TrainedModel<TrainConfig>,
+  which: CheckpointName,
+  reports: EvalReport[],
+): Map<string, number> {
+  const metrics = new Map<string, number>([[model.config.selection.metric, model.state.metric]]);
+  for (const r of reports) {
+    if (r.checkpoint?.which !== which || r.checkpoint.epoch !== model.state.epoch) continue;
+    for (const [k, v] of Object.entries(r.metrics.recall)) metrics.set(`${r.protocol}/recall@${k}`, v);
+    metrics.set(`${r.protocol}/mrr`, r.metrics.mrr);
+  }
+  return metrics;
+}
+
+/** Every tensor written is read back with the same names (in order), shapes and bytes. */
+function checkSameTensors(path: string, written: Record<string, SafeTensor>, read: Record<string, SafeTensor>): void {
+  const names = Object.keys(written);
+  if (Object.keys(read).join() !== names.join())
+    throw new RunError(`export: ${path} does not hold the ${names.length} tensors written`);
   for (const name of names) {
-    const a = tensors[name];
-    const b = back.tensors[name];
-    if (
-      a.shape.join() !== b.shape.join() ||
-      !Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).equals(
-        Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength),
-      )
-    )
-      throw new RunError(`safetensors export: ${path}: ${name} does not read back as written`);
+    const [a, b] = [written[name], read[name]];
+    const bytes = (t: SafeTensor) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    if (a.shape.join() !== b.shape.join() || !bytes(a).equals(bytes(b)))
+      throw new RunError(`export: ${path}: ${name} does not read back as written`);
   }
 }
 

@@ -109,6 +109,16 @@ function snippet(format: ExportFormat | 'index', c: CardInput): string[] {
         `model.load_state_dict(load_file('${FILES.safetensors}'), strict=True); model.eval()`,
       ],
     },
+    pt: {
+      title: `\`${FILES.pt}\` (torch.save of the reference's checkpoint dict: epoch, model_state_dict, metrics, num_categories, cat_to_idx)`,
+      code: [
+        'import json, torch',
+        `from torch_two_tower import ${cls}`,
+        `checkpoint = torch.load('${FILES.pt}', map_location='cpu')`,
+        construct,
+        "model.load_state_dict(checkpoint['model_state_dict'], strict=True); model.eval()",
+      ],
+    },
     onnx: {
       title:
         `\`${FILES.sceneOnnx}\`, \`${FILES.productOnnx}\` (opset 17, dynamic batch; inputs ` +
