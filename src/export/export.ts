@@ -321,10 +321,4 @@ async function replaceFolder(tmp: string, out: string): Promise<void> {
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
+const isDirectory = async (path: string) => (await stat(path).catch(() => null))?.isDirectory() === true;

@@ -26,8 +26,11 @@ export function modelCard(c: CardInput): string {
   const lines = [
     `# \`${c.run}\`: a ${spec.arch} two-tower model for complete-the-look recommendation`,
     '',
-    `Exported by \`ctl export\` from run \`${c.run}\`, \`${c.which}\` checkpoint: epoch ${state.epoch}, ` +
-      `selection metric ${state.metric.toFixed(4)} (best ${state.best.metric.toFixed(4)} at epoch ${state.best.epoch}).`,
+    state.imported
+      ? `Exported by \`ctl export\` from run \`${c.run}\`, imported by \`ctl import --checkpoint\` from ` +
+        `\`${state.imported.file}\` (${state.imported.bare ? 'a bare state_dict' : `the reference's checkpoint, epoch ${state.epoch}`}).`
+      : `Exported by \`ctl export\` from run \`${c.run}\`, \`${c.which}\` checkpoint: epoch ${state.epoch}, ` +
+        `selection metric ${state.metric.toFixed(4)} (best ${state.best.metric.toFixed(4)} at epoch ${state.best.epoch}).`,
     '',
     '## Data and split',
     `- Data: ${data}; ${c.dataset.products.length} products, ${c.dataset.scenes.length} scenes, ${c.dataset.pairs.length} pairs.`,
