@@ -230,6 +230,12 @@ describe('ctl export', () => {
     expect(refused.stderr).toMatch(/my-files: the folder exists and is not a `ctl export` folder/);
     expect(await readFile(join(mine, 'notes.txt'), 'utf8')).toBe('keep me');
 
+    const best = ctl('export', '--run', 'v2', '--format', 'pt', '--with-optimizer', '--out', join(out, 'opt'));
+    expect(best.status).toBe(2);
+    expect(best.stderr).toMatch(/the 'best' checkpoint of this run keeps no optimizer state .*--checkpoint last/);
+    const onnxOnly = ctl('export', '--run', 'v2', '--format', 'onnx', '--with-optimizer', '--out', join(out, 'opt'));
+    expect(onnxOnly.status).toBe(2);
+    expect(onnxOnly.stderr).toMatch(/--with-optimizer .* use it with --format pt or all/);
     expect(ctl('export', '--run', 'v2', '--format', 'tfjs').status).toBe(2);
     expect(ctl('export').stderr).toMatch(/--run NAME is required/);
   });

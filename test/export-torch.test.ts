@@ -1,7 +1,8 @@
 // `ctl export` against the real PyTorch (Debian python3-torch; under CI=true a missing torch fails the suite):
 // the reference's classes (bench/train/torch_two_tower.py, declared as the reference writes them) load every
 // exported model.safetensors and model.pt with strict=True, and their scene and product outputs equal ctl's tfjs
-// forward and the exported ONNX towers (onnxruntime) within 1e-5 on the same inputs.
+// forward and the exported ONNX towers (onnxruntime) within 1e-5 on the same inputs; the model card's snippets run
+// as written; --with-optimizer's Adam state loads into torch.optim.AdamW and steps.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +44,51 @@ for d in sys.argv[1:]:
                 results[f'{source} {tower} vs {other}'] = float(np.abs(got[tower] - want).max())
     out[d] = results
 print(json.dumps(out))
+`;
+
+// Loads model.pt's optimizer_state_dict into AdamW over the reference model, compares every moment with the run's
+// trainer.safetensors, and takes one more step.
+const RESUME_IN_TORCH = String.raw`
+import json, sys, torch
+sys.path.insert(0, 'bench/train')
+from torch_two_tower import CTLModelV2, read_safetensors
+export_dir, last = sys.argv[1:3]
+config = json.load(open(f'{export_dir}/config.json'))
+checkpoint = torch.load(f'{export_dir}/model.pt', map_location='cpu')
+model = CTLModelV2(**config['reference']['kwargs'])
+model.load_state_dict(checkpoint['model_state_dict'], strict=True)
+optimizer = torch.optim.AdamW(model.parameters())
+optimizer.load_state_dict(checkpoint['optimizer_state_dict'])
+trainer = read_safetensors(f'{last}/trainer.safetensors')
+t = json.load(open(f'{last}/state.json'))['optimizer']['t']
+identical, step, moments = True, True, 0
+for name, p in model.named_parameters():
+    s = optimizer.state[p]
+    identical &= torch.equal(s['exp_avg'], trainer['exp_avg.' + name]) and torch.equal(s['exp_avg_sq'], trainer['exp_avg_sq.' + name])
+    step &= float(s['step']) == t
+    moments += 1
+model.train()
+model.encode_scene(torch.randn(4, config['dims']['input'])).sum().backward()
+optimizer.step()
+print(json.dumps({'identical': bool(identical), 'step': bool(step), 'moments': moments, 'stepped': True}))
+`;
+
+// Runs the model card's snippets for model.pt and the product index, as written, in the export folder.
+const CARD_SNIPPETS = String.raw`
+import os, sys, numpy as np
+sys.path.insert(0, os.path.abspath('bench/train'))
+os.chdir(sys.argv[1])
+card = open('model-card.md').read()
+tick = chr(96)
+def snippet(title):
+    start = card.index('### ' + tick + title + tick)
+    code = card.index(tick * 3 + 'python' + chr(10), start) + 10
+    return card[code:card.index(tick * 3, code)]
+pt = {}
+exec(snippet('model.pt'), pt)
+index = {'scene_vector': np.load('product_index.npy')[0]}
+exec(snippet('product_index.npy'), index)
+print(type(pt['model']).__name__, index['top10'][0] == index['products'][0]['url'])
 `;
 
 let workdir = '';
@@ -99,10 +145,33 @@ describe.skipIf(skipWithoutTorch)('ctl export with the real PyTorch', () => {
       dirs.push(dir);
     }
     const results = JSON.parse(await runPython(COMPARE, dirs));
+    expect((await runPython(CARD_SNIPPETS, [dirs[0]])).trim()).toBe('CTLModel True');
+    expect((await runPython(CARD_SNIPPETS, [dirs[1]])).trim()).toBe('CTLModelV2 True');
     for (const dir of dirs) {
       expect(Object.keys(results[dir])).toHaveLength(8);
       for (const [what, difference] of Object.entries(results[dir]))
         expect(difference, `${dir}: ${what}`).toBeLessThan(1e-5);
     }
+  });
+
+  it("--with-optimizer: the last checkpoint's Adam state loads into torch.optim.AdamW, moment for moment", async () => {
+    const dir = join(out, 'with-optimizer');
+    const exported = ctlIn(workdir)(
+      'export',
+      '--run',
+      'v2',
+      '--checkpoint',
+      'last',
+      '--format',
+      'pt',
+      '--with-optimizer',
+      '--out',
+      dir,
+    );
+    expect(exported.status, exported.stderr).toBe(0);
+    const last = join(workdirPaths(workdir).run('v2'), 'checkpoints', 'last');
+    const result = JSON.parse(await runPython(RESUME_IN_TORCH, [dir, last]));
+    expect(result.moments).toBe(30); // every parameter of the v2 model with one residual block
+    expect(result).toMatchObject({ identical: true, step: true, stepped: true });
   });
 });

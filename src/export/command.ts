@@ -11,6 +11,7 @@ interface ExportFlags {
   checkpoint: CheckpointName;
   format: ExportFormat | 'all';
   out?: string;
+  withOptimizer: boolean;
 }
 
 export function registerExportCommand(program: Command): void {
@@ -29,7 +30,12 @@ export function registerExportCommand(program: Command): void {
           .choices([...EXPORT_FORMATS, 'all'])
           .default('all'),
       )
-      .option('--out <dir>', 'folder to write (replaced whole; default: checkpoints/<run>)'),
+      .option('--out <dir>', 'folder to write (replaced whole; default: checkpoints/<run>)')
+      .option(
+        '--with-optimizer',
+        "pt: add Adam's state as optimizer_state_dict, to resume training in PyTorch (needs --checkpoint last)",
+        false,
+      ),
   ).action(
     action<ExportFlags>(async (o) => {
       if (!o.run) throw new InputError('--run NAME is required');
@@ -40,6 +46,7 @@ export function registerExportCommand(program: Command): void {
         checkpoint: o.checkpoint,
         formats: o.format === 'all' ? EXPORT_FORMATS : [o.format],
         out: o.out,
+        withOptimizer: o.withOptimizer,
       });
       log(
         `export ${o.run} (${o.checkpoint} checkpoint, epoch ${summary.checkpoint.epoch}) → ${summary.out}\n` +

@@ -10,12 +10,12 @@ import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
 import { workdirPaths } from '../data/workdir.js';
 import type { EvalReport } from '../eval/evaluate.js';
-import type { CheckpointName } from '../model/checkpoint.js';
+import { loadCheckpoint, type CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../model/safetensors.js';
 import { decodeTorchCheckpoint } from '../model/torch/read-checkpoint.js';
 import type { TorchTensor } from '../model/torch/tensor.js';
-import { encodeTorchCheckpoint } from '../model/torch/write-checkpoint.js';
+import { encodeTorchCheckpoint, type TorchValue } from '../model/torch/write-checkpoint.js';
 import { TwoTower } from '../model/two-tower.js';
 import type { TrainConfig } from '../train/config.js';
 import { cleanTempFiles, tempPathFor, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
@@ -24,6 +24,7 @@ import { checkOnnxTowers } from './check-onnx.js';
 import { FILES, type ExportFormat } from './formats.js';
 import { modelCard } from './model-card.js';
 import { ONNX_NAMES, towerOnnx } from './onnx-towers.js';
+import { torchOptimizerState } from './optimizer-state.js';
 import { buildProductIndex, indexRows, type ProductIndex } from './product-index.js';
 import { referenceClass, referenceStateDict, type ReferenceClass } from './reference-model.js';
 
@@ -34,6 +35,8 @@ export interface ExportOptions {
   formats: ExportFormat[];
   /** Destination folder; default checkpoints/<run> under the current directory. */
   out?: string;
+  /** pt: add Adam's state as `optimizer_state_dict` (the `last` checkpoint keeps it). */
+  withOptimizer?: boolean;
 }
 
 export interface ExportSummary {
@@ -64,6 +67,8 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
     throw new InputError(
       `run '${o.run}' is a ${model.spec.arch} model with categoryDim ${model.spec.categoryDim}, which the reference's classes do not declare (CTLModel has no category embedding, CTLModelV2 always has one): export it with --format onnx`,
     );
+  if (o.withOptimizer && !o.formats.includes('pt'))
+    throw new InputError('--with-optimizer adds the optimizer state to the pt file: use it with --format pt or all');
   await checkReplaceable(out);
   const index = await buildProductIndex(o.workdir, dataset, model);
 
@@ -78,7 +83,10 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
     if (o.formats.includes('onnx')) onnxDifference = await writeOnnx(write, tower, model, index, o.run);
     const evalReports = await readEvalReports(runDir);
     if (o.formats.includes('pt'))
-      await writePt(write, tmp, tower, model, checkpointMetrics(model, o.checkpoint, evalReports));
+      await writePt(write, tmp, tower, model, {
+        metrics: checkpointMetrics(model, o.checkpoint, evalReports),
+        optimizer: o.withOptimizer ? await optimizerState(runDir, o.checkpoint, tower, model) : undefined,
+      });
     await write(FILES.indexVectors, encodeNpy(index.vectors, [index.products.length, model.spec.out]));
     await write(FILES.indexRows, indexRows(dataset, index));
     await writeJsonAtomic(join(tmp, FILES.config), exportConfig(o, model, dataset, reference));
@@ -143,7 +151,7 @@ async function writePt(
   dir: string,
   tower: TwoTower,
   model: TrainedModel,
-  metrics: Map<string, number>,
+  { metrics, optimizer }: { metrics: Map<string, number>; optimizer?: TorchValue },
 ): Promise<void> {
   const stateDict = new Map(Object.entries(referenceStateDict(tower, model.params)) as [string, TorchTensor][]);
   const { cat_to_idx, num_categories } = model.state.categoryMap;
@@ -156,6 +164,7 @@ async function writePt(
         metrics,
         numCategories: num_categories,
         catToIdx: new Map(Object.entries(cat_to_idx)),
+        optimizerStateDict: optimizer,
       },
       'model',
     ),
@@ -166,7 +175,25 @@ async function writePt(
     throw new RunError(`pt export: ${path}: epoch or num_categories does not read back as written`);
   if (JSON.stringify(Object.fromEntries(back.meta.catToIdx ?? [])) !== JSON.stringify(cat_to_idx))
     throw new RunError(`pt export: ${path}: cat_to_idx does not read back as written`);
+  if ((back.meta.optimizerStateDict === undefined) !== (optimizer === undefined))
+    throw new RunError(`pt export: ${path}: optimizer_state_dict does not read back as written`);
   checkSameTensors(path, Object.fromEntries(stateDict), Object.fromEntries(back.stateDict));
+}
+
+/** Adam's state of the checkpoint as PyTorch's optimizer.state_dict(); only `last` keeps it. */
+async function optimizerState(
+  runDir: string,
+  which: CheckpointName,
+  tower: TwoTower,
+  model: TrainedModel<TrainConfig>,
+): Promise<TorchValue> {
+  const { optimizer } = await loadCheckpoint(runDir, which, tower.layout);
+  if (!optimizer)
+    throw new InputError(
+      `--with-optimizer: the '${which}' checkpoint of this run keeps no optimizer state (only 'last' does): add --checkpoint last`,
+    );
+  const keys = Object.keys(referenceStateDict(tower, model.params));
+  return torchOptimizerState(tower, optimizer, model.config.optimizer, keys);
 }
 
 /** The reference's `metrics` of a checkpoint: its selection metric, and its \`ctl eval\` results (`seed/recall@10`). */
