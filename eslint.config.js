@@ -13,6 +13,8 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  // The served page's scripts run in the browser.
+  { files: ['src/serve/public/**'], languageOptions: { globals: { ...globals.browser } } },
   // Tests read loosely typed JSON reports; `any` there is a convenience, not an API.
   { files: ['test/**'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
 );

@@ -1,12 +1,14 @@
 // `ctl demo` end to end through the built binary (`npm run build` first), at small sizes: every stage runs as a
 // child `ctl` process (synth with images, download from the local stand-in host, embed with the generated model,
-// zero-shot eval, train, eval), the --json summary carries the metrics, and a second run redoes no finished work.
+// zero-shot eval, train, eval), the --json summary carries the metrics, a second run redoes no finished work, and
+// a third with --serve serves the run.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { workdirPaths } from '../src/data/workdir.js';
+import { startCli } from './serve-fixtures.js';
 
 const CLI = resolve(__dirname, '../dist/cli.js');
 const dirs: string[] = [];
@@ -67,5 +69,20 @@ describe('ctl demo (built binary)', () => {
     expect(await readFile(join(run, 'metrics.jsonl'), 'utf8')).toBe(metrics);
     expect((await stat(join(run, 'checkpoints', 'last', 'model.safetensors'))).mtimeMs).toBe(checkpoint);
     expect(again.catalog).toEqual(catalog);
-  }, 180_000);
+
+    // --serve: the finished demo ends by serving its run, uploads on (the generated image model), until Ctrl-C.
+    const served = startCli([...args.filter((a) => a !== '--json'), '--serve', '--port', '0']);
+    const url = await served.listening;
+    const health = await (await fetch(new URL('/api/health', url))).json();
+    expect(health).toMatchObject({ run: 'demo', uploads: { enabled: true, model: 'small' } });
+    const scenes = await (await fetch(new URL('/api/scenes?limit=1', url))).json();
+    const res = await fetch(new URL('/api/recommend', url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ scene: scenes.scenes[0].sig, k: 5 }),
+    });
+    expect((await res.json()).results).toHaveLength(5);
+    served.child.kill('SIGINT');
+    expect(await served.exited).toBe(0);
+  }, 240_000);
 });

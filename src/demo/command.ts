@@ -1,7 +1,7 @@
 // `ctl demo`: the whole pipeline on a generated dataset, end to end, through the same commands a user runs on
 // the real one: synthesise STL-shaped metadata and images, serve the images on 127.0.0.1 as Pinterest's host
 // would, download them, embed them with a generated SigLIP-shaped model, measure the zero-shot baseline, train,
-// evaluate, and sum up.
+// evaluate, and sum up; with --serve, end by serving the trained run (`ctl serve`).
 // Each stage is a child `ctl ... --json` process (its human output streams through, its JSON report is kept for
 // the summary), so the demo is also a check that the stages fit together; each is resumable, so a demo killed at
 // any moment continues where it stopped when run again, and a finished one is not redone.
@@ -13,6 +13,7 @@ import { action, parseIntOption, withCommon } from '../util/command.js';
 import { RunError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
+import { serveUntilSignal, startServer } from '../serve/command.js';
 import { startMirror } from './mirror.js';
 import { demoSummary, formatSummary, type StageReports } from './summary.js';
 
@@ -26,6 +27,8 @@ interface DemoOptions {
   scenes: number;
   products: number;
   seed: number;
+  serve: boolean;
+  port: number;
 }
 
 /**
@@ -66,7 +69,9 @@ export function registerDemoCommand(program: Command): void {
     )
     .option('--scenes <n>', 'generated scenes', parseIntOption('--scenes', 20), 2000)
     .option('--products <n>', 'generated products (about √n latent styles)', parseIntOption('--products', 20), 600)
-    .option('--seed <n>', 'seed of the generated data', parseIntOption('--seed'), 7);
+    .option('--seed <n>', 'seed of the generated data', parseIntOption('--seed'), 7)
+    .option('--serve', 'end by serving the trained run (`ctl serve`) on 127.0.0.1 until Ctrl-C', false)
+    .option('--port <n>', 'port for --serve (0 = any free port)', parseIntOption('--port'), 8000);
   withCommon(cmd).action(
     action<DemoOptions>(async (options) => {
       const started = performance.now();
@@ -163,6 +168,19 @@ export function registerDemoCommand(program: Command): void {
       });
       log(`\n${formatSummary(summary).join('\n')}`);
       if (options.json) printJson(summary);
+      if (options.serve) {
+        log(`\n== serve the trained run: ctl serve --run ${RUN} --workdir ${workdir}`);
+        const server = await startServer({
+          workdir,
+          run: RUN,
+          port: options.port,
+          host: '127.0.0.1',
+          queue: 128,
+          backend: 'auto',
+          device: 'cpu',
+        });
+        await serveUntilSignal(server);
+      }
     }),
   );
 }

@@ -248,7 +248,11 @@ async function encode(
 
 const ENCODE_CHUNK = 4096;
 
-async function inChunks(rows: number, run: (from: number, n: number) => Promise<Float32Array>): Promise<Float32Array> {
+/** Run `run` over `rows` rows in chunks of ENCODE_CHUNK (bounded memory) and concatenate the results. */
+export async function inChunks(
+  rows: number,
+  run: (from: number, n: number) => Promise<Float32Array>,
+): Promise<Float32Array> {
   const parts: Float32Array[] = [];
   for (let from = 0; from < rows; from += ENCODE_CHUNK)
     parts.push(await run(from, Math.min(ENCODE_CHUNK, rows - from)));

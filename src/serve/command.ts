@@ -1,8 +1,132 @@
-import { Command } from 'commander';
-import { notBuiltYet, withCommon } from '../util/command.js';
+// `ctl serve`: one process holding a trained run's towers, its catalog's vectors and the image model, behind the
+// demo page, the runs dashboard and the JSON API (server.ts). `ctl demo --serve` ends with the same.
+import * as tf from '@tensorflow/tfjs';
+import { Command, Option } from 'commander';
+import { useBackend, type BackendChoice } from '../model/backend.js';
+import { action, parseIntOption, withCommon } from '../util/command.js';
+import { InputError } from '../util/errors.js';
+import { log } from '../util/log.js';
+import type { Device } from '../embed/device.js';
+import { InferenceQueue } from './queue.js';
+import { Recommender } from './recommender.js';
+import { listRunNames, listRuns, pickDefaultRun } from './runs.js';
+import { workdirPaths } from '../data/workdir.js';
+import { buildServer } from './server.js';
+import { openUploadEmbedder } from './upload.js';
+
+export interface ServeOptions {
+  workdir: string;
+  /** Default: the run with the best catalog R@10. */
+  run?: string;
+  port: number;
+  host: string;
+  queue: number;
+  backend: BackendChoice;
+  device: Device;
+}
+
+export interface RunningServer {
+  url: string;
+  run: string;
+  close(): Promise<void>;
+}
+
+/** Load the run and start listening; resolves once the server accepts requests. */
+export async function startServer(options: ServeOptions): Promise<RunningServer> {
+  if (options.port > 65535) throw new InputError(`--port ${options.port}: expected 0 to 65535`);
+  const run = options.run ?? (await defaultRun(options.workdir));
+  const names = await listRunNames(options.workdir);
+  if (!names.includes(run))
+    throw new InputError(
+      `--run ${run}: no such run in ${workdirPaths(options.workdir).runsDir} (runs: ${names.join(', ') || 'none'})`,
+    );
+  const backend = await useBackend(options.backend, { quiet: true });
+  const started = performance.now();
+  const recommender = await Recommender.open(options.workdir, run);
+  const uploads = await openUploadEmbedder(options.workdir, recommender.model.state.embeddings.model, options.device);
+  const queue = new InferenceQueue(options.queue);
+  const app = await buildServer({ workdir: options.workdir, recommender, uploads, queue, backend });
+  const close = async () => {
+    await app.close();
+    // Requests whose clients left are still queued: let them finish before the models go.
+    await queue.drained();
+    await recommender.close();
+    if (uploads.enabled) await uploads.embedder.dispose();
+  };
+  try {
+    await app.listen({ port: options.port, host: options.host });
+  } catch (err) {
+    await close();
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
+      throw new InputError(`--port ${options.port}: the port is in use on ${options.host}; pick another with --port`);
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : options.port;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  log(
+    `serve: run '${run}' (epoch ${recommender.model.state.epoch}, ${tf.getBackend()}), ${recommender.catalogSize.toLocaleString('en-US')} products, ` +
+      `loaded in ${((performance.now() - started) / 1000).toFixed(1)} s; uploads ${uploads.enabled ? `on (${uploads.embedder.model}, ${uploads.embedder.device})` : `off: ${uploads.reason}`}`,
+  );
+  return {
+    url: `http://${host}:${port}/`,
+    run,
+    close,
+  };
+}
+
+async function defaultRun(workdir: string): Promise<string> {
+  const runs = await listRuns(workdir);
+  const best = pickDefaultRun(runs);
+  if (!best)
+    throw new InputError(`no trained run in ${workdir}/runs: train one first (\`ctl train\`), or run \`ctl demo\``);
+  log(
+    best.catalogRecall10 !== null
+      ? `serve: run '${best.name}', the best catalog R@10 (${(best.catalogRecall10 * 100).toFixed(1)}%) of ${runs.length} run(s)`
+      : `serve: run '${best.name}', the latest trained run (no run has a catalog eval report yet: \`ctl eval\`)`,
+  );
+  return best.name;
+}
+
+/** Serve until SIGINT or SIGTERM, then close cleanly. */
+export async function serveUntilSignal(server: RunningServer): Promise<void> {
+  log(`serve: open ${server.url} (runs dashboard: ${server.url}runs); Ctrl-C stops`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      log(`serve: ${signal}: closing`);
+      void server.close().then(resolve, resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
 
 export function registerServeCommand(program: Command): void {
-  notBuiltYet(
-    withCommon(program.command('serve').description('web demo and JSON API over a trained run'), { json: false }),
+  const cmd = program
+    .command('serve')
+    .description('web demo, runs dashboard (/runs) and JSON API (/api/...) over a trained run')
+    .option('--run <name>', 'run to serve (default: the best catalog R@10 among the workdir runs)')
+    .option('--port <n>', 'port (0 = any free port)', parseIntOption('--port', 0), 8000)
+    .option('--host <host>', 'address to bind: 127.0.0.1 keeps other machines out, 0.0.0.0 lets them in', '127.0.0.1')
+    .option(
+      '--queue <n>',
+      'inference requests that may wait before new ones get 429',
+      parseIntOption('--queue', 1),
+      128,
+    )
+    .addOption(
+      new Option('--backend <backend>', 'tfjs backend for the towers')
+        .choices(['auto', 'tensorflow', 'wasm', 'cpu'])
+        .default('auto'),
+    )
+    .addOption(
+      new Option('--device <device>', 'image model device for uploads').choices(['auto', 'cpu', 'cuda']).default('cpu'),
+    );
+  withCommon(cmd, { json: false }).action(
+    action<Omit<ServeOptions, 'workdir'>>(async (options) => {
+      await serveUntilSignal(await startServer(options));
+    }),
   );
 }

@@ -1,0 +1,228 @@
+// The demo page: a photo (upload or a dataset scene) → POST /api/recommend → a grid of products with scores.
+// For a dataset scene the true products' boxes are drawn on the photo, marked in the grid, and their ranks listed.
+const K = 12;
+const PAGE = 12;
+const $ = (id) => document.getElementById(id);
+
+const state = { category: null, query: null, offset: 0, total: 0, health: null };
+
+async function api(path, init) {
+  const res = await fetch(path, init);
+  const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+  if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`);
+  return body;
+}
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === 'dataset') Object.assign(node.dataset, value);
+    else if (key in node) node[key] = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function pct(x) {
+  return `${(x * 100).toFixed(1)}%`;
+}
+
+/** k placeholder cards, so the grid keeps its size while results load (no layout shift). */
+function placeholders() {
+  $('grid').replaceChildren(...Array.from({ length: K }, () => el('li', { className: 'card placeholder' })));
+}
+
+async function init() {
+  placeholders();
+  const health = await api('/api/health');
+  state.health = health;
+  $('run-info').textContent =
+    `run ${health.run} (${health.model.arch}, epoch ${health.model.checkpoint.epoch}) · ` +
+    `${health.catalog.products.toLocaleString()} products · ${health.data.source} ${health.data.domain} data · ` +
+    `embeddings ${health.model.embeddings}`;
+  const all = health.catalog.categories.reduce((n, c) => n + c.count, 0);
+  const chips = [
+    { name: null, label: 'All', count: all },
+    ...health.catalog.categories.map((c) => ({ ...c, label: c.name })),
+  ];
+  $('chips').replaceChildren(
+    ...chips.map((c) =>
+      el(
+        'button',
+        {
+          type: 'button',
+          className: 'chip',
+          'aria-pressed': String(c.name === state.category),
+          dataset: { category: c.name ?? '' },
+          onclick: () => selectCategory(c.name),
+        },
+        `${c.label} `,
+        el('span', { className: 'count' }, c.count.toLocaleString()),
+      ),
+    ),
+  );
+  if (!health.uploads.enabled) {
+    $('upload').disabled = true;
+    $('upload-area').classList.add('disabled');
+    $('upload-off').hidden = false;
+    $('upload-off').textContent = `Uploads are off: ${health.uploads.reason}.`;
+  }
+  await showScenes(0);
+}
+
+function selectCategory(name) {
+  state.category = name;
+  for (const chip of $('chips').children)
+    chip.setAttribute('aria-pressed', String((chip.dataset.category || null) === name));
+  if (state.query) recommend();
+}
+
+async function showScenes(offset) {
+  const page = await api(`/api/scenes?offset=${offset}&limit=${PAGE}`);
+  state.offset = offset;
+  state.total = page.total;
+  $('scenes').replaceChildren(
+    ...page.scenes.map((s) =>
+      el(
+        'button',
+        {
+          type: 'button',
+          className: 'scene',
+          role: 'listitem',
+          title: `scene ${s.sig} (${s.items} products)`,
+          dataset: { sig: s.sig },
+          onclick: () => pickScene(s),
+        },
+        el('img', { src: s.image, alt: `scene ${s.sig.slice(0, 8)}`, loading: 'lazy', width: 96, height: 128 }),
+      ),
+    ),
+  );
+  const pages = Math.max(1, Math.ceil(page.total / PAGE));
+  $('page-info').textContent = `page ${Math.floor(offset / PAGE) + 1} of ${pages} (${page.total} scenes)`;
+  $('prev').disabled = offset === 0;
+  $('next').disabled = offset + PAGE >= page.total;
+}
+
+function pickScene(scene) {
+  state.query = { kind: 'scene', sig: scene.sig };
+  showQueryImage(scene.image, `dataset scene ${scene.sig}`);
+  recommend();
+}
+
+function pickUpload(file) {
+  if (!file) return;
+  state.query = { kind: 'upload', file };
+  showQueryImage(URL.createObjectURL(file), `your photo: ${file.name}`);
+  $('truth').hidden = true;
+  recommend();
+}
+
+function showQueryImage(src, caption) {
+  $('query-view').hidden = false;
+  $('query-image').src = src;
+  $('query-caption').textContent = caption;
+  $('boxes').replaceChildren();
+}
+
+async function recommend() {
+  const query = state.query;
+  placeholders();
+  $('status').textContent = 'Ranking…';
+  try {
+    let body;
+    if (query.kind === 'scene') {
+      body = await api('/api/recommend', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ scene: query.sig, k: K, ...(state.category ? { categories: [state.category] } : {}) }),
+      });
+    } else {
+      const form = new FormData();
+      form.append('k', String(K));
+      if (state.category) form.append('categories', state.category);
+      form.append('image', query.file);
+      body = await api('/api/recommend', { method: 'POST', body: form });
+    }
+    if (query !== state.query) return; // a newer query is on its way
+    showResults(body);
+  } catch (err) {
+    $('status').textContent = `Error: ${err.message}`;
+    $('grid').replaceChildren();
+  }
+}
+
+function showResults(body) {
+  const filter = body.categories ? body.categories.join(', ') : 'all categories';
+  $('status').textContent =
+    `Top ${body.results.length} of ${body.candidates.toLocaleString()} products (${filter}) in ${body.ms} ms.`;
+  $('grid').replaceChildren(
+    ...body.results.map((r) =>
+      el(
+        'li',
+        { className: r.isTrue ? 'card true' : 'card', dataset: { product: r.product } },
+        el('img', { src: r.image, alt: `${r.category} ${r.product.slice(0, 8)}`, width: 160, height: 200 }),
+        el(
+          'div',
+          { className: 'meta' },
+          el('span', { className: 'pos' }, `#${r.position}`),
+          el('span', { className: 'cat' }, r.category),
+          el('span', { className: 'score' }, r.score.toFixed(3)),
+        ),
+        r.isTrue ? el('span', { className: 'badge' }, 'in the photo') : '',
+      ),
+    ),
+  );
+  if (body.scene) showTruth(body.truth);
+}
+
+function showTruth(truth) {
+  $('boxes').replaceChildren(
+    ...truth.map((t, i) => {
+      const [l, top, r, b] = t.bbox;
+      const box = el(
+        'div',
+        { className: 'box', title: `${t.category}: rank ${t.rank ?? 'n/a'}` },
+        el('span', {}, String(i + 1)),
+      );
+      Object.assign(box.style, { left: pct(l), top: pct(top), width: pct(r - l), height: pct(b - top) });
+      return box;
+    }),
+  );
+  $('truth').hidden = false;
+  $('truth').replaceChildren(
+    el('h3', {}, 'The products in this photo, and where the model ranks them among the whole catalog'),
+    el(
+      'ol',
+      {},
+      ...truth.map((t) =>
+        el(
+          'li',
+          { className: 'truth-item' },
+          el('img', { src: t.image, alt: `${t.category} ${t.product.slice(0, 8)}`, width: 48, height: 60 }),
+          ` ${t.category}: rank `,
+          el('strong', { className: 'rank' }, t.rank === null ? 'n/a' : t.rank.toLocaleString()),
+        ),
+      ),
+    ),
+  );
+}
+
+$('upload').addEventListener('change', (e) => pickUpload(e.target.files[0]));
+const drop = $('upload-area');
+drop.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  drop.classList.add('over');
+});
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => {
+  e.preventDefault();
+  drop.classList.remove('over');
+  if (!$('upload').disabled) pickUpload(e.dataTransfer.files[0]);
+});
+$('prev').addEventListener('click', () => showScenes(Math.max(0, state.offset - PAGE)));
+$('next').addEventListener('click', () => showScenes(state.offset + PAGE));
+
+init().catch((err) => {
+  $('status').textContent = `Error: ${err.message}`;
+});

@@ -1,0 +1,228 @@
+// The runs dashboard: every run of the workdir, its curves from metrics.jsonl (uPlot, runs overlaid, the
+// zero-shot line dashed) and its eval reports. Polls while a run is training, so its curves grow without a reload.
+import uPlot from '/vendor/uplot/uPlot.esm.js';
+
+const POLL_MS = 5000;
+const COLORS = ['#0b57d0', '#d93025', '#188038', '#f29900', '#9334e6', '#12b5cb', '#e52592', '#5f6368'];
+const $ = (id) => document.getElementById(id);
+let plots = [];
+
+async function api(path) {
+  const res = await fetch(path);
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`);
+  return body;
+}
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key in node) node[key] = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+const pct = (x) => (typeof x === 'number' ? `${(x * 100).toFixed(1)}%` : '–');
+const num = (x, digits = 3) => (typeof x === 'number' ? x.toFixed(digits) : '–');
+
+/** The value of a selection metric ("recall@10", "mrr") in a metrics object. */
+function metricValue(metrics, name) {
+  if (!metrics) return null;
+  if (name.startsWith('recall@')) return metrics.recall?.[name.slice('recall@'.length)] ?? null;
+  return metrics[name] ?? null;
+}
+
+function statusText(run) {
+  if (run.status === 'stopped') return `stopped at epoch ${run.epoch}`;
+  if (run.status === 'running') return `running (epoch ${run.epoch}${run.epochs ? `/${run.epochs}` : ''})`;
+  return run.status;
+}
+
+function runsTable(runs, current) {
+  const head = [
+    'run',
+    'status',
+    'arch',
+    'embeddings',
+    'view',
+    'split',
+    'batch',
+    'lr',
+    'best epoch',
+    'selection',
+    'catalog R@10',
+  ];
+  $('runs-table').replaceChildren(
+    el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col' }, h)))),
+    el(
+      'tbody',
+      {},
+      ...runs.map((r) =>
+        el(
+          'tr',
+          {},
+          el('td', {}, r.name + (r.name === current ? ' (served)' : '')),
+          el('td', { className: r.status === 'running' ? 'status-running' : '' }, statusText(r)),
+          el('td', {}, r.config?.arch ?? '–'),
+          el('td', {}, r.config?.embeddings ?? '–'),
+          el('td', {}, r.config?.sceneView ?? '–'),
+          el('td', {}, r.config?.split ?? '–'),
+          el('td', {}, String(r.config?.batchSize ?? '–')),
+          el('td', {}, r.config ? r.config.lr.toExponential(1) : '–'),
+          el('td', {}, r.best ? `${r.best.epoch} (${num(r.best.metric)})` : '–'),
+          el('td', {}, r.selection ?? '–'),
+          el('td', {}, pct(r.catalogRecall10)),
+        ),
+      ),
+    ),
+  );
+}
+
+/** One chart: each run's series over a shared x (uPlot.join aligns them), optional dashed lines. */
+function chart(title, xLabel, series, dashed = []) {
+  const box = el('figure', { className: 'chart' }, el('h3', {}, title));
+  $('charts').append(box);
+  const usable = series.filter((s) => s.x.length > 0);
+  if (usable.length === 0) {
+    box.append(el('p', { className: 'muted' }, 'no data yet'));
+    return;
+  }
+  const data = uPlot.join(usable.map((s) => [s.x, s.y]));
+  const xs = data[0];
+  const extra = dashed.map((d) => xs.map(() => d.value));
+  const width = Math.max(280, Math.min(560, box.clientWidth || 400));
+  const plot = new uPlot(
+    {
+      width,
+      height: 220,
+      scales: { x: { time: false } },
+      axes: [{ label: xLabel }, {}],
+      series: [
+        {},
+        ...usable.map((s, i) => ({
+          label: s.label,
+          stroke: COLORS[i % COLORS.length],
+          width: 2,
+          spanGaps: true,
+          points: { show: xs.length < 60 },
+        })),
+        ...dashed.map((d) => ({ label: d.label, stroke: '#5f6368', dash: [6, 4], width: 1.5 })),
+      ],
+    },
+    [...data, ...extra],
+    box,
+  );
+  plots.push(plot);
+}
+
+function drawCharts(details) {
+  for (const p of plots) p.destroy();
+  plots = [];
+  $('charts').replaceChildren();
+  const epochSeries = (key) =>
+    details.map((d) => ({
+      label: d.name,
+      x: d.history.map((r) => r.epoch),
+      y: d.history.map((r) => (typeof r[key] === 'number' ? r[key] : null)),
+    }));
+  const stepSeries = (key, label = (d) => d.name) =>
+    details.map((d) => ({
+      label: label(d),
+      x: d.steps.map((r) => r.step),
+      y: d.steps.map((r) => (typeof r[key] === 'number' ? r[key] : null)),
+    }));
+  const zeroShots = details
+    .filter((d) => d.zeroShot)
+    .map((d) => ({
+      label: `zero-shot (${d.name})`,
+      value: metricValue(d.zeroShot.metrics, d.selection?.split(' ')[1] ?? 'recall@10'),
+    }))
+    .filter((z) => z.value !== null);
+  const selection = details[0]?.selection ?? 'validation metric';
+  chart(`Validation: ${selection}`, 'epoch', epochSeries('metric'), zeroShots);
+  chart('Train loss per epoch', 'epoch', epochSeries('loss'));
+  chart('Train loss per step (InfoNCE + triplet)', 'step', [
+    ...stepSeries('loss', (d) => `${d.name} loss`),
+    ...stepSeries('infonce', (d) => `${d.name} infonce`),
+    ...stepSeries('triplet', (d) => `${d.name} triplet`),
+  ]);
+  chart('Learning rate', 'step', stepSeries('lr'));
+  chart('Temperature', 'step', stepSeries('temperature'));
+}
+
+function drawReports(details) {
+  const blocks = [];
+  for (const d of details) {
+    const names = Object.keys(d.reports);
+    if (names.length === 0) continue;
+    blocks.push(el('h3', {}, d.name));
+    const head = ['report', 'queries', 'R@1', 'R@5', 'R@10', 'R@50', 'MRR', 'median rank', 'AUC'];
+    blocks.push(
+      el(
+        'div',
+        { className: 'table-wrap' },
+        el(
+          'table',
+          { className: 'report' },
+          el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col' }, h)))),
+          el(
+            'tbody',
+            {},
+            ...names.map((n) => {
+              const m = d.reports[n].metrics ?? {};
+              return el(
+                'tr',
+                {},
+                el('td', {}, n),
+                el('td', {}, String(m.queries ?? '–')),
+                ...['1', '5', '10', '50'].map((k) => el('td', {}, pct(m.recall?.[k]))),
+                el('td', {}, num(m.mrr)),
+                el('td', {}, String(m.medianRank ?? '–')),
+                el('td', {}, m.auc === undefined ? '–' : num(m.auc)),
+              );
+            }),
+          ),
+        ),
+      ),
+    );
+    const catalog = d.reports['catalog-test'] ?? d.reports['catalog-val'];
+    const perCategory = catalog?.metrics?.perCategory;
+    if (perCategory) {
+      blocks.push(el('p', { className: 'muted' }, 'catalog R@10 per category'));
+      blocks.push(
+        el(
+          'div',
+          { className: 'bars' },
+          ...Object.entries(perCategory).flatMap(([name, c]) => {
+            const bar = el('div', { className: 'bar', title: `${name}: ${pct(c.recall['10'])}` });
+            bar.style.width = pct(c.recall['10']);
+            return [el('span', {}, name), el('div', {}, bar), el('span', {}, pct(c.recall['10']))];
+          }),
+        ),
+      );
+    }
+  }
+  $('reports').replaceChildren(
+    ...(blocks.length ? blocks : [el('p', { className: 'muted' }, 'no eval report yet: run `ctl eval`')]),
+  );
+}
+
+async function refresh() {
+  const { runs, current } = await api('/api/runs');
+  runsTable(runs, current);
+  const details = await Promise.all(runs.map((r) => api(`/api/runs/${encodeURIComponent(r.name)}`)));
+  drawCharts(details);
+  drawReports(details);
+  const running = runs.some((r) => r.status === 'running');
+  $('updated').textContent =
+    `${runs.length} run(s), updated ${new Date().toLocaleTimeString()}${running ? ' · refreshing while training' : ''}`;
+  if (running) setTimeout(() => refresh().catch(showError), POLL_MS);
+}
+
+function showError(err) {
+  $('updated').textContent = `Error: ${err.message}`;
+}
+
+refresh().catch(showError);

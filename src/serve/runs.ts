@@ -1,0 +1,184 @@
+// The runs of a workdir as the dashboard and `GET /api/runs` show them: config summary, status, best epoch,
+// per-epoch curves from metrics.jsonl, and the eval reports. Read fresh on every request, so a training that is
+// still running shows its latest epoch.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TrainConfig } from '../train/config.js';
+import { workdirPaths } from '../data/workdir.js';
+
+/** A training that wrote a record this recently, and has not finished, counts as running. */
+const RUNNING_WITHIN_MS = 120_000;
+/** Step records kept for the loss curve (evenly thinned beyond this). */
+const MAX_STEP_POINTS = 1500;
+
+export interface RunSummary {
+  name: string;
+  status: 'finished' | 'running' | 'stopped' | 'not started';
+  /** Epochs completed, and out of how many. */
+  epoch: number;
+  epochs: number | null;
+  best: { epoch: number; metric: number } | null;
+  selection: string | null;
+  config: {
+    arch: string;
+    embeddings: string;
+    sceneView: string;
+    split: string;
+    hidden?: number;
+    out?: number;
+    batchSize: number;
+    lr: number;
+  } | null;
+  /** The catalog protocol's R@10 from its eval report (test part, else val), for picking the default run. */
+  catalogRecall10: number | null;
+  updatedAt: string | null;
+}
+
+export interface RunDetail extends RunSummary {
+  /** One record per epoch: losses, the selection metric and the validation metrics. */
+  history: Record<string, unknown>[];
+  /** Step records (thinned): loss and its parts, learning rate, temperature. */
+  steps: Record<string, unknown>[];
+  /** The zero-shot record written before training, if any. */
+  zeroShot: Record<string, unknown> | null;
+  /** Eval reports by file name (e.g. catalog-test). */
+  reports: Record<string, unknown>;
+}
+
+const RUN_NAME = /^[A-Za-z0-9._-]+$/;
+
+async function readJson(file: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/** Names of the runs in the workdir (folders under runs/ with a config.json or checkpoints). */
+export async function listRunNames(workdir: string): Promise<string[]> {
+  let entries: string[];
+  try {
+    entries = await readdir(workdirPaths(workdir).runsDir);
+  } catch {
+    return [];
+  }
+  return entries.filter((n) => RUN_NAME.test(n)).sort();
+}
+
+async function readMetrics(runDir: string): Promise<{ records: Record<string, unknown>[]; mtime: number | null }> {
+  const file = join(runDir, 'metrics.jsonl');
+  try {
+    const [text, info] = await Promise.all([readFile(file, 'utf8'), stat(file)]);
+    const records = text.split('\n').flatMap((line) => {
+      try {
+        return line ? [JSON.parse(line) as Record<string, unknown>] : [];
+      } catch {
+        return []; // a line being written right now
+      }
+    });
+    return { records, mtime: info.mtimeMs };
+  } catch {
+    return { records: [], mtime: null };
+  }
+}
+
+async function readReports(runDir: string): Promise<Record<string, unknown>> {
+  const dir = join(runDir, 'eval');
+  let files: string[];
+  try {
+    files = await readdir(dir);
+  } catch {
+    return {};
+  }
+  const reports: Record<string, unknown> = {};
+  for (const file of files.filter((f) => f.endsWith('.json')).sort()) {
+    const report = await readJson(join(dir, file));
+    if (report) reports[file.slice(0, -'.json'.length)] = report;
+  }
+  return reports;
+}
+
+function recall10(report: unknown): number | null {
+  const value = (report as { metrics?: { recall?: Record<string, number> } } | null)?.metrics?.recall?.['10'];
+  return typeof value === 'number' ? value : null;
+}
+
+interface CheckpointStateFile {
+  epoch: number;
+  best: { epoch: number; metric: number };
+  epochsWithoutGain: number;
+  config: TrainConfig;
+  embeddings?: { model: string };
+}
+
+async function describe(workdir: string, name: string): Promise<{ summary: RunSummary; detail: RunDetail }> {
+  const dir = workdirPaths(workdir).run(name);
+  const saved = (await readJson(join(dir, 'config.json'))) as { config?: TrainConfig } | null;
+  const state = (await readJson(join(dir, 'checkpoints', 'last', 'state.json'))) as CheckpointStateFile | null;
+  const config = state?.config ?? saved?.config ?? null;
+  const { records, mtime } = await readMetrics(dir);
+  const reports = await readReports(dir);
+  const epochRecords = records.filter((r) => r.type === 'epoch');
+  const epoch = state?.epoch ?? 0;
+  const finished =
+    config !== null &&
+    state !== null &&
+    (epoch >= config.epochs || (config.patience > 0 && state.epochsWithoutGain >= config.patience));
+  const recent = mtime !== null && Date.now() - mtime < RUNNING_WITHIN_MS;
+  const status: RunSummary['status'] = finished ? 'finished' : recent ? 'running' : state ? 'stopped' : 'not started';
+  const stepRecords = records.filter((r) => r.type === 'step');
+  const stride = Math.max(1, Math.ceil(stepRecords.length / MAX_STEP_POINTS));
+  const summary: RunSummary = {
+    name,
+    status,
+    epoch,
+    epochs: config?.epochs ?? null,
+    best: state?.best ?? null,
+    selection: config ? `${config.selection.protocol} ${config.selection.metric}` : null,
+    config: config
+      ? {
+          arch: config.model.arch,
+          embeddings: state?.embeddings?.model ?? config.embeddings.model,
+          sceneView: config.sceneView,
+          split: config.split,
+          hidden: (config.model as { hidden?: number }).hidden,
+          out: (config.model as { out?: number }).out,
+          batchSize: config.batchSize,
+          lr: config.optimizer.lr,
+        }
+      : null,
+    catalogRecall10: recall10(reports['catalog-test']) ?? recall10(reports['catalog-val']),
+    updatedAt: mtime === null ? null : new Date(mtime).toISOString(),
+  };
+  return {
+    summary,
+    detail: {
+      ...summary,
+      history: epochRecords,
+      steps: stepRecords.filter((_, i) => i % stride === 0 || i === stepRecords.length - 1),
+      zeroShot: records.find((r) => r.type === 'zero-shot') ?? null,
+      reports,
+    },
+  };
+}
+
+export async function listRuns(workdir: string): Promise<RunSummary[]> {
+  const names = await listRunNames(workdir);
+  return Promise.all(names.map(async (name) => (await describe(workdir, name)).summary));
+}
+
+/** One run's detail, or null when the workdir has no run of that name. */
+export async function readRun(workdir: string, name: string): Promise<RunDetail | null> {
+  if (!(await listRunNames(workdir)).includes(name)) return null;
+  return (await describe(workdir, name)).detail;
+}
+
+/** The run `ctl serve` picks by default: the best catalog R@10, else the most recently updated run. */
+export function pickDefaultRun(runs: RunSummary[]): RunSummary | null {
+  const trained = runs.filter((r) => r.epoch > 0);
+  const scored = trained.filter((r) => r.catalogRecall10 !== null);
+  if (scored.length > 0) return scored.reduce((a, b) => (b.catalogRecall10! > a.catalogRecall10! ? b : a));
+  if (trained.length === 0) return null;
+  return trained.reduce((a, b) => ((b.updatedAt ?? '') > (a.updatedAt ?? '') ? b : a));
+}

@@ -1,0 +1,249 @@
+// The HTTP side of `ctl serve` (fastify): the demo page and the runs dashboard (static files, no build step), the
+// JSON API, and the workdir's images. Every route validates its input by schema or by hand and answers a bad one
+// with a 4xx JSON `{ error }`; a failure inside is logged and answered 500 without its details.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import fastifyMultipart from '@fastify/multipart';
+import fastifyStatic from '@fastify/static';
+import { workdirPaths } from '../data/workdir.js';
+import { log } from '../util/log.js';
+import { QueueFullError, type InferenceQueue } from './queue.js';
+import { RequestError, type Recommender } from './recommender.js';
+import { listRuns, readRun } from './runs.js';
+import { MAX_UPLOAD_BYTES, type UploadSupport } from './upload.js';
+
+/** The page's files, served from the source tree (plain HTML, CSS and JS modules). */
+const PUBLIC_DIR = fileURLToPath(new URL('../../src/serve/public/', import.meta.url));
+const UPLOT_DIR = dirname(createRequire(import.meta.url).resolve('uplot/dist/uPlot.esm.js'));
+
+export const MAX_K = 100;
+const DEFAULT_K = 12;
+const MAX_SCENES_PAGE = 100;
+
+const SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data: https://i.pinimg.com; " +
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'cross-origin-opener-policy': 'same-origin',
+};
+
+export interface ServerOptions {
+  workdir: string;
+  recommender: Recommender;
+  uploads: UploadSupport;
+  /** Where inference requests wait their turn (bounded: a full queue answers 429). */
+  queue: InferenceQueue;
+  /** The tfjs backend and encoder device, for /api/health. */
+  backend: string;
+}
+
+const SIG = '^[0-9a-f]{32}$';
+
+const recommendJson = {
+  type: 'object',
+  required: ['scene'],
+  additionalProperties: false,
+  properties: {
+    scene: { type: 'string', pattern: SIG },
+    k: { type: 'integer', minimum: 1, maximum: MAX_K },
+    categories: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 200 } },
+  },
+} as const;
+
+export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
+  const { recommender, uploads, workdir, queue } = options;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 64 * 1024,
+    routerOptions: { maxParamLength: 200 },
+  });
+
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.headers(SECURITY_HEADERS);
+    return payload;
+  });
+  app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
+    if (error instanceof QueueFullError) {
+      reply.header('retry-after', String(error.retryAfterSeconds));
+      return reply.code(429).send({ error: error.message });
+    }
+    const status = error.statusCode ?? 500;
+    if (status >= 500) {
+      log(`serve: ${error.stack ?? error.message}`);
+      return reply.code(500).send({ error: 'internal error (see the server log)' });
+    }
+    return reply.code(status).send({ error: error.message });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: `not found: ${request.method} ${request.url}` }),
+  );
+
+  await app.register(fastifyMultipart, {
+    limits: { fileSize: MAX_UPLOAD_BYTES, files: 1, fields: 4, fieldSize: 1024, parts: 6 },
+  });
+  await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/static/', index: false, dotfiles: 'deny' });
+  await app.register(fastifyStatic, {
+    root: UPLOT_DIR,
+    prefix: '/vendor/uplot/',
+    decorateReply: false,
+    index: false,
+    allowedPath: (path) => path === '/uPlot.esm.js' || path === '/uPlot.min.css',
+  });
+
+  app.get('/', (_request, reply) => reply.sendFile('index.html'));
+  app.get('/runs', (_request, reply) => reply.sendFile('runs.html'));
+
+  // Images by signature only: the pattern leaves nothing to traverse with.
+  const images = workdirPaths(workdir);
+  app.get<{ Params: { kind: 'scenes' | 'products'; file: string } }>(
+    '/images/:kind/:file',
+    {
+      schema: {
+        params: {
+          type: 'object',
+          properties: {
+            kind: { type: 'string', enum: ['scenes', 'products'] },
+            file: { type: 'string', pattern: '^[0-9a-f]{32}\\.jpg$' },
+          },
+        },
+      },
+    },
+    (request, reply) => {
+      const { kind, file } = request.params;
+      const sig = file.slice(0, 32);
+      if (!recommender.hasLocalImage(kind, sig))
+        return reply.code(404).send({ error: `no ${kind.slice(0, -1)} image ${sig} in the workdir` });
+      return reply.sendFile(join(kind, file), images.imagesDir, { maxAge: 3600_000 });
+    },
+  );
+
+  app.get('/api/health', async () => ({
+    status: 'ok',
+    run: recommender.run,
+    model: {
+      arch: recommender.model.config.model.arch,
+      embeddings: recommender.model.state.embeddings.model,
+      checkpoint: { epoch: recommender.model.state.epoch, metric: recommender.model.state.metric },
+    },
+    catalog: { products: recommender.catalogSize, categories: recommender.categoryCounts() },
+    scenes: recommender.pickerScenes.length,
+    data: { source: recommender.dataset.source, domain: recommender.dataset.domain },
+    uploads: uploads.enabled ? { enabled: true, model: uploads.embedder.model } : uploads,
+    device: { backend: options.backend, imageModel: uploads.enabled ? uploads.embedder.device : null },
+    queue: { depth: queue.depth, capacity: queue.capacity },
+  }));
+
+  app.get<{ Querystring: { offset?: number; limit?: number } }>(
+    '/api/scenes',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            offset: { type: 'integer', minimum: 0 },
+            limit: { type: 'integer', minimum: 1, maximum: MAX_SCENES_PAGE },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const offset = Number(request.query.offset ?? 0);
+      const limit = Number(request.query.limit ?? 24);
+      const page = recommender.pickerScenes.slice(offset, offset + limit);
+      return {
+        total: recommender.pickerScenes.length,
+        offset,
+        limit,
+        scenes: page.map((s) => ({ sig: s.sig, image: recommender.imageOf('scenes', s.sig), items: s.items.length })),
+      };
+    },
+  );
+
+  app.post(
+    '/api/recommend',
+    { schema: { body: { content: { 'application/json': { schema: recommendJson } } } } },
+    async (request, reply) => {
+      const started = performance.now();
+      const result = request.isMultipart()
+        ? await recommendUpload(request)
+        : await recommendScene(
+            request,
+            request.body as { scene: string; k?: number; categories?: string[] } | undefined,
+          );
+      return reply.send({ run: recommender.run, ms: Math.round((performance.now() - started) * 100) / 100, ...result });
+    },
+  );
+
+  /** Queue the work, skipping it when the client has gone by the time its turn comes. */
+  function inference<T>(request: FastifyRequest, work: () => Promise<T>): Promise<T> {
+    return queue.run(async () => {
+      if (request.raw.socket.destroyed) throw new RequestError(400, 'the client closed the connection');
+      return work();
+    });
+  }
+
+  async function recommendScene(
+    request: FastifyRequest,
+    body: { scene: string; k?: number; categories?: string[] } | undefined,
+  ) {
+    if (!body)
+      throw new RequestError(400, 'send JSON {"scene": SIG, "k": N, "categories": [...]} or a multipart image');
+    const categories = recommender.checkCategories(body.categories);
+    return inference(request, () => recommender.recommendScene(body.scene, body.k ?? DEFAULT_K, categories));
+  }
+
+  async function recommendUpload(request: FastifyRequest) {
+    let image: Buffer | null = null;
+    const fields: Record<string, string> = {};
+    try {
+      for await (const part of request.parts()) {
+        if (part.type === 'file') {
+          if (part.fieldname !== 'image') throw new RequestError(400, `unexpected file field '${part.fieldname}'`);
+          image = await part.toBuffer();
+        } else fields[part.fieldname] = String(part.value);
+      }
+    } catch (err) {
+      // The multipart plugin's own errors carry their status (413 for a file over the cap); the parser's do not.
+      if ((err as { statusCode?: number }).statusCode) throw err;
+      throw new RequestError(400, `malformed multipart body: ${(err as Error).message}`);
+    }
+    if (!uploads.enabled) throw new RequestError(400, `uploads are off: ${uploads.reason}`);
+    if (!image || image.length === 0) throw new RequestError(400, "multipart: no file in field 'image'");
+    const k = fields.k === undefined ? DEFAULT_K : Number(fields.k);
+    if (!Number.isInteger(k) || k < 1 || k > MAX_K)
+      throw new RequestError(400, `k must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(fields.k)}`);
+    const categories = recommender.checkCategories(fields.categories ? fields.categories.split(',') : undefined);
+    const bytes = image;
+    return inference(request, async () => {
+      const started = performance.now();
+      const embedding = await uploads.embedder.embed(bytes);
+      const imageModelMs = Math.round((performance.now() - started) * 100) / 100;
+      return { imageModelMs, ...(await recommender.recommendVector(embedding, k, categories)) };
+    });
+  }
+
+  app.get('/api/runs', async () => ({ current: recommender.run, runs: await listRuns(workdir) }));
+
+  app.get<{ Params: { name: string } }>(
+    '/api/runs/:name',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: { type: 'string', pattern: '^[A-Za-z0-9_-][A-Za-z0-9._-]*$' } } },
+      },
+    },
+    async (request, reply: FastifyReply) => {
+      const run = await readRun(workdir, request.params.name);
+      if (!run)
+        return reply.code(404).send({ error: `no run '${request.params.name}' in ${workdirPaths(workdir).runsDir}` });
+      return run;
+    },
+  );
+
+  return app;
+}

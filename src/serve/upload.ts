@@ -1,0 +1,102 @@
+// Uploads: the photo's type from its first bytes, and the run's image model (the one its embeddings were made
+// with, through the project's local encoder) to embed it. A run trained on synthetic embeddings has no image
+// model: uploads are off and the page offers dataset scenes instead.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SYNTH_MODEL } from '../data/synth/embeddings.js';
+import { EmbeddingStore } from '../data/store/embeddings.js';
+import { workdirPaths } from '../data/workdir.js';
+import type { Encoder } from '../embed/encoder.js';
+import { ImageProblem } from '../embed/images.js';
+import type { Device } from '../embed/device.js';
+import { loadLocalEncoder } from '../embed/local-encoder.js';
+import { checkModelFiles, resolveModel, type Dtype } from '../embed/model-source.js';
+
+export const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
+
+/** An upload the server cannot use: wrong type (415) or too large (413). */
+export class UploadError extends Error {
+  constructor(
+    readonly statusCode: 413 | 415,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UploadError';
+  }
+}
+
+/** JPEG, PNG or WebP by magic bytes; anything else is refused before decoding. */
+export function sniffImageType(bytes: Uint8Array): 'jpeg' | 'png' | 'webp' | null {
+  const at = (i: number, ...b: number[]) => b.every((v, k) => bytes[i + k] === v);
+  if (at(0, 0xff, 0xd8, 0xff)) return 'jpeg';
+  if (at(0, 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return 'png';
+  if (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) return 'webp';
+  return null;
+}
+
+export interface UploadEmbedder {
+  model: string;
+  device: string;
+  /** The photo's L2-normalised image embedding. Throws UploadError for a file that is not a usable image. */
+  embed(bytes: Uint8Array): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
+export type UploadSupport = { enabled: true; embedder: UploadEmbedder } | { enabled: false; reason: string };
+
+/**
+ * Open the image model a run's embeddings were made with, from the workdir (never the network). The dtype and
+ * preprocessing are the store's, so an upload is embedded exactly as the dataset's images were.
+ */
+export async function openUploadEmbedder(workdir: string, model: string, device: Device): Promise<UploadSupport> {
+  if (model === SYNTH_MODEL)
+    return {
+      enabled: false,
+      reason: 'this run was trained on synthetic embeddings (no image model): pick one of the dataset scenes',
+    };
+  const paths = workdirPaths(workdir);
+  try {
+    const store = await EmbeddingStore.open(paths.embeddings(model, 'products'));
+    const dtype = (store.meta.preprocessing?.dtype as Dtype | undefined) ?? 'fp32';
+    const source = await resolveModel(model, { modelsDir: paths.modelsDir });
+    await checkModelFiles(source, dtype, { modelsDir: paths.modelsDir, offline: true });
+    const encoder = await loadLocalEncoder(source, { device, dtype, offline: true, modelsDir: paths.modelsDir });
+    const scratch = await mkdtemp(join(tmpdir(), 'ctl-serve-'));
+    return { enabled: true, embedder: uploadEmbedder(encoder as Encoder, scratch) };
+  } catch (err) {
+    return {
+      enabled: false,
+      reason: `the image model '${model}' could not be opened offline (${(err as Error).message}): pick one of the dataset scenes`,
+    };
+  }
+}
+
+function uploadEmbedder(encoder: Encoder, scratch: string): UploadEmbedder {
+  let counter = 0;
+  return {
+    model: encoder.model,
+    device: encoder.device,
+    async embed(bytes) {
+      if (!sniffImageType(bytes)) throw new UploadError(415, 'the upload is not a JPEG, PNG or WebP image');
+      // The encoder reads its jobs from files, as the embed stage does: the upload goes through the same path.
+      const file = join(scratch, `upload-${counter++}`);
+      await writeFile(file, bytes);
+      try {
+        const job = { id: 'upload', sig: 'upload', file };
+        const [vector] = await encoder.embed([await encoder.prepare(job)], [job]);
+        if (vector instanceof ImageProblem) throw vector;
+        return vector;
+      } catch (err) {
+        if (err instanceof ImageProblem) throw new UploadError(415, `the image could not be decoded (${err.message})`);
+        throw err;
+      } finally {
+        await rm(file, { force: true });
+      }
+    },
+    async dispose() {
+      await encoder.dispose();
+      await rm(scratch, { recursive: true, force: true });
+    },
+  };
+}

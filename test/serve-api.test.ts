@@ -1,0 +1,352 @@
+// `ctl serve`'s JSON API over a small trained run (generated images, the 'tiny' image model), on 127.0.0.1:
+// every route with good and bad input, ranks equal to `ctl eval --protocol catalog`, path traversal, the upload
+// limits, the bounded queue, and 64 parallel uploads all answered.
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { cp, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import sharp from 'sharp';
+import { summariseRanks } from '../src/eval/metrics.js';
+import { loadDataset } from '../src/data/stl/dataset-io.js';
+import { workdirPaths } from '../src/data/workdir.js';
+import type { Dataset } from '../src/data/dataset.js';
+import { startServer, type RunningServer } from '../src/serve/command.js';
+import { listRuns, readRun } from '../src/serve/runs.js';
+import { RUN, SYNTH_RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
+import { patternImage } from './embed-fixtures.js';
+
+let fixture: ServeFixture;
+let server: RunningServer;
+let dataset: Dataset;
+
+const options = (over: Record<string, unknown> = {}) => ({
+  workdir: fixture.workdir,
+  port: 0,
+  host: '127.0.0.1',
+  run: RUN,
+  queue: 128,
+  backend: 'wasm' as const,
+  device: 'cpu' as const,
+  ...over,
+});
+
+beforeAll(async () => {
+  fixture = await trainedWorkdir();
+  dataset = await loadDataset(fixture.workdir, 'fashion');
+  // One product image not downloaded: its thumbnail comes from the image host instead.
+  await rm(workdirPaths(fixture.workdir).imageFile('products', dataset.products[0].sig));
+  server = await startServer(options());
+}, 120_000);
+
+afterAll(async () => {
+  await server?.close();
+  await fixture?.remove();
+});
+
+const url = (path: string) => new URL(path, server.url).toString();
+const postJson = (body: unknown) =>
+  fetch(url('/api/recommend'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+const upload = (bytes: Uint8Array, fields: Record<string, string> = {}, type = 'image/jpeg', base = server.url) => {
+  const form = new FormData();
+  for (const [k, v] of Object.entries(fields)) form.append(k, v);
+  form.append('image', new Blob([bytes], { type }), 'photo.jpg');
+  return fetch(new URL('/api/recommend', base), { method: 'POST', body: form });
+};
+
+/** A raw GET that sends the path exactly as written (fetch would normalise `..` away). */
+function rawGet(path: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(server.url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: hostname, port, path, method: 'GET' }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function testScenes(): string[] {
+  const pairs = dataset.splits.scene.parts.test!;
+  return [...new Set(pairs.map((p) => dataset.pairs[p].scene))];
+}
+
+describe('ctl serve: JSON API', () => {
+  it('GET /api/health names the run, model, catalog and device, with security headers', async () => {
+    const res = await fetch(url('/api/health'));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-security-policy')).toMatch(/script-src 'self'/);
+    expect(res.headers.get('content-security-policy')).not.toMatch(/unsafe-inline/);
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    const health = await res.json();
+    expect(health.run).toBe(RUN);
+    expect(health.model.embeddings).toBe('tiny');
+    expect(health.catalog.products).toBe(dataset.products.length);
+    expect(health.catalog.categories.reduce((n: number, c: any) => n + c.count, 0)).toBe(dataset.products.length);
+    expect(health.uploads).toEqual({ enabled: true, model: 'tiny' });
+    expect(health.device.backend).toMatch(/wasm/);
+  });
+
+  it('POST /api/recommend by scene ranks each true product exactly as `ctl eval --protocol catalog` does', async () => {
+    const rankOf = new Map<string, number>();
+    for (const scene of testScenes()) {
+      const res = await postJson({ scene, k: 5 });
+      expect(res.status).toBe(200);
+      const body = await res.json();
+      expect(body.results).toHaveLength(5);
+      for (const t of body.truth) rankOf.set(`${scene}/${t.product}`, t.rank);
+      // Results are best first, and a true product in the list is marked.
+      const scores = body.results.map((r: any) => r.score);
+      expect([...scores].sort((a, b) => b - a)).toEqual(scores);
+      for (const r of body.results) expect(r.isTrue).toBe(body.truth.some((t: any) => t.product === r.product));
+    }
+    const ranks = dataset.splits.scene.parts.test!.map((p) =>
+      rankOf.get(`${dataset.pairs[p].scene}/${dataset.pairs[p].product}`)!,
+    );
+    const summary = summariseRanks(ranks);
+    const report = fixture.catalogReport.metrics;
+    expect(summary.queries).toBe(report.queries);
+    expect(summary.recall).toEqual(report.recall);
+    expect(summary.mrr).toBeCloseTo(report.mrr, 12);
+    expect(summary.medianRank).toBe(report.medianRank);
+  });
+
+  it('filters by category, and a true product ranked first in the catalog is first in the grid', async () => {
+    const scene = testScenes()[0];
+    const name = dataset.categories[dataset.products[0].category].name;
+    const body = await (await postJson({ scene, k: 100, categories: [name] })).json();
+    expect(body.categories).toEqual([name]);
+    expect(body.results.length).toBe(Math.min(100, body.candidates));
+    expect(body.results.every((r: any) => r.category === name)).toBe(true);
+    const all = await (await postJson({ scene, k: 1 })).json();
+    const best = all.truth.find((t: any) => t.rank === 1);
+    if (best) expect(all.results[0].product).toBe(best.product);
+  });
+
+  it("shows thumbnails from the workdir, else from the image host's URL layout", async () => {
+    const body = await (await postJson({ scene: testScenes()[0], k: 100 })).json();
+    expect(body.results).toHaveLength(dataset.products.length);
+    const missing = dataset.products[0].sig;
+    for (const r of body.results)
+      expect(r.image).toBe(
+        r.product === missing
+          ? `https://i.pinimg.com/400x/${missing.slice(0, 2)}/${missing.slice(2, 4)}/${missing.slice(4, 6)}/${missing}.jpg`
+          : `/images/products/${r.product}.jpg`,
+      );
+    expect((await fetch(url(`/images/products/${missing}.jpg`))).status).toBe(404);
+  });
+
+  it('answers bad JSON input with 4xx JSON errors and no stack', async () => {
+    const scene = testScenes()[0];
+    const cases: [unknown, number, RegExp][] = [
+      [{ scene: 'f'.repeat(32) }, 404, /unknown scene/],
+      [{ scene: 'not-a-signature' }, 400, /scene/],
+      [{ scene, k: 0 }, 400, /k/],
+      [{ scene, k: 1000 }, 400, /k/],
+      [{ scene, k: 'many' }, 400, /k/],
+      [{ scene, categories: ['Spacesuits'] }, 400, /unknown category 'Spacesuits'/],
+      [{ k: 3 }, 400, /scene/],
+      ['{"scene": ', 400, /JSON/i],
+    ];
+    for (const [body, status, message] of cases) {
+      const res = await postJson(body);
+      expect(res.status, JSON.stringify(body)).toBe(status);
+      const json = await res.json();
+      expect(json.error).toMatch(message);
+      expect(JSON.stringify(json)).not.toMatch(/at .*\.(ts|js):\d+/);
+    }
+  });
+
+  it('POST /api/recommend with an uploaded photo embeds it with the run image model', async () => {
+    const scenePath = workdirPaths(fixture.workdir).imageFile('scenes', testScenes()[0]);
+    const res = await upload(await readFile(scenePath), { k: '4' });
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body.scene).toBeNull();
+    expect(body.results).toHaveLength(4);
+    // The same photo as the dataset scene gives the dataset scene's list (same model, same preprocessing).
+    const byScene = await (await postJson({ scene: testScenes()[0], k: 4 })).json();
+    expect(body.results.map((r: any) => r.product)).toEqual(byScene.results.map((r: any) => r.product));
+    // A photo of a few MB (noise does not compress) is well within the 10 MB cap.
+    const noise = randomBytes(1200 * 900 * 3);
+    const large = await sharp(noise, { raw: { width: 1200, height: 900, channels: 3 } })
+      .png()
+      .toBuffer();
+    expect(large.length).toBeGreaterThan(1 << 20);
+    expect((await upload(large, { k: '2' }, 'image/png')).status).toBe(200);
+    const png = await patternImage(3, 80, 120, 'png');
+    const filtered = await (await upload(png, { k: '3', categories: byScene.results[0].category }, 'image/png')).json();
+    expect(filtered.results.every((r: any) => r.category === byScene.results[0].category)).toBe(true);
+  });
+
+  it('refuses bad uploads: 415 by magic bytes and by decode, 413 over 10 MB, 400 for a bad k', async () => {
+    const text = await upload(new TextEncoder().encode('hello, not an image'));
+    expect(text.status).toBe(415);
+    expect((await text.json()).error).toMatch(/not a JPEG, PNG or WebP/);
+    const fake = new Uint8Array(2000).fill(7);
+    fake.set([0xff, 0xd8, 0xff, 0xe0]);
+    const broken = await upload(fake);
+    expect(broken.status).toBe(415);
+    expect((await broken.json()).error).toMatch(/could not be decoded/);
+    const big = new Uint8Array(10 * 1024 * 1024 + 10);
+    big.set([0xff, 0xd8, 0xff, 0xe0]);
+    const tooBig = await upload(big);
+    expect(tooBig.status).toBe(413);
+    expect((await tooBig.json()).error).toBeTruthy();
+    const jpeg = await sharp({ create: { width: 40, height: 40, channels: 3, background: '#884422' } })
+      .jpeg()
+      .toBuffer();
+    expect((await upload(jpeg, { k: '0' })).status).toBe(400);
+    expect((await upload(jpeg, { categories: 'Nope' })).status).toBe(400);
+    const garbled = await fetch(url('/api/recommend'), {
+      method: 'POST',
+      headers: { 'content-type': 'multipart/form-data; boundary=xyz' },
+      body: '--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\nabc',
+    });
+    expect(garbled.status).toBeGreaterThanOrEqual(400);
+    expect(garbled.status).toBeLessThan(500);
+    expect((await garbled.json()).error).toBeTruthy();
+  });
+
+  it('GET /api/scenes pages the test scenes and checks offset and limit', async () => {
+    const all = testScenes();
+    const page = await (await fetch(url('/api/scenes?offset=2&limit=3'))).json();
+    expect(page.total).toBe(all.length);
+    expect(page.scenes.map((s: any) => s.sig)).toEqual(all.slice(2, 5));
+    expect(page.scenes[0].image).toBe(`/images/scenes/${all[2]}.jpg`);
+    for (const q of ['limit=0', 'limit=1000', 'offset=-1', 'offset=x'])
+      expect((await fetch(url(`/api/scenes?${q}`))).status, q).toBe(400);
+  });
+
+  it('GET /api/runs and /api/runs/:name give status, curves and reports; unknown runs are 404', async () => {
+    const { runs, current } = await (await fetch(url('/api/runs'))).json();
+    expect(current).toBe(RUN);
+    expect(runs.map((r: any) => r.name)).toEqual([SYNTH_RUN, RUN]);
+    expect(runs[1]).toMatchObject({ name: RUN, status: 'finished', epoch: 3, epochs: 3 });
+    expect(runs[1].catalogRecall10).toBe(fixture.catalogReport.metrics.recall['10']);
+    expect(runs[0].catalogRecall10).toBe(fixture.synthCatalogReport.metrics.recall['10']);
+    const run = await (await fetch(url(`/api/runs/${RUN}`))).json();
+    expect(run.history.map((r: any) => r.epoch)).toEqual([1, 2, 3]);
+    expect(run.steps.length).toBeGreaterThan(3);
+    expect(run.zeroShot.type).toBe('zero-shot');
+    expect(run.reports['catalog-test'].metrics.recall).toEqual(fixture.catalogReport.metrics.recall);
+    expect((await fetch(url('/api/runs/nope'))).status).toBe(404);
+  });
+
+  it('serves images by signature only: traversal attempts, encoded or not, never leave the workdir', async () => {
+    const sig = testScenes()[0];
+    const ok = await fetch(url(`/images/scenes/${sig}.jpg`));
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('content-type')).toBe('image/jpeg');
+    for (const path of [
+      '/images/..%2F..%2Fetc%2Fpasswd',
+      '/images/%2e%2e/%2e%2e/etc/passwd',
+      '/images/scenes/..%2F..%2F..%2Fetc%2Fpasswd',
+      '/images/scenes/../../dataset/fashion.json',
+      '/images/products/%2e%2e%2fdataset%2ffashion.json',
+      `/api/runs/..%2F..%2Fdataset`,
+      '/api/runs/%2e%2e',
+      '/static/..%2F..%2F..%2Fpackage.json',
+      '/static/%2e%2e/%2e%2e/%2e%2e/package.json',
+      '/vendor/uplot/..%2Fpackage.json',
+    ]) {
+      const res = await rawGet(path);
+      expect(res.status, path).toBeGreaterThanOrEqual(400);
+      expect(res.status, path).toBeLessThan(500);
+      expect(res.body, path).not.toMatch(/root:|"products"|"name": "ctl"|"version"/);
+    }
+    expect((await fetch(url(`/images/scenes/${'0'.repeat(32)}.jpg`))).status).toBe(404);
+  });
+
+  it('serves the page, the dashboard and uPlot', async () => {
+    for (const [path, type] of [
+      ['/', 'text/html'],
+      ['/runs', 'text/html'],
+      ['/static/app.js', 'javascript'],
+      ['/vendor/uplot/uPlot.esm.js', 'javascript'],
+    ]) {
+      const res = await fetch(url(path));
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get('content-type'), path).toContain(type);
+    }
+    expect((await fetch(url('/vendor/uplot/uPlot.d.ts'))).status).toBe(404);
+  });
+
+  it('answers 64 parallel uploads, none lost', async () => {
+    const photos = await Promise.all(Array.from({ length: 8 }, (_, i) => patternImage(i, 64, 96, 'jpeg')));
+    const responses = await Promise.all(Array.from({ length: 64 }, (_, i) => upload(photos[i % 8], { k: '3' })));
+    const bodies = await Promise.all(responses.map((r) => r.json()));
+    expect(responses.map((r) => r.status)).toEqual(Array(64).fill(200));
+    // The same photo gets the same answer, whatever else was in flight.
+    for (let i = 8; i < 64; i++) expect(bodies[i].results).toEqual(bodies[i % 8].results);
+  });
+
+  it('a full queue answers 429 with Retry-After, and the server keeps answering', async () => {
+    const small = await startServer(options({ run: RUN, queue: 2 }));
+    try {
+      const photo = await patternImage(1, 64, 96, 'jpeg');
+      const responses = await Promise.all(Array.from({ length: 24 }, () => upload(photo, {}, 'image/jpeg', small.url)));
+      const statuses = responses.map((r) => r.status);
+      expect(statuses).toContain(429);
+      expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+      const refused = responses.find((r) => r.status === 429)!;
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect((await refused.json()).error).toMatch(/busy/);
+      expect((await upload(photo, {}, 'image/jpeg', small.url)).status).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('without --run serves the best catalog R@10; a synthetic-embeddings run turns uploads off and says why', async () => {
+    const best =
+      fixture.synthCatalogReport.metrics.recall['10'] > fixture.catalogReport.metrics.recall['10'] ? SYNTH_RUN : RUN;
+    const synth = await startServer(options({ run: SYNTH_RUN }));
+    const auto = await startServer({ ...options(), run: undefined });
+    try {
+      expect(auto.run).toBe(best);
+      const health = await (await fetch(new URL('/api/health', synth.url))).json();
+      expect(health.uploads.enabled).toBe(false);
+      expect(health.uploads.reason).toMatch(/synthetic embeddings/);
+      const photo = await patternImage(1, 64, 96, 'jpeg');
+      const refused = await upload(photo, {}, 'image/jpeg', synth.url);
+      expect(refused.status).toBe(400);
+      expect((await refused.json()).error).toMatch(/uploads are off/);
+      const byScene = await fetch(new URL('/api/recommend', synth.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ scene: testScenes()[0], k: 3 }),
+      });
+      expect(byScene.status).toBe(200);
+    } finally {
+      await synth.close();
+      await auto.close();
+    }
+  });
+
+  it('tells a running training from a stopped one by its checkpoint and the age of its metrics', async () => {
+    const workdir = await mkdtemp(join(tmpdir(), 'ctl-serve-runs-'));
+    try {
+      const run = join(workdir, 'runs', 'live');
+      await cp(workdirPaths(fixture.workdir).run(RUN), run, { recursive: true });
+      const stateFile = join(run, 'checkpoints', 'last', 'state.json');
+      const state = JSON.parse(await readFile(stateFile, 'utf8'));
+      await writeFile(stateFile, JSON.stringify({ ...state, epoch: 1, epochsWithoutGain: 0 }));
+      await utimes(join(run, 'metrics.jsonl'), new Date(), new Date());
+      expect((await listRuns(workdir))[0]).toMatchObject({ name: 'live', status: 'running', epoch: 1, epochs: 3 });
+      const old = new Date(Date.now() - 3600_000);
+      await utimes(join(run, 'metrics.jsonl'), old, old);
+      expect((await listRuns(workdir))[0]).toMatchObject({ status: 'stopped', epoch: 1 });
+      expect(await readRun(workdir, '..')).toBeNull();
+    } finally {
+      await rm(workdir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,210 @@
+// The demo page and the runs dashboard in a real browser: playwright-core driving Debian's chromium (headless,
+// installed by .ci/run) against `ctl serve` on 127.0.0.1. Upload a generated outfit photo and see product cards,
+// filter by a category chip, pick a dataset scene by keyboard and see its true products marked, check the phone
+// width, open /runs and see the curves drawn, and no console errors anywhere. Screenshots go to
+// test-results/serve-browser/; with CTL_UPDATE_SCREENSHOTS=1 the README's are rewritten in docs/screenshots/.
+import { existsSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../src/serve/command.js';
+import { patternImage } from './embed-fixtures.js';
+import { RUN, SYNTH_RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const OUT = resolve(__dirname, '../test-results/serve-browser');
+const DOCS = resolve(__dirname, '../docs/screenshots');
+// CI installs chromium (.ci/run); elsewhere the browser tests need it too, or they are skipped, said out loud.
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && !process.env.CI) console.warn(`serve-browser: ${CHROMIUM} not found; skipping the browser tests`);
+
+let fixture: ServeFixture;
+let server: RunningServer;
+let synthServer: RunningServer;
+let context: BrowserContext;
+let profile: string;
+const consoleErrors: string[] = [];
+
+async function newPage(width = 1280, height = 900): Promise<Page> {
+  const page = await context.newPage();
+  await page.setViewportSize({ width, height });
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') consoleErrors.push(`${page.url()}: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => consoleErrors.push(`${page.url()}: ${err.message}`));
+  return page;
+}
+
+async function screenshot(page: Page, name: string, forReadme = false): Promise<void> {
+  const file = join(OUT, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  if (forReadme && process.env.CTL_UPDATE_SCREENSHOTS) {
+    await mkdir(DOCS, { recursive: true });
+    // A palette PNG: a third of the size, the same picture to the eye.
+    await sharp(file)
+      .png({ palette: true, compressionLevel: 9 })
+      .toFile(join(DOCS, `${name}.png`));
+  }
+}
+
+describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () => {
+  beforeAll(async () => {
+    await mkdir(OUT, { recursive: true });
+    fixture = await trainedWorkdir();
+    const common = { workdir: fixture.workdir, port: 0, host: '127.0.0.1', queue: 64, backend: 'wasm' as const };
+    server = await startServer({ ...common, run: RUN, device: 'cpu' });
+    synthServer = await startServer({ ...common, run: SYNTH_RUN, device: 'cpu' });
+    profile = await mkdtemp(join(tmpdir(), 'ctl-chromium-'));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+    // The page may show remote thumbnails (the image host) for images the workdir lacks: never leave 127.0.0.1.
+    await context.route(/^https?:\/\/(?!127\.0\.0\.1)/, (route) => route.abort());
+  }, 180_000);
+
+  afterAll(async () => {
+    await context?.close();
+    await server?.close();
+    await synthServer?.close();
+    await fixture?.remove();
+    if (profile) await rm(profile, { recursive: true, force: true });
+  });
+
+  it('upload a photo → product cards; a category chip filters them', async () => {
+    const page = await newPage();
+    await page.goto(server.url);
+    await expect.poll(() => page.locator('.chip').count()).toBeGreaterThan(1);
+    const photo = await patternImage(11, 192, 256, 'jpeg');
+    await page.setInputFiles('#upload', { name: 'outfit.jpg', mimeType: 'image/jpeg', buffer: photo });
+    const cards = page.locator('#grid .card:not(.placeholder)');
+    await expect.poll(() => cards.count()).toBe(12);
+    expect(await page.locator('#status').textContent()).toMatch(/Top 12 of \d+ products \(all categories\)/);
+
+    const chip = page.locator('.chip').nth(1);
+    const category = await chip.getAttribute('data-category');
+    await chip.click();
+    expect(await chip.getAttribute('aria-pressed')).toBe('true');
+    await expect.poll(() => page.locator('#status').textContent()).toContain(`(${category})`);
+    const shown = await page.locator('#grid .card .cat').allTextContents();
+    expect(shown.length).toBeGreaterThan(0);
+    expect(new Set(shown)).toEqual(new Set([category]));
+    await page.close();
+  });
+
+  it('pick a dataset scene by keyboard → its boxes drawn, true products ranked and marked', async () => {
+    const page = await newPage();
+    await page.goto(server.url);
+    await expect.poll(() => page.locator('.scene').count()).toBeGreaterThan(0);
+    // A scene of the first page with a true product in its top 12, found through the API the page uses.
+    const sigs = await page.locator('.scene').evaluateAll((nodes) => nodes.map((n) => (n as HTMLElement).dataset.sig!));
+    let chosen: { sig: string; body: any } | null = null;
+    for (const sig of sigs) {
+      const res = await fetch(new URL('/api/recommend', server.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ scene: sig, k: 12 }),
+      });
+      const body = await res.json();
+      if (body.results.some((r: any) => r.isTrue)) {
+        chosen = { sig, body };
+        break;
+      }
+    }
+    expect(chosen, 'a scene of the first page with a true product in its top 12').not.toBeNull();
+    await page.locator(`.scene[data-sig="${chosen!.sig}"]`).focus();
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.locator('#grid .card:not(.placeholder)').count()).toBe(12);
+    expect(await page.locator('#boxes .box').count()).toBe(chosen!.body.truth.length);
+    const ranks = await page.locator('#truth .rank').allTextContents();
+    expect(ranks).toEqual(chosen!.body.truth.map((t: any) => String(t.rank)));
+    const marked = await page
+      .locator('#grid .card.true')
+      .evaluateAll((n) => n.map((e) => (e as HTMLElement).dataset.product));
+    expect(marked).toEqual(chosen!.body.results.filter((r: any) => r.isTrue).map((r: any) => r.product));
+    await screenshot(page, 'demo', true);
+
+    // Phone width: one column, nothing wider than the screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await screenshot(page, 'demo-phone');
+    await page.close();
+  });
+
+  it('a run on synthetic embeddings says uploads are off and offers the dataset scenes', async () => {
+    const page = await newPage();
+    await page.goto(synthServer.url);
+    await expect.poll(() => page.locator('#upload-off').isVisible()).toBe(true);
+    expect(await page.locator('#upload-off').textContent()).toMatch(/synthetic embeddings/);
+    expect(await page.locator('#upload').isDisabled()).toBe(true);
+    await expect.poll(() => page.locator('.scene').count()).toBeGreaterThan(0);
+    await page.close();
+  });
+
+  it('/runs: the runs table, curves drawn with data points, eval tables and per-category bars', async () => {
+    const page = await newPage();
+    await page.goto(new URL('/runs', server.url).toString());
+    await expect.poll(() => page.locator('#runs-table tbody tr').count()).toBe(2);
+    await expect.poll(() => page.locator('.uplot canvas').count()).toBeGreaterThanOrEqual(5);
+    // Every chart's canvas has drawn pixels (its series), not just axes on a blank plot.
+    const inked = await page.locator('.uplot canvas').evaluateAll((canvases) =>
+      canvases.map((c) => {
+        const canvas = c as HTMLCanvasElement;
+        const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+        let coloured = 0;
+        for (let i = 0; i < data.length; i += 4)
+          if (data[i + 3] > 0 && !(data[i] === data[i + 1] && data[i + 1] === data[i + 2])) coloured++;
+        return coloured;
+      }),
+    );
+    for (const n of inked) expect(n).toBeGreaterThan(50);
+    // Two series on the validation chart (both runs) plus the zero-shot line.
+    expect(await page.locator('.chart').first().locator('.u-legend .u-series').count()).toBeGreaterThanOrEqual(4);
+    expect(await page.locator('table.report tbody tr').count()).toBe(2);
+    expect(await page.locator('.bars .bar').count()).toBeGreaterThan(0);
+    expect(await page.locator('#runs-table').textContent()).toContain('finished');
+    await screenshot(page, 'runs', true);
+    await page.close();
+  });
+
+  it('/runs follows a running training without a reload', async () => {
+    // A run at epoch 1 of 3 whose metrics were just written: the dashboard polls while it runs.
+    const live = join(fixture.workdir, 'runs', 'live');
+    await cp(join(fixture.workdir, 'runs', RUN), live, { recursive: true });
+    const stateFile = join(live, 'checkpoints', 'last', 'state.json');
+    const state = JSON.parse(await readFile(stateFile, 'utf8'));
+    const lines = (await readFile(join(live, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+    const throughEpoch = (epoch: number) =>
+      lines.filter((l) => JSON.parse(l).epoch <= epoch || JSON.parse(l).type === 'zero-shot').join('\n') + '\n';
+    await writeFile(stateFile, JSON.stringify({ ...state, epoch: 1, epochsWithoutGain: 0 }));
+    await writeFile(join(live, 'metrics.jsonl'), throughEpoch(1));
+    try {
+      const page = await newPage();
+      await page.goto(new URL('/runs', server.url).toString());
+      const liveRow = page.locator('#runs-table tbody tr', { hasText: 'live' });
+      await expect.poll(() => liveRow.textContent()).toContain('running (epoch 1/3)');
+      // The next epoch lands on disk; the page shows it by itself.
+      await writeFile(join(live, 'metrics.jsonl'), throughEpoch(2));
+      await writeFile(stateFile, JSON.stringify({ ...state, epoch: 2, epochsWithoutGain: 0 }));
+      await expect.poll(() => liveRow.textContent(), { timeout: 15_000 }).toContain('running (epoch 2/3)');
+      await page.close();
+    } finally {
+      await rm(live, { recursive: true, force: true });
+    }
+  });
+
+  it('logged no console errors on any page', () => {
+    expect(consoleErrors).toEqual([]);
+  });
+});

@@ -1,0 +1,59 @@
+// `ctl serve` through the built binary (`npm run build` first): it says which run it picked and where it listens,
+// answers, and closes cleanly on SIGTERM and SIGINT (exit 0); bad usage exits 2 with one clear line.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RUN, startCli, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
+
+let fixture: ServeFixture;
+
+beforeAll(async () => {
+  fixture = await trainedWorkdir();
+}, 120_000);
+afterAll(() => fixture?.remove());
+
+describe('ctl serve (built binary)', () => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`picks the run, serves, and closes cleanly on ${signal}`, async () => {
+      const server = startCli(['serve', '--workdir', fixture.workdir, '--port', '0', '--backend', 'wasm']);
+      const url = await server.listening;
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+      expect(server.stderr()).toMatch(/serve: run '[\w-]+', the best catalog R@10/);
+      const health = await (await fetch(new URL('/api/health', url))).json();
+      expect(health.status).toBe('ok');
+      server.child.kill(signal);
+      expect(await server.exited).toBe(0);
+      expect(server.stderr()).toContain(`${signal}: closing`);
+    });
+  }
+
+  it('exits 2 with a clear line for an unknown run, an empty workdir and a port in use', async () => {
+    const unknown = startCli(['serve', '--workdir', fixture.workdir, '--run', 'nope', '--port', '0']);
+    expect(await unknown.exited).toBe(2);
+    expect(unknown.stderr()).toMatch(
+      /ctl serve: error: --run nope: no such run in .*runs \(runs: synthetic-run, tiny-run\)/,
+    );
+
+    const empty = await mkdtemp(join(tmpdir(), 'ctl-serve-empty-'));
+    try {
+      const none = startCli(['serve', '--workdir', empty, '--port', '0']);
+      expect(await none.exited).toBe(2);
+      expect(none.stderr()).toMatch(/no trained run in .*: train one first/);
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
+
+    const blocker = createServer();
+    await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', done));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const busy = startCli(['serve', '--workdir', fixture.workdir, '--run', RUN, '--port', String(port)]);
+      expect(await busy.exited).toBe(2);
+      expect(busy.stderr()).toMatch(new RegExp(`--port ${port}: the port is in use`));
+    } finally {
+      blocker.close();
+    }
+  });
+});
