@@ -2,7 +2,7 @@
 // own checkpoint and forward (the safetensors tensors, the ONNX towers in onnxruntime on other batch sizes, the
 // product index), the model card, exit codes, and the folder replaced whole. With the real PyTorch:
 // export-torch.test.ts.
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -210,6 +210,19 @@ describe('ctl export', () => {
     expect(names).toContain('scene_tower.onnx');
     expect(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')).checkpoint.which).toBe('last');
     expect((await readdir(out)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+  });
+
+  it("after a kill between the swap's renames, the next export first puts the previous one back", async () => {
+    const dir = join(out, 'swap');
+    expect(ctl('export', '--run', 'v2', '--format', 'safetensors', '--out', dir).status).toBe(0);
+    await rename(dir, join(out, '.old-swap-4242')); // stepped aside; the new folder never got its name
+    const store = workdirPaths(workdir).embeddings(TEST_MODEL, 'products');
+    await rename(store, `${store}.away`);
+    const failed = ctl('export', '--run', 'v2', '--format', 'onnx', '--out', dir);
+    await rename(`${store}.away`, store);
+    expect(failed.status).toBe(2);
+    expect(await readdir(dir)).toContain('model.safetensors');
+    expect((await readdir(out)).filter((n) => n.startsWith('.old-') || n.startsWith('.tmp-'))).toEqual([]);
   });
 
   it('exits 2 naming what is missing or refused', async () => {

@@ -170,6 +170,8 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
       const out = join(dir, `export-${name}`);
       const exported = ctl('export', '--run', name, '--format', 'pt', '--out', out);
       expect(exported.status, exported.stderr).toBe(0);
+      const card = await readFile(join(out, 'model-card.md'), 'utf8');
+      expect(card).toContain(`imported by \`ctl import --checkpoint\` from \`${join(dir, `${name}.pt`)}\``);
       pairs.push(join(dir, `${name}.pt`), join(out, 'model.pt'));
     }
     const result = JSON.parse(await runPython(COMPARE_ROUND_TRIP, pairs));

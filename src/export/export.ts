@@ -1,10 +1,10 @@
 // `ctl export`: a run's checkpoint as files a user takes anywhere (see formats.ts): the reference's state_dict in
 // safetensors (+ config.json) and as the reference's torch.save checkpoint dict (pt), both towers as ONNX, the
 // product index and a model card. Each format is checked once written (safetensors and pt read back bit-exact;
-// ONNX run in onnxruntime against the tfjs forward), or the export fails. The folder is written whole beside its destination and renamed into place: an interrupted export leaves
-// the previous one.
+// ONNX run in onnxruntime against the tfjs forward), or the export fails. The folder is written whole beside its
+// destination and swapped in by renames: a killed export leaves the previous export or the new one.
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
@@ -69,6 +69,7 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
     );
   if (o.withOptimizer && !o.formats.includes('pt'))
     throw new InputError('--with-optimizer adds the optimizer state to the pt file: use it with --format pt or all');
+  await restoreAside(out);
   await checkReplaceable(out);
   const index = await buildProductIndex(o.workdir, dataset, model);
 
@@ -339,13 +340,26 @@ async function checkReplaceable(out: string): Promise<void> {
     );
 }
 
-/** Put the finished folder `tmp` at `out`, the previous export (if any) stepping aside first. */
+/** Put the finished folder `tmp` at `out`; the previous export steps aside first (see restoreAside). */
 async function replaceFolder(tmp: string, out: string): Promise<void> {
-  const old = tempPathFor(out);
+  const aside = `${asidePrefix(out)}${process.pid}`;
   const hadOld = await isDirectory(out);
-  if (hadOld) await rename(out, old);
+  if (hadOld) await rename(out, aside);
   await rename(tmp, out);
-  if (hadOld) await rm(old, { recursive: true, force: true });
+  if (hadOld) await rm(aside, { recursive: true, force: true });
+}
+
+const asidePrefix = (out: string) => join(dirname(out), `.old-${basename(out)}-`);
+
+/** After a kill between replaceFolder's renames: put the previous export back, or drop what is left aside. */
+async function restoreAside(out: string): Promise<void> {
+  const prefix = basename(asidePrefix(out));
+  const aside = (await readdir(dirname(out)).catch(() => [] as string[])).filter((n) => n.startsWith(prefix));
+  for (const [i, name] of aside.entries()) {
+    const path = join(dirname(out), name);
+    if (i === 0 && !(await isDirectory(out))) await rename(path, out);
+    else await rm(path, { recursive: true, force: true });
+  }
 }
 
 const isDirectory = async (path: string) => (await stat(path).catch(() => null))?.isDirectory() === true;

@@ -35,7 +35,7 @@ export function modelCard(c: CardInput): string {
     '## Data and split',
     `- Data: ${data}; ${c.dataset.products.length} products, ${c.dataset.scenes.length} scenes, ${c.dataset.pairs.length} pairs.`,
     c.dataset.source === 'stl' ? null : '- Synthetic data: numbers here are not Shop-The-Look results.',
-    `- Trained on the \`${configField(c.model, 'split')}\` split: ${state.data.trainPairs} train pairs, ` +
+    `- ${state.imported ? 'Imported weights; the run records' : 'Trained on'} the \`${configField(c.model, 'split')}\` split: ${state.data.trainPairs} train pairs, ` +
       `${state.data.valPairs} validation pairs (data fingerprint \`${state.data.fingerprint}\`).`,
     `- Product index: ${c.index.rows} products` +
       (c.index.skipped ? `, ${c.index.skipped} left out (no image embedding).` : '.'),
