@@ -2,7 +2,8 @@
 // suite): torch writes reference checkpoints (random weights, v1 and v2, as the reference's dict and as a bare
 // state_dict); ctl imports them into runs, `ctl export --format pt` writes them back and torch finds the tensors
 // identical; `ctl eval --protocol seed` on an imported run gives the metrics of the reference's own evaluation loop
-// re-run in Python on the same embeddings; bad files exit 2 naming the key, the shapes or the category.
+// re-run in Python on the same embeddings; serve's recommender opens an imported run; bad files exit 2 naming the
+// key, the shapes or the category.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import type { Dataset } from '../src/data/dataset.js';
 import { encodeNpy } from '../src/data/store/npy.js';
 import { loadPairInputs } from '../src/data/store/pair-inputs.js';
 import { workdirPaths } from '../src/data/workdir.js';
+import { Recommender } from '../src/serve/recommender.js';
 import { ctlIn } from './export-fixtures.js';
 import { runPython, skipWithoutTorch } from './torch-python.js';
 import { plantedWorkdir, TEST_MODEL } from './train-fixtures.js';
@@ -196,6 +198,19 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
       for (const k of ['1', '5', '10', '50'])
         expect(report.metrics.recall[k], `${name} R@${k}`).toBe(reference.recall[k]);
       expect(report.metrics.mrr, name).toBeCloseTo(reference.mrr, 10);
+    }
+  });
+
+  it("ctl serve's recommender opens an imported run and ranks the catalog with it", async () => {
+    const recommender = await Recommender.open(workdir, 'v2-dict');
+    try {
+      const scene = recommender.pickerScenes[0];
+      const { results, truth } = await recommender.recommendScene(scene.sig, 5, null);
+      expect(results).toHaveLength(5);
+      for (let i = 1; i < results.length; i++) expect(results[i - 1].score).toBeGreaterThanOrEqual(results[i].score);
+      expect(truth.map((t) => t.product)).toEqual(scene.items.map((it) => it.product));
+    } finally {
+      await recommender.close();
     }
   });
 
