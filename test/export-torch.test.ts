@@ -20,8 +20,25 @@ const COMPARE = String.raw`
 import json, sys, numpy as np, torch
 sys.path.insert(0, 'bench/train')
 from torch_two_tower import CTLModel, CTLModelV2, read_safetensors, encode_products
+import struct
+def check_safetensors_layout(path):
+    # The rules safetensors.torch.load_file enforces (the library itself is not packaged by Debian): an 8-byte
+    # little-endian header length, a JSON header of str metadata and known dtypes, and data_offsets that tile the
+    # data section from 0 to its end with no gap or overlap.
+    raw = open(path, 'rb').read()
+    (n,) = struct.unpack('<Q', raw[:8])
+    header = json.loads(raw[8:8 + n])
+    assert all(isinstance(v, str) for v in header.pop('__metadata__', {}).values())
+    spans = sorted(tuple(e['data_offsets']) for e in header.values())
+    assert all(e['dtype'] in ('F32', 'I32') for e in header.values())
+    end = 0
+    for begin, stop in spans:
+        assert begin == end, (begin, end)
+        end = stop
+    assert end == len(raw) - 8 - n, (end, len(raw) - 8 - n)
 out = {}
 for d in sys.argv[1:]:
+    check_safetensors_layout(f'{d}/model.safetensors')
     config = json.load(open(f'{d}/config.json'))
     cls = {'CTLModel': CTLModel, 'CTLModelV2': CTLModelV2}[config['reference']['name']]
     checkpoint = torch.load(f'{d}/model.pt', map_location='cpu')  # as the reference's app.py loads it
