@@ -62,6 +62,9 @@ async function leftovers(workdir: string): Promise<string[]> {
   return [...(await list('stl')), ...(await list('dataset'))].sort();
 }
 
+/** What a completed fetch leaves (sorted): the raw files, the fetch manifest and the normalised dataset. */
+const FETCHED = ['dataset/fashion.json', 'stl/fashion-cat.json', 'stl/fashion.fetch.json', 'stl/fashion.json'];
+
 describe('fetchDomain', () => {
   it('downloads, validates, normalises; a second run does nothing; --force fetches again', async () => {
     const workdir = await tempDir();
@@ -71,12 +74,7 @@ describe('fetchDomain', () => {
     expect(first.dataset.source).toBe('stl');
     expect(await readFile(join(workdir, 'stl', 'fashion.json'), 'utf8')).toBe(PAIRS);
     expect(await readFile(join(workdir, 'stl', 'fashion-cat.json'), 'utf8')).toBe(CATEGORIES);
-    expect(await leftovers(workdir)).toEqual([
-      'dataset/fashion.json',
-      'stl/fashion-cat.json',
-      'stl/fashion.fetch.json',
-      'stl/fashion.json',
-    ]);
+    expect(await leftovers(workdir)).toEqual(FETCHED);
     expect(requests).toEqual(['/stl/fashion.json', '/stl/fashion-cat.json']);
 
     const second = await fetchDomain(workdir, { ...options, baseUrl: base });
@@ -122,12 +120,7 @@ describe('fetchDomain', () => {
     await expect(fetchDomain(workdir, { ...options, baseUrl: base, force: true })).rejects.toThrow(/no valid pairs/);
     expect(await readFile(join(workdir, 'dataset', 'fashion.json'), 'utf8')).toBe(before);
     expect(await readFile(join(workdir, 'stl', 'fashion.json'), 'utf8')).toBe(PAIRS);
-    expect(await leftovers(workdir)).toEqual([
-      'dataset/fashion.json',
-      'stl/fashion-cat.json',
-      'stl/fashion.fetch.json',
-      'stl/fashion.json',
-    ]);
+    expect(await leftovers(workdir)).toEqual(FETCHED);
   });
 
   it('a truncated body is retried, then fails clearly with no partial file', async () => {

@@ -1,6 +1,6 @@
 // The metadata download against a server that closes the connection right after a multi-megabyte body (as
-// `python3 -m http.server` does): undici 7 used to fail an uncatchable internal assertion when the socket ended
-// while backpressure from the file write had paused its parser. Fifty downloads must all arrive whole.
+// `python3 -m http.server` does): undici 7 fails an uncatchable internal assertion when the socket ends while
+// backpressure from the file write has paused its parser, so the download must never let it pause. Fifty downloads must all arrive whole.
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { readFile } from 'node:fs/promises';

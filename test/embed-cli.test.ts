@@ -15,6 +15,16 @@ function ctl(args: string[], env: Record<string, string> = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/**
+ * `ctl embed` of the products with the tiny model on one CPU thread: `run` with the given batch size and commit
+ * interval, `resume` the same command with the default ones (a re-run continues what `run` committed).
+ */
+function tinyProducts(workdir: string, batch: number, commitEvery: number) {
+  const tiny = ['--model', 'tiny', '--device', 'cpu', '--threads', '1'];
+  const resume = ['embed', '--workdir', workdir, ...tiny, '--kind', 'products'];
+  return { resume, run: [...resume, '--batch', String(batch), '--commit-every', String(commitEvery)] };
+}
+
 describe('ctl embed (CLI)', () => {
   afterAll(removeFixtures);
 
@@ -73,24 +83,8 @@ describe('ctl embed (CLI)', () => {
   test('SIGINT commits what is embedded and exits 130; the next run continues', async () => {
     const { workdir, dataset } = await makeFixture(20);
     const storeDir = workdirPaths(workdir).embeddings('tiny', 'products');
-    const args = [
-      'embed',
-      '--workdir',
-      workdir,
-      '--model',
-      'tiny',
-      '--device',
-      'cpu',
-      '--threads',
-      '1',
-      '--kind',
-      'products',
-      '--batch',
-      '2',
-      '--commit-every',
-      '100',
-    ];
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const args = tinyProducts(workdir, 2, 100);
+    const child = spawn(process.execPath, [CLI, ...args.run], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -105,7 +99,7 @@ describe('ctl embed (CLI)', () => {
     const stored = (await EmbeddingStore.open(storeDir)).size;
     expect(stored).toBeGreaterThan(0);
     expect(stored).toBeLessThan(dataset.products.length);
-    const rerun = ctl(args.slice(0, -4));
+    const rerun = ctl(args.resume);
     expect(rerun.code).toBe(0);
     expect((await EmbeddingStore.open(storeDir)).size).toBe(dataset.products.length);
   });
@@ -113,24 +107,8 @@ describe('ctl embed (CLI)', () => {
   test('killed mid-run, a re-run continues from the committed shards and ends complete', async () => {
     const { workdir, dataset } = await makeFixture(150); // 300 products
     const storeDir = workdirPaths(workdir).embeddings('tiny', 'products');
-    const args = [
-      'embed',
-      '--workdir',
-      workdir,
-      '--model',
-      'tiny',
-      '--device',
-      'cpu',
-      '--threads',
-      '1',
-      '--kind',
-      'products',
-      '--batch',
-      '1',
-      '--commit-every',
-      '1',
-    ];
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: 'ignore' });
+    const args = tinyProducts(workdir, 1, 1);
+    const child = spawn(process.execPath, [CLI, ...args.run], { stdio: 'ignore' });
     const exited = new Promise((resolve) => child.on('exit', resolve));
     // Kill it hard once a few shards are committed.
     for (;;) {
@@ -144,7 +122,7 @@ describe('ctl embed (CLI)', () => {
     expect(partial).toBeGreaterThanOrEqual(4);
     expect(partial).toBeLessThan(dataset.products.length);
 
-    const rerun = ctl([...args.slice(0, -4), '--json']);
+    const rerun = ctl([...args.resume, '--json']);
     expect(rerun.code).toBe(0);
     const view = JSON.parse(rerun.stdout).views[0];
     expect(view.alreadyStored).toBe(partial);

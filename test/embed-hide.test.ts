@@ -8,6 +8,9 @@ function coordImage(width: number, height: number): RgbImage {
   return { data, width, height, channels: 3 };
 }
 
+/** A box or region: `left, top, width, height` in pixels. */
+const rect = (left: number, top: number, width: number, height: number) => ({ left, top, width, height });
+
 const pixel = (img: RgbImage, x: number, y: number) =>
   Array.from(img.data.subarray((y * img.width + x) * 3, (y * img.width + x) * 3 + 3));
 
@@ -28,26 +31,11 @@ describe('bboxToPixels', () => {
 describe('largestRegionOutside', () => {
   test('picks the largest of the four strips beside the box', () => {
     // Box x 4..44 of 96: right strip 52×64 beats left 4×64, top 96×6, bottom 96×6.
-    expect(largestRegionOutside({ left: 4, top: 6, width: 40, height: 52 }, 96, 64)).toEqual({
-      left: 44,
-      top: 0,
-      width: 52,
-      height: 64,
-    });
+    expect(largestRegionOutside({ left: 4, top: 6, width: 40, height: 52 }, 96, 64)).toEqual(rect(44, 0, 52, 64));
     // A wide box at the top: the strip below wins.
-    expect(largestRegionOutside({ left: 0, top: 0, width: 100, height: 30 }, 100, 100)).toEqual({
-      left: 0,
-      top: 30,
-      width: 100,
-      height: 70,
-    });
+    expect(largestRegionOutside({ left: 0, top: 0, width: 100, height: 30 }, 100, 100)).toEqual(rect(0, 30, 100, 70));
     // Box near the bottom-right: left strip 60×100 = 6000 vs top 100×55 = 5500.
-    expect(largestRegionOutside({ left: 60, top: 55, width: 30, height: 40 }, 100, 100)).toEqual({
-      left: 0,
-      top: 0,
-      width: 60,
-      height: 100,
-    });
+    expect(largestRegionOutside({ left: 60, top: 55, width: 30, height: 40 }, 100, 100)).toEqual(rect(0, 0, 60, 100));
   });
   test('the region never overlaps the box', () => {
     for (let i = 0; i < 200; i++) {
@@ -68,21 +56,11 @@ describe('largestRegionOutside', () => {
     }
   });
   test('ties go to the first of left, right, top, bottom', () => {
-    expect(largestRegionOutside({ left: 40, top: 0, width: 20, height: 100 }, 100, 100)).toEqual({
-      left: 0,
-      top: 0,
-      width: 40,
-      height: 100,
-    });
+    expect(largestRegionOutside({ left: 40, top: 0, width: 20, height: 100 }, 100, 100)).toEqual(rect(0, 0, 40, 100));
   });
   test('null when the box covers the image; the whole image when the box is empty', () => {
     expect(largestRegionOutside({ left: 0, top: 0, width: 10, height: 10 }, 10, 10)).toBeNull();
-    expect(largestRegionOutside({ left: 3, top: 3, width: 0, height: 4 }, 10, 10)).toEqual({
-      left: 0,
-      top: 0,
-      width: 10,
-      height: 10,
-    });
+    expect(largestRegionOutside({ left: 3, top: 3, width: 0, height: 4 }, 10, 10)).toEqual(rect(0, 0, 10, 10));
   });
 });
 

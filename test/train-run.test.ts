@@ -237,8 +237,8 @@ describe('on `ctl data synth --dim` embeddings', () => {
         .split('\n')
         .map((l) => JSON.parse(l));
       const zeroShot = log.find((r) => r.type === 'zero-shot').metrics.recall['10'];
-      // The synthetic world is calibrated to be hard (raw cosine near chance at full scale): 4 epochs on 2,000
-      // scenes give about 1.9x the zero-shot recall.
+      // The synthetic world is calibrated to be hard (raw cosine near chance at full scale); 4 epochs on 2,000
+      // scenes must still clearly beat the zero-shot recall.
       expect(result.best.metric).toBeGreaterThan(1.5 * zeroShot);
     } finally {
       await rm(dir, { recursive: true, force: true });

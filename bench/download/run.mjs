@@ -11,14 +11,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { loadAverage, median, repo, say } from '../common.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, '../..');
+const here = import.meta.dirname;
 const cli = join(repo, 'dist/cli.js');
 
 const { values: args } = parseArgs({
@@ -36,11 +35,6 @@ const poolSize = Number(args.pool);
 const rounds = Number(args.rounds);
 
 const root = mkdtempSync(join(tmpdir(), 'ctl-bench-download-'));
-const say = (text) => process.stderr.write(text + '\n');
-const load = () =>
-  loadavg()
-    .map((l) => l.toFixed(1))
-    .join(' ');
 
 /** A photo-like JPEG of about 23 KB: smooth gradients plus a little noise, 400 px wide like Pinterest's 400x. */
 async function photo(seed) {
@@ -134,7 +128,7 @@ const record = (name, r) => {
   runsOf.push({ rssMb: r.rssMb, cpuMs: (1000 * r.cpu) / sigs.length, systemMs: (1000 * r.system) / sigs.length });
   runs.set(name, runsOf);
   say(
-    `${name}: ${((1000 * r.cpu) / sigs.length).toFixed(2)} ms CPU per image, ${r.seconds.toFixed(1)} s, load ${load()}`,
+    `${name}: ${((1000 * r.cpu) / sigs.length).toFixed(2)} ms CPU per image, ${r.seconds.toFixed(1)} s, load ${loadAverage()}`,
   );
 };
 let runCount = 0;
@@ -143,7 +137,7 @@ const freshDir = (name) => {
   mkdirSync(dir);
   return dir;
 };
-const loadBefore = load();
+const loadBefore = loadAverage();
 for (let round = 0; round < rounds; round++) {
   say(`round ${round + 1} of ${rounds}`);
   const loopDir = freshDir('loop');
@@ -167,16 +161,11 @@ server.kill();
 if (!args.keep) rmSync(root, { recursive: true, force: true });
 
 // 4. The table: medians over rounds (peak RSS: the largest), and what that CPU allows on this many cores.
-const median = (values) => {
-  const sorted = values.slice().sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 const cores = cpus().length;
 const pad = (s, n) => String(s).padEnd(n);
 console.log(
   `\n${sigs.length} images of ~${(pool.reduce((a, b) => a + b, 0) / pool.length / 1024).toFixed(0)} KB, concurrency ${concurrency}, ${rounds} rounds, ` +
-    `node ${process.version}, ${cores} cores, load average ${loadBefore} before, ${load()} after`,
+    `node ${process.version}, ${cores} cores, load average ${loadBefore} before, ${loadAverage()} after`,
 );
 console.log(
   `${pad('client (median of rounds)', 30)}${pad('CPU ms/image (system)', 23)}${pad('peak RSS MB', 13)}images/s on ${cores} cores by CPU alone`,

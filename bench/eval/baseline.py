@@ -57,7 +57,7 @@ def run_numpy(scenes, products, offsets, ids, block):
         top10[start:stop] = np.take_along_axis(part, order, 1)
         rows, targets, positives = pair_layout(offsets, ids, start, stop)
         target_scores = scores[rows, targets]
-        # count_nonzero: NumPy's fastest count of a boolean matrix's rows (several times a bool .sum here).
+        # count_nonzero: NumPy's fastest count of a boolean matrix's rows (bench/eval/README.md: fairness).
         ahead = np.count_nonzero(scores[rows] >= target_scores[:, None], axis=1)
         pos_scores = np.where(positives >= 0, scores[rows[:, None], np.maximum(positives, 0)], -np.inf)
         ahead_positives = np.count_nonzero(pos_scores >= target_scores[:, None], axis=1)  # includes the target

@@ -9,17 +9,16 @@
 //
 // `--engines`: the first is timed on the full problem; the others on the first `--sample` scene rows only (they are
 // too slow for the full problem), extrapolated to the full row count.
-// NumPy and PyTorch run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (this workplace sets them on some
-// processors, which slows a current OpenBLAS) and the kernel OpenBLAS picked is printed.
+// NumPy and PyTorch run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (bench/common.mjs says why) and the
+// kernel OpenBLAS picked is printed.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { blasEnv, loadAverage, repo, say, writeRaw } from '../common.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, '../..');
+const here = import.meta.dirname;
 const { rankTargets, defaultBlockRows } = await import(join(repo, 'dist/eval/rank.js'));
 const { createScoreEngine } = await import(join(repo, 'dist/eval/engines.js'));
 const { Random } = await import(join(repo, 'dist/util/random.js'));
@@ -46,7 +45,6 @@ const sample = Math.min(numScenes, Number(args.sample));
 const baselines = args.baselines.split(',').filter(Boolean);
 const python = args.python;
 const blockRows = args.block ? Number(args.block) : undefined;
-const say = (text) => process.stderr.write(text + '\n');
 
 // ---- data: clustered products; each scene near the mean of its 1-5 products, so true products rank high (as a
 // trained model's would) and the scan's early exits behave as on real scores.
@@ -163,20 +161,12 @@ if (engines[0] === 'onnx') say(`ctl onnx: the matrix product alone ${productSeco
 
 // ---- baselines on the same data
 const dir = mkdtempSync(join(tmpdir(), 'ctl-bench-eval-'));
-const write = (name, a) => writeFileSync(join(dir, name), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
 writeFileSync(join(dir, 'meta.json'), JSON.stringify({ dim }));
-write('scenes.f32', scenes);
-write('products.f32', products);
-write('targets_offsets.i32', offsets);
-write('targets_ids.i32', ids);
-const env = {
-  ...process.env,
-  OPENBLAS_NUM_THREADS: String(threads),
-  OMP_NUM_THREADS: String(threads),
-  OPENBLAS_VERBOSE: '2',
-};
-delete env.OPENBLAS_CORETYPE;
-delete env.OPENBLAS_L2_SIZE;
+writeRaw(dir, 'scenes.f32', scenes);
+writeRaw(dir, 'products.f32', products);
+writeRaw(dir, 'targets_offsets.i32', offsets);
+writeRaw(dir, 'targets_ids.i32', ids);
+const env = blasEnv(threads);
 const rows = [];
 for (const name of baselines) {
   const out = join(dir, name);
@@ -192,7 +182,9 @@ for (const name of baselines) {
   const lines = p.stdout.trim().split('\n');
   const info = JSON.parse(lines.pop());
   const kernel = (p.stdout + p.stderr).match(/Core: (\S+)/)?.[1] ?? 'unknown';
-  const ranks = new Int32Array(readFileSync(join(out, 'ranks.i32')).buffer.slice(0));
+  const file = readFileSync(join(out, 'ranks.i32'));
+  // A copy of exactly the file's bytes: a small file's Buffer is a view into a larger shared pool.
+  const ranks = new Int32Array(file.buffer.slice(file.byteOffset, file.byteOffset + file.byteLength));
   let differ = 0;
   for (let i = 0; i < ranks.length; i++) if (ranks[i] !== full.result.ranks[i]) differ++;
   say(
@@ -202,9 +194,8 @@ for (const name of baselines) {
 }
 rmSync(dir, { recursive: true, force: true });
 
-const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 console.log(
-  `\nfull-catalog ranking, ${numScenes} × ${numProducts} × ${dim}, top-10 + ${ids.length} filtered ranks, ${threads} threads; load average now ${load()}`,
+  `\nfull-catalog ranking, ${numScenes} × ${numProducts} × ${dim}, top-10 + ${ids.length} filtered ranks, ${threads} threads; load average now ${loadAverage()}`,
 );
 console.log('  wall seconds depend on what else runs; CPU seconds (all threads) much less so');
 console.log(

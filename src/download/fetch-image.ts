@@ -1,5 +1,5 @@
 // One attempt at one image: GET it through undici's dispatch handler API (status, headers and body chunks as
-// callbacks: no response stream per image, which cost as much CPU as the rest of the request), check the answer
+// callbacks: no response stream per image, a large part of a small request's CPU), check the answer
 // and the body's first bytes as they come, then hand the body to the saver, which validates it and writes it into
 // place. The destination only ever receives a complete, valid image.
 import type { Dispatcher } from 'undici';

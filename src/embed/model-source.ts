@@ -34,13 +34,8 @@ export interface ModelSource {
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
+/** What is at `path`, or undefined when nothing (or nothing readable) is. */
+const statOf = (path: string) => stat(path).catch(() => undefined);
 
 /** Resolve `--model`; generated models are written under `modelsDir` on first use. */
 export async function resolveModel(
@@ -57,9 +52,9 @@ export async function resolveModel(
     };
   }
   const looksLikePath = isAbsolute(model) || model.startsWith('.') || model.includes('\\');
-  if (looksLikePath || (await isDirectory(model))) {
+  if (looksLikePath || (await statOf(model))?.isDirectory()) {
     const location = resolve(model);
-    if (!(await isDirectory(location))) throw new InputError(`--model: ${location} is not a folder`);
+    if (!(await statOf(location))?.isDirectory()) throw new InputError(`--model: ${location} is not a folder`);
     if (opts.revision) throw new InputError(`--revision: ${location} is a local folder and has no revisions`);
     return { kind: 'local', id: basename(location), location };
   }
@@ -92,14 +87,6 @@ export function localCandidates(source: ModelSource, file: string, modelsDir: st
   return [join(modelsDir, source.id, file), cached];
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Fail early, naming the file, when a needed file is not on disk: always for folders, and for hub ids when the
  * network is off (`--offline` / HF_HUB_OFFLINE=1).
@@ -113,7 +100,7 @@ export async function checkModelFiles(
   for (const file of requiredFiles(dtype)) {
     const candidates = localCandidates(source, file, opts.modelsDir);
     let found = false;
-    for (const c of candidates) if (await exists(c)) found = true;
+    for (const c of candidates) if ((await statOf(c))?.isFile()) found = true;
     if (found) continue;
     if (source.kind === 'hub')
       throw new InputError(

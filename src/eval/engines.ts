@@ -2,7 +2,7 @@
 // every engine; only the matrix product differs.
 //
 // - `onnx`: one Gemm run by onnxruntime-node (MLAS sgemm, multi-threaded). The fastest here (bench/eval).
-// - `js`: plain typed-array loops. Slow (a few GFLOP/s) but dependency-free; the reference the others are
+// - `js`: plain typed-array loops. Slow (no SIMD, one thread) but dependency-free; the reference the others are
 //   tested against.
 // `auto` = `onnx`, or `js` where onnxruntime-node cannot load.
 import { availableParallelism } from 'node:os';
@@ -53,8 +53,8 @@ type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
 
 /**
  * queries [rows, dim] · candidates [n, dim]ᵀ as one Gemm (transB). The candidates are an input, not a constant:
- * a constant would be copied into the model and pre-packed at ~1 s per session, while packing them on each run
- * costs about as much as it saves (bench/eval).
+ * a constant would be copied into the model and pre-packed when the session is created, which costs about as much
+ * as the packing it saves on each run.
  */
 class OnnxEngine implements ScoreEngine {
   readonly name = 'onnx';

@@ -162,7 +162,7 @@ async function evaluateWith(
         dim: inputs.dim,
       };
 
-  // Progress only where ranking takes a while (tens of seconds at STL scale on the plain engine).
+  // Progress only where ranking takes a while (many pairs).
   const progress =
     inputs.keptPairs.length >= PROGRESS_FROM
       ? new Progress(`${model ? 'eval' : 'zero-shot'} ${protocol}`, inputs.keptPairs.length, { unit: 'rows' })

@@ -1,5 +1,5 @@
-// The evaluation protocols of the design card, all reduced to "rank each target among its candidates"
-// (rank.ts) and the metrics of those ranks (metrics.ts).
+// The evaluation protocols (the reference's `seed` one and two honest ones), all reduced to "rank each target among
+// its candidates" (rank.ts) and the metrics of those ranks (metrics.ts).
 //
 // - `seed`: the reference project's protocol. For the evaluated pairs in order, scene_i · product_j for all i, j
 //   (an n × n matrix, duplicate products included); the query's target is the diagonal. Rank = 1 + #{j != i :

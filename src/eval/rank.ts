@@ -1,7 +1,7 @@
 // Blocked ranking: the rank of each query's target products among all candidates, and each query's top-k, from a
 // score matrix (queries × candidates) computed one block of query rows at a time, so the whole matrix never sits
 // in memory (30,000 × 38,000 floats would be 4.6 GB): one block of scores at a time. The scan (SIMD kernels) costs
-// ~2% of the matrix product, so it runs after each block rather than beside it.
+// a small part of the matrix product, so it runs after each block rather than beside it.
 //
 // Rank of target t for query q (1-based, pessimistic, "filtered"):
 //   rank = 1 + #{ c : c != t, c not in exclude(q), score(q, c) >= score(q, t) }

@@ -1,5 +1,5 @@
-// The reference project's published numbers on STL-Fashion under its own (`seed`) protocol (design card), to be
-// printed beside ours. They are STL-Fashion results: beside synthetic runs they are a reference, not a comparison.
+// The reference project's published numbers on STL-Fashion under its own (`seed`) protocol, to be printed beside
+// ours. They are STL-Fashion results: beside synthetic runs they are a reference, not a comparison.
 import type { Metrics } from './protocols.js';
 
 export interface ReferenceRow {

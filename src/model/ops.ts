@@ -1,5 +1,5 @@
 // The few layers the towers need, with hand-written gradients. Why: on the wasm backend a matMul with a
-// transposed operand is 10-25x slower than a plain one, and tfjs's own matMul gradient uses transposed operands;
+// transposed operand runs much slower than a plain one, and tfjs's own matMul gradient uses transposed operands;
 // here every product is a plain matMul and the transposes are explicit (cheap) copies. LayerNorm and GELU get
 // closed-form gradients too, which launches far fewer kernels than tfjs's taped ones.
 import * as tf from '@tensorflow/tfjs';

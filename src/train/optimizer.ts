@@ -1,10 +1,10 @@
 // Adam / AdamW over the flat parameter vector, as ONE fused loop on the host (a plain tfjs optimizer launches a
-// dozen kernels per parameter tensor, which dominated a step). Data-parallel replicas each update their own
+// dozen kernels per parameter tensor, which would dominate a step). Data-parallel replicas each update their own
 // slice [lo, hi) of the vector and keep the moments of that slice only.
 // Semantics follow PyTorch: `adam` adds weight_decay·p to the gradient (L2), `adamw` decays the weights
 // directly; clipping scales the gradient by min(1, clip / (‖g‖ + 1e-6)) as torch.nn.utils.clip_grad_norm_.
-// Moments that decay below 1e-30 are flushed to zero: denormal floats are 10-100x slower to compute with and
-// WebAssembly cannot set flush-to-zero (the design card's warning), and they change nothing at that size.
+// Moments that decay below 1e-30 are flushed to zero: arithmetic on denormal floats is slow, WebAssembly cannot
+// set the CPU's flush-to-zero mode, and values that small change nothing.
 import type { TrainConfig } from './config.js';
 
 /** The config's `optimizer` section (see config.ts). */

@@ -12,7 +12,7 @@ export const SCENE_SPLIT_FRACTIONS: Record<'train' | 'val' | 'test', number> = {
 /** The reference's `split = int(0.9 * len(pairs))`. */
 export const SEED_SPLIT_TRAIN_FRACTION = 0.9;
 
-// One-shot crypto.hash (Node >= 20.12) is several times faster than a Hash object per scene; same digest.
+// One-shot crypto.hash (Node >= 20.12) where there is one: no Hash object per scene, the same digest.
 const sha256Hex: (text: string) => string =
   typeof crypto.hash === 'function'
     ? (text) => crypto.hash('sha256', text, 'hex')
