@@ -5,11 +5,13 @@ import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
 import type { Domain } from '../data/types.js';
 import type { EmbeddingView } from '../data/workdir.js';
+import { importCheckpoint } from './import-checkpoint.js';
 import { importEmbeddings } from './import-embeddings.js';
 
 interface ImportFlags {
   embeddings?: string;
   checkpoint?: string;
+  run?: string;
   kind?: 'scenes' | 'products';
   model?: string;
   view?: EmbeddingView;
@@ -22,13 +24,21 @@ export function registerImportCommand(program: Command): void {
       .command('import')
       .description(
         "the reference project's artifacts into the workdir: --embeddings FILE.pkl|FILE.npz (a pickled dict " +
-          'signature → float32 vector, or the same as .npz) into workdir/embeddings/<model>/<view>/. Pickles are ' +
-          'read without running anything: globals other than numpy arrays are refused.',
+          'signature → float32 vector, or the same as .npz) into workdir/embeddings/<model>/<view>/; ' +
+          '--checkpoint FILE.pt into workdir/runs/<run>/, which eval, export and serve use like a trained run. ' +
+          'Pickles are read without running anything: globals other than tensors and numpy arrays are refused.',
       )
       .option('--embeddings <file>', "the reference's embedding file (.pkl or .npz)")
-      .option('--checkpoint <file>', "the reference's torch.save checkpoint (.pt)")
+      .option(
+        '--checkpoint <file>',
+        "the reference's torch.save checkpoint (.pt: its dict or a bare state_dict, v1 or v2) into a run",
+      )
+      .option('--run <name>', "with --checkpoint: the run to create (default: the file's name)")
       .addOption(new Option('--kind <kind>', 'what the embeddings are of').choices(['scenes', 'products']))
-      .option('--model <name>', 'the embedding model the vectors come from (names the store)')
+      .option(
+        '--model <name>',
+        'the embedding model the vectors come from (names the store); with --checkpoint, the store the towers read (default: the one of their input dim)',
+      )
       .addOption(
         new Option(
           '--view <view>',
@@ -40,7 +50,15 @@ export function registerImportCommand(program: Command): void {
     action<ImportFlags>(async (flags) => {
       if (flags.checkpoint !== undefined) {
         if (flags.embeddings !== undefined) throw new InputError('give --embeddings or --checkpoint, not both');
-        throw new InputError("'import --checkpoint' is not built yet");
+        const summary = await importCheckpoint({
+          workdir: flags.workdir,
+          file: flags.checkpoint,
+          run: flags.run,
+          model: flags.model,
+          domain: flags.domain,
+        });
+        if (flags.json) printJson(summary);
+        return;
       }
       if (flags.embeddings === undefined) throw new InputError('nothing to import: give --embeddings FILE');
       if (!flags.kind) throw new InputError('--embeddings needs --kind scenes|products');

@@ -54,6 +54,9 @@ export interface CheckpointState<Config = unknown> {
   workers: number;
   /** The step the saved mined pool was mined at (mined negatives only). */
   minedStep?: number;
+  /** Weights read from a reference torch.save file (`ctl import --checkpoint`) rather than trained here: the file,
+   * whether it was a bare state_dict, and the metrics it carried. */
+  imported?: { file: string; bare: boolean; metrics: Record<string, unknown> };
   savedAt: string;
 }
 

@@ -44,11 +44,16 @@ export const linear = withGradient((x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor
   };
 });
 
-/** LayerNorm over the last axis (PyTorch's eps 1e-5), as y = x̂·gamma + beta. */
+/** PyTorch's nn.LayerNorm default epsilon. */
+export const LAYER_NORM_EPS = 1e-5;
+/** F.normalize's floor on the norm. */
+export const NORMALIZE_EPS = 1e-12;
+
+/** LayerNorm over the last axis (eps LAYER_NORM_EPS), as y = x̂·gamma + beta. */
 export const layerNorm = withGradient(
   (x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, save: tf.GradSaveFunc) => {
     const centred = tf.sub(x, tf.mean(x, -1, true));
-    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), 1e-5));
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), LAYER_NORM_EPS));
     const xhat = tf.mul(centred, rstd);
     save([xhat, rstd, gamma]);
     return {
@@ -80,9 +85,9 @@ export const gelu = withGradient((x: tf.Tensor2D, save: tf.GradSaveFunc) => {
   };
 });
 
-/** Rows scaled to unit L2 norm (PyTorch F.normalize: divide by max(norm, 1e-12)). */
+/** Rows scaled to unit L2 norm (PyTorch F.normalize: divide by max(norm, NORMALIZE_EPS)). */
 export function l2Normalize(x: tf.Tensor2D): tf.Tensor2D {
-  return tf.div(x, tf.maximum(tf.sqrt(tf.sum(tf.square(x), 1, true)), 1e-12));
+  return tf.div(x, tf.maximum(tf.sqrt(tf.sum(tf.square(x), 1, true)), NORMALIZE_EPS));
 }
 
 /** log Σ_j exp(x_ij) per row, stable; gradient dy · softmax(x) (no gradient through the max shift, which tfjs's

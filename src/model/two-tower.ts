@@ -65,8 +65,10 @@ export class TwoTower {
   readonly temperatureParam: Param<tf.Scalar> | null;
   /** Parameters the loss reads directly rather than through the towers' rows (the learnable temperature). */
   readonly lossParamNames: readonly string[];
-  private readonly towers: Record<Tower, { input: Linear; layers: Sequential }>;
-  private readonly categoryEmbedding: Embedding | null;
+  /** Each tower's layers (its first is `input`), as the reference's nn.Sequential; read by the ONNX export. */
+  readonly towers: Record<Tower, { input: Linear; layers: Sequential }>;
+  /** The product tower's category table (v2), or null. */
+  readonly categoryEmbedding: Embedding | null;
 
   constructor(readonly spec: ModelSpec) {
     // Declared in the order of PyTorch's state_dict: the module's own parameter, then its children.

@@ -1,0 +1,67 @@
+// The export's check of its ONNX files: both towers run in onnxruntime-node on a batch and must give what the
+// tfjs forward gives on the same rows, within ONNX_TOLERANCE (max abs difference), or the export fails.
+import type { TrainedModel } from '../model/load.js';
+import { RunError } from '../util/errors.js';
+import { ONNX_NAMES } from './onnx-towers.js';
+
+export const ONNX_TOLERANCE = 1e-5;
+
+type Ort = typeof import('onnxruntime-node');
+
+/** Output of one tower's ONNX model on `rows` rows (categories: the checkpoint's rows, v2 product tower only). */
+export async function runTowerOnnx(
+  file: Uint8Array,
+  tower: 'scene' | 'product',
+  x: Float32Array,
+  categories: Int32Array | null,
+  rows: number,
+): Promise<Float32Array> {
+  const ort = (await import('onnxruntime-node')) as Ort;
+  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1 });
+  try {
+    const categoryName = ONNX_NAMES.product.inputs[1];
+    const feeds: Record<string, InstanceType<Ort['Tensor']>> = {
+      [ONNX_NAMES[tower].inputs[0]]: new ort.Tensor('float32', x, [rows, x.length / rows]),
+    };
+    if (session.inputNames.includes(categoryName))
+      feeds[categoryName] = new ort.Tensor('int64', BigInt64Array.from(categories!, BigInt), [rows]);
+    const result = await session.run(feeds);
+    return result[ONNX_NAMES[tower].output].data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+export function maxAbsDifference(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return Infinity;
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+  return max;
+}
+
+/**
+ * Run both ONNX towers on `rows` rows of input embeddings `x` (the product tower with `categories`) and compare
+ * with the tfjs forward; returns the max abs difference per tower, throws past the tolerance.
+ */
+export async function checkOnnxTowers(
+  model: TrainedModel,
+  files: { scene: Uint8Array; product: Uint8Array },
+  x: Float32Array,
+  categories: Int32Array,
+  rows: number,
+): Promise<{ scene: number; product: number }> {
+  const expected = {
+    scene: await model.encodeScenes(x, rows),
+    product: await model.encodeProducts(x, categories, rows),
+  };
+  const differences = { scene: 0, product: 0 };
+  for (const tower of ['scene', 'product'] as const) {
+    const got = await runTowerOnnx(files[tower], tower, x, categories, rows);
+    differences[tower] = maxAbsDifference(got, expected[tower]);
+    if (!(differences[tower] < ONNX_TOLERANCE))
+      throw new RunError(
+        `ONNX export: the ${tower} tower in onnxruntime differs from the tfjs forward by ${differences[tower]} (max abs, tolerance ${ONNX_TOLERANCE}) on ${rows} rows`,
+      );
+  }
+  return differences;
+}

@@ -1,0 +1,281 @@
+// `ctl import --checkpoint`: a reference torch.save file (its checkpoint dict, or a bare state_dict) into a ctl
+// run folder that eval, export and serve use like a trained run:
+//   runs/<name>/config.json                 the reference config (configs/v1.json or v2.json) with the dims the
+//                                           tensors have, the embedding store, and where the weights came from
+//   runs/<name>/checkpoints/{best,last}/    the weights (checked key by key against the model the dims describe),
+//                                           with the file's cat_to_idx (or, for a bare state_dict, the reference's
+//                                           numbering of this dataset's categories)
+// v1 or v2 and every dim (input, hidden, out, blocks, category) are read from the tensors; the input dim must be the
+// embedding store's. The run folder is written whole and renamed into place.
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EmbeddingStore } from '../data/store/embeddings.js';
+import type { Domain } from '../data/types.js';
+import { workdirPaths } from '../data/workdir.js';
+import { categoryMapOf, categoryRows, checkCategoryMap, type CategoryMap } from '../model/categories.js';
+import { CHECKPOINT_VERSION, saveCheckpoint, type CheckpointState } from '../model/checkpoint.js';
+import { fromStateDict, torchShape } from '../model/state-dict.js';
+import { readTorchCheckpoint } from '../model/torch/read-checkpoint.js';
+import type { TorchTensor } from '../model/torch/tensor.js';
+import { TwoTower, type ModelSpec } from '../model/two-tower.js';
+import { loadTrainConfig, type ConfigOverride, type TrainConfig } from '../train/config.js';
+import { loadTrainingData } from '../train/data.js';
+import { cleanTempFiles, tempPathFor, writeJsonAtomic } from '../util/atomic.js';
+import { InputError } from '../util/errors.js';
+import { log } from '../util/log.js';
+import { PRNG_NAME } from '../util/random.js';
+
+export interface ImportCheckpointOptions {
+  workdir: string;
+  file: string;
+  /** Run name; default: the file's name without extension. */
+  run?: string;
+  /** The embedding model whose store the towers read; default: the one store of the input dim. */
+  model?: string;
+  domain: Domain;
+}
+
+export interface ImportCheckpointSummary {
+  run: string;
+  dir: string;
+  arch: 'v1' | 'v2';
+  dims: { input: number; hidden: number; out: number; blocks: number; category: number };
+  numCategories: number;
+  /** True for a bare state_dict (no epoch, metrics or cat_to_idx in the file). */
+  bare: boolean;
+  epoch: number;
+  embeddings: string;
+}
+
+/** What the tensors say about the model. */
+interface InferredModel {
+  arch: 'v1' | 'v2';
+  input: number;
+  hidden: number;
+  out: number;
+  blocks: number;
+  category: number;
+  /** Rows of category_embedding.weight (v2). */
+  categoryRows: number;
+}
+
+export async function importCheckpoint(o: ImportCheckpointOptions): Promise<ImportCheckpointSummary> {
+  const run = o.run ?? basename(o.file, extname(o.file));
+  if (!/^[A-Za-z0-9._-]+$/.test(run))
+    throw new InputError(`--run: '${run}' is not a valid run name (letters, digits, . _ -): give --run NAME`);
+  const paths = workdirPaths(o.workdir);
+  const dir = paths.run(run);
+  if (existsSync(dir)) throw new InputError(`run '${run}' already exists (${dir}): give another --run NAME`);
+
+  const { stateDict, meta } = await readTorchCheckpoint(o.file);
+  const tensors = Object.fromEntries(stateDict);
+  const inferred = inferModel(tensors, o.file);
+  const embeddingModel = o.model ?? (await findStore(o.workdir, inferred.input, o.file));
+  const store = await EmbeddingStore.open(paths.embeddings(embeddingModel, 'products'));
+  if (store.dim !== inferred.input)
+    throw new InputError(
+      `${o.file}: the towers take ${inferred.input}-d inputs (scene_encoder.0.weight [${inferred.hidden}, ${inferred.input}]), but the '${embeddingModel}' embeddings (${store.dir}) are ${store.dim}-d`,
+    );
+
+  const config = await referenceConfig(inferred, { run, domain: o.domain, embeddingModel });
+  const data = await loadTrainingData(o.workdir, config, o.file);
+  const categoryMap = fileCategoryMap(meta, inferred, data.dataset.categories, o.file);
+  categoryRows(categoryMap, data.dataset.categories, o.file);
+  const spec: ModelSpec = { ...config.model, inputDim: inferred.input, numCategories: categoryMap.num_categories };
+  const model = new TwoTower(spec);
+  checkStateDict(model, tensors, o.file);
+  const params = fromStateDict(model.layout, tensors, o.file);
+
+  const epoch = meta.epoch ?? 0;
+  // Numbers and strings of the file's metrics dict (anything else it may hold is not worth a JSON form).
+  const metrics = Object.fromEntries(
+    [...(meta.metrics ?? [])]
+      .filter(([, v]) => ['number', 'string'].includes(typeof v))
+      .map(([k, v]) => [String(k), v]),
+  );
+  const selected = metrics[config.selection.metric];
+  const metric = typeof selected === 'number' ? selected : 0;
+  const state: CheckpointState<TrainConfig> = {
+    version: CHECKPOINT_VERSION,
+    epoch,
+    step: 0,
+    metric,
+    best: { epoch, metric },
+    epochsWithoutGain: 0,
+    rng: { algorithm: PRNG_NAME, seed: config.seed, nextEpoch: epoch, nextStep: 0 },
+    optimizer: { kind: config.optimizer.kind, t: 0 },
+    config,
+    overrides: {},
+    spec,
+    categories: data.dataset.categories,
+    categoryMap,
+    embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
+    data: { fingerprint: data.fingerprint, trainPairs: data.train.pairs.length, valPairs: data.val.pairs.length },
+    backend: 'pytorch',
+    workers: 1,
+    imported: { file: o.file, bare: meta.bare, metrics },
+    savedAt: new Date().toISOString(),
+  };
+
+  // The whole run folder beside its place, then renamed: a killed import leaves no half run.
+  await mkdir(paths.runsDir, { recursive: true });
+  await cleanTempFiles(paths.runsDir);
+  const tmp = tempPathFor(dir);
+  try {
+    await mkdir(tmp);
+    await writeJsonAtomic(join(tmp, 'config.json'), {
+      config,
+      overrides: {},
+      imported: state.imported,
+      embeddings: state.embeddings,
+      data: state.data,
+      createdAt: state.savedAt,
+    });
+    for (const which of ['best', 'last'] as const) await saveCheckpoint(tmp, which, model.layout, { state, params });
+    await rename(tmp, dir);
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+  log(
+    `import: ${o.file} (${meta.bare ? 'bare state_dict' : `epoch ${epoch}`}) → run '${run}': ${inferred.arch}, ` +
+      `${inferred.input}→${inferred.hidden}→${inferred.out}` +
+      (inferred.arch === 'v2' ? `, ${inferred.blocks} blocks, ${inferred.category}-d category embedding` : '') +
+      `, '${data.embeddingModel}' embeddings`,
+  );
+  return {
+    run,
+    dir,
+    arch: inferred.arch,
+    dims: {
+      input: inferred.input,
+      hidden: inferred.hidden,
+      out: inferred.out,
+      blocks: inferred.blocks,
+      category: inferred.category,
+    },
+    numCategories: categoryMap.num_categories,
+    bare: meta.bare,
+    epoch,
+    embeddings: data.embeddingModel,
+  };
+}
+
+/** v1 or v2 from the keys, and the dims from the shapes of the tensors that carry them. */
+function inferModel(tensors: Record<string, TorchTensor>, file: string): InferredModel {
+  const matrix = (key: string, why: string): [number, number] => {
+    const t = tensors[key];
+    if (!t) throw new InputError(`${file}: ${key}: missing (${why})`);
+    if (t.shape.length !== 2)
+      throw new InputError(`${file}: ${key}: shape [${t.shape}] found, a matrix expected (${why})`);
+    return [t.shape[0], t.shape[1]];
+  };
+  const v2 = ['log_temperature', 'category_embedding.weight', 'scene_encoder.1.weight'].some((k) => k in tensors);
+  const v1 = ['temperature', 'scene_encoder.3.weight'].some((k) => k in tensors);
+  if (!v1 && !v2)
+    throw new InputError(
+      `${file}: neither the reference's v1 keys (temperature, scene_encoder.3.weight) nor its v2 keys (log_temperature, category_embedding.weight, scene_encoder.1.weight); keys found: ${Object.keys(tensors).slice(0, 8).join(', ')}`,
+    );
+  const [hidden, input] = matrix('scene_encoder.0.weight', "the scene tower's first Linear");
+  if (!v2) {
+    const [out] = matrix('scene_encoder.3.weight', "v1: the scene tower's output Linear");
+    return { arch: 'v1', input, hidden, out, blocks: 0, category: 0, categoryRows: 0 };
+  }
+  let blocks = 0;
+  while (`scene_encoder.${4 + blocks}.net.0.weight` in tensors) blocks++;
+  const [out] = matrix(`scene_encoder.${4 + blocks}.weight`, `v2: the output Linear after ${blocks} residual blocks`);
+  const [categoryRows, category] = matrix('category_embedding.weight', 'v2: the category embedding');
+  return { arch: 'v2', input, hidden, out, blocks, category, categoryRows };
+}
+
+/** The reference's config of the architecture (configs/<arch>.json), with the file's dims and this workdir's store. */
+async function referenceConfig(
+  m: InferredModel,
+  { run, domain, embeddingModel }: { run: string; domain: Domain; embeddingModel: string },
+): Promise<TrainConfig> {
+  const file = fileURLToPath(new URL(`../../configs/${m.arch}.json`, import.meta.url));
+  const set = (path: string, value: unknown): ConfigOverride => ({
+    flag: `(${path} from the checkpoint)`,
+    path,
+    value,
+  });
+  return loadTrainConfig(file, [
+    set('name', run),
+    set('domain', domain),
+    set('embeddings', { model: embeddingModel, dim: m.input }),
+    set('model.hidden', m.hidden),
+    set('model.out', m.out),
+    set('model.blocks', m.blocks),
+    set('model.categoryDim', m.category),
+  ]);
+}
+
+/** The file's cat_to_idx (checked against the category table), or for a bare state_dict the reference's own
+ * numbering of this dataset's categories. */
+function fileCategoryMap(
+  meta: { catToIdx?: Map<string, number>; numCategories?: number },
+  m: InferredModel,
+  categories: Parameters<typeof categoryMapOf>[0],
+  file: string,
+): CategoryMap {
+  let map: CategoryMap;
+  if (meta.catToIdx) {
+    map = checkCategoryMap(
+      {
+        cat_to_idx: Object.fromEntries(meta.catToIdx),
+        num_categories: meta.numCategories ?? Math.max(-1, ...meta.catToIdx.values()) + 1,
+      },
+      `${file}: cat_to_idx`,
+    );
+  } else {
+    map = categoryMapOf(categories);
+    log(
+      `import: ${file} has no cat_to_idx (a bare state_dict): assuming the reference's numbering of this dataset's categories`,
+    );
+  }
+  if (m.arch === 'v2' && map.num_categories !== m.categoryRows)
+    throw new InputError(
+      `${file}: category_embedding.weight has ${m.categoryRows} rows but ${meta.catToIdx ? 'the file names' : 'the dataset has'} ${map.num_categories} categories`,
+    );
+  return map;
+}
+
+/** Every key of the model, with its PyTorch shape, and no other. */
+function checkStateDict(model: TwoTower, tensors: Record<string, TorchTensor>, file: string): void {
+  const expected = new Set<string>();
+  for (const e of model.layout.entries) {
+    expected.add(e.name);
+    const shape = torchShape(e);
+    const t = tensors[e.name];
+    if (!t) throw new InputError(`${file}: model_state_dict: ${e.name}: missing (expected shape [${shape}])`);
+    if (t.shape.join() !== shape.join())
+      throw new InputError(`${file}: model_state_dict: ${e.name}: shape [${t.shape}] found, [${shape}] expected`);
+  }
+  const extra = Object.keys(tensors).filter((k) => !expected.has(k));
+  if (extra.length > 0)
+    throw new InputError(
+      `${file}: model_state_dict: unexpected key${extra.length > 1 ? 's' : ''} ${extra.join(', ')} (not in the reference's ${model.spec.arch} model with these dims)`,
+    );
+}
+
+/** The embedding model of the one store whose vectors have `dim` values, when --model is not given. */
+async function findStore(workdir: string, dim: number, file: string): Promise<string> {
+  const root = join(workdir, 'embeddings');
+  const candidates: { model: string; dim: number }[] = [];
+  for (const slug of await readdir(root).catch(() => [] as string[])) {
+    try {
+      const meta = JSON.parse(await readFile(join(root, slug, 'products', 'meta.json'), 'utf8'));
+      candidates.push({ model: meta.model ?? slug, dim: meta.dim });
+    } catch {
+      // Not a store with product embeddings.
+    }
+  }
+  const fitting = candidates.filter((c) => c.dim === dim);
+  if (fitting.length === 1) return fitting[0].model;
+  const found = candidates.map((c) => `'${c.model}' (${c.dim}-d)`).join(', ') || 'none';
+  throw new InputError(
+    `${file}: the towers take ${dim}-d embeddings; ${fitting.length > 1 ? 'several stores fit' : 'no store fits'} (stores in ${root}: ${found}): give --model NAME`,
+  );
+}
