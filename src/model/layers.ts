@@ -122,7 +122,8 @@ export const ReLU: Layer = { forward: (_P, x) => tf.relu(x) };
 
 /** nn.Dropout(rate), inverted. The mask of a call is keyed by the layer's name, so every site draws its own. */
 export class Dropout implements Layer {
-  private readonly name: string;
+  /** The key of this site's masks (its module path). */
+  readonly name: string;
 
   constructor(
     scope: Scope,

@@ -86,8 +86,9 @@ export class TwoTower {
   readonly temperatureParam: Param<tf.Scalar> | null;
   /** Parameters the loss reads directly rather than through the towers' rows (the learnable temperature). */
   readonly lossParamNames: readonly string[];
-  private readonly towers: Record<Tower, { input: Linear; layers: Sequential }>;
-  private readonly categoryEmbedding: Embedding | null;
+  /** The layers of each tower (read by engines that build the step themselves, src/train/ort). */
+  readonly towers: Record<Tower, { input: Linear; layers: Sequential }>;
+  readonly categoryEmbedding: Embedding | null;
 
   constructor(readonly spec: ModelSpec) {
     // Declared in the order of PyTorch's state_dict: the module's own parameter, then its children.

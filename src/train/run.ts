@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
-import { useBackend, type BackendChoice } from '../model/backend.js';
+import type { BackendChoice } from '../model/backend.js';
 import { categoryMapOf, categoryRows, type CategoryMap } from '../model/categories.js';
 import {
   CHECKPOINT_VERSION,
@@ -22,12 +22,14 @@ import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
+import { chooseTrainBackend, type TrainBackendChoice } from './backend.js';
 import { loadTrainConfig, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
 import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
 import { MetricsLog } from './metrics-log.js';
 import { createNegativeSampler, type NegativeSampler, type SamplerState } from './negatives.js';
 import { inBatchFalseNegatives } from './negatives/negative-index.js';
+import { OrtEngine } from './ort/engine.js';
 import { ParallelEngine } from './parallel.js';
 import { learningRate } from './schedule.js';
 
@@ -37,7 +39,8 @@ export interface TrainRunOptions {
   config: string;
   /** Run name; default: the config's name (with the embedding model appended when overridden). */
   run?: string;
-  backend?: BackendChoice;
+  /** The engine: 'ort-cpu' or a TensorFlow.js backend (backend.ts); default 'auto'. */
+  backend?: TrainBackendChoice;
   resume?: boolean;
   /** Part of the stage contract; progress and logs go to stderr either way, `ctl train --json` prints the result. */
   json?: boolean;
@@ -71,7 +74,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
     );
   if (!previous && options.resume) log(`run '${name}' has no checkpoint yet: starting from the beginning`);
 
-  const backend = await useBackend(options.backend ?? 'auto');
+  const { name: backend, ortThreads } = await chooseTrainBackend(options.backend ?? 'auto', config);
   const data = await loadTrainingData(options.workdir, config, options.config);
   // The category embedding's rows are the reference's cat_to_idx, not the vocabulary's order.
   const categoryMap = categoryMapOf(data.dataset.categories);
@@ -121,14 +124,16 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
     },
   };
   const engine: TrainEngine =
-    workers > 1
-      ? await ParallelEngine.create({
-          ...engineOptions,
-          workers,
-          backend: backend as BackendChoice,
-          batchSize: config.batchSize,
-        })
-      : new LocalEngine(engineOptions);
+    backend === 'ort-cpu'
+      ? await OrtEngine.create({ ...engineOptions, threads: ortThreads })
+      : workers > 1
+        ? await ParallelEngine.create({
+            ...engineOptions,
+            workers,
+            backend: backend as BackendChoice,
+            batchSize: config.batchSize,
+          })
+        : new LocalEngine(engineOptions);
 
   try {
     return await trainLoop({
@@ -281,14 +286,8 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       ...(sampled ? { minedStep: sampled.step } : {}),
       savedAt: new Date().toISOString(),
     };
-    const params = engine.params();
-    if (improved) await saveCheckpoint(ctx.dir, 'best', layout, { state: checkpointState, params });
-    await saveCheckpoint(ctx.dir, 'last', layout, {
-      state: checkpointState,
-      params,
-      optimizer: await engine.optimizerState(),
-      ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
-    });
+    // The epoch's record goes first: a kill between the two leaves a record past the last checkpoint, which the
+    // resume drops, rather than a checkpoint whose epoch record is lost.
     await metricsLog.append({
       type: 'epoch',
       step,
@@ -302,6 +301,14 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       trainSeconds,
       samplesPerSec: trainedRows / trainSeconds,
       liveTensors,
+    });
+    const params = engine.params();
+    if (improved) await saveCheckpoint(ctx.dir, 'best', layout, { state: checkpointState, params });
+    await saveCheckpoint(ctx.dir, 'last', layout, {
+      state: checkpointState,
+      params,
+      optimizer: await engine.optimizerState(),
+      ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
     });
     log(
       `epoch ${epoch + 1}/${config.epochs}: loss ${(sums.loss / stepsPerEpoch).toFixed(4)}, val ${config.selection.protocol} ` +
