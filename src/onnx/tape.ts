@@ -92,27 +92,6 @@ export class Tape {
     return this.op('Reshape', [summed, this.ints(shape)]);
   }
 
-  /** Split a flat value into pieces of the given shapes (the flat parameter vector into its tensors). */
-  split(flat: Value, shapes: number[][]): Value[] {
-    const sizes = shapes.map(size);
-    const pieces = this.graph.node('Split', [flat.name, this.ints(sizes)], { axis: 0 }, sizes.length);
-    const shaped = pieces.map((p, i) => this.op('Reshape', [p, this.ints(shapes[i])]));
-    return this.record(
-      [flat],
-      shaped.map((name, i) => ({ name, shape: shapes[i] })),
-      (dys) => [this.concatFlat(dys.map((dy, i) => dy ?? this.zeros(shapes[i])))],
-    );
-  }
-
-  /** The gradients of the pieces of `split`, flattened and concatenated (zeros where none reached). */
-  concatFlat(pieces: string[]): string {
-    return this.op(
-      'Concat',
-      pieces.map((p) => this.op('Reshape', [p, this.ints([-1])])),
-      { axis: 0 },
-    );
-  }
-
   private zeros(shape: number[]): string {
     return this.graph.initializer(new Float32Array(size(shape)), shape);
   }

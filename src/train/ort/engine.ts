@@ -37,6 +37,8 @@ export class OrtEngine implements TrainEngine {
   private m: Float32Array;
   private v: Float32Array;
   private t: number;
+  /** Where the next step writes parameters and moments. */
+  private spare: { param: Float32Array; m: Float32Array; v: Float32Array };
   /** Sessions by batch size and negatives kind (a run has one or two: full batches, a last partial one). */
   private readonly sessions = new Map<string, Promise<Compiled>>();
 
@@ -53,6 +55,7 @@ export class OrtEngine implements TrainEngine {
     this.m = state ? state.m.slice() : new Float32Array(size);
     this.v = state ? state.v.slice() : new Float32Array(size);
     this.t = state?.t ?? 0;
+    this.spare = { param: new Float32Array(size), m: new Float32Array(size), v: new Float32Array(size) };
   }
 
   static async create(options: OrtEngineOptions): Promise<OrtEngine> {
@@ -106,9 +109,6 @@ export class OrtEngine implements TrainEngine {
       : inputs.positiveCategories;
     const rows = categories.length;
     const feeds: Record<string, InstanceType<Ort['Tensor']>> = {
-      params: tensor(this.current, [this.current.length]),
-      m: tensor(this.m, [this.m.length]),
-      v: tensor(this.v, [this.v.length]),
       scenes: tensor(inputs.scenes, [B, spec.inputDim]),
       products: tensor(products, [rows, spec.inputDim]),
     };
@@ -139,17 +139,28 @@ export class OrtEngine implements TrainEngine {
     feeds.inv_root_bias2 = scalar(1 / Math.sqrt(1 - b2 ** this.t));
     feeds.decay = scalar(optimizer.kind === 'adamw' ? 1 - plan.lr * optimizer.weightDecay : 1);
 
-    const out = await session.run(feeds);
-    const read = (name: string) => out[name].data as Float32Array;
-    this.current = read('params_out');
-    this.m = read('m_out');
-    this.v = read('v_out');
+    // Parameters and moments go in as views of the flat vectors and come out into the spare ones, then swap.
+    const fetches: typeof feeds = {};
+    const state = { param: this.current, m: this.m, v: this.v };
+    for (const e of this.model.layout.entries) {
+      const view = (flat: Float32Array) => tensor(flat.subarray(e.offset, e.offset + e.size), e.shape);
+      for (const [kind, flat] of Object.entries(state)) {
+        feeds[`${kind}:${e.name}`] = view(flat);
+        fetches[`${kind}_out:${e.name}`] = view(this.spare[kind as keyof typeof state]);
+      }
+    }
+    for (const name of ['loss', 'infonce', 'triplet', 'temperature', 'grad_norm']) fetches[name] = scalar(0);
+    await session.run(feeds, fetches);
+    const read = (name: string) => (fetches[name].data as Float32Array)[0];
+    [this.current, this.spare.param] = [this.spare.param, this.current];
+    [this.m, this.spare.m] = [this.spare.m, this.m];
+    [this.v, this.spare.v] = [this.spare.v, this.v];
     return {
-      loss: read('loss')[0],
-      infonce: read('infonce')[0],
-      triplet: read('triplet')[0],
-      temperature: read('temperature')[0],
-      gradNorm: read('grad_norm')[0],
+      loss: read('loss'),
+      infonce: read('infonce'),
+      triplet: read('triplet'),
+      temperature: read('temperature'),
+      gradNorm: read('grad_norm'),
       tensors: tf.memory().numTensors,
     };
   }

@@ -1,7 +1,7 @@
 // The whole training step as one ONNX graph: forward through both towers (dropout masks fed in), the loss
 // (symmetric InfoNCE with the model's temperature + weighted triplet on cosine distance against one explicit
 // negative per row), the backward pass (derived by the tape, src/onnx/tape.ts), grad-norm clipping and the fused
-// Adam/AdamW update of the flat parameter vector. Parameters and moments go in and come out each step.
+// Adam/AdamW update. Each parameter tensor and its moments go in and come out each step.
 // The math is the wasm engine's (gradients.ts, losses.ts, optimizer.ts) op for op; only the explicit-negative
 // and no-negative cases are built (in-batch-hard mining and false-negative masking are not).
 import { Tape, type Value } from '../../onnx/tape.js';
@@ -34,24 +34,15 @@ export interface StepGraph {
   masks: MaskInput[];
 }
 
-// Flushing moments below this to zero, as FlatAdam does.
-const FLUSH_BELOW = 1e-30;
-
 export function buildStepGraph(model: TwoTower, options: StepGraphOptions): StepGraph {
   const { batchSize: B, explicit, loss, optimizer } = options;
   const { spec, layout } = model;
   const t = new Tape('train_step');
   const g = t.graph;
-  const P = layout.size;
 
-  const flat = t.input('params', [P], true);
-  const m = g.input('m', 'float32', [P]);
-  const v = g.input('v', 'float32', [P]);
-  const pieces = t.split(
-    flat,
-    layout.entries.map((e) => e.shape),
-  );
-  const param = (name: string) => pieces[layout.entries.indexOf(layout.get(name))];
+  // One input per parameter tensor (views of the flat vector, no copy), and its moments.
+  const params = new Map(layout.entries.map((e) => [e.name, t.input(`param:${e.name}`, e.shape, true)]));
+  const param = (name: string) => params.get(name)!;
 
   const productRows = explicit ? 2 * B : B;
   const scenesIn = t.input('scenes', [B, spec.inputDim]);
@@ -128,32 +119,45 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
     addTerm(triplet, loss.triplet);
   }
   if (!total) throw new Error('the ort engine needs a loss: both loss weights are 0');
-  const [grad] = t.backward(total, [flat]);
+  const grads = t.backward(total, [...params.values()]);
 
-  // Clipping and the update, as optimizer.ts (clipScale, FlatAdam.update) with the step's scalars fed in.
+  // Clipping and the update, as optimizer.ts (clipScale, FlatAdam.update) with the step's scalars fed in and
+  // folded: m' = b1·m + (1-b1)·s·g, v' = b2·v + (1-b2)·s²·g², p' = decay·p - stepSize·m' / (√v'·invRootBias2 + eps).
+  // Moments are not flushed below 1e-30 by hand: the session sets denormals to zero.
+  const op = (type: string, inputs: string[], attrs = {}) => g.op(type, inputs, attrs);
+  const c = (x: number) => g.float32([x], []);
   const scalarIn = (name: string) => g.input(name, 'float32', []);
   const [stepSize, invRootBias2, decay] = ['step_size', 'inv_root_bias2', 'decay'].map(scalarIn);
-  const c = (x: number) => g.float32([x], []);
-  const op = (type: string, inputs: string[], attrs = {}) => g.op(type, inputs, attrs);
-  const gradNorm = op('Sqrt', [op('ReduceSumSquare', [grad], { keepdims: 0 })]);
-  const clipScale =
+  const gradNorm = op('Sqrt', [
+    op(
+      'Sum',
+      grads.map((d) => op('ReduceSumSquare', [d], { keepdims: 0 })),
+    ),
+  ]);
+  const scale =
     optimizer.gradClip > 0
       ? op('Min', [c(1), op('Div', [c(optimizer.gradClip), op('Add', [gradNorm, c(1e-6)])])])
       : c(1);
   const [b1, b2] = optimizer.betas;
-  let gi = op('Mul', [grad, clipScale]);
-  if (optimizer.kind === 'adam' && optimizer.weightDecay > 0)
-    gi = op('Add', [gi, op('Mul', [flat.name, c(optimizer.weightDecay)])]);
-  const mi = op('Add', [op('Mul', [m, c(b1)]), op('Mul', [gi, c(1 - b1)])]);
-  const vi = op('Add', [op('Mul', [v, c(b2)]), op('Mul', [op('Mul', [gi, gi]), c(1 - b2)])]);
-  const zero = c(0);
-  const flushed = (x: string, magnitude: string) => op('Where', [op('Less', [magnitude, c(FLUSH_BELOW)]), zero, x]);
-  g.op('Identity', [flushed(mi, op('Abs', [mi]))], {}, 'm_out');
-  g.op('Identity', [flushed(vi, vi)], {}, 'v_out');
-  const denominator = op('Add', [op('Mul', [op('Sqrt', [vi]), invRootBias2]), c(optimizer.eps)]);
-  const update = op('Div', [op('Mul', [mi, stepSize]), denominator]);
-  g.op('Sub', [op('Mul', [flat.name, decay]), update], {}, 'params_out');
-  for (const name of ['params_out', 'm_out', 'v_out']) g.output(name, 'float32', [P]);
+  const mScale = op('Mul', [scale, c(1 - b1)]);
+  const vScale = op('Mul', [op('Mul', [scale, scale]), c(1 - b2)]);
+  const l2 = optimizer.kind === 'adam' && optimizer.weightDecay > 0 ? optimizer.weightDecay : 0;
+  layout.entries.forEach((e, i) => {
+    const p = param(e.name).name;
+    const [m, v] = ['m', 'v'].map((kind) => g.input(`${kind}:${e.name}`, 'float32', e.shape));
+    const [mOut, vOut, pOut] = ['m_out', 'v_out', 'param_out'].map((kind) => `${kind}:${e.name}`);
+    // Adam's (not AdamW's) weight decay adds l2·p to the clipped gradient: unfolded, a few more passes.
+    const withL2 = (factor: string, power: 1 | 2) => {
+      if (!l2) return op('Mul', [power === 1 ? grads[i] : op('Mul', [grads[i], grads[i]]), factor]);
+      const gi = op('Add', [op('Mul', [grads[i], scale]), op('Mul', [p, c(l2)])]);
+      return op('Mul', [power === 1 ? gi : op('Mul', [gi, gi]), c(power === 1 ? 1 - b1 : 1 - b2)]);
+    };
+    g.op('Add', [op('Mul', [m, c(b1)]), withL2(mScale, 1)], {}, mOut);
+    g.op('Add', [op('Mul', [v, c(b2)]), withL2(vScale, 2)], {}, vOut);
+    const denominator = op('Add', [op('Mul', [op('Sqrt', [vOut]), invRootBias2]), c(optimizer.eps)]);
+    g.op('Sub', [op('Mul', [p, decay]), op('Div', [op('Mul', [mOut, stepSize]), denominator])], {}, pOut);
+    for (const name of [pOut, mOut, vOut]) g.output(name, 'float32', e.shape);
+  });
   g.op('Identity', [gradNorm], {}, 'grad_norm');
   g.output('grad_norm', 'float32', []);
   t.output(total, 'loss');
