@@ -2,6 +2,8 @@
 // loss parts and gradients agree per parameter tensor within 1e-4 relative to the tensor's largest gradient, and
 // after a real AdamW step (weight decay, clipping on) the parameters and moments agree too. The gradient is read
 // from the optimizer: with beta1 = 0 and no clipping, Adam's first moment after one step is that step's gradient.
+// Where onnxruntime's WebGPU execution provider finds an adapter (a GPU, or the software Vulkan driver lavapipe
+// from Mesa >= 25), the same graph runs there and takes the same steps as on the CPU.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useBackend } from '../src/model/backend.js';
 import { keyedRandom } from '../src/util/random.js';
@@ -9,6 +11,7 @@ import { TwoTower, type ModelConfig, type ModelSpec } from '../src/model/two-tow
 import { LocalEngine, type EngineOptions, type StepPlan, type TrainEngine } from '../src/train/engine.js';
 import { OrtEngine } from '../src/train/ort/engine.js';
 import type { OptimizerConfig } from '../src/train/optimizer.js';
+import { OnnxGraph } from '../src/onnx/graph.js';
 import { smallConfig } from './train-fixtures.js';
 
 const v2 = smallConfig().model as ModelConfig;
@@ -45,6 +48,22 @@ const gradientOnly: OptimizerConfig = {
   gradClip: 0,
 };
 const adamw: OptimizerConfig = { ...gradientOnly, lr: 0.01, weightDecay: 0.1, betas: [0.9, 0.999], gradClip: 1 };
+
+/** Whether a WebGPU adapter is there for onnxruntime: a one-node graph runs on it. */
+async function webgpuRuns(): Promise<boolean> {
+  const ort = await import('onnxruntime-node');
+  const g = new OnnxGraph('probe');
+  g.output(g.op('Relu', [g.input('x', 'float32', [1])], {}, 'y'), 'float32', [1]);
+  try {
+    const session = await ort.InferenceSession.create(g.encode(), { executionProviders: ['webgpu'] });
+    await session.run({ x: new ort.Tensor('float32', Float32Array.of(1), [1]) });
+    await session.release();
+    return true;
+  } catch {
+    return false;
+  }
+}
+const webgpu = await webgpuRuns();
 
 function engines(config: ModelConfig, optimizer: OptimizerConfig): Promise<[TrainEngine, TrainEngine, TwoTower]> {
   const spec: ModelSpec = { ...config, inputDim, numCategories };
@@ -125,4 +144,32 @@ describe('the ort-cpu training step', () => {
     await expect(ort.step({ ...plan(true), falseNegatives: mask })).rejects.toThrow(/false negatives/);
     await ort.dispose();
   });
+
+  // Dawn compiles a shader per kernel on the first step: tens of seconds on a software adapter.
+  it.skipIf(!webgpu)(
+    'runs on the WebGPU execution provider and takes the same steps there',
+    async () => {
+      const spec: ModelSpec = { ...v2, inputDim, numCategories };
+      const model = new TwoTower(spec);
+      const options = {
+        spec,
+        optimizer: adamw,
+        loss: { infonce: 1, triplet: 0.5, margin: 0.2 },
+        seed: 5,
+        params: model.layout.initialise(5),
+        matrices,
+        threads: 1,
+      };
+      const [cpu, gpu] = [await OrtEngine.create(options), await OrtEngine.create({ ...options, provider: 'webgpu' })];
+      for (let s = 0; s < 2; s++) {
+        const step = { ...plan(true), step: s };
+        const [want, got] = [await cpu.step(step), await gpu.step(step)];
+        expect(Math.abs(got.loss - want.loss)).toBeLessThan(1e-5 * want.loss);
+      }
+      const worst = worstRelative(model, gpu.params(), cpu.params());
+      expect(worst.error, worst.name).toBeLessThan(1e-4);
+      await Promise.all([cpu.dispose(), gpu.dispose()]);
+    },
+    180_000,
+  );
 });

@@ -4,7 +4,7 @@
 // 768-d inputs: `ctl train`'s engine on the wasm backend (data-parallel worker threads, src/train/parallel.ts),
 // the whole step as one ONNX graph in onnxruntime-node (src/train/ort, the ort-cpu engine) and the same model and
 // step in PyTorch (bench/train/torch_bench.py, flush-to-zero on), on the same data, in this script; prints each,
-// the ratios to PyTorch and the GFLOP/s of each (the step's matrix-product FLOPs over wall time).
+// the ratios to PyTorch and the GFLOP/s of each (the step's matrix-product FLOPs over wall time, and over CPU time).
 //
 //   npm run build && node bench/train/run.mjs [--batch 256] [--dim 768] [--steps 40] [--rounds 3] [--warmup 5]
 //       [--workers 2] [--threads 2] [--data synth|random] [--python /usr/bin/python3] [--skip-torch] [--skip-ort]
@@ -280,40 +280,31 @@ await engine.dispose();
 await ort?.dispose();
 rmSync(dir, { recursive: true, force: true });
 
-const row = (name, perSec, perCpu, gflops = '') =>
-  console.log(`  ${name.padEnd(46)} ${perSec.padStart(9)} ${perCpu.padStart(10)} ${gflops.padStart(8)}`);
+const row = (name, perSec, perCpu, gflops = '', gflopsCpu = '') =>
+  console.log(
+    `  ${name.padEnd(46)} ${perSec.padStart(9)} ${perCpu.padStart(10)} ${gflops.padStart(8)} ${gflopsCpu.padStart(12)}`,
+  );
 console.log(
   `\nv2 training step, batch ${batch}, ${dim}-d ${dataKind} inputs, median of ${rounds} rounds of ${steps} steps (after ${warmup} warm-up); ${(stepFlops / 1e9).toFixed(2)} GFLOP of matrix products per step`,
 );
-row('', 'samples/s', 'per CPU-s', 'GFLOP/s');
+row('', 'samples/s', 'per CPU-s', 'GFLOP/s', 'GFLOP/CPU-s');
 const summary = (runs) => ({
   perSec: median(runs.map((r) => r.samplesPerSec ?? r.samples_per_sec)),
   perCpu: median(runs.map((r) => r.samplesPerCpuSec ?? r.samples_per_cpu_sec)),
 });
 const gflops = (perSec) => ((perSec / batch) * stepFlops * 1e-9).toFixed(1);
+const rates = ({ perSec, perCpu }) => [perSec.toFixed(0), perCpu.toFixed(0), gflops(perSec), gflops(perCpu)];
 const ctl = summary(ctlRuns);
-row(
-  `ctl: tfjs ${backend} (SIMD), ${workers} worker thread${workers > 1 ? 's' : ''}`,
-  ctl.perSec.toFixed(0),
-  ctl.perCpu.toFixed(0),
-  gflops(ctl.perSec),
-);
+row(`ctl: tfjs ${backend} (SIMD), ${workers} worker thread${workers > 1 ? 's' : ''}`, ...rates(ctl));
 const ortSummary = ortRuns.length > 0 ? summary(ortRuns) : null;
 if (ortSummary)
-  row(
-    `ctl: onnxruntime-node CPU, ${threads} intra-op thread${threads > 1 ? 's' : ''}`,
-    ortSummary.perSec.toFixed(0),
-    ortSummary.perCpu.toFixed(0),
-    gflops(ortSummary.perSec),
-  );
+  row(`ctl: onnxruntime-node CPU, ${threads} intra-op thread${threads > 1 ? 's' : ''}`, ...rates(ortSummary));
 if (torchRuns.length > 0) {
   const t = torchRuns[0];
   const torch = summary(torchRuns);
   row(
     `PyTorch ${t.torch}, ${t.threads} threads, ${t.blas_kind === 'mkl' ? 'MKL' : `OpenBLAS ${t.kernel}`}`,
-    torch.perSec.toFixed(0),
-    torch.perCpu.toFixed(0),
-    gflops(torch.perSec),
+    ...rates(torch),
   );
   row('ratio ctl wasm / PyTorch', (ctl.perSec / torch.perSec).toFixed(2), (ctl.perCpu / torch.perCpu).toFixed(2));
   if (ortSummary)

@@ -23,6 +23,8 @@ type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
 export interface OrtEngineOptions extends EngineOptions {
   /** Intra-op threads of the session. */
   threads: number;
+  /** onnxruntime's execution provider: the CPU (default) or WebGPU (Dawn; on a GPU, or a software Vulkan). */
+  provider?: 'cpu' | 'webgpu';
 }
 
 interface Compiled {
@@ -78,6 +80,7 @@ export class OrtEngine implements TrainEngine {
         intraOpNumThreads: this.options.threads,
         interOpNumThreads: 1,
         executionMode: 'sequential',
+        executionProviders: [this.options.provider ?? 'cpu'],
         graphOptimizationLevel: 'all',
         logSeverityLevel: 3, // not the optimizer's notes on the initializers its fusions leave unused
         // Pool threads sleep instead of spinning (the cores are shared with the host thread and other work);
@@ -121,10 +124,8 @@ export class OrtEngine implements TrainEngine {
     for (const mask of masks) {
       // Rows are keyed by their global index in the batch: scenes 0..B-1, positives 0..B-1, negatives B..2B-1.
       const rowIds = Int32Array.from({ length: mask.rows }, (_, i) => i);
-      feeds[mask.input] = tensor(dropoutMask([seed, plan.step, mask.site.name], rowIds, mask.cols, mask.site.rate), [
-        mask.rows,
-        mask.cols,
-      ]);
+      dropoutMask([seed, plan.step, mask.site.name], rowIds, mask.cols, mask.site.rate, mask.buffer);
+      feeds[mask.input] = tensor(mask.buffer, [mask.rows, mask.cols]);
     }
     if (explicit && this.options.loss.triplet > 0) {
       const valid = negatives.explicit!.valid;

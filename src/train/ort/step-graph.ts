@@ -27,6 +27,8 @@ export interface MaskInput {
   tower: Tower;
   rows: number;
   cols: number;
+  /** Where each step's mask is drawn. */
+  buffer: Float32Array;
 }
 
 export interface StepGraph {
@@ -58,7 +60,7 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
       if (!options.dropout || l.rate === 0) return x;
       const [rows, cols] = x.shape;
       const mask = t.input(`mask:${l.name}`, [rows, cols]);
-      masks.push({ input: mask.name, site: l, tower, rows, cols });
+      masks.push({ input: mask.name, site: l, tower, rows, cols, buffer: new Float32Array(rows * cols) });
       return t.mul(x, mask);
     }
     if (l instanceof ResidualBlock)
