@@ -419,7 +419,11 @@ function chooseWorkers(
 ): number {
   if (typeof requested === 'number') {
     if (requested > 1 && backend !== 'wasm') {
-      log(`--workers ${requested}: worker threads are for the wasm backend; training on one thread with ${backend}`);
+      log(
+        backend === 'ort-cpu'
+          ? `--workers ${requested}: worker threads are for the wasm backend; ort-cpu runs on onnxruntime's own thread pool`
+          : `--workers ${requested}: worker threads are for the wasm backend; training on one thread with ${backend}`,
+      );
       return 1;
     }
     if (previous && previous.workers !== requested)
