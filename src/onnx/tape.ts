@@ -67,7 +67,7 @@ export class Tape {
     return this.graph.output(named, 'float32', v.shape);
   }
 
-  /** Emit a forward node (or several, through `emit`) and record its VJP when any input needs a gradient. */
+  /** The values of a forward op's outputs; records its VJP when any input needs a gradient. */
   private record(inputs: Value[], outputs: { name: string; shape: number[] }[], vjp: Vjp): Value[] {
     const grad = inputs.some((i) => i.grad);
     const values = outputs.map((o) => ({ ...o, grad }));

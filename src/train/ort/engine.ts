@@ -1,6 +1,7 @@
 // The training engine that runs each step as one ONNX graph (step-graph.ts) in onnxruntime-node on the CPU
-// (native MLAS GEMMs): the flat parameters and Adam moments are fed in and read back each step, the dropout
-// masks are drawn on the host with the same keys as the wasm engine, so both engines train the same model.
+// (native MLAS GEMMs): the parameters and Adam moments go in as views of the flat vectors and come back in a
+// spare set each step; the dropout masks are drawn on the host with the same keys as the wasm engine, so both
+// engines train the same model.
 // Encoding (evaluation, mining) runs through the tfjs towers on the current parameters.
 import * as tf from '@tensorflow/tfjs';
 import { dropoutMask } from '../../model/layers.js';
@@ -134,10 +135,10 @@ export class OrtEngine implements TrainEngine {
       feeds.triplet_scale = scalar(count > 0 ? 1 / count : 0);
     }
     // The step's Adam scalars, as FlatAdam.update computes them.
-    this.t += 1;
+    const t = this.t + 1;
     const [b1, b2] = optimizer.betas;
-    feeds.step_size = scalar(plan.lr / (1 - b1 ** this.t));
-    feeds.inv_root_bias2 = scalar(1 / Math.sqrt(1 - b2 ** this.t));
+    feeds.step_size = scalar(plan.lr / (1 - b1 ** t));
+    feeds.inv_root_bias2 = scalar(1 / Math.sqrt(1 - b2 ** t));
     feeds.decay = scalar(optimizer.kind === 'adamw' ? 1 - plan.lr * optimizer.weightDecay : 1);
 
     // Parameters and moments go in as views of the flat vectors and come out into the spare ones, then swap.
@@ -153,6 +154,7 @@ export class OrtEngine implements TrainEngine {
     for (const name of ['loss', 'infonce', 'triplet', 'temperature', 'grad_norm']) fetches[name] = scalar(0);
     await session.run(feeds, fetches);
     const read = (name: string) => (fetches[name].data as Float32Array)[0];
+    this.t = t;
     [this.current, this.spare.param] = [this.spare.param, this.current];
     [this.m, this.spare.m] = [this.spare.m, this.m];
     [this.v, this.spare.v] = [this.spare.v, this.v];

@@ -20,11 +20,10 @@ export interface StepGraphOptions {
   optimizer: OptimizerConfig;
 }
 
-/** A dropout site's mask input: the layer's key, which tower rows it sees, its shape. */
+/** A dropout site's mask input: the layer (its name keys the mask), its shape. */
 export interface MaskInput {
   input: string;
   site: Dropout;
-  tower: Tower;
   rows: number;
   cols: number;
   /** Where each step's mask is drawn. */
@@ -51,7 +50,7 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   const productsIn = t.input('products', [productRows, spec.inputDim]);
 
   const masks: MaskInput[] = [];
-  const layer = (l: Layer, x: Value, tower: Tower): Value => {
+  const layer = (l: Layer, x: Value): Value => {
     if (l instanceof Linear) return t.linear(x, param(l.weight.name), param(l.bias.name));
     if (l instanceof LayerNorm) return t.layerNorm(x, param(l.weight.name), param(l.bias.name));
     if (l === GELU) return t.gelu(x);
@@ -60,16 +59,16 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
       if (!options.dropout || l.rate === 0) return x;
       const [rows, cols] = x.shape;
       const mask = t.input(`mask:${l.name}`, [rows, cols]);
-      masks.push({ input: mask.name, site: l, tower, rows, cols, buffer: new Float32Array(rows * cols) });
+      masks.push({ input: mask.name, site: l, rows, cols, buffer: new Float32Array(rows * cols) });
       return t.mul(x, mask);
     }
     if (l instanceof ResidualBlock)
-      return t.layerNorm(t.add(x, sequence(l.net, x, tower, 0)), param(l.norm.weight.name), param(l.norm.bias.name));
-    if (l instanceof Sequential) return sequence(l, x, tower, 0);
+      return t.layerNorm(t.add(x, sequence(l.net, x, 0)), param(l.norm.weight.name), param(l.norm.bias.name));
+    if (l instanceof Sequential) return sequence(l, x, 0);
     throw new Error(`the ort engine cannot build a ${l.constructor.name} layer`);
   };
-  const sequence = (s: Sequential, x: Value, tower: Tower, from: number): Value => {
-    for (let i = from; i < s.layers.length; i++) x = layer(s.layers[i], x, tower);
+  const sequence = (s: Sequential, x: Value, from: number): Value => {
+    for (let i = from; i < s.layers.length; i++) x = layer(s.layers[i], x);
     return x;
   };
   const towerOf = (tower: Tower, x: Value, extra: Value | null): Value => {
@@ -77,7 +76,7 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
     const [w, b] = [param(input.weight.name), param(input.bias.name)];
     const first = extra ? t.inputLinear(x, extra, w, b) : t.linear(x, w, b);
     // Normalised here either way: the loss wants unit rows (gradients.ts does the same when the model does not).
-    return t.l2Normalize(sequence(layers, first, tower, 1));
+    return t.l2Normalize(sequence(layers, first, 1));
   };
 
   let category: Value | null = null;
