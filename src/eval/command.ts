@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import type { SceneView } from '../data/store/pair-inputs.js';
 import type { Domain } from '../data/types.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.js';
+import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from '../train/backend.js';
 import { action, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
@@ -29,7 +29,7 @@ interface ReproduceCommandOptions {
   configs: string;
   embeddings?: string;
   split: EvalSplit;
-  backend: BackendChoice;
+  backend: TrainBackendChoice;
   engine: EngineName;
 }
 
@@ -142,7 +142,9 @@ export function registerEvalCommands(program: Command): void {
           .default('test'),
       )
       .addOption(
-        new Option('--backend <name>', 'TensorFlow.js backend for training').choices(BACKEND_CHOICES).default('auto'),
+        new Option('--backend <name>', 'training engine (see ctl train --help)')
+          .choices(TRAIN_BACKEND_CHOICES)
+          .default('auto'),
       )
       .addOption(engineOption()),
   ).action(

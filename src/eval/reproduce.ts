@@ -4,7 +4,7 @@
 // synthetic dataset's numbers are labelled synthetic, never STL.
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
-import type { BackendChoice } from '../model/backend.js';
+import type { TrainBackendChoice } from '../train/backend.js';
 import { readCheckpointState } from '../model/checkpoint.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import { trainRun } from '../train/run.js';
@@ -24,7 +24,7 @@ export interface ReproduceOptions {
   embeddings?: string;
   /** The part catalog and category are evaluated on (seed always uses its val part). */
   split: EvalSplit;
-  backend?: BackendChoice;
+  backend?: TrainBackendChoice;
   engine?: EngineName;
 }
 
