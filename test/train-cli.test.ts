@@ -1,5 +1,6 @@
 // `ctl train` as a user runs it (node dist/cli.js; run `npm run build` first): data-parallel worker threads,
-// a run killed mid-epoch and resumed reaching exactly the metrics of an uninterrupted run, --json, exit codes.
+// a run killed mid-epoch and resumed reaching exactly the metrics of an uninterrupted run (wasm and ort-cpu
+// engines), --json, exit codes.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -78,38 +79,63 @@ describe('ctl train', () => {
     expect(run.stderr).toMatch(/nope.json: config file not found/);
   });
 
-  it('resumed after a kill mid-epoch, reaches the same metrics as an uninterrupted run (2 worker threads)', async () => {
-    const full = ctl('train', '--config', config, '--run', 'full', '--backend', 'wasm', '--workers', '2', '--json');
-    expect(full.status, full.stderr).toBe(0);
-    const result = JSON.parse(full.stdout);
-    expect(result).toMatchObject({ run: 'full', epochs: 3, metric: 'recall@10', protocol: 'catalog' });
-    expect(full.stderr).toMatch(/2 workers/);
-
-    const killed = ['train', '--config', config, '--run', 'killed', '--backend', 'wasm', '--workers', '2'];
-    const child = spawn(process.execPath, [CLI, ...killed, '--workdir', workdir], { stdio: 'ignore' });
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    while ((await lastEpoch('killed')) < 1) await new Promise((r) => setTimeout(r, 20));
-    child.kill('SIGKILL');
-    await exited;
-    const killedAt = await lastEpoch('killed');
-    expect(killedAt).toBeLessThan(3);
-
-    const resumed = ctl(...killed, '--resume', '--json');
-    expect(resumed.status, resumed.stderr).toBe(0);
-    expect(JSON.parse(resumed.stdout).best).toEqual(result.best);
-    const a = await epochRecords('full');
-    const b = await epochRecords('killed');
-    expect(b.map((r) => [r.epoch, r.step, r.loss, r.metric])).toEqual(
-      a.map((r) => [r.epoch, r.step, r.loss, r.metric]),
+  it('exits 2 when --backend ort-cpu is asked for a config it cannot train, saying what and what to use', async () => {
+    const mined = await writeConfig(workdir, 'hard', smallConfig({ negatives: { strategy: 'in-batch-hard' } }));
+    const run = ctl('train', '--config', mined, '--run', 'hard', '--backend', 'ort-cpu');
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(
+      /--backend ort-cpu cannot train this config: negatives.strategy 'in-batch-hard'. Use --backend wasm/,
     );
-    // One step record per step: the records of the killed epoch were dropped on resume.
-    const steps = (await readFile(join(workdir, 'runs', 'killed', 'metrics.jsonl'), 'utf8'))
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
-      .filter((r) => r.type === 'step')
-      .map((r) => r.step);
-    expect(steps).toEqual(Array.from({ length: a[2].step }, (_, i) => i + 1));
-    await stat(join(workdir, 'runs', 'killed', 'checkpoints', 'best', 'model.safetensors'));
-  }, 300_000); // three training processes: minutes of wall time on a busy machine
+  });
+
+  for (const { backend, workers, label } of [
+    { backend: 'wasm', workers: '2', label: 'wasm, 2 worker threads' },
+    { backend: 'ort-cpu', workers: '1', label: 'ort-cpu' },
+  ])
+    it(`resumed after a kill mid-epoch, reaches the same metrics as an uninterrupted run (${label})`, async () => {
+      const [full_, killed_] = [`full-${backend}`, `killed-${backend}`];
+      const full = ctl(
+        'train',
+        '--config',
+        config,
+        '--run',
+        full_,
+        '--backend',
+        backend,
+        '--workers',
+        workers,
+        '--json',
+      );
+      expect(full.status, full.stderr).toBe(0);
+      const result = JSON.parse(full.stdout);
+      expect(result).toMatchObject({ run: full_, epochs: 3, metric: 'recall@10', protocol: 'catalog' });
+      expect(full.stderr).toMatch(backend === 'wasm' ? /2 workers/ : /engine: ort-cpu/);
+
+      const trainKilled = ['train', '--config', config, '--run', killed_, '--backend', backend, '--workers', workers];
+      const child = spawn(process.execPath, [CLI, ...trainKilled, '--workdir', workdir], { stdio: 'ignore' });
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      while ((await lastEpoch(killed_)) < 1) await new Promise((r) => setTimeout(r, 20));
+      child.kill('SIGKILL');
+      await exited;
+      const killedAt = await lastEpoch(killed_);
+      expect(killedAt).toBeLessThan(3);
+
+      const resumed = ctl(...trainKilled, '--resume', '--json');
+      expect(resumed.status, resumed.stderr).toBe(0);
+      expect(JSON.parse(resumed.stdout).best).toEqual(result.best);
+      const a = await epochRecords(full_);
+      const b = await epochRecords(killed_);
+      expect(b.map((r) => [r.epoch, r.step, r.loss, r.metric])).toEqual(
+        a.map((r) => [r.epoch, r.step, r.loss, r.metric]),
+      );
+      // One step record per step: the records of the killed epoch were dropped on resume.
+      const steps = (await readFile(join(workdir, 'runs', killed_, 'metrics.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .filter((r) => r.type === 'step')
+        .map((r) => r.step);
+      expect(steps).toEqual(Array.from({ length: a[2].step }, (_, i) => i + 1));
+      await stat(join(workdir, 'runs', killed_, 'checkpoints', 'best', 'model.safetensors'));
+    }, 300_000); // three training processes: ~20 s of CPU, minutes of wall time on a busy machine
 });

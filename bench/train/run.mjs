@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Training throughput of the v2 model (hidden 512, out 256, two residual blocks, 64-d category embedding,
 // InfoNCE + 0.5·triplet with one explicit same-category negative per pair, AdamW, clip 1.0) at batch 256 on
-// 768-d inputs: `ctl train`'s engine on the wasm backend (data-parallel worker threads, src/train/parallel.ts)
-// and the same model and step in PyTorch (bench/train/torch_bench.py, flush-to-zero on), on the same data, in
-// this script; prints both and the ratio.
+// 768-d inputs: `ctl train`'s engine on the wasm backend (data-parallel worker threads, src/train/parallel.ts),
+// the whole step as one ONNX graph in onnxruntime-node (src/train/ort, the ort-cpu engine) and the same model and
+// step in PyTorch (bench/train/torch_bench.py, flush-to-zero on), on the same data, in this script; prints each,
+// the ratios to PyTorch and the GFLOP/s of each (the step's matrix-product FLOPs over wall time, and over CPU time).
 //
 //   npm run build && node bench/train/run.mjs [--batch 256] [--dim 768] [--steps 40] [--rounds 3] [--warmup 5]
-//       [--workers 2] [--threads 2] [--data synth|random] [--python /usr/bin/python3] [--skip-torch]
+//       [--workers 2] [--threads 2] [--data synth|random] [--python /usr/bin/python3] [--skip-torch] [--skip-ort]
 //
 // --data synth (default): `ctl data synth` embeddings (planted structure, L2-normalised, as real ones), where
 //   denormal floats showed up in PyTorch before flush-to-zero; random: unit-norm Gaussian rows.
@@ -29,6 +30,7 @@ const { TwoTower } = await import(join(repo, 'dist/model/two-tower.js'));
 const { Random } = await import(join(repo, 'dist/util/random.js'));
 const { LocalEngine } = await import(join(repo, 'dist/train/engine.js'));
 const { ParallelEngine } = await import(join(repo, 'dist/train/parallel.js'));
+const { OrtEngine } = await import(join(repo, 'dist/train/ort/engine.js'));
 const { generateWorld } = await import(join(repo, 'dist/data/synth/world.js'));
 const { computeEmbeddings } = await import(join(repo, 'dist/data/synth/embeddings.js'));
 
@@ -44,6 +46,7 @@ const { values: args } = parseArgs({
     data: { type: 'string', default: 'synth' },
     python: { type: 'string', default: '/usr/bin/python3' },
     'skip-torch': { type: 'boolean', default: false },
+    'skip-ort': { type: 'boolean', default: false },
   },
 });
 const batch = Number(args.batch);
@@ -160,23 +163,38 @@ const engine =
   workers > 1
     ? await ParallelEngine.create({ ...options, workers, backend, batchSize: batch })
     : new LocalEngine(options);
-const ctlStep = (s) =>
-  engine.step({
-    step: s,
-    lr: 3e-4,
-    rows: plans[s].rows,
-    negatives: plans[s].negatives,
-    hardCandidates: null,
-    falseNegatives: null,
-  });
-for (let s = 0; s < warmup; s++) await ctlStep(s);
+const ort = args['skip-ort'] ? null : await OrtEngine.create({ ...options, threads });
+const planOf = (s) => ({
+  step: s,
+  lr: 3e-4,
+  rows: plans[s].rows,
+  negatives: plans[s].negatives,
+  hardCandidates: null,
+  falseNegatives: null,
+});
+for (const e of ort ? [engine, ort] : [engine]) for (let s = 0; s < warmup; s++) await e.step(planOf(s));
 
-async function ctlRound(round) {
+// Matrix-product FLOPs of one step: every linear layer's forward product and its two backward products (the
+// first layer's input gradient only for the category columns), the similarity matrix and its two gradients.
+const linears = (inDim) => [
+  [inDim, spec.hidden],
+  ...Array(2 * spec.blocks).fill([spec.hidden, spec.hidden]),
+  [spec.hidden, spec.out],
+];
+const towerFlops = (rows, inDim, dataWidth) =>
+  linears(inDim).reduce((sum, [i, o], k) => sum + 2 * rows * o * (2 * i + (k === 0 ? i - dataWidth : i)), 0);
+const stepFlops =
+  towerFlops(batch, dim, dim) +
+  towerFlops(2 * batch, dim + spec.categoryDim, dim) +
+  2 * (2 * batch * batch * spec.out) * 3 +
+  2 * 2 * (2 * batch) * data.categories * spec.categoryDim;
+
+async function engineRound(e, round) {
   const times = [];
   const cpuStart = process.cpuUsage();
   for (let k = 0; k < steps; k++) {
     const start = performance.now();
-    await ctlStep(warmup + round * steps + k);
+    await e.step(planOf(warmup + round * steps + k));
     times.push(performance.now() - start);
   }
   const cpu = process.cpuUsage(cpuStart);
@@ -235,13 +253,21 @@ function torchRound(round) {
 }
 
 const ctlRuns = [];
+const ortRuns = [];
 const torchRuns = [];
-for (let round = 0; round < rounds; round++) {
-  const c = await ctlRound(round);
-  ctlRuns.push(c);
+const report = (round, name, c) =>
   say(
-    `round ${round + 1}: ctl ${c.samplesPerSec.toFixed(0)} samples/s (${c.samplesPerCpuSec.toFixed(0)} per CPU-s), step ${c.first.toFixed(0)} → ${c.last.toFixed(0)} ms`,
+    `round ${round + 1}: ${name} ${c.samplesPerSec.toFixed(0)} samples/s (${c.samplesPerCpuSec.toFixed(0)} per CPU-s), step ${c.first.toFixed(0)} → ${c.last.toFixed(0)} ms`,
   );
+for (let round = 0; round < rounds; round++) {
+  const c = await engineRound(engine, round);
+  ctlRuns.push(c);
+  report(round, 'ctl wasm', c);
+  if (ort) {
+    const o = await engineRound(ort, round);
+    ortRuns.push(o);
+    report(round, 'ctl ort-cpu', o);
+  }
   if (args['skip-torch']) continue;
   const t = torchRound(round);
   if (!t) break;
@@ -251,34 +277,42 @@ for (let round = 0; round < rounds; round++) {
   );
 }
 await engine.dispose();
+await ort?.dispose();
 rmSync(dir, { recursive: true, force: true });
 
-const row = (name, perSec, perCpu) => console.log(`  ${name.padEnd(46)} ${perSec.padStart(9)} ${perCpu.padStart(10)}`);
+const row = (name, perSec, perCpu, gflops = '', gflopsCpu = '') =>
+  console.log(
+    `  ${name.padEnd(46)} ${perSec.padStart(9)} ${perCpu.padStart(10)} ${gflops.padStart(8)} ${gflopsCpu.padStart(12)}`,
+  );
 console.log(
-  `\nv2 training step, batch ${batch}, ${dim}-d ${dataKind} inputs, median of ${rounds} rounds of ${steps} steps (after ${warmup} warm-up)`,
+  `\nv2 training step, batch ${batch}, ${dim}-d ${dataKind} inputs, median of ${rounds} rounds of ${steps} steps (after ${warmup} warm-up); ${(stepFlops / 1e9).toFixed(2)} GFLOP of matrix products per step`,
 );
-row('', 'samples/s', 'per CPU-s');
-const ctl = {
-  perSec: median(ctlRuns.map((r) => r.samplesPerSec)),
-  perCpu: median(ctlRuns.map((r) => r.samplesPerCpuSec)),
-};
-row(
-  `ctl: tfjs ${backend} (SIMD), ${workers} worker thread${workers > 1 ? 's' : ''}`,
-  ctl.perSec.toFixed(0),
-  ctl.perCpu.toFixed(0),
-);
+row('', 'samples/s', 'per CPU-s', 'GFLOP/s', 'GFLOP/CPU-s');
+const summary = (runs) => ({
+  perSec: median(runs.map((r) => r.samplesPerSec ?? r.samples_per_sec)),
+  perCpu: median(runs.map((r) => r.samplesPerCpuSec ?? r.samples_per_cpu_sec)),
+});
+const gflops = (perSec) => ((perSec / batch) * stepFlops * 1e-9).toFixed(1);
+const rates = ({ perSec, perCpu }) => [perSec.toFixed(0), perCpu.toFixed(0), gflops(perSec), gflops(perCpu)];
+const ctl = summary(ctlRuns);
+row(`ctl: tfjs ${backend} (SIMD), ${workers} worker thread${workers > 1 ? 's' : ''}`, ...rates(ctl));
+const ortSummary = ortRuns.length > 0 ? summary(ortRuns) : null;
+if (ortSummary)
+  row(`ctl: onnxruntime-node CPU, ${threads} intra-op thread${threads > 1 ? 's' : ''}`, ...rates(ortSummary));
 if (torchRuns.length > 0) {
   const t = torchRuns[0];
-  const torch = {
-    perSec: median(torchRuns.map((r) => r.samples_per_sec)),
-    perCpu: median(torchRuns.map((r) => r.samples_per_cpu_sec)),
-  };
+  const torch = summary(torchRuns);
   row(
     `PyTorch ${t.torch}, ${t.threads} threads, ${t.blas_kind === 'mkl' ? 'MKL' : `OpenBLAS ${t.kernel}`}`,
-    torch.perSec.toFixed(0),
-    torch.perCpu.toFixed(0),
+    ...rates(torch),
   );
-  row('ratio ctl / PyTorch', (ctl.perSec / torch.perSec).toFixed(2), (ctl.perCpu / torch.perCpu).toFixed(2));
+  row('ratio ctl wasm / PyTorch', (ctl.perSec / torch.perSec).toFixed(2), (ctl.perCpu / torch.perCpu).toFixed(2));
+  if (ortSummary)
+    row(
+      'ratio ctl ort-cpu / PyTorch',
+      (ortSummary.perSec / torch.perSec).toFixed(2),
+      (ortSummary.perCpu / torch.perCpu).toFixed(2),
+    );
   console.log(`  PyTorch's BLAS: ${t.blas ?? 'built in'}; flush-to-zero on`);
 } else if (torchFailure) {
   console.log(`\n  NO RATIO: ${torchFailure}`);

@@ -122,7 +122,8 @@ export const ReLU: Layer = { forward: (_P, x) => tf.relu(x) };
 
 /** nn.Dropout(rate), inverted. The mask of a call is keyed by the layer's name, so every site draws its own. */
 export class Dropout implements Layer {
-  private readonly name: string;
+  /** The key of this site's masks (its module path). */
+  readonly name: string;
 
   constructor(
     scope: Scope,
@@ -145,14 +146,15 @@ export class Dropout implements Layer {
 /**
  * An inverted-dropout mask for rows whose global indices in the step's batch are `rowIds`: entries are 0
  * (dropped, with probability `rate`) or 1/(1-rate). Row r's entries depend only on (key, global row).
+ * Written into `mask` when given (a buffer reused from step to step).
  */
 export function dropoutMask(
   key: (number | string)[],
   rowIds: ArrayLike<number>,
   cols: number,
   rate: number,
+  mask: Float32Array = new Float32Array(rowIds.length * cols),
 ): Float32Array {
-  const mask = new Float32Array(rowIds.length * cols);
   const threshold = Math.floor(rate * 2 ** 32);
   const keep = 1 / (1 - rate);
   for (let r = 0; r < rowIds.length; r++) {

@@ -65,7 +65,8 @@ export class TwoTower {
   readonly temperatureParam: Param<tf.Scalar> | null;
   /** Parameters the loss reads directly rather than through the towers' rows (the learnable temperature). */
   readonly lossParamNames: readonly string[];
-  /** Each tower's layers (its first is `input`), as the reference's nn.Sequential; read by the ONNX export. */
+  /** Each tower's layers (its first is `input`), as the reference's nn.Sequential; read by the ONNX export and
+   * the engines that build the step themselves (src/train/ort). */
   readonly towers: Record<Tower, { input: Linear; layers: Sequential }>;
   /** The product tower's category table (v2), or null. */
   readonly categoryEmbedding: Embedding | null;

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import type { EvalSplit } from '../eval/evaluate.js';
 import { engineOption } from '../eval/command.js';
 import type { EngineName } from '../eval/engines.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.js';
+import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from '../train/backend.js';
 import { action, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
 
@@ -11,7 +11,7 @@ interface ReproduceCommandOptions {
   configs: string;
   embeddings?: string;
   split: EvalSplit;
-  backend: BackendChoice;
+  backend: TrainBackendChoice;
   engine: EngineName;
 }
 
@@ -34,7 +34,9 @@ export function registerReproduceCommand(program: Command): void {
           .default('test'),
       )
       .addOption(
-        new Option('--backend <name>', 'TensorFlow.js backend for training').choices(BACKEND_CHOICES).default('auto'),
+        new Option('--backend <name>', 'TensorFlow.js backend for training')
+          .choices(TRAIN_BACKEND_CHOICES)
+          .default('auto'),
       )
       .addOption(engineOption()),
   ).action(

@@ -18,7 +18,7 @@ import { evaluateRun, evaluateZeroShot, type EvalReport, type EvalRequest, type 
 import type { Protocol } from '../eval/protocols.js';
 import { REFERENCE, referenceMetrics } from '../eval/reference.js';
 import { formatTable, reportNote, type TableRow } from '../eval/table.js';
-import type { BackendChoice } from '../model/backend.js';
+import type { TrainBackendChoice } from '../train/backend.js';
 import { readCheckpointState } from '../model/checkpoint.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import { trainRun } from '../train/run.js';
@@ -32,7 +32,7 @@ export interface ReproduceOptions {
   embeddings?: string;
   /** The part catalog and category are evaluated on (seed always uses its val part). */
   split: EvalSplit;
-  backend?: BackendChoice;
+  backend?: TrainBackendChoice;
   engine?: EngineName;
 }
 

@@ -2,12 +2,12 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { action, withCommon } from '../util/command.js';
 import { printJson } from '../util/log.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.js';
+import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from './backend.js';
 
 interface TrainOptions {
   config: string;
   set?: string[];
-  backend: BackendChoice;
+  backend: TrainBackendChoice;
   resume: boolean;
   run?: string;
   embeddings?: string;
@@ -39,9 +39,9 @@ export function registerTrainCommand(program: Command): void {
       .addOption(
         new Option(
           '--backend <name>',
-          'TensorFlow.js backend; auto = tfjs-node-gpu, then tfjs-node if installed, else wasm, else cpu',
+          'training engine: ort-cpu = each step as one ONNX graph in onnxruntime-node (native CPU); tensorflow, wasm, cpu = TensorFlow.js backends; auto = ort-cpu when it can train the config, else tfjs-node-gpu, then tfjs-node if installed, else wasm, else cpu',
         )
-          .choices(BACKEND_CHOICES)
+          .choices(TRAIN_BACKEND_CHOICES)
           .default('auto'),
       )
       .option(

@@ -89,6 +89,16 @@ export function encodeMatrix(
   return encodeRows(model, params, tower, matrices[matrix].subarray(start * dim, end * dim), categories, end - start);
 }
 
+/** A whole matrix through its tower (TrainEngine.encode of the engines that hold the parameters on this thread). */
+export function encodeAll(
+  model: TwoTower,
+  params: Float32Array,
+  matrices: EngineMatrices,
+  matrix: MatrixName,
+): Float32Array {
+  return encodeMatrix(model, params, matrices, matrix, 0, rowsOf(matrices, matrix, model.spec.inputDim));
+}
+
 export class LocalEngine implements TrainEngine {
   readonly workers = 1;
   private readonly model: TwoTower;
@@ -115,8 +125,7 @@ export class LocalEngine implements TrainEngine {
   }
 
   async encode(matrix: MatrixName): Promise<Float32Array> {
-    const rows = rowsOf(this.options.matrices, matrix, this.options.spec.inputDim);
-    return encodeMatrix(this.model, this.current, this.options.matrices, matrix, 0, rows);
+    return encodeAll(this.model, this.current, this.options.matrices, matrix);
   }
 
   params(): Float32Array {

@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
-import { useBackend, type BackendChoice } from '../model/backend.js';
+import type { BackendChoice } from '../model/backend.js';
 import { categoryMapOf, categoryRows, type CategoryMap } from '../model/categories.js';
 import { l2NormalizeRows } from '../util/matrix.js';
 import {
@@ -23,12 +23,14 @@ import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
+import { chooseTrainBackend, type TrainBackendChoice } from './backend.js';
 import { loadTrainConfig, parseOverride, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
 import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
 import { MetricsLog } from './metrics-log.js';
 import { createNegativeSampler, type NegativeSampler, type SamplerState } from './negatives.js';
 import { inBatchFalseNegatives } from './negatives/negative-index.js';
+import { OrtEngine } from './ort/engine.js';
 import { ParallelEngine } from './parallel.js';
 import { learningRate } from './schedule.js';
 
@@ -40,7 +42,8 @@ export interface TrainRunOptions {
   set?: string[];
   /** Run name; default: the config's name (with the embedding model appended when overridden). */
   run?: string;
-  backend?: BackendChoice;
+  /** The engine: 'ort-cpu' or a TensorFlow.js backend (backend.ts); default 'auto'. */
+  backend?: TrainBackendChoice;
   resume?: boolean;
   /** Part of the stage contract; progress and logs go to stderr either way, `ctl train --json` prints the result. */
   json?: boolean;
@@ -74,7 +77,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
     );
   if (!previous && options.resume) log(`run '${name}' has no checkpoint yet: starting from the beginning`);
 
-  const backend = await useBackend(options.backend ?? 'auto');
+  const { name: backend, ortThreads } = await chooseTrainBackend(options.backend ?? 'auto', config);
   const data = await loadTrainingData(options.workdir, config, options.config);
   // The category embedding's rows are the reference's cat_to_idx, not the vocabulary's order.
   const categoryMap = categoryMapOf(data.dataset.categories);
@@ -124,14 +127,16 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
     },
   };
   const engine: TrainEngine =
-    workers > 1
-      ? await ParallelEngine.create({
-          ...engineOptions,
-          workers,
-          backend: backend as BackendChoice,
-          batchSize: config.batchSize,
-        })
-      : new LocalEngine(engineOptions);
+    backend === 'ort-cpu'
+      ? await OrtEngine.create({ ...engineOptions, threads: ortThreads })
+      : workers > 1
+        ? await ParallelEngine.create({
+            ...engineOptions,
+            workers,
+            backend: backend as BackendChoice,
+            batchSize: config.batchSize,
+          })
+        : new LocalEngine(engineOptions);
 
   try {
     return await trainLoop({
@@ -407,7 +412,11 @@ function chooseWorkers(
 ): number {
   if (typeof requested === 'number') {
     if (requested > 1 && backend !== 'wasm') {
-      log(`--workers ${requested}: worker threads are for the wasm backend; training on one thread with ${backend}`);
+      log(
+        backend === 'ort-cpu'
+          ? `--workers ${requested}: worker threads are for the wasm backend; ort-cpu runs on onnxruntime's own thread pool`
+          : `--workers ${requested}: worker threads are for the wasm backend; training on one thread with ${backend}`,
+      );
       return 1;
     }
     if (previous && previous.workers !== requested)

@@ -1,0 +1,194 @@
+// The training engine that runs each step as one ONNX graph (step-graph.ts) in onnxruntime-node on the CPU
+// (native MLAS GEMMs): the parameters and Adam moments go in as views of the flat vectors and come back in a
+// spare set each step; the dropout masks are drawn on the host with the same keys as the wasm engine, so both
+// engines train the same model.
+// Encoding (evaluation, mining) runs through the tfjs towers on the current parameters.
+import * as tf from '@tensorflow/tfjs';
+import { dropoutMask } from '../../model/layers.js';
+import { TwoTower } from '../../model/two-tower.js';
+import {
+  encodeAll,
+  type EngineOptions,
+  type MatrixName,
+  type StepPlan,
+  type StepResult,
+  type TrainEngine,
+} from '../engine.js';
+import { batchOf } from '../gradients.js';
+import type { OptimizerState } from '../optimizer.js';
+import { buildStepGraph, type MaskInput } from './step-graph.js';
+
+type Ort = typeof import('onnxruntime-node');
+type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
+
+export interface OrtEngineOptions extends EngineOptions {
+  /** Intra-op threads of the session. */
+  threads: number;
+  /** onnxruntime's execution provider: the CPU (default) or WebGPU (Dawn; on a GPU, or a software Vulkan). */
+  provider?: 'cpu' | 'webgpu';
+}
+
+interface Compiled {
+  session: OrtSession;
+  masks: MaskInput[];
+}
+
+export class OrtEngine implements TrainEngine {
+  readonly workers = 1;
+  private readonly model: TwoTower;
+  private current: Float32Array;
+  private m: Float32Array;
+  private v: Float32Array;
+  private t: number;
+  /** Where the next step writes parameters and moments. */
+  private spare: { param: Float32Array; m: Float32Array; v: Float32Array };
+  /** Sessions by batch size and negatives kind (a run has one or two: full batches, a last partial one). */
+  private readonly sessions = new Map<string, Promise<Compiled>>();
+
+  private constructor(
+    private readonly ort: Ort,
+    private readonly options: OrtEngineOptions,
+  ) {
+    this.model = new TwoTower(options.spec);
+    const size = this.model.layout.size;
+    this.current = options.params.slice();
+    const state = options.optimizerState;
+    if (state && (state.m.length !== size || state.v.length !== size))
+      throw new Error(`optimizer state has ${state.m.length} values, the model ${size}`);
+    this.m = state ? state.m.slice() : new Float32Array(size);
+    this.v = state ? state.v.slice() : new Float32Array(size);
+    this.t = state?.t ?? 0;
+    this.spare = { param: new Float32Array(size), m: new Float32Array(size), v: new Float32Array(size) };
+  }
+
+  static async create(options: OrtEngineOptions): Promise<OrtEngine> {
+    const ort = (await import('onnxruntime-node')) as Ort;
+    return new OrtEngine(ort, options);
+  }
+
+  private compiled(batchSize: number, explicit: boolean): Promise<Compiled> {
+    const key = `${batchSize}:${explicit}`;
+    let compiled = this.sessions.get(key);
+    if (!compiled) {
+      const { model, masks } = buildStepGraph(this.model, {
+        batchSize,
+        explicit,
+        dropout: true,
+        loss: this.options.loss,
+        optimizer: this.options.optimizer,
+      });
+      compiled = this.ort.InferenceSession.create(model, {
+        intraOpNumThreads: this.options.threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        executionProviders: [this.options.provider ?? 'cpu'],
+        graphOptimizationLevel: 'all',
+        logSeverityLevel: 3, // not the optimizer's notes on the initializers its fusions leave unused
+        // Pool threads sleep instead of spinning (the cores are shared with the host thread and other work);
+        // denormal floats are flushed to zero, as PyTorch's bench does.
+        extra: { session: { intra_op: { allow_spinning: '0' }, set_denormal_as_zero: '1' } },
+      }).then((session) => ({ session, masks }));
+      this.sessions.set(key, compiled);
+    }
+    return compiled;
+  }
+
+  async step(plan: StepPlan): Promise<StepResult> {
+    if (plan.hardCandidates)
+      throw new Error('the ort-cpu engine does not mine in-batch-hard negatives: use --backend wasm for this config');
+    if (plan.falseNegatives)
+      throw new Error('the ort-cpu engine does not mask false negatives: use --backend wasm for this config');
+    const { matrices, seed, optimizer, spec } = this.options;
+    const B = plan.rows.length;
+    const explicit = plan.negatives !== null;
+    const { session, masks } = await this.compiled(B, explicit);
+    const { inputs, negatives } = batchOf(matrices, plan, 0, B, spec.inputDim);
+    const ort = this.ort;
+    const tensor = (data: Float32Array, dims: number[]) => new ort.Tensor('float32', data, dims);
+    const scalar = (x: number) => tensor(Float32Array.of(x), []);
+
+    const products = explicit ? concat(inputs.positives, negatives.explicit!.products) : inputs.positives;
+    const categories = explicit
+      ? Int32Array.from([...inputs.positiveCategories, ...negatives.explicit!.categories])
+      : inputs.positiveCategories;
+    const rows = categories.length;
+    const feeds: Record<string, InstanceType<Ort['Tensor']>> = {
+      scenes: tensor(inputs.scenes, [B, spec.inputDim]),
+      products: tensor(products, [rows, spec.inputDim]),
+    };
+    const embedding = this.model.categoryEmbedding;
+    if (embedding) {
+      const oneHot = new Float32Array(rows * embedding.count);
+      categories.forEach((k, i) => (oneHot[i * embedding.count + k] = 1));
+      feeds.categories = tensor(oneHot, [rows, embedding.count]);
+    }
+    for (const mask of masks) {
+      // Rows are keyed by their global index in the batch: scenes 0..B-1, positives 0..B-1, negatives B..2B-1.
+      const rowIds = Int32Array.from({ length: mask.rows }, (_, i) => i);
+      dropoutMask([seed, plan.step, mask.site.name], rowIds, mask.cols, mask.site.rate, mask.buffer);
+      feeds[mask.input] = tensor(mask.buffer, [mask.rows, mask.cols]);
+    }
+    if (explicit && this.options.loss.triplet > 0) {
+      const valid = negatives.explicit!.valid;
+      const count = valid.reduce((a, b) => a + b, 0);
+      feeds.valid = tensor(valid, [B]);
+      feeds.triplet_scale = scalar(count > 0 ? 1 / count : 0);
+    }
+    // The step's Adam scalars, as FlatAdam.update computes them.
+    const t = this.t + 1;
+    const [b1, b2] = optimizer.betas;
+    feeds.step_size = scalar(plan.lr / (1 - b1 ** t));
+    feeds.inv_root_bias2 = scalar(1 / Math.sqrt(1 - b2 ** t));
+    feeds.decay = scalar(optimizer.kind === 'adamw' ? 1 - plan.lr * optimizer.weightDecay : 1);
+
+    // Parameters and moments go in as views of the flat vectors and come out into the spare ones, then swap.
+    const fetches: typeof feeds = {};
+    const state = { param: this.current, m: this.m, v: this.v };
+    for (const e of this.model.layout.entries) {
+      const view = (flat: Float32Array) => tensor(flat.subarray(e.offset, e.offset + e.size), e.shape);
+      for (const [kind, flat] of Object.entries(state)) {
+        feeds[`${kind}:${e.name}`] = view(flat);
+        fetches[`${kind}_out:${e.name}`] = view(this.spare[kind as keyof typeof state]);
+      }
+    }
+    for (const name of ['loss', 'infonce', 'triplet', 'temperature', 'grad_norm']) fetches[name] = scalar(0);
+    await session.run(feeds, fetches);
+    const read = (name: string) => (fetches[name].data as Float32Array)[0];
+    this.t = t;
+    [this.current, this.spare.param] = [this.spare.param, this.current];
+    [this.m, this.spare.m] = [this.spare.m, this.m];
+    [this.v, this.spare.v] = [this.spare.v, this.v];
+    return {
+      loss: read('loss'),
+      infonce: read('infonce'),
+      triplet: read('triplet'),
+      temperature: read('temperature'),
+      gradNorm: read('grad_norm'),
+      tensors: tf.memory().numTensors,
+    };
+  }
+
+  async encode(matrix: MatrixName): Promise<Float32Array> {
+    return encodeAll(this.model, this.current, this.options.matrices, matrix);
+  }
+
+  params(): Float32Array {
+    return this.current.slice();
+  }
+
+  async optimizerState(): Promise<OptimizerState> {
+    return { t: this.t, m: this.m.slice(), v: this.v.slice() };
+  }
+
+  async dispose(): Promise<void> {
+    for (const compiled of this.sessions.values()) await (await compiled).session.release();
+    this.sessions.clear();
+  }
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}

@@ -1,0 +1,169 @@
+// The whole training step as one ONNX graph: forward through both towers (dropout masks fed in), the loss
+// (symmetric InfoNCE with the model's temperature + weighted triplet on cosine distance against one explicit
+// negative per row), the backward pass (derived by the tape, src/onnx/tape.ts), grad-norm clipping and the fused
+// Adam/AdamW update. Each parameter tensor and its moments go in and come out each step.
+// The math is the wasm engine's (gradients.ts, losses.ts, optimizer.ts) op for op; only the explicit-negative
+// and no-negative cases are built (in-batch-hard mining and false-negative masking are not).
+import { Tape, type Value } from '../../onnx/tape.js';
+import { Dropout, GELU, LayerNorm, Linear, ReLU, ResidualBlock, Sequential, type Layer } from '../../model/layers.js';
+import type { TwoTower, Tower } from '../../model/two-tower.js';
+import type { LossWeights } from '../losses.js';
+import type { OptimizerConfig } from '../optimizer.js';
+
+export interface StepGraphOptions {
+  batchSize: number;
+  /** One explicit negative per row (a second pass of the product tower, the triplet term). */
+  explicit: boolean;
+  /** Dropout on (masks are graph inputs). */
+  dropout: boolean;
+  loss: LossWeights;
+  optimizer: OptimizerConfig;
+}
+
+/** A dropout site's mask input: the layer (its name keys the mask), its shape. */
+export interface MaskInput {
+  input: string;
+  site: Dropout;
+  rows: number;
+  cols: number;
+  /** Where each step's mask is drawn. */
+  buffer: Float32Array;
+}
+
+export interface StepGraph {
+  model: Uint8Array;
+  masks: MaskInput[];
+}
+
+export function buildStepGraph(model: TwoTower, options: StepGraphOptions): StepGraph {
+  const { batchSize: B, explicit, loss, optimizer } = options;
+  const { spec, layout } = model;
+  const t = new Tape('train_step');
+  const g = t.graph;
+
+  // One input per parameter tensor (views of the flat vector, no copy), and its moments.
+  const params = new Map(layout.entries.map((e) => [e.name, t.input(`param:${e.name}`, e.shape, true)]));
+  const param = (name: string) => params.get(name)!;
+
+  const productRows = explicit ? 2 * B : B;
+  const scenesIn = t.input('scenes', [B, spec.inputDim]);
+  const productsIn = t.input('products', [productRows, spec.inputDim]);
+
+  const masks: MaskInput[] = [];
+  const layer = (l: Layer, x: Value): Value => {
+    if (l instanceof Linear) return t.linear(x, param(l.weight.name), param(l.bias.name));
+    if (l instanceof LayerNorm) return t.layerNorm(x, param(l.weight.name), param(l.bias.name));
+    if (l === GELU) return t.gelu(x);
+    if (l === ReLU) return t.relu(x);
+    if (l instanceof Dropout) {
+      if (!options.dropout || l.rate === 0) return x;
+      const [rows, cols] = x.shape;
+      const mask = t.input(`mask:${l.name}`, [rows, cols]);
+      masks.push({ input: mask.name, site: l, rows, cols, buffer: new Float32Array(rows * cols) });
+      return t.mul(x, mask);
+    }
+    if (l instanceof ResidualBlock)
+      return t.layerNorm(t.add(x, sequence(l.net, x, 0)), param(l.norm.weight.name), param(l.norm.bias.name));
+    if (l instanceof Sequential) return sequence(l, x, 0);
+    throw new Error(`the ort engine cannot build a ${l.constructor.name} layer`);
+  };
+  const sequence = (s: Sequential, x: Value, from: number): Value => {
+    for (let i = from; i < s.layers.length; i++) x = layer(s.layers[i], x);
+    return x;
+  };
+  const towerOf = (tower: Tower, x: Value, extra: Value | null): Value => {
+    const { input, layers } = model.towers[tower];
+    const [w, b] = [param(input.weight.name), param(input.bias.name)];
+    const first = extra ? t.inputLinear(x, extra, w, b) : t.linear(x, w, b);
+    // Normalised here either way: the loss wants unit rows (gradients.ts does the same when the model does not).
+    return t.l2Normalize(sequence(layers, first, 1));
+  };
+
+  let category: Value | null = null;
+  if (model.categoryEmbedding) {
+    const oneHot = t.input('categories', [productRows, model.categoryEmbedding.count]);
+    category = t.matMul(oneHot, param(model.categoryEmbedding.weight.name));
+  }
+  const scenes = towerOf('scene', scenesIn, null);
+  const encoded = towerOf('product', productsIn, category);
+  const [products, negatives] = explicit ? t.splitRows(encoded, B) : [encoded, null];
+
+  const temp = spec.temperature;
+  const temperature = !model.temperatureParam
+    ? t.scalar(temp.init)
+    : temp.parametrisation === 'raw'
+      ? param(model.temperatureParam.name)
+      : t.clip(t.exp(param(model.temperatureParam.name)), temp.min, temp.max);
+
+  const positiveSims = t.rowDot(scenes, products);
+  let total: Value | null = null;
+  const addTerm = (term: Value, weight: number) => {
+    const weighted = t.scale(term, weight);
+    total = total ? t.add(total, weighted) : weighted;
+  };
+  let infonce: Value = t.scalar(0);
+  if (loss.infonce > 0) {
+    const logits = t.div(t.matMul(scenes, products, true), temperature);
+    const diagonal = t.div(positiveSims, temperature);
+    const rows = t.mean(t.sub(t.logSumExp(logits, 1), diagonal));
+    const cols = t.mean(t.sub(t.logSumExp(logits, 0), diagonal));
+    infonce = t.scale(t.add(rows, cols), 0.5);
+    addTerm(infonce, loss.infonce);
+  }
+  let triplet: Value = t.scalar(0);
+  if (loss.triplet > 0 && negatives) {
+    // Rows without a negative have valid 0; `tripletScale` is 1 / (rows with one), or 0 when none has.
+    const valid = t.input('valid', [B]);
+    const scale = t.input('triplet_scale', []);
+    const hinge = t.relu(t.add(t.sub(t.rowDot(scenes, negatives), positiveSims), t.scalar(loss.margin)));
+    triplet = t.mul(t.sum(t.mul(hinge, valid)), scale);
+    addTerm(triplet, loss.triplet);
+  }
+  if (!total) throw new Error('the ort engine needs a loss: both loss weights are 0');
+  const grads = t.backward(total, [...params.values()]);
+
+  // Clipping and the update, as optimizer.ts (clipScale, FlatAdam.update) with the step's scalars fed in and
+  // folded: m' = b1·m + (1-b1)·s·g, v' = b2·v + (1-b2)·s²·g², p' = decay·p - stepSize·m' / (√v'·invRootBias2 + eps).
+  // Moments are not flushed below 1e-30 by hand: the session sets denormals to zero.
+  const op = (type: string, inputs: string[], attrs = {}) => g.op(type, inputs, attrs);
+  const c = (x: number) => g.float32([x], []);
+  const scalarIn = (name: string) => g.input(name, 'float32', []);
+  const [stepSize, invRootBias2, decay] = ['step_size', 'inv_root_bias2', 'decay'].map(scalarIn);
+  const gradNorm = op('Sqrt', [
+    op(
+      'Sum',
+      grads.map((d) => op('ReduceSumSquare', [d], { keepdims: 0 })),
+    ),
+  ]);
+  const scale =
+    optimizer.gradClip > 0
+      ? op('Min', [c(1), op('Div', [c(optimizer.gradClip), op('Add', [gradNorm, c(1e-6)])])])
+      : c(1);
+  const [b1, b2] = optimizer.betas;
+  const mScale = op('Mul', [scale, c(1 - b1)]);
+  const vScale = op('Mul', [op('Mul', [scale, scale]), c(1 - b2)]);
+  const l2 = optimizer.kind === 'adam' && optimizer.weightDecay > 0 ? optimizer.weightDecay : 0;
+  layout.entries.forEach((e, i) => {
+    const p = param(e.name).name;
+    const [m, v] = ['m', 'v'].map((kind) => g.input(`${kind}:${e.name}`, 'float32', e.shape));
+    const [mOut, vOut, pOut] = ['m_out', 'v_out', 'param_out'].map((kind) => `${kind}:${e.name}`);
+    // Adam's (not AdamW's) weight decay adds l2·p to the clipped gradient: unfolded, a few more passes.
+    const withL2 = (factor: string, power: 1 | 2) => {
+      if (!l2) return op('Mul', [power === 1 ? grads[i] : op('Mul', [grads[i], grads[i]]), factor]);
+      const gi = op('Add', [op('Mul', [grads[i], scale]), op('Mul', [p, c(l2)])]);
+      return op('Mul', [power === 1 ? gi : op('Mul', [gi, gi]), c(power === 1 ? 1 - b1 : 1 - b2)]);
+    };
+    g.op('Add', [op('Mul', [m, c(b1)]), withL2(mScale, 1)], {}, mOut);
+    g.op('Add', [op('Mul', [v, c(b2)]), withL2(vScale, 2)], {}, vOut);
+    const denominator = op('Add', [op('Mul', [op('Sqrt', [vOut]), invRootBias2]), c(optimizer.eps)]);
+    g.op('Sub', [op('Mul', [p, decay]), op('Div', [op('Mul', [mOut, stepSize]), denominator])], {}, pOut);
+    for (const name of [pOut, mOut, vOut]) g.output(name, 'float32', e.shape);
+  });
+  g.op('Identity', [gradNorm], {}, 'grad_norm');
+  g.output('grad_norm', 'float32', []);
+  t.output(total, 'loss');
+  t.output(infonce, 'infonce');
+  t.output(triplet, 'triplet');
+  t.output(temperature, 'temperature');
+  return { model: g.encode(), masks };
+}

@@ -1,0 +1,175 @@
+// The ONNX training step (src/train/ort) computes what the wasm engine computes: on the same batch, one step's
+// loss parts and gradients agree per parameter tensor within 1e-4 relative to the tensor's largest gradient, and
+// after a real AdamW step (weight decay, clipping on) the parameters and moments agree too. The gradient is read
+// from the optimizer: with beta1 = 0 and no clipping, Adam's first moment after one step is that step's gradient.
+// Where onnxruntime's WebGPU execution provider finds an adapter (a GPU, or the software Vulkan driver lavapipe
+// from Mesa >= 25), the same graph runs there and takes the same steps as on the CPU.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useBackend } from '../src/model/backend.js';
+import { keyedRandom } from '../src/util/random.js';
+import { TwoTower, type ModelConfig, type ModelSpec } from '../src/model/two-tower.js';
+import { LocalEngine, type EngineOptions, type StepPlan, type TrainEngine } from '../src/train/engine.js';
+import { OrtEngine } from '../src/train/ort/engine.js';
+import type { OptimizerConfig } from '../src/train/optimizer.js';
+import { OnnxGraph } from '../src/onnx/graph.js';
+import { smallConfig } from './train-fixtures.js';
+
+const v2 = smallConfig().model as ModelConfig;
+const v1: ModelConfig = {
+  ...v2,
+  arch: 'v1',
+  categoryDim: 0,
+  temperature: { ...v2.temperature, parametrisation: 'raw' },
+};
+const rng = keyedRandom(11, 'ort-engine-test');
+const gaussian = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+const [inputDim, numCategories, trainRows, products, batch] = [24, 3, 40, 30, 12];
+const matrices = {
+  trainScenes: gaussian(trainRows * inputDim),
+  valScenes: gaussian(5 * inputDim),
+  products: gaussian(products * inputDim),
+  productCategory: Int32Array.from({ length: products }, () => rng.int(numCategories)),
+  rowProduct: Int32Array.from({ length: trainRows }, () => rng.int(products)),
+};
+const plan = (negatives: boolean): StepPlan => ({
+  step: 3,
+  lr: 0.01,
+  rows: Int32Array.from({ length: batch }, () => rng.int(trainRows)),
+  negatives: negatives ? Int32Array.from({ length: batch }, (_, i) => (i === 2 ? -1 : rng.int(products))) : null,
+  hardCandidates: null,
+  falseNegatives: null,
+});
+const gradientOnly: OptimizerConfig = {
+  kind: 'adamw',
+  lr: 0,
+  weightDecay: 0,
+  betas: [0, 0.999],
+  eps: 1e-8,
+  gradClip: 0,
+};
+const adamw: OptimizerConfig = { ...gradientOnly, lr: 0.01, weightDecay: 0.1, betas: [0.9, 0.999], gradClip: 1 };
+
+/** Whether a WebGPU adapter is there for onnxruntime: a one-node graph runs on it. */
+async function webgpuRuns(): Promise<boolean> {
+  const ort = await import('onnxruntime-node');
+  const g = new OnnxGraph('probe');
+  g.output(g.op('Relu', [g.input('x', 'float32', [1])], {}, 'y'), 'float32', [1]);
+  try {
+    const session = await ort.InferenceSession.create(g.encode(), { executionProviders: ['webgpu'] });
+    await session.run({ x: new ort.Tensor('float32', Float32Array.of(1), [1]) });
+    await session.release();
+    return true;
+  } catch {
+    return false;
+  }
+}
+const webgpu = await webgpuRuns();
+
+function engines(config: ModelConfig, optimizer: OptimizerConfig): Promise<[TrainEngine, TrainEngine, TwoTower]> {
+  const spec: ModelSpec = { ...config, inputDim, numCategories };
+  const model = new TwoTower(spec);
+  const options: EngineOptions = {
+    spec,
+    optimizer,
+    loss: { infonce: 1, triplet: 0.5, margin: 0.2 },
+    seed: 5,
+    params: model.layout.initialise(5),
+    matrices,
+  };
+  return OrtEngine.create({ ...options, threads: 1 }).then((ort) => [new LocalEngine(options), ort, model]);
+}
+
+/** The largest difference within each parameter tensor, relative to that tensor's largest reference value. */
+function worstRelative(model: TwoTower, got: Float32Array, want: Float32Array): { name: string; error: number } {
+  let worst = { name: '', error: 0 };
+  for (const e of model.layout.entries) {
+    let [diff, scale] = [0, 0];
+    for (let i = e.offset; i < e.offset + e.size; i++) {
+      diff = Math.max(diff, Math.abs(got[i] - want[i]));
+      scale = Math.max(scale, Math.abs(want[i]));
+    }
+    const error = scale > 0 ? diff / scale : diff;
+    if (error > worst.error) worst = { name: e.name, error };
+  }
+  return worst;
+}
+
+beforeAll(async () => {
+  await useBackend('wasm', { quiet: true });
+});
+
+describe('the ort-cpu training step', () => {
+  for (const [arch, config] of Object.entries({ v2, v1 }))
+    for (const negatives of [true, false])
+      it(`gives the wasm engine's loss and gradients: ${arch}, ${negatives ? 'explicit' : 'no'} negatives`, async () => {
+        const [wasm, ort, model] = await engines(config, gradientOnly);
+        const step = plan(negatives);
+        const want = await wasm.step(step);
+        const got = await ort.step(step);
+        expect(want.infonce).toBeGreaterThan(0);
+        if (negatives) expect(want.triplet).toBeGreaterThan(0);
+        for (const key of ['loss', 'infonce', 'triplet', 'temperature', 'gradNorm'] as const)
+          expect(Math.abs(got[key] - want[key]), key).toBeLessThan(1e-5 * Math.max(1, Math.abs(want[key])));
+        const [wantGrad, gotGrad] = [(await wasm.optimizerState()).m, (await ort.optimizerState()).m];
+        const temperature = model.layout.entries[0];
+        expect(Math.abs(wantGrad[temperature.offset]), 'temperature gradient').toBeGreaterThan(1e-3);
+        const worst = worstRelative(model, gotGrad, wantGrad);
+        expect(worst.error, worst.name).toBeLessThan(1e-4);
+        await ort.dispose();
+      });
+
+  it('takes the same AdamW steps (weight decay, clipping) as the wasm engine', async () => {
+    const [wasm, ort, model] = await engines(v2, adamw);
+    for (let s = 0; s < 3; s++) {
+      const step = { ...plan(true), step: s };
+      const [want, got] = [await wasm.step(step), await ort.step(step)];
+      expect(want.gradNorm).toBeGreaterThan(adamw.gradClip); // clipping is in play
+      expect(Math.abs(got.gradNorm - want.gradNorm)).toBeLessThan(1e-5 * want.gradNorm);
+    }
+    const start = model.layout.initialise(5);
+    expect(worstRelative(model, wasm.params(), start).error).toBeGreaterThan(1e-3); // the steps moved them
+    const worst = worstRelative(model, ort.params(), wasm.params());
+    expect(worst.error, worst.name).toBeLessThan(1e-4);
+    const [a, b] = [await ort.optimizerState(), await wasm.optimizerState()];
+    expect(a.t).toBe(b.t);
+    expect(worstRelative(model, a.m, b.m).error).toBeLessThan(1e-4);
+    expect(worstRelative(model, a.v, b.v).error).toBeLessThan(1e-4);
+    await ort.dispose();
+  });
+
+  it('refuses in-batch-hard mining and false-negative masking with a clear message', async () => {
+    const [, ort] = await engines(v2, adamw);
+    const mask = new Uint8Array(batch * batch).fill(1);
+    await expect(ort.step({ ...plan(false), hardCandidates: mask })).rejects.toThrow(/in-batch-hard/);
+    await expect(ort.step({ ...plan(true), falseNegatives: mask })).rejects.toThrow(/false negatives/);
+    await ort.dispose();
+  });
+
+  // Dawn compiles a shader per kernel on the first step: tens of seconds on a software adapter.
+  it.skipIf(!webgpu)(
+    'runs on the WebGPU execution provider and takes the same steps there',
+    async () => {
+      const spec: ModelSpec = { ...v2, inputDim, numCategories };
+      const model = new TwoTower(spec);
+      const options = {
+        spec,
+        optimizer: adamw,
+        loss: { infonce: 1, triplet: 0.5, margin: 0.2 },
+        seed: 5,
+        params: model.layout.initialise(5),
+        matrices,
+        threads: 1,
+      };
+      const [cpu, gpu] = [await OrtEngine.create(options), await OrtEngine.create({ ...options, provider: 'webgpu' })];
+      for (let s = 0; s < 2; s++) {
+        const step = { ...plan(true), step: s };
+        const [want, got] = [await cpu.step(step), await gpu.step(step)];
+        expect(Math.abs(got.loss - want.loss)).toBeLessThan(1e-5 * want.loss);
+      }
+      const worst = worstRelative(model, gpu.params(), cpu.params());
+      expect(worst.error, worst.name).toBeLessThan(1e-4);
+      await Promise.all([cpu.dispose(), gpu.dispose()]);
+    },
+    180_000,
+  );
+});
