@@ -17,20 +17,19 @@
 // No ratio is printed against a PyTorch whose matrix products do not run on OpenBLAS or MKL (torch_bench.py
 // finds the library torch binds sgemm_ to, and refuses a reference BLAS): the script then exits with 1.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { blasEnv, median, repo, say, writeRaw } from '../common.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, '../..');
 const { useBackend } = await import(join(repo, 'dist/model/backend.js'));
 const { TwoTower } = await import(join(repo, 'dist/model/two-tower.js'));
 const { Random } = await import(join(repo, 'dist/util/random.js'));
 const { LocalEngine } = await import(join(repo, 'dist/train/engine.js'));
 const { ParallelEngine } = await import(join(repo, 'dist/train/parallel.js'));
 const { OrtEngine } = await import(join(repo, 'dist/train/ort/engine.js'));
+const { loadTrainConfig } = await import(join(repo, 'dist/train/config.js'));
 const { generateWorld } = await import(join(repo, 'dist/data/synth/world.js'));
 const { computeEmbeddings } = await import(join(repo, 'dist/data/synth/embeddings.js'));
 
@@ -58,8 +57,6 @@ const workers = Number(args.workers);
 const threads = Number(args.threads);
 const dataKind = args.data;
 const python = args.python;
-const say = (text) => process.stderr.write(text + '\n');
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 // ---- data: training rows (scene vector, positive product) and a catalog with categories.
@@ -120,7 +117,7 @@ const plans = Array.from({ length: totalSteps }, () => {
   return { rows, negatives };
 });
 const dir = mkdtempSync(join(tmpdir(), 'ctl-bench-train-'));
-const write = (name, a) => writeFileSync(join(dir, name), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+const write = (name, a) => writeRaw(dir, name, a);
 write('scenes.f32', data.trainScenes);
 write('products.f32', data.products);
 write('product_category.i32', data.productCategory);
@@ -133,22 +130,13 @@ say(
 
 // ---- ctl
 const backend = await useBackend('wasm');
-const spec = {
-  arch: 'v2',
-  hidden: 512,
-  out: 256,
-  blocks: 2,
-  dropout: 0.1,
-  categoryDim: 64,
-  normalize: true,
-  temperature: { init: 0.07, learnable: true, parametrisation: 'log', min: 0.01, max: 1 },
-  inputDim: dim,
-  numCategories: data.categories,
-};
+// The reference v2 model, optimizer and loss, as configs/v2.json says.
+const v2 = await loadTrainConfig(join(repo, 'configs/v2.json'));
+const spec = { ...v2.model, inputDim: dim, numCategories: data.categories };
 const options = {
   spec,
-  optimizer: { kind: 'adamw', lr: 3e-4, weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8, gradClip: 1 },
-  loss: { infonce: 1, triplet: 0.5, margin: 0.2 },
+  optimizer: v2.optimizer,
+  loss: v2.loss,
   seed: 0,
   params: new TwoTower(spec).layout.initialise(0),
   matrices: {
@@ -166,7 +154,7 @@ const engine =
 const ort = args['skip-ort'] ? null : await OrtEngine.create({ ...options, threads });
 const planOf = (s) => ({
   step: s,
-  lr: 3e-4,
+  lr: v2.optimizer.lr,
   rows: plans[s].rows,
   negatives: plans[s].negatives,
   hardCandidates: null,
@@ -208,21 +196,14 @@ async function engineRound(e, round) {
 }
 
 // ---- PyTorch: one process per round (import and warm-up on the first batches not counted), same batches.
-const env = {
-  ...process.env,
-  OPENBLAS_NUM_THREADS: String(threads),
-  OMP_NUM_THREADS: String(threads),
-  OPENBLAS_VERBOSE: '2',
-};
-delete env.OPENBLAS_CORETYPE;
-delete env.OPENBLAS_L2_SIZE;
+const env = blasEnv(threads);
 /** Why PyTorch was not timed (torch_bench.py refused its BLAS, or failed), or null. */
 let torchFailure = null;
 function torchRound(round) {
   const p = spawnSync(
     python,
     [
-      join(here, 'torch_bench.py'),
+      join(repo, 'bench/train/torch_bench.py'),
       dir,
       '--batch',
       String(batch),

@@ -84,7 +84,7 @@ def main():
             file=sys.stderr,
         )
         sys.exit(3)
-    # Denormal floats make every op 10-100x slower; a fair baseline flushes them (the design card).
+    # Denormal floats make every op much slower; a fair baseline flushes them (wasm cannot, so ctl flushes by hand).
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
     load = lambda name, dtype: torch.from_numpy(np.fromfile(os.path.join(args.data, name), dtype=dtype))
