@@ -1,23 +1,27 @@
 #!/usr/bin/env node
-// Training throughput of the v2 model (hidden 512, out 256, two residual blocks, 64-d category embedding,
-// InfoNCE + 0.5·triplet with one explicit same-category negative per pair, AdamW, clip 1.0) at batch 256 on
-// 768-d inputs: `ctl train`'s engine on the wasm backend (data-parallel worker threads, src/train/parallel.ts),
-// the whole step as one ONNX graph in onnxruntime-node (src/train/ort, the ort-cpu engine) and the same model and
-// step in PyTorch (bench/train/torch_bench.py, flush-to-zero on), on the same data, in this script; prints each,
-// the ratios to PyTorch and the GFLOP/s of each (the step's matrix-product FLOPs over wall time, and over CPU time).
+// Training throughput of the reference's training step, model, loss and optimizer as configs/<arch>.json says:
+// v2 (default: hidden 512, out 256, two residual blocks, 64-d category embedding, InfoNCE + 0.5·triplet with one
+// explicit same-category negative per pair, AdamW, clip 1.0) or v1 (MLP towers in → 384 → 128, no category,
+// InfoNCE only with a raw learnable temperature, Adam 1e-3), at batch 256 on inputs as wide as the config's
+// embeddings (v2: 768, v1: 512): `ctl train`'s engine on the wasm backend (data-parallel worker threads,
+// src/train/parallel.ts), the whole step as one ONNX graph in onnxruntime-node (src/train/ort, the ort-cpu engine)
+// and the same model and step in PyTorch (bench/train/torch_bench.py, flush-to-zero on, built from the same
+// config), on the same data, in this script; prints each, the ratios to PyTorch and the GFLOP/s of each (the
+// step's matrix-product FLOPs over wall time, and over CPU time).
 //
-//   npm run build && node bench/train/run.mjs [--batch 256] [--dim 768] [--steps 40] [--rounds 3] [--warmup 5]
-//       [--workers 2] [--threads 2] [--data synth|random] [--python /usr/bin/python3] [--skip-torch] [--skip-ort]
+//   npm run build && node bench/train/run.mjs [--arch v2|v1] [--batch 256] [--dim 768|512] [--steps 40]
+//       [--rounds 3] [--warmup 5] [--workers 2] [--threads 2] [--data synth|random] [--python /usr/bin/python3]
+//       [--skip-torch] [--skip-ort]
 //
 // --data synth (default): `ctl data synth` embeddings (planted structure, L2-normalised, as real ones), where
 //   denormal floats showed up in PyTorch before flush-to-zero; random: unit-norm Gaussian rows.
-// The two run in alternating rounds, so a change in the machine's load hits both; the medians are compared.
+// The engines run in alternating rounds, so a change in the machine's load hits both; the medians are compared.
 // Samples per CPU-second (all threads) is printed too: on a shared machine it moves less with others' load.
 // The step time of the first and last quarter of each run shows whether it drifts (denormals).
 // No ratio is printed against a PyTorch whose matrix products do not run on OpenBLAS or MKL (torch_bench.py
 // finds the library torch binds sgemm_ to, and refuses a reference BLAS): the script then exits with 1.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,8 +39,9 @@ const { computeEmbeddings } = await import(join(repo, 'dist/data/synth/embedding
 
 const { values: args } = parseArgs({
   options: {
+    arch: { type: 'string', default: 'v2' },
     batch: { type: 'string', default: '256' },
-    dim: { type: 'string', default: '768' },
+    dim: { type: 'string' },
     steps: { type: 'string', default: '40' },
     rounds: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '5' },
@@ -48,8 +53,21 @@ const { values: args } = parseArgs({
     'skip-ort': { type: 'boolean', default: false },
   },
 });
+if (!['v1', 'v2'].includes(args.arch)) {
+  say(`--arch: expected v1 or v2, got ${args.arch}`);
+  process.exit(2);
+}
+const arch = args.arch;
+// The reference model, optimizer and loss, as configs/<arch>.json says; by default its embeddings' input width
+// (v1: CLIP ViT-B/32, 512; v2: fashion SigLIP, 768).
+const config = await loadTrainConfig(join(repo, `configs/${arch}.json`));
+const explicitNegatives = config.negatives.strategy === 'same-category-random';
+if (!explicitNegatives && config.negatives.strategy !== 'none') {
+  say(`configs/${arch}.json: negatives.strategy ${config.negatives.strategy} is not benchmarked here`);
+  process.exit(2);
+}
 const batch = Number(args.batch);
-const dim = Number(args.dim);
+const dim = Number(args.dim ?? config.embeddings.dim);
 const steps = Number(args.steps);
 const rounds = Number(args.rounds);
 const warmup = Number(args.warmup);
@@ -106,14 +124,16 @@ const numRows = data.rowProduct.length;
 const byCategory = Array.from({ length: data.categories }, (_, c) =>
   [...data.productCategory.keys()].filter((j) => data.productCategory[j] === c),
 );
-// The same batches for both: rows and one same-category negative per row, drawn here.
+// The same batches for all: rows and, when the config trains with them, one same-category negative per row.
 const totalSteps = warmup + rounds * steps;
 const plans = Array.from({ length: totalSteps }, () => {
   const rows = Int32Array.from({ length: batch }, () => rng.int(numRows));
-  const negatives = Int32Array.from(rows, (r) => {
-    const list = byCategory[data.productCategory[data.rowProduct[r]]];
-    return list[rng.int(list.length)];
-  });
+  const negatives = explicitNegatives
+    ? Int32Array.from(rows, (r) => {
+        const list = byCategory[data.productCategory[data.rowProduct[r]]];
+        return list[rng.int(list.length)];
+      })
+    : null;
   return { rows, negatives };
 });
 const dir = mkdtempSync(join(tmpdir(), 'ctl-bench-train-'));
@@ -123,20 +143,24 @@ write('products.f32', data.products);
 write('product_category.i32', data.productCategory);
 write('row_product.i32', data.rowProduct);
 write('rows.i32', Int32Array.from(plans.flatMap((p) => [...p.rows])));
-write('negatives.i32', Int32Array.from(plans.flatMap((p) => [...p.negatives])));
+if (explicitNegatives) write('negatives.i32', Int32Array.from(plans.flatMap((p) => [...p.negatives])));
 say(
   `data: ${dataKind}, ${numRows} training rows, ${data.productCategory.length} products, ${data.categories} categories, ${dim}-d`,
 );
 
+// What torch_bench.py builds its model, loss and optimizer from.
+const spec = { ...config.model, inputDim: dim, numCategories: data.categories };
+writeFileSync(
+  join(dir, 'step.json'),
+  JSON.stringify({ spec, loss: config.loss, optimizer: config.optimizer, negatives: explicitNegatives }),
+);
+
 // ---- ctl
 const backend = await useBackend('wasm');
-// The reference v2 model, optimizer and loss, as configs/v2.json says.
-const v2 = await loadTrainConfig(join(repo, 'configs/v2.json'));
-const spec = { ...v2.model, inputDim: dim, numCategories: data.categories };
 const options = {
   spec,
-  optimizer: v2.optimizer,
-  loss: v2.loss,
+  optimizer: config.optimizer,
+  loss: config.loss,
   seed: 0,
   params: new TwoTower(spec).layout.initialise(0),
   matrices: {
@@ -154,7 +178,7 @@ const engine =
 const ort = args['skip-ort'] ? null : await OrtEngine.create({ ...options, threads });
 const planOf = (s) => ({
   step: s,
-  lr: v2.optimizer.lr,
+  lr: config.optimizer.lr,
   rows: plans[s].rows,
   negatives: plans[s].negatives,
   hardCandidates: null,
@@ -163,7 +187,9 @@ const planOf = (s) => ({
 for (const e of ort ? [engine, ort] : [engine]) for (let s = 0; s < warmup; s++) await e.step(planOf(s));
 
 // Matrix-product FLOPs of one step: every linear layer's forward product and its two backward products (the
-// first layer's input gradient only for the category columns), the similarity matrix and its two gradients.
+// first layer's input gradient only for the category columns), the [B, B] similarity matrix and its two gradients,
+// the category embedding's lookup as a one-hot product and its gradient. The product tower encodes the positives
+// and, with explicit negatives, as many negatives.
 const linears = (inDim) => [
   [inDim, spec.hidden],
   ...Array(2 * spec.blocks).fill([spec.hidden, spec.hidden]),
@@ -171,11 +197,12 @@ const linears = (inDim) => [
 ];
 const towerFlops = (rows, inDim, dataWidth) =>
   linears(inDim).reduce((sum, [i, o], k) => sum + 2 * rows * o * (2 * i + (k === 0 ? i - dataWidth : i)), 0);
+const productRows = explicitNegatives ? 2 * batch : batch;
 const stepFlops =
   towerFlops(batch, dim, dim) +
-  towerFlops(2 * batch, dim + spec.categoryDim, dim) +
-  2 * (2 * batch * batch * spec.out) * 3 +
-  2 * 2 * (2 * batch) * data.categories * spec.categoryDim;
+  towerFlops(productRows, dim + spec.categoryDim, dim) +
+  2 * batch * batch * spec.out * 3 +
+  2 * 2 * productRows * data.categories * spec.categoryDim;
 
 async function engineRound(e, round) {
   const times = [];
@@ -207,10 +234,6 @@ function torchRound(round) {
       dir,
       '--batch',
       String(batch),
-      '--dim',
-      String(dim),
-      '--categories',
-      String(data.categories),
       '--first',
       String(warmup + round * steps),
       '--warmup',
@@ -266,7 +289,7 @@ const row = (name, perSec, perCpu, gflops = '', gflopsCpu = '') =>
     `  ${name.padEnd(46)} ${perSec.padStart(9)} ${perCpu.padStart(10)} ${gflops.padStart(8)} ${gflopsCpu.padStart(12)}`,
   );
 console.log(
-  `\nv2 training step, batch ${batch}, ${dim}-d ${dataKind} inputs, median of ${rounds} rounds of ${steps} steps (after ${warmup} warm-up); ${(stepFlops / 1e9).toFixed(2)} GFLOP of matrix products per step`,
+  `\n${arch} training step, batch ${batch}, ${dim}-d ${dataKind} inputs, median of ${rounds} rounds of ${steps} steps (after ${warmup} warm-up); ${(stepFlops / 1e9).toFixed(2)} GFLOP of matrix products per step`,
 );
 row('', 'samples/s', 'per CPU-s', 'GFLOP/s', 'GFLOP/CPU-s');
 const summary = (runs) => ({

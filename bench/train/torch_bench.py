@@ -1,14 +1,15 @@
-"""PyTorch side of bench/train/run.mjs: the v2 model's training step (torch_two_tower.py) on the batches that
-script wrote to DATA_DIR; prints one JSON line (samples/s, samples per CPU-second, step times early and late,
-versions, the BLAS library torch loaded, threads). Refuses (exit 3) to time a PyTorch whose BLAS is not OpenBLAS
-or MKL: on Debian, python3-torch alone brings the reference BLAS (libblas3), several times slower, and a ratio
-against it says nothing.
+"""PyTorch side of bench/train/run.mjs: the training step (torch_two_tower.py) of the model, loss and optimizer
+that script wrote to DATA_DIR/step.json (from configs/v1.json or v2.json), on the batches it wrote there; prints
+one JSON line (samples/s, samples per CPU-second, step times early and late, versions, the BLAS library torch
+loaded, threads). Refuses (exit 3) to time a PyTorch whose BLAS is not OpenBLAS or MKL: on Debian, python3-torch
+alone brings the reference BLAS (libblas3), several times slower, and a ratio against it says nothing.
 
-Usage: python3 torch_bench.py DATA_DIR [--batch 256] [--dim 768] [--categories 10] [--warmup 5] [--first 5]
-    [--steps 40] [--threads 2]
-DATA_DIR: scenes.f32 [rows, dim], products.f32 [products, dim], product_category.i32, row_product.i32, and per
-step `batch` training rows (rows.i32) and negatives (negatives.i32). Warm-up runs the first `warmup` steps, then
-steps first .. first + steps - 1 are timed.
+Usage: python3 torch_bench.py DATA_DIR [--batch 256] [--warmup 5] [--first 5] [--steps 40] [--threads 2]
+DATA_DIR: step.json ({spec: the model section with inputDim and numCategories, loss, optimizer: the config's
+sections, negatives: whether each row has an explicit negative}), scenes.f32 [rows, inputDim], products.f32
+[products, inputDim], product_category.i32, row_product.i32, and per step `batch` training rows (rows.i32) and,
+with negatives, as many negatives (negatives.i32). Warm-up runs the first `warmup` steps, then steps
+first .. first + steps - 1 are timed.
 """
 import argparse
 import ctypes
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from torch_two_tower import CTLModelV2, train_step  # noqa: E402
+from torch_two_tower import from_spec, make_optimizer, train_step  # noqa: E402
 
 
 class DlInfo(ctypes.Structure):
@@ -63,8 +64,6 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('data')
     parser.add_argument('--batch', type=int, default=256)
-    parser.add_argument('--dim', type=int, default=768)
-    parser.add_argument('--categories', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--first', type=int, default=5)
     parser.add_argument('--steps', type=int, default=40)
@@ -87,31 +86,38 @@ def main():
     # Denormal floats make every op much slower; a fair baseline flushes them (wasm cannot, so ctl flushes by hand).
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
+    with open(os.path.join(args.data, 'step.json')) as f:
+        config = json.load(f)
+    dim = config['spec']['inputDim']
     load = lambda name, dtype: torch.from_numpy(np.fromfile(os.path.join(args.data, name), dtype=dtype))
-    scenes = load('scenes.f32', np.float32).reshape(-1, args.dim)
-    products = load('products.f32', np.float32).reshape(-1, args.dim)
+    scenes = load('scenes.f32', np.float32).reshape(-1, dim)
+    products = load('products.f32', np.float32).reshape(-1, dim)
     category = load('product_category.i32', np.int32).long()
     row_product = load('row_product.i32', np.int32).long()
     rows = load('rows.i32', np.int32).long().reshape(-1, args.batch)
-    negatives = load('negatives.i32', np.int32).long().reshape(-1, args.batch)
+    negatives = load('negatives.i32', np.int32).long().reshape(-1, args.batch) if config['negatives'] else None
 
-    model = CTLModelV2(args.dim, 512, 256, args.categories, category_dim=64, num_blocks=2, dropout=0.1)
+    model = from_spec(config['spec'])
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
+    optimizer = make_optimizer(model, config['optimizer'])
+    loss, grad_clip = config['loss'], config['optimizer']['gradClip']
 
     def batch(step):
-        r, n = rows[step], negatives[step]
+        r = rows[step]
         p = row_product[r]
+        if negatives is None:
+            return scenes[r], products[p], category[p]
+        n = negatives[step]
         return scenes[r], products[p], category[p], products[n], category[n]
 
     for step in range(args.warmup):
-        train_step(model, optimizer, *batch(step))
+        train_step(model, optimizer, loss, grad_clip, *batch(step))
     times = []
     cpu_start = time.process_time()
     for step in range(args.first, args.first + args.steps):
         b = batch(step)
         start = time.perf_counter()
-        train_step(model, optimizer, *b)
+        train_step(model, optimizer, loss, grad_clip, *b)
         times.append(time.perf_counter() - start)
     cpu = time.process_time() - cpu_start
     quarter = max(1, len(times) // 4)

@@ -5,8 +5,9 @@ model.safetensors loads with `load_state_dict(strict=True)` (see src/model/two-t
     from torch_two_tower import from_safetensors
     model = from_safetensors('workdir/runs/v2/checkpoints/best')
 
-Also the training step `ctl train` runs (symmetric InfoNCE + weighted triplet on cosine distance, AdamW, global
-grad-norm clip), for bench/train/run.mjs.
+Also the training step `ctl train` runs (weighted symmetric InfoNCE + weighted triplet on cosine distance when
+there are explicit negatives, Adam or AdamW, global grad-norm clip when set), built from a training config's
+sections, for bench/train/run.mjs.
 """
 import json
 import math
@@ -98,6 +99,20 @@ class CTLModelV2(nn.Module):
         return self.encode_scene(scene) @ self.encode_product(product, categories).T / self.temperature
 
 
+def from_spec(spec):
+    """The reference model of a `ctl train` model spec (the config's model section, inputDim, numCategories)."""
+    t = spec['temperature']
+    if spec['arch'] == 'v1':
+        model = CTLModel(spec['inputDim'], spec['hidden'], spec['out'], spec['dropout'], t['init'])
+    else:
+        model = CTLModelV2(spec['inputDim'], spec['hidden'], spec['out'], spec['numCategories'],
+                           spec['categoryDim'], spec['blocks'], spec['dropout'], t['init'])
+    for name, parameter in model.named_parameters():
+        if 'temperature' in name:
+            parameter.requires_grad_(t['learnable'])
+    return model
+
+
 def read_safetensors(path):
     """{name: tensor} from a safetensors file (F32 / I32), with the standard library and torch only."""
     with open(path, 'rb') as f:
@@ -116,13 +131,7 @@ def read_safetensors(path):
 def from_safetensors(checkpoint_dir):
     """The reference model of a `ctl train` checkpoint folder (model.safetensors + state.json), in eval mode."""
     with open(os.path.join(checkpoint_dir, 'state.json')) as f:
-        spec = json.load(f)['spec']
-    t = spec['temperature']['init']
-    if spec['arch'] == 'v1':
-        model = CTLModel(spec['inputDim'], spec['hidden'], spec['out'], spec['dropout'], t)
-    else:
-        model = CTLModelV2(spec['inputDim'], spec['hidden'], spec['out'], spec['numCategories'],
-                           spec['categoryDim'], spec['blocks'], spec['dropout'], t)
+        model = from_spec(json.load(f)['spec'])
     model.load_state_dict(read_safetensors(os.path.join(checkpoint_dir, 'model.safetensors')), strict=True)
     return model.eval()
 
@@ -132,24 +141,41 @@ def encode_products(model, x, categories):
     return model.encode_product(x) if isinstance(model, CTLModel) else model.encode_product(x, categories)
 
 
-def loss_fn(scenes, products, negatives, temperature, triplet_weight=0.5, margin=0.2):
-    """Symmetric InfoNCE over the batch + weighted triplet loss on cosine distance (rows are unit vectors)."""
+def make_optimizer(model, optimizer):
+    """torch.optim.Adam (L2 weight decay) or AdamW (decoupled) from a training config's optimizer section."""
+    kind = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW}[optimizer['kind']]
+    return kind([p for p in model.parameters() if p.requires_grad], lr=optimizer['lr'],
+                betas=tuple(optimizer['betas']), eps=optimizer['eps'], weight_decay=optimizer['weightDecay'])
+
+
+def loss_fn(scenes, products, negatives, temperature, loss):
+    """Weighted symmetric InfoNCE over the batch + weighted triplet loss on cosine distance (rows are unit vectors)
+    when there are negatives; `loss` is a training config's loss section."""
     logits = scenes @ products.T / temperature
     labels = torch.arange(len(scenes))
     infonce = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-    positive = (scenes * products).sum(-1)
-    negative = (scenes * negatives).sum(-1)
-    triplet = F.relu(negative - positive + margin).mean()
-    return infonce + triplet_weight * triplet
+    total = loss['infonce'] * infonce
+    if negatives is not None and loss['triplet'] > 0:
+        positive = (scenes * products).sum(-1)
+        negative = (scenes * negatives).sum(-1)
+        total = total + loss['triplet'] * F.relu(negative - positive + loss['margin']).mean()
+    return total
 
 
-def train_step(model, optimizer, scenes, products, categories, negatives, negative_categories, clip=1.0):
+def train_step(model, optimizer, loss, grad_clip, scenes, products, categories, negatives=None,
+               negative_categories=None):
+    """One step; the product tower encodes the positives and the negatives (if any) in one pass."""
     optimizer.zero_grad(set_to_none=True)
     s = model.encode_scene(scenes)
-    encoded = encode_products(model, torch.cat([products, negatives]), torch.cat([categories, negative_categories]))
-    p, n = encoded[: len(scenes)], encoded[len(scenes):]
-    loss = loss_fn(s, p, n, model.temperature)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if negatives is None:
+        p, n = encode_products(model, products, categories), None
+    else:
+        encoded = encode_products(model, torch.cat([products, negatives]),
+                                  torch.cat([categories, negative_categories]))
+        p, n = encoded[: len(scenes)], encoded[len(scenes):]
+    value = loss_fn(s, p, n, model.temperature, loss)
+    value.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
-    return loss.item()
+    return value.item()
