@@ -1,7 +1,9 @@
 // The install as the README gives it: `npx ctl` runs without npm warnings, and the scripts npm runs see
 // onnxruntime-node's install switch at `skip` (no CUDA download) unless the user set it.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import semver from 'semver';
 import { describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
@@ -21,5 +23,13 @@ describe('npm setup', () => {
     expect(stdout.trim()).toBe('skip');
     const chosen = await run('npm', print, { cwd: repo, env: { ...env, ONNXRUNTIME_NODE_INSTALL: 'cuda12' } });
     expect(chosen.stdout.trim()).toBe('cuda12');
+  });
+
+  it('every locked package supports the Node that runs it (no EBADENGINE warning at install)', () => {
+    const lock = JSON.parse(readFileSync(new URL('../package-lock.json', import.meta.url), 'utf8'));
+    const unsupported = Object.entries(lock.packages as Record<string, { engines?: { node?: string } }>)
+      .filter(([, p]) => p.engines?.node && !semver.satisfies(process.version, p.engines.node))
+      .map(([name, p]) => `${name} needs node ${p.engines!.node}`);
+    expect(unsupported).toEqual([]);
   });
 });
