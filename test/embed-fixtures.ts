@@ -8,6 +8,7 @@ import type { Dataset } from '../src/data/dataset.js';
 import { saveDataset } from '../src/data/stl/dataset-io.js';
 import type { BBox, Pair } from '../src/data/types.js';
 import { workdirPaths } from '../src/data/workdir.js';
+import type { EmbedOptions } from '../src/embed/run.js';
 
 export const sig = (prefix: string, i: number) => `${prefix}${i.toString(16).padStart(32 - prefix.length, '0')}`;
 
@@ -85,3 +86,23 @@ export async function writeImage(file: string, bytes: Uint8Array): Promise<void>
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, bytes);
 }
+
+/** `ctl embed`'s options for a test run: the generated `tiny` model, locally on the CPU, all kinds, no progress. */
+export const embedOptions = (workdir: string, over: Partial<EmbedOptions> = {}): EmbedOptions => ({
+  workdir,
+  domain: 'fashion',
+  model: 'tiny',
+  offline: true,
+  provider: 'local',
+  device: 'cpu',
+  dtype: 'fp32',
+  threads: 1,
+  batch: 4,
+  prefetch: 2,
+  commitEvery: 1,
+  kind: 'all',
+  sceneView: 'full',
+  hide: 'crop',
+  progress: false,
+  ...over,
+});

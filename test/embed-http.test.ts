@@ -9,7 +9,7 @@ import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
 import { workdirPaths } from '../src/data/workdir.js';
-import { makeFixture, removeFixtures } from './embed-fixtures.js';
+import { embedOptions, makeFixture, removeFixtures } from './embed-fixtures.js';
 
 const DIM = 8;
 
@@ -66,20 +66,7 @@ const options = (
   over: Partial<EmbedOptions> = {},
   http: Partial<NonNullable<EmbedOptions['http']>> = {},
 ): EmbedOptions => ({
-  workdir,
-  domain: 'fashion',
-  model: 'remote-siglip',
-  offline: true,
-  provider: 'http',
-  device: 'cpu',
-  dtype: 'fp32',
-  batch: 4,
-  prefetch: 2,
-  commitEvery: 1,
-  kind: 'all',
-  sceneView: 'full',
-  hide: 'crop',
-  progress: false,
+  ...embedOptions(workdir, { model: 'remote-siglip', provider: 'http', ...over }),
   http: {
     apiUrl,
     send: 'bytes',

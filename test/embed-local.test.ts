@@ -9,29 +9,10 @@ import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js
 import { GENERATED_PRESETS } from '../src/embed/generated-models.js';
 import { loadLocalEncoder } from '../src/embed/local-encoder.js';
 import { resolveModel } from '../src/embed/model-source.js';
-import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
+import { runEmbed } from '../src/embed/run.js';
 import { buildVisionTower } from '../src/embed/vision-transformer.js';
 import { workdirPaths, type EmbeddingView } from '../src/data/workdir.js';
-import { makeFixture, removeFixtures, writeImage } from './embed-fixtures.js';
-
-const options = (workdir: string, over: Partial<EmbedOptions> = {}): EmbedOptions => ({
-  workdir,
-  domain: 'fashion',
-  model: 'tiny',
-  offline: true,
-  provider: 'local',
-  device: 'cpu',
-  dtype: 'fp32',
-  threads: 1,
-  batch: 4,
-  prefetch: 2,
-  commitEvery: 1,
-  kind: 'all',
-  sceneView: 'full',
-  hide: 'crop',
-  progress: false,
-  ...over,
-});
+import { embedOptions, makeFixture, removeFixtures, writeImage } from './embed-fixtures.js';
 
 async function rows(workdir: string, view: EmbeddingView, model = 'tiny'): Promise<Map<string, Float32Array>> {
   const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings(model, view));
@@ -46,7 +27,7 @@ describe('ctl embed, local provider (tiny model)', () => {
 
   test('products and whole scenes: one unit-norm row each, from a local folder with remote loading off', async () => {
     const { workdir, dataset } = await makeFixture(3);
-    const summary = await runEmbed(options(workdir));
+    const summary = await runEmbed(embedOptions(workdir));
     expect(summary.views.map((v) => [v.view, v.embedded, v.failed.length])).toEqual([
       ['products', 6, 0],
       ['scenes-full', 3, 0],
@@ -73,7 +54,7 @@ describe('ctl embed, local provider (tiny model)', () => {
     // The same model as a plain folder (any name) loads through the same path and gives the same vectors.
     const copy = join(workdir, 'my-model');
     await cp(join(workdirPaths(workdir).modelsDir, 'tiny'), copy, { recursive: true });
-    await runEmbed(options(workdir, { model: copy, kind: 'products' }));
+    await runEmbed(embedOptions(workdir, { model: copy, kind: 'products' }));
     const fromFolder = await rows(workdir, 'products', 'my-model');
     for (const [id, v] of products) expect(Array.from(fromFolder.get(id)!)).toEqual(Array.from(v));
   });
@@ -82,7 +63,7 @@ describe('ctl embed, local provider (tiny model)', () => {
     const { workdir, dataset } = await makeFixture(2);
     const [p0, p1] = dataset.products.map((p) => workdirPaths(workdir).imageFile('products', p.sig));
     await writeFile(p1, await readFile(p0));
-    await runEmbed(options(workdir, { kind: 'products', batch: 3 }));
+    await runEmbed(embedOptions(workdir, { kind: 'products', batch: 3 }));
     const products = await rows(workdir, 'products');
     const [v0, v1, v2] = dataset.products.slice(0, 3).map((p) => products.get(p.sig)!);
     expect(Array.from(v1)).toEqual(Array.from(v0));
@@ -91,8 +72,8 @@ describe('ctl embed, local provider (tiny model)', () => {
 
   test('hide-product: one row per scene and product, unlike the whole scene; crop is the region beside the box', async () => {
     const { workdir, dataset } = await makeFixture(2);
-    await runEmbed(options(workdir, { kind: 'scenes' }));
-    await runEmbed(options(workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'crop' }));
+    await runEmbed(embedOptions(workdir, { kind: 'scenes' }));
+    await runEmbed(embedOptions(workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'crop' }));
     const full = await rows(workdir, 'scenes-full');
     const hidden = await rows(workdir, 'scenes-hide-product');
     expect(hidden.size).toBe(4);
@@ -123,13 +104,13 @@ describe('ctl embed, local provider (tiny model)', () => {
 
     // Mask mode keeps the whole frame and paints the box: another vector again, in its own store settings.
     const masked = await makeFixture(2);
-    await runEmbed(options(masked.workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'mask' }));
+    await runEmbed(embedOptions(masked.workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'mask' }));
     const maskRows = await rows(masked.workdir, 'scenes-hide-product');
     const maskedLeft = maskRows.get(sceneProductKey(scene.sig, scene.items[0].product))!;
     expect(dot(maskedLeft, left)).toBeLessThan(0.9999);
     // A store written with crop is not extended with mask rows.
     await expect(
-      runEmbed(options(workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'mask' })),
+      runEmbed(embedOptions(workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'mask' })),
     ).rejects.toThrow(/preprocessing\.hide/);
   });
 
@@ -140,7 +121,7 @@ describe('ctl embed, local provider (tiny model)', () => {
     const jpeg = await readFile(paths.imageFile('scenes', dataset.scenes[0].sig));
     await writeFile(paths.imageFile('products', dataset.products[4].sig), jpeg.subarray(0, 300)); // truncated JPEG
     await writeFile(paths.imageFile('scenes', dataset.scenes[2].sig), 'not an image');
-    const summary = await runEmbed(options(workdir));
+    const summary = await runEmbed(embedOptions(workdir));
     const [products, scenes] = summary.views;
     expect(products.embedded).toBe(4);
     expect(products.failed.map((f) => [f.id, f.reason])).toEqual([
@@ -150,7 +131,7 @@ describe('ctl embed, local provider (tiny model)', () => {
     expect(scenes.failed.map((f) => [f.id, f.reason])).toEqual([[dataset.scenes[2].sig, 'undecodable']]);
     expect(summary.failed).toBe(3);
     // A re-run tries only the failed ones again.
-    const again = await runEmbed(options(workdir));
+    const again = await runEmbed(embedOptions(workdir));
     expect(again.views.map((v) => [v.alreadyStored, v.embedded, v.failed.length])).toEqual([
       [4, 0, 2],
       [2, 0, 1],
@@ -159,9 +140,9 @@ describe('ctl embed, local provider (tiny model)', () => {
 
   test('--limit, then a re-run continues without duplicates; .npy shards load in numpy', async () => {
     const { workdir } = await makeFixture(4);
-    const first = await runEmbed(options(workdir, { kind: 'products', limit: 3, batch: 2 }));
+    const first = await runEmbed(embedOptions(workdir, { kind: 'products', limit: 3, batch: 2 }));
     expect(first.views[0].embedded).toBe(3);
-    const second = await runEmbed(options(workdir, { kind: 'products', batch: 2 }));
+    const second = await runEmbed(embedOptions(workdir, { kind: 'products', batch: 2 }));
     expect([second.views[0].alreadyStored, second.views[0].embedded, second.views[0].stored]).toEqual([3, 5, 8]);
     const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
     expect(await store.verify()).toMatchObject({ ok: true, count: 8, dim: 32 });
@@ -181,8 +162,8 @@ describe('ctl embed, local provider (tiny model)', () => {
 
   test('--shard I/N: the shards split the rows and write side by side', async () => {
     const { workdir, dataset } = await makeFixture(4);
-    const a = await runEmbed(options(workdir, { kind: 'products', shard: { index: 0, count: 2 } }));
-    const b = await runEmbed(options(workdir, { kind: 'products', shard: { index: 1, count: 2 } }));
+    const a = await runEmbed(embedOptions(workdir, { kind: 'products', shard: { index: 0, count: 2 } }));
+    const b = await runEmbed(embedOptions(workdir, { kind: 'products', shard: { index: 1, count: 2 } }));
     expect(a.views[0].embedded + b.views[0].embedded).toBe(dataset.products.length);
     expect(a.views[0].embedded).toBeGreaterThan(0);
     expect(b.views[0].embedded).toBeGreaterThan(0);
@@ -193,14 +174,14 @@ describe('ctl embed, local provider (tiny model)', () => {
 
   test('--dtype q8 loads the quantised file; a dtype the model lacks names the missing file', async () => {
     const { workdir } = await makeFixture(1);
-    const q8 = await runEmbed(options(workdir, { kind: 'products', dtype: 'q8' }));
+    const q8 = await runEmbed(embedOptions(workdir, { kind: 'products', dtype: 'q8' }));
     expect(q8.views[0].embedded).toBe(2);
     const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
     expect(store.meta.preprocessing).toMatchObject({ dtype: 'q8' });
-    await expect(runEmbed(options(workdir, { kind: 'products', dtype: 'fp32' }))).rejects.toThrow(
+    await expect(runEmbed(embedOptions(workdir, { kind: 'products', dtype: 'fp32' }))).rejects.toThrow(
       /preprocessing\.dtype/,
     );
-    await expect(runEmbed(options(workdir, { kind: 'products', dtype: 'fp16' }))).rejects.toThrow(
+    await expect(runEmbed(embedOptions(workdir, { kind: 'products', dtype: 'fp16' }))).rejects.toThrow(
       /onnx\/vision_model_fp16\.onnx: missing/,
     );
   });
@@ -230,7 +211,7 @@ describe('ctl embed, local provider (tiny model)', () => {
         image_std: [0.26862954, 0.26130258, 0.27577711],
       }),
     );
-    const summary = await runEmbed(options(workdir, { model: dir }));
+    const summary = await runEmbed(embedOptions(workdir, { model: dir }));
     expect(summary.embedded).toBe(3);
     const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('clip-like', 'scenes-full'));
     expect(store.meta.preprocessing).toMatchObject({
@@ -243,15 +224,15 @@ describe('ctl embed, local provider (tiny model)', () => {
 
   test('offline, a hub id loads from the download cache at its pinned revision, or names the missing file', async () => {
     const { workdir } = await makeFixture(1);
-    await expect(runEmbed(options(workdir, { model: 'Marqo/marqo-fashionSigLIP' }))).rejects.toThrow(
+    await expect(runEmbed(embedOptions(workdir, { model: 'Marqo/marqo-fashionSigLIP' }))).rejects.toThrow(
       /offline: config\.json of Marqo\/marqo-fashionSigLIP@c56244cc94f92419e8369fa71efdaf403b124ce8 is not on disk/,
     );
     // Where a download at that revision lands: workdir/models/hub/<id>/<revision>/ (a stand-in model here).
     const modelsDir = workdirPaths(workdir).modelsDir;
-    await runEmbed(options(workdir, { kind: 'products' })); // writes models/tiny
+    await runEmbed(embedOptions(workdir, { kind: 'products' })); // writes models/tiny
     const cached = join(modelsDir, 'hub', 'Marqo', 'marqo-fashionSigLIP', 'c56244cc94f92419e8369fa71efdaf403b124ce8');
     await cp(join(modelsDir, 'tiny'), cached, { recursive: true });
-    const summary = await runEmbed(options(workdir, { model: 'Marqo/marqo-fashionSigLIP', kind: 'products' }));
+    const summary = await runEmbed(embedOptions(workdir, { model: 'Marqo/marqo-fashionSigLIP', kind: 'products' }));
     expect(summary).toMatchObject({
       model: 'Marqo/marqo-fashionSigLIP',
       revision: 'c56244cc94f92419e8369fa71efdaf403b124ce8',
@@ -259,7 +240,7 @@ describe('ctl embed, local provider (tiny model)', () => {
     });
     await rm(join(cached, 'onnx', 'vision_model_quantized.onnx'));
     await expect(
-      runEmbed(options(workdir, { model: 'Marqo/marqo-fashionSigLIP', kind: 'scenes', dtype: 'q8' })),
+      runEmbed(embedOptions(workdir, { model: 'Marqo/marqo-fashionSigLIP', kind: 'scenes', dtype: 'q8' })),
     ).rejects.toThrow(
       /offline: onnx\/vision_model_quantized\.onnx of Marqo\/marqo-fashionSigLIP@c56244cc.* is not on disk/,
     );

@@ -11,6 +11,7 @@ import { synthesise } from '../src/data/synth/world.js';
 import { runEmbed } from '../src/embed/run.js';
 import { evaluateRun, type EvalReport } from '../src/eval/evaluate.js';
 import { trainRun } from '../src/train/run.js';
+import { embedOptions } from './embed-fixtures.js';
 import { smallConfig, writeConfig } from './train-fixtures.js';
 
 const CLI = resolve(__dirname, '../dist/cli.js');
@@ -29,22 +30,7 @@ export interface ServeFixture {
 export async function trainedWorkdir({ scenes = 160, products = 80 } = {}): Promise<ServeFixture> {
   const workdir = await mkdtemp(join(tmpdir(), 'ctl-serve-'));
   await synthesise(workdir, { scenes, products, seed: 5, domain: 'fashion', images: true, dim: 16 });
-  await runEmbed({
-    workdir,
-    domain: 'fashion',
-    model: 'tiny',
-    offline: true,
-    provider: 'local',
-    device: 'cpu',
-    dtype: 'fp32',
-    batch: 32,
-    prefetch: 2,
-    commitEvery: 512,
-    kind: 'all',
-    sceneView: 'full',
-    hide: 'crop',
-    progress: false,
-  });
+  await runEmbed(embedOptions(workdir, { batch: 32, commitEvery: 512 }));
   const reports: EvalReport[] = [];
   for (const [run, model] of [
     [RUN, 'tiny'],
