@@ -34,7 +34,7 @@ export function registerReproduceCommand(program: Command): void {
           .default('test'),
       )
       .addOption(
-        new Option('--backend <name>', 'TensorFlow.js backend for training')
+        new Option('--backend <name>', 'training engine, as for `ctl train --backend`')
           .choices(TRAIN_BACKEND_CHOICES)
           .default('auto'),
       )

@@ -1,24 +1,33 @@
 // Which engine trains. `ort-cpu` runs each step as one ONNX graph in onnxruntime-node (src/train/ort, native CPU
-// GEMMs); `tensorflow`, `wasm` and `cpu` are TensorFlow.js backends for the tfjs engines (engine.ts, parallel.ts).
-// `auto` picks ort-cpu, the fastest engine measured on CPU (bench/train/README.md), when it can train the config,
-// else tfjs's own auto choice; it logs which and why.
+// GEMMs); `webgpu` runs the same graph on onnxruntime's WebGPU execution provider; `tensorflow`, `wasm` and `cpu`
+// are TensorFlow.js backends for the tfjs engines (engine.ts, parallel.ts). `auto` picks webgpu when a hardware
+// adapter is found (never a software one: lavapipe is slower than the CPU), else ort-cpu, the fastest engine
+// measured on CPU (bench/train/README.md), when it can train the config, else tfjs's own auto choice; it logs which
+// and why.
 import { availableParallelism } from 'node:os';
+import { WEBGPU_SETUP } from '../embed/device.js';
+import { describeAdapter, probeWebGpuAdapter } from '../embed/webgpu-adapter.js';
 import { BACKEND_CHOICES, useBackend, type BackendChoice } from '../model/backend.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { TrainConfig } from './config.js';
 
-export type TrainBackendChoice = BackendChoice | 'ort-cpu';
-export const TRAIN_BACKEND_CHOICES: TrainBackendChoice[] = [...BACKEND_CHOICES, 'ort-cpu'];
+export type TrainBackendChoice = BackendChoice | 'ort-cpu' | 'webgpu';
+export const TRAIN_BACKEND_CHOICES: TrainBackendChoice[] = [...BACKEND_CHOICES, 'ort-cpu', 'webgpu'];
 
 export interface TrainBackend {
-  /** 'ort-cpu', or the tfjs backend's name ('tensorflow' | 'wasm' | 'cpu'): what checkpoints record. */
+  /** 'ort-cpu', 'webgpu', or the tfjs backend's name ('tensorflow' | 'wasm' | 'cpu'): what checkpoints record. */
   name: string;
-  /** Intra-op threads of the ort-cpu engine (0 for the tfjs engines). */
+  /** Intra-op threads of the onnxruntime engine (0 for the tfjs engines). */
   ortThreads: number;
 }
 
-/** What in the config the ort-cpu engine cannot train, or null. */
+/** Whether the backend trains with the onnxruntime engine (OrtEngine), and on which execution provider. */
+export function ortProvider(backend: string): 'cpu' | 'webgpu' | null {
+  return backend === 'ort-cpu' ? 'cpu' : backend === 'webgpu' ? 'webgpu' : null;
+}
+
+/** What in the config the onnxruntime engine (ort-cpu, webgpu) cannot train, or null. */
 export function ortUnsupported(config: TrainConfig): string | null {
   if (config.negatives.strategy === 'in-batch-hard') return "negatives.strategy 'in-batch-hard'";
   if (config.loss.maskFalseNegatives) return 'loss.maskFalseNegatives';
@@ -36,19 +45,43 @@ async function ortLoads(): Promise<string | null> {
 
 /** Select the engine for `choice` (tfjs is initialised either way: evaluation encodes through it). */
 export async function chooseTrainBackend(choice: TrainBackendChoice, config: TrainConfig): Promise<TrainBackend> {
-  if (choice !== 'ort-cpu' && choice !== 'auto') return { name: await useBackend(choice), ortThreads: 0 };
+  if (choice !== 'ort-cpu' && choice !== 'webgpu' && choice !== 'auto')
+    return { name: await useBackend(choice), ortThreads: 0 };
   const unsupported = ortUnsupported(config) ?? (await ortLoads());
   if (unsupported) {
-    if (choice === 'ort-cpu')
-      throw new InputError(`--backend ort-cpu cannot train this config: ${unsupported}. Use --backend wasm`);
-    log(`engine: tfjs (--backend auto: the ort-cpu engine cannot train this config: ${unsupported})`);
+    if (choice !== 'auto')
+      throw new InputError(`--backend ${choice} cannot train this config: ${unsupported}. Use --backend wasm`);
+    log(`engine: tfjs (--backend auto: the onnxruntime engines cannot train this config: ${unsupported})`);
     return { name: await useBackend('auto'), ortThreads: 0 };
   }
+  const webgpu = choice === 'ort-cpu' ? null : await probeWebGpuAdapter();
+  if (choice === 'webgpu' && !webgpu?.adapter)
+    throw new InputError(
+      `--backend webgpu: ${webgpu && 'reason' in webgpu ? webgpu.reason : 'no adapter'}. ${WEBGPU_SETUP}; or use --backend ort-cpu`,
+    );
   const tfjs = await useBackend('auto', { quiet: true });
   const ortThreads = availableParallelism();
+  const evaluation = `tfjs ${tfjs} encodes for evaluation`;
+  if (webgpu?.adapter && (choice === 'webgpu' || !webgpu.adapter.software)) {
+    const why =
+      choice === 'auto'
+        ? '; chosen by --backend auto: a hardware adapter was found'
+        : webgpu.adapter.software
+          ? '; right for tests, slower than --backend ort-cpu'
+          : '';
+    log(
+      `engine: webgpu (onnxruntime-node's WebGPU provider on ${describeAdapter(webgpu.adapter)}, the whole step as one ONNX graph; ${evaluation}${why})`,
+    );
+    return { name: 'webgpu', ortThreads };
+  }
+  const noGpu = !webgpu
+    ? ''
+    : webgpu.adapter
+      ? `; WebGPU has only ${describeAdapter(webgpu.adapter)}, which auto never takes (--backend webgpu does)`
+      : `; WebGPU: ${webgpu.reason}`;
   log(
     `engine: ort-cpu (onnxruntime-node, the whole step as one ONNX graph, ${ortThreads} thread${ortThreads > 1 ? 's' : ''}; ` +
-      `tfjs ${tfjs} encodes for evaluation${choice === 'auto' ? '; chosen by --backend auto: the fastest CPU engine measured' : ''})`,
+      `${evaluation}${choice === 'auto' ? `; chosen by --backend auto: the fastest CPU engine measured${noGpu}` : ''})`,
   );
   return { name: 'ort-cpu', ortThreads };
 }

@@ -23,7 +23,7 @@ import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
-import { chooseTrainBackend, type TrainBackendChoice } from './backend.js';
+import { chooseTrainBackend, ortProvider, type TrainBackendChoice } from './backend.js';
 import { loadTrainConfig, parseOverride, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
 import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
@@ -42,7 +42,7 @@ export interface TrainRunOptions {
   set?: string[];
   /** Run name; default: the config's name (with the embedding model appended when overridden). */
   run?: string;
-  /** The engine: 'ort-cpu' or a TensorFlow.js backend (backend.ts); default 'auto'. */
+  /** The engine: 'ort-cpu', 'webgpu' or a TensorFlow.js backend (backend.ts); default 'auto'. */
   backend?: TrainBackendChoice;
   resume?: boolean;
   /** Part of the stage contract; progress and logs go to stderr either way, `ctl train --json` prints the result. */
@@ -126,17 +126,17 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
       rowProduct: data.rowProduct,
     },
   };
-  const engine: TrainEngine =
-    backend === 'ort-cpu'
-      ? await OrtEngine.create({ ...engineOptions, threads: ortThreads })
-      : workers > 1
-        ? await ParallelEngine.create({
-            ...engineOptions,
-            workers,
-            backend: backend as BackendChoice,
-            batchSize: config.batchSize,
-          })
-        : new LocalEngine(engineOptions);
+  const provider = ortProvider(backend);
+  const engine: TrainEngine = provider
+    ? await OrtEngine.create({ ...engineOptions, threads: ortThreads, provider })
+    : workers > 1
+      ? await ParallelEngine.create({
+          ...engineOptions,
+          workers,
+          backend: backend as BackendChoice,
+          batchSize: config.batchSize,
+        })
+      : new LocalEngine(engineOptions);
 
   try {
     return await trainLoop({
@@ -413,8 +413,8 @@ function chooseWorkers(
   if (typeof requested === 'number') {
     if (requested > 1 && backend !== 'wasm') {
       log(
-        backend === 'ort-cpu'
-          ? `--workers ${requested}: worker threads are for the wasm backend; ort-cpu runs on onnxruntime's own thread pool`
+        ortProvider(backend)
+          ? `--workers ${requested}: worker threads are for the wasm backend; ${backend} runs on onnxruntime's own thread pool`
           : `--workers ${requested}: worker threads are for the wasm backend; training on one thread with ${backend}`,
       );
       return 1;

@@ -1,5 +1,5 @@
-// The training engine that runs each step as one ONNX graph (step-graph.ts) in onnxruntime-node on the CPU
-// (native MLAS GEMMs): the parameters and Adam moments go in as views of the flat vectors and come back in a
+// The training engine that runs each step as one ONNX graph (step-graph.ts) in onnxruntime-node, on the CPU
+// (native MLAS GEMMs; `--backend ort-cpu`) or the WebGPU execution provider (`--backend webgpu`): the parameters and Adam moments go in as views of the flat vectors and come back in a
 // spare set each step; the dropout masks are drawn on the host with the same keys as the wasm engine, so both
 // engines train the same model.
 // Encoding (evaluation, mining) runs through the tfjs towers on the current parameters.
@@ -95,9 +95,13 @@ export class OrtEngine implements TrainEngine {
 
   async step(plan: StepPlan): Promise<StepResult> {
     if (plan.hardCandidates)
-      throw new Error('the ort-cpu engine does not mine in-batch-hard negatives: use --backend wasm for this config');
+      throw new Error(
+        'the onnxruntime engine (ort-cpu, webgpu) does not mine in-batch-hard negatives: use --backend wasm for this config',
+      );
     if (plan.falseNegatives)
-      throw new Error('the ort-cpu engine does not mask false negatives: use --backend wasm for this config');
+      throw new Error(
+        'the onnxruntime engine (ort-cpu, webgpu) does not mask false negatives: use --backend wasm for this config',
+      );
     const { matrices, seed, optimizer, spec } = this.options;
     const B = plan.rows.length;
     const explicit = plan.negatives !== null;
