@@ -9,7 +9,7 @@
 #              pool, 4 threads by default: does that cap the feed on a many-core machine?)
 #   embed      bench/embed/run.mjs --device webgpu (ViT-B/16 at 224 px, decode included), beside PyTorch on CUDA
 #              when python3 has torch with CUDA (else on its CPU, else without PyTorch)
-#   train      bench/train/run.mjs (the training engine beside PyTorch)
+#   train      bench/train/run.mjs --webgpu (the training engines, webgpu on the GPU's adapter included, beside PyTorch)
 # Each step's lines that matter start with RESULT; they are repeated at the end, with the step's name. With $OUT
 # set, the log, the summary and the benches' result files are copied there.
 # Knobs (env): QUICK=1 small sizes and the small model (a smoke test off the GPU, e.g. on lavapipe);
@@ -144,7 +144,7 @@ export -f report
 step prepare 120 report node bench/embed/prepare.mjs "${PREPARE[@]}"
 step prepare-uv 120 env UV_THREADPOOL_SIZE="$(nproc)" bash -c 'report "$@"' _ node bench/embed/prepare.mjs "${PREPARE[@]}"
 step embed 300 report node bench/embed/run.mjs --device webgpu "${EMBED[@]}"
-step train 150 report node bench/train/run.mjs "${TRAIN[@]}"
+step train 150 report node bench/train/run.mjs --webgpu "${TRAIN[@]}"
 
 echo
 say "===== SUMMARY ($(($(date +%s) - T0))s)"

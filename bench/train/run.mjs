@@ -4,20 +4,22 @@
 // explicit same-category negative per pair, AdamW, clip 1.0) or v1 (MLP towers in → 384 → 128, no category,
 // InfoNCE only with a raw learnable temperature, Adam 1e-3), at batch 256 on inputs as wide as the config's
 // embeddings (v2: 768, v1: 512): `ctl train`'s engine on the wasm backend (data-parallel worker threads,
-// src/train/parallel.ts), the whole step as one ONNX graph in onnxruntime-node (src/train/ort, the ort-cpu engine)
+// src/train/parallel.ts), the whole step as one ONNX graph in onnxruntime-node (src/train/ort, the ort-cpu engine;
+// with --webgpu the same graph on onnxruntime's WebGPU provider too, the webgpu engine, where an adapter is found)
 // and the same model and step in PyTorch (bench/train/torch_bench.py, flush-to-zero on, built from the same
 // config), on the same data, in this script; prints each, the ratios to PyTorch and the GFLOP/s of each (the
 // step's matrix-product FLOPs over wall time, and over CPU time).
 //
 //   npm run build && node bench/train/run.mjs [--arch v2|v1] [--batch 256] [--dim 768|512] [--steps 40]
 //       [--rounds 3] [--warmup 5] [--workers 2] [--threads 2] [--data synth|random] [--python /usr/bin/python3]
-//       [--skip-torch] [--skip-ort]
+//       [--skip-torch] [--skip-ort] [--webgpu]
 //
 // --data synth (default): `ctl data synth` embeddings (planted structure, L2-normalised, as real ones), where
 //   denormal floats showed up in PyTorch before flush-to-zero; random: unit-norm Gaussian rows.
 // The engines run in alternating rounds, so a change in the machine's load hits both; the medians are compared.
 // Samples per CPU-second (all threads) is printed too: on a shared machine it moves less with others' load.
 // The step time of the first and last quarter of each run shows whether it drifts (denormals).
+// The webgpu row names its adapter; a software one (lavapipe, SwiftShader) runs on the CPU: no GPU figure.
 // No ratio is printed against a PyTorch whose matrix products do not run on OpenBLAS or MKL (torch_bench.py
 // finds the library torch binds sgemm_ to, and refuses a reference BLAS): the script then exits with 1.
 import { spawnSync } from 'node:child_process';
@@ -33,6 +35,7 @@ const { Random } = await import(join(repo, 'dist/util/random.js'));
 const { LocalEngine } = await import(join(repo, 'dist/train/engine.js'));
 const { ParallelEngine } = await import(join(repo, 'dist/train/parallel.js'));
 const { OrtEngine } = await import(join(repo, 'dist/train/ort/engine.js'));
+const { describeAdapter, probeWebGpuAdapter } = await import(join(repo, 'dist/embed/webgpu-adapter.js'));
 const { loadTrainConfig } = await import(join(repo, 'dist/train/config.js'));
 const { generateWorld } = await import(join(repo, 'dist/data/synth/world.js'));
 const { computeEmbeddings } = await import(join(repo, 'dist/data/synth/embeddings.js'));
@@ -51,6 +54,7 @@ const { values: args } = parseArgs({
     python: { type: 'string', default: '/usr/bin/python3' },
     'skip-torch': { type: 'boolean', default: false },
     'skip-ort': { type: 'boolean', default: false },
+    webgpu: { type: 'boolean', default: false },
   },
 });
 if (!['v1', 'v2'].includes(args.arch)) {
@@ -176,6 +180,14 @@ const engine =
     ? await ParallelEngine.create({ ...options, workers, backend, batchSize: batch })
     : new LocalEngine(options);
 const ort = args['skip-ort'] ? null : await OrtEngine.create({ ...options, threads });
+/** The WebGPU adapter with --webgpu, when Dawn finds one. */
+let adapter = null;
+if (args.webgpu) {
+  const probe = await probeWebGpuAdapter();
+  adapter = probe.adapter;
+  say(adapter ? `webgpu: ${describeAdapter(adapter)}` : `webgpu: no row (${probe.reason})`);
+}
+const gpu = adapter ? await OrtEngine.create({ ...options, threads, provider: 'webgpu' }) : null;
 const planOf = (s) => ({
   step: s,
   lr: config.optimizer.lr,
@@ -184,7 +196,7 @@ const planOf = (s) => ({
   hardCandidates: null,
   falseNegatives: null,
 });
-for (const e of ort ? [engine, ort] : [engine]) for (let s = 0; s < warmup; s++) await e.step(planOf(s));
+for (const e of [engine, ort, gpu].filter(Boolean)) for (let s = 0; s < warmup; s++) await e.step(planOf(s));
 
 // Matrix-product FLOPs of one step: every linear layer's forward product and its two backward products (the
 // first layer's input gradient only for the category columns), the [B, B] similarity matrix and its two gradients,
@@ -258,6 +270,7 @@ function torchRound(round) {
 
 const ctlRuns = [];
 const ortRuns = [];
+const gpuRuns = [];
 const torchRuns = [];
 const report = (round, name, c) =>
   say(
@@ -272,6 +285,11 @@ for (let round = 0; round < rounds; round++) {
     ortRuns.push(o);
     report(round, 'ctl ort-cpu', o);
   }
+  if (gpu) {
+    const g = await engineRound(gpu, round);
+    gpuRuns.push(g);
+    report(round, 'ctl webgpu', g);
+  }
   if (args['skip-torch']) continue;
   const t = torchRound(round);
   if (!t) break;
@@ -282,6 +300,7 @@ for (let round = 0; round < rounds; round++) {
 }
 await engine.dispose();
 await ort?.dispose();
+await gpu?.dispose();
 rmSync(dir, { recursive: true, force: true });
 
 const row = (name, perSec, perCpu, gflops = '', gflopsCpu = '') =>
@@ -303,6 +322,9 @@ row(`ctl: tfjs ${backend} (SIMD), ${workers} worker thread${workers > 1 ? 's' : 
 const ortSummary = ortRuns.length > 0 ? summary(ortRuns) : null;
 if (ortSummary)
   row(`ctl: onnxruntime-node CPU, ${threads} intra-op thread${threads > 1 ? 's' : ''}`, ...rates(ortSummary));
+const gpuSummary = gpuRuns.length > 0 ? summary(gpuRuns) : null;
+if (gpuSummary)
+  row(`ctl: onnxruntime-node WebGPU${adapter.software ? ', SOFTWARE adapter' : ''}`, ...rates(gpuSummary));
 if (torchRuns.length > 0) {
   const t = torchRuns[0];
   const torch = summary(torchRuns);
@@ -317,8 +339,15 @@ if (torchRuns.length > 0) {
       (ortSummary.perSec / torch.perSec).toFixed(2),
       (ortSummary.perCpu / torch.perCpu).toFixed(2),
     );
+  if (gpuSummary)
+    row(
+      'ratio ctl webgpu / PyTorch',
+      (gpuSummary.perSec / torch.perSec).toFixed(2),
+      (gpuSummary.perCpu / torch.perCpu).toFixed(2),
+    );
   console.log(`  PyTorch's BLAS: ${t.blas ?? 'built in'}; flush-to-zero on`);
 } else if (torchFailure) {
   console.log(`\n  NO RATIO: ${torchFailure}`);
   process.exitCode = 1;
 }
+if (gpuSummary) console.log(`  WebGPU adapter: ${describeAdapter(adapter)}`);
