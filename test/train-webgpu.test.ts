@@ -3,7 +3,7 @@
 // installed by .ci/run) a short run ends within 1 point of R@10 of the same run on ort-cpu, records webgpu in its
 // checkpoint, and the checkpoint loads for `ctl eval`; without one, `--backend webgpu` exits 2 in one line and
 // `auto` says in one line why it trains on ort-cpu. Under CI=true a missing adapter fails.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -24,15 +24,19 @@ const ctl = (args: string[], env: Record<string, string> = {}) =>
     env: { ...process.env, ...env },
   });
 
-/** The last epoch's loss and validation R@10. */
-async function lastEpoch(run: string): Promise<{ loss: number; metric: number }> {
+/** A run's epoch records. */
+async function epochs(run: string): Promise<{ epoch: number; step: number; loss: number; metric: number }[]> {
   const text = await readFile(join(workdir, 'runs', run, 'metrics.jsonl'), 'utf8');
-  const epochs = text
+  return text
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l))
     .filter((r) => r.type === 'epoch');
-  return epochs[epochs.length - 1];
+}
+
+/** The last epoch's loss and validation R@10. */
+async function lastEpoch(run: string): Promise<{ loss: number; metric: number }> {
+  return (await epochs(run)).at(-1)!;
 }
 
 beforeAll(async () => {
@@ -89,6 +93,31 @@ describe('ctl train --backend webgpu', () => {
       const evaluated = ctl(['eval', '--run', 'gpu', '--protocol', 'catalog', '--split', 'val', '--json']);
       expect(evaluated.status, evaluated.stderr).toBe(0);
       expect(JSON.parse(evaluated.stdout)[0].metrics.recall['10']).toBeGreaterThan(0.1);
+    },
+  );
+
+  test.skipIf(!probe.adapter)(
+    'killed after an epoch and resumed, a run reaches the same epochs as the uninterrupted one',
+    { timeout: 180_000 },
+    async () => {
+      const full = ctl(['train', '--config', config, '--run', 'whole', '--backend', 'webgpu']);
+      expect(full.status, full.stderr).toBe(0);
+      const args = ['train', '--config', config, '--run', 'killed', '--backend', 'webgpu'];
+      const child = spawn(process.execPath, [CLI, ...args, '--workdir', workdir], { stdio: 'ignore' });
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      const checkpoint = join(workdir, 'runs', 'killed', 'checkpoints', 'last', 'state.json');
+      const savedEpoch = async () => JSON.parse(await readFile(checkpoint, 'utf8').catch(() => '{"epoch":0}')).epoch;
+      while ((await savedEpoch()) < 1) await new Promise((r) => setTimeout(r, 20));
+      child.kill('SIGKILL');
+      await exited;
+      expect(await savedEpoch()).toBeLessThan(6);
+
+      const resumed = ctl([...args, '--resume']);
+      expect(resumed.status, resumed.stderr).toBe(0);
+      const [a, b] = [await epochs('whole'), await epochs('killed')];
+      expect(b.map((r) => [r.epoch, r.step, r.loss, r.metric])).toEqual(
+        a.map((r) => [r.epoch, r.step, r.loss, r.metric]),
+      );
     },
   );
 
