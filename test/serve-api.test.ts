@@ -3,6 +3,7 @@
 // limits, the bounded queue, and 64 parallel uploads all answered.
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { cp, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { summariseRanks } from '../src/eval/metrics.js';
 import { loadDataset } from '../src/data/stl/dataset-io.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import type { Dataset } from '../src/data/dataset.js';
-import { startServer, type RunningServer } from '../src/serve/command.js';
+import { CLOSE_GRACE_MS, startServer, type RunningServer } from '../src/serve/command.js';
 import { listRuns, readRun } from '../src/serve/runs.js';
 import { RUN, SYNTH_RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
 import { patternImage } from './embed-fixtures.js';
@@ -303,6 +304,20 @@ describe('ctl serve: JSON API', () => {
     } finally {
       await small.close();
     }
+  });
+
+  it('closes within its grace period while a client leaves a request half-sent', async () => {
+    const other = await startServer(options());
+    const socket = connect(Number(new URL(other.url).port), '127.0.0.1');
+    await new Promise((resolve) => socket.on('connect', resolve));
+    socket.on('error', () => {}); // the server cuts it
+    socket.write('POST /api/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n');
+    socket.write('Content-Length: 1000\r\n\r\n{"scene":');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = performance.now();
+    await other.close();
+    expect(performance.now() - started).toBeLessThan(CLOSE_GRACE_MS + 2_000);
+    socket.destroy();
   });
 
   it('without --run serves the best catalog R@10; a synthetic-embeddings run turns uploads off and says why', async () => {

@@ -32,6 +32,9 @@ export interface RunningServer {
 }
 
 /** Load the run and start listening; resolves once the server accepts requests. */
+/** How long closing waits for requests in flight before it cuts their connections. */
+export const CLOSE_GRACE_MS = 3_000;
+
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   if (options.port > 65535) throw new InputError(`--port ${options.port}: expected 0 to 65535`);
   const run = options.run ?? (await defaultRun(options.workdir));
@@ -47,7 +50,11 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const queue = new InferenceQueue(options.queue);
   const app = await buildServer({ workdir: options.workdir, recommender, uploads, queue, backend });
   const close = async () => {
+    // Requests in flight get a grace period, then their connections are cut: a client that never finishes sending
+    // its request would otherwise hold the close forever.
+    const cut = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
     await app.close();
+    clearTimeout(cut);
     // Requests whose clients left are still queued: let them finish before the models go.
     await queue.drained();
     await recommender.close();
