@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { plantedWorkdir, smallConfig, writeConfig } from './train-fixtures.js';
+import { checkpointEpoch, epochRecords, plantedWorkdir, smallConfig, writeConfig } from './train-fixtures.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli.js');
 let workdir = '';
@@ -22,23 +22,6 @@ afterAll(async () => {
 
 const ctl = (...args: string[]) =>
   spawnSync(process.execPath, [CLI, ...args, '--workdir', workdir], { encoding: 'utf8' });
-
-async function epochRecords(run: string): Promise<Record<string, any>[]> {
-  const text = await readFile(join(workdir, 'runs', run, 'metrics.jsonl'), 'utf8');
-  return text
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l))
-    .filter((r) => r.type === 'epoch');
-}
-
-async function lastEpoch(run: string): Promise<number> {
-  try {
-    return JSON.parse(await readFile(join(workdir, 'runs', run, 'checkpoints', 'last', 'state.json'), 'utf8')).epoch;
-  } catch {
-    return 0;
-  }
-}
 
 describe('ctl train', () => {
   it('documents every flag with its default', () => {
@@ -114,17 +97,17 @@ describe('ctl train', () => {
       const trainKilled = ['train', '--config', config, '--run', killed_, '--backend', backend, '--workers', workers];
       const child = spawn(process.execPath, [CLI, ...trainKilled, '--workdir', workdir], { stdio: 'ignore' });
       const exited = new Promise((resolve) => child.on('exit', resolve));
-      while ((await lastEpoch(killed_)) < 1) await new Promise((r) => setTimeout(r, 20));
+      while ((await checkpointEpoch(workdir, killed_)) < 1) await new Promise((r) => setTimeout(r, 20));
       child.kill('SIGKILL');
       await exited;
-      const killedAt = await lastEpoch(killed_);
+      const killedAt = await checkpointEpoch(workdir, killed_);
       expect(killedAt).toBeLessThan(3);
 
       const resumed = ctl(...trainKilled, '--resume', '--json');
       expect(resumed.status, resumed.stderr).toBe(0);
       expect(JSON.parse(resumed.stdout).best).toEqual(result.best);
-      const a = await epochRecords(full_);
-      const b = await epochRecords(killed_);
+      const a = await epochRecords(workdir, full_);
+      const b = await epochRecords(workdir, killed_);
       expect(b.map((r) => [r.epoch, r.step, r.loss, r.metric])).toEqual(
         a.map((r) => [r.epoch, r.step, r.loss, r.metric]),
       );

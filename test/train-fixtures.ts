@@ -2,7 +2,7 @@
 // raw STL files → normaliseWorkdir (dataset + splits) → the embedding store. Scenes and their products share a
 // latent "look" z; a product's embedding is A·z_p + its category's offset + noise and a scene's is B·z + noise
 // with A, B independent random maps, so raw cosine (zero-shot) is near chance while a learned map finds the look.
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { normaliseWorkdir } from '../src/data/stl/dataset-io.js';
@@ -127,4 +127,23 @@ export async function writeConfig(dir: string, name: string, config: Record<stri
   const path = join(dir, `${name}.json`);
   await writeFile(path, JSON.stringify(config, null, 2));
   return path;
+}
+
+/** A run's epoch records from its metrics.jsonl. */
+export async function epochRecords(workdir: string, run: string): Promise<Record<string, any>[]> {
+  const text = await readFile(join(workdir, 'runs', run, 'metrics.jsonl'), 'utf8');
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((r) => r.type === 'epoch');
+}
+
+/** The epoch of a run's last checkpoint, 0 before the first. */
+export async function checkpointEpoch(workdir: string, run: string): Promise<number> {
+  try {
+    return JSON.parse(await readFile(join(workdir, 'runs', run, 'checkpoints', 'last', 'state.json'), 'utf8')).epoch;
+  } catch {
+    return 0;
+  }
 }

@@ -8,7 +8,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { probeWebGpuAdapter } from '../src/embed/webgpu-adapter.js';
-import { plantedWorkdir, smallConfig, writeConfig } from './train-fixtures.js';
+import { checkpointEpoch, epochRecords, plantedWorkdir, smallConfig, writeConfig } from './train-fixtures.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli.js');
 /** The Vulkan loader finds no driver at all: what a machine without a GPU looks like to Dawn. */
@@ -24,19 +24,9 @@ const ctl = (args: string[], env: Record<string, string> = {}) =>
     env: { ...process.env, ...env },
   });
 
-/** A run's epoch records. */
-async function epochs(run: string): Promise<{ epoch: number; step: number; loss: number; metric: number }[]> {
-  const text = await readFile(join(workdir, 'runs', run, 'metrics.jsonl'), 'utf8');
-  return text
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l))
-    .filter((r) => r.type === 'epoch');
-}
-
 /** The last epoch's loss and validation R@10. */
-async function lastEpoch(run: string): Promise<{ loss: number; metric: number }> {
-  return (await epochs(run)).at(-1)!;
+async function lastEpoch(run: string): Promise<Record<string, any>> {
+  return (await epochRecords(workdir, run)).at(-1)!;
 }
 
 beforeAll(async () => {
@@ -105,8 +95,7 @@ describe('ctl train --backend webgpu', () => {
       const args = ['train', '--config', config, '--run', 'killed', '--backend', 'webgpu'];
       const child = spawn(process.execPath, [CLI, ...args, '--workdir', workdir], { stdio: 'ignore' });
       const exited = new Promise((resolve) => child.on('exit', resolve));
-      const checkpoint = join(workdir, 'runs', 'killed', 'checkpoints', 'last', 'state.json');
-      const savedEpoch = async () => JSON.parse(await readFile(checkpoint, 'utf8').catch(() => '{"epoch":0}')).epoch;
+      const savedEpoch = () => checkpointEpoch(workdir, 'killed');
       while ((await savedEpoch()) < 1) await new Promise((r) => setTimeout(r, 20));
       child.kill('SIGKILL');
       await exited;
@@ -114,7 +103,7 @@ describe('ctl train --backend webgpu', () => {
 
       const resumed = ctl([...args, '--resume']);
       expect(resumed.status, resumed.stderr).toBe(0);
-      const [a, b] = [await epochs('whole'), await epochs('killed')];
+      const [a, b] = [await epochRecords(workdir, 'whole'), await epochRecords(workdir, 'killed')];
       expect(b.map((r) => [r.epoch, r.step, r.loss, r.metric])).toEqual(
         a.map((r) => [r.epoch, r.step, r.loss, r.metric]),
       );
