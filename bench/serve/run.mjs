@@ -10,14 +10,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
+import { repo, say } from '../common.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, '../..');
 const CLI = join(repo, 'dist/cli.js');
 const { values: args } = parseArgs({
   options: {
@@ -33,7 +31,6 @@ const seconds = Number(args.seconds);
 const levels = args.concurrency.split(',').map(Number);
 const IMAGE_MODEL = 'vit-b16';
 const RUN = 'bench';
-const say = (text) => process.stderr.write(text + '\n');
 
 function ctl(argv) {
   say(`$ ctl ${argv.join(' ')}`);
