@@ -86,7 +86,7 @@ describe('the training step on every engine', () => {
       const results = [];
       for (const [engine, e] of Object.entries(engines)) {
         const result = await e.step(plan);
-        results.push({ engine, result, grad: (await e.optimizerState()).m, params: e.params() });
+        results.push({ engine, result, grad: (await e.optimizerState()).m, params: await e.params() });
       }
       const [reference, ...others] = results;
       // Not a vacuous comparison: both loss terms and the temperature's gradient are in play.

@@ -53,6 +53,11 @@ export class Tape {
     return { name: this.graph.input(name, 'float32', shape), shape, grad };
   }
 
+  /** A value the graph already computes (e.g. a slice of an input), as a leaf a gradient is asked for. */
+  leaf(name: string, shape: number[]): Value {
+    return { name, shape, grad: true };
+  }
+
   /** A constant (no gradient). */
   constant(values: number[] | Float32Array, shape: number[] = []): Value {
     return { name: this.graph.initializer(Float32Array.from(values), shape), shape, grad: false };

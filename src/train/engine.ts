@@ -52,8 +52,8 @@ export interface TrainEngine {
   step(plan: StepPlan): Promise<StepResult>;
   /** A whole matrix through its tower, dropout off, L2-normalised rows. */
   encode(matrix: MatrixName): Promise<Float32Array>;
-  /** A copy of the current flat parameters. */
-  params(): Float32Array;
+  /** A host copy of the current flat parameters. */
+  params(): Promise<Float32Array>;
   /** The whole optimizer state (all slices). */
   optimizerState(): Promise<OptimizerState>;
   dispose(): Promise<void>;
@@ -128,7 +128,7 @@ export class LocalEngine implements TrainEngine {
     return encodeAll(this.model, this.current, this.options.matrices, matrix);
   }
 
-  params(): Float32Array {
+  async params(): Promise<Float32Array> {
     return this.current.slice();
   }
 

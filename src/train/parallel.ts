@@ -186,7 +186,7 @@ export class ParallelEngine implements TrainEngine {
     return new Float32Array(out).slice();
   }
 
-  params(): Float32Array {
+  async params(): Promise<Float32Array> {
     return new Float32Array(this.buffers.params).slice();
   }
 

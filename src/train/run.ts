@@ -305,7 +305,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       samplesPerSec: trainedRows / trainSeconds,
       liveTensors,
     });
-    const params = engine.params();
+    const params = await engine.params();
     if (improved) await saveCheckpoint(ctx.dir, 'best', layout, { state: checkpointState, params });
     await saveCheckpoint(ctx.dir, 'last', layout, {
       state: checkpointState,

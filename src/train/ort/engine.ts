@@ -1,8 +1,8 @@
 // The training engine that runs each step as one ONNX graph (step-graph.ts) in onnxruntime-node, on the CPU
-// (native MLAS GEMMs; `--backend ort-cpu`) or the WebGPU execution provider (`--backend webgpu`): the parameters and Adam moments go in as views of the flat vectors and come back in a
-// spare set each step; the dropout masks are drawn on the host with the same keys as the wasm engine, so both
-// engines train the same model.
-// Encoding (evaluation, mining) runs through the tfjs towers on the current parameters.
+// (native MLAS GEMMs; `--backend ort-cpu`) or the WebGPU execution provider (`--backend webgpu`). The parameters
+// and Adam moments stay where the step runs (state.ts); the dropout masks are drawn on the host with the same keys
+// as the wasm engine, so both engines train the same model.
+// Encoding (evaluation, mining) runs through the tfjs towers on a host copy of the parameters.
 import * as tf from '@tensorflow/tfjs';
 import { dropoutMask } from '../../model/layers.js';
 import { TwoTower } from '../../model/two-tower.js';
@@ -16,10 +16,8 @@ import {
 } from '../engine.js';
 import { batchOf } from '../gradients.js';
 import type { OptimizerState } from '../optimizer.js';
+import { DeviceState, HostState, type Ort, type OrtSession, type OrtTensor, type StepState } from './state.js';
 import { buildStepGraph, type MaskInput } from './step-graph.js';
-
-type Ort = typeof import('onnxruntime-node');
-type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
 
 export interface OrtEngineOptions extends EngineOptions {
   /** Intra-op threads of the session. */
@@ -36,12 +34,9 @@ interface Compiled {
 export class OrtEngine implements TrainEngine {
   readonly workers = 1;
   private readonly model: TwoTower;
-  private current: Float32Array;
-  private m: Float32Array;
-  private v: Float32Array;
+  private readonly state: StepState;
+  /** Adam's step count (the update's bias corrections are fed in). */
   private t: number;
-  /** Where the next step writes parameters and moments. */
-  private spare: { param: Float32Array; m: Float32Array; v: Float32Array };
   /** Sessions by batch size and negatives kind (a run has one or two: full batches, a last partial one). */
   private readonly sessions = new Map<string, Promise<Compiled>>();
 
@@ -51,14 +46,16 @@ export class OrtEngine implements TrainEngine {
   ) {
     this.model = new TwoTower(options.spec);
     const size = this.model.layout.size;
-    this.current = options.params.slice();
     const state = options.optimizerState;
     if (state && (state.m.length !== size || state.v.length !== size))
       throw new Error(`optimizer state has ${state.m.length} values, the model ${size}`);
-    this.m = state ? state.m.slice() : new Float32Array(size);
-    this.v = state ? state.v.slice() : new Float32Array(size);
+    const initial = {
+      params: options.params.slice(),
+      m: state ? state.m.slice() : new Float32Array(size),
+      v: state ? state.v.slice() : new Float32Array(size),
+    };
     this.t = state?.t ?? 0;
-    this.spare = { param: new Float32Array(size), m: new Float32Array(size), v: new Float32Array(size) };
+    this.state = options.provider === 'webgpu' ? new DeviceState(ort, initial, 'webgpu') : new HostState(ort, initial);
   }
 
   static async create(options: OrtEngineOptions): Promise<OrtEngine> {
@@ -87,6 +84,7 @@ export class OrtEngine implements TrainEngine {
         // Pool threads sleep instead of spinning (the cores are shared with the host thread and other work);
         // denormal floats are flushed to zero, as PyTorch's bench does.
         extra: { session: { intra_op: { allow_spinning: '0' }, set_denormal_as_zero: '1' } },
+        ...this.state.sessionOptions,
       }).then((session) => ({ session, masks }));
       this.sessions.set(key, compiled);
     }
@@ -116,7 +114,7 @@ export class OrtEngine implements TrainEngine {
       ? Int32Array.from([...inputs.positiveCategories, ...negatives.explicit!.categories])
       : inputs.positiveCategories;
     const rows = categories.length;
-    const feeds: Record<string, InstanceType<Ort['Tensor']>> = {
+    const feeds: Record<string, OrtTensor> = {
       scenes: tensor(inputs.scenes, [B, spec.inputDim]),
       products: tensor(products, [rows, spec.inputDim]),
     };
@@ -145,23 +143,9 @@ export class OrtEngine implements TrainEngine {
     feeds.inv_root_bias2 = scalar(1 / Math.sqrt(1 - b2 ** t));
     feeds.decay = scalar(optimizer.kind === 'adamw' ? 1 - plan.lr * optimizer.weightDecay : 1);
 
-    // Parameters and moments go in as views of the flat vectors and come out into the spare ones, then swap.
-    const fetches: typeof feeds = {};
-    const state = { param: this.current, m: this.m, v: this.v };
-    for (const e of this.model.layout.entries) {
-      const view = (flat: Float32Array) => tensor(flat.subarray(e.offset, e.offset + e.size), e.shape);
-      for (const [kind, flat] of Object.entries(state)) {
-        feeds[`${kind}:${e.name}`] = view(flat);
-        fetches[`${kind}_out:${e.name}`] = view(this.spare[kind as keyof typeof state]);
-      }
-    }
-    for (const name of ['loss', 'infonce', 'triplet', 'temperature', 'grad_norm']) fetches[name] = scalar(0);
-    await session.run(feeds, fetches);
-    const read = (name: string) => (fetches[name].data as Float32Array)[0];
+    const results = await this.state.run(session, feeds, ['loss', 'infonce', 'triplet', 'temperature', 'grad_norm']);
+    const read = (name: string) => (results[name].data as Float32Array)[0];
     this.t = t;
-    [this.current, this.spare.param] = [this.spare.param, this.current];
-    [this.m, this.spare.m] = [this.spare.m, this.m];
-    [this.v, this.spare.v] = [this.spare.v, this.v];
     return {
       loss: read('loss'),
       infonce: read('infonce'),
@@ -173,20 +157,22 @@ export class OrtEngine implements TrainEngine {
   }
 
   async encode(matrix: MatrixName): Promise<Float32Array> {
-    return encodeAll(this.model, this.current, this.options.matrices, matrix);
+    return encodeAll(this.model, await this.params(), this.options.matrices, matrix);
   }
 
-  params(): Float32Array {
-    return this.current.slice();
+  async params(): Promise<Float32Array> {
+    return (await this.state.read()).params;
   }
 
   async optimizerState(): Promise<OptimizerState> {
-    return { t: this.t, m: this.m.slice(), v: this.v.slice() };
+    const { m, v } = await this.state.read();
+    return { t: this.t, m, v };
   }
 
   async dispose(): Promise<void> {
     for (const compiled of this.sessions.values()) await (await compiled).session.release();
     this.sessions.clear();
+    await this.state.dispose();
   }
 }
 

@@ -1,7 +1,10 @@
 // The whole training step as one ONNX graph: forward through both towers (dropout masks fed in), the loss
 // (symmetric InfoNCE with the model's temperature + weighted triplet on cosine distance against one explicit
 // negative per row), the backward pass (derived by the tape, src/onnx/tape.ts), grad-norm clipping and the fused
-// Adam/AdamW update. Each parameter tensor and its moments go in and come out each step.
+// Adam/AdamW update. The parameters and both moments go in and come out as three flat vectors in the layout's
+// order: each parameter tensor is a slice of the first, and the gradients are concatenated into one vector, so
+// the norm and the update are a dozen kernels whatever the number of tensors (per tensor, they were ~700 of the
+// step's ~1,100 kernels, and a GPU pays for each).
 // The math is the wasm engine's (gradients.ts, losses.ts, optimizer.ts) op for op; only the explicit-negative
 // and no-negative cases are built (in-batch-hard mining and false-negative masking are not).
 import { Tape, type Value } from '../../onnx/tape.js';
@@ -30,6 +33,10 @@ export interface MaskInput {
   buffer: Float32Array;
 }
 
+/** The step's flat state: inputs and, in the same order, the outputs that replace them. */
+export const STATE_INPUTS = ['params', 'm', 'v'] as const;
+export const STATE_OUTPUTS = ['params_out', 'm_out', 'v_out'] as const;
+
 export interface StepGraph {
   model: Uint8Array;
   masks: MaskInput[];
@@ -41,8 +48,13 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   const t = new Tape('train_step');
   const g = t.graph;
 
-  // One input per parameter tensor (views of the flat vector, no copy), and its moments.
-  const params = new Map(layout.entries.map((e) => [e.name, t.input(`param:${e.name}`, e.shape, true)]));
+  const flatParams = g.input('params', 'float32', [layout.size]);
+  const params = new Map(
+    layout.entries.map((e) => {
+      const slice = g.op('Slice', [flatParams, g.int64s([e.offset]), g.int64s([e.offset + e.size])]);
+      return [e.name, t.leaf(g.op('Reshape', [slice, g.int64s(e.shape)]), e.shape)];
+    }),
+  );
   const param = (name: string) => params.get(name)!;
 
   const productRows = explicit ? 2 * B : B;
@@ -129,12 +141,12 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   const c = (x: number) => g.float32([x], []);
   const scalarIn = (name: string) => g.input(name, 'float32', []);
   const [stepSize, invRootBias2, decay] = ['step_size', 'inv_root_bias2', 'decay'].map(scalarIn);
-  const gradNorm = op('Sqrt', [
-    op(
-      'Sum',
-      grads.map((d) => op('ReduceSumSquare', [d], { keepdims: 0 })),
-    ),
-  ]);
+  const gradient = op(
+    'Concat',
+    grads.map((d) => op('Reshape', [d, g.int64s([-1])])),
+    { axis: 0 },
+  );
+  const gradNorm = op('Sqrt', [op('ReduceSumSquare', [gradient], { keepdims: 0 })]);
   const scale =
     optimizer.gradClip > 0
       ? op('Min', [c(1), op('Div', [c(optimizer.gradClip), op('Add', [gradNorm, c(1e-6)])])])
@@ -143,22 +155,23 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   const mScale = op('Mul', [scale, c(1 - b1)]);
   const vScale = op('Mul', [op('Mul', [scale, scale]), c(1 - b2)]);
   const l2 = optimizer.kind === 'adam' && optimizer.weightDecay > 0 ? optimizer.weightDecay : 0;
-  layout.entries.forEach((e, i) => {
-    const p = param(e.name).name;
-    const [m, v] = ['m', 'v'].map((kind) => g.input(`${kind}:${e.name}`, 'float32', e.shape));
-    const [mOut, vOut, pOut] = ['m_out', 'v_out', 'param_out'].map((kind) => `${kind}:${e.name}`);
-    // Adam's (not AdamW's) weight decay adds l2·p to the clipped gradient: unfolded, a few more passes.
-    const withL2 = (factor: string, power: 1 | 2) => {
-      if (!l2) return op('Mul', [power === 1 ? grads[i] : op('Mul', [grads[i], grads[i]]), factor]);
-      const gi = op('Add', [op('Mul', [grads[i], scale]), op('Mul', [p, c(l2)])]);
-      return op('Mul', [power === 1 ? gi : op('Mul', [gi, gi]), c(power === 1 ? 1 - b1 : 1 - b2)]);
-    };
-    g.op('Add', [op('Mul', [m, c(b1)]), withL2(mScale, 1)], {}, mOut);
-    g.op('Add', [op('Mul', [v, c(b2)]), withL2(vScale, 2)], {}, vOut);
-    const denominator = op('Add', [op('Mul', [op('Sqrt', [vOut]), invRootBias2]), c(optimizer.eps)]);
-    g.op('Sub', [op('Mul', [p, decay]), op('Div', [op('Mul', [mOut, stepSize]), denominator])], {}, pOut);
-    for (const name of [pOut, mOut, vOut]) g.output(name, 'float32', e.shape);
-  });
+  const [m, v] = ['m', 'v'].map((kind) => g.input(kind, 'float32', [layout.size]));
+  // Adam's (not AdamW's) weight decay adds l2·p to the clipped gradient: unfolded, a few more passes.
+  const withL2 = (factor: string, power: 1 | 2) => {
+    if (!l2) return op('Mul', [power === 1 ? gradient : op('Mul', [gradient, gradient]), factor]);
+    const gi = op('Add', [op('Mul', [gradient, scale]), op('Mul', [flatParams, c(l2)])]);
+    return op('Mul', [power === 1 ? gi : op('Mul', [gi, gi]), c(power === 1 ? 1 - b1 : 1 - b2)]);
+  };
+  g.op('Add', [op('Mul', [m, c(b1)]), withL2(mScale, 1)], {}, 'm_out');
+  g.op('Add', [op('Mul', [v, c(b2)]), withL2(vScale, 2)], {}, 'v_out');
+  const denominator = op('Add', [op('Mul', [op('Sqrt', ['v_out']), invRootBias2]), c(optimizer.eps)]);
+  g.op(
+    'Sub',
+    [op('Mul', [flatParams, decay]), op('Div', [op('Mul', ['m_out', stepSize]), denominator])],
+    {},
+    'params_out',
+  );
+  for (const name of STATE_OUTPUTS) g.output(name, 'float32', [layout.size]);
   g.op('Identity', [gradNorm], {}, 'grad_norm');
   g.output('grad_norm', 'float32', []);
   t.output(total, 'loss');
