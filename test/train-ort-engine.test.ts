@@ -175,8 +175,8 @@ describe('the ort-cpu training step', () => {
           [v1, false],
         ])}) {
           const model = new TwoTower({ ...config, inputDim: 24, numCategories: 3 });
-          const { model: graph } = buildStepGraph(model, { batchSize: 12, explicit, dropout: true,
-            loss: { infonce: 1, triplet: 0.5, margin: 0.2 }, optimizer: ${JSON.stringify(adamw)} });
+          const { model: graph } = buildStepGraph(model, { batchSize: 12, sceneRows: 40, productRows: 30,
+            explicit, dropout: true, maskBytes: true, loss: { infonce: 1, triplet: 0.5, margin: 0.2 }, optimizer: ${JSON.stringify(adamw)} });
           const session = await ort.InferenceSession.create(graph, { executionProviders: ['webgpu'], logSeverityLevel: 0 });
           await session.release();
         }`;

@@ -1,7 +1,8 @@
 // Where the ONNX training step keeps its flat state (src/train/ort/state.ts), checked on a toy step with the
 // step graph's state names (params' = params + 1, m' = 2m, v' = v + params, loss = sum of params): on the host the
 // step writes into the spare vectors; on the WebGPU provider the state stays in device buffers between steps
-// and is read back on request. Both must give the same state after three steps. The device half needs an
+// and is read back on request; a matrix the steps gather from is uploaded once. Both must give the same state
+// after three steps. The device half needs an
 // adapter (CI: lavapipe); under CI=true it cannot skip.
 import { describe, expect, it } from 'vitest';
 import { OnnxGraph } from '../src/onnx/graph.js';
@@ -78,6 +79,26 @@ describe('the ort engine’s step state', () => {
       expect(locations).toEqual(Array(9).fill('gpu-buffer'));
       expect(losses[2] - losses[0]).toBeCloseTo(2 * size, 1);
       expectAfterThreeSteps(read);
+    },
+    60_000,
+  );
+
+  it.runIf(webgpu || process.env.CI === 'true')(
+    'on the WebGPU provider: a resident matrix is uploaded once and a step gathers from it',
+    async () => {
+      const state = new DeviceState(ort, initial(), 'webgpu');
+      const matrix = Float32Array.from({ length: 12 }, (_, i) => i);
+      const [first, again] = [await state.resident('m', matrix, [4, 3]), await state.resident('m', matrix, [4, 3])];
+      expect(first.location).toBe('gpu-buffer');
+      expect(again).toBe(first);
+      const g = new OnnxGraph('gather');
+      const rows = g.input('rows', 'int32', [2]);
+      g.output(g.op('Gather', [g.input('matrix', 'float32', [4, 3]), rows], { axis: 0 }, 'y'), 'float32', [2, 3]);
+      const session = await ort.InferenceSession.create(g.encode(), { executionProviders: ['webgpu'] });
+      const { y } = await session.run({ matrix: first, rows: new ort.Tensor('int32', Int32Array.of(3, 1), [2]) });
+      expect(Array.from(y.data as Float32Array)).toEqual([9, 10, 11, 3, 4, 5]);
+      await session.release();
+      await state.dispose();
     },
     60_000,
   );

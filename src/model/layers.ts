@@ -145,7 +145,8 @@ export class Dropout implements Layer {
 
 /**
  * An inverted-dropout mask for rows whose global indices in the step's batch are `rowIds`: entries are 0
- * (dropped, with probability `rate`) or 1/(1-rate). Row r's entries depend only on (key, global row).
+ * (dropped, with probability `rate`) or 1/(1-rate) — or 1 in a byte mask, which the caller scales (a quarter of
+ * the bytes to move to a GPU). Row r's entries depend only on (key, global row).
  * Written into `mask` when given (a buffer reused from step to step).
  */
 export function dropoutMask(
@@ -153,10 +154,10 @@ export function dropoutMask(
   rowIds: ArrayLike<number>,
   cols: number,
   rate: number,
-  mask: Float32Array = new Float32Array(rowIds.length * cols),
-): Float32Array {
+  mask: Float32Array | Uint8Array = new Float32Array(rowIds.length * cols),
+): typeof mask {
   const threshold = Math.floor(rate * 2 ** 32);
-  const keep = 1 / (1 - rate);
+  const keep = mask instanceof Uint8Array ? 1 : 1 / (1 - rate);
   for (let r = 0; r < rowIds.length; r++) {
     const rng = keyedRandom(...key, rowIds[r]);
     for (let c = 0; c < cols; c++) mask[r * cols + c] = rng.nextUint32() >= threshold ? keep : 0;

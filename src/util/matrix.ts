@@ -18,3 +18,11 @@ export function gatherRows(matrix: Float32Array, rows: ArrayLike<number>, dim: n
     if (rows[i] >= 0) out.set(matrix.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
   return out;
 }
+
+/** Two typed arrays end to end, as a new one of the same type. */
+export function concat<T extends Float32Array | Int32Array>(a: T, b: T): T {
+  const out = new (a.constructor as new (length: number) => T)(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}

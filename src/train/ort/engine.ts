@@ -14,7 +14,8 @@ import {
   type StepResult,
   type TrainEngine,
 } from '../engine.js';
-import { batchOf } from '../gradients.js';
+import { batchIndices } from '../gradients.js';
+import { concat } from '../../util/matrix.js';
 import type { OptimizerState } from '../optimizer.js';
 import { DeviceState, HostState, type Ort, type OrtSession, type OrtTensor, type StepState } from './state.js';
 import { buildStepGraph, type MaskInput } from './step-graph.js';
@@ -67,10 +68,14 @@ export class OrtEngine implements TrainEngine {
     const key = `${batchSize}:${explicit}`;
     let compiled = this.sessions.get(key);
     if (!compiled) {
+      const { matrices, spec } = this.options;
       const { model, masks } = buildStepGraph(this.model, {
         batchSize,
+        sceneRows: matrices.trainScenes.length / spec.inputDim,
+        productRows: matrices.products.length / spec.inputDim,
         explicit,
         dropout: true,
+        maskBytes: this.options.provider === 'webgpu',
         loss: this.options.loss,
         optimizer: this.options.optimizer,
       });
@@ -100,40 +105,44 @@ export class OrtEngine implements TrainEngine {
       throw new Error(
         'the onnxruntime engine (ort-cpu, webgpu) does not mask false negatives: use --backend wasm for this config',
       );
-    const { matrices, seed, optimizer, spec } = this.options;
+    const { matrices, seed, optimizer } = this.options;
     const B = plan.rows.length;
     const explicit = plan.negatives !== null;
     const { session, masks } = await this.compiled(B, explicit);
-    const { inputs, negatives } = batchOf(matrices, plan, 0, B, spec.inputDim);
+    const batch = batchIndices(matrices, plan, 0, B);
     const ort = this.ort;
-    const tensor = (data: Float32Array, dims: number[]) => new ort.Tensor('float32', data, dims);
-    const scalar = (x: number) => tensor(Float32Array.of(x), []);
+    const scalar = (x: number) => new ort.Tensor('float32', Float32Array.of(x), []);
+    const int32 = (data: Int32Array) => new ort.Tensor('int32', data, [data.length]);
 
-    const products = explicit ? concat(inputs.positives, negatives.explicit!.products) : inputs.positives;
-    const categories = explicit
-      ? Int32Array.from([...inputs.positiveCategories, ...negatives.explicit!.categories])
-      : inputs.positiveCategories;
-    const rows = categories.length;
+    const negatives = batch.explicit;
     const feeds: Record<string, OrtTensor> = {
-      scenes: tensor(inputs.scenes, [B, spec.inputDim]),
-      products: tensor(products, [rows, spec.inputDim]),
+      scene_matrix: await this.state.resident('scenes', matrices.trainScenes, this.rowsOf(matrices.trainScenes)),
+      product_matrix: await this.state.resident('products', matrices.products, this.rowsOf(matrices.products)),
+      scene_rows: int32(batch.scenes.slice()),
+      // A row without a negative gathers product 0: its triplet term is masked out by `valid`.
+      product_rows: int32(
+        negatives
+          ? concat(
+              batch.positives,
+              negatives.products.map((j) => Math.max(j, 0)),
+            )
+          : batch.positives,
+      ),
     };
-    const embedding = this.model.categoryEmbedding;
-    if (embedding) {
-      const oneHot = new Float32Array(rows * embedding.count);
-      categories.forEach((k, i) => (oneHot[i * embedding.count + k] = 1));
-      feeds.categories = tensor(oneHot, [rows, embedding.count]);
-    }
+    if (this.model.categoryEmbedding)
+      feeds.product_categories = int32(
+        negatives ? concat(batch.positiveCategories, negatives.categories) : batch.positiveCategories,
+      );
     for (const mask of masks) {
       // Rows are keyed by their global index in the batch: scenes 0..B-1, positives 0..B-1, negatives B..2B-1.
       const rowIds = Int32Array.from({ length: mask.rows }, (_, i) => i);
       dropoutMask([seed, plan.step, mask.site.name], rowIds, mask.cols, mask.site.rate, mask.buffer);
-      feeds[mask.input] = tensor(mask.buffer, [mask.rows, mask.cols]);
+      feeds[mask.input] = new ort.Tensor(mask.buffer, [mask.rows, mask.cols]);
     }
-    if (explicit && this.options.loss.triplet > 0) {
-      const valid = negatives.explicit!.valid;
+    if (negatives && this.options.loss.triplet > 0) {
+      const valid = negatives.valid;
       const count = valid.reduce((a, b) => a + b, 0);
-      feeds.valid = tensor(valid, [B]);
+      feeds.valid = new ort.Tensor('float32', valid, [B]);
       feeds.triplet_scale = scalar(count > 0 ? 1 / count : 0);
     }
     // The step's Adam scalars, as FlatAdam.update computes them.
@@ -156,6 +165,10 @@ export class OrtEngine implements TrainEngine {
     };
   }
 
+  private rowsOf(matrix: Float32Array): [number, number] {
+    return [matrix.length / this.options.spec.inputDim, this.options.spec.inputDim];
+  }
+
   async encode(matrix: MatrixName): Promise<Float32Array> {
     return encodeAll(this.model, await this.params(), this.options.matrices, matrix);
   }
@@ -174,11 +187,4 @@ export class OrtEngine implements TrainEngine {
     this.sessions.clear();
     await this.state.dispose();
   }
-}
-
-function concat(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

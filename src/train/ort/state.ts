@@ -1,8 +1,10 @@
-// Where the training step's flat state (the parameters and Adam's two moments) lives between steps.
-// On the CPU the vectors stay on the host: they go in as tensors over the arrays and the step writes the next
-// ones into a spare set (no copy, no allocation). On a GPU they stay on the device: the step's state outputs are
-// kept as device buffers and fed to the next step, so a step moves only its batch over the bus, not the 3 × 3.2 M
-// values of v2's state each way; the host reads them back only when asked (evaluation, checkpoints).
+// Where the training step's data lives between steps: its flat state (the parameters and Adam's two moments) and
+// the embedding matrices its batches are gathered from.
+// On the CPU everything stays on the host: tensors over the arrays, and the step writes the next state into a
+// spare set (no copy, no allocation). On a GPU it stays on the device: the matrices are uploaded once, the step's
+// state outputs are kept as device buffers and fed to the next step, so a step moves only row indices and dropout
+// masks over the bus, not the 3 × 3.2 M values of v2's state each way nor its batch's rows; the host reads the
+// state back only when asked (evaluation, checkpoints).
 import { OnnxGraph } from '../../onnx/graph.js';
 import { STATE_INPUTS, STATE_OUTPUTS } from './step-graph.js';
 
@@ -25,6 +27,8 @@ export interface StepState {
   run(session: OrtSession, feeds: Record<string, OrtTensor>, outputs: string[]): Promise<Record<string, OrtTensor>>;
   /** A host copy of the current state. */
   read(): Promise<FlatState>;
+  /** A [rows, cols] matrix every step reads (uploaded once where the step runs on a device). */
+  resident(name: string, data: Float32Array, dims: [number, number]): Promise<OrtTensor>;
   dispose(): Promise<void>;
 }
 
@@ -58,6 +62,10 @@ export class HostState implements StepState {
     return { params: params.slice(), m: m.slice(), v: v.slice() };
   }
 
+  async resident(_name: string, data: Float32Array, dims: [number, number]): Promise<OrtTensor> {
+    return new this.ort.Tensor('float32', data, dims);
+  }
+
   async dispose(): Promise<void> {}
 }
 
@@ -69,6 +77,9 @@ export class DeviceState implements StepState {
   private tensors: OrtTensor[];
   /** Copies the state back to the host (an Identity per vector): the Node binding cannot download a buffer. */
   private reader: Promise<OrtSession> | null = null;
+  /** Copies a host matrix to a device buffer (an Identity whose output stays there), and the copies made. */
+  private uploader: Promise<OrtSession> | null = null;
+  private readonly uploads = new Map<string, Promise<OrtTensor>>();
 
   constructor(
     private readonly ort: Ort,
@@ -95,9 +106,23 @@ export class DeviceState implements StepState {
     return { params, m, v };
   }
 
+  resident(name: string, data: Float32Array, dims: [number, number]): Promise<OrtTensor> {
+    let upload = this.uploads.get(name);
+    if (!upload) {
+      this.uploader ??= this.uploadSession();
+      upload = this.uploader.then(async (uploader) => {
+        const results = await uploader.run({ x: new this.ort.Tensor('float32', data, dims) });
+        return results.y;
+      });
+      this.uploads.set(name, upload);
+    }
+    return upload;
+  }
+
   async dispose(): Promise<void> {
     this.release();
-    if (this.reader) await (await this.reader).release();
+    for (const upload of this.uploads.values()) (await upload).dispose();
+    for (const session of [this.reader, this.uploader]) if (session) await (await session).release();
   }
 
   private release(): void {
@@ -111,6 +136,21 @@ export class DeviceState implements StepState {
       g.input(name, 'float32', [size]);
       g.output(g.op('Identity', [name], {}, STATE_OUTPUTS[i]), 'float32', [size]);
     });
-    return this.ort.InferenceSession.create(g.encode(), { executionProviders: [this.provider], logSeverityLevel: 3 });
+    return this.session(g);
+  }
+
+  private uploadSession(): Promise<OrtSession> {
+    const g = new OnnxGraph('upload');
+    g.input('x', 'float32', ['rows', 'cols']);
+    g.output(g.op('Identity', ['x'], {}, 'y'), 'float32', ['rows', 'cols']);
+    return this.session(g, { preferredOutputLocation: 'gpu-buffer' });
+  }
+
+  private session(g: OnnxGraph, options: { preferredOutputLocation?: 'gpu-buffer' } = {}): Promise<OrtSession> {
+    return this.ort.InferenceSession.create(g.encode(), {
+      executionProviders: [this.provider],
+      logSeverityLevel: 3,
+      ...options,
+    });
   }
 }

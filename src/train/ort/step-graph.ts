@@ -15,10 +15,16 @@ import type { OptimizerConfig } from '../optimizer.js';
 
 export interface StepGraphOptions {
   batchSize: number;
+  /** Rows of the scene and product matrices the batch's rows are gathered from. */
+  sceneRows: number;
+  productRows: number;
   /** One explicit negative per row (a second pass of the product tower, the triplet term). */
   explicit: boolean;
   /** Dropout on (masks are graph inputs). */
   dropout: boolean;
+  /** Masks as 0/1 bytes scaled in the graph: a quarter of the bytes where they cross a bus to a GPU (on the CPU
+   * the two extra passes cost more than they save). */
+  maskBytes: boolean;
   loss: LossWeights;
   optimizer: OptimizerConfig;
 }
@@ -29,8 +35,8 @@ export interface MaskInput {
   site: Dropout;
   rows: number;
   cols: number;
-  /** Where each step's mask is drawn. */
-  buffer: Float32Array;
+  /** Where each step's mask is drawn (bytes with `maskBytes`). */
+  buffer: Float32Array | Uint8Array;
 }
 
 /** The step's flat state: inputs and, in the same order, the outputs that replace them. */
@@ -57,9 +63,18 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   );
   const param = (name: string) => params.get(name)!;
 
+  // The batch is gathered here from the whole matrices (resident on the device under WebGPU): a step feeds row
+  // indices, not rows. Product rows are the positives, then (explicit) each row's negative.
   const productRows = explicit ? 2 * B : B;
-  const scenesIn = t.input('scenes', [B, spec.inputDim]);
-  const productsIn = t.input('products', [productRows, spec.inputDim]);
+  const gather = (matrix: string, rows: number, indices: string, count: number): Value => ({
+    name: g.op('Gather', [g.input(matrix, 'float32', [rows, spec.inputDim]), g.input(indices, 'int32', [count])], {
+      axis: 0,
+    }),
+    shape: [count, spec.inputDim],
+    grad: false,
+  });
+  const scenesIn = gather('scene_matrix', options.sceneRows, 'scene_rows', B);
+  const productsIn = gather('product_matrix', options.productRows, 'product_rows', productRows);
 
   const masks: MaskInput[] = [];
   const layer = (l: Layer, x: Value): Value => {
@@ -70,9 +85,15 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
     if (l instanceof Dropout) {
       if (!options.dropout || l.rate === 0) return x;
       const [rows, cols] = x.shape;
-      const mask = t.input(`mask:${l.name}`, [rows, cols]);
-      masks.push({ input: mask.name, site: l, rows, cols, buffer: new Float32Array(rows * cols) });
-      return t.mul(x, mask);
+      const name = `mask:${l.name}`;
+      if (!options.maskBytes) {
+        masks.push({ input: name, site: l, rows, cols, buffer: new Float32Array(rows * cols) });
+        return t.mul(x, t.input(name, [rows, cols]));
+      }
+      const input = g.input(name, 'uint8', [rows, cols]);
+      masks.push({ input, site: l, rows, cols, buffer: new Uint8Array(rows * cols) });
+      const scaled = g.op('Mul', [g.op('Cast', [input], { to: 1 }), g.float32([1 / (1 - l.rate)], [])]);
+      return t.mul(x, { name: scaled, shape: [rows, cols], grad: false });
     }
     if (l instanceof ResidualBlock)
       return t.layerNorm(t.add(x, sequence(l.net, x, 0)), param(l.norm.weight.name), param(l.norm.bias.name));
@@ -93,7 +114,13 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
 
   let category: Value | null = null;
   if (model.categoryEmbedding) {
-    const oneHot = t.input('categories', [productRows, model.categoryEmbedding.count]);
+    const { count } = model.categoryEmbedding;
+    const identity = g.float32(
+      Array.from({ length: count * count }, (_, i) => (i % (count + 1) === 0 ? 1 : 0)),
+      [count, count],
+    );
+    const ids = g.input('product_categories', 'int32', [productRows]);
+    const oneHot = { name: g.op('Gather', [identity, ids], { axis: 0 }), shape: [productRows, count], grad: false };
     category = t.matMul(oneHot, param(model.categoryEmbedding.weight.name));
   }
   const scenes = towerOf('scene', scenesIn, null);
