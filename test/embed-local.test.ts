@@ -11,14 +11,16 @@ import { loadLocalEncoder } from '../src/embed/local-encoder.js';
 import { resolveModel } from '../src/embed/model-source.js';
 import { runEmbed } from '../src/embed/run.js';
 import { buildVisionTower } from '../src/embed/vision-transformer.js';
-import { workdirPaths, type EmbeddingView } from '../src/data/workdir.js';
-import { embedOptions, makeFixture, removeFixtures, writeImage } from './embed-fixtures.js';
-
-async function rows(workdir: string, view: EmbeddingView, model = 'tiny'): Promise<Map<string, Float32Array>> {
-  const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings(model, view));
-  const { ids, data } = await store.readAll();
-  return new Map(ids.map((id, i) => [id, data.subarray(i * store.dim, (i + 1) * store.dim)]));
-}
+import { workdirPaths } from '../src/data/workdir.js';
+import {
+  compareVectors,
+  embedOptions,
+  FP16_TOLERANCE,
+  makeFixture,
+  removeFixtures,
+  storeRows,
+  writeImage,
+} from './embed-fixtures.js';
 
 const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + v * b[i], 0);
 
@@ -32,19 +34,19 @@ describe('ctl embed, local provider (tiny model)', () => {
       ['products', 6, 0],
       ['scenes-full', 3, 0],
     ]);
-    const products = await rows(workdir, 'products');
+    const products = await storeRows(workdir, 'products');
     expect([...products.keys()].sort()).toEqual(dataset.products.map((p) => p.sig));
     for (const v of products.values()) {
       expect(v.length).toBe(32);
       expect(dot(v, v)).toBeCloseTo(1, 5);
     }
-    const scenes = await rows(workdir, 'scenes-full');
+    const scenes = await storeRows(workdir, 'scenes-full');
     expect([...scenes.keys()].sort()).toEqual(dataset.scenes.map((s) => s.sig).sort());
     const { env } = await import('@huggingface/transformers');
     expect(env.allowRemoteModels).toBe(false);
 
     const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
-    expect(store.meta).toMatchObject({ model: 'tiny', revision: 'generated-v1', dim: 32, view: 'products' });
+    expect(store.meta).toMatchObject({ model: 'tiny', revision: 'generated-v2', dim: 32, view: 'products' });
     expect(store.meta.preprocessing).toMatchObject({
       processor: 'SiglipImageProcessor',
       dtype: 'fp32',
@@ -55,7 +57,7 @@ describe('ctl embed, local provider (tiny model)', () => {
     const copy = join(workdir, 'my-model');
     await cp(join(workdirPaths(workdir).modelsDir, 'tiny'), copy, { recursive: true });
     await runEmbed(embedOptions(workdir, { model: copy, kind: 'products' }));
-    const fromFolder = await rows(workdir, 'products', 'my-model');
+    const fromFolder = await storeRows(workdir, 'products', 'my-model');
     for (const [id, v] of products) expect(Array.from(fromFolder.get(id)!)).toEqual(Array.from(v));
   });
 
@@ -64,7 +66,7 @@ describe('ctl embed, local provider (tiny model)', () => {
     const [p0, p1] = dataset.products.map((p) => workdirPaths(workdir).imageFile('products', p.sig));
     await writeFile(p1, await readFile(p0));
     await runEmbed(embedOptions(workdir, { kind: 'products', batch: 3 }));
-    const products = await rows(workdir, 'products');
+    const products = await storeRows(workdir, 'products');
     const [v0, v1, v2] = dataset.products.slice(0, 3).map((p) => products.get(p.sig)!);
     expect(Array.from(v1)).toEqual(Array.from(v0));
     expect(dot(v0, v2)).toBeLessThan(0.9999);
@@ -74,8 +76,8 @@ describe('ctl embed, local provider (tiny model)', () => {
     const { workdir, dataset } = await makeFixture(2);
     await runEmbed(embedOptions(workdir, { kind: 'scenes' }));
     await runEmbed(embedOptions(workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'crop' }));
-    const full = await rows(workdir, 'scenes-full');
-    const hidden = await rows(workdir, 'scenes-hide-product');
+    const full = await storeRows(workdir, 'scenes-full');
+    const hidden = await storeRows(workdir, 'scenes-hide-product');
     expect(hidden.size).toBe(4);
     const scene = dataset.scenes[0];
     const [left, right] = scene.items.map((it) => hidden.get(sceneProductKey(scene.sig, it.product))!);
@@ -105,7 +107,7 @@ describe('ctl embed, local provider (tiny model)', () => {
     // Mask mode keeps the whole frame and paints the box: another vector again, in its own store settings.
     const masked = await makeFixture(2);
     await runEmbed(embedOptions(masked.workdir, { kind: 'scenes', sceneView: 'hide-product', hide: 'mask' }));
-    const maskRows = await rows(masked.workdir, 'scenes-hide-product');
+    const maskRows = await storeRows(masked.workdir, 'scenes-hide-product');
     const maskedLeft = maskRows.get(sceneProductKey(scene.sig, scene.items[0].product))!;
     expect(dot(maskedLeft, left)).toBeLessThan(0.9999);
     // A store written with crop is not extended with mask rows.
@@ -172,25 +174,57 @@ describe('ctl embed, local provider (tiny model)', () => {
     expect(await store.verify()).toMatchObject({ ok: true });
   });
 
-  test('--dtype q8 loads the quantised file; a dtype the model lacks names the missing file', async () => {
-    const { workdir } = await makeFixture(1);
-    const q8 = await runEmbed(embedOptions(workdir, { kind: 'products', dtype: 'q8' }));
-    expect(q8.views[0].embedded).toBe(2);
-    const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
-    expect(store.meta.preprocessing).toMatchObject({ dtype: 'q8' });
+  test('--dtype fp16 and q8 load their files, near fp32; a store keeps its dtype; a missing file is named', async () => {
+    const vectors: Record<string, Map<string, Float32Array>> = {};
+    let workdir = '';
+    for (const dtype of ['fp32', 'fp16', 'q8'] as const) {
+      ({ workdir } = await makeFixture(1));
+      const summary = await runEmbed(embedOptions(workdir, { kind: 'products', dtype }));
+      expect(summary.views[0].embedded).toBe(2);
+      const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
+      expect(store.meta.preprocessing).toMatchObject({ dtype });
+      vectors[dtype] = await storeRows(workdir, 'products');
+    }
+    const fp16 = compareVectors(vectors.fp32, vectors.fp16);
+    expect(fp16.maxAbs).toBeGreaterThan(0); // half-precision weights: not the fp32 file
+    expect(fp16.maxAbs).toBeLessThan(FP16_TOLERANCE.maxAbs);
+    expect(fp16.minCosine).toBeGreaterThan(FP16_TOLERANCE.minCosine);
+    // int8 weights and activations perturb a random tiny tower more, but the vectors stay aligned.
+    expect(compareVectors(vectors.fp32, vectors.q8).minCosine).toBeGreaterThan(0.7);
+
+    // The last workdir holds q8 vectors: another dtype would mix two models' vectors in one store.
     await expect(runEmbed(embedOptions(workdir, { kind: 'products', dtype: 'fp32' }))).rejects.toThrow(
       /preprocessing\.dtype/,
     );
-    await expect(runEmbed(embedOptions(workdir, { kind: 'products', dtype: 'fp16' }))).rejects.toThrow(
+    const copy = join(workdir, 'no-fp16');
+    await cp(join(workdirPaths(workdir).modelsDir, 'tiny'), copy, { recursive: true });
+    await rm(join(copy, 'onnx', 'vision_model_fp16.onnx'));
+    await expect(runEmbed(embedOptions(workdir, { model: copy, kind: 'products', dtype: 'fp16' }))).rejects.toThrow(
       /onnx\/vision_model_fp16\.onnx: missing/,
     );
+  });
+
+  test('an fp16 file with float16 inputs and outputs (optimum --dtype fp16) gives the float32-IO file its vectors', async () => {
+    const { workdir } = await makeFixture(1);
+    await runEmbed(embedOptions(workdir, { kind: 'products', dtype: 'fp16' }));
+    const dir = join(workdir, 'half-io');
+    await cp(join(workdirPaths(workdir).modelsDir, 'tiny'), dir, { recursive: true });
+    const halfIo = buildVisionTower(GENERATED_PRESETS.tiny, { format: 'fp16', halfIo: true });
+    await writeImage(join(dir, 'onnx', 'vision_model_fp16.onnx'), halfIo);
+    await runEmbed(embedOptions(workdir, { model: dir, kind: 'products', dtype: 'fp16' }));
+    // The same half-precision arithmetic; only where the pixels are rounded to float16 differs.
+    const { maxAbs } = compareVectors(
+      await storeRows(workdir, 'products'),
+      await storeRows(workdir, 'products', 'half-io'),
+    );
+    expect(maxAbs).toBeLessThan(1e-3);
   });
 
   test('a CLIP-style model (CLIPImageProcessor: resize + centre crop; image_embeds output) works through the same path', async () => {
     const { workdir } = await makeFixture(1);
     const dir = join(workdir, 'clip-like');
     const spec = GENERATED_PRESETS.tiny;
-    await writeImage(join(dir, 'onnx', 'vision_model.onnx'), buildVisionTower(spec, 'fp32', 'image_embeds'));
+    await writeImage(join(dir, 'onnx', 'vision_model.onnx'), buildVisionTower(spec, { pooledName: 'image_embeds' }));
     await writeFile(
       join(dir, 'config.json'),
       JSON.stringify({ model_type: 'clip', projection_dim: spec.projectionSize }),
@@ -219,7 +253,7 @@ describe('ctl embed, local provider (tiny model)', () => {
       output: 'image_embeds',
       do_center_crop: true,
     });
-    for (const v of (await rows(workdir, 'products', 'clip-like')).values()) expect(dot(v, v)).toBeCloseTo(1, 5);
+    for (const v of (await storeRows(workdir, 'products', 'clip-like')).values()) expect(dot(v, v)).toBeCloseTo(1, 5);
   });
 
   test('offline, a hub id loads from the download cache at its pinned revision, or names the missing file', async () => {

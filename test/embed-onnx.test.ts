@@ -53,7 +53,7 @@ describe('generated vision tower', () => {
     const x = Float32Array.from({ length: 2 * 3 * spec.imageSize ** 2 }, (_, i) => Math.sin(i * 0.37));
     const outputs: Float32Array[] = [];
     for (const format of ['fp32', 'q8'] as const) {
-      const session = await ort.InferenceSession.create(buildVisionTower(spec, format));
+      const session = await ort.InferenceSession.create(buildVisionTower(spec, { format }));
       expect(session.inputNames).toEqual(['pixel_values']);
       expect([...session.outputNames].sort()).toEqual(['last_hidden_state', 'pooler_output']);
       const out = await session.run({

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { probeWebGpuAdapter } from '../src/embed/webgpu-adapter.js';
-import { makeFixture, removeFixtures } from './embed-fixtures.js';
+import { compareVectors, FP16_TOLERANCE, makeFixture, removeFixtures, storeRows } from './embed-fixtures.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
 
@@ -70,6 +70,32 @@ describe('ctl embed on WebGPU', () => {
         expect(maxDiff).toBeLessThan(1e-4);
         expect(x.some((v) => v !== 0)).toBe(true);
       }
+    },
+  );
+
+  test.skipIf(!probe.adapter)(
+    '--dtype fp16: within the documented tolerance of fp32 on the CPU where the adapter has shader-f16, else exit 2',
+    { timeout: 180_000 },
+    async () => {
+      const cpu = await makeFixture(1);
+      const gpu = await makeFixture(1);
+      const args = ['embed', '--model', 'tiny', '--kind', 'products', '--batch', '2', '--json'];
+      expect(ctl([...args, '--workdir', cpu.workdir, '--device', 'cpu']).code).toBe(0);
+      const run = ctl([...args, '--workdir', gpu.workdir, '--device', 'webgpu', '--dtype', 'fp16']);
+      if (!probe.adapter!.shaderF16) {
+        expect(run.code).toBe(2);
+        expect(run.stderr).toMatch(/has no half-precision shaders \(shader-f16\) for --dtype fp16; use --dtype fp32/);
+        return;
+      }
+      expect(run.code, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout)).toMatchObject({ device: expect.stringMatching(/^webgpu/), embedded: 2 });
+      const { maxAbs, minCosine } = compareVectors(
+        await storeRows(cpu.workdir, 'products'),
+        await storeRows(gpu.workdir, 'products'),
+      );
+      expect(maxAbs).toBeGreaterThan(0);
+      expect(maxAbs).toBeLessThan(FP16_TOLERANCE.maxAbs);
+      expect(minCosine).toBeGreaterThan(FP16_TOLERANCE.minCosine);
     },
   );
 

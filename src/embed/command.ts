@@ -4,6 +4,7 @@ import { DEFAULT_BASE_URL } from '../download/targets.js';
 import { action, parseIntOption, parseShard, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { formatDuration, log, printJson } from '../util/log.js';
+import { DTYPES } from './dtype.js';
 import { DEFAULT_MODEL, PINNED_REVISIONS } from './model-source.js';
 import type { EmbedOptions, EmbedSummary } from './run.js';
 
@@ -101,7 +102,7 @@ export function registerEmbedCommand(program: Command): void {
           '--dtype <dtype>',
           'weights: onnx/vision_model.onnx, _fp16.onnx or _quantized.onnx (where the model ships them)',
         )
-          .choices(['fp32', 'fp16', 'q8'])
+          .choices(DTYPES)
           .default('fp32'),
       )
       .option('--threads <n>', 'onnxruntime threads (default: one per core)', parseIntOption('--threads', 1))

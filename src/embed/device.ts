@@ -1,8 +1,10 @@
 // `--device`: which onnxruntime execution provider runs the vision tower. `auto` takes CUDA when its provider
 // loads, else a hardware WebGPU adapter, else the CPU, and says in one line which and why. A software WebGPU adapter
 // (lavapipe, SwiftShader) is slower than the CPU provider: `auto` never takes it, `--device webgpu` does (tests).
+// A float16 model needs half-precision shaders: onnxruntime would fail mid-run on an adapter without them.
 import { InputError } from '../util/errors.js';
-import { describeAdapter, probeWebGpuAdapter, type WebGpuAdapter } from './webgpu-adapter.js';
+import type { Dtype } from './dtype.js';
+import { describeAdapter, probeWebGpuAdapter, type AdapterProbe, type WebGpuAdapter } from './webgpu-adapter.js';
 
 export type Device = 'auto' | 'cpu' | 'cuda' | 'webgpu';
 export type RunDevice = Exclude<Device, 'auto'>;
@@ -33,8 +35,18 @@ export function isCudaProblem(err: unknown): boolean {
 
 const firstLine = (err: unknown) => String((err as Error)?.message ?? err).split('\n')[0];
 
+export interface ChoiceOptions {
+  dtype: Dtype;
+  /** How the WebGPU adapter is found (Dawn in a child process; a test may describe one). */
+  probe?: () => Promise<AdapterProbe>;
+}
+
 /** Decide the device; `loadCuda` is the only way to know whether CUDA works, so a CUDA choice comes with its model. */
-export async function chooseDevice<M>(asked: Device, loadCuda: () => Promise<M>): Promise<DeviceChoice<M>> {
+export async function chooseDevice<M>(
+  asked: Device,
+  loadCuda: () => Promise<M>,
+  { dtype, probe: probeAdapter = probeWebGpuAdapter }: ChoiceOptions,
+): Promise<DeviceChoice<M>> {
   if (asked === 'cpu') return { device: 'cpu' };
 
   let cudaProblem = '';
@@ -52,9 +64,14 @@ export async function chooseDevice<M>(asked: Device, loadCuda: () => Promise<M>)
     }
   }
 
-  const probe = await probeWebGpuAdapter();
+  const probe = await probeAdapter();
+  const noF16 =
+    dtype === 'fp16' && probe.adapter && !probe.adapter.shaderF16
+      ? `${describeAdapter(probe.adapter)} has no half-precision shaders (shader-f16) for --dtype fp16`
+      : null;
   if (asked === 'webgpu') {
     if (!probe.adapter) throw new InputError(`--device webgpu: ${probe.reason}. ${WEBGPU_SETUP}; or use --device cpu`);
+    if (noF16) throw new InputError(`--device webgpu: ${noF16}; use --dtype fp32, or --device cpu`);
     const why = probe.adapter.software
       ? `running on WebGPU with ${describeAdapter(probe.adapter)} (right for tests; slower than --device cpu)`
       : undefined;
@@ -62,14 +79,19 @@ export async function chooseDevice<M>(asked: Device, loadCuda: () => Promise<M>)
   }
 
   const cuda = `CUDA unavailable (${cudaProblem})`;
-  if (probe.adapter && !probe.adapter.software)
+  if (probe.adapter && !probe.adapter.software && !noF16)
     return {
       device: 'webgpu',
       adapter: probe.adapter,
       why: `${cuda}; running on WebGPU (${describeAdapter(probe.adapter)})`,
     };
-  const webgpu = probe.adapter
-    ? `WebGPU has only ${describeAdapter(probe.adapter)}, which auto never takes (--device webgpu does)`
-    : `WebGPU: ${probe.reason}`;
-  return { device: 'cpu', why: `${cuda}; ${webgpu}; running on CPU. ${CUDA_SETUP}; ${WEBGPU_SETUP}.` };
+  const [webgpu, webgpuHint] = !probe.adapter
+    ? [`WebGPU: ${probe.reason}`, WEBGPU_SETUP]
+    : probe.adapter.software
+      ? [
+          `WebGPU has only ${describeAdapter(probe.adapter)}, which auto never takes (--device webgpu does)`,
+          WEBGPU_SETUP,
+        ]
+      : [`WebGPU: ${noF16}`, '--dtype fp32 runs on it'];
+  return { device: 'cpu', why: `${cuda}; ${webgpu}; running on CPU. ${CUDA_SETUP}; ${webgpuHint}.` };
 }

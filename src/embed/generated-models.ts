@@ -1,5 +1,5 @@
 // Models the project writes itself, as a folder laid out like a Hugging Face repo (config.json,
-// preprocessor_config.json, onnx/vision_model.onnx and onnx/vision_model_quantized.onnx), so they load through
+// preprocessor_config.json, onnx/vision_model.onnx, _fp16.onnx and _quantized.onnx), so they load through
 // exactly the same transformers.js path as the real model:
 //   tiny      a 32 px, 2-block, 32-wide tower: tests (a few hundred KB, generated in milliseconds)
 //   small     a 64 px, 2-block, 64-wide tower: `ctl demo`, whose scenes' style must survive the downscale
@@ -7,6 +7,7 @@
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { DTYPES, visionModelFile } from './dtype.js';
 import { buildVisionTower, type VisionSpec } from './vision-transformer.js';
 
 export const GENERATED_PRESETS: Record<string, VisionSpec> = {
@@ -46,7 +47,7 @@ export const GENERATED_PRESETS: Record<string, VisionSpec> = {
 };
 
 /** Bumped when the generated graph changes, so stale folders are rewritten. */
-const GENERATOR_VERSION = 1;
+const GENERATOR_VERSION = 2;
 
 export function isGeneratedPreset(name: string): boolean {
   return Object.hasOwn(GENERATED_PRESETS, name);
@@ -122,8 +123,8 @@ export async function ensureGeneratedModel(modelsDir: string, preset: string): P
   const staging = join(modelsDir, `.tmp-${preset}.${process.pid}`);
   await rm(staging, { recursive: true, force: true });
   await mkdir(join(staging, 'onnx'), { recursive: true });
-  await writeFileAtomic(join(staging, 'onnx', 'vision_model.onnx'), buildVisionTower(spec, 'fp32'));
-  await writeFileAtomic(join(staging, 'onnx', 'vision_model_quantized.onnx'), buildVisionTower(spec, 'q8'));
+  for (const dtype of DTYPES)
+    await writeFileAtomic(join(staging, visionModelFile(dtype)), buildVisionTower(spec, { format: dtype }));
   await writeJsonAtomic(join(staging, 'preprocessor_config.json'), siglipPreprocessor(spec));
   await writeJsonAtomic(join(staging, 'config.json'), siglipConfig(preset, spec));
 

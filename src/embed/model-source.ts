@@ -3,6 +3,7 @@
 import { stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
+import { visionModelFile, type Dtype } from './dtype.js';
 import { ensureGeneratedModel, generatedRevision, isGeneratedPreset } from './generated-models.js';
 
 export const DEFAULT_MODEL = 'Marqo/marqo-fashionSigLIP';
@@ -15,11 +16,6 @@ export const DEFAULT_MODEL = 'Marqo/marqo-fashionSigLIP';
 export const PINNED_REVISIONS: Record<string, string> = {
   'Marqo/marqo-fashionSigLIP': 'c56244cc94f92419e8369fa71efdaf403b124ce8',
 };
-
-export type Dtype = 'fp32' | 'fp16' | 'q8';
-
-/** transformers.js's file suffix per dtype: onnx/vision_model<suffix>.onnx. */
-export const DTYPE_SUFFIX: Record<Dtype, string> = { fp32: '', fp16: '_fp16', q8: '_quantized' };
 
 export interface ModelSource {
   kind: 'generated' | 'local' | 'hub';
@@ -73,7 +69,7 @@ export async function resolveModel(
 
 /** The files a vision tower needs, relative to the model's root. */
 export function requiredFiles(dtype: Dtype): string[] {
-  return ['config.json', 'preprocessor_config.json', `onnx/vision_model${DTYPE_SUFFIX[dtype]}.onnx`];
+  return ['config.json', 'preprocessor_config.json', visionModelFile(dtype)];
 }
 
 /** Where a file of the source can be found without the network (first existing wins). */

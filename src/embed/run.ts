@@ -11,7 +11,8 @@ import { httpEncoder, type HttpEncoderOptions } from './http-encoder.js';
 import { planJobs, type SceneView } from './jobs.js';
 import type { Device } from './device.js';
 import { loadLocalEncoder } from './local-encoder.js';
-import { checkModelFiles, resolveModel, type Dtype } from './model-source.js';
+import type { Dtype } from './dtype.js';
+import { checkModelFiles, resolveModel } from './model-source.js';
 import { planViews, runView, type ViewResult } from './pipeline.js';
 
 export interface EmbedOptions {

@@ -10,6 +10,8 @@ export interface WebGpuAdapter {
   description: string;
   /** A CPU implementation of Vulkan (lavapipe/llvmpipe, SwiftShader): right for tests, slower than the CPU provider. */
   software: boolean;
+  /** Half-precision shaders (the `shader-f16` feature), which a float16 model's kernels need. */
+  shaderF16: boolean;
 }
 
 export type AdapterProbe = { adapter: WebGpuAdapter } | { adapter: null; reason: string };
@@ -31,7 +33,7 @@ const PROBE_SCRIPT = `
 const { create } = await import(process.argv[1]);
 const adapter = await create([]).requestAdapter({ powerPreference: 'high-performance' });
 const info = adapter && adapter.info;
-console.log(JSON.stringify(info && { vendor: info.vendor, architecture: info.architecture, description: info.description, device: info.device }));
+console.log(JSON.stringify(info && { vendor: info.vendor, architecture: info.architecture, description: info.description, device: info.device, shaderF16: adapter.features.has('shader-f16') }));
 process.exit(0);
 `;
 
@@ -60,6 +62,7 @@ export async function probeWebGpuAdapter(): Promise<AdapterProbe> {
     architecture: string;
     description: string;
     device: string;
+    shaderF16: boolean;
   } | null;
   if (!info)
     return {
@@ -72,6 +75,7 @@ export async function probeWebGpuAdapter(): Promise<AdapterProbe> {
       architecture: info.architecture,
       description: info.description || info.device,
       software: isSoftwareAdapter(info),
+      shaderF16: info.shaderF16,
     },
   };
 }

@@ -11,7 +11,8 @@ import type { Encoder } from '../embed/encoder.js';
 import { ImageProblem } from '../embed/images.js';
 import type { Device } from '../embed/device.js';
 import { loadLocalEncoder } from '../embed/local-encoder.js';
-import { checkModelFiles, resolveModel, type Dtype } from '../embed/model-source.js';
+import type { Dtype } from '../embed/dtype.js';
+import { checkModelFiles, resolveModel } from '../embed/model-source.js';
 
 export const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
 
