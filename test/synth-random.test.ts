@@ -19,6 +19,21 @@ describe('Random', () => {
     expect(draws(forkA, 3)).not.toEqual(draws(new Random(1).fork('y'), 3));
   });
 
+  it('fillMask writes the draws nextUint32 gives, thresholded, and leaves the generator where they leave it', () => {
+    const [filled, looped] = [new Random(9), new Random(9)];
+    const threshold = Math.floor(0.3 * 2 ** 32);
+    for (const out of [new Float32Array(1000), new Uint8Array(1000)]) {
+      filled.fillMask(out, 100, 800, threshold, 2.5);
+      const expected = Array.from({ length: 1000 }, (_, i) =>
+        i < 100 || i >= 900 ? 0 : looped.nextUint32() >= threshold ? (out instanceof Uint8Array ? 2 : 2.5) : 0,
+      );
+      expect(Array.from(out)).toEqual(expected);
+      expect(Math.abs(out.filter((v) => v === 0).length - 200 - 0.3 * 800)).toBeLessThan(60);
+    }
+    expect(draws(filled.fork('f'), 3)).toEqual(draws(looped.fork('f'), 3));
+    expect(draws(filled, 3)).toEqual(draws(looped, 3));
+  });
+
   it('draws uniform, integer, normal and approximate normal values with the right moments', () => {
     const r = new Random(7);
     const n = 50_000;

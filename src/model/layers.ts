@@ -158,10 +158,8 @@ export function dropoutMask(
 ): typeof mask {
   const threshold = Math.floor(rate * 2 ** 32);
   const keep = mask instanceof Uint8Array ? 1 : 1 / (1 - rate);
-  for (let r = 0; r < rowIds.length; r++) {
-    const rng = keyedRandom(...key, rowIds[r]);
-    for (let c = 0; c < cols; c++) mask[r * cols + c] = rng.nextUint32() >= threshold ? keep : 0;
-  }
+  for (let r = 0; r < rowIds.length; r++)
+    keyedRandom(...key, rowIds[r]).fillMask(mask, r * cols, cols, threshold, keep);
   return mask;
 }
 

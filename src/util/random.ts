@@ -65,6 +65,27 @@ export class Random {
     return result;
   }
 
+  /**
+   * A dropout mask's row: `count` draws written from `out[offset]`, each `value` where the next `nextUint32()` is
+   * at least `threshold`, else 0. The same draws as calling `nextUint32()` in a loop, ~3× faster: the state stays
+   * in locals (masks are millions of draws a training step).
+   */
+  fillMask(out: Float32Array | Uint8Array, offset: number, count: number, threshold: number, value: number): void {
+    let { a, b, c, d } = this;
+    for (let i = offset; i < offset + count; i++) {
+      const result = Math.imul(rotl(Math.imul(b, 5), 7), 9) >>> 0;
+      const t = b << 9;
+      c ^= a;
+      d ^= b;
+      b ^= c;
+      a ^= d;
+      c ^= t;
+      d = rotl(d, 11);
+      out[i] = result >= threshold ? value : 0;
+    }
+    [this.a, this.b, this.c, this.d] = [a, b, c, d];
+  }
+
   /** Uniform in [0, 1), 53 bits. */
   uniform(): number {
     const hi = this.nextUint32() >>> 5; // 27 bits
