@@ -1,10 +1,10 @@
 // The training engine that runs each step as one ONNX graph (step-graph.ts) in onnxruntime-node, on the CPU
 // (native MLAS GEMMs; `--backend ort-cpu`) or the WebGPU execution provider (`--backend webgpu`). The parameters
 // and Adam moments stay where the step runs (state.ts); the dropout masks are drawn on the host with the same keys
-// as the wasm engine, so both engines train the same model.
+// as the wasm engine, so both engines train the same model, one step ahead on worker threads (masks.ts).
 // Encoding (evaluation, mining) runs through the tfjs towers on a host copy of the parameters.
+import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
-import { dropoutMask } from '../../model/layers.js';
 import { TwoTower } from '../../model/two-tower.js';
 import {
   encodeAll,
@@ -17,12 +17,18 @@ import {
 import { batchIndices } from '../gradients.js';
 import { concat } from '../../util/matrix.js';
 import type { OptimizerState } from '../optimizer.js';
+import { MaskDrawer } from './masks.js';
 import { DeviceState, HostState, type Ort, type OrtSession, type OrtTensor, type StepState } from './state.js';
 import { buildStepGraph, type MaskInput } from './step-graph.js';
 
 export interface OrtEngineOptions extends EngineOptions {
   /** Intra-op threads of the session. */
   threads: number;
+  /**
+   * Threads drawing the next step's dropout masks while a step runs (0: between steps, on the main thread).
+   * Default: one on the CPU, where the step's own threads take the cores; up to 8 beside a GPU.
+   */
+  maskWorkers?: number;
   /** onnxruntime's execution provider: the CPU (default) or WebGPU (Dawn; on a GPU, or a software Vulkan). */
   provider?: 'cpu' | 'webgpu';
 }
@@ -36,6 +42,7 @@ export class OrtEngine implements TrainEngine {
   readonly workers = 1;
   private readonly model: TwoTower;
   private readonly state: StepState;
+  private readonly masks: MaskDrawer;
   /** Adam's step count (the update's bias corrections are fed in). */
   private t: number;
   /** Sessions by batch size and negatives kind (a run has one or two: full batches, a last partial one). */
@@ -57,6 +64,8 @@ export class OrtEngine implements TrainEngine {
     };
     this.t = state?.t ?? 0;
     this.state = options.provider === 'webgpu' ? new DeviceState(ort, initial, 'webgpu') : new HostState(ort, initial);
+    const workers = options.provider === 'webgpu' ? Math.min(8, availableParallelism() - 1) : 1;
+    this.masks = MaskDrawer.start(options.seed, options.maskWorkers ?? workers);
   }
 
   static async create(options: OrtEngineOptions): Promise<OrtEngine> {
@@ -105,7 +114,7 @@ export class OrtEngine implements TrainEngine {
       throw new Error(
         'the onnxruntime engine (ort-cpu, webgpu) does not mask false negatives: use --backend wasm for this config',
       );
-    const { matrices, seed, optimizer } = this.options;
+    const { matrices, optimizer } = this.options;
     const B = plan.rows.length;
     const explicit = plan.negatives !== null;
     const { session, masks } = await this.compiled(B, explicit);
@@ -133,12 +142,8 @@ export class OrtEngine implements TrainEngine {
       feeds.product_categories = int32(
         negatives ? concat(batch.positiveCategories, negatives.categories) : batch.positiveCategories,
       );
-    for (const mask of masks) {
-      // Rows are keyed by their global index in the batch: scenes 0..B-1, positives 0..B-1, negatives B..2B-1.
-      const rowIds = Int32Array.from({ length: mask.rows }, (_, i) => i);
-      dropoutMask([seed, plan.step, mask.site.name], rowIds, mask.cols, mask.site.rate, mask.buffer);
-      feeds[mask.input] = new ort.Tensor(mask.buffer, [mask.rows, mask.cols]);
-    }
+    const drawn = await this.masks.masks(plan.step, masks);
+    for (const { input, rows, cols } of masks) feeds[input] = new ort.Tensor(drawn.get(input)!, [rows, cols]);
     if (negatives && this.options.loss.triplet > 0) {
       const valid = negatives.valid;
       const count = valid.reduce((a, b) => a + b, 0);
@@ -186,5 +191,6 @@ export class OrtEngine implements TrainEngine {
     for (const compiled of this.sessions.values()) await (await compiled).session.release();
     this.sessions.clear();
     await this.state.dispose();
+    await this.masks.close();
   }
 }

@@ -35,8 +35,8 @@ export interface MaskInput {
   site: Dropout;
   rows: number;
   cols: number;
-  /** Where each step's mask is drawn (bytes with `maskBytes`). */
-  buffer: Float32Array | Uint8Array;
+  /** 0/1 bytes (`maskBytes`), else float32 values 0 or 1/(1-rate). */
+  bytes: boolean;
 }
 
 /** The step's flat state: inputs and, in the same order, the outputs that replace them. */
@@ -87,11 +87,11 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
       const [rows, cols] = x.shape;
       const name = `mask:${l.name}`;
       if (!options.maskBytes) {
-        masks.push({ input: name, site: l, rows, cols, buffer: new Float32Array(rows * cols) });
+        masks.push({ input: name, site: l, rows, cols, bytes: false });
         return t.mul(x, t.input(name, [rows, cols]));
       }
       const input = g.input(name, 'uint8', [rows, cols]);
-      masks.push({ input, site: l, rows, cols, buffer: new Uint8Array(rows * cols) });
+      masks.push({ input, site: l, rows, cols, bytes: true });
       const scaled = g.op('Mul', [g.op('Cast', [input], { to: 1 }), g.float32([1 / (1 - l.rate)], [])]);
       return t.mul(x, { name: scaled, shape: [rows, cols], grad: false });
     }
