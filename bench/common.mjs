@@ -1,8 +1,9 @@
 // What the bench scripts share: the repository root (they import the built code from dist/), progress lines on
-// stderr, the median of the rounds, the load average, and what a NumPy/PyTorch baseline needs (its inputs as raw
-// files, an environment that pins its BLAS threads).
-import { writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+// stderr, the median of the rounds, the load average, what a NumPy/PyTorch baseline needs (its inputs as raw
+// files, an environment that pins its BLAS threads), and a run with AVX-512 hidden (--isa avx2).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -45,4 +46,58 @@ export function blasEnv(threads) {
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
   return env;
+}
+
+/** The processor's name, and which vector instructions the bench's kernels may use. */
+export function describeCpu() {
+  const isa = process.env.CTL_BENCH_HIDDEN_ISA === 'avx512' ? 'AVX-512 hidden: AVX2 kernels' : 'native kernels';
+  return `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores (${isa})`;
+}
+
+/**
+ * `--isa avx2`: runs this bench again in a child process with AVX-512 hidden from it and from its children
+ * (bench/cpu/hide-avx512.c, built here with cc and preloaded), so onnxruntime's MLAS, OpenBLAS and PyTorch run the
+ * kernels they run on an AVX2-only machine, on this machine's cores; the parent exits with the child's status.
+ * Returns in the child, and at once for `native`. Needs Linux on x86-64 with CPUID faulting (cpuid_fault).
+ */
+export function runWithIsa(isa) {
+  if (isa === 'native') return;
+  if (isa !== 'avx2') {
+    say(`--isa: expected native or avx2, got ${isa}`);
+    process.exit(2);
+  }
+  if (process.env.CTL_BENCH_ISA_CHILD) {
+    // The library's constructor sets this; without it the preload did not take.
+    if (process.env.CTL_BENCH_HIDDEN_ISA === 'avx512') return;
+    say("--isa avx2: the preloaded bench/cpu/hide-avx512 library did not load (see the loader's message above)");
+    process.exit(3);
+  }
+  const flags =
+    readFileSync('/proc/cpuinfo', 'utf8')
+      .match(/^flags\s*:(.*)$/m)?.[1]
+      .split(' ') ?? [];
+  if (!flags.includes('cpuid_fault')) {
+    say('--isa avx2: this machine cannot hide AVX-512 (no CPUID faulting: cpuid_fault is not in /proc/cpuinfo)');
+    process.exit(3);
+  }
+  if (!flags.includes('avx2')) {
+    say('--isa avx2: this processor has no AVX2');
+    process.exit(3);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'ctl-bench-isa-'));
+  const library = join(dir, 'hide-avx512.so');
+  const source = join(repo, 'bench/cpu/hide-avx512.c');
+  const cc = spawnSync('cc', ['-O2', '-shared', '-fPIC', '-o', library, source, '-ldl'], { stdio: 'inherit' });
+  if (cc.status !== 0 || !existsSync(library)) {
+    say(`--isa avx2: could not build ${source} with cc (${cc.error?.message ?? `exit ${cc.status}`})`);
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(3);
+  }
+  const preload = [library, process.env.LD_PRELOAD].filter(Boolean).join(' ');
+  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, LD_PRELOAD: preload, CTL_BENCH_ISA_CHILD: '1' },
+  });
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(child.status ?? 1);
 }

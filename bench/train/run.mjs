@@ -12,13 +12,14 @@
 //
 //   npm run build && node bench/train/run.mjs [--arch v2|v1] [--batch 256] [--dim 768|512] [--steps 40]
 //       [--rounds 3] [--warmup 5] [--workers 2] [--threads 2] [--data synth|random] [--python /usr/bin/python3]
-//       [--skip-torch] [--skip-ort] [--webgpu]
+//       [--skip-torch] [--skip-ort] [--webgpu] [--isa native|avx2]
 //
 // --data synth (default): `ctl data synth` embeddings (planted structure, L2-normalised, as real ones), where
 //   denormal floats showed up in PyTorch before flush-to-zero; random: unit-norm Gaussian rows.
 // The engines run in alternating rounds, so a change in the machine's load hits both; the medians are compared.
 // Samples per CPU-second (all threads) is printed too: on a shared machine it moves less with others' load.
 // The step time of the first and last quarter of each run shows whether it drifts (denormals).
+// --isa avx2 hides AVX-512 from both sides (bench/cpu/hide-avx512.c): the kernels of an AVX2-only machine.
 // The webgpu row names its adapter; a software one (lavapipe, SwiftShader) runs on the CPU: no GPU figure.
 // No ratio is printed against a PyTorch whose matrix products do not run on OpenBLAS or MKL (torch_bench.py
 // finds the library torch binds sgemm_ to, and refuses a reference BLAS): the script then exits with 1.
@@ -27,7 +28,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { blasEnv, median, repo, say, writeRaw } from '../common.mjs';
+import { blasEnv, describeCpu, median, repo, runWithIsa, say, writeRaw } from '../common.mjs';
 
 const { useBackend } = await import(join(repo, 'dist/model/backend.js'));
 const { TwoTower } = await import(join(repo, 'dist/model/two-tower.js'));
@@ -55,8 +56,10 @@ const { values: args } = parseArgs({
     'skip-torch': { type: 'boolean', default: false },
     'skip-ort': { type: 'boolean', default: false },
     webgpu: { type: 'boolean', default: false },
+    isa: { type: 'string', default: 'native' },
   },
 });
+runWithIsa(args.isa);
 if (!['v1', 'v2'].includes(args.arch)) {
   say(`--arch: expected v1 or v2, got ${args.arch}`);
   process.exit(2);
@@ -310,6 +313,7 @@ const row = (name, perSec, perCpu, gflops = '', gflopsCpu = '') =>
 console.log(
   `\n${arch} training step, batch ${batch}, ${dim}-d ${dataKind} inputs, median of ${rounds} rounds of ${steps} steps (after ${warmup} warm-up); ${(stepFlops / 1e9).toFixed(2)} GFLOP of matrix products per step`,
 );
+console.log(`  on ${describeCpu()}`);
 row('', 'samples/s', 'per CPU-s', 'GFLOP/s', 'GFLOP/CPU-s');
 const summary = (runs) => ({
   perSec: median(runs.map((r) => r.samplesPerSec ?? r.samples_per_sec)),
