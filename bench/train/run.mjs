@@ -8,7 +8,8 @@
 // with --webgpu the same graph on onnxruntime's WebGPU provider too, the webgpu engine, where an adapter is found)
 // and the same model and step in PyTorch (bench/train/torch_bench.py, flush-to-zero on, built from the same
 // config), on the same data, in this script; prints each, the ratios to PyTorch and the GFLOP/s of each (the
-// step's matrix-product FLOPs over wall time, and over CPU time).
+// step's matrix-product FLOPs over wall time, and over CPU time) against the ceiling of this machine's cores
+// (onnxruntime's sgemm on a 2048³ product, same threads).
 //
 //   npm run build && node bench/train/run.mjs [--arch v2|v1] [--batch 256] [--dim 768|512] [--steps 40]
 //       [--rounds 3] [--warmup 5] [--workers 2] [--threads 2] [--data synth|random] [--python /usr/bin/python3]
@@ -40,6 +41,7 @@ const { describeAdapter, probeWebGpuAdapter } = await import(join(repo, 'dist/em
 const { loadTrainConfig } = await import(join(repo, 'dist/train/config.js'));
 const { generateWorld } = await import(join(repo, 'dist/data/synth/world.js'));
 const { computeEmbeddings } = await import(join(repo, 'dist/data/synth/embeddings.js'));
+const { OnnxGraph } = await import(join(repo, 'dist/onnx/graph.js'));
 
 const { values: args } = parseArgs({
   options: {
@@ -304,6 +306,28 @@ for (let round = 0; round < rounds; round++) {
 await engine.dispose();
 await ort?.dispose();
 await gpu?.dispose();
+
+/**
+ * What this machine's cores reach on matrix products: onnxruntime's sgemm (MLAS) on a 2048³ product with the
+ * bench's threads, in GFLOP/s: the ceiling the step's rates are read against.
+ */
+async function gemmCeiling() {
+  const n = 2048;
+  const ortModule = await import('onnxruntime-node');
+  const g = new OnnxGraph('sgemm');
+  g.output(g.op('MatMul', [g.input('a', 'float32', [n, n]), g.input('b', 'float32', [n, n])]), 'float32', [n, n]);
+  const session = await ortModule.InferenceSession.create(g.encode(), { intraOpNumThreads: threads });
+  const matrix = new ortModule.Tensor('float32', new Float32Array(n * n).fill(0.5), [n, n]);
+  const seconds = [];
+  for (let k = 0; k < 6; k++) {
+    const start = performance.now();
+    await session.run({ a: matrix, b: matrix });
+    seconds.push((performance.now() - start) / 1000);
+  }
+  await session.release();
+  return (2 * n ** 3) / median(seconds.slice(1)) / 1e9;
+}
+const ceiling = args['skip-ort'] ? null : await gemmCeiling();
 rmSync(dir, { recursive: true, force: true });
 
 const row = (name, perSec, perCpu, gflops = '', gflopsCpu = '') =>
@@ -355,3 +379,12 @@ if (torchRuns.length > 0) {
   process.exitCode = 1;
 }
 if (gpuSummary) console.log(`  WebGPU adapter: ${describeAdapter(adapter)}`);
+if (ceiling) {
+  const share = (engineSummary) =>
+    `${((100 * (engineSummary.perSec / batch) * stepFlops) / 1e9 / ceiling).toFixed(0)} %`;
+  const shares = [`ort-cpu ${share(ortSummary)}`, `wasm ${share(ctl)}`];
+  if (torchRuns.length > 0) shares.push(`PyTorch ${share(summary(torchRuns))}`);
+  console.log(
+    `  ceiling: onnxruntime's sgemm on a 2048³ product, ${threads} thread${threads > 1 ? 's' : ''}: ${ceiling.toFixed(0)} GFLOP/s; the step reaches ${shares.join(', ')} of it`,
+  );
+}
