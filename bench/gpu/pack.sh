@@ -31,8 +31,8 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 STAGE=$WORK/ctl
 mkdir -p "$STAGE/bench"
-cp -a package.json dist "$STAGE/"
-cp -a bench/embed bench/train "$STAGE/bench/"
+cp -a package.json dist configs "$STAGE/"
+cp -a bench/common.mjs bench/embed bench/train "$STAGE/bench/"
 
 # ---- node_modules: the production dependency tree, then pruned
 npm ls --omit=dev --all --parseable | tail -n +2 | while read -r dir; do
