@@ -9,11 +9,15 @@
 #              pool, 4 threads by default: does that cap the feed on a many-core machine?)
 #   embed      bench/embed/run.mjs --device webgpu (ViT-B/16 at 224 px, decode included), beside PyTorch on CUDA
 #              when python3 has torch with CUDA (else on its CPU, else without PyTorch)
-#   train      bench/train/run.mjs --webgpu (the training engines, webgpu on the GPU's adapter included, beside PyTorch)
+#   train      bench/train/run.mjs --webgpu at batch 256 (every training engine, webgpu on the GPU's adapter
+#              included, beside PyTorch: on CUDA when python3 has torch with CUDA, else on its CPU)
+#   train-4096 the same at batch 4096, the webgpu engine beside PyTorch on CUDA only (the CPU engines take
+#              seconds a step there)
 # Each step's lines that matter start with RESULT; they are repeated at the end, with the step's name. With $OUT
 # set, the log, the summary and the benches' result files are copied there.
 # Knobs (env): QUICK=1 small sizes and the small model (a smoke test off the GPU, e.g. on lavapipe);
 #   EMBED_IMAGES (512), EMBED_BATCH (32), PREPARE_IMAGES (1000), TRAIN_ARGS (--rounds 1 --steps 20),
+#   TRAIN_BIG_ARGS (--batch 4096 --rounds 1 --steps 10 --warmup 3),
 #   BUDGET (480 s for the whole script), GL_ROOT (where the loader debs go when the machine lacks libvulkan.so.1:
 #   / as root, so the machine's own library paths find them; any other folder is put on LD_LIBRARY_PATH).
 set -u
@@ -125,12 +129,22 @@ if [ "$QUICK" = 1 ]; then
   EMBED=(--model small --images 16 --batch 8 --rounds 1 --skip-torch)
   PREPARE=(--images 64)
   TRAIN=(--rounds 1 --steps 3 --warmup 1 --skip-torch)
+  TRAIN_BIG=(--batch 64 --rounds 1 --steps 2 --warmup 1 --skip-torch --skip-wasm --skip-ort)
 else
   TORCH=$(python3 -c 'import torch, PIL; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null)
   EMBED=(--images "${EMBED_IMAGES:-512}" --batch "${EMBED_BATCH:-32}" --threads "$(nproc)" --rounds 2 --dtypes fp32)
   if [ -n "$TORCH" ]; then EMBED+=(--torch-device "$TORCH"); else EMBED+=(--skip-torch); fi
   PREPARE=(--images "${PREPARE_IMAGES:-1000}")
   read -ra TRAIN <<<"${TRAIN_ARGS:---rounds 1 --steps 20}"
+  read -ra TRAIN_BIG <<<"${TRAIN_BIG_ARGS:---batch 4096 --rounds 1 --steps 10 --warmup 3}"
+  TRAIN_BIG+=(--skip-wasm --skip-ort)
+  # Training needs torch alone (embed needs PIL too).
+  if [ "$(python3 -c 'import torch; print(torch.cuda.is_available())' 2>/dev/null)" = True ]; then
+    TRAIN+=(--torch-device cuda)
+    TRAIN_BIG+=(--torch-device cuda)
+  else
+    TRAIN_BIG+=(--skip-torch)
+  fi
 fi
 
 cd "$W/ctl" || exit 1
@@ -145,6 +159,7 @@ step prepare 120 report node bench/embed/prepare.mjs "${PREPARE[@]}"
 step prepare-uv 120 env UV_THREADPOOL_SIZE="$(nproc)" bash -c 'report "$@"' _ node bench/embed/prepare.mjs "${PREPARE[@]}"
 step embed 300 report node bench/embed/run.mjs --device webgpu "${EMBED[@]}"
 step train 150 report node bench/train/run.mjs --webgpu "${TRAIN[@]}"
+step train-4096 150 report node bench/train/run.mjs --webgpu "${TRAIN_BIG[@]}"
 
 echo
 say "===== SUMMARY ($(($(date +%s) - T0))s)"

@@ -13,13 +13,16 @@
 //
 //   npm run build && node bench/train/run.mjs [--arch v2|v1] [--batch 256] [--dim 768|512] [--steps 40]
 //       [--rounds 3] [--warmup 5] [--workers 2] [--threads 2] [--data synth|random] [--python /usr/bin/python3]
-//       [--skip-torch] [--skip-ort] [--webgpu] [--isa native|avx2]
+//       [--skip-torch] [--skip-ort] [--skip-wasm] [--webgpu] [--torch-device cpu|cuda] [--isa native|avx2]
 //
 // --data synth (default): `ctl data synth` embeddings (planted structure, L2-normalised, as real ones), where
 //   denormal floats showed up in PyTorch before flush-to-zero; random: unit-norm Gaussian rows.
 // The engines run in alternating rounds, so a change in the machine's load hits both; the medians are compared.
 // Samples per CPU-second (all threads) is printed too: on a shared machine it moves less with others' load.
 // The step time of the first and last quarter of each run shows whether it drifts (denormals).
+// On a GPU machine: --webgpu --torch-device cuda puts both sides on the GPU (PyTorch in strict fp32, its batches
+// gathered from matrices on the GPU as the webgpu engine's are); --skip-wasm and --skip-ort leave out the CPU
+// engines, which take minutes a round at large batches.
 // --isa avx2 hides AVX-512 from both sides (bench/cpu/hide-avx512.c): the kernels of an AVX2-only machine.
 // The webgpu row names its adapter; a software one (lavapipe, SwiftShader) runs on the CPU: no GPU figure.
 // No ratio is printed against a PyTorch whose matrix products do not run on OpenBLAS or MKL (torch_bench.py
@@ -57,6 +60,8 @@ const { values: args } = parseArgs({
     python: { type: 'string', default: '/usr/bin/python3' },
     'skip-torch': { type: 'boolean', default: false },
     'skip-ort': { type: 'boolean', default: false },
+    'skip-wasm': { type: 'boolean', default: false },
+    'torch-device': { type: 'string', default: 'cpu' },
     webgpu: { type: 'boolean', default: false },
     isa: { type: 'string', default: 'native' },
   },
@@ -64,6 +69,10 @@ const { values: args } = parseArgs({
 runWithIsa(args.isa);
 if (!['v1', 'v2'].includes(args.arch)) {
   say(`--arch: expected v1 or v2, got ${args.arch}`);
+  process.exit(2);
+}
+if (!['cpu', 'cuda'].includes(args['torch-device'])) {
+  say(`--torch-device: expected cpu or cuda, got ${args['torch-device']}`);
   process.exit(2);
 }
 const arch = args.arch;
@@ -180,8 +189,9 @@ const options = {
     rowProduct: data.rowProduct,
   },
 };
-const engine =
-  workers > 1
+const engine = args['skip-wasm']
+  ? null
+  : workers > 1
     ? await ParallelEngine.create({ ...options, workers, backend, batchSize: batch })
     : new LocalEngine(options);
 const ort = args['skip-ort'] ? null : await OrtEngine.create({ ...options, threads });
@@ -259,6 +269,8 @@ function torchRound(round) {
       String(steps),
       '--threads',
       String(threads),
+      '--device',
+      args['torch-device'],
     ],
     { env, encoding: 'utf8' },
   );
@@ -282,9 +294,11 @@ const report = (round, name, c) =>
     `round ${round + 1}: ${name} ${c.samplesPerSec.toFixed(0)} samples/s (${c.samplesPerCpuSec.toFixed(0)} per CPU-s), step ${c.first.toFixed(0)} → ${c.last.toFixed(0)} ms`,
   );
 for (let round = 0; round < rounds; round++) {
-  const c = await engineRound(engine, round);
-  ctlRuns.push(c);
-  report(round, 'ctl wasm', c);
+  if (engine) {
+    const c = await engineRound(engine, round);
+    ctlRuns.push(c);
+    report(round, 'ctl wasm', c);
+  }
   if (ort) {
     const o = await engineRound(ort, round);
     ortRuns.push(o);
@@ -303,7 +317,7 @@ for (let round = 0; round < rounds; round++) {
     `round ${round + 1}: pytorch ${t.samples_per_sec.toFixed(0)} samples/s (${t.samples_per_cpu_sec.toFixed(0)} per CPU-s), step ${t.step_ms_first_quarter.toFixed(0)} → ${t.step_ms_last_quarter.toFixed(0)} ms`,
   );
 }
-await engine.dispose();
+await engine?.dispose();
 await ort?.dispose();
 await gpu?.dispose();
 
@@ -345,46 +359,40 @@ const summary = (runs) => ({
 });
 const gflops = (perSec) => ((perSec / batch) * stepFlops * 1e-9).toFixed(1);
 const rates = ({ perSec, perCpu }) => [perSec.toFixed(0), perCpu.toFixed(0), gflops(perSec), gflops(perCpu)];
-const ctl = summary(ctlRuns);
-row(`ctl: tfjs ${backend} (SIMD), ${workers} worker thread${workers > 1 ? 's' : ''}`, ...rates(ctl));
-const ortSummary = ortRuns.length > 0 ? summary(ortRuns) : null;
-if (ortSummary)
-  row(`ctl: onnxruntime-node CPU, ${threads} intra-op thread${threads > 1 ? 's' : ''}`, ...rates(ortSummary));
-const gpuSummary = gpuRuns.length > 0 ? summary(gpuRuns) : null;
-if (gpuSummary)
-  row(`ctl: onnxruntime-node WebGPU${adapter.software ? ', SOFTWARE adapter' : ''}`, ...rates(gpuSummary));
-if (torchRuns.length > 0) {
-  const t = torchRuns[0];
-  const torch = summary(torchRuns);
+/** The engines that ran: the row's label, the name in the ratios, the medians of the rounds. */
+const engines = [
+  [`ctl: tfjs ${backend} (SIMD), ${workers} worker thread${workers > 1 ? 's' : ''}`, 'wasm', ctlRuns],
+  [`ctl: onnxruntime-node CPU, ${threads} intra-op thread${threads > 1 ? 's' : ''}`, 'ort-cpu', ortRuns],
+  [`ctl: onnxruntime-node WebGPU${adapter?.software ? ', SOFTWARE adapter' : ''}`, 'webgpu', gpuRuns],
+]
+  .filter(([, , runs]) => runs.length > 0)
+  .map(([label, name, runs]) => ({ label, name, ...summary(runs) }));
+for (const e of engines) row(e.label, ...rates(e));
+const torch = torchRuns.length > 0 ? { ...torchRuns[0], ...summary(torchRuns) } : null;
+if (torch) {
+  const onGpu = torch.blas_kind === 'cuda';
+  const blas = torch.blas_kind === 'mkl' ? 'MKL' : `OpenBLAS ${torch.kernel}`;
   row(
-    `PyTorch ${t.torch}, ${t.threads} threads, ${t.blas_kind === 'mkl' ? 'MKL' : `OpenBLAS ${t.kernel}`}`,
+    onGpu
+      ? `PyTorch ${torch.torch}, CUDA, fp32 (TF32 off)`
+      : `PyTorch ${torch.torch}, ${torch.threads} threads, ${blas}`,
     ...rates(torch),
   );
-  row('ratio ctl wasm / PyTorch', (ctl.perSec / torch.perSec).toFixed(2), (ctl.perCpu / torch.perCpu).toFixed(2));
-  if (ortSummary)
-    row(
-      'ratio ctl ort-cpu / PyTorch',
-      (ortSummary.perSec / torch.perSec).toFixed(2),
-      (ortSummary.perCpu / torch.perCpu).toFixed(2),
-    );
-  if (gpuSummary)
-    row(
-      'ratio ctl webgpu / PyTorch',
-      (gpuSummary.perSec / torch.perSec).toFixed(2),
-      (gpuSummary.perCpu / torch.perCpu).toFixed(2),
-    );
-  console.log(`  PyTorch's BLAS: ${t.blas ?? 'built in'}; flush-to-zero on`);
+  for (const e of engines)
+    row(`ratio ctl ${e.name} / PyTorch`, (e.perSec / torch.perSec).toFixed(2), (e.perCpu / torch.perCpu).toFixed(2));
+  console.log(
+    onGpu ? `  PyTorch's GPU: ${torch.device}` : `  PyTorch's BLAS: ${torch.blas ?? 'built in'}; flush-to-zero on`,
+  );
 } else if (torchFailure) {
   console.log(`\n  NO RATIO: ${torchFailure}`);
   process.exitCode = 1;
 }
-if (gpuSummary) console.log(`  WebGPU adapter: ${describeAdapter(adapter)}`);
+if (gpuRuns.length > 0) console.log(`  WebGPU adapter: ${describeAdapter(adapter)}`);
 if (ceiling) {
-  const share = (engineSummary) =>
-    `${((100 * (engineSummary.perSec / batch) * stepFlops) / 1e9 / ceiling).toFixed(0)} %`;
-  const shares = [`ort-cpu ${share(ortSummary)}`, `wasm ${share(ctl)}`];
-  if (torchRuns.length > 0) shares.push(`PyTorch ${share(summary(torchRuns))}`);
+  const share = (rate) => `${((100 * (rate.perSec / batch) * stepFlops) / 1e9 / ceiling).toFixed(0)} %`;
+  const onCpu = engines.filter((e) => e.name !== 'webgpu');
+  if (torch?.device === 'cpu') onCpu.push({ ...torch, name: 'PyTorch' });
   console.log(
-    `  ceiling: onnxruntime's sgemm on a 2048³ product, ${threads} thread${threads > 1 ? 's' : ''}: ${ceiling.toFixed(0)} GFLOP/s; the step reaches ${shares.join(', ')} of it`,
+    `  ceiling: onnxruntime's sgemm on a 2048³ product, ${threads} thread${threads > 1 ? 's' : ''}: ${ceiling.toFixed(0)} GFLOP/s; the step reaches ${onCpu.map((e) => `${e.name} ${share(e)}`).join(', ')} of it`,
   );
 }

@@ -1,10 +1,14 @@
 """PyTorch side of bench/train/run.mjs: the training step (torch_two_tower.py) of the model, loss and optimizer
 that script wrote to DATA_DIR/step.json (from configs/v1.json or v2.json), on the batches it wrote there; prints
 one JSON line (samples/s, samples per CPU-second, step times early and late, versions, the BLAS library torch
-loaded, threads). Refuses (exit 3) to time a PyTorch whose BLAS is not OpenBLAS or MKL: on Debian, python3-torch
-alone brings the reference BLAS (libblas3), several times slower, and a ratio against it says nothing.
+loaded, threads, the device). Refuses (exit 3) to time a PyTorch whose BLAS is not OpenBLAS or MKL: on Debian,
+python3-torch alone brings the reference BLAS (libblas3), several times slower, and a ratio against it says nothing.
+With --device cuda the model, its optimizer state and the whole matrices live on the GPU (batches are gathered
+there, as ctl's webgpu engine does), in strict fp32 (TF32 off: ctl's WebGPU kernels compute in fp32); exit 4 when
+torch has no CUDA device.
 
 Usage: python3 torch_bench.py DATA_DIR [--batch 256] [--warmup 5] [--first 5] [--steps 40] [--threads 2]
+    [--device cpu|cuda]
 DATA_DIR: step.json ({spec: the model section with inputDim and numCategories, loss, optimizer: the config's
 sections, negatives: whether each row has an explicit negative}), scenes.f32 [rows, inputDim], products.f32
 [products, inputDim], product_category.i32, row_product.i32, and per step `batch` training rows (rows.i32) and,
@@ -68,12 +72,22 @@ def main():
     parser.add_argument('--first', type=int, default=5)
     parser.add_argument('--steps', type=int, default=40)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.mm(torch.ones(64, 64), torch.ones(64, 64))
-    library = blas_library()
-    kind = blas_kind(library)
+    device = torch.device(args.device)
+    if args.device == 'cuda':
+        if not torch.cuda.is_available():
+            print(f'torch_bench.py: --device cuda, but torch {torch.__version__} finds no CUDA device', file=sys.stderr)
+            sys.exit(4)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        library, kind, device_name = 'cuBLAS', 'cuda', torch.cuda.get_device_name()
+    else:
+        library, device_name = blas_library(), 'cpu'
+        kind = blas_kind(library)
     if kind is None:
         print(
             f"torch_bench.py: refusing to time PyTorch on {library or 'an unknown BLAS'}: not OpenBLAS or MKL "
@@ -89,7 +103,7 @@ def main():
     with open(os.path.join(args.data, 'step.json')) as f:
         config = json.load(f)
     dim = config['spec']['inputDim']
-    load = lambda name, dtype: torch.from_numpy(np.fromfile(os.path.join(args.data, name), dtype=dtype))
+    load = lambda name, dtype: torch.from_numpy(np.fromfile(os.path.join(args.data, name), dtype=dtype)).to(device)
     scenes = load('scenes.f32', np.float32).reshape(-1, dim)
     products = load('products.f32', np.float32).reshape(-1, dim)
     category = load('product_category.i32', np.int32).long()
@@ -97,7 +111,7 @@ def main():
     rows = load('rows.i32', np.int32).long().reshape(-1, args.batch)
     negatives = load('negatives.i32', np.int32).long().reshape(-1, args.batch) if config['negatives'] else None
 
-    model = from_spec(config['spec'])
+    model = from_spec(config['spec']).to(device)
     model.train()
     optimizer = make_optimizer(model, config['optimizer'])
     loss, grad_clip = config['loss'], config['optimizer']['gradClip']
@@ -130,6 +144,7 @@ def main():
         'threads': torch.get_num_threads(),
         'blas': library,
         'blas_kind': kind,
+        'device': device_name,
     }))
 
 

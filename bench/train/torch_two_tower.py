@@ -152,7 +152,7 @@ def loss_fn(scenes, products, negatives, temperature, loss):
     """Weighted symmetric InfoNCE over the batch + weighted triplet loss on cosine distance (rows are unit vectors)
     when there are negatives; `loss` is a training config's loss section."""
     logits = scenes @ products.T / temperature
-    labels = torch.arange(len(scenes))
+    labels = torch.arange(len(scenes), device=scenes.device)
     infonce = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
     total = loss['infonce'] * infonce
     if negatives is not None and loss['triplet'] > 0:
