@@ -7,19 +7,26 @@
 #   deploy/shards.sh local N      # all N tasks on this machine one after another, then the merge
 #
 # Slurm:  sbatch --array=0-3 --wrap 'deploy/shards.sh run $SLURM_ARRAY_TASK_ID 4'
+# Kubernetes: the pods of k8s/embed-job.yaml and k8s/merge-job.yaml run this script (in the image, /app/deploy).
 # Env: SHARDS_DIR (default ./shards), CTL_WORKDIR (merge target, default ./workdir), CTL (default: node dist/cli.js),
-#      EMBED_ARGS (extra `ctl embed` flags, e.g. "--device webgpu --batch 32").
+#      extra flags for each command: FETCH_ARGS (`ctl data fetch`, e.g. "--base-url URL" of a metadata mirror),
+#      DOWNLOAD_ARGS (`ctl download`, e.g. "--base-url URL" of an image mirror), EMBED_ARGS (`ctl embed`,
+#      e.g. "--device webgpu --batch 32").
 set -euo pipefail
 SHARDS_DIR=${SHARDS_DIR:-./shards}
 CTL=${CTL:-node dist/cli.js}
+FETCH_ARGS=${FETCH_ARGS:-}
+DOWNLOAD_ARGS=${DOWNLOAD_ARGS:-}
 EMBED_ARGS=${EMBED_ARGS:-}
 
 run_shard() {
   local i=$1 n=$2 dir="$SHARDS_DIR/shard-$1"
   mkdir -p "$dir"
-  $CTL data fetch --workdir "$dir"
-  $CTL download --workdir "$dir" --shard "$i/$n"
-  # shellcheck disable=SC2086 # EMBED_ARGS is a list of flags
+  # shellcheck disable=SC2086 # the *_ARGS are lists of flags
+  $CTL data fetch --workdir "$dir" $FETCH_ARGS
+  # shellcheck disable=SC2086
+  $CTL download --workdir "$dir" --shard "$i/$n" $DOWNLOAD_ARGS
+  # shellcheck disable=SC2086
   $CTL embed --workdir "$dir" --shard "$i/$n" $EMBED_ARGS
 }
 
@@ -37,7 +44,7 @@ case "${1:-}" in
     merge "$2"
     ;;
   *)
-    sed -n '2,11p' "$0"
+    sed -n '2,14p' "$0"
     exit 2
     ;;
 esac
