@@ -10,8 +10,10 @@ ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
 
 WORKDIR /app
 COPY . .
-# `npm ci` builds dist/ (the prepare script); the dev dependencies go afterwards.
-RUN npm ci --no-audit --no-fund && npm prune --omit=dev && npm cache clean --force
+# `npm ci` builds dist/ (the prepare script); then the dev dependencies go, and what this platform does not load
+# (other platforms' binaries, browser builds, types, docs): scripts/prune-node-modules.sh.
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev && scripts/prune-node-modules.sh node_modules \
+  && npm cache clean --force
 
 ENV CTL_WORKDIR=/work
 ENTRYPOINT ["node", "/app/dist/cli.js"]

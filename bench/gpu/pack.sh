@@ -41,21 +41,7 @@ npm ls --omit=dev --all --parseable | tail -n +2 | while read -r dir; do
   cp -a "$dir" "$STAGE/$rel"
 done
 NM=$STAGE/node_modules
-# Types, other platforms' binaries, docs and tests; transformers.js bundles onnxruntime-web into its node build.
-rm -rf "$NM"/@types "$NM"/onnxruntime-web
-find "$NM" -depth -type d \( -name test -o -name tests -o -name __tests__ -o -name docs -o -name example -o -name examples \) \
-  -exec rm -rf {} +
-find "$NM" -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' -o -name '*.md' -o -name '*.ts' \) -delete
-find "$NM/onnxruntime-node/bin" -mindepth 2 -maxdepth 2 ! -path '*/linux' -exec rm -rf {} +
-find "$NM/onnxruntime-node/bin" -mindepth 3 -maxdepth 3 ! -path '*/linux/x64' -exec rm -rf {} +
-find "$NM/webgpu/dist" -mindepth 1 -maxdepth 1 -type d ! -name linux-x64 -exec rm -rf {} +
-# Node loads the *.node.js bundle of each tfjs package (package.json "main"); the wasm backend its .wasm files.
-for p in "$NM"/@tensorflow/*; do
-  find "$p/dist" -mindepth 1 \( -type d -o ! \( -name '*.node.js' -o -name '*.wasm' \) \) -prune -exec rm -rf {} +
-  rm -rf "$p/src" "$p/wasm-out" "$p/scripts"
-done
-find "$NM/@huggingface/transformers/dist" -type f ! -name transformers.node.mjs -delete
-rm -rf "$NM/@huggingface/transformers/src" "$NM/@huggingface/transformers/types"
+scripts/prune-node-modules.sh "$NM"
 
 # ---- the pack
 rm -rf "$DEST"
