@@ -4,15 +4,15 @@
 # Unpacks Node and ctl into $WORK (/tmp/ctl-gpu), finds the GPU's Vulkan driver (unpacking the packed loader where
 # the machine has none), then runs, each under a time limit and never stopping the script:
 #   gpu        nvidia-smi, vulkaninfo --summary (where present)
-#   prepare    bench/embed/prepare.mjs: decode + preprocessing alone, on worker threads (images/s, CPU ms/image);
-#              again as prepare-uv with UV_THREADPOOL_SIZE=nproc (sharp's work from every worker shares libuv's
-#              pool, 4 threads by default: does that cap the feed on a many-core machine?)
 #   embed      bench/embed/run.mjs --device webgpu (ViT-B/16 at 224 px, decode included), beside PyTorch on CUDA
 #              when python3 has torch with CUDA (else on its CPU, else without PyTorch)
 #   train      bench/train/run.mjs --webgpu at batch 256 (every training engine, webgpu on the GPU's adapter
 #              included, beside PyTorch: on CUDA when python3 has torch with CUDA, else on its CPU)
 #   train-4096 the same at batch 4096, the webgpu engine beside PyTorch on CUDA only (the CPU engines take
 #              seconds a step there)
+#   prepare    bench/embed/prepare.mjs: decode + preprocessing alone, on worker threads (images/s, CPU ms/image);
+#              again as prepare-uv with UV_THREADPOOL_SIZE=nproc (sharp's work from every worker shares libuv's
+#              pool, 4 threads by default: does that cap the feed on a many-core machine?)
 # Each step's lines that matter start with RESULT; they are repeated at the end, with the step's name. With $OUT
 # set, the log, the summary and the benches' result files are copied there.
 # Knobs (env): QUICK=1 small sizes and the small model (a smoke test off the GPU, e.g. on lavapipe);
@@ -155,11 +155,12 @@ report() { # a bench's stdout (its results; progress goes to stderr) as RESULT l
   return "$rc"
 }
 export -f report
-step prepare 120 report node bench/embed/prepare.mjs "${PREPARE[@]}"
-step prepare-uv 120 env UV_THREADPOOL_SIZE="$(nproc)" bash -c 'report "$@"' _ node bench/embed/prepare.mjs "${PREPARE[@]}"
-step embed 300 report node bench/embed/run.mjs --device webgpu "${EMBED[@]}"
-step train 150 report node bench/train/run.mjs --webgpu "${TRAIN[@]}"
-step train-4096 150 report node bench/train/run.mjs --webgpu "${TRAIN_BIG[@]}"
+# The issues' figures first (embed, train at 256 and 4096), so a short budget cuts the preparation-only steps.
+step embed 240 report node bench/embed/run.mjs --device webgpu "${EMBED[@]}"
+step train 120 report node bench/train/run.mjs --webgpu "${TRAIN[@]}"
+step train-4096 120 report node bench/train/run.mjs --webgpu "${TRAIN_BIG[@]}"
+step prepare 60 report node bench/embed/prepare.mjs "${PREPARE[@]}"
+step prepare-uv 60 env UV_THREADPOOL_SIZE="$(nproc)" bash -c 'report "$@"' _ node bench/embed/prepare.mjs "${PREPARE[@]}"
 
 echo
 say "===== SUMMARY ($(($(date +%s) - T0))s)"
