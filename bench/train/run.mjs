@@ -34,18 +34,6 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { blasEnv, describeCpu, median, repo, runWithIsa, say, writeRaw } from '../common.mjs';
 
-const { useBackend } = await import(join(repo, 'dist/model/backend.js'));
-const { TwoTower } = await import(join(repo, 'dist/model/two-tower.js'));
-const { Random } = await import(join(repo, 'dist/util/random.js'));
-const { LocalEngine } = await import(join(repo, 'dist/train/engine.js'));
-const { ParallelEngine } = await import(join(repo, 'dist/train/parallel.js'));
-const { OrtEngine } = await import(join(repo, 'dist/train/ort/engine.js'));
-const { describeAdapter, probeWebGpuAdapter } = await import(join(repo, 'dist/embed/webgpu-adapter.js'));
-const { loadTrainConfig } = await import(join(repo, 'dist/train/config.js'));
-const { generateWorld } = await import(join(repo, 'dist/data/synth/world.js'));
-const { computeEmbeddings } = await import(join(repo, 'dist/data/synth/embeddings.js'));
-const { OnnxGraph } = await import(join(repo, 'dist/onnx/graph.js'));
-
 const { values: args } = parseArgs({
   options: {
     arch: { type: 'string', default: 'v2' },
@@ -75,6 +63,20 @@ if (!['cpu', 'cuda'].includes(args['torch-device'])) {
   say(`--torch-device: expected cpu or cuda, got ${args['torch-device']}`);
   process.exit(2);
 }
+
+// The built code, loaded once the arguments are checked (and, with --isa avx2, in the child only).
+const { useBackend } = await import(join(repo, 'dist/model/backend.js'));
+const { TwoTower } = await import(join(repo, 'dist/model/two-tower.js'));
+const { Random } = await import(join(repo, 'dist/util/random.js'));
+const { LocalEngine } = await import(join(repo, 'dist/train/engine.js'));
+const { ParallelEngine } = await import(join(repo, 'dist/train/parallel.js'));
+const { OrtEngine } = await import(join(repo, 'dist/train/ort/engine.js'));
+const { describeAdapter, probeWebGpuAdapter } = await import(join(repo, 'dist/embed/webgpu-adapter.js'));
+const { loadTrainConfig } = await import(join(repo, 'dist/train/config.js'));
+const { generateWorld } = await import(join(repo, 'dist/data/synth/world.js'));
+const { computeEmbeddings } = await import(join(repo, 'dist/data/synth/embeddings.js'));
+const { OnnxGraph } = await import(join(repo, 'dist/onnx/graph.js'));
+
 const arch = args.arch;
 // The reference model, optimizer and loss, as configs/<arch>.json says; by default its embeddings' input width
 // (v1: CLIP ViT-B/32, 512; v2: fashion SigLIP, 768).
