@@ -305,13 +305,18 @@ export class Tape {
     })[0];
   }
 
-  /** log Σ exp along `axis` of a matrix (the axis removed); gradient dy · softmax. */
+  /** log Σ exp along `axis` of a matrix (the axis removed); gradient dy · softmax. Shifted by the maximum here, not
+   * one ReduceLogSumExp: onnxruntime's WebGPU provider sums exp(x) as it is, which overflows to Infinity once an
+   * entry passes ~88 (InfoNCE's logits reach 1 / temperature = 100 at the clamp). */
   logSumExp(x: Value, axis: 0 | 1): Value {
-    const name = this.op('ReduceLogSumExp', [x.name], { axes: [axis], keepdims: 0 });
-    return this.record([x], [{ name, shape: [x.shape[1 - axis]] }], ([dy]) => {
-      const keep = (v: string) => this.op('Unsqueeze', [v, this.ints([axis])]);
-      const softmax = this.op('Exp', [this.op('Sub', [x.name, keep(name)])]);
-      return [this.op('Mul', [softmax, keep(dy!)])];
+    const max = this.op('ReduceMax', [x.name], { axes: [axis], keepdims: 1 });
+    const exp = this.op('Exp', [this.op('Sub', [x.name, max])]);
+    const sum = this.op('ReduceSum', [exp, this.ints([axis])], { keepdims: 1 });
+    const shape = [x.shape[1 - axis]];
+    const name = this.op('Reshape', [this.op('Add', [this.op('Log', [sum]), max]), this.ints(shape)]);
+    return this.record([x], [{ name, shape }], ([dy]) => {
+      const softmax = this.op('Div', [exp, sum]);
+      return [this.op('Mul', [softmax, this.op('Unsqueeze', [dy!, this.ints([axis])])])];
     })[0];
   }
 
