@@ -32,13 +32,21 @@ const matrices = {
   productCategory: Int32Array.from({ length: products }, () => rng.int(numCategories)),
   rowProduct: Int32Array.from({ length: trainRows }, () => rng.int(products)),
 };
-const plan = (negatives: boolean): StepPlan => ({
+/** A [batch, batch] 0/1 matrix with ones at `density` off the diagonal (row 1 all zeros: a row without any). */
+const byteMask = (density: number) =>
+  Uint8Array.from({ length: batch * batch }, (_, k) => {
+    const [i, j] = [Math.floor(k / batch), k % batch];
+    return i !== j && i !== 1 && rng.uniform() < density ? 1 : 0;
+  });
+type Negatives = 'explicit' | 'none' | 'in-batch-hard';
+const plan = (negatives: Negatives, falseNegatives = false): StepPlan => ({
   step: 3,
   lr: 0.01,
   rows: Int32Array.from({ length: batch }, () => rng.int(trainRows)),
-  negatives: negatives ? Int32Array.from({ length: batch }, (_, i) => (i === 2 ? -1 : rng.int(products))) : null,
-  hardCandidates: null,
-  falseNegatives: null,
+  negatives:
+    negatives === 'explicit' ? Int32Array.from({ length: batch }, (_, i) => (i === 2 ? -1 : rng.int(products))) : null,
+  hardCandidates: negatives === 'in-batch-hard' ? byteMask(0.4) : null,
+  falseNegatives: falseNegatives ? byteMask(0.2) : null,
 });
 const gradientOnly: OptimizerConfig = {
   kind: 'adamw',
@@ -86,29 +94,41 @@ beforeAll(async () => {
 });
 
 describe('the ort-cpu training step', () => {
-  for (const [arch, config] of Object.entries({ v2, v1 }))
-    for (const negatives of [true, false])
-      it(`gives the wasm engine's loss and gradients: ${arch}, ${negatives ? 'explicit' : 'no'} negatives`, async () => {
-        const [wasm, ort, model] = await engines(config, gradientOnly);
-        const step = plan(negatives);
-        const want = await wasm.step(step);
-        const got = await ort.step(step);
-        expect(want.infonce).toBeGreaterThan(0);
-        if (negatives) expect(want.triplet).toBeGreaterThan(0);
-        for (const key of ['loss', 'infonce', 'triplet', 'temperature', 'gradNorm'] as const)
-          expect(Math.abs(got[key] - want[key]), key).toBeLessThan(1e-5 * Math.max(1, Math.abs(want[key])));
-        const [wantGrad, gotGrad] = [(await wasm.optimizerState()).m, (await ort.optimizerState()).m];
-        const temperature = model.layout.entries[0];
-        expect(Math.abs(wantGrad[temperature.offset]), 'temperature gradient').toBeGreaterThan(1e-3);
-        const worst = worstRelative(model, gotGrad, wantGrad);
-        expect(worst.error, worst.name).toBeLessThan(1e-4);
-        await ort.dispose();
-      });
+  const cases: [string, ModelConfig, Negatives, boolean][] = [
+    ['v2', v2, 'explicit', false],
+    ['v2', v2, 'none', false],
+    ['v1', v1, 'explicit', false],
+    ['v1', v1, 'none', false],
+    ['v2', v2, 'explicit', true],
+    ['v2', v2, 'in-batch-hard', true],
+  ];
+  for (const [arch, config, negatives, falseNegatives] of cases)
+    it(`gives the wasm engine's loss and gradients: ${arch}, ${negatives} negatives${falseNegatives ? ', false negatives masked' : ''}`, async () => {
+      const [wasm, ort, model] = await engines(config, gradientOnly);
+      const step = plan(negatives, falseNegatives);
+      const want = await wasm.step(step);
+      const got = await ort.step(step);
+      expect(want.infonce).toBeGreaterThan(0);
+      if (negatives !== 'none') expect(want.triplet).toBeGreaterThan(0);
+      if (falseNegatives) {
+        // The mask changes the loss: a step that ignored it would not match.
+        const unmasked = await (await engines(config, gradientOnly))[0].step({ ...step, falseNegatives: null });
+        expect(Math.abs(unmasked.infonce - want.infonce)).toBeGreaterThan(1e-3);
+      }
+      for (const key of ['loss', 'infonce', 'triplet', 'temperature', 'gradNorm'] as const)
+        expect(Math.abs(got[key] - want[key]), key).toBeLessThan(1e-5 * Math.max(1, Math.abs(want[key])));
+      const [wantGrad, gotGrad] = [(await wasm.optimizerState()).m, (await ort.optimizerState()).m];
+      const temperature = model.layout.entries[0];
+      expect(Math.abs(wantGrad[temperature.offset]), 'temperature gradient').toBeGreaterThan(1e-3);
+      const worst = worstRelative(model, gotGrad, wantGrad);
+      expect(worst.error, worst.name).toBeLessThan(1e-4);
+      await ort.dispose();
+    });
 
   it('takes the same AdamW steps (weight decay, clipping) as the wasm engine', async () => {
     const [wasm, ort, model] = await engines(v2, adamw);
     for (let s = 0; s < 3; s++) {
-      const step = { ...plan(true), step: s };
+      const step = { ...plan('explicit'), step: s };
       const [want, got] = [await wasm.step(step), await ort.step(step)];
       expect(want.gradNorm).toBeGreaterThan(adamw.gradClip); // clipping is in play
       expect(Math.abs(got.gradNorm - want.gradNorm)).toBeLessThan(1e-5 * want.gradNorm);
@@ -121,14 +141,6 @@ describe('the ort-cpu training step', () => {
     expect(a.t).toBe(b.t);
     expect(worstRelative(model, a.m, b.m).error).toBeLessThan(1e-4);
     expect(worstRelative(model, a.v, b.v).error).toBeLessThan(1e-4);
-    await ort.dispose();
-  });
-
-  it('refuses in-batch-hard mining and false-negative masking with a clear message', async () => {
-    const [, ort] = await engines(v2, adamw);
-    const mask = new Uint8Array(batch * batch).fill(1);
-    await expect(ort.step({ ...plan(false), hardCandidates: mask })).rejects.toThrow(/in-batch-hard/);
-    await expect(ort.step({ ...plan(true), falseNegatives: mask })).rejects.toThrow(/false negatives/);
     await ort.dispose();
   });
 
@@ -148,8 +160,9 @@ describe('the ort-cpu training step', () => {
         threads: 1,
       };
       const [cpu, gpu] = [await OrtEngine.create(options), await OrtEngine.create({ ...options, provider: 'webgpu' })];
+      // Explicit negatives, then in-batch-hard ones with false negatives masked (ArgMax, Equal, the byte inputs).
       for (let s = 0; s < 2; s++) {
-        const step = { ...plan(true), step: s };
+        const step = { ...(s === 0 ? plan('explicit') : plan('in-batch-hard', true)), step: s };
         const [want, got] = [await cpu.step(step), await gpu.step(step)];
         expect(Math.abs(got.loss - want.loss)).toBeLessThan(1e-5 * want.loss);
       }
@@ -163,27 +176,28 @@ describe('the ort-cpu training step', () => {
   // A node the provider lacks runs on the CPU, and the step then stops twice on the bus (a many-input Sum did).
   // onnxruntime prints the placement only at verbose level, to the process's stderr: so a child process.
   it.skipIf(!webgpu)(
-    'places every node of the step (v1 and v2, with and without negatives) on the WebGPU provider',
+    'places every node of the step (v1 and v2, every kind of negatives, false negatives masked) on the WebGPU provider',
     () => {
       const script = `
         import { TwoTower } from './dist/model/two-tower.js';
         import { buildStepGraph } from './dist/train/ort/step-graph.js';
         const ort = await import('onnxruntime-node');
-        for (const [config, explicit] of ${JSON.stringify([
-          [v2, true],
-          [v2, false],
-          [v1, false],
+        for (const [config, explicit, inBatchHard, falseNegatives] of ${JSON.stringify([
+          [v2, true, false, false],
+          [v2, false, false, false],
+          [v1, false, false, false],
+          [v2, false, true, true],
         ])}) {
           const model = new TwoTower({ ...config, inputDim: 24, numCategories: 3 });
           const { model: graph } = buildStepGraph(model, { batchSize: 12, sceneRows: 40, productRows: 30,
-            explicit, dropout: true, maskBytes: true, loss: { infonce: 1, triplet: 0.5, margin: 0.2 }, optimizer: ${JSON.stringify(adamw)} });
+            explicit, inBatchHard, falseNegatives, dropout: true, maskBytes: true, loss: { infonce: 1, triplet: 0.5, margin: 0.2 }, optimizer: ${JSON.stringify(adamw)} });
           const session = await ort.InferenceSession.create(graph, { executionProviders: ['webgpu'], logSeverityLevel: 0 });
           await session.release();
         }`;
       const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
       expect(child.status, child.stderr.slice(-2000)).toBe(0);
       const placements = child.stderr.split('\n').filter((line) => /placed on \[/.test(line));
-      expect(placements).toHaveLength(3);
+      expect(placements).toHaveLength(4);
       for (const line of placements) expect(line).toMatch(/All nodes placed on \[WebGpuExecutionProvider\]/);
     },
     120_000,

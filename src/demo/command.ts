@@ -139,7 +139,8 @@ export function registerDemoCommand(program: Command): void {
         ]),
       );
       stages.train = await timed('train', () =>
-        // One worker: towers this small train faster than two workers can exchange gradients, and use less CPU.
+        // One worker where the wasm engine trains (auto without onnxruntime-node): towers this small train faster
+        // than two workers can exchange gradients, and use less CPU.
         runStage('train the towers', [
           'train',
           '--config',

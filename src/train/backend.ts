@@ -2,15 +2,14 @@
 // GEMMs); `webgpu` runs the same graph on onnxruntime's WebGPU execution provider; `tensorflow`, `wasm` and `cpu`
 // are TensorFlow.js backends for the tfjs engines (engine.ts, parallel.ts). `auto` picks webgpu when a hardware
 // adapter is found (never a software one: lavapipe is slower than the CPU), else ort-cpu, the fastest engine
-// measured on CPU (bench/train/README.md), when it can train the config, else tfjs's own auto choice; it logs which
-// and why.
+// measured on CPU (bench/train/README.md), else (onnxruntime-node failing to load) tfjs's own auto choice; it logs
+// which and why.
 import { availableParallelism } from 'node:os';
 import { WEBGPU_SETUP } from '../embed/device.js';
 import { describeAdapter, probeWebGpuAdapter } from '../embed/webgpu-adapter.js';
 import { BACKEND_CHOICES, useBackend, type BackendChoice } from '../model/backend.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
-import type { TrainConfig } from './config.js';
 
 export type TrainBackendChoice = BackendChoice | 'ort-cpu' | 'webgpu';
 export const TRAIN_BACKEND_CHOICES: TrainBackendChoice[] = [...BACKEND_CHOICES, 'ort-cpu', 'webgpu'];
@@ -27,13 +26,6 @@ export function ortProvider(backend: string): 'cpu' | 'webgpu' | null {
   return backend === 'ort-cpu' ? 'cpu' : backend === 'webgpu' ? 'webgpu' : null;
 }
 
-/** What in the config the onnxruntime engine (ort-cpu, webgpu) cannot train, or null. */
-export function ortUnsupported(config: TrainConfig): string | null {
-  if (config.negatives.strategy === 'in-batch-hard') return "negatives.strategy 'in-batch-hard'";
-  if (config.loss.maskFalseNegatives) return 'loss.maskFalseNegatives';
-  return null;
-}
-
 async function ortLoads(): Promise<string | null> {
   try {
     await import('onnxruntime-node');
@@ -44,14 +36,13 @@ async function ortLoads(): Promise<string | null> {
 }
 
 /** Select the engine for `choice` (tfjs is initialised either way: evaluation encodes through it). */
-export async function chooseTrainBackend(choice: TrainBackendChoice, config: TrainConfig): Promise<TrainBackend> {
+export async function chooseTrainBackend(choice: TrainBackendChoice): Promise<TrainBackend> {
   if (choice !== 'ort-cpu' && choice !== 'webgpu' && choice !== 'auto')
     return { name: await useBackend(choice), ortThreads: 0 };
-  const unsupported = ortUnsupported(config) ?? (await ortLoads());
-  if (unsupported) {
-    if (choice !== 'auto')
-      throw new InputError(`--backend ${choice} cannot train this config: ${unsupported}. Use --backend wasm`);
-    log(`engine: tfjs (--backend auto: the onnxruntime engines cannot train this config: ${unsupported})`);
+  const unavailable = await ortLoads();
+  if (unavailable) {
+    if (choice !== 'auto') throw new InputError(`--backend ${choice}: ${unavailable}. Use --backend wasm`);
+    log(`engine: tfjs (--backend auto: ${unavailable})`);
     return { name: await useBackend('auto'), ortThreads: 0 };
   }
   const webgpu = choice === 'ort-cpu' ? null : await probeWebGpuAdapter();

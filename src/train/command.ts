@@ -39,7 +39,7 @@ export function registerTrainCommand(program: Command): void {
       .addOption(
         new Option(
           '--backend <name>',
-          "training engine: ort-cpu = each step as one ONNX graph in onnxruntime-node (native CPU); webgpu = the same graph on onnxruntime's WebGPU provider (a software adapter too, when named); tensorflow, wasm, cpu = TensorFlow.js backends; auto = webgpu on a hardware adapter, else ort-cpu when it can train the config, else tfjs-node-gpu, then tfjs-node if installed, else wasm, else cpu",
+          "training engine: ort-cpu = each step as one ONNX graph in onnxruntime-node (native CPU); webgpu = the same graph on onnxruntime's WebGPU provider (a software adapter too, when named); tensorflow, wasm, cpu = TensorFlow.js backends; auto = webgpu on a hardware adapter, else ort-cpu; where onnxruntime-node does not load, tfjs-node-gpu, then tfjs-node if installed, else wasm, else cpu",
         )
           .choices(TRAIN_BACKEND_CHOICES)
           .default('auto'),

@@ -77,7 +77,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
     );
   if (!previous && options.resume) log(`run '${name}' has no checkpoint yet: starting from the beginning`);
 
-  const { name: backend, ortThreads } = await chooseTrainBackend(options.backend ?? 'auto', config);
+  const { name: backend, ortThreads } = await chooseTrainBackend(options.backend ?? 'auto');
   const data = await loadTrainingData(options.workdir, config, options.config);
   // The category embedding's rows are the reference's cat_to_idx, not the vocabulary's order.
   const categoryMap = categoryMapOf(data.dataset.categories);

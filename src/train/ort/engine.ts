@@ -73,8 +73,14 @@ export class OrtEngine implements TrainEngine {
     return new OrtEngine(ort, options);
   }
 
-  private compiled(batchSize: number, explicit: boolean): Promise<Compiled> {
-    const key = `${batchSize}:${explicit}`;
+  /** The step's session for a batch size and the plan's kinds of negatives and masks. */
+  private compiled(batchSize: number, plan: StepPlan): Promise<Compiled> {
+    const kinds = {
+      explicit: plan.negatives !== null,
+      inBatchHard: plan.hardCandidates !== null,
+      falseNegatives: plan.falseNegatives !== null,
+    };
+    const key = `${batchSize}:${Object.values(kinds)}`;
     let compiled = this.sessions.get(key);
     if (!compiled) {
       const { matrices, spec } = this.options;
@@ -82,7 +88,7 @@ export class OrtEngine implements TrainEngine {
         batchSize,
         sceneRows: matrices.trainScenes.length / spec.inputDim,
         productRows: matrices.products.length / spec.inputDim,
-        explicit,
+        ...kinds,
         dropout: true,
         maskBytes: this.options.provider === 'webgpu',
         loss: this.options.loss,
@@ -106,18 +112,10 @@ export class OrtEngine implements TrainEngine {
   }
 
   async step(plan: StepPlan): Promise<StepResult> {
-    if (plan.hardCandidates)
-      throw new Error(
-        'the onnxruntime engine (ort-cpu, webgpu) does not mine in-batch-hard negatives: use --backend wasm for this config',
-      );
-    if (plan.falseNegatives)
-      throw new Error(
-        'the onnxruntime engine (ort-cpu, webgpu) does not mask false negatives: use --backend wasm for this config',
-      );
     const { matrices, optimizer } = this.options;
     const B = plan.rows.length;
-    const explicit = plan.negatives !== null;
-    const { session, masks } = await this.compiled(B, explicit);
+    const { session, masks } = await this.compiled(B, plan);
+    const takes = (input: string) => session.inputNames.includes(input);
     const batch = batchIndices(matrices, plan, 0, B);
     const ort = this.ort;
     const scalar = (x: number) => new ort.Tensor('float32', Float32Array.of(x), []);
@@ -144,8 +142,12 @@ export class OrtEngine implements TrainEngine {
       );
     const drawn = await this.masks.masks(plan.step, masks);
     for (const { input, rows, cols } of masks) feeds[input] = new ort.Tensor(drawn.get(input)!, [rows, cols]);
-    if (negatives && this.options.loss.triplet > 0) {
-      const valid = negatives.valid;
+    const byteMatrix = (data: Uint8Array) => new ort.Tensor('uint8', data, [B, B]);
+    if (plan.falseNegatives && takes('false_negatives')) feeds.false_negatives = byteMatrix(plan.falseNegatives);
+    if (plan.hardCandidates && takes('hard_candidates')) feeds.hard_candidates = byteMatrix(plan.hardCandidates);
+    if (takes('valid')) {
+      // Rows with an explicit negative, or with any allowed in-batch one.
+      const valid = negatives ? negatives.valid : rowsWithAny(plan.hardCandidates!, B);
       const count = valid.reduce((a, b) => a + b, 0);
       feeds.valid = new ort.Tensor('float32', valid, [B]);
       feeds.triplet_scale = scalar(count > 0 ? 1 / count : 0);
@@ -193,4 +195,9 @@ export class OrtEngine implements TrainEngine {
     await this.state.dispose();
     await this.masks.close();
   }
+}
+
+/** 1 for each row of a [n, n] 0/1 matrix that has a 1, else 0. */
+function rowsWithAny(matrix: Uint8Array, n: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => (matrix.subarray(i * n, (i + 1) * n).includes(1) ? 1 : 0));
 }

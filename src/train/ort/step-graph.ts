@@ -5,8 +5,8 @@
 // order: each parameter tensor is a slice of the first, and the gradients are concatenated into one vector, so
 // the norm and the update are a dozen kernels whatever the number of tensors (per tensor, they were ~700 of the
 // step's ~1,100 kernels, and a GPU pays for each).
-// The math is the wasm engine's (gradients.ts, losses.ts, optimizer.ts) op for op; only the explicit-negative
-// and no-negative cases are built (in-batch-hard mining and false-negative masking are not).
+// The math is the wasm engine's (gradients.ts, losses.ts, optimizer.ts) op for op, every negatives strategy and
+// false-negative masking included.
 import { Tape, type Value } from '../../onnx/tape.js';
 import { Dropout, GELU, LayerNorm, Linear, ReLU, ResidualBlock, Sequential, type Layer } from '../../model/layers.js';
 import type { TwoTower, Tower } from '../../model/two-tower.js';
@@ -20,6 +20,10 @@ export interface StepGraphOptions {
   productRows: number;
   /** One explicit negative per row (a second pass of the product tower, the triplet term). */
   explicit: boolean;
+  /** In-batch-hard negatives: each row's triplet negative is its hardest allowed batch product (a [B, B] input). */
+  inBatchHard: boolean;
+  /** False negatives taken out of InfoNCE's softmaxes (a [B, B] input). */
+  falseNegatives: boolean;
   /** Dropout on (masks are graph inputs). */
   dropout: boolean;
   /** Masks as 0/1 bytes scaled in the graph: a quarter of the bytes where they cross a bus to a GPU (on the CPU
@@ -126,6 +130,8 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   const scenes = towerOf('scene', scenesIn, null);
   const encoded = towerOf('product', productsIn, category);
   const [products, negatives] = explicit ? t.splitRows(encoded, B) : [encoded, null];
+  // A [B, B] 0/1 matrix fed as bytes, as floats.
+  const byteMatrix = (name: string) => g.op('Cast', [g.input(name, 'uint8', [B, B])], { to: 1 });
 
   const temp = spec.temperature;
   const temperature = !model.temperatureParam
@@ -135,6 +141,8 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
       : t.clip(t.exp(param(model.temperatureParam.name)), temp.min, temp.max);
 
   const positiveSims = t.rowDot(scenes, products);
+  const hard = options.inBatchHard && loss.triplet > 0;
+  const sims = loss.infonce > 0 || hard ? t.matMul(scenes, products, true) : null;
   let total: Value | null = null;
   const addTerm = (term: Value, weight: number) => {
     const weighted = t.scale(term, weight);
@@ -142,19 +150,39 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   };
   let infonce: Value = t.scalar(0);
   if (loss.infonce > 0) {
-    const logits = t.div(t.matMul(scenes, products, true), temperature);
+    let logits = t.div(sims!, temperature);
+    if (options.falseNegatives) {
+      // A false negative's logit drops by 1e9: out of both softmaxes, as losses.ts does (the diagonal never is one).
+      const bias = g.op('Mul', [byteMatrix('false_negatives'), g.float32([-1e9], [])]);
+      logits = t.add(logits, { name: bias, shape: [B, B], grad: false });
+    }
     const diagonal = t.div(positiveSims, temperature);
     const rows = t.mean(t.sub(t.logSumExp(logits, 1), diagonal));
     const cols = t.mean(t.sub(t.logSumExp(logits, 0), diagonal));
     infonce = t.scale(t.add(rows, cols), 0.5);
     addTerm(infonce, loss.infonce);
   }
+  // Each row's allowed column of highest similarity, the first of equals as hardestAllowed picks it (disallowed
+  // columns pushed 1e9 down), as a one-hot row that picks its similarity as pickColumns does; rows with none
+  // allowed have valid 0. Built from float compares, not ArgMax: the WebGPU provider has no int64 Equal or Cast.
+  const hardestAllowed = (sims: Value): Value => {
+    const isRowMax = (x: string) =>
+      g.op('Cast', [g.op('Equal', [x, g.op('ReduceMax', [x], { axes: [1], keepdims: 1 })])], { to: 1 });
+    const disallowed = g.op('Sub', [g.float32([1], []), byteMatrix('hard_candidates')]);
+    const pushed = g.op('Sub', [sims.name, g.op('Mul', [disallowed, g.float32([1e9], [])])]);
+    // Among a row's maxima, the one of lowest column has the highest B - column.
+    const lowFirst = g.float32(Array.from({ length: B }, (_, j) => B - j));
+    const oneHot = isRowMax(g.op('Mul', [isRowMax(pushed), lowFirst]));
+    return t.rowDot(sims, { name: oneHot, shape: [B, B], grad: false });
+  };
+  const negativeSims =
+    loss.triplet <= 0 ? null : negatives ? t.rowDot(scenes, negatives) : hard ? hardestAllowed(sims!) : null;
   let triplet: Value = t.scalar(0);
-  if (loss.triplet > 0 && negatives) {
+  if (negativeSims) {
     // Rows without a negative have valid 0; `tripletScale` is 1 / (rows with one), or 0 when none has.
     const valid = t.input('valid', [B]);
     const scale = t.input('triplet_scale', []);
-    const hinge = t.relu(t.add(t.sub(t.rowDot(scenes, negatives), positiveSims), t.scalar(loss.margin)));
+    const hinge = t.relu(t.add(t.sub(negativeSims, positiveSims), t.scalar(loss.margin)));
     triplet = t.mul(t.sum(t.mul(hinge, valid)), scale);
     addTerm(triplet, loss.triplet);
   }
