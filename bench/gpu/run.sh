@@ -10,6 +10,8 @@
 #              included, beside PyTorch: on CUDA when python3 has torch with CUDA, else on its CPU)
 #   train-4096 the same at batch 4096, the webgpu engine beside PyTorch on CUDA only (the CPU engines take
 #              seconds a step there)
+#   profile    bench/train/profile.mjs at batch 256 and 4096: the webgpu step's kernels and onnxruntime's own
+#              times (is the step host-bound?)
 #   prepare    bench/embed/prepare.mjs: decode + preprocessing alone, on worker threads (images/s, CPU ms/image);
 #              again as prepare-uv with UV_THREADPOOL_SIZE=nproc (sharp's work from every worker shares libuv's
 #              pool, 4 threads by default: does that cap the feed on a many-core machine?)
@@ -130,11 +132,15 @@ if [ "$QUICK" = 1 ]; then
   PREPARE=(--images 64)
   TRAIN=(--rounds 1 --steps 3 --warmup 1 --skip-torch)
   TRAIN_BIG=(--batch 64 --rounds 1 --steps 2 --warmup 1 --skip-torch --skip-wasm --skip-ort)
+  PROFILE=(--steps 2 --warmup 1)
+  PROFILE_BIG=(--batch 64 --steps 2 --warmup 1)
 else
   TORCH=$(python3 -c 'import torch, PIL; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null)
   EMBED=(--images "${EMBED_IMAGES:-512}" --batch "${EMBED_BATCH:-32}" --threads "$(nproc)" --rounds 2 --dtypes fp32)
   if [ -n "$TORCH" ]; then EMBED+=(--torch-device "$TORCH"); else EMBED+=(--skip-torch); fi
   PREPARE=(--images "${PREPARE_IMAGES:-1000}")
+  PROFILE=(--steps 20)
+  PROFILE_BIG=(--batch 4096 --steps 5)
   read -ra TRAIN <<<"${TRAIN_ARGS:---rounds 1 --steps 20}"
   read -ra TRAIN_BIG <<<"${TRAIN_BIG_ARGS:---batch 4096 --rounds 1 --steps 10 --warmup 3}"
   TRAIN_BIG+=(--skip-wasm --skip-ort)
@@ -159,6 +165,8 @@ export -f report
 step embed 240 report node bench/embed/run.mjs --device webgpu "${EMBED[@]}"
 step train 120 report node bench/train/run.mjs --webgpu "${TRAIN[@]}"
 step train-4096 120 report node bench/train/run.mjs --webgpu "${TRAIN_BIG[@]}"
+step profile 60 report node bench/train/profile.mjs "${PROFILE[@]}"
+step profile-4096 60 report node bench/train/profile.mjs "${PROFILE_BIG[@]}"
 step prepare 60 report node bench/embed/prepare.mjs "${PREPARE[@]}"
 step prepare-uv 60 env UV_THREADPOOL_SIZE="$(nproc)" bash -c 'report "$@"' _ node bench/embed/prepare.mjs "${PREPARE[@]}"
 
