@@ -83,17 +83,35 @@ describe('in-batch-hard', () => {
     }
   });
 
-  it('marks in-batch false negatives off the diagonal only', () => {
-    const index = randomIndex(3);
-    const rows = Int32Array.from({ length: index.rowProduct.length }, (_, i) => i);
-    const n = rows.length;
-    const mask = inBatchFalseNegatives(index, rows);
-    const expected = Uint8Array.from({ length: n * n }, (_, k) => {
-      const [i, j] = [Math.floor(k / n), k % n];
-      return i !== j && isPositive(index, rows[i], index.rowProduct[rows[j]]) ? 1 : 0;
+  // Both masks against their definitions, pair by pair, on batches that repeat rows and products.
+  for (const [what, build, definition] of [
+    [
+      'false negatives: off the diagonal, batch products of the scene',
+      inBatchFalseNegatives,
+      (index: NegativeIndex, rows: Int32Array, i: number, j: number) =>
+        i !== j && isPositive(index, rows[i], index.rowProduct[rows[j]]),
+    ],
+    [
+      "allowed in-batch-hard negatives: the positive's category, not the scene's",
+      inBatchCandidates,
+      (index: NegativeIndex, rows: Int32Array, i: number, j: number) =>
+        index.productCategory[index.rowProduct[rows[j]]] === category(index, rows[i]) &&
+        !isPositive(index, rows[i], index.rowProduct[rows[j]]),
+    ],
+  ] as const)
+    it(`marks ${what}`, () => {
+      for (let seed = 0; seed < 10; seed++) {
+        const index = randomIndex(seed);
+        const rng = keyedRandom(seed, 'mask batch');
+        const rows = Int32Array.from({ length: 48 }, () => rng.int(index.rowProduct.length));
+        const n = rows.length;
+        const expected = Uint8Array.from({ length: n * n }, (_, k) =>
+          definition(index, rows, Math.floor(k / n), k % n) ? 1 : 0,
+        );
+        expect(expected.includes(1)).toBe(true);
+        expect(build(index, rows)).toEqual(expected);
+      }
     });
-    expect(mask).toEqual(expected);
-  });
 });
 
 describe('mined', () => {

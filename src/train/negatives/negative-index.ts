@@ -17,12 +17,27 @@ export function isPositive(index: NegativeIndex, row: number, product: number): 
   return index.scenePositives[index.rowScene[row]].includes(product);
 }
 
-/** [B, B] 0/1: (i, j) = 1 when j ≠ i and batch product j is one of scene i's products (a false in-batch negative). */
+/** The columns 0..n-1 grouped by a key of each (its product, its category: several rows of a batch can share one). */
+export function columnsBy(n: number, key: (j: number) => number): Map<number, number[]> {
+  const columns = new Map<number, number[]>();
+  for (let j = 0; j < n; j++) {
+    const list = columns.get(key(j));
+    if (list) list.push(j);
+    else columns.set(key(j), [j]);
+  }
+  return columns;
+}
+
+/**
+ * [B, B] 0/1: (i, j) = 1 when j ≠ i and batch product j is one of scene i's products (a false in-batch negative).
+ * Built from each scene's few products, not by testing all B² pairs (at batch 4,096 that took ~0.4 s a step).
+ */
 export function inBatchFalseNegatives(index: NegativeIndex, rows: ArrayLike<number>): Uint8Array {
   const n = rows.length;
   const mask = new Uint8Array(n * n);
+  const columns = columnsBy(n, (j) => index.rowProduct[rows[j]]);
   for (let i = 0; i < n; i++)
-    for (let j = 0; j < n; j++)
-      if (j !== i && isPositive(index, rows[i], index.rowProduct[rows[j]])) mask[i * n + j] = 1;
+    for (const product of index.scenePositives[index.rowScene[rows[i]]])
+      for (const j of columns.get(product) ?? []) if (j !== i) mask[i * n + j] = 1;
   return mask;
 }
