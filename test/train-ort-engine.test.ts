@@ -168,6 +168,9 @@ describe('the ort-cpu training step', () => {
       }
       const worst = worstRelative(model, await gpu.params(), await cpu.params());
       expect(worst.error, worst.name).toBeLessThan(1e-4);
+      // The encoder reads the parameters on the device, where the steps left them.
+      const [want, got] = [await cpu.encode('products'), await gpu.encode('products')];
+      expect(Math.max(...got.map((x, i) => Math.abs(x - want[i])))).toBeLessThan(1e-4);
       await Promise.all([cpu.dispose(), gpu.dispose()]);
     },
     180_000,
@@ -176,11 +179,12 @@ describe('the ort-cpu training step', () => {
   // A node the provider lacks runs on the CPU, and the step then stops twice on the bus (a many-input Sum did).
   // onnxruntime prints the placement only at verbose level, to the process's stderr: so a child process.
   it.skipIf(!webgpu)(
-    'places every node of the step (v1 and v2, every kind of negatives, false negatives masked) on the WebGPU provider',
+    'places every node of the step (v1 and v2, every kind of negatives, false negatives masked) and of the encoder on the WebGPU provider',
     () => {
       const script = `
         import { TwoTower } from './dist/model/two-tower.js';
         import { buildStepGraph } from './dist/train/ort/step-graph.js';
+        import { buildEncodeGraph } from './dist/train/ort/encode-graph.js';
         const ort = await import('onnxruntime-node');
         for (const [config, explicit, inBatchHard, falseNegatives] of ${JSON.stringify([
           [v2, true, false, false],
@@ -191,15 +195,49 @@ describe('the ort-cpu training step', () => {
           const model = new TwoTower({ ...config, inputDim: 24, numCategories: 3 });
           const { model: graph } = buildStepGraph(model, { batchSize: 12, sceneRows: 40, productRows: 30,
             explicit, inBatchHard, falseNegatives, dropout: true, maskBytes: true, loss: { infonce: 1, triplet: 0.5, margin: 0.2 }, optimizer: ${JSON.stringify(adamw)} });
-          const session = await ort.InferenceSession.create(graph, { executionProviders: ['webgpu'], logSeverityLevel: 0 });
-          await session.release();
+          const encoders = explicit ? ['scene', 'product'].map((tower) => buildEncodeGraph(model, tower, 40, 16)) : [];
+          for (const bytes of [graph, ...encoders]) {
+            const session = await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], logSeverityLevel: 0 });
+            await session.release();
+          }
         }`;
       const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
       expect(child.status, child.stderr.slice(-2000)).toBe(0);
       const placements = child.stderr.split('\n').filter((line) => /placed on \[/.test(line));
-      expect(placements).toHaveLength(4);
+      expect(placements).toHaveLength(6);
       for (const line of placements) expect(line).toMatch(/All nodes placed on \[WebGpuExecutionProvider\]/);
     },
     120_000,
   );
+});
+
+describe("the onnxruntime engine's encoder", () => {
+  // 9,000 products: two runs of the encoder, the second filled up past the matrix's end.
+  const wide = {
+    ...matrices,
+    products: gaussian(9000 * inputDim),
+    productCategory: Int32Array.from({ length: 9000 }, () => rng.int(numCategories)),
+  };
+  for (const [arch, config] of Object.entries({ v2, v1 }))
+    it(`gives the tfjs towers' vectors for every matrix: ${arch}`, async () => {
+      const spec: ModelSpec = { ...config, inputDim, numCategories };
+      const model = new TwoTower(spec);
+      const options: EngineOptions = {
+        spec,
+        optimizer: adamw,
+        loss: { infonce: 1, triplet: 0.5, margin: 0.2 },
+        seed: 5,
+        params: model.layout.initialise(5),
+        matrices: wide,
+      };
+      const [wasm, ort] = [new LocalEngine(options), await OrtEngine.create({ ...options, threads: 1 })];
+      for (const matrix of ['trainScenes', 'valScenes', 'products'] as const) {
+        const [want, got] = [await wasm.encode(matrix), await ort.encode(matrix)];
+        expect(got.length).toBe(want.length);
+        let worst = 0;
+        for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+        expect(worst, matrix).toBeLessThan(1e-5);
+      }
+      await ort.dispose();
+    });
 });

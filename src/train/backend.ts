@@ -35,7 +35,7 @@ async function ortLoads(): Promise<string | null> {
   }
 }
 
-/** Select the engine for `choice` (tfjs is initialised either way: evaluation encodes through it). */
+/** Select the engine for `choice` (and initialise tfjs where a tfjs engine trains). */
 export async function chooseTrainBackend(choice: TrainBackendChoice): Promise<TrainBackend> {
   if (choice !== 'ort-cpu' && choice !== 'webgpu' && choice !== 'auto')
     return { name: await useBackend(choice), ortThreads: 0 };
@@ -50,9 +50,7 @@ export async function chooseTrainBackend(choice: TrainBackendChoice): Promise<Tr
     throw new InputError(
       `--backend webgpu: ${webgpu && 'reason' in webgpu ? webgpu.reason : 'no adapter'}. ${WEBGPU_SETUP}; or use --backend ort-cpu`,
     );
-  const tfjs = await useBackend('auto', { quiet: true });
   const ortThreads = availableParallelism();
-  const evaluation = `tfjs ${tfjs} encodes for evaluation`;
   if (webgpu?.adapter && (choice === 'webgpu' || !webgpu.adapter.software)) {
     const why =
       choice === 'auto'
@@ -61,7 +59,7 @@ export async function chooseTrainBackend(choice: TrainBackendChoice): Promise<Tr
           ? '; right for tests, slower than --backend ort-cpu'
           : '';
     log(
-      `engine: webgpu (onnxruntime-node's WebGPU provider on ${describeAdapter(webgpu.adapter)}, the whole step as one ONNX graph; ${evaluation}${why})`,
+      `engine: webgpu (onnxruntime-node's WebGPU provider on ${describeAdapter(webgpu.adapter)}, the whole step as one ONNX graph${why})`,
     );
     return { name: 'webgpu', ortThreads };
   }
@@ -71,8 +69,8 @@ export async function chooseTrainBackend(choice: TrainBackendChoice): Promise<Tr
       ? `; WebGPU has only ${describeAdapter(webgpu.adapter)}, which auto never takes (--backend webgpu does)`
       : `; WebGPU: ${webgpu.reason}`;
   log(
-    `engine: ort-cpu (onnxruntime-node, the whole step as one ONNX graph, ${ortThreads} thread${ortThreads > 1 ? 's' : ''}; ` +
-      `${evaluation}${choice === 'auto' ? `; chosen by --backend auto: the fastest CPU engine measured${noGpu}` : ''})`,
+    `engine: ort-cpu (onnxruntime-node, the whole step as one ONNX graph, ${ortThreads} thread${ortThreads > 1 ? 's' : ''}` +
+      `${choice === 'auto' ? `; chosen by --backend auto: the fastest CPU engine measured${noGpu}` : ''})`,
   );
   return { name: 'ort-cpu', ortThreads };
 }

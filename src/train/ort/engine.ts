@@ -2,12 +2,13 @@
 // (native MLAS GEMMs; `--backend ort-cpu`) or the WebGPU execution provider (`--backend webgpu`). The parameters
 // and Adam moments stay where the step runs (state.ts); the dropout masks are drawn on the host with the same keys
 // as the wasm engine, so both engines train the same model, one step ahead on worker threads (masks.ts).
-// Encoding (evaluation, mining) runs through the tfjs towers on a host copy of the parameters.
+// Encoding (validation, mined negatives) runs the towers as ONNX graphs on the same provider, from the step's own
+// parameters and matrices (encode-graph.ts).
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { TwoTower } from '../../model/two-tower.js';
 import {
-  encodeAll,
+  rowsOf,
   type EngineOptions,
   type MatrixName,
   type StepPlan,
@@ -19,7 +20,11 @@ import { concat } from '../../util/matrix.js';
 import type { OptimizerState } from '../optimizer.js';
 import { MaskDrawer } from './masks.js';
 import { DeviceState, HostState, type Ort, type OrtSession, type OrtTensor, type StepState } from './state.js';
+import { buildEncodeGraph } from './encode-graph.js';
 import { buildStepGraph, type MaskInput } from './step-graph.js';
+
+/** Rows a run of the encoder takes (a v2 chunk's activations: ~40 MB). */
+const ENCODE_CHUNK = 8192;
 
 export interface OrtEngineOptions extends EngineOptions {
   /** Intra-op threads of the session. */
@@ -47,6 +52,8 @@ export class OrtEngine implements TrainEngine {
   private t: number;
   /** Sessions by batch size and negatives kind (a run has one or two: full batches, a last partial one). */
   private readonly sessions = new Map<string, Promise<Compiled>>();
+  /** The encoder of each matrix (its tower, its row count). */
+  private readonly encoders = new Map<MatrixName, Promise<OrtSession>>();
 
   private constructor(
     private readonly ort: Ort,
@@ -94,21 +101,25 @@ export class OrtEngine implements TrainEngine {
         loss: this.options.loss,
         optimizer: this.options.optimizer,
       });
-      compiled = this.ort.InferenceSession.create(model, {
-        intraOpNumThreads: this.options.threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        executionProviders: [this.options.provider ?? 'cpu'],
-        graphOptimizationLevel: 'all',
-        logSeverityLevel: 3, // not the optimizer's notes on the initializers its fusions leave unused
-        // Pool threads sleep instead of spinning (the cores are shared with the host thread and other work);
-        // denormal floats are flushed to zero, as PyTorch's bench does.
-        extra: { session: { intra_op: { allow_spinning: '0' }, set_denormal_as_zero: '1' } },
-        ...this.state.sessionOptions,
-      }).then((session) => ({ session, masks }));
+      compiled = this.session(model, this.state.sessionOptions).then((session) => ({ session, masks }));
       this.sessions.set(key, compiled);
     }
     return compiled;
+  }
+
+  private session(model: Uint8Array, placement: StepState['sessionOptions'] = {}): Promise<OrtSession> {
+    return this.ort.InferenceSession.create(model, {
+      intraOpNumThreads: this.options.threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      executionProviders: [this.options.provider ?? 'cpu'],
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3, // not the optimizer's notes on the initializers its fusions leave unused
+      // Pool threads sleep instead of spinning (the cores are shared with the host thread and other work);
+      // denormal floats are flushed to zero, as PyTorch's bench does.
+      extra: { session: { intra_op: { allow_spinning: '0' }, set_denormal_as_zero: '1' } },
+      ...placement,
+    });
   }
 
   async step(plan: StepPlan): Promise<StepResult> {
@@ -123,8 +134,8 @@ export class OrtEngine implements TrainEngine {
 
     const negatives = batch.explicit;
     const feeds: Record<string, OrtTensor> = {
-      scene_matrix: await this.state.resident('scenes', matrices.trainScenes, this.rowsOf(matrices.trainScenes)),
-      product_matrix: await this.state.resident('products', matrices.products, this.rowsOf(matrices.products)),
+      scene_matrix: await this.resident('trainScenes'),
+      product_matrix: await this.resident('products'),
       scene_rows: int32(batch.scenes.slice()),
       // A row without a negative gathers product 0: its triplet term is masked out by `valid`.
       product_rows: int32(
@@ -172,12 +183,41 @@ export class OrtEngine implements TrainEngine {
     };
   }
 
-  private rowsOf(matrix: Float32Array): [number, number] {
-    return [matrix.length / this.options.spec.inputDim, this.options.spec.inputDim];
+  /** A matrix where the step runs (uploaded once under WebGPU). */
+  private resident(matrix: MatrixName): Promise<OrtTensor> {
+    const { matrices, spec } = this.options;
+    return this.state.resident(matrix, matrices[matrix], [rowsOf(matrices, matrix, spec.inputDim), spec.inputDim]);
   }
 
   async encode(matrix: MatrixName): Promise<Float32Array> {
-    return encodeAll(this.model, await this.params(), this.options.matrices, matrix);
+    const { matrices, spec } = this.options;
+    const rows = rowsOf(matrices, matrix, spec.inputDim);
+    const chunk = Math.min(rows, ENCODE_CHUNK);
+    let encoder = this.encoders.get(matrix);
+    if (!encoder) {
+      const tower = matrix === 'products' ? 'product' : 'scene';
+      encoder = this.session(buildEncodeGraph(this.model, tower, rows, chunk));
+      this.encoders.set(matrix, encoder);
+    }
+    const session = await encoder;
+    const resident = await this.resident(matrix);
+    const int32 = (data: Int32Array) => new this.ort.Tensor('int32', data, [data.length]);
+    const out = new Float32Array(rows * spec.out);
+    for (let start = 0; start < rows; start += chunk) {
+      const count = Math.min(chunk, rows - start);
+      // The last chunk is filled up with row 0; those outputs are dropped.
+      const indices = Int32Array.from({ length: chunk }, (_, i) => (i < count ? start + i : 0));
+      const feeds: Record<string, OrtTensor> = {
+        params: this.state.params(),
+        matrix: resident,
+        row_indices: int32(indices),
+      };
+      if (session.inputNames.includes('categories'))
+        feeds.categories = int32(indices.map((row) => matrices.productCategory[row]));
+      const { vectors } = await session.run(feeds);
+      out.set((vectors.data as Float32Array).subarray(0, count * spec.out), start * spec.out);
+    }
+    return out;
   }
 
   async params(): Promise<Float32Array> {
@@ -191,7 +231,9 @@ export class OrtEngine implements TrainEngine {
 
   async dispose(): Promise<void> {
     for (const compiled of this.sessions.values()) await (await compiled).session.release();
+    for (const encoder of this.encoders.values()) await (await encoder).release();
     this.sessions.clear();
+    this.encoders.clear();
     await this.state.dispose();
     await this.masks.close();
   }

@@ -4,7 +4,7 @@
 // spare set (no copy, no allocation). On a GPU it stays on the device: the matrices are uploaded once, the step's
 // state outputs are kept as device buffers and fed to the next step, so a step moves only row indices and dropout
 // masks over the bus, not the 3 × 3.2 M values of v2's state each way nor its batch's rows; the host reads the
-// state back only when asked (evaluation, checkpoints).
+// state back only when asked (checkpoints): the encoder (encode-graph.ts) takes the parameters where they are.
 import { OnnxGraph } from '../../onnx/graph.js';
 import { STATE_INPUTS, STATE_OUTPUTS } from './step-graph.js';
 
@@ -27,6 +27,8 @@ export interface StepState {
   run(session: OrtSession, feeds: Record<string, OrtTensor>, outputs: string[]): Promise<Record<string, OrtTensor>>;
   /** A host copy of the current state. */
   read(): Promise<FlatState>;
+  /** The current parameters, where they are (a device buffer after a step under WebGPU), to feed another graph. */
+  params(): OrtTensor;
   /** A [rows, cols] matrix every step reads (uploaded once where the step runs on a device). */
   resident(name: string, data: Float32Array, dims: [number, number]): Promise<OrtTensor>;
   dispose(): Promise<void>;
@@ -60,6 +62,10 @@ export class HostState implements StepState {
   async read(): Promise<FlatState> {
     const { params, m, v } = this.current;
     return { params: params.slice(), m: m.slice(), v: v.slice() };
+  }
+
+  params(): OrtTensor {
+    return tensorOf(this.ort, this.current.params);
   }
 
   async resident(_name: string, data: Float32Array, dims: [number, number]): Promise<OrtTensor> {
@@ -104,6 +110,10 @@ export class DeviceState implements StepState {
     const results = await reader.run(feeds);
     const [params, m, v] = STATE_OUTPUTS.map((name) => results[name].data as Float32Array);
     return { params, m, v };
+  }
+
+  params(): OrtTensor {
+    return this.tensors[0];
   }
 
   resident(name: string, data: Float32Array, dims: [number, number]): Promise<OrtTensor> {

@@ -7,11 +7,11 @@
 // step's ~1,100 kernels, and a GPU pays for each).
 // The math is the wasm engine's (gradients.ts, losses.ts, optimizer.ts) op for op, every negatives strategy and
 // false-negative masking included.
-import type { OnnxGraph } from '../../onnx/graph.js';
 import { Tape, type Value } from '../../onnx/tape.js';
 import { Dropout, GELU, LayerNorm, Linear, ReLU, ResidualBlock, Sequential, type Layer } from '../../model/layers.js';
 import type { TwoTower, Tower } from '../../model/two-tower.js';
 import type { LossWeights } from '../losses.js';
+import { paramTensors } from './flat-params.js';
 import type { OptimizerConfig } from '../optimizer.js';
 
 export interface StepGraphOptions {
@@ -60,14 +60,8 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   const g = t.graph;
 
   const flatParams = g.input('params', 'float32', [layout.size]);
-  const pieces = splitVector(
-    g,
-    flatParams,
-    layout.entries.map((e) => e.size),
-  );
-  const params = new Map(
-    layout.entries.map((e, i) => [e.name, t.leaf(g.op('Reshape', [pieces[i], g.int64s(e.shape)]), e.shape)]),
-  );
+  const tensor = paramTensors(g, layout, flatParams);
+  const params = new Map(layout.entries.map((e) => [e.name, t.leaf(tensor(e.name), e.shape)]));
   const param = (name: string) => params.get(name)!;
 
   // The batch is gathered here from the whole matrices (resident on the device under WebGPU): a step feeds row
@@ -237,25 +231,4 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   t.output(triplet, 'triplet');
   t.output(temperature, 'temperature');
   return { model: g.encode(), masks };
-}
-
-/**
- * A vector cut into consecutive pieces of `sizes` by Split nodes of at most `width` outputs each, nested where there
- * are more pieces (v2's 47 parameter tensors: 8 nodes, where a Slice per piece made 47 kernels). The WebGPU provider
- * writes all of a Split's outputs from one shader, and WebGPU's default limit is 8 storage buffers per shader stage:
- * the input and 7 outputs. On the CPU the nesting costs nothing measurable.
- */
-export function splitVector(g: OnnxGraph, vector: string, sizes: number[], width = 7): string[] {
-  if (sizes.length <= width) return g.node('Split', [vector, g.int64s(sizes)], { axis: 0 }, sizes.length);
-  const perGroup = Math.ceil(sizes.length / width);
-  const groups = Array.from({ length: Math.ceil(sizes.length / perGroup) }, (_, k) =>
-    sizes.slice(k * perGroup, (k + 1) * perGroup),
-  );
-  const parts = splitVector(
-    g,
-    vector,
-    groups.map((group) => group.reduce((a, b) => a + b, 0)),
-    width,
-  );
-  return groups.flatMap((group, k) => (group.length === 1 ? [parts[k]] : splitVector(g, parts[k], group, width)));
 }

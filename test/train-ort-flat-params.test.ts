@@ -1,9 +1,9 @@
-// splitVector (src/train/ort/step-graph.ts) cuts the flat parameter vector into the layout's tensors with Split
+// splitVector (src/train/ort/flat-params.ts) cuts the flat parameter vector into the layout's tensors with Split
 // nodes of at most 7 outputs (WebGPU's default limit is 8 storage buffers per shader): every piece must hold its
 // slice of the vector, on the CPU provider and, where an adapter is found (CI: lavapipe), on the WebGPU one.
 import { describe, expect, it } from 'vitest';
 import { OnnxGraph } from '../src/onnx/graph.js';
-import { splitVector } from '../src/train/ort/step-graph.js';
+import { splitVector } from '../src/train/ort/flat-params.js';
 import { webgpuRuns } from './ort-webgpu.js';
 
 const ort = await import('onnxruntime-node');
