@@ -108,7 +108,9 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   log(
     `train ${name}: ${config.model.arch}, ${data.train.pairs.length} train / ${data.val.pairs.length} val pairs (split ${config.split}), ` +
       `${data.dim}-d '${data.embeddingModel}' ${config.sceneView} scenes, ${model.layout.size.toLocaleString('en-US')} parameters, ` +
-      `negatives ${config.negatives.strategy}, ${workers} worker${workers > 1 ? 's' : ''}`,
+      `negatives ${config.negatives.strategy}` +
+      // The onnxruntime engines' threads are in their engine line.
+      (ortProvider(backend) ? '' : `, ${workers} worker${workers > 1 ? 's' : ''}`),
   );
 
   const engineOptions = {
