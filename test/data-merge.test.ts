@@ -2,7 +2,7 @@
 // four workdirs, merged, must equal one unsharded run row for row; merging again changes nothing; stores that
 // disagree are refused, naming the first difference.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -12,6 +12,15 @@ import { ManifestWriter, readManifest, type ManifestRecord } from '../src/downlo
 import { makeFixture, removeFixtures } from './embed-fixtures.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
+
+/** A new folder under the system's temporary one, removed after the tests. */
+const made: string[] = [];
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+afterAll(() => Promise.all(made.map((dir) => rm(dir, { recursive: true, force: true }))));
 
 function ctl(args: string[]) {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
@@ -77,7 +86,7 @@ describe('ctl data merge', () => {
       await writer.close();
     }
 
-    const target = await mkdtemp(join(tmpdir(), 'ctl-merge-'));
+    const target = await tempDir('ctl-merge-');
     const from = shards.map((s) => s.workdir);
     const merged = ctl(['data', 'merge', '--workdir', target, '--from', ...from, '--json']);
     expect(merged.code, merged.stderr).toBe(0);
@@ -117,7 +126,7 @@ describe('ctl data merge', () => {
   });
 
   test('stores with different meta, or a row that differs between shards, are refused with the first difference', async () => {
-    const dirs = await Promise.all([0, 1, 2].map(() => mkdtemp(join(tmpdir(), 'ctl-merge-src-'))));
+    const dirs = await Promise.all([0, 1, 2].map(() => tempDir('ctl-merge-src-')));
     const meta = (size: number) => ({
       model: 'tiny',
       revision: 'r1',
@@ -132,7 +141,7 @@ describe('ctl data merge', () => {
     await put(dirs[0], 32, ['a', 'b'], [1, 0, 0, 1]);
     await put(dirs[1], 64, ['c'], [1, 0]);
     await put(dirs[2], 32, ['b', 'c'], [0, 1, 0.6, 0.8]);
-    const target = await mkdtemp(join(tmpdir(), 'ctl-merge-'));
+    const target = await tempDir('ctl-merge-');
 
     const metaDiff = ctl(['data', 'merge', '--workdir', target, '--from', dirs[0], dirs[1]]);
     expect(metaDiff.code).toBe(2);
@@ -151,7 +160,7 @@ describe('ctl data merge', () => {
 
     expect(ctl(['data', 'merge', '--workdir', target, '--from', target]).stderr).toMatch(/is the target --workdir/);
 
-    const [d1, d2] = await Promise.all([0, 1].map(() => mkdtemp(join(tmpdir(), 'ctl-merge-src-'))));
+    const [d1, d2] = await Promise.all([0, 1].map(() => tempDir('ctl-merge-src-')));
     for (const [i, d] of [d1, d2].entries()) {
       await mkdir(join(d, 'dataset'));
       await writeFile(workdirPaths(d).dataset('fashion'), `{"version":${i}}\n`);
