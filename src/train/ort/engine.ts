@@ -130,15 +130,14 @@ export class OrtEngine implements TrainEngine {
     const batch = batchIndices(matrices, plan, 0, B);
     const ort = this.ort;
     const scalar = (x: number) => new ort.Tensor('float32', Float32Array.of(x), []);
-    const int32 = (data: Int32Array) => new ort.Tensor('int32', data, [data.length]);
 
     const negatives = batch.explicit;
     const feeds: Record<string, OrtTensor> = {
       scene_matrix: await this.resident('trainScenes'),
       product_matrix: await this.resident('products'),
-      scene_rows: int32(batch.scenes.slice()),
+      scene_rows: this.int32(batch.scenes.slice()),
       // A row without a negative gathers product 0: its triplet term is masked out by `valid`.
-      product_rows: int32(
+      product_rows: this.int32(
         negatives
           ? concat(
               batch.positives,
@@ -148,7 +147,7 @@ export class OrtEngine implements TrainEngine {
       ),
     };
     if (this.model.categoryEmbedding)
-      feeds.product_categories = int32(
+      feeds.product_categories = this.int32(
         negatives ? concat(batch.positiveCategories, negatives.categories) : batch.positiveCategories,
       );
     const drawn = await this.masks.masks(plan.step, masks);
@@ -183,6 +182,10 @@ export class OrtEngine implements TrainEngine {
     };
   }
 
+  private int32(data: Int32Array): OrtTensor {
+    return new this.ort.Tensor('int32', data, [data.length]);
+  }
+
   /** A matrix where the step runs (uploaded once under WebGPU). */
   private resident(matrix: MatrixName): Promise<OrtTensor> {
     const { matrices, spec } = this.options;
@@ -201,7 +204,6 @@ export class OrtEngine implements TrainEngine {
     }
     const session = await encoder;
     const resident = await this.resident(matrix);
-    const int32 = (data: Int32Array) => new this.ort.Tensor('int32', data, [data.length]);
     const out = new Float32Array(rows * spec.out);
     for (let start = 0; start < rows; start += chunk) {
       const count = Math.min(chunk, rows - start);
@@ -210,10 +212,10 @@ export class OrtEngine implements TrainEngine {
       const feeds: Record<string, OrtTensor> = {
         params: this.state.params(),
         matrix: resident,
-        row_indices: int32(indices),
+        row_indices: this.int32(indices),
       };
       if (session.inputNames.includes('categories'))
-        feeds.categories = int32(indices.map((row) => matrices.productCategory[row]));
+        feeds.categories = this.int32(indices.map((row) => matrices.productCategory[row]));
       const { vectors } = await session.run(feeds);
       out.set((vectors.data as Float32Array).subarray(0, count * spec.out), start * spec.out);
     }

@@ -26,9 +26,9 @@ export function paramTensors(g: OnnxGraph, layout: ParamLayout, vector: string):
 
 /**
  * A vector cut into consecutive pieces of `sizes` by Split nodes of at most `width` outputs each, nested where there
- * are more pieces (v2's 47 parameter tensors: 8 nodes, where a Slice per piece made 47 kernels). The WebGPU provider
- * writes all of a Split's outputs from one shader, and WebGPU's default limit is 8 storage buffers per shader stage:
- * the input and 7 outputs. On the CPU the nesting costs nothing measurable.
+ * are more pieces: a few kernels, not one Slice per piece (a GPU pays for each kernel). The WebGPU provider writes
+ * all of a Split's outputs from one shader, and WebGPU's default limit is 8 storage buffers per shader stage: the
+ * input and 7 outputs.
  */
 export function splitVector(g: OnnxGraph, vector: string, sizes: number[], width = 7): string[] {
   if (sizes.length <= width) return g.node('Split', [vector, g.int64s(sizes)], { axis: 0 }, sizes.length);
