@@ -48,10 +48,26 @@ export function blasEnv(threads) {
   return env;
 }
 
-/** The processor's name, and which vector instructions the bench's kernels may use. */
+/** A field of the first processor in /proc/cpuinfo (Linux), or undefined. */
+function cpuinfo(field) {
+  if (!existsSync('/proc/cpuinfo')) return undefined;
+  return readFileSync('/proc/cpuinfo', 'utf8').match(new RegExp(`^${field}\\s*:\\s?(.*)$`, 'm'))?.[1];
+}
+
+/**
+ * The processor's name, its family and model (a VM's name often hides which generation it is), and the widest
+ * vector instructions the bench's kernels may use (with --isa avx2, the kernels of an AVX2-only machine).
+ */
 export function describeCpu() {
-  const isa = process.env.CTL_BENCH_HIDDEN_ISA === 'avx512' ? 'AVX-512 hidden: AVX2 kernels' : 'native kernels';
-  return `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores (${isa})`;
+  const flags = cpuinfo('flags')?.split(' ') ?? [];
+  const widest = ['avx512f', 'avx2', 'avx'].find((flag) => flags.includes(flag));
+  const names = { avx512f: 'AVX-512', avx2: 'AVX2', avx: 'AVX' };
+  const isa =
+    process.env.CTL_BENCH_HIDDEN_ISA === 'avx512'
+      ? 'AVX-512 hidden: AVX2 kernels'
+      : `native kernels${widest ? `: ${names[widest]}` : ''}`;
+  const family = cpuinfo('cpu family') ? ` (family ${cpuinfo('cpu family')} model ${cpuinfo('model')})` : '';
+  return `${cpus()[0]?.model ?? 'unknown CPU'}${family}, ${cpus().length} cores (${isa})`;
 }
 
 /**
@@ -72,10 +88,7 @@ export function runWithIsa(isa) {
     say("--isa avx2: the preloaded bench/cpu/hide-avx512 library did not load (see the loader's message above)");
     process.exit(3);
   }
-  const flags =
-    readFileSync('/proc/cpuinfo', 'utf8')
-      .match(/^flags\s*:(.*)$/m)?.[1]
-      .split(' ') ?? [];
+  const flags = cpuinfo('flags')?.split(' ') ?? [];
   if (!flags.includes('cpuid_fault')) {
     say('--isa avx2: this machine cannot hide AVX-512 (no CPUID faulting: cpuid_fault is not in /proc/cpuinfo)');
     process.exit(3);
