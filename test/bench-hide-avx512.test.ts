@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, expect, test } from 'vitest';
+import { expect, onTestFinished, test } from 'vitest';
 
 const flags = existsSync('/proc/cpuinfo')
   ? (readFileSync('/proc/cpuinfo', 'utf8')
@@ -15,9 +15,6 @@ const flags = existsSync('/proc/cpuinfo')
   : [];
 const hasCc = spawnSync('cc', ['--version']).status === 0;
 const canHide = process.arch === 'x64' && flags.includes('cpuid_fault') && flags.includes('avx512f') && hasCc;
-
-const dir = mkdtempSync(join(tmpdir(), 'ctl-hide-avx512-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // Prints leaf 7's feature words as the program sees them.
 const PROBE = `#include <cpuid.h>
@@ -42,6 +39,9 @@ function build(args: string[]) {
 }
 
 test.runIf(canHide)('hides the AVX-512 feature bits and keeps the rest, in C and in Node', () => {
+  // Made here, not at load: a skipped file runs no hooks, so a folder made at load would stay behind.
+  const dir = mkdtempSync(join(tmpdir(), 'ctl-hide-avx512-'));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   const library = join(dir, 'hide-avx512.so');
   build(['-O2', '-shared', '-fPIC', '-o', library, join(import.meta.dirname, '..', 'bench/cpu/hide-avx512.c'), '-ldl']);
   writeFileSync(join(dir, 'probe.c'), PROBE);
