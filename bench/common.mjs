@@ -74,7 +74,7 @@ export function describeCpu() {
  * `--isa avx2`: runs this bench again in a child process with AVX-512 hidden from it and from its children
  * (bench/cpu/hide-avx512.c, built here with cc and preloaded), so onnxruntime's MLAS, OpenBLAS and PyTorch run the
  * kernels they run on an AVX2-only machine, on this machine's cores; the parent exits with the child's status.
- * Returns in the child, and at once for `native`. Needs Linux on x86-64 with CPUID faulting (cpuid_fault).
+ * Returns in the child, and at once for `native` or a processor without AVX-512. Needs Linux on x86-64 with CPUID faulting (cpuid_fault).
  */
 export function runWithIsa(isa) {
   if (isa === 'native') return;
@@ -89,6 +89,10 @@ export function runWithIsa(isa) {
     process.exit(3);
   }
   const flags = cpuinfo('flags')?.split(' ') ?? [];
+  if (flags.includes('avx2') && !flags.includes('avx512f')) {
+    say('--isa avx2: this processor has no AVX-512, so its native kernels are the AVX2 ones: nothing to hide');
+    return;
+  }
   if (!flags.includes('cpuid_fault')) {
     say('--isa avx2: this machine cannot hide AVX-512 (no CPUID faulting: cpuid_fault is not in /proc/cpuinfo)');
     process.exit(3);
