@@ -64,7 +64,7 @@ export function registerDemoCommand(program: Command): void {
   const cmd = program
     .command('demo')
     .description(
-      'the whole pipeline on a generated dataset, end to end, in 1-3 minutes on 2 cores: synth → download → embed → ' +
+      'the whole pipeline on a generated dataset, end to end, in under a minute on 2 cores: synth → download → embed → ' +
         'zero-shot baseline → train → eval, then a summary (writes <workdir>/demo/; a second run resumes, finished stages are not redone)',
     )
     .option('--scenes <n>', 'generated scenes', parseIntOption('--scenes', 20), 2000)
