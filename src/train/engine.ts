@@ -43,8 +43,8 @@ export interface StepResult {
   triplet: number;
   gradNorm: number;
   temperature: number;
-  /** Live tfjs tensors after the step (a leak shows as growth). */
-  tensors: number;
+  /** Live tfjs tensors after the step, from the tfjs engines (a leak shows as growth). */
+  tensors?: number;
 }
 
 export interface TrainEngine {

@@ -221,7 +221,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
     const progress = new Progress(`epoch ${epoch + 1}/${config.epochs}`, trainedRows, { unit: 'samples' });
     const started = performance.now();
     const sums = { loss: 0, infonce: 0, triplet: 0 };
-    let liveTensors = 0;
+    let liveTensors: number | undefined;
     for (let b = 0; b < stepsPerEpoch; b++) {
       const batch = Int32Array.from(order.slice(b * config.batchSize, (b + 1) * config.batchSize));
       await negatives.refresh?.(step, engine);

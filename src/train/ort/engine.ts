@@ -5,7 +5,6 @@
 // Encoding (validation, mined negatives) runs the towers as ONNX graphs on the same provider, from the step's own
 // parameters and matrices (encode-graph.ts).
 import { availableParallelism } from 'node:os';
-import * as tf from '@tensorflow/tfjs';
 import { TwoTower } from '../../model/two-tower.js';
 import {
   rowsOf,
@@ -178,7 +177,6 @@ export class OrtEngine implements TrainEngine {
       triplet: read('triplet'),
       temperature: read('temperature'),
       gradNorm: read('grad_norm'),
-      tensors: tf.memory().numTensors,
     };
   }
 
