@@ -34,6 +34,7 @@ const dist = (path) => import(join(repo, 'dist', path));
 const { TwoTower } = await dist('model/two-tower.js');
 const { buildStepGraph } = await dist('train/ort/step-graph.js');
 const { DeviceState, HostState } = await dist('train/ort/state.js');
+const { sessionOptions } = await dist('train/ort/engine.js');
 const { describeAdapter, probeWebGpuAdapter } = await dist('embed/webgpu-adapter.js');
 const ort = await import('onnxruntime-node');
 
@@ -69,14 +70,9 @@ const initial = { params: model.layout.initialise(1), m: new Float32Array(size),
 const state = gpu ? new DeviceState(ort, initial, 'webgpu') : new HostState(ort, initial);
 const profileDir = mkdtempSync(join(tmpdir(), 'ctl-profile-'));
 const session = await ort.InferenceSession.create(graph, {
-  executionProviders: [args.provider],
-  intraOpNumThreads: threads,
-  interOpNumThreads: 1,
-  graphOptimizationLevel: 'all',
-  logSeverityLevel: 3,
+  ...sessionOptions(args.provider, threads),
   enableProfiling: true,
   profileFilePrefix: join(profileDir, 'step'),
-  extra: { session: { intra_op: { allow_spinning: '0' }, set_denormal_as_zero: '1' } },
   ...state.sessionOptions,
 });
 

@@ -37,6 +37,21 @@ export interface OrtEngineOptions extends EngineOptions {
   provider?: 'cpu' | 'webgpu';
 }
 
+/** The engine's session options (bench/train/profile.mjs runs the step with the same). */
+export function sessionOptions(provider: 'cpu' | 'webgpu', threads: number) {
+  return {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential' as const,
+    executionProviders: [provider],
+    graphOptimizationLevel: 'all' as const,
+    logSeverityLevel: 3 as const, // not the optimizer's notes on the initializers its fusions leave unused
+    // Pool threads sleep instead of spinning (the cores are shared with the host thread and other work);
+    // denormal floats are flushed to zero, as PyTorch's bench does.
+    extra: { session: { intra_op: { allow_spinning: '0' }, set_denormal_as_zero: '1' } },
+  };
+}
+
 interface Compiled {
   session: OrtSession;
   masks: MaskInput[];
@@ -108,15 +123,7 @@ export class OrtEngine implements TrainEngine {
 
   private session(model: Uint8Array, placement: StepState['sessionOptions'] = {}): Promise<OrtSession> {
     return this.ort.InferenceSession.create(model, {
-      intraOpNumThreads: this.options.threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      executionProviders: [this.options.provider ?? 'cpu'],
-      graphOptimizationLevel: 'all',
-      logSeverityLevel: 3, // not the optimizer's notes on the initializers its fusions leave unused
-      // Pool threads sleep instead of spinning (the cores are shared with the host thread and other work);
-      // denormal floats are flushed to zero, as PyTorch's bench does.
-      extra: { session: { intra_op: { allow_spinning: '0' }, set_denormal_as_zero: '1' } },
+      ...sessionOptions(this.options.provider ?? 'cpu', this.options.threads),
       ...placement,
     });
   }
