@@ -74,7 +74,8 @@ export function describeCpu() {
  * `--isa avx2`: runs this bench again in a child process with AVX-512 hidden from it and from its children
  * (bench/cpu/hide-avx512.c, built here with cc and preloaded), so onnxruntime's MLAS, OpenBLAS and PyTorch run the
  * kernels they run on an AVX2-only machine, on this machine's cores; the parent exits with the child's status.
- * Returns in the child, and at once for `native` or a processor without AVX-512. Needs Linux on x86-64 with CPUID faulting (cpuid_fault).
+ * Returns in the child, and at once for `native` or a processor without AVX-512. Needs Linux on x86-64 with CPUID
+ * faulting (cpuid_fault).
  */
 export function runWithIsa(isa) {
   if (isa === 'native') return;
