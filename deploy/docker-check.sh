@@ -3,8 +3,8 @@
 # internet: builds the image from the repo's Dockerfile, writes an STL-shaped synthetic dataset (metadata and images,
 # in a container) and serves it on 127.0.0.1 the way GitHub and Pinterest lay it out, then runs
 #   - the embed Job's N pods as N containers (JOB_COMPLETION_INDEX 0 … N-1, one shared folder as the volume, the
-#     pod's command and environment as k8s/embed-job.yaml has them), with --base-url pointing at the local server and the
-#     generated 'small' model instead of the hub's SigLIP;
+#     pod's command and environment as k8s/embed-job.yaml has them), with --base-url pointing at the local server
+#     and the generated 'small' model instead of the hub's SigLIP;
 #   - the merge Job's pod (the command k8s/merge-job.yaml has), twice: the second merge must add nothing;
 #   - one unsharded container, whose stores are then merged into the merged workdir: `ctl data merge` refuses a row
 #     that differs, so this passes only when the sharded run equals the unsharded one row for row, bytes equal.
