@@ -2,7 +2,7 @@
 // configured protocol, keep the best and the last checkpoint, stop early when the selection metric stalls, and
 // resume exactly where a killed run left off.
 import { availableParallelism } from 'node:os';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import type { BackendChoice } from '../model/backend.js';
@@ -32,6 +32,7 @@ import { createNegativeSampler, type NegativeSampler, type SamplerState } from '
 import { inBatchFalseNegatives } from './negatives/negative-index.js';
 import { OrtEngine } from './ort/engine.js';
 import { ParallelEngine } from './parallel.js';
+import { checkResumable } from './resume.js';
 import { learningRate } from './schedule.js';
 
 export interface TrainRunOptions {
@@ -84,7 +85,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   const categoryRow = categoryRows(categoryMap, data.dataset.categories, 'the dataset');
   const spec: ModelSpec = { ...config.model, inputDim: data.dim, numCategories: categoryMap.num_categories };
   const model = new TwoTower(spec);
-  if (previous) checkResumable(previous, config, data, backend, await startedWith(dir), options.set ?? []);
+  if (previous) await checkResumable(dir, previous, { config, data, backend, set: options.set ?? [] });
   const checkpoint = previous ? await loadCheckpoint<TrainConfig>(dir, 'last', model.layout) : null;
   const workers = chooseWorkers(options.workers, backend, previous);
 
@@ -175,16 +176,18 @@ interface LoopContext {
   overrides: Record<string, unknown>;
 }
 
+/**
+ * The epochs from where the checkpoint left off (or from a zero-shot record): train an epoch, validate, record it,
+ * checkpoint; stop early when the selection metric has not improved for `patience` epochs.
+ */
 async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
   const { config, data, engine, metricsLog } = ctx;
   const rows = data.train.pairs.length;
   // A last partial batch too small to split over the workers (or to have in-batch negatives) is left out.
   const remainder = rows % config.batchSize;
   const stepsPerEpoch = Math.floor(rows / config.batchSize) + (remainder >= Math.max(2, ctx.workers) ? 1 : 0);
-  const trainedRows = Math.min(rows, stepsPerEpoch * config.batchSize);
   if (stepsPerEpoch === 0)
     throw new InputError(`only ${rows} training pairs: fewer than ${Math.max(2, ctx.workers)}, nothing to train on`);
-  const layout = new TwoTower(ctx.spec).layout;
   const state = ctx.checkpoint?.state;
   let step = state?.step ?? 0;
   let best = state?.best ?? { epoch: 0, metric: -Infinity };
@@ -198,126 +201,32 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
       ? { step: state.minedStep, table: saved.pool, width: saved.poolSize }
       : null,
   );
-  const firstEpoch = state?.epoch ?? 0;
+  if (!state) await recordZeroShot(data, config, metricsLog);
 
-  if (!state) {
-    const zeroShot = await evaluateZeroShot(data, config);
-    log(
-      `zero-shot (raw embeddings, cosine): ${config.selection.metric} ${formatMetric(selectionValue(zeroShot, config.selection.metric))}`,
-    );
-    await metricsLog.append({
-      type: 'zero-shot',
-      step: 0,
-      epoch: 0,
-      protocol: config.selection.protocol,
-      metrics: zeroShot,
-    });
-  }
-
-  let epoch = firstEpoch;
+  let epoch = state?.epoch ?? 0;
   for (; epoch < config.epochs; epoch++) {
     if (config.patience > 0 && epochsWithoutGain >= config.patience) break;
-    const order = keyedRandom(config.seed, 'shuffle', epoch).shuffle(Array.from({ length: rows }, (_, i) => i));
-    const progress = new Progress(`epoch ${epoch + 1}/${config.epochs}`, trainedRows, { unit: 'samples' });
-    const started = performance.now();
-    const sums = { loss: 0, infonce: 0, triplet: 0 };
-    let liveTensors: number | undefined;
-    for (let b = 0; b < stepsPerEpoch; b++) {
-      const batch = Int32Array.from(order.slice(b * config.batchSize, (b + 1) * config.batchSize));
-      await negatives.refresh?.(step, engine);
-      const lr = learningRate(config.schedule, config.optimizer.lr, step, stepsPerEpoch, config.epochs);
-      const result = await engine.step(planStep(step, lr, batch, config, data, negatives));
-      if (!Number.isFinite(result.loss))
-        throw new RunError(
-          `loss is ${result.loss} at step ${step + 1} (epoch ${epoch + 1}, learning rate ${lr.toExponential(2)}): ` +
-            `try a lower optimizer.lr or optimizer.gradClip (e.g. 1.0) in ${ctx.name}'s config, and check the embeddings with \`ctl data verify-embeddings\``,
-        );
-      step++;
-      sums.loss += result.loss;
-      sums.infonce += result.infonce;
-      sums.triplet += result.triplet;
-      liveTensors = result.tensors;
-      const seconds = (performance.now() - started) / 1000;
-      await metricsLog.append({
-        type: 'step',
-        step,
-        epoch: epoch + 1,
-        loss: result.loss,
-        infonce: result.infonce,
-        triplet: result.triplet,
-        lr,
-        temperature: result.temperature,
-        gradNorm: result.gradNorm,
-        samplesPerSec: ((b + 1) * config.batchSize) / seconds,
-      });
-      progress.tick(
-        batch.length,
-        `loss ${result.loss.toFixed(3)} (nce ${result.infonce.toFixed(3)} trip ${result.triplet.toFixed(3)}) lr ${lr.toExponential(1)} τ ${result.temperature.toFixed(3)}`,
-      );
-    }
-    progress.finish();
-    const trainSeconds = (performance.now() - started) / 1000;
-
+    const trained = await trainEpoch(ctx, epoch, step, stepsPerEpoch, negatives);
+    step = trained.step;
     const val = await validate(engine, data, config, ctx.spec);
     const metric = selectionValue(val, config.selection.metric);
-    const sampled: SamplerState | null = negatives.state?.() ?? null;
     const improved = metric > best.metric;
     if (improved) best = { epoch: epoch + 1, metric };
     epochsWithoutGain = improved ? 0 : epochsWithoutGain + 1;
 
-    const checkpointState: CheckpointState<TrainConfig> = {
-      version: CHECKPOINT_VERSION,
-      epoch: epoch + 1,
-      step,
-      metric,
-      best,
-      epochsWithoutGain,
-      rng: {
-        algorithm: PRNG_NAME,
-        seed: config.seed,
-        nextEpoch: epoch + 1,
-        nextStep: step,
-      },
-      optimizer: { kind: config.optimizer.kind, t: step },
-      config,
-      overrides: ctx.overrides,
-      spec: ctx.spec,
-      categories: data.dataset.categories,
-      categoryMap: ctx.categoryMap,
-      embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
-      data: { fingerprint: data.fingerprint, trainPairs: rows, valPairs: data.val.pairs.length },
-      backend: ctx.backend,
-      workers: ctx.workers,
-      ...(sampled ? { minedStep: sampled.step } : {}),
-      savedAt: new Date().toISOString(),
-    };
     // The epoch's record goes first: a kill between the two then leaves a record past the checkpoint, which a
     // resume drops and writes again, never a checkpoint whose epoch has no record.
-    await metricsLog.append({
-      type: 'epoch',
-      step,
-      epoch: epoch + 1,
-      loss: sums.loss / stepsPerEpoch,
-      infonce: sums.infonce / stepsPerEpoch,
-      triplet: sums.triplet / stepsPerEpoch,
-      metric,
+    await metricsLog.append({ type: 'epoch', step, epoch: epoch + 1, ...trained.record, metric, best: improved, val });
+    const sampled = negatives.state?.() ?? null;
+    await saveCheckpoints(ctx, {
+      state: checkpointState(ctx, { epoch: epoch + 1, step, metric, best, epochsWithoutGain, sampled }),
       best: improved,
-      val,
-      trainSeconds,
-      samplesPerSec: trainedRows / trainSeconds,
-      liveTensors,
-    });
-    const params = await engine.params();
-    if (improved) await saveCheckpoint(ctx.dir, 'best', layout, { state: checkpointState, params });
-    await saveCheckpoint(ctx.dir, 'last', layout, {
-      state: checkpointState,
-      params,
-      optimizer: await engine.optimizerState(),
-      ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
+      sampled,
     });
     log(
-      `epoch ${epoch + 1}/${config.epochs}: loss ${(sums.loss / stepsPerEpoch).toFixed(4)}, val ${config.selection.protocol} ` +
-        `${config.selection.metric} ${formatMetric(metric)}${improved ? ' (best)' : ''}, ${Math.round(trainedRows / trainSeconds)} samples/s, ${formatDuration(trainSeconds)}`,
+      `epoch ${epoch + 1}/${config.epochs}: loss ${trained.record.loss.toFixed(4)}, val ${config.selection.protocol} ` +
+        `${config.selection.metric} ${formatMetric(metric)}${improved ? ' (best)' : ''}, ` +
+        `${Math.round(trained.record.samplesPerSec)} samples/s, ${formatDuration(trained.record.trainSeconds)}`,
     );
   }
   if (config.patience > 0 && epochsWithoutGain >= config.patience && epoch < config.epochs)
@@ -333,6 +242,150 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
     metric: config.selection.metric,
     protocol: config.selection.protocol,
   };
+}
+
+/** The selection protocol on the raw embeddings (cosine), logged and recorded: what training has to beat. */
+async function recordZeroShot(data: TrainingData, config: TrainConfig, metricsLog: MetricsLog): Promise<void> {
+  const metrics = await evaluateProtocol(config.selection.protocol, {
+    dataset: data.dataset,
+    pairs: data.val.pairs,
+    sceneVectors: l2NormalizeRows(data.val.scenes.slice(), data.dim),
+    productVectors: l2NormalizeRows(data.products.slice(), data.dim),
+    dim: data.dim,
+    missingProducts: data.missingProducts,
+  });
+  log(
+    `zero-shot (raw embeddings, cosine): ${config.selection.metric} ${formatMetric(selectionValue(metrics, config.selection.metric))}`,
+  );
+  await metricsLog.append({ type: 'zero-shot', step: 0, epoch: 0, protocol: config.selection.protocol, metrics });
+}
+
+interface EpochResult {
+  /** The step the next epoch starts at. */
+  step: number;
+  /** The epoch's means and speed, for its metrics record. */
+  record: {
+    loss: number;
+    infonce: number;
+    triplet: number;
+    trainSeconds: number;
+    samplesPerSec: number;
+    liveTensors: number | undefined;
+  };
+}
+
+/**
+ * One epoch's steps over the train pairs in the order keyed by (seed, epoch), each step's record appended to the
+ * metrics log; returns the next step and the epoch's means for its record.
+ */
+async function trainEpoch(
+  ctx: LoopContext,
+  epoch: number,
+  firstStep: number,
+  stepsPerEpoch: number,
+  negatives: NegativeSampler,
+): Promise<EpochResult> {
+  const { config, data, engine, metricsLog } = ctx;
+  const rows = data.train.pairs.length;
+  const trainedRows = Math.min(rows, stepsPerEpoch * config.batchSize);
+  const order = keyedRandom(config.seed, 'shuffle', epoch).shuffle(Array.from({ length: rows }, (_, i) => i));
+  const progress = new Progress(`epoch ${epoch + 1}/${config.epochs}`, trainedRows, { unit: 'samples' });
+  const started = performance.now();
+  const sums = { loss: 0, infonce: 0, triplet: 0 };
+  let liveTensors: number | undefined;
+  let step = firstStep;
+  for (let b = 0; b < stepsPerEpoch; b++) {
+    const batch = Int32Array.from(order.slice(b * config.batchSize, (b + 1) * config.batchSize));
+    await negatives.refresh?.(step, engine);
+    const lr = learningRate(config.schedule, config.optimizer.lr, step, stepsPerEpoch, config.epochs);
+    const result = await engine.step(planStep(step, lr, batch, config, data, negatives));
+    if (!Number.isFinite(result.loss))
+      throw new RunError(
+        `loss is ${result.loss} at step ${step + 1} (epoch ${epoch + 1}, learning rate ${lr.toExponential(2)}): ` +
+          `try a lower optimizer.lr or optimizer.gradClip (e.g. 1.0) in ${ctx.name}'s config, and check the embeddings with \`ctl data verify-embeddings\``,
+      );
+    step++;
+    sums.loss += result.loss;
+    sums.infonce += result.infonce;
+    sums.triplet += result.triplet;
+    liveTensors = result.tensors;
+    await metricsLog.append({
+      type: 'step',
+      step,
+      epoch: epoch + 1,
+      loss: result.loss,
+      infonce: result.infonce,
+      triplet: result.triplet,
+      lr,
+      temperature: result.temperature,
+      gradNorm: result.gradNorm,
+      samplesPerSec: ((b + 1) * config.batchSize) / ((performance.now() - started) / 1000),
+    });
+    progress.tick(
+      batch.length,
+      `loss ${result.loss.toFixed(3)} (nce ${result.infonce.toFixed(3)} trip ${result.triplet.toFixed(3)}) lr ${lr.toExponential(1)} τ ${result.temperature.toFixed(3)}`,
+    );
+  }
+  progress.finish();
+  const trainSeconds = (performance.now() - started) / 1000;
+  return {
+    step,
+    record: {
+      loss: sums.loss / stepsPerEpoch,
+      infonce: sums.infonce / stepsPerEpoch,
+      triplet: sums.triplet / stepsPerEpoch,
+      trainSeconds,
+      samplesPerSec: trainedRows / trainSeconds,
+      liveTensors,
+    },
+  };
+}
+
+/** What a checkpoint records besides the tensors: where the run is, and what it ran on (checked on resume). */
+function checkpointState(
+  ctx: LoopContext,
+  at: Pick<CheckpointState<TrainConfig>, 'epoch' | 'step' | 'metric' | 'best' | 'epochsWithoutGain'> & {
+    sampled: SamplerState | null;
+  },
+): CheckpointState<TrainConfig> {
+  const { config, data } = ctx;
+  return {
+    version: CHECKPOINT_VERSION,
+    epoch: at.epoch,
+    step: at.step,
+    metric: at.metric,
+    best: at.best,
+    epochsWithoutGain: at.epochsWithoutGain,
+    rng: { algorithm: PRNG_NAME, seed: config.seed, nextEpoch: at.epoch, nextStep: at.step },
+    optimizer: { kind: config.optimizer.kind, t: at.step },
+    config,
+    overrides: ctx.overrides,
+    spec: ctx.spec,
+    categories: data.dataset.categories,
+    categoryMap: ctx.categoryMap,
+    embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
+    data: { fingerprint: data.fingerprint, trainPairs: data.train.pairs.length, valPairs: data.val.pairs.length },
+    backend: ctx.backend,
+    workers: ctx.workers,
+    ...(at.sampled ? { minedStep: at.sampled.step } : {}),
+    savedAt: new Date().toISOString(),
+  };
+}
+
+/** The epoch's 'last' checkpoint (with the optimizer and mined pool, to resume from), and 'best' when it is. */
+async function saveCheckpoints(
+  ctx: LoopContext,
+  { state, best, sampled }: { state: CheckpointState<TrainConfig>; best: boolean; sampled: SamplerState | null },
+): Promise<void> {
+  const layout = new TwoTower(ctx.spec).layout;
+  const params = await ctx.engine.params();
+  if (best) await saveCheckpoint(ctx.dir, 'best', layout, { state, params });
+  await saveCheckpoint(ctx.dir, 'last', layout, {
+    state,
+    params,
+    optimizer: await ctx.engine.optimizerState(),
+    ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
+  });
 }
 
 /** The step's negatives and masks, all drawn from (seed, step). */
@@ -367,18 +420,6 @@ async function validate(
     sceneVectors,
     productVectors,
     dim: spec.out,
-    missingProducts: data.missingProducts,
-  });
-}
-
-/** The selection protocol on the raw embeddings (cosine): what training has to beat. */
-async function evaluateZeroShot(data: TrainingData, config: TrainConfig): Promise<Metrics> {
-  return evaluateProtocol(config.selection.protocol, {
-    dataset: data.dataset,
-    pairs: data.val.pairs,
-    sceneVectors: l2NormalizeRows(data.val.scenes.slice(), data.dim),
-    productVectors: l2NormalizeRows(data.products.slice(), data.dim),
-    dim: data.dim,
     missingProducts: data.missingProducts,
   });
 }
@@ -429,64 +470,4 @@ function chooseWorkers(
   }
   if (previous && (backend === 'wasm' || previous.workers === 1)) return previous.workers;
   return backend === 'wasm' ? Math.max(1, Math.min(2, availableParallelism())) : 1;
-}
-
-/** The `--set` assignments a run was started with, as its config.json records them. */
-async function startedWith(dir: string): Promise<string[]> {
-  try {
-    const recorded = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
-    return recorded.overrides?.set ?? [];
-  } catch {
-    return [];
-  }
-}
-
-/**
- * Refuse to resume a run with another config or other data, saying what differs. The config compared is the
- * resolved one, `--set` flags included: resuming takes the same flags the run started with.
- */
-function checkResumable(
-  previous: CheckpointState<TrainConfig>,
-  config: TrainConfig,
-  data: TrainingData,
-  backend: string,
-  setBefore: string[],
-  setNow: string[],
-): void {
-  const reasons = diffPaths(previous.config, config).map(
-    (p) => `config ${p}: ${JSON.stringify(valueAt(previous.config, p))} → ${JSON.stringify(valueAt(config, p))}`,
-  );
-  if (reasons.length > 0 && JSON.stringify(setBefore) !== JSON.stringify(setNow))
-    reasons.push(`the run was started with ${setFlags(setBefore)}, this command has ${setFlags(setNow)}`);
-  if (previous.embeddings.model !== data.embeddingModel)
-    reasons.push(`embedding model: '${previous.embeddings.model}' → '${data.embeddingModel}'`);
-  if (previous.embeddings.dim !== data.dim) reasons.push(`embedding dim: ${previous.embeddings.dim} → ${data.dim}`);
-  if (JSON.stringify(previous.categories) !== JSON.stringify(data.dataset.categories))
-    reasons.push('category vocabulary changed');
-  if (previous.data.fingerprint !== data.fingerprint)
-    reasons.push(
-      `data changed (train pairs ${previous.data.trainPairs} → ${data.train.pairs.length}, val pairs ${previous.data.valPairs} → ${data.val.pairs.length}, or the dataset/embeddings differ)`,
-    );
-  if (reasons.length > 0)
-    throw new InputError(`cannot resume: ${reasons.join('; ')}. Start a new run with --run NAME instead`);
-  if (previous.backend !== backend)
-    log(`note: the run trained on ${previous.backend} so far, now ${backend}: results may differ within float noise`);
-}
-
-function setFlags(set: string[]): string {
-  return set.length ? set.map((s) => `--set ${s}`).join(' ') : 'no --set';
-}
-
-function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
-  if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null && !Array.isArray(a)) {
-    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-    return [...keys].flatMap((k) =>
-      diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k),
-    );
-  }
-  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
-}
-
-function valueAt(object: unknown, path: string): unknown {
-  return path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], object);
 }

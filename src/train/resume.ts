@@ -1,0 +1,68 @@
+// Resuming a run: what it was started with, and whether this command's config and data are the same.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CheckpointState } from '../model/checkpoint.js';
+import { InputError } from '../util/errors.js';
+import { log } from '../util/log.js';
+import type { TrainConfig } from './config.js';
+import type { TrainingData } from './data.js';
+
+/**
+ * Refuse to resume the run in `dir` with another config or other data, saying what differs. The config compared is
+ * the resolved one, `--set` flags included: resuming takes the same flags the run started with.
+ */
+export async function checkResumable(
+  dir: string,
+  previous: CheckpointState<TrainConfig>,
+  now: { config: TrainConfig; data: TrainingData; backend: string; set: string[] },
+): Promise<void> {
+  const { config, data, backend } = now;
+  const setBefore = await startedWith(dir);
+  const setNow = now.set;
+  const reasons = diffPaths(previous.config, config).map(
+    (p) => `config ${p}: ${JSON.stringify(valueAt(previous.config, p))} → ${JSON.stringify(valueAt(config, p))}`,
+  );
+  if (reasons.length > 0 && JSON.stringify(setBefore) !== JSON.stringify(setNow))
+    reasons.push(`the run was started with ${setFlags(setBefore)}, this command has ${setFlags(setNow)}`);
+  if (previous.embeddings.model !== data.embeddingModel)
+    reasons.push(`embedding model: '${previous.embeddings.model}' → '${data.embeddingModel}'`);
+  if (previous.embeddings.dim !== data.dim) reasons.push(`embedding dim: ${previous.embeddings.dim} → ${data.dim}`);
+  if (JSON.stringify(previous.categories) !== JSON.stringify(data.dataset.categories))
+    reasons.push('category vocabulary changed');
+  if (previous.data.fingerprint !== data.fingerprint)
+    reasons.push(
+      `data changed (train pairs ${previous.data.trainPairs} → ${data.train.pairs.length}, val pairs ${previous.data.valPairs} → ${data.val.pairs.length}, or the dataset/embeddings differ)`,
+    );
+  if (reasons.length > 0)
+    throw new InputError(`cannot resume: ${reasons.join('; ')}. Start a new run with --run NAME instead`);
+  if (previous.backend !== backend)
+    log(`note: the run trained on ${previous.backend} so far, now ${backend}: results may differ within float noise`);
+}
+
+function setFlags(set: string[]): string {
+  return set.length ? set.map((s) => `--set ${s}`).join(' ') : 'no --set';
+}
+
+function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
+  if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null && !Array.isArray(a)) {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    return [...keys].flatMap((k) =>
+      diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k),
+    );
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
+}
+
+function valueAt(object: unknown, path: string): unknown {
+  return path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], object);
+}
+
+/** The `--set` assignments a run was started with, as its config.json records them. */
+async function startedWith(dir: string): Promise<string[]> {
+  try {
+    const recorded = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
+    return recorded.overrides?.set ?? [];
+  } catch {
+    return [];
+  }
+}
