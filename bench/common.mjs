@@ -1,6 +1,6 @@
 // What the bench scripts share: the repository root (they import the built code from dist/), progress lines on
 // stderr, the median of the rounds, the load average, what a NumPy/PyTorch baseline needs (its inputs as raw
-// files, an environment that pins its BLAS threads), and a run with AVX-512 hidden (--isa avx2).
+// files, an environment that pins its BLAS threads, what it lacks), and a run with AVX-512 hidden (--isa avx2).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -46,6 +46,24 @@ export function blasEnv(threads) {
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
   return env;
+}
+
+/** Debian's packages of the Python modules the baselines import. */
+const DEBIAN_PACKAGES = { numpy: 'python3-numpy', torch: 'python3-torch', PIL: 'python3-pil' };
+
+/**
+ * Why `python` cannot run a baseline that imports `modules` (what to install), or null when it can: checked before
+ * a bench does any work, so a missing module does not end a long run in a traceback.
+ */
+export function pythonMissing(python, modules) {
+  const p = spawnSync(python, ['-c', `import ${modules.join(', ')}`], { encoding: 'utf8' });
+  if (p.error) return `${python} does not run (${p.error.code}): pass --python PATH`;
+  if (p.status === 0) return null;
+  const module = p.stderr.match(/No module named '([^'.]+)/)?.[1];
+  const last = p.stderr.trim().split('\n').pop();
+  return module in DEBIAN_PACKAGES
+    ? `${python} has no ${module} module: on Debian, apt-get install --no-install-recommends ${DEBIAN_PACKAGES[module]}`
+    : `${python} cannot import ${modules.join(', ')}: ${last}`;
 }
 
 /** A field of the first processor in /proc/cpuinfo (Linux), or undefined. */

@@ -11,7 +11,8 @@
 // PyTorch tower (its decode stays on the CPU, one thread, as torch_vit.py does it). --model picks a smaller
 // generated model for smoke tests (then compare with --skip-torch: the PyTorch tower is ViT-B/16).
 // --sweep also times the model alone (no decode) under onnxruntime session options: graph optimisation level,
-// intra-op threads, fp32 vs q8. Writes bench/out/embed/result.json.
+// intra-op threads, fp32 vs q8. Writes bench/out/embed/result.json. The PyTorch side imports torch, numpy and PIL
+// (Debian: python3-torch python3-numpy python3-pil); without them the script says which is missing and stops.
 import { spawnSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ import { saveDataset } from '../../dist/data/stl/dataset-io.js';
 import { ensureGeneratedModel } from '../../dist/embed/generated-models.js';
 import { runEmbed } from '../../dist/embed/run.js';
 import { workdirPaths } from '../../dist/data/workdir.js';
+import { blasEnv, loadAverage, median, pythonMissing, say } from '../common.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -47,7 +49,6 @@ const DTYPES = args.dtypes.split(',');
 const OUT = join(import.meta.dirname, '..', 'out', 'embed');
 const workdir = join(OUT, 'workdir');
 const paths = workdirPaths(workdir);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Pinterest-sized (400 px wide) JPEGs with smooth regions, edges and some texture, like product photos. */
 async function writeImages() {
@@ -125,10 +126,12 @@ function torchRun() {
       '--device',
       args['torch-device'],
     ],
-    { encoding: 'utf8' },
+    { env: blasEnv(THREADS), encoding: 'utf8' },
   );
   if (r.status !== 0) throw new Error(`torch_vit.py failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
+  const result = JSON.parse(r.stdout.trim().split('\n').pop());
+  result.kernel = (r.stdout + r.stderr).match(/Core: (\S+)/)?.[1] ?? 'unknown';
+  return result;
 }
 
 /** The model alone under session options, on one fixed batch (no decode). */
@@ -171,14 +174,22 @@ const cosine = (a, b, dim) => {
   return sum / (a.length / dim);
 };
 
+if (!args['skip-torch']) {
+  const missing = pythonMissing(args.python, ['numpy', 'torch', 'PIL']);
+  if (missing) {
+    say(`PyTorch baseline: ${missing}; or pass --skip-torch`);
+    process.exit(1);
+  }
+}
 await writeImages();
 const t0 = performance.now();
 const modelDir = await ensureGeneratedModel(paths.modelsDir, args.model);
 console.log(`${args.model} model ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${modelDir}`);
 console.log(
-  `${N} JPEG images 400x533, batch ${BATCH}, ${THREADS} threads, ${ROUNDS} rounds (load ${(await import('node:os')).loadavg()[0].toFixed(1)})`,
+  `${N} JPEG images 400x533, batch ${BATCH}, ${THREADS} threads, ${ROUNDS} rounds (load average ${loadAverage()})`,
 );
 
+let torchBlas;
 const results = { torch: [], ctl: Object.fromEntries(DTYPES.map((d) => [d, []])) };
 const vectors = {};
 let device;
@@ -188,6 +199,7 @@ for (let round = 0; round < ROUNDS; round++) {
   if (!args['skip-torch']) {
     const torch = torchRun();
     results.torch.push(torch.images_per_s);
+    torchBlas = `PyTorch ${torch.torch}, OpenBLAS ${torch.kernel}, ${torch.threads} threads`;
     line.push(`torch (${args['torch-device']}) ${torch.images_per_s.toFixed(2)}`);
   }
   for (const dtype of DTYPES) {
@@ -207,6 +219,7 @@ const summary = {
   threads: THREADS,
   device,
   torchDevice: args['skip-torch'] ? undefined : args['torch-device'],
+  torchBlas,
   torchImagesPerSecond: torchRate,
   ctlImagesPerSecond: Object.fromEntries(DTYPES.map((d) => [d, median(results.ctl[d])])),
   ratioToTorch: torchRate && Object.fromEntries(DTYPES.map((d) => [d, median(results.ctl[d]) / torchRate])),
@@ -214,7 +227,7 @@ const summary = {
   rounds: results,
 };
 const torchText =
-  torchRate === undefined ? '' : `PyTorch (${args['torch-device']}) ${torchRate.toFixed(2)} images/s | `;
+  torchRate === undefined ? '' : `${torchBlas} (${args['torch-device']}): ${torchRate.toFixed(2)} images/s | `;
 console.log(
   `\n${torchText}ctl embed on ${device}: ` +
     DTYPES.map(
