@@ -135,17 +135,21 @@ if [ "$QUICK" = 1 ]; then
   PROFILE=(--steps 2 --warmup 1)
   PROFILE_BIG=(--batch 64 --steps 2 --warmup 1)
 else
-  TORCH=$(python3 -c 'import torch, PIL; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null)
+  # The benches run the python3 probed here (their default, /usr/bin/python3, is not the one with PyTorch on the
+  # GPU machines: that one is a venv's, first on PATH).
+  PY=$(command -v python3 || echo /usr/bin/python3)
+  TORCH=$("$PY" -c 'import torch, PIL; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null)
   EMBED=(--images "${EMBED_IMAGES:-512}" --batch "${EMBED_BATCH:-32}" --threads "$(nproc)" --rounds 2 --dtypes fp32)
-  if [ -n "$TORCH" ]; then EMBED+=(--torch-device "$TORCH"); else EMBED+=(--skip-torch); fi
+  if [ -n "$TORCH" ]; then EMBED+=(--python "$PY" --torch-device "$TORCH"); else EMBED+=(--skip-torch); fi
   PREPARE=(--images "${PREPARE_IMAGES:-1000}")
   PROFILE=(--steps 20)
   PROFILE_BIG=(--batch 4096 --steps 5)
   read -ra TRAIN <<<"${TRAIN_ARGS:---rounds 1 --steps 20}"
   read -ra TRAIN_BIG <<<"${TRAIN_BIG_ARGS:---batch 4096 --rounds 1 --steps 10 --warmup 3}"
-  TRAIN_BIG+=(--skip-wasm --skip-ort)
+  TRAIN+=(--python "$PY")
+  TRAIN_BIG+=(--python "$PY" --skip-wasm --skip-ort)
   # Training needs torch alone (embed needs PIL too).
-  if [ "$(python3 -c 'import torch; print(torch.cuda.is_available())' 2>/dev/null)" = True ]; then
+  if [ "$("$PY" -c 'import torch; print(torch.cuda.is_available())' 2>/dev/null)" = True ]; then
     TRAIN+=(--torch-device cuda)
     TRAIN_BIG+=(--torch-device cuda)
   else
