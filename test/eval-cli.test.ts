@@ -55,7 +55,7 @@ describe('ctl eval', () => {
     expect(seedTest.stderr).toContain('the seed protocol has no test part');
     const noRun = ctl('eval', '--run', 'missing');
     expect(noRun.code).toBe(2);
-    expect(noRun.stderr).toContain("no 'best' checkpoint");
+    expect(noRun.stderr).toMatch(/--run missing: no such run in .*runs \(runs: v2\)/);
     expect(ctl('eval').stderr).toContain('--run NAME is required');
   });
 });

@@ -228,7 +228,7 @@ describe('ctl export', () => {
   it('exits 2 naming what is missing or refused', async () => {
     const missing = ctl('export', '--run', 'nope', '--out', join(out, 'nope'));
     expect(missing.status).toBe(2);
-    expect(missing.stderr).toMatch(/no run 'nope' in .*runs/);
+    expect(missing.stderr).toMatch(/--run nope: no such run in .*runs \(runs: [^)]+\)/);
 
     await mkdir(join(workdirPaths(workdir).run('empty')), { recursive: true });
     const untrained = ctl('export', '--run', 'empty', '--out', join(out, 'empty'));

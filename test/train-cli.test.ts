@@ -56,6 +56,14 @@ describe('ctl train', () => {
     }
   });
 
+  it('exits 2 on a run name that is not a folder of runs/ (.., hidden, a path)', () => {
+    for (const name of ['..', '.hidden', 'a/b']) {
+      const run = ctl('train', '--config', config, '--run', name);
+      expect(run.status, run.stderr).toBe(2);
+      expect(run.stderr).toContain(`--run: '${name}' is not a valid run name`);
+    }
+  });
+
   it('exits 2 on a missing config file, naming it', () => {
     const run = ctl('train', '--config', join(workdir, 'nope.json'));
     expect(run.status).toBe(2);

@@ -1,5 +1,7 @@
 // The workdir layout, in one place: every stage reads the previous one's output from here.
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { InputError } from '../util/errors.js';
 import type { Domain } from './types.js';
 
 /** A model id as a folder name: "Marqo/marqo-fashionSigLIP" → "Marqo--marqo-fashionSigLIP". */
@@ -29,3 +31,34 @@ export function workdirPaths(workdir: string) {
 }
 
 export type WorkdirPaths = ReturnType<typeof workdirPaths>;
+
+/** A run's name, its folder under runs/: letters, digits, '.', '_' and '-', not first a '.' (no '..', nothing hidden). */
+export const RUN_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+
+/** `name`, when it can name a run; else an InputError saying what a name may hold (and `hint`, what to do). */
+export function checkRunName(name: string, hint = ''): string {
+  if (!RUN_NAME.test(name))
+    throw new InputError(
+      `--run: '${name}' is not a valid run name (letters, digits, . _ -; not starting with .)${hint ? `: ${hint}` : ''}`,
+    );
+  return name;
+}
+
+/** The runs of a workdir: the folders under runs/ with a run's name, sorted. */
+export async function listRunNames(workdir: string): Promise<string[]> {
+  const entries = await readdir(workdirPaths(workdir).runsDir, { withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((e) => e.isDirectory() && RUN_NAME.test(e.name))
+    .map((e) => e.name)
+    .sort();
+}
+
+/** The folder of the workdir's run `name`; an InputError naming the runs it has when there is none of that name. */
+export async function existingRunDir(workdir: string, name: string): Promise<string> {
+  const names = await listRunNames(workdir);
+  if (!names.includes(name))
+    throw new InputError(
+      `--run ${name}: no such run in ${workdirPaths(workdir).runsDir} (runs: ${names.join(', ') || 'none'})`,
+    );
+  return workdirPaths(workdir).run(name);
+}

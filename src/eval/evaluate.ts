@@ -18,7 +18,7 @@ import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
-import { modelSlug, workdirPaths } from '../data/workdir.js';
+import { existingRunDir, modelSlug } from '../data/workdir.js';
 import type { EngineName } from './engines.js';
 import { evaluateProtocol, type Metrics, type Protocol } from './protocols.js';
 
@@ -84,7 +84,7 @@ export async function evaluateRun(
   requests: EvalRequest[],
   engine?: EngineName,
 ): Promise<EvalReport[]> {
-  const dir = workdirPaths(workdir).run(run);
+  const dir = await existingRunDir(workdir, run);
   const model = await loadTrainedModel<TrainConfig>(dir, checkpoint);
   try {
     const dataset = await loadDataset(workdir, model.config.domain);

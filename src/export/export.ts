@@ -8,7 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
-import { workdirPaths } from '../data/workdir.js';
+import { existingRunDir } from '../data/workdir.js';
 import type { EvalReport } from '../eval/evaluate.js';
 import { loadCheckpoint, type CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
@@ -56,8 +56,7 @@ const CHECK_ROWS = 256;
 const PRODUCER = 'ctl export';
 
 export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
-  const runDir = workdirPaths(o.workdir).run(o.run);
-  if (!(await isDirectory(runDir))) throw new InputError(`no run '${o.run}' in ${dirname(runDir)}`);
+  const runDir = await existingRunDir(o.workdir, o.run);
   const model = await loadTrainedModel<TrainConfig>(runDir, o.checkpoint);
   const out = resolve(o.out ?? join('checkpoints', o.run));
   const dataset = await loadDataset(o.workdir, model.config.domain);

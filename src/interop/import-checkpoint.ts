@@ -13,7 +13,7 @@ import { basename, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import type { Domain } from '../data/types.js';
-import { workdirPaths } from '../data/workdir.js';
+import { checkRunName, workdirPaths } from '../data/workdir.js';
 import { categoryMapOf, categoryRows, checkCategoryMap, type CategoryMap } from '../model/categories.js';
 import { CHECKPOINT_VERSION, saveCheckpoint, type CheckpointState } from '../model/checkpoint.js';
 import { fromStateDict, torchShape } from '../model/state-dict.js';
@@ -62,9 +62,7 @@ interface InferredModel {
 }
 
 export async function importCheckpoint(o: ImportCheckpointOptions): Promise<ImportCheckpointSummary> {
-  const run = o.run ?? basename(o.file, extname(o.file));
-  if (!/^[A-Za-z0-9._-]+$/.test(run))
-    throw new InputError(`--run: '${run}' is not a valid run name (letters, digits, . _ -): give --run NAME`);
+  const run = checkRunName(o.run ?? basename(o.file, extname(o.file)), 'give --run NAME');
   const paths = workdirPaths(o.workdir);
   const dir = paths.run(run);
   if (existsSync(dir)) throw new InputError(`run '${run}' already exists (${dir}): give another --run NAME`);

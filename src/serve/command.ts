@@ -9,8 +9,8 @@ import { log } from '../util/log.js';
 import type { Device } from '../embed/device.js';
 import { InferenceQueue } from './queue.js';
 import { Recommender } from './recommender.js';
-import { listRunNames, listRuns, pickDefaultRun } from './runs.js';
-import { workdirPaths } from '../data/workdir.js';
+import { listRuns, pickDefaultRun } from './runs.js';
+import { existingRunDir } from '../data/workdir.js';
 import { buildServer } from './server.js';
 import { openUploadEmbedder } from './upload.js';
 
@@ -31,18 +31,14 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Load the run and start listening; resolves once the server accepts requests. */
 /** How long closing waits for requests in flight before it cuts their connections. */
 export const CLOSE_GRACE_MS = 3_000;
 
+/** Load the run and start listening; resolves once the server accepts requests. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   if (options.port > 65535) throw new InputError(`--port ${options.port}: expected 0 to 65535`);
   const run = options.run ?? (await defaultRun(options.workdir));
-  const names = await listRunNames(options.workdir);
-  if (!names.includes(run))
-    throw new InputError(
-      `--run ${run}: no such run in ${workdirPaths(options.workdir).runsDir} (runs: ${names.join(', ') || 'none'})`,
-    );
+  await existingRunDir(options.workdir, run);
   const backend = await useBackend(options.backend, { quiet: true });
   const started = performance.now();
   const recommender = await Recommender.open(options.workdir, run);

@@ -4,7 +4,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TrainConfig } from '../train/config.js';
-import { workdirPaths } from '../data/workdir.js';
+import { listRunNames, workdirPaths } from '../data/workdir.js';
 
 /** A training that wrote a record this recently, and has not finished, counts as running. */
 const RUNNING_WITHIN_MS = 120_000;
@@ -45,25 +45,12 @@ export interface RunDetail extends RunSummary {
   reports: Record<string, unknown>;
 }
 
-const RUN_NAME = /^[A-Za-z0-9._-]+$/;
-
 async function readJson(file: string): Promise<unknown> {
   try {
     return JSON.parse(await readFile(file, 'utf8'));
   } catch {
     return null;
   }
-}
-
-/** Names of the runs in the workdir (folders under runs/ with a config.json or checkpoints). */
-export async function listRunNames(workdir: string): Promise<string[]> {
-  let entries: string[];
-  try {
-    entries = await readdir(workdirPaths(workdir).runsDir);
-  } catch {
-    return [];
-  }
-  return entries.filter((n) => RUN_NAME.test(n)).sort();
 }
 
 async function readMetrics(runDir: string): Promise<{ records: Record<string, unknown>[]; mtime: number | null }> {

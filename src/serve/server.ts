@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fastifyMultipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
-import { workdirPaths } from '../data/workdir.js';
+import { RUN_NAME, workdirPaths } from '../data/workdir.js';
 import { log } from '../util/log.js';
 import { QueueFullError, type InferenceQueue } from './queue.js';
 import { RequestError, type Recommender } from './recommender.js';
@@ -234,7 +234,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     '/api/runs/:name',
     {
       schema: {
-        params: { type: 'object', properties: { name: { type: 'string', pattern: '^[A-Za-z0-9_-][A-Za-z0-9._-]*$' } } },
+        params: { type: 'object', properties: { name: { type: 'string', pattern: RUN_NAME.source } } },
       },
     },
     async (request, reply: FastifyReply) => {

@@ -22,7 +22,7 @@ import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
-import { modelSlug, workdirPaths } from '../data/workdir.js';
+import { checkRunName, modelSlug, workdirPaths } from '../data/workdir.js';
 import { chooseTrainBackend, ortProvider, type TrainBackendChoice } from './backend.js';
 import { loadTrainConfig, parseOverride, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
@@ -68,9 +68,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   const { config, overrides } = await resolveConfig(options);
   const name =
     options.run ?? (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
-  if (!/^[A-Za-z0-9._-]+$/.test(name))
-    throw new InputError(`--run: '${name}' is not a valid run name (letters, digits, . _ -)`);
-  const dir = workdirPaths(options.workdir).run(name);
+  const dir = workdirPaths(options.workdir).run(checkRunName(name));
   const previous = await readCheckpointState<TrainConfig>(dir, 'last');
   if (previous && !options.resume)
     throw new InputError(
