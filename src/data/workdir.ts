@@ -32,7 +32,7 @@ export function workdirPaths(workdir: string) {
 
 export type WorkdirPaths = ReturnType<typeof workdirPaths>;
 
-/** A run's name, its folder under runs/: letters, digits, '.', '_' and '-', not first a '.' (no '..', nothing hidden). */
+/** A run's name, its folder under runs/: letters, digits, '.', '_', '-'; not first a '.' (no '..', nothing hidden). */
 export const RUN_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
 
 /** `name`, when it can name a run; else an InputError saying what a name may hold (and `hint`, what to do). */
