@@ -16,7 +16,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { blasEnv, loadAverage, repo, say, writeRaw } from '../common.mjs';
+import { blasEnv, loadAverage, pythonMissing, repo, say, writeRaw } from '../common.mjs';
 
 const here = import.meta.dirname;
 const { rankTargets, defaultBlockRows } = await import(join(repo, 'dist/eval/rank.js'));
@@ -44,6 +44,12 @@ const engines = args.engines.split(',').filter(Boolean);
 const sample = Math.min(numScenes, Number(args.sample));
 const baselines = args.baselines.split(',').filter(Boolean);
 const python = args.python;
+const missing =
+  baselines.length === 0 ? null : pythonMissing(python, ['numpy', ...(baselines.includes('torch') ? ['torch'] : [])]);
+if (missing) {
+  say(`baselines: ${missing}; or pass --baselines with fewer (or none: --baselines '')`);
+  process.exit(1);
+}
 const blockRows = args.block ? Number(args.block) : undefined;
 
 // ---- data: clustered products; each scene near the mean of its 1-5 products, so true products rank high (as a

@@ -138,7 +138,7 @@ else
   # The benches run the python3 probed here (their default, /usr/bin/python3, is not the one with PyTorch on the
   # GPU machines: that one is a venv's, first on PATH).
   PY=$(command -v python3 || echo /usr/bin/python3)
-  TORCH=$("$PY" -c 'import torch, PIL; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null)
+  TORCH=$("$PY" -c 'import numpy, torch, PIL; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null)
   EMBED=(--images "${EMBED_IMAGES:-512}" --batch "${EMBED_BATCH:-32}" --threads "$(nproc)" --rounds 2 --dtypes fp32)
   if [ -n "$TORCH" ]; then EMBED+=(--python "$PY" --torch-device "$TORCH"); else EMBED+=(--skip-torch); fi
   PREPARE=(--images "${PREPARE_IMAGES:-1000}")
@@ -148,13 +148,12 @@ else
   read -ra TRAIN_BIG <<<"${TRAIN_BIG_ARGS:---batch 4096 --rounds 1 --steps 10 --warmup 3}"
   TRAIN+=(--python "$PY")
   TRAIN_BIG+=(--python "$PY" --skip-wasm --skip-ort)
-  # Training needs torch alone (embed needs PIL too).
-  if [ "$("$PY" -c 'import torch; print(torch.cuda.is_available())' 2>/dev/null)" = True ]; then
-    TRAIN+=(--torch-device cuda)
-    TRAIN_BIG+=(--torch-device cuda)
-  else
-    TRAIN_BIG+=(--skip-torch)
-  fi
+  # Training needs torch and numpy (embed needs PIL too); without them the benches run ctl alone.
+  case $("$PY" -c 'import numpy, torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null) in
+    cuda) TRAIN+=(--torch-device cuda) && TRAIN_BIG+=(--torch-device cuda) ;;
+    cpu) TRAIN_BIG+=(--skip-torch) ;;
+    *) TRAIN+=(--skip-torch) && TRAIN_BIG+=(--skip-torch) ;;
+  esac
 fi
 
 cd "$W/ctl" || exit 1

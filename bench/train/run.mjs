@@ -32,7 +32,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { blasEnv, describeCpu, median, repo, runWithIsa, say, writeRaw } from '../common.mjs';
+import { blasEnv, describeCpu, median, pythonMissing, repo, runWithIsa, say, writeRaw } from '../common.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -62,6 +62,11 @@ if (!['v1', 'v2'].includes(args.arch)) {
 if (!['cpu', 'cuda'].includes(args['torch-device'])) {
   say(`--torch-device: expected cpu or cuda, got ${args['torch-device']}`);
   process.exit(2);
+}
+const missing = args['skip-torch'] ? null : pythonMissing(args.python, ['numpy', 'torch']);
+if (missing) {
+  say(`PyTorch baseline: ${missing}; or pass --skip-torch`);
+  process.exit(1);
 }
 
 // The built code, loaded once the arguments are checked (and, with --isa avx2, in the child only).
