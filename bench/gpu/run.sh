@@ -17,7 +17,7 @@
 #              pool, 4 threads by default: does that cap the feed on a many-core machine?)
 # Each step's lines that matter start with RESULT; they are repeated at the end, with the step's name. With $OUT
 # set, the log, the summary and the benches' result files are copied there.
-# Knobs (env): QUICK=1 small sizes and the small model (a smoke test off the GPU, e.g. on lavapipe);
+# Knobs (env): QUICK=1 small sizes, the small model, PyTorch in the train step only (a smoke test off the GPU);
 #   EMBED_IMAGES (512), EMBED_BATCH (32), PREPARE_IMAGES (1000), TRAIN_ARGS (--rounds 1 --steps 20),
 #   TRAIN_BIG_ARGS (--batch 4096 --rounds 1 --steps 10 --warmup 3),
 #   BUDGET (480 s for the whole script), GL_ROOT (where the loader debs go when the machine lacks libvulkan.so.1:
@@ -126,35 +126,41 @@ gpu_info() {
 export -f gpu_info
 step gpu 30 gpu_info
 
-# ---- sizes, and PyTorch where python3 has it
+# ---- PyTorch: the python3 first on PATH (on the GPU machines a venv's; the benches' default, /usr/bin/python3, is
+# not it), where it has what a bench imports; else the benches run ctl alone.
+PY=$(command -v python3 || echo /usr/bin/python3)
+torch_on() { "$PY" -c "import $1; import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null; }
+TORCH_TRAIN=$(torch_on numpy)
+TORCH_EMBED=$(torch_on 'numpy, PIL')
+say "PyTorch: $PY, for training: ${TORCH_TRAIN:-none}, for embedding: ${TORCH_EMBED:-none}"
+
+# ---- sizes
 if [ "$QUICK" = 1 ]; then
+  # The small model beside PyTorch's ViT-B/16 would mean nothing; the train step runs PyTorch (a few steps on its
+  # CPU here) so a smoke test goes through the same interpreter as a GPU run.
   EMBED=(--model small --images 16 --batch 8 --rounds 1 --skip-torch)
   PREPARE=(--images 64)
-  TRAIN=(--rounds 1 --steps 3 --warmup 1 --skip-torch)
-  TRAIN_BIG=(--batch 64 --rounds 1 --steps 2 --warmup 1 --skip-torch --skip-wasm --skip-ort)
+  TRAIN=(--rounds 1 --steps 3 --warmup 1)
+  TRAIN_BIG=(--batch 64 --rounds 1 --steps 2 --warmup 1)
   PROFILE=(--steps 2 --warmup 1)
   PROFILE_BIG=(--batch 64 --steps 2 --warmup 1)
 else
-  # The benches run the python3 probed here (their default, /usr/bin/python3, is not the one with PyTorch on the
-  # GPU machines: that one is a venv's, first on PATH).
-  PY=$(command -v python3 || echo /usr/bin/python3)
-  TORCH=$("$PY" -c 'import numpy, torch, PIL; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null)
   EMBED=(--images "${EMBED_IMAGES:-512}" --batch "${EMBED_BATCH:-32}" --threads "$(nproc)" --rounds 2 --dtypes fp32)
-  if [ -n "$TORCH" ]; then EMBED+=(--python "$PY" --torch-device "$TORCH"); else EMBED+=(--skip-torch); fi
+  if [ -n "$TORCH_EMBED" ]; then EMBED+=(--python "$PY" --torch-device "$TORCH_EMBED"); else EMBED+=(--skip-torch); fi
   PREPARE=(--images "${PREPARE_IMAGES:-1000}")
   PROFILE=(--steps 20)
   PROFILE_BIG=(--batch 4096 --steps 5)
   read -ra TRAIN <<<"${TRAIN_ARGS:---rounds 1 --steps 20}"
   read -ra TRAIN_BIG <<<"${TRAIN_BIG_ARGS:---batch 4096 --rounds 1 --steps 10 --warmup 3}"
-  TRAIN+=(--python "$PY")
-  TRAIN_BIG+=(--python "$PY" --skip-wasm --skip-ort)
-  # Training needs torch and numpy (embed needs PIL too); without them the benches run ctl alone.
-  case $("$PY" -c 'import numpy, torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null) in
-    cuda) TRAIN+=(--torch-device cuda) && TRAIN_BIG+=(--torch-device cuda) ;;
-    cpu) TRAIN_BIG+=(--skip-torch) ;;
-    *) TRAIN+=(--skip-torch) && TRAIN_BIG+=(--skip-torch) ;;
-  esac
 fi
+# The big batch times the webgpu engine alone (the CPU engines take seconds a step there), beside PyTorch on CUDA only.
+TRAIN+=(--python "$PY")
+TRAIN_BIG+=(--python "$PY" --skip-wasm --skip-ort)
+case $TORCH_TRAIN in
+  cuda) TRAIN+=(--torch-device cuda) && TRAIN_BIG+=(--torch-device cuda) ;;
+  cpu) TRAIN_BIG+=(--skip-torch) ;;
+  *) TRAIN+=(--skip-torch) && TRAIN_BIG+=(--skip-torch) ;;
+esac
 
 cd "$W/ctl" || exit 1
 report() { # a bench's stdout (its results; progress goes to stderr) as RESULT lines, less the per-round ones
