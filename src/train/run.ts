@@ -16,6 +16,7 @@ import {
   type Checkpoint,
   type CheckpointState,
 } from '../model/checkpoint.js';
+import type { ParamLayout } from '../model/params.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { PRNG_NAME, keyedRandom } from '../util/random.js';
 import { writeJsonAtomic } from '../util/atomic.js';
@@ -146,6 +147,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
       config,
       data,
       spec,
+      layout: model.layout,
       categoryMap,
       engine,
       metricsLog,
@@ -165,6 +167,8 @@ interface LoopContext {
   config: TrainConfig;
   data: TrainingData;
   spec: ModelSpec;
+  /** Where each parameter tensor sits in the flat vectors the engine and the checkpoints hold. */
+  layout: ParamLayout;
   categoryMap: CategoryMap;
   engine: TrainEngine;
   metricsLog: MetricsLog;
@@ -375,10 +379,9 @@ async function saveCheckpoints(
   ctx: LoopContext,
   { state, best, sampled }: { state: CheckpointState<TrainConfig>; best: boolean; sampled: SamplerState | null },
 ): Promise<void> {
-  const layout = new TwoTower(ctx.spec).layout;
   const params = await ctx.engine.params();
-  if (best) await saveCheckpoint(ctx.dir, 'best', layout, { state, params });
-  await saveCheckpoint(ctx.dir, 'last', layout, {
+  if (best) await saveCheckpoint(ctx.dir, 'best', ctx.layout, { state, params });
+  await saveCheckpoint(ctx.dir, 'last', ctx.layout, {
     state,
     params,
     optimizer: await ctx.engine.optimizerState(),
