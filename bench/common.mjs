@@ -60,16 +60,19 @@ export function pythonMissing(python, modules) {
   if (p.error) return `${python} does not run (${p.error.code}): pass --python PATH`;
   if (p.status === 0) return null;
   const module = p.stderr.match(/No module named '([^'.]+)/)?.[1];
-  const last = p.stderr.trim().split('\n').pop();
-  return module in DEBIAN_PACKAGES
-    ? `${python} has no ${module} module: on Debian, apt-get install --no-install-recommends ${DEBIAN_PACKAGES[module]}`
-    : `${python} cannot import ${modules.join(', ')}: ${last}`;
+  const debian = module && DEBIAN_PACKAGES[module];
+  return debian
+    ? `${python} has no ${module} module: on Debian, apt-get install --no-install-recommends ${debian}`
+    : `${python} cannot import ${modules.join(', ')}: ${p.stderr.trim().split('\n').pop()}`;
 }
 
-/** A field of the first processor in /proc/cpuinfo (Linux), or undefined. */
+/** /proc/cpuinfo (Linux; empty elsewhere), read once. */
+let cpuinfoText;
+
+/** A field of the first processor in /proc/cpuinfo, or undefined. */
 function cpuinfo(field) {
-  if (!existsSync('/proc/cpuinfo')) return undefined;
-  return readFileSync('/proc/cpuinfo', 'utf8').match(new RegExp(`^${field}\\s*:\\s?(.*)$`, 'm'))?.[1];
+  cpuinfoText ??= existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  return cpuinfoText.match(new RegExp(`^${field}\\s*:\\s?(.*)$`, 'm'))?.[1];
 }
 
 /**
@@ -84,7 +87,8 @@ export function describeCpu() {
     process.env.CTL_BENCH_HIDDEN_ISA === 'avx512'
       ? 'AVX-512 hidden: AVX2 kernels'
       : `native kernels${widest ? `: ${names[widest]}` : ''}`;
-  const family = cpuinfo('cpu family') ? ` (family ${cpuinfo('cpu family')} model ${cpuinfo('model')})` : '';
+  const cpuFamily = cpuinfo('cpu family');
+  const family = cpuFamily ? ` (family ${cpuFamily} model ${cpuinfo('model')})` : '';
   return `${cpus()[0]?.model ?? 'unknown CPU'}${family}, ${cpus().length} cores (${isa})`;
 }
 

@@ -21,9 +21,10 @@ export function isPositive(index: NegativeIndex, row: number, product: number): 
 export function columnsBy(n: number, key: (j: number) => number): Map<number, number[]> {
   const columns = new Map<number, number[]>();
   for (let j = 0; j < n; j++) {
-    const list = columns.get(key(j));
+    const k = key(j);
+    const list = columns.get(k);
     if (list) list.push(j);
-    else columns.set(key(j), [j]);
+    else columns.set(k, [j]);
   }
   return columns;
 }
