@@ -35,11 +35,13 @@ const { TwoTower } = await dist('model/two-tower.js');
 const { buildStepGraph } = await dist('train/ort/step-graph.js');
 const { DeviceState, HostState } = await dist('train/ort/state.js');
 const { sessionOptions } = await dist('train/ort/engine.js');
+const { loadTrainConfig } = await dist('train/config.js');
 const { describeAdapter, probeWebGpuAdapter } = await dist('embed/webgpu-adapter.js');
 const ort = await import('onnxruntime-node');
 
-const config = JSON.parse(readFileSync(join(repo, 'configs', `${args.arch}.json`), 'utf8'));
-const inputDim = config.embeddings.dim ?? (args.arch === 'v1' ? 512 : 768);
+// The reference's model, loss and optimizer, and its embeddings' width, as configs/<arch>.json says (as bench/train).
+const config = await loadTrainConfig(join(repo, 'configs', `${args.arch}.json`));
+const inputDim = config.embeddings.dim;
 const model = new TwoTower({ ...config.model, inputDim, numCategories: 10 });
 const explicit = config.negatives.strategy === 'same-category-random';
 const gpu = args.provider === 'webgpu';
