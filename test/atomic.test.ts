@@ -2,14 +2,17 @@
 // `ctl download --shard` runs in one workdir) never delete each other's files in flight.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cleanTempFiles, tempPathFor } from '../src/util/atomic.js';
+import { cleanTempFiles, replaceDir, restoreAside, tempPathFor } from '../src/util/atomic.js';
 
 /** tempPathFor(dest) as process `pid` would name it. */
 const tempOf = (dest: string, pid: number) => tempPathFor(dest).replace(`.${process.pid}.`, `.${pid}.`);
+/** The name replaceDir in process `pid` sets the old `dest` aside under. */
+const asideOf = (dest: string, pid: number) => tempOf(dest, pid).replace('/.tmp-', '/.old-');
+const deadPid = () => spawnSync(process.execPath, ['-e', '']).pid; // its process has exited
 
 describe('cleanTempFiles', () => {
   it('removes the temp files of dead processes and keeps those of live ones', async () => {
@@ -19,7 +22,7 @@ describe('cleanTempFiles', () => {
     try {
       const otherTemp = tempOf(dest, other.pid!);
       const ownTemp = tempPathFor(dest);
-      const deadTemp = tempOf(dest, spawnSync(process.execPath, ['-e', '']).pid); // its process has exited
+      const deadTemp = tempOf(dest, deadPid());
       const noPid = join(dir, '.tmp-image.jpg'); // a temp name without an owner: stale
       for (const path of [dest, otherTemp, ownTemp, deadTemp, noPid]) await writeFile(path, 'x');
       const left = async () => (await readdir(dir)).sort();
@@ -39,5 +42,57 @@ describe('cleanTempFiles', () => {
 
   it('counts nothing in a folder that does not exist', async () => {
     expect(await cleanTempFiles(join(tmpdir(), 'ctl-atomic-missing', String(process.pid)))).toBe(0);
+  });
+});
+
+describe('replaceDir and restoreAside', () => {
+  const folderWith = async (path: string, text: string) => {
+    await mkdir(path, { recursive: true });
+    await writeFile(join(path, 'file'), text);
+  };
+  const textIn = (path: string) => readFile(join(path, 'file'), 'utf8');
+
+  it('swaps a finished folder in, leaving nothing beside it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
+    try {
+      const dest = join(dir, 'last');
+      for (const text of ['first', 'second']) {
+        const tmp = tempPathFor(dest);
+        await folderWith(tmp, text);
+        await replaceDir(tmp, dest);
+        expect(await textIn(dest)).toBe(text);
+        expect(await readdir(dir)).toEqual(['last']);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("puts back a dead process's folder set aside, and leaves a live one's and other names alone", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
+    const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      const dest = join(dir, 'v2');
+      const liveAside = asideOf(dest, other.pid!); // another process is between its two renames
+      const otherName = asideOf(join(dir, 'v2-scene'), deadPid()); // v2-scene's, not v2's
+      await folderWith(liveAside, 'live');
+      await folderWith(otherName, 'v2-scene');
+      await restoreAside(dest);
+      expect((await readdir(dir)).sort()).toEqual([basename(liveAside), basename(otherName)].sort());
+
+      await folderWith(asideOf(dest, deadPid()), 'previous'); // a process killed between the renames
+      await restoreAside(dest);
+      expect(await textIn(dest)).toBe('previous');
+
+      const stale = asideOf(dest, deadPid()); // killed after the new folder got its name
+      await folderWith(stale, 'older');
+      await restoreAside(dest);
+      expect(await textIn(dest)).toBe('previous');
+      expect(await readdir(dir)).not.toContain(basename(stale));
+      expect(await readdir(dir)).toContain(basename(liveAside));
+    } finally {
+      other.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

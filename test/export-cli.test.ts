@@ -214,8 +214,10 @@ describe('ctl export', () => {
 
   it("after a kill between the swap's renames, the next export first puts the previous one back", async () => {
     const dir = join(out, 'swap');
-    expect(ctl('export', '--run', 'v2', '--format', 'safetensors', '--out', dir).status).toBe(0);
-    await rename(dir, join(out, '.old-swap-4242')); // stepped aside; the new folder never got its name
+    const killed = ctl('export', '--run', 'v2', '--format', 'safetensors', '--out', dir);
+    expect(killed.status).toBe(0);
+    // As if that export had stepped an earlier one aside and died before the new folder got its name:
+    await rename(dir, join(out, `.old-swap.${killed.pid}.0-0`));
     const store = workdirPaths(workdir).embeddings(TEST_MODEL, 'products');
     await rename(store, `${store}.away`);
     const failed = ctl('export', '--run', 'v2', '--format', 'onnx', '--out', dir);

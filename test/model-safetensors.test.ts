@@ -2,7 +2,7 @@
 // parse by Python (standard library + NumPy), and, with python3-torch installed, load_state_dict into the
 // reference classes (bench/train/torch_two_tower.py: CTLModel, CTLModelV2) giving the same tower outputs as ours.
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { decodeSafetensors, encodeSafetensors } from '../src/model/safetensors.js';
 import { fromStateDict, toStateDict } from '../src/model/state-dict.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
+import { tempPathFor } from '../src/util/atomic.js';
 import { keyedRandom } from '../src/util/random.js';
 import {
   CHECKPOINT_VERSION,
@@ -157,6 +158,34 @@ describe('checkpoints outside Node', () => {
     const { runDir, params } = await writeCheckpoint(v2, 'roundtrip');
     const loaded = await loadCheckpoint(runDir, 'best', new TwoTower(v2).layout);
     expect(loaded.params).toEqual(params);
+  });
+
+  it("readers (eval, export, serve) leave the folder a live trainer is writing, and drop a dead one's", async () => {
+    const { runDir, params } = await writeCheckpoint(v2, 'concurrent');
+    const layout = new TwoTower(v2).layout;
+    const state = (await loadCheckpoint(runDir, 'best', layout)).state;
+    const next = params.map((p) => p + 1);
+    for (let round = 0; round < 5; round++) {
+      let saved = false;
+      const reader = async () => {
+        while (!saved) await loadCheckpoint(runDir, 'best', layout).catch(() => null);
+      };
+      await Promise.all([
+        saveCheckpoint(runDir, 'best', layout, { state, params: round % 2 ? params : next }).finally(
+          () => (saved = true),
+        ),
+        reader(),
+      ]);
+    }
+    expect((await loadCheckpoint(runDir, 'best', layout)).params).toEqual(next);
+
+    const dead = tempPathFor(checkpointDir(runDir, 'best')).replace(
+      `.${process.pid}.`,
+      `.${spawnSync(process.execPath, ['-e', '']).pid}.`,
+    );
+    await mkdir(dead);
+    await loadCheckpoint(runDir, 'best', layout);
+    expect(await readdir(join(runDir, 'checkpoints'))).toEqual(['best']);
   });
 
   it.skipIf(!hasNumpy)('parse with the Python standard library and NumPy', async () => {

@@ -3,8 +3,8 @@
 // product index and a model card. Each format is checked once written (safetensors and pt read back bit-exact;
 // ONNX run in onnxruntime against the tfjs forward), or the export fails. The folder is written whole beside its
 // destination and swapped in by renames: a killed export leaves the previous export or the new one.
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
@@ -18,7 +18,14 @@ import type { TorchTensor } from '../model/torch/tensor.js';
 import { encodeTorchCheckpoint, type TorchValue } from '../model/torch/write-checkpoint.js';
 import { TwoTower } from '../model/two-tower.js';
 import type { TrainConfig } from '../train/config.js';
-import { cleanTempFiles, tempPathFor, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import {
+  cleanTempFiles,
+  replaceDir,
+  restoreAside,
+  tempPathFor,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
 import { checkOnnxTowers } from './check-onnx.js';
 import { FILES, type ExportFormat } from './formats.js';
@@ -105,7 +112,7 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
         onnxDifference,
       }),
     );
-    await replaceFolder(tmp, out);
+    await replaceDir(tmp, out);
     const names = (await readdir(out)).sort();
     const files = await Promise.all(names.map(async (name) => ({ name, bytes: (await stat(join(out, name))).size })));
     return {
@@ -338,27 +345,3 @@ async function checkReplaceable(out: string): Promise<void> {
       `--out ${out}: the folder exists and is not a \`ctl export\` folder (no ${FILES.config} written by it); the export replaces its folder whole: give a new or empty one`,
     );
 }
-
-/** Put the finished folder `tmp` at `out`; the previous export steps aside first (see restoreAside). */
-async function replaceFolder(tmp: string, out: string): Promise<void> {
-  const aside = `${asidePrefix(out)}${process.pid}`;
-  const hadOld = await isDirectory(out);
-  if (hadOld) await rename(out, aside);
-  await rename(tmp, out);
-  if (hadOld) await rm(aside, { recursive: true, force: true });
-}
-
-const asidePrefix = (out: string) => join(dirname(out), `.old-${basename(out)}-`);
-
-/** After a kill between replaceFolder's renames: put the previous export back, or drop what is left aside. */
-async function restoreAside(out: string): Promise<void> {
-  const prefix = basename(asidePrefix(out));
-  const aside = (await readdir(dirname(out)).catch(() => [] as string[])).filter((n) => n.startsWith(prefix));
-  for (const [i, name] of aside.entries()) {
-    const path = join(dirname(out), name);
-    if (i === 0 && !(await isDirectory(out))) await rename(path, out);
-    else await rm(path, { recursive: true, force: true });
-  }
-}
-
-const isDirectory = async (path: string) => (await stat(path).catch(() => null))?.isDirectory() === true;

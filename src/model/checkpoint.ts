@@ -7,12 +7,18 @@
 //                        mined-negative pool (mined_pool, I32 [rows, poolSize])
 //   state.json           epoch, step, best metric, RNG position, optimizer step, the resolved config (typed by
 //                        the trainer), category vocabulary and map, embedding model, data fingerprint, backend
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Category } from '../data/types.js';
 import type { SceneView } from '../data/store/pair-inputs.js';
-import { cleanTempFiles, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
+import {
+  cleanTempFiles,
+  replaceDir,
+  restoreAside,
+  tempPathFor,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { checkCategoryMap, type CategoryMap } from './categories.js';
 import type { ParamLayout } from './params.js';
@@ -86,7 +92,8 @@ export async function saveCheckpoint<Config>(
 ): Promise<void> {
   const parent = join(runDir, 'checkpoints');
   await mkdir(parent, { recursive: true });
-  const tmp = join(parent, `.tmp-${name}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const final = checkpointDir(runDir, name);
+  const tmp = tempPathFor(final);
   await mkdir(tmp);
   const { state } = checkpoint;
   const metadata = {
@@ -117,30 +124,13 @@ export async function saveCheckpoint<Config>(
     );
   }
   await writeJsonAtomic(join(tmp, 'state.json'), state);
-  // Swap: the old folder steps aside (recoverable, see loadCheckpoint) before the new one takes its name.
-  const final = checkpointDir(runDir, name);
-  const old = join(parent, `.old-${name}-${randomBytes(4).toString('hex')}`);
-  const hadOld = await exists(final);
-  if (hadOld) await rename(final, old);
-  await rename(tmp, final);
-  if (hadOld) await rm(old, { recursive: true, force: true });
+  await replaceDir(tmp, final);
 }
 
-/** Finish or undo a swap a kill interrupted, and drop half-written folders. */
+/** Finish or undo a swap a kill interrupted, and drop half-written folders (of dead processes only). */
 async function recover(runDir: string, name: CheckpointName): Promise<void> {
-  const parent = join(runDir, 'checkpoints');
-  await cleanTempFiles(parent);
-  let names: string[];
-  try {
-    names = await readdir(parent);
-  } catch {
-    return;
-  }
-  const olds = names.filter((n) => n.startsWith(`.old-${name}-`));
-  if (olds.length === 0) return;
-  if (await exists(checkpointDir(runDir, name)))
-    await Promise.all(olds.map((n) => rm(join(parent, n), { recursive: true, force: true })));
-  else await rename(join(parent, olds[0]), checkpointDir(runDir, name));
+  await cleanTempFiles(join(runDir, 'checkpoints'));
+  await restoreAside(checkpointDir(runDir, name));
 }
 
 /**

@@ -1,20 +1,24 @@
 // Atomic writes: write a temp file in the same folder, fsync, rename. A kill at any moment leaves either the old
 // file or the new one, never half of one.
-import { link, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 
 const TMP_MARK = '.tmp-';
+const ASIDE_MARK = '.old-';
 
 let tempCount = 0;
 
-/**
- * A temp path beside `path`, recognisable by `cleanTempFiles`: `.tmp-<name>.<pid>.<thread>-<count>`, unique while
- * this process lives (a counter, not random bytes: the downloader names one per image).
- */
-export function tempPathFor(path: string): string {
-  return join(dirname(path), `${TMP_MARK}${basename(path)}.${process.pid}.${threadId}-${(tempCount++).toString(36)}`);
+/** `<mark><name>.<pid>.<thread>-<count>` beside `path`, unique while this process lives. */
+function ownedPathFor(mark: string, path: string): string {
+  return join(dirname(path), `${mark}${basename(path)}.${process.pid}.${threadId}-${(tempCount++).toString(36)}`);
 }
+
+/**
+ * A temp path beside `path`, recognisable by `cleanTempFiles`: `.tmp-<name>.<pid>.<thread>-<count>` (a counter, not
+ * random bytes: the downloader names one per image).
+ */
+export const tempPathFor = (path: string) => ownedPathFor(TMP_MARK, path);
 
 /** Write `data` to a fresh, fsynced temp file beside `path`; returns the temp path. */
 async function writeTemp(path: string, data: string | Uint8Array | Uint8Array[]): Promise<string> {
@@ -60,9 +64,12 @@ export async function cleanTempFiles(dir: string): Promise<number> {
   return stale.length;
 }
 
-/** Is the process whose pid a temp name carries (`.tmp-<name>.<pid>.<thread>-<count>`) still running? No pid: not alive. */
+/** The suffix `ownedPathFor` gives a name: `.<pid>.<thread>-<count>`. */
+const OWNER = /\.(\d+)\.\d+-[0-9a-z]+$/;
+
+/** Is the process whose pid a name from `ownedPathFor` carries still running? No pid: not alive. */
 function ownerAlive(name: string): boolean {
-  const pid = Number(/\.(\d+)\.[0-9a-z-]+$/.exec(name)?.[1]);
+  const pid = Number(OWNER.exec(name)?.[1]);
   if (!(pid > 0)) return false;
   try {
     process.kill(pid, 0); // signal 0: only asks whether the process exists
@@ -88,3 +95,33 @@ export async function writeFileExclusive(path: string, data: string | Uint8Array
     await rm(tmp, { force: true });
   }
 }
+
+/**
+ * Put the finished folder `tmp` at `path`, replacing the folder there: the old one steps aside first (named for
+ * this process, so `restoreAside` in another process leaves it alone), then is removed once the new one has its
+ * name. A kill between the two renames leaves the old folder aside, for `restoreAside` to put back.
+ */
+export async function replaceDir(tmp: string, path: string): Promise<void> {
+  const aside = ownedPathFor(ASIDE_MARK, path);
+  const hadOld = await isDirectory(path);
+  if (hadOld) await rename(path, aside);
+  await rename(tmp, path);
+  if (hadOld) await rm(aside, { recursive: true, force: true });
+}
+
+/**
+ * Finish what a `replaceDir` killed between its renames left: the folder a dead process set aside goes back to
+ * `path` when nothing has that name, and is removed when something does. A live process's is left alone.
+ */
+export async function restoreAside(path: string): Promise<void> {
+  const asideName = `${ASIDE_MARK}${basename(path)}`; // + the owner's suffix
+  const names = await readdir(dirname(path)).catch(() => [] as string[]);
+  for (const name of names) {
+    if (name.replace(OWNER, '') !== asideName || ownerAlive(name)) continue;
+    const aside = join(dirname(path), name);
+    if (await isDirectory(path)) await rm(aside, { recursive: true, force: true });
+    else await rename(aside, path);
+  }
+}
+
+const isDirectory = async (path: string) => (await stat(path).catch(() => null))?.isDirectory() === true;
