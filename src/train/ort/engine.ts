@@ -236,13 +236,14 @@ export class OrtEngine implements TrainEngine {
     return { t: this.t, m, v };
   }
 
+  /** Release everything, also after a session failed to compile (its promise rejected): the mask worker must stop. */
   async dispose(): Promise<void> {
-    for (const compiled of this.sessions.values()) await (await compiled).session.release();
-    for (const encoder of this.encoders.values()) await (await encoder).release();
+    const sessions = [...this.sessions.values()].map(async (compiled) => (await compiled).session.release());
+    const encoders = [...this.encoders.values()].map(async (encoder) => (await encoder).release());
     this.sessions.clear();
     this.encoders.clear();
-    await this.state.dispose();
-    await this.masks.close();
+    await Promise.allSettled([...sessions, ...encoders]);
+    await Promise.allSettled([this.state.dispose(), this.masks.close()]);
   }
 }
 
