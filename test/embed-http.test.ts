@@ -26,9 +26,12 @@ interface Service {
   close(): Promise<void>;
 }
 
-/** `answer` decides per request: a status and JSON body, given the body and how often this body was seen. */
+/**
+ * `answer` decides per request, given the body and how often this body was seen: a status, a JSON body and extra
+ * headers, or 'cut' (the answer's headers and the start of its body, then the connection drops).
+ */
 async function startService(
-  answer: (body: Buffer, seen: number, req: IncomingMessage) => [number, unknown],
+  answer: (body: Buffer, seen: number, req: IncomingMessage) => [number, unknown, Record<string, string>?] | 'cut',
 ): Promise<Service> {
   const seen = new Map<string, number>();
   const bodies: Buffer[] = [];
@@ -44,9 +47,15 @@ async function startService(
     const key = createHash('sha256').update(body).digest('hex');
     seen.set(key, (seen.get(key) ?? 0) + 1);
     await new Promise((r) => setTimeout(r, 5));
-    const [status, json] = answer(body, seen.get(key)!, req);
+    const answered = answer(body, seen.get(key)!, req);
     inFlight--;
-    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(json));
+    if (answered === 'cut') {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '4096' }).write('{"embedding": [');
+      setTimeout(() => res.destroy(), 5);
+      return;
+    }
+    const [status, json, headers] = answered;
+    res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(json));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   service.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/embed`;
@@ -124,6 +133,29 @@ describe('ctl embed --provider http', () => {
     ]);
     // 3 good images × (one 500 + one success) + the bad one × 3 attempts.
     expect(service.bodies.length).toBe(3 * 2 + 3);
+  });
+
+  test('an answer cut midway is retried', async () => {
+    const { workdir, dataset } = await makeFixture(1);
+    const service = await startService((body, seen) => (seen === 1 ? 'cut' : [200, { embedding: vectorOf(body) }]));
+    const summary = await runEmbed(options(workdir, service.url, { kind: 'products' }));
+    const products = dataset.products.length;
+    expect(summary.views[0]).toMatchObject({ embedded: products, failed: [] });
+    expect(service.bodies.length).toBe(products * 2);
+  });
+
+  test('a 429 is retried after its Retry-After, not the (shorter) backoff', async () => {
+    const { workdir, dataset } = await makeFixture(1);
+    const asked = new Map<string, number[]>(); // per image: when each request for it came
+    const service = await startService((body, seen) => {
+      const key = body.toString('base64');
+      asked.set(key, [...(asked.get(key) ?? []), Date.now()]);
+      return seen === 1 ? [429, { error: 'slow down' }, { 'retry-after': '1' }] : [200, { embedding: vectorOf(body) }];
+    });
+    const summary = await runEmbed(options(workdir, service.url, { kind: 'products' }, { retryDelayMs: 1 }));
+    expect(summary.views[0]).toMatchObject({ embedded: dataset.products.length, failed: [] });
+    expect(asked.size).toBe(dataset.products.length);
+    for (const [first, second] of asked.values()) expect(second - first).toBeGreaterThanOrEqual(1000);
   });
 
   test('a wrong dimension stops the run with a clear error', async () => {

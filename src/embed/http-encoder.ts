@@ -2,15 +2,16 @@
 //   --api-send bytes  body = the image (JPEG as downloaded; re-encoded when the product is hidden),
 //                     Content-Type image/jpeg
 //   --api-send url    body = {"url": "<image host>/400x/ab/cd/ef/<sig>.jpg"}, Content-Type application/json
-// and the answer is JSON {"embedding": [numbers]}. Requests run `concurrency` at a time; network errors, 429 and
-// 5xx are retried with exponential backoff and jitter; every vector must have the same dimension.
+// and the answer is JSON {"embedding": [numbers]}. Requests run `concurrency` at a time; network errors (a body cut
+// or timed out midway too), 429 and 5xx are retried after the server's Retry-After, else with exponential backoff
+// and jitter; every vector must have the same dimension.
 import pLimit from 'p-limit';
 import { imageUrl } from '../download/targets.js';
 import { InputError, RunError } from '../util/errors.js';
 import { l2NormalizeRows } from '../util/matrix.js';
 import type { Encoder, PreparedBase } from './encoder.js';
 import { decodeRgb, encodeJpeg, ImageProblem, loadJobImage, readImageFile, type ImageJob } from './images.js';
-import { backoffDelay, sleep } from '../util/retry.js';
+import { parseRetryAfter, retryDelay, sleep, type BackoffPolicy } from '../util/retry.js';
 
 export interface HttpEncoderOptions {
   apiUrl: string;
@@ -42,15 +43,18 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
     throw new InputError(`--api-url: ${JSON.stringify(opts.apiUrl)} is not a URL`);
   }
   const limit = pLimit(opts.concurrency);
-  const retryDelayMs = opts.retryDelayMs ?? 250;
+  const backoff: BackoffPolicy = { baseMs: opts.retryDelayMs ?? 250, maxMs: 30_000, retryAfterMaxMs: 300_000 };
   let dim = opts.dim;
 
   /** One image's vector; an ImageProblem once retries are spent; RunError when the answer is not an embedding. */
   async function post(item: PreparedRequest, job: ImageJob): Promise<Float32Array | ImageProblem> {
     let last = '';
+    let retryAfterMs: number | undefined;
     for (let attempt = 0; attempt <= opts.retries; attempt++) {
-      if (attempt > 0) await sleep(backoffDelay(attempt, { baseMs: retryDelayMs, maxMs: 30_000 }));
+      if (attempt > 0) await sleep(retryDelay(attempt, retryAfterMs, backoff));
+      retryAfterMs = undefined;
       let res: Response;
+      let text: string;
       try {
         res = await fetch(url, {
           method: 'POST',
@@ -58,13 +62,14 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
           body: item.body,
           signal: AbortSignal.timeout(opts.timeoutMs),
         });
+        text = await res.text();
       } catch (err) {
         last = `network error: ${(err as Error).message}`;
         continue;
       }
-      const text = await res.text();
       if (res.status === 429 || res.status >= 500) {
         last = `HTTP ${res.status} ${text.slice(0, 120)}`.trim();
+        retryAfterMs = parseRetryAfter(res.headers.get('retry-after') ?? undefined);
         continue;
       }
       if (!res.ok) return new ImageProblem('service', `HTTP ${res.status} ${text.slice(0, 120)}`.trim());
