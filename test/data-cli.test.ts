@@ -105,6 +105,11 @@ describe('ctl data (built binary)', () => {
     expect((await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'seed:test'])).code).toBe(2);
     expect((await ctl(['data', 'fetch', '--workdir', workdir, '--retries', '-1'])).code).toBe(2);
     expect((await ctl(['data', 'fetch', '--workdir', workdir, '--domain', 'garden'])).code).toBe(2);
+    for (const url of ['stl.example.com', 'file:///etc']) {
+      const badUrl = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', url]);
+      expect(badUrl.code).toBe(2); // at once, not after retries
+      expect(badUrl.stderr).toMatch(/--base-url expects an http\(s\) URL/);
+    }
   });
 
   it('fetch: a bad row in --strict mode and a 404 exit 2 naming the URL; lenient skips and reports the row', async () => {

@@ -1,6 +1,7 @@
 // `ctl data fetch` against a real HTTP server on 127.0.0.1: success and idempotence, then each failure
 // (404, truncated body, invalid JSON, a bad row in strict mode, a server that never answers) must give a clear
-// error and leave no partial file; a 500 followed by success must work through the retry.
+// error and leave no partial file; a 500 followed by success must work through the retry, and a 503 waits its
+// Retry-After.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -167,6 +168,19 @@ describe('fetchDomain', () => {
     expect(result.status).toBe('fetched');
     expect(calls).toBe(2);
     expect(await readFile(join(workdir, 'stl', 'fashion.json'), 'utf8')).toBe(PAIRS);
+  });
+
+  it("waits a 503's Retry-After before asking again, not the (shorter) backoff", async () => {
+    const workdir = await tempDir();
+    const asked: number[] = [];
+    routes.set('/stl/fashion.json', (req, res) => {
+      asked.push(Date.now());
+      if (asked.length > 1) return serve(PAIRS)(req, res);
+      res.writeHead(503, { 'retry-after': '1' }).end('busy');
+    });
+    expect((await fetchDomain(workdir, { ...options, baseUrl: base })).status).toBe('fetched');
+    expect(asked).toHaveLength(2);
+    expect(asked[1] - asked[0]).toBeGreaterThanOrEqual(1000);
   });
 
   it('gives up on a server that never answers, after the timeout', async () => {

@@ -5,8 +5,7 @@ import { formatReport, loadDataset } from './stl/dataset-io.js';
 import { STL_BASE_URL } from './stl/sources.js';
 import { computeStats, formatStats } from './stl/stats.js';
 import { registerSynthCommands } from './synth/command.js';
-import { action, parseFloatOption, parseIntOption, withCommon } from '../util/command.js';
-import { InputError } from '../util/errors.js';
+import { action, parseHttpUrl, parseIntOption, parsePositive, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
 
 const domainOption = () =>
@@ -27,10 +26,15 @@ function registerFetch(data: Command): void {
     .command('fetch')
     .description('download the STL metadata files, validate, normalise into workdir/dataset/')
     .addOption(domainOption())
-    .option('--base-url <url>', 'where <domain>.json and <domain>-cat.json are served', STL_BASE_URL)
+    .option(
+      '--base-url <url>',
+      'where <domain>.json and <domain>-cat.json are served',
+      parseHttpUrl('--base-url'),
+      STL_BASE_URL,
+    )
     .option('--strict', 'stop at the first bad row (exit 2) instead of skipping it', false)
     .option('--force', 'download and normalise again even when everything is in place', false)
-    .option('--timeout <seconds>', 'connect, headers and between-chunk timeout', parseFloatOption('--timeout'), 60)
+    .option('--timeout <seconds>', 'connect, headers and between-chunk timeout', parsePositive('--timeout'), 60)
     .option(
       '--retries <n>',
       'extra attempts after a transient failure (network, 5xx, truncated body)',
@@ -40,7 +44,6 @@ function registerFetch(data: Command): void {
   withCommon(cmd).action(
     action<{ domain: Domain; baseUrl: string; strict: boolean; force: boolean; timeout: number; retries: number }>(
       async (o) => {
-        if (!(o.timeout > 0)) throw new InputError('--timeout expects a number of seconds > 0');
         const { fetchDomain } = await import('./stl/fetch.js');
         const result = await fetchDomain(o.workdir, {
           domain: o.domain,

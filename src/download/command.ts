@@ -1,8 +1,16 @@
 // `ctl download`: fetch the dataset's scene and product images by signature, resumable.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import type { Domain } from '../data/types.js';
-import { action, parseFloatOption, parseIntOption, parseShard, withCommon } from '../util/command.js';
+import {
+  action,
+  gracefulStop,
+  parseHttpUrl,
+  parseIntOption,
+  parsePositive,
+  parseShard,
+  withCommon,
+} from '../util/command.js';
 import { log, printJson } from '../util/log.js';
 import type { ImageKind } from './manifest.js';
 import { DEFAULT_BASE_URL, selectTargets } from './targets.js';
@@ -25,9 +33,6 @@ interface DownloadFlags {
   grace: number;
 }
 
-/** Exit code of a run stopped by SIGINT/SIGTERM (128 + SIGINT), as shells report it. */
-const EXIT_STOPPED = 130;
-
 export function registerDownloadCommand(program: Command): void {
   withCommon(
     program
@@ -45,7 +50,12 @@ export function registerDownloadCommand(program: Command): void {
         parseIntOption('--concurrency', 1),
         16,
       )
-      .option('--base-url <url>', 'image host; URLs are {base}/400x/ab/cd/ef/{sig}.jpg', parseUrl, DEFAULT_BASE_URL)
+      .option(
+        '--base-url <url>',
+        'image host; URLs are {base}/400x/ab/cd/ef/{sig}.jpg',
+        parseHttpUrl('--base-url'),
+        DEFAULT_BASE_URL,
+      )
       .option(
         '--limit <n>',
         'at most N images (scenes first, then products) (default: all)',
@@ -105,16 +115,9 @@ export function registerDownloadCommand(program: Command): void {
       const dataset = await loadDataset(flags.workdir, flags.domain);
       const targets = selectTargets(dataset, { kind: flags.kind, shard: flags.shard, limit: flags.limit });
 
-      // First SIGINT/SIGTERM: graceful stop (finish in-flight, flush the manifest). Second: leave now; the
-      // manifest is append-only and the next run cleans temp files, so nothing is corrupted either way.
-      const stop = new AbortController();
-      const onSignal = (signal: NodeJS.Signals) => {
-        if (stop.signal.aborted) process.exit(EXIT_STOPPED);
-        log(`${signal}: stopping after in-flight requests (up to ${flags.grace} s); send again to quit now`);
-        stop.abort();
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      // Stopped once: finish in-flight, flush the manifest. Twice: leave now; the manifest is append-only and the
+      // next run cleans temp files, so nothing is corrupted either way.
+      const stop = gracefulStop(`stopping after in-flight requests (up to ${flags.grace} s)`);
       try {
         log(`download: ${targets.length} images (${flags.kind}) from ${flags.baseUrl} into ${flags.workdir}/images`);
         const { describeSummary, downloadImages } = await import('./downloader.js');
@@ -134,34 +137,14 @@ export function registerDownloadCommand(program: Command): void {
         });
         for (const line of describeSummary(summary)) log(line);
         if (flags.json) printJson(summary);
-        if (summary.stopped) process.exitCode = EXIT_STOPPED;
+        if (summary.stopped) process.exitCode = stop.exitCode();
         else if (summary.retryable > 0) {
           log(`${summary.retryable} images failed with transient errors: run the same command again to retry them`);
           process.exitCode = 1;
         }
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        stop.release();
       }
     }),
   );
-}
-
-function parseUrl(value: string): string {
-  try {
-    const url = new URL(value);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error();
-  } catch {
-    throw new InvalidArgumentError('--base-url expects an http(s) URL');
-  }
-  return value;
-}
-
-function parsePositive(name: string) {
-  const parse = parseFloatOption(name);
-  return (value: string): number => {
-    const n = parse(value);
-    if (n <= 0) throw new InvalidArgumentError(`${name} expects a number > 0`);
-    return n;
-  };
 }

@@ -1,7 +1,7 @@
 // `ctl embed`: image embeddings of the dataset's products and scenes into the embedding store, resumable.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { DEFAULT_BASE_URL } from '../download/targets.js';
-import { action, parseIntOption, parseShard, withCommon } from '../util/command.js';
+import { action, gracefulStop, parseHttpUrl, parseIntOption, parseShard, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { formatDuration, log, printJson } from '../util/log.js';
 import { DTYPES } from './dtype.js';
@@ -18,17 +18,6 @@ type EmbedFlags = Omit<EmbedOptions, 'workdir' | 'http' | 'progress' | 'stop'> &
   retries: number;
   timeout: number;
 };
-
-/** Exit code of a run stopped by SIGINT/SIGTERM (128 + SIGINT), as `ctl download` uses. */
-const EXIT_STOPPED = 130;
-
-function parseUrl(value: string): string {
-  try {
-    return new URL(value).toString();
-  } catch {
-    throw new InvalidArgumentError('expects an http(s) URL');
-  }
-}
 
 const FAILURES_SHOWN = 10;
 
@@ -145,7 +134,7 @@ export function registerEmbedCommand(program: Command): void {
       .option(
         '--api-url <url>',
         'http provider: the service; each image is one POST answered with JSON {"embedding": [...]}',
-        parseUrl,
+        parseHttpUrl('--api-url'),
       )
       .addOption(
         new Option('--api-send <what>', 'http provider: POST the image bytes (image/jpeg) or JSON {"url": image URL}')
@@ -160,7 +149,7 @@ export function registerEmbedCommand(program: Command): void {
       .option(
         '--image-base-url <url>',
         'http provider with --api-send url: image host, as in ctl download',
-        parseUrl,
+        parseHttpUrl('--image-base-url'),
         DEFAULT_BASE_URL,
       )
       .option('--concurrency <n>', 'http provider: requests in flight', parseIntOption('--concurrency', 1), 8)
@@ -185,14 +174,7 @@ export function registerEmbedCommand(program: Command): void {
           '--api-send url cannot hide a product (the service fetches the whole image); use --api-send bytes',
         );
 
-      const stop = new AbortController();
-      const onSignal = (signal: NodeJS.Signals) => {
-        if (stop.signal.aborted) process.exit(EXIT_STOPPED);
-        log(`${signal}: committing what is embedded and stopping after this batch; send again to quit now`);
-        stop.abort();
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      const stop = gracefulStop('committing what is embedded and stopping after this batch');
       try {
         const { runEmbed } = await import('./run.js');
         const summary = await runEmbed({
@@ -217,10 +199,9 @@ export function registerEmbedCommand(program: Command): void {
         if (summary.embedded === 0 && failures.length > 0 && failures.every((f) => f.reason === 'missing'))
           log('embed: no image of the selection is on disk: run `ctl download` first');
         if (flags.json) printJson(summary);
-        if (summary.stopped) process.exitCode = EXIT_STOPPED;
+        if (summary.stopped) process.exitCode = stop.exitCode();
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        stop.release();
       }
     }),
   );

@@ -1,6 +1,6 @@
 // `ctl train --config FILE`: see run.ts.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { action, withCommon } from '../util/command.js';
+import { action, stoppedExitCode, withCommon } from '../util/command.js';
 import { printJson } from '../util/log.js';
 import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from './backend.js';
 
@@ -83,7 +83,7 @@ export function registerTrainCommand(program: Command): void {
           process.stderr.write(
             `\nctl train: stopped by ${signal}; continue from the last checkpoint with the same command and --resume\n`,
           );
-          process.exit(130);
+          process.exit(stoppedExitCode(signal));
         });
       }
       const result = await trainRun({

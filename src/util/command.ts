@@ -1,7 +1,9 @@
 // What every `ctl` command shares: `--workdir`, `--json`, exit codes, and turning errors into one clear line.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { InputError, exitCodeOf } from './errors.js';
+import { constants } from 'node:os';
 import { resolve } from 'node:path';
+import { exitCodeOf } from './errors.js';
+import { log } from './log.js';
 
 export interface CommonOptions {
   /** Absolute workdir (flag, else CTL_WORKDIR, else ./workdir). */
@@ -39,20 +41,43 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
     } catch (err) {
       const code = exitCodeOf(err);
       const message = err instanceof Error ? err.message : String(err);
-      process.stderr.write(`ctl ${cmd.name()}: error: ${message}\n`);
+      process.stderr.write(`${commandPath(cmd)}: error: ${message}\n`);
       if (code === 1 && err instanceof Error && process.env.CTL_DEBUG) process.stderr.write(`${err.stack}\n`);
       process.exitCode = code;
     }
   };
 }
 
-/** For commands a later stage builds: exit 2 with "not built yet". */
-export function notBuiltYet(cmd: Command): Command {
-  return cmd.action(
-    action(async () => {
-      throw new InputError(`'${cmd.name()}' is not built yet`);
-    }),
-  );
+/** The command as typed: `ctl data fetch`. */
+const commandPath = (cmd: Command): string => (cmd.parent ? `${commandPath(cmd.parent)} ${cmd.name()}` : cmd.name());
+
+/** The conventional exit code of a process stopped by `signal`: 128 + its number (SIGINT 130, SIGTERM 143). */
+export const stoppedExitCode = (signal: NodeJS.Signals) => 128 + constants.signals[signal];
+
+/**
+ * A graceful stop for a long stage: the first SIGINT or SIGTERM logs what happens now and aborts `signal` (the
+ * stage finishes what is in flight and commits it); a second one quits at once. `release` removes the handlers.
+ */
+export function gracefulStop(whatHappens: string) {
+  const controller = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppedBy) process.exit(stoppedExitCode(signal));
+    stoppedBy = signal;
+    log(`${signal}: ${whatHappens}; send again to quit now`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    /** The exit code of a stage that stopped early. */
+    exitCode: () => stoppedExitCode(stoppedBy ?? 'SIGINT'),
+    release() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
 }
 
 // Option parsers that fail as usage errors (exit 2) with the flag named.
@@ -69,6 +94,28 @@ export function parseFloatOption(name: string) {
     const n = Number(value);
     if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} expects a number`);
     return n;
+  };
+}
+
+export function parsePositive(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} expects a number > 0`);
+    return n;
+  };
+}
+
+/** An http(s) URL, kept as given. */
+export function parseHttpUrl(name: string) {
+  return (value: string): string => {
+    let protocol = '';
+    try {
+      protocol = new URL(value).protocol;
+    } catch {
+      // not a URL at all: the same message
+    }
+    if (protocol !== 'http:' && protocol !== 'https:') throw new InvalidArgumentError(`${name} expects an http(s) URL`);
+    return value;
   };
 }
 

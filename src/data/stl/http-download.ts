@@ -1,5 +1,5 @@
-// Download one URL to a local file with undici: timeouts, retries with exponential backoff on transient
-// failures (network errors, timeouts, 5xx, 429, a body shorter than its Content-Length), and a complete-or-nothing
+// Download one URL to a local file with undici: timeouts, retries after the server's Retry-After or with exponential
+// backoff on transient failures (network errors, timeouts, 5xx, 429, a body shorter than its Content-Length), and a complete-or-nothing
 // result: the bytes go to the given path only when the whole body arrived, else the path is removed.
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { Agent, interceptors, request } from 'undici';
 import { InputError, RunError } from '../../util/errors.js';
 import { Progress } from '../../util/progress.js';
-import { backoffDelay, sleep } from '../../util/retry.js';
+import { parseRetryAfter, retryDelay, sleep } from '../../util/retry.js';
 
 export interface DownloadOptions {
   /** Seconds to wait for the connection, the headers, and between body chunks. */
@@ -40,7 +40,15 @@ export interface Downloaded {
 const NEVER_PAUSE_BYTES = 2 ** 30;
 
 /** A failure worth retrying (the server or the network), as opposed to a wrong URL. */
-class TransientError extends Error {}
+class TransientError extends Error {
+  constructor(
+    message: string,
+    /** The server's Retry-After, ms. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
 
 export async function downloadFile(url: string, path: string, options: DownloadOptions = {}): Promise<Downloaded> {
   const { timeoutS = 60, retries = 3, backoffMs = 500 } = options;
@@ -57,7 +65,11 @@ export async function downloadFile(url: string, path: string, options: DownloadO
         if (!(err instanceof TransientError)) throw err;
         const reason = err instanceof Error ? err.message : String(err);
         if (attempt > retries) throw new RunError(`download of ${url} failed after ${attempt} attempt(s): ${reason}`);
-        const wait = backoffDelay(attempt, { baseMs: backoffMs, maxMs: 30_000 });
+        const wait = retryDelay(attempt, err.retryAfterMs, {
+          baseMs: backoffMs,
+          maxMs: 30_000,
+          retryAfterMaxMs: 300_000,
+        });
         process.stderr.write(`${url}: ${reason}; retrying in ${(wait / 1000).toFixed(1)}s (${attempt}/${retries})\n`);
         await sleep(wait);
       }
@@ -83,7 +95,8 @@ async function attemptDownload(
   if (statusCode !== 200) {
     await body.dump();
     const message = `HTTP ${statusCode} for ${url}`;
-    if (statusCode >= 500 || statusCode === 429 || statusCode === 408) throw new TransientError(message);
+    if (statusCode >= 500 || statusCode === 429 || statusCode === 408)
+      throw new TransientError(message, parseRetryAfter(headers['retry-after']));
     throw new InputError(`${message} (check --base-url and --domain)`);
   }
   const lengthHeader = headers['content-length'];
