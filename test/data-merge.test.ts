@@ -171,4 +171,40 @@ describe('ctl data merge', () => {
       /dataset\/fashion\.json differs from .*: the shards were not run on the same dataset/,
     );
   });
+
+  test("a shard's manifest is only read: a torn last line stays (its download may be writing it); a corrupt line is refused before anything is written", async () => {
+    const [a, b] = await Promise.all([0, 1].map(() => tempDir('ctl-merge-src-')));
+    const store = await EmbeddingStore.openOrCreate(workdirPaths(a).embeddings('tiny', 'products'), {
+      model: 'tiny',
+      revision: 'r1',
+      dim: 2,
+      view: 'products',
+      preprocessing: {},
+    });
+    await store.append(['p'], Float32Array.from([1, 0]));
+    for (const [dir, sig] of [
+      [a, 'p'],
+      [b, 'q'],
+    ]) {
+      const writer = await ManifestWriter.open(workdirPaths(dir).imageManifest);
+      writer.append(record(sig, 'products', 'ok', '2026-01-01T00:00:00Z'));
+      await writer.close();
+    }
+    const manifestOfB = workdirPaths(b).imageManifest;
+    await writeFile(manifestOfB, (await readFile(manifestOfB, 'utf8')) + '{"sig":"r","ki');
+    const before = await readFile(manifestOfB);
+
+    const target = await tempDir('ctl-merge-');
+    const merged = ctl(['data', 'merge', '--workdir', target, '--from', a, b, '--json']);
+    expect(merged.code, merged.stderr).toBe(0);
+    expect(JSON.parse(merged.stdout).manifest).toMatchObject({ images: 2, taken: 2 });
+    expect(await readFile(manifestOfB)).toEqual(before);
+
+    await writeFile(manifestOfB, 'not json\n' + before.toString());
+    const other = await tempDir('ctl-merge-');
+    const refused = ctl(['data', 'merge', '--workdir', other, '--from', a, b]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`${manifestOfB}:1: line:`);
+    expect(await readdir(other)).toEqual([]);
+  });
 });

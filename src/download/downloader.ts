@@ -91,7 +91,7 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     tempFilesRemoved += await cleanTempFiles(paths.images(kind));
   }
   const { latest, tornBytes } = await readManifest(paths.imageManifest);
-  const writer = await ManifestWriter.open(paths.imageManifest);
+  const writer = await ManifestWriter.open(paths.imageManifest, tornBytes);
 
   const plan = await reconcile(targets, latest, { ...options, writer }).catch(async (err) => {
     await writer.close();

@@ -1,7 +1,7 @@
 // images/manifest.jsonl: one JSON line per download outcome, appended as they happen. The last line of a
 // signature is its state. A kill can tear the last line; it is cut off on the next open, never misread.
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, readFile, truncate } from 'node:fs/promises';
+import { mkdir, readFile, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { locatedError } from '../util/errors.js';
 import type { ImageFormat } from './validate.js';
@@ -37,8 +37,9 @@ export function manifestKey(kind: ImageKind, sig: string): string {
 }
 
 /**
- * The latest record per (kind, sig). A last line without its newline is a write torn by a kill: it is cut off
- * the file (so the next append starts a fresh line) and reported. Any other bad line is an input error.
+ * The latest record per (kind, sig). A last line without its newline is a write torn by a kill: it is skipped and
+ * its length reported (`ManifestWriter.open` cuts it off; a reader, e.g. a merge, leaves the file as it is). Any
+ * other bad line is an input error.
  */
 export async function readManifest(
   path: string,
@@ -52,7 +53,6 @@ export async function readManifest(
   }
   const end = bytes.lastIndexOf(0x0a) + 1;
   const tornBytes = bytes.length - end;
-  if (tornBytes > 0) await truncate(path, end);
   const latest = new Map<string, ManifestRecord>();
   const lines = bytes.subarray(0, end).toString('utf8').split('\n');
   lines.pop(); // the empty string after the final newline
@@ -88,8 +88,10 @@ export class ManifestWriter {
     stream.on('error', (err) => (this.error = err));
   }
 
-  static async open(path: string): Promise<ManifestWriter> {
+  /** Append to `path`, first cutting off the `tornBytes` of a torn last line (see readManifest). */
+  static async open(path: string, tornBytes = 0): Promise<ManifestWriter> {
     await mkdir(dirname(path), { recursive: true });
+    if (tornBytes > 0) await truncate(path, (await stat(path)).size - tornBytes);
     return new ManifestWriter(createWriteStream(path, { flags: 'a' }));
   }
 

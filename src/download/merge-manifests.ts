@@ -13,7 +13,14 @@ export interface ManifestMergeResult {
   written: boolean;
 }
 
-export async function mergeManifests(sourcePaths: string[], targetPath: string): Promise<ManifestMergeResult> {
+/**
+ * The merge of the manifests at `sourcePaths` into the one at `targetPath`, read and checked; `write()` then writes
+ * it (nothing when the target already holds every latest record). The sources are only read.
+ */
+export async function planManifestMerge(
+  sourcePaths: string[],
+  targetPath: string,
+): Promise<{ result: ManifestMergeResult; write(): Promise<void> }> {
   const { latest: merged, lines } = await readManifest(targetPath);
   let taken = 0;
   for (const path of sourcePaths)
@@ -24,9 +31,15 @@ export async function mergeManifests(sourcePaths: string[], targetPath: string):
       taken++;
     }
   // Already one line per image and nothing newer: leave the file as it is.
-  if (taken === 0 && lines === merged.size) return { images: merged.size, taken, written: false };
-  const keys = [...merged.keys()].sort();
-  const text = keys.map((key) => JSON.stringify(merged.get(key) as ManifestRecord) + '\n').join('');
-  await writeFileAtomic(targetPath, text);
-  return { images: merged.size, taken, written: true };
+  const written = taken > 0 || lines !== merged.size;
+  const text = [...merged.keys()]
+    .sort()
+    .map((key) => JSON.stringify(merged.get(key) as ManifestRecord) + '\n')
+    .join('');
+  return {
+    result: { images: merged.size, taken, written },
+    write: async () => {
+      if (written) await writeFileAtomic(targetPath, text);
+    },
+  };
 }

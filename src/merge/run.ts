@@ -1,13 +1,14 @@
 // `ctl data merge` as a function: fold the workdirs of a sharded run (one per `--shard I/N` process) into one.
 // What merges: every embedding store (embeddings/<model>/<view>/), the download manifest, and the normalised
 // datasets (copied when the target has none; the shards' copies must be identical). Image files stay in the shard
-// workdirs. Every store is checked before any is written, so a refusal leaves the target as it was.
+// workdirs, and the shards are only read. Everything is read and checked before anything is written, so a refusal
+// leaves the target as it was.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { planStoreMerge } from '../data/store/merge.js';
 import type { Domain } from '../data/types.js';
 import { workdirPaths } from '../data/workdir.js';
-import { mergeManifests, type ManifestMergeResult } from '../download/merge-manifests.js';
+import { planManifestMerge, type ManifestMergeResult } from '../download/merge-manifests.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 
@@ -95,6 +96,10 @@ export async function mergeWorkdirs(fromDirs: string[], workdir: string): Promis
   for (const [store, dirs] of [...byStore].sort())
     plans.push({ store, plan: await planStoreMerge(dirs, join(workdir, store)) });
   const datasets = await planDatasets(from, workdir);
+  const manifests = [];
+  for (const dir of from)
+    if (await exists(workdirPaths(dir).imageManifest)) manifests.push(workdirPaths(dir).imageManifest);
+  const manifest = manifests.length ? await planManifestMerge(manifests, workdirPaths(workdir).imageManifest) : null;
 
   const stores: StoreMergeSummary[] = [];
   for (const { store, plan } of plans) {
@@ -102,11 +107,13 @@ export async function mergeWorkdirs(fromDirs: string[], workdir: string): Promis
     stores.push({ store, sources: plan.sources.length, added, alreadyThere: plan.alreadyThere, stored });
   }
   for (const { target, bytes } of datasets) await writeFileAtomic(target, bytes);
+  await manifest?.write();
 
-  const manifests = [];
-  for (const dir of from)
-    if (await exists(workdirPaths(dir).imageManifest)) manifests.push(workdirPaths(dir).imageManifest);
-  const manifest = manifests.length ? await mergeManifests(manifests, workdirPaths(workdir).imageManifest) : null;
-
-  return { workdir, from, stores, manifest, datasets: datasets.map((d) => relative(workdir, d.target)) };
+  return {
+    workdir,
+    from,
+    stores,
+    manifest: manifest?.result ?? null,
+    datasets: datasets.map((d) => relative(workdir, d.target)),
+  };
 }
