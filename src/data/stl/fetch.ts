@@ -14,8 +14,6 @@ import { log } from '../../util/log.js';
 import { workdirPaths } from '../workdir.js';
 import { STL_BASE_URL } from './sources.js';
 
-/** The released files: the raw files of the GitHub repository kang205/STL-Dataset, master branch. */
-
 export interface FetchOptions extends DownloadOptions {
   domain: Domain;
   baseUrl?: string;
@@ -56,7 +54,7 @@ export async function fetchDomain(workdir: string, options: FetchOptions): Promi
   ];
   const datasetPath = paths.dataset(domain);
 
-  const manifest = options.force ? undefined : await readManifest(workdir, domain, baseUrl, targets);
+  const manifest = options.force ? undefined : await readFetchManifest(workdir, domain, baseUrl, targets);
   if (manifest) {
     const dataset = await loadDataset(workdir, domain).catch(() => undefined);
     const cleanEnough = !strict || Object.keys(dataset?.skipped ?? {}).length === 0;
@@ -96,8 +94,9 @@ export async function fetchDomain(workdir: string, options: FetchOptions): Promi
       })),
       fetchedAt: new Date().toISOString(),
     };
-    await writeJsonAtomic(manifestPath(workdir, domain), fresh);
+    // The manifest last: it is what marks the fetch done, so a kill before it means fetching again.
     await saveDataset(workdir, dataset);
+    await writeJsonAtomic(manifestPath(workdir, domain), fresh);
     return { status: 'fetched', dataset, report, manifest: fresh, datasetPath };
   } finally {
     await Promise.all(temps.map((t) => rm(t, { force: true })));
@@ -105,7 +104,7 @@ export async function fetchDomain(workdir: string, options: FetchOptions): Promi
 }
 
 /** The manifest of a previous fetch from the same base URL whose files are still there, unchanged. */
-async function readManifest(
+async function readFetchManifest(
   workdir: string,
   domain: Domain,
   baseUrl: string,
