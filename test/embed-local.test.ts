@@ -10,6 +10,7 @@ import { GENERATED_PRESETS } from '../src/embed/generated-models.js';
 import { loadLocalEncoder } from '../src/embed/local-encoder.js';
 import { resolveModel } from '../src/embed/model-source.js';
 import { runEmbed } from '../src/embed/run.js';
+import { openUploadEmbedder } from '../src/serve/upload.js';
 import { buildVisionTower } from '../src/embed/vision-transformer.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import {
@@ -278,5 +279,17 @@ describe('ctl embed, local provider (tiny model)', () => {
     ).rejects.toThrow(
       /offline: onnx\/vision_model_quantized\.onnx of Marqo\/marqo-fashionSigLIP@c56244cc.* is not on disk/,
     );
+  });
+
+  test("ctl serve's uploads open the hub model at the revision the store was embedded with", async () => {
+    const { workdir } = await makeFixture(1);
+    const modelsDir = workdirPaths(workdir).modelsDir;
+    await runEmbed(embedOptions(workdir, { kind: 'products' })); // writes models/tiny
+    const revision = 'b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9';
+    await cp(join(modelsDir, 'tiny'), join(modelsDir, 'hub', 'someone', 'siglip', revision), { recursive: true });
+    await runEmbed(embedOptions(workdir, { model: 'someone/siglip', revision, kind: 'products' }));
+    const upload = await openUploadEmbedder(workdir, 'someone/siglip', 'cpu');
+    expect(upload).toMatchObject({ enabled: true, embedder: { model: 'someone/siglip' } });
+    if (upload.enabled) await upload.embedder.dispose();
   });
 });

@@ -12,6 +12,7 @@ import { ImageProblem } from '../embed/images.js';
 import type { Device } from '../embed/device.js';
 import { loadLocalEncoder } from '../embed/local-encoder.js';
 import type { Dtype } from '../embed/dtype.js';
+import { isGeneratedPreset } from '../embed/generated-models.js';
 import { checkModelFiles, resolveModel } from '../embed/model-source.js';
 
 export const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
@@ -60,7 +61,9 @@ export async function openUploadEmbedder(workdir: string, model: string, device:
   try {
     const store = await EmbeddingStore.open(paths.embeddings(model, 'products'));
     const dtype = (store.meta.preprocessing?.dtype as Dtype | undefined) ?? 'fp32';
-    const source = await resolveModel(model, { modelsDir: paths.modelsDir });
+    // A hub model at the revision the store was embedded with (generated presets carry their own).
+    const revision = isGeneratedPreset(model) ? undefined : store.meta.revision;
+    const source = await resolveModel(model, { modelsDir: paths.modelsDir, revision });
     await checkModelFiles(source, dtype, { modelsDir: paths.modelsDir, offline: true });
     const encoder = await loadLocalEncoder(source, { device, dtype, offline: true, modelsDir: paths.modelsDir });
     const scratch = await mkdtemp(join(tmpdir(), 'ctl-serve-'));
