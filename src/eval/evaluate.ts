@@ -16,7 +16,7 @@ import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import type { TrainConfig } from '../train/config.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
-import { l2NormalizeRows } from '../util/matrix.js';
+import { gatherRows, l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
 import { existingRunDir, modelSlug } from '../data/workdir.js';
 import type { EngineName } from './engines.js';
@@ -241,9 +241,7 @@ async function encode(
     ),
   );
   const dim = encodedScenes.length / Math.max(1, sources.length);
-  const sceneVectors = new Float32Array(pairs.length * dim);
-  rowOfPair.forEach((row, i) => sceneVectors.set(encodedScenes.subarray(row * dim, (row + 1) * dim), i * dim));
-  return { sceneVectors, productVectors, dim };
+  return { sceneVectors: gatherRows(encodedScenes, rowOfPair, dim), productVectors, dim };
 }
 
 const ENCODE_CHUNK = 4096;

@@ -9,6 +9,7 @@ import { workdirPaths } from '../data/workdir.js';
 import { DEFAULT_BASE_URL, imageUrl } from '../download/targets.js';
 import type { TrainedModel } from '../model/load.js';
 import { InputError } from '../util/errors.js';
+import { gatherRows } from '../util/matrix.js';
 
 export interface ProductIndex {
   /** dataset.products indices, one per row. */
@@ -36,8 +37,7 @@ export async function buildProductIndex(workdir: string, dataset: Dataset, model
   const products = dataset.products.flatMap((p, j) => (missing.has(p.sig) ? [] : [j]));
   if (products.length === 0)
     throw new InputError(`${store.dir}: none of the ${dataset.products.length} catalog products has an embedding`);
-  const inputs = new Float32Array(products.length * dim);
-  products.forEach((j, r) => inputs.set(read.data.subarray(j * dim, (j + 1) * dim), r * dim));
+  const inputs = gatherRows(read.data, products, dim);
   const categoryRows = Int32Array.from(products, (j) => rowOfCategory[dataset.products[j].category]);
   const vectors = await model.encodeProducts(inputs, categoryRows, products.length);
   return { products, inputs, categoryRows, vectors, skipped: dataset.products.length - products.length };

@@ -16,6 +16,7 @@ import { rankTargets, toCsr } from '../eval/rank.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import type { TrainConfig } from '../train/config.js';
 import { InputError } from '../util/errors.js';
+import { gatherRows } from '../util/matrix.js';
 
 /** Where a product or scene image is shown from when the workdir has no copy: Pinterest's image host. */
 const IMAGE_HOST = 'https://i.pinimg.com';
@@ -293,11 +294,8 @@ export class Recommender {
 }
 
 async function candidateSet(vectors: Float32Array, products: Int32Array, dim: number): Promise<CandidateSet> {
-  const rows = new Float32Array(products.length * dim);
+  const rows = gatherRows(vectors, products, dim);
   const rowOf = new Int32Array(vectors.length / dim).fill(-1);
-  products.forEach((j, c) => {
-    rows.set(vectors.subarray(j * dim, (j + 1) * dim), c * dim);
-    rowOf[j] = c;
-  });
+  products.forEach((j, c) => (rowOf[j] = c));
   return { products, rows, rowOf, engine: await createScoreEngine('auto', rows, products.length, dim) };
 }

@@ -10,6 +10,7 @@ import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { TrainConfig } from './config.js';
 import type { NegativeIndex } from './negatives/negative-index.js';
+import { gatherRows } from '../util/matrix.js';
 
 export interface PairRows {
   /** dataset.pairs indices, one per row. */
@@ -147,9 +148,7 @@ export async function loadTrainingData(
 }
 
 function pick(keptPairs: number[], scenes: Float32Array, rows: number[], dim: number): PairRows {
-  const out = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => out.set(scenes.subarray(r * dim, (r + 1) * dim), i * dim));
-  return { pairs: rows.map((r) => keptPairs[r]), scenes: out };
+  return { pairs: rows.map((r) => keptPairs[r]), scenes: gatherRows(scenes, rows, dim) };
 }
 
 function checkFinite(matrix: Float32Array, dim: number, what: string, model: string): void {

@@ -9,7 +9,8 @@ import { keyedRandom } from '../../util/random.js';
 import { formatDuration, log } from '../../util/log.js';
 import type { Random } from '../../util/random.js';
 import type { NegativeSampler, SamplerContext, SamplerState } from '../negatives.js';
-import { isPositive, type NegativeIndex } from './negative-index.js';
+import { columnsBy, isPositive, type NegativeIndex } from './negative-index.js';
+import { gatherRows } from '../../util/matrix.js';
 import { sameCategoryRandom } from './same-category-random.js';
 
 export function minedSampler({ index, config, seed }: SamplerContext, saved: SamplerState | null): NegativeSampler {
@@ -82,27 +83,18 @@ export async function minePool(
 ): Promise<MinedPool> {
   const rows = index.rowProduct.length;
   const pool = new Int32Array(rows * options.poolSize).fill(-1);
-  const rowsOfCategory = new Map<number, number[]>();
-  for (let r = 0; r < rows; r++) {
-    const c = index.productCategory[index.rowProduct[r]];
-    const members = rowsOfCategory.get(c) ?? [];
-    members.push(r);
-    rowsOfCategory.set(c, members);
-  }
+  const rowsOfCategory = columnsBy(rows, (r) => index.productCategory[index.rowProduct[r]]);
   const block = 256;
   for (const [category, members] of rowsOfCategory) {
     const candidates = index.byCategory[category];
     if (candidates.length === 0) continue;
-    const candidateVectors = new Float32Array(candidates.length * dim);
-    candidates.forEach((j, k) => candidateVectors.set(products.subarray(j * dim, (j + 1) * dim), k * dim));
+    const candidateVectors = gatherRows(products, candidates, dim);
     const engine = await createScoreEngine('auto', candidateVectors, candidates.length, dim);
     const buffer = new Float32Array(block * candidates.length);
     try {
       for (let b = 0; b < members.length; b += block) {
         const chunk = members.slice(b, b + block);
-        const queries = new Float32Array(chunk.length * dim);
-        chunk.forEach((r, i) => queries.set(scenes.subarray(r * dim, (r + 1) * dim), i * dim));
-        const scores = await engine.score(queries, buffer);
+        const scores = await engine.score(gatherRows(scenes, chunk, dim), buffer);
         chunk.forEach((r, i) => {
           const rng = keyedRandom(options.seed, 'mine', options.step, r);
           const sims = scores.subarray(i * candidates.length, (i + 1) * candidates.length);
