@@ -95,7 +95,6 @@ export function registerTrainCommand(program: Command): void {
         resume: options.resume,
         embeddings: options.embeddings,
         workers: options.workers,
-        json: options.json,
       });
       if (options.json) printJson(result);
     }),

@@ -1,6 +1,7 @@
-// Where the steps run. Both engines run the same step (gradients.ts: the loss and gradients of a batch) and the
-// same fused optimizer: LocalEngine on this thread (any backend) over the whole batch; ParallelEngine
-// (parallel.ts) with one replica per worker thread, each with its own wasm backend, over shards of every batch.
+// Where the steps run, behind one TrainEngine interface. The two tfjs engines run the same step (gradients.ts: the
+// loss and gradients of a batch) and the same fused optimizer: LocalEngine on this thread (any backend) over the
+// whole batch; ParallelEngine (parallel.ts) with one replica per worker thread, each with its own wasm backend, over
+// shards of every batch. OrtEngine (ort/) runs the whole step as one ONNX graph, on the CPU or on WebGPU.
 import * as tf from '@tensorflow/tfjs';
 import { encodeRows } from '../model/encode.js';
 import { TwoTower, type ModelSpec, type Tower } from '../model/two-tower.js';

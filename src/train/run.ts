@@ -47,8 +47,6 @@ export interface TrainRunOptions {
   /** The engine: 'ort-cpu', 'webgpu' or a TensorFlow.js backend (backend.ts); default 'auto'. */
   backend?: TrainBackendChoice;
   resume?: boolean;
-  /** Part of the stage contract; progress and logs go to stderr either way, `ctl train --json` prints the result. */
-  json?: boolean;
   /** Train on another embedding model's store than the config names (e.g. 'synthetic'); env CTL_EMBEDDINGS. */
   embeddings?: string;
   /** Data-parallel worker threads (wasm); 'auto' = one per core, up to 2 (1 on other backends). */
@@ -296,6 +294,7 @@ async function trainEpoch(
   const sums = { loss: 0, infonce: 0, triplet: 0 };
   let liveTensors: number | undefined;
   let step = firstStep;
+  let samples = 0;
   for (let b = 0; b < stepsPerEpoch; b++) {
     const batch = Int32Array.from(order.slice(b * config.batchSize, (b + 1) * config.batchSize));
     await negatives.refresh?.(step, engine);
@@ -307,6 +306,7 @@ async function trainEpoch(
           `try a lower optimizer.lr or optimizer.gradClip (e.g. 1.0) in ${ctx.name}'s config, and check the embeddings with \`ctl data verify-embeddings\``,
       );
     step++;
+    samples += batch.length;
     sums.loss += result.loss;
     sums.infonce += result.infonce;
     sums.triplet += result.triplet;
@@ -321,7 +321,7 @@ async function trainEpoch(
       lr,
       temperature: result.temperature,
       gradNorm: result.gradNorm,
-      samplesPerSec: ((b + 1) * config.batchSize) / ((performance.now() - started) / 1000),
+      samplesPerSec: samples / ((performance.now() - started) / 1000),
     });
     progress.tick(
       batch.length,
