@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -83,6 +83,16 @@ describe('EmbeddingStore', () => {
     expect((await readdir(join(dir, 'shards'))).some((n) => n.startsWith('.tmp-'))).toBe(false);
     await resumed.append(['b'], rows([4, 5, 6]));
     expect((await EmbeddingStore.open(dir)).ids()).toEqual(['a', 'b']);
+  });
+
+  it('refuses a truncated shard on open, naming it (a short file would read as zero rows)', async () => {
+    const store = await EmbeddingStore.openOrCreate(dir, meta);
+    await store.append(['a', 'b'], rows([1, 2, 3, 4, 5, 6]));
+    const npy = join(dir, 'shards', 'w-000000.npy');
+    await truncate(npy, (await stat(npy)).size - 4);
+    await expect(EmbeddingStore.open(dir)).rejects.toThrow(
+      `${npy}: 20 bytes of data, but its header says [2,3] float32 (24 bytes): the file is truncated or damaged`,
+    );
   });
 
   it("two processes appending at once never replace each other's shard", async () => {

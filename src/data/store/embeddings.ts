@@ -236,23 +236,30 @@ export class EmbeddingStore {
       } catch {
         throw new InputError(`${join(shardDir, name)}.ids.json: missing or unreadable beside its .npy`);
       }
-      const header = parseNpyHeader(await readHead(join(shardDir, file)), join(shardDir, file));
+      const path = join(shardDir, file);
+      const { head, size } = await readHead(path);
+      const header = parseNpyHeader(head, path);
       if (header.shape[0] !== ids.length || header.shape[1] !== this.meta.dim)
+        throw new InputError(`${path}: shape [${header.shape}] does not match ${ids.length} ids of dim ${this.meta.dim}`);
+      // A short file would read as zero rows: a truncated copy must stop here, not train or merge silently.
+      const dataBytes = ids.length * this.meta.dim * 4;
+      if (size !== header.dataOffset + dataBytes)
         throw new InputError(
-          `${join(shardDir, file)}: shape [${header.shape}] does not match ${ids.length} ids of dim ${this.meta.dim}`,
+          `${path}: ${size - header.dataOffset} bytes of data, but its header says [${header.shape}] float32 ` +
+            `(${dataBytes} bytes): the file is truncated or damaged; remove it and its .ids.json, then embed again`,
         );
       this.addShard({ name, rows: ids.length, dataOffset: header.dataOffset }, ids);
     }
   }
 }
 
-/** The first bytes of a file: enough for any .npy header this project writes. */
-async function readHead(path: string): Promise<Uint8Array> {
+/** The first bytes of a file (enough for any .npy header this project writes), and its size. */
+async function readHead(path: string): Promise<{ head: Uint8Array; size: number }> {
   const handle = await open(path, 'r');
   try {
     const buf = new Uint8Array(4096);
     const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    return buf.subarray(0, bytesRead);
+    return { head: buf.subarray(0, bytesRead), size: (await handle.stat()).size };
   } finally {
     await handle.close();
   }
