@@ -2,7 +2,7 @@
 // parse by Python (standard library + NumPy), and, with python3-torch installed, load_state_dict into the
 // reference classes (bench/train/torch_two_tower.py: CTLModel, CTLModelV2) giving the same tower outputs as ours.
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import {
   CHECKPOINT_VERSION,
   checkpointDir,
   loadCheckpoint,
+  readCheckpointState,
   saveCheckpoint,
   type CheckpointState,
 } from '../src/model/checkpoint.js';
@@ -158,6 +159,16 @@ describe('checkpoints outside Node', () => {
     const { runDir, params } = await writeCheckpoint(v2, 'roundtrip');
     const loaded = await loadCheckpoint(runDir, 'best', new TwoTower(v2).layout);
     expect(loaded.params).toEqual(params);
+  });
+
+  it('a damaged state.json is an error naming its line and column, not "no checkpoint" (which a new run would overwrite)', async () => {
+    const { runDir } = await writeCheckpoint(v2, 'damaged');
+    const file = join(checkpointDir(runDir, 'best'), 'state.json');
+    await writeFile(file, '{\n  "version": 2,\n  "epoch": \n');
+    await expect(readCheckpointState(runDir, 'best')).rejects.toThrow(
+      new RegExp(`^${file}:4:1: not valid JSON \\(.*\\); the checkpoint is damaged`),
+    );
+    expect(await readCheckpointState(runDir, 'last')).toBeNull(); // absent is still "none"
   });
 
   it("readers (eval, export, serve) leave the folder a live trainer is writing, and drop a dead one's", async () => {

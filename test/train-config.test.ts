@@ -1,11 +1,26 @@
 // The shipped configs parse and carry the reference hyper-parameters; bad configs fail naming file and field;
 // --set overrides; the configs/README.md field table is the one the schema generates.
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadTrainConfig, parseOverride, parseTrainConfig } from '../src/train/config.js';
 import { fieldTable, withFieldTable } from '../src/train/config-doc.js';
 import { InputError } from '../src/util/errors.js';
 import { smallConfig } from './train-fixtures.js';
+
+describe('a config file that is not JSON', () => {
+  it('names the file, line and column', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-config-'));
+    try {
+      const file = join(dir, 'bad.json');
+      await writeFile(file, '{\n  "epochs": 5\n  "batchSize": 64\n}\n');
+      await expect(loadTrainConfig(file)).rejects.toThrow(`${file}:3:3: not valid JSON (`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('configs/', () => {
   it('v2.json is the reference v2', async () => {

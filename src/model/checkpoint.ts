@@ -20,6 +20,7 @@ import {
   writeJsonAtomic,
 } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { parseJsonFile } from '../util/json.js';
 import { checkCategoryMap, type CategoryMap } from './categories.js';
 import type { ParamLayout } from './params.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
@@ -143,12 +144,19 @@ export async function readCheckpointState<Config = unknown>(
 ): Promise<CheckpointState<Config> | null> {
   await recover(runDir, name);
   const file = join(checkpointDir(runDir, name), 'state.json');
-  let state: CheckpointState<Config>;
+  let text: string;
   try {
-    state = JSON.parse(await readFile(file, 'utf8'));
-  } catch {
-    return null;
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new InputError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
+  // Damaged is not absent: treating it as "no checkpoint" would let a new run overwrite this one.
+  const state = parseJsonFile(
+    text,
+    file,
+    '; the checkpoint is damaged: restore it, or remove the run folder to train it again',
+  ) as CheckpointState<Config>;
   if (state.version !== CHECKPOINT_VERSION)
     throw new InputError(
       `${file}: checkpoint format ${state.version}, expected ${CHECKPOINT_VERSION} (the reference's exact state_dict names): this run was trained by an older ctl; train it again under a new name (\`ctl train --run NAME\`)`,

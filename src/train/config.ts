@@ -7,6 +7,7 @@ import * as z from 'zod';
 import { PROTOCOLS } from '../eval/protocols.js';
 import { modelConfigSchema } from '../model/config.js';
 import { InputError } from '../util/errors.js';
+import { parseJsonFile } from '../util/json.js';
 import { flag, int, nonEmptyString, number, oneOf, parseWith, satisfying, section } from '../util/schema.js';
 import { NEGATIVE_STRATEGIES } from './negatives.js';
 
@@ -140,13 +141,7 @@ export async function loadTrainConfig(path: string, overrides: ConfigOverride[] 
   } catch {
     throw new InputError(`${path}: config file not found`);
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new InputError(`${path}: not valid JSON (${(err as Error).message})`);
-  }
-  return parseTrainConfig(raw, path, overrides);
+  return parseTrainConfig(parseJsonFile(text, path), path, overrides);
 }
 
 /** Validate plain data as a config; `source` names the file in errors (and gives the default name). */

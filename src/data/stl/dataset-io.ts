@@ -6,6 +6,7 @@ import { buildVocabulary, indexByPath } from './categories.js';
 import { readCategoryFile, readPairsFile, type FileReport } from './raw-files.js';
 import { DEFAULT_SPLIT_SEED, sceneSplit, seedSplit } from './splits.js';
 import { InputError } from '../../util/errors.js';
+import { parseJsonFile } from '../../util/json.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { workdirPaths } from '../workdir.js';
 
@@ -119,14 +120,7 @@ export async function loadDataset(workdir: string, domain: Domain = 'fashion'): 
   } catch {
     throw new InputError(`no ${domain} dataset at ${path}: run \`ctl data fetch\` or \`ctl data synth\` first`);
   }
-  let dataset: Dataset;
-  try {
-    dataset = JSON.parse(text) as Dataset;
-  } catch (err) {
-    throw new InputError(
-      `${path}: not valid JSON (${(err as Error).message}); re-run \`ctl data fetch --force\` or \`ctl data synth\``,
-    );
-  }
+  const dataset = parseJsonFile(text, path, '; re-run `ctl data fetch --force` or `ctl data synth`') as Dataset;
   if (dataset?.version !== 1 || !Array.isArray(dataset.pairs) || !dataset.splits?.scene || !dataset.splits?.seed)
     throw new InputError(`${path}: not a version 1 dataset; re-run \`ctl data fetch --force\` or \`ctl data synth\``);
   return dataset;
