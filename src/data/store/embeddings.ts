@@ -240,7 +240,9 @@ export class EmbeddingStore {
       const { head, size } = await readHead(path);
       const header = parseNpyHeader(head, path);
       if (header.shape[0] !== ids.length || header.shape[1] !== this.meta.dim)
-        throw new InputError(`${path}: shape [${header.shape}] does not match ${ids.length} ids of dim ${this.meta.dim}`);
+        throw new InputError(
+          `${path}: shape [${header.shape}] does not match ${ids.length} ids of dim ${this.meta.dim}`,
+        );
       // A short file would read as zero rows: a truncated copy must stop here, not train or merge silently.
       const dataBytes = ids.length * this.meta.dim * 4;
       if (size !== header.dataOffset + dataBytes)
