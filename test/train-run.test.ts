@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { trainRun } from '../src/train/run.js';
 import { loadTrainedModel } from '../src/model/load.js';
 import { loadPairInputs } from '../src/data/store/pair-inputs.js';
+import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { evaluateProtocol } from '../src/eval/protocols.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { InputError, RunError } from '../src/util/errors.js';
@@ -184,6 +185,28 @@ describe('trainRun', () => {
     const attempt = train('nan', smallConfig({ epochs: 1, optimizer: { kind: 'adamw', lr: 1e30 } }));
     await expect(attempt).rejects.toThrow(RunError);
     await expect(attempt).rejects.toThrow(/loss is NaN at step \d+ .*lower optimizer.lr/);
+  });
+
+  it('a non-finite embedding stops training and eval, naming the store and the row', async () => {
+    const paths = workdirPaths(workdir);
+    for (const view of ['products', 'scenes-full'] as const) {
+      const { ids, data } = await (await EmbeddingStore.open(paths.embeddings(TEST_MODEL, view))).readAll();
+      if (view === 'products') data[3 * (data.length / ids.length) + 1] = NaN;
+      const copy = await EmbeddingStore.openOrCreate(paths.embeddings('nan-model', view), {
+        model: 'nan-model',
+        dim: data.length / ids.length,
+        view,
+      });
+      await copy.append(ids, data);
+    }
+    const sigs = (await EmbeddingStore.open(paths.embeddings(TEST_MODEL, 'products'))).ids();
+    const pairs = dataset.pairs.map((_, i) => i);
+    await expect(loadPairInputs(workdir, dataset, 'nan-model', 'full', pairs)).rejects.toThrow(
+      `${paths.embeddings('nan-model', 'products')}: the vector of ${sigs[3]} has a non-finite value`,
+    );
+    await expect(
+      train('nan-input', smallConfig({ epochs: 1, embeddings: { model: 'nan-model', dim: 24 } })),
+    ).rejects.toThrow(InputError);
   });
 
   it('reports bad inputs naming the file and field', async () => {

@@ -1,6 +1,8 @@
 // The safetensors format, written by hand (it is small): 8-byte little-endian header length N, N bytes of JSON
 // header {"__metadata__": {string: string}, name: {dtype, shape, data_offsets: [begin, end]}}, then the raw
 // little-endian tensor bytes, back to back. The header is padded with spaces to a multiple of 8 bytes.
+import { InputError } from '../util/errors.js';
+
 export type SafeDtype = 'F32' | 'I32';
 
 export interface SafeTensor {
@@ -39,7 +41,7 @@ export function encodeSafetensors(file: SafeFile): Uint8Array[] {
 /** Parse a safetensors file; `source` names it in errors. */
 export function decodeSafetensors(bytes: Uint8Array, source: string): SafeFile {
   const fail = (why: string): never => {
-    throw new Error(`${source}: not a valid safetensors file (${why})`);
+    throw new InputError(`${source}: not a valid safetensors file (${why})`);
   };
   if (bytes.length < 8) fail('shorter than its 8-byte header length');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -1,6 +1,7 @@
 // Between our flat parameter vector and the reference PyTorch state_dict (names and layouts): linear weights
 // are [in, out] here and [out, in] in PyTorch; everything else has the same layout. The same mapping converts
 // any vector in the parameter layout (e.g. Adam's moments).
+import { InputError } from '../util/errors.js';
 import type { ParamEntry, ParamLayout } from './params.js';
 import type { SafeTensor } from './safetensors.js';
 
@@ -37,9 +38,9 @@ export function fromStateDict(
   for (const e of layout.entries) {
     const t = tensors[prefix + e.name];
     const expected = torchShape(e);
-    if (!t) throw new Error(`${source}: missing tensor ${prefix + e.name}`);
+    if (!t) throw new InputError(`${source}: missing tensor ${prefix + e.name}`);
     if (t.dtype !== 'F32' || t.shape.join(',') !== expected.join(','))
-      throw new Error(`${source}: ${prefix + e.name} is ${t.dtype} [${t.shape}], expected F32 [${expected}]`);
+      throw new InputError(`${source}: ${prefix + e.name} is ${t.dtype} [${t.shape}], expected F32 [${expected}]`);
     const data = t.data as Float32Array;
     flat.set(e.transposed ? transpose(data, expected[0], expected[1]) : data, e.offset);
   }

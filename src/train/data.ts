@@ -90,9 +90,6 @@ export async function loadTrainingData(
     throw new InputError(
       `no ${train.pairs.length === 0 ? 'train' : 'val'} pair of split '${config.split}' has embeddings of '${config.embeddings.model}': run \`ctl embed\` (or \`ctl data synth\` for synthetic ones)`,
     );
-  checkFinite(train.scenes, inputs.dim, `scene embeddings (${config.sceneView})`, config.embeddings.model);
-  checkFinite(val.scenes, inputs.dim, `scene embeddings (${config.sceneView})`, config.embeddings.model);
-  checkFinite(inputs.products, inputs.dim, 'product embeddings', config.embeddings.model);
 
   const productIndex = new Map(dataset.products.map((p, j) => [p.sig, j]));
   const sceneIndex = new Map(dataset.scenes.map((s, i) => [s.sig, i]));
@@ -149,13 +146,4 @@ export async function loadTrainingData(
 
 function pick(keptPairs: number[], scenes: Float32Array, rows: number[], dim: number): PairRows {
   return { pairs: rows.map((r) => keptPairs[r]), scenes: gatherRows(scenes, rows, dim) };
-}
-
-function checkFinite(matrix: Float32Array, dim: number, what: string, model: string): void {
-  for (let i = 0; i < matrix.length; i++) {
-    if (!Number.isFinite(matrix[i]))
-      throw new InputError(
-        `${what} of '${model}': row ${Math.floor(i / dim)} has a non-finite value; check the store with \`ctl data verify-embeddings\` and re-run \`ctl embed\``,
-      );
-  }
 }

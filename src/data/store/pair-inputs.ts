@@ -1,5 +1,7 @@
 // The model's inputs for a set of pairs: the scene vector of each pair (in the configured view) and the vector of
-// every catalog product, read from the embedding store. Shared by training, evaluation and serving.
+// every catalog product, read from the embedding store. Shared by training, evaluation and serving. A non-finite
+// value is bad input, stopped here with the store and the row's id named.
+import { InputError } from '../../util/errors.js';
 import { workdirPaths } from '../workdir.js';
 import type { Dataset } from '../dataset.js';
 import { EmbeddingStore, sceneProductKey } from './embeddings.js';
@@ -35,7 +37,9 @@ export async function loadPairInputs(
     paths.embeddings(modelId, view === 'full' ? 'scenes-full' : 'scenes-hide-product'),
   );
   if (productStore.dim !== sceneStore.dim)
-    throw new Error(`embeddings of ${modelId}: products have dim ${productStore.dim}, scenes ${sceneStore.dim}`);
+    throw new InputError(
+      `${productStore.dir} holds ${productStore.dim}-d vectors, ${sceneStore.dir} ${sceneStore.dim}-d: embed both with the same model`,
+    );
 
   const products = await productStore.read(dataset.products.map((p) => p.sig));
   const missingProducts = new Set(products.missing);
@@ -52,6 +56,8 @@ export async function loadPairInputs(
       !missingProducts.has(dataset.pairs[i].product),
   );
   const scenes = await sceneStore.read(keptPairs.map(sceneKey));
+  checkFinite(productStore, products.data, (j) => dataset.products[j].sig);
+  checkFinite(sceneStore, scenes.data, (i) => sceneKey(keptPairs[i]));
   return {
     scenes: scenes.data,
     products: products.data,
@@ -61,4 +67,12 @@ export async function loadPairInputs(
     missingProducts: dataset.products.flatMap((p, j) => (missingProducts.has(p.sig) ? [j] : [])),
     model: productStore.meta.model,
   };
+}
+
+function checkFinite(store: EmbeddingStore, rows: Float32Array, idOfRow: (row: number) => string): void {
+  const bad = rows.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0)
+    throw new InputError(
+      `${store.dir}: the vector of ${idOfRow(Math.floor(bad / store.dim))} has a non-finite value; check the store with \`ctl data verify-embeddings\` and embed it again`,
+    );
 }
