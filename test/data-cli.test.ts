@@ -1,6 +1,7 @@
 // `ctl data fetch | stats | pairs` end to end through the built binary (`npm run build` first): exit codes,
 // `--json` alone on stdout, and `pairs --split seed:val` in exactly the order CPython's shuffle gives.
 import { execFile, spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -105,6 +106,10 @@ describe('ctl data (built binary)', () => {
     expect((await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'seed:test'])).code).toBe(2);
     expect((await ctl(['data', 'fetch', '--workdir', workdir, '--retries', '-1'])).code).toBe(2);
     expect((await ctl(['data', 'fetch', '--workdir', workdir, '--domain', 'garden'])).code).toBe(2);
+    await writeFile(join(workdir, 'a-file'), 'x');
+    const notAFolder = await ctl(['data', 'synth', '--workdir', join(workdir, 'a-file')]);
+    expect(notAFolder.code).toBe(2);
+    expect(notAFolder.stderr).toMatch(/ctl data synth: error: --workdir .*a-file: not a folder/);
     for (const url of ['stl.example.com', 'file:///etc']) {
       const badUrl = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', url]);
       expect(badUrl.code).toBe(2); // at once, not after retries

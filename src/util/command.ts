@@ -1,8 +1,9 @@
 // What every `ctl` command shares: `--workdir`, `--json`, exit codes, and turning errors into one clear line.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
-import { exitCodeOf } from './errors.js';
+import { InputError, exitCodeOf } from './errors.js';
 import { log } from './log.js';
 
 export interface CommonOptions {
@@ -13,12 +14,7 @@ export interface CommonOptions {
 
 /** Add `--workdir` (every command) and, when the command reports, `--json`. */
 export function withCommon(cmd: Command, { json = true }: { json?: boolean } = {}): Command {
-  cmd.addOption(
-    new Option('--workdir <dir>', 'workdir every stage reads and writes (env CTL_WORKDIR)').default(
-      undefined,
-      '$CTL_WORKDIR or ./workdir',
-    ),
-  );
+  cmd.option('--workdir <dir>', 'workdir every stage reads and writes (default: $CTL_WORKDIR, else ./workdir)');
   if (json) cmd.option('--json', 'print one JSON document on stdout (human text stays on stderr)', false);
   return cmd;
 }
@@ -31,12 +27,12 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
   return async (...args: unknown[]): Promise<void> => {
     const cmd = args[args.length - 1] as Command;
     const raw = cmd.opts() as O & { workdir?: string; json?: boolean };
-    const options = {
-      ...raw,
-      workdir: resolve(raw.workdir ?? process.env.CTL_WORKDIR ?? './workdir'),
-      json: Boolean(raw.json),
-    };
+    const workdir = raw.workdir ?? process.env.CTL_WORKDIR ?? './workdir';
+    const options = { ...raw, workdir: resolve(workdir), json: Boolean(raw.json) };
     try {
+      if (workdir === '') throw new InputError('--workdir (or CTL_WORKDIR) is empty: name a folder');
+      if ((await stat(options.workdir).catch(() => null))?.isDirectory() === false)
+        throw new InputError(`--workdir ${options.workdir}: not a folder`);
       await run(options, cmd);
     } catch (err) {
       const code = exitCodeOf(err);
