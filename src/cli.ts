@@ -13,6 +13,12 @@ import { registerReproduceCommand } from './reproduce/command.js';
 import { registerDemoCommand } from './demo/command.js';
 import { registerMergeCommand } from './merge/command.js';
 
+// A closed pipe (`ctl data pairs … | head`, `ctl eval --help | head`) is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const program = new Command('ctl')
   .description('Complete the look: rank the products that complete an outfit photo (Shop-The-Look), end to end.')
   .version('0.1.0')

@@ -1,6 +1,7 @@
 // `ctl data fetch | stats | pairs` end to end through the built binary (`npm run build` first): exit codes,
 // `--json` alone on stdout, and `pairs --split seed:val` in exactly the order CPython's shuffle gives.
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -96,6 +97,16 @@ describe('ctl data (built binary)', () => {
     expect(out.stdout).toBe(reference.stdout);
     const train = await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'scene:train']);
     expect(train.stdout.trim().split('\n').length).toBeGreaterThan(pairs.length * 0.6);
+  });
+
+  it('a closed pipe ends quietly, as `ctl eval --help | head -1` does', async () => {
+    const child = spawn(process.execPath, [CLI, 'eval', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy(); // the reader is gone before anything is written
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const [code] = await once(child, 'exit');
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
   });
 
   it('bad input exits 2 with one clear line and nothing on stdout', async () => {

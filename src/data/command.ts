@@ -111,11 +111,6 @@ function registerPairs(data: Command): void {
     action<{ split: { scheme: SplitScheme; part: SplitPart }; domain: Domain }>(async (o) => {
       const dataset = await loadDataset(o.workdir, o.domain);
       const indices = dataset.splits[o.split.scheme].parts[o.split.part] ?? [];
-      // A closed pipe (`| head`) is not an error.
-      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EPIPE') process.exit(0);
-        throw err;
-      });
       const lines: string[] = [];
       for (const i of indices) {
         const { product, scene, bbox } = dataset.pairs[i]!;
