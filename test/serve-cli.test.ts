@@ -1,6 +1,6 @@
 // `ctl serve` through the built binary (`npm run build` first): it says which run it picked and where it listens,
 // answers, and closes cleanly on SIGTERM and SIGINT (exit 0); bad usage exits 2 with one clear line.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,7 +40,13 @@ describe('ctl serve (built binary)', () => {
     try {
       const none = startCli(['serve', '--workdir', empty, '--port', '0']);
       expect(await none.exited).toBe(2);
-      expect(none.stderr()).toMatch(/no trained run in .*: train one first/);
+      expect(none.stderr()).toMatch(/no trained run in .*: train one first .*, or run `ctl demo --serve`/);
+      await mkdir(join(empty, 'demo', 'runs', 'demo'), { recursive: true }); // where `ctl demo` trains
+      const afterDemo = startCli(['serve', '--workdir', empty, '--port', '0']);
+      expect(await afterDemo.exited).toBe(2);
+      expect(afterDemo.stderr()).toContain(
+        `the demo's, which lives in its own workdir: \`ctl serve --workdir ${join(empty, 'demo')}\``,
+      );
     } finally {
       await rm(empty, { recursive: true, force: true });
     }

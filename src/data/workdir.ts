@@ -27,6 +27,8 @@ export function workdirPaths(workdir: string) {
     embeddings: (modelId: string, view: EmbeddingView) => join(workdir, 'embeddings', modelSlug(modelId), view),
     runsDir: join(workdir, 'runs'),
     run: (name: string) => join(workdir, 'runs', name),
+    /** `ctl demo`'s own workdir, inside this one. */
+    demo: join(workdir, 'demo'),
   };
 }
 

@@ -75,7 +75,7 @@ export function registerDemoCommand(program: Command): void {
   withCommon(cmd).action(
     action<DemoOptions>(async (options) => {
       const started = performance.now();
-      const workdir = join(options.workdir, 'demo');
+      const workdir = workdirPaths(options.workdir).demo;
       const source = join(workdir, 'mirror');
       const w = ['--workdir', workdir];
       const stages: Partial<StageReports> = {};

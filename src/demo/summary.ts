@@ -104,7 +104,7 @@ export function demoSummary(input: DemoInput) {
     },
     next: [
       {
-        command: `ctl eval --run ${run} --workdir ${workdir} --per-category`,
+        command: `ctl eval --run ${run} --workdir ${workdir} --protocol all --per-category`,
         why: 'every protocol of the trained run, per category',
       },
       { command: `ctl data stats --workdir ${workdir}`, why: 'what the generated dataset holds' },

@@ -10,7 +10,7 @@ import type { Device } from '../embed/device.js';
 import { InferenceQueue } from './queue.js';
 import { Recommender } from './recommender.js';
 import { listRuns, pickDefaultRun } from './runs.js';
-import { existingRunDir } from '../data/workdir.js';
+import { existingRunDir, listRunNames, workdirPaths } from '../data/workdir.js';
 import { buildServer } from './server.js';
 import { openUploadEmbedder } from './upload.js';
 
@@ -81,8 +81,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 async function defaultRun(workdir: string): Promise<string> {
   const runs = await listRuns(workdir);
   const best = pickDefaultRun(runs);
-  if (!best)
-    throw new InputError(`no trained run in ${workdir}/runs: train one first (\`ctl train\`), or run \`ctl demo\``);
+  if (!best) {
+    const demo = workdirPaths(workdir).demo;
+    throw new InputError(
+      `no trained run in ${workdir}/runs: train one first (\`ctl train\`)` +
+        ((await listRunNames(demo)).length > 0
+          ? `, or serve the demo's, which lives in its own workdir: \`ctl serve --workdir ${demo}\``
+          : ', or run `ctl demo --serve`'),
+    );
+  }
   log(
     best.catalogRecall10 !== null
       ? `serve: run '${best.name}', the best catalog R@10 (${(best.catalogRecall10 * 100).toFixed(1)}%) of ${runs.length} run(s)`
