@@ -126,6 +126,7 @@ describe('ctl train', () => {
       const resumed = ctl(...trainKilled, '--resume', '--json');
       expect(resumed.status, resumed.stderr).toBe(0);
       expect(JSON.parse(resumed.stdout).best).toEqual(result.best);
+      expect(resumed.stderr).toContain(`resuming after epoch ${killedAt}/3 (step `);
       const a = await epochRecords(workdir, full_);
       const b = await epochRecords(workdir, killed_);
       expect(b.map((r) => [r.epoch, r.step, r.loss, r.metric])).toEqual(

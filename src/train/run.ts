@@ -110,6 +110,11 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
       // The onnxruntime engines' threads are in their engine line.
       (ortProvider(backend) ? '' : `, ${workers} worker${workers > 1 ? 's' : ''}`),
   );
+  if (previous)
+    log(
+      `resuming after epoch ${previous.epoch}/${config.epochs} (step ${previous.step}, best ${config.selection.metric} ` +
+        `${previous.best.metric.toFixed(4)} at epoch ${previous.best.epoch})`,
+    );
 
   const engineOptions = {
     spec,
