@@ -158,6 +158,21 @@ describe('trainRun', () => {
     await expect(attempt).rejects.toThrow(/cannot resume: config batchSize: 64 → 32/);
   });
 
+  it('refuses to resume a run on a dataset that another `ctl data synth` replaced, though the counts agree', async () => {
+    const file = workdirPaths(workdir).dataset('fashion');
+    const original = await readFile(file, 'utf8');
+    const config = await writeConfig(workdir, 'learn', smallConfig({ epochs: 3 }));
+    try {
+      const replaced = JSON.parse(original);
+      replaced.pairs.reverse(); // other train and val pairs, the same numbers of everything
+      await writeFile(file, JSON.stringify(replaced));
+      const attempt = trainRun({ workdir, config, run: 'learn', backend: 'wasm', workers: 1, resume: true });
+      await expect(attempt).rejects.toThrow(/cannot resume: the run was trained on another dataset than the workdir/);
+    } finally {
+      await writeFile(file, original);
+    }
+  });
+
   it('applies --set overrides, records them, and resumes only with the same ones', async () => {
     const config = await writeConfig(workdir, 'base', smallConfig({ epochs: 3 }));
     const start = (set: string[], resume = false) =>

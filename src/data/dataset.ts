@@ -1,5 +1,6 @@
 // The normalised dataset: what `ctl data fetch` / `ctl data synth` write to workdir/dataset/<domain>.json and
 // every later stage reads.
+import { createHash } from 'node:crypto';
 import type { Category, Domain, Pair, Product, Scene, Split } from './types.js';
 
 export interface Dataset {
@@ -19,3 +20,23 @@ export interface Dataset {
   /** Rows skipped while loading, by reason. */
   skipped: Record<string, number>;
 }
+
+/**
+ * A digest of what the dataset holds (its products and pairs), recorded with a run: another `ctl data synth` or
+ * `ctl data fetch` into the workdir changes it, so a run trained on the old data is not taken for one of this.
+ */
+export function datasetDigest(dataset: Dataset): string {
+  const hash = createHash('sha256').update(`${dataset.source} ${dataset.domain}\n`);
+  for (const p of dataset.products) hash.update(`${p.sig} ${p.category}\n`);
+  for (const p of dataset.pairs) hash.update(`${p.scene} ${p.product}\n`);
+  return hash.digest('hex').slice(0, 16);
+}
+
+/** Was a run whose checkpoint recorded `recorded` (its `data.dataset`) trained on other data? False when unknown. */
+export function trainedOnOtherData(recorded: string | undefined, dataset: Dataset): boolean {
+  return recorded !== undefined && recorded !== datasetDigest(dataset);
+}
+
+/** Why a run's data is not this workdir's, for the messages that say so. */
+export const OTHER_DATA =
+  'trained on another dataset than the workdir holds now (a later `ctl data synth` or `fetch`?)';

@@ -7,7 +7,7 @@
 // A run trained on the seed split has seen most scenes of the scene split's val and test parts: the report says
 // how many evaluated pairs have a scene the run trained on (`trainSceneOverlap`), and the table flags it.
 import { join } from 'node:path';
-import type { Dataset } from '../data/dataset.js';
+import { OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { sceneProductKey } from '../data/store/embeddings.js';
 import { loadPairInputs, type SceneView } from '../data/store/pair-inputs.js';
@@ -16,6 +16,7 @@ import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import type { TrainConfig } from '../train/config.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { log } from '../util/log.js';
 import { gatherRows, l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
 import { existingRunDir, modelSlug } from '../data/workdir.js';
@@ -88,6 +89,8 @@ export async function evaluateRun(
   const model = await loadTrainedModel<TrainConfig>(dir, checkpoint);
   try {
     const dataset = await loadDataset(workdir, model.config.domain);
+    if (trainedOnOtherData(model.state.data.dataset, dataset))
+      log(`note: run '${run}' was ${OTHER_DATA}: its splits and metrics here are not those of its training data`);
     const trainScenes = new Set(
       (dataset.splits[model.config.split]?.parts.train ?? []).map((p) => dataset.pairs[p].scene),
     );

@@ -110,7 +110,12 @@ export async function importCheckpoint(o: ImportCheckpointOptions): Promise<Impo
     categories: data.dataset.categories,
     categoryMap,
     embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
-    data: { fingerprint: data.fingerprint, trainPairs: data.train.pairs.length, valPairs: data.val.pairs.length },
+    data: {
+      fingerprint: data.fingerprint,
+      trainPairs: data.train.pairs.length,
+      valPairs: data.val.pairs.length,
+      dataset: data.datasetDigest,
+    },
     backend: 'pytorch',
     workers: 1,
     imported: { file: o.file, bare: meta.bare, metrics },

@@ -56,7 +56,8 @@ export interface CheckpointState<Config = unknown> {
   /** The row of the category embedding each leaf category stands for (the reference's cat_to_idx). */
   categoryMap: CategoryMap;
   embeddings: { model: string; dim: number; sceneView: SceneView };
-  data: { fingerprint: string; trainPairs: number; valPairs: number };
+  /** `dataset`: the digest of the dataset trained on (data/dataset.ts; absent in older checkpoints). */
+  data: { fingerprint: string; trainPairs: number; valPairs: number; dataset?: string };
   backend: string;
   workers: number;
   /** The step the saved mined pool was mined at (mined negatives only). */

@@ -9,7 +9,7 @@
 // category rows. The run on the config's own split keeps the config's name; its twin on the other split is named
 // `<run>-<split>` (v1 and v2 name the seed split, so their twins are `v1-scene`, `v2-scene`) and is trained from the
 // same config with `--set split=<split>`, which its config.json records.
-import type { Dataset } from '../data/dataset.js';
+import { OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import type { SplitScheme } from '../data/types.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
@@ -119,6 +119,10 @@ async function trainUnlessFinished(
     state &&
     (state.epoch >= state.config.epochs ||
       (state.config.patience > 0 && state.epochsWithoutGain >= state.config.patience));
+  if (state && trainedOnOtherData(state.data.dataset, await loadDataset(options.workdir, state.config.domain)))
+    throw new InputError(
+      `run '${run}' was ${OTHER_DATA}: remove ${workdirPaths(options.workdir).run(run)} to train it again on this data, or reproduce in another --workdir`,
+    );
   if (finished) {
     log(
       `reproduce: run '${run}' is finished (${state.epoch} epochs, best ${state.best.metric.toFixed(4)} at epoch ${state.best.epoch}): reusing it`,

@@ -4,7 +4,7 @@
 // true products ranked with the scene's other true products filtered out. The grid shows the top k, optionally
 // restricted to some categories.
 import { readdir } from 'node:fs/promises';
-import type { Dataset } from '../data/dataset.js';
+import { OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import type { BBox, Scene } from '../data/types.js';
@@ -16,6 +16,7 @@ import { rankTargets, toCsr } from '../eval/rank.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import type { TrainConfig } from '../train/config.js';
 import { InputError } from '../util/errors.js';
+import { log } from '../util/log.js';
 import { gatherRows } from '../util/matrix.js';
 
 /** Where a product or scene image is shown from when the workdir has no copy: Pinterest's image host. */
@@ -93,6 +94,7 @@ export class Recommender {
     const paths = workdirPaths(workdir);
     const model = await loadTrainedModel<TrainConfig>(paths.run(run), 'best');
     const dataset = await loadDataset(workdir, model.config.domain);
+    if (trainedOnOtherData(model.state.data.dataset, dataset)) log(`note: run '${run}' was ${OTHER_DATA}`);
     const embeddings = model.state.embeddings.model;
     const productStore = await EmbeddingStore.open(paths.embeddings(embeddings, 'products'));
     const sceneStore = await EmbeddingStore.open(paths.embeddings(embeddings, 'scenes-full'));

@@ -2,7 +2,7 @@
 // embedding are counted and skipped), the product matrix, and the lookups negatives need. Bad inputs stop here
 // with the file and field named.
 import { createHash } from 'node:crypto';
-import type { Dataset } from '../data/dataset.js';
+import { datasetDigest, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { loadPairInputs } from '../data/store/pair-inputs.js';
 import { workdirPaths } from '../data/workdir.js';
@@ -36,6 +36,8 @@ export interface TrainingData {
   missingProducts: number[];
   /** Changes when anything the run depends on changes (dataset, split, embeddings present). */
   fingerprint: string;
+  /** What the dataset holds (datasetDigest). */
+  datasetDigest: string;
 }
 
 export async function loadTrainingData(
@@ -141,6 +143,7 @@ export async function loadTrainingData(
     missing,
     missingProducts: inputs.missingProducts,
     fingerprint,
+    datasetDigest: datasetDigest(dataset),
   };
 }
 

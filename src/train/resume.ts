@@ -1,6 +1,7 @@
 // Resuming a run: what it was started with, and whether this command's config and data are the same.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { OTHER_DATA, trainedOnOtherData } from '../data/dataset.js';
 import type { CheckpointState } from '../model/checkpoint.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
@@ -29,7 +30,8 @@ export async function checkResumable(
   if (previous.embeddings.dim !== data.dim) reasons.push(`embedding dim: ${previous.embeddings.dim} → ${data.dim}`);
   if (JSON.stringify(previous.categories) !== JSON.stringify(data.dataset.categories))
     reasons.push('category vocabulary changed');
-  if (previous.data.fingerprint !== data.fingerprint)
+  if (trainedOnOtherData(previous.data.dataset, data.dataset)) reasons.push(`the run was ${OTHER_DATA}`);
+  else if (previous.data.fingerprint !== data.fingerprint)
     reasons.push(
       `data changed (train pairs ${previous.data.trainPairs} → ${data.train.pairs.length}, val pairs ${previous.data.valPairs} → ${data.val.pairs.length}, or the dataset/embeddings differ)`,
     );

@@ -371,7 +371,12 @@ function checkpointState(
     categories: data.dataset.categories,
     categoryMap: ctx.categoryMap,
     embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
-    data: { fingerprint: data.fingerprint, trainPairs: data.train.pairs.length, valPairs: data.val.pairs.length },
+    data: {
+      fingerprint: data.fingerprint,
+      trainPairs: data.train.pairs.length,
+      valPairs: data.val.pairs.length,
+      dataset: data.datasetDigest,
+    },
     backend: ctx.backend,
     workers: ctx.workers,
     ...(at.sampled ? { minedStep: at.sampled.step } : {}),
