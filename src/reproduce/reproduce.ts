@@ -21,6 +21,7 @@ import { formatTable, reportNote, type TableRow } from '../eval/table.js';
 import type { TrainBackendChoice } from '../train/backend.js';
 import { readCheckpointState } from '../model/checkpoint.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
+import { isFinished } from '../train/resume.js';
 import { trainRun } from '../train/run.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
@@ -115,10 +116,7 @@ async function trainUnlessFinished(
   run: string,
 ): Promise<boolean> {
   const state = await readCheckpointState<TrainConfig>(workdirPaths(options.workdir).run(run), 'last');
-  const finished =
-    state &&
-    (state.epoch >= state.config.epochs ||
-      (state.config.patience > 0 && state.epochsWithoutGain >= state.config.patience));
+  const finished = state && isFinished(state);
   if (state && trainedOnOtherData(state.data.dataset, await loadDataset(options.workdir, state.config.domain)))
     throw new InputError(
       `run '${run}' was ${OTHER_DATA}: remove ${workdirPaths(options.workdir).run(run)} to train it again on this data, or reproduce in another --workdir`,

@@ -3,7 +3,9 @@
 // still running shows its latest epoch.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { checkpointDir, type CheckpointState } from '../model/checkpoint.js';
 import type { TrainConfig } from '../train/config.js';
+import { isFinished } from '../train/resume.js';
 import { listRunNames, workdirPaths } from '../data/workdir.js';
 
 /** A training that wrote a record this recently, and has not finished, counts as running. */
@@ -91,27 +93,16 @@ function recall10(report: unknown): number | null {
   return typeof value === 'number' ? value : null;
 }
 
-interface CheckpointStateFile {
-  epoch: number;
-  best: { epoch: number; metric: number };
-  epochsWithoutGain: number;
-  config: TrainConfig;
-  embeddings?: { model: string };
-}
-
 async function describe(workdir: string, name: string): Promise<{ summary: RunSummary; detail: RunDetail }> {
   const dir = workdirPaths(workdir).run(name);
   const saved = (await readJson(join(dir, 'config.json'))) as { config?: TrainConfig } | null;
-  const state = (await readJson(join(dir, 'checkpoints', 'last', 'state.json'))) as CheckpointStateFile | null;
+  const state = (await readJson(join(checkpointDir(dir, 'last'), 'state.json'))) as CheckpointState<TrainConfig> | null;
   const config = state?.config ?? saved?.config ?? null;
   const { records, mtime } = await readMetrics(dir);
   const reports = await readReports(dir);
   const epochRecords = records.filter((r) => r.type === 'epoch');
   const epoch = state?.epoch ?? 0;
-  const finished =
-    config !== null &&
-    state !== null &&
-    (epoch >= config.epochs || (config.patience > 0 && state.epochsWithoutGain >= config.patience));
+  const finished = state !== null && isFinished(state);
   const recent = mtime !== null && Date.now() - mtime < RUNNING_WITHIN_MS;
   const status: RunSummary['status'] = finished ? 'finished' : recent ? 'running' : state ? 'stopped' : 'not started';
   const stepRecords = records.filter((r) => r.type === 'step');

@@ -68,3 +68,11 @@ async function startedWith(dir: string): Promise<string[]> {
     return [];
   }
 }
+
+/** Has the run done its work: all its epochs, or stopped early for want of gains? */
+export function isFinished(
+  state: Pick<CheckpointState<TrainConfig>, 'epoch' | 'epochsWithoutGain' | 'config'>,
+): boolean {
+  const { epochs, patience } = state.config;
+  return state.epoch >= epochs || (patience > 0 && state.epochsWithoutGain >= patience);
+}
