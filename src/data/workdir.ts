@@ -12,6 +12,14 @@ export function modelSlug(modelId: string): string {
 /** Which embedding matrix: product images, whole scenes, or scenes with one product's box hidden. */
 export type EmbeddingView = 'products' | 'scenes-full' | 'scenes-hide-product';
 
+/** How a scene is embedded: whole, or with the pair's product hidden. */
+export const SCENE_VIEWS = ['full', 'hide-product'] as const;
+export type SceneView = (typeof SCENE_VIEWS)[number];
+
+/** The store of a scene view's embeddings. */
+export const sceneViewStore = (view: SceneView): EmbeddingView =>
+  view === 'full' ? 'scenes-full' : 'scenes-hide-product';
+
 export function workdirPaths(workdir: string) {
   return {
     root: workdir,

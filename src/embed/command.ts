@@ -1,5 +1,6 @@
 // `ctl embed`: image embeddings of the dataset's products and scenes into the embedding store, resumable.
 import { Command, Option } from 'commander';
+import { SCENE_VIEWS } from '../data/workdir.js';
 import { DEFAULT_BASE_URL } from '../download/targets.js';
 import { action, gracefulStop, parseHttpUrl, parseIntOption, parseShard, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
@@ -114,7 +115,7 @@ export function registerEmbedCommand(program: Command): void {
           '--scene-view <view>',
           'full: whole scenes; hide-product: one row per scene and product, that product hidden',
         )
-          .choices(['full', 'hide-product'])
+          .choices(SCENE_VIEWS)
           .default('full'),
       )
       .addOption(

@@ -3,12 +3,10 @@
 import { sceneProductKey } from '../data/store/embeddings.js';
 import type { Dataset } from '../data/dataset.js';
 import { inShard, type Shard } from '../data/shard.js';
-import { workdirPaths } from '../data/workdir.js';
+import { sceneViewStore, workdirPaths, type SceneView } from '../data/workdir.js';
 import type { HideMode } from './hide.js';
 import type { ImageJob } from './images.js';
 import type { ViewPlan } from './pipeline.js';
-
-export type SceneView = 'full' | 'hide-product';
 
 export interface JobSelection {
   kind: 'products' | 'scenes' | 'all';
@@ -50,7 +48,7 @@ export function planJobs(
         jobs.push({ id, sig: scene.sig, file, hide: { bbox: item.bbox, mode: selection.hide } });
       }
     }
-    const view = selection.sceneView === 'full' ? 'scenes-full' : 'scenes-hide-product';
+    const view = sceneViewStore(selection.sceneView);
     plans.push({ view, dir: storeDir(view), jobs });
   }
   return plans;

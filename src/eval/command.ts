@@ -1,7 +1,7 @@
 // `ctl eval`: see evaluate.ts.
 import { Command, Option } from 'commander';
 import { loadDataset } from '../data/stl/dataset-io.js';
-import type { SceneView } from '../data/store/pair-inputs.js';
+import { SCENE_VIEWS, type SceneView } from '../data/workdir.js';
 import type { Domain } from '../data/types.js';
 import { action, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
@@ -71,7 +71,7 @@ export function registerEvalCommand(program: Command): void {
           '--scene-view <view>',
           'with --zero-shot: scene embeddings of the whole scene or with the product hidden',
         )
-          .choices(['full', 'hide-product'])
+          .choices(SCENE_VIEWS)
           .default('full'),
       )
       .addOption(

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { sceneProductKey } from '../data/store/embeddings.js';
-import { loadPairInputs, type SceneView } from '../data/store/pair-inputs.js';
+import { loadPairInputs } from '../data/store/pair-inputs.js';
 import type { SplitScheme } from '../data/types.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import type { TrainConfig } from '../train/config.js';
@@ -19,7 +19,7 @@ import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import { gatherRows, l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
-import { existingRunDir, modelSlug } from '../data/workdir.js';
+import { existingRunDir, modelSlug, type SceneView } from '../data/workdir.js';
 import type { EngineName } from './engines.js';
 import { evaluateProtocol, type Metrics, type Protocol } from './protocols.js';
 

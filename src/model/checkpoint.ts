@@ -10,7 +10,7 @@
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Category } from '../data/types.js';
-import type { SceneView } from '../data/store/pair-inputs.js';
+import type { SceneView } from '../data/workdir.js';
 import {
   cleanTempFiles,
   replaceDir,

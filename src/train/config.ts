@@ -7,6 +7,7 @@ import * as z from 'zod';
 import { PROTOCOLS } from '../eval/protocols.js';
 import { modelConfigSchema } from '../model/config.js';
 import { InputError } from '../util/errors.js';
+import { SCENE_VIEWS } from '../data/workdir.js';
 import { parseJsonFile } from '../util/json.js';
 import { flag, int, nonEmptyString, number, oneOf, parseWith, satisfying, section } from '../util/schema.js';
 import { NEGATIVE_STRATEGIES } from './negatives.js';
@@ -38,7 +39,7 @@ export const trainConfigSchema = section({
     model: nonEmptyString().meta({ description: 'embedding model id, as in `workdir/embeddings/<slug>/`' }),
     dim: int(1).optional().meta({ description: 'expected input width, checked against the store' }),
   }),
-  sceneView: oneOf(['full', 'hide-product'])
+  sceneView: oneOf(SCENE_VIEWS)
     .default('full')
     .meta({ description: "the whole scene, or the scene with the product's box hidden" }),
   split: oneOf(['seed', 'scene']).meta({

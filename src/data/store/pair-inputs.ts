@@ -2,11 +2,9 @@
 // every catalog product, read from the embedding store. Shared by training, evaluation and serving. A non-finite
 // value is bad input, stopped here with the store and the row's id named.
 import { InputError } from '../../util/errors.js';
-import { workdirPaths } from '../workdir.js';
+import { sceneViewStore, workdirPaths, type SceneView } from '../workdir.js';
 import type { Dataset } from '../dataset.js';
 import { EmbeddingStore, sceneProductKey } from './embeddings.js';
-
-export type SceneView = 'full' | 'hide-product';
 
 export interface PairInputs {
   /** Row i = the scene vector of `keptPairs[i]`. */
@@ -33,9 +31,7 @@ export async function loadPairInputs(
 ): Promise<PairInputs> {
   const paths = workdirPaths(workdir);
   const productStore = await EmbeddingStore.open(paths.embeddings(modelId, 'products'));
-  const sceneStore = await EmbeddingStore.open(
-    paths.embeddings(modelId, view === 'full' ? 'scenes-full' : 'scenes-hide-product'),
-  );
+  const sceneStore = await EmbeddingStore.open(paths.embeddings(modelId, sceneViewStore(view)));
   if (productStore.dim !== sceneStore.dim)
     throw new InputError(
       `${productStore.dir} holds ${productStore.dim}-d vectors, ${sceneStore.dir} ${sceneStore.dim}-d: embed both with the same model`,
