@@ -4,7 +4,9 @@ import type { Dataset } from '../data/dataset.js';
 import { inShard, type Shard } from '../data/shard.js';
 import type { ImageKind } from './manifest.js';
 
-export const DEFAULT_BASE_URL = 'http://i.pinimg.com';
+/** Pinterest's image host. The STL release names its URLs with http; a web page loads them over https. */
+export const IMAGE_HOST = 'i.pinimg.com';
+export const DEFAULT_BASE_URL = `http://${IMAGE_HOST}`;
 
 export interface ImageTarget {
   sig: string;

@@ -9,7 +9,7 @@ import { loadDataset } from '../data/stl/dataset-io.js';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import type { BBox, Scene } from '../data/types.js';
 import { workdirPaths } from '../data/workdir.js';
-import { imageUrl } from '../download/targets.js';
+import { IMAGE_HOST, imageUrl } from '../download/targets.js';
 import { createScoreEngine, type ScoreEngine } from '../eval/engines.js';
 import { inChunks } from '../eval/evaluate.js';
 import { rankTargets, toCsr } from '../eval/rank.js';
@@ -20,7 +20,6 @@ import { log } from '../util/log.js';
 import { gatherRows } from '../util/matrix.js';
 
 /** Where a product or scene image is shown from when the workdir has no copy: Pinterest's image host. */
-const IMAGE_HOST = 'https://i.pinimg.com';
 /** Candidate sets kept ready beside the whole catalog (one per category filter asked). */
 const MAX_FILTER_ENGINES = 16;
 
@@ -152,7 +151,9 @@ export class Recommender {
   }
 
   imageOf(kind: 'scenes' | 'products', sig: string): string {
-    return this.localImages.has(`${kind}/${sig}`) ? `/images/${kind}/${sig}.jpg` : imageUrl(IMAGE_HOST, sig);
+    return this.localImages.has(`${kind}/${sig}`)
+      ? `/images/${kind}/${sig}.jpg`
+      : imageUrl(`https://${IMAGE_HOST}`, sig);
   }
 
   hasLocalImage(kind: 'scenes' | 'products', sig: string): boolean {

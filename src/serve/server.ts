@@ -10,6 +10,7 @@ import fastifyStatic from '@fastify/static';
 import { RUN_NAME, workdirPaths } from '../data/workdir.js';
 import { log } from '../util/log.js';
 import { QueueFullError, type InferenceQueue } from './queue.js';
+import { IMAGE_HOST } from '../download/targets.js';
 import { RequestError, type Recommender } from './recommender.js';
 import { listRuns, readRun } from './runs.js';
 import { MAX_UPLOAD_BYTES, type UploadSupport } from './upload.js';
@@ -24,7 +25,7 @@ const MAX_SCENES_PAGE = 100;
 
 const SECURITY_HEADERS = {
   'content-security-policy':
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data: https://i.pinimg.com; " +
+    `default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data: https://${IMAGE_HOST}; ` +
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
