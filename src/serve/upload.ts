@@ -12,6 +12,7 @@ import { ImageProblem } from '../embed/images.js';
 import type { Device } from '../embed/device.js';
 import { loadLocalEncoder } from '../embed/local-encoder.js';
 import type { Dtype } from '../embed/dtype.js';
+import { sniffFormat } from '../download/validate.js';
 import { isGeneratedPreset } from '../embed/generated-models.js';
 import { checkModelFiles, resolveModel } from '../embed/model-source.js';
 
@@ -26,15 +27,6 @@ export class UploadError extends Error {
     super(message);
     this.name = 'UploadError';
   }
-}
-
-/** JPEG, PNG or WebP by magic bytes; anything else is refused before decoding. */
-export function sniffImageType(bytes: Uint8Array): 'jpeg' | 'png' | 'webp' | null {
-  const at = (i: number, ...b: number[]) => b.every((v, k) => bytes[i + k] === v);
-  if (at(0, 0xff, 0xd8, 0xff)) return 'jpeg';
-  if (at(0, 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return 'png';
-  if (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) return 'webp';
-  return null;
 }
 
 export interface UploadEmbedder {
@@ -82,7 +74,9 @@ function uploadEmbedder(encoder: Encoder, scratch: string): UploadEmbedder {
     model: encoder.model,
     device: encoder.device,
     async embed(bytes) {
-      if (!sniffImageType(bytes)) throw new UploadError(415, 'the upload is not a JPEG, PNG or WebP image');
+      // JPEG, PNG or WebP by magic bytes; anything else is refused before decoding.
+      const format = sniffFormat(bytes);
+      if (!format || format === 'gif') throw new UploadError(415, 'the upload is not a JPEG, PNG or WebP image');
       // The encoder reads its jobs from files, as the embed stage does: the upload goes through the same path.
       const file = join(scratch, `upload-${counter++}`);
       await writeFile(file, bytes);
