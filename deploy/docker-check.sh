@@ -8,7 +8,7 @@
 #   - the merge Job's pod (the command k8s/merge-job.yaml has), twice: the second merge must add nothing;
 #   - one unsharded container, whose stores are then merged into the merged workdir: `ctl data merge` refuses a row
 #     that differs, so this passes only when the sharded run equals the unsharded one row for row, bytes equal.
-# Needs docker (with the image's base, node:20-bookworm-slim, pullable or present) python3 (the local server) and curl.
+# Needs docker (with the image's base, node:20-bookworm-slim, pullable or present), python3 (the local server) and curl.
 #
 #   deploy/docker-check.sh [N]        # N shards, default 4; Env: IMAGE (default ctl:check), KEEP=1 keeps the folder
 set -euo pipefail
