@@ -21,7 +21,7 @@ export interface HttpEncoderOptions {
   concurrency: number;
   retries: number;
   timeoutMs: number;
-  /** Expected dimension; else the first answer (or the store) sets it. */
+  /** Expected dimension; else the first answer sets it (the store checks it on commit). */
   dim?: number;
   /** Model id recorded in the store. */
   model: string;
@@ -90,7 +90,7 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
       if (dim === undefined) dim = embedding.length;
       if (embedding.length !== dim)
         throw new RunError(
-          `${opts.apiUrl}: a ${embedding.length}-d embedding for ${job.id}, but the others (or the store, or --api-dim) are ${dim}-d`,
+          `${opts.apiUrl}: a ${embedding.length}-d embedding for ${job.id}, but the others (or --api-dim) are ${dim}-d`,
         );
       return l2NormalizeRows(Float32Array.from(embedding as number[]), dim);
     }

@@ -26,10 +26,7 @@ export function registerTrainCommand(program: Command): void {
     program
       .command('train')
       .description('train the scene and product towers, validate and checkpoint every epoch')
-      .requiredOption(
-        '--config <file>',
-        'training config (configs/v1.json, configs/v2.json, configs/v2-mined.json, configs/demo.json, configs/demo-images.json; see configs/README.md)',
-      )
+      .requiredOption('--config <file>', 'training config, e.g. configs/v2.json (configs/README.md lists them all)')
       .option(
         '--set <path=value>',
         'override a config field (repeatable): a dotted path, the value as JSON when it parses, else a string; ' +

@@ -67,8 +67,8 @@ export class Random {
 
   /**
    * A dropout mask's row: `count` draws written from `out[offset]`, each `value` where the next `nextUint32()` is
-   * at least `threshold`, else 0. The same draws as calling `nextUint32()` in a loop, ~3× faster: the state stays
-   * in locals (masks are millions of draws a training step).
+   * at least `threshold`, else 0. The same draws as calling `nextUint32()` in a loop, faster: the state stays in
+   * locals (masks are millions of draws a training step).
    */
   fillMask(out: Float32Array | Uint8Array, offset: number, count: number, threshold: number, value: number): void {
     let { a, b, c, d } = this;

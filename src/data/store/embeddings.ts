@@ -5,8 +5,9 @@
 //   <dir>/shards/<writer>-<seq>.ids.json  row ids, in row order
 //   <dir>/shards/<writer>-<seq>.npy       float32 [rows, dim]
 //
-// A shard is committed by renaming its ids file and then its .npy into place; readers only see shards whose .npy
-// exists and agrees with its ids, so a writer killed at any moment resumes from its last complete shard.
+// A shard is committed in two steps: its ids file is created exclusively (claiming the shard's name), then its .npy
+// is renamed into place; readers only see shards whose .npy exists and agrees with its ids, so a writer killed at
+// any moment resumes from its last complete shard.
 // `writer` keeps shards of machines that split the work (`--shard I/N`) apart so their files never collide.
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -3,8 +3,7 @@
 // negative per row), the backward pass (derived by the tape, src/onnx/tape.ts), grad-norm clipping and the fused
 // Adam/AdamW update. The parameters and both moments go in and come out as three flat vectors in the layout's
 // order: each parameter tensor is a slice of the first, and the gradients are concatenated into one vector, so
-// the norm and the update are a dozen kernels whatever the number of tensors (per tensor, they were ~700 of the
-// step's ~1,100 kernels, and a GPU pays for each).
+// the norm and the update are a dozen kernels whatever the number of tensors (a GPU pays for each kernel).
 // The math is the wasm engine's (gradients.ts, losses.ts, optimizer.ts) op for op, every negatives strategy and
 // false-negative masking included.
 import { Tape, type Value } from '../../onnx/tape.js';
