@@ -49,9 +49,7 @@ export class FlatAdam {
     const { kind, weightDecay, betas, eps } = this.config;
     const [b1, b2] = betas;
     this.t += 1;
-    const stepSize = lr / (1 - b1 ** this.t);
-    const invRootBias2 = 1 / Math.sqrt(1 - b2 ** this.t);
-    const decay = kind === 'adamw' ? 1 - lr * weightDecay : 1;
+    const { stepSize, invRootBias2, decay } = adamScalars(this.config, lr, this.t);
     const l2 = kind === 'adam' ? weightDecay : 0;
     const [c1, c2] = [1 - b1, 1 - b2];
     const { m, v } = this;
@@ -67,6 +65,19 @@ export class FlatAdam {
       p[i] = pi * decay - (stepSize * mi) / (Math.sqrt(vi) * invRootBias2 + eps);
     }
   }
+}
+
+/**
+ * The scalars of Adam's update `t` (1-based): the bias-corrected step size, 1/√(1 − β₂ᵗ), and AdamW's decoupled
+ * decay factor (1 for Adam, whose weight decay is an L2 term in the gradient). The ort engine feeds them to its graph.
+ */
+export function adamScalars(config: OptimizerConfig, lr: number, t: number) {
+  const [b1, b2] = config.betas;
+  return {
+    stepSize: lr / (1 - b1 ** t),
+    invRootBias2: 1 / Math.sqrt(1 - b2 ** t),
+    decay: config.kind === 'adamw' ? 1 - lr * config.weightDecay : 1,
+  };
 }
 
 /** Σ x² in double precision. */

@@ -16,7 +16,7 @@ import {
 } from '../engine.js';
 import { batchIndices } from '../gradients.js';
 import { concat } from '../../util/matrix.js';
-import type { OptimizerState } from '../optimizer.js';
+import { adamScalars, type OptimizerState } from '../optimizer.js';
 import { MaskDrawer } from './masks.js';
 import { DeviceState, HostState, type Ort, type OrtSession, type OrtTensor, type StepState } from './state.js';
 import { buildEncodeGraph } from './encode-graph.js';
@@ -168,12 +168,11 @@ export class OrtEngine implements TrainEngine {
       feeds.valid = new ort.Tensor('float32', valid, [B]);
       feeds.triplet_scale = scalar(count > 0 ? 1 / count : 0);
     }
-    // The step's Adam scalars, as FlatAdam.update computes them.
     const t = this.t + 1;
-    const [b1, b2] = optimizer.betas;
-    feeds.step_size = scalar(plan.lr / (1 - b1 ** t));
-    feeds.inv_root_bias2 = scalar(1 / Math.sqrt(1 - b2 ** t));
-    feeds.decay = scalar(optimizer.kind === 'adamw' ? 1 - plan.lr * optimizer.weightDecay : 1);
+    const adam = adamScalars(optimizer, plan.lr, t);
+    feeds.step_size = scalar(adam.stepSize);
+    feeds.inv_root_bias2 = scalar(adam.invRootBias2);
+    feeds.decay = scalar(adam.decay);
 
     const results = await this.state.run(session, feeds, ['loss', 'infonce', 'triplet', 'temperature', 'grad_norm']);
     const read = (name: string) => (results[name].data as Float32Array)[0];
