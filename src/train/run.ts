@@ -328,9 +328,10 @@ async function trainEpoch(
       gradNorm: result.gradNorm,
       samplesPerSec: samples / ((performance.now() - started) / 1000),
     });
+    const mean = (sum: number) => (sum / (b + 1)).toFixed(3); // the epoch's so far, as its summary line gives it
     progress.tick(
       batch.length,
-      `loss ${result.loss.toFixed(3)} (nce ${result.infonce.toFixed(3)} trip ${result.triplet.toFixed(3)}) lr ${lr.toExponential(1)} τ ${result.temperature.toFixed(3)}`,
+      `loss ${mean(sums.loss)} (nce ${mean(sums.infonce)} trip ${mean(sums.triplet)}) lr ${lr.toExponential(1)} τ ${result.temperature.toFixed(3)}`,
     );
   }
   progress.finish();

@@ -71,8 +71,14 @@ export class Progress {
 
   private draw(now: number): void {
     this.lastDraw = now;
-    if (this.tty) this.stream.write(`\r\x1b[2K${this.line()}`);
+    if (this.tty) this.stream.write(`\r\x1b[2K${this.fitted(this.line())}`);
     else this.stream.write(this.line() + '\n');
+  }
+
+  /** The redrawn line cut to the terminal's width: `\r` goes back to the start of its last row only. */
+  private fitted(line: string): string {
+    const columns = this.stream.columns;
+    return columns > 0 && line.length >= columns ? line.slice(0, columns - 1) : line;
   }
 
   /** Draw the final state and end the line. */

@@ -1,0 +1,33 @@
+// The progress line: redrawn within the terminal's width (a wrapped line leaves its first rows behind at every
+// redraw), whole in a log and on its final draw.
+import { describe, expect, it } from 'vitest';
+import { Progress } from '../src/util/progress.js';
+
+function terminal(columns: number) {
+  const writes: string[] = [];
+  return {
+    writes,
+    stream: { isTTY: true, columns, write: (s: string) => writes.push(s) } as unknown as NodeJS.WriteStream,
+  };
+}
+
+describe('Progress', () => {
+  it('redraws within the terminal width, and ends with the whole line', () => {
+    const { writes, stream } = terminal(40);
+    const progress = new Progress('epoch 1/50', 1000, { stream, unit: 'samples' });
+    progress.tick(10, 'loss 4.229 (nce 4.100 trip 0.129) lr 3.0e-4 τ 0.070');
+    expect(writes).toHaveLength(1);
+    expect(writes[0].startsWith('\r\x1b[2Kepoch 1/50 [')).toBe(true);
+    expect(writes[0].length - '\r\x1b[2K'.length).toBe(39);
+    progress.finish();
+    expect(writes[1]).toMatch(/^\r\x1b\[2Kepoch 1\/50 .* loss 4\.229 \(nce 4\.100 trip 0\.129\) lr 3\.0e-4 τ 0\.070\n$/);
+  });
+
+  it('writes whole lines to a log', () => {
+    const writes: string[] = [];
+    const stream = { isTTY: false, write: (s: string) => writes.push(s) } as unknown as NodeJS.WriteStream;
+    const progress = new Progress('embed', 10, { stream, logEvery: 0 });
+    progress.tick(5, 'ok 5');
+    expect(writes[0]).toMatch(/^embed 5\/10 \(50\.0%\) .*ETA .*  ok 5\n$/);
+  });
+});
