@@ -20,7 +20,8 @@ describe('Progress', () => {
     expect(writes[0].startsWith('\r\x1b[2Kepoch 1/50 [')).toBe(true);
     expect(writes[0].length - '\r\x1b[2K'.length).toBe(39);
     progress.finish();
-    expect(writes[1]).toMatch(/^\r\x1b\[2Kepoch 1\/50 .* loss 4\.229 \(nce 4\.100 trip 0\.129\) lr 3\.0e-4 τ 0\.070\n$/);
+    expect(writes[1].startsWith('\r\x1b[2Kepoch 1/50 [')).toBe(true);
+    expect(writes[1].endsWith(' loss 4.229 (nce 4.100 trip 0.129) lr 3.0e-4 τ 0.070\n')).toBe(true);
   });
 
   it('writes whole lines to a log', () => {
@@ -28,6 +29,6 @@ describe('Progress', () => {
     const stream = { isTTY: false, write: (s: string) => writes.push(s) } as unknown as NodeJS.WriteStream;
     const progress = new Progress('embed', 10, { stream, logEvery: 0 });
     progress.tick(5, 'ok 5');
-    expect(writes[0]).toMatch(/^embed 5\/10 \(50\.0%\) .*ETA .*  ok 5\n$/);
+    expect(writes[0]).toMatch(/^embed 5\/10 \(50\.0%\) .*ETA .* {2}ok 5\n$/);
   });
 });
