@@ -154,6 +154,7 @@ describe('ctl serve: JSON API', () => {
       [{ scene, k: 'many' }, 400, /k/],
       [{ scene, categories: ['Spacesuits'] }, 400, /unknown category 'Spacesuits'/],
       [{ k: 3 }, 400, /scene/],
+      [{ scene, kk: 3 }, 400, /^body\.kk: unknown field$/],
       ['{"scene": ', 400, /JSON/i],
     ];
     for (const [body, status, message] of cases) {

@@ -62,6 +62,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     logger: false,
     bodyLimit: 64 * 1024,
     routerOptions: { maxParamLength: 200 },
+    // An unknown field is a 400 naming it (Fastify's default drops it silently: `kk` would mean the default k).
+    ajv: { customOptions: { removeAdditional: false } },
   });
 
   app.addHook('onSend', async (_request, reply, payload) => {
@@ -78,6 +80,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       log(`serve: ${error.stack ?? error.message}`);
       return reply.code(500).send({ error: 'internal error (see the server log)' });
     }
+    // A field the schema does not know: name it (AJV's own message does not).
+    const unknown = (error as { validation?: { params?: { additionalProperty?: string } }[] }).validation?.[0]?.params
+      ?.additionalProperty;
+    if (unknown !== undefined) return reply.code(status).send({ error: `body.${unknown}: unknown field` });
     return reply.code(status).send({ error: error.message });
   });
   app.setNotFoundHandler((request, reply) =>
