@@ -139,8 +139,11 @@ export async function loadTrainConfig(path: string, overrides: ConfigOverride[] 
   let text: string;
   try {
     text = await readFile(path, 'utf8');
-  } catch {
-    throw new InputError(`${path}: config file not found`);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new InputError(
+      `${path}: ${code === 'ENOENT' ? 'config file not found' : `cannot read the config file (${code})`}`,
+    );
   }
   return parseTrainConfig(parseJsonFile(text, path), path, overrides);
 }
