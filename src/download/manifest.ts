@@ -11,7 +11,7 @@ export const IMAGE_KINDS: readonly ImageKind[] = ['scenes', 'products'];
 
 /** ok: valid file on disk; missing: 404/410; invalid: the body was not a valid image; failed: gave up. */
 export type ImageStatus = 'ok' | 'missing' | 'invalid' | 'failed';
-export const IMAGE_STATUSES: readonly ImageStatus[] = ['ok', 'missing', 'invalid', 'failed'];
+const IMAGE_STATUSES: readonly ImageStatus[] = ['ok', 'missing', 'invalid', 'failed'];
 
 export interface ManifestRecord {
   sig: string;

@@ -20,7 +20,7 @@ import {
  * so `dest` is whole or absent after a kill. Throws InvalidImage for an image we refuse, RunError when the disk fails.
  * Synchronous fs calls: this runs on a worker thread (or inline in tests).
  */
-export async function checkAndSave(
+async function checkAndSave(
   data: Uint8Array,
   format: ImageFormat,
   dest: string,

@@ -35,7 +35,7 @@ export function sniffFormat(head: Uint8Array): ImageFormat | undefined {
 }
 
 /** Error pages served with status 200 (captive portals, soft 404s) start with markup. */
-export function looksLikeHtml(head: Uint8Array): boolean {
+function looksLikeHtml(head: Uint8Array): boolean {
   const text = Buffer.from(head).toString('latin1').trimStart().toLowerCase();
   return text.startsWith('<!doctype') || text.startsWith('<html');
 }

@@ -10,7 +10,7 @@ export type Device = 'auto' | 'cpu' | 'cuda' | 'webgpu';
 export type RunDevice = Exclude<Device, 'auto'>;
 
 /** What to do when the CUDA provider cannot load: the exact set-up, once, in one place. */
-export const CUDA_SETUP =
+const CUDA_SETUP =
   "CUDA needs an NVIDIA driver, CUDA 12 and cuDNN 9 libraries on the library path, and onnxruntime-node's CUDA " +
   'provider files: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --allow-scripts=onnxruntime-node` ' +
   '(this package skips them by default)';
@@ -29,7 +29,7 @@ export interface DeviceChoice<M> {
   why?: string;
 }
 
-export function isCudaProblem(err: unknown): boolean {
+function isCudaProblem(err: unknown): boolean {
   return /cuda|cudnn|shared librar|providers_shared/i.test(String((err as Error)?.message ?? err));
 }
 

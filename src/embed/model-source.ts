@@ -68,12 +68,12 @@ export async function resolveModel(
 }
 
 /** The files a vision tower needs, relative to the model's root. */
-export function requiredFiles(dtype: Dtype): string[] {
+function requiredFiles(dtype: Dtype): string[] {
   return ['config.json', 'preprocessor_config.json', visionModelFile(dtype)];
 }
 
 /** Where a file of the source can be found without the network (first existing wins). */
-export function localCandidates(source: ModelSource, file: string, modelsDir: string): string[] {
+function localCandidates(source: ModelSource, file: string, modelsDir: string): string[] {
   if (source.kind !== 'hub') return [join(source.location, file)];
   // transformers.js looks in its local model path first, then in its cache (keyed by revision unless `main`).
   const cached =

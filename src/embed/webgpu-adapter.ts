@@ -18,7 +18,7 @@ export type AdapterProbe = { adapter: WebGpuAdapter } | { adapter: null; reason:
 
 const SOFTWARE = /llvmpipe|lavapipe|swiftshader/i;
 
-export function isSoftwareAdapter(info: { architecture: string; description: string; device?: string }): boolean {
+function isSoftwareAdapter(info: { architecture: string; description: string; device?: string }): boolean {
   return info.architecture === 'software' || SOFTWARE.test(`${info.description} ${info.device ?? ''}`);
 }
 

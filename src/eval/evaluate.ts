@@ -56,7 +56,7 @@ export function defaultSplit(protocol: Protocol): EvalSplit {
 }
 
 /** The pairs a protocol evaluates (see the file comment). */
-export function protocolPairs(
+function protocolPairs(
   dataset: Dataset,
   protocol: Protocol,
   split: EvalSplit,

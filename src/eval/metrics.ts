@@ -5,7 +5,7 @@
 // ahead of it, so a model that scores everything equal gets the worst rank, never the best.
 
 /** The k of Recall@k every report carries. */
-export const RECALL_KS = [1, 5, 10, 50] as const;
+const RECALL_KS = [1, 5, 10, 50] as const;
 
 type Ranks = ArrayLike<number>;
 
@@ -63,7 +63,7 @@ export function meanAuc(ranks: Ranks, negatives: Ranks): number {
 }
 
 /** Recall@{1,5,10,50} keyed "1", "5", ... as the Metrics contract has it. */
-export function recallTable(ranks: Ranks): Record<string, number> {
+function recallTable(ranks: Ranks): Record<string, number> {
   const out: Record<string, number> = {};
   for (const k of RECALL_KS) out[String(k)] = recallAtK(ranks, k);
   return out;

@@ -4,12 +4,12 @@ import type { TrainedModel } from '../model/load.js';
 import { RunError } from '../util/errors.js';
 import { ONNX_NAMES } from './onnx-towers.js';
 
-export const ONNX_TOLERANCE = 1e-5;
+const ONNX_TOLERANCE = 1e-5;
 
 type Ort = typeof import('onnxruntime-node');
 
 /** Output of one tower's ONNX model on `rows` rows (categories: the checkpoint's rows, v2 product tower only). */
-export async function runTowerOnnx(
+async function runTowerOnnx(
   file: Uint8Array,
   tower: 'scene' | 'product',
   x: Float32Array,
@@ -32,7 +32,7 @@ export async function runTowerOnnx(
   }
 }
 
-export function maxAbsDifference(a: Float32Array, b: Float32Array): number {
+function maxAbsDifference(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) return Infinity;
   let max = 0;
   for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));

@@ -3,7 +3,7 @@
 import * as z from 'zod';
 import { flag, int, number, oneOf, section } from '../util/schema.js';
 
-export const temperatureSchema = section({
+const temperatureSchema = section({
   init: number(1e-6).default(0.07).meta({ description: 'initial softmax temperature τ' }),
   learnable: flag().default(true).meta({ description: 'learn τ (else keep it at init)' }),
   parametrisation: oneOf(['raw', 'log']).default('log').meta({

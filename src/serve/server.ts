@@ -19,7 +19,7 @@ import { MAX_UPLOAD_BYTES, type UploadSupport } from './upload.js';
 const PUBLIC_DIR = fileURLToPath(new URL('../../src/serve/public/', import.meta.url));
 const UPLOT_DIR = dirname(createRequire(import.meta.url).resolve('uplot/dist/uPlot.esm.js'));
 
-export const MAX_K = 100;
+const MAX_K = 100;
 const DEFAULT_K = 12;
 const MAX_SCENES_PAGE = 100;
 

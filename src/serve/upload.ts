@@ -19,7 +19,7 @@ import { checkModelFiles, resolveModel } from '../embed/model-source.js';
 export const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
 
 /** An upload the server cannot use: wrong type (415) or too large (413). */
-export class UploadError extends Error {
+class UploadError extends Error {
   constructor(
     readonly statusCode: 413 | 415,
     message: string,

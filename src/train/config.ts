@@ -12,12 +12,12 @@ import { parseJsonFile } from '../util/json.js';
 import { flag, int, nonEmptyString, number, oneOf, parseWith, satisfying, section } from '../util/schema.js';
 import { NEGATIVE_STRATEGIES } from './negatives.js';
 
-export const SELECTION_METRICS = ['recall@1', 'recall@5', 'recall@10', 'recall@50', 'mrr'] as const;
+const SELECTION_METRICS = ['recall@1', 'recall@5', 'recall@10', 'recall@50', 'mrr'] as const;
 
 const isPair = (value: unknown, isValid: (x: unknown) => boolean): value is [number, number] =>
   Array.isArray(value) && value.length === 2 && value.every(isValid);
 
-export const negativesConfigSchema = section({
+const negativesConfigSchema = section({
   strategy: oneOf(NEGATIVE_STRATEGIES).meta({ description: 'negatives for the triplet loss' }),
   refreshSteps: int(1)
     .default(500)

@@ -91,12 +91,7 @@ export function encodeMatrix(
 }
 
 /** A whole matrix through its tower (TrainEngine.encode of the engines that hold the parameters on this thread). */
-export function encodeAll(
-  model: TwoTower,
-  params: Float32Array,
-  matrices: EngineMatrices,
-  matrix: MatrixName,
-): Float32Array {
+function encodeAll(model: TwoTower, params: Float32Array, matrices: EngineMatrices, matrix: MatrixName): Float32Array {
   return encodeMatrix(model, params, matrices, matrix, 0, rowsOf(matrices, matrix, model.spec.inputDim));
 }
 

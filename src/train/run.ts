@@ -437,7 +437,7 @@ async function validate(
 }
 
 /** "recall@10" → metrics.recall["10"]; "mrr" → metrics.mrr. */
-export function selectionValue(metrics: Metrics, metric: string): number {
+function selectionValue(metrics: Metrics, metric: string): number {
   return metric === 'mrr' ? metrics.mrr : metrics.recall[metric.replace('recall@', '')];
 }
 

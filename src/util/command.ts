@@ -85,14 +85,6 @@ export function parseIntOption(name: string, min = 0) {
   };
 }
 
-export function parseFloatOption(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} expects a number`);
-    return n;
-  };
-}
-
 export function parsePositive(name: string) {
   return (value: string): number => {
     const n = Number(value);

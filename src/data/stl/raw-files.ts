@@ -38,7 +38,7 @@ export interface FileReport {
 
 const SIGNATURE = /^[0-9a-f]{32}$/;
 
-export function isSignature(value: unknown): value is Signature {
+function isSignature(value: unknown): value is Signature {
   return typeof value === 'string' && SIGNATURE.test(value);
 }
 
@@ -203,7 +203,7 @@ export async function readPairsFile(
 }
 
 /** Why a value is not a [left, top, right, bottom] box inside 0..1, or undefined when it is one. */
-export function checkBBox(bbox: unknown): string | undefined {
+function checkBBox(bbox: unknown): string | undefined {
   if (!Array.isArray(bbox) || bbox.length !== 4 || !bbox.every((v) => typeof v === 'number' && Number.isFinite(v)))
     return '4 numbers [left, top, right, bottom]';
   const [left, top, right, bottom] = bbox as number[];

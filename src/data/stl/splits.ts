@@ -8,9 +8,9 @@ import type { Pair, Signature, Split, SplitPart } from '../types.js';
 import { PythonRandom } from './python-random.js';
 
 export const DEFAULT_SPLIT_SEED = 42;
-export const SCENE_SPLIT_FRACTIONS: Record<'train' | 'val' | 'test', number> = { train: 0.8, val: 0.1, test: 0.1 };
+const SCENE_SPLIT_FRACTIONS: Record<'train' | 'val' | 'test', number> = { train: 0.8, val: 0.1, test: 0.1 };
 /** The reference's `split = int(0.9 * len(pairs))`. */
-export const SEED_SPLIT_TRAIN_FRACTION = 0.9;
+const SEED_SPLIT_TRAIN_FRACTION = 0.9;
 
 // One-shot crypto.hash (Node >= 20.12) where there is one: no Hash object per scene, the same digest.
 const sha256Hex: (text: string) => string =

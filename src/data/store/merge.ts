@@ -24,7 +24,7 @@ export interface StoreMergePlan {
 }
 
 /** The first place two JSON values differ, as a dotted path, or undefined when equal (object key order ignored). */
-export function firstDifference(a: unknown, b: unknown, path = ''): string | undefined {
+function firstDifference(a: unknown, b: unknown, path = ''): string | undefined {
   if (a === b) return undefined;
   const bothObjects = typeof a === 'object' && typeof b === 'object' && a !== null && b !== null;
   if (!bothObjects || Array.isArray(a) !== Array.isArray(b)) return path || '(the whole value)';

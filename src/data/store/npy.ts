@@ -10,7 +10,7 @@ export interface NpyHeader {
 }
 
 /** The header bytes for a little-endian float32 C-order array of `shape`. */
-export function npyHeader(shape: number[]): Uint8Array {
+function npyHeader(shape: number[]): Uint8Array {
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   let dict = `{'descr': '<f4', 'fortran_order': False, 'shape': ${shapeText}, }`;
   // The whole preamble (10 bytes + dict + '\n') is padded to a multiple of 64, as numpy writes it.

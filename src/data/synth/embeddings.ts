@@ -25,7 +25,7 @@ import { Random } from '../../util/random.js';
 import { log } from '../../util/log.js';
 import { workdirPaths, type EmbeddingView } from '../workdir.js';
 
-export const SYNTH_EMBEDDING_WEIGHTS = {
+const SYNTH_EMBEDDING_WEIGHTS = {
   /** Latent dimension (at most the output dim). */
   latentDim: 64,
   style: 1.0,
@@ -66,7 +66,7 @@ export interface SynthEmbeddings {
 }
 
 /** An item's weight in its scene: bigger boxes show more of it. */
-export function itemWeight(bbox: [number, number, number, number]): number {
+function itemWeight(bbox: [number, number, number, number]): number {
   const area = Math.max(0, bbox[2] - bbox[0]) * Math.max(0, bbox[3] - bbox[1]);
   return Math.min(1.5, Math.max(0.2, Math.sqrt(area) / 0.3));
 }
@@ -237,7 +237,7 @@ class Lift {
 }
 
 /** A rows × cols matrix (row-major) whose columns are orthonormal: Gram–Schmidt on Gaussian columns. */
-export function orthonormalColumns(rows: number, cols: number, rng: Random): Float32Array {
+function orthonormalColumns(rows: number, cols: number, rng: Random): Float32Array {
   if (cols > rows) throw new RangeError(`orthonormalColumns: ${cols} columns do not fit in ${rows} rows`);
   const q = Array.from({ length: cols }, () => Float64Array.from({ length: rows }, () => rng.normal()));
   for (let c = 0; c < cols; c++) {

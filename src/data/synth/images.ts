@@ -19,7 +19,7 @@ export type ImageFormat = 'jpeg' | 'png';
 type RGB = [number, number, number];
 
 /** An RGB raster. */
-export class Raster {
+class Raster {
   readonly data: Uint8Array;
 
   constructor(
@@ -78,7 +78,7 @@ const trapezoid = (u: number, v: number, y0: number, y1: number, topHalf: number
   return Math.abs(u - 0.5) <= half;
 };
 
-export const SILHOUETTES: Record<Silhouette, Mask> = {
+const SILHOUETTES: Record<Silhouette, Mask> = {
   shoe: (u, v) =>
     rect(u, v, 0.08, 0.55, 0.95, 0.85) || rect(u, v, 0.08, 0.15, 0.42, 0.6) || ellipse(u, v, 0.8, 0.7, 0.18, 0.16),
   top: (u, v) => rect(u, v, 0.25, 0.12, 0.75, 1) || trapezoid(u, v, 0.12, 0.45, 0.3, 0.48),

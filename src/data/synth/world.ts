@@ -66,7 +66,7 @@ const REPEAT_CATEGORY_RATE = 0.02;
 const DISTRACTORS_PER_SCENE = 2;
 
 /** The dataset's latent styles: about √products, so each style holds ~√products products. */
-export function styleCount(products: number): number {
+function styleCount(products: number): number {
   return Math.max(2, Math.round(Math.sqrt(products)));
 }
 
@@ -371,7 +371,7 @@ export async function writeSyntheticDataset(
 }
 
 /** Bumped when the generator changes what a seed produces, so stores of an older generator are redone. */
-export const SYNTH_VERSION = 2;
+const SYNTH_VERSION = 2;
 
 export interface SynthesiseOptions extends SynthOptions {
   /** Write precomputed embeddings of this dimension. */
