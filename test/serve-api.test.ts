@@ -14,7 +14,7 @@ import { loadDataset } from '../src/data/stl/dataset-io.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { CLOSE_GRACE_MS, startServer, type RunningServer } from '../src/serve/command.js';
-import { listRuns, readRun } from '../src/serve/runs.js';
+import { listRuns, pickDefaultRun, readRun, type RunSummary } from '../src/serve/runs.js';
 import { RUN, SYNTH_RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
 import { patternImage } from './embed-fixtures.js';
 
@@ -364,5 +364,17 @@ describe('ctl serve: JSON API', () => {
     } finally {
       await rm(workdir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('pickDefaultRun', () => {
+  const run = (name: string, catalogRecall10: number | null, catalogLeaks = false) =>
+    ({ name, epoch: 3, catalogRecall10, catalogLeaks, updatedAt: null }) as RunSummary;
+
+  it('takes the best catalog R@10 on unseen scenes over a higher one on scenes the run trained on', () => {
+    expect(pickDefaultRun([run('seed-split', 0.56, true), run('scene-split', 0.08), run('new', null)])?.name).toBe(
+      'scene-split',
+    );
+    expect(pickDefaultRun([run('a', 0.5, true), run('b', 0.6, true)])?.name).toBe('b'); // only leaky reports
   });
 });

@@ -92,7 +92,8 @@ async function defaultRun(workdir: string): Promise<string> {
   }
   log(
     best.catalogRecall10 !== null
-      ? `serve: run '${best.name}', the best catalog R@10 (${(best.catalogRecall10 * 100).toFixed(1)}%) of ${runs.length} run(s)`
+      ? `serve: run '${best.name}', the best catalog R@10 (${(best.catalogRecall10 * 100).toFixed(1)}%) of ${runs.length} run(s)` +
+          (best.catalogLeaks ? ' (on scenes it trained on: no run has a catalog report on unseen scenes)' : '')
       : `serve: run '${best.name}', the latest trained run (no run has a catalog eval report yet: \`ctl eval\`)`,
   );
   return best.name;

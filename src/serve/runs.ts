@@ -33,6 +33,8 @@ export interface RunSummary {
   } | null;
   /** The catalog protocol's R@10 from its eval report (test part, else val), for picking the default run. */
   catalogRecall10: number | null;
+  /** That report counts scenes the run trained on (a seed-split run's): its R@10 is flattered. */
+  catalogLeaks: boolean;
   updatedAt: string | null;
 }
 
@@ -105,6 +107,7 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
   const finished = state !== null && isFinished(state);
   const recent = mtime !== null && Date.now() - mtime < RUNNING_WITHIN_MS;
   const status: RunSummary['status'] = finished ? 'finished' : recent ? 'running' : state ? 'stopped' : 'not started';
+  const catalog = recall10(reports['catalog-test']) !== null ? reports['catalog-test'] : reports['catalog-val'];
   const stepRecords = records.filter((r) => r.type === 'step');
   const stride = Math.max(1, Math.ceil(stepRecords.length / MAX_STEP_POINTS));
   const summary: RunSummary = {
@@ -126,7 +129,8 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
           lr: config.optimizer.lr,
         }
       : null,
-    catalogRecall10: recall10(reports['catalog-test']) ?? recall10(reports['catalog-val']),
+    catalogRecall10: recall10(catalog),
+    catalogLeaks: ((catalog as { trainSceneOverlap?: number } | null)?.trainSceneOverlap ?? 0) > 0,
     updatedAt: mtime === null ? null : new Date(mtime).toISOString(),
   };
   return {
@@ -152,11 +156,17 @@ export async function readRun(workdir: string, name: string): Promise<RunDetail 
   return (await describe(workdir, name)).detail;
 }
 
-/** The run `ctl serve` picks by default: the best catalog R@10, else the most recently updated run. */
+/**
+ * The run `ctl serve` picks by default: the best catalog R@10 of the reports on unseen scenes (of any report when
+ * none is), else the most recently updated run.
+ */
 export function pickDefaultRun(runs: RunSummary[]): RunSummary | null {
   const trained = runs.filter((r) => r.epoch > 0);
   const scored = trained.filter((r) => r.catalogRecall10 !== null);
-  if (scored.length > 0) return scored.reduce((a, b) => (b.catalogRecall10! > a.catalogRecall10! ? b : a));
+  // A report on scenes the run trained on is only a fallback: it would beat every honest one.
+  const honest = scored.filter((r) => !r.catalogLeaks);
+  const pool = honest.length > 0 ? honest : scored;
+  if (pool.length > 0) return pool.reduce((a, b) => (b.catalogRecall10! > a.catalogRecall10! ? b : a));
   if (trained.length === 0) return null;
   return trained.reduce((a, b) => ((b.updatedAt ?? '') > (a.updatedAt ?? '') ? b : a));
 }
