@@ -70,6 +70,19 @@ describe('EmbeddingStore', () => {
     await expect(EmbeddingStore.openOrCreate(dir, { ...meta, model: 'other' })).rejects.toThrow(/model/);
   });
 
+  it('refuses to mix vectors made another way (imported beside embedded), and takes another file of the same import', async () => {
+    const embedded = { ...meta, preprocessing: { processor: 'SiglipImageProcessor', dtype: 'fp32' } };
+    await (await EmbeddingStore.openOrCreate(dir, embedded)).append(['a'], rows([1, 2, 3]));
+    await expect(
+      EmbeddingStore.openOrCreate(dir, { ...meta, preprocessing: { importedFrom: 'products.npy' } }),
+    ).rejects.toThrow(/preprocessing: the store's vectors were made another way/);
+    const other = join(dir, 'imported');
+    await EmbeddingStore.openOrCreate(other, { ...meta, preprocessing: { importedFrom: 'part1.npy' } });
+    await expect(
+      EmbeddingStore.openOrCreate(other, { ...meta, preprocessing: { importedFrom: 'part2.npy' } }),
+    ).resolves.toBeInstanceOf(EmbeddingStore);
+  });
+
   it('resumes after a kill between or during shard writes', async () => {
     const store = await EmbeddingStore.openOrCreate(dir, meta);
     await store.append(['a'], rows([1, 2, 3]));

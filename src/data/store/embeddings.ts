@@ -78,7 +78,10 @@ export class EmbeddingStore {
     return store;
   }
 
-  /** Open the store, or create it with `meta`. Refuses a store whose model, view or dim disagree. */
+  /**
+   * Open the store, or create it with `meta`. Refuses a store whose model, view, dim or revision disagree, or whose
+   * vectors were made another way: preprocessing records of other fields (e.g. imported beside embedded).
+   */
   static async openOrCreate(dir: string, meta: StoreMeta): Promise<EmbeddingStore> {
     try {
       await stat(join(dir, 'meta.json'));
@@ -95,6 +98,12 @@ export class EmbeddingStore {
           `${join(dir, 'meta.json')}: ${field}: the store holds ${JSON.stringify(have)}, this run asks for ${JSON.stringify(want)} (use another --workdir or remove the store)`,
         );
     }
+    const fields = (m: StoreMeta) => Object.keys(m.preprocessing ?? {}).sort();
+    if (store.meta.preprocessing && meta.preprocessing && `${fields(store.meta)}` !== `${fields(meta)}`)
+      throw new InputError(
+        `${join(dir, 'meta.json')}: preprocessing: the store's vectors were made another way (${JSON.stringify(store.meta.preprocessing)}), ` +
+          `this run's by ${JSON.stringify(meta.preprocessing)}: one store holds vectors of one kind (use another --workdir or remove the store)`,
+      );
     return store;
   }
 
