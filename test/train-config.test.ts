@@ -157,6 +157,7 @@ describe('--set overrides', () => {
       () =>
         parseTrainConfig(smallConfig(), 'my.json', sets(...assignments));
     expect(bad('epochs=0')).toThrow('--set epochs=0: epochs: expected an integer >= 1, got 0');
+    expect(bad('epochs=1e400')).toThrow('--set epochs=1e400: epochs: expected an integer >= 1, got Infinity');
     expect(bad('optimizer.lrr=1')).toThrow('--set optimizer.lrr=1: optimizer.lrr: unknown field (known: kind, lr,');
     expect(bad('foo.bar=2')).toThrow('--set foo.bar=2: foo: unknown field');
     expect(bad('epochs.x=1')).toThrow('--set epochs.x=1: epochs: expected an integer >= 1, got {"x":1}');

@@ -83,7 +83,8 @@ export function parseWith<S extends z.ZodType>(
 }
 
 function describeValue(value: unknown): string {
-  return value === undefined ? 'nothing' : JSON.stringify(value);
+  if (value === undefined) return 'nothing';
+  return typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value); // not null
 }
 
 function rangeText(min: number, max: number): string {
