@@ -1,17 +1,22 @@
-// JSON from a file: a syntax error names the file, line and column (JSON.parse gives a character offset).
+// JSON from a file: a syntax error names the file, and its line and column where JSON.parse gives the place (Node
+// 20 gives a character offset for some errors, the end of the input for others, and no place for the rest).
 import { InputError } from './errors.js';
 
-/** `text` parsed; an InputError `path:line:column: not valid JSON (why)` when it is not JSON. `hint`: what to do. */
+/** `text` parsed; an InputError `path[:line:column]: not valid JSON (why)` when it is not JSON. `hint`: what to do. */
 export function parseJsonFile(text: string, path: string, hint = ''): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {
     const message = (err as Error).message;
-    const offset = Number(/ in JSON at position (\d+)/.exec(message)?.[1] ?? text.length);
-    const lines = text.slice(0, offset).split('\n');
-    const why = message.replace(/ in JSON at position \d+.*$/, '');
-    throw new InputError(
-      `${path}:${lines.length}:${lines[lines.length - 1].length + 1}: not valid JSON (${why})${hint}`,
-    );
+    const position = /at position (\d+)/.exec(message)?.[1];
+    const offset = position !== undefined ? Number(position) : /end of JSON input/.test(message) ? text.length : null;
+    let where = '';
+    if (offset !== null) {
+      const lines = text.slice(0, offset).split('\n');
+      where = `:${lines.length}:${lines[lines.length - 1].length + 1}`;
+    }
+    // Without the place in the message, and without the quoted input some messages carry.
+    const why = message.replace(/ (in JSON )?at position \d+.*$/, '').replace(/, ".*" is not valid JSON$/s, '');
+    throw new InputError(`${path}${where}: not valid JSON (${why})${hint}`);
   }
 }

@@ -1,0 +1,27 @@
+// JSON syntax errors name the file, and the line and column wherever JSON.parse says where.
+import { describe, expect, it } from 'vitest';
+import { parseJsonFile } from '../src/util/json.js';
+
+const errorOf = (text: string) => {
+  try {
+    parseJsonFile(text, 'f.json');
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return 'parsed';
+};
+
+describe('parseJsonFile', () => {
+  it('gives the line and column where JSON.parse gives a place', () => {
+    expect(errorOf('{\n  "epochs": 5\n  "batchSize": 64\n}\n')).toMatch(/^f\.json:3:3: not valid JSON \(Expected ','/);
+    expect(errorOf('{"a":1}\n{"x"')).toBe(
+      'f.json:2:1: not valid JSON (Unexpected non-whitespace character after JSON)',
+    );
+    expect(errorOf('{\n  "epoch": ')).toBe('f.json:2:12: not valid JSON (Unexpected end of JSON input)');
+  });
+
+  it('gives no false place, nor the quoted input, where it gives none', () => {
+    expect(errorOf('{"a": 1,\n "b": }\n')).toBe("f.json: not valid JSON (Unexpected token '}')");
+    expect(errorOf('[1,]')).toBe("f.json: not valid JSON (Unexpected token ']')");
+  });
+});
