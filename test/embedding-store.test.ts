@@ -71,8 +71,12 @@ describe('EmbeddingStore', () => {
   });
 
   it('refuses to mix vectors made another way (imported beside embedded), and takes another file of the same import', async () => {
-    const embedded = { ...meta, preprocessing: { processor: 'SiglipImageProcessor', dtype: 'fp32' } };
+    const embedded = {
+      ...meta,
+      preprocessing: { processor: 'SiglipImageProcessor', dtype: 'fp32', crop_size: undefined },
+    };
     await (await EmbeddingStore.openOrCreate(dir, embedded)).append(['a'], rows([1, 2, 3]));
+    await expect(EmbeddingStore.openOrCreate(dir, embedded)).resolves.toBeInstanceOf(EmbeddingStore); // the same kind
     await expect(
       EmbeddingStore.openOrCreate(dir, { ...meta, preprocessing: { importedFrom: 'products.npy' } }),
     ).rejects.toThrow(/preprocessing: the store's vectors were made another way/);

@@ -98,7 +98,12 @@ export class EmbeddingStore {
           `${join(dir, 'meta.json')}: ${field}: the store holds ${JSON.stringify(have)}, this run asks for ${JSON.stringify(want)} (use another --workdir or remove the store)`,
         );
     }
-    const fields = (m: StoreMeta) => Object.keys(m.preprocessing ?? {}).sort();
+    // The fields meta.json keeps: one set to undefined here is not written there.
+    const fields = (m: StoreMeta) =>
+      Object.entries(m.preprocessing ?? {})
+        .filter(([, value]) => value !== undefined)
+        .map(([key]) => key)
+        .sort();
     if (store.meta.preprocessing && meta.preprocessing && `${fields(store.meta)}` !== `${fields(meta)}`)
       throw new InputError(
         `${join(dir, 'meta.json')}: preprocessing: the store's vectors were made another way (${JSON.stringify(store.meta.preprocessing)}), ` +
