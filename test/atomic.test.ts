@@ -2,7 +2,7 @@
 // `ctl download --shard` runs in one workdir) never delete each other's files in flight.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -92,6 +92,25 @@ describe('replaceDir and restoreAside', () => {
       expect(await readdir(dir)).toContain(basename(liveAside));
     } finally {
       other.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("takes a name of this process's pid written before it started for an earlier process's (a container's PID 1)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
+    try {
+      const dest = join(dir, 'last');
+      const aside = asideOf(dest, process.pid); // as the container before this one named it
+      const temp = tempPathFor(join(dir, 'image.jpg'));
+      await folderWith(aside, 'previous');
+      await writeFile(temp, 'partial');
+      const hourAgo = new Date(Date.now() - 3_600_000);
+      for (const path of [aside, temp]) await utimes(path, hourAgo, hourAgo);
+      await restoreAside(dest);
+      expect(await textIn(dest)).toBe('previous');
+      expect(await cleanTempFiles(dir)).toBe(1);
+      expect(await readdir(dir)).toEqual(['last']);
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -59,7 +59,8 @@ export async function cleanTempFiles(dir: string): Promise<number> {
   } catch {
     return 0;
   }
-  const stale = names.filter((n) => n.startsWith(TMP_MARK) && !ownerAlive(n));
+  const stale = [];
+  for (const name of names) if (name.startsWith(TMP_MARK) && !(await ownerAlive(dir, name))) stale.push(name);
   await Promise.all(stale.map((n) => rm(join(dir, n), { force: true, recursive: true })));
   return stale.length;
 }
@@ -67,10 +68,21 @@ export async function cleanTempFiles(dir: string): Promise<number> {
 /** The suffix `ownedPathFor` gives a name: `.<pid>.<thread>-<count>`. */
 const OWNER = /\.(\d+)\.\d+-[0-9a-z]+$/;
 
-/** Is the process whose pid a name from `ownedPathFor` carries still running? No pid: not alive. */
-function ownerAlive(name: string): boolean {
+/** When this process started, by the system clock (a file's mtime is compared with it). */
+const PROCESS_START_MS = Date.now() - process.uptime() * 1000;
+
+/**
+ * Is the process whose pid a name from `ownedPathFor` carries still running? No pid: not alive. Our own pid may
+ * be an earlier process's too (every container's node is PID 1): a name of ours last written before this process
+ * started (with a margin for coarse file times) is that earlier process's.
+ */
+async function ownerAlive(dir: string, name: string): Promise<boolean> {
   const pid = Number(OWNER.exec(name)?.[1]);
   if (!(pid > 0)) return false;
+  if (pid === process.pid) {
+    const written = (await stat(join(dir, name)).catch(() => null))?.mtimeMs;
+    return written === undefined || written >= PROCESS_START_MS - 2000;
+  }
   try {
     process.kill(pid, 0); // signal 0: only asks whether the process exists
     return true;
@@ -117,7 +129,7 @@ export async function restoreAside(path: string): Promise<void> {
   const asideName = `${ASIDE_MARK}${basename(path)}`; // + the owner's suffix
   const names = await readdir(dirname(path)).catch(() => [] as string[]);
   for (const name of names) {
-    if (name.replace(OWNER, '') !== asideName || ownerAlive(name)) continue;
+    if (name.replace(OWNER, '') !== asideName || (await ownerAlive(dirname(path), name))) continue;
     const aside = join(dirname(path), name);
     if (await isDirectory(path)) await rm(aside, { recursive: true, force: true });
     else await rename(aside, path);
