@@ -225,6 +225,7 @@ describe('ctl serve: JSON API', () => {
     expect(page.scenes[0].image).toBe(`/images/scenes/${all[2]}.jpg`);
     for (const q of ['limit=0', 'limit=1000', 'offset=-1', 'offset=x'])
       expect((await fetch(url(`/api/scenes?${q}`))).status, q).toBe(400);
+    expect((await fetch(url('/api/scenes?limit=2&_=1733500000'))).status).toBe(200); // a cache-buster is ignored
   });
 
   it('GET /api/runs and /api/runs/:name give status, curves and reports; unknown runs are 404', async () => {

@@ -80,10 +80,14 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       log(`serve: ${error.stack ?? error.message}`);
       return reply.code(500).send({ error: 'internal error (see the server log)' });
     }
-    // A field the schema does not know: name it (AJV's own message does not).
-    const unknown = (error as { validation?: { params?: { additionalProperty?: string } }[] }).validation?.[0]?.params
-      ?.additionalProperty;
-    if (unknown !== undefined) return reply.code(status).send({ error: `body.${unknown}: unknown field` });
+    // A field the schema does not know: name it, and where (AJV's own message does neither).
+    const { validation, validationContext } = error as {
+      validation?: { params?: { additionalProperty?: string } }[];
+      validationContext?: string;
+    };
+    const unknown = validation?.[0]?.params?.additionalProperty;
+    if (unknown !== undefined)
+      return reply.code(status).send({ error: `${validationContext ?? 'body'}.${unknown}: unknown field` });
     return reply.code(status).send({ error: error.message });
   });
   app.setNotFoundHandler((request, reply) =>
@@ -150,8 +154,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     {
       schema: {
         querystring: {
-          type: 'object',
-          additionalProperties: false,
+          type: 'object', // other parameters (a cache-buster) are ignored
           properties: {
             offset: { type: 'integer', minimum: 0 },
             limit: { type: 'integer', minimum: 1, maximum: MAX_SCENES_PAGE },
