@@ -121,33 +121,39 @@ describe('ctl download (CLI)', () => {
     expect(await tempFiles(workdir)).toEqual([]);
   });
 
-  it('SIGINT: in-flight requests finish, the manifest is flushed, exit 130; the next run completes', async () => {
-    const dataset = await writeDataset(workdir, 10, 2);
-    server = await startImageServer({ delayMs: 200 });
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)(
+    '%s: in-flight requests finish, the manifest is flushed, exit %i; the next run completes',
+    async (signal, code) => {
+      const dataset = await writeDataset(workdir, 10, 2);
+      server = await startImageServer({ delayMs: 200 });
 
-    const first = start(['--concurrency', '4', '--grace', '5']);
-    await when(() => server.total() >= 4);
-    first.child.kill('SIGINT');
-    const stopped = await first.done;
-    expect(stopped.code, stopped.stderr).toBe(130);
-    expect(stopped.stderr).toContain('SIGINT: stopping');
+      const first = start(['--concurrency', '4', '--grace', '5']);
+      await when(() => server.total() >= 4);
+      first.child.kill(signal);
+      const stopped = await first.done;
+      expect(stopped.code, stopped.stderr).toBe(code);
+      expect(stopped.stderr).toContain(`${signal}: stopping`);
 
-    const lines = await manifestLines(workdir); // throws on a torn line
-    expect(lines.length).toBe(server.total()); // every request sent was answered, validated and recorded
-    for (const record of lines) {
-      expect(record.status).toBe('ok');
-      expect(existsSync(workdirPaths(workdir).imageFile(record.kind, record.sig))).toBe(true);
-    }
-    expect(lines.length).toBeLessThan(30);
+      const lines = await manifestLines(workdir); // throws on a torn line
+      expect(lines.length).toBe(server.total()); // every request sent was answered, validated and recorded
+      for (const record of lines) {
+        expect(record.status).toBe('ok');
+        expect(existsSync(workdirPaths(workdir).imageFile(record.kind, record.sig))).toBe(true);
+      }
+      expect(lines.length).toBeLessThan(30);
 
-    server.options.delayMs = 0;
-    const second = await run(['--json']);
-    expect(second.code, second.stderr).toBe(0);
-    expect((JSON.parse(second.stdout) as DownloadSummary).state.ok).toBe(
-      selectTargets(dataset, { kind: 'all' }).length,
-    );
-    expect(server.total()).toBe(30);
-  });
+      server.options.delayMs = 0;
+      const second = await run(['--json']);
+      expect(second.code, second.stderr).toBe(0);
+      expect((JSON.parse(second.stdout) as DownloadSummary).state.ok).toBe(
+        selectTargets(dataset, { kind: 'all' }).length,
+      );
+      expect(server.total()).toBe(30);
+    },
+  );
 
   it('exit codes: 2 for bad usage or no dataset, 1 while transient failures remain, 0 once settled', async () => {
     server = await startImageServer({ fallback: '500' });

@@ -131,15 +131,23 @@ describe('manifest', () => {
       await writer.close();
       await writeFile(path, (await readFile(path, 'utf8')) + '{"sig":"c","ki');
 
-      const { latest, tornBytes } = await readManifest(path);
+      const { latest, end, tornBytes } = await readManifest(path);
       expect(tornBytes).toBe('{"sig":"c","ki'.length);
       expect(latest.get('scenes/a')?.status).toBe('ok');
       expect(latest.size).toBe(2);
       expect((await readFile(path, 'utf8')).endsWith('"ki')).toBe(true); // reading changes nothing
-      const appender = await ManifestWriter.open(path, tornBytes);
+      const appender = await ManifestWriter.open(path, { end, tornBytes });
       appender.append(record('c', 'ok'));
       await appender.close();
       expect((await readManifest(path)).latest.size).toBe(3);
+
+      // Grown since it was read (another writer appended): nothing is cut, so nothing of theirs is lost.
+      await writeFile(path, (await readFile(path, 'utf8')) + '{"sig":"d","ki');
+      const torn = await readManifest(path);
+      await writeFile(path, (await readFile(path, 'utf8')) + JSON.stringify(record('e', 'ok')) + '\n');
+      const grown = await readFile(path, 'utf8');
+      await (await ManifestWriter.open(path, torn)).close();
+      expect(await readFile(path, 'utf8')).toBe(grown);
 
       await writeFile(
         path,

@@ -40,7 +40,7 @@ export function registerDownloadCommand(program: Command): void {
       .description(
         'fetch scene and product images by signature into workdir/images/, resumable: a re-run (or a run after a kill) ' +
           'fetches only what is missing; outcomes go to images/manifest.jsonl. Exit 0 when every selected image is ' +
-          'settled, 1 when some failed transiently (re-run to retry), 130 when stopped by SIGINT/SIGTERM.',
+          'settled, 1 when some failed transiently (re-run to retry), 130 when stopped by SIGINT (143 by SIGTERM).',
       )
       .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion'))
       .addOption(new Option('--kind <kind>', 'which images').choices(['scenes', 'products', 'all']).default('all'))

@@ -90,8 +90,8 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     await mkdir(paths.images(kind), { recursive: true });
     tempFilesRemoved += await cleanTempFiles(paths.images(kind));
   }
-  const { latest, tornBytes } = await readManifest(paths.imageManifest);
-  const writer = await ManifestWriter.open(paths.imageManifest, tornBytes);
+  const { latest, end, tornBytes } = await readManifest(paths.imageManifest);
+  const writer = await ManifestWriter.open(paths.imageManifest, { end, tornBytes });
 
   const plan = await reconcile(targets, latest, { ...options, writer }).catch(async (err) => {
     await writer.close();

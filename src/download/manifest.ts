@@ -43,12 +43,12 @@ export function manifestKey(kind: ImageKind, sig: string): string {
  */
 export async function readManifest(
   path: string,
-): Promise<{ latest: Map<string, ManifestRecord>; lines: number; tornBytes: number }> {
+): Promise<{ latest: Map<string, ManifestRecord>; lines: number; end: number; tornBytes: number }> {
   let bytes: Buffer;
   try {
     bytes = await readFile(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { latest: new Map(), lines: 0, tornBytes: 0 };
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { latest: new Map(), lines: 0, end: 0, tornBytes: 0 };
     throw err;
   }
   const end = bytes.lastIndexOf(0x0a) + 1;
@@ -61,7 +61,7 @@ export async function readManifest(
     const record = parseRecord(path, i + 1, line);
     latest.set(manifestKey(record.kind, record.sig), record);
   });
-  return { latest, lines: lines.length, tornBytes };
+  return { latest, lines: lines.length, end, tornBytes };
 }
 
 function parseRecord(path: string, lineNo: number, line: string): ManifestRecord {
@@ -88,10 +88,14 @@ export class ManifestWriter {
     stream.on('error', (err) => (this.error = err));
   }
 
-  /** Append to `path`, first cutting off the `tornBytes` of a torn last line (see readManifest). */
-  static async open(path: string, tornBytes = 0): Promise<ManifestWriter> {
+  /**
+   * Append to `path`, first cutting off the torn last line readManifest reported (its `tornBytes` after `end`):
+   * only while the file is as it was read, so a line another writer appended since is never cut.
+   */
+  static async open(path: string, torn?: { end: number; tornBytes: number }): Promise<ManifestWriter> {
     await mkdir(dirname(path), { recursive: true });
-    if (tornBytes > 0) await truncate(path, (await stat(path)).size - tornBytes);
+    if (torn && torn.tornBytes > 0 && (await stat(path)).size === torn.end + torn.tornBytes)
+      await truncate(path, torn.end);
     return new ManifestWriter(createWriteStream(path, { flags: 'a' }));
   }
 

@@ -58,7 +58,7 @@ export function registerEmbedCommand(program: Command): void {
         "image embeddings of the dataset's products and scenes (L2-normalised float32) into " +
           'workdir/embeddings/<model>/<view>/, resumable: rows already stored are skipped, a shard is committed every ' +
           'few batches. Missing or undecodable images are skipped and listed, never fatal. Exit 130 when stopped by ' +
-          'SIGINT/SIGTERM (what was embedded is kept).',
+          'SIGINT, 143 by SIGTERM (what was embedded is kept).',
       )
       .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion'))
       .option(

@@ -43,7 +43,8 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
     throw new InputError(`--api-url: ${JSON.stringify(opts.apiUrl)} is not a URL`);
   }
   const limit = pLimit(opts.concurrency);
-  const backoff: BackoffPolicy = { baseMs: opts.retryDelayMs ?? 250, maxMs: 30_000, retryAfterMaxMs: 300_000 };
+  // Retry-After capped like the backoff: a stopped run waits out the retry in flight before it commits.
+  const backoff: BackoffPolicy = { baseMs: opts.retryDelayMs ?? 250, maxMs: 30_000, retryAfterMaxMs: 30_000 };
   let dim = opts.dim;
 
   /** One image's vector; an ImageProblem once retries are spent; RunError when the answer is not an embedding. */

@@ -148,7 +148,12 @@ async function writeSafetensors(write: Write, dir: string, tower: TwoTower, mode
   };
   await write(FILES.safetensors, encodeSafetensors({ tensors, metadata }));
   const path = join(dir, FILES.safetensors);
-  const back = decodeSafetensors(new Uint8Array(await readFile(path)), path);
+  let back: ReturnType<typeof decodeSafetensors>;
+  try {
+    back = decodeSafetensors(new Uint8Array(await readFile(path)), path);
+  } catch (err) {
+    throw new RunError(`export: the file just written does not read back: ${(err as Error).message}`); // ours, not the input
+  }
   checkSameTensors(path, tensors, back.tensors);
 }
 

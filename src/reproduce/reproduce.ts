@@ -71,19 +71,19 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const requestsOf = (split: SplitScheme): EvalRequest[] =>
     PROTOCOLS_OF[split].map((protocol) => ({ protocol, split: protocol === 'seed' ? 'val' : options.split }));
 
+  const dataset = await loadDataset(options.workdir, domain);
   const runs: ReproducedRun[] = [];
   for (const { file, config } of configs) {
     const base = options.embeddings ? `${config.name}-${modelSlug(options.embeddings)}` : config.name;
     for (const split of ['seed', 'scene'] as const) {
       const run = split === config.split ? base : `${base}-${split}`;
       const set = split === config.split ? [] : [`split=${split}`];
-      const trained = await trainUnlessFinished(options, file, set, run);
+      const trained = await trainUnlessFinished(options, dataset, file, set, run);
       const reports = await evaluateRun(options.workdir, run, 'best', requestsOf(split), options.engine);
       runs.push({ config: file, run, split, trained, reports });
     }
   }
 
-  const dataset = await loadDataset(options.workdir, domain);
   const embeddings = options.embeddings ?? configs[0].config.embeddings.model;
   const zeroShot = await evaluateZeroShot(
     options.workdir,
@@ -111,13 +111,14 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
 /** Train the run unless its last checkpoint says it is done (all epochs, or stopped early); true if it trained. */
 async function trainUnlessFinished(
   options: ReproduceOptions,
+  dataset: Dataset,
   configFile: string,
   set: string[],
   run: string,
 ): Promise<boolean> {
   const state = await readCheckpointState<TrainConfig>(workdirPaths(options.workdir).run(run), 'last');
   const finished = state && isFinished(state);
-  if (state && trainedOnOtherData(state.data.dataset, await loadDataset(options.workdir, state.config.domain)))
+  if (state && trainedOnOtherData(state.data.dataset, dataset))
     throw new InputError(
       `run '${run}' was ${OTHER_DATA}: remove ${workdirPaths(options.workdir).run(run)} to train it again on this data, or reproduce in another --workdir`,
     );

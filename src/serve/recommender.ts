@@ -19,7 +19,6 @@ import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import { gatherRows } from '../util/matrix.js';
 
-/** Where a product or scene image is shown from when the workdir has no copy: Pinterest's image host. */
 /** Candidate sets kept ready beside the whole catalog (one per category filter asked). */
 const MAX_FILTER_ENGINES = 16;
 

@@ -104,7 +104,7 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
   const reports = await readReports(dir);
   const epochRecords = records.filter((r) => r.type === 'epoch');
   const epoch = state?.epoch ?? 0;
-  const finished = state !== null && isFinished(state);
+  const finished = state !== null && config !== null && isFinished({ ...state, config });
   const recent = mtime !== null && Date.now() - mtime < RUNNING_WITHIN_MS;
   const status: RunSummary['status'] = finished ? 'finished' : recent ? 'running' : state ? 'stopped' : 'not started';
   const catalog = recall10(reports['catalog-test']) !== null ? reports['catalog-test'] : reports['catalog-val'];

@@ -113,7 +113,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   if (previous)
     log(
       `resuming after epoch ${previous.epoch}/${config.epochs} (step ${previous.step}, best ${config.selection.metric} ` +
-        `${previous.best.metric.toFixed(4)} at epoch ${previous.best.epoch})`,
+        `${formatMetric(previous.best.metric)} at epoch ${previous.best.epoch})`,
     );
 
   const engineOptions = {

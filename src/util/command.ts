@@ -32,7 +32,9 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
     try {
       if (workdir === '') throw new InputError('--workdir (or CTL_WORKDIR) is empty: name a folder');
       if ((await stat(options.workdir).catch(() => null))?.isDirectory() === false)
-        throw new InputError(`--workdir ${options.workdir}: not a folder`);
+        throw new InputError(
+          `${raw.workdir !== undefined ? '--workdir' : 'CTL_WORKDIR'} ${options.workdir}: not a folder`,
+        );
       await run(options, cmd);
     } catch (err) {
       const code = exitCodeOf(err);
