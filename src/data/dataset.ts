@@ -32,9 +32,12 @@ export function datasetDigest(dataset: Dataset): string {
   return hash.digest('hex').slice(0, 16);
 }
 
-/** Was a run whose checkpoint recorded `recorded` (its `data.dataset`) trained on other data? False when unknown. */
-export function trainedOnOtherData(recorded: string | undefined, dataset: Dataset): boolean {
-  return recorded !== undefined && recorded !== datasetDigest(dataset);
+/**
+ * Was a run whose checkpoint recorded `recorded` (its `data.dataset`) trained on other data than the dataset of
+ * `digest` (datasetDigest)? False when unknown.
+ */
+export function trainedOnOtherData(recorded: string | undefined, digest: string): boolean {
+  return recorded !== undefined && recorded !== digest;
 }
 
 /** Why a run's data is not this workdir's, for the messages that say so. */

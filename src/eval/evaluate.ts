@@ -7,7 +7,7 @@
 // A run trained on the seed split has seen most scenes of the scene split's val and test parts: the report says
 // how many evaluated pairs have a scene the run trained on (`trainSceneOverlap`), and the table flags it.
 import { join } from 'node:path';
-import { OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
+import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { sceneProductKey } from '../data/store/embeddings.js';
 import { loadPairInputs } from '../data/store/pair-inputs.js';
@@ -89,7 +89,7 @@ export async function evaluateRun(
   const model = await loadTrainedModel<TrainConfig>(dir, checkpoint);
   try {
     const dataset = await loadDataset(workdir, model.config.domain);
-    if (trainedOnOtherData(model.state.data.dataset, dataset))
+    if (trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset)))
       log(`note: run '${run}' was ${OTHER_DATA}: its splits and metrics here are not those of its training data`);
     const trainScenes = new Set(
       (dataset.splits[model.config.split]?.parts.train ?? []).map((p) => dataset.pairs[p].scene),

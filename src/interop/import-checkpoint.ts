@@ -21,7 +21,7 @@ import { readTorchCheckpoint } from '../model/torch/read-checkpoint.js';
 import type { TorchTensor } from '../model/torch/tensor.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { loadTrainConfig, type ConfigOverride, type TrainConfig } from '../train/config.js';
-import { loadTrainingData } from '../train/data.js';
+import { checkpointData, loadTrainingData } from '../train/data.js';
 import { cleanTempFiles, tempPathFor, writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
@@ -110,12 +110,7 @@ export async function importCheckpoint(o: ImportCheckpointOptions): Promise<Impo
     categories: data.dataset.categories,
     categoryMap,
     embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
-    data: {
-      fingerprint: data.fingerprint,
-      trainPairs: data.train.pairs.length,
-      valPairs: data.val.pairs.length,
-      dataset: data.datasetDigest,
-    },
+    data: checkpointData(data),
     backend: 'pytorch',
     workers: 1,
     imported: { file: o.file, bare: meta.bare, metrics },

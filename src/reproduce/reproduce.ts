@@ -9,7 +9,7 @@
 // category rows. The run on the config's own split keeps the config's name; its twin on the other split is named
 // `<run>-<split>` (v1 and v2 name the seed split, so their twins are `v1-scene`, `v2-scene`) and is trained from the
 // same config with `--set split=<split>`, which its config.json records.
-import { OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
+import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import type { SplitScheme } from '../data/types.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
@@ -72,13 +72,14 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     PROTOCOLS_OF[split].map((protocol) => ({ protocol, split: protocol === 'seed' ? 'val' : options.split }));
 
   const dataset = await loadDataset(options.workdir, domain);
+  const digest = datasetDigest(dataset);
   const runs: ReproducedRun[] = [];
   for (const { file, config } of configs) {
     const base = options.embeddings ? `${config.name}-${modelSlug(options.embeddings)}` : config.name;
     for (const split of ['seed', 'scene'] as const) {
       const run = split === config.split ? base : `${base}-${split}`;
       const set = split === config.split ? [] : [`split=${split}`];
-      const trained = await trainUnlessFinished(options, dataset, file, set, run);
+      const trained = await trainUnlessFinished(options, digest, file, set, run);
       const reports = await evaluateRun(options.workdir, run, 'best', requestsOf(split), options.engine);
       runs.push({ config: file, run, split, trained, reports });
     }
@@ -111,14 +112,15 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
 /** Train the run unless its last checkpoint says it is done (all epochs, or stopped early); true if it trained. */
 async function trainUnlessFinished(
   options: ReproduceOptions,
-  dataset: Dataset,
+  /** datasetDigest of the workdir's dataset. */
+  digest: string,
   configFile: string,
   set: string[],
   run: string,
 ): Promise<boolean> {
   const state = await readCheckpointState<TrainConfig>(workdirPaths(options.workdir).run(run), 'last');
   const finished = state && isFinished(state);
-  if (state && trainedOnOtherData(state.data.dataset, dataset))
+  if (state && trainedOnOtherData(state.data.dataset, digest))
     throw new InputError(
       `run '${run}' was ${OTHER_DATA}: remove ${workdirPaths(options.workdir).run(run)} to train it again on this data, or reproduce in another --workdir`,
     );

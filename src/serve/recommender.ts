@@ -4,7 +4,7 @@
 // true products ranked with the scene's other true products filtered out. The grid shows the top k, optionally
 // restricted to some categories.
 import { readdir } from 'node:fs/promises';
-import { OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
+import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import type { BBox, Scene } from '../data/types.js';
@@ -92,7 +92,8 @@ export class Recommender {
     const paths = workdirPaths(workdir);
     const model = await loadTrainedModel<TrainConfig>(paths.run(run), 'best');
     const dataset = await loadDataset(workdir, model.config.domain);
-    if (trainedOnOtherData(model.state.data.dataset, dataset)) log(`note: run '${run}' was ${OTHER_DATA}`);
+    if (trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset)))
+      log(`note: run '${run}' was ${OTHER_DATA}`);
     const embeddings = model.state.embeddings.model;
     const productStore = await EmbeddingStore.open(paths.embeddings(embeddings, 'products'));
     const sceneStore = await EmbeddingStore.open(paths.embeddings(embeddings, 'scenes-full'));

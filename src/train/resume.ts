@@ -30,7 +30,7 @@ export async function checkResumable(
   if (previous.embeddings.dim !== data.dim) reasons.push(`embedding dim: ${previous.embeddings.dim} → ${data.dim}`);
   if (JSON.stringify(previous.categories) !== JSON.stringify(data.dataset.categories))
     reasons.push('category vocabulary changed');
-  if (trainedOnOtherData(previous.data.dataset, data.dataset)) reasons.push(`the run was ${OTHER_DATA}`);
+  if (trainedOnOtherData(previous.data.dataset, data.datasetDigest)) reasons.push(`the run was ${OTHER_DATA}`);
   else if (previous.data.fingerprint !== data.fingerprint)
     reasons.push(
       `data changed (train pairs ${previous.data.trainPairs} → ${data.train.pairs.length}, val pairs ${previous.data.valPairs} → ${data.val.pairs.length}, or the dataset/embeddings differ)`,

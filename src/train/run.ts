@@ -26,7 +26,7 @@ import { Progress } from '../util/progress.js';
 import { checkRunName, modelSlug, workdirPaths } from '../data/workdir.js';
 import { chooseTrainBackend, ortProvider, type TrainBackendChoice } from './backend.js';
 import { loadTrainConfig, parseOverride, type TrainConfig } from './config.js';
-import { loadTrainingData, type TrainingData } from './data.js';
+import { checkpointData, loadTrainingData, type TrainingData } from './data.js';
 import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
 import { MetricsLog } from './metrics-log.js';
 import { createNegativeSampler, type NegativeSampler, type SamplerState } from './negatives.js';
@@ -372,12 +372,7 @@ function checkpointState(
     categories: data.dataset.categories,
     categoryMap: ctx.categoryMap,
     embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
-    data: {
-      fingerprint: data.fingerprint,
-      trainPairs: data.train.pairs.length,
-      valPairs: data.val.pairs.length,
-      dataset: data.datasetDigest,
-    },
+    data: checkpointData(data),
     backend: ctx.backend,
     workers: ctx.workers,
     ...(at.sampled ? { minedStep: at.sampled.step } : {}),
