@@ -39,15 +39,36 @@ describe('layers', () => {
   });
 
   it('no import looks up a layer', () => {
-    const upward: string[] = [];
-    for (const file of sourceFiles(SRC)) {
-      const text = readFileSync(file, 'utf8');
-      for (const [, spec] of text.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
-        const from = topOf(file);
-        const to = topOf(resolve(dirname(file), spec));
-        if (LAYER[to] > LAYER[from]) upward.push(`${relative(SRC, file)} imports ${spec} (${from} → ${to})`);
-      }
-    }
+    const upward = folderImports()
+      .filter(({ from, to }) => LAYER[to] > LAYER[from])
+      .map(({ file, spec, from, to }) => `${file} imports ${spec} (${from} → ${to})`);
     expect(upward).toEqual([]);
   });
+
+  it('no two folders import each other, directly or around a loop', () => {
+    const edges = new Map<string, Set<string>>();
+    for (const { from, to } of folderImports())
+      if (from !== to) edges.set(from, (edges.get(from) ?? new Set()).add(to));
+    const loops: string[] = [];
+    const visit = (folder: string, path: string[]) => {
+      for (const next of edges.get(folder) ?? []) {
+        if (next === path[0]) loops.push([...path, next].join(' → '));
+        else if (!path.includes(next) && next > path[0]) visit(next, [...path, next]);
+      }
+    };
+    for (const folder of edges.keys()) visit(folder, [folder]);
+    expect(loops).toEqual([]);
+  });
 });
+
+/** Every relative import in src/, with the top-level folders it goes from and to. */
+function folderImports(): { file: string; spec: string; from: string; to: string }[] {
+  return sourceFiles(SRC).flatMap((file) =>
+    [...readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)].map(([, spec]) => ({
+      file: relative(SRC, file),
+      spec,
+      from: topOf(file),
+      to: topOf(resolve(dirname(file), spec)),
+    })),
+  );
+}

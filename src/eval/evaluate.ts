@@ -11,9 +11,8 @@ import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { sceneProductKey } from '../data/store/embeddings.js';
 import { loadPairInputs } from '../data/store/pair-inputs.js';
-import type { SplitScheme } from '../data/types.js';
+import type { Domain, SplitScheme } from '../data/types.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
-import type { TrainConfig } from '../train/config.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
@@ -86,7 +85,8 @@ export async function evaluateRun(
   engine?: EngineName,
 ): Promise<EvalReport[]> {
   const dir = await existingRunDir(workdir, run);
-  const model = await loadTrainedModel<TrainConfig>(dir, checkpoint);
+  // Of the run's config, evaluation needs only which data it trained on.
+  const model = await loadTrainedModel<{ domain: Domain; split: SplitScheme }>(dir, checkpoint);
   try {
     const dataset = await loadDataset(workdir, model.config.domain);
     if (trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset)))
@@ -233,36 +233,8 @@ async function encode(
   sources.forEach((i, r) => uniqueScenes.set(scenes.subarray(i * inputDim, (i + 1) * inputDim), r * inputDim));
   const rows = model.categoryRows(dataset.categories);
   const categories = Int32Array.from(dataset.products, (p) => rows[p.category]);
-  const encodedScenes = await inChunks(sources.length, (from, n) =>
-    model.encodeScenes(uniqueScenes.subarray(from * inputDim, (from + n) * inputDim), n),
-  );
-  const productVectors = await inChunks(dataset.products.length, (from, n) =>
-    model.encodeProducts(
-      products.subarray(from * inputDim, (from + n) * inputDim),
-      categories.subarray(from, from + n),
-      n,
-    ),
-  );
+  const encodedScenes = await model.encodeScenes(uniqueScenes, sources.length);
+  const productVectors = await model.encodeProducts(products, categories, dataset.products.length);
   const dim = encodedScenes.length / Math.max(1, sources.length);
   return { sceneVectors: gatherRows(encodedScenes, rowOfPair, dim), productVectors, dim };
-}
-
-const ENCODE_CHUNK = 4096;
-
-/** Run `run` over `rows` rows in chunks of ENCODE_CHUNK (bounded memory) and concatenate the results. */
-export async function inChunks(
-  rows: number,
-  run: (from: number, n: number) => Promise<Float32Array>,
-): Promise<Float32Array> {
-  const parts: Float32Array[] = [];
-  for (let from = 0; from < rows; from += ENCODE_CHUNK)
-    parts.push(await run(from, Math.min(ENCODE_CHUNK, rows - from)));
-  const total = parts.reduce((a, p) => a + p.length, 0);
-  const out = new Float32Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

@@ -11,7 +11,6 @@ import type { BBox, Scene } from '../data/types.js';
 import { workdirPaths } from '../data/workdir.js';
 import { IMAGE_HOST, imageUrl } from '../download/targets.js';
 import { createScoreEngine, type ScoreEngine } from '../eval/engines.js';
-import { inChunks } from '../eval/evaluate.js';
 import { rankTargets, toCsr } from '../eval/rank.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import type { TrainConfig } from '../train/config.js';
@@ -103,14 +102,7 @@ export class Recommender {
     // The checkpoint's category rows (its cat_to_idx); a category it does not know is an error naming it.
     const rows = model.categoryRows(dataset.categories);
     const categories = Int32Array.from(dataset.products, (p) => rows[p.category]);
-    const inputDim = model.spec.inputDim;
-    const productVectors = await inChunks(dataset.products.length, (from, n) =>
-      model.encodeProducts(
-        data.subarray(from * inputDim, (from + n) * inputDim),
-        categories.subarray(from, from + n),
-        n,
-      ),
-    );
+    const productVectors = await model.encodeProducts(data, categories, dataset.products.length);
     const available = dataset.products.flatMap((p, j) => (missingSet.has(p.sig) ? [] : [j]));
     const outDim = productVectors.length / Math.max(1, dataset.products.length);
     const catalog = await candidateSet(productVectors, Int32Array.from(available), outDim);
