@@ -194,6 +194,14 @@ describe('trainRun', () => {
     await expect(start([], true)).rejects.toThrow(/config epochs: 1 → 3; .*this command has no --set/);
     const resumed = await start(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true);
     expect(resumed.best).toEqual(result.best);
+
+    // A run whose draws came from another generator cannot go on with this one's.
+    const stateFile = join(result.dir, 'checkpoints', 'last', 'state.json');
+    const state = JSON.parse(await readFile(stateFile, 'utf8'));
+    await writeFile(stateFile, JSON.stringify({ ...state, rng: { ...state.rng, algorithm: 'mt19937' } }));
+    await expect(start(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true)).rejects.toThrow(
+      /cannot resume: random numbers: the run drew them with mt19937, this version with xoshiro128/,
+    );
   });
 
   it('stops on a NaN loss with the step number and a hint', async () => {

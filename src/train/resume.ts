@@ -1,24 +1,22 @@
 // Resuming a run: what it was started with, and whether this command's config and data are the same.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { OTHER_DATA, trainedOnOtherData } from '../data/dataset.js';
 import type { CheckpointState } from '../model/checkpoint.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
+import { PRNG_NAME } from '../util/random.js';
 import type { TrainConfig } from './config.js';
 import type { TrainingData } from './data.js';
 
 /**
- * Refuse to resume the run in `dir` with another config or other data, saying what differs. The config compared is
+ * Refuse to resume a run with another config or other data, saying what differs. The config compared is
  * the resolved one, `--set` flags included: resuming takes the same flags the run started with.
  */
-export async function checkResumable(
-  dir: string,
+export function checkResumable(
   previous: CheckpointState<TrainConfig>,
   now: { config: TrainConfig; data: TrainingData; backend: string; set: string[] },
-): Promise<void> {
+): void {
   const { config, data, backend } = now;
-  const setBefore = await startedWith(dir);
+  const setBefore = (previous.overrides.set as string[] | undefined) ?? [];
   const setNow = now.set;
   const reasons = diffPaths(previous.config, config).map(
     (p) => `config ${p}: ${JSON.stringify(valueAt(previous.config, p))} → ${JSON.stringify(valueAt(config, p))}`,
@@ -30,6 +28,8 @@ export async function checkResumable(
   if (previous.embeddings.dim !== data.dim) reasons.push(`embedding dim: ${previous.embeddings.dim} → ${data.dim}`);
   if (JSON.stringify(previous.categories) !== JSON.stringify(data.dataset.categories))
     reasons.push('category vocabulary changed');
+  if (previous.rng.algorithm !== PRNG_NAME)
+    reasons.push(`random numbers: the run drew them with ${previous.rng.algorithm}, this version with ${PRNG_NAME}`);
   if (trainedOnOtherData(previous.data.dataset, data.datasetDigest)) reasons.push(`the run was ${OTHER_DATA}`);
   else if (previous.data.fingerprint !== data.fingerprint)
     reasons.push(
@@ -57,16 +57,6 @@ function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
 
 function valueAt(object: unknown, path: string): unknown {
   return path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], object);
-}
-
-/** The `--set` assignments a run was started with, as its config.json records them. */
-async function startedWith(dir: string): Promise<string[]> {
-  try {
-    const recorded = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
-    return recorded.overrides?.set ?? [];
-  } catch {
-    return [];
-  }
 }
 
 /** Has the run done its work: all its epochs, or stopped early for want of gains? */

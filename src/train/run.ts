@@ -82,7 +82,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   const categoryRow = categoryRows(categoryMap, data.dataset.categories, 'the dataset');
   const spec: ModelSpec = { ...config.model, inputDim: data.dim, numCategories: categoryMap.num_categories };
   const model = new TwoTower(spec);
-  if (previous) await checkResumable(dir, previous, { config, data, backend, set: options.set ?? [] });
+  if (previous) checkResumable(previous, { config, data, backend, set: options.set ?? [] });
   const checkpoint = previous ? await loadCheckpoint<TrainConfig>(dir, 'last', model.layout) : null;
   const workers = chooseWorkers(options.workers, backend, previous);
 
