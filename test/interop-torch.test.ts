@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTorchCheckpoint } from '../src/model/torch/read-checkpoint.js';
-import { writeTorchCheckpoint, encodeTorchSave, type TorchValue } from '../src/model/torch/write-checkpoint.js';
+import { encodeTorchCheckpoint, encodeTorchSave, type TorchValue } from '../src/model/torch/write-checkpoint.js';
 import type { TorchTensor } from '../src/model/torch/tensor.js';
 import { writeFile } from 'node:fs/promises';
 import { ctl, runPython, skipWithoutTorch } from './torch-python.js';
@@ -94,14 +94,15 @@ describe.skipIf(skipWithoutTorch)('torch.save files with the real PyTorch', () =
     await runPython(WRITE_REFERENCE, [source, join(dir, 'unused.pt')]);
     const ckpt = await readTorchCheckpoint(source);
     const out = join(dir, 'ours.pt');
-    await writeTorchCheckpoint(out, {
+    const contents = {
       epoch: ckpt.meta.epoch!,
       modelStateDict: ckpt.stateDict,
       metrics: ckpt.meta.metrics as Map<string, number>,
       numCategories: ckpt.meta.numCategories!,
       catToIdx: ckpt.meta.catToIdx!,
       optimizerStateDict: ckpt.meta.optimizerStateDict as TorchValue,
-    });
+    };
+    await writeFile(out, encodeTorchCheckpoint(contents, 'ours'));
     const bareOut = join(dir, 'ours-bare.pt');
     await writeFile(bareOut, encodeTorchSave({ orderedDict: ckpt.stateDict }));
 

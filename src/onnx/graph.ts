@@ -21,16 +21,14 @@ export type Dim = number | string;
 /** float16 values are passed as their raw bits in a Uint16Array. */
 export type TensorData = Float32Array | BigInt64Array | Int32Array | Int8Array | Uint8Array | Uint16Array;
 
-/** An attribute value. Plain numbers must be integers (INT); wrap floats with `float()` / `floats()`. */
-export type Attribute = number | number[] | string | { float: number } | { floats: number[] };
+/** An attribute value. Plain numbers must be integers (INT); wrap a float with `float()`. */
+export type Attribute = number | number[] | string | { float: number };
 export const float = (value: number): Attribute => ({ float: value });
-export const floats = (values: number[]): Attribute => ({ floats: values });
 
 // AttributeProto.AttributeType
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
 const ATTR_STRING = 3;
-const ATTR_FLOATS = 6;
 const ATTR_INTS = 7;
 
 export interface EncodeOptions {
@@ -170,9 +168,7 @@ function attribute(name: string, value: Attribute): ProtoWriter {
     return a.int(20, ATTR_INTS);
   }
   if (typeof value === 'number') return a.int(3, checkedInt(name, value)).int(20, ATTR_INT);
-  if ('float' in value) return a.float(2, value.float).int(20, ATTR_FLOAT);
-  for (const v of value.floats) a.float(7, v);
-  return a.int(20, ATTR_FLOATS);
+  return a.float(2, value.float).int(20, ATTR_FLOAT);
 }
 
 function checkedInt(name: string, v: number): number {

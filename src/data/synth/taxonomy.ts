@@ -13,7 +13,7 @@ export interface PlacementSpec {
   mirror?: boolean;
 }
 
-/** Silhouettes the image painter knows (synth-images.ts). */
+/** Silhouettes the image painter knows (images.ts). */
 export type Silhouette =
   | 'shoe'
   | 'top'

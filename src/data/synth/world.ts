@@ -1,7 +1,6 @@
 // `ctl data synth`: an STL-shaped synthetic dataset with planted structure, written in the released raw formats
 // (workdir/stl/<domain>.json + <domain>-cat.json) and normalised by the same code path as the real files, so every
-// later stage runs on it unchanged. Optionally precomputed embeddings (synth-embeddings.ts) and images
-// (synth-images.ts).
+// later stage runs on it unchanged. Optionally precomputed embeddings (embeddings.ts) and images (images.ts).
 //
 // The hidden structure: every scene has a latent style; its products are drawn mostly from that style's products
 // of the scene's categories (a quarter are off-style); products are reused across scenes with a skewed popularity,
@@ -29,7 +28,7 @@ export interface SynthOptions {
 
 export interface SynthProduct {
   sig: string;
-  /** Index into the domain's taxonomy (synth-taxonomy.ts), not the dataset's sorted vocabulary. */
+  /** Index into the domain's taxonomy (taxonomy.ts), not the dataset's sorted vocabulary. */
   category: number;
   style: number;
 }
@@ -96,12 +95,11 @@ export function generateWorld(options: SynthOptions): SynthWorld {
   // Scenes: a style, 1..5 distinct categories (one per group), each slot on- or off-style.
   const sceneRng = root.fork('scenes');
   const drawItemCount = sceneRng.weightedSampler(ITEMS_PER_SCENE_WEIGHTS);
-  const categoryShare = perCategory.map((n) => (n > 0 ? n : 0));
   const sceneStyles: number[] = [];
   const slots: { scene: number; category: number; onStyle: boolean }[] = [];
   for (let t = 0; t < sceneCount; t++) {
     sceneStyles.push(drawStyle());
-    const categories = drawCategories(sceneRng, taxonomy, categoryShare, drawItemCount() + 1);
+    const categories = drawCategories(sceneRng, taxonomy, perCategory, drawItemCount() + 1);
     for (const category of categories) slots.push({ scene: t, category, onStyle: !sceneRng.bernoulli(OFF_STYLE_RATE) });
   }
 

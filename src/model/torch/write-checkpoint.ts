@@ -1,7 +1,5 @@
 // Writing torch.save files that `torch.load` reads (with weights_only=True too): the zip layout and pickle that
 // PyTorch itself writes, float32 tensors only.
-import { basename, extname } from 'node:path';
-import { writeFileAtomic } from '../../util/atomic.js';
 import {
   pickle,
   PyGlobal,
@@ -97,9 +95,4 @@ export function encodeTorchCheckpoint(contents: TorchCheckpointContents, archive
   ]);
   if (contents.optimizerStateDict !== undefined) top.set('optimizer_state_dict', contents.optimizerStateDict);
   return encodeTorchSave(top, archiveName);
-}
-
-/** Write the reference's checkpoint dict to `path` atomically. */
-export async function writeTorchCheckpoint(path: string, contents: TorchCheckpointContents): Promise<void> {
-  await writeFileAtomic(path, encodeTorchCheckpoint(contents, basename(path, extname(path)) || 'archive'));
 }
