@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // `ctl`: wires each stage's commands into one program. The commands live with their stage.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerDataCommands } from './data/command.js';
 import { registerDownloadCommand } from './download/command.js';
@@ -19,9 +20,13 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
 const program = new Command('ctl')
   .description('Complete the look: rank the products that complete an outfit photo (Shop-The-Look), end to end.')
-  .version('0.1.0')
+  .version(version)
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 

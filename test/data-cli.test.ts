@@ -2,7 +2,7 @@
 // `--json` alone on stdout, and `pairs --split seed:val` in exactly the order CPython's shuffle gives.
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -97,6 +97,11 @@ describe('ctl data (built binary)', () => {
     expect(out.stdout).toBe(reference.stdout);
     const train = await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'scene:train']);
     expect(train.stdout.trim().split('\n').length).toBeGreaterThan(pairs.length * 0.6);
+  });
+
+  it('--version prints the version package.json gives', async () => {
+    const { version } = JSON.parse(await readFile(resolve(__dirname, '../package.json'), 'utf8'));
+    expect(await ctl(['--version'])).toMatchObject({ code: 0, stdout: `${version}\n` });
   });
 
   it('a closed pipe ends quietly, as `ctl eval --help | head -1` does', async () => {
