@@ -74,7 +74,7 @@ export async function loadLocalEncoder(
     interOpNumThreads: 1,
     ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
     // Idle onnxruntime threads would spin between batches, taking the cores sharp needs to decode the next one
-    // (measured: ~10% more images/s end to end on 2 cores without spinning).
+    // (bench/embed/README.md).
     extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
   const load = (device: RunDevice) =>
@@ -149,7 +149,7 @@ export async function loadLocalEncoder(
       batch.forEach((item, i) => pixels.set(item.data, i * size));
       const dims = [batch.length, c, h, w];
       const pixelValues = halfPixels
-        ? new hf.Tensor('float16', new Uint16Array(new Float16Array(pixels).buffer), dims) // ~13 ns a value
+        ? new hf.Tensor('float16', new Uint16Array(new Float16Array(pixels).buffer), dims)
         : new hf.Tensor('float32', pixels, dims);
       const outputs = await model({ pixel_values: pixelValues });
       let out = outputs[outputName];

@@ -39,7 +39,7 @@ export interface ServerOptions {
   uploads: UploadSupport;
   /** Where inference requests wait their turn (bounded: a full queue answers 429). */
   queue: InferenceQueue;
-  /** The tfjs backend and encoder device, for /api/health. */
+  /** The towers' tfjs backend, for /api/health (the image model's device is the embedder's). */
   backend: string;
 }
 

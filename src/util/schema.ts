@@ -1,6 +1,6 @@
 // Field schemas (zod) for configs read from JSON. Each helper states once what a valid value is; that text is
 // the error message ("expected an integer >= 2") and, through the schema's metadata, the docs' "values" column.
-// `schemaIssues` turns zod's issues into `field: expected …, got …` lines.
+// `parseWith` turns zod's issues into `field: expected …, got …` lines.
 import * as z from 'zod';
 
 declare module 'zod' {
