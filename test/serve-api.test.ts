@@ -152,6 +152,9 @@ describe('ctl serve: JSON API', () => {
       [{ scene, k: 0 }, 400, /k/],
       [{ scene, k: 1000 }, 400, /k/],
       [{ scene, k: 'many' }, 400, /k/],
+      [{ scene, k: '5' }, 400, /k must be integer/], // the wrong type is refused, not converted
+      [{ scene, k: true }, 400, /k must be integer/],
+      [{ scene, categories: 'Shoes' }, 400, /categories must be array/],
       [{ scene, categories: ['Spacesuits'] }, 400, /unknown category 'Spacesuits'/],
       [{ k: 3 }, 400, /scene/],
       [{ scene, kk: 3 }, 400, /^body\.kk: unknown field$/],
@@ -164,6 +167,13 @@ describe('ctl serve: JSON API', () => {
       expect(json.error).toMatch(message);
       expect(JSON.stringify(json)).not.toMatch(/at .*\.(ts|js):\d+/);
     }
+    const asText = await fetch(url('/api/recommend'), {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: JSON.stringify({ scene }),
+    });
+    expect(asText.status).toBe(415);
+    expect((await asText.json()).error).toMatch(/content-type: application\/json.*\(not text\/plain\)/);
   });
 
   it('POST /api/recommend with an uploaded photo embeds it with the run image model', async () => {
@@ -186,6 +196,14 @@ describe('ctl serve: JSON API', () => {
     const png = await patternImage(3, 80, 120, 'png');
     const filtered = await (await upload(png, { k: '3', categories: byScene.results[0].category }, 'image/png')).json();
     expect(filtered.results.every((r: any) => r.category === byScene.results[0].category)).toBe(true);
+    // Categories repeat the field, one each, so a name with a comma in it is one category.
+    const withComma = dataset.categories.find((c) => c.name.includes(','))!.name;
+    const form = new FormData();
+    for (const category of [withComma, byScene.results[0].category]) form.append('categories', category);
+    form.append('image', new Blob([png], { type: 'image/png' }), 'photo.png');
+    const both = await fetch(url('/api/recommend'), { method: 'POST', body: form });
+    expect(both.status).toBe(200);
+    expect((await both.json()).categories).toEqual([withComma, byScene.results[0].category]);
   });
 
   it('refuses bad uploads: 415 by magic bytes and by decode, 413 over 10 MB, 400 for a bad k', async () => {
@@ -201,11 +219,20 @@ describe('ctl serve: JSON API', () => {
     big.set([0xff, 0xd8, 0xff, 0xe0]);
     const tooBig = await upload(big);
     expect(tooBig.status).toBe(413);
-    expect((await tooBig.json()).error).toBeTruthy();
+    expect((await tooBig.json()).error).toBe('the image is over the 10 MB upload limit');
+    const empty = await upload(new Uint8Array(0));
+    expect(empty.status).toBe(400);
+    expect((await empty.json()).error).toMatch(/'image': the file is empty/);
     const jpeg = await sharp({ create: { width: 40, height: 40, channels: 3, background: '#884422' } })
       .jpeg()
       .toBuffer();
-    expect((await upload(jpeg, { k: '0' })).status).toBe(400);
+    for (const k of ['0', '1e1', '0x5', ' 5'])
+      expect(await (await upload(jpeg, { k })).json(), k).toEqual({
+        error: `k must be an integer from 1 to 100, got "${k}"`,
+      });
+    const unknown = await upload(jpeg, { kk: '3' });
+    expect(unknown.status).toBe(400);
+    expect((await unknown.json()).error).toMatch(/multipart field 'kk': unknown \(known: image, k, categories\)/);
     expect((await upload(jpeg, { categories: 'Nope' })).status).toBe(400);
     const garbled = await fetch(url('/api/recommend'), {
       method: 'POST',
@@ -241,6 +268,15 @@ describe('ctl serve: JSON API', () => {
     expect(run.zeroShot.type).toBe('zero-shot');
     expect(run.reports['catalog-test'].metrics.recall).toEqual(fixture.catalogReport.metrics.recall);
     expect((await fetch(url('/api/runs/nope'))).status).toBe(404);
+    // Malformed and overlong names get the same { error } shape as every other answer.
+    for (const [path, status] of [
+      ['/api/runs/%', 400],
+      [`/api/runs/${'a'.repeat(201)}`, 414],
+    ] as const) {
+      const res = await rawGet(path);
+      expect(res.status, path).toBe(status);
+      expect(Object.keys(JSON.parse(res.body)), path).toEqual(['error']);
+    }
   });
 
   it('serves images by signature only: traversal attempts, encoded or not, never leave the workdir', async () => {

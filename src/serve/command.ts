@@ -123,7 +123,7 @@ export function registerServeCommand(program: Command): void {
     .option('--host <host>', 'address to bind: 127.0.0.1 keeps other machines out, 0.0.0.0 lets them in', '127.0.0.1')
     .option(
       '--queue <n>',
-      'inference requests that may wait before new ones get 429',
+      'inference requests that may wait while one runs, before new ones get 429',
       parseIntOption('--queue', 1),
       128,
     )

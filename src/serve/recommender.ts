@@ -21,10 +21,10 @@ import { gatherRows } from '../util/matrix.js';
 /** Candidate sets kept ready beside the whole catalog (one per category filter asked). */
 const MAX_FILTER_ENGINES = 16;
 
-/** A request the server cannot answer as asked: 400 (bad value) or 404 (unknown scene). */
+/** A request the server cannot answer as asked: 400 (bad value), 404 (unknown scene) or 413 (too large). */
 export class RequestError extends InputError {
   constructor(
-    readonly statusCode: 400 | 404,
+    readonly statusCode: 400 | 404 | 413,
     message: string,
   ) {
     super(message);

@@ -21,7 +21,11 @@ const UPLOT_DIR = dirname(createRequire(import.meta.url).resolve('uplot/dist/uPl
 
 const MAX_K = 100;
 const DEFAULT_K = 12;
+const SCENES_PAGE = 24;
 const MAX_SCENES_PAGE = 100;
+const MAX_CATEGORIES = 64;
+/** The fields of an upload form; `categories` may repeat, one category each (a name may hold a comma). */
+const UPLOAD_FIELDS = ['image', 'k', 'categories'];
 
 const SECURITY_HEADERS = {
   'content-security-policy':
@@ -44,6 +48,9 @@ export interface ServerOptions {
 }
 
 const SIG = '^[0-9a-f]{32}$';
+const SEND_THIS =
+  'send JSON {"scene": SIG, "k": N, "categories": [...]} (content-type: application/json) or a multipart form ' +
+  "with the photo in 'image'";
 
 const recommendJson = {
   type: 'object',
@@ -52,7 +59,7 @@ const recommendJson = {
   properties: {
     scene: { type: 'string', pattern: SIG },
     k: { type: 'integer', minimum: 1, maximum: MAX_K },
-    categories: { type: 'array', maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 200 } },
+    categories: { type: 'array', maxItems: MAX_CATEGORIES, items: { type: 'string', minLength: 1, maxLength: 200 } },
   },
 } as const;
 
@@ -62,20 +69,30 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     logger: false,
     bodyLimit: 64 * 1024,
     routerOptions: { maxParamLength: 200 },
-    // An unknown field is a 400 naming it (Fastify's default drops it silently: `kk` would mean the default k).
-    ajv: { customOptions: { removeAdditional: false } },
+    // A client that stops sending midway is cut off rather than holding its connection for ever.
+    requestTimeout: 120_000,
+    // An unknown field is a 400 naming it (Fastify's default drops it silently: `kk` would mean the default k), and
+    // a value of the wrong type is refused, not converted ("5" for k, "Shoes" for ["Shoes"]).
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    // A malformed or overlong URL is answered in the same `{ error }` shape as everything else.
+    frameworkErrors: (error, _request, reply) =>
+      (reply as FastifyReply).code(error.statusCode ?? 400).send({ error: error.message }),
   });
+  // JSON or a multipart form only: a body sent as text/plain is a 415 rather than a body with no fields.
+  app.removeContentTypeParser('text/plain');
 
   app.addHook('onSend', async (_request, reply, payload) => {
     reply.headers(SECURITY_HEADERS);
     return payload;
   });
-  app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
+  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     if (error instanceof QueueFullError) {
       reply.header('retry-after', String(error.retryAfterSeconds));
       return reply.code(429).send({ error: error.message });
     }
     const status = error.statusCode ?? 500;
+    if ((error as { code?: string }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+      return reply.code(415).send({ error: `${SEND_THIS} (not ${request.headers['content-type']})` });
     if (status >= 500) {
       log(`serve: ${error.stack ?? error.message}`);
       return reply.code(500).send({ error: 'internal error (see the server log)' });
@@ -95,7 +112,13 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   );
 
   await app.register(fastifyMultipart, {
-    limits: { fileSize: MAX_UPLOAD_BYTES, files: 1, fields: 4, fieldSize: 1024, parts: 6 },
+    limits: {
+      fileSize: MAX_UPLOAD_BYTES,
+      files: 1,
+      fields: MAX_CATEGORIES + 1,
+      fieldSize: 1024,
+      parts: MAX_CATEGORIES + 2,
+    },
   });
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/static/', index: false, dotfiles: 'deny' });
   await app.register(fastifyStatic, {
@@ -149,22 +172,25 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     queue: { depth: queue.depth, capacity: queue.capacity },
   }));
 
-  app.get<{ Querystring: { offset?: number; limit?: number } }>(
+  app.get<{ Querystring: { offset?: string; limit?: string } }>(
     '/api/scenes',
     {
       schema: {
         querystring: {
           type: 'object', // other parameters (a cache-buster) are ignored
           properties: {
-            offset: { type: 'integer', minimum: 0 },
-            limit: { type: 'integer', minimum: 1, maximum: MAX_SCENES_PAGE },
+            // Query values are text: digits only, checked as numbers below (types are not converted).
+            offset: { type: 'string', pattern: '^[0-9]{1,9}$' },
+            limit: { type: 'string', pattern: '^[0-9]{1,9}$' },
           },
         },
       },
     },
     async (request) => {
       const offset = Number(request.query.offset ?? 0);
-      const limit = Number(request.query.limit ?? 24);
+      const limit = Number(request.query.limit ?? SCENES_PAGE);
+      if (limit < 1 || limit > MAX_SCENES_PAGE)
+        throw new RequestError(400, `querystring.limit must be from 1 to ${MAX_SCENES_PAGE}, got ${limit}`);
       const page = recommender.pickerScenes.slice(offset, offset + limit);
       return {
         total: recommender.pickerScenes.length,
@@ -202,40 +228,64 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     request: FastifyRequest,
     body: { scene: string; k?: number; categories?: string[] } | undefined,
   ) {
-    if (!body)
-      throw new RequestError(400, 'send JSON {"scene": SIG, "k": N, "categories": [...]} or a multipart image');
+    if (!body) throw new RequestError(400, SEND_THIS);
     const categories = recommender.checkCategories(body.categories);
     return inference(request, () => recommender.recommendScene(body.scene, body.k ?? DEFAULT_K, categories));
   }
 
   async function recommendUpload(request: FastifyRequest) {
     let image: Buffer | null = null;
-    const fields: Record<string, string> = {};
+    let k: string | undefined;
+    const categories: string[] = [];
     try {
       for await (const part of request.parts()) {
+        if (!UPLOAD_FIELDS.includes(part.fieldname))
+          throw new RequestError(
+            400,
+            `multipart field '${part.fieldname}': unknown (known: ${UPLOAD_FIELDS.join(', ')})`,
+          );
         if (part.type === 'file') {
-          if (part.fieldname !== 'image') throw new RequestError(400, `unexpected file field '${part.fieldname}'`);
+          if (part.fieldname !== 'image')
+            throw new RequestError(400, `multipart field '${part.fieldname}': not a file`);
           image = await part.toBuffer();
-        } else fields[part.fieldname] = String(part.value);
+        } else if (part.fieldname === 'categories') categories.push(String(part.value));
+        else if (part.fieldname === 'k') k = String(part.value);
+        else throw new RequestError(400, "multipart field 'image': expected a file");
       }
     } catch (err) {
-      // The multipart plugin's own errors carry their status (413 for a file over the cap); the parser's do not.
-      if ((err as { statusCode?: number }).statusCode) throw err;
-      throw new RequestError(400, `malformed multipart body: ${(err as Error).message}`);
+      throw uploadProblem(err);
     }
     if (!uploads.enabled) throw new RequestError(400, `uploads are off: ${uploads.reason}`);
-    if (!image || image.length === 0) throw new RequestError(400, "multipart: no file in field 'image'");
-    const k = fields.k === undefined ? DEFAULT_K : Number(fields.k);
-    if (!Number.isInteger(k) || k < 1 || k > MAX_K)
-      throw new RequestError(400, `k must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(fields.k)}`);
-    const categories = recommender.checkCategories(fields.categories ? fields.categories.split(',') : undefined);
+    if (!image) throw new RequestError(400, "multipart: no file in field 'image'");
+    if (image.length === 0) throw new RequestError(400, "multipart field 'image': the file is empty");
+    if (k !== undefined && !/^[0-9]{1,3}$/.test(k)) throw badK(k);
+    const count = k === undefined ? DEFAULT_K : Number(k);
+    if (count < 1 || count > MAX_K) throw badK(k);
+    const wanted = recommender.checkCategories(categories.length ? categories : undefined);
     const bytes = image;
     return inference(request, async () => {
       const started = performance.now();
       const embedding = await uploads.embedder.embed(bytes);
       const imageModelMs = Math.round((performance.now() - started) * 100) / 100;
-      return { imageModelMs, ...(await recommender.recommendVector(embedding, k, categories)) };
+      return { imageModelMs, ...(await recommender.recommendVector(embedding, count, wanted)) };
     });
+  }
+
+  function badK(k: string | undefined): RequestError {
+    return new RequestError(400, `k must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(k)}`);
+  }
+
+  /** The multipart plugin's limits, said with the limit; the parser's own errors as a malformed body. */
+  function uploadProblem(err: unknown): Error {
+    if (err instanceof RequestError) return err;
+    const { code, statusCode } = err as { code?: string; statusCode?: number };
+    if (code === 'FST_REQ_FILE_TOO_LARGE')
+      return new RequestError(413, `the image is over the ${MAX_UPLOAD_BYTES / 1024 / 1024} MB upload limit`);
+    if (code === 'FST_FILES_LIMIT') return new RequestError(413, "send one image, in field 'image'");
+    if (code === 'FST_FIELDS_LIMIT' || code === 'FST_PARTS_LIMIT')
+      return new RequestError(413, `too many fields: at most ${MAX_CATEGORIES} categories`);
+    if (statusCode) return err as Error;
+    return new RequestError(400, `malformed multipart body: ${(err as Error).message}`);
   }
 
   app.get('/api/runs', async () => ({ current: recommender.run, runs: await listRuns(workdir) }));
