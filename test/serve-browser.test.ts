@@ -28,11 +28,13 @@ let context: BrowserContext;
 let profile: string;
 const consoleErrors: string[] = [];
 
-async function newPage(width = 1280, height = 900): Promise<Page> {
+/** A page whose console errors fail the run, unless the test makes requests fail on purpose. */
+async function newPage(width = 1280, height = 900, { failsRequests = false } = {}): Promise<Page> {
   const page = await context.newPage();
   await page.setViewportSize({ width, height });
   page.on('console', (msg) => {
-    if (msg.type() === 'error') consoleErrors.push(`${page.url()}: ${msg.text()}`);
+    const failedRequest = msg.text().startsWith('Failed to load resource');
+    if (msg.type() === 'error' && !(failsRequests && failedRequest)) consoleErrors.push(`${page.url()}: ${msg.text()}`);
   });
   page.on('pageerror', (err) => consoleErrors.push(`${page.url()}: ${err.message}`));
   return page;
@@ -133,12 +135,51 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
       .locator('#grid .card.true')
       .evaluateAll((n) => n.map((e) => (e as HTMLElement).dataset.product));
     expect(marked).toEqual(chosen!.body.results.filter((r: any) => r.isTrue).map((r: any) => r.product));
+    // The list under the photo is numbered as the boxes on it are, and the picked scene is marked.
+    expect(await page.locator('#truth .number').allTextContents()).toEqual(
+      chosen!.body.truth.map((_: unknown, i: number) => String(i + 1)),
+    );
+    expect(await page.locator('.scene[aria-pressed="true"]').getAttribute('data-sig')).toBe(chosen!.sig);
     await screenshot(page, 'demo', true);
 
-    // Phone width: one column, nothing wider than the screen.
-    await page.setViewportSize({ width: 390, height: 844 });
-    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    // Phone widths: one column, nothing wider than the screen.
+    for (const width of [390, 320]) {
+      await page.setViewportSize({ width, height: 844 });
+      expect(await page.evaluate(() => document.documentElement.scrollWidth), `${width} px`).toBeLessThanOrEqual(width);
+    }
     await screenshot(page, 'demo-phone');
+    await page.close();
+  });
+
+  it("a slow answer never overwrites a newer request's, and a failed one leaves nothing of the last scene", async () => {
+    const page = await newPage(1280, 900, { failsRequests: true });
+    await page.goto(server.url);
+    await expect.poll(() => page.locator('.scene').count()).toBeGreaterThan(1);
+    // The first request (all categories) answers late; the chip clicked meanwhile sends the second.
+    let first = true;
+    await page.route('**/api/recommend', async (route) => {
+      if (first) {
+        first = false;
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+      }
+      await route.continue();
+    });
+    await page.locator('.scene').first().click();
+    const chip = page.locator('.chip').nth(1);
+    const category = await chip.getAttribute('data-category');
+    await chip.click();
+    await expect.poll(() => page.locator('#status').textContent()).toContain(`(${category})`);
+    await page.waitForTimeout(2000); // the late answer has come by now
+    expect(await page.locator('#status').textContent()).toContain(`(${category})`);
+    expect(new Set(await page.locator('#grid .card .cat').allTextContents())).toEqual(new Set([category]));
+    expect(await page.locator('#truth').isVisible()).toBe(true);
+
+    await page.unroute('**/api/recommend');
+    await page.route('**/api/recommend', (route) => route.abort());
+    await page.locator('.scene').nth(1).click();
+    await expect.poll(() => page.locator('#status').textContent()).toMatch(/^Error: /);
+    expect(await page.locator('#truth').isVisible()).toBe(false);
+    expect(await page.locator('#grid .card').count()).toBe(0);
     await page.close();
   });
 
@@ -176,6 +217,31 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     expect(await page.locator('#runs-table').textContent()).toContain('finished');
     await screenshot(page, 'runs', true);
     await page.close();
+  });
+
+  it('/runs shows a run started after the page was opened, and one validation chart per selection metric', async () => {
+    const page = await newPage();
+    await page.clock.install();
+    await page.goto(new URL('/runs', server.url).toString());
+    await expect
+      .poll(() => page.locator('.chart h3', { hasText: 'Validation' }).allTextContents())
+      .toEqual(['Validation: catalog recall@10']);
+    const later = join(fixture.workdir, 'runs', 'later');
+    await cp(join(fixture.workdir, 'runs', RUN), later, { recursive: true });
+    const stateFile = join(later, 'checkpoints', 'last', 'state.json');
+    const state = JSON.parse(await readFile(stateFile, 'utf8'));
+    const selection = { ...state.config.selection, metric: 'mrr' };
+    await writeFile(stateFile, JSON.stringify({ ...state, config: { ...state.config, selection } }));
+    try {
+      await page.clock.fastForward(31_000);
+      await expect.poll(() => page.locator('#runs-table tbody tr').count()).toBe(3);
+      await expect
+        .poll(async () => (await page.locator('.chart h3', { hasText: 'Validation' }).allTextContents()).sort())
+        .toEqual(['Validation: catalog mrr', 'Validation: catalog recall@10']);
+    } finally {
+      await rm(later, { recursive: true, force: true });
+      await page.close();
+    }
   });
 
   it('/runs follows a running training without a reload', async () => {

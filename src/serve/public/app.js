@@ -2,6 +2,7 @@
 // For a dataset scene the true products' boxes are drawn on the photo, marked in the grid, and their ranks listed.
 const K = 12;
 const PAGE = 12;
+const MAX_UPLOAD_BYTES = 10 * 1024 * 1024; // the server's limit, checked here to say so before sending
 const $ = (id) => document.getElementById(id);
 
 const state = { category: null, query: null, offset: 0, total: 0, health: null };
@@ -85,16 +86,20 @@ async function showScenes(offset) {
   $('scenes').replaceChildren(
     ...page.scenes.map((s) =>
       el(
-        'button',
-        {
-          type: 'button',
-          className: 'scene',
-          role: 'listitem',
-          title: `scene ${s.sig} (${s.items} products)`,
-          dataset: { sig: s.sig },
-          onclick: () => pickScene(s),
-        },
-        el('img', { src: s.image, alt: `scene ${s.sig.slice(0, 8)}`, loading: 'lazy', width: 96, height: 128 }),
+        'li',
+        {},
+        el(
+          'button',
+          {
+            type: 'button',
+            className: 'scene',
+            title: `scene ${s.sig} (${s.items} products)`,
+            'aria-pressed': String(state.query?.sig === s.sig),
+            dataset: { sig: s.sig },
+            onclick: () => pickScene(s),
+          },
+          el('img', { src: s.image, alt: `scene ${s.sig.slice(0, 8)}`, loading: 'lazy', width: 96, height: 128 }),
+        ),
       ),
     ),
   );
@@ -111,22 +116,35 @@ function pickScene(scene) {
 }
 
 function pickUpload(file) {
+  $('upload').value = ''; // so that choosing the same file again is a change too
   if (!file) return;
+  if (file.size > MAX_UPLOAD_BYTES) {
+    $('status').textContent = `Error: ${file.name} is over the 10 MB upload limit.`;
+    return;
+  }
   state.query = { kind: 'upload', file };
   showQueryImage(URL.createObjectURL(file), `your photo: ${file.name}`);
-  $('truth').hidden = true;
   recommend();
 }
 
+/** A new query: its photo, and nothing left of the previous one's results. */
 function showQueryImage(src, caption) {
   $('query-view').hidden = false;
   $('query-image').src = src;
   $('query-caption').textContent = caption;
   $('boxes').replaceChildren();
+  $('truth').hidden = true;
+  $('truth').replaceChildren();
+  for (const button of document.querySelectorAll('.scene'))
+    button.setAttribute('aria-pressed', String(button.dataset.sig === state.query.sig));
+  // On a narrow screen the results are below the picker: bring the photo into view.
+  if (matchMedia('(max-width: 720px)').matches) $('query-view').scrollIntoView({ block: 'start' });
 }
 
 async function recommend() {
   const query = state.query;
+  const category = state.category;
+  const stale = () => query !== state.query || category !== state.category; // a newer request is on its way
   placeholders();
   $('status').textContent = 'Ranking…';
   try {
@@ -135,18 +153,18 @@ async function recommend() {
       body = await api('/api/recommend', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ scene: query.sig, k: K, ...(state.category ? { categories: [state.category] } : {}) }),
+        body: JSON.stringify({ scene: query.sig, k: K, ...(category ? { categories: [category] } : {}) }),
       });
     } else {
       const form = new FormData();
       form.append('k', String(K));
-      if (state.category) form.append('categories', state.category);
+      if (category) form.append('categories', category);
       form.append('image', query.file);
       body = await api('/api/recommend', { method: 'POST', body: form });
     }
-    if (query !== state.query) return; // a newer query is on its way
-    showResults(body);
+    if (!stale()) showResults(body);
   } catch (err) {
+    if (stale()) return;
     $('status').textContent = `Error: ${err.message}`;
     $('grid').replaceChildren();
   }
@@ -191,14 +209,21 @@ function showTruth(truth) {
   );
   $('truth').hidden = false;
   $('truth').replaceChildren(
-    el('h3', {}, 'The products in this photo, and where the model ranks them among the whole catalog'),
+    el('h3', {}, 'The products in this photo, and where the model ranks each among the whole catalog'),
+    el(
+      'p',
+      { className: 'muted' },
+      "As ctl eval ranks them: each against the catalog without the photo's other products, so a rank can be " +
+        'smaller than the position in the grid.',
+    ),
     el(
       'ol',
       {},
-      ...truth.map((t) =>
+      ...truth.map((t, i) =>
         el(
           'li',
           { className: 'truth-item' },
+          el('span', { className: 'number' }, String(i + 1)),
           el('img', { src: t.image, alt: `${t.category} ${t.product.slice(0, 8)}`, width: 48, height: 60 }),
           ` ${t.category}: rank `,
           el('strong', { className: 'rank' }, t.rank === null ? 'n/a' : t.rank.toLocaleString()),
@@ -220,9 +245,13 @@ drop.addEventListener('drop', (e) => {
   drop.classList.remove('over');
   if (!$('upload').disabled) pickUpload(e.dataTransfer.files[0]);
 });
-$('prev').addEventListener('click', () => showScenes(Math.max(0, state.offset - PAGE)));
-$('next').addEventListener('click', () => showScenes(state.offset + PAGE));
-
-init().catch((err) => {
-  $('status').textContent = `Error: ${err.message}`;
+$('query-image').addEventListener('error', () => {
+  $('query-view').hidden = true; // a file the browser cannot show either; the status says what the server found
 });
+const showError = (err) => {
+  $('status').textContent = `Error: ${err.message}`;
+};
+$('prev').addEventListener('click', () => showScenes(Math.max(0, state.offset - PAGE)).catch(showError));
+$('next').addEventListener('click', () => showScenes(state.offset + PAGE).catch(showError));
+
+init().catch(showError);

@@ -1,8 +1,10 @@
 // The runs dashboard: every run of the workdir, its curves from metrics.jsonl (uPlot, runs overlaid, the
-// zero-shot line dashed) and its eval reports. Polls while a run is training, so its curves grow without a reload.
+// zero-shot line dashed) and its eval reports. Polls, often while a run is training, so its curves grow without a
+// reload, and now and then otherwise, so that a run started later shows up.
 import uPlot from '/vendor/uplot/uPlot.esm.js';
 
 const POLL_MS = 5000;
+const IDLE_POLL_MS = 30_000;
 const COLORS = ['#0b57d0', '#d93025', '#188038', '#f29900', '#9334e6', '#12b5cb', '#e52592', '#5f6368'];
 const $ = (id) => document.getElementById(id);
 let plots = [];
@@ -103,12 +105,12 @@ function chart(title, xLabel, series, dashed = []) {
         {},
         ...usable.map((s, i) => ({
           label: s.label,
-          stroke: COLORS[i % COLORS.length],
+          stroke: s.color ?? COLORS[i % COLORS.length],
           width: 2,
           spanGaps: true,
           points: { show: xs.length < 60 },
         })),
-        ...dashed.map((d) => ({ label: d.label, stroke: '#5f6368', dash: [6, 4], width: 1.5 })),
+        ...dashed.map((d) => ({ label: d.label, stroke: d.color ?? '#5f6368', dash: [6, 4], width: 1.5 })),
       ],
     },
     [...data, ...extra],
@@ -121,9 +123,12 @@ function drawCharts(details) {
   for (const p of plots) p.destroy();
   plots = [];
   $('charts').replaceChildren();
+  // A run keeps its colour on every epoch chart, its zero-shot line included.
+  const colorOf = (name) => COLORS[details.findIndex((d) => d.name === name) % COLORS.length];
   const epochSeries = (key) =>
     details.map((d) => ({
       label: d.name,
+      color: colorOf(d.name),
       x: d.history.map((r) => r.epoch),
       y: d.history.map((r) => (typeof r[key] === 'number' ? r[key] : null)),
     }));
@@ -133,15 +138,21 @@ function drawCharts(details) {
       x: d.steps.map((r) => r.step),
       y: d.steps.map((r) => (typeof r[key] === 'number' ? r[key] : null)),
     }));
-  const zeroShots = details
-    .filter((d) => d.zeroShot)
-    .map((d) => ({
-      label: `zero-shot (${d.name})`,
-      value: metricValue(d.zeroShot.metrics, d.selection?.split(' ')[1] ?? 'recall@10'),
-    }))
-    .filter((z) => z.value !== null);
-  const selection = details[0]?.selection ?? 'validation metric';
-  chart(`Validation: ${selection}`, 'epoch', epochSeries('metric'), zeroShots);
+  // One validation chart per selection (protocol and metric): a run selecting on MRR is not drawn on a recall axis.
+  const selectionOf = (d) => d.selection ?? 'catalog recall@10';
+  for (const selection of new Set(details.map(selectionOf))) {
+    const runs = new Set(details.filter((d) => selectionOf(d) === selection).map((d) => d.name));
+    const series = epochSeries('metric').filter((s) => runs.has(s.label));
+    const zeroShots = details
+      .filter((d) => runs.has(d.name) && d.zeroShot)
+      .map((d) => ({
+        label: `zero-shot (${d.name})`,
+        value: metricValue(d.zeroShot.metrics, selection.split(' ')[1]),
+        color: colorOf(d.name),
+      }))
+      .filter((z) => z.value !== null);
+    chart(`Validation: ${selection}`, 'epoch', series, zeroShots);
+  }
   chart('Train loss per epoch', 'epoch', epochSeries('loss'));
   chart('Train loss per step (InfoNCE + triplet)', 'step', [
     ...stepSeries('loss', (d) => `${d.name} loss`),
@@ -209,6 +220,7 @@ function drawReports(details) {
   );
 }
 
+/** Redraw everything; says whether a run is training (the next poll comes sooner). */
 async function refresh() {
   const { runs, current } = await api('/api/runs');
   runsTable(runs, current);
@@ -218,11 +230,18 @@ async function refresh() {
   const running = runs.some((r) => r.status === 'running');
   $('updated').textContent =
     `${runs.length} run(s), updated ${new Date().toLocaleTimeString()}${running ? ' · refreshing while training' : ''}`;
-  if (running) setTimeout(() => refresh().catch(showError), POLL_MS);
+  return running;
 }
 
-function showError(err) {
-  $('updated').textContent = `Error: ${err.message}`;
+/** Refresh now and again, on through errors (a restarting server): the page never needs a reload. */
+async function poll() {
+  let running = false;
+  try {
+    running = await refresh();
+  } catch (err) {
+    $('updated').textContent = `Error: ${err.message} (trying again)`;
+  }
+  setTimeout(poll, running ? POLL_MS : IDLE_POLL_MS);
 }
 
-refresh().catch(showError);
+poll();
