@@ -2,7 +2,7 @@
 // workdir with tiny v1/v2-shaped configs that, like the real ones, name the seed split (eval-fixtures).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Dataset } from '../src/data/dataset.js';
@@ -50,7 +50,7 @@ describe('ctl reproduce', () => {
     expect(r.stderr).toMatch(/reference v2 \(STL-Fashion, published\)\s+-\s+12\.3%\s+28\.6%\s+36\.6%/);
     expect(r.stderr).toContain('catalog protocol (scene-disjoint split, test part');
     expect(r.stderr).toContain('category protocol (scene-disjoint split, test part');
-    expect(r.stderr.match(/zero-shot \(raw embeddings\)/g)).toHaveLength(3);
+    expect(r.stderr.split(`zero-shot (raw '${TEST_MODEL}')`)).toHaveLength(4); // one row in each of the 3 tables
     // The seed table holds the seed-split runs, the honest tables their scene-split twins, none flagged.
     const [seedTable, catalogTable, categoryTable] = r.stderr
       .split(/\n(?=(?:seed|catalog|category) protocol \()/)
@@ -125,5 +125,15 @@ describe('ctl reproduce', () => {
     expect(r.stderr).toContain("run 'v1' is finished");
     expect(r.stderr).toContain("run 'v2-scene' is finished");
     expect(JSON.parse(r.stdout).runs.map((x: { trained: boolean }) => x.trained)).toEqual([false, false, false, false]);
+  });
+
+  it('refuses to stand a finished run for a config it did not train with, naming what changed', async () => {
+    const [, v2] = configs.split(',');
+    const changed = join(workdir, 'v2-changed.json');
+    const raw = JSON.parse(await readFile(v2, 'utf8'));
+    await writeFile(changed, JSON.stringify({ ...raw, optimizer: { ...raw.optimizer, lr: 0.0123 } }));
+    const r = ctl('reproduce', '--configs', changed);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/run 'v2' was trained with another config \(config optimizer\.lr: [0-9.e-]+ → 0\.0123\)/);
   });
 });

@@ -21,8 +21,8 @@ import { formatTable, reportNote, type TableRow } from '../eval/table.js';
 import type { TrainBackendChoice } from '../train/backend.js';
 import { readCheckpointState } from '../model/checkpoint.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
-import { isFinished } from '../train/resume.js';
-import { trainRun } from '../train/run.js';
+import { configChanges, isFinished } from '../train/resume.js';
+import { resolveConfig, trainRun } from '../train/run.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 
@@ -85,16 +85,26 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     }
   }
 
-  const embeddings = options.embeddings ?? configs[0].config.embeddings.model;
-  const zeroShot = await evaluateZeroShot(
-    options.workdir,
-    dataset,
-    embeddings,
-    configs[0].config.sceneView,
-    [...requestsOf('seed'), ...requestsOf('scene')],
-    options.engine,
+  // The floor each config is measured against: cosine on the raw embeddings it trained on (v1's CLIP, v2's SigLIP).
+  const inputs = new Map(
+    configs.map(({ config }) => {
+      const embeddings = options.embeddings ?? config.embeddings.model;
+      return [`${embeddings} ${config.sceneView}`, { embeddings, sceneView: config.sceneView }];
+    }),
   );
-  const data = describeData(dataset, embeddings);
+  const zeroShot: EvalReport[] = [];
+  for (const { embeddings, sceneView } of inputs.values())
+    zeroShot.push(
+      ...(await evaluateZeroShot(
+        options.workdir,
+        dataset,
+        embeddings,
+        sceneView,
+        [...requestsOf('seed'), ...requestsOf('scene')],
+        options.engine,
+      )),
+    );
+  const data = describeData(dataset, [...new Set([...inputs.values()].map((i) => i.embeddings))].join(', '));
   return {
     data,
     runs,
@@ -118,13 +128,21 @@ async function trainUnlessFinished(
   set: string[],
   run: string,
 ): Promise<boolean> {
-  const state = await readCheckpointState<TrainConfig>(workdirPaths(options.workdir).run(run), 'last');
+  const dir = workdirPaths(options.workdir).run(run);
+  const state = await readCheckpointState<TrainConfig>(dir, 'last');
   const finished = state && isFinished(state);
   if (state && trainedOnOtherData(state.data.dataset, digest))
     throw new InputError(
-      `run '${run}' was ${OTHER_DATA}: remove ${workdirPaths(options.workdir).run(run)} to train it again on this data, or reproduce in another --workdir`,
+      `run '${run}' was ${OTHER_DATA}: remove ${dir} to train it again on this data, or reproduce in another --workdir`,
     );
   if (finished) {
+    // A finished run stands for this config only if it trained with it (an unfinished one is checked on resume).
+    const { config } = await resolveConfig({ config: configFile, set, embeddings: options.embeddings });
+    const changes = configChanges(state.config, config);
+    if (changes.length > 0)
+      throw new InputError(
+        `run '${run}' was trained with another config (${changes.join('; ')}): remove ${dir} to train it again, or reproduce in another --workdir`,
+      );
     log(
       `reproduce: run '${run}' is finished (${state.epoch} epochs, best ${state.best.metric.toFixed(4)} at epoch ${state.best.epoch}): reusing it`,
     );
@@ -154,6 +172,14 @@ function describeData(dataset: Dataset, embeddings: string): ReproduceResult['da
 
 function report(dataLabel: string, runs: ReproducedRun[], zeroShot: EvalReport[], configs: TrainConfig[]): string[] {
   const of = (reports: EvalReport[], protocol: Protocol) => reports.find((r) => r.protocol === protocol)!;
+  const zeroShotRows = (protocol: Protocol): TableRow[] =>
+    zeroShot
+      .filter((r) => r.protocol === protocol)
+      .map((r) => ({
+        label: `zero-shot (raw '${r.data.embeddings}'${r.data.sceneView === 'full' ? '' : ` ${r.data.sceneView}`})`,
+        metrics: r.metrics,
+        note: reportNote(r),
+      }));
   const ours = (split: SplitScheme, protocol: Protocol): TableRow[] =>
     runs
       .filter((run) => run.split === split)
@@ -175,7 +201,7 @@ function report(dataLabel: string, runs: ReproducedRun[], zeroShot: EvalReport[]
     seedRows.push(row);
   });
   const seedZeroShot = of(zeroShot, 'seed');
-  seedRows.push({ label: 'zero-shot (raw embeddings)', metrics: seedZeroShot.metrics, note: reportNote(seedZeroShot) });
+  seedRows.push(...zeroShotRows('seed'));
   lines.push(
     `seed protocol (the reference's: its 90/10 pair split, ${seedZeroShot.pairs.evaluated} val pairs scored n×n; leaks scenes, counts a scene's other products as negatives; our runs trained on its train part)`,
     ...formatTable(seedRows),
@@ -189,7 +215,7 @@ function report(dataLabel: string, runs: ReproducedRun[], zeroShot: EvalReport[]
         : "the true product ranked among its own category's products (AUC vs same-category negatives)";
     lines.push(
       `${protocol} protocol (scene-disjoint split, ${z.split.part} part, ${z.pairs.evaluated} pairs; ${what}; our runs trained on its train part)`,
-      ...formatTable([...ours('scene', protocol), { label: 'zero-shot (raw embeddings)', metrics: z.metrics }]),
+      ...formatTable([...ours('scene', protocol), ...zeroShotRows(protocol)]),
       '',
     );
   }

@@ -18,9 +18,7 @@ export function checkResumable(
   const { config, data, backend } = now;
   const setBefore = (previous.overrides.set as string[] | undefined) ?? [];
   const setNow = now.set;
-  const reasons = diffPaths(previous.config, config).map(
-    (p) => `config ${p}: ${JSON.stringify(valueAt(previous.config, p))} → ${JSON.stringify(valueAt(config, p))}`,
-  );
+  const reasons = configChanges(previous.config, config);
   if (reasons.length > 0 && JSON.stringify(setBefore) !== JSON.stringify(setNow))
     reasons.push(`the run was started with ${setFlags(setBefore)}, this command has ${setFlags(setNow)}`);
   if (previous.embeddings.model !== data.embeddingModel)
@@ -39,6 +37,13 @@ export function checkResumable(
     throw new InputError(`cannot resume: ${reasons.join('; ')}. Start a new run with --run NAME instead`);
   if (previous.backend !== backend)
     log(`note: the run trained on ${previous.backend} so far, now ${backend}: results may differ within float noise`);
+}
+
+/** What differs between two resolved configs, one `config PATH: before → now` line per field. */
+export function configChanges(before: TrainConfig, now: TrainConfig): string[] {
+  return diffPaths(before, now).map(
+    (p) => `config ${p}: ${JSON.stringify(valueAt(before, p))} → ${JSON.stringify(valueAt(now, p))}`,
+  );
 }
 
 function setFlags(set: string[]): string {

@@ -440,8 +440,9 @@ function formatMetric(x: number): string {
   return Number.isFinite(x) ? x.toFixed(4) : String(x);
 }
 
-async function resolveConfig(
-  options: TrainRunOptions,
+/** The config a run trains with: the file, its --set flags and the --embeddings override applied. */
+export async function resolveConfig(
+  options: Pick<TrainRunOptions, 'config' | 'set' | 'embeddings'>,
 ): Promise<{ config: TrainConfig; overrides: Record<string, unknown> }> {
   const set = options.set ?? [];
   const config = await loadTrainConfig(options.config, set.map(parseOverride));

@@ -30,8 +30,8 @@ export async function loadPairInputs(
   pairIndices: number[],
 ): Promise<PairInputs> {
   const paths = workdirPaths(workdir);
-  const productStore = await EmbeddingStore.open(paths.embeddings(modelId, 'products'));
-  const sceneStore = await EmbeddingStore.open(paths.embeddings(modelId, sceneViewStore(view)));
+  const productStore = await EmbeddingStore.open(paths.embeddings(modelId, 'products'), modelId);
+  const sceneStore = await EmbeddingStore.open(paths.embeddings(modelId, sceneViewStore(view)), modelId);
   if (productStore.dim !== sceneStore.dim)
     throw new InputError(
       `${productStore.dir} holds ${productStore.dim}-d vectors, ${sceneStore.dir} ${sceneStore.dim}-d: embed both with the same model`,
