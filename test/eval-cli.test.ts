@@ -39,6 +39,19 @@ describe('ctl eval', () => {
     expect(saved.metrics).toEqual(reports[2].metrics);
     expect(saved.metrics.auc).toBeGreaterThan(0.5);
     expect(saved.checkpoint.which).toBe('best');
+
+    // The last checkpoint's reports sit beside the best's, which stay as they were; with --protocol all and
+    // --split test, seed is scored on val, the only part it has.
+    const last = ctl('eval', '--run', 'v2', '--protocol', 'all', '--split', 'test', '--checkpoint', 'last', '--json');
+    expect(last.code, last.stderr).toBe(0);
+    expect(JSON.parse(last.stdout).map((x: { split: { part: string } }) => x.split.part)).toEqual([
+      'val',
+      'test',
+      'test',
+    ]);
+    const dir = join(workdir, 'runs', 'v2', 'eval');
+    expect(JSON.parse(await readFile(join(dir, 'category-test-last.json'), 'utf8')).checkpoint.which).toBe('last');
+    expect(JSON.parse(await readFile(join(dir, 'category-test.json'), 'utf8'))).toEqual(saved);
   });
 
   it('evaluates the raw embeddings with --zero-shot', () => {

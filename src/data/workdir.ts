@@ -35,12 +35,34 @@ export function workdirPaths(workdir: string) {
     embeddings: (modelId: string, view: EmbeddingView) => join(workdir, 'embeddings', modelSlug(modelId), view),
     runsDir: join(workdir, 'runs'),
     run: (name: string) => join(workdir, 'runs', name),
+    /** The zero-shot baseline's eval reports (raw embeddings, no run). */
+    zeroShotReports: (modelId: string, view: SceneView) => join(workdir, 'eval', 'zero-shot', modelSlug(modelId), view),
     /** `ctl demo`'s own workdir, inside this one. */
     demo: join(workdir, 'demo'),
   };
 }
 
 export type WorkdirPaths = ReturnType<typeof workdirPaths>;
+
+/** What a run's folder holds besides its checkpoints (model/checkpoint.ts lays those out). */
+export function runPaths(runDir: string) {
+  return {
+    /** The resolved config the run started with, its overrides and data summary. */
+    config: join(runDir, 'config.json'),
+    /** One JSON line per logged step and epoch. */
+    metrics: join(runDir, 'metrics.jsonl'),
+    /** `ctl eval`'s reports (see evalReportFile). */
+    evalDir: join(runDir, 'eval'),
+  };
+}
+
+/**
+ * An eval report's file name: `<protocol>-<part>.json` for the best checkpoint (and the zero-shot baseline), with
+ * `-<checkpoint>` before `.json` for another, so evaluating `last` never replaces `best`'s report.
+ */
+export function evalReportFile(protocol: string, part: string, checkpoint = 'best'): string {
+  return `${protocol}-${part}${checkpoint === 'best' ? '' : `-${checkpoint}`}.json`;
+}
 
 /** A run's name, its folder under runs/: letters, digits, '.', '_', '-'; not first a '.' (no '..', nothing hidden). */
 export const RUN_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;

@@ -2,13 +2,13 @@
 // are (generated, random weights: said plainly), the zero-shot baseline beside the trained run under the catalog
 // protocol on the test part, what each stage did in this run (a resumed demo does no work twice), where the files
 // are and what to run next.
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
 import type { DownloadSummary } from '../download/downloader.js';
 import type { EmbedSummary } from '../embed/run.js';
 import type { EvalReport } from '../eval/evaluate.js';
 import type { TrainRunResult } from '../train/run.js';
 import { formatDuration } from '../util/log.js';
-import type { WorkdirPaths } from '../data/workdir.js';
+import { runPaths, type WorkdirPaths } from '../data/workdir.js';
 
 /** The part of `ctl data synth --json` the summary reads. */
 interface SynthReport {
@@ -97,8 +97,8 @@ export function demoSummary(input: DemoInput) {
       images: paths.imagesDir,
       embeddings: dirname(paths.embeddings(model, 'products')),
       run: runDir,
-      evalReports: join(runDir, 'eval'),
-      zeroShotReports: join(workdir, 'eval', 'zero-shot'),
+      evalReports: runPaths(runDir).evalDir,
+      zeroShotReports: paths.zeroShotReports(model, 'full'),
       mirror: input.mirror,
       config: input.config,
     },

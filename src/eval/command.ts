@@ -34,7 +34,8 @@ Protocols:
   category  as catalog, among the products of the target's own category; AUC against those negatives.
 Ties count against the model: a product scored equal to the target ranks ahead of it. For seed, the report
 also gives the metrics with ties counted behind (the reference's argsort lands between the two).
-Reports: <workdir>/runs/<run>/eval/<protocol>-<split>.json (zero-shot: <workdir>/eval/zero-shot/...).`;
+Reports: <workdir>/runs/<run>/eval/<protocol>-<split>.json, <protocol>-<split>-last.json for --checkpoint last
+(zero-shot: <workdir>/eval/zero-shot/<model>/<scene view>/).`;
 
 /** --engine, shared with `ctl reproduce`. */
 export const engineOption = () =>
@@ -59,7 +60,7 @@ export function registerEvalCommand(program: Command): void {
       .addOption(
         new Option(
           '--split <part>',
-          'part of the split evaluated (default: test; val for seed, which has no test part)',
+          'part of the split evaluated (default: test; val for seed, which has no test part, so with --protocol all seed is on val)',
         ).choices(['val', 'test']),
       )
       .addOption(new Option('--checkpoint <which>', 'checkpoint of the run').choices(['best', 'last']).default('best'))
@@ -84,7 +85,10 @@ export function registerEvalCommand(program: Command): void {
       // The ranking engines load on use, so `ctl --help` stays quick.
       const { defaultSplit, evaluateRun, evaluateZeroShot } = await import('./evaluate.js');
       const protocols = o.protocol === 'all' ? PROTOCOLS : [o.protocol];
-      const requests = protocols.map((protocol) => ({ protocol, split: o.split ?? defaultSplit(protocol) }));
+      // Asked for every protocol, seed is scored on the only part it has; asked for alone, a wrong part is an error.
+      const splitOf = (protocol: Protocol) =>
+        o.protocol === 'all' && protocol === 'seed' ? defaultSplit(protocol) : (o.split ?? defaultSplit(protocol));
+      const requests = protocols.map((protocol) => ({ protocol, split: splitOf(protocol) }));
       let reports: EvalReport[];
       if (o.zeroShot) {
         if (o.run) throw new InputError('--zero-shot evaluates raw embeddings: drop --run');

@@ -18,7 +18,7 @@ import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import { gatherRows, l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
-import { existingRunDir, modelSlug, type SceneView } from '../data/workdir.js';
+import { evalReportFile, existingRunDir, runPaths, workdirPaths, type SceneView } from '../data/workdir.js';
 import type { EngineName } from './engines.js';
 import { evaluateProtocol, type Metrics, type Protocol } from './protocols.js';
 
@@ -108,7 +108,8 @@ export async function evaluateRun(
       );
       report.run = run;
       report.checkpoint = { which: checkpoint, epoch: model.state.epoch, metric: model.state.metric };
-      await writeJsonAtomic(join(dir, 'eval', `${request.protocol}-${request.split}.json`), report);
+      const file = evalReportFile(request.protocol, request.split, checkpoint);
+      await writeJsonAtomic(join(runPaths(dir).evalDir, file), report);
       reports.push(report);
     }
     return reports;
@@ -130,10 +131,10 @@ export async function evaluateZeroShot(
   engine?: EngineName,
 ): Promise<EvalReport[]> {
   const reports: EvalReport[] = [];
-  const dir = join(workdir, 'eval', 'zero-shot', modelSlug(embeddings), sceneView);
+  const dir = workdirPaths(workdir).zeroShotReports(embeddings, sceneView);
   for (const request of requests) {
     const report = await evaluateWith(workdir, dataset, embeddings, sceneView, request, engine, null, null);
-    await writeJsonAtomic(join(dir, `${request.protocol}-${request.split}.json`), report);
+    await writeJsonAtomic(join(dir, evalReportFile(request.protocol, request.split)), report);
     reports.push(report);
   }
   return reports;

@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
-import { existingRunDir } from '../data/workdir.js';
+import { existingRunDir, runPaths } from '../data/workdir.js';
 import type { EvalReport } from '../eval/evaluate.js';
 import { loadCheckpoint, type CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
@@ -312,7 +312,7 @@ function exportConfig(
 
 /** The run's `ctl eval` reports (runs/<run>/eval/*.json), by file name. */
 async function readEvalReports(runDir: string): Promise<EvalReport[]> {
-  const dir = join(runDir, 'eval');
+  const dir = runPaths(runDir).evalDir;
   let names: string[];
   try {
     names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();

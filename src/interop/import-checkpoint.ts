@@ -13,7 +13,7 @@ import { basename, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import type { Domain } from '../data/types.js';
-import { checkRunName, workdirPaths } from '../data/workdir.js';
+import { checkRunName, runPaths, workdirPaths } from '../data/workdir.js';
 import { categoryMapOf, categoryRows, checkCategoryMap, type CategoryMap } from '../model/categories.js';
 import { CHECKPOINT_VERSION, saveCheckpoint, type CheckpointState } from '../model/checkpoint.js';
 import { fromStateDict, torchShape } from '../model/state-dict.js';
@@ -123,7 +123,7 @@ export async function importCheckpoint(o: ImportCheckpointOptions): Promise<Impo
   const tmp = tempPathFor(dir);
   try {
     await mkdir(tmp);
-    await writeJsonAtomic(join(tmp, 'config.json'), {
+    await writeJsonAtomic(runPaths(tmp).config, {
       config,
       overrides: {},
       imported: state.imported,

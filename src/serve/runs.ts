@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { checkpointDir, type CheckpointState } from '../model/checkpoint.js';
 import type { TrainConfig } from '../train/config.js';
 import { isFinished } from '../train/resume.js';
-import { listRunNames, workdirPaths } from '../data/workdir.js';
+import { listRunNames, runPaths, workdirPaths } from '../data/workdir.js';
 
 /** A training that wrote a record this recently, and has not finished, counts as running. */
 const RUNNING_WITHIN_MS = 120_000;
@@ -58,7 +58,7 @@ async function readJson(file: string): Promise<unknown> {
 }
 
 async function readMetrics(runDir: string): Promise<{ records: Record<string, unknown>[]; mtime: number | null }> {
-  const file = join(runDir, 'metrics.jsonl');
+  const file = runPaths(runDir).metrics;
   try {
     const [text, info] = await Promise.all([readFile(file, 'utf8'), stat(file)]);
     const records = text.split('\n').flatMap((line) => {
@@ -75,7 +75,7 @@ async function readMetrics(runDir: string): Promise<{ records: Record<string, un
 }
 
 async function readReports(runDir: string): Promise<Record<string, unknown>> {
-  const dir = join(runDir, 'eval');
+  const dir = runPaths(runDir).evalDir;
   let files: string[];
   try {
     files = await readdir(dir);
@@ -97,7 +97,7 @@ function recall10(report: unknown): number | null {
 
 async function describe(workdir: string, name: string): Promise<{ summary: RunSummary; detail: RunDetail }> {
   const dir = workdirPaths(workdir).run(name);
-  const saved = (await readJson(join(dir, 'config.json'))) as { config?: TrainConfig } | null;
+  const saved = (await readJson(runPaths(dir).config)) as { config?: TrainConfig } | null;
   const state = (await readJson(join(checkpointDir(dir, 'last'), 'state.json'))) as CheckpointState<TrainConfig> | null;
   const config = state?.config ?? saved?.config ?? null;
   const { records, mtime } = await readMetrics(dir);

@@ -23,7 +23,7 @@ import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
-import { checkRunName, modelSlug, workdirPaths } from '../data/workdir.js';
+import { checkRunName, modelSlug, runPaths, workdirPaths } from '../data/workdir.js';
 import { chooseTrainBackend, ortProvider, type TrainBackendChoice } from './backend.js';
 import { loadTrainConfig, parseOverride, type TrainConfig } from './config.js';
 import { checkpointData, loadTrainingData, type TrainingData } from './data.js';
@@ -88,7 +88,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
 
   await mkdir(dir, { recursive: true });
   if (!previous) {
-    await writeJsonAtomic(join(dir, 'config.json'), {
+    await writeJsonAtomic(runPaths(dir).config, {
       config,
       overrides,
       configFile: options.config,
@@ -102,7 +102,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
       createdAt: new Date().toISOString(),
     });
   }
-  const metricsLog = await MetricsLog.open(join(dir, 'metrics.jsonl'), checkpoint ? checkpoint.state.step : null);
+  const metricsLog = await MetricsLog.open(runPaths(dir).metrics, checkpoint ? checkpoint.state.step : null);
   log(
     `train ${name}: ${config.model.arch}, ${data.train.pairs.length} train / ${data.val.pairs.length} val pairs (split ${config.split}), ` +
       `${data.dim}-d '${data.embeddingModel}' ${config.sceneView} scenes, ${model.layout.size.toLocaleString('en-US')} parameters, ` +
