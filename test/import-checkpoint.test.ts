@@ -62,6 +62,7 @@ for original, exported in zip(sys.argv[1::2], sys.argv[2::2]):
         'tensors': len(sa),
         'epoch': b['epoch'],
         'cat_to_idx': b['cat_to_idx'] == a['cat_to_idx'] if 'cat_to_idx' in a else None,
+        'metrics': {k: float(v) for k, v in b['metrics'].items()},
     }
 print(json.dumps(result))
 `;
@@ -183,6 +184,27 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
       expect(r.tensors, name).toBe(name.startsWith('v2') ? 46 : 9);
       if (name.endsWith('dict')) expect(r.cat_to_idx, name).toBe(true);
     }
+    // The file's own metrics go on through the round trip; a bare state_dict had none to give.
+    expect(result[join(dir, 'v2-dict.pt')].metrics).toEqual({ 'recall@10': 0.25, mrr: 0.125 });
+    expect(result[join(dir, 'v2-bare.pt')].metrics).toEqual({});
+  });
+
+  it('--split scene records the split the weights trained on, so eval counts none of its test scenes as seen', async () => {
+    const imported = ctl(
+      'import',
+      '--checkpoint',
+      join(dir, 'v2-dict.pt'),
+      '--run',
+      'v2-scene-import',
+      '--split',
+      'scene',
+    );
+    expect(imported.status, imported.stderr).toBe(0);
+    const evaluated = ctl('eval', '--run', 'v2-scene-import', '--protocol', 'catalog', '--json');
+    expect(evaluated.status, evaluated.stderr).toBe(0);
+    expect(JSON.parse(evaluated.stdout)[0].trainSceneOverlap).toBe(0);
+    const asSeed = ctl('eval', '--run', 'v2-dict', '--protocol', 'catalog', '--json');
+    expect(JSON.parse(asSeed.stdout)[0].trainSceneOverlap).toBeGreaterThan(0);
   });
 
   it("ctl eval on an imported checkpoint gives the reference's own evaluation loop's seed metrics", async () => {

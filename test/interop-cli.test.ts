@@ -28,6 +28,11 @@ some = dict(list(vec["scenes"].items())[:3])
 with open(out + "/bad-dim.pkl", "wb") as f: pickle.dump({k: np.zeros(dim * 2, np.float32) for k in some}, f)
 with open(out + "/bad-shape.pkl", "wb") as f: pickle.dump({**some, "odd": np.zeros(dim - 1, np.float32)}, f)
 with open(out + "/bad-f64.pkl", "wb") as f: pickle.dump({k: v.astype(np.float64) for k, v in some.items()}, f)
+with open(out + "/bad-nan.pkl", "wb") as f: pickle.dump({**some, "nan": np.full(dim, np.nan, np.float32)}, f)
+import torch
+tensors = {k: torch.from_numpy(v) for k, v in some.items()}
+with open(out + "/bad-torch.pkl", "wb") as f: pickle.dump(tensors, f)
+torch.save(tensors, out + "/bad-torch.pt")
 print(json.dumps({kind: {s: v.tolist() for s, v in d.items()} for kind, d in vec.items()}))
 `;
 
@@ -97,6 +102,9 @@ describe.skipIf(skipWithoutTorch)('ctl import --embeddings (real NumPy files)', 
       ],
       [importArgs('bad-shape.pkl', 'scenes', 'new-model'), /odd: shape \[7\], expected \[8\]/],
       [importArgs('bad-f64.pkl', 'scenes', 'new-model'), /dtype <f8, expected float32/],
+      [importArgs('bad-nan.pkl', 'scenes', 'new-model'), /nan: value 0 is NaN, expected finite numbers/],
+      [importArgs('bad-torch.pkl', 'scenes', 'new-model'), /torch tensors are not read here; save .*\.numpy\(\)/],
+      [importArgs('bad-torch.pt', 'scenes', 'new-model'), /a torch\.save file, not an \.npz .*\.numpy\(\)/],
       [importArgs('sigs.json', 'scenes', 'new-model'), /neither a pickle nor an \.npz/],
       [
         importArgs('products.npz', 'scenes', 'new-model'),

@@ -214,7 +214,12 @@ function checkpointMetrics(
   which: CheckpointName,
   reports: EvalReport[],
 ): Map<string, number> {
-  const metrics = new Map<string, number>([[model.config.selection.metric, model.state.metric]]);
+  // An imported checkpoint's own metrics go on (a round trip keeps them); its metric is only its file's.
+  const imported = model.state.imported?.metrics ?? {};
+  const metrics = new Map<string, number>(
+    Object.entries(imported).filter((e): e is [string, number] => typeof e[1] === 'number'),
+  );
+  if (!model.state.imported) metrics.set(model.config.selection.metric, model.state.metric);
   for (const r of reports) {
     if (r.checkpoint?.which !== which || r.checkpoint.epoch !== model.state.epoch) continue;
     for (const [k, v] of Object.entries(r.metrics.recall)) metrics.set(`${r.protocol}/recall@${k}`, v);

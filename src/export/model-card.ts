@@ -101,12 +101,14 @@ function evaluation(c: CardInput): string[] {
 function snippet(format: ExportFormat | 'index', c: CardInput): string[] {
   const cls = c.reference?.name ?? 'CTLModelV2';
   const construct = `model = ${cls}(**json.load(open('${FILES.config}'))['reference']['kwargs'])`;
+  const whereClassIs = `# ${cls} is the reference project's class; ctl's copy is bench/train/torch_two_tower.py (on sys.path)`;
   const blocks: Record<ExportFormat | 'index', { title: string; code: string[] }> = {
     safetensors: {
       title: `\`${FILES.safetensors}\` + \`${FILES.config}\` (the reference's state_dict; \`${cls}\` as in bench/train/torch_two_tower.py)`,
       code: [
         'import json',
         'from safetensors.torch import load_file',
+        whereClassIs,
         `from torch_two_tower import ${cls}`,
         construct,
         `model.load_state_dict(load_file('${FILES.safetensors}'), strict=True); model.eval()`,
@@ -116,6 +118,7 @@ function snippet(format: ExportFormat | 'index', c: CardInput): string[] {
       title: `\`${FILES.pt}\` (torch.save of the reference's checkpoint dict: epoch, model_state_dict, metrics, num_categories, cat_to_idx)`,
       code: [
         'import json, torch',
+        whereClassIs,
         `from torch_two_tower import ${cls}`,
         `checkpoint = torch.load('${FILES.pt}', map_location='cpu')`,
         construct,

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { action, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
-import type { Domain } from '../data/types.js';
+import type { Domain, SplitScheme } from '../data/types.js';
 import type { EmbeddingView } from '../data/workdir.js';
 import { importCheckpoint } from './import-checkpoint.js';
 import { importEmbeddings } from './import-embeddings.js';
@@ -16,6 +16,7 @@ interface ImportFlags {
   model?: string;
   view?: EmbeddingView;
   domain: Domain;
+  split: SplitScheme;
 }
 
 export function registerImportCommand(program: Command): void {
@@ -26,7 +27,8 @@ export function registerImportCommand(program: Command): void {
         "the reference project's artifacts into the workdir: --embeddings FILE.pkl|FILE.npz (a pickled dict " +
           'signature → float32 vector, or the same as .npz) into workdir/embeddings/<model>/<view>/; ' +
           '--checkpoint FILE.pt into workdir/runs/<run>/, which eval, export and serve use like a trained run. ' +
-          'Pickles are read without running anything: globals other than tensors and numpy arrays are refused.',
+          'Pickles are read without running anything: an embeddings file may hold only numpy arrays, a checkpoint only ' +
+          'torch tensors and plain values; any other global is refused.',
       )
       .option('--embeddings <file>', "the reference's embedding file (.pkl or .npz)")
       .option(
@@ -45,7 +47,16 @@ export function registerImportCommand(program: Command): void {
           'the scene view the vectors are (scene embeddings only; default scenes-full)',
         ).choices(['scenes-full', 'scenes-hide-product']),
       )
-      .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion')),
+      .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion'))
+      .addOption(
+        new Option(
+          '--split <scheme>',
+          "with --checkpoint: the split the weights were trained on (seed: the reference's; scene: a ctl run's " +
+            'scene-split twin), so eval flags the pairs whose scenes they saw',
+        )
+          .choices(['seed', 'scene'])
+          .default('seed'),
+      ),
   ).action(
     action<ImportFlags>(async (flags) => {
       if (flags.checkpoint !== undefined) {
@@ -56,6 +67,7 @@ export function registerImportCommand(program: Command): void {
           run: flags.run,
           model: flags.model,
           domain: flags.domain,
+          split: flags.split,
         });
         if (flags.json) printJson(summary);
         return;

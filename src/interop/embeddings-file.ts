@@ -21,8 +21,18 @@ export async function readEmbeddingsFile(path: string): Promise<EmbeddingRows> {
   throw new InputError(`${path}: neither a pickle nor an .npz (zip) file`);
 }
 
+/** What to do with torch tensors, which an embeddings file does not take (the reference saves numpy arrays). */
+const NUMPY_ONLY = 'save the vectors as numpy arrays, e.g. {sig: t.cpu().numpy() for sig, t in embeddings.items()}';
+
 function fromPickle(bytes: Uint8Array, path: string): EmbeddingRows {
-  const top = unpickle(bytes, { source: path, globals: numpyGlobals() });
+  let top: unknown;
+  try {
+    top = unpickle(bytes, { source: path, globals: numpyGlobals() });
+  } catch (err) {
+    if (/refused global torch\./.test((err as Error).message))
+      throw new InputError(`${(err as Error).message}: torch tensors are not read here; ${NUMPY_ONLY}`);
+    throw err;
+  }
   if (!(top instanceof Map))
     throw new InputError(`${path}: expected a dict {signature: vector}, found a ${describe(top)}`);
   const rows = new RowCollector(path);
@@ -40,6 +50,8 @@ function fromPickle(bytes: Uint8Array, path: string): EmbeddingRows {
 function fromNpz(bytes: Uint8Array, path: string): EmbeddingRows {
   const rows = new RowCollector(path);
   for (const [name, entry] of readZip(bytes, path)) {
+    if (name.endsWith('/data.pkl'))
+      throw new InputError(`${path}: a torch.save file, not an .npz of numpy arrays; ${NUMPY_ONLY}`);
     if (!name.endsWith('.npy')) throw new InputError(`${path}: ${name}: expected only .npy entries`);
     const key = name.slice(0, -'.npy'.length);
     const { data, shape } = decodeNpy(entry, `${path}: ${key}`);
@@ -63,6 +75,8 @@ class RowCollector {
         `${this.path}: ${key}: shape [${shape}], expected [${this.dim >= 0 ? this.dim : 'D'}] (one vector per signature)`,
       );
     this.dim = vectorShape[0];
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new InputError(`${this.path}: ${key}: value ${bad} is ${data[bad]}, expected finite numbers`);
     this.ids.push(key);
     this.vectors.push(data);
   }

@@ -12,7 +12,7 @@ import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EmbeddingStore } from '../data/store/embeddings.js';
-import type { Domain } from '../data/types.js';
+import type { Domain, SplitScheme } from '../data/types.js';
 import { checkRunName, runPaths, workdirPaths } from '../data/workdir.js';
 import { categoryMapOf, categoryRows, checkCategoryMap, type CategoryMap } from '../model/categories.js';
 import { CHECKPOINT_VERSION, saveCheckpoint, type CheckpointState } from '../model/checkpoint.js';
@@ -35,6 +35,8 @@ export interface ImportCheckpointOptions {
   /** The embedding model whose store the towers read; default: the one store of the input dim. */
   model?: string;
   domain: Domain;
+  /** The split the weights were trained on (default: seed, the reference's), so eval can flag what they saw. */
+  split?: SplitScheme;
 }
 
 export interface ImportCheckpointSummary {
@@ -77,7 +79,7 @@ export async function importCheckpoint(o: ImportCheckpointOptions): Promise<Impo
       `${o.file}: the towers take ${inferred.input}-d inputs (scene_encoder.0.weight [${inferred.hidden}, ${inferred.input}]), but the '${embeddingModel}' embeddings (${store.dir}) are ${store.dim}-d`,
     );
 
-  const config = await referenceConfig(inferred, { run, domain: o.domain, embeddingModel });
+  const config = await referenceConfig(inferred, { run, domain: o.domain, split: o.split ?? 'seed', embeddingModel });
   const data = await loadTrainingData(o.workdir, config, o.file);
   const categoryMap = fileCategoryMap(meta, inferred, data.dataset.categories, o.file);
   categoryRows(categoryMap, data.dataset.categories, o.file);
@@ -191,7 +193,7 @@ function inferModel(tensors: Record<string, TorchTensor>, file: string): Inferre
 /** The reference's config of the architecture (configs/<arch>.json), with the file's dims and this workdir's store. */
 async function referenceConfig(
   m: InferredModel,
-  { run, domain, embeddingModel }: { run: string; domain: Domain; embeddingModel: string },
+  { run, domain, split, embeddingModel }: { run: string; domain: Domain; split: SplitScheme; embeddingModel: string },
 ): Promise<TrainConfig> {
   const file = fileURLToPath(new URL(`../../configs/${m.arch}.json`, import.meta.url));
   const set = (path: string, value: unknown): ConfigOverride => ({
@@ -202,6 +204,7 @@ async function referenceConfig(
   return loadTrainConfig(file, [
     set('name', run),
     set('domain', domain),
+    set('split', split),
     set('embeddings', { model: embeddingModel, dim: m.input }),
     set('model.hidden', m.hidden),
     set('model.out', m.out),
