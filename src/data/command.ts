@@ -1,5 +1,5 @@
 // `ctl data ...`: metadata, splits, synthetic data, embedding-store checks.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import type { Domain, SplitPart, SplitScheme } from './types.js';
 import { formatReport, loadDataset } from './stl/dataset-io.js';
 import { STL_BASE_URL } from './stl/sources.js';
@@ -7,9 +7,7 @@ import { computeStats, formatStats } from './stl/stats.js';
 import { registerSynthCommands } from './synth/command.js';
 import { action, parseHttpUrl, parseIntOption, parsePositive, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
-
-const domainOption = () =>
-  new Option('--domain <domain>', 'STL domain').choices(['fashion', 'home']).default('fashion');
+import { domainOption } from './options.js';
 
 /** Registers `ctl data` and its subcommands; returns it so commands of later stages can join (`ctl data merge`). */
 export function registerDataCommands(program: Command): Command {

@@ -56,4 +56,6 @@ export interface Split {
   parts: Partial<Record<SplitPart, number[]>>;
 }
 
-export type Domain = 'fashion' | 'home';
+/** STL's two datasets. */
+export const DOMAINS = ['fashion', 'home'] as const;
+export type Domain = (typeof DOMAINS)[number];

@@ -15,6 +15,7 @@ import { log, printJson } from '../util/log.js';
 import type { ImageKind } from './manifest.js';
 import { DEFAULT_BASE_URL, selectTargets } from './targets.js';
 import type { ValidationMode } from './validate.js';
+import { domainOption } from '../data/options.js';
 
 interface DownloadFlags {
   domain: Domain;
@@ -42,7 +43,7 @@ export function registerDownloadCommand(program: Command): void {
           'fetches only what is missing; outcomes go to images/manifest.jsonl. Exit 0 when every selected image is ' +
           'settled, 1 when some failed transiently (re-run to retry), 130 when stopped by SIGINT (143 by SIGTERM).',
       )
-      .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion'))
+      .addOption(domainOption())
       .addOption(new Option('--kind <kind>', 'which images').choices(['scenes', 'products', 'all']).default('all'))
       .option(
         '--concurrency <n>',

@@ -8,6 +8,7 @@ import { formatDuration, log, printJson } from '../util/log.js';
 import { DTYPES } from './dtype.js';
 import { DEFAULT_MODEL, PINNED_REVISIONS } from './model-source.js';
 import type { EmbedOptions, EmbedSummary } from './run.js';
+import { domainOption } from '../data/options.js';
 
 /** The parsed flags: the run's options as the user gives them, plus the http provider's flags flat. */
 type EmbedFlags = Omit<EmbedOptions, 'workdir' | 'http' | 'progress' | 'stop'> & {
@@ -60,7 +61,7 @@ export function registerEmbedCommand(program: Command): void {
           'few batches. Missing or undecodable images are skipped and listed, never fatal. Exit 130 when stopped by ' +
           'SIGINT, 143 by SIGTERM (what was embedded is kept).',
       )
-      .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion'))
+      .addOption(domainOption())
       .option(
         '--model <id|path>',
         'hub id, local folder (config.json, preprocessor_config.json, onnx/vision_model*.onnx; the store is named ' +

@@ -10,6 +10,7 @@ import { ENGINE_NAMES, type EngineName } from './engines.js';
 import type { CheckpointChoice, EvalReport, EvalSplit } from './evaluate.js';
 import { PROTOCOLS, type Protocol } from './protocols.js';
 import { formatCategoryTable, formatTable, reportNote } from './table.js';
+import { domainOption } from '../data/options.js';
 
 interface EvalOptions {
   run?: string;
@@ -75,9 +76,7 @@ export function registerEvalCommand(program: Command): void {
           .choices(SCENE_VIEWS)
           .default('full'),
       )
-      .addOption(
-        new Option('--domain <domain>', 'with --zero-shot: STL domain').choices(['fashion', 'home']).default('fashion'),
-      )
+      .addOption(domainOption('with --zero-shot: STL domain'))
       .option('--per-category', 'also print the per-category table', false)
       .addHelpText('after', PROTOCOL_HELP),
   ).action(

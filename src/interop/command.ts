@@ -7,6 +7,7 @@ import type { Domain, SplitScheme } from '../data/types.js';
 import type { EmbeddingView } from '../data/workdir.js';
 import { importCheckpoint } from './import-checkpoint.js';
 import { importEmbeddings } from './import-embeddings.js';
+import { domainOption } from '../data/options.js';
 
 interface ImportFlags {
   embeddings?: string;
@@ -47,7 +48,7 @@ export function registerImportCommand(program: Command): void {
           'the scene view the vectors are (scene embeddings only; default scenes-full)',
         ).choices(['scenes-full', 'scenes-hide-product']),
       )
-      .addOption(new Option('--domain <domain>', 'dataset domain').choices(['fashion', 'home']).default('fashion'))
+      .addOption(domainOption())
       .addOption(
         new Option(
           '--split <scheme>',

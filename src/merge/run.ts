@@ -6,7 +6,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { planStoreMerge } from '../data/store/merge.js';
-import type { Domain } from '../data/types.js';
+import { DOMAINS } from '../data/types.js';
 import { workdirPaths } from '../data/workdir.js';
 import { planManifestMerge, type ManifestMergeResult } from '../download/merge-manifests.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -53,8 +53,6 @@ async function storesIn(workdir: string): Promise<string[]> {
       if (await exists(join(root, model, view, 'meta.json'))) found.push(relative(workdir, join(root, model, view)));
   return found.sort();
 }
-
-const DOMAINS: Domain[] = ['fashion', 'home'];
 
 /** Each domain's dataset of the sources: copied when the target lacks it; two copies that disagree are refused. */
 async function planDatasets(

@@ -11,6 +11,7 @@ import { SCENE_VIEWS } from '../data/workdir.js';
 import { parseJsonFile } from '../util/json.js';
 import { flag, int, nonEmptyString, number, oneOf, parseWith, satisfying, section } from '../util/schema.js';
 import { NEGATIVE_STRATEGIES } from './negatives.js';
+import { DOMAINS } from '../data/types.js';
 
 const SELECTION_METRICS = ['recall@1', 'recall@5', 'recall@10', 'recall@50', 'mrr'] as const;
 
@@ -34,7 +35,7 @@ const negativesConfigSchema = section({
 export const trainConfigSchema = section({
   name: nonEmptyString().meta({ description: 'default run name', defaultText: 'file name' }),
   description: nonEmptyString().optional().meta({ description: 'what the config is for (free text)' }),
-  domain: oneOf(['fashion', 'home']).default('fashion').meta({ description: 'STL domain' }),
+  domain: oneOf(DOMAINS).default('fashion').meta({ description: 'STL domain' }),
   embeddings: section({
     model: nonEmptyString().meta({ description: 'embedding model id, as in `workdir/embeddings/<slug>/`' }),
     dim: int(1).optional().meta({ description: 'expected input width, checked against the store' }),

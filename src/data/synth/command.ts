@@ -9,6 +9,7 @@ import { action, parseIntOption, withCommon } from '../../util/command.js';
 import { InputError, RunError } from '../../util/errors.js';
 import { formatBytes, log, printJson } from '../../util/log.js';
 import { modelSlug, workdirPaths, type EmbeddingView } from '../workdir.js';
+import { domainOption } from '../options.js';
 
 export function registerSynthCommands(data: Command): void {
   registerSynth(data);
@@ -38,7 +39,7 @@ function registerSynth(data: Command): void {
       38_000,
     )
     .option('--seed <n>', 'generator seed: same seed and sizes, same files byte for byte', parseIntOption('--seed'), 42)
-    .addOption(new Option('--domain <domain>', 'taxonomy to imitate').choices(['fashion', 'home']).default('fashion'))
+    .addOption(domainOption('taxonomy to imitate'))
     .option(
       '--dim <d>',
       'also write precomputed embeddings of this dimension (model id "synthetic"); default: none',
