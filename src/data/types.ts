@@ -47,7 +47,9 @@ export interface Pair {
 export type SplitPart = 'train' | 'val' | 'test';
 
 /** Split schemes: `scene` is scene-disjoint and seeded; `seed` is the reference's pair shuffle, bit-exact. */
-export type SplitScheme = 'scene' | 'seed';
+/** The reference's pair shuffle, or the scene-disjoint split. */
+export const SPLIT_SCHEMES = ['seed', 'scene'] as const;
+export type SplitScheme = (typeof SPLIT_SCHEMES)[number];
 
 /** A split: for each part, indices into `Dataset.pairs`, in the order the part is consumed. */
 export interface Split {
@@ -55,6 +57,10 @@ export interface Split {
   seed: number;
   parts: Partial<Record<SplitPart, number[]>>;
 }
+
+/** The two kinds of image a dataset has, each a folder of images/ and of the download manifest. */
+export const IMAGE_KINDS = ['scenes', 'products'] as const;
+export type ImageKind = (typeof IMAGE_KINDS)[number];
 
 /** STL's two datasets. */
 export const DOMAINS = ['fashion', 'home'] as const;

@@ -2,7 +2,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../util/errors.js';
-import type { Domain } from './types.js';
+import type { Domain, ImageKind } from './types.js';
 
 /** A model id as a folder name: "Marqo/marqo-fashionSigLIP" → "Marqo--marqo-fashionSigLIP". */
 export function modelSlug(modelId: string): string {
@@ -27,8 +27,8 @@ export function workdirPaths(workdir: string) {
     rawCategories: (domain: Domain) => join(workdir, 'stl', `${domain}-cat.json`),
     dataset: (domain: Domain) => join(workdir, 'dataset', `${domain}.json`),
     imagesDir: join(workdir, 'images'),
-    images: (kind: 'scenes' | 'products') => join(workdir, 'images', kind),
-    imageFile: (kind: 'scenes' | 'products', sig: string) => join(workdir, 'images', kind, `${sig}.jpg`),
+    images: (kind: ImageKind) => join(workdir, 'images', kind),
+    imageFile: (kind: ImageKind, sig: string) => join(workdir, 'images', kind, `${sig}.jpg`),
     imageManifest: join(workdir, 'images', 'manifest.jsonl'),
     modelsDir: join(workdir, 'models'),
     embeddingsDir: join(workdir, 'embeddings'),

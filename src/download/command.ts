@@ -12,7 +12,7 @@ import {
   withCommon,
 } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
-import type { ImageKind } from './manifest.js';
+import type { ImageKind } from '../data/types.js';
 import { DEFAULT_BASE_URL, selectTargets } from './targets.js';
 import type { ValidationMode } from './validate.js';
 import { domainOption } from '../data/options.js';

@@ -4,10 +4,8 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readFile, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { locatedError } from '../util/errors.js';
+import { IMAGE_KINDS, type ImageKind } from '../data/types.js';
 import type { ImageFormat } from './validate.js';
-
-export type ImageKind = 'scenes' | 'products';
-export const IMAGE_KINDS: readonly ImageKind[] = ['scenes', 'products'];
 
 /** ok: valid file on disk; missing: 404/410; invalid: the body was not a valid image; failed: gave up. */
 export type ImageStatus = 'ok' | 'missing' | 'invalid' | 'failed';

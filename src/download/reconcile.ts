@@ -3,7 +3,8 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { workdirPaths } from '../data/workdir.js';
-import { IMAGE_KINDS, manifestKey, type ImageStatus, type ManifestRecord, type ManifestWriter } from './manifest.js';
+import { IMAGE_KINDS } from '../data/types.js';
+import { manifestKey, type ImageStatus, type ManifestRecord, type ManifestWriter } from './manifest.js';
 import type { ImageTarget } from './targets.js';
 import { InvalidImage, validateImageFile } from './validate.js';
 

@@ -2,7 +2,7 @@
 // one lives on the image host.
 import type { Dataset } from '../data/dataset.js';
 import { inShard, type Shard } from '../data/shard.js';
-import type { ImageKind } from './manifest.js';
+import type { ImageKind } from '../data/types.js';
 
 /** Pinterest's image host. The STL release names its URLs with http; a web page loads them over https. */
 export const IMAGE_HOST = 'i.pinimg.com';

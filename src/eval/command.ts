@@ -7,8 +7,9 @@ import { action, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
 import { ENGINE_NAMES, type EngineName } from './engines.js';
-import type { CheckpointChoice, EvalReport, EvalSplit } from './evaluate.js';
-import { PROTOCOLS, type Protocol } from './protocols.js';
+import type { EvalReport } from './evaluate.js';
+import { CHECKPOINT_NAMES, type CheckpointName } from '../model/checkpoint.js';
+import { EVAL_SPLITS, PROTOCOLS, type EvalSplit, type Protocol } from './protocols.js';
 import { formatCategoryTable, formatTable, reportNote } from './table.js';
 import { domainOption } from '../data/options.js';
 
@@ -16,7 +17,7 @@ interface EvalOptions {
   run?: string;
   protocol: Protocol | 'all';
   split?: EvalSplit;
-  checkpoint: CheckpointChoice;
+  checkpoint: CheckpointName;
   engine: EngineName;
   zeroShot: boolean;
   embeddings?: string;
@@ -62,9 +63,9 @@ export function registerEvalCommand(program: Command): void {
         new Option(
           '--split <part>',
           'part of the split evaluated (default: test; val for seed, which has no test part, so with --protocol all seed is on val)',
-        ).choices(['val', 'test']),
+        ).choices(EVAL_SPLITS),
       )
-      .addOption(new Option('--checkpoint <which>', 'checkpoint of the run').choices(['best', 'last']).default('best'))
+      .addOption(new Option('--checkpoint <which>', 'checkpoint of the run').choices(CHECKPOINT_NAMES).default('best'))
       .addOption(engineOption())
       .option('--zero-shot', 'evaluate the raw image embeddings (cosine, no model) instead of a run', false)
       .option('--embeddings <model>', 'with --zero-shot: the embedding model whose store to read (e.g. synthetic)')

@@ -12,6 +12,7 @@ import { loadDataset } from '../data/stl/dataset-io.js';
 import { sceneProductKey } from '../data/store/embeddings.js';
 import { loadPairInputs } from '../data/store/pair-inputs.js';
 import type { Domain, SplitScheme } from '../data/types.js';
+import type { CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
@@ -20,17 +21,14 @@ import { gatherRows, l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
 import { evalReportFile, existingRunDir, runPaths, workdirPaths, type SceneView } from '../data/workdir.js';
 import type { EngineName } from './engines.js';
-import { evaluateProtocol, type Metrics, type Protocol } from './protocols.js';
-
-export type EvalSplit = 'val' | 'test';
-export type CheckpointChoice = 'best' | 'last';
+import { evaluateProtocol, type EvalSplit, type Metrics, type Protocol } from './protocols.js';
 
 /** What `ctl eval` writes per protocol and prints with --json. */
 export interface EvalReport {
   /** The run, or null for the zero-shot baseline. */
   run: string | null;
   model: 'trained' | 'zero-shot';
-  checkpoint?: { which: CheckpointChoice; epoch: number; metric: number };
+  checkpoint?: { which: CheckpointName; epoch: number; metric: number };
   protocol: Protocol;
   split: { scheme: SplitScheme; part: EvalSplit };
   /** Where the numbers come from: real STL or synthetic data, and which image embeddings. */
@@ -80,7 +78,7 @@ const PROGRESS_FROM = 2000;
 export async function evaluateRun(
   workdir: string,
   run: string,
-  checkpoint: CheckpointChoice,
+  checkpoint: CheckpointName,
   requests: EvalRequest[],
   engine?: EngineName,
 ): Promise<EvalReport[]> {

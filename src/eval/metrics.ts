@@ -5,7 +5,7 @@
 // ahead of it, so a model that scores everything equal gets the worst rank, never the best.
 
 /** The k of Recall@k every report carries. */
-const RECALL_KS = [1, 5, 10, 50] as const;
+export const RECALL_KS = [1, 5, 10, 50] as const;
 
 type Ranks = ArrayLike<number>;
 

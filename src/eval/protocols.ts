@@ -27,6 +27,10 @@ import { rankTargets, toCsr, type Csr } from './rank.js';
 export type Protocol = 'seed' | 'catalog' | 'category';
 export const PROTOCOLS: Protocol[] = ['seed', 'catalog', 'category'];
 
+/** The parts of a split a protocol is scored on (never train). */
+export const EVAL_SPLITS = ['val', 'test'] as const;
+export type EvalSplit = (typeof EVAL_SPLITS)[number];
+
 export interface ProtocolInput {
   dataset: Dataset;
   /** dataset.pairs indices evaluated. */

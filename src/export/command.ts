@@ -1,6 +1,6 @@
 // `ctl export`: see export.ts.
 import { Command, Option } from 'commander';
-import type { CheckpointName } from '../model/checkpoint.js';
+import { CHECKPOINT_NAMES, type CheckpointName } from '../model/checkpoint.js';
 import { action, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { formatBytes, log, printJson } from '../util/log.js';
@@ -24,7 +24,7 @@ export function registerExportCommand(program: Command): void {
           'model-card.md; each format is checked when written',
       )
       .option('--run <name>', 'run under <workdir>/runs/ to export')
-      .addOption(new Option('--checkpoint <which>', 'checkpoint of the run').choices(['best', 'last']).default('best'))
+      .addOption(new Option('--checkpoint <which>', 'checkpoint of the run').choices(CHECKPOINT_NAMES).default('best'))
       .addOption(
         new Option('--format <format>', 'what to write besides the index and card')
           .choices([...EXPORT_FORMATS, 'all'])

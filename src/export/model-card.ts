@@ -2,6 +2,7 @@
 import type { Dataset } from '../data/dataset.js';
 import type { EvalReport } from '../eval/evaluate.js';
 import { formatTable, reportNote } from '../eval/table.js';
+import type { CheckpointName } from '../model/checkpoint.js';
 import type { TrainedModel } from '../model/load.js';
 import type { ExportFormat } from './formats.js';
 import { FILES } from './formats.js';
@@ -10,7 +11,7 @@ import type { ReferenceClass } from './reference-model.js';
 
 export interface CardInput {
   run: string;
-  which: 'best' | 'last';
+  which: CheckpointName;
   model: TrainedModel;
   dataset: Dataset;
   reference: ReferenceClass | null;

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { action, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
-import type { Domain, SplitScheme } from '../data/types.js';
+import { IMAGE_KINDS, SPLIT_SCHEMES, type Domain, type ImageKind, type SplitScheme } from '../data/types.js';
 import type { EmbeddingView } from '../data/workdir.js';
 import { importCheckpoint } from './import-checkpoint.js';
 import { importEmbeddings } from './import-embeddings.js';
@@ -13,7 +13,7 @@ interface ImportFlags {
   embeddings?: string;
   checkpoint?: string;
   run?: string;
-  kind?: 'scenes' | 'products';
+  kind?: ImageKind;
   model?: string;
   view?: EmbeddingView;
   domain: Domain;
@@ -37,7 +37,7 @@ export function registerImportCommand(program: Command): void {
         "the reference's torch.save checkpoint (.pt: its dict or a bare state_dict, v1 or v2) into a run",
       )
       .option('--run <name>', "with --checkpoint: the run to create (default: the file's name)")
-      .addOption(new Option('--kind <kind>', 'what the embeddings are of').choices(['scenes', 'products']))
+      .addOption(new Option('--kind <kind>', 'what the embeddings are of').choices(IMAGE_KINDS))
       .option(
         '--model <name>',
         'the embedding model the vectors come from (names the store); with --checkpoint, the store the towers read (default: the one of their input dim)',
@@ -55,7 +55,7 @@ export function registerImportCommand(program: Command): void {
           "with --checkpoint: the split the weights were trained on (seed: the reference's; scene: a ctl run's " +
             'scene-split twin), so eval flags the pairs whose scenes they saw',
         )
-          .choices(['seed', 'scene'])
+          .choices(SPLIT_SCHEMES)
           .default('seed'),
       ),
   ).action(

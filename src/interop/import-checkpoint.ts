@@ -15,7 +15,7 @@ import { EmbeddingStore } from '../data/store/embeddings.js';
 import type { Domain, SplitScheme } from '../data/types.js';
 import { checkRunName, runPaths, workdirPaths } from '../data/workdir.js';
 import { categoryMapOf, categoryRows, checkCategoryMap, type CategoryMap } from '../model/categories.js';
-import { CHECKPOINT_VERSION, saveCheckpoint, type CheckpointState } from '../model/checkpoint.js';
+import { CHECKPOINT_NAMES, CHECKPOINT_VERSION, saveCheckpoint, type CheckpointState } from '../model/checkpoint.js';
 import { fromStateDict, torchShape } from '../model/state-dict.js';
 import { readTorchCheckpoint } from '../model/torch/read-checkpoint.js';
 import type { TorchTensor } from '../model/torch/tensor.js';
@@ -133,7 +133,7 @@ export async function importCheckpoint(o: ImportCheckpointOptions): Promise<Impo
       data: state.data,
       createdAt: state.savedAt,
     });
-    for (const which of ['best', 'last'] as const) await saveCheckpoint(tmp, which, model.layout, { state, params });
+    for (const which of CHECKPOINT_NAMES) await saveCheckpoint(tmp, which, model.layout, { state, params });
     await rename(tmp, dir);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });

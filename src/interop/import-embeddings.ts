@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { EmbeddingStore, sceneProductKey } from '../data/store/embeddings.js';
-import type { Domain } from '../data/types.js';
+import type { Domain, ImageKind } from '../data/types.js';
 import { workdirPaths, type EmbeddingView } from '../data/workdir.js';
 import { InputError } from '../util/errors.js';
 import { readEmbeddingsFile } from './embeddings-file.js';
@@ -12,7 +12,7 @@ import { readEmbeddingsFile } from './embeddings-file.js';
 export interface ImportEmbeddingsOptions {
   workdir: string;
   file: string;
-  kind: 'scenes' | 'products';
+  kind: ImageKind;
   model: string;
   /** The scene view the vectors are (default scenes-full); products always go to the products view. */
   view?: EmbeddingView;

@@ -27,7 +27,9 @@ import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safeten
 import { fromStateDict, toStateDict } from './state-dict.js';
 import type { ModelSpec } from './two-tower.js';
 
-export type CheckpointName = 'last' | 'best';
+/** The run's latest checkpoint (resume from it) and its best by the selection metric. */
+export const CHECKPOINT_NAMES = ['best', 'last'] as const;
+export type CheckpointName = (typeof CHECKPOINT_NAMES)[number];
 
 /** Version of the checkpoint format; 2 = the reference's exact module names. */
 export const CHECKPOINT_VERSION = 2;

@@ -1,6 +1,6 @@
 // `ctl reproduce`: see reproduce.ts.
 import { Command, Option } from 'commander';
-import type { EvalSplit } from '../eval/evaluate.js';
+import { EVAL_SPLITS, type EvalSplit } from '../eval/protocols.js';
 import { engineOption } from '../eval/command.js';
 import type { EngineName } from '../eval/engines.js';
 import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from '../train/backend.js';
@@ -30,7 +30,7 @@ export function registerReproduceCommand(program: Command): void {
       )
       .addOption(
         new Option('--split <part>', 'part the catalog and category protocols evaluate (seed: always its val part)')
-          .choices(['val', 'test'])
+          .choices(EVAL_SPLITS)
           .default('test'),
       )
       .addOption(

@@ -11,11 +11,11 @@
 // same config with `--set split=<split>`, which its config.json records.
 import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
-import type { SplitScheme } from '../data/types.js';
+import { SPLIT_SCHEMES, type SplitScheme } from '../data/types.js';
 import { modelSlug, workdirPaths } from '../data/workdir.js';
 import type { EngineName } from '../eval/engines.js';
-import { evaluateRun, evaluateZeroShot, type EvalReport, type EvalRequest, type EvalSplit } from '../eval/evaluate.js';
-import type { Protocol } from '../eval/protocols.js';
+import { evaluateRun, evaluateZeroShot, type EvalReport, type EvalRequest } from '../eval/evaluate.js';
+import type { EvalSplit, Protocol } from '../eval/protocols.js';
 import { REFERENCE, referenceMetrics } from '../eval/reference.js';
 import { formatTable, reportNote, type TableRow } from '../eval/table.js';
 import type { TrainBackendChoice } from '../train/backend.js';
@@ -76,7 +76,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const runs: ReproducedRun[] = [];
   for (const { file, config } of configs) {
     const base = options.embeddings ? `${config.name}-${modelSlug(options.embeddings)}` : config.name;
-    for (const split of ['seed', 'scene'] as const) {
+    for (const split of SPLIT_SCHEMES) {
       const run = split === config.split ? base : `${base}-${split}`;
       const set = split === config.split ? [] : [`split=${split}`];
       const trained = await trainUnlessFinished(options, digest, file, set, run);

@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises';
 import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { EmbeddingStore } from '../data/store/embeddings.js';
-import type { BBox, Scene } from '../data/types.js';
+import { IMAGE_KINDS, type BBox, type ImageKind, type Scene } from '../data/types.js';
 import { workdirPaths } from '../data/workdir.js';
 import { IMAGE_HOST, imageUrl } from '../download/targets.js';
 import { createScoreEngine, type ScoreEngine } from '../eval/engines.js';
@@ -108,7 +108,7 @@ export class Recommender {
     const catalog = await candidateSet(productVectors, Int32Array.from(available), outDim);
 
     const localImages = new Set<string>();
-    for (const kind of ['scenes', 'products'] as const) {
+    for (const kind of IMAGE_KINDS) {
       const files = await readdir(paths.images(kind)).catch(() => [] as string[]);
       for (const f of files) if (f.endsWith('.jpg')) localImages.add(`${kind}/${f.slice(0, -4)}`);
     }
@@ -142,13 +142,13 @@ export class Recommender {
     return this.catalog.products.length;
   }
 
-  imageOf(kind: 'scenes' | 'products', sig: string): string {
+  imageOf(kind: ImageKind, sig: string): string {
     return this.localImages.has(`${kind}/${sig}`)
       ? `/images/${kind}/${sig}.jpg`
       : imageUrl(`https://${IMAGE_HOST}`, sig);
   }
 
-  hasLocalImage(kind: 'scenes' | 'products', sig: string): boolean {
+  hasLocalImage(kind: ImageKind, sig: string): boolean {
     return this.localImages.has(`${kind}/${sig}`);
   }
 

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import fastifyMultipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
+import { IMAGE_KINDS, type ImageKind } from '../data/types.js';
 import { RUN_NAME, workdirPaths } from '../data/workdir.js';
 import { log } from '../util/log.js';
 import { QueueFullError, type InferenceQueue } from './queue.js';
@@ -134,14 +135,14 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
 
   // Images by signature only: the pattern leaves nothing to traverse with.
   const images = workdirPaths(workdir);
-  app.get<{ Params: { kind: 'scenes' | 'products'; file: string } }>(
+  app.get<{ Params: { kind: ImageKind; file: string } }>(
     '/images/:kind/:file',
     {
       schema: {
         params: {
           type: 'object',
           properties: {
-            kind: { type: 'string', enum: ['scenes', 'products'] },
+            kind: { type: 'string', enum: IMAGE_KINDS },
             file: { type: 'string', pattern: '^[0-9a-f]{32}\\.jpg$' },
           },
         },

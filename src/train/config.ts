@@ -4,6 +4,7 @@
 // data before the check; the resolved config is what a run records and what `--resume` compares.
 import { readFile } from 'node:fs/promises';
 import * as z from 'zod';
+import { RECALL_KS } from '../eval/metrics.js';
 import { PROTOCOLS } from '../eval/protocols.js';
 import { modelConfigSchema } from '../model/config.js';
 import { InputError } from '../util/errors.js';
@@ -11,9 +12,9 @@ import { SCENE_VIEWS } from '../data/workdir.js';
 import { parseJsonFile } from '../util/json.js';
 import { flag, int, nonEmptyString, number, oneOf, parseWith, satisfying, section } from '../util/schema.js';
 import { NEGATIVE_STRATEGIES } from './negatives.js';
-import { DOMAINS } from '../data/types.js';
+import { DOMAINS, SPLIT_SCHEMES } from '../data/types.js';
 
-const SELECTION_METRICS = ['recall@1', 'recall@5', 'recall@10', 'recall@50', 'mrr'] as const;
+const SELECTION_METRICS = [...RECALL_KS.map((k) => `recall@${k}` as const), 'mrr' as const];
 
 const isPair = (value: unknown, isValid: (x: unknown) => boolean): value is [number, number] =>
   Array.isArray(value) && value.length === 2 && value.every(isValid);
@@ -43,7 +44,7 @@ export const trainConfigSchema = section({
   sceneView: oneOf(SCENE_VIEWS)
     .default('full')
     .meta({ description: "the whole scene, or the scene with the product's box hidden" }),
-  split: oneOf(['seed', 'scene']).meta({
+  split: oneOf(SPLIT_SCHEMES).meta({
     description: "`seed` (the reference's pair shuffle) or `scene` (scene-disjoint)",
   }),
   model: modelConfigSchema,

@@ -8,7 +8,7 @@ import type { Pair, Signature, Split, SplitPart } from '../types.js';
 import { PythonRandom } from './python-random.js';
 
 export const DEFAULT_SPLIT_SEED = 42;
-const SCENE_SPLIT_FRACTIONS: Record<'train' | 'val' | 'test', number> = { train: 0.8, val: 0.1, test: 0.1 };
+const SCENE_SPLIT_FRACTIONS: Record<SplitPart, number> = { train: 0.8, val: 0.1, test: 0.1 };
 /** The reference's `split = int(0.9 * len(pairs))`. */
 const SEED_SPLIT_TRAIN_FRACTION = 0.9;
 
@@ -27,13 +27,13 @@ export function sceneHash(scene: Signature, seed: number): number {
 export function sceneSplit(
   pairs: Pair[],
   seed = DEFAULT_SPLIT_SEED,
-  fractions: Record<'train' | 'val' | 'test', number> = SCENE_SPLIT_FRACTIONS,
+  fractions: Record<SplitPart, number> = SCENE_SPLIT_FRACTIONS,
 ): Split {
   const total = fractions.train + fractions.val + fractions.test;
   const trainEnd = fractions.train / total;
   const valEnd = (fractions.train + fractions.val) / total;
   const partOfScene = new Map<Signature, SplitPart>();
-  const parts: Record<'train' | 'val' | 'test', number[]> = { train: [], val: [], test: [] };
+  const parts: Record<SplitPart, number[]> = { train: [], val: [], test: [] };
   pairs.forEach((pair, i) => {
     let part = partOfScene.get(pair.scene);
     if (!part) {
