@@ -15,17 +15,17 @@ import { EmbeddingStore } from '../data/store/embeddings.js';
 import type { Domain, SplitScheme } from '../data/types.js';
 import { checkRunName, runPaths, workdirPaths } from '../data/workdir.js';
 import { categoryMapOf, categoryRows, checkCategoryMap, type CategoryMap } from '../model/categories.js';
-import { CHECKPOINT_NAMES, CHECKPOINT_VERSION, saveCheckpoint, type CheckpointState } from '../model/checkpoint.js';
+import { CHECKPOINT_NAMES, saveCheckpoint } from '../model/checkpoint.js';
 import { fromStateDict, torchShape } from '../model/state-dict.js';
 import { readTorchCheckpoint } from '../model/torch/read-checkpoint.js';
 import type { TorchTensor } from '../model/torch/tensor.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { loadTrainConfig, type ConfigOverride, type TrainConfig } from '../train/config.js';
-import { checkpointData, loadTrainingData } from '../train/data.js';
+import { loadTrainingData } from '../train/data.js';
+import { checkpointState } from '../train/run.js';
 import { cleanTempFiles, tempPathFor, writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
-import { PRNG_NAME } from '../util/random.js';
 
 export interface ImportCheckpointOptions {
   workdir: string;
@@ -97,27 +97,16 @@ export async function importCheckpoint(o: ImportCheckpointOptions): Promise<Impo
   );
   const selected = metrics[config.selection.metric];
   const metric = typeof selected === 'number' ? selected : 0;
-  const state: CheckpointState<TrainConfig> = {
-    version: CHECKPOINT_VERSION,
+  const record = { config, overrides: {}, data, spec, categoryMap, backend: 'pytorch', workers: 1 };
+  const imported = { file: o.file, bare: meta.bare, metrics };
+  const state = checkpointState(record, {
     epoch,
     step: 0,
     metric,
     best: { epoch, metric },
     epochsWithoutGain: 0,
-    rng: { algorithm: PRNG_NAME, seed: config.seed, nextEpoch: epoch, nextStep: 0 },
-    optimizer: { kind: config.optimizer.kind, t: 0 },
-    config,
-    overrides: {},
-    spec,
-    categories: data.dataset.categories,
-    categoryMap,
-    embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
-    data: checkpointData(data),
-    backend: 'pytorch',
-    workers: 1,
-    imported: { file: o.file, bare: meta.bare, metrics },
-    savedAt: new Date().toISOString(),
-  };
+    imported,
+  });
 
   // The whole run folder beside its place, then renamed: a killed import leaves no half run.
   await mkdir(paths.runsDir, { recursive: true });

@@ -7,7 +7,6 @@ import { loadDataset } from '../data/stl/dataset-io.js';
 import { loadPairInputs } from '../data/store/pair-inputs.js';
 import { workdirPaths } from '../data/workdir.js';
 import { InputError } from '../util/errors.js';
-import type { CheckpointState } from '../model/checkpoint.js';
 import { log } from '../util/log.js';
 import type { TrainConfig } from './config.js';
 import type { NegativeIndex } from './negatives/negative-index.js';
@@ -150,14 +149,4 @@ export async function loadTrainingData(
 
 function pick(keptPairs: number[], scenes: Float32Array, rows: number[], dim: number): PairRows {
   return { pairs: rows.map((r) => keptPairs[r]), scenes: gatherRows(scenes, rows, dim) };
-}
-
-/** What a checkpoint records of the data it was trained on (checked on resume). */
-export function checkpointData(data: TrainingData): CheckpointState['data'] {
-  return {
-    fingerprint: data.fingerprint,
-    trainPairs: data.train.pairs.length,
-    valPairs: data.val.pairs.length,
-    dataset: data.datasetDigest,
-  };
 }

@@ -26,7 +26,7 @@ import { Progress } from '../util/progress.js';
 import { checkRunName, modelSlug, runPaths, workdirPaths } from '../data/workdir.js';
 import { chooseTrainBackend, ortProvider, type TrainBackendChoice } from './backend.js';
 import { loadTrainConfig, parseOverride, type TrainConfig } from './config.js';
-import { checkpointData, loadTrainingData, type TrainingData } from './data.js';
+import { loadTrainingData, type TrainingData } from './data.js';
 import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
 import { MetricsLog } from './metrics-log.js';
 import { createNegativeSampler, type NegativeSampler, type SamplerState } from './negatives.js';
@@ -164,21 +164,25 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   }
 }
 
-interface LoopContext {
-  name: string;
-  dir: string;
+/** What a run's checkpoints record of how it was made; `ctl import` gives the same for a reference checkpoint. */
+export interface RunRecord {
   config: TrainConfig;
+  overrides: Record<string, unknown>;
   data: TrainingData;
   spec: ModelSpec;
+  categoryMap: CategoryMap;
+  backend: string;
+  workers: number;
+}
+
+interface LoopContext extends RunRecord {
+  name: string;
+  dir: string;
   /** Where each parameter tensor sits in the flat vectors the engine and the checkpoints hold. */
   layout: ParamLayout;
-  categoryMap: CategoryMap;
   engine: TrainEngine;
   metricsLog: MetricsLog;
   checkpoint: Checkpoint<TrainConfig> | null;
-  backend: string;
-  workers: number;
-  overrides: Record<string, unknown>;
 }
 
 /**
@@ -224,7 +228,14 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
     await metricsLog.append({ type: 'epoch', step, epoch: epoch + 1, ...trained.record, metric, best: improved, val });
     const sampled = negatives.state?.() ?? null;
     await saveCheckpoints(ctx, {
-      state: checkpointState(ctx, { epoch: epoch + 1, step, metric, best, epochsWithoutGain, sampled }),
+      state: checkpointState(ctx, {
+        epoch: epoch + 1,
+        step,
+        metric,
+        best,
+        epochsWithoutGain,
+        ...(sampled ? { minedStep: sampled.step } : {}),
+      }),
       best: improved,
       sampled,
     });
@@ -350,13 +361,12 @@ async function trainEpoch(
 }
 
 /** What a checkpoint records besides the tensors: where the run is, and what it ran on (checked on resume). */
-function checkpointState(
-  ctx: LoopContext,
-  at: Pick<CheckpointState<TrainConfig>, 'epoch' | 'step' | 'metric' | 'best' | 'epochsWithoutGain'> & {
-    sampled: SamplerState | null;
-  },
+export function checkpointState(
+  run: RunRecord,
+  at: Pick<CheckpointState<TrainConfig>, 'epoch' | 'step' | 'metric' | 'best' | 'epochsWithoutGain'> &
+    Partial<Pick<CheckpointState<TrainConfig>, 'minedStep' | 'imported'>>,
 ): CheckpointState<TrainConfig> {
-  const { config, data } = ctx;
+  const { config, data } = run;
   return {
     version: CHECKPOINT_VERSION,
     epoch: at.epoch,
@@ -367,15 +377,21 @@ function checkpointState(
     rng: { algorithm: PRNG_NAME, seed: config.seed, nextEpoch: at.epoch, nextStep: at.step },
     optimizer: { kind: config.optimizer.kind, t: at.step },
     config,
-    overrides: ctx.overrides,
-    spec: ctx.spec,
+    overrides: run.overrides,
+    spec: run.spec,
     categories: data.dataset.categories,
-    categoryMap: ctx.categoryMap,
+    categoryMap: run.categoryMap,
     embeddings: { model: data.embeddingModel, dim: data.dim, sceneView: config.sceneView },
-    data: checkpointData(data),
-    backend: ctx.backend,
-    workers: ctx.workers,
-    ...(at.sampled ? { minedStep: at.sampled.step } : {}),
+    data: {
+      fingerprint: data.fingerprint,
+      trainPairs: data.train.pairs.length,
+      valPairs: data.val.pairs.length,
+      dataset: data.datasetDigest,
+    },
+    backend: run.backend,
+    workers: run.workers,
+    ...(at.minedStep !== undefined ? { minedStep: at.minedStep } : {}),
+    ...(at.imported ? { imported: at.imported } : {}),
     savedAt: new Date().toISOString(),
   };
 }
