@@ -16,6 +16,7 @@ import type { ImageKind } from '../data/types.js';
 import { DEFAULT_BASE_URL, selectTargets } from './targets.js';
 import type { ValidationMode } from './validate.js';
 import { domainOption } from '../data/options.js';
+import { MAX_BACKOFF_MS, MAX_RETRY_AFTER_MS } from '../util/retry.js';
 
 interface DownloadFlags {
   domain: Domain;
@@ -128,7 +129,7 @@ export function registerDownloadCommand(program: Command): void {
           concurrency: flags.concurrency,
           timeoutMs: flags.timeout * 1000,
           retries: flags.retries,
-          backoff: { baseMs: flags.backoff, maxMs: 30_000, retryAfterMaxMs: 300_000 },
+          backoff: { baseMs: flags.backoff, maxMs: MAX_BACKOFF_MS, retryAfterMaxMs: MAX_RETRY_AFTER_MS },
           maxBytes: Math.round(flags.maxSize * 1024 * 1024),
           validation: flags.validate,
           retryFailed: flags.retryFailed,

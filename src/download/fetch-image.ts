@@ -5,7 +5,7 @@
 import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { RunError } from '../util/errors.js';
-import { parseRetryAfter } from '../util/retry.js';
+import { isTransientStatus, parseRetryAfter } from '../util/retry.js';
 import type { ImageSaver } from './save-image.js';
 import {
   InvalidImage,
@@ -93,8 +93,7 @@ function answerFor(http: number, retryAfter: string | string[] | undefined): Att
   if (http === 429 || http === 503) {
     return { type: 'retry', reason: `http ${http}`, http, retryAfterMs: parseRetryAfter(retryAfter), throttled: true };
   }
-  if (http === 408 || http === 425 || http >= 500)
-    return { type: 'retry', reason: `http ${http}`, http, throttled: false };
+  if (isTransientStatus(http)) return { type: 'retry', reason: `http ${http}`, http, throttled: false };
   // 403 and the other 4xx: the host will not serve it. 1xx/2xx/3xx left here (e.g. a redirect loop): odd, not
   // retried in this run, asked again on the next.
   const permanent = http >= 400 && http < 500;

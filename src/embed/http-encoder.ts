@@ -11,7 +11,14 @@ import { InputError, RunError } from '../util/errors.js';
 import { l2NormalizeRows } from '../util/matrix.js';
 import type { Encoder, PreparedBase } from './encoder.js';
 import { decodeRgb, encodeJpeg, ImageProblem, loadJobImage, readImageFile, type ImageJob } from './images.js';
-import { parseRetryAfter, retryDelay, sleep, type BackoffPolicy } from '../util/retry.js';
+import {
+  isTransientStatus,
+  MAX_BACKOFF_MS,
+  parseRetryAfter,
+  retryDelay,
+  sleep,
+  type BackoffPolicy,
+} from '../util/retry.js';
 
 export interface HttpEncoderOptions {
   apiUrl: string;
@@ -44,7 +51,11 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
   }
   const limit = pLimit(opts.concurrency);
   // Retry-After capped like the backoff: a stopped run waits out the retry in flight before it commits.
-  const backoff: BackoffPolicy = { baseMs: opts.retryDelayMs ?? 250, maxMs: 30_000, retryAfterMaxMs: 30_000 };
+  const backoff: BackoffPolicy = {
+    baseMs: opts.retryDelayMs ?? 250,
+    maxMs: MAX_BACKOFF_MS,
+    retryAfterMaxMs: MAX_BACKOFF_MS,
+  };
   let dim = opts.dim;
 
   /** One image's vector; an ImageProblem once retries are spent; RunError when the answer is not an embedding. */
@@ -68,7 +79,7 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
         last = `network error: ${(err as Error).message}`;
         continue;
       }
-      if (res.status === 429 || res.status >= 500) {
+      if (isTransientStatus(res.status)) {
         last = `HTTP ${res.status} ${text.slice(0, 120)}`.trim();
         retryAfterMs = parseRetryAfter(res.headers.get('retry-after') ?? undefined);
         continue;

@@ -10,6 +10,15 @@ export interface BackoffPolicy {
   retryAfterMaxMs: number;
 }
 
+/** The longest wait between tries, and the longest Retry-After honoured, unless a client has reason for another. */
+export const MAX_BACKOFF_MS = 30_000;
+export const MAX_RETRY_AFTER_MS = 300_000;
+
+/** Statuses worth asking again: a timeout, throttling (429), too early (425), or the server's own error (5xx). */
+export function isTransientStatus(status: number): boolean {
+  return status === 408 || status === 425 || status === 429 || status >= 500;
+}
+
 /**
  * Full jitter ("Exponential Backoff And Jitter", AWS architecture blog): uniform in [0, min(max, base * 2^(n-1)))
  * for retry n = 1, 2, ... Spreads the retries of many requests that failed together.

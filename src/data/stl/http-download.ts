@@ -10,7 +10,14 @@ import { pipeline } from 'node:stream/promises';
 import { Agent, interceptors, request } from 'undici';
 import { InputError, RunError } from '../../util/errors.js';
 import { Progress } from '../../util/progress.js';
-import { parseRetryAfter, retryDelay, sleep } from '../../util/retry.js';
+import {
+  isTransientStatus,
+  MAX_BACKOFF_MS,
+  MAX_RETRY_AFTER_MS,
+  parseRetryAfter,
+  retryDelay,
+  sleep,
+} from '../../util/retry.js';
 
 export interface DownloadOptions {
   /** Seconds to wait for the connection, the headers, and between body chunks. */
@@ -67,8 +74,8 @@ export async function downloadFile(url: string, path: string, options: DownloadO
         if (attempt > retries) throw new RunError(`download of ${url} failed after ${attempt} attempt(s): ${reason}`);
         const wait = retryDelay(attempt, err.retryAfterMs, {
           baseMs: backoffMs,
-          maxMs: 30_000,
-          retryAfterMaxMs: 300_000,
+          maxMs: MAX_BACKOFF_MS,
+          retryAfterMaxMs: MAX_RETRY_AFTER_MS,
         });
         process.stderr.write(`${url}: ${reason}; retrying in ${(wait / 1000).toFixed(1)}s (${attempt}/${retries})\n`);
         await sleep(wait);
@@ -95,8 +102,7 @@ async function attemptDownload(
   if (statusCode !== 200) {
     await body.dump();
     const message = `HTTP ${statusCode} for ${url}`;
-    if (statusCode >= 500 || statusCode === 429 || statusCode === 408)
-      throw new TransientError(message, parseRetryAfter(headers['retry-after']));
+    if (isTransientStatus(statusCode)) throw new TransientError(message, parseRetryAfter(headers['retry-after']));
     throw new InputError(`${message} (check --base-url and --domain)`);
   }
   const lengthHeader = headers['content-length'];
