@@ -2,11 +2,11 @@
 // `ctl download --shard` runs in one workdir) never delete each other's files in flight.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cleanTempFiles, replaceDir, restoreAside, tempPathFor } from '../src/util/atomic.js';
+import { cleanTempFiles, replaceDir, restoreAside, tempPathFor, writeJsonAtomic } from '../src/util/atomic.js';
 
 /** tempPathFor(dest) as process `pid` would name it. */
 const tempOf = (dest: string, pid: number) => tempPathFor(dest).replace(`.${process.pid}.`, `.${pid}.`);
@@ -40,6 +40,19 @@ describe('cleanTempFiles', () => {
     }
   });
 
+  it("an atomic write clears the folder of dead processes' temp files first, once per folder", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
+    try {
+      const report = join(dir, 'catalog-test.json');
+      const deadTemp = tempOf(report, deadPid()); // a run killed mid-write
+      await writeFile(deadTemp, '{"half":');
+      await writeJsonAtomic(report, { done: true });
+      expect(await readdir(dir)).toEqual(['catalog-test.json']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('counts nothing in a folder that does not exist', async () => {
     expect(await cleanTempFiles(join(tmpdir(), 'ctl-atomic-missing', String(process.pid)))).toBe(0);
   });
@@ -63,6 +76,23 @@ describe('replaceDir and restoreAside', () => {
         expect(await textIn(dest)).toBe(text);
         expect(await readdir(dir)).toEqual(['last']);
       }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a swap first finishes what a killed one left, so a reader never gets an older folder back', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
+    try {
+      const dest = join(dir, 'best');
+      await folderWith(asideOf(dest, deadPid()), 'epoch 1'); // a run killed between the renames: no 'best' now
+      const tmp = tempPathFor(dest);
+      await folderWith(tmp, 'epoch 2'); // the resumed run's next best
+      await replaceDir(tmp, dest);
+      expect(await readdir(dir)).toEqual(['best']);
+      await rename(dest, asideOf(dest, deadPid())); // and killed between the renames of a later swap
+      await restoreAside(dest);
+      expect(await textIn(dest)).toBe('epoch 2');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -131,10 +131,13 @@ export async function saveCheckpoint<Config>(
   await replaceDir(tmp, final);
 }
 
-/** Finish or undo a swap a kill interrupted, and drop half-written folders (of dead processes only). */
-async function recover(runDir: string, name: CheckpointName): Promise<void> {
+/**
+ * Finish or undo the swaps a kill interrupted, and drop half-written folders (of dead processes only). Both
+ * checkpoints at once: a run resumed and stopped again must not leave `best` set aside for a later reader.
+ */
+async function recover(runDir: string): Promise<void> {
   await cleanTempFiles(join(runDir, 'checkpoints'));
-  await restoreAside(checkpointDir(runDir, name));
+  for (const name of CHECKPOINT_NAMES) await restoreAside(checkpointDir(runDir, name));
 }
 
 /**
@@ -145,7 +148,7 @@ export async function readCheckpointState<Config = unknown>(
   runDir: string,
   name: CheckpointName,
 ): Promise<CheckpointState<Config> | null> {
-  await recover(runDir, name);
+  await recover(runDir);
   const file = join(checkpointDir(runDir, name), 'state.json');
   let text: string;
   try {

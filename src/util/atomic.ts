@@ -20,9 +20,15 @@ function ownedPathFor(mark: string, path: string): string {
  */
 export const tempPathFor = (path: string) => ownedPathFor(TMP_MARK, path);
 
+/** The folders this process has written into, each cleaned of dead processes' temp files on its first write. */
+const cleanedDirs = new Map<string, Promise<number>>();
+
 /** Write `data` to a fresh, fsynced temp file beside `path`; returns the temp path. */
 async function writeTemp(path: string, data: string | Uint8Array | Uint8Array[]): Promise<string> {
   await mkdir(dirname(path), { recursive: true });
+  // What a killed writer left in this folder goes before this process adds its own (one listing per folder).
+  if (!cleanedDirs.has(dirname(path))) cleanedDirs.set(dirname(path), cleanTempFiles(dirname(path)));
+  await cleanedDirs.get(dirname(path));
   const tmp = tempPathFor(path);
   const handle = await open(tmp, 'w');
   try {
@@ -111,9 +117,11 @@ export async function writeFileExclusive(path: string, data: string | Uint8Array
 /**
  * Put the finished folder `tmp` at `path`, replacing the folder there: the old one steps aside first (named for
  * this process, so `restoreAside` in another process leaves it alone), then is removed once the new one has its
- * name. A kill between the two renames leaves the old folder aside, for `restoreAside` to put back.
+ * name. A kill between the two renames leaves the old folder aside, for `restoreAside` to put back; this one first
+ * finishes what an earlier swap left, so there is never more than one folder aside to choose from.
  */
 export async function replaceDir(tmp: string, path: string): Promise<void> {
+  await restoreAside(path);
   const aside = ownedPathFor(ASIDE_MARK, path);
   const hadOld = await isDirectory(path);
   if (hadOld) await rename(path, aside);
