@@ -300,7 +300,7 @@ function describePlan(plan: Plan): string {
 /** Human lines for the end of a run. */
 export function describeSummary(s: DownloadSummary): string[] {
   const lines = [
-    `${s.stopped ? 'stopped' : 'done'}: ${s.selected} selected, ${s.todo} fetched in this run` +
+    `${s.stopped ? 'stopped' : 'done'}: ${s.selected} selected, ${s.todo} to fetch in this run` +
       ` (ok ${s.results.ok}, missing ${s.results.missing}, invalid ${s.results.invalid}, failed ${s.results.failed}` +
       `${s.pending ? `, not reached ${s.pending}` : ''}), ${formatBytes(s.bytes)} in ${s.seconds.toFixed(1)} s` +
       ` (${s.imagesPerSec.toFixed(1)} images/s, ${s.mbPerSec.toFixed(2)} MB/s)`,
