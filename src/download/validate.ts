@@ -2,6 +2,7 @@
 // stages read, not an HTML error page, not empty, under the size cap, and decodable by sharp.
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
+import { firstLineOf } from '../util/errors.js';
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
 
@@ -97,7 +98,7 @@ export async function checkDecodes(data: Uint8Array): Promise<void> {
     if (width * height > FULL_DECODE_PIXELS) image.resize(4096, 4096, { fit: 'inside' });
     await image.raw().toBuffer();
   } catch (err) {
-    throw new InvalidImage(`not decodable: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+    throw new InvalidImage(`not decodable: ${firstLineOf(err)}`);
   }
 }
 

@@ -2,7 +2,7 @@
 // loads, else a hardware WebGPU adapter, else the CPU, and says in one line which and why. A software WebGPU adapter
 // (lavapipe, SwiftShader) is slower than the CPU provider: `auto` never takes it, `--device webgpu` does (tests).
 // A float16 model needs half-precision shaders: onnxruntime would fail mid-run on an adapter without them.
-import { InputError } from '../util/errors.js';
+import { firstLineOf, InputError } from '../util/errors.js';
 import type { Dtype } from './dtype.js';
 import { describeAdapter, probeWebGpuAdapter, type AdapterProbe, type WebGpuAdapter } from './webgpu-adapter.js';
 
@@ -33,8 +33,6 @@ function isCudaProblem(err: unknown): boolean {
   return /cuda|cudnn|shared librar|providers_shared/i.test(String((err as Error)?.message ?? err));
 }
 
-const firstLine = (err: unknown) => String((err as Error)?.message ?? err).split('\n')[0];
-
 export interface ChoiceOptions {
   dtype: Dtype;
   /** How the WebGPU adapter is found (Dawn in a child process; a test may describe one). */
@@ -56,7 +54,7 @@ export async function chooseDevice<M>(
       return { device: 'cuda', model, why: asked === 'auto' ? 'CUDA provider loaded: running on CUDA' : undefined };
     } catch (err) {
       if (!isCudaProblem(err)) throw err;
-      cudaProblem = firstLine(err);
+      cudaProblem = firstLineOf(err);
       if (asked === 'cuda')
         throw new InputError(
           `--device cuda: the CUDA provider could not load (${cudaProblem}). ${CUDA_SETUP}; or use --device cpu`,

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import type { BBox, Signature } from '../data/types.js';
 import { hideBox, type HideMode, type RgbImage } from './hide.js';
+import { firstLineOf } from '../util/errors.js';
 
 /** One row to embed: an image file, and for hide-product rows the box to hide. */
 export interface ImageJob {
@@ -52,7 +53,7 @@ export async function decodeRgb(bytes: Uint8Array): Promise<RgbImage> {
       channels: info.channels,
     };
   } catch (err) {
-    throw new ImageProblem('undecodable', String((err as Error).message).split('\n')[0]);
+    throw new ImageProblem('undecodable', firstLineOf(err));
   }
 }
 

@@ -2,7 +2,7 @@
 // CUDA or WebGPU (onnxruntime's WebGPU provider: Dawn over Vulkan, Metal or D3D12; no CUDA library needed).
 // SigLIP-family models return `pooler_output`, CLIP-family ones `image_embeds`; both are L2-normalised here.
 import { Float16Array } from '@petamoriken/float16';
-import { InputError, RunError } from '../util/errors.js';
+import { firstLineOf, InputError, RunError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import { l2NormalizeRows } from '../util/matrix.js';
 import type { Encoder, PreparedBase } from './encoder.js';
@@ -93,9 +93,7 @@ export async function loadLocalEncoder(
     try {
       model = await load('webgpu');
     } catch (err) {
-      log(
-        `embed: the WebGPU provider failed (${String((err as Error)?.message ?? err).split('\n')[0]}); running on CPU`,
-      );
+      log(`embed: the WebGPU provider failed (${firstLineOf(err)}); running on CPU`);
       [device, adapter] = ['cpu', undefined];
     }
   }

@@ -3,6 +3,7 @@
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { firstLineOf } from '../util/errors.js';
 
 export interface WebGpuAdapter {
   vendor: string;
@@ -44,7 +45,7 @@ export async function probeWebGpuAdapter(): Promise<AdapterProbe> {
   try {
     dawn = pathToFileURL(createRequire(import.meta.url).resolve('webgpu')).href;
   } catch (err) {
-    return { adapter: null, reason: `the webgpu package is not installed (${firstLine(err)})` };
+    return { adapter: null, reason: `the webgpu package is not installed (${firstLineOf(err)})` };
   }
   const { stdout, stderr, error } = await new Promise<{ stdout: string; stderr: string; error: Error | null }>((done) =>
     execFile(
@@ -56,7 +57,7 @@ export async function probeWebGpuAdapter(): Promise<AdapterProbe> {
   );
   // Dawn's own explanation, e.g. "Couldn't load Vulkan: libvulkan.so.1: cannot open shared object file".
   const dawnSays = /^Warning: (.*)$/m.exec(stderr)?.[1];
-  if (error) return { adapter: null, reason: `Dawn failed to start (${dawnSays ?? firstLine(stderr || error)})` };
+  if (error) return { adapter: null, reason: `Dawn failed to start (${dawnSays ?? firstLineOf(stderr || error)})` };
   const info = JSON.parse(stdout.trim().split('\n').pop() || 'null') as {
     vendor: string;
     architecture: string;
@@ -78,8 +79,4 @@ export async function probeWebGpuAdapter(): Promise<AdapterProbe> {
       shaderF16: info.shaderF16,
     },
   };
-}
-
-function firstLine(err: unknown): string {
-  return String((err as Error)?.message ?? err).split('\n')[0];
 }

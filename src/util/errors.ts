@@ -27,3 +27,8 @@ export function exitCodeOf(err: unknown): number {
   if (err && typeof err === 'object' && 'exitCode' in err && typeof err.exitCode === 'number') return err.exitCode;
   return 1;
 }
+
+/** The first line of an error's message (native libraries append whole stack dumps), for one-line reports. */
+export function firstLineOf(err: unknown): string {
+  return String((err as Error | undefined)?.message ?? err).split('\n')[0];
+}
