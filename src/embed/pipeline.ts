@@ -1,7 +1,6 @@
 // The embedding loop: for each view, skip rows already stored, prepare images ahead of the model (decode, hide,
 // preprocess run concurrently while the previous batch is embedded), embed in batches, and commit a store shard
 // every few batches. A killed run loses at most the uncommitted batches; a re-run continues from the store.
-import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import { InputError, RunError } from '../util/errors.js';
@@ -89,15 +88,6 @@ async function* prepareAhead<P>(
   }
 }
 
-async function openExisting(dir: string): Promise<EmbeddingStore | null> {
-  try {
-    await stat(join(dir, 'meta.json'));
-  } catch {
-    return null;
-  }
-  return EmbeddingStore.open(dir);
-}
-
 /** A store written with other settings (dtype, hide mode, provider) must not be extended with different vectors. */
 function checkCompatible(store: EmbeddingStore, encoder: Encoder, hide: Record<string, unknown>): void {
   const want: Record<string, unknown> = { ...encoder.preprocessing, ...hide };
@@ -135,7 +125,7 @@ export async function planViews(
 ): Promise<PlannedView[]> {
   const planned: PlannedView[] = [];
   for (const plan of plans) {
-    const store = await openExisting(plan.dir);
+    const store = await EmbeddingStore.openIfExists(plan.dir);
     if (store) checkCompatible(store, encoder, hideFor(plan.view));
     const left = store ? plan.jobs.filter((j) => !store.has(j.id)) : plan.jobs;
     planned.push({

@@ -3,7 +3,7 @@
 // datasets (copied when the target has none; the shards' copies must be identical). Image files stay in the shard
 // workdirs, and the shards are only read. Everything is read and checked before anything is written, so a refusal
 // leaves the target as it was.
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { planStoreMerge } from '../data/store/merge.js';
 import { DOMAINS } from '../data/types.js';
@@ -11,6 +11,7 @@ import { workdirPaths } from '../data/workdir.js';
 import { planManifestMerge, type ManifestMergeResult } from '../download/merge-manifests.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { isDirectory, pathExists } from '../util/fs.js';
 
 export interface StoreMergeSummary {
   /** embeddings/<model>/<view>, relative to the workdir. */
@@ -30,27 +31,14 @@ export interface MergeSummary {
   datasets: string[];
 }
 
-async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 /** embeddings/<model>/<view> folders that hold a store (meta.json), relative to the workdir. */
 async function storesIn(workdir: string): Promise<string[]> {
   const root = workdirPaths(workdir).embeddingsDir;
   const found: string[] = [];
   for (const model of await readdir(root).catch(() => []))
     for (const view of await readdir(join(root, model)).catch(() => []))
-      if (await exists(join(root, model, view, 'meta.json'))) found.push(relative(workdir, join(root, model, view)));
+      if (await pathExists(join(root, model, view, 'meta.json')))
+        found.push(relative(workdir, join(root, model, view)));
   return found.sort();
 }
 
@@ -96,7 +84,7 @@ export async function mergeWorkdirs(fromDirs: string[], workdir: string): Promis
   const datasets = await planDatasets(from, workdir);
   const manifests = [];
   for (const dir of from)
-    if (await exists(workdirPaths(dir).imageManifest)) manifests.push(workdirPaths(dir).imageManifest);
+    if (await pathExists(workdirPaths(dir).imageManifest)) manifests.push(workdirPaths(dir).imageManifest);
   const manifest = manifests.length ? await planManifestMerge(manifests, workdirPaths(workdir).imageManifest) : null;
 
   const stores: StoreMergeSummary[] = [];

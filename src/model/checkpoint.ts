@@ -7,7 +7,7 @@
 //                        mined-negative pool (mined_pool, I32 [rows, poolSize])
 //   state.json           epoch, step, best metric, RNG position, optimizer step, the resolved config (typed by
 //                        the trainer), category vocabulary and map, embedding model, data fingerprint, backend
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Category } from '../data/types.js';
 import type { SceneView } from '../data/workdir.js';
@@ -26,6 +26,7 @@ import type { ParamLayout } from './params.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
 import { fromStateDict, toStateDict } from './state-dict.js';
 import type { ModelSpec } from './two-tower.js';
+import { pathExists } from '../util/fs.js';
 
 /** The run's latest checkpoint (resume from it) and its best by the selection metric. */
 export const CHECKPOINT_NAMES = ['best', 'last'] as const;
@@ -183,7 +184,7 @@ export async function loadCheckpoint<Config = unknown>(
   const model = decodeSafetensors(new Uint8Array(await readFile(modelFile)), modelFile);
   const checkpoint: Checkpoint<Config> = { state, params: fromStateDict(layout, model.tensors, modelFile) };
   const trainerFile = join(dir, 'trainer.safetensors');
-  if (await exists(trainerFile)) {
+  if (await pathExists(trainerFile)) {
     const trainer = decodeSafetensors(new Uint8Array(await readFile(trainerFile)), trainerFile);
     checkpoint.optimizer = {
       t: state.optimizer.t,
@@ -194,13 +195,4 @@ export async function loadCheckpoint<Config = unknown>(
     if (pool) checkpoint.minedPool = { pool: pool.data as Int32Array, poolSize: pool.shape[1] };
   }
   return checkpoint;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -3,6 +3,7 @@
 import { link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
+import { isDirectory } from './fs.js';
 
 const TMP_MARK = '.tmp-';
 const ASIDE_MARK = '.old-';
@@ -143,5 +144,3 @@ export async function restoreAside(path: string): Promise<void> {
     else await rename(aside, path);
   }
 }
-
-const isDirectory = async (path: string) => (await stat(path).catch(() => null))?.isDirectory() === true;

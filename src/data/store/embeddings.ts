@@ -9,13 +9,14 @@
 // is renamed into place; readers only see shards whose .npy exists and agrees with its ids, so a writer killed at
 // any moment resumes from its last complete shard.
 // `writer` keeps shards of machines that split the work (`--shard I/N`) apart so their files never collide.
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cleanTempFiles, writeFileAtomic, writeFileExclusive, writeJsonAtomic } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
 import type { EmbeddingView } from '../workdir.js';
 import { decodeNpy, encodeNpy, parseNpyHeader } from './npy.js';
 import type { Signature } from '../types.js';
+import { pathExists } from '../../util/fs.js';
 
 export interface StoreMeta {
   model: string;
@@ -83,18 +84,21 @@ export class EmbeddingStore {
     return store;
   }
 
+  /** Open the store in `dir`, or null when there is none (no meta.json). */
+  static async openIfExists(dir: string): Promise<EmbeddingStore | null> {
+    return (await pathExists(join(dir, 'meta.json'))) ? EmbeddingStore.open(dir) : null;
+  }
+
   /**
    * Open the store, or create it with `meta`. Refuses a store whose model, view, dim or revision disagree, or whose
    * vectors were made another way: preprocessing records of other fields (e.g. imported beside embedded).
    */
   static async openOrCreate(dir: string, meta: StoreMeta): Promise<EmbeddingStore> {
-    try {
-      await stat(join(dir, 'meta.json'));
-    } catch {
+    const store = await EmbeddingStore.openIfExists(dir);
+    if (!store) {
       await writeJsonAtomic(join(dir, 'meta.json'), meta);
       return EmbeddingStore.open(dir);
     }
-    const store = await EmbeddingStore.open(dir);
     for (const field of ['model', 'view', 'dim', 'revision'] as const) {
       const have = store.meta[field];
       const want = meta[field];

@@ -2,7 +2,6 @@
 // anything is written: the stores must say the same thing in meta.json (model, revision, dim, view,
 // preprocessing), and a row present in two of them must be the same bytes. Rows the target already holds are left
 // alone, so merging again adds nothing.
-import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { InputError } from '../../util/errors.js';
 import { EmbeddingStore } from './embeddings.js';
@@ -45,16 +44,9 @@ function valueAt(value: unknown, path: string): unknown {
   return value;
 }
 
-async function hasStore(dir: string): Promise<boolean> {
-  return stat(join(dir, 'meta.json')).then(
-    () => true,
-    () => false,
-  );
-}
-
 /** Open the stores, check they agree, and work out which rows go where. Throws InputError naming the first problem. */
 export async function planStoreMerge(sourceDirs: string[], targetDir: string): Promise<StoreMergePlan> {
-  const target = (await hasStore(targetDir)) ? await EmbeddingStore.open(targetDir) : null;
+  const target = await EmbeddingStore.openIfExists(targetDir);
   const sources: EmbeddingStore[] = [];
   for (const dir of sourceDirs) {
     if (resolve(dir) === resolve(targetDir)) throw new InputError(`${dir}: is the merge's target; merge from others`);
