@@ -33,7 +33,7 @@ import { createNegativeSampler, type NegativeSampler, type SamplerState } from '
 import { inBatchFalseNegatives } from './negatives/negative-index.js';
 import { OrtEngine } from './ort/engine.js';
 import { ParallelEngine } from './parallel.js';
-import { checkResumable } from './resume.js';
+import { checkResumable, isFinished } from './resume.js';
 import { learningRate } from './schedule.js';
 
 export interface TrainRunOptions {
@@ -213,8 +213,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
   if (!state) await recordZeroShot(data, config, metricsLog);
 
   let epoch = state?.epoch ?? 0;
-  for (; epoch < config.epochs; epoch++) {
-    if (config.patience > 0 && epochsWithoutGain >= config.patience) break;
+  for (; !isFinished({ epoch, epochsWithoutGain, config }); epoch++) {
     const trained = await trainEpoch(ctx, epoch, step, stepsPerEpoch, negatives);
     step = trained.step;
     const val = await validate(engine, data, config, ctx.spec);
@@ -245,7 +244,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
         `${Math.round(trained.record.samplesPerSec)} samples/s, ${formatDuration(trained.record.trainSeconds)}`,
     );
   }
-  if (config.patience > 0 && epochsWithoutGain >= config.patience && epoch < config.epochs)
+  if (epoch < config.epochs)
     log(`early stop: no ${config.selection.metric} gain for ${config.patience} epochs`);
   log(
     `best ${config.selection.metric} ${formatMetric(best.metric)} at epoch ${best.epoch}; checkpoints in ${join(ctx.dir, 'checkpoints')}`,
