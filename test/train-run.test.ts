@@ -204,6 +204,24 @@ describe('trainRun', () => {
     );
   });
 
+  it('stops early after `patience` epochs without a gain, and a resume of the stopped run trains no more', async () => {
+    // A learning rate this small changes nothing the metric can see: no epoch after the first is a gain.
+    const config = smallConfig({ epochs: 6, patience: 2, optimizer: { kind: 'adamw', lr: 1e-12 } });
+    const stopped = await train('patient', config);
+    expect(stopped.epochs).toBe(3);
+    expect(stopped.best.epoch).toBe(1);
+    const again = await trainRun({
+      workdir,
+      config: await writeConfig(workdir, 'patient', config),
+      run: 'patient',
+      backend: 'wasm',
+      workers: 1,
+      resume: true,
+    });
+    expect(again).toMatchObject({ epochs: 3, best: stopped.best });
+    expect((await records('patient')).filter((r) => r.type === 'epoch')).toHaveLength(3);
+  });
+
   it('stops on a NaN loss with the step number and a hint', async () => {
     const attempt = train('nan', smallConfig({ epochs: 1, optimizer: { kind: 'adamw', lr: 1e30 } }));
     await expect(attempt).rejects.toThrow(RunError);
