@@ -17,6 +17,7 @@ import { ImageSaver } from './save-image.js';
 import { retryDelay, sleep, type BackoffPolicy } from '../util/retry.js';
 import { imageUrl, type ImageTarget } from './targets.js';
 import type { ValidationMode } from './validate.js';
+import { forEachBounded } from '../util/bounded.js';
 
 export interface DownloadOptions {
   workdir: string;
@@ -215,29 +216,14 @@ export async function downloadImages(targets: ImageTarget[], options: DownloadOp
     }
   };
 
-  // Started one free place at a time, so no queue holds the whole list.
-  const inProgressMax = IN_PROGRESS_PER_REQUEST * options.concurrency;
-  const inProgress = new Set<Promise<void>>();
-  let wake: () => void = () => undefined;
-  const slotFreed = () => new Promise<void>((resolve) => (wake = resolve));
-  stopping.signal.addEventListener('abort', () => wake(), { once: true });
-  for (const target of plan.todo) {
-    while (!stopping.signal.aborted && inProgress.size >= inProgressMax) await slotFreed();
-    if (stopping.signal.aborted) break;
-    const task: Promise<void> = fetchTarget(target)
-      .catch((err) => {
-        // A disk failure (RunError) or a bug: stop everything, report it after the manifest is flushed.
-        fatal ??= err;
-        stop();
-        hardStop.abort();
-      })
-      .finally(() => {
-        inProgress.delete(task);
-        wake();
-      });
-    inProgress.add(task);
-  }
-  while (inProgress.size > 0) await Promise.race(inProgress);
+  await forEachBounded(plan.todo, IN_PROGRESS_PER_REQUEST * options.concurrency, stopping.signal, (target) =>
+    fetchTarget(target).catch((err) => {
+      // A disk failure (RunError) or a bug: stop everything, report it after the manifest is flushed.
+      fatal ??= err;
+      stop();
+      hardStop.abort();
+    }),
+  );
 
   clearTimeout(graceTimer);
   options.stop?.removeEventListener('abort', stop);

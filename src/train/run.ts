@@ -244,8 +244,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
         `${Math.round(trained.record.samplesPerSec)} samples/s, ${formatDuration(trained.record.trainSeconds)}`,
     );
   }
-  if (epoch < config.epochs)
-    log(`early stop: no ${config.selection.metric} gain for ${config.patience} epochs`);
+  if (epoch < config.epochs) log(`early stop: no ${config.selection.metric} gain for ${config.patience} epochs`);
   log(
     `best ${config.selection.metric} ${formatMetric(best.metric)} at epoch ${best.epoch}; checkpoints in ${join(ctx.dir, 'checkpoints')}`,
   );
