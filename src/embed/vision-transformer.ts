@@ -34,10 +34,6 @@ export interface TowerOptions {
   halfIo?: boolean;
 }
 
-// TensorProto.DataType, for Cast's `to`.
-const FLOAT32 = 1;
-const FLOAT16 = 10;
-
 class TowerBuilder {
   readonly g = new OnnxGraph('vision_model');
   /** Seeded, so a preset gives the same weights everywhere. */
@@ -100,7 +96,7 @@ class TowerBuilder {
     const wq = this.g.initializer(q, [din, dout]);
     const wZero = this.g.initializer(new Int8Array([0]), []);
     const acc = this.g.op('MatMulInteger', [xq, wq, xZero, wZero]);
-    const accFloat = this.g.op('Cast', [acc], { to: 1 });
+    const accFloat = this.g.cast(acc, 'float32');
     const combinedScale = this.g.op('Mul', [xScale, this.g.float32([scale], [])]);
     return this.g.op('Mul', [accFloat, combinedScale]);
   }
@@ -153,9 +149,9 @@ class TowerBuilder {
     const io: ElementType = this.halfIo ? 'float16' : 'float32';
     const castIn = this.half && !this.halfIo;
     const input = this.g.input('pixel_values', io, ['batch_size', 3, s, s]);
-    const pixels = castIn ? this.g.op('Cast', [input], { to: FLOAT16 }) : input;
+    const pixels = castIn ? this.g.cast(input, 'float16') : input;
     const output = (x: string, name: string) =>
-      castIn ? this.g.op('Cast', [x], { to: FLOAT32 }, name) : this.g.op('Identity', [x], {}, name);
+      castIn ? this.g.cast(x, 'float32', name) : this.g.op('Identity', [x], {}, name);
     const kernel = this.weight(this.uniform([d, 3, p, p], 1 / Math.sqrt(3 * p * p)), [d, 3, p, p]);
     const patches = this.g.op('Conv', [pixels, kernel, this.weight(this.uniform([d], 0.02), [d])], {
       kernel_shape: [p, p],

@@ -130,6 +130,11 @@ export class OnnxGraph {
     return this.node(opType, inputs, attrs, output ? [output] : 1)[0];
   }
 
+  /** `x` converted to `type` (a Cast node); returns the output's name. */
+  cast(x: string, type: ElementType, output?: string): string {
+    return this.op('Cast', [x], { to: DATA_TYPE[type] }, output);
+  }
+
   /** The serialised ModelProto. */
   encode({ opset = 17, irVersion = 8, producer = 'ctl', metadata = {} }: EncodeOptions = {}): Uint8Array {
     const graph = new ProtoWriter();

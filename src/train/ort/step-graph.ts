@@ -92,7 +92,7 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
       }
       const input = g.input(name, 'uint8', [rows, cols]);
       masks.push({ input, site: l, rows, cols, bytes: true });
-      const scaled = g.op('Mul', [g.op('Cast', [input], { to: 1 }), g.float32([1 / (1 - l.rate)], [])]);
+      const scaled = g.op('Mul', [g.cast(input, 'float32'), g.float32([1 / (1 - l.rate)], [])]);
       return t.mul(x, { name: scaled, shape: [rows, cols], grad: false });
     }
     if (l instanceof ResidualBlock)
@@ -127,7 +127,7 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   const encoded = towerOf('product', productsIn, category);
   const [products, negatives] = explicit ? t.splitRows(encoded, B) : [encoded, null];
   // A [B, B] 0/1 matrix fed as bytes, as floats.
-  const byteMatrix = (name: string) => g.op('Cast', [g.input(name, 'uint8', [B, B])], { to: 1 });
+  const byteMatrix = (name: string) => g.cast(g.input(name, 'uint8', [B, B]), 'float32');
 
   const temp = spec.temperature;
   const temperature = !model.temperatureParam
@@ -163,7 +163,7 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   // allowed have valid 0. Built from float compares, not ArgMax: the WebGPU provider has no int64 Equal or Cast.
   const hardestAllowed = (sims: Value): Value => {
     const isRowMax = (x: string) =>
-      g.op('Cast', [g.op('Equal', [x, g.op('ReduceMax', [x], { axes: [1], keepdims: 1 })])], { to: 1 });
+      g.cast(g.op('Equal', [x, g.op('ReduceMax', [x], { axes: [1], keepdims: 1 })]), 'float32');
     const disallowed = g.op('Sub', [g.float32([1], []), byteMatrix('hard_candidates')]);
     const pushed = g.op('Sub', [sims.name, g.op('Mul', [disallowed, g.float32([1e9], [])])]);
     // Among a row's maxima, the one of lowest column has the highest B - column.
