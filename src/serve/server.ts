@@ -14,7 +14,8 @@ import { QueueFullError, type InferenceQueue } from './queue.js';
 import { IMAGE_HOST } from '../download/targets.js';
 import { RequestError, type Recommender } from './recommender.js';
 import { listRuns, readRun } from './runs.js';
-import { MAX_UPLOAD_BYTES, type UploadSupport } from './upload.js';
+import type { UploadSupport } from './upload.js';
+import { MAX_CATEGORIES, readUploadForm, UPLOAD_LIMITS } from './upload-form.js';
 
 /** The page's files, served from the source tree (plain HTML, CSS and JS modules). */
 const PUBLIC_DIR = fileURLToPath(new URL('../../src/serve/public/', import.meta.url));
@@ -24,9 +25,6 @@ const MAX_K = 100;
 const DEFAULT_K = 12;
 const SCENES_PAGE = 24;
 const MAX_SCENES_PAGE = 100;
-const MAX_CATEGORIES = 64;
-/** The fields of an upload form; `categories` may repeat, one category each (a name may hold a comma). */
-const UPLOAD_FIELDS = ['image', 'k', 'categories'];
 
 const SECURITY_HEADERS = {
   'content-security-policy':
@@ -113,13 +111,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   );
 
   await app.register(fastifyMultipart, {
-    limits: {
-      fileSize: MAX_UPLOAD_BYTES,
-      files: 1,
-      fields: MAX_CATEGORIES + 1,
-      fieldSize: 1024,
-      parts: MAX_CATEGORIES + 2,
-    },
+    limits: UPLOAD_LIMITS,
   });
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/static/', index: false, dotfiles: 'deny' });
   await app.register(fastifyStatic, {
@@ -235,58 +227,18 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   }
 
   async function recommendUpload(request: FastifyRequest) {
-    let image: Buffer | null = null;
-    let k: string | undefined;
-    const categories: string[] = [];
-    try {
-      for await (const part of request.parts()) {
-        if (!UPLOAD_FIELDS.includes(part.fieldname))
-          throw new RequestError(
-            400,
-            `multipart field '${part.fieldname}': unknown (known: ${UPLOAD_FIELDS.join(', ')})`,
-          );
-        if (part.type === 'file') {
-          if (part.fieldname !== 'image')
-            throw new RequestError(400, `multipart field '${part.fieldname}': not a file`);
-          image = await part.toBuffer();
-        } else if (part.fieldname === 'categories') categories.push(String(part.value));
-        else if (part.fieldname === 'k') k = String(part.value);
-        else throw new RequestError(400, "multipart field 'image': expected a file");
-      }
-    } catch (err) {
-      throw uploadProblem(err);
-    }
+    const form = await readUploadForm(request);
     if (!uploads.enabled) throw new RequestError(400, `uploads are off: ${uploads.reason}`);
-    if (!image) throw new RequestError(400, "multipart: no file in field 'image'");
-    if (image.length === 0) throw new RequestError(400, "multipart field 'image': the file is empty");
-    if (k !== undefined && !/^[0-9]{1,3}$/.test(k)) throw badK(k);
-    const count = k === undefined ? DEFAULT_K : Number(k);
-    if (count < 1 || count > MAX_K) throw badK(k);
-    const wanted = recommender.checkCategories(categories.length ? categories : undefined);
-    const bytes = image;
+    const k = form.k === undefined ? DEFAULT_K : /^[0-9]{1,3}$/.test(form.k) ? Number(form.k) : NaN;
+    if (!(k >= 1 && k <= MAX_K))
+      throw new RequestError(400, `k must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(form.k)}`);
+    const categories = recommender.checkCategories(form.categories.length ? form.categories : undefined);
     return inference(request, async () => {
       const started = performance.now();
-      const embedding = await uploads.embedder.embed(bytes);
+      const embedding = await uploads.embedder.embed(form.image);
       const imageModelMs = Math.round((performance.now() - started) * 100) / 100;
-      return { imageModelMs, ...(await recommender.recommendVector(embedding, count, wanted)) };
+      return { imageModelMs, ...(await recommender.recommendVector(embedding, k, categories)) };
     });
-  }
-
-  function badK(k: string | undefined): RequestError {
-    return new RequestError(400, `k must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(k)}`);
-  }
-
-  /** The multipart plugin's limits, said with the limit; the parser's own errors as a malformed body. */
-  function uploadProblem(err: unknown): Error {
-    if (err instanceof RequestError) return err;
-    const { code, statusCode } = err as { code?: string; statusCode?: number };
-    if (code === 'FST_REQ_FILE_TOO_LARGE')
-      return new RequestError(413, `the image is over the ${MAX_UPLOAD_BYTES / 1024 / 1024} MB upload limit`);
-    if (code === 'FST_FILES_LIMIT') return new RequestError(413, "send one image, in field 'image'");
-    if (code === 'FST_FIELDS_LIMIT' || code === 'FST_PARTS_LIMIT')
-      return new RequestError(413, `too many fields: at most ${MAX_CATEGORIES} categories`);
-    if (statusCode) return err as Error;
-    return new RequestError(400, `malformed multipart body: ${(err as Error).message}`);
   }
 
   app.get('/api/runs', async () => ({ current: recommender.run, runs: await listRuns(workdir) }));
