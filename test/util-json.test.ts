@@ -1,6 +1,6 @@
-// JSON syntax errors name the file, and the line and column wherever JSON.parse says where.
+// JSON syntax errors name the file, and the line and column wherever JSON.parse says where; the paths where two values differ.
 import { describe, expect, it } from 'vitest';
-import { parseJsonFile } from '../src/util/json.js';
+import { differingPaths, parseJsonFile, valueAt } from '../src/util/json.js';
 
 const errorOf = (text: string) => {
   try {
@@ -23,5 +23,18 @@ describe('parseJsonFile', () => {
   it('gives no false place, nor the quoted input, where it gives none', () => {
     expect(errorOf('{"a": 1,\n "b": }\n')).toBe("f.json: not valid JSON (Unexpected token '}')");
     expect(errorOf('[1,]')).toBe("f.json: not valid JSON (Unexpected token ']')");
+  });
+
+  it('differingPaths names every differing field by its dotted path; valueAt reads it', () => {
+    const before = { lr: 1e-3, model: { hidden: 384, blocks: 2 }, betas: [0.9, 0.999], name: 'v2' };
+    const after = { name: 'v2', model: { blocks: 2, hidden: 512 }, betas: [0.9, 0.99], lr: 1e-3, extra: true };
+    expect(differingPaths(before, after)).toEqual(['betas', 'extra', 'model.hidden']);
+    expect(differingPaths(before, { ...before })).toEqual([]);
+    expect(differingPaths(1, 'one')).toEqual(['']);
+    expect([valueAt(after, 'model.hidden'), valueAt(after, 'model.nope'), valueAt(after, '')]).toEqual([
+      512,
+      undefined,
+      after,
+    ]);
   });
 });

@@ -2,6 +2,7 @@
 import { OTHER_DATA, trainedOnOtherData } from '../data/dataset.js';
 import type { CheckpointState } from '../model/checkpoint.js';
 import { InputError } from '../util/errors.js';
+import { differingPaths, valueAt } from '../util/json.js';
 import { log } from '../util/log.js';
 import { PRNG_NAME } from '../util/random.js';
 import type { TrainConfig } from './config.js';
@@ -41,27 +42,13 @@ export function checkResumable(
 
 /** What differs between two resolved configs, one `config PATH: before → now` line per field. */
 export function configChanges(before: TrainConfig, now: TrainConfig): string[] {
-  return diffPaths(before, now).map(
+  return differingPaths(before, now).map(
     (p) => `config ${p}: ${JSON.stringify(valueAt(before, p))} → ${JSON.stringify(valueAt(now, p))}`,
   );
 }
 
 function setFlags(set: string[]): string {
   return set.length ? set.map((s) => `--set ${s}`).join(' ') : 'no --set';
-}
-
-function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
-  if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null && !Array.isArray(a)) {
-    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-    return [...keys].flatMap((k) =>
-      diffPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k),
-    );
-  }
-  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
-}
-
-function valueAt(object: unknown, path: string): unknown {
-  return path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], object);
 }
 
 /** Has the run done its work: all its epochs, or stopped early for want of gains? */

@@ -20,3 +20,24 @@ export function parseJsonFile(text: string, path: string, hint = ''): unknown {
     throw new InputError(`${path}${where}: not valid JSON (${why})${hint}`);
   }
 }
+
+/**
+ * The dotted paths at which two JSON values differ, keys in sorted order; arrays are compared whole, and '' is the
+ * path of the whole value.
+ */
+export function differingPaths(a: unknown, b: unknown, path = ''): string[] {
+  const isObject = (x: unknown): x is Record<string, unknown> =>
+    typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (isObject(a) && isObject(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+    return keys.flatMap((key) => differingPaths(a[key], b[key], path ? `${path}.${key}` : key));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [path];
+}
+
+/** The value at a dotted path ('' is the whole value), or undefined. */
+export function valueAt(value: unknown, path: string): unknown {
+  if (path === '') return value;
+  for (const key of path.split('.')) value = (value as Record<string, unknown> | undefined)?.[key];
+  return value;
+}

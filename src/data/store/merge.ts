@@ -4,6 +4,7 @@
 // alone, so merging again adds nothing.
 import { join, resolve } from 'node:path';
 import { InputError } from '../../util/errors.js';
+import { differingPaths, valueAt } from '../../util/json.js';
 import { EmbeddingStore } from './embeddings.js';
 
 /** Shards written by a merge are named after it, apart from those of `ctl embed`'s writers. */
@@ -22,28 +23,6 @@ export interface StoreMergePlan {
   apply(): Promise<{ added: number; stored: number }>;
 }
 
-/** The first place two JSON values differ, as a dotted path, or undefined when equal (object key order ignored). */
-function firstDifference(a: unknown, b: unknown, path = ''): string | undefined {
-  if (a === b) return undefined;
-  const bothObjects = typeof a === 'object' && typeof b === 'object' && a !== null && b !== null;
-  if (!bothObjects || Array.isArray(a) !== Array.isArray(b)) return path || '(the whole value)';
-  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
-  for (const key of keys) {
-    const diff = firstDifference(
-      (a as Record<string, unknown>)[key],
-      (b as Record<string, unknown>)[key],
-      path ? `${path}.${key}` : key,
-    );
-    if (diff) return diff;
-  }
-  return undefined;
-}
-
-function valueAt(value: unknown, path: string): unknown {
-  for (const key of path.split('.')) value = (value as Record<string, unknown> | undefined)?.[key];
-  return value;
-}
-
 /** Open the stores, check they agree, and work out which rows go where. Throws InputError naming the first problem. */
 export async function planStoreMerge(sourceDirs: string[], targetDir: string): Promise<StoreMergePlan> {
   const target = await EmbeddingStore.openIfExists(targetDir);
@@ -55,10 +34,10 @@ export async function planStoreMerge(sourceDirs: string[], targetDir: string): P
   const stores = target ? [target, ...sources] : sources;
   const reference = stores[0];
   for (const store of stores.slice(1)) {
-    const diff = firstDifference(reference.meta, store.meta);
-    if (diff)
+    const [diff] = differingPaths(reference.meta, store.meta);
+    if (diff !== undefined)
       throw new InputError(
-        `${join(store.dir, 'meta.json')}: ${diff}: ${JSON.stringify(valueAt(store.meta, diff))} here, ` +
+        `${join(store.dir, 'meta.json')}: ${diff || '(the whole value)'}: ${JSON.stringify(valueAt(store.meta, diff))} here, ` +
           `${JSON.stringify(valueAt(reference.meta, diff))} in ${join(reference.dir, 'meta.json')}; ` +
           'only stores embedded with the same settings merge',
       );
