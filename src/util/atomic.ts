@@ -24,8 +24,8 @@ export const tempPathFor = (path: string) => ownedPathFor(TMP_MARK, path);
 /** The folders this process has written into, each cleaned of dead processes' temp files on its first write. */
 const cleanedDirs = new Map<string, Promise<number>>();
 
-/** Write `data` to a fresh, fsynced temp file beside `path`; returns the temp path. */
-async function writeTemp(path: string, data: string | Uint8Array | Uint8Array[]): Promise<string> {
+/** Write `data` to a fresh, fsynced temp file beside `path`; returns the temp path, for the caller to rename. */
+export async function writeTemp(path: string, data: string | Uint8Array | Uint8Array[]): Promise<string> {
   await mkdir(dirname(path), { recursive: true });
   // What a killed writer left in this folder goes before this process adds its own (one listing per folder).
   if (!cleanedDirs.has(dirname(path))) cleanedDirs.set(dirname(path), cleanTempFiles(dirname(path)));

@@ -9,9 +9,9 @@
 // is renamed into place; readers only see shards whose .npy exists and agrees with its ids, so a writer killed at
 // any moment resumes from its last complete shard.
 // `writer` keeps shards of machines that split the work (`--shard I/N`) apart so their files never collide.
-import { open, readdir, readFile } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cleanTempFiles, writeFileAtomic, writeFileExclusive, writeJsonAtomic } from '../../util/atomic.js';
+import { cleanTempFiles, writeFileExclusive, writeJsonAtomic, writeTemp } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
 import type { EmbeddingView } from '../workdir.js';
 import { decodeNpy, encodeNpy, parseNpyHeader } from './npy.js';
@@ -143,15 +143,22 @@ export class EmbeddingStore {
       seen.add(id);
     }
     const shardDir = join(this.dir, 'shards');
-    // Claim a shard name by creating its ids file exclusively: another process appending to the same store at the
-    // same time gets EEXIST and takes the next number, so neither replaces the other's shard.
-    let base: string;
-    for (let seq = this.nextSeq(writer); ; seq++) {
-      base = `${writer}-${String(seq).padStart(6, '0')}`;
-      if (await writeFileExclusive(join(shardDir, `${base}.ids.json`), JSON.stringify(ids))) break;
-    }
+    // The vectors are on disk first; then the shard's name is claimed by creating its ids file exclusively (another
+    // process appending at the same time gets EEXIST and takes the next number), and the vectors take the name. A
+    // kill between the last two steps is all that can leave an ids file without its .npy.
     const npy = encodeNpy(rows, [ids.length, this.dim]);
-    await writeFileAtomic(join(shardDir, `${base}.npy`), npy);
+    const vectors = await writeTemp(join(shardDir, `${writer}.npy`), npy);
+    let base: string;
+    try {
+      for (let seq = this.nextSeq(writer); ; seq++) {
+        base = `${writer}-${String(seq).padStart(6, '0')}`;
+        if (await writeFileExclusive(join(shardDir, `${base}.ids.json`), JSON.stringify(ids))) break;
+      }
+    } catch (err) {
+      await rm(vectors, { force: true });
+      throw err;
+    }
+    await rename(vectors, join(shardDir, `${base}.npy`));
     this.addShard({ name: base, rows: ids.length, dataOffset: npy.length - rows.byteLength }, ids);
   }
 
