@@ -3,6 +3,7 @@
 //
 // JavaScript → Python: null → None, boolean → bool, integer number or bigint → int, other number → float,
 // string → str, array → list, Map → dict.
+import { OP } from './opcodes.js';
 
 /** A Python tuple. */
 export class PyTuple {
@@ -71,108 +72,83 @@ class ByteSink {
   }
 }
 
-const PROTO = 0x80;
-const STOP = 0x2e;
-const MARK = 0x28;
-const NONE = 0x4e;
-const NEWTRUE = 0x88;
-const NEWFALSE = 0x89;
-const BININT = 0x4a;
-const BININT1 = 0x4b;
-const BININT2 = 0x4d;
-const LONG1 = 0x8a;
-const BINFLOAT = 0x47;
-const BINUNICODE = 0x58;
-const EMPTY_TUPLE = 0x29;
-const TUPLE = 0x74;
-const TUPLE1 = 0x85;
-const TUPLE2 = 0x86;
-const TUPLE3 = 0x87;
-const EMPTY_LIST = 0x5d;
-const APPENDS = 0x65;
-const EMPTY_DICT = 0x7d;
-const SETITEMS = 0x75;
-const GLOBAL = 0x63;
-const REDUCE = 0x52;
-const BINPERSID = 0x51;
-
 /** Pickle `value` with protocol 2. */
 export function pickle(value: PyValue): Uint8Array {
   const out = new ByteSink();
-  out.byte(PROTO, 2);
+  out.byte(OP.PROTO, 2);
   write(out, value);
-  out.byte(STOP);
+  out.byte(OP.STOP);
   return out.result();
 }
 
 function write(out: ByteSink, value: PyValue): void {
-  if (value === null) out.byte(NONE);
-  else if (typeof value === 'boolean') out.byte(value ? NEWTRUE : NEWFALSE);
+  if (value === null) out.byte(OP.NONE);
+  else if (typeof value === 'boolean') out.byte(value ? OP.NEWTRUE : OP.NEWFALSE);
   else if (typeof value === 'bigint') writeInt(out, value);
   else if (typeof value === 'number') {
     if (Number.isSafeInteger(value)) writeInt(out, BigInt(value));
     else {
-      out.byte(BINFLOAT);
+      out.byte(OP.BINFLOAT);
       const bytes = new Uint8Array(8);
       new DataView(bytes.buffer).setFloat64(0, value, false);
       out.bytes(bytes);
     }
   } else if (typeof value === 'string') {
     const bytes = new TextEncoder().encode(value);
-    out.byte(BINUNICODE);
+    out.byte(OP.BINUNICODE);
     out.u32(bytes.length);
     out.bytes(bytes);
   } else if (Array.isArray(value)) {
-    out.byte(EMPTY_LIST);
+    out.byte(OP.EMPTY_LIST);
     if (value.length > 0) {
-      out.byte(MARK);
+      out.byte(OP.MARK);
       for (const item of value) write(out, item);
-      out.byte(APPENDS);
+      out.byte(OP.APPENDS);
     }
   } else if (value instanceof Map) {
-    out.byte(EMPTY_DICT);
+    out.byte(OP.EMPTY_DICT);
     writeItems(out, value);
   } else if (value instanceof PyTuple) writeTuple(out, value.items);
   else if (value instanceof PyOrderedDict) {
     write(out, new PyReduce(new PyGlobal('collections', 'OrderedDict'), new PyTuple([])));
     writeItems(out, value.entries);
   } else if (value instanceof PyGlobal) {
-    out.byte(GLOBAL);
+    out.byte(OP.GLOBAL);
     out.bytes(new TextEncoder().encode(`${value.module}\n${value.name}\n`));
   } else if (value instanceof PyReduce) {
     write(out, value.callable);
     write(out, value.args);
-    out.byte(REDUCE);
+    out.byte(OP.REDUCE);
   } else if (value instanceof PyPersistentId) {
     write(out, value.pid);
-    out.byte(BINPERSID);
+    out.byte(OP.BINPERSID);
   } else throw new Error(`pickle: cannot write a ${typeof value}`);
 }
 
 function writeItems(out: ByteSink, entries: Map<PyKey, PyValue>): void {
   if (entries.size === 0) return;
-  out.byte(MARK);
+  out.byte(OP.MARK);
   for (const [key, item] of entries) {
     write(out, key);
     write(out, item);
   }
-  out.byte(SETITEMS);
+  out.byte(OP.SETITEMS);
 }
 
 function writeTuple(out: ByteSink, items: PyValue[]): void {
-  const short = [EMPTY_TUPLE, TUPLE1, TUPLE2, TUPLE3];
-  if (items.length > 3) out.byte(MARK);
+  const short = [OP.EMPTY_TUPLE, OP.TUPLE1, OP.TUPLE2, OP.TUPLE3];
+  if (items.length > 3) out.byte(OP.MARK);
   for (const item of items) write(out, item);
-  out.byte(items.length <= 3 ? short[items.length] : TUPLE);
+  out.byte(items.length <= 3 ? short[items.length] : OP.TUPLE);
 }
 
 function writeInt(out: ByteSink, value: bigint): void {
-  if (value >= 0n && value < 0x100n) out.byte(BININT1, Number(value));
+  if (value >= 0n && value < 0x100n) out.byte(OP.BININT1, Number(value));
   else if (value >= 0n && value < 0x10000n) {
-    out.byte(BININT2);
+    out.byte(OP.BININT2);
     out.u16(Number(value));
   } else if (value >= -0x80000000n && value < 0x80000000n) {
-    out.byte(BININT);
+    out.byte(OP.BININT);
     out.u32(Number(BigInt.asUintN(32, value)));
   } else {
     // LONG1: the shortest two's-complement little-endian encoding.
@@ -184,6 +160,6 @@ function writeInt(out: ByteSink, value: bigint): void {
       const sign = bytes[bytes.length - 1] & 0x80;
       if ((rest === 0n && !sign) || (rest === -1n && sign)) break;
     }
-    out.byte(LONG1, bytes.length, ...bytes);
+    out.byte(OP.LONG1, bytes.length, ...bytes);
   }
 }

@@ -6,6 +6,7 @@
 // str → string, bytes/bytearray → Uint8Array (a view into the input), list and tuple → array, dict → Map, set → Set;
 // globals → whatever their registry entry builds.
 import { InputError } from '../../util/errors.js';
+import { OP } from './opcodes.js';
 
 /** What a registry entry does when the pickle calls the global (REDUCE, NEWOBJ). */
 export interface PickleGlobal {
@@ -162,144 +163,139 @@ class Unpickler {
     for (;;) {
       const op = this.u8();
       switch (op) {
-        case 0x80: // PROTO
+        case OP.PROTO:
           if (this.u8() > 5) this.fail('pickle protocol above 5');
           break;
-        case 0x95: // FRAME: a length hint only
+        case OP.FRAME: // a length hint only
           this.u64();
           break;
-        case 0x2e: // STOP
+        case OP.STOP:
           return this.pop();
-        case 0x28: // MARK
+        case OP.MARK:
           this.marks.push(this.stack);
           this.stack = [];
           break;
-        case 0x30: // POP
+        case OP.POP:
           this.pop();
           break;
-        case 0x31: // POP_MARK
+        case OP.POP_MARK:
           this.popMark();
           break;
-        case 0x32: // DUP
+        case OP.DUP:
           this.stack.push(this.top());
           break;
 
-        case 0x4e: // NONE
+        case OP.NONE:
           this.stack.push(null);
           break;
-        case 0x88: // NEWTRUE
+        case OP.NEWTRUE:
           this.stack.push(true);
           break;
-        case 0x89: // NEWFALSE
+        case OP.NEWFALSE:
           this.stack.push(false);
           break;
-        case 0x49: {
-          // INT (text): also protocol 0's True/False
+        case OP.INT: {
+          // text; also protocol 0's True/False
           const text = this.line();
           this.stack.push(text === '01' ? true : text === '00' ? false : parseIntText(text, this));
           break;
         }
-        case 0x4c: // LONG (text)
+        case OP.LONG: // text
           this.stack.push(parseIntText(this.line().replace(/L$/, ''), this));
           break;
-        case 0x4a: // BININT
+        case OP.BININT:
           this.stack.push(this.view.getInt32(this.advance(4), true));
           break;
-        case 0x4b: // BININT1
+        case OP.BININT1:
           this.stack.push(this.u8());
           break;
-        case 0x4d: // BININT2
+        case OP.BININT2:
           this.stack.push(this.u16());
           break;
-        case 0x8a: // LONG1
+        case OP.LONG1:
           this.stack.push(littleEndianSigned(this.take(this.u8())));
           break;
-        case 0x8b: // LONG4
+        case OP.LONG4:
           this.stack.push(littleEndianSigned(this.take(this.u32())));
           break;
-        case 0x47: // BINFLOAT (big-endian double)
+        case OP.BINFLOAT: // big-endian double
           this.stack.push(this.view.getFloat64(this.advance(8), false));
           break;
-        case 0x46: // FLOAT (text)
+        case OP.FLOAT: // text
           this.stack.push(Number(this.line()));
           break;
 
-        case 0x58: // BINUNICODE
+        case OP.BINUNICODE:
           this.stack.push(this.utf8(this.u32()));
           break;
-        case 0x8c: // SHORT_BINUNICODE
+        case OP.SHORT_BINUNICODE:
           this.stack.push(this.utf8(this.u8()));
           break;
-        case 0x8d: // BINUNICODE8
+        case OP.BINUNICODE8:
           this.stack.push(this.utf8(this.u64()));
           break;
-        case 0x54: // BINSTRING (Python 2 str)
+        case OP.BINSTRING: // Python 2 str
           this.stack.push(this.latin1(this.u32()));
           break;
-        case 0x55: // SHORT_BINSTRING
+        case OP.SHORT_BINSTRING:
           this.stack.push(this.latin1(this.u8()));
           break;
-        case 0x42: // BINBYTES
+        case OP.BINBYTES:
           this.stack.push(this.take(this.u32()));
           break;
-        case 0x43: // SHORT_BINBYTES
+        case OP.SHORT_BINBYTES:
           this.stack.push(this.take(this.u8()));
           break;
-        case 0x8e: // BINBYTES8
-        case 0x96: // BYTEARRAY8
+        case OP.BINBYTES8:
+        case OP.BYTEARRAY8:
           this.stack.push(this.take(this.u64()));
           break;
-        case 0x97: // NEXT_BUFFER: out-of-band data this file does not carry
+        case OP.NEXT_BUFFER: // out-of-band data this file does not carry
           this.fail('out-of-band buffer (pickle protocol 5 buffer_callback) is not in the file');
           break;
-        case 0x98: // READONLY_BUFFER
+        case OP.READONLY_BUFFER:
           break;
 
-        case 0x29: // EMPTY_TUPLE
+        case OP.EMPTY_TUPLE:
           this.stack.push([]);
           break;
-        case 0x74: // TUPLE
+        case OP.TUPLE:
           this.pushFromMark((items) => items);
           break;
-        case 0x85: // TUPLE1
+        case OP.TUPLE1:
           this.stack.push([this.pop()]);
           break;
-        case 0x86: {
-          // TUPLE2
+        case OP.TUPLE2: {
           const b = this.pop();
           this.stack.push([this.pop(), b]);
           break;
         }
-        case 0x87: {
-          // TUPLE3
+        case OP.TUPLE3: {
           const c = this.pop();
           const b = this.pop();
           this.stack.push([this.pop(), b, c]);
           break;
         }
-        case 0x5d: // EMPTY_LIST
+        case OP.EMPTY_LIST:
           this.stack.push([]);
           break;
-        case 0x6c: // LIST
+        case OP.LIST:
           this.pushFromMark((items) => items);
           break;
-        case 0x61: {
-          // APPEND
+        case OP.APPEND: {
           const item = this.pop();
           this.append(this.top(), [item]);
           break;
         }
-        case 0x65: {
-          // APPENDS
+        case OP.APPENDS: {
           const items = this.popMark();
           this.append(this.top(), items);
           break;
         }
-        case 0x7d: // EMPTY_DICT
+        case OP.EMPTY_DICT:
           this.stack.push(new Map());
           break;
-        case 0x64: {
-          // DICT
+        case OP.DICT: {
           this.pushFromMark((items) => {
             const dict = new Map();
             this.setItems(dict, items);
@@ -307,70 +303,64 @@ class Unpickler {
           });
           break;
         }
-        case 0x73: {
-          // SETITEM
+        case OP.SETITEM: {
           const value = this.pop();
           const key = this.pop();
           this.setItems(this.top(), [key, value]);
           break;
         }
-        case 0x75: {
-          // SETITEMS
+        case OP.SETITEMS: {
           const items = this.popMark();
           this.setItems(this.top(), items);
           break;
         }
-        case 0x8f: // EMPTY_SET
+        case OP.EMPTY_SET:
           this.stack.push(new Set());
           break;
-        case 0x90: {
-          // ADDITEMS
+        case OP.ADDITEMS: {
           const items = this.popMark();
           const set = this.top();
           if (!(set instanceof Set)) this.fail(`ADDITEMS on a ${describe(set)}`);
           for (const item of items) set.add(item);
           break;
         }
-        case 0x91: // FROZENSET
+        case OP.FROZENSET:
           this.pushFromMark((items) => new Set(items));
           break;
 
-        case 0x63: {
-          // GLOBAL "module\nname\n"
+        case OP.GLOBAL: {
+          // "module\nname\n"
           const module = this.line();
           this.stack.push(this.resolveGlobal(module, this.line()));
           break;
         }
-        case 0x93: {
-          // STACK_GLOBAL
+        case OP.STACK_GLOBAL: {
           const name = this.pop();
           const module = this.pop();
           if (typeof module !== 'string' || typeof name !== 'string') this.fail('STACK_GLOBAL needs two strings');
           this.stack.push(this.resolveGlobal(module, name));
           break;
         }
-        case 0x52: {
-          // REDUCE
+        case OP.REDUCE: {
           const args = this.pop();
           this.stack.push(this.callGlobal(this.pop(), args));
           break;
         }
-        case 0x81: {
-          // NEWOBJ: cls.__new__(cls, *args)
+        case OP.NEWOBJ: {
+          // : cls.__new__(cls, *args)
           const args = this.pop();
           this.stack.push(this.callGlobal(this.pop(), args));
           break;
         }
-        case 0x92: {
-          // NEWOBJ_EX
+        case OP.NEWOBJ_EX: {
           const kwargs = this.pop();
           const args = this.pop();
           if (!(kwargs instanceof Map) || kwargs.size > 0) this.fail('NEWOBJ_EX with keyword arguments');
           this.stack.push(this.callGlobal(this.pop(), args));
           break;
         }
-        case 0x62: {
-          // BUILD: obj.__setstate__(state)
+        case OP.BUILD: {
+          // : obj.__setstate__(state)
           const state = this.pop();
           const target = this.top();
           if (isStateful(target)) target.setState(state);
@@ -379,42 +369,41 @@ class Unpickler {
           else if (!(target instanceof Map)) this.fail(`BUILD on a ${describe(target)}`);
           break;
         }
-        case 0x51: {
-          // BINPERSID
+        case OP.BINPERSID: {
           const pid = this.pop();
           if (!this.options.persistentLoad) this.fail('persistent id in a pickle that should have none');
           this.stack.push(this.options.persistentLoad(pid));
           break;
         }
 
-        case 0x68: // BINGET
+        case OP.BINGET:
           this.stack.push(this.get(this.u8()));
           break;
-        case 0x6a: // LONG_BINGET
+        case OP.LONG_BINGET:
           this.stack.push(this.get(this.u32()));
           break;
-        case 0x67: // GET
+        case OP.GET:
           this.stack.push(this.get(Number(this.line())));
           break;
-        case 0x71: // BINPUT
+        case OP.BINPUT:
           this.memo.set(this.u8(), this.top());
           break;
-        case 0x72: // LONG_BINPUT
+        case OP.LONG_BINPUT:
           this.memo.set(this.u32(), this.top());
           break;
-        case 0x70: // PUT
+        case OP.PUT:
           this.memo.set(Number(this.line()), this.top());
           break;
-        case 0x94: // MEMOIZE
+        case OP.MEMOIZE:
           this.memo.set(this.memo.size, this.top());
           break;
 
-        case 0x69: // INST
-        case 0x6f: // OBJ
-        case 0x82: // EXT1
-        case 0x83: // EXT2
-        case 0x84: // EXT4
-        case 0x50: // PERSID (text)
+        case OP.INST:
+        case OP.OBJ:
+        case OP.EXT1:
+        case OP.EXT2:
+        case OP.EXT4:
+        case OP.PERSID: // text
           this.fail(`refused opcode 0x${op.toString(16)} at byte ${this.pos - 1} (not used by torch.save or numpy)`);
           break;
         default:
