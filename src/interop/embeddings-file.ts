@@ -3,7 +3,7 @@
 import { decodeNpy } from '../data/store/npy.js';
 import { InputError } from '../util/errors.js';
 import { readInputFile } from '../util/input-file.js';
-import { describe, unpickle } from '../model/torch/pickle.js';
+import { pythonTypeOf, unpickle } from '../model/torch/pickle.js';
 import { isZip, readZip } from '../model/torch/zip.js';
 import { NumpyArray, numpyGlobals } from '../model/torch/numpy-pickle.js';
 
@@ -34,12 +34,12 @@ function fromPickle(bytes: Uint8Array, path: string): EmbeddingRows {
     throw err;
   }
   if (!(top instanceof Map))
-    throw new InputError(`${path}: expected a dict {signature: vector}, found a ${describe(top)}`);
+    throw new InputError(`${path}: expected a dict {signature: vector}, found a ${pythonTypeOf(top)}`);
   const rows = new RowCollector(path);
   for (const [key, value] of top) {
     if (typeof key !== 'string') throw new InputError(`${path}: key ${String(key)}: expected a signature string`);
     if (!(value instanceof NumpyArray))
-      throw new InputError(`${path}: ${key}: expected a numpy array, found a ${describe(value)}`);
+      throw new InputError(`${path}: ${key}: expected a numpy array, found a ${pythonTypeOf(value)}`);
     const data = value.float32();
     if (typeof data === 'string') throw new InputError(`${path}: ${key}: ${data}`);
     rows.add(key, value.shape, data);

@@ -1,7 +1,7 @@
 // NumPy arrays and scalars inside pickles (a dict of arrays from `pickle.dump`, metrics computed with numpy inside a
 // checkpoint), read without running anything: the registry below lets through only the globals numpy's own
 // __reduce__ names, and rebuilds the values in TypeScript.
-import { PickleGlobalRef, describe, type PickleGlobal, type PickleStateful } from './pickle.js';
+import { PickleGlobalRef, pythonTypeOf, type PickleGlobal, type PickleStateful } from './pickle.js';
 
 /** `numpy.dtype('f4', False, True)` with its byte order set by BUILD. */
 class NumpyDtype implements PickleStateful {
@@ -33,7 +33,7 @@ export class NumpyArray implements PickleStateful {
     const [, shape, dtype, fortran, raw] = state as unknown[];
     if (!Array.isArray(shape) || !(dtype instanceof NumpyDtype)) throw new Error('ndarray: unexpected state');
     if (!(raw instanceof Uint8Array))
-      throw new Error(`ndarray: data is a ${describe(raw)} (an object array?); expected raw bytes`);
+      throw new Error(`ndarray: data is a ${pythonTypeOf(raw)} (an object array?); expected raw bytes`);
     this.shape = shape as number[];
     this.dtype = dtype;
     this.fortranOrder = fortran === true;
@@ -56,7 +56,7 @@ export class NumpyArray implements PickleStateful {
 function reconstruct(args: unknown[]): NumpyArray {
   const [cls] = args;
   if (!(cls instanceof PickleGlobalRef) || !cls.name.endsWith('.ndarray'))
-    throw new Error(`_reconstruct of ${describe(cls)}; only numpy.ndarray is read`);
+    throw new Error(`_reconstruct of ${pythonTypeOf(cls)}; only numpy.ndarray is read`);
   return new NumpyArray();
 }
 

@@ -138,7 +138,7 @@ class Unpickler {
 
   private callGlobal(callable: unknown, args: unknown): unknown {
     if (!(callable instanceof PickleGlobalRef))
-      this.fail(`cannot call a ${describe(callable)} at byte ${this.pos - 1}`);
+      this.fail(`cannot call a ${pythonTypeOf(callable)} at byte ${this.pos - 1}`);
     if (!Array.isArray(args)) this.fail(`${callable.name}: arguments are not a tuple`);
     if (!callable.impl.call) this.fail(`refused to call ${callable.name}: it is allowed as a value only`);
     try {
@@ -150,12 +150,12 @@ class Unpickler {
   }
 
   private setItems(target: unknown, items: unknown[]): void {
-    if (!(target instanceof Map)) this.fail(`SETITEM(S) on a ${describe(target)}`);
+    if (!(target instanceof Map)) this.fail(`SETITEM(S) on a ${pythonTypeOf(target)}`);
     for (let i = 0; i + 1 < items.length; i += 2) target.set(dictKey(items[i]), items[i + 1]);
   }
 
   private append(target: unknown, items: unknown[]): void {
-    if (!Array.isArray(target)) this.fail(`APPEND(S) on a ${describe(target)}`);
+    if (!Array.isArray(target)) this.fail(`APPEND(S) on a ${pythonTypeOf(target)}`);
     target.push(...items);
   }
 
@@ -320,7 +320,7 @@ class Unpickler {
         case OP.ADDITEMS: {
           const items = this.popMark();
           const set = this.top();
-          if (!(set instanceof Set)) this.fail(`ADDITEMS on a ${describe(set)}`);
+          if (!(set instanceof Set)) this.fail(`ADDITEMS on a ${pythonTypeOf(set)}`);
           for (const item of items) set.add(item);
           break;
         }
@@ -366,7 +366,7 @@ class Unpickler {
           if (isStateful(target)) target.setState(state);
           // A dict subclass (OrderedDict) with attributes, such as a state_dict's `_metadata`: the attributes carry
           // module versions this reader has no use for.
-          else if (!(target instanceof Map)) this.fail(`BUILD on a ${describe(target)}`);
+          else if (!(target instanceof Map)) this.fail(`BUILD on a ${pythonTypeOf(target)}`);
           break;
         }
         case OP.BINPERSID: {
@@ -445,8 +445,8 @@ function littleEndianSigned(bytes: Uint8Array): number | bigint {
   return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
 }
 
-/** A short description of a value for messages. */
-export function describe(value: unknown): string {
+/** The Python type of an unpickled value, for messages ("dict", "list", a global's dotted name). */
+export function pythonTypeOf(value: unknown): string {
   if (value === null) return 'None';
   if (value instanceof PickleGlobalRef) return value.name;
   if (value instanceof Map) return 'dict';

@@ -4,7 +4,7 @@
 // checkpoint never runs code from it.
 import { InputError } from '../../util/errors.js';
 import { readInputFile } from '../../util/input-file.js';
-import { describe, PickleGlobalRef, unpickle, type PickleGlobal } from './pickle.js';
+import { pythonTypeOf, PickleGlobalRef, unpickle, type PickleGlobal } from './pickle.js';
 import { contiguousStrides, FLOAT32_STORAGE, isTorchTensor, STORAGE_TYPES, type TorchTensor } from './tensor.js';
 import { isZip, readZip } from './zip.js';
 import { numpyGlobals } from './numpy-pickle.js';
@@ -49,7 +49,8 @@ function torchGlobals(): Map<string, PickleGlobal> {
 /** `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])`. */
 function rebuildTensor(args: unknown[]): TorchTensor {
   const [storage, offset, size, stride] = args;
-  if (!isStorage(storage)) throw new InputError(`_rebuild_tensor_v2: expected a storage, found a ${describe(storage)}`);
+  if (!isStorage(storage))
+    throw new InputError(`_rebuild_tensor_v2: expected a storage, found a ${pythonTypeOf(storage)}`);
   if (!isIntArray(size) || !isIntArray(stride) || size.length !== stride.length || typeof offset !== 'number')
     throw new InputError(`_rebuild_tensor_v2: bad size/stride for storage ${storage.key}`);
   const count = size.reduce((a, b) => a * b, 1);
@@ -105,7 +106,7 @@ export function decodeTorchSave(bytes: Uint8Array, source: string): unknown {
     const [, type, key, , numel] = pid as [string, unknown, unknown, unknown, unknown];
     if (typeof key !== 'string' || typeof numel !== 'number')
       throw new InputError(`${source}: malformed storage id ${JSON.stringify(pid)}`);
-    const typeName = type instanceof PickleGlobalRef ? type.name : describe(type);
+    const typeName = type instanceof PickleGlobalRef ? type.name : pythonTypeOf(type);
     const entry = `${prefix}data/${key}`;
     if (typeName !== `torch.${FLOAT32_STORAGE}`)
       throw new InputError(`${source}: ${entry}: a ${typeName} tensor; only float32 (torch.FloatStorage) is read`);
@@ -127,7 +128,8 @@ export function decodeTorchSave(bytes: Uint8Array, source: string): unknown {
 /** A reference checkpoint (the dict `torch.save`d by its training script) or a bare state_dict. */
 export function decodeTorchCheckpoint(bytes: Uint8Array, source: string): TorchCheckpoint {
   const top = decodeTorchSave(bytes, source);
-  if (!(top instanceof Map)) throw new InputError(`${source}: expected a dict at the top, found a ${describe(top)}`);
+  if (!(top instanceof Map))
+    throw new InputError(`${source}: expected a dict at the top, found a ${pythonTypeOf(top)}`);
   if ([...top.values()].every(isTorchTensor) && top.size > 0)
     return { stateDict: stateDictOf(top, source, '(bare state_dict)'), meta: { bare: true } };
 
@@ -143,13 +145,13 @@ export function decodeTorchCheckpoint(bytes: Uint8Array, source: string): TorchC
   const metrics = top.get('metrics');
   if (metrics !== undefined && metrics !== null) {
     if (!(metrics instanceof Map))
-      throw new InputError(`${source}: metrics: expected a dict, found ${describe(metrics)}`);
+      throw new InputError(`${source}: metrics: expected a dict, found ${pythonTypeOf(metrics)}`);
     meta.metrics = metrics;
   }
   const catToIdx = top.get('cat_to_idx');
   if (catToIdx !== undefined) {
     if (!(catToIdx instanceof Map))
-      throw new InputError(`${source}: cat_to_idx: expected a dict, found ${describe(catToIdx)}`);
+      throw new InputError(`${source}: cat_to_idx: expected a dict, found ${pythonTypeOf(catToIdx)}`);
     meta.catToIdx = new Map();
     for (const [name, index] of catToIdx) {
       if (typeof name !== 'string') throw new InputError(`${source}: cat_to_idx: key ${String(name)} is not a string`);
@@ -166,12 +168,13 @@ export async function readTorchCheckpoint(path: string): Promise<TorchCheckpoint
 }
 
 function stateDictOf(value: unknown, source: string, field: string): Map<string, TorchTensor> {
-  if (!(value instanceof Map)) throw new InputError(`${source}: ${field}: expected a dict, found a ${describe(value)}`);
+  if (!(value instanceof Map))
+    throw new InputError(`${source}: ${field}: expected a dict, found a ${pythonTypeOf(value)}`);
   const out = new Map<string, TorchTensor>();
   for (const [name, tensor] of value) {
     if (typeof name !== 'string') throw new InputError(`${source}: ${field}: key ${String(name)} is not a string`);
     if (!isTorchTensor(tensor))
-      throw new InputError(`${source}: ${field}: ${name}: expected a tensor, found a ${describe(tensor)}`);
+      throw new InputError(`${source}: ${field}: ${name}: expected a tensor, found a ${pythonTypeOf(tensor)}`);
     out.set(name, tensor);
   }
   return out;
@@ -179,6 +182,6 @@ function stateDictOf(value: unknown, source: string, field: string): Map<string,
 
 function expectInt(value: unknown, source: string, field: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value))
-    throw new InputError(`${source}: ${field}: expected an integer, found ${describe(value)} ${String(value)}`);
+    throw new InputError(`${source}: ${field}: expected an integer, found ${pythonTypeOf(value)} ${String(value)}`);
   return value;
 }
