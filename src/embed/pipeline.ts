@@ -138,6 +138,55 @@ export async function planViews(
   return planned;
 }
 
+/**
+ * Rows embedded but not yet stored. They go to the store as one shard every `commitEvery` batches or COMMIT_SECONDS,
+ * and when the run ends or stops; the store is created on the first commit, with the model's dim.
+ */
+class PendingRows {
+  private ids: string[] = [];
+  private rows: Float32Array[] = [];
+  private batches = 0;
+  private lastCommit = performance.now();
+
+  constructor(
+    private store: EmbeddingStore | null,
+    private readonly create: (dim: number) => Promise<EmbeddingStore>,
+    private readonly opts: Pick<PipelineOptions, 'commitEvery' | 'writer'>,
+  ) {}
+
+  add(id: string, row: Float32Array): void {
+    this.ids.push(id);
+    this.rows.push(row);
+  }
+
+  /** A batch is done: commit when enough batches or time have gone by since the last commit. */
+  async batchDone(): Promise<{ committed: number; store: EmbeddingStore | null }> {
+    this.batches++;
+    const due = this.batches >= this.opts.commitEvery || (performance.now() - this.lastCommit) / 1000 >= COMMIT_SECONDS;
+    return due ? this.commit() : { committed: 0, store: this.store };
+  }
+
+  /** Store what is pending as one shard. */
+  async commit(): Promise<{ committed: number; store: EmbeddingStore | null }> {
+    const committed = this.ids.length;
+    if (committed > 0) {
+      const dim = this.rows[0].length;
+      this.store ??= await this.create(dim);
+      if (this.store.dim !== dim)
+        throw new InputError(
+          `${this.store.dir}: the store holds ${this.store.dim}-d vectors, this model gives ${dim}-d`,
+        );
+      const rows = new Float32Array(committed * dim);
+      this.rows.forEach((r, i) => rows.set(r, i * dim));
+      await this.store.append(this.ids, rows, this.opts.writer);
+      [this.ids, this.rows] = [[], []];
+    }
+    this.batches = 0;
+    this.lastCommit = performance.now();
+    return { committed, store: this.store };
+  }
+}
+
 export async function runView<P extends PreparedBase>(
   planned: PlannedView,
   encoder: Encoder<P>,
@@ -145,7 +194,6 @@ export async function runView<P extends PreparedBase>(
   opts: PipelineOptions,
 ): Promise<ViewResult> {
   const { plan } = planned;
-  let store = planned.store;
   const result: ViewResult = {
     view: plan.view,
     dir: plan.dir,
@@ -154,42 +202,29 @@ export async function runView<P extends PreparedBase>(
     embedded: 0,
     failed: [],
     maskFallbacks: 0,
-    stored: store?.size ?? 0,
-    dim: store?.dim,
+    stored: planned.store?.size ?? 0,
+    dim: planned.store?.dim,
     stopped: false,
   };
-
-  let pendingIds: string[] = [];
-  let pendingRows: Float32Array[] = [];
-  let batchesSinceCommit = 0;
-  let lastCommit = performance.now();
-  let consecutiveServiceFailures = 0;
-
-  const commit = async () => {
-    if (pendingIds.length === 0) return;
-    const dim = pendingRows[0].length;
-    if (!store)
-      store = await EmbeddingStore.openOrCreate(plan.dir, {
+  const pending = new PendingRows(
+    planned.store,
+    (dim) =>
+      EmbeddingStore.openOrCreate(plan.dir, {
         model: encoder.model,
         revision: encoder.revision,
         dim,
         view: plan.view,
         preprocessing: { ...encoder.preprocessing, ...hide },
-      });
-    if (store.dim !== dim)
-      throw new InputError(`${plan.dir}: the store holds ${store.dim}-d vectors, this model gives ${dim}-d`);
-    const rows = new Float32Array(pendingIds.length * dim);
-    pendingRows.forEach((r, i) => rows.set(r, i * dim));
-    await store.append(pendingIds, rows, opts.writer);
-    result.embedded += pendingIds.length;
-    result.stored = store.size;
-    result.dim = dim;
-    pendingIds = [];
-    pendingRows = [];
-    batchesSinceCommit = 0;
-    lastCommit = performance.now();
+      }),
+    opts,
+  );
+  const counted = ({ committed, store }: { committed: number; store: EmbeddingStore | null }) => {
+    result.embedded += committed;
+    if (store) [result.stored, result.dim] = [store.size, store.dim];
   };
+  const commit = async () => counted(await pending.commit());
 
+  let consecutiveServiceFailures = 0;
   const fail = (job: ImageJob, problem: ImageProblem) => {
     result.failed.push({ id: job.id, file: job.file, reason: problem.reason, message: problem.message });
     consecutiveServiceFailures = problem.reason === 'service' ? consecutiveServiceFailures + 1 : 0;
@@ -201,8 +236,7 @@ export async function runView<P extends PreparedBase>(
       vectors.forEach((v, i) => {
         if (v instanceof ImageProblem) return fail(jobs[i], v);
         consecutiveServiceFailures = 0;
-        pendingIds.push(jobs[i].id);
-        pendingRows.push(v);
+        pending.add(jobs[i].id, v);
       });
     }
     if (consecutiveServiceFailures >= MAX_CONSECUTIVE_SERVICE_FAILURES) {
@@ -212,9 +246,7 @@ export async function runView<P extends PreparedBase>(
         `the embedding service failed ${consecutiveServiceFailures} images in a row (last: ${last.message}); stored rows are kept, re-run to continue`,
       );
     }
-    batchesSinceCommit++;
-    if (batchesSinceCommit >= opts.commitEvery || (performance.now() - lastCommit) / 1000 >= COMMIT_SECONDS)
-      await commit();
+    counted(await pending.batchDone());
   };
 
   let batchJobs: ImageJob[] = [];
