@@ -86,7 +86,7 @@ export function generateWorld(options: SynthOptions): SynthWorld {
     taxonomy.map((t) => t.count),
     productCount,
   );
-  const candidates: { category: number; style: number; popularity: number }[] = [];
+  const candidates: Candidate[] = [];
   perCategory.forEach((n, category) => {
     for (let i = 0; i < n; i++)
       candidates.push({ category, style: drawStyle(), popularity: Math.exp(0.7 * productRng.normal()) });
@@ -96,68 +96,14 @@ export function generateWorld(options: SynthOptions): SynthWorld {
   const sceneRng = root.fork('scenes');
   const drawItemCount = sceneRng.weightedSampler(ITEMS_PER_SCENE_WEIGHTS);
   const sceneStyles: number[] = [];
-  const slots: { scene: number; category: number; onStyle: boolean }[] = [];
+  const slots: Slot[] = [];
   for (let t = 0; t < sceneCount; t++) {
     sceneStyles.push(drawStyle());
     const categories = drawCategories(sceneRng, taxonomy, perCategory, drawItemCount() + 1);
     for (const category of categories) slots.push({ scene: t, category, onStyle: !sceneRng.bernoulli(OFF_STYLE_RATE) });
   }
 
-  // Fill the slots with products, category by category: first give every product one scene of its own style,
-  // then draw by popularity (on-style slots from the style's products, off-style slots from the whole category).
-  const assignRng = root.fork('assign');
-  const sceneProducts: Set<number>[] = Array.from({ length: sceneCount }, () => new Set());
-  const slotProduct = new Int32Array(slots.length).fill(-1);
-  const uses = new Int32Array(candidates.length);
-  taxonomy.forEach((_, category) => {
-    const members = candidates.flatMap((p, i) => (p.category === category ? [i] : []));
-    if (members.length === 0) return;
-    const byStyle = groupBy(members, (i) => candidates[i].style);
-    const mySlots = slots.flatMap((s, i) => (s.category === category ? [i] : []));
-    const openOnStyle = groupBy(
-      assignRng.shuffle(mySlots.filter((i) => slots[i].onStyle)),
-      (i) => sceneStyles[slots[i].scene],
-    );
-    const uncovered: number[] = [];
-    for (const p of assignRng.shuffle([...members])) {
-      const slot = openOnStyle.get(candidates[p].style)?.pop();
-      if (slot === undefined) uncovered.push(p);
-      else take(slot, p);
-    }
-    const drawFromCategory = samplerOver(assignRng, members, candidates);
-    const drawFromStyle = new Map([...byStyle].map(([style, ps]) => [style, samplerOver(assignRng, ps, candidates)]));
-    for (const slot of mySlots) {
-      if (slotProduct[slot] >= 0) continue;
-      const scene = sceneProducts[slots[slot].scene];
-      const own = slots[slot].onStyle ? drawFromStyle.get(sceneStyles[slots[slot].scene]) : undefined;
-      const leftover = own ? undefined : uncovered.findIndex((p) => !scene.has(p));
-      const pick =
-        leftover !== undefined && leftover >= 0
-          ? uncovered.splice(leftover, 1)[0]
-          : (drawDistinct(own ?? drawFromCategory, scene) ?? drawDistinct(drawFromCategory, scene));
-      if (pick !== undefined) take(slot, pick);
-    }
-    // Products still without a scene take an empty slot, or one from a product that has several, preferring
-    // their own style.
-    for (const p of uncovered) {
-      const fits = (slot: number) =>
-        (slotProduct[slot] < 0 || uses[slotProduct[slot]] > 1) && !sceneProducts[slots[slot].scene].has(p);
-      const slot =
-        mySlots.find((i) => fits(i) && sceneStyles[slots[i].scene] === candidates[p].style) ?? mySlots.find(fits);
-      if (slot === undefined) continue;
-      const previous = slotProduct[slot];
-      if (previous >= 0) {
-        uses[previous]--;
-        sceneProducts[slots[slot].scene].delete(previous);
-      }
-      take(slot, p);
-    }
-  });
-  function take(slot: number, product: number): void {
-    slotProduct[slot] = product;
-    uses[product]++;
-    sceneProducts[slots[slot].scene].add(product);
-  }
+  const slotProduct = fillSlots(root.fork('assign'), taxonomy, candidates, slots, sceneStyles);
 
   // Keep the products that occur, in a stable order, and give everything a signature.
   const used = new Int32Array(candidates.length).fill(-1);
@@ -167,7 +113,9 @@ export function generateWorld(options: SynthOptions): SynthWorld {
   const newSig = (): string => {
     for (;;) {
       const sig = sigRng.hex(16);
-      if (!sigs.has(sig)) return (sigs.add(sig), sig);
+      if (sigs.has(sig)) continue;
+      sigs.add(sig);
+      return sig;
     }
   };
   slotProduct.forEach((p) => {
@@ -200,6 +148,91 @@ export function generateWorld(options: SynthOptions): SynthWorld {
   kept.forEach((s, t) => s.items.forEach((_, j) => pairOrder.push([t, j])));
   root.fork('pair-order').shuffle(pairOrder);
   return { options, taxonomy, styles, products, scenes: kept, pairOrder };
+}
+
+interface Candidate {
+  category: number;
+  style: number;
+  popularity: number;
+}
+
+interface Slot {
+  scene: number;
+  category: number;
+  onStyle: boolean;
+}
+
+/**
+ * The candidate product in each slot (-1: none), category by category: first every product gets one scene of its
+ * own style, then the open slots draw by popularity (on-style slots from the style's products, off-style slots from
+ * the whole category), never a product twice in a scene; products still without a scene take an empty slot, or one
+ * from a product that has several, preferring their own style.
+ */
+function fillSlots(
+  rng: Random,
+  taxonomy: TaxonomyEntry[],
+  candidates: Candidate[],
+  slots: Slot[],
+  sceneStyles: number[],
+): Int32Array {
+  const sceneProducts: Set<number>[] = sceneStyles.map(() => new Set());
+  const slotProduct = new Int32Array(slots.length).fill(-1);
+  const uses = new Int32Array(candidates.length);
+  const take = (slot: number, product: number) => {
+    slotProduct[slot] = product;
+    uses[product]++;
+    sceneProducts[slots[slot].scene].add(product);
+  };
+
+  taxonomy.forEach((_, category) => {
+    const members = candidates.flatMap((p, i) => (p.category === category ? [i] : []));
+    if (members.length === 0) return;
+    const mySlots = slots.flatMap((s, i) => (s.category === category ? [i] : []));
+
+    // One scene of its own style for every product that can have one.
+    const openOnStyle = groupBy(
+      rng.shuffle(mySlots.filter((i) => slots[i].onStyle)),
+      (i) => sceneStyles[slots[i].scene],
+    );
+    const uncovered: number[] = [];
+    for (const p of rng.shuffle([...members])) {
+      const slot = openOnStyle.get(candidates[p].style)?.pop();
+      if (slot === undefined) uncovered.push(p);
+      else take(slot, p);
+    }
+
+    // The open slots: a product still without a scene where one fits, else a draw by popularity.
+    const drawFromCategory = samplerOver(rng, members, candidates);
+    const byStyle = groupBy(members, (i) => candidates[i].style);
+    const drawFromStyle = new Map([...byStyle].map(([style, ps]) => [style, samplerOver(rng, ps, candidates)]));
+    for (const slot of mySlots) {
+      if (slotProduct[slot] >= 0) continue;
+      const scene = sceneProducts[slots[slot].scene];
+      const own = slots[slot].onStyle ? drawFromStyle.get(sceneStyles[slots[slot].scene]) : undefined;
+      const leftover = own ? undefined : uncovered.findIndex((p) => !scene.has(p));
+      const pick =
+        leftover !== undefined && leftover >= 0
+          ? uncovered.splice(leftover, 1)[0]
+          : (drawDistinct(own ?? drawFromCategory, scene) ?? drawDistinct(drawFromCategory, scene));
+      if (pick !== undefined) take(slot, pick);
+    }
+
+    // The products still uncovered displace a product that has other scenes.
+    for (const p of uncovered) {
+      const fits = (slot: number) =>
+        (slotProduct[slot] < 0 || uses[slotProduct[slot]] > 1) && !sceneProducts[slots[slot].scene].has(p);
+      const slot =
+        mySlots.find((i) => fits(i) && sceneStyles[slots[i].scene] === candidates[p].style) ?? mySlots.find(fits);
+      if (slot === undefined) continue;
+      const previous = slotProduct[slot];
+      if (previous >= 0) {
+        uses[previous]--;
+        sceneProducts[slots[slot].scene].delete(previous);
+      }
+      take(slot, p);
+    }
+  });
+  return slotProduct;
 }
 
 /** Split `total` into integer parts proportional to `weights` (largest remainder), every part >= 1 when possible. */
