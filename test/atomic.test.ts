@@ -23,24 +23,30 @@ describe('cleanTempFiles', () => {
       const otherTemp = tempOf(dest, other.pid!);
       const ownTemp = tempPathFor(dest);
       const deadTemp = tempOf(dest, deadPid());
-      const noPid = join(dir, '.tmp-image.jpg'); // a temp name without an owner: stale
-      for (const path of [dest, otherTemp, ownTemp, deadTemp, noPid]) await writeFile(path, 'x');
+      const notOurs = join(dir, '.tmp-image.jpg'); // no owner in the name: another tool's, left alone
+      const otherHost = tempOf(dest, deadPid()).replace(/\.[0-9a-f]{8}\.(\d+)\./, '.00000000.$1.'); // a shared folder
+      const abandoned = otherHost.replace('.tmp-image', '.tmp-other');
+      for (const path of [dest, otherTemp, ownTemp, deadTemp, notOurs, otherHost, abandoned])
+        await writeFile(path, 'x');
+      const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+      await utimes(abandoned, twoHoursAgo, twoHoursAgo); // another host's, untouched for hours: abandoned
       const left = async () => (await readdir(dir)).sort();
 
       expect(await cleanTempFiles(dir)).toBe(2);
-      expect(await left()).toEqual([basename(otherTemp), basename(ownTemp), basename(dest)].sort());
+      const kept = [otherTemp, ownTemp, dest, notOurs, otherHost].map((p) => basename(p));
+      expect(await left()).toEqual(kept.sort());
 
       other.kill('SIGKILL');
       await once(other, 'exit');
       expect(await cleanTempFiles(dir)).toBe(1); // the other writer died: its temp file is stale now
-      expect(await left()).toEqual([basename(ownTemp), basename(dest)].sort());
+      expect(await left()).toEqual(kept.filter((name) => name !== basename(otherTemp)).sort());
     } finally {
       other.kill('SIGKILL');
       await rm(dir, { recursive: true, force: true });
     }
   });
 
-  it("an atomic write clears the folder of dead processes' temp files first, once per folder", async () => {
+  it("an atomic write first clears the folder of dead processes' temp files", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
     try {
       const report = join(dir, 'catalog-test.json');

@@ -18,6 +18,7 @@ import {
   type Behaviour,
   type ImageServer,
 } from './download-fixtures.js';
+import { tempPathFor } from '../src/util/atomic.js';
 
 let workdir: string;
 let server: ImageServer;
@@ -218,7 +219,7 @@ describe('download against a faulty host', () => {
     await writeFile(file(adopted), await server.image(adopted.sig)); // renamed, then killed before its manifest line
     await writeFile(file(corrupt), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3])); // not a whole JPEG
     const exited = spawnSync(process.execPath, ['-e', '']).pid; // the temp file of a run that is gone
-    const stale = join(paths.images('products'), `.tmp-${fresh.sig}.jpg.${exited}.deadbeef`);
+    const stale = tempPathFor(file(fresh)).replace(`.${process.pid}.`, `.${exited}.`);
     await writeFile(stale, 'half an image');
     await appendFile(paths.imageManifest, '{"sig":"0123', 'utf8'); // torn by a kill
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
 import { decodeNpy, encodeNpy } from '../src/data/store/npy.js';
+import { tempPathFor } from '../src/util/atomic.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -92,7 +93,8 @@ describe('EmbeddingStore', () => {
     await store.append(['a'], rows([1, 2, 3]));
     // A writer killed mid-commit leaves a temp file and an ids file whose .npy never landed.
     // (pid 99999999 is above any kernel's pid_max, so no live process owns it)
-    await writeFile(join(dir, 'shards', '.tmp-w-000001.npy.99999999.abcd'), 'partial');
+    const temp = tempPathFor(join(dir, 'shards', 'w.npy')).replace(`.${process.pid}.`, '.99999999.');
+    await writeFile(temp, 'partial');
     await writeFile(join(dir, 'shards', 'w-000001.ids.json'), JSON.stringify(['b']));
     const resumed = await EmbeddingStore.open(dir);
     expect(resumed.ids()).toEqual(['a']);

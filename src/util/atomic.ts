@@ -1,6 +1,9 @@
 // Atomic writes: write a temp file in the same folder, fsync, rename. A kill at any moment leaves either the old
-// file or the new one, never half of one.
+// file or the new one, never half of one. Temp and set-aside names carry their owner (host, pid, thread), so what a
+// dead process left can be told from what a live one is writing, and removed.
+import { createHash } from 'node:crypto';
 import { link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { isDirectory } from './fs.js';
@@ -10,14 +13,18 @@ const ASIDE_MARK = '.old-';
 
 let tempCount = 0;
 
-/** `<mark><name>.<pid>.<thread>-<count>` beside `path`, unique while this process lives. */
+/** This machine, in 8 hex digits: pids are only comparable on one host (a container or pod is a host of its own). */
+const HOST = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+
+/** `<mark><name>.<host>.<pid>.<thread>-<count>` beside `path`, unique while this process lives. */
 function ownedPathFor(mark: string, path: string): string {
-  return join(dirname(path), `${mark}${basename(path)}.${process.pid}.${threadId}-${(tempCount++).toString(36)}`);
+  const owner = `${HOST}.${process.pid}.${threadId}-${(tempCount++).toString(36)}`;
+  return join(dirname(path), `${mark}${basename(path)}.${owner}`);
 }
 
 /**
- * A temp path beside `path`, recognisable by `cleanTempFiles`: `.tmp-<name>.<pid>.<thread>-<count>` (a counter, not
- * random bytes: the downloader names one per image).
+ * A temp path beside `path`, recognisable by `cleanTempFiles`: `.tmp-<name>.<host>.<pid>.<thread>-<count>` (a
+ * counter, not random bytes: the downloader names one per image).
  */
 export const tempPathFor = (path: string) => ownedPathFor(TMP_MARK, path);
 
@@ -27,8 +34,13 @@ const cleanedDirs = new Map<string, Promise<number>>();
 /** Write `data` to a fresh, fsynced temp file beside `path`; returns the temp path, for the caller to rename. */
 export async function writeTemp(path: string, data: string | Uint8Array | Uint8Array[]): Promise<string> {
   await mkdir(dirname(path), { recursive: true });
-  // What a killed writer left in this folder goes before this process adds its own (one listing per folder).
-  if (!cleanedDirs.has(dirname(path))) cleanedDirs.set(dirname(path), cleanTempFiles(dirname(path)));
+  // What a killed writer left in this folder goes before this process adds its own (one listing per folder; a
+  // leftover that cannot be removed is no reason to fail this write).
+  if (!cleanedDirs.has(dirname(path)))
+    cleanedDirs.set(
+      dirname(path),
+      cleanTempFiles(dirname(path)).catch(() => 0),
+    );
   await cleanedDirs.get(dirname(path));
   const tmp = tempPathFor(path);
   const handle = await open(tmp, 'w');
@@ -57,7 +69,8 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
 
 /**
  * Remove the temp files that dead processes left in `dir` (not recursive); those of a live process (another run
- * writing into the same folder, or this one) are left alone. Returns how many were removed.
+ * writing into the same folder, or this one) are left alone, and so is any name not made by `tempPathFor`.
+ * Returns how many were removed.
  */
 export async function cleanTempFiles(dir: string): Promise<number> {
   let names: string[];
@@ -67,28 +80,40 @@ export async function cleanTempFiles(dir: string): Promise<number> {
     return 0;
   }
   const stale = [];
-  for (const name of names) if (name.startsWith(TMP_MARK) && !(await ownerAlive(dir, name))) stale.push(name);
+  for (const name of names)
+    if (name.startsWith(TMP_MARK) && OWNER.test(name) && !(await ownerAlive(dir, name))) stale.push(name);
   await Promise.all(stale.map((n) => rm(join(dir, n), { force: true, recursive: true })));
   return stale.length;
 }
 
-/** The suffix `ownedPathFor` gives a name: `.<pid>.<thread>-<count>`. */
-const OWNER = /\.(\d+)\.\d+-[0-9a-z]+$/;
+/** The suffix `ownedPathFor` gives a name: `.<host>.<pid>.<thread>-<count>` (older versions wrote no host). */
+const OWNER = /(?:\.([0-9a-f]{8}))?\.(\d+)\.\d+-[0-9a-z]+$/;
+
+/** How long another host's temp file must have been left untouched before it counts as abandoned. */
+const OTHER_HOST_IDLE_MS = 60 * 60 * 1000;
 
 /** When this process started, by the system clock (a file's mtime is compared with it). */
 const PROCESS_START_MS = Date.now() - process.uptime() * 1000;
 
 /**
- * Is the process whose pid a name from `ownedPathFor` carries still running? No pid: not alive. Our own pid may
- * be an earlier process's too (every container's node is PID 1): a name of ours last written before this process
- * started (with a margin for coarse file times) is that earlier process's.
+ * Is the process a name from `ownedPathFor` names still running (or might it be)? A name of another host (a
+ * machine sharing the folder, another container): only its age can tell, so it is taken for alive until left
+ * untouched for OTHER_HOST_IDLE_MS. Our own pid may be an earlier process's too (a restarted container's node is
+ * PID 1 again): a name of ours last written before this process started (with a margin for coarse file times) is
+ * that earlier process's.
  */
 async function ownerAlive(dir: string, name: string): Promise<boolean> {
-  const pid = Number(OWNER.exec(name)?.[1]);
-  if (!(pid > 0)) return false;
+  const [, host, pidText] = OWNER.exec(name) ?? [];
+  const pid = Number(pidText);
+  if (!(pid > 0)) return true; // not a name of ours: not ours to remove
+  const written = async () => (await stat(join(dir, name)).catch(() => null))?.mtimeMs;
+  if (host !== undefined && host !== HOST) {
+    const at = await written();
+    return at === undefined || Date.now() - at < OTHER_HOST_IDLE_MS;
+  }
   if (pid === process.pid) {
-    const written = (await stat(join(dir, name)).catch(() => null))?.mtimeMs;
-    return written === undefined || written >= PROCESS_START_MS - 2000;
+    const at = await written();
+    return at === undefined || at >= PROCESS_START_MS - 2000;
   }
   try {
     process.kill(pid, 0); // signal 0: only asks whether the process exists
