@@ -196,7 +196,7 @@ describe('ctl export', () => {
     });
     expect(maxDiff(product, await models.v1.encodeProducts(x, new Int32Array(3), 3))).toBeLessThan(1e-5);
     const card = await readFile(join(dir, 'model-card.md'), 'utf8');
-    expect(card).toMatch(/No `ctl eval` report for this run yet/);
+    expect(card).toMatch(/No `ctl eval` report of this checkpoint yet: `ctl eval --run v1 --checkpoint best/);
     expect(card).toContain('from torch_two_tower import CTLModel\n');
   });
 
@@ -209,6 +209,10 @@ describe('ctl export', () => {
     expect(names).not.toContain('model.safetensors');
     expect(names).toContain('scene_tower.onnx');
     expect(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')).checkpoint.which).toBe('last');
+    // The best checkpoint's reports are not the last one's: the card says none is there yet.
+    expect(await readFile(join(dir, 'model-card.md'), 'utf8')).toMatch(
+      /No `ctl eval` report of this checkpoint yet: `ctl eval --run v2 --checkpoint last/,
+    );
     expect((await readdir(out)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
   });
 

@@ -11,6 +11,7 @@ import {
   type SynthEmbeddings,
 } from '../src/data/synth/embeddings.js';
 import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
+import { loadPairInputs } from '../src/data/store/pair-inputs.js';
 import { synthesise } from '../src/data/synth/world.js';
 import { Random } from '../src/util/random.js';
 import { workdirPaths } from '../src/data/workdir.js';
@@ -215,5 +216,16 @@ describe('writeSyntheticEmbeddings', () => {
     expect((await EmbeddingStore.open(dir)).size).toBe(50); // same world: kept
     await synthesise(workdir, { scenes: 40, products: 50, seed: 2, domain: 'fashion' });
     await expect(EmbeddingStore.open(dir)).rejects.toThrow(/no embedding store here/);
+  });
+
+  it("a missing store's error says the command that makes it", async () => {
+    const workdir = await tempWorkdir();
+    const { dataset } = await synthesise(workdir, { scenes: 20, products: 20, seed: 1, domain: 'fashion' });
+    await expect(loadPairInputs(workdir, dataset, SYNTH_MODEL, 'full', [])).rejects.toThrow(
+      /no embedding store here \(run `ctl data synth --dim D` first\)/,
+    );
+    await expect(loadPairInputs(workdir, dataset, 'Org/clip', 'full', [])).rejects.toThrow(
+      /products: no embedding store here \(run `ctl embed --model Org\/clip` first\)/,
+    );
   });
 });

@@ -189,7 +189,7 @@ describe('trainRun', () => {
     expect(recorded.config.optimizer.weightDecay).toBe(0.01); // the file's other fields stay
 
     await expect(start(['epochs=2', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true)).rejects.toThrow(
-      /cannot resume: config epochs: 1 → 2; the run was started with --set epochs=1 .*, this command has --set epochs=2/,
+      /cannot resume: config epochs: 1 → 2; the run was last started with --set epochs=1 .*, this command has --set epochs=2/,
     );
     await expect(start([], true)).rejects.toThrow(/config epochs: 1 → 3; .*this command has no --set/);
     const resumed = await start(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true);

@@ -88,10 +88,13 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
     let onnxDifference: ExportSummary['onnxDifference'];
     if (o.formats.includes('safetensors')) await writeSafetensors(write, tmp, tower, model);
     if (o.formats.includes('onnx')) onnxDifference = await writeOnnx(write, tower, model, index, o.run);
-    const evalReports = await readEvalReports(runDir);
+    // The reports of the checkpoint exported (not the other one's, nor an earlier best's).
+    const evalReports = (await readEvalReports(runDir)).filter(
+      (r) => r.checkpoint?.which === o.checkpoint && r.checkpoint.epoch === model.state.epoch,
+    );
     if (o.formats.includes('pt'))
       await writePt(write, tmp, tower, model, {
-        metrics: checkpointMetrics(model, o.checkpoint, evalReports),
+        metrics: checkpointMetrics(model, evalReports),
         optimizer: o.withOptimizer ? await optimizerState(runDir, o.checkpoint, tower, model) : undefined,
       });
     await write(FILES.indexVectors, encodeNpy(index.vectors, [index.products.length, model.spec.out]));
@@ -209,11 +212,7 @@ async function optimizerState(
 }
 
 /** The reference's `metrics` of a checkpoint: its selection metric, and its \`ctl eval\` results (`seed/recall@10`). */
-function checkpointMetrics(
-  model: TrainedModel<TrainConfig>,
-  which: CheckpointName,
-  reports: EvalReport[],
-): Map<string, number> {
+function checkpointMetrics(model: TrainedModel<TrainConfig>, reports: EvalReport[]): Map<string, number> {
   // An imported checkpoint's own metrics go on (a round trip keeps them); its metric is only its file's.
   const imported = model.state.imported?.metrics ?? {};
   const metrics = new Map<string, number>(
@@ -221,7 +220,6 @@ function checkpointMetrics(
   );
   if (!model.state.imported) metrics.set(model.config.selection.metric, model.state.metric);
   for (const r of reports) {
-    if (r.checkpoint?.which !== which || r.checkpoint.epoch !== model.state.epoch) continue;
     for (const [k, v] of Object.entries(r.metrics.recall)) metrics.set(`${r.protocol}/recall@${k}`, v);
     metrics.set(`${r.protocol}/mrr`, r.metrics.mrr);
   }

@@ -83,14 +83,17 @@ function configField(model: TrainedModel, field: string): string {
 
 function evaluation(c: CardInput): string[] {
   if (c.evalReports.length === 0)
-    return [`No \`ctl eval\` report for this run yet: \`ctl eval --run ${c.run} --protocol all\`, then export again.`];
+    return [
+      `No \`ctl eval\` report of this checkpoint yet: \`ctl eval --run ${c.run} --checkpoint ${c.which} --protocol all\`, ` +
+        'then export again.',
+    ];
   const rows = c.evalReports.map((r) => ({
     label: `${r.protocol} (${r.split.scheme}/${r.split.part}), ${r.checkpoint?.which ?? '?'} epoch ${r.checkpoint?.epoch ?? '?'}`,
     metrics: r.metrics,
     note: reportNote(r),
   }));
   return [
-    "From the run's reports (runs/<run>/eval/). `seed` is the reference project's protocol (for comparison only);",
+    "From the run's reports of this checkpoint (runs/<run>/eval/). `seed` is the reference project's protocol (for comparison only);",
     '`catalog` ranks the whole catalog with a scene-disjoint split; `category` ranks within the product category.',
     '',
     '```',

@@ -75,7 +75,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     // A malformed or overlong URL is answered in the same `{ error }` shape as everything else.
     frameworkErrors: (error, _request, reply) =>
-      (reply as FastifyReply).code(error.statusCode ?? 400).send({ error: error.message }),
+      (reply as FastifyReply)
+        .code(error.statusCode ?? 400)
+        .headers(SECURITY_HEADERS) // these replies skip the onSend hook
+        .send({ error: error.message }),
   });
   // JSON or a multipart form only: a body sent as text/plain is a 415 rather than a body with no fields.
   app.removeContentTypeParser('text/plain');

@@ -21,7 +21,7 @@ export function checkResumable(
   const setNow = now.set;
   const reasons = configChanges(previous.config, config);
   if (reasons.length > 0 && JSON.stringify(setBefore) !== JSON.stringify(setNow))
-    reasons.push(`the run was started with ${setFlags(setBefore)}, this command has ${setFlags(setNow)}`);
+    reasons.push(`the run was last started with ${setFlags(setBefore)}, this command has ${setFlags(setNow)}`);
   if (previous.embeddings.model !== data.embeddingModel)
     reasons.push(`embedding model: '${previous.embeddings.model}' → '${data.embeddingModel}'`);
   if (previous.embeddings.dim !== data.dim) reasons.push(`embedding dim: ${previous.embeddings.dim} → ${data.dim}`);

@@ -62,19 +62,14 @@ export class EmbeddingStore {
     return this.order.length;
   }
 
-  /**
-   * Open an existing store; InputError naming the folder when there is none, and the command that makes it (with
-   * `model`, the image model it should hold).
-   */
-  static async open(dir: string, model?: string): Promise<EmbeddingStore> {
+  /** Open an existing store; when there is none, an InputError naming the folder and `howToMake` it. */
+  static async open(dir: string, howToMake = '`ctl embed` or `ctl data synth --dim D`'): Promise<EmbeddingStore> {
     let meta: StoreMeta;
     try {
       meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as StoreMeta;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new InputError(
-          `${dir}: no embedding store here (run \`ctl embed${model ? ` --model ${model}` : ''}\`, or \`ctl data synth --dim D\` for synthetic embeddings, first)`,
-        );
+        throw new InputError(`${dir}: no embedding store here (run ${howToMake} first)`);
       throw new InputError(`${join(dir, 'meta.json')}: ${(err as Error).message}`);
     }
     if (!Number.isInteger(meta.dim) || meta.dim <= 0)

@@ -4,6 +4,7 @@
 import { InputError } from '../../util/errors.js';
 import { sceneViewStore, workdirPaths, type SceneView } from '../workdir.js';
 import type { Dataset } from '../dataset.js';
+import { SYNTH_MODEL } from '../synth/embeddings.js';
 import { EmbeddingStore, sceneProductKey } from './embeddings.js';
 
 export interface PairInputs {
@@ -30,8 +31,13 @@ export async function loadPairInputs(
   pairIndices: number[],
 ): Promise<PairInputs> {
   const paths = workdirPaths(workdir);
-  const productStore = await EmbeddingStore.open(paths.embeddings(modelId, 'products'), modelId);
-  const sceneStore = await EmbeddingStore.open(paths.embeddings(modelId, sceneViewStore(view)), modelId);
+  const howToMake = (flags = '') =>
+    modelId === SYNTH_MODEL ? '`ctl data synth --dim D`' : `\`ctl embed --model ${modelId}${flags}\``;
+  const productStore = await EmbeddingStore.open(paths.embeddings(modelId, 'products'), howToMake());
+  const sceneStore = await EmbeddingStore.open(
+    paths.embeddings(modelId, sceneViewStore(view)),
+    howToMake(view === 'full' ? '' : ` --scene-view ${view}`),
+  );
   if (productStore.dim !== sceneStore.dim)
     throw new InputError(
       `${productStore.dir} holds ${productStore.dim}-d vectors, ${sceneStore.dir} ${sceneStore.dim}-d: embed both with the same model`,
