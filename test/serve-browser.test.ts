@@ -226,6 +226,15 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     await expect
       .poll(() => page.locator('.chart h3', { hasText: 'Validation' }).allTextContents())
       .toEqual(['Validation: catalog recall@10']);
+    // A poll that finds nothing new leaves the charts as they are (a redraw would reset a user's zoom).
+    await page
+      .locator('.uplot')
+      .first()
+      .evaluate((node) => ((node as HTMLElement).dataset.seen = 'yes'));
+    const updated = await page.locator('#updated').textContent();
+    await page.clock.fastForward(31_000);
+    await expect.poll(() => page.locator('#updated').textContent()).not.toBe(updated);
+    expect(await page.locator('.uplot[data-seen="yes"]').count()).toBe(1);
     const later = join(fixture.workdir, 'runs', 'later');
     await cp(join(fixture.workdir, 'runs', RUN), later, { recursive: true });
     const stateFile = join(later, 'checkpoints', 'last', 'state.json');

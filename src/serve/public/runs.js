@@ -220,13 +220,19 @@ function drawReports(details) {
   );
 }
 
-/** Redraw everything; says whether a run is training (the next poll comes sooner). */
+let shown = '';
+
+/** Redraw what changed since the last look (a redraw resets the charts' zoom); says whether a run is training. */
 async function refresh() {
   const { runs, current } = await api('/api/runs');
-  runsTable(runs, current);
   const details = await Promise.all(runs.map((r) => api(`/api/runs/${encodeURIComponent(r.name)}`)));
-  drawCharts(details);
-  drawReports(details);
+  const now = JSON.stringify([runs, current, details]);
+  if (now !== shown) {
+    runsTable(runs, current);
+    drawCharts(details);
+    drawReports(details);
+    shown = now;
+  }
   const running = runs.some((r) => r.status === 'running');
   $('updated').textContent =
     `${runs.length} run(s), updated ${new Date().toLocaleTimeString()}${running ? ' · refreshing while training' : ''}`;
