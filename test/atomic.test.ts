@@ -6,7 +6,14 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, utimes, writeFile } from
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cleanTempFiles, replaceDir, restoreAside, tempPathFor, writeJsonAtomic } from '../src/util/atomic.js';
+import {
+  cleanTempFiles,
+  replaceDir,
+  restoreAside,
+  tempPathFor,
+  waitForSwap,
+  writeJsonAtomic,
+} from '../src/util/atomic.js';
 
 /** tempPathFor(dest) as process `pid` would name it. */
 const tempOf = (dest: string, pid: number) => tempPathFor(dest).replace(`.${process.pid}.`, `.${pid}.`);
@@ -100,6 +107,29 @@ describe('replaceDir and restoreAside', () => {
       await restoreAside(dest);
       expect(await textIn(dest)).toBe('epoch 2');
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a reader waits out a live process's swap instead of finding no folder", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
+    const other = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      const dest = join(dir, 'best');
+      await folderWith(asideOf(dest, other.pid!), 'epoch 3'); // the trainer between its two renames
+      const next = tempOf(dest, other.pid!);
+      await folderWith(next, 'epoch 4');
+      setTimeout(() => void rename(next, dest), 150); // ... and its new folder takes the name
+      const started = performance.now();
+      await waitForSwap(dest);
+      expect(await textIn(dest)).toBe('epoch 4');
+      expect(performance.now() - started).toBeLessThan(1500);
+      await rm(dest, { recursive: true });
+      const quick = performance.now();
+      await waitForSwap(join(dir, 'last')); // nothing being swapped: no wait
+      expect(performance.now() - quick).toBeLessThan(100);
+    } finally {
+      other.kill('SIGKILL');
       await rm(dir, { recursive: true, force: true });
     }
   });

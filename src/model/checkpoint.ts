@@ -16,6 +16,7 @@ import {
   replaceDir,
   restoreAside,
   tempPathFor,
+  waitForSwap,
   writeFileAtomic,
   writeJsonAtomic,
 } from '../util/atomic.js';
@@ -150,6 +151,7 @@ export async function readCheckpointState<Config = unknown>(
   name: CheckpointName,
 ): Promise<CheckpointState<Config> | null> {
   await recover(runDir);
+  await waitForSwap(checkpointDir(runDir, name)); // a trainer saving this very moment
   const file = join(checkpointDir(runDir, name), 'state.json');
   let text: string;
   try {

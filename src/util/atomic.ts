@@ -156,6 +156,20 @@ export async function replaceDir(tmp: string, path: string): Promise<void> {
 }
 
 /**
+ * Wait (up to `timeoutMs`) while a live process is between the two renames of a `replaceDir` of `path`: for that
+ * instant the folder has no name, and a reader would take it for missing.
+ */
+export async function waitForSwap(path: string, timeoutMs = 2000): Promise<void> {
+  const asideName = `${ASIDE_MARK}${basename(path)}`;
+  for (const until = Date.now() + timeoutMs; Date.now() < until && !(await isDirectory(path));) {
+    const names = await readdir(dirname(path)).catch(() => [] as string[]);
+    const swapping = names.some((name) => name !== asideName && name.replace(OWNER, '') === asideName);
+    if (!swapping) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
  * Finish what a `replaceDir` killed between its renames left: the folder a dead process set aside goes back to
  * `path` when nothing has that name, and is removed when something does. A live process's is left alone.
  */
