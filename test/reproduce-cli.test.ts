@@ -70,7 +70,7 @@ describe('ctl reproduce', () => {
     for (const line of r.stderr.split('\n').filter((l) => l.startsWith('ours '))) expect(line).not.toContain('STL');
 
     const doc = JSON.parse(r.stdout);
-    expect(doc.data).toMatchObject({ source: 'synthetic', embeddings: TEST_MODEL });
+    expect(doc.data).toMatchObject({ source: 'synthetic', embeddings: [TEST_MODEL] });
     expect(doc.runs.map((x: { run: string; split: string; trained: boolean }) => [x.run, x.split, x.trained])).toEqual([
       ['v1', 'seed', true],
       ['v1-scene', 'scene', true],

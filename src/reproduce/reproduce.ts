@@ -48,7 +48,8 @@ export interface ReproducedRun {
 }
 
 export interface ReproduceResult {
-  data: { source: Dataset['source']; domain: Dataset['domain']; embeddings: string; label: string };
+  /** `embeddings`: the models whose embeddings the configs trained on (v1's and v2's differ). */
+  data: { source: Dataset['source']; domain: Dataset['domain']; embeddings: string[]; label: string };
   /** Per config, its seed-split run, then its scene-split run. */
   runs: ReproducedRun[];
   zeroShot: EvalReport[];
@@ -104,7 +105,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
         options.engine,
       )),
     );
-  const data = describeData(dataset, [...new Set([...inputs.values()].map((i) => i.embeddings))].join(', '));
+  const data = describeData(dataset, [...new Set([...inputs.values()].map((i) => i.embeddings))]);
   return {
     data,
     runs,
@@ -162,11 +163,12 @@ async function trainUnlessFinished(
   return true;
 }
 
-function describeData(dataset: Dataset, embeddings: string): ReproduceResult['data'] {
+function describeData(dataset: Dataset, embeddings: string[]): ReproduceResult['data'] {
+  const models = embeddings.map((m) => `'${m}'`).join(' and ');
   const label =
     dataset.source === 'stl'
-      ? `STL-${dataset.domain} (real data), image embeddings '${embeddings}'`
-      : `SYNTHETIC data (${dataset.domain}-shaped), embeddings '${embeddings}': not STL results`;
+      ? `STL-${dataset.domain} (real data), image embeddings ${models}`
+      : `SYNTHETIC data (${dataset.domain}-shaped), embeddings ${models}: not STL results`;
   return { source: dataset.source, domain: dataset.domain, embeddings, label };
 }
 
