@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -102,6 +102,13 @@ describe('EmbeddingStore', () => {
     expect((await readdir(join(dir, 'shards'))).some((n) => n.startsWith('.tmp-'))).toBe(false);
     await resumed.append(['b'], rows([4, 5, 6]));
     expect((await EmbeddingStore.open(dir)).ids()).toEqual(['a', 'b']);
+    // The orphan ids file stays while a writer could still be about to move its vectors in, and goes once old.
+    const orphan = join(dir, 'shards', 'w-000001.ids.json');
+    expect(await readdir(join(dir, 'shards'))).toContain('w-000001.ids.json');
+    const longAgo = new Date(Date.now() - 3600_000);
+    await utimes(orphan, longAgo, longAgo);
+    expect((await EmbeddingStore.open(dir)).ids()).toEqual(['a', 'b']);
+    expect(await readdir(join(dir, 'shards'))).not.toContain('w-000001.ids.json');
   });
 
   it('refuses a truncated shard on open, naming it (a short file would read as zero rows)', async () => {

@@ -9,7 +9,7 @@
 // is renamed into place; readers only see shards whose .npy exists and agrees with its ids, so a writer killed at
 // any moment resumes from its last complete shard.
 // `writer` keeps shards of machines that split the work (`--shard I/N`) apart so their files never collide.
-import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cleanTempFiles, writeFileExclusive, writeJsonAtomic, writeTemp } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
@@ -248,12 +248,14 @@ export class EmbeddingStore {
   private async loadShards(): Promise<void> {
     const shardDir = join(this.dir, 'shards');
     await cleanTempFiles(shardDir);
-    let names: string[];
+    let all: string[];
     try {
-      names = (await readdir(shardDir)).filter((n) => SHARD_RE.test(n)).sort();
+      all = await readdir(shardDir);
     } catch {
       return; // no shard committed yet
     }
+    await removeOrphanClaims(shardDir, all);
+    const names = all.filter((n) => SHARD_RE.test(n)).sort();
     for (const file of names) {
       const name = file.slice(0, -'.npy'.length);
       let ids: string[];
@@ -278,6 +280,28 @@ export class EmbeddingStore {
         );
       this.addShard({ name, rows: ids.length, dataOffset: header.dataOffset }, ids);
     }
+  }
+}
+
+/** How long a shard's ids file may be without its .npy before it counts as left by a killed writer. */
+const ORPHAN_CLAIM_MS = 10 * 60 * 1000;
+
+/**
+ * Remove the ids files whose .npy never came (a writer killed between claiming the name and moving its vectors
+ * in). A live writer does that within an instant, so only one left alone for minutes is taken for an orphan.
+ */
+async function removeOrphanClaims(shardDir: string, names: string[]): Promise<void> {
+  const present = new Set(names);
+  for (const name of names) {
+    if (!name.endsWith('.ids.json') || present.has(name.replace(/\.ids\.json$/, '.npy'))) continue;
+    const path = join(shardDir, name);
+    const modified = (await stat(path).catch(() => null))?.mtimeMs;
+    if (
+      modified !== undefined &&
+      Date.now() - modified > ORPHAN_CLAIM_MS &&
+      !(await pathExists(path.replace(/\.ids\.json$/, '.npy')))
+    )
+      await rm(path, { force: true });
   }
 }
 
