@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { downloadImages, type DownloadOptions } from '../src/download/downloader.js';
+import { downloadImages, type ImageDownloadOptions } from '../src/download/downloader.js';
 import type { ImageTarget } from '../src/download/targets.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import {
@@ -32,7 +32,7 @@ afterEach(async () => {
 });
 
 /** Small timeouts and backoffs so the faults cost milliseconds. */
-function options(extra: Partial<DownloadOptions> = {}): DownloadOptions {
+function options(extra: Partial<ImageDownloadOptions> = {}): ImageDownloadOptions {
   return {
     workdir,
     baseUrl: server.url,

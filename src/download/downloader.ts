@@ -19,7 +19,7 @@ import { imageUrl, type ImageTarget } from './targets.js';
 import type { ValidationMode } from './validate.js';
 import { forEachBounded } from '../util/bounded.js';
 
-export interface DownloadOptions {
+export interface ImageDownloadOptions {
   workdir: string;
   baseUrl: string;
   /** Most requests in flight; AIMD moves below it while the host throttles. */
@@ -84,7 +84,7 @@ export const IN_PROGRESS_PER_REQUEST = 3;
 
 const emptyCounts = (): StatusCounts => ({ ok: 0, missing: 0, invalid: 0, failed: 0 });
 
-export async function downloadImages(targets: ImageTarget[], options: DownloadOptions): Promise<DownloadSummary> {
+export async function downloadImages(targets: ImageTarget[], options: ImageDownloadOptions): Promise<DownloadSummary> {
   const started = performance.now();
   const paths = workdirPaths(options.workdir);
   let tempFilesRemoved = 0;

@@ -8,13 +8,13 @@ import { basename, dirname } from 'node:path';
 import type { Dataset } from '../dataset.js';
 import type { Domain } from '../types.js';
 import { loadDataset, normaliseRaw, normaliseWorkdir, saveDataset, type NormaliseReport } from './dataset-io.js';
-import { downloadFile, type DownloadOptions, type Downloaded } from './http-download.js';
+import { downloadFile, type FileDownloadOptions, type Downloaded } from './http-download.js';
 import { cleanTempFiles, tempPathFor, writeJsonAtomic } from '../../util/atomic.js';
 import { log } from '../../util/log.js';
 import { workdirPaths } from '../workdir.js';
 import { STL_BASE_URL } from './sources.js';
 
-export interface FetchOptions extends DownloadOptions {
+export interface FetchOptions extends FileDownloadOptions {
   domain: Domain;
   baseUrl?: string;
   strict?: boolean;

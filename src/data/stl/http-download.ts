@@ -19,7 +19,7 @@ import {
   sleep,
 } from '../../util/retry.js';
 
-export interface DownloadOptions {
+export interface FileDownloadOptions {
   /** Seconds to wait for the connection, the headers, and between body chunks. */
   timeoutS?: number;
   /** Extra attempts after the first one fails with a transient error. */
@@ -57,7 +57,7 @@ class TransientError extends Error {
   }
 }
 
-export async function downloadFile(url: string, path: string, options: DownloadOptions = {}): Promise<Downloaded> {
+export async function downloadFile(url: string, path: string, options: FileDownloadOptions = {}): Promise<Downloaded> {
   const { timeoutS = 60, retries = 3, backoffMs = 500 } = options;
   const timeoutMs = timeoutS * 1000;
   const agent = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
