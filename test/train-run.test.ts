@@ -271,7 +271,7 @@ describe('trainRun', () => {
     await writeFile(path, JSON.stringify(broken));
     try {
       await expect(train('badcat', smallConfig())).rejects.toThrow(
-        /products\[3\] .*category: expected an index below 4, got 99/,
+        /dataset\/fashion\.json: products\[3\]\.category: expected a category index below 4, got 99/,
       );
     } finally {
       await writeFile(path, original);

@@ -47,7 +47,6 @@ export interface Pair {
 export type SplitPart = 'train' | 'val' | 'test';
 
 /** Split schemes: `scene` is scene-disjoint and seeded; `seed` is the reference's pair shuffle, bit-exact. */
-/** The reference's pair shuffle, or the scene-disjoint split. */
 export const SPLIT_SCHEMES = ['seed', 'scene'] as const;
 export type SplitScheme = (typeof SPLIT_SCHEMES)[number];
 

@@ -56,13 +56,7 @@ export async function loadTrainingData(
     );
 
   const numCategories = dataset.categories.length;
-  const productCategory = Int32Array.from(dataset.products, (p, j) => {
-    if (!Number.isInteger(p.category) || p.category < 0 || p.category >= numCategories)
-      throw new InputError(
-        `${datasetFile}: products[${j}] (${p.sig}): category: expected an index below ${numCategories}, got ${p.category}; re-run \`ctl data fetch --force\``,
-      );
-    return p.category;
-  });
+  const productCategory = Int32Array.from(dataset.products, (p) => p.category); // checked by loadDataset
 
   const inputs = await loadPairInputs(workdir, dataset, config.embeddings.model, config.sceneView, [
     ...trainPairs,

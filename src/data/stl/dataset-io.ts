@@ -1,7 +1,7 @@
 // Raw STL files → the normalised dataset (workdir/dataset/<domain>.json), and back from disk for later stages.
 import { readFile } from 'node:fs/promises';
 import type { Dataset } from '../dataset.js';
-import type { Domain, Product, Scene } from '../types.js';
+import { SPLIT_SCHEMES, type Domain, type Product, type Scene } from '../types.js';
 import { buildVocabulary, indexByPath } from './categories.js';
 import { readCategoryFile, readPairsFile, type FileReport } from './raw-files.js';
 import { DEFAULT_SPLIT_SEED, sceneSplit, seedSplit } from './splits.js';
@@ -120,10 +120,53 @@ export async function loadDataset(workdir: string, domain: Domain = 'fashion'): 
   } catch {
     throw new InputError(`no ${domain} dataset at ${path}: run \`ctl data fetch\` or \`ctl data synth\` first`);
   }
-  const dataset = parseJsonFile(text, path, '; re-run `ctl data fetch --force` or `ctl data synth`') as Dataset;
-  if (dataset?.version !== 1 || !Array.isArray(dataset.pairs) || !dataset.splits?.scene || !dataset.splits?.seed)
-    throw new InputError(`${path}: not a version 1 dataset; re-run \`ctl data fetch --force\` or \`ctl data synth\``);
+  const dataset = parseJsonFile(text, path, REWRITE) as Dataset;
+  if (dataset?.version !== 1 || !dataset.splits?.scene || !dataset.splits?.seed)
+    throw new InputError(`${path}: not a version 1 dataset${REWRITE}`);
+  checkDataset(dataset, path);
   return dataset;
+}
+
+const REWRITE = '; re-run `ctl data fetch --force` or `ctl data synth`';
+
+/**
+ * What every stage relies on, checked once as the file is read: the lists are lists, every product's category is
+ * one of the categories, every pair's scene and product are listed, every split part indexes pairs. An InputError
+ * names the first field that is not.
+ */
+function checkDataset(d: Dataset, path: string): void {
+  const fail = (field: string, expected: string): never => {
+    throw new InputError(`${path}: ${field}: expected ${expected}${REWRITE}`);
+  };
+  for (const key of ['categories', 'products', 'scenes', 'pairs'] as const)
+    if (!Array.isArray(d[key])) fail(key, 'a list');
+  if (d.pairs.length === 0) fail('pairs', 'at least one pair');
+  d.categories.forEach((c, i) => {
+    if (c?.index !== i || typeof c.name !== 'string') fail(`categories[${i}]`, `{ index: ${i}, name, path }`);
+  });
+  const products = new Set<string>();
+  d.products.forEach((p, j) => {
+    if (typeof p?.sig !== 'string' || products.has(p.sig)) fail(`products[${j}].sig`, 'a signature listed once');
+    if (!Number.isInteger(p.category) || p.category < 0 || p.category >= d.categories.length)
+      fail(
+        `products[${j}].category`,
+        `a category index below ${d.categories.length}, got ${JSON.stringify(p.category)}`,
+      );
+    products.add(p.sig);
+  });
+  const scenes = new Set<string>();
+  d.scenes.forEach((s, t) => {
+    if (typeof s?.sig !== 'string' || !Array.isArray(s.items)) fail(`scenes[${t}]`, '{ sig, items: [...] }');
+    scenes.add(s.sig);
+  });
+  d.pairs.forEach((p, i) => {
+    if (!scenes.has(p?.scene)) fail(`pairs[${i}].scene`, 'the signature of a listed scene');
+    if (!products.has(p.product)) fail(`pairs[${i}].product`, 'the signature of a listed product');
+  });
+  for (const scheme of SPLIT_SCHEMES)
+    for (const [part, rows] of Object.entries(d.splits[scheme].parts ?? {}))
+      if (!Array.isArray(rows) || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= d.pairs.length))
+        fail(`splits.${scheme}.parts.${part}`, `indices of pairs (below ${d.pairs.length})`);
 }
 
 /**
