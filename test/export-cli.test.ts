@@ -257,6 +257,18 @@ describe('ctl export', () => {
     expect(onnxOnly.stderr).toMatch(/--with-optimizer .* use it with --format pt or all/);
     expect(ctl('export', '--run', 'v2', '--format', 'tfjs').status).toBe(2);
     expect(ctl('export').stderr).toMatch(/--run NAME is required/);
+
+    // A damaged eval report is named, not printed as NaN in the card (or a crash).
+    const reportFile = join(workdirPaths(workdir).run('v2'), 'eval', 'catalog-test.json');
+    const report = await readFile(reportFile, 'utf8');
+    try {
+      await writeFile(reportFile, JSON.stringify({ ...JSON.parse(report), metrics: { recall: { 10: 'high' } } }));
+      const damaged = ctl('export', '--run', 'v2', '--format', 'safetensors', '--out', join(out, 'damaged'));
+      expect(damaged.status).toBe(2);
+      expect(damaged.stderr).toMatch(/catalog-test\.json: metrics\.queries: expected a count/);
+    } finally {
+      await writeFile(reportFile, report);
+    }
   });
 
   it('fails an ONNX file that does not compute the tfjs forward', async () => {

@@ -398,6 +398,13 @@ describe('ctl serve: JSON API', () => {
       await utimes(join(run, 'metrics.jsonl'), old, old);
       expect((await listRuns(workdir))[0]).toMatchObject({ status: 'stopped', epoch: 1 });
       expect(await readRun(workdir, '..')).toBeNull();
+
+      // A damaged report is left out: it neither shows on the dashboard nor makes its run the best.
+      const reportFile = join(run, 'eval', 'catalog-test.json');
+      const report = JSON.parse(await readFile(reportFile, 'utf8'));
+      await writeFile(reportFile, JSON.stringify({ ...report, metrics: { ...report.metrics, recall: { 10: 7.5 } } }));
+      expect((await listRuns(workdir))[0].catalogRecall10).toBeNull();
+      expect((await readRun(workdir, 'live'))!.reports['catalog-test']).toBeUndefined();
     } finally {
       await rm(workdir, { recursive: true, force: true });
     }

@@ -10,6 +10,7 @@ import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
 import { existingRunDir, runPaths } from '../data/workdir.js';
 import type { EvalReport } from '../eval/evaluate.js';
+import { checkEvalReport } from '../eval/report-file.js';
 import { loadCheckpoint, type CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../model/safetensors.js';
@@ -27,6 +28,7 @@ import {
   writeJsonAtomic,
 } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
+import { parseJsonFile } from '../util/json.js';
 import { checkOnnxTowers } from './check-onnx.js';
 import { FILES, type ExportFormat } from './formats.js';
 import { modelCard } from './model-card.js';
@@ -324,11 +326,8 @@ async function readEvalReports(runDir: string): Promise<EvalReport[]> {
   }
   const reports: EvalReport[] = [];
   for (const name of names) {
-    try {
-      reports.push(JSON.parse(await readFile(join(dir, name), 'utf8')));
-    } catch (err) {
-      throw new InputError(`${join(dir, name)}: not a readable eval report (${(err as Error).message})`);
-    }
+    const file = join(dir, name);
+    reports.push(checkEvalReport(parseJsonFile(await readFile(file, 'utf8'), file), file));
   }
   return reports;
 }

@@ -7,6 +7,8 @@ import { checkpointDir, type CheckpointState } from '../model/checkpoint.js';
 import type { TrainConfig } from '../train/config.js';
 import { isFinished } from '../train/resume.js';
 import { listRunNames, runPaths, workdirPaths } from '../data/workdir.js';
+import { checkEvalReport } from '../eval/report-file.js';
+import { log } from '../util/log.js';
 
 /** A training that wrote a record this recently, and has not finished, counts as running. */
 const RUNNING_WITHIN_MS = 120_000;
@@ -49,6 +51,14 @@ export interface RunDetail extends RunSummary {
   reports: Record<string, unknown>;
 }
 
+/** Each problem with a run's files is logged once, not at every poll of the dashboard. */
+const warned = new Set<string>();
+function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  log(`serve: ${message}; left out`);
+}
+
 async function readJson(file: string): Promise<unknown> {
   try {
     return JSON.parse(await readFile(file, 'utf8'));
@@ -84,8 +94,12 @@ async function readReports(runDir: string): Promise<Record<string, unknown>> {
   }
   const reports: Record<string, unknown> = {};
   for (const file of files.filter((f) => f.endsWith('.json')).sort()) {
-    const report = await readJson(join(dir, file));
-    if (report) reports[file.slice(0, -'.json'.length)] = report;
+    // A damaged report is left out (the dashboard and the default run go by the others), and said once.
+    try {
+      reports[file.slice(0, -'.json'.length)] = checkEvalReport(await readJson(join(dir, file)), join(dir, file));
+    } catch (err) {
+      warnOnce((err as Error).message);
+    }
   }
   return reports;
 }

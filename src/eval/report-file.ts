@@ -1,0 +1,27 @@
+// An eval report read back from its file (export's model card, serve's dashboard): the numbers they print are
+// checked, so a damaged file is named instead of printed as NaN or crashing a formatter.
+import { InputError } from '../util/errors.js';
+import type { EvalReport } from './evaluate.js';
+import { RECALL_KS } from './metrics.js';
+import { PROTOCOLS } from './protocols.js';
+
+const isRate = (x: unknown) => typeof x === 'number' && x >= 0 && x <= 1;
+const isRank = (x: unknown) => typeof x === 'number' && x >= 1;
+
+/** `value` (the parsed JSON of `file`) as an EvalReport; an InputError naming the first field that is not one. */
+export function checkEvalReport(value: unknown, file: string): EvalReport {
+  const fail = (field: string, expected: string): never => {
+    throw new InputError(`${file}: ${field}: expected ${expected} (\`ctl eval\` writes the report anew)`);
+  };
+  const report = value as EvalReport;
+  if (typeof report !== 'object' || report === null) fail('the report', 'a JSON object');
+  if (!PROTOCOLS.includes(report.protocol)) fail('protocol', `one of ${PROTOCOLS.join(', ')}`);
+  const m = report.metrics;
+  if (typeof m !== 'object' || m === null) fail('metrics', 'an object');
+  if (!(Number.isInteger(m.queries) && m.queries >= 0)) fail('metrics.queries', 'a count');
+  for (const k of RECALL_KS) if (!isRate(m.recall?.[k])) fail(`metrics.recall.${k}`, 'a number from 0 to 1');
+  if (!isRate(m.mrr)) fail('metrics.mrr', 'a number from 0 to 1');
+  for (const field of ['medianRank', 'meanRank'] as const) if (!isRank(m[field])) fail(`metrics.${field}`, 'a rank');
+  if (m.auc !== undefined && !isRate(m.auc)) fail('metrics.auc', 'a number from 0 to 1');
+  return report;
+}
