@@ -121,6 +121,21 @@ describe('ctl data (built binary)', () => {
     expect(noData.stderr).toMatch(/run `ctl data fetch` or `ctl data synth` first/);
     expect((await ctl(['data', 'pairs', '--workdir', workdir, '--split', 'seed:test'])).code).toBe(2);
     expect((await ctl(['data', 'fetch', '--workdir', workdir, '--retries', '-1'])).code).toBe(2);
+    // Numbers in digits and within their range: not 1e12 (memory), 0x10, or a timeout past what timers hold.
+    for (const [flag, value, says] of [
+      ['--scenes', '1e12', /--scenes expects an integer >= 1 and <= 10000000/],
+      ['--scenes', '0x10', /--scenes expects an integer/],
+      ['--dim', '100000000', /--dim expects an integer >= 2 and <= 4096/],
+    ] as const) {
+      const refused = await ctl(['data', 'synth', '--workdir', workdir, flag, value]);
+      expect(refused.code, `${flag} ${value}`).toBe(2);
+      expect(refused.stderr).toMatch(says);
+    }
+    const timeout = await ctl(['data', 'fetch', '--workdir', workdir, '--timeout', '3000000']);
+    expect(timeout).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--timeout expects a number > 0 and <= 86400/),
+    });
     expect((await ctl(['data', 'fetch', '--workdir', workdir, '--domain', 'garden'])).code).toBe(2);
     await writeFile(join(workdir, 'a-file'), 'x');
     const notAFolder = await ctl(['data', 'synth', '--workdir', join(workdir, 'a-file')]);

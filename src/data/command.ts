@@ -32,7 +32,7 @@ function registerFetch(data: Command): void {
     )
     .option('--strict', 'stop at the first bad row (exit 2) instead of skipping it', false)
     .option('--force', 'download and normalise again even when everything is in place', false)
-    .option('--timeout <seconds>', 'connect, headers and between-chunk timeout', parsePositive('--timeout'), 60)
+    .option('--timeout <seconds>', 'connect, headers and between-chunk timeout', parsePositive('--timeout', 86_400), 60)
     .option(
       '--retries <n>',
       'extra attempts after a transient failure (network, 5xx, truncated body)',

@@ -67,11 +67,16 @@ export function registerDemoCommand(program: Command): void {
       'the whole pipeline on a generated dataset, end to end, in under a minute on 2 cores: synth → download → embed → ' +
         'zero-shot baseline → train → eval, then a summary (writes <workdir>/demo/; a second run resumes, finished stages are not redone)',
     )
-    .option('--scenes <n>', 'generated scenes', parseIntOption('--scenes', 20), 2000)
-    .option('--products <n>', 'generated products (about √n latent styles)', parseIntOption('--products', 20), 600)
+    .option('--scenes <n>', 'generated scenes', parseIntOption('--scenes', 20, 10_000_000), 2000)
+    .option(
+      '--products <n>',
+      'generated products (about √n latent styles)',
+      parseIntOption('--products', 20, 10_000_000),
+      600,
+    )
     .option('--seed <n>', 'seed of the generated data', parseIntOption('--seed'), 7)
     .option('--serve', 'end by serving the trained run (`ctl serve`) on 127.0.0.1 until Ctrl-C', false)
-    .option('--port <n>', 'port for --serve (0 = any free port)', parseIntOption('--port'), 8000);
+    .option('--port <n>', 'port for --serve (0 = any free port)', parseIntOption('--port', 0, 65_535), 8000);
   withCommon(cmd).action(
     action<DemoOptions>(async (options) => {
       const started = performance.now();

@@ -76,7 +76,7 @@ export function registerDownloadCommand(program: Command): void {
       .option(
         '--timeout <seconds>',
         'connect, headers and body-idle timeout; a whole attempt gets at most 4x this',
-        parsePositive('--timeout'),
+        parsePositive('--timeout', 86_400),
         30,
       )
       .option(

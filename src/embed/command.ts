@@ -161,7 +161,7 @@ export function registerEmbedCommand(program: Command): void {
         parseIntOption('--retries', 0),
         3,
       )
-      .option('--timeout <seconds>', 'http provider: per-request timeout', parseIntOption('--timeout', 1), 30),
+      .option('--timeout <seconds>', 'http provider: per-request timeout', parseIntOption('--timeout', 1, 86_400), 30),
   ).action(
     action<EmbedFlags>(async (flags) => {
       if (flags.provider === 'http' && !flags.apiUrl) throw new InputError('--provider http needs --api-url');

@@ -119,7 +119,7 @@ export function registerServeCommand(program: Command): void {
     .command('serve')
     .description('web demo, runs dashboard (/runs) and JSON API (/api/...) over a trained run')
     .option('--run <name>', 'run to serve (default: the best catalog R@10 among the workdir runs)')
-    .option('--port <n>', 'port (0 = any free port)', parseIntOption('--port', 0), 8000)
+    .option('--port <n>', 'port (0 = any free port)', parseIntOption('--port', 0, 65_535), 8000)
     .option('--host <host>', 'address to bind: 127.0.0.1 keeps other machines out, 0.0.0.0 lets them in', '127.0.0.1')
     .option(
       '--queue <n>',

@@ -79,18 +79,24 @@ export function gracefulStop(whatHappens: string) {
 }
 
 // Option parsers that fail as usage errors (exit 2) with the flag named.
-export function parseIntOption(name: string, min = 0) {
+/** A whole number written in digits (not `1e3` or `0x10`), from `min` to `max`. */
+export function parseIntOption(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} expects an integer >= ${min}`);
+    if (!/^\d+$/.test(value.trim()) || n < min || n > max)
+      throw new InvalidArgumentError(
+        `${name} expects an integer >= ${min}${max < Number.MAX_SAFE_INTEGER ? ` and <= ${max}` : ''}`,
+      );
     return n;
   };
 }
 
-export function parsePositive(name: string) {
+/** A number above 0, and at most `max`. */
+export function parsePositive(name: string, max = Infinity) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} expects a number > 0`);
+    if (!Number.isFinite(n) || n <= 0 || n > max)
+      throw new InvalidArgumentError(`${name} expects a number > 0${max < Infinity ? ` and <= ${max}` : ''}`);
     return n;
   };
 }

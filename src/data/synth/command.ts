@@ -31,11 +31,11 @@ function registerSynth(data: Command): void {
   const cmd = data
     .command('synth')
     .description('write an STL-shaped synthetic dataset with planted structure (raw files + normalised dataset)')
-    .option('--scenes <n>', 'scenes to generate', parseIntOption('--scenes', 1), 30_000)
+    .option('--scenes <n>', 'scenes to generate', parseIntOption('--scenes', 1, 10_000_000), 30_000)
     .option(
       '--products <n>',
       'products to generate (those that find no scene slot are left out)',
-      parseIntOption('--products', 1),
+      parseIntOption('--products', 1, 10_000_000),
       38_000,
     )
     .option('--seed <n>', 'generator seed: same seed and sizes, same files byte for byte', parseIntOption('--seed'), 42)
@@ -43,7 +43,7 @@ function registerSynth(data: Command): void {
     .option(
       '--dim <d>',
       'also write precomputed embeddings of this dimension (model id "synthetic"); default: none',
-      parseIntOption('--dim', 2),
+      parseIntOption('--dim', 2, 4096),
     )
     .option('--images', 'also paint product and scene images into workdir/images/', false)
     .addOption(
