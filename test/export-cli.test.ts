@@ -256,6 +256,9 @@ describe('ctl export', () => {
     expect(onnxOnly.status).toBe(2);
     expect(onnxOnly.stderr).toMatch(/--with-optimizer .* use it with --format pt or all/);
     expect(ctl('export', '--run', 'v2', '--format', 'tfjs').status).toBe(2);
+    await writeFile(join(out, 'a-file'), 'x');
+    const toFile = ctl('export', '--run', 'v2', '--out', join(out, 'a-file'));
+    expect([toFile.status, toFile.stderr]).toEqual([2, expect.stringMatching(/--out .*a-file: a file, not a folder/)]);
     expect(ctl('export').stderr).toMatch(/--run NAME is required/);
 
     // A damaged eval report is named, not printed as NaN in the card (or a crash).

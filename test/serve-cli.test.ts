@@ -29,7 +29,7 @@ describe('ctl serve (built binary)', () => {
     });
   }
 
-  it('exits 2 with a clear line for an unknown run, an empty workdir and a port in use', async () => {
+  it('exits 2 with a clear line for an unknown run, an empty workdir, a port in use and a host not ours', async () => {
     const unknown = startCli(['serve', '--workdir', fixture.workdir, '--run', 'nope', '--port', '0']);
     expect(await unknown.exited).toBe(2);
     expect(unknown.stderr()).toMatch(
@@ -61,5 +61,9 @@ describe('ctl serve (built binary)', () => {
     } finally {
       blocker.close();
     }
+    // 192.0.2.1 is a documentation address (TEST-NET-1): never one of this machine's.
+    const elsewhere = startCli(['serve', '--workdir', fixture.workdir, '--run', RUN, '--host', '192.0.2.1']);
+    expect(await elsewhere.exited).toBe(2);
+    expect(elsewhere.stderr()).toMatch(/--host 192\.0\.2\.1: not an address of this machine \(EADDRNOTAVAIL\)/);
   });
 });

@@ -337,7 +337,9 @@ async function checkReplaceable(out: string): Promise<void> {
   let names: string[];
   try {
     names = await readdir(out);
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      throw new InputError(`--out ${out}: a file, not a folder: give a new or empty folder`);
     return;
   }
   if (names.length === 0) return;

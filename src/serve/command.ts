@@ -60,8 +60,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     await app.listen({ port: options.port, host: options.host });
   } catch (err) {
     await close();
-    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE')
       throw new InputError(`--port ${options.port}: the port is in use on ${options.host}; pick another with --port`);
+    if (code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL' || code === 'EAI_AGAIN')
+      throw new InputError(
+        `--host ${options.host}: not an address of this machine (${code}); 127.0.0.1 keeps other machines out, 0.0.0.0 lets them in`,
+      );
     throw err;
   }
   const address = app.server.address();
