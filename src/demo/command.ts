@@ -16,6 +16,7 @@ import { workdirPaths } from '../data/workdir.js';
 import { serveUntilSignal, startServer } from '../serve/command.js';
 import { startMirror } from './mirror.js';
 import { demoSummary, formatSummary, type StageReports } from './summary.js';
+import { MAX_GENERATED } from '../data/synth/command.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const DEMO_CONFIG = fileURLToPath(new URL('../../configs/demo-images.json', import.meta.url));
@@ -67,11 +68,11 @@ export function registerDemoCommand(program: Command): void {
       'the whole pipeline on a generated dataset, end to end, in under a minute on 2 cores: synth → download → embed → ' +
         'zero-shot baseline → train → eval, then a summary (writes <workdir>/demo/; a second run resumes, finished stages are not redone)',
     )
-    .option('--scenes <n>', 'generated scenes', parseIntOption('--scenes', 20, 10_000_000), 2000)
+    .option('--scenes <n>', 'generated scenes', parseIntOption('--scenes', 20, MAX_GENERATED), 2000)
     .option(
       '--products <n>',
       'generated products (about √n latent styles)',
-      parseIntOption('--products', 20, 10_000_000),
+      parseIntOption('--products', 20, MAX_GENERATED),
       600,
     )
     .option('--seed <n>', 'seed of the generated data', parseIntOption('--seed'), 7)

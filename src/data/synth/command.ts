@@ -27,15 +27,18 @@ interface SynthFlags {
   force: boolean;
 }
 
+/** The most scenes or products a generated dataset may have (its arrays must fit in memory). */
+export const MAX_GENERATED = 10_000_000;
+
 function registerSynth(data: Command): void {
   const cmd = data
     .command('synth')
     .description('write an STL-shaped synthetic dataset with planted structure (raw files + normalised dataset)')
-    .option('--scenes <n>', 'scenes to generate', parseIntOption('--scenes', 1, 10_000_000), 30_000)
+    .option('--scenes <n>', 'scenes to generate', parseIntOption('--scenes', 1, MAX_GENERATED), 30_000)
     .option(
       '--products <n>',
       'products to generate (those that find no scene slot are left out)',
-      parseIntOption('--products', 1, 10_000_000),
+      parseIntOption('--products', 1, MAX_GENERATED),
       38_000,
     )
     .option('--seed <n>', 'generator seed: same seed and sizes, same files byte for byte', parseIntOption('--seed'), 42)
