@@ -2,11 +2,11 @@
 // file or the new one, never half of one. Temp and set-aside names carry their owner (host, pid, thread), so what a
 // dead process left can be told from what a live one is writing, and removed.
 import { createHash } from 'node:crypto';
-import { link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import { isDirectory } from './fs.js';
+import { isDirectory, modifiedAt } from './fs.js';
 
 const TMP_MARK = '.tmp-';
 const ASIDE_MARK = '.old-';
@@ -106,13 +106,12 @@ async function ownerAlive(dir: string, name: string): Promise<boolean> {
   const [, host, pidText] = OWNER.exec(name) ?? [];
   const pid = Number(pidText);
   if (!(pid > 0)) return true; // not a name of ours: not ours to remove
-  const written = async () => (await stat(join(dir, name)).catch(() => null))?.mtimeMs;
   if (host !== undefined && host !== HOST) {
-    const at = await written();
+    const at = await modifiedAt(join(dir, name));
     return at === undefined || Date.now() - at < OTHER_HOST_IDLE_MS;
   }
   if (pid === process.pid) {
-    const at = await written();
+    const at = await modifiedAt(join(dir, name));
     return at === undefined || at >= PROCESS_START_MS - 2000;
   }
   try {

@@ -9,14 +9,14 @@
 // is renamed into place; readers only see shards whose .npy exists and agrees with its ids, so a writer killed at
 // any moment resumes from its last complete shard.
 // `writer` keeps shards of machines that split the work (`--shard I/N`) apart so their files never collide.
-import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cleanTempFiles, writeFileExclusive, writeJsonAtomic, writeTemp } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
 import type { EmbeddingView } from '../workdir.js';
 import { decodeNpy, encodeNpy, parseNpyHeader } from './npy.js';
 import type { Signature } from '../types.js';
-import { pathExists } from '../../util/fs.js';
+import { modifiedAt, pathExists } from '../../util/fs.js';
 
 export interface StoreMeta {
   model: string;
@@ -295,7 +295,7 @@ async function removeOrphanClaims(shardDir: string, names: string[]): Promise<vo
   for (const name of names) {
     if (!name.endsWith('.ids.json') || present.has(name.replace(/\.ids\.json$/, '.npy'))) continue;
     const path = join(shardDir, name);
-    const modified = (await stat(path).catch(() => null))?.mtimeMs;
+    const modified = await modifiedAt(path);
     if (
       modified !== undefined &&
       Date.now() - modified > ORPHAN_CLAIM_MS &&
