@@ -96,7 +96,7 @@ export async function importCheckpoint(o: ImportCheckpointOptions): Promise<Impo
       .map(([k, v]) => [String(k), v]),
   );
   const selected = metrics[config.selection.metric];
-  const metric = typeof selected === 'number' ? selected : 0;
+  const metric = typeof selected === 'number' && Number.isFinite(selected) ? selected : 0;
   const record = { config, overrides: {}, data, spec, categoryMap, backend: 'pytorch', workers: 1 };
   const imported = { file: o.file, bare: meta.bare, metrics };
   const state = checkpointState(record, {
