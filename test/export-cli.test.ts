@@ -13,6 +13,7 @@ import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { checkOnnxTowers } from '../src/export/check-onnx.js';
 import { towerOnnx } from '../src/export/onnx-towers.js';
+import { trainConfigSchema } from '../src/train/config.js';
 import { loadTrainedModel, type TrainedModel } from '../src/model/load.js';
 import { decodeSafetensors } from '../src/model/safetensors.js';
 import { TwoTower } from '../src/model/two-tower.js';
@@ -31,7 +32,8 @@ beforeAll(async () => {
   ({ workdir, dataset } = await trainedWorkdir(11));
   ctl = ctlIn(workdir);
   out = await mkdtemp(join(tmpdir(), 'ctl-export-'));
-  for (const run of ['v1', 'v2']) models[run] = await loadTrainedModel(workdirPaths(workdir).run(run), 'best');
+  for (const run of ['v1', 'v2'])
+    models[run] = await loadTrainedModel(workdirPaths(workdir).run(run), 'best', { config: trainConfigSchema });
 }, 240_000);
 
 afterAll(async () => {

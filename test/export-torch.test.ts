@@ -10,6 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeNpy } from '../src/data/store/npy.js';
 import { workdirPaths } from '../src/data/workdir.js';
+import { trainConfigSchema } from '../src/train/config.js';
 import { loadTrainedModel } from '../src/model/load.js';
 import { keyedRandom } from '../src/util/random.js';
 import { ctlIn, trainedWorkdir } from './export-fixtures.js';
@@ -139,7 +140,7 @@ describe.skipIf(skipWithoutTorch)('ctl export with the real PyTorch', () => {
       const exported = ctlIn(workdir)('export', '--run', run, '--format', 'all', '--out', dir);
       expect(exported.status, exported.stderr).toBe(0);
       // The same inputs through ctl's forward and the ONNX files, for python to compare with.
-      const model = await loadTrainedModel(workdirPaths(workdir).run(run), 'best');
+      const model = await loadTrainedModel(workdirPaths(workdir).run(run), 'best', { config: trainConfigSchema });
       const { inputDim: dim, out: outDim, numCategories } = model.spec;
       const rows = 9;
       const rng = keyedRandom(3, 'export-torch', run);

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
+import * as z from 'zod';
 import '@tensorflow/tfjs-backend-wasm';
 import { buildVocabulary } from '../src/data/stl/categories.js';
 import { categoryMapOf, categoryRows } from '../src/model/categories.js';
@@ -54,14 +55,26 @@ const spec: ModelSpec = { ...TINY_V2, numCategories: 2 };
 async function writeRun(name: string): Promise<string> {
   const model = new TwoTower(spec);
   const runDir = join(dir, name);
-  const state = {
+  const state: CheckpointState = {
     version: CHECKPOINT_VERSION,
-    spec,
     epoch: 1,
+    step: 10,
     metric: 0.5,
+    best: { epoch: 1, metric: 0.5 },
+    epochsWithoutGain: 0,
+    rng: { algorithm: 'test', seed: 1, nextEpoch: 1, nextStep: 10 },
+    optimizer: { kind: 'adamw', t: 10 },
+    config: { the: 'trainer config' },
+    overrides: {},
+    spec,
+    categories: vocabulary,
     categoryMap: { cat_to_idx: { Shoes: 0, Tops: 1 }, num_categories: 2 },
     embeddings: { model: 'test', dim: spec.inputDim, sceneView: 'full' },
-  } as unknown as CheckpointState;
+    data: { fingerprint: 'f', trainPairs: 10, valPairs: 2 },
+    backend: 'wasm',
+    workers: 1,
+    savedAt: new Date(0).toISOString(),
+  };
   await saveCheckpoint(runDir, 'best', model.layout, { state, params: model.layout.initialise(1) });
   return runDir;
 }
@@ -69,7 +82,7 @@ async function writeRun(name: string): Promise<string> {
 describe('a trained model and its checkpoint', () => {
   it('maps the dataset categories through the checkpoint map, and names one it does not know', async () => {
     const runDir = await writeRun('known');
-    const model = await loadTrainedModel(runDir, 'best');
+    const model = await loadTrainedModel(runDir, 'best', { config: z.unknown() });
     const shoesAndTops = buildVocabulary(['Apparel|Tops', 'Home|Shoes']);
     expect(model.categoryRows(shoesAndTops)).toEqual(Int32Array.from([1, 0]));
     expect(() => model.categoryRows(vocabulary)).toThrow(InputError);
@@ -92,12 +105,31 @@ describe('a trained model and its checkpoint', () => {
     expect(metadata.num_categories).toBe('2');
   });
 
+  it('names each field of a damaged state.json, with what was expected', async () => {
+    const runDir = await writeRun('damaged');
+    const stateFile = join(checkpointDir(runDir, 'best'), 'state.json');
+    const { rng: _rng, ...state } = JSON.parse(await readFile(stateFile, 'utf8'));
+    await writeFile(stateFile, JSON.stringify({ ...state, epoch: '3', spec: { ...state.spec, hidden: 0 } }));
+    const loading = loadTrainedModel(runDir, 'best', { config: z.unknown() });
+    await expect(loading).rejects.toThrow(InputError);
+    await expect(loading).rejects.toThrow(`${stateFile}: epoch: expected an integer >= 0, got "3"`);
+    await expect(loading).rejects.toThrow(`${stateFile}: rng: `);
+    await expect(loading).rejects.toThrow(`${stateFile}: spec.hidden: expected an integer >= 1, got 0`);
+    await expect(loading).rejects.toThrow(/the checkpoint is damaged: restore it/);
+  });
+
+  it("checks the run's config with the schema the caller reads it by", async () => {
+    const runDir = await writeRun('config');
+    const config = z.object({ the: z.number() });
+    await expect(loadTrainedModel(runDir, 'best', { config })).rejects.toThrow(/state.json: config.the: /);
+  });
+
   it('refuses a checkpoint of the older format, saying what to do', async () => {
     const runDir = await writeRun('old');
     const stateFile = join(checkpointDir(runDir, 'best'), 'state.json');
     const state = JSON.parse(await readFile(stateFile, 'utf8'));
     await writeFile(stateFile, JSON.stringify({ ...state, version: 1 }));
-    await expect(loadTrainedModel(runDir, 'best')).rejects.toThrow(
+    await expect(loadTrainedModel(runDir, 'best', { config: z.unknown() })).rejects.toThrow(
       /state.json: checkpoint format 1, expected 2 .*train it again under a new name/,
     );
   });

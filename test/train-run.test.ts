@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { trainRun } from '../src/train/run.js';
+import { trainConfigSchema } from '../src/train/config.js';
 import { loadTrainedModel } from '../src/model/load.js';
 import { loadPairInputs } from '../src/data/store/pair-inputs.js';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
@@ -76,7 +77,7 @@ describe('trainRun', () => {
 
   it('writes checkpoints that loadTrainedModel encodes with to the same validation metric', async () => {
     const runDir = workdirPaths(workdir).run('learn');
-    const model = await loadTrainedModel(runDir, 'best');
+    const model = await loadTrainedModel(runDir, 'best', { config: trainConfigSchema });
     const state = model.state;
     expect(state.embeddings.model).toBe(TEST_MODEL);
     expect(state.categories.map((c) => c.name)).toEqual(dataset.categories.map((c) => c.name));
@@ -201,6 +202,14 @@ describe('trainRun', () => {
     await writeFile(stateFile, JSON.stringify({ ...state, rng: { ...state.rng, algorithm: 'mt19937' } }));
     await expect(start(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true)).rejects.toThrow(
       /cannot resume: random numbers: the run drew them with mt19937, this version with xoshiro128/,
+    );
+
+    // A state.json whose recorded config the schema refuses is damaged, not another config.
+    await writeFile(stateFile, JSON.stringify({ ...state, config: { ...state.config, batchSize: '64' } }));
+    const damaged = start(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true);
+    await expect(damaged).rejects.toThrow(InputError);
+    await expect(damaged).rejects.toThrow(
+      `${stateFile}: config.batchSize: expected an integer >= 2, got "64"; the checkpoint is damaged`,
     );
   });
 

@@ -7,15 +7,17 @@
 // A run trained on the seed split has seen most scenes of the scene split's val and test parts: the report says
 // how many evaluated pairs have a scene the run trained on (`trainSceneOverlap`), and the table flags it.
 import { join } from 'node:path';
+import * as z from 'zod';
 import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { sceneProductKey } from '../data/store/embeddings.js';
 import { loadPairInputs } from '../data/store/pair-inputs.js';
-import type { Domain, SplitScheme } from '../data/types.js';
+import { DOMAINS, SPLIT_SCHEMES, type SplitScheme } from '../data/types.js';
 import type { CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { oneOf } from '../util/schema.js';
 import { log } from '../util/log.js';
 import { gatherRows, l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
@@ -74,6 +76,9 @@ function protocolPairs(
 
 const PROGRESS_FROM = 2000;
 
+/** Of the run's config, evaluation needs only which data it trained on. */
+const trainedOn = z.looseObject({ domain: oneOf(DOMAINS), split: oneOf(SPLIT_SCHEMES) });
+
 /** Evaluate a trained run's checkpoint under each protocol; reports are written to runs/<name>/eval/. */
 export async function evaluateRun(
   workdir: string,
@@ -83,8 +88,7 @@ export async function evaluateRun(
   engine?: EngineName,
 ): Promise<EvalReport[]> {
   const dir = await existingRunDir(workdir, run);
-  // Of the run's config, evaluation needs only which data it trained on.
-  const model = await loadTrainedModel<{ domain: Domain; split: SplitScheme }>(dir, checkpoint);
+  const model = await loadTrainedModel(dir, checkpoint, { config: trainedOn });
   try {
     const dataset = await loadDataset(workdir, model.config.domain);
     if (trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset)))

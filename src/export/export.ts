@@ -18,7 +18,7 @@ import { decodeTorchCheckpoint } from '../model/torch/read-checkpoint.js';
 import type { TorchTensor } from '../model/torch/tensor.js';
 import { encodeTorchCheckpoint, type TorchValue } from '../model/torch/write-checkpoint.js';
 import { TwoTower } from '../model/two-tower.js';
-import type { TrainConfig } from '../train/config.js';
+import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import {
   cleanTempFiles,
   replaceDir,
@@ -66,7 +66,7 @@ const PRODUCER = 'ctl export';
 
 export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
   const runDir = await existingRunDir(o.workdir, o.run);
-  const model = await loadTrainedModel<TrainConfig>(runDir, o.checkpoint);
+  const model = await loadTrainedModel(runDir, o.checkpoint, { config: trainConfigSchema });
   const out = resolve(o.out ?? join('checkpoints', o.run));
   const dataset = await loadDataset(o.workdir, model.config.domain);
   const tower = new TwoTower(model.spec);

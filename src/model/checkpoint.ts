@@ -9,8 +9,8 @@
 //                        the trainer), category vocabulary and map, embedding model, data fingerprint, backend
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Category } from '../data/types.js';
-import type { SceneView } from '../data/workdir.js';
+import * as z from 'zod';
+import { SCENE_VIEWS } from '../data/workdir.js';
 import {
   cleanTempFiles,
   replaceDir,
@@ -22,11 +22,12 @@ import {
 } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { parseJsonFile } from '../util/json.js';
-import { checkCategoryMap, type CategoryMap } from './categories.js';
+import { flag, int, nonEmptyString, number, object, oneOf, parseWith } from '../util/schema.js';
+import { checkCategoryMap } from './categories.js';
+import { modelSpecSchema } from './config.js';
 import type { ParamLayout } from './params.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
 import { fromStateDict, toStateDict } from './state-dict.js';
-import type { ModelSpec } from './two-tower.js';
 import { pathExists } from '../util/fs.js';
 
 /** The run's latest checkpoint (resume from it) and its best by the selection metric. */
@@ -36,41 +37,56 @@ export type CheckpointName = (typeof CHECKPOINT_NAMES)[number];
 /** Version of the checkpoint format; 2 = the reference's exact module names. */
 export const CHECKPOINT_VERSION = 2;
 
-/** A checkpoint's state.json. `Config` is the trainer's resolved config (the model layer only stores it). */
-export interface CheckpointState<Config = unknown> {
-  version: typeof CHECKPOINT_VERSION;
-  /** Epochs completed. */
-  epoch: number;
-  /** Optimizer steps completed. */
-  step: number;
-  /** This checkpoint's value of the selection metric, and the best so far. */
-  metric: number;
-  best: { epoch: number; metric: number };
-  epochsWithoutGain: number;
-  /** Every draw is a function of (seed, purpose, counter) (util/random.ts, named by PRNG_NAME); this is where the
-   * run stands. */
-  rng: { algorithm: string; seed: number; nextEpoch: number; nextStep: number };
-  optimizer: { kind: string; t: number };
-  config: Config;
-  /** What the command line changed in the config file (e.g. the embedding model). */
-  overrides: Record<string, unknown>;
-  spec: ModelSpec;
-  /** The dataset's category vocabulary the run trained on. */
-  categories: Category[];
-  /** The row of the category embedding each leaf category stands for (the reference's cat_to_idx). */
-  categoryMap: CategoryMap;
-  embeddings: { model: string; dim: number; sceneView: SceneView };
-  /** `dataset`: the digest of the dataset trained on (data/dataset.ts; absent in older checkpoints). */
-  data: { fingerprint: string; trainPairs: number; valPairs: number; dataset?: string };
-  backend: string;
-  workers: number;
-  /** The step the saved mined pool was mined at (mined negatives only). */
-  minedStep?: number;
-  /** Weights read from a reference torch.save file (`ctl import --checkpoint`) rather than trained here: the file,
-   * whether it was a bare state_dict, and the metrics it carried. */
-  imported?: { file: string; bare: boolean; metrics: Record<string, unknown> };
-  savedAt: string;
+/** state.json, with `config` the trainer's resolved config checked by the trainer's schema. */
+function checkpointStateSchema<Config extends z.ZodType>(config: Config) {
+  return object({
+    version: z.literal(CHECKPOINT_VERSION),
+    /** Epochs completed. */
+    epoch: int(0),
+    /** Optimizer steps completed. */
+    step: int(0),
+    /** This checkpoint's value of the selection metric, and the best so far. */
+    metric: number(),
+    best: object({ epoch: int(0), metric: number() }),
+    epochsWithoutGain: int(0),
+    /** Every draw is a function of (seed, purpose, counter) (util/random.ts, named by PRNG_NAME); this is where
+     * the run stands. */
+    rng: object({ algorithm: nonEmptyString(), seed: int(0), nextEpoch: int(0), nextStep: int(0) }),
+    optimizer: object({ kind: nonEmptyString(), t: int(0) }),
+    config,
+    /** What the command line changed in the config file (e.g. the embedding model). */
+    overrides: z.record(z.string(), z.unknown()),
+    spec: modelSpecSchema,
+    /** The dataset's category vocabulary the run trained on. */
+    categories: z.array(
+      object({ index: int(0), name: nonEmptyString(), path: nonEmptyString(), firstSeen: int(0).optional() }),
+    ),
+    /** The row of the category embedding each leaf category stands for (the reference's cat_to_idx); the rows
+     * are checked against num_categories by checkCategoryMap. */
+    categoryMap: object({ cat_to_idx: z.record(z.string(), int(0)), num_categories: int(0) }),
+    embeddings: object({ model: nonEmptyString(), dim: int(1), sceneView: oneOf(SCENE_VIEWS) }),
+    /** `dataset`: the digest of the dataset trained on (data/dataset.ts; absent in older checkpoints). */
+    data: object({
+      fingerprint: nonEmptyString(),
+      trainPairs: int(0),
+      valPairs: int(0),
+      dataset: nonEmptyString().optional(),
+    }),
+    backend: nonEmptyString(),
+    workers: int(1),
+    /** The step the saved mined pool was mined at (mined negatives only). */
+    minedStep: int(0).optional(),
+    /** Weights read from a reference torch.save file (`ctl import --checkpoint`) rather than trained here: the
+     * file, whether it was a bare state_dict, and the metrics it carried. */
+    imported: object({ file: nonEmptyString(), bare: flag(), metrics: z.record(z.string(), z.unknown()) }).optional(),
+    savedAt: nonEmptyString(),
+  });
 }
+
+/** A checkpoint's state.json. `Config` is the trainer's resolved config (the model layer only stores it). */
+export type CheckpointState<Config = unknown> = Omit<z.output<ReturnType<typeof checkpointStateSchema>>, 'config'> & {
+  config: Config;
+};
 
 /** Adam's step count and moments, in the parameter layout. */
 export interface OptimizerMoments {
@@ -149,6 +165,7 @@ async function recover(runDir: string): Promise<void> {
 export async function readCheckpointState<Config = unknown>(
   runDir: string,
   name: CheckpointName,
+  config: z.ZodType<Config> = z.unknown() as z.ZodType<Config>,
 ): Promise<CheckpointState<Config> | null> {
   await recover(runDir);
   await waitForSwap(checkpointDir(runDir, name)); // a trainer saving this very moment
@@ -161,25 +178,25 @@ export async function readCheckpointState<Config = unknown>(
     throw new InputError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
   // Damaged is not absent: treating it as "no checkpoint" would let a new run overwrite this one.
-  const state = parseJsonFile(
-    text,
-    file,
-    '; the checkpoint is damaged: restore it, or remove the run folder to train it again',
-  ) as CheckpointState<Config>;
-  if (state.version !== CHECKPOINT_VERSION)
+  const damaged = '; the checkpoint is damaged: restore it, or remove the run folder to train it again';
+  const raw = parseJsonFile(text, file, damaged) as { version?: unknown } | null;
+  if (raw?.version !== CHECKPOINT_VERSION)
     throw new InputError(
-      `${file}: checkpoint format ${state.version}, expected ${CHECKPOINT_VERSION} (the reference's exact state_dict names): this run was trained by an older ctl; train it again under a new name (\`ctl train --run NAME\`)`,
+      `${file}: checkpoint format ${JSON.stringify(raw?.version)}, expected ${CHECKPOINT_VERSION} (the reference's exact state_dict names): this run was trained by an older ctl; train it again under a new name (\`ctl train --run NAME\`)`,
     );
+  const { value: state, issues } = parseWith(checkpointStateSchema(config), raw);
+  if (issues) throw new InputError(issues.map((i) => `${file}: ${i.field}: ${i.message}`).join('\n') + damaged);
   checkCategoryMap(state.categoryMap, `${file}: categoryMap`);
-  return state;
+  return state as CheckpointState<Config>;
 }
 
 export async function loadCheckpoint<Config = unknown>(
   runDir: string,
   name: CheckpointName,
   layout: ParamLayout,
+  config?: z.ZodType<Config>,
 ): Promise<Checkpoint<Config>> {
-  const state = await readCheckpointState<Config>(runDir, name);
+  const state = await readCheckpointState(runDir, name, config);
   const dir = checkpointDir(runDir, name);
   if (!state) throw new Error(`no checkpoint at ${dir}`);
   const modelFile = join(dir, 'model.safetensors');

@@ -14,7 +14,7 @@ const temperatureSchema = section({
   max: number(1e-6).default(1).meta({ description: 'upper clamp of τ (log parametrisation)' }),
 });
 
-export const modelConfigSchema = section({
+const modelFields = section({
   arch: oneOf(['v1', 'v2']).meta({ description: 'v1 (MLP towers) or v2 (residual towers)' }),
   hidden: int(1).meta({ description: 'hidden width' }),
   out: int(1).meta({ description: 'output width (the shared embedding space)' }),
@@ -27,6 +27,14 @@ export const modelConfigSchema = section({
     .meta({ description: 'category embedding width concatenated to the product input (0 = none)' }),
   normalize: flag().default(true).meta({ description: 'L2-normalise tower outputs' }),
   temperature: temperatureSchema.prefault({}),
-}).transform((model) => ({ ...model, blocks: model.arch === 'v1' ? 0 : model.blocks }));
+});
+
+export const modelConfigSchema = modelFields.transform((model) => ({
+  ...model,
+  blocks: model.arch === 'v1' ? 0 : model.blocks,
+}));
+
+/** A checkpoint's model spec (two-tower.ts ModelSpec): the resolved model config and the input's sizes. */
+export const modelSpecSchema = modelFields.extend({ inputDim: int(1), numCategories: int(0) });
 
 export type ModelConfig = z.output<typeof modelConfigSchema>;

@@ -1,6 +1,7 @@
 // A trained run's towers for the later stages (eval, export, serve): the weights of a checkpoint, the config
 // and category map it was trained with, and encoders with dropout off.
 import * as tf from '@tensorflow/tfjs';
+import type * as z from 'zod';
 import type { Category } from '../data/types.js';
 import { encodeRows } from './encode.js';
 import { InputError } from '../util/errors.js';
@@ -34,14 +35,14 @@ export interface TrainedModel<Config = unknown> {
 
 /**
  * Load `runs/<name>/checkpoints/<which>`. Uses the tfjs backend already selected, or selects `backend`
- * (default auto) when none is. `Config` is the type of the config the run was trained with.
+ * (default auto) when none is. `config` checks the config the run was trained with (what the caller reads of it).
  */
-export async function loadTrainedModel<Config = unknown>(
+export async function loadTrainedModel<Config>(
   runDir: string,
   which: CheckpointName,
-  { backend = 'auto' as BackendChoice } = {},
+  { backend = 'auto', config }: { backend?: BackendChoice; config: z.ZodType<Config> },
 ): Promise<TrainedModel<Config>> {
-  const state = await readCheckpointState<Config>(runDir, which);
+  const state = await readCheckpointState(runDir, which, config);
   const dir = checkpointDir(runDir, which);
   if (!state) throw new InputError(`no '${which}' checkpoint in ${dir}: train the run first (\`ctl train\`)`);
   if (!tf.engine().backendName) await useBackend(backend, { quiet: true });

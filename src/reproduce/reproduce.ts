@@ -20,7 +20,7 @@ import { REFERENCE, referenceMetrics } from '../eval/reference.js';
 import { formatTable, reportNote, type TableRow } from '../eval/table.js';
 import type { TrainBackendChoice } from '../train/backend.js';
 import { readCheckpointState } from '../model/checkpoint.js';
-import { loadTrainConfig, type TrainConfig } from '../train/config.js';
+import { loadTrainConfig, trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { configChanges, isFinished } from '../train/resume.js';
 import { resolveConfig, trainRun } from '../train/run.js';
 import { InputError } from '../util/errors.js';
@@ -130,7 +130,7 @@ async function trainUnlessFinished(
   run: string,
 ): Promise<boolean> {
   const dir = workdirPaths(options.workdir).run(run);
-  const state = await readCheckpointState<TrainConfig>(dir, 'last');
+  const state = await readCheckpointState(dir, 'last', trainConfigSchema);
   const finished = state && isFinished(state);
   if (state && trainedOnOtherData(state.data.dataset, digest))
     throw new InputError(

@@ -13,7 +13,7 @@ import { IMAGE_HOST, imageUrl } from '../download/targets.js';
 import { createScoreEngine, type ScoreEngine } from '../eval/engines.js';
 import { rankTargets, toCsr } from '../eval/rank.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
-import type { TrainConfig } from '../train/config.js';
+import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import { gatherRows } from '../util/matrix.js';
@@ -89,7 +89,7 @@ export class Recommender {
 
   static async open(workdir: string, run: string): Promise<Recommender> {
     const paths = workdirPaths(workdir);
-    const model = await loadTrainedModel<TrainConfig>(paths.run(run), 'best');
+    const model = await loadTrainedModel(paths.run(run), 'best', { config: trainConfigSchema });
     const dataset = await loadDataset(workdir, model.config.domain);
     if (trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset)))
       log(`note: run '${run}' was ${OTHER_DATA}`);

@@ -25,7 +25,7 @@ import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { checkRunName, modelSlug, runPaths, workdirPaths } from '../data/workdir.js';
 import { chooseTrainBackend, ortProvider, type TrainBackendChoice } from './backend.js';
-import { loadTrainConfig, parseOverride, type TrainConfig } from './config.js';
+import { loadTrainConfig, parseOverride, trainConfigSchema, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
 import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
 import { MetricsLog } from './metrics-log.js';
@@ -68,7 +68,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   const name =
     options.run ?? (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
   const dir = workdirPaths(options.workdir).run(checkRunName(name));
-  const previous = await readCheckpointState<TrainConfig>(dir, 'last');
+  const previous = await readCheckpointState(dir, 'last', trainConfigSchema);
   if (previous && !options.resume)
     throw new InputError(
       `run '${name}' already has checkpoints in ${dir}: pass --resume to continue it, or --run NAME to start another`,
@@ -83,7 +83,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   const spec: ModelSpec = { ...config.model, inputDim: data.dim, numCategories: categoryMap.num_categories };
   const model = new TwoTower(spec);
   if (previous) checkResumable(previous, { config, data, backend, set: options.set ?? [] });
-  const checkpoint = previous ? await loadCheckpoint<TrainConfig>(dir, 'last', model.layout) : null;
+  const checkpoint = previous ? await loadCheckpoint(dir, 'last', model.layout, trainConfigSchema) : null;
   const workers = chooseWorkers(options.workers, backend, previous);
 
   await mkdir(dir, { recursive: true });

@@ -50,6 +50,11 @@ export function satisfying<T>(isValid: (value: unknown) => boolean, expected: st
   return z.custom<T>(isValid, { error: `expected ${expected}` }).meta({ expected });
 }
 
+/** An object with the fields listed (others are left out of the value: files a later version wrote). */
+export function object<S extends z.ZodRawShape>(shape: S) {
+  return z.object(shape, { error: 'expected an object' });
+}
+
 /** An object whose fields are all listed: any other key is an error naming the known ones. */
 export function section<S extends z.ZodRawShape>(shape: S) {
   const known = Object.keys(shape).join(', ');
