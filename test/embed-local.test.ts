@@ -175,7 +175,7 @@ describe('ctl embed, local provider (tiny model)', () => {
     expect(await store.verify()).toMatchObject({ ok: true });
   });
 
-  test('--dtype fp16 and q8 load their files, near fp32; a store keeps its dtype; a missing file is named', async () => {
+  test('--dtype fp16 and q8 load their files, near fp32; a store keeps its dtype; a missing or damaged file is named', async () => {
     const vectors: Record<string, Map<string, Float32Array>> = {};
     let workdir = '';
     for (const dtype of ['fp32', 'fp16', 'q8'] as const) {
@@ -202,6 +202,11 @@ describe('ctl embed, local provider (tiny model)', () => {
     await rm(join(copy, 'onnx', 'vision_model_fp16.onnx'));
     await expect(runEmbed(embedOptions(workdir, { model: copy, kind: 'products', dtype: 'fp16' }))).rejects.toThrow(
       /onnx\/vision_model_fp16\.onnx: missing/,
+    );
+    // A damaged JSON file of the folder is named with its line, before transformers.js reads it.
+    await writeFile(join(copy, 'preprocessor_config.json'), '{\n  "size": ');
+    await expect(runEmbed(embedOptions(workdir, { model: copy, kind: 'products', dtype: 'q8' }))).rejects.toThrow(
+      `${join(copy, 'preprocessor_config.json')}:2:11: not valid JSON`,
     );
   });
 

@@ -1,8 +1,9 @@
 // Where `--model` points: a generated model (tiny, small, vit-b16), a local folder laid out like a Hugging Face repo, or a
 // hub id at a revision. Also the files each needs, so a missing one is named before anything loads.
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
+import { parseJsonFile } from '../util/json.js';
 import { visionModelFile, type Dtype } from './dtype.js';
 import { ensureGeneratedModel, generatedRevision, isGeneratedPreset } from './generated-models.js';
 
@@ -84,8 +85,9 @@ function localCandidates(source: ModelSource, file: string, modelsDir: string): 
 }
 
 /**
- * Fail early, naming the file, when a needed file is not on disk: always for folders, and for hub ids when the
- * network is off (`--offline` / HF_HUB_OFFLINE=1).
+ * Fail early, naming the file, when a needed file is not on disk, or is JSON that does not parse (transformers.js
+ * would say only "Unexpected end of JSON input"): always for folders, and for hub ids when the network is off
+ * (`--offline` / HF_HUB_OFFLINE=1).
  */
 export async function checkModelFiles(
   source: ModelSource,
@@ -95,9 +97,12 @@ export async function checkModelFiles(
   if (source.kind === 'hub' && !opts.offline) return;
   for (const file of requiredFiles(dtype)) {
     const candidates = localCandidates(source, file, opts.modelsDir);
-    let found = false;
-    for (const c of candidates) if ((await statOf(c))?.isFile()) found = true;
-    if (found) continue;
+    let found: string | undefined;
+    for (const c of candidates) if (!found && (await statOf(c))?.isFile()) found = c;
+    if (found) {
+      if (file.endsWith('.json')) parseJsonFile(await readFile(found, 'utf8'), found);
+      continue;
+    }
     if (source.kind === 'hub')
       throw new InputError(
         `offline: ${file} of ${source.id}@${source.revision} is not on disk (looked in ${candidates.join(' and ')}); ` +
