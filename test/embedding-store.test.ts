@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
 import { decodeNpy, encodeNpy } from '../src/data/store/npy.js';
 import { tempPathFor } from '../src/util/atomic.js';
+import { InputError } from '../src/util/errors.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -148,6 +149,26 @@ describe('EmbeddingStore', () => {
     expect(report.ok).toBe(false);
     expect(report.problems.join('\n')).toMatch(/id a is also in/);
     expect(report.problems.join('\n')).toMatch(/not finite/);
+  });
+
+  it('opens a store whose repeated ids hold the same bytes, and refuses one where they differ', async () => {
+    const store = await EmbeddingStore.openOrCreate(dir, meta);
+    await store.append(['a', 'b'], rows([1, 2, 3, 4, 5, 6]), 'm0');
+    const copy = (name: string, ids: string[], values: number[]) =>
+      Promise.all([
+        writeFile(join(dir, 'shards', `${name}.ids.json`), JSON.stringify(ids)),
+        writeFile(join(dir, 'shards', `${name}.npy`), encodeNpy(rows(values), [ids.length, 3])),
+      ]);
+    await copy('m1-000000', ['c', 'b'], [7, 8, 9, 4, 5, 6]); // b again, the same vector
+    const same = await EmbeddingStore.open(dir);
+    expect(same.ids()).toEqual(['a', 'b', 'c']);
+    expect(Array.from((await same.read(['b', 'c'])).data)).toEqual([4, 5, 6, 7, 8, 9]);
+
+    await copy('m2-000000', ['a'], [1, 2, 3.5]); // a again, another vector
+    await expect(EmbeddingStore.open(dir)).rejects.toThrow(InputError);
+    await expect(EmbeddingStore.open(dir)).rejects.toThrow(
+      /shards: id a is in m0-000000 and m2-000000 with different vectors \(2 ids in more than one shard\): remove one/,
+    );
   });
 
   it('names hide-product rows by scene and product', () => {

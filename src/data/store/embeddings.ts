@@ -159,13 +159,18 @@ export class EmbeddingStore {
 
   /** Rows of `ids` in the given order; ids not in the store come back as zero rows and are listed in `missing`. */
   async read(ids: string[]): Promise<{ data: Float32Array; missing: string[] }> {
-    const data = new Float32Array(ids.length * this.dim);
     const missing: string[] = [];
+    const refs = ids.map((id) => this.index.get(id) ?? void missing.push(id));
+    return { data: await this.readRows(refs), missing };
+  }
+
+  /** The rows `refs` point at, in order; an undefined ref is a zero row. */
+  private async readRows(refs: (RowRef | undefined)[]): Promise<Float32Array> {
+    const data = new Float32Array(refs.length * this.dim);
     // Group the wanted rows by shard so each shard file is opened once.
     const wanted = new Map<number, { row: number; out: number }[]>();
-    ids.forEach((id, out) => {
-      const ref = this.index.get(id);
-      if (!ref) return void missing.push(id);
+    refs.forEach((ref, out) => {
+      if (!ref) return;
       let list = wanted.get(ref.shard);
       if (!list) wanted.set(ref.shard, (list = []));
       list.push({ row: ref.row, out });
@@ -193,7 +198,7 @@ export class EmbeddingStore {
         await handle.close();
       }
     }
-    return { data, missing };
+    return data;
   }
 
   async readAll(): Promise<{ ids: string[]; data: Float32Array }> {
@@ -235,14 +240,37 @@ export class EmbeddingStore {
     return max + 1;
   }
 
-  private addShard(shard: Shard, ids: string[]): void {
+  /** Index the shard's rows; an id already indexed keeps its first row and is returned with its new one. */
+  private addShard(shard: Shard, ids: string[]): { id: string; again: RowRef }[] {
     const shardIndex = this.shards.push(shard) - 1;
+    const repeated: { id: string; again: RowRef }[] = [];
     ids.forEach((id, row) => {
-      // A duplicate across shards (overlapping machines) keeps its first row; `verify` reports it.
-      if (this.index.has(id)) return;
+      if (this.index.has(id)) return void repeated.push({ id, again: { shard: shardIndex, row } });
       this.index.set(id, { shard: shardIndex, row });
       this.order.push(id);
     });
+    return repeated;
+  }
+
+  /**
+   * An id in two shards (machines whose work overlapped, shards copied together) is harmless when its rows are
+   * the same bytes; different rows leave no way to know which is meant, so the store is refused.
+   */
+  private async checkRepeated(repeated: { id: string; again: RowRef }[]): Promise<void> {
+    if (repeated.length === 0) return;
+    const first = await this.readRows(repeated.map(({ id }) => this.index.get(id)));
+    const again = await this.readRows(repeated.map(({ again }) => again));
+    const rowBytes = this.dim * 4;
+    const bytesOf = (rows: Float32Array, i: number) => Buffer.from(rows.buffer, i * rowBytes, rowBytes);
+    const at = repeated.findIndex((_, i) => !bytesOf(first, i).equals(bytesOf(again, i)));
+    if (at < 0) return;
+    const { id, again: ref } = repeated[at];
+    const [a, b] = [this.shards[this.index.get(id)!.shard].name, this.shards[ref.shard].name];
+    throw new InputError(
+      `${join(this.dir, 'shards')}: id ${id} is in ${a} and ${b} with different vectors ` +
+        `(${repeated.length} id${repeated.length > 1 ? 's' : ''} in more than one shard): ` +
+        `remove one of the two shards (its .npy and .ids.json), then embed again to fill what it held`,
+    );
   }
 
   private async loadShards(): Promise<void> {
@@ -256,6 +284,7 @@ export class EmbeddingStore {
     }
     await removeOrphanClaims(shardDir, all);
     const names = all.filter((n) => SHARD_RE.test(n)).sort();
+    const repeated: { id: string; again: RowRef }[] = [];
     for (const file of names) {
       const name = file.slice(0, -'.npy'.length);
       let ids: string[];
@@ -278,8 +307,9 @@ export class EmbeddingStore {
           `${path}: ${size - header.dataOffset} bytes of data, but its header says [${header.shape}] float32 ` +
             `(${dataBytes} bytes): the file is truncated or damaged; remove it and its .ids.json, then embed again`,
         );
-      this.addShard({ name, rows: ids.length, dataOffset: header.dataOffset }, ids);
+      repeated.push(...this.addShard({ name, rows: ids.length, dataOffset: header.dataOffset }, ids));
     }
+    await this.checkRepeated(repeated);
   }
 }
 
