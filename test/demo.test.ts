@@ -3,7 +3,7 @@
 // zero-shot eval, train, eval), the --json summary carries the metrics, a second run redoes no finished work, and
 // a third with --serve serves the run.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -85,4 +85,13 @@ describe('ctl demo (built binary)', () => {
     served.child.kill('SIGINT');
     expect(await served.exited).toBe(0);
   }, 240_000);
+
+  it('refuses --port without --serve (it would do nothing) before any stage runs', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ctl-demo-'));
+    dirs.push(root);
+    const run = await ctl(['demo', '--workdir', root, '--port', '9000']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('--port: only with --serve');
+    expect(await readdir(root)).toEqual([]);
+  });
 });

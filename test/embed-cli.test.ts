@@ -126,6 +126,18 @@ describe('ctl embed (CLI)', () => {
     const offline = ctl(['embed', '--workdir', workdir], { HF_HUB_OFFLINE: '1' });
     expect(offline.code).toBe(2);
     expect(offline.stderr).toMatch(/offline: config\.json of Marqo\/marqo-fashionSigLIP@/);
+    // A flag the chosen mode would ignore is refused, before anything loads.
+    const http = ['--provider', 'http', '--api-url', 'http://127.0.0.1:9/embed'];
+    for (const [args, message] of [
+      [['--api-send', 'url', '--retries', '1'], '--api-send, --retries: only with --provider http'],
+      [[...http, '--dtype', 'fp16'], '--dtype: only with --provider local'],
+      [[...http, '--image-base-url', 'http://127.0.0.1:9'], '--image-base-url: only with --api-send url'],
+      [['--hide', 'mask'], '--hide: only with --scene-view hide-product'],
+    ]) {
+      const ignored = ctl(['embed', '--workdir', workdir, '--model', 'tiny', ...args]);
+      expect(ignored.code, ignored.stderr).toBe(2);
+      expect(ignored.stderr).toContain(message);
+    }
   });
 
   test('SIGINT commits what is embedded and exits 130; the next run continues', async () => {

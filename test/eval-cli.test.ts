@@ -70,5 +70,11 @@ describe('ctl eval', () => {
     expect(noRun.code).toBe(2);
     expect(noRun.stderr).toMatch(/--run missing: no such run in .*runs \(runs: v2\)/);
     expect(ctl('eval').stderr).toContain('--run NAME is required');
+    const zeroShotFlag = ctl('eval', '--run', 'v2', '--scene-view', 'hide-product');
+    expect(zeroShotFlag.code).toBe(2);
+    expect(zeroShotFlag.stderr).toContain('--scene-view: only with --zero-shot');
+    const runFlag = ctl('eval', '--zero-shot', '--embeddings', 'synthetic', '--checkpoint', 'last');
+    expect(runFlag.code).toBe(2);
+    expect(runFlag.stderr).toContain('--checkpoint: only with --run');
   });
 });

@@ -111,6 +111,12 @@ describe.skipIf(skipWithoutTorch)('ctl import --embeddings (real NumPy files)', 
         new RegExp(`none of its ${Object.keys(vectors.products).length} signatures is a scene`),
       ],
       [['import', '--workdir', workdir, '--embeddings', join(workdir, 'scenes.pkl'), '--model', 'm'], /--kind/],
+      // Flags of the other kind of import would do nothing.
+      [importArgs('scenes.pkl', 'scenes', 'new-model', '--run', 'r'), /--run: only with --checkpoint/],
+      [
+        ['import', '--workdir', workdir, '--checkpoint', join(workdir, 'bad-torch.pt'), '--kind', 'scenes'],
+        /--kind: only with --embeddings/,
+      ],
     ];
     for (const [args, message] of cases) {
       const run = await ctl(args);

@@ -110,6 +110,9 @@ describe('ctl data synth (built binary)', () => {
   it('rejects bad usage with exit 2 and documents every flag with its default', async () => {
     const workdir = await tempWorkdir();
     expect((await ctl(['data', 'synth', '--workdir', workdir, '--scenes', '0'])).code).toBe(2);
+    const formatAlone = await ctl(['data', 'synth', '--workdir', workdir, '--format', 'png']);
+    expect(formatAlone.code).toBe(2);
+    expect(formatAlone.stderr).toContain('--format: only with --images');
     const help = await ctl(['data', 'synth', '--help']);
     expect(help.code).toBe(0);
     for (const flag of [

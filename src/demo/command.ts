@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { action, parseIntOption, withCommon } from '../util/command.js';
+import { action, parseIntOption, refuseFlags, withCommon } from '../util/command.js';
 import { RunError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
@@ -79,7 +79,8 @@ export function registerDemoCommand(program: Command): void {
     .option('--serve', 'end by serving the trained run (`ctl serve`) on 127.0.0.1 until Ctrl-C', false)
     .option('--port <n>', 'port for --serve (0 = any free port)', parseIntOption('--port', 0, 65_535), 8000);
   withCommon(cmd).action(
-    action<DemoOptions>(async (options) => {
+    action<DemoOptions>(async (options, cmd) => {
+      if (!options.serve) refuseFlags(cmd, ['port'], '--serve');
       const started = performance.now();
       const workdir = workdirPaths(options.workdir).demo;
       const source = join(workdir, 'mirror');

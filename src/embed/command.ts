@@ -2,7 +2,15 @@
 import { Command, Option } from 'commander';
 import { SCENE_VIEWS } from '../data/workdir.js';
 import { DEFAULT_BASE_URL } from '../download/targets.js';
-import { action, gracefulStop, parseHttpUrl, parseIntOption, parseShard, withCommon } from '../util/command.js';
+import {
+  action,
+  gracefulStop,
+  parseHttpUrl,
+  parseIntOption,
+  parseShard,
+  refuseFlags,
+  withCommon,
+} from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { formatDuration, log, printJson } from '../util/log.js';
 import { DTYPES } from './dtype.js';
@@ -163,9 +171,16 @@ export function registerEmbedCommand(program: Command): void {
       )
       .option('--timeout <seconds>', 'http provider: per-request timeout', parseIntOption('--timeout', 1, 86_400), 30),
   ).action(
-    action<EmbedFlags>(async (flags) => {
-      if (flags.provider === 'http' && !flags.apiUrl) throw new InputError('--provider http needs --api-url');
-      if (flags.provider !== 'http' && flags.apiUrl) throw new InputError('--api-url is for --provider http');
+    action<EmbedFlags>(async (flags, cmd) => {
+      if (flags.provider === 'http') {
+        if (!flags.apiUrl) throw new InputError('--provider http needs --api-url');
+        refuseFlags(cmd, ['offline', 'device', 'dtype', 'threads'], '--provider local');
+        if (flags.apiSend !== 'url') refuseFlags(cmd, ['imageBaseUrl'], '--api-send url');
+      } else {
+        const httpFlags = ['apiUrl', 'apiSend', 'apiDim', 'imageBaseUrl', 'concurrency', 'retries', 'timeout'];
+        refuseFlags(cmd, httpFlags, '--provider http');
+      }
+      if (flags.sceneView !== 'hide-product') refuseFlags(cmd, ['hide'], '--scene-view hide-product');
       if (
         flags.provider === 'http' &&
         flags.apiSend === 'url' &&

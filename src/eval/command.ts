@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { SCENE_VIEWS, type SceneView } from '../data/workdir.js';
 import type { Domain } from '../data/types.js';
-import { action, withCommon } from '../util/command.js';
+import { action, refuseFlags, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
 import { ENGINE_NAMES, type EngineName } from './engines.js';
@@ -81,7 +81,7 @@ export function registerEvalCommand(program: Command): void {
       .option('--per-category', 'also print the per-category table', false)
       .addHelpText('after', PROTOCOL_HELP),
   ).action(
-    action<EvalOptions>(async (o) => {
+    action<EvalOptions>(async (o, cmd) => {
       // The ranking engines load on use, so `ctl --help` stays quick.
       const { defaultSplit, evaluateRun, evaluateZeroShot } = await import('./evaluate.js');
       const protocols = o.protocol === 'all' ? PROTOCOLS : [o.protocol];
@@ -92,12 +92,14 @@ export function registerEvalCommand(program: Command): void {
       let reports: EvalReport[];
       if (o.zeroShot) {
         if (o.run) throw new InputError('--zero-shot evaluates raw embeddings: drop --run');
+        refuseFlags(cmd, ['checkpoint'], '--run');
         if (!o.embeddings)
           throw new InputError('--zero-shot needs --embeddings MODEL (the store to read, e.g. synthetic)');
         const dataset = await loadDataset(o.workdir, o.domain);
         reports = await evaluateZeroShot(o.workdir, dataset, o.embeddings, o.sceneView, requests, o.engine);
       } else {
         if (!o.run) throw new InputError('--run NAME is required (or --zero-shot --embeddings MODEL)');
+        refuseFlags(cmd, ['embeddings', 'sceneView', 'domain'], '--zero-shot'); // a run knows what it trained on
         reports = await evaluateRun(o.workdir, o.run, o.checkpoint, requests, o.engine);
       }
       const first = reports[0];

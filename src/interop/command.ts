@@ -1,6 +1,6 @@
 // `ctl import`: the reference project's artifacts into ctl's workdir.
 import { Command, Option } from 'commander';
-import { action, withCommon } from '../util/command.js';
+import { action, refuseFlags, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
 import { IMAGE_KINDS, SPLIT_SCHEMES, type Domain, type ImageKind, type SplitScheme } from '../data/types.js';
@@ -59,9 +59,10 @@ export function registerImportCommand(program: Command): void {
           .default('seed'),
       ),
   ).action(
-    action<ImportFlags>(async (flags) => {
+    action<ImportFlags>(async (flags, cmd) => {
       if (flags.checkpoint !== undefined) {
         if (flags.embeddings !== undefined) throw new InputError('give --embeddings or --checkpoint, not both');
+        refuseFlags(cmd, ['kind', 'view'], '--embeddings');
         const summary = await importCheckpoint({
           workdir: flags.workdir,
           file: flags.checkpoint,
@@ -74,6 +75,7 @@ export function registerImportCommand(program: Command): void {
         return;
       }
       if (flags.embeddings === undefined) throw new InputError('nothing to import: give --embeddings FILE');
+      refuseFlags(cmd, ['run', 'split'], '--checkpoint');
       if (!flags.kind) throw new InputError('--embeddings needs --kind scenes|products');
       if (!flags.model) throw new InputError('--embeddings needs --model NAME (the model that made the vectors)');
       const summary = await importEmbeddings({

@@ -46,6 +46,17 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
   };
 }
 
+/**
+ * Refuse the flags among `names` (attribute names, e.g. 'apiSend') that were typed on the command line: the
+ * caller calls this where they would do nothing, and a flag that silently does nothing is a mistake unnoticed.
+ */
+export function refuseFlags(cmd: Command, names: string[], useWith: string): void {
+  const given = cmd.options
+    .filter((o) => names.includes(o.attributeName()) && cmd.getOptionValueSource(o.attributeName()) === 'cli')
+    .map((o) => o.long);
+  if (given.length > 0) throw new InputError(`${given.join(', ')}: only with ${useWith}`);
+}
+
 /** The command as typed: `ctl data fetch`. */
 const commandPath = (cmd: Command): string => (cmd.parent ? `${commandPath(cmd.parent)} ${cmd.name()}` : cmd.name());
 

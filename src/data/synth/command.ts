@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import type { Domain } from '../types.js';
 import { EmbeddingStore } from '../store/embeddings.js';
 import type { ImageFormat } from './images.js';
-import { action, parseIntOption, withCommon } from '../../util/command.js';
+import { action, parseIntOption, refuseFlags, withCommon } from '../../util/command.js';
 import { InputError, RunError } from '../../util/errors.js';
 import { formatBytes, log, printJson } from '../../util/log.js';
 import { modelSlug, workdirPaths, type EmbeddingView } from '../workdir.js';
@@ -56,7 +56,8 @@ function registerSynth(data: Command): void {
     )
     .option('--force', 'replace STL files that `ctl data fetch` put in this workdir', false);
   withCommon(cmd).action(
-    action<SynthFlags>(async (o) => {
+    action<SynthFlags>(async (o, cmd) => {
+      if (!o.images) refuseFlags(cmd, ['format'], '--images');
       const { synthesise } = await import('./world.js'); // loads sharp: only when used
       const r = await synthesise(o.workdir, {
         scenes: o.scenes,
