@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCategoryFile, readPairsFile } from '../src/data/stl/raw-files.js';
 import { buildVocabulary } from '../src/data/stl/categories.js';
+import { modelSlug } from '../src/data/workdir.js';
 import { InputError } from '../src/util/errors.js';
 import { makeRaw, pairsText, removeTempDirs, tempDir } from './data-fixtures.js';
 
@@ -261,5 +262,15 @@ describe('buildVocabulary', () => {
       v.map(({ index, name, path }) => ({ index, name, path })),
     );
     expect(reversed.map((c) => c.firstSeen)).toEqual([2, 0, 1, 3]);
+  });
+});
+
+describe('modelSlug', () => {
+  it('makes a folder name of a model id, and refuses a name that reads as a path', () => {
+    expect(modelSlug('Marqo/marqo-fashionSigLIP')).toBe('Marqo--marqo-fashionSigLIP');
+    expect(modelSlug('my model')).toBe('my_model');
+    for (const name of ['..', '.', '../x', 'a/../b', '/abs', 'owner/'])
+      expect(() => modelSlug(name), name).toThrow(InputError);
+    expect(() => modelSlug('..')).toThrow(`model name "..": expected a name such as 'synthetic' or owner/name`);
   });
 });

@@ -4,8 +4,15 @@ import { join } from 'node:path';
 import { InputError } from '../util/errors.js';
 import type { Domain, ImageKind } from './types.js';
 
-/** A model id as a folder name: "Marqo/marqo-fashionSigLIP" → "Marqo--marqo-fashionSigLIP". */
+/**
+ * A model id as a folder name: "Marqo/marqo-fashionSigLIP" → "Marqo--marqo-fashionSigLIP". A name with an empty,
+ * "." or ".." part is refused: it reads as a path (and ".." would be a folder outside the embeddings).
+ */
 export function modelSlug(modelId: string): string {
+  if (modelId.split(/[\\/]/).some((part) => part === '' || part === '.' || part === '..'))
+    throw new InputError(
+      `model name ${JSON.stringify(modelId)}: expected a name such as 'synthetic' or owner/name, not a path`,
+    );
   return modelId.replace(/[\\/]+/g, '--').replace(/[^A-Za-z0-9._-]/g, '_');
 }
 
