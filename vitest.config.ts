@@ -8,5 +8,7 @@ export default defineConfig({
     // Two cores here: run test files two at a time so CPU-heavy suites do not starve each other.
     maxWorkers: 2,
     minWorkers: 1,
+    // As src/cli.ts sets it for ctl: no onnxruntime telemetry, no /tmp/mat-debug-<pid>.log per test process.
+    env: { ORT_DISABLE_TELEMETRY: '1' },
   },
 });

@@ -14,6 +14,11 @@ import { registerReproduceCommand } from './reproduce/command.js';
 import { registerDemoCommand } from './demo/command.js';
 import { registerMergeCommand } from './merge/command.js';
 
+// onnxruntime-node (1.29 on) sends usage telemetry to Microsoft from Linux and macOS and writes
+// /tmp/mat-debug-<pid>.log each process. It reads this when its first session is made; ORT_DISABLE_TELEMETRY=0
+// turns it back on.
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
+
 // A closed pipe (`ctl data pairs … | head`, `ctl eval --help | head`) is not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(0);

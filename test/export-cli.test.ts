@@ -233,6 +233,31 @@ describe('ctl export', () => {
     expect((await readdir(out)).filter((n) => n.startsWith('.old-') || n.startsWith('.tmp-'))).toEqual([]);
   });
 
+  it("keeps onnxruntime's telemetry off unless the environment turns it on", async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'ctl-ort-'));
+    try {
+      const { ORT_DISABLE_TELEMETRY: _, ...env } = process.env; // vitest sets it for its own workers
+      const exportOnnx = (extra: NodeJS.ProcessEnv) =>
+        ctlIn(workdir, { ...env, TMPDIR: tmp, ...extra })(
+          'export',
+          '--run',
+          'v2',
+          '--format',
+          'onnx',
+          '--out',
+          join(tmp, 'export'),
+        );
+      // onnxruntime's telemetry writes $TMPDIR/mat-debug-<pid>.log when it starts.
+      const debugLogs = async () => (await readdir(tmp)).filter((n) => n.startsWith('mat-debug-'));
+      expect(exportOnnx({}).status).toBe(0);
+      expect(await debugLogs()).toEqual([]);
+      expect(exportOnnx({ ORT_DISABLE_TELEMETRY: '0' }).status).toBe(0);
+      expect(await debugLogs()).toHaveLength(1);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
+
   it('exits 2 naming what is missing or refused', async () => {
     const missing = ctl('export', '--run', 'nope', '--out', join(out, 'nope'));
     expect(missing.status).toBe(2);

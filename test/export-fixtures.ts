@@ -7,8 +7,9 @@ import type { Dataset } from '../src/data/dataset.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli.js');
 
-export function ctlIn(workdir: string) {
-  return (...args: string[]) => spawnSync(process.execPath, [CLI, ...args, '--workdir', workdir], { encoding: 'utf8' });
+export function ctlIn(workdir: string, env: NodeJS.ProcessEnv = process.env) {
+  return (...args: string[]) =>
+    spawnSync(process.execPath, [CLI, ...args, '--workdir', workdir], { encoding: 'utf8', env });
 }
 
 export const V1_MODEL = {
