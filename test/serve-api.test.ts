@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { cp, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ import { workdirPaths } from '../src/data/workdir.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { CLOSE_GRACE_MS, startServer, type RunningServer } from '../src/serve/command.js';
 import { listRuns, pickDefaultRun, readRun, type RunSummary } from '../src/serve/runs.js';
+import { acquireLock } from '../src/util/lock.js';
 import { RUN, SYNTH_RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
 import { patternImage } from './embed-fixtures.js';
 
@@ -384,7 +385,7 @@ describe('ctl serve: JSON API', () => {
     }
   });
 
-  it('tells a running training from a stopped one by its checkpoint and the age of its metrics', async () => {
+  it("tells a running training from a stopped one by its checkpoint and the run's lock", async () => {
     const workdir = await mkdtemp(join(tmpdir(), 'ctl-serve-runs-'));
     try {
       const run = join(workdir, 'runs', 'live');
@@ -392,10 +393,9 @@ describe('ctl serve: JSON API', () => {
       const stateFile = join(run, 'checkpoints', 'last', 'state.json');
       const state = JSON.parse(await readFile(stateFile, 'utf8'));
       await writeFile(stateFile, JSON.stringify({ ...state, epoch: 1, epochsWithoutGain: 0 }));
-      await utimes(join(run, 'metrics.jsonl'), new Date(), new Date());
+      const trainer = await acquireLock(run, () => 'busy'); // as `ctl train` holds it
       expect((await listRuns(workdir))[0]).toMatchObject({ name: 'live', status: 'running', epoch: 1, epochs: 3 });
-      const old = new Date(Date.now() - 3600_000);
-      await utimes(join(run, 'metrics.jsonl'), old, old);
+      await trainer.release();
       expect((await listRuns(workdir))[0]).toMatchObject({ status: 'stopped', epoch: 1 });
       expect(await readRun(workdir, '..')).toBeNull();
 

@@ -1,7 +1,7 @@
 // End-to-end training in this process (one replica on wasm) on a planted-structure workdir: learning beyond
 // zero-shot, determinism, stable tensor count, checkpoints and the trained-model loader agreeing with the
 // training-time validation, mined and in-batch-hard negatives, and the bad-input paths.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { evaluateProtocol } from '../src/eval/protocols.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { InputError, RunError } from '../src/util/errors.js';
+import { acquireLock } from '../src/util/lock.js';
 import { synthesise } from '../src/data/synth/world.js';
 import { plantedWorkdir, smallConfig, TEST_MODEL, writeConfig } from './train-fixtures.js';
 import type { Dataset } from '../src/data/dataset.js';
@@ -157,6 +158,21 @@ describe('trainRun', () => {
     const changed = await writeConfig(workdir, 'changed', smallConfig({ epochs: 3, batchSize: 32 }));
     const attempt = trainRun({ workdir, config: changed, run: 'learn', backend: 'wasm', workers: 1, resume: true });
     await expect(attempt).rejects.toThrow(/cannot resume: config batchSize: 64 → 32/);
+  });
+
+  it('trains a run in one process at a time, and leaves no lock behind', async () => {
+    const runs = workdirPaths(workdir).runsDir;
+    expect((await readdir(runs)).filter((n) => n.startsWith('.'))).toEqual([]); // the runs before released theirs
+    const other = await acquireLock(join(runs, 'learn'), () => 'busy'); // as a trainer in another process holds it
+    try {
+      const config = await writeConfig(workdir, 'learn', smallConfig({ epochs: 3 }));
+      const attempt = trainRun({ workdir, config, run: 'learn', backend: 'wasm', workers: 1, resume: true });
+      await expect(attempt).rejects.toThrow(
+        new RegExp(`run 'learn' is being trained by process ${process.pid} on .*: wait for it, or stop it`),
+      );
+    } finally {
+      await other.release();
+    }
   });
 
   it('refuses to resume a run on a dataset that another `ctl data synth` replaced, though the counts agree', async () => {

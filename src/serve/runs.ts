@@ -8,10 +8,9 @@ import type { TrainConfig } from '../train/config.js';
 import { isFinished } from '../train/resume.js';
 import { listRunNames, runPaths, workdirPaths } from '../data/workdir.js';
 import { checkEvalReport } from '../eval/report-file.js';
+import { isLocked } from '../util/lock.js';
 import { log } from '../util/log.js';
 
-/** A training that wrote a record this recently, and has not finished, counts as running. */
-const RUNNING_WITHIN_MS = 120_000;
 /** Step records kept for the loss curve (evenly thinned beyond this). */
 const MAX_STEP_POINTS = 1500;
 
@@ -119,8 +118,8 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
   const epochRecords = records.filter((r) => r.type === 'epoch');
   const epoch = state?.epoch ?? 0;
   const finished = state !== null && config !== null && isFinished({ ...state, config });
-  const recent = mtime !== null && Date.now() - mtime < RUNNING_WITHIN_MS;
-  const status: RunSummary['status'] = finished ? 'finished' : recent ? 'running' : state ? 'stopped' : 'not started';
+  const training = await isLocked(dir); // a trainer holds the run's lock
+  const status: RunSummary['status'] = finished ? 'finished' : training ? 'running' : state ? 'stopped' : 'not started';
   const catalog = recall10(reports['catalog-test']) !== null ? reports['catalog-test'] : reports['catalog-val'];
   const stepRecords = records.filter((r) => r.type === 'step');
   const stride = Math.max(1, Math.ceil(stepRecords.length / MAX_STEP_POINTS));

@@ -1,9 +1,9 @@
 // `ctl train`: train the towers on a split's train part, validate on its val part after every epoch with the
 // configured protocol, keep the best and the last checkpoint, stop early when the selection metric stalls, and
-// resume exactly where a killed run left off.
+// resume exactly where a killed run left off. One trainer per run at a time: a lock beside the run folder.
 import { availableParallelism } from 'node:os';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import type { BackendChoice } from '../model/backend.js';
 import { categoryMapOf, categoryRows, type CategoryMap } from '../model/categories.js';
@@ -21,6 +21,7 @@ import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { PRNG_NAME, keyedRandom } from '../util/random.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
+import { acquireLock, STALE_LOCK_MS } from '../util/lock.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { checkRunName, modelSlug, runPaths, workdirPaths } from '../data/workdir.js';
@@ -68,6 +69,31 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   const name =
     options.run ?? (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
   const dir = workdirPaths(options.workdir).run(checkRunName(name));
+  await mkdir(dirname(dir), { recursive: true });
+  const lock = await acquireLock(
+    dir,
+    (holder, file) =>
+      `run '${name}' is being trained by process ${holder.pid} on ${holder.host} since ${holder.since}: wait for it, ` +
+      `or stop it (a killed trainer's lock ${file} is ignored at once on this host, after ` +
+      `${STALE_LOCK_MS / 60_000} minutes from another)`,
+  );
+  try {
+    return await trainLocked(options, { name, dir, config, overrides });
+  } finally {
+    await lock.release();
+  }
+}
+
+/** trainRun's work, with the run's lock held. */
+async function trainLocked(
+  options: TrainRunOptions,
+  {
+    name,
+    dir,
+    config,
+    overrides,
+  }: { name: string; dir: string; config: TrainConfig; overrides: Record<string, unknown> },
+): Promise<TrainRunResult> {
   const previous = await readCheckpointState(dir, 'last', trainConfigSchema);
   if (previous && !options.resume)
     throw new InputError(

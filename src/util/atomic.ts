@@ -17,7 +17,7 @@ let tempCount = 0;
 const HOST = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
 
 /** `<mark><name>.<host>.<pid>.<thread>-<count>` beside `path`, unique while this process lives. */
-function ownedPathFor(mark: string, path: string): string {
+export function ownedPathFor(mark: string, path: string): string {
   const owner = `${HOST}.${process.pid}.${threadId}-${(tempCount++).toString(36)}`;
   return join(dirname(path), `${mark}${basename(path)}.${owner}`);
 }
@@ -87,7 +87,7 @@ export async function cleanTempFiles(dir: string): Promise<number> {
 }
 
 /** The suffix `ownedPathFor` gives a name: `.<host>.<pid>.<thread>-<count>` (older versions wrote no host). */
-const OWNER = /(?:\.([0-9a-f]{8}))?\.(\d+)\.\d+-[0-9a-z]+$/;
+export const OWNER = /(?:\.([0-9a-f]{8}))?\.(\d+)\.\d+-[0-9a-z]+$/;
 
 /** How long another host's temp file must have been left untouched before it counts as abandoned. */
 const OTHER_HOST_IDLE_MS = 60 * 60 * 1000;
@@ -100,15 +100,15 @@ const PROCESS_START_MS = Date.now() - process.uptime() * 1000;
  * machine sharing the folder, another container): only its age can tell, so it is taken for alive until left
  * untouched for OTHER_HOST_IDLE_MS. Our own pid may be an earlier process's too (a restarted container's node is
  * PID 1 again): a name of ours last written before this process started (with a margin for coarse file times) is
- * that earlier process's.
+ * that earlier process's. `otherHostIdleMs`: sooner for a name its owner keeps touching (a lock's heartbeat).
  */
-async function ownerAlive(dir: string, name: string): Promise<boolean> {
+export async function ownerAlive(dir: string, name: string, otherHostIdleMs = OTHER_HOST_IDLE_MS): Promise<boolean> {
   const [, host, pidText] = OWNER.exec(name) ?? [];
   const pid = Number(pidText);
   if (!(pid > 0)) return true; // not a name of ours: not ours to remove
   if (host !== undefined && host !== HOST) {
     const at = await modifiedAt(join(dir, name));
-    return at === undefined || Date.now() - at < OTHER_HOST_IDLE_MS;
+    return at === undefined || Date.now() - at < otherHostIdleMs;
   }
   if (pid === process.pid) {
     const at = await modifiedAt(join(dir, name));

@@ -1,0 +1,81 @@
+// The lock that keeps two trainers off one run: a live holder (this process, another one, another host that keeps
+// touching its file) refuses the next; a killed holder's lock is taken over. The child holder runs the built
+// module (run `npm run build` first).
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readdir, rename, rm, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InputError } from '../src/util/errors.js';
+import { acquireLock, isLocked, STALE_LOCK_MS } from '../src/util/lock.js';
+
+const LOCK_MODULE = join(process.cwd(), 'dist', 'util', 'lock.js');
+const busy = (holder: { pid: number; host: string }, file: string) =>
+  `held by ${holder.pid} on ${holder.host} (${file})`;
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ctl-lock-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A child process holding the lock on `path` until killed. */
+async function childHolding(path: string) {
+  const code = `const { acquireLock } = await import(${JSON.stringify(LOCK_MODULE)});
+await acquireLock(${JSON.stringify(path)}, () => 'busy');
+console.log('held');
+setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await once(child.stdout!, 'data');
+  return child;
+}
+
+describe('acquireLock', () => {
+  it('refuses while another holder lives, naming it, and is free again once it is released', async () => {
+    const run = join(dir, 'v2');
+    const lock = await acquireLock(run, busy);
+    expect(await isLocked(run)).toBe(true);
+    const second = acquireLock(run, busy);
+    await expect(second).rejects.toThrow(InputError);
+    await expect(acquireLock(run, busy)).rejects.toThrow(new RegExp(`held by ${process.pid} on .*\\.lock-v2\\.`));
+    expect(await isLocked(join(dir, 'v2.1'))).toBe(false); // another run's name, though it begins the same
+    await lock.release();
+    expect(await isLocked(run)).toBe(false);
+    await (await acquireLock(run, busy)).release();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('takes over the lock of a holder killed with SIGKILL, and not that of a live one in another process', async () => {
+    const run = join(dir, 'v2');
+    const child = await childHolding(run);
+    try {
+      await expect(acquireLock(run, busy)).rejects.toThrow(`held by ${child.pid} on`);
+    } finally {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+    const lock = await acquireLock(run, busy);
+    expect(await readdir(dir)).toHaveLength(1); // the killed holder's file is gone, ours is there
+    await lock.release();
+  });
+
+  it("takes another host's lock for live while it is touched, and for a killed holder's once left alone", async () => {
+    const run = join(dir, 'v2');
+    const child = await childHolding(run);
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    // The dead child's lock, renamed as if a process on another machine sharing the folder had made it.
+    const [name] = await readdir(dir);
+    const otherHost = join(dir, name.replace(/\.[0-9a-f]{8}\.(\d+)\./, '.00000000.$1.'));
+    await rename(join(dir, name), otherHost);
+    await expect(acquireLock(run, busy)).rejects.toThrow('held by');
+    const untouched = new Date(Date.now() - STALE_LOCK_MS - 1000);
+    await utimes(otherHost, untouched, untouched);
+    const lock = await acquireLock(run, busy);
+    await lock.release();
+    expect(await readdir(dir)).toEqual([]);
+  });
+});
