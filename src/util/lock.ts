@@ -3,7 +3,7 @@
 // names temp files (`.lock-<name>.<host>.<pid>.<thread>-<n>`). It is made first, then the others are looked at:
 // two processes starting together both see the other and both refuse, never both run. The holder touches its file
 // every HEARTBEAT_MS. A lock whose holder is gone (this host: no such process; another host or container: not
-// touched for STALE_MS) was left by a kill, and is removed by whoever looks.
+// touched for STALE_LOCK_MS) was left by a kill, and is removed by whoever looks.
 import { readdir, readFile, rm, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
