@@ -22,10 +22,11 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A child process holding the lock on `path` until killed. */
+/** A child process holding the lock on `path` until killed, or exiting at SIGINT as `ctl train` does. */
 async function childHolding(path: string) {
   const code = `const { acquireLock } = await import(${JSON.stringify(LOCK_MODULE)});
 await acquireLock(${JSON.stringify(path)}, () => 'busy');
+process.once('SIGINT', () => process.exit(130));
 console.log('held');
 setInterval(() => {}, 1000);`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -60,6 +61,14 @@ describe('acquireLock', () => {
     const lock = await acquireLock(run, busy);
     expect(await readdir(dir)).toHaveLength(1); // the killed holder's file is gone, ours is there
     await lock.release();
+  });
+
+  it('is freed by a holder that exits without releasing it (ctl train stopped by SIGINT)', async () => {
+    const child = await childHolding(join(dir, 'v2'));
+    expect(await readdir(dir)).toHaveLength(1);
+    child.kill('SIGINT');
+    expect((await once(child, 'exit'))[0]).toBe(130);
+    expect(await readdir(dir)).toEqual([]);
   });
 
   it("takes another host's lock for live while it is touched, and for a killed holder's once left alone", async () => {

@@ -4,6 +4,7 @@
 // two processes starting together both see the other and both refuse, never both run. The holder touches its file
 // every HEARTBEAT_MS. A lock whose holder is gone (this host: no such process; another host or container: not
 // touched for STALE_LOCK_MS) was left by a kill, and is removed by whoever looks.
+import { rmSync } from 'node:fs';
 import { readdir, readFile, rm, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -41,9 +42,13 @@ export async function acquireLock(path: string, busy: (holder: LockHolder, file:
   }
   const now = () => new Date();
   const heartbeat = setInterval(() => void utimes(file, now(), now()).catch(() => {}), HEARTBEAT_MS).unref();
+  // A process that exits without releasing (`ctl train` on SIGINT) frees the lock on the way out.
+  const removeOnExit = () => rmSync(file, { force: true });
+  process.once('exit', removeOnExit);
   return {
     async release() {
       clearInterval(heartbeat);
+      process.off('exit', removeOnExit);
       await rm(file, { force: true });
     },
   };
