@@ -405,6 +405,11 @@ describe('ctl serve: JSON API', () => {
       await writeFile(reportFile, JSON.stringify({ ...report, metrics: { ...report.metrics, recall: { 10: 7.5 } } }));
       expect((await listRuns(workdir))[0].catalogRecall10).toBeNull();
       expect((await readRun(workdir, 'live'))!.reports['catalog-test']).toBeUndefined();
+
+      // A damaged state.json is left out too: the run shows what its config.json says, the list still answers.
+      await writeFile(stateFile, JSON.stringify({ ...state, config: {}, epoch: 'one' }));
+      expect((await listRuns(workdir))[0]).toMatchObject({ name: 'live', status: 'not started', epoch: 0 });
+      expect((await listRuns(workdir))[0].config).toMatchObject({ arch: state.config.model.arch });
     } finally {
       await rm(workdir, { recursive: true, force: true });
     }

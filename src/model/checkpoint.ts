@@ -178,6 +178,15 @@ export async function readCheckpointState<Config = unknown>(
     throw new InputError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
   // Damaged is not absent: treating it as "no checkpoint" would let a new run overwrite this one.
+  return parseCheckpointState(text, file, config);
+}
+
+/** The text of a state.json, checked (`config` checks the run's config); an InputError naming each bad field. */
+export function parseCheckpointState<Config>(
+  text: string,
+  file: string,
+  config: z.ZodType<Config>,
+): CheckpointState<Config> {
   const damaged = '; the checkpoint is damaged: restore it, or remove the run folder to train it again';
   const raw = parseJsonFile(text, file, damaged) as { version?: unknown } | null;
   if (raw?.version !== CHECKPOINT_VERSION)

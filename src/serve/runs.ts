@@ -3,13 +3,14 @@
 // still running shows its latest epoch.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkpointDir, type CheckpointState } from '../model/checkpoint.js';
-import type { TrainConfig } from '../train/config.js';
+import { checkpointDir, parseCheckpointState, type CheckpointState } from '../model/checkpoint.js';
+import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { isFinished } from '../train/resume.js';
 import { listRunNames, runPaths, workdirPaths } from '../data/workdir.js';
 import { checkEvalReport } from '../eval/report-file.js';
 import { isLocked } from '../util/lock.js';
 import { log } from '../util/log.js';
+import { parseWith } from '../util/schema.js';
 
 /** Step records kept for the loss curve (evenly thinned beyond this). */
 const MAX_STEP_POINTS = 1500;
@@ -27,8 +28,8 @@ export interface RunSummary {
     embeddings: string;
     sceneView: string;
     split: string;
-    hidden?: number;
-    out?: number;
+    hidden: number;
+    out: number;
     batchSize: number;
     lr: number;
   } | null;
@@ -62,6 +63,23 @@ async function readJson(file: string): Promise<unknown> {
   try {
     return JSON.parse(await readFile(file, 'utf8'));
   } catch {
+    return null;
+  }
+}
+
+/** The run's last checkpoint state, or null when there is none; a damaged one is left out and said once. */
+async function readState(runDir: string): Promise<CheckpointState<TrainConfig> | null> {
+  const file = join(checkpointDir(runDir, 'last'), 'state.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return null; // none yet, or between a trainer's two renames
+  }
+  try {
+    return parseCheckpointState(text, file, trainConfigSchema);
+  } catch (err) {
+    warnOnce((err as Error).message);
     return null;
   }
 }
@@ -110,9 +128,9 @@ function recall10(report: unknown): number | null {
 
 async function describe(workdir: string, name: string): Promise<{ summary: RunSummary; detail: RunDetail }> {
   const dir = workdirPaths(workdir).run(name);
-  const saved = (await readJson(runPaths(dir).config)) as { config?: TrainConfig } | null;
-  const state = (await readJson(join(checkpointDir(dir, 'last'), 'state.json'))) as CheckpointState<TrainConfig> | null;
-  const config = state?.config ?? saved?.config ?? null;
+  const saved = parseWith(trainConfigSchema, ((await readJson(runPaths(dir).config)) as { config?: unknown })?.config);
+  const state = await readState(dir);
+  const config = state?.config ?? saved.value ?? null;
   const { records, mtime } = await readMetrics(dir);
   const reports = await readReports(dir);
   const epochRecords = records.filter((r) => r.type === 'epoch');
@@ -133,11 +151,11 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
     config: config
       ? {
           arch: config.model.arch,
-          embeddings: state?.embeddings?.model ?? config.embeddings.model,
+          embeddings: state?.embeddings.model ?? config.embeddings.model,
           sceneView: config.sceneView,
           split: config.split,
-          hidden: (config.model as { hidden?: number }).hidden,
-          out: (config.model as { out?: number }).out,
+          hidden: config.model.hidden,
+          out: config.model.out,
           batchSize: config.batchSize,
           lr: config.optimizer.lr,
         }
