@@ -236,7 +236,9 @@ describe('ctl export', () => {
   it("keeps onnxruntime's telemetry off unless the environment turns it on", async () => {
     const tmp = await mkdtemp(join(tmpdir(), 'ctl-ort-'));
     try {
-      const { ORT_DISABLE_TELEMETRY: _, ...env } = process.env; // vitest sets it for its own workers
+      // Only what a shell gives: vitest sets ORT_DISABLE_TELEMETRY for its workers, and onnxruntime itself keeps
+      // quiet where it sees CI markers (CI=true).
+      const env = { PATH: process.env.PATH, HOME: process.env.HOME };
       const exportOnnx = (extra: NodeJS.ProcessEnv) =>
         ctlIn(workdir, { ...env, TMPDIR: tmp, ...extra })(
           'export',

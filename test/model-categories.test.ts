@@ -10,11 +10,11 @@ import * as z from 'zod';
 import '@tensorflow/tfjs-backend-wasm';
 import { buildVocabulary } from '../src/data/stl/categories.js';
 import { categoryMapOf, categoryRows } from '../src/model/categories.js';
-import { CHECKPOINT_VERSION, checkpointDir, saveCheckpoint, type CheckpointState } from '../src/model/checkpoint.js';
+import { checkpointDir, saveCheckpoint } from '../src/model/checkpoint.js';
 import { loadTrainedModel } from '../src/model/load.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
 import { InputError } from '../src/util/errors.js';
-import { TINY_V2 } from './model-fixtures.js';
+import { checkpointStateFor, TINY_V2 } from './model-fixtures.js';
 
 let dir = '';
 beforeAll(async () => {
@@ -55,26 +55,7 @@ const spec: ModelSpec = { ...TINY_V2, numCategories: 2 };
 async function writeRun(name: string): Promise<string> {
   const model = new TwoTower(spec);
   const runDir = join(dir, name);
-  const state: CheckpointState = {
-    version: CHECKPOINT_VERSION,
-    epoch: 1,
-    step: 10,
-    metric: 0.5,
-    best: { epoch: 1, metric: 0.5 },
-    epochsWithoutGain: 0,
-    rng: { algorithm: 'test', seed: 1, nextEpoch: 1, nextStep: 10 },
-    optimizer: { kind: 'adamw', t: 10 },
-    config: { the: 'trainer config' },
-    overrides: {},
-    spec,
-    categories: vocabulary,
-    categoryMap: { cat_to_idx: { Shoes: 0, Tops: 1 }, num_categories: 2 },
-    embeddings: { model: 'test', dim: spec.inputDim, sceneView: 'full' },
-    data: { fingerprint: 'f', trainPairs: 10, valPairs: 2 },
-    backend: 'wasm',
-    workers: 1,
-    savedAt: new Date(0).toISOString(),
-  };
+  const state = checkpointStateFor(spec, { cat_to_idx: { Shoes: 0, Tops: 1 }, num_categories: 2 });
   await saveCheckpoint(runDir, 'best', model.layout, { state, params: model.layout.initialise(1) });
   return runDir;
 }

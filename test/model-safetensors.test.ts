@@ -13,16 +13,9 @@ import { fromStateDict, toStateDict } from '../src/model/state-dict.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
 import { tempPathFor } from '../src/util/atomic.js';
 import { keyedRandom } from '../src/util/random.js';
-import {
-  CHECKPOINT_VERSION,
-  checkpointDir,
-  loadCheckpoint,
-  readCheckpointState,
-  saveCheckpoint,
-  type CheckpointState,
-} from '../src/model/checkpoint.js';
+import { checkpointDir, loadCheckpoint, readCheckpointState, saveCheckpoint } from '../src/model/checkpoint.js';
 import { encodeRows } from '../src/model/encode.js';
-import { TINY_V1, TINY_V2 } from './model-fixtures.js';
+import { checkpointStateFor, TINY_V1, TINY_V2 } from './model-fixtures.js';
 
 const PYTHON = '/usr/bin/python3';
 const canRun = (code: string) => spawnSync(PYTHON, ['-c', code], { encoding: 'utf8' }).status === 0;
@@ -143,13 +136,7 @@ async function writeCheckpoint(spec: ModelSpec, name: string): Promise<{ runDir:
   // Move LayerNorm and temperature off their init so a mix-up would show.
   for (let i = 0; i < params.length; i++) params[i] += 0.05 * Math.sin(i);
   const runDir = join(dir, name);
-  const state = {
-    version: CHECKPOINT_VERSION,
-    spec,
-    epoch: 1,
-    categoryMap: { cat_to_idx: { Shoes: 0, Bags: 1, Hats: 2 }, num_categories: 3 },
-    embeddings: { model: 'test', dim: spec.inputDim, sceneView: 'full' },
-  } as unknown as CheckpointState;
+  const state = checkpointStateFor(spec, { cat_to_idx: { Shoes: 0, Bags: 1, Hats: 2 }, num_categories: 3 });
   await saveCheckpoint(runDir, 'best', model.layout, { state, params });
   return { runDir, params };
 }

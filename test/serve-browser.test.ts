@@ -11,6 +11,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../src/serve/command.js';
+import { acquireLock } from '../src/util/lock.js';
 import { patternImage } from './embed-fixtures.js';
 import { RUN, SYNTH_RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
 
@@ -254,7 +255,7 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
   });
 
   it('/runs follows a running training without a reload', async () => {
-    // A run at epoch 1 of 3 whose metrics were just written: the dashboard polls while it runs.
+    // A run at epoch 1 of 3 that a trainer holds: the dashboard polls while it runs.
     const live = join(fixture.workdir, 'runs', 'live');
     await cp(join(fixture.workdir, 'runs', RUN), live, { recursive: true });
     const stateFile = join(live, 'checkpoints', 'last', 'state.json');
@@ -264,6 +265,7 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
       lines.filter((l) => JSON.parse(l).epoch <= epoch || JSON.parse(l).type === 'zero-shot').join('\n') + '\n';
     await writeFile(stateFile, JSON.stringify({ ...state, epoch: 1, epochsWithoutGain: 0 }));
     await writeFile(join(live, 'metrics.jsonl'), throughEpoch(1));
+    const trainer = await acquireLock(live, () => 'busy'); // as `ctl train` holds it
     try {
       const page = await newPage();
       await page.goto(new URL('/runs', server.url).toString());
@@ -275,6 +277,7 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
       await expect.poll(() => liveRow.textContent(), { timeout: 15_000 }).toContain('running (epoch 2/3)');
       await page.close();
     } finally {
+      await trainer.release();
       await rm(live, { recursive: true, force: true });
     }
   });
