@@ -7,7 +7,7 @@ import { mkdtemp, readdir, rename, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { InputError } from '../src/util/errors.js';
+import { InputError, RunError } from '../src/util/errors.js';
 import { acquireLock, isLocked, STALE_LOCK_MS } from '../src/util/lock.js';
 
 const LOCK_MODULE = join(process.cwd(), 'dist', 'util', 'lock.js');
@@ -58,8 +58,22 @@ describe('acquireLock', () => {
       child.kill('SIGKILL');
       await once(child, 'exit');
     }
+    expect(await isLocked(run)).toBe(false);
+    expect(await readdir(dir)).toHaveLength(1); // isLocked only reads (a dashboard on a read-only workdir)
     const lock = await acquireLock(run, busy);
     expect(await readdir(dir)).toHaveLength(1); // the killed holder's file is gone, ours is there
+    await lock.checkHeld();
+    await lock.release();
+  });
+
+  it('tells its holder when another process removed the lock, taking the holder for dead', async () => {
+    const lock = await acquireLock(join(dir, 'v2'), busy);
+    const [name] = await readdir(dir);
+    await rm(join(dir, name));
+    await expect(lock.checkHeld()).rejects.toThrow(RunError);
+    await expect(lock.checkHeld()).rejects.toThrow(
+      /the lock was removed by another process, which took this one for dead/,
+    );
     await lock.release();
   });
 

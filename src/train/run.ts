@@ -21,7 +21,7 @@ import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { PRNG_NAME, keyedRandom } from '../util/random.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
-import { acquireLock, STALE_LOCK_MS } from '../util/lock.js';
+import { acquireLock, STALE_LOCK_MS, type Lock } from '../util/lock.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { checkRunName, modelSlug, runPaths, workdirPaths } from '../data/workdir.js';
@@ -78,7 +78,7 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
       `${STALE_LOCK_MS / 60_000} minutes from another)`,
   );
   try {
-    return await trainLocked(options, { name, dir, config, overrides });
+    return await trainLocked(options, { name, dir, config, overrides, lock });
   } finally {
     await lock.release();
   }
@@ -87,13 +87,9 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
 /** trainRun's work, with the run's lock held. */
 async function trainLocked(
   options: TrainRunOptions,
-  {
-    name,
-    dir,
-    config,
-    overrides,
-  }: { name: string; dir: string; config: TrainConfig; overrides: Record<string, unknown> },
+  run: { name: string; dir: string; config: TrainConfig; overrides: Record<string, unknown>; lock: Lock },
 ): Promise<TrainRunResult> {
+  const { name, dir, config, overrides } = run;
   const previous = await readCheckpointState(dir, 'last', trainConfigSchema);
   if (previous && !options.resume)
     throw new InputError(
@@ -184,6 +180,7 @@ async function trainLocked(
       backend,
       workers,
       overrides,
+      lock: run.lock,
     });
   } finally {
     await engine.dispose();
@@ -209,6 +206,8 @@ interface LoopContext extends RunRecord {
   engine: TrainEngine;
   metricsLog: MetricsLog;
   checkpoint: Checkpoint<TrainConfig> | null;
+  /** The run's lock: checked before each epoch is written. */
+  lock: Lock;
 }
 
 /**
@@ -250,6 +249,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
 
     // The epoch's record goes first: a kill between the two then leaves a record past the checkpoint, which a
     // resume drops and writes again, never a checkpoint whose epoch has no record.
+    await ctx.lock.checkHeld();
     await metricsLog.append({ type: 'epoch', step, epoch: epoch + 1, ...trained.record, metric, best: improved, val });
     const sampled = negatives.state?.() ?? null;
     await saveCheckpoints(ctx, {

@@ -9,7 +9,8 @@ import { readdir, readFile, rm, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { OWNER, ownedPathFor, ownerAlive, writeJsonAtomic } from './atomic.js';
-import { InputError } from './errors.js';
+import { InputError, RunError } from './errors.js';
+import { pathExists } from './fs.js';
 
 const MARK = '.lock-';
 const HEARTBEAT_MS = 15_000;
@@ -24,6 +25,9 @@ export interface LockHolder {
 }
 
 export interface Lock {
+  /** An error when the lock file is gone: another process took this holder for dead (its heartbeat stalled for
+   * minutes, or the hosts' clocks disagree) and may be doing the same work now. */
+  checkHeld(): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -35,7 +39,7 @@ export async function acquireLock(path: string, busy: (holder: LockHolder, file:
   const file = ownedPathFor(MARK, path);
   const holder: LockHolder = { host: hostname(), pid: process.pid, since: new Date().toISOString() };
   await writeJsonAtomic(file, holder);
-  const others = (await liveLocks(path)).filter((other) => other !== file);
+  const others = (await liveLocks(path, { removeDead: true })).filter((other) => other !== file);
   if (others.length > 0) {
     await rm(file, { force: true });
     throw new InputError(busy(await readHolder(others[0]), others[0]));
@@ -46,6 +50,13 @@ export async function acquireLock(path: string, busy: (holder: LockHolder, file:
   const removeOnExit = () => rmSync(file, { force: true });
   process.once('exit', removeOnExit);
   return {
+    async checkHeld() {
+      if (!(await pathExists(file)))
+        throw new RunError(
+          `${file}: the lock was removed by another process, which took this one for dead (its heartbeat ` +
+            `stopped for ${STALE_LOCK_MS / 60_000} minutes, or this host's clock is that far off): stopping`,
+        );
+    },
     async release() {
       clearInterval(heartbeat);
       process.off('exit', removeOnExit);
@@ -54,13 +65,13 @@ export async function acquireLock(path: string, busy: (holder: LockHolder, file:
   };
 }
 
-/** Does a live process hold the lock on `path`? */
+/** Does a live process hold the lock on `path`? (Only reads: the folder may be read-only.) */
 export async function isLocked(path: string): Promise<boolean> {
-  return (await liveLocks(path)).length > 0;
+  return (await liveLocks(path, { removeDead: false })).length > 0;
 }
 
-/** The lock files of live holders of `path`'s lock; those of gone holders are removed on the way. */
-async function liveLocks(path: string): Promise<string[]> {
+/** The lock files of live holders of `path`'s lock; with `removeDead`, those of gone holders are removed. */
+async function liveLocks(path: string, { removeDead }: { removeDead: boolean }): Promise<string[]> {
   const dir = dirname(path);
   const names = await readdir(dir).catch(() => [] as string[]);
   const live: string[] = [];
@@ -68,7 +79,7 @@ async function liveLocks(path: string): Promise<string[]> {
     if (!name.startsWith(MARK) || !OWNER.test(name)) continue;
     if (name.slice(MARK.length).replace(OWNER, '') !== basename(path)) continue; // another path's lock
     if (await ownerAlive(dir, name, STALE_LOCK_MS)) live.push(join(dir, name));
-    else await rm(join(dir, name), { force: true });
+    else if (removeDead) await rm(join(dir, name), { force: true });
   }
   return live;
 }
