@@ -97,6 +97,16 @@ describe('a trained model and its checkpoint', () => {
     await expect(loading).rejects.toThrow(`${stateFile}: rng: `);
     await expect(loading).rejects.toThrow(`${stateFile}: spec.hidden: expected an integer >= 1, got 0`);
     await expect(loading).rejects.toThrow(/the checkpoint is damaged: restore it/);
+
+    // Without a version it is damaged too, not an older format; a null metric (a NaN an earlier import wrote) is 0.
+    const { version: _version, ...unversioned } = state;
+    await writeFile(stateFile, JSON.stringify(unversioned));
+    await expect(loadTrainedModel(runDir, 'best', { config: z.unknown() })).rejects.toThrow(
+      `${stateFile}: version: expected 2, got nothing`,
+    );
+    await writeFile(stateFile, JSON.stringify({ ...state, rng: _rng, metric: null, best: { epoch: 1, metric: null } }));
+    const model = await loadTrainedModel(runDir, 'best', { config: z.unknown() });
+    expect([model.state.metric, model.state.best.metric]).toEqual([0, 0]);
   });
 
   it("checks the run's config with the schema the caller reads it by", async () => {

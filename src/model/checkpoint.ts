@@ -37,17 +37,23 @@ export type CheckpointName = (typeof CHECKPOINT_NAMES)[number];
 /** Version of the checkpoint format; 2 = the reference's exact module names. */
 export const CHECKPOINT_VERSION = 2;
 
+/** A selection metric; `ctl import` of an earlier version wrote a NaN one as null, read as 0 as it now writes it. */
+const metricSchema = () =>
+  number()
+    .nullable()
+    .transform((metric) => metric ?? 0);
+
 /** state.json, with `config` the trainer's resolved config checked by the trainer's schema. */
 function checkpointStateSchema<Config extends z.ZodType>(config: Config) {
   return object({
-    version: z.literal(CHECKPOINT_VERSION),
+    version: z.literal(CHECKPOINT_VERSION, { error: `expected ${CHECKPOINT_VERSION}` }),
     /** Epochs completed. */
     epoch: int(0),
     /** Optimizer steps completed. */
     step: int(0),
     /** This checkpoint's value of the selection metric, and the best so far. */
-    metric: number(),
-    best: object({ epoch: int(0), metric: number() }),
+    metric: metricSchema(),
+    best: object({ epoch: int(0), metric: metricSchema() }),
     epochsWithoutGain: int(0),
     /** Every draw is a function of (seed, purpose, counter) (util/random.ts, named by PRNG_NAME); this is where
      * the run stands. */
@@ -189,9 +195,9 @@ export function parseCheckpointState<Config>(
 ): CheckpointState<Config> {
   const damaged = '; the checkpoint is damaged: restore it, or remove the run folder to train it again';
   const raw = parseJsonFile(text, file, damaged) as { version?: unknown } | null;
-  if (raw?.version !== CHECKPOINT_VERSION)
+  if (typeof raw?.version === 'number' && raw.version !== CHECKPOINT_VERSION)
     throw new InputError(
-      `${file}: checkpoint format ${JSON.stringify(raw?.version)}, expected ${CHECKPOINT_VERSION} (the reference's exact state_dict names): this run was trained by an older ctl; train it again under a new name (\`ctl train --run NAME\`)`,
+      `${file}: checkpoint format ${raw.version}, expected ${CHECKPOINT_VERSION} (the reference's exact state_dict names): this run was trained by an older ctl; train it again under a new name (\`ctl train --run NAME\`)`,
     );
   const { value: state, issues } = parseWith(checkpointStateSchema(config), raw);
   if (issues) throw new InputError(issues.map((i) => `${file}: ${i.field}: ${i.message}`).join('\n') + damaged);
