@@ -406,10 +406,14 @@ describe('ctl serve: JSON API', () => {
       expect((await listRuns(workdir))[0].catalogRecall10).toBeNull();
       expect((await readRun(workdir, 'live'))!.reports['catalog-test']).toBeUndefined();
 
-      // A damaged state.json is left out too: the run shows what its config.json says, the list still answers.
+      // A damaged state.json is left out too: the run says so and shows what its config.json says; the list answers.
       await writeFile(stateFile, JSON.stringify({ ...state, config: {}, epoch: 'one' }));
-      expect((await listRuns(workdir))[0]).toMatchObject({ name: 'live', status: 'not started', epoch: 0 });
+      expect((await listRuns(workdir))[0]).toMatchObject({ name: 'live', status: 'damaged', epoch: 0 });
       expect((await listRuns(workdir))[0].config).toMatchObject({ arch: state.config.model.arch });
+      const configFile = join(run, 'config.json');
+      const started = JSON.parse(await readFile(configFile, 'utf8'));
+      await writeFile(configFile, JSON.stringify({ ...started, config: { ...started.config, batchSize: 'x' } }));
+      expect((await listRuns(workdir))[0]).toMatchObject({ status: 'damaged', config: null });
     } finally {
       await rm(workdir, { recursive: true, force: true });
     }

@@ -17,7 +17,8 @@ const MAX_STEP_POINTS = 1500;
 
 export interface RunSummary {
   name: string;
-  status: 'finished' | 'running' | 'stopped' | 'not started';
+  /** `damaged`: its last checkpoint's state.json does not read (the server log says why). */
+  status: 'finished' | 'running' | 'stopped' | 'not started' | 'damaged';
   /** Epochs completed, and out of how many. */
   epoch: number;
   epochs: number | null;
@@ -67,8 +68,11 @@ async function readJson(file: string): Promise<unknown> {
   }
 }
 
-/** The run's last checkpoint state, or null when there is none; a damaged one is left out and said once. */
-async function readState(runDir: string): Promise<CheckpointState<TrainConfig> | null> {
+/**
+ * The run's last checkpoint state: null when there is none, 'damaged' when it does not read (said once). Not
+ * readCheckpointState: that first finishes a killed trainer's folder swap, a write a dashboard must not make.
+ */
+async function readState(runDir: string): Promise<CheckpointState<TrainConfig> | null | 'damaged'> {
   const file = join(checkpointDir(runDir, 'last'), 'state.json');
   let text: string;
   try {
@@ -80,8 +84,18 @@ async function readState(runDir: string): Promise<CheckpointState<TrainConfig> |
     return parseCheckpointState(text, file, trainConfigSchema);
   } catch (err) {
     warnOnce((err as Error).message);
-    return null;
+    return 'damaged';
   }
+}
+
+/** The config a run was started with (runs/<name>/config.json), or null; a damaged one is said once. */
+async function readStartConfig(runDir: string): Promise<TrainConfig | null> {
+  const file = runPaths(runDir).config;
+  const saved = (await readJson(file)) as { config?: unknown } | null;
+  if (saved === null) return null;
+  const { value, issues } = parseWith(trainConfigSchema, saved.config);
+  if (issues) warnOnce(`${file}: ${issues.map((i) => `config.${i.field}: ${i.message}`).join('; ')}`);
+  return value ?? null;
 }
 
 async function readMetrics(runDir: string): Promise<{ records: Record<string, unknown>[]; mtime: number | null }> {
@@ -128,16 +142,17 @@ function recall10(report: unknown): number | null {
 
 async function describe(workdir: string, name: string): Promise<{ summary: RunSummary; detail: RunDetail }> {
   const dir = workdirPaths(workdir).run(name);
-  const saved = parseWith(trainConfigSchema, ((await readJson(runPaths(dir).config)) as { config?: unknown })?.config);
-  const state = await readState(dir);
-  const config = state?.config ?? saved.value ?? null;
+  const read = await readState(dir);
+  const state = read === 'damaged' ? null : read;
+  const config = state?.config ?? (await readStartConfig(dir));
   const { records, mtime } = await readMetrics(dir);
   const reports = await readReports(dir);
   const epochRecords = records.filter((r) => r.type === 'epoch');
   const epoch = state?.epoch ?? 0;
   const finished = state !== null && config !== null && isFinished({ ...state, config });
-  const training = await isLocked(dir); // a trainer holds the run's lock
-  const status: RunSummary['status'] = finished ? 'finished' : training ? 'running' : state ? 'stopped' : 'not started';
+  let status: RunSummary['status'] = read === 'damaged' ? 'damaged' : state ? 'stopped' : 'not started';
+  if (await isLocked(dir)) status = 'running'; // a trainer holds the run's lock
+  if (finished) status = 'finished';
   const catalog = recall10(reports['catalog-test']) !== null ? reports['catalog-test'] : reports['catalog-val'];
   const stepRecords = records.filter((r) => r.type === 'step');
   const stride = Math.max(1, Math.ceil(stepRecords.length / MAX_STEP_POINTS));

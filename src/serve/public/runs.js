@@ -39,6 +39,7 @@ function metricValue(metrics, name) {
 function statusText(run) {
   if (run.status === 'stopped') return `stopped at epoch ${run.epoch}`;
   if (run.status === 'running') return `running (epoch ${run.epoch}${run.epochs ? `/${run.epochs}` : ''})`;
+  if (run.status === 'damaged') return 'damaged checkpoint (the server log says why)';
   return run.status;
 }
 
