@@ -43,7 +43,10 @@ const metricSchema = () =>
     .nullable()
     .transform((metric) => metric ?? 0);
 
-/** state.json, with `config` the trainer's resolved config checked by the trainer's schema. */
+/**
+ * state.json, with `config` the trainer's resolved config checked by the trainer's schema. Fields a later version
+ * may add are left out; `config` and `spec` refuse a field they do not know, as a model this version cannot build.
+ */
 function checkpointStateSchema<Config extends z.ZodType>(config: Config) {
   return object({
     version: z.literal(CHECKPOINT_VERSION, { error: `expected ${CHECKPOINT_VERSION}` }),

@@ -44,6 +44,9 @@ interface RowRef {
 
 const SHARD_RE = /^(.+)-(\d{6})\.npy$/;
 
+/** Rows compared at once when an id is in two shards (bounds the memory the check takes). */
+const REPEATED_CHUNK = 4096;
+
 export class EmbeddingStore {
   private readonly shards: Shard[] = [];
   private readonly index = new Map<string, RowRef>();
@@ -159,8 +162,8 @@ export class EmbeddingStore {
 
   /** Rows of `ids` in the given order; ids not in the store come back as zero rows and are listed in `missing`. */
   async read(ids: string[]): Promise<{ data: Float32Array; missing: string[] }> {
-    const missing: string[] = [];
-    const refs = ids.map((id) => this.index.get(id) ?? void missing.push(id));
+    const refs = ids.map((id) => this.index.get(id));
+    const missing = ids.filter((_, i) => refs[i] === undefined);
     return { data: await this.readRows(refs), missing };
   }
 
@@ -206,17 +209,13 @@ export class EmbeddingStore {
     return { ids, data: (await this.read(ids)).data };
   }
 
-  /** Check dims agree, ids are unique across shards (two machines may have overlapped) and values are finite. */
+  /**
+   * Check dims agree and values are finite. (An id in two shards was checked when the store opened: the same
+   * bytes twice are harmless, different ones refuse the store.)
+   */
   async verify(): Promise<{ ok: boolean; problems: string[]; count: number; dim: number }> {
     const problems: string[] = [];
-    const seen = new Map<string, string>();
     for (const shard of this.shards) {
-      const ids = JSON.parse(await readFile(this.shardPath(shard, '.ids.json'), 'utf8')) as string[];
-      for (const id of ids) {
-        const other = seen.get(id);
-        if (other !== undefined) problems.push(`${shard.name}: id ${id} is also in ${other}`);
-        else seen.set(id, shard.name);
-      }
       const { data, shape } = decodeNpy(await readFile(this.shardPath(shard, '.npy')), `${shard.name}.npy`);
       if (shape.length !== 2 || shape[1] !== this.dim)
         problems.push(`${shard.name}.npy: shape [${shape}] but meta.json says dim ${this.dim}`);
@@ -257,18 +256,26 @@ export class EmbeddingStore {
    * the same bytes; different rows leave no way to know which is meant, so the store is refused.
    */
   private async checkRepeated(repeated: { id: string; again: RowRef }[]): Promise<void> {
-    if (repeated.length === 0) return;
-    const first = await this.readRows(repeated.map(({ id }) => this.index.get(id)));
-    const again = await this.readRows(repeated.map(({ again }) => again));
     const rowBytes = this.dim * 4;
     const bytesOf = (rows: Float32Array, i: number) => Buffer.from(rows.buffer, i * rowBytes, rowBytes);
-    const at = repeated.findIndex((_, i) => !bytesOf(first, i).equals(bytesOf(again, i)));
-    if (at < 0) return;
-    const { id, again: ref } = repeated[at];
-    const [a, b] = [this.shards[this.index.get(id)!.shard].name, this.shards[ref.shard].name];
+    let differing = 0;
+    let example: { id: string; again: RowRef } | undefined;
+    // A chunk at a time: two machines' overlapping shards may repeat most of the store.
+    for (let start = 0; start < repeated.length; start += REPEATED_CHUNK) {
+      const chunk = repeated.slice(start, start + REPEATED_CHUNK);
+      const first = await this.readRows(chunk.map(({ id }) => this.index.get(id)));
+      const again = await this.readRows(chunk.map(({ again }) => again));
+      chunk.forEach((entry, i) => {
+        if (bytesOf(first, i).equals(bytesOf(again, i))) return;
+        differing++;
+        example ??= entry;
+      });
+    }
+    if (!example) return;
+    const [a, b] = [this.shards[this.index.get(example.id)!.shard].name, this.shards[example.again.shard].name];
     throw new InputError(
-      `${join(this.dir, 'shards')}: id ${id} is in ${a} and ${b} with different vectors ` +
-        `(${repeated.length} id${repeated.length > 1 ? 's' : ''} in more than one shard): ` +
+      `${join(this.dir, 'shards')}: id ${example.id} is in ${a} and ${b} with different vectors ` +
+        `(${differing} of the ${repeated.length} ids in more than one shard differ): ` +
         `remove one of the two shards (its .npy and .ids.json), then embed again to fill what it held`,
     );
   }
