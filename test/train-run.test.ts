@@ -1,7 +1,7 @@
 // End-to-end training in this process (one replica on wasm) on a planted-structure workdir: learning beyond
 // zero-shot, determinism, stable tensor count, checkpoints and the trained-model loader agreeing with the
 // training-time validation, mined and in-batch-hard negatives, and the bad-input paths.
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -158,6 +158,16 @@ describe('trainRun', () => {
     const changed = await writeConfig(workdir, 'changed', smallConfig({ epochs: 3, batchSize: 32 }));
     const attempt = trainRun({ workdir, config: changed, run: 'learn', backend: 'wasm', workers: 1, resume: true });
     await expect(attempt).rejects.toThrow(/cannot resume: config batchSize: 64 → 32/);
+
+    // A run whose 'last' is gone keeps its 'best': neither a new start nor --resume may overwrite it.
+    const runs = workdirPaths(workdir).runsDir;
+    await cp(join(runs, 'learn'), join(runs, 'learn-best-only'), { recursive: true });
+    await rm(join(runs, 'learn-best-only', 'checkpoints', 'last'), { recursive: true });
+    const config = await writeConfig(workdir, 'learn', smallConfig({ epochs: 3 }));
+    for (const resume of [false, true])
+      await expect(
+        trainRun({ workdir, config, run: 'learn-best-only', backend: 'wasm', workers: 1, resume }),
+      ).rejects.toThrow(/run 'learn-best-only' has a 'best' checkpoint but no 'last' one to resume from/);
   });
 
   it('trains a run in one process at a time, and leaves no lock behind', async () => {

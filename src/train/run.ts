@@ -10,6 +10,7 @@ import { categoryMapOf, categoryRows, type CategoryMap } from '../model/categori
 import { l2NormalizeRows } from '../util/matrix.js';
 import {
   CHECKPOINT_VERSION,
+  checkpointDir,
   loadCheckpoint,
   readCheckpointState,
   saveCheckpoint,
@@ -20,6 +21,7 @@ import type { ParamLayout } from '../model/params.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { PRNG_NAME, keyedRandom } from '../util/random.js';
 import { writeJsonAtomic } from '../util/atomic.js';
+import { pathExists } from '../util/fs.js';
 import { InputError, RunError } from '../util/errors.js';
 import { acquireLock, STALE_LOCK_MS, type Lock } from '../util/lock.js';
 import { formatDuration, log } from '../util/log.js';
@@ -94,6 +96,13 @@ async function trainLocked(
   if (previous && !options.resume)
     throw new InputError(
       `run '${name}' already has checkpoints in ${dir}: pass --resume to continue it, or --run NAME to start another`,
+    );
+  // A best without a last (removed by hand, or copied without it) cannot be resumed, and starting over would
+  // overwrite it and the metrics log its eval reports go with.
+  if (!previous && (await pathExists(checkpointDir(dir, 'best'))))
+    throw new InputError(
+      `run '${name}' has a 'best' checkpoint but no 'last' one to resume from (${checkpointDir(dir, 'last')}): ` +
+        `start another with --run NAME, or remove ${dir} to train it again`,
     );
   if (!previous && options.resume) log(`run '${name}' has no checkpoint yet: starting from the beginning`);
 
