@@ -3,7 +3,7 @@
 // module (run `npm run build` first).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rename, rm, utimes } from 'node:fs/promises';
+import { mkdtemp, readdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -85,6 +85,32 @@ describe('acquireLock', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it("reads the holder from the lock's name when its content does not, and takes a lock left untouched", async () => {
+    const run = join(dir, 'v2');
+    const sleeper = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    try {
+      // A lock in the name of a live process that is not a trainer (a pid reused after the trainer was killed).
+      const file = await (async () => {
+        const lock = await acquireLock(run, busy);
+        const [name] = await readdir(dir);
+        await lock.checkHeld();
+        const renamed = join(dir, name.replace(`.${process.pid}.`, `.${sleeper.pid}.`));
+        await rename(join(dir, name), renamed);
+        await lock.release();
+        return renamed;
+      })();
+      await writeFile(file, 'not JSON');
+      await expect(acquireLock(run, busy)).rejects.toThrow(`held by ${sleeper.pid} on the host with id`);
+      const untouched = new Date(Date.now() - STALE_LOCK_MS - 1000);
+      await utimes(file, untouched, untouched);
+      expect(await isLocked(run)).toBe(false);
+      await (await acquireLock(run, busy)).release();
+      expect(await readdir(dir)).toEqual([]);
+    } finally {
+      sleeper.kill();
+    }
+  });
+
   it("takes another host's lock for live while it is touched, and for a killed holder's once left alone", async () => {
     const run = join(dir, 'v2');
     const child = await childHolding(run);
@@ -95,6 +121,9 @@ describe('acquireLock', () => {
     const otherHost = join(dir, name.replace(/\.[0-9a-f]{8}\.(\d+)\./, '.00000000.$1.'));
     await rename(join(dir, name), otherHost);
     await expect(acquireLock(run, busy)).rejects.toThrow('held by');
+    const ahead = new Date(Date.now() + 365 * 86_400_000); // a clock a year ahead does not keep it for a year
+    await utimes(otherHost, ahead, ahead);
+    expect(await isLocked(run)).toBe(false);
     const untouched = new Date(Date.now() - STALE_LOCK_MS - 1000);
     await utimes(otherHost, untouched, untouched);
     const lock = await acquireLock(run, busy);

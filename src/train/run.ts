@@ -76,8 +76,8 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
     dir,
     (holder, file) =>
       `run '${name}' is being trained by process ${holder.pid} on ${holder.host} since ${holder.since}: wait for it, ` +
-      `or stop it (a killed trainer's lock ${file} is ignored at once on this host, after ` +
-      `${STALE_LOCK_MS / 60_000} minutes from another)`,
+      `or stop it (its lock ${file} lapses once its process is gone from this host, or untouched for ` +
+      `${STALE_LOCK_MS / 60_000} minutes)`,
   );
   try {
     return await trainLocked(options, { name, dir, config, overrides, lock });

@@ -100,15 +100,15 @@ const PROCESS_START_MS = Date.now() - process.uptime() * 1000;
  * machine sharing the folder, another container): only its age can tell, so it is taken for alive until left
  * untouched for OTHER_HOST_IDLE_MS. Our own pid may be an earlier process's too (a restarted container's node is
  * PID 1 again): a name of ours last written before this process started (with a margin for coarse file times) is
- * that earlier process's. `otherHostIdleMs`: sooner for a name its owner keeps touching (a lock's heartbeat).
+ * that earlier process's.
  */
-export async function ownerAlive(dir: string, name: string, otherHostIdleMs = OTHER_HOST_IDLE_MS): Promise<boolean> {
+export async function ownerAlive(dir: string, name: string): Promise<boolean> {
   const [, host, pidText] = OWNER.exec(name) ?? [];
   const pid = Number(pidText);
   if (!(pid > 0)) return true; // not a name of ours: not ours to remove
   if (host !== undefined && host !== HOST) {
     const at = await modifiedAt(join(dir, name));
-    return at === undefined || Date.now() - at < otherHostIdleMs;
+    return at === undefined || Date.now() - at < OTHER_HOST_IDLE_MS;
   }
   if (pid === process.pid) {
     const at = await modifiedAt(join(dir, name));
