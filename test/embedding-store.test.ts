@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -167,7 +167,7 @@ describe('EmbeddingStore', () => {
     await copy('m2-000000', ['a'], [1, 2, 3.5]); // a again, another vector
     await expect(EmbeddingStore.open(dir)).rejects.toThrow(InputError);
     await expect(EmbeddingStore.open(dir)).rejects.toThrow(
-      /shards: id a is in m0-000000 and m2-000000 with different vectors \(1 of the 2 ids in more than one shard differ\): remove one/,
+      /shards: id a is in m0-000000 and m2-000000 with different vectors \(1 of the 2 repeated ids differ\): remove one of the two/,
     );
 
     // Past one chunk of compared rows: the last of 5000 repeated ids differs.
@@ -178,7 +178,17 @@ describe('EmbeddingStore', () => {
     await copy('m3-000000', many, values);
     await copy('m4-000000', many, [...values.slice(0, -1), 1]);
     await expect(EmbeddingStore.open(dir)).rejects.toThrow(
-      /id x4999 is in m3-000000 and m4-000000 with different vectors \(1 of the 5001 ids in more than one shard differ\)/,
+      /id x4999 is in m3-000000 and m4-000000 with different vectors \(1 of the 5001 repeated ids differ\)/,
+    );
+
+    // One shard naming an id twice; one whose ids file is not a list of strings.
+    await rm(join(dir, 'shards'), { recursive: true });
+    await mkdir(join(dir, 'shards'));
+    await copy('m5-000000', ['c', 'c'], [1, 2, 3, 4, 5, 6]);
+    await expect(EmbeddingStore.open(dir)).rejects.toThrow(/id c is twice in m5-000000 .*: remove that shard/);
+    await writeFile(join(dir, 'shards', 'm5-000000.ids.json'), 'null');
+    await expect(EmbeddingStore.open(dir)).rejects.toThrow(
+      /m5-000000\.ids\.json: expected a list of row ids \(strings\), one per row of its \.npy/,
     );
   });
 

@@ -273,10 +273,11 @@ export class EmbeddingStore {
     }
     if (!example) return;
     const [a, b] = [this.shards[this.index.get(example.id)!.shard].name, this.shards[example.again.shard].name];
+    const where = a === b ? `twice in ${a}` : `in ${a} and ${b}`;
     throw new InputError(
-      `${join(this.dir, 'shards')}: id ${example.id} is in ${a} and ${b} with different vectors ` +
-        `(${differing} of the ${repeated.length} ids in more than one shard differ): ` +
-        `remove one of the two shards (its .npy and .ids.json), then embed again to fill what it held`,
+      `${join(this.dir, 'shards')}: id ${example.id} is ${where} with different vectors ` +
+        `(${differing} of the ${repeated.length} repeated ids differ): ` +
+        `remove ${a === b ? 'that shard' : 'one of the two shards'} (its .npy and .ids.json), then embed again to fill what it held`,
     );
   }
 
@@ -294,12 +295,15 @@ export class EmbeddingStore {
     const repeated: { id: string; again: RowRef }[] = [];
     for (const file of names) {
       const name = file.slice(0, -'.npy'.length);
-      let ids: string[];
+      const idsFile = join(shardDir, `${name}.ids.json`);
+      let ids: unknown;
       try {
-        ids = JSON.parse(await readFile(join(shardDir, `${name}.ids.json`), 'utf8')) as string[];
+        ids = JSON.parse(await readFile(idsFile, 'utf8'));
       } catch {
-        throw new InputError(`${join(shardDir, name)}.ids.json: missing or unreadable beside its .npy`);
+        throw new InputError(`${idsFile}: missing or unreadable beside its .npy`);
       }
+      if (!Array.isArray(ids) || !ids.every((id) => typeof id === 'string'))
+        throw new InputError(`${idsFile}: expected a list of row ids (strings), one per row of its .npy`);
       const path = join(shardDir, file);
       const { head, size } = await readHead(path);
       const header = parseNpyHeader(head, path);
