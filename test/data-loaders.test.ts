@@ -269,7 +269,7 @@ describe('modelSlug', () => {
   it('makes a folder name of a model id, and refuses a name that reads as a path', () => {
     expect(modelSlug('Marqo/marqo-fashionSigLIP')).toBe('Marqo--marqo-fashionSigLIP');
     expect(modelSlug('my model')).toBe('my_model');
-    for (const name of ['..', '.', '../x', 'a/../b', '/abs', 'owner/'])
+    for (const name of ['..', '.', '../x', 'a/../b', '/abs', 'owner/', ' ', '~'])
       expect(() => modelSlug(name), name).toThrow(InputError);
     expect(() => modelSlug('..')).toThrow(`model name "..": expected a name such as 'synthetic' or owner/name`);
   });

@@ -133,6 +133,7 @@ describe('ctl embed (CLI)', () => {
       [[...http, '--dtype', 'fp16'], '--dtype: only with --provider local'],
       [[...http, '--image-base-url', 'http://127.0.0.1:9'], '--image-base-url: only with --api-send url'],
       [['--hide', 'mask'], '--hide: only with --scene-view hide-product'],
+      [['--kind', 'products', '--scene-view', 'hide-product'], '--scene-view: only with --kind scenes or all'],
     ]) {
       const ignored = ctl(['embed', '--workdir', workdir, '--model', 'tiny', ...args]);
       expect(ignored.code, ignored.stderr).toBe(2);

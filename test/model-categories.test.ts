@@ -115,10 +115,14 @@ describe('a trained model and its checkpoint', () => {
     await expect(loadTrainedModel(runDir, 'best', { config })).rejects.toThrow(/state.json: config.the: /);
   });
 
-  it('refuses a checkpoint of the older format, saying what to do', async () => {
+  it('refuses a checkpoint of an older or newer format, saying what to do', async () => {
     const runDir = await writeRun('old');
     const stateFile = join(checkpointDir(runDir, 'best'), 'state.json');
     const state = JSON.parse(await readFile(stateFile, 'utf8'));
+    await writeFile(stateFile, JSON.stringify({ ...state, version: 3 }));
+    await expect(loadTrainedModel(runDir, 'best', { config: z.unknown() })).rejects.toThrow(
+      /state.json: checkpoint format 3, newer than this ctl reads \(2\): update ctl/,
+    );
     await writeFile(stateFile, JSON.stringify({ ...state, version: 1 }));
     await expect(loadTrainedModel(runDir, 'best', { config: z.unknown() })).rejects.toThrow(
       /state.json: checkpoint format 1, expected 2 .*train it again under a new name/,

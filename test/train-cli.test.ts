@@ -70,6 +70,14 @@ describe('ctl train', () => {
     expect(run.stderr).toMatch(/nope.json: config file not found/);
   });
 
+  it('exits 2 on worker threads for an engine that has none', () => {
+    const run = ctl('train', '--config', join(workdir, 'nope.json'), '--backend', 'ort-cpu', '--workers', '2');
+    expect([run.status, run.stderr]).toEqual([
+      2,
+      expect.stringContaining('--workers: only with --backend wasm or auto'),
+    ]);
+  });
+
   it('trains in-batch-hard negatives with false negatives masked on ort-cpu, within 1 point of R@10 of wasm', async () => {
     const hard = await writeConfig(
       workdir,

@@ -6,10 +6,14 @@ import type { Domain, ImageKind } from './types.js';
 
 /**
  * A model id as a folder name: "Marqo/marqo-fashionSigLIP" → "Marqo--marqo-fashionSigLIP". A name with an empty,
- * "." or ".." part is refused: it reads as a path (and ".." would be a folder outside the embeddings).
+ * "." or ".." part is refused: it reads as a path (and ".." would be a folder outside the embeddings); so is one
+ * without a letter or digit (" " and "~" would share the folder "_").
  */
 export function modelSlug(modelId: string): string {
-  if (modelId.split(/[\\/]/).some((part) => part === '' || part === '.' || part === '..'))
+  if (
+    !/[A-Za-z0-9]/.test(modelId) ||
+    modelId.split(/[\\/]/).some((part) => part === '' || part === '.' || part === '..')
+  )
     throw new InputError(
       `model name ${JSON.stringify(modelId)}: expected a name such as 'synthetic' or owner/name, not a path`,
     );

@@ -180,6 +180,7 @@ export function registerEmbedCommand(program: Command): void {
         const httpFlags = ['apiUrl', 'apiSend', 'apiDim', 'imageBaseUrl', 'concurrency', 'retries', 'timeout'];
         refuseFlags(cmd, httpFlags, '--provider http');
       }
+      if (flags.kind === 'products') refuseFlags(cmd, ['sceneView', 'hide'], '--kind scenes or all');
       if (flags.sceneView !== 'hide-product') refuseFlags(cmd, ['hide'], '--scene-view hide-product');
       if (
         flags.provider === 'http' &&

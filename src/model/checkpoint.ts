@@ -198,6 +198,10 @@ export function parseCheckpointState<Config>(
 ): CheckpointState<Config> {
   const damaged = '; the checkpoint is damaged: restore it, or remove the run folder to train it again';
   const raw = parseJsonFile(text, file, damaged) as { version?: unknown } | null;
+  if (typeof raw?.version === 'number' && raw.version > CHECKPOINT_VERSION)
+    throw new InputError(
+      `${file}: checkpoint format ${raw.version}, newer than this ctl reads (${CHECKPOINT_VERSION}): update ctl`,
+    );
   if (typeof raw?.version === 'number' && raw.version !== CHECKPOINT_VERSION)
     throw new InputError(
       `${file}: checkpoint format ${raw.version}, expected ${CHECKPOINT_VERSION} (the reference's exact state_dict names): this run was trained by an older ctl; train it again under a new name (\`ctl train --run NAME\`)`,

@@ -1,6 +1,6 @@
 // `ctl train --config FILE`: see run.ts.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { action, stoppedExitCode, withCommon } from '../util/command.js';
+import { action, refuseFlags, stoppedExitCode, withCommon } from '../util/command.js';
 import { printJson } from '../util/log.js';
 import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from './backend.js';
 
@@ -71,7 +71,10 @@ export function registerTrainCommand(program: Command): void {
         ].join('\n'),
       ),
   ).action(
-    action<TrainOptions>(async (options) => {
+    action<TrainOptions>(async (options, cmd) => {
+      // Worker threads are the wasm engine's; one (none) is what every engine runs.
+      if (options.workers !== 1 && !['wasm', 'auto'].includes(options.backend))
+        refuseFlags(cmd, ['workers'], '--backend wasm or auto');
       // Loaded here: it pulls in TensorFlow.js, which other commands should not wait for.
       const { trainRun } = await import('./run.js');
       // Checkpoints are written atomically, so stopping is safe at any moment: say how to continue.
