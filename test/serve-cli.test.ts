@@ -1,10 +1,11 @@
 // `ctl serve` through the built binary (`npm run build` first): it says which run it picked and where it listens,
 // answers, and closes cleanly on SIGTERM and SIGINT (exit 0); bad usage exits 2 with one clear line.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listRuns, pickDefaultRun } from '../src/serve/runs.js';
 import { RUN, startCli, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
 
 let fixture: ServeFixture;
@@ -28,6 +29,25 @@ describe('ctl serve (built binary)', () => {
       expect(server.stderr()).toContain(`${signal}: closing`);
     });
   }
+
+  it('leaves out the best run when its checkpoint does not read, and serves the next', async () => {
+    const picked = pickDefaultRun(await listRuns(fixture.workdir))!.name;
+    const file = join(fixture.workdir, 'runs', picked, 'checkpoints', 'best', 'state.json');
+    const original = await readFile(file, 'utf8');
+    await writeFile(file, '{ "version": 2 }');
+    try {
+      const server = startCli(['serve', '--workdir', fixture.workdir, '--port', '0', '--backend', 'wasm']);
+      await server.listening;
+      expect(server.stderr()).toMatch(new RegExp(`serve: run '${picked}' left out: .*state\\.json: epoch: expected`));
+      const served = /serve: run '([\w-]+)', the best catalog R@10/.exec(server.stderr())?.[1];
+      expect(served).toBeDefined();
+      expect(served).not.toBe(picked);
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    } finally {
+      await writeFile(file, original);
+    }
+  });
 
   it('exits 2 with a clear line for an unknown run, an empty workdir, a port in use and a host not ours', async () => {
     const unknown = startCli(['serve', '--workdir', fixture.workdir, '--run', 'nope', '--port', '0']);

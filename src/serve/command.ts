@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Command, Option } from 'commander';
 import { useBackend, type BackendChoice } from '../model/backend.js';
 import { action, parseIntOption, withCommon } from '../util/command.js';
-import { InputError } from '../util/errors.js';
+import { firstLineOf, InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { Device } from '../embed/device.js';
 import { InferenceQueue } from './queue.js';
@@ -37,11 +37,12 @@ export const CLOSE_GRACE_MS = 3_000;
 /** Load the run and start listening; resolves once the server accepts requests. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   if (options.port > 65535) throw new InputError(`--port ${options.port}: expected 0 to 65535`);
-  const run = options.run ?? (await defaultRun(options.workdir));
-  await existingRunDir(options.workdir, run);
+  if (options.run) await existingRunDir(options.workdir, options.run);
   const backend = await useBackend(options.backend, { quiet: true });
   const started = performance.now();
-  const recommender = await Recommender.open(options.workdir, run);
+  const { run, recommender } = options.run
+    ? { run: options.run, recommender: await Recommender.open(options.workdir, options.run) }
+    : await openDefaultRun(options.workdir);
   const uploads = await openUploadEmbedder(options.workdir, recommender.model.state.embeddings.model, options.device);
   const queue = new InferenceQueue(options.queue);
   const app = await buildServer({ workdir: options.workdir, recommender, uploads, queue, backend });
@@ -83,25 +84,37 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   };
 }
 
-async function defaultRun(workdir: string): Promise<string> {
+/**
+ * The best of the workdir's runs (runs.ts pickDefaultRun) that loads: a run whose checkpoint does not read is left
+ * out, said in one line, and the next best is taken.
+ */
+async function openDefaultRun(workdir: string): Promise<{ run: string; recommender: Recommender }> {
   const runs = await listRuns(workdir);
-  const best = pickDefaultRun(runs);
-  if (!best) {
-    const demo = workdirPaths(workdir).demo;
-    throw new InputError(
-      `no trained run in ${workdir}/runs: train one first (\`ctl train\`)` +
-        ((await listRunNames(demo)).length > 0
-          ? `, or serve the demo's, which lives in its own workdir: \`ctl serve --workdir ${demo}\``
-          : ', or run `ctl demo --serve`'),
-    );
+  let candidates = runs;
+  for (let best = pickDefaultRun(candidates); best; best = pickDefaultRun(candidates)) {
+    try {
+      const recommender = await Recommender.open(workdir, best.name);
+      log(
+        best.catalogRecall10 !== null
+          ? `serve: run '${best.name}', the best catalog R@10 (${(best.catalogRecall10 * 100).toFixed(1)}%) of ${runs.length} run(s)` +
+              (best.catalogLeaks ? ' (on scenes it trained on: no run has a catalog report on unseen scenes)' : '')
+          : `serve: run '${best.name}', the latest trained run (no run has a catalog eval report yet: \`ctl eval\`)`,
+      );
+      return { run: best.name, recommender };
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      log(`serve: run '${best.name}' left out: ${firstLineOf(err)}`);
+      candidates = candidates.filter((r) => r !== best);
+    }
   }
-  log(
-    best.catalogRecall10 !== null
-      ? `serve: run '${best.name}', the best catalog R@10 (${(best.catalogRecall10 * 100).toFixed(1)}%) of ${runs.length} run(s)` +
-          (best.catalogLeaks ? ' (on scenes it trained on: no run has a catalog report on unseen scenes)' : '')
-      : `serve: run '${best.name}', the latest trained run (no run has a catalog eval report yet: \`ctl eval\`)`,
+  const demo = workdirPaths(workdir).demo;
+  const leftOut = runs.length > candidates.length ? ' that loads (the lines above say why the others do not)' : '';
+  throw new InputError(
+    `no trained run${leftOut} in ${workdir}/runs: train one first (\`ctl train\`)` +
+      ((await listRunNames(demo)).length > 0
+        ? `, or serve the demo's, which lives in its own workdir: \`ctl serve --workdir ${demo}\``
+        : ', or run `ctl demo --serve`'),
   );
-  return best.name;
 }
 
 /** Serve until SIGINT or SIGTERM, then close cleanly. */
