@@ -70,6 +70,14 @@ describe('ctl demo (built binary)', () => {
     expect((await stat(join(run, 'checkpoints', 'last', 'model.safetensors'))).mtimeMs).toBe(checkpoint);
     expect(again.catalog).toEqual(catalog);
 
+    // Other data in the same place would resume the stages of this one: refused before any stage runs.
+    const other = await ctl(args.map((a) => (a === '120' ? '130' : a)));
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain(
+      `the demo in ${workdir} was made with --scenes 120 --products 60 --seed 7: run \`ctl demo\` with those`,
+    );
+    expect(await readFile(join(run, 'metrics.jsonl'), 'utf8')).toBe(metrics);
+
     // --serve: the finished demo ends by serving its run, uploads on (the generated image model), until Ctrl-C.
     const served = startCli([...args.filter((a) => a !== '--json'), '--serve', '--port', '0']);
     const url = await served.listening;

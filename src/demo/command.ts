@@ -6,11 +6,14 @@
 // the summary), so the demo is also a check that the stages fit together; each is resumable, so a demo killed at
 // any moment continues where it stopped when run again, and a finished one is not redone.
 import { spawn } from 'node:child_process';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { action, parseIntOption, refuseFlags, withCommon } from '../util/command.js';
-import { RunError } from '../util/errors.js';
+import { writeJsonAtomic } from '../util/atomic.js';
+import { InputError, RunError } from '../util/errors.js';
+import { differingPaths } from '../util/json.js';
 import { log, printJson } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
 import { serveUntilSignal, startServer } from '../serve/command.js';
@@ -30,6 +33,32 @@ interface DemoOptions {
   seed: number;
   serve: boolean;
   port: number;
+}
+
+/**
+ * Record in `workdir`/demo.json the data the demo is made of; a later demo there that asks for other data is an
+ * InputError (its stages would resume work done for the other, and training would refuse the new dataset).
+ */
+async function claimDemoWorkdir(workdir: string, options: DemoOptions): Promise<void> {
+  const file = join(workdir, 'demo.json');
+  const wanted = { scenes: options.scenes, products: options.products, seed: options.seed };
+  const flags = (d: Record<string, unknown>) =>
+    Object.entries(d)
+      .map(([key, value]) => `--${key} ${value}`)
+      .join(' ');
+  let made: Record<string, unknown> | null = null;
+  try {
+    made = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    // a new demo (or one made before demo.json)
+  }
+  if (made && differingPaths(made, wanted).length > 0)
+    throw new InputError(
+      `the demo in ${workdir} was made with ${flags(made)}: run \`ctl demo\` with those to continue it, ` +
+        `or remove ${workdir} (or give another --workdir) to make one with ${flags(wanted)}`,
+    );
+  await mkdir(workdir, { recursive: true });
+  await writeJsonAtomic(file, wanted);
 }
 
 /**
@@ -83,6 +112,7 @@ export function registerDemoCommand(program: Command): void {
       if (!options.serve) refuseFlags(cmd, ['port'], '--serve');
       const started = performance.now();
       const workdir = workdirPaths(options.workdir).demo;
+      await claimDemoWorkdir(workdir, options);
       const source = join(workdir, 'mirror');
       const w = ['--workdir', workdir];
       const stages: Partial<StageReports> = {};
