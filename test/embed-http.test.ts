@@ -113,6 +113,15 @@ describe('ctl embed --provider http', () => {
     want.forEach((v, i) => expect(data[i]).toBeCloseTo(v / norm, 5));
   });
 
+  test('does not extend a store the local provider wrote, and says which provider wrote it', async () => {
+    const { workdir } = await makeFixture(1);
+    await runEmbed(embedOptions(workdir, { kind: 'products' }));
+    const service = await startService((body) => [200, { embedding: vectorOf(body) }]);
+    await expect(runEmbed(options(workdir, service.url, { model: 'tiny', kind: 'products' }))).rejects.toThrow(
+      /preprocessing\.provider: the store was written with "local", this run uses "http"/,
+    );
+  });
+
   test('a 500 is retried; an image the service always fails is skipped and listed', async () => {
     const { workdir, dataset } = await makeFixture(2);
     const paths = workdirPaths(workdir);

@@ -92,11 +92,14 @@ async function* prepareAhead<P>(
 function checkCompatible(store: EmbeddingStore, encoder: Encoder, hide: Record<string, unknown>): void {
   const want: Record<string, unknown> = { ...encoder.preprocessing, ...hide };
   const have = store.meta.preprocessing ?? {};
-  for (const key of ['dtype', 'provider', 'hide', 'output']) {
+  // The provider first: an http run into a local store differs in dtype too, and the provider says why. The local
+  // provider records none.
+  for (const key of ['provider', 'dtype', 'hide', 'output']) {
+    const show = (value: unknown) => JSON.stringify(value ?? (key === 'provider' ? 'local' : 'none'));
     if (JSON.stringify(have[key]) !== JSON.stringify(want[key]))
       throw new InputError(
-        `${join(store.dir, 'meta.json')}: preprocessing.${key}: the store was written with ${JSON.stringify(have[key])}, ` +
-          `this run uses ${JSON.stringify(want[key])} (use the same settings, another --workdir, or remove the store)`,
+        `${join(store.dir, 'meta.json')}: preprocessing.${key}: the store was written with ${show(have[key])}, ` +
+          `this run uses ${show(want[key])} (use the same settings, another --workdir, or remove the store)`,
       );
   }
   for (const key of ['model', 'revision'] as const) {
