@@ -37,7 +37,8 @@ describe('ctl serve (built binary)', () => {
     await writeFile(file, '{ "version": 2 }');
     try {
       const server = startCli(['serve', '--workdir', fixture.workdir, '--port', '0', '--backend', 'wasm']);
-      await server.listening;
+      const url = await server.listening;
+      expect((await (await fetch(new URL('/api/health', url))).json()).status).toBe('ok');
       expect(server.stderr()).toMatch(new RegExp(`serve: run '${picked}' left out: .*state\\.json: epoch: expected`));
       const served = /serve: run '([\w-]+)', the best catalog R@10/.exec(server.stderr())?.[1];
       expect(served).toBeDefined();

@@ -119,7 +119,6 @@ async function openDefaultRun(workdir: string): Promise<{ run: string; recommend
 
 /** Serve until SIGINT or SIGTERM, then close cleanly. */
 export async function serveUntilSignal(server: RunningServer): Promise<void> {
-  log(`serve: open ${server.url} (runs dashboard: ${server.url}runs); Ctrl-C stops`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       process.off('SIGINT', stop);
@@ -129,6 +128,8 @@ export async function serveUntilSignal(server: RunningServer): Promise<void> {
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    // Said once Ctrl-C is handled: a signal sent on reading this line closes cleanly.
+    log(`serve: open ${server.url} (runs dashboard: ${server.url}runs); Ctrl-C stops`);
   });
 }
 
