@@ -159,15 +159,24 @@ describe('trainRun', () => {
     const attempt = trainRun({ workdir, config: changed, run: 'learn', backend: 'wasm', workers: 1, resume: true });
     await expect(attempt).rejects.toThrow(/cannot resume: config batchSize: 64 → 32/);
 
-    // A run whose 'last' is gone keeps its 'best': neither a new start nor --resume may overwrite it.
+    // A run whose 'last' is gone keeps its 'best' of a later epoch: neither a new start nor --resume overwrites it.
     const runs = workdirPaths(workdir).runsDir;
-    await cp(join(runs, 'learn'), join(runs, 'learn-best-only'), { recursive: true });
-    await rm(join(runs, 'learn-best-only', 'checkpoints', 'last'), { recursive: true });
+    const lone = join(runs, 'learn-best-only');
+    await cp(join(runs, 'learn'), lone, { recursive: true });
+    await rm(join(lone, 'checkpoints', 'last'), { recursive: true });
+    const bestState = join(lone, 'checkpoints', 'best', 'state.json');
+    const state = JSON.parse(await readFile(bestState, 'utf8'));
+    await writeFile(bestState, JSON.stringify({ ...state, epoch: 2 }));
     const config = await writeConfig(workdir, 'learn', smallConfig({ epochs: 3 }));
+    const again = (resume: boolean) =>
+      trainRun({ workdir, config, run: 'learn-best-only', backend: 'wasm', workers: 1, resume });
     for (const resume of [false, true])
-      await expect(
-        trainRun({ workdir, config, run: 'learn-best-only', backend: 'wasm', workers: 1, resume }),
-      ).rejects.toThrow(/run 'learn-best-only' has a 'best' checkpoint but no 'last' one to resume from/);
+      await expect(again(resume)).rejects.toThrow(
+        /run 'learn-best-only' has a 'best' checkpoint \(epoch 2\) but no 'last' one to resume from/,
+      );
+    // Epoch 1's best alone is what a kill between the two saves of the first epoch leaves: the run starts over.
+    await writeFile(bestState, JSON.stringify({ ...state, epoch: 1 }));
+    expect((await again(true)).epochs).toBe(3);
   });
 
   it('trains a run in one process at a time, and leaves no lock behind', async () => {

@@ -2,7 +2,7 @@
 // configured protocol, keep the best and the last checkpoint, stop early when the selection metric stalls, and
 // resume exactly where a killed run left off. One trainer per run at a time: a lock beside the run folder.
 import { availableParallelism } from 'node:os';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import type { BackendChoice } from '../model/backend.js';
@@ -21,7 +21,6 @@ import type { ParamLayout } from '../model/params.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { PRNG_NAME, keyedRandom } from '../util/random.js';
 import { writeJsonAtomic } from '../util/atomic.js';
-import { pathExists } from '../util/fs.js';
 import { InputError, RunError } from '../util/errors.js';
 import { acquireLock, STALE_LOCK_MS, type Lock } from '../util/lock.js';
 import { formatDuration, log } from '../util/log.js';
@@ -97,13 +96,16 @@ async function trainLocked(
     throw new InputError(
       `run '${name}' already has checkpoints in ${dir}: pass --resume to continue it, or --run NAME to start another`,
     );
-  // A best without a last (removed by hand, or copied without it) cannot be resumed, and starting over would
-  // overwrite it and the metrics log its eval reports go with.
-  if (!previous && (await pathExists(checkpointDir(dir, 'best'))))
+  // A best without a last: epoch 1's, when a kill came between the two saves (best is written first), is
+  // dropped and the run starts over; a later one (last removed by hand, or not copied) cannot be resumed, and
+  // starting over would overwrite it and the metrics log its eval reports go with.
+  const lone = previous ? null : await readCheckpointState(dir, 'best', trainConfigSchema);
+  if (lone && lone.epoch > 1)
     throw new InputError(
-      `run '${name}' has a 'best' checkpoint but no 'last' one to resume from (${checkpointDir(dir, 'last')}): ` +
-        `start another with --run NAME, or remove ${dir} to train it again`,
+      `run '${name}' has a 'best' checkpoint (epoch ${lone.epoch}) but no 'last' one to resume from ` +
+        `(${checkpointDir(dir, 'last')}): start another with --run NAME, or remove ${dir} to train it again`,
     );
+  if (lone) await rm(checkpointDir(dir, 'best'), { recursive: true, force: true });
   if (!previous && options.resume) log(`run '${name}' has no checkpoint yet: starting from the beginning`);
 
   const { name: backend, ortThreads } = await chooseTrainBackend(options.backend ?? 'auto');
@@ -215,7 +217,7 @@ interface LoopContext extends RunRecord {
   engine: TrainEngine;
   metricsLog: MetricsLog;
   checkpoint: Checkpoint<TrainConfig> | null;
-  /** The run's lock: checked before each epoch is written. */
+  /** The run's lock: checked before each record and checkpoint is written. */
   lock: Lock;
 }
 
@@ -360,6 +362,7 @@ async function trainEpoch(
     sums.infonce += result.infonce;
     sums.triplet += result.triplet;
     liveTensors = result.tensors;
+    await ctx.lock.checkHeld();
     await metricsLog.append({
       type: 'step',
       step,
