@@ -12,6 +12,7 @@ import { decodeSafetensors, encodeSafetensors } from '../src/model/safetensors.j
 import { fromStateDict, toStateDict } from '../src/model/state-dict.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
 import { tempPathFor } from '../src/util/atomic.js';
+import { InputError } from '../src/util/errors.js';
 import { keyedRandom } from '../src/util/random.js';
 import { checkpointDir, loadCheckpoint, readCheckpointState, saveCheckpoint } from '../src/model/checkpoint.js';
 import { encodeRows } from '../src/model/encode.js';
@@ -156,6 +157,14 @@ describe('checkpoints outside Node', () => {
       new RegExp(`^${file}:4:1: not valid JSON \\(.*\\); the checkpoint is damaged`),
     );
     expect(await readCheckpointState(runDir, 'last')).toBeNull(); // absent is still "none"
+
+    // Its weights gone beside a good state.json: damaged too, the file named (it was a bare ENOENT, exit 1).
+    const { runDir: noWeights } = await writeCheckpoint(v2, 'no-weights');
+    const weights = join(checkpointDir(noWeights, 'best'), 'model.safetensors');
+    await rm(weights);
+    const loading = loadCheckpoint(noWeights, 'best', new TwoTower(v2).layout);
+    await expect(loading).rejects.toThrow(InputError);
+    await expect(loading).rejects.toThrow(`${weights}: cannot read (ENOENT); the checkpoint is damaged`);
   });
 
   it("readers (eval, export, serve) leave the folder a live trainer is writing, and drop a dead one's", async () => {

@@ -34,6 +34,9 @@ import { pathExists } from '../util/fs.js';
 export const CHECKPOINT_NAMES = ['best', 'last'] as const;
 export type CheckpointName = (typeof CHECKPOINT_NAMES)[number];
 
+/** Said of a checkpoint whose files do not read. */
+const DAMAGED = '; the checkpoint is damaged: restore it, or remove the run folder to train it again';
+
 /** Version of the checkpoint format; 2 = the reference's exact module names. */
 export const CHECKPOINT_VERSION = 2;
 
@@ -196,8 +199,7 @@ export function parseCheckpointState<Config>(
   file: string,
   config: z.ZodType<Config>,
 ): CheckpointState<Config> {
-  const damaged = '; the checkpoint is damaged: restore it, or remove the run folder to train it again';
-  const raw = parseJsonFile(text, file, damaged) as { version?: unknown } | null;
+  const raw = parseJsonFile(text, file, DAMAGED) as { version?: unknown } | null;
   if (typeof raw?.version === 'number' && raw.version > CHECKPOINT_VERSION)
     throw new InputError(
       `${file}: checkpoint format ${raw.version}, newer than this ctl reads (${CHECKPOINT_VERSION}): update ctl`,
@@ -207,7 +209,7 @@ export function parseCheckpointState<Config>(
       `${file}: checkpoint format ${raw.version}, expected ${CHECKPOINT_VERSION} (the reference's exact state_dict names): this run was trained by an older ctl; train it again under a new name (\`ctl train --run NAME\`)`,
     );
   const { value: state, issues } = parseWith(checkpointStateSchema(config), raw);
-  if (issues) throw new InputError(issues.map((i) => `${file}: ${i.field}: ${i.message}`).join('\n') + damaged);
+  if (issues) throw new InputError(issues.map((i) => `${file}: ${i.field}: ${i.message}`).join('\n') + DAMAGED);
   checkCategoryMap(state.categoryMap, `${file}: categoryMap`);
   return state as CheckpointState<Config>;
 }
@@ -222,11 +224,11 @@ export async function loadCheckpoint<Config = unknown>(
   const dir = checkpointDir(runDir, name);
   if (!state) throw new Error(`no checkpoint at ${dir}`);
   const modelFile = join(dir, 'model.safetensors');
-  const model = decodeSafetensors(new Uint8Array(await readFile(modelFile)), modelFile);
+  const model = decodeSafetensors(await readCheckpointFile(modelFile), modelFile);
   const checkpoint: Checkpoint<Config> = { state, params: fromStateDict(layout, model.tensors, modelFile) };
   const trainerFile = join(dir, 'trainer.safetensors');
   if (await pathExists(trainerFile)) {
-    const trainer = decodeSafetensors(new Uint8Array(await readFile(trainerFile)), trainerFile);
+    const trainer = decodeSafetensors(await readCheckpointFile(trainerFile), trainerFile);
     checkpoint.optimizer = {
       t: state.optimizer.t,
       m: fromStateDict(layout, trainer.tensors, trainerFile, 'exp_avg.'),
@@ -236,4 +238,13 @@ export async function loadCheckpoint<Config = unknown>(
     if (pool) checkpoint.minedPool = { pool: pool.data as Int32Array, poolSize: pool.shape[1] };
   }
   return checkpoint;
+}
+
+/** A checkpoint's file; one that is missing or unreadable beside its state.json is a damaged checkpoint. */
+async function readCheckpointFile(file: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(file));
+  } catch (err) {
+    throw new InputError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code})${DAMAGED}`);
+  }
 }
