@@ -101,8 +101,12 @@ describe('acquireLock', () => {
       })();
       await writeFile(file, 'not JSON');
       await expect(acquireLock(run, busy)).rejects.toThrow(`held by ${sleeper.pid} on the host with id`);
-      const untouched = new Date(Date.now() - STALE_LOCK_MS - 1000);
-      await utimes(file, untouched, untouched);
+      // Untouched for minutes, a live holder on this host may be busy; for hours, it is not the holder.
+      const minutes = new Date(Date.now() - STALE_LOCK_MS - 1000);
+      await utimes(file, minutes, minutes);
+      expect(await isLocked(run)).toBe(true);
+      const hours = new Date(Date.now() - 2 * 3600_000);
+      await utimes(file, hours, hours);
       expect(await isLocked(run)).toBe(false);
       await (await acquireLock(run, busy)).release();
       expect(await readdir(dir)).toEqual([]);

@@ -75,8 +75,8 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
     dir,
     (holder, file) =>
       `run '${name}' is being trained by process ${holder.pid} on ${holder.host} since ${holder.since}: wait for it, ` +
-      `or stop it (its lock ${file} lapses once its process is gone from this host, or untouched for ` +
-      `${STALE_LOCK_MS / 60_000} minutes)`,
+      `or stop it (its lock ${file} lapses once its process is gone, and when left untouched: for ` +
+      `${STALE_LOCK_MS / 60_000} minutes by another host, for an hour by this one)`,
   );
   try {
     return await trainLocked(options, { name, dir, config, overrides, lock });

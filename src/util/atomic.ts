@@ -89,6 +89,12 @@ export async function cleanTempFiles(dir: string): Promise<number> {
 /** The suffix `ownedPathFor` gives a name: `.<host>.<pid>.<thread>-<count>` (older versions wrote no host). */
 export const OWNER = /(?:\.([0-9a-f]{8}))?\.(\d+)\.\d+-[0-9a-z]+$/;
 
+/** Was `name` (from `ownedPathFor`) made on this host? (Names of older versions carry no host: they were.) */
+export function madeOnThisHost(name: string): boolean {
+  const host = OWNER.exec(name)?.[1];
+  return host === undefined || host === HOST;
+}
+
 /** How long another host's temp file must have been left untouched before it counts as abandoned. */
 const OTHER_HOST_IDLE_MS = 60 * 60 * 1000;
 
@@ -103,10 +109,10 @@ const PROCESS_START_MS = Date.now() - process.uptime() * 1000;
  * that earlier process's.
  */
 export async function ownerAlive(dir: string, name: string): Promise<boolean> {
-  const [, host, pidText] = OWNER.exec(name) ?? [];
+  const [, , pidText] = OWNER.exec(name) ?? [];
   const pid = Number(pidText);
   if (!(pid > 0)) return true; // not a name of ours: not ours to remove
-  if (host !== undefined && host !== HOST) {
+  if (!madeOnThisHost(name)) {
     const at = await modifiedAt(join(dir, name));
     return at === undefined || Date.now() - at < OTHER_HOST_IDLE_MS;
   }

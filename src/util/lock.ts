@@ -1,29 +1,31 @@
 // One holder at a time, for work two processes must not do at once (training one run: both would write its
 // checkpoints and metrics log). A lock is a small file beside what it guards, named for its holder as util/atomic
-// names temp files (`.lock-<name>.<host>.<pid>.<thread>-<n>`). It is made first, then the others are looked at:
-// two processes starting together both see the other and both refuse, never both run. The holder touches its file
-// every HEARTBEAT_MS. A lock not touched for STALE_LOCK_MS, or of a process this host no longer runs, was left by a
-// kill (its pid may be another process's by now), and is removed by the next process that wants it.
+// names temp files (`.lock-<name>.<host>.<pid>.<thread>-<n>`). It is made first, then the others are looked at, so
+// of two processes starting together at most one goes on (the other refuses, or tries again if the first let go).
+// The holder touches its file every HEARTBEAT_MS. A lock was left by a kill, and is removed by the next process that
+// wants it, when this host no longer runs its process, or when it is untouched for STALE_LOCK_MS (another host's:
+// no process can be asked there) or for SAME_HOST_STALE_MS (this host's: its pid may be another process's by now;
+// longer, as a live holder's event loop may be busy for minutes between two heartbeats).
 import { rmSync } from 'node:fs';
 import { readdir, readFile, rm, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OWNER, ownedPathFor, ownerAlive, writeJsonAtomic } from './atomic.js';
+import type * as z from 'zod';
+import { madeOnThisHost, OWNER, ownedPathFor, ownerAlive, writeJsonAtomic } from './atomic.js';
 import { InputError, RunError } from './errors.js';
 import { modifiedAt, pathExists } from './fs.js';
+import { int, nonEmptyString, object, parseWith } from './schema.js';
 
 const MARK = '.lock-';
 const HEARTBEAT_MS = 15_000;
-/** A lock untouched this long is a killed holder's (many heartbeats missed). */
+/** Another host's lock untouched this long is a killed holder's (many heartbeats missed). */
 export const STALE_LOCK_MS = 120_000;
+const SAME_HOST_STALE_MS = 60 * 60 * 1000;
 
 /** What a lock file says of its holder. */
-export interface LockHolder {
-  host: string;
-  pid: number;
-  since: string;
-}
+const lockHolderSchema = object({ host: nonEmptyString(), pid: int(1), since: nonEmptyString() });
+export type LockHolder = z.output<typeof lockHolderSchema>;
 
 export interface Lock {
   /** An error when the lock file is gone: another process took this holder for dead (its heartbeat stalled for
@@ -89,10 +91,11 @@ async function liveLocks(path: string, { removeDead }: { removeDead: boolean }):
   return live;
 }
 
-/** Touched within STALE_LOCK_MS (either way: another host's clock may run ahead), and by a process that lives. */
+/** Touched lately (either way: another host's clock may run ahead), by a process that lives (see the top). */
 async function holderAlive(dir: string, name: string): Promise<boolean> {
   const at = await modifiedAt(join(dir, name));
-  return at !== undefined && Math.abs(Date.now() - at) < STALE_LOCK_MS && (await ownerAlive(dir, name));
+  const staleAfter = madeOnThisHost(name) ? SAME_HOST_STALE_MS : STALE_LOCK_MS;
+  return at !== undefined && Math.abs(Date.now() - at) < staleAfter && (await ownerAlive(dir, name));
 }
 
 /** What the lock file says of its holder; what its name says when its content does not read; null when gone. */
@@ -103,14 +106,13 @@ async function readHolder(file: string): Promise<LockHolder | null> {
   } catch {
     return null;
   }
+  let content: unknown = null;
   try {
-    const holder = JSON.parse(text) as Partial<LockHolder> | null;
-    if (typeof holder?.host === 'string' && Number.isInteger(holder.pid) && typeof holder.since === 'string')
-      return holder as LockHolder;
+    content = JSON.parse(text);
   } catch {
     // not JSON: the name says enough
   }
-  return holderNamedBy(file);
+  return parseWith(lockHolderSchema, content).value ?? holderNamedBy(file);
 }
 
 function holderNamedBy(file: string): LockHolder {
