@@ -3,7 +3,7 @@
 // zero-shot eval, train, eval), the --json summary carries the metrics, a second run redoes no finished work, and
 // a third with --serve serves the run.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -94,12 +94,19 @@ describe('ctl demo (built binary)', () => {
     expect(await served.exited).toBe(0);
   }, 240_000);
 
-  it('refuses --port without --serve (it would do nothing) before any stage runs', async () => {
+  it('refuses --port without --serve, and a damaged demo.json, before any stage runs', async () => {
     const root = await mkdtemp(join(tmpdir(), 'ctl-demo-'));
     dirs.push(root);
     const run = await ctl(['demo', '--workdir', root, '--port', '9000']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--port: only with --serve');
     expect(await readdir(root)).toEqual([]);
+
+    // A demo.json that does not say what the demo was made of is named, not overwritten.
+    await mkdir(join(root, 'demo'));
+    await writeFile(join(root, 'demo', 'demo.json'), '{ "scenes": "many" }');
+    const damaged = await ctl(['demo', '--workdir', root]);
+    expect(damaged.code).toBe(2);
+    expect(damaged.stderr).toContain(`demo.json: scenes: expected an integer >= 1, got "many"`);
   });
 });

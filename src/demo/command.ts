@@ -6,14 +6,16 @@
 // the summary), so the demo is also a check that the stages fit together; each is resumable, so a demo killed at
 // any moment continues where it stopped when run again, and a finished one is not redone.
 import { spawn } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import type * as z from 'zod';
 import { action, parseIntOption, refuseFlags, withCommon } from '../util/command.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
-import { differingPaths } from '../util/json.js';
+import { differingPaths, readJsonIfExists } from '../util/json.js';
+import { int, parseWith, section } from '../util/schema.js';
 import { log, printJson } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
 import { serveUntilSignal, startServer } from '../serve/command.js';
@@ -35,22 +37,27 @@ interface DemoOptions {
   port: number;
 }
 
+/** demo.json: the options of `ctl data synth` the demo's data was made with. */
+const demoDataSchema = section({ scenes: int(1), products: int(1), seed: int(0) });
+type DemoData = z.output<typeof demoDataSchema>;
+
 /**
  * Record in `workdir`/demo.json the data the demo is made of; a later demo there that asks for other data is an
  * InputError (its stages would resume work done for the other, and training would refuse the new dataset).
  */
 async function claimDemoWorkdir(workdir: string, options: DemoOptions): Promise<void> {
   const file = join(workdir, 'demo.json');
-  const wanted = { scenes: options.scenes, products: options.products, seed: options.seed };
-  const flags = (d: Record<string, unknown>) =>
-    Object.entries(d)
-      .map(([key, value]) => `--${key} ${value}`)
-      .join(' ');
-  let made: Record<string, unknown> | null = null;
-  try {
-    made = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-  } catch {
-    // a new demo (or one made before demo.json)
+  const wanted: DemoData = { scenes: options.scenes, products: options.products, seed: options.seed };
+  const flags = (d: DemoData) => `--scenes ${d.scenes} --products ${d.products} --seed ${d.seed}`;
+  const document = await readJsonIfExists(file, ' (fix or remove the file)'); // none: a new demo, or an older one
+  let made: DemoData | null = null;
+  if (document !== undefined) {
+    const parsed = parseWith(demoDataSchema, document);
+    if (parsed.issues) {
+      const fields = parsed.issues.map((i) => `${i.field || '(top level)'}: ${i.message}`).join('; ');
+      throw new InputError(`${file}: ${fields} (fix or remove the file)`);
+    }
+    made = parsed.value;
   }
   if (made && differingPaths(made, wanted).length > 0)
     throw new InputError(

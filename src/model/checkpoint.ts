@@ -21,7 +21,7 @@ import {
   writeJsonAtomic,
 } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
-import { parseJsonFile } from '../util/json.js';
+import { readJsonIfExists } from '../util/json.js';
 import { flag, int, nonEmptyString, number, object, oneOf, parseWith } from '../util/schema.js';
 import { checkCategoryMap } from './categories.js';
 import { modelSpecSchema } from './config.js';
@@ -182,24 +182,18 @@ export async function readCheckpointState<Config = unknown>(
   await recover(runDir);
   await waitForSwap(checkpointDir(runDir, name)); // a trainer saving this very moment
   const file = join(checkpointDir(runDir, name), 'state.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new InputError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
   // Damaged is not absent: treating it as "no checkpoint" would let a new run overwrite this one.
-  return parseCheckpointState(text, file, config);
+  const raw = await readJsonIfExists(file, DAMAGED);
+  return raw === undefined ? null : parseCheckpointState(raw, file, config);
 }
 
-/** The text of a state.json, checked (`config` checks the run's config); an InputError naming each bad field. */
+/** A state.json's document, checked (`config` checks the run's config); an InputError naming each bad field. */
 export function parseCheckpointState<Config>(
-  text: string,
+  document: unknown,
   file: string,
   config: z.ZodType<Config>,
 ): CheckpointState<Config> {
-  const raw = parseJsonFile(text, file, DAMAGED) as { version?: unknown } | null;
+  const raw = document as { version?: unknown } | null;
   if (typeof raw?.version === 'number' && raw.version > CHECKPOINT_VERSION)
     throw new InputError(
       `${file}: checkpoint format ${raw.version}, newer than this ctl reads (${CHECKPOINT_VERSION}): update ctl`,

@@ -97,7 +97,9 @@ async function openDefaultRun(workdir: string): Promise<{ run: string; recommend
       log(
         best.catalogRecall10 !== null
           ? `serve: run '${best.name}', the best catalog R@10 (${(best.catalogRecall10 * 100).toFixed(1)}%) of ${runs.length} run(s)` +
-              (best.catalogLeaks ? ' (on scenes it trained on: no run has a catalog report on unseen scenes)' : '')
+              (best.catalogLeaks
+                ? ' (on scenes it trained on: no run that loads has a catalog report on unseen scenes)'
+                : '')
           : `serve: run '${best.name}', the latest trained run (no run has a catalog eval report yet: \`ctl eval\`)`,
       );
       return { run: best.name, recommender };

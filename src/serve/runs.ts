@@ -10,6 +10,7 @@ import { listRunNames, runPaths, workdirPaths } from '../data/workdir.js';
 import { checkEvalReport } from '../eval/report-file.js';
 import { isLocked } from '../util/lock.js';
 import { log } from '../util/log.js';
+import { readJsonIfExists } from '../util/json.js';
 import { parseWith } from '../util/schema.js';
 
 /** Step records kept for the loss curve (evenly thinned beyond this). */
@@ -74,14 +75,9 @@ async function readJson(file: string): Promise<unknown> {
  */
 async function readState(runDir: string): Promise<CheckpointState<TrainConfig> | null | 'damaged'> {
   const file = join(checkpointDir(runDir, 'last'), 'state.json');
-  let text: string;
   try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    return null; // none yet, or between a trainer's two renames
-  }
-  try {
-    return parseCheckpointState(text, file, trainConfigSchema);
+    const document = await readJsonIfExists(file); // none yet, or between a trainer's two renames: null
+    return document === undefined ? null : parseCheckpointState(document, file, trainConfigSchema);
   } catch (err) {
     warnOnce((err as Error).message);
     return 'damaged';
@@ -91,10 +87,17 @@ async function readState(runDir: string): Promise<CheckpointState<TrainConfig> |
 /** The config a run was started with (runs/<name>/config.json), or null; a damaged one is said once. */
 async function readStartConfig(runDir: string): Promise<TrainConfig | null> {
   const file = runPaths(runDir).config;
-  const saved = (await readJson(file)) as { config?: unknown } | null;
-  if (saved === null) return null;
-  const { value, issues } = parseWith(trainConfigSchema, saved.config);
-  if (issues) warnOnce(`${file}: ${issues.map((i) => `config.${i.field}: ${i.message}`).join('; ')}`);
+  let saved: unknown;
+  try {
+    saved = await readJsonIfExists(file);
+  } catch (err) {
+    warnOnce((err as Error).message);
+    return null;
+  }
+  if (saved === undefined) return null;
+  const { value, issues } = parseWith(trainConfigSchema, (saved as { config?: unknown } | null)?.config);
+  if (issues)
+    warnOnce(`${file}: ${issues.map((i) => `config${i.field ? `.${i.field}` : ''}: ${i.message}`).join('; ')}`);
   return value ?? null;
 }
 

@@ -73,7 +73,7 @@ export function registerTrainCommand(program: Command): void {
   ).action(
     action<TrainOptions>(async (options, cmd) => {
       // Worker threads are the wasm engine's; one (none) is what every engine runs.
-      if (options.workers !== 1 && !['wasm', 'auto'].includes(options.backend))
+      if (typeof options.workers === 'number' && options.workers > 1 && !['wasm', 'auto'].includes(options.backend))
         refuseFlags(cmd, ['workers'], '--backend wasm or auto');
       // Loaded here: it pulls in TensorFlow.js, which other commands should not wait for.
       const { trainRun } = await import('./run.js');

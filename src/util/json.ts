@@ -1,6 +1,23 @@
-// JSON from a file: a syntax error names the file, and its line and column where JSON.parse gives the place (Node
+// JSON from a file: a file that is missing is told from one that is damaged, and a syntax error names the file, and its line and column where JSON.parse gives the place (Node
 // 20 gives a character offset for some errors, the end of the input for others, and no place for the rest).
+import { readFile } from 'node:fs/promises';
 import { InputError } from './errors.js';
+
+/**
+ * The JSON document in the file at `path`, or undefined when there is no such file; a file that does not read or
+ * is not JSON is an InputError naming it (`hint`: what to do).
+ */
+export async function readJsonIfExists(path: string, hint = ''): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    throw new InputError(`${path}: cannot read (${code ?? (err as Error).message})${hint}`);
+  }
+  return parseJsonFile(text, path, hint);
+}
 
 /** `text` parsed; an InputError `path[:line:column]: not valid JSON (why)` when it is not JSON. `hint`: what to do. */
 export function parseJsonFile(text: string, path: string, hint = ''): unknown {

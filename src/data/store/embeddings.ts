@@ -318,7 +318,8 @@ export class EmbeddingStore {
           `${path}: ${size - header.dataOffset} bytes of data, but its header says [${header.shape}] float32 ` +
             `(${dataBytes} bytes): the file is truncated or damaged; remove it and its .ids.json, then embed again`,
         );
-      repeated.push(...this.addShard({ name, rows: ids.length, dataOffset: header.dataOffset }, ids));
+      for (const entry of this.addShard({ name, rows: ids.length, dataOffset: header.dataOffset }, ids))
+        repeated.push(entry);
     }
     await this.checkRepeated(repeated);
   }
