@@ -72,6 +72,21 @@ describe('EmbeddingStore', () => {
     await expect(EmbeddingStore.openOrCreate(dir, { ...meta, model: 'other' })).rejects.toThrow(/model/);
   });
 
+  it('names the field of a damaged meta.json', async () => {
+    await EmbeddingStore.openOrCreate(dir, meta);
+    const file = join(dir, 'meta.json');
+    for (const [content, message] of [
+      ['null', `${file}: (top level): expected an object, got null`],
+      [JSON.stringify({ ...meta, dim: 0 }), `${file}: dim: expected an integer >= 1, got 0`],
+      [JSON.stringify({ ...meta, view: 'faces' }), `${file}: view: expected one of 'products'`],
+      ['{', `${file}:1:2: not valid JSON`],
+    ]) {
+      await writeFile(file, content);
+      await expect(EmbeddingStore.open(dir)).rejects.toThrow(InputError);
+      await expect(EmbeddingStore.open(dir)).rejects.toThrow(message);
+    }
+  });
+
   it('refuses to mix vectors made another way (imported beside embedded), and takes another file of the same import', async () => {
     const embedded = {
       ...meta,

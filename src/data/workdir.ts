@@ -21,7 +21,8 @@ export function modelSlug(modelId: string): string {
 }
 
 /** Which embedding matrix: product images, whole scenes, or scenes with one product's box hidden. */
-export type EmbeddingView = 'products' | 'scenes-full' | 'scenes-hide-product';
+export const EMBEDDING_VIEWS = ['products', 'scenes-full', 'scenes-hide-product'] as const;
+export type EmbeddingView = (typeof EMBEDDING_VIEWS)[number];
 
 /** How a scene is embedded: whole, or with the pair's product hidden. */
 export const SCENE_VIEWS = ['full', 'hide-product'] as const;

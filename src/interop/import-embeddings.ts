@@ -5,7 +5,7 @@ import { basename } from 'node:path';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { EmbeddingStore, sceneProductKey } from '../data/store/embeddings.js';
 import type { Domain, ImageKind } from '../data/types.js';
-import { workdirPaths, type EmbeddingView } from '../data/workdir.js';
+import { EMBEDDING_VIEWS, workdirPaths, type EmbeddingView } from '../data/workdir.js';
 import { InputError } from '../util/errors.js';
 import { readEmbeddingsFile } from './embeddings-file.js';
 
@@ -108,7 +108,7 @@ async function countUnknown(
 /** The model's stores of the other views must hold vectors of the same dim: train pairs scenes with products. */
 async function checkOtherStores(options: ImportEmbeddingsOptions, view: EmbeddingView, dim: number): Promise<void> {
   const paths = workdirPaths(options.workdir);
-  for (const other of ['products', 'scenes-full', 'scenes-hide-product'] as const) {
+  for (const other of EMBEDDING_VIEWS) {
     if (other === view) continue;
     let store: EmbeddingStore;
     try {

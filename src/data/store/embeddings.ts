@@ -11,20 +11,25 @@
 // `writer` keeps shards of machines that split the work (`--shard I/N`) apart so their files never collide.
 import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import * as z from 'zod';
 import { cleanTempFiles, writeFileExclusive, writeJsonAtomic, writeTemp } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
-import type { EmbeddingView } from '../workdir.js';
+import { readJsonIfExists } from '../../util/json.js';
+import { int, nonEmptyString, object, oneOf, parseWith } from '../../util/schema.js';
+import { EMBEDDING_VIEWS } from '../workdir.js';
 import { decodeNpy, encodeNpy, parseNpyHeader } from './npy.js';
 import type { Signature } from '../types.js';
 import { modifiedAt, pathExists } from '../../util/fs.js';
 
-export interface StoreMeta {
-  model: string;
-  revision?: string;
-  dim: number;
-  view: EmbeddingView;
-  preprocessing?: Record<string, unknown>;
-}
+/** meta.json: what the vectors are. */
+const storeMetaSchema = object({
+  model: nonEmptyString(),
+  revision: nonEmptyString().optional(),
+  dim: int(1),
+  view: oneOf(EMBEDDING_VIEWS),
+  preprocessing: z.record(z.string(), z.unknown()).optional(),
+});
+export type StoreMeta = z.output<typeof storeMetaSchema>;
 
 /** The id of a scene row embedded with one of its products hidden (view `scenes-hide-product`). */
 export function sceneProductKey(scene: Signature, product: Signature): string {
@@ -67,16 +72,12 @@ export class EmbeddingStore {
 
   /** Open an existing store; when there is none, an InputError naming the folder and `howToMake` it. */
   static async open(dir: string, howToMake = '`ctl embed` or `ctl data synth --dim D`'): Promise<EmbeddingStore> {
-    let meta: StoreMeta;
-    try {
-      meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as StoreMeta;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new InputError(`${dir}: no embedding store here (run ${howToMake} first)`);
-      throw new InputError(`${join(dir, 'meta.json')}: ${(err as Error).message}`);
-    }
-    if (!Number.isInteger(meta.dim) || meta.dim <= 0)
-      throw new InputError(`${join(dir, 'meta.json')}: dim: expected a positive integer`);
+    const file = join(dir, 'meta.json');
+    const document = await readJsonIfExists(file);
+    if (document === undefined) throw new InputError(`${dir}: no embedding store here (run ${howToMake} first)`);
+    const { value: meta, issues } = parseWith(storeMetaSchema, document);
+    if (issues)
+      throw new InputError(issues.map((i) => `${file}: ${i.field || '(top level)'}: ${i.message}`).join('\n'));
     const store = new EmbeddingStore(dir, meta);
     await store.loadShards();
     return store;

@@ -23,7 +23,7 @@ import type { SynthWorld } from './world.js';
 import { EmbeddingStore, sceneProductKey, type StoreMeta } from '../store/embeddings.js';
 import { Random } from '../../util/random.js';
 import { log } from '../../util/log.js';
-import { workdirPaths, type EmbeddingView } from '../workdir.js';
+import { EMBEDDING_VIEWS, workdirPaths, type EmbeddingView } from '../workdir.js';
 
 const SYNTH_EMBEDDING_WEIGHTS = {
   /** Latent dimension (at most the output dim). */
@@ -277,7 +277,6 @@ function matVec(m: Float32Array, v: Float32Array, out: Float32Array, L: number):
 export const SYNTH_MODEL = 'synthetic';
 
 const SHARD_ROWS = 16_384;
-const VIEWS: EmbeddingView[] = ['products', 'scenes-full', 'scenes-hide-product'];
 
 export interface StoreReport {
   view: EmbeddingView;
@@ -298,7 +297,7 @@ export async function writeSyntheticEmbeddings(
   provenance: Record<string, unknown>,
 ): Promise<StoreReport[]> {
   const stores: EmbeddingStore[] = [];
-  for (const view of VIEWS) {
+  for (const view of EMBEDDING_VIEWS) {
     const dir = workdirPaths(workdir).embeddings(SYNTH_MODEL, view);
     const meta: StoreMeta = { model: SYNTH_MODEL, dim, view, preprocessing: { synthetic: provenance } };
     if (await isOtherWorld(dir, meta)) {
@@ -330,7 +329,7 @@ export async function writeSyntheticEmbeddings(
         appended += rows.length;
       }
     }
-    reports.push({ view: VIEWS[i], dir: store.dir, rows: store.size, appended });
+    reports.push({ view: EMBEDDING_VIEWS[i], dir: store.dir, rows: store.size, appended });
   }
   return reports;
 }
@@ -344,7 +343,7 @@ export async function removeStaleSyntheticStores(
   provenance: Record<string, unknown>,
 ): Promise<string[]> {
   const removed: string[] = [];
-  for (const view of VIEWS) {
+  for (const view of EMBEDDING_VIEWS) {
     const dir = workdirPaths(workdir).embeddings(SYNTH_MODEL, view);
     const meta = await readMeta(dir);
     if (meta && JSON.stringify(meta.preprocessing ?? null) !== JSON.stringify({ synthetic: provenance })) {
