@@ -15,7 +15,7 @@ import { action, parseIntOption, refuseFlags, withCommon } from '../util/command
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
 import { differingPaths, readJsonIfExists } from '../util/json.js';
-import { int, parseWith, section } from '../util/schema.js';
+import { int, issueLines, parseWith, section } from '../util/schema.js';
 import { log, printJson } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
 import { serveUntilSignal, startServer } from '../serve/command.js';
@@ -53,10 +53,7 @@ async function claimDemoWorkdir(workdir: string, options: DemoOptions): Promise<
   let made: DemoData | null = null;
   if (document !== undefined) {
     const parsed = parseWith(demoDataSchema, document);
-    if (parsed.issues) {
-      const fields = parsed.issues.map((i) => `${i.field || '(top level)'}: ${i.message}`).join('; ');
-      throw new InputError(`${file}: ${fields} (fix or remove the file)`);
-    }
+    if (parsed.issues) throw new InputError(`${issueLines(file, parsed.issues)} (fix or remove the file)`);
     made = parsed.value;
   }
   if (made && differingPaths(made, wanted).length > 0)

@@ -22,7 +22,7 @@ import {
 } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { readJsonIfExists } from '../util/json.js';
-import { flag, int, nonEmptyString, number, object, oneOf, parseWith } from '../util/schema.js';
+import { flag, int, issueLines, nonEmptyString, number, object, oneOf, parseWith } from '../util/schema.js';
 import { checkCategoryMap } from './categories.js';
 import { modelSpecSchema } from './config.js';
 import type { ParamLayout } from './params.js';
@@ -203,7 +203,7 @@ export function parseCheckpointState<Config>(
       `${file}: checkpoint format ${raw.version}, expected ${CHECKPOINT_VERSION} (the reference's exact state_dict names): this run was trained by an older ctl; train it again under a new name (\`ctl train --run NAME\`)`,
     );
   const { value: state, issues } = parseWith(checkpointStateSchema(config), raw);
-  if (issues) throw new InputError(issues.map((i) => `${file}: ${i.field}: ${i.message}`).join('\n') + DAMAGED);
+  if (issues) throw new InputError(issueLines(file, issues) + DAMAGED);
   checkCategoryMap(state.categoryMap, `${file}: categoryMap`);
   return state as CheckpointState<Config>;
 }

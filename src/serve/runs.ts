@@ -11,7 +11,7 @@ import { checkEvalReport } from '../eval/report-file.js';
 import { isLocked } from '../util/lock.js';
 import { log } from '../util/log.js';
 import { readJsonIfExists } from '../util/json.js';
-import { parseWith } from '../util/schema.js';
+import { issueLines, parseWith } from '../util/schema.js';
 
 /** Step records kept for the loss curve (evenly thinned beyond this). */
 const MAX_STEP_POINTS = 1500;
@@ -96,8 +96,7 @@ async function readStartConfig(runDir: string): Promise<TrainConfig | null> {
   }
   if (saved === undefined) return null;
   const { value, issues } = parseWith(trainConfigSchema, (saved as { config?: unknown } | null)?.config);
-  if (issues)
-    warnOnce(`${file}: ${issues.map((i) => `config${i.field ? `.${i.field}` : ''}: ${i.message}`).join('; ')}`);
+  if (issues) warnOnce(issueLines(`${file}: config`, issues));
   return value ?? null;
 }
 

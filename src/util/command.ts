@@ -1,5 +1,5 @@
 // What every `ctl` command shares: `--workdir`, `--json`, exit codes, and turning errors into one clear line.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, type Option } from 'commander';
 import { stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
@@ -47,13 +47,15 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
 }
 
 /**
- * Refuse the flags among `names` (attribute names, e.g. 'apiSend') that were typed on the command line: the
- * caller calls this where they would do nothing, and a flag that silently does nothing is a mistake unnoticed.
+ * Refuse the flags among `names` (attribute names, e.g. 'apiSend') typed on the command line with a value other
+ * than their default: the caller calls this where they would do nothing, and a flag that silently does nothing is a
+ * mistake unnoticed. (One typed with its default asks for nothing: a script may pass it to every call.)
  */
 export function refuseFlags(cmd: Command, names: string[], useWith: string): void {
-  const given = cmd.options
-    .filter((o) => names.includes(o.attributeName()) && cmd.getOptionValueSource(o.attributeName()) === 'cli')
-    .map((o) => o.long);
+  const changes = (o: Option) =>
+    cmd.getOptionValueSource(o.attributeName()) === 'cli' &&
+    JSON.stringify(cmd.getOptionValue(o.attributeName())) !== JSON.stringify(o.defaultValue);
+  const given = cmd.options.filter((o) => names.includes(o.attributeName()) && changes(o)).map((o) => o.long);
   if (given.length > 0) throw new InputError(`${given.join(', ')}: only with ${useWith}`);
 }
 

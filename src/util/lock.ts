@@ -112,7 +112,10 @@ async function readHolder(file: string): Promise<LockHolder | null> {
   } catch {
     // not JSON: the name says enough
   }
-  return parseWith(lockHolderSchema, content).value ?? holderNamedBy(file);
+  const named = holderNamedBy(file);
+  // The pid in the name is the one whose life decides the lock.
+  const read = parseWith(lockHolderSchema, content).value;
+  return read ? { ...read, pid: named.pid } : named;
 }
 
 function holderNamedBy(file: string): LockHolder {

@@ -87,6 +87,11 @@ export function parseWith<S extends z.ZodType>(
   };
 }
 
+/** One `source: field: expected …, got …` line per issue. */
+export function issueLines(source: string, issues: SchemaIssue[]): string {
+  return issues.map((i) => `${source}: ${i.field || '(top level)'}: ${i.message}`).join('\n');
+}
+
 function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
   return typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value); // not null

@@ -15,7 +15,7 @@ import * as z from 'zod';
 import { cleanTempFiles, writeFileExclusive, writeJsonAtomic, writeTemp } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
 import { readJsonIfExists } from '../../util/json.js';
-import { int, nonEmptyString, object, oneOf, parseWith } from '../../util/schema.js';
+import { int, issueLines, nonEmptyString, object, oneOf, parseWith } from '../../util/schema.js';
 import { EMBEDDING_VIEWS } from '../workdir.js';
 import { decodeNpy, encodeNpy, parseNpyHeader } from './npy.js';
 import type { Signature } from '../types.js';
@@ -76,8 +76,7 @@ export class EmbeddingStore {
     const document = await readJsonIfExists(file);
     if (document === undefined) throw new InputError(`${dir}: no embedding store here (run ${howToMake} first)`);
     const { value: meta, issues } = parseWith(storeMetaSchema, document);
-    if (issues)
-      throw new InputError(issues.map((i) => `${file}: ${i.field || '(top level)'}: ${i.message}`).join('\n'));
+    if (issues) throw new InputError(issueLines(file, issues));
     const store = new EmbeddingStore(dir, meta);
     await store.loadShards();
     return store;
