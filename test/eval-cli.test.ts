@@ -73,6 +73,7 @@ describe('ctl eval', () => {
     const zeroShotFlag = ctl('eval', '--run', 'v2', '--scene-view', 'hide-product');
     expect(zeroShotFlag.code).toBe(2);
     expect(zeroShotFlag.stderr).toContain('--scene-view: only with --zero-shot');
+    expect(ctl('eval', '--run', 'v2', '--scene-view', 'full').code).toBe(0); // its default asks for nothing
     const runFlag = ctl('eval', '--zero-shot', '--embeddings', 'synthetic', '--checkpoint', 'last');
     expect(runFlag.code).toBe(2);
     expect(runFlag.stderr).toContain('--checkpoint: only with --run');
