@@ -174,6 +174,14 @@ describe('trainRun', () => {
       await expect(again(resume)).rejects.toThrow(
         /run 'learn-best-only' has a 'best' checkpoint \(epoch 2\) but no 'last' one to resume from/,
       );
+    // A trained run's 'last' without its optimizer state is damaged: resuming would not be resuming.
+    const noTrainer = join(runs, 'learn-no-trainer');
+    await cp(join(runs, 'learn'), noTrainer, { recursive: true });
+    await rm(join(noTrainer, 'checkpoints', 'last', 'trainer.safetensors'));
+    await expect(
+      trainRun({ workdir, config, run: 'learn-no-trainer', backend: 'wasm', workers: 1, resume: true }),
+    ).rejects.toThrow(/last\/trainer\.safetensors: missing \(the optimizer state to resume with\)/);
+
     // Epoch 1's best alone is what a kill between the two saves of the first epoch leaves: the run starts over.
     await writeFile(bestState, JSON.stringify({ ...state, epoch: 1 }));
     expect((await again(true)).epochs).toBe(3);

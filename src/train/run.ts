@@ -117,6 +117,12 @@ async function trainLocked(
   const model = new TwoTower(spec);
   if (previous) checkResumable(previous, { config, data, backend, set: options.set ?? [] });
   const checkpoint = previous ? await loadCheckpoint(dir, 'last', model.layout, trainConfigSchema) : null;
+  // Only an imported run starts its optimizer afresh; a trained one without Adam's moments would resume unlike itself.
+  if (checkpoint && !checkpoint.optimizer && !checkpoint.state.imported)
+    throw new InputError(
+      `${join(checkpointDir(dir, 'last'), 'trainer.safetensors')}: missing (the optimizer state to resume with): ` +
+        `the checkpoint is damaged; restore it, or start another run with --run NAME`,
+    );
   const workers = chooseWorkers(options.workers, backend, previous);
 
   await mkdir(dir, { recursive: true });
