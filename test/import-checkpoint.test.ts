@@ -13,6 +13,7 @@ import { encodeNpy } from '../src/data/store/npy.js';
 import { loadPairInputs } from '../src/data/store/pair-inputs.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { Recommender } from '../src/serve/recommender.js';
+import { lockRun } from '../src/train/run.js';
 import { ctlIn } from './export-fixtures.js';
 import { runPython, skipWithoutTorch } from './torch-python.js';
 import { plantedWorkdir, TEST_MODEL } from './train-fixtures.js';
@@ -264,7 +265,15 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
     const again = ctl('import', '--checkpoint', join(dir, 'v1-bare.pt'), '--run', 'v1-bare');
     expect(again.status).toBe(2);
     expect(again.stderr).toMatch(/run 'v1-bare' already exists/);
-    for (const file of ['bad-shape', 'bad-missing', 'bad-category', 'bad-dim', 'x'])
+    // A run a trainer holds (here this process) is not imported into.
+    const trainer = await lockRun(workdirPaths(workdir).run('held'));
+    try {
+      const held = ctl('import', '--checkpoint', join(dir, 'v1-bare.pt'), '--run', 'held');
+      expect([held.status, held.stderr]).toEqual([2, expect.stringContaining(`run 'held' is in use by process`)]);
+    } finally {
+      await trainer.release();
+    }
+    for (const file of ['bad-shape', 'bad-missing', 'bad-category', 'bad-dim', 'x', 'held'])
       await expect(readFile(join(workdirPaths(workdir).run(file), 'config.json'))).rejects.toThrow();
   });
 });

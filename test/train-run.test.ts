@@ -195,7 +195,9 @@ describe('trainRun', () => {
       const config = await writeConfig(workdir, 'learn', smallConfig({ epochs: 3 }));
       const attempt = trainRun({ workdir, config, run: 'learn', backend: 'wasm', workers: 1, resume: true });
       await expect(attempt).rejects.toThrow(
-        new RegExp(`run 'learn' is being trained by process ${process.pid} on .*: wait for it, or stop it`),
+        new RegExp(
+          `run 'learn' is in use by process ${process.pid} on .* \\(a ctl train or import\\): wait for it, or stop it`,
+        ),
       );
     } finally {
       await other.release();

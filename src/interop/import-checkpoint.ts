@@ -22,7 +22,7 @@ import type { TorchTensor } from '../model/torch/tensor.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { loadTrainConfig, type ConfigOverride, type TrainConfig } from '../train/config.js';
 import { loadTrainingData } from '../train/data.js';
-import { checkpointState } from '../train/run.js';
+import { checkpointState, lockRun } from '../train/run.js';
 import { cleanTempFiles, tempPathFor, writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
@@ -65,8 +65,17 @@ interface InferredModel {
 
 export async function importCheckpoint(o: ImportCheckpointOptions): Promise<ImportCheckpointSummary> {
   const run = checkRunName(o.run ?? basename(o.file, extname(o.file)), 'give --run NAME');
+  const dir = workdirPaths(o.workdir).run(run);
+  const lock = await lockRun(dir); // a `ctl train` of the same name must not write into the imported run
+  try {
+    return await importLocked(o, run, dir);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function importLocked(o: ImportCheckpointOptions, run: string, dir: string): Promise<ImportCheckpointSummary> {
   const paths = workdirPaths(o.workdir);
-  const dir = paths.run(run);
   if (existsSync(dir)) throw new InputError(`run '${run}' already exists (${dir}): give another --run NAME`);
 
   const { stateDict, meta } = await readTorchCheckpoint(o.file);

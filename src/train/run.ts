@@ -3,7 +3,7 @@
 // resume exactly where a killed run left off. One trainer per run at a time: a lock beside the run folder.
 import { availableParallelism } from 'node:os';
 import { mkdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import type { BackendChoice } from '../model/backend.js';
 import { categoryMapOf, categoryRows, type CategoryMap } from '../model/categories.js';
@@ -70,19 +70,24 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
   const name =
     options.run ?? (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
   const dir = workdirPaths(options.workdir).run(checkRunName(name));
-  await mkdir(dirname(dir), { recursive: true });
-  const lock = await acquireLock(
-    dir,
-    (holder, file) =>
-      `run '${name}' is being trained by process ${holder.pid} on ${holder.host} since ${holder.since}: wait for it, ` +
-      `or stop it (its lock ${file} lapses once its process is gone, and when left untouched: for ` +
-      `${STALE_LOCK_MS / 60_000} minutes by another host, for an hour by this one)`,
-  );
+  const lock = await lockRun(dir);
   try {
     return await trainLocked(options, { name, dir, config, overrides, lock });
   } finally {
     await lock.release();
   }
+}
+
+/** Hold the lock of the run in `dir`: what writes a run (`ctl train`, `ctl import --checkpoint`) holds it. */
+export async function lockRun(dir: string): Promise<Lock> {
+  await mkdir(dirname(dir), { recursive: true });
+  return acquireLock(
+    dir,
+    (holder, file) =>
+      `run '${basename(dir)}' is in use by process ${holder.pid} on ${holder.host} since ${holder.since} (a ctl ` +
+      `train or import): wait for it, or stop it (its lock ${file} lapses once its process is gone, and when left ` +
+      `untouched: for ${STALE_LOCK_MS / 60_000} minutes by another host, for an hour by this one)`,
+  );
 }
 
 /** trainRun's work, with the run's lock held. */
