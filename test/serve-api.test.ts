@@ -406,14 +406,20 @@ describe('ctl serve: JSON API', () => {
       expect((await listRuns(workdir))[0].catalogRecall10).toBeNull();
       expect((await readRun(workdir, 'live'))!.reports['catalog-test']).toBeUndefined();
 
-      // A damaged state.json is left out too: the run says so and shows what its config.json says; the list answers.
+      // A damaged last state.json is left out too: the run says so and shows what its best says.
       await writeFile(stateFile, JSON.stringify({ ...state, config: {}, epoch: 'one' }));
-      expect((await listRuns(workdir))[0]).toMatchObject({ name: 'live', status: 'damaged', epoch: 0 });
+      const bestState = JSON.parse(await readFile(join(run, 'checkpoints', 'best', 'state.json'), 'utf8'));
+      expect((await listRuns(workdir))[0]).toMatchObject({ name: 'live', status: 'damaged', epoch: bestState.epoch });
       expect((await listRuns(workdir))[0].config).toMatchObject({ arch: state.config.model.arch });
+      // Without its last checkpoint the run is listed by its best (serve would take it), not as never started.
+      await rm(join(run, 'checkpoints', 'last'), { recursive: true });
+      expect((await listRuns(workdir))[0]).toMatchObject({ status: 'stopped', epoch: bestState.epoch });
+      // With no checkpoint and a config.json its schema refuses, it shows no config.
+      await rm(join(run, 'checkpoints'), { recursive: true });
       const configFile = join(run, 'config.json');
       const started = JSON.parse(await readFile(configFile, 'utf8'));
       await writeFile(configFile, JSON.stringify({ ...started, config: { ...started.config, batchSize: 'x' } }));
-      expect((await listRuns(workdir))[0]).toMatchObject({ status: 'damaged', config: null });
+      expect((await listRuns(workdir))[0]).toMatchObject({ status: 'not started', config: null });
     } finally {
       await rm(workdir, { recursive: true, force: true });
     }

@@ -44,7 +44,11 @@ export async function loadTrainedModel<Config>(
 ): Promise<TrainedModel<Config>> {
   const state = await readCheckpointState(runDir, which, config);
   const dir = checkpointDir(runDir, which);
-  if (!state) throw new InputError(`no '${which}' checkpoint in ${dir}: train the run first (\`ctl train\`)`);
+  if (!state)
+    throw new InputError(
+      `no '${which}' checkpoint in ${dir}: ` +
+        (which === 'last' ? 'take --checkpoint best, or train the run' : 'train the run first (`ctl train`)'),
+    );
   if (!tf.engine().backendName) await useBackend(backend, { quiet: true });
   const model = new TwoTower(state.spec);
   const { params } = await loadCheckpoint(runDir, which, model.layout);

@@ -3,7 +3,7 @@
 // still running shows its latest epoch.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkpointDir, parseCheckpointState, type CheckpointState } from '../model/checkpoint.js';
+import { checkpointDir, parseCheckpointState, type CheckpointName, type CheckpointState } from '../model/checkpoint.js';
 import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { isFinished } from '../train/resume.js';
 import { listRunNames, runPaths, workdirPaths } from '../data/workdir.js';
@@ -70,11 +70,14 @@ async function readJson(file: string): Promise<unknown> {
 }
 
 /**
- * The run's last checkpoint state: null when there is none, 'damaged' when it does not read (said once). Not
+ * A checkpoint's state: null when there is none, 'damaged' when it does not read (said once). Not
  * readCheckpointState: that first finishes a killed trainer's folder swap, a write a dashboard must not make.
  */
-async function readState(runDir: string): Promise<CheckpointState<TrainConfig> | null | 'damaged'> {
-  const file = join(checkpointDir(runDir, 'last'), 'state.json');
+async function readState(
+  runDir: string,
+  which: CheckpointName,
+): Promise<CheckpointState<TrainConfig> | null | 'damaged'> {
+  const file = join(checkpointDir(runDir, which), 'state.json');
   try {
     const document = await readJsonIfExists(file); // none yet, or between a trainer's two renames: null
     return document === undefined ? null : parseCheckpointState(document, file, trainConfigSchema);
@@ -144,15 +147,18 @@ function recall10(report: unknown): number | null {
 
 async function describe(workdir: string, name: string): Promise<{ summary: RunSummary; detail: RunDetail }> {
   const dir = workdirPaths(workdir).run(name);
-  const read = await readState(dir);
+  const read = await readState(dir, 'last');
+  // Without a readable last, best's state still says how far the run got (serve takes best).
+  const best = read === null || read === 'damaged' ? await readState(dir, 'best') : null;
   const state = read === 'damaged' ? null : read;
-  const config = state?.config ?? (await readStartConfig(dir));
+  const shown = state ?? (best === 'damaged' ? null : best);
+  const config = shown?.config ?? (await readStartConfig(dir));
   const { records, mtime } = await readMetrics(dir);
   const reports = await readReports(dir);
   const epochRecords = records.filter((r) => r.type === 'epoch');
-  const epoch = state?.epoch ?? 0;
+  const epoch = shown?.epoch ?? 0;
   const finished = state !== null && config !== null && isFinished({ ...state, config });
-  let status: RunSummary['status'] = read === 'damaged' ? 'damaged' : state ? 'stopped' : 'not started';
+  let status: RunSummary['status'] = read === 'damaged' ? 'damaged' : shown ? 'stopped' : 'not started';
   if (await isLocked(dir)) status = 'running'; // a trainer holds the run's lock
   if (finished) status = 'finished';
   const catalog = recall10(reports['catalog-test']) !== null ? reports['catalog-test'] : reports['catalog-val'];
@@ -163,12 +169,12 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
     status,
     epoch,
     epochs: config?.epochs ?? null,
-    best: state?.best ?? null,
+    best: shown?.best ?? null,
     selection: config ? `${config.selection.protocol} ${config.selection.metric}` : null,
     config: config
       ? {
           arch: config.model.arch,
-          embeddings: state?.embeddings.model ?? config.embeddings.model,
+          embeddings: shown?.embeddings.model ?? config.embeddings.model,
           sceneView: config.sceneView,
           split: config.split,
           hidden: config.model.hidden,
