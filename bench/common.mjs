@@ -7,6 +7,9 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+// As ctl itself (src/cli.ts): no onnxruntime telemetry, and no /tmp/mat-debug-<pid>.log from each bench process.
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
+
 /** The repository root. */
 export const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
