@@ -53,6 +53,7 @@ const paths = workdirPaths(workdir);
 /** Pinterest-sized (400 px wide) JPEGs with smooth regions, edges and some texture, like product photos. */
 async function writeImages() {
   const sigs = Array.from({ length: N }, (_, i) => `c${i.toString(16).padStart(31, '0')}`);
+  const scene = 'f'.repeat(32);
   const width = 400;
   const height = 533;
   for (const [i, sig] of sigs.entries()) {
@@ -77,8 +78,9 @@ async function writeImages() {
     source: 'synthetic',
     categories: [{ index: 0, name: 'Shoes', path: 'Apparel & Accessories|Shoes' }],
     products: sigs.map((sig) => ({ sig, category: 0 })),
-    scenes: [],
-    pairs: [],
+    // A dataset has at least one pair; this scene is never embedded (products only).
+    scenes: [{ sig: scene, items: [{ product: sigs[0], bbox: [0, 0, 1, 1] }] }],
+    pairs: [{ scene, product: sigs[0], bbox: [0, 0, 1, 1] }],
     splits: { scene: { scheme: 'scene', seed: 0, parts: {} }, seed: { scheme: 'seed', seed: 42, parts: {} } },
     skipped: {},
   });
