@@ -61,14 +61,6 @@ function warnOnce(message: string): void {
   log(`serve: ${message}; left out`);
 }
 
-async function readJson(file: string): Promise<unknown> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8'));
-  } catch {
-    return null;
-  }
-}
-
 /**
  * A checkpoint's state: null when there is none, 'damaged' when it does not read (said once). Not
  * readCheckpointState: that first finishes a killed trainer's folder swap, a write a dashboard must not make.
@@ -132,7 +124,10 @@ async function readReports(runDir: string): Promise<Record<string, unknown>> {
   for (const file of files.filter((f) => f.endsWith('.json')).sort()) {
     // A damaged report is left out (the dashboard and the default run go by the others), and said once.
     try {
-      reports[file.slice(0, -'.json'.length)] = checkEvalReport(await readJson(join(dir, file)), join(dir, file));
+      reports[file.slice(0, -'.json'.length)] = checkEvalReport(
+        await readJsonIfExists(join(dir, file)),
+        join(dir, file),
+      );
     } catch (err) {
       warnOnce((err as Error).message);
     }
