@@ -70,6 +70,16 @@ describe('ctl train', () => {
     expect(run.stderr).toMatch(/nope.json: config file not found/);
   });
 
+  it('exits 2 on a worker count that is not a whole number written in digits', () => {
+    for (const count of ['1e1', '0x2', '0', '1.5']) {
+      const run = ctl('train', '--config', join(workdir, 'nope.json'), '--workers', count);
+      expect([run.status, run.stderr]).toEqual([
+        2,
+        expect.stringContaining("--workers (or 'auto') expects an integer >= 1"),
+      ]);
+    }
+  });
+
   it('exits 2 on worker threads for an engine that has none', () => {
     const run = ctl('train', '--config', join(workdir, 'nope.json'), '--backend', 'ort-cpu', '--workers', '2');
     expect([run.status, run.stderr]).toEqual([

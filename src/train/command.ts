@@ -1,6 +1,6 @@
 // `ctl train --config FILE`: see run.ts.
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { action, refuseFlags, stoppedExitCode, withCommon } from '../util/command.js';
+import { Command, Option } from 'commander';
+import { action, parseIntOption, refuseFlags, stoppedExitCode, withCommon } from '../util/command.js';
 import { printJson } from '../util/log.js';
 import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from './backend.js';
 
@@ -14,12 +14,8 @@ interface TrainOptions {
   workers: number | 'auto';
 }
 
-function parseWorkers(value: string): number | 'auto' {
-  if (value === 'auto') return 'auto';
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("--workers expects 'auto' or an integer >= 1");
-  return n;
-}
+const parseWorkers = (value: string): number | 'auto' =>
+  value === 'auto' ? 'auto' : parseIntOption("--workers (or 'auto')", 1)(value);
 
 export function registerTrainCommand(program: Command): void {
   withCommon(
