@@ -12,6 +12,7 @@ import {
   restoreAside,
   tempPathFor,
   waitForSwap,
+  writeDirAtomic,
   writeJsonAtomic,
 } from '../src/util/atomic.js';
 
@@ -176,6 +177,36 @@ describe('replaceDir and restoreAside', () => {
       expect(await textIn(dest)).toBe('previous');
       expect(await cleanTempFiles(dir)).toBe(1);
       expect(await readdir(dir)).toEqual(['last']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('writeDirAtomic', () => {
+  it('replaces the folder whole; a failing fill keeps the old one and leaves no temp folder', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
+    try {
+      const dest = join(dir, 'export');
+      const fill = (text: string) => async (tmp: string) => {
+        await writeFile(join(tmp, 'a'), text);
+        return text;
+      };
+      expect(await writeDirAtomic(dest, fill('first'))).toBe('first');
+      const failing = async (tmp: string) => {
+        await writeFile(join(tmp, 'a'), 'half');
+        throw new Error('disk full');
+      };
+      await expect(writeDirAtomic(dest, failing)).rejects.toThrow('disk full');
+      expect([await readdir(dir), await readFile(join(dest, 'a'), 'utf8')]).toEqual([['export'], 'first']);
+      // What a killed writer left beside it goes with the next write.
+      await mkdir(tempOf(dest, deadPid()));
+      await writeDirAtomic(dest, fill('second'));
+      expect([await readdir(dir), await readdir(dest), await readFile(join(dest, 'a'), 'utf8')]).toEqual([
+        ['export'],
+        ['a'],
+        'second',
+      ]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

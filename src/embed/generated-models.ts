@@ -4,16 +4,9 @@
 //   tiny      a 32 px, 2-block, 32-wide tower: tests (a few hundred KB, generated in milliseconds)
 //   small     a 64 px, 2-block, 64-wide tower: `ctl demo`, whose scenes' style must survive the downscale
 //   vit-b16   ViT-B/16 sizes (12 blocks, 768 wide, 224 px), random weights: the real model's compute, for benchmarks
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  cleanTempFiles,
-  replaceDir,
-  restoreAside,
-  tempPathFor,
-  writeFileAtomic,
-  writeJsonAtomic,
-} from '../util/atomic.js';
+import { restoreAside, writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { DTYPES, visionModelFile } from './dtype.js';
 import { buildVisionTower, type VisionSpec } from './vision-transformer.js';
 
@@ -128,18 +121,15 @@ export async function ensureGeneratedModel(modelsDir: string, preset: string): P
   await restoreAside(dir);
   if (await isCurrent(dir, preset)) return dir;
 
-  await cleanTempFiles(modelsDir);
-  const staging = tempPathFor(dir);
-  await mkdir(join(staging, 'onnx'), { recursive: true });
-  for (const dtype of DTYPES)
-    await writeFileAtomic(join(staging, visionModelFile(dtype)), buildVisionTower(spec, { format: dtype }));
-  await writeJsonAtomic(join(staging, 'preprocessor_config.json'), siglipPreprocessor(spec));
-  await writeJsonAtomic(join(staging, 'config.json'), siglipConfig(preset, spec));
   try {
-    await replaceDir(staging, dir);
+    await writeDirAtomic(dir, async (staging) => {
+      for (const dtype of DTYPES)
+        await writeFileAtomic(join(staging, visionModelFile(dtype)), buildVisionTower(spec, { format: dtype }));
+      await writeJsonAtomic(join(staging, 'preprocessor_config.json'), siglipPreprocessor(spec));
+      await writeJsonAtomic(join(staging, 'config.json'), siglipConfig(preset, spec));
+    });
   } catch (err) {
     // Another process generated it at the same moment: theirs is identical.
-    await rm(staging, { recursive: true, force: true });
     if (!(await isCurrent(dir, preset))) throw err;
   }
   return dir;

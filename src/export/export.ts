@@ -3,8 +3,8 @@
 // product index and a model card. Each format is checked once written (safetensors and pt read back bit-exact;
 // ONNX run in onnxruntime against the tfjs forward), or the export fails. The folder is written whole beside its
 // destination and swapped in by renames: a killed export leaves the previous export or the new one.
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
@@ -19,14 +19,7 @@ import type { TorchTensor } from '../model/torch/tensor.js';
 import { encodeTorchCheckpoint, type TorchValue } from '../model/torch/write-checkpoint.js';
 import { TwoTower } from '../model/two-tower.js';
 import { trainConfigSchema, type TrainConfig } from '../train/config.js';
-import {
-  cleanTempFiles,
-  replaceDir,
-  restoreAside,
-  tempPathFor,
-  writeFileAtomic,
-  writeJsonAtomic,
-} from '../util/atomic.js';
+import { restoreAside, writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
 import { parseJsonFile } from '../util/json.js';
 import { checkOnnxTowers } from './check-onnx.js';
@@ -81,43 +74,40 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
   await checkReplaceable(out);
   const index = await buildProductIndex(o.workdir, dataset, model);
 
-  await mkdir(dirname(out), { recursive: true });
-  await cleanTempFiles(dirname(out));
-  const tmp = tempPathFor(out);
-  await mkdir(tmp);
+  const indexSummary = { rows: index.products.length, skipped: index.skipped };
   try {
-    const write = (name: string, data: string | Uint8Array | Uint8Array[]) => writeFileAtomic(join(tmp, name), data);
-    let onnxDifference: ExportSummary['onnxDifference'];
-    if (o.formats.includes('safetensors')) await writeSafetensors(write, tmp, tower, model);
-    if (o.formats.includes('onnx')) onnxDifference = await writeOnnx(write, tower, model, index, o.run);
-    // The reports of the checkpoint exported (not the other one's, nor an earlier best's).
-    const evalReports = (await readEvalReports(runDir)).filter(
-      (r) => r.checkpoint?.which === o.checkpoint && r.checkpoint.epoch === model.state.epoch,
-    );
-    if (o.formats.includes('pt'))
-      await writePt(write, tmp, tower, model, {
-        metrics: checkpointMetrics(model, evalReports),
-        optimizer: o.withOptimizer ? await optimizerState(runDir, o.checkpoint, tower, model) : undefined,
-      });
-    await write(FILES.indexVectors, encodeNpy(index.vectors, [index.products.length, model.spec.out]));
-    await write(FILES.indexRows, indexRows(dataset, index));
-    await writeJsonAtomic(join(tmp, FILES.config), exportConfig(o, model, dataset, reference));
-    const indexSummary = { rows: index.products.length, skipped: index.skipped };
-    await write(
-      FILES.card,
-      modelCard({
-        run: o.run,
-        which: o.checkpoint,
-        model,
-        dataset,
-        reference,
-        formats: o.formats,
-        index: indexSummary,
-        evalReports,
-        onnxDifference,
-      }),
-    );
-    await replaceDir(tmp, out);
+    const onnxDifference = await writeDirAtomic(out, async (tmp) => {
+      const write = (name: string, data: string | Uint8Array | Uint8Array[]) => writeFileAtomic(join(tmp, name), data);
+      if (o.formats.includes('safetensors')) await writeSafetensors(write, tmp, tower, model);
+      const difference = o.formats.includes('onnx') ? await writeOnnx(write, tower, model, index, o.run) : undefined;
+      // The reports of the checkpoint exported (not the other one's, nor an earlier best's).
+      const evalReports = (await readEvalReports(runDir)).filter(
+        (r) => r.checkpoint?.which === o.checkpoint && r.checkpoint.epoch === model.state.epoch,
+      );
+      if (o.formats.includes('pt'))
+        await writePt(write, tmp, tower, model, {
+          metrics: checkpointMetrics(model, evalReports),
+          optimizer: o.withOptimizer ? await optimizerState(runDir, o.checkpoint, tower, model) : undefined,
+        });
+      await write(FILES.indexVectors, encodeNpy(index.vectors, [index.products.length, model.spec.out]));
+      await write(FILES.indexRows, indexRows(dataset, index));
+      await writeJsonAtomic(join(tmp, FILES.config), exportConfig(o, model, dataset, reference));
+      await write(
+        FILES.card,
+        modelCard({
+          run: o.run,
+          which: o.checkpoint,
+          model,
+          dataset,
+          reference,
+          formats: o.formats,
+          index: indexSummary,
+          evalReports,
+          onnxDifference: difference,
+        }),
+      );
+      return difference;
+    });
     const names = (await readdir(out)).sort();
     const files = await Promise.all(names.map(async (name) => ({ name, bytes: (await stat(join(out, name))).size })));
     return {
@@ -129,9 +119,6 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
       index: indexSummary,
       onnxDifference,
     };
-  } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
-    throw err;
   } finally {
     model.dispose();
   }

@@ -6,9 +6,9 @@
 //                                           with the file's cat_to_idx (or, for a bare state_dict, the reference's
 //                                           numbering of this dataset's categories)
 // v1 or v2 and every dim (input, hidden, out, blocks, category) are read from the tensors; the input dim must be the
-// embedding store's. The run folder is written whole and renamed into place.
+// embedding store's. The run folder is written whole (writeDirAtomic).
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EmbeddingStore } from '../data/store/embeddings.js';
@@ -23,7 +23,7 @@ import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { loadTrainConfig, type ConfigOverride, type TrainConfig } from '../train/config.js';
 import { loadTrainingData } from '../train/data.js';
 import { checkpointState, lockRun } from '../train/run.js';
-import { cleanTempFiles, tempPathFor, writeJsonAtomic } from '../util/atomic.js';
+import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 
@@ -117,12 +117,8 @@ async function importLocked(o: ImportCheckpointOptions, run: string, dir: string
     imported,
   });
 
-  // The whole run folder beside its place, then renamed: a killed import leaves no half run.
-  await mkdir(paths.runsDir, { recursive: true });
-  await cleanTempFiles(paths.runsDir);
-  const tmp = tempPathFor(dir);
-  try {
-    await mkdir(tmp);
+  // The whole run folder at once: a killed import leaves no half run.
+  await writeDirAtomic(dir, async (tmp) => {
     await writeJsonAtomic(runPaths(tmp).config, {
       config,
       overrides: {},
@@ -132,11 +128,7 @@ async function importLocked(o: ImportCheckpointOptions, run: string, dir: string
       createdAt: state.savedAt,
     });
     for (const which of CHECKPOINT_NAMES) await saveCheckpoint(tmp, which, model.layout, { state, params });
-    await rename(tmp, dir);
-  } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
-    throw err;
-  }
+  });
   log(
     `import: ${o.file} (${meta.bare ? 'bare state_dict' : `epoch ${epoch}`}) → run '${run}': ${inferred.arch}, ` +
       `${inferred.input}→${inferred.hidden}→${inferred.out}` +

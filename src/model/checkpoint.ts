@@ -7,16 +7,15 @@
 //                        mined-negative pool (mined_pool, I32 [rows, poolSize])
 //   state.json           epoch, step, best metric, RNG position, optimizer step, the resolved config (typed by
 //                        the trainer), category vocabulary and map, embedding model, data fingerprint, backend
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod';
 import { SCENE_VIEWS } from '../data/workdir.js';
 import {
   cleanTempFiles,
-  replaceDir,
   restoreAside,
-  tempPathFor,
   waitForSwap,
+  writeDirAtomic,
   writeFileAtomic,
   writeJsonAtomic,
 } from '../util/atomic.js';
@@ -124,11 +123,15 @@ export async function saveCheckpoint<Config>(
   layout: ParamLayout,
   checkpoint: Checkpoint<Config>,
 ): Promise<void> {
-  const parent = join(runDir, 'checkpoints');
-  await mkdir(parent, { recursive: true });
-  const final = checkpointDir(runDir, name);
-  const tmp = tempPathFor(final);
-  await mkdir(tmp);
+  await writeDirAtomic(checkpointDir(runDir, name), (tmp) => writeCheckpointFiles(tmp, layout, checkpoint));
+}
+
+/** A checkpoint folder's files: model.safetensors, trainer.safetensors (with an optimizer), state.json. */
+async function writeCheckpointFiles<Config>(
+  tmp: string,
+  layout: ParamLayout,
+  checkpoint: Checkpoint<Config>,
+): Promise<void> {
   const { state } = checkpoint;
   const metadata = {
     format: 'pt',
@@ -158,7 +161,6 @@ export async function saveCheckpoint<Config>(
     );
   }
   await writeJsonAtomic(join(tmp, 'state.json'), state);
-  await replaceDir(tmp, final);
 }
 
 /**

@@ -161,6 +161,26 @@ export async function replaceDir(tmp: string, path: string): Promise<void> {
 }
 
 /**
+ * Write the folder `path` whole: `fill` writes its files into a fresh temp folder beside it, which then replaces
+ * `path` (replaceDir). A failure or a kill leaves the previous folder (or none), never half of the new one; the
+ * temp folder goes on a failure, and on the next write beside it after a kill.
+ */
+export async function writeDirAtomic<T>(path: string, fill: (tmp: string) => Promise<T>): Promise<T> {
+  await mkdir(dirname(path), { recursive: true });
+  await cleanTempFiles(dirname(path));
+  const tmp = tempPathFor(path);
+  await mkdir(tmp);
+  try {
+    const result = await fill(tmp);
+    await replaceDir(tmp, path);
+    return result;
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
  * Wait (up to `timeoutMs`) while a live process is between the two renames of a `replaceDir` of `path`: for that
  * instant the folder has no name, and a reader would take it for missing.
  */
