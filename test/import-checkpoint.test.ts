@@ -4,7 +4,7 @@
 // identical; `ctl eval --protocol seed` on an imported run gives the metrics of the reference's own evaluation loop
 // re-run in Python on the same embeddings; serve's recommender opens an imported run; bad files exit 2 naming the
 // key, the shapes or the category.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -256,6 +256,19 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
     expect(dim.stderr).toMatch(
       /the towers take 20-d embeddings; no store fits .*'test-planted' \(24-d\).*give --model NAME/,
     );
+    // Looking for a store: a stray file among the stores is passed over, a damaged store's meta.json is named.
+    const embeddings = join(workdir, 'embeddings');
+    await writeFile(join(embeddings, 'notes.txt'), 'not a store');
+    expect(attempt('bad-dim.pt').stderr).toMatch(/no store fits .*'test-planted' \(24-d\)\): give --model NAME/);
+    await mkdir(join(embeddings, 'broken', 'products'), { recursive: true });
+    await writeFile(join(embeddings, 'broken', 'products', 'meta.json'), '{"model": "broken"}');
+    try {
+      const damaged = attempt('bad-dim.pt');
+      expect([damaged.status, damaged.stderr]).toEqual([2, expect.stringMatching(/broken\/products\/meta\.json.*dim/)]);
+    } finally {
+      await rm(join(embeddings, 'broken'), { recursive: true });
+      await rm(join(embeddings, 'notes.txt'));
+    }
     const named = attempt('bad-dim.pt', '--model', TEST_MODEL);
     expect(named.status).toBe(2);
     expect(named.stderr).toMatch(/the towers take 20-d inputs .* but the 'test-planted' embeddings .* are 24-d/);

@@ -8,7 +8,7 @@
 // v1 or v2 and every dim (input, hidden, out, blocks, category) are read from the tensors; the input dim must be the
 // embedding store's. The run folder is written whole (writeDirAtomic).
 import { existsSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EmbeddingStore } from '../data/store/embeddings.js';
@@ -256,12 +256,8 @@ async function findStore(workdir: string, dim: number, file: string): Promise<st
   const root = join(workdir, 'embeddings');
   const candidates: { model: string; dim: number }[] = [];
   for (const slug of await readdir(root).catch(() => [] as string[])) {
-    try {
-      const meta = JSON.parse(await readFile(join(root, slug, 'products', 'meta.json'), 'utf8'));
-      candidates.push({ model: meta.model ?? slug, dim: meta.dim });
-    } catch {
-      // Not a store with product embeddings.
-    }
+    const meta = await EmbeddingStore.readMeta(join(root, slug, 'products'));
+    if (meta) candidates.push(meta); // else not a store with product embeddings
   }
   const fitting = candidates.filter((c) => c.dim === dim);
   if (fitting.length === 1) return fitting[0].model;

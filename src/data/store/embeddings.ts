@@ -72,14 +72,21 @@ export class EmbeddingStore {
 
   /** Open an existing store; when there is none, an InputError naming the folder and `howToMake` it. */
   static async open(dir: string, howToMake = '`ctl embed` or `ctl data synth --dim D`'): Promise<EmbeddingStore> {
-    const file = join(dir, 'meta.json');
-    const document = await readJsonIfExists(file);
-    if (document === undefined) throw new InputError(`${dir}: no embedding store here (run ${howToMake} first)`);
-    const { value: meta, issues } = parseWith(storeMetaSchema, document);
-    if (issues) throw new InputError(issueLines(file, issues));
+    const meta = await EmbeddingStore.readMeta(dir);
+    if (!meta) throw new InputError(`${dir}: no embedding store here (run ${howToMake} first)`);
     const store = new EmbeddingStore(dir, meta);
     await store.loadShards();
     return store;
+  }
+
+  /** The meta.json of the store in `dir`, checked; undefined when there is none, an InputError when it is damaged. */
+  static async readMeta(dir: string): Promise<StoreMeta | undefined> {
+    const file = join(dir, 'meta.json');
+    const document = await readJsonIfExists(file);
+    if (document === undefined) return undefined;
+    const { value: meta, issues } = parseWith(storeMetaSchema, document);
+    if (issues) throw new InputError(issueLines(file, issues));
+    return meta;
   }
 
   /** Open the store in `dir`, or null when there is none (no meta.json). */

@@ -17,8 +17,7 @@
 // The constants below are calibrated so that, under the seed protocol, raw cosine ranks worst, a learned linear map
 // better, the map told the candidate's category better still, and v2 beats v1 (the measured recalls are in
 // bench/eval/README.md).
-import { readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import type { SynthWorld } from './world.js';
 import { EmbeddingStore, sceneProductKey, type StoreMeta } from '../store/embeddings.js';
 import { Random } from '../../util/random.js';
@@ -345,7 +344,7 @@ export async function removeStaleSyntheticStores(
   const removed: string[] = [];
   for (const view of EMBEDDING_VIEWS) {
     const dir = workdirPaths(workdir).embeddings(SYNTH_MODEL, view);
-    const meta = await readMeta(dir);
+    const meta = await EmbeddingStore.readMeta(dir);
     if (meta && JSON.stringify(meta.preprocessing ?? null) !== JSON.stringify({ synthetic: provenance })) {
       log(`${dir}: made from other synth options; removing it`);
       await rm(dir, { recursive: true, force: true });
@@ -355,17 +354,9 @@ export async function removeStaleSyntheticStores(
   return removed;
 }
 
-async function readMeta(dir: string): Promise<StoreMeta | undefined> {
-  try {
-    return JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as StoreMeta;
-  } catch {
-    return undefined;
-  }
-}
-
 /** A store is there whose dim or synth provenance differs from `meta`'s. */
 async function isOtherWorld(dir: string, meta: StoreMeta): Promise<boolean> {
-  const have = await readMeta(dir);
+  const have = await EmbeddingStore.readMeta(dir);
   if (!have) return false;
   return have.dim !== meta.dim || JSON.stringify(have.preprocessing ?? null) !== JSON.stringify(meta.preprocessing);
 }
