@@ -1,6 +1,10 @@
 // An eval report read back from its file (export's model card, serve's dashboard): the numbers they print are
 // checked, so a damaged file is named instead of printed as NaN or crashing a formatter.
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runPaths } from '../data/workdir.js';
 import { InputError } from '../util/errors.js';
+import { readJsonIfExists } from '../util/json.js';
 import type { EvalReport } from './evaluate.js';
 import { RECALL_KS } from './metrics.js';
 import { PROTOCOLS } from './protocols.js';
@@ -24,4 +28,28 @@ export function checkEvalReport(value: unknown, file: string): EvalReport {
   for (const field of ['medianRank', 'meanRank'] as const) if (!isRank(m[field])) fail(`metrics.${field}`, 'a rank');
   if (m.auc !== undefined && !isRate(m.auc)) fail('metrics.auc', 'a number from 0 to 1');
   return report;
+}
+
+/**
+ * A run's `ctl eval` reports (runs/<run>/eval/*.json) by name (the file's, less .json), in name order. A damaged
+ * report throws its InputError, unless `onDamaged` takes it (the report is then left out).
+ */
+export async function readEvalReports(
+  runDir: string,
+  onDamaged?: (err: InputError) => void,
+): Promise<Map<string, EvalReport>> {
+  const dir = runPaths(runDir).evalDir;
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const reports = new Map<string, EvalReport>();
+  for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
+    const file = join(dir, name);
+    try {
+      const document = await readJsonIfExists(file);
+      if (document !== undefined) reports.set(name.slice(0, -'.json'.length), checkEvalReport(document, file));
+    } catch (err) {
+      if (!(onDamaged && err instanceof InputError)) throw err;
+      onDamaged(err);
+    }
+  }
+  return reports;
 }

@@ -8,9 +8,9 @@ import { join, resolve } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
-import { existingRunDir, runPaths } from '../data/workdir.js';
+import { existingRunDir } from '../data/workdir.js';
 import type { EvalReport } from '../eval/evaluate.js';
-import { checkEvalReport } from '../eval/report-file.js';
+import { readEvalReports } from '../eval/report-file.js';
 import { loadCheckpoint, type CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../model/safetensors.js';
@@ -21,7 +21,6 @@ import { TwoTower } from '../model/two-tower.js';
 import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { restoreAside, writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
-import { parseJsonFile } from '../util/json.js';
 import { checkOnnxTowers } from './check-onnx.js';
 import { FILES, type ExportFormat } from './formats.js';
 import { modelCard } from './model-card.js';
@@ -81,7 +80,7 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
       if (o.formats.includes('safetensors')) await writeSafetensors(write, tmp, tower, model);
       const difference = o.formats.includes('onnx') ? await writeOnnx(write, tower, model, index, o.run) : undefined;
       // The reports of the checkpoint exported (not the other one's, nor an earlier best's).
-      const evalReports = (await readEvalReports(runDir)).filter(
+      const evalReports = [...(await readEvalReports(runDir)).values()].filter(
         (r) => r.checkpoint?.which === o.checkpoint && r.checkpoint.epoch === model.state.epoch,
       );
       if (o.formats.includes('pt'))
@@ -300,23 +299,6 @@ function exportConfig(
       : undefined,
     formats: o.formats,
   };
-}
-
-/** The run's `ctl eval` reports (runs/<run>/eval/*.json), by file name. */
-async function readEvalReports(runDir: string): Promise<EvalReport[]> {
-  const dir = runPaths(runDir).evalDir;
-  let names: string[];
-  try {
-    names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
-  } catch {
-    return [];
-  }
-  const reports: EvalReport[] = [];
-  for (const name of names) {
-    const file = join(dir, name);
-    reports.push(checkEvalReport(parseJsonFile(await readFile(file, 'utf8'), file), file));
-  }
-  return reports;
 }
 
 /** Refuse to replace a folder that is not an earlier export (e.g. `--out ~`): its files would be lost. */

@@ -1,13 +1,14 @@
 // The runs of a workdir as the dashboard and `GET /api/runs` show them: config summary, status, best epoch,
 // per-epoch curves from metrics.jsonl, and the eval reports. Read fresh on every request, so a training that is
 // still running shows its latest epoch.
-import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkpointDir, parseCheckpointState, type CheckpointName, type CheckpointState } from '../model/checkpoint.js';
 import { trainConfigSchema, type TrainConfig } from '../train/config.js';
+import { readMetrics } from '../train/metrics-log.js';
 import { isFinished } from '../train/resume.js';
 import { listRunNames, runPaths, workdirPaths } from '../data/workdir.js';
-import { checkEvalReport } from '../eval/report-file.js';
+import { readEvalReports } from '../eval/report-file.js';
+import { modifiedAt } from '../util/fs.js';
 import { isLocked } from '../util/lock.js';
 import { log } from '../util/log.js';
 import { readJsonIfExists } from '../util/json.js';
@@ -95,46 +96,6 @@ async function readStartConfig(runDir: string): Promise<TrainConfig | null> {
   return value ?? null;
 }
 
-async function readMetrics(runDir: string): Promise<{ records: Record<string, unknown>[]; mtime: number | null }> {
-  const file = runPaths(runDir).metrics;
-  try {
-    const [text, info] = await Promise.all([readFile(file, 'utf8'), stat(file)]);
-    const records = text.split('\n').flatMap((line) => {
-      try {
-        return line ? [JSON.parse(line) as Record<string, unknown>] : [];
-      } catch {
-        return []; // a line being written right now
-      }
-    });
-    return { records, mtime: info.mtimeMs };
-  } catch {
-    return { records: [], mtime: null };
-  }
-}
-
-async function readReports(runDir: string): Promise<Record<string, unknown>> {
-  const dir = runPaths(runDir).evalDir;
-  let files: string[];
-  try {
-    files = await readdir(dir);
-  } catch {
-    return {};
-  }
-  const reports: Record<string, unknown> = {};
-  for (const file of files.filter((f) => f.endsWith('.json')).sort()) {
-    // A damaged report is left out (the dashboard and the default run go by the others), and said once.
-    try {
-      reports[file.slice(0, -'.json'.length)] = checkEvalReport(
-        await readJsonIfExists(join(dir, file)),
-        join(dir, file),
-      );
-    } catch (err) {
-      warnOnce((err as Error).message);
-    }
-  }
-  return reports;
-}
-
 function recall10(report: unknown): number | null {
   const value = (report as { metrics?: { recall?: Record<string, number> } } | null)?.metrics?.recall?.['10'];
   return typeof value === 'number' ? value : null;
@@ -148,8 +109,10 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
   const state = read === 'damaged' ? null : read;
   const shown = state ?? (best === 'damaged' ? null : best);
   const config = shown?.config ?? (await readStartConfig(dir));
-  const { records, mtime } = await readMetrics(dir);
-  const reports = await readReports(dir);
+  const metricsFile = runPaths(dir).metrics;
+  const [records, mtime] = await Promise.all([readMetrics(metricsFile), modifiedAt(metricsFile)]);
+  // A damaged report is left out (the dashboard and the default run go by the others), and said once.
+  const reports = Object.fromEntries(await readEvalReports(dir, (err) => warnOnce(err.message)));
   const epochRecords = records.filter((r) => r.type === 'epoch');
   const epoch = shown?.epoch ?? 0;
   const finished = state !== null && config !== null && isFinished({ ...state, config });
@@ -180,7 +143,7 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
       : null,
     catalogRecall10: recall10(catalog),
     catalogLeaks: ((catalog as { trainSceneOverlap?: number } | null)?.trainSceneOverlap ?? 0) > 0,
-    updatedAt: mtime === null ? null : new Date(mtime).toISOString(),
+    updatedAt: mtime === undefined ? null : new Date(mtime).toISOString(),
   };
   return {
     summary,

@@ -12,28 +12,27 @@ export class MetricsLog {
 
   /** Open for appending; with `keepThroughStep`, keep only the records up to that step (resume). */
   static async open(path: string, keepThroughStep: number | null): Promise<MetricsLog> {
-    let text = '';
-    try {
-      text = await readFile(path, 'utf8');
-    } catch {
-      // New run.
-    }
-    const kept: string[] = [];
-    if (keepThroughStep !== null) {
-      for (const line of text.split('\n')) {
-        try {
-          const record = JSON.parse(line) as MetricsRecord;
-          if (record.step <= keepThroughStep) kept.push(line);
-        } catch {
-          // A line torn by a kill, or the trailing empty line.
-        }
-      }
-    }
-    await writeFileAtomic(path, kept.map((l) => l + '\n').join(''));
+    const kept = keepThroughStep === null ? [] : (await readMetrics(path)).filter((r) => r.step <= keepThroughStep);
+    await writeFileAtomic(path, kept.map((r) => JSON.stringify(r) + '\n').join(''));
     return new MetricsLog(path);
   }
 
   async append(record: MetricsRecord): Promise<void> {
     await appendFile(this.path, JSON.stringify(record) + '\n');
   }
+}
+
+/**
+ * The records of a metrics.jsonl, in order; none when there is no file. A line that does not parse is passed over:
+ * one torn by a kill, or being written right now.
+ */
+export async function readMetrics(path: string): Promise<MetricsRecord[]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.split('\n').flatMap((line) => {
+    try {
+      return line ? [JSON.parse(line) as MetricsRecord] : [];
+    } catch {
+      return [];
+    }
+  });
 }
