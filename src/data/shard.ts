@@ -1,5 +1,6 @@
 // `--shard I/N`: which signatures one process of N handles. One rule, shared by `ctl download` and `ctl embed`,
 // so shard I of the download and shard I of the embedding cover the same images.
+import { hashString } from '../util/random.js';
 
 export interface Shard {
   /** 0 <= index < count. */
@@ -13,12 +14,7 @@ export interface Shard {
  * still spread evenly; it depends only on the string, never on the order or number of items.
  */
 export function shardOf(sig: string, count: number): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < sig.length; i++) {
-    hash ^= sig.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return (hash >>> 0) % count;
+  return hashString(sig) % count;
 }
 
 /** True when `sig` belongs to `shard`; every signature belongs when there is no shard. */

@@ -9,7 +9,7 @@ import { PROTOCOLS } from '../eval/protocols.js';
 import { modelConfigSchema } from '../model/config.js';
 import { InputError } from '../util/errors.js';
 import { SCENE_VIEWS } from '../data/workdir.js';
-import { parseJsonFile } from '../util/json.js';
+import { isObject, parseJsonFile } from '../util/json.js';
 import { flag, int, nonEmptyString, number, oneOf, parseWith, satisfying, section } from '../util/schema.js';
 import { NEGATIVE_STRATEGIES } from './negatives.js';
 import { DOMAINS, SPLIT_SCHEMES } from '../data/types.js';
@@ -178,8 +178,4 @@ function withValue(object: Record<string, unknown>, path: string, value: unknown
 
 function related(path: string, field: string): boolean {
   return field !== '' && (path === field || path.startsWith(`${field}.`) || field.startsWith(`${path}.`));
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -43,8 +43,6 @@ export function parseJsonFile(text: string, path: string, hint = ''): unknown {
  * path of the whole value.
  */
 export function differingPaths(a: unknown, b: unknown, path = ''): string[] {
-  const isObject = (x: unknown): x is Record<string, unknown> =>
-    typeof x === 'object' && x !== null && !Array.isArray(x);
   if (isObject(a) && isObject(b)) {
     const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
     return keys.flatMap((key) => differingPaths(a[key], b[key], path ? `${path}.${key}` : key));
@@ -57,4 +55,9 @@ export function valueAt(value: unknown, path: string): unknown {
   if (path === '') return value;
   for (const key of path.split('.')) value = (value as Record<string, unknown> | undefined)?.[key];
   return value;
+}
+
+/** A JSON object: not null, not an array. */
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

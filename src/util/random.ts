@@ -9,8 +9,8 @@
 /** What checkpoints record as the generator behind every draw. */
 export const PRNG_NAME = 'xoshiro128** (splitmix32-seeded), keyed by (seed, purpose, counter)';
 
-/** 32-bit FNV-1a of a string: turns labels into seed material. */
-function hashString(text: string): number {
+/** 32-bit FNV-1a of a string: turns labels into seed material (and signatures into shards). */
+export function hashString(text: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
     h ^= text.charCodeAt(i);
