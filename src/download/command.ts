@@ -1,7 +1,7 @@
 // `ctl download`: fetch the dataset's scene and product images by signature, resumable.
 import { Command, Option } from 'commander';
 import { loadDataset } from '../data/stl/dataset-io.js';
-import type { Domain } from '../data/types.js';
+import { IMAGE_KINDS, type Domain, type ImageKind } from '../data/types.js';
 import {
   action,
   gracefulStop,
@@ -12,7 +12,6 @@ import {
   withCommon,
 } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
-import type { ImageKind } from '../data/types.js';
 import { DEFAULT_BASE_URL, selectTargets } from './targets.js';
 import type { ValidationMode } from './validate.js';
 import { domainOption } from '../data/options.js';
@@ -45,7 +44,7 @@ export function registerDownloadCommand(program: Command): void {
           'settled, 1 when some failed transiently (re-run to retry), 130 when stopped by SIGINT (143 by SIGTERM).',
       )
       .addOption(domainOption())
-      .addOption(new Option('--kind <kind>', 'which images').choices(['scenes', 'products', 'all']).default('all'))
+      .addOption(new Option('--kind <kind>', 'which images').choices([...IMAGE_KINDS, 'all']).default('all'))
       .option(
         '--concurrency <n>',
         'most requests in flight (backs off while the host answers 429)',

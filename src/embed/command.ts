@@ -1,5 +1,6 @@
 // `ctl embed`: image embeddings of the dataset's products and scenes into the embedding store, resumable.
 import { Command, Option } from 'commander';
+import { IMAGE_KINDS } from '../data/types.js';
 import { SCENE_VIEWS } from '../data/workdir.js';
 import { DEFAULT_BASE_URL } from '../download/targets.js';
 import {
@@ -118,7 +119,7 @@ export function registerEmbedCommand(program: Command): void {
         parseIntOption('--commit-every', 1),
         8,
       )
-      .addOption(new Option('--kind <kind>', 'which images').choices(['products', 'scenes', 'all']).default('all'))
+      .addOption(new Option('--kind <kind>', 'which images').choices([...IMAGE_KINDS, 'all']).default('all'))
       .addOption(
         new Option(
           '--scene-view <view>',

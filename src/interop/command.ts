@@ -4,7 +4,7 @@ import { action, refuseFlags, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
 import { IMAGE_KINDS, SPLIT_SCHEMES, type Domain, type ImageKind, type SplitScheme } from '../data/types.js';
-import type { EmbeddingView } from '../data/workdir.js';
+import { EMBEDDING_VIEWS, type EmbeddingView } from '../data/workdir.js';
 import { importCheckpoint } from './import-checkpoint.js';
 import { importEmbeddings } from './import-embeddings.js';
 import { domainOption } from '../data/options.js';
@@ -46,7 +46,7 @@ export function registerImportCommand(program: Command): void {
         new Option(
           '--view <view>',
           'the scene view the vectors are (scene embeddings only; default scenes-full)',
-        ).choices(['scenes-full', 'scenes-hide-product']),
+        ).choices(EMBEDDING_VIEWS.filter((view) => view !== 'products')),
       )
       .addOption(domainOption())
       .addOption(

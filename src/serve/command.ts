@@ -2,7 +2,7 @@
 // demo page, the runs dashboard and the JSON API (server.ts). `ctl demo --serve` ends with the same.
 import * as tf from '@tensorflow/tfjs';
 import { Command, Option } from 'commander';
-import { useBackend, type BackendChoice } from '../model/backend.js';
+import { BACKEND_CHOICES, useBackend, type BackendChoice } from '../model/backend.js';
 import { action, parseIntOption, withCommon } from '../util/command.js';
 import { firstLineOf, InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
@@ -149,9 +149,7 @@ export function registerServeCommand(program: Command): void {
       128,
     )
     .addOption(
-      new Option('--backend <backend>', 'tfjs backend for the towers')
-        .choices(['auto', 'tensorflow', 'wasm', 'cpu'])
-        .default('auto'),
+      new Option('--backend <backend>', 'tfjs backend for the towers').choices(BACKEND_CHOICES).default('auto'),
     )
     .addOption(
       new Option('--device <device>', 'image model device for uploads').choices(['auto', 'cpu', 'cuda']).default('cpu'),

@@ -8,7 +8,7 @@ import type { ImageFormat } from './images.js';
 import { action, parseIntOption, refuseFlags, withCommon } from '../../util/command.js';
 import { InputError, RunError } from '../../util/errors.js';
 import { formatBytes, log, printJson } from '../../util/log.js';
-import { modelSlug, workdirPaths, type EmbeddingView } from '../workdir.js';
+import { EMBEDDING_VIEWS, modelSlug, workdirPaths, type EmbeddingView } from '../workdir.js';
 import { domainOption } from '../options.js';
 
 export function registerSynthCommands(data: Command): void {
@@ -119,13 +119,7 @@ function registerVerifyEmbeddings(data: Command): void {
     .command('verify-embeddings')
     .description('check embedding stores: dims agree, ids unique, no NaN/Inf (exit 1 when one is bad)')
     .option('--model <id>', 'only the stores of this model id (default: every model in the workdir)')
-    .addOption(
-      new Option('--view <view>', 'only this view (default: every view)').choices([
-        'products',
-        'scenes-full',
-        'scenes-hide-product',
-      ]),
-    );
+    .addOption(new Option('--view <view>', 'only this view (default: every view)').choices(EMBEDDING_VIEWS));
   withCommon(cmd).action(
     action<{ model?: string; view?: EmbeddingView }>(async (o) => {
       const root = join(o.workdir, 'embeddings');
