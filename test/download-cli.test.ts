@@ -100,6 +100,8 @@ describe('ctl download (CLI)', () => {
     server = await startImageServer();
     const bad = targets.slice(0, 6);
     bad.forEach((t, i) => server.behaviours.set(t.sig, i % 2 ? 'corrupt' : 'cut'));
+    // Bodies that come in parts are joined into a buffer of their own, which moves to the worker whole.
+    for (const t of targets.slice(6, 12)) server.behaviours.set(t.sig, 'in-parts');
 
     const result = await run(['--json', '--concurrency', '8']);
     expect(result.code, result.stderr).toBe(0);
@@ -116,6 +118,7 @@ describe('ctl download (CLI)', () => {
       const isBad = bad.includes(t);
       expect(records.get(t.sig)?.status).toBe(isBad ? 'invalid' : 'ok');
       if (isBad) expect(records.get(t.sig)?.reason).toMatch(/^not decodable: /);
+      else expect(records.get(t.sig)?.bytes).toBe((await server.image(t.sig)).length);
       expect(existsSync(workdirPaths(workdir).imageFile(t.kind, t.sig))).toBe(!isBad);
     }
     expect(await tempFiles(workdir)).toEqual([]);

@@ -21,6 +21,7 @@ export type Behaviour =
   | '500-once' // 500, then the image
   | '500' // always 500
   | 'redirect' // 302 to the same path with a query, which serves the image
+  | 'in-parts' // 200, the image in two writes 20 ms apart: the client joins the chunks
   | 'redirect-loop' // 302 to itself, always
   | 'stall' // headers and a few bytes, then nothing
   | 'truncated' // Content-Length of the whole image, half of it, then the connection drops
@@ -120,6 +121,11 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
       case '403':
       case '500':
         res.writeHead(Number(behaviour)).end('no');
+        return;
+      case 'in-parts':
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': jpeg.length });
+        res.write(jpeg.subarray(0, jpeg.length >> 1));
+        setTimeout(() => res.end(jpeg.subarray(jpeg.length >> 1)), 20);
         return;
       case 'redirect':
         if (query) sendJpeg();

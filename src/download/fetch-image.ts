@@ -59,9 +59,10 @@ export async function fetchImageOnce(url: string, dest: string, ctx: AttemptCont
   if (received.declaredBytes !== undefined && data.length !== received.declaredBytes) {
     return { type: 'retry', reason: 'truncated body (content-length mismatch)', http, throttled: false };
   }
+  const bytes = data.length; // read before save: the buffer may move to a worker, leaving it empty here
   try {
     await ctx.saver.save(data, format, dest, ctx.validation);
-    return { type: 'ok', http: 200, bytes: data.length, format };
+    return { type: 'ok', http: 200, bytes, format };
   } catch (err) {
     if (err instanceof InvalidImage)
       return { type: 'final', status: 'invalid', reason: err.reason, http, permanent: true };
