@@ -25,6 +25,7 @@ with open(out + "/scenes.pkl", "wb") as f: pickle.dump(vec["scenes"], f, protoco
 np.savez(out + "/products.npz", **vec["products"])
 with open(out + "/products-p5.pkl", "wb") as f: pickle.dump(vec["products"], f, protocol=5)
 some = dict(list(vec["scenes"].items())[:3])
+with open(out + "/scenes-changed.pkl", "wb") as f: pickle.dump({k: v + 1 for k, v in some.items()}, f)
 with open(out + "/bad-dim.pkl", "wb") as f: pickle.dump({k: np.zeros(dim * 2, np.float32) for k in some}, f)
 with open(out + "/bad-shape.pkl", "wb") as f: pickle.dump({**some, "odd": np.zeros(dim - 1, np.float32)}, f)
 with open(out + "/bad-f64.pkl", "wb") as f: pickle.dump({k: v.astype(np.float64) for k, v in some.items()}, f)
@@ -83,6 +84,15 @@ describe.skipIf(skipWithoutTorch)('ctl import --embeddings (real NumPy files)', 
 
     const again = await ctl([...importArgs('scenes.pkl', 'scenes', 'ref-model'), '--json']);
     expect(JSON.parse(again.stdout)).toMatchObject({ imported: 0, alreadyStored: 31 });
+
+    // Other vectors for ids the store holds are refused, not passed over: the store keeps one vector per id.
+    const changed = await ctl(importArgs('scenes-changed.pkl', 'scenes', 'ref-model'));
+    const first = Object.keys(vectors.scenes)[0];
+    expect([changed.code, changed.stderr]).toEqual([
+      2,
+      expect.stringMatching(new RegExp(`scenes-changed\\.pkl: ${first}: .*holds another vector for it.*--model`)),
+    ]);
+    await expectStore('ref-model', 'scenes-full', vectors.scenes);
   });
 
   it('imports an .npz and a protocol-5 .pkl of products with identical rows', async () => {

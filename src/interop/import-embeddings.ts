@@ -1,5 +1,6 @@
 // `ctl import --embeddings`: the reference's embedding file into ctl's embedding store, checked against the
-// dataset (its signatures) and the model's other stores (their dim). Resumable: rows already stored are skipped.
+// dataset (its signatures) and the model's other stores (their dim). Resumable: rows already stored are skipped
+// when they are the same vectors, and refused when they are not.
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { loadDataset } from '../data/stl/dataset-io.js';
@@ -7,7 +8,7 @@ import { EmbeddingStore, sceneProductKey } from '../data/store/embeddings.js';
 import type { Domain, ImageKind } from '../data/types.js';
 import { EMBEDDING_VIEWS, workdirPaths, type EmbeddingView } from '../data/workdir.js';
 import { InputError } from '../util/errors.js';
-import { readEmbeddingsFile } from './embeddings-file.js';
+import { readEmbeddingsFile, type EmbeddingRows } from './embeddings-file.js';
 
 export interface ImportEmbeddingsOptions {
   workdir: string;
@@ -52,10 +53,9 @@ export async function importEmbeddings(options: ImportEmbeddingsOptions): Promis
     view,
     preprocessing: { importedFrom: basename(options.file) },
   });
-  const fresh: number[] = [];
-  rows.ids.forEach((id, i) => {
-    if (!store.has(id)) fresh.push(i);
-  });
+  const [stored, fresh]: number[][] = [[], []];
+  rows.ids.forEach((id, i) => (store.has(id) ? stored : fresh).push(i));
+  await checkSameAsStored(options, store, rows, stored);
   for (let start = 0; start < fresh.length; start += ROWS_PER_SHARD) {
     const chunk = fresh.slice(start, start + ROWS_PER_SHARD);
     const data = new Float32Array(chunk.length * rows.dim);
@@ -76,6 +76,33 @@ export async function importEmbeddings(options: ImportEmbeddingsOptions): Promis
     alreadyStored: rows.ids.length - fresh.length,
     notInDataset,
   };
+}
+
+/**
+ * The rows the store already holds must be the file's very vectors (a killed import run again): other ones are
+ * refused, naming the first, since the store keeps one vector per id and training would take the old one.
+ */
+async function checkSameAsStored(
+  options: ImportEmbeddingsOptions,
+  store: EmbeddingStore,
+  rows: EmbeddingRows,
+  stored: number[],
+): Promise<void> {
+  const dim = rows.dim;
+  for (let start = 0; start < stored.length; start += ROWS_PER_SHARD) {
+    const chunk = stored.slice(start, start + ROWS_PER_SHARD);
+    const have = new Uint32Array((await store.read(chunk.map((row) => rows.ids[row]))).data.buffer);
+    const want = new Uint32Array(rows.data.buffer, rows.data.byteOffset, rows.data.length);
+    const k = chunk.findIndex((row, i) => {
+      for (let e = 0; e < dim; e++) if (have[i * dim + e] !== want[row * dim + e]) return true;
+      return false;
+    });
+    if (k >= 0)
+      throw new InputError(
+        `${options.file}: ${rows.ids[chunk[k]]}: the '${options.model}' ${store.meta.view} store (${store.dir}) ` +
+          `holds another vector for it: import into another --model, or remove the store to replace its vectors`,
+      );
+  }
 }
 
 /** How many ids the dataset lacks; an error when it has none of them (most likely the wrong --kind or --view). */
