@@ -185,6 +185,22 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
       expect(r.tensors, name).toBe(name.startsWith('v2') ? 46 : 9);
       if (name.endsWith('dict')) expect(r.cat_to_idx, name).toBe(true);
     }
+    const withOptimizer = ctl(
+      'export',
+      '--run',
+      'v2-dict',
+      '--format',
+      'pt',
+      '--checkpoint',
+      'last',
+      '--with-optimizer',
+      '--out',
+      join(dir, 'o'),
+    );
+    expect([withOptimizer.status, withOptimizer.stderr]).toEqual([
+      2,
+      expect.stringContaining('an imported run has none until it trains: ctl train --resume'),
+    ]);
     // The file's own metrics go on through the round trip; a bare state_dict had none to give.
     expect(result[join(dir, 'v2-dict.pt')].metrics).toEqual({ 'recall@10': 0.25, mrr: 0.125 });
     expect(result[join(dir, 'v2-bare.pt')].metrics).toEqual({});

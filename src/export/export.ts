@@ -193,7 +193,12 @@ async function optimizerState(
   const { optimizer } = await loadCheckpoint(runDir, which, tower.layout);
   if (!optimizer)
     throw new InputError(
-      `--with-optimizer: the '${which}' checkpoint of this run keeps no optimizer state (only 'last' does): add --checkpoint last`,
+      `--with-optimizer: the '${which}' checkpoint of this run keeps no optimizer state ` +
+        (which !== 'last'
+          ? "(only 'last' does): add --checkpoint last"
+          : model.state.imported
+            ? '(an imported run has none until it trains: ctl train --resume)'
+            : '(its trainer.safetensors is missing)'),
     );
   const keys = Object.keys(referenceStateDict(tower, model.params));
   return torchOptimizerState(tower, optimizer, model.config.optimizer, keys);
