@@ -206,6 +206,23 @@ describe('download against a faulty host', () => {
     expect(server.peak()).toBe(3);
   });
 
+  it("waits out many targets' retries at once without a listener-leak warning", async () => {
+    server = await startImageServer({ fallback: '500' });
+    const targets: ImageTarget[] = Array.from({ length: 24 }, (_, i) => ({ sig: sigOf(`wait-${i}`), kind: 'scenes' }));
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const backoff = { baseMs: 200, maxMs: 200, retryAfterMaxMs: 5_000 };
+      const summary = await downloadImages(targets, options({ retries: 1, backoff }));
+      expect(summary.state.failed).toBe(24);
+      await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on a later tick
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).toEqual([]);
+  });
+
   it('reconciles with the disk at start: adopts valid files, refetches invalid or lost ones, cleans temp files, cuts a torn line', async () => {
     server = await startImageServer();
     const t = (name: string): ImageTarget => ({ sig: sigOf(`disk-${name}`), kind: 'products' });

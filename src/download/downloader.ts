@@ -123,7 +123,10 @@ export async function downloadImages(targets: ImageTarget[], options: ImageDownl
   // At most `concurrency` requests at the host (fewer while it throttles: AIMD).
   const hostSlots = pLimit(options.concurrency);
   const aimd = new Aimd(hostSlots, options.concurrency);
-  setMaxListeners(options.concurrency + 8, hardStop.signal); // one listener per attempt in flight, by design
+  // By design one listener per attempt in flight on hardStop, and one per target in progress (its retry's wait)
+  // on stopping: not the leak Node warns of past 10.
+  setMaxListeners(options.concurrency + 8, hardStop.signal);
+  setMaxListeners(IN_PROGRESS_PER_REQUEST * options.concurrency + 8, stopping.signal);
   const shared: Omit<AttemptContext, 'hostSlot'> = {
     dispatcher,
     maxBytes: options.maxBytes,
