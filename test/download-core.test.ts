@@ -223,6 +223,19 @@ describe('download against a faulty host', () => {
     expect(warnings).toEqual([]);
   });
 
+  it('refuses a second run of the same selection while one runs; another selection runs beside it', async () => {
+    server = await startImageServer({ delayMs: 100 });
+    const targets: ImageTarget[] = Array.from({ length: 8 }, (_, i) => ({ sig: sigOf(`lock-${i}`), kind: 'products' }));
+    const first = downloadImages(targets, options());
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await expect(downloadImages(targets, options())).rejects.toThrow(
+      /another ctl download of the same 8 images is running: process \d+ .*wait for it, or stop it/,
+    );
+    const other = await downloadImages(targets.slice(0, 4), options());
+    expect([(await first).state.ok, other.selected]).toEqual([8, 4]);
+    expect((await downloadImages(targets, options())).state.ok).toBe(8); // the lock went with its run
+  });
+
   it('reconciles with the disk at start: adopts valid files, refetches invalid or lost ones, cleans temp files, cuts a torn line', async () => {
     server = await startImageServer();
     const t = (name: string): ImageTarget => ({ sig: sigOf(`disk-${name}`), kind: 'products' });

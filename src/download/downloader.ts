@@ -1,10 +1,13 @@
 // The download run: reconcile, then fetch what is left with a keep-alive pool, bounded and adaptive concurrency,
 // retries, a manifest line per outcome and a progress line; stop cleanly when asked.
+import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { Agent } from 'undici';
 import { cleanTempFiles } from '../util/atomic.js';
+import { acquireLock, type Lock } from '../util/lock.js';
 import { Progress, type ProgressOptions } from '../util/progress.js';
 import { formatBytes, log } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
@@ -84,7 +87,35 @@ export const IN_PROGRESS_PER_REQUEST = 3;
 
 const emptyCounts = (): StatusCounts => ({ ok: 0, missing: 0, invalid: 0, failed: 0 });
 
+/** Fetch `targets` into the workdir's images/; one process at a time for one selection of images (see lockTargets). */
 export async function downloadImages(targets: ImageTarget[], options: ImageDownloadOptions): Promise<DownloadSummary> {
+  const lock = await lockTargets(workdirPaths(options.workdir).imagesDir, targets);
+  try {
+    return await downloadLocked(targets, options);
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * Hold the lock of this selection of images (named by a hash of the targets): the same `ctl download` run twice at
+ * once would fetch every image twice and write each manifest line twice. Disjoint selections (`--shard I/N`,
+ * `--kind`) run side by side.
+ */
+async function lockTargets(imagesDir: string, targets: ImageTarget[]): Promise<Lock> {
+  const hash = createHash('sha256');
+  for (const t of targets) hash.update(`${t.kind}/${t.sig}\n`);
+  await mkdir(imagesDir, { recursive: true });
+  return acquireLock(
+    join(imagesDir, `download-${hash.digest('hex').slice(0, 12)}`),
+    (holder, file) =>
+      `another ctl download of the same ${targets.length} images is running: process ${holder.pid} on ` +
+      `${holder.host} since ${holder.since}; wait for it, or stop it (its lock ${file} lapses once its process is gone)`,
+  );
+}
+
+/** downloadImages's work, with the selection's lock held. */
+async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOptions): Promise<DownloadSummary> {
   const started = performance.now();
   const paths = workdirPaths(options.workdir);
   let tempFilesRemoved = 0;
