@@ -9,7 +9,7 @@ import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js
 import { GENERATED_PRESETS } from '../src/embed/generated-models.js';
 import { loadLocalEncoder } from '../src/embed/local-encoder.js';
 import { resolveModel } from '../src/embed/model-source.js';
-import { runEmbed } from '../src/embed/run.js';
+import { lockStore, runEmbed } from '../src/embed/run.js';
 import { openUploadEmbedder } from '../src/serve/upload.js';
 import { buildVisionTower } from '../src/embed/vision-transformer.js';
 import { workdirPaths } from '../src/data/workdir.js';
@@ -165,14 +165,30 @@ describe('ctl embed, local provider (tiny model)', () => {
 
   test('--shard I/N: the shards split the rows and write side by side', async () => {
     const { workdir, dataset } = await makeFixture(4);
-    const a = await runEmbed(embedOptions(workdir, { kind: 'products', shard: { index: 0, count: 2 } }));
-    const b = await runEmbed(embedOptions(workdir, { kind: 'products', shard: { index: 1, count: 2 } }));
+    const [a, b] = await Promise.all(
+      [0, 1].map((index) => runEmbed(embedOptions(workdir, { kind: 'products', shard: { index, count: 2 } }))),
+    );
     expect(a.views[0].embedded + b.views[0].embedded).toBe(dataset.products.length);
     expect(a.views[0].embedded).toBeGreaterThan(0);
     expect(b.views[0].embedded).toBeGreaterThan(0);
     const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
     expect(store.size).toBe(dataset.products.length);
     expect(await store.verify()).toMatchObject({ ok: true });
+  });
+
+  test('a store another ctl embed is writing (the same shard, or the whole) is refused, naming its process', async () => {
+    const { workdir, dataset } = await makeFixture(2);
+    const dir = workdirPaths(workdir).embeddings('tiny', 'products');
+    const other = await lockStore(dir, 'w'); // as a ctl embed in another terminal holds it
+    try {
+      await expect(runEmbed(embedOptions(workdir, { kind: 'products' }))).rejects.toThrow(
+        new RegExp(`${dir}: another ctl embed is writing this store: process ${process.pid} .*wait for it, or stop it`),
+      );
+    } finally {
+      await other.release();
+    }
+    const summary = await runEmbed(embedOptions(workdir, { kind: 'products' }));
+    expect(summary.views[0].embedded).toBe(dataset.products.length);
   });
 
   test('--dtype fp16 and q8 load their files, near fp32; a store keeps its dtype; a missing or damaged file is named', async () => {

@@ -1,8 +1,11 @@
 // `ctl embed` as a function (the command and `ctl demo` call it): resolve the model or service, plan the views,
 // run the pipeline, and sum up.
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import type { Shard } from '../data/shard.js';
 import type { Domain } from '../data/types.js';
+import { acquireLock, type Lock } from '../util/lock.js';
 import { Progress } from '../util/progress.js';
 import { workdirPaths, type EmbeddingView, type SceneView } from '../data/workdir.js';
 import type { Encoder } from './encoder.js';
@@ -77,14 +80,16 @@ export async function runEmbed(opts: EmbedOptions): Promise<EmbedSummary> {
   const dataset = await loadDataset(opts.workdir, opts.domain);
   const encoder = await openEncoder(opts);
   const loaded = performance.now();
+  const locks: Lock[] = [];
   try {
     const paths = workdirPaths(opts.workdir);
     const plans = planJobs(dataset, opts.workdir, opts, (view) => paths.embeddings(encoder.model, view));
+    const writer = opts.shard ? `s${opts.shard.index}of${opts.shard.count}` : 'w';
+    for (const plan of plans) locks.push(await lockStore(plan.dir, writer));
     const hideFor = (view: EmbeddingView) => (view === 'scenes-hide-product' ? { hide: opts.hide } : {});
     const planned = await planViews(plans, encoder, hideFor, opts.limit);
     const total = planned.reduce((n, p) => n + p.todo.length, 0);
     const progress = opts.progress ? new Progress('embed', total, { unit: 'images' }) : undefined;
-    const writer = opts.shard ? `s${opts.shard.index}of${opts.shard.count}` : 'w';
 
     const views: ViewResult[] = [];
     for (const p of planned) {
@@ -111,6 +116,22 @@ export async function runEmbed(opts: EmbedOptions): Promise<EmbedSummary> {
       imagesPerSecond: embedded / Math.max((now - loaded) / 1000, 1e-9),
     };
   } finally {
+    for (const lock of locks) await lock.release();
     await encoder.dispose();
   }
+}
+
+/**
+ * Hold the lock of a store for one writer (a shard, or the whole): the same `ctl embed` run twice at once would
+ * embed every image twice, and the later commit of each row fail. Shards of one store run side by side.
+ */
+export async function lockStore(dir: string, writer: string): Promise<Lock> {
+  await mkdir(dirname(dir), { recursive: true });
+  return acquireLock(
+    `${dir}.${writer}`,
+    (holder, file) =>
+      `${dir}: another ctl embed is writing this store${writer === 'w' ? '' : ` (the same shard)`}: process ` +
+      `${holder.pid} on ${holder.host} since ${holder.since}; wait for it, or stop it (its lock ${file} lapses ` +
+      `once its process is gone)`,
+  );
 }
