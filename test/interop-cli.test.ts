@@ -121,6 +121,7 @@ describe.skipIf(skipWithoutTorch)('ctl import --embeddings (real NumPy files)', 
         new RegExp(`none of its ${Object.keys(vectors.products).length} signatures is a scene`),
       ],
       [['import', '--workdir', workdir, '--embeddings', join(workdir, 'scenes.pkl'), '--model', 'm'], /--kind/],
+      [['import', '--workdir', workdir], /nothing to import: give --checkpoint FILE or --embeddings FILE/],
       // Flags of the other kind of import would do nothing.
       [importArgs('scenes.pkl', 'scenes', 'new-model', '--run', 'r'), /--run: only with --checkpoint/],
       [

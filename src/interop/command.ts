@@ -74,7 +74,8 @@ export function registerImportCommand(program: Command): void {
         if (flags.json) printJson(summary);
         return;
       }
-      if (flags.embeddings === undefined) throw new InputError('nothing to import: give --embeddings FILE');
+      if (flags.embeddings === undefined)
+        throw new InputError('nothing to import: give --checkpoint FILE or --embeddings FILE');
       refuseFlags(cmd, ['run', 'split'], '--checkpoint');
       if (!flags.kind) throw new InputError('--embeddings needs --kind scenes|products');
       if (!flags.model) throw new InputError('--embeddings needs --model NAME (the model that made the vectors)');

@@ -19,8 +19,8 @@ export function registerMergeCommand(data: Command): void {
       const summary = await mergeWorkdirs(o.from, o.workdir);
       for (const s of summary.stores)
         log(
-          `${s.store}: ${s.added} rows added from ${s.sources} shard stores, ${s.alreadyThere} already there; ` +
-            `${s.stored} rows now`,
+          `${s.store}: ${s.added} rows added from ${s.sources} shard stores (${s.alreadyThere} of their rows ` +
+            `were there already, the same bytes); ${s.stored} rows now`,
         );
       if (summary.manifest)
         log(
