@@ -46,6 +46,7 @@ export async function writeTemp(path: string, data: string | Uint8Array | Uint8A
   const handle = await open(tmp, 'w');
   try {
     for (const chunk of Array.isArray(data) ? data : [data]) {
+      // Two calls alike: FileHandle.write's overloads take a string or a buffer, not the union of both.
       if (typeof chunk === 'string') await handle.write(chunk);
       else await handle.write(chunk);
     }
