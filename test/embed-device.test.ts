@@ -2,7 +2,7 @@
 // shader-f16) cannot show. The real probe and provider are exercised in embed-webgpu.test.ts.
 import { describe, expect, test } from 'vitest';
 import { chooseDevice } from '../src/embed/device.js';
-import type { AdapterProbe, WebGpuAdapter } from '../src/embed/webgpu-adapter.js';
+import type { AdapterProbe, WebGpuAdapter } from '../src/util/webgpu-adapter.js';
 
 const GPU: WebGpuAdapter = {
   vendor: 'nvidia',

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { probeWebGpuAdapter } from '../src/embed/webgpu-adapter.js';
+import { probeWebGpuAdapter } from '../src/util/webgpu-adapter.js';
 import { compareVectors, FP16_TOLERANCE, makeFixture, removeFixtures, storeRows } from './embed-fixtures.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');

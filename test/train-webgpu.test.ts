@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { probeWebGpuAdapter } from '../src/embed/webgpu-adapter.js';
+import { probeWebGpuAdapter } from '../src/util/webgpu-adapter.js';
 import { checkpointEpoch, epochRecords, plantedWorkdir, smallConfig, writeConfig } from './train-fixtures.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli.js');

@@ -36,7 +36,7 @@ const { buildStepGraph } = await dist('train/ort/step-graph.js');
 const { DeviceState, HostState } = await dist('train/ort/state.js');
 const { sessionOptions } = await dist('train/ort/engine.js');
 const { loadTrainConfig } = await dist('train/config.js');
-const { describeAdapter, probeWebGpuAdapter } = await dist('embed/webgpu-adapter.js');
+const { describeAdapter, probeWebGpuAdapter } = await dist('util/webgpu-adapter.js');
 const ort = await import('onnxruntime-node');
 
 // The reference's model, loss and optimizer, and its embeddings' width, as configs/<arch>.json says (as bench/train).

@@ -4,7 +4,13 @@
 // A float16 model needs half-precision shaders: onnxruntime would fail mid-run on an adapter without them.
 import { firstLineOf, InputError } from '../util/errors.js';
 import type { Dtype } from './dtype.js';
-import { describeAdapter, probeWebGpuAdapter, type AdapterProbe, type WebGpuAdapter } from './webgpu-adapter.js';
+import {
+  describeAdapter,
+  probeWebGpuAdapter,
+  WEBGPU_SETUP,
+  type AdapterProbe,
+  type WebGpuAdapter,
+} from '../util/webgpu-adapter.js';
 
 export type Device = 'auto' | 'cpu' | 'cuda' | 'webgpu';
 export type RunDevice = Exclude<Device, 'auto'>;
@@ -14,10 +20,6 @@ const CUDA_SETUP =
   "CUDA needs an NVIDIA driver, CUDA 12 and cuDNN 9 libraries on the library path, and onnxruntime-node's CUDA " +
   'provider files: `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --allow-scripts=onnxruntime-node` ' +
   '(this package skips them by default)';
-
-/** What to do when there is no WebGPU adapter. */
-export const WEBGPU_SETUP =
-  "WebGPU needs a Vulkan driver that Dawn accepts (the GPU vendor's driver and libvulkan1; for tests, Mesa 25 lavapipe)";
 
 export interface DeviceChoice<M> {
   device: RunDevice;

@@ -12,7 +12,7 @@ import { ImagePreparer } from './prepare-workers.js';
 import type { Dtype } from './dtype.js';
 import type { ModelSource } from './model-source.js';
 import { chooseDevice, type Device, type RunDevice } from './device.js';
-import { describeAdapter } from './webgpu-adapter.js';
+import { describeAdapter } from '../util/webgpu-adapter.js';
 
 export interface LocalEncoderOptions {
   device: Device;

@@ -5,8 +5,7 @@
 // measured on CPU (bench/train/README.md), else (onnxruntime-node failing to load) tfjs's own auto choice; it logs
 // which and why.
 import { availableParallelism } from 'node:os';
-import { WEBGPU_SETUP } from '../embed/device.js';
-import { describeAdapter, probeWebGpuAdapter } from '../embed/webgpu-adapter.js';
+import { describeAdapter, probeWebGpuAdapter, WEBGPU_SETUP } from '../util/webgpu-adapter.js';
 import { BACKEND_CHOICES, useBackend, type BackendChoice } from '../model/backend.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';

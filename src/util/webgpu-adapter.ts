@@ -1,9 +1,10 @@
 // Which WebGPU adapter this machine offers, asked through Dawn for Node (the `webgpu` package), before onnxruntime's
-// WebGPU provider is loaded: `--device auto` takes a hardware adapter only, never a software rasteriser.
+// WebGPU provider is loaded (`ctl embed --device`, `ctl train --backend`): `auto` takes a hardware adapter only,
+// never a software rasteriser.
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { firstLineOf } from '../util/errors.js';
+import { firstLineOf } from './errors.js';
 
 export interface WebGpuAdapter {
   vendor: string;
@@ -14,6 +15,10 @@ export interface WebGpuAdapter {
   /** Half-precision shaders (the `shader-f16` feature), which a float16 model's kernels need. */
   shaderF16: boolean;
 }
+
+/** What to do when there is no WebGPU adapter. */
+export const WEBGPU_SETUP =
+  "WebGPU needs a Vulkan driver that Dawn accepts (the GPU vendor's driver and libvulkan1; for tests, Mesa 25 lavapipe)";
 
 export type AdapterProbe = { adapter: WebGpuAdapter } | { adapter: null; reason: string };
 
