@@ -13,7 +13,7 @@ import { summariseRanks } from '../src/eval/metrics.js';
 import { loadDataset } from '../src/data/stl/dataset-io.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import type { Dataset } from '../src/data/dataset.js';
-import { CLOSE_GRACE_MS, startServer, type RunningServer } from '../src/serve/command.js';
+import { CLOSE_GRACE_MS, startServer, type RunningServer } from '../src/serve/run.js';
 import { listRuns, pickDefaultRun, readRun, type RunSummary } from '../src/serve/runs.js';
 import { acquireLock } from '../src/util/lock.js';
 import { RUN, SYNTH_RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';

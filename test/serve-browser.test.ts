@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../src/serve/command.js';
+import { startServer, type RunningServer } from '../src/serve/run.js';
 import { acquireLock } from '../src/util/lock.js';
 import { patternImage } from './embed-fixtures.js';
 import { RUN, SYNTH_RUN, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';

@@ -18,10 +18,10 @@ import { differingPaths, readJsonIfExists } from '../util/json.js';
 import { int, issueLines, parseWith, section } from '../util/schema.js';
 import { log, printJson } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
-import { serveUntilSignal, startServer } from '../serve/command.js';
+import { serveUntilSignal, startServer } from '../serve/run.js';
 import { startMirror } from './mirror.js';
 import { demoSummary, formatSummary, type StageReports } from './summary.js';
-import { MAX_GENERATED } from '../data/synth/command.js';
+import { MAX_GENERATED } from '../data/options.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const DEMO_CONFIG = fileURLToPath(new URL('../../configs/demo-images.json', import.meta.url));

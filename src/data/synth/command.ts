@@ -9,7 +9,7 @@ import { action, parseIntOption, refuseFlags, withCommon } from '../../util/comm
 import { InputError, RunError } from '../../util/errors.js';
 import { formatBytes, log, printJson } from '../../util/log.js';
 import { EMBEDDING_VIEWS, modelSlug, workdirPaths, type EmbeddingView } from '../workdir.js';
-import { domainOption } from '../options.js';
+import { domainOption, MAX_GENERATED } from '../options.js';
 
 export function registerSynthCommands(data: Command): void {
   registerSynth(data);
@@ -26,9 +26,6 @@ interface SynthFlags {
   format: ImageFormat;
   force: boolean;
 }
-
-/** The most scenes or products a generated dataset may have (its arrays must fit in memory). */
-export const MAX_GENERATED = 10_000_000;
 
 function registerSynth(data: Command): void {
   const cmd = data
