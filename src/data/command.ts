@@ -4,7 +4,8 @@ import type { Domain, SplitPart, SplitScheme } from './types.js';
 import { formatReport, loadDataset } from './stl/dataset-io.js';
 import { STL_BASE_URL } from './stl/sources.js';
 import { computeStats, formatStats } from './stl/stats.js';
-import { registerSynthCommands } from './synth/command.js';
+import { registerVerifyEmbeddingsCommand } from './store/command.js';
+import { registerSynthCommand } from './synth/command.js';
 import { action, parseHttpUrl, parseIntOption, parsePositive, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
 import { domainOption } from './options.js';
@@ -15,7 +16,8 @@ export function registerDataCommands(program: Command): Command {
   registerFetch(data);
   registerStats(data);
   registerPairs(data);
-  registerSynthCommands(data);
+  registerSynthCommand(data);
+  registerVerifyEmbeddingsCommand(data);
   return data;
 }
 
