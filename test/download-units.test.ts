@@ -9,7 +9,8 @@ import { Aimd } from '../src/download/aimd.js';
 import { ManifestWriter, readManifest, type ManifestRecord } from '../src/download/manifest.js';
 import { backoffDelay, parseRetryAfter, retryDelay } from '../src/util/retry.js';
 import { imageUrl, selectTargets } from '../src/download/targets.js';
-import { checkContentType, checkEnd, checkHead, InvalidImage, sniffFormat } from '../src/download/validate.js';
+import { sniffFormat } from '../src/data/image-format.js';
+import { checkContentType, checkEnd, checkHead, InvalidImage } from '../src/download/validate.js';
 import { sigOf } from './download-fixtures.js';
 
 describe('validation of the first bytes', () => {

@@ -7,14 +7,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { RunError } from '../util/errors.js';
 import { isTransientStatus, parseRetryAfter } from '../util/retry.js';
 import type { ImageSaver } from './save-image.js';
-import {
-  InvalidImage,
-  SNIFF_BYTES,
-  checkContentType,
-  checkHead,
-  type ImageFormat,
-  type ValidationMode,
-} from './validate.js';
+import { InvalidImage, SNIFF_BYTES, checkContentType, checkHead, type ValidationMode } from './validate.js';
+import type { ImageFormat } from '../data/image-format.js';
 
 export type AttemptOutcome =
   | { type: 'ok'; http: number; bytes: number; format: ImageFormat }

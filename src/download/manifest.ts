@@ -5,7 +5,7 @@ import { mkdir, readFile, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { locatedError } from '../util/errors.js';
 import { IMAGE_KINDS, type ImageKind } from '../data/types.js';
-import type { ImageFormat } from './validate.js';
+import type { ImageFormat } from '../data/image-format.js';
 
 /** ok: valid file on disk; missing: 404/410; invalid: the body was not a valid image; failed: gave up. */
 export type ImageStatus = 'ok' | 'missing' | 'invalid' | 'failed';

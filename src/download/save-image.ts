@@ -6,14 +6,8 @@ import { RunError } from '../util/errors.js';
 import { serveRequests, WorkerPool } from '../util/worker-pool.js';
 // validate.js loads sharp in this thread too, before any worker starts: on glibc Linux the main thread must hold
 // libvips loaded until the workers that use it are gone.
-import {
-  InvalidImage,
-  SNIFF_BYTES,
-  checkDecodes,
-  checkEnd,
-  type ImageFormat,
-  type ValidationMode,
-} from './validate.js';
+import { InvalidImage, SNIFF_BYTES, checkDecodes, checkEnd, type ValidationMode } from './validate.js';
+import type { ImageFormat } from '../data/image-format.js';
 
 /**
  * Validate `data` (already known to start as `format`) and write it to `dest` through a temp file and a rename,

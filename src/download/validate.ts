@@ -2,9 +2,8 @@
 // stages read, not an HTML error page, not empty, under the size cap, and decodable by sharp.
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
+import { sniffFormat, type ImageFormat } from '../data/image-format.js';
 import { firstLineOf } from '../util/errors.js';
-
-export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
 
 /** Bytes needed at the start of a body to recognise its format, and kept from its end for `checkEnd`. */
 export const SNIFF_BYTES = 16;
@@ -22,17 +21,6 @@ export class InvalidImage extends Error {
     super(reason);
     this.name = 'InvalidImage';
   }
-}
-
-/** The image format from the first bytes, or undefined. */
-export function sniffFormat(head: Uint8Array): ImageFormat | undefined {
-  const at = (offset: number, ascii: string) =>
-    head.length >= offset + ascii.length && [...ascii].every((c, i) => head[offset + i] === c.charCodeAt(0));
-  if (head.length >= 3 && head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return 'jpeg';
-  if (head.length >= 8 && head[0] === 0x89 && at(1, 'PNG\r\n\x1a\n')) return 'png';
-  if (at(0, 'RIFF') && at(8, 'WEBP')) return 'webp';
-  if (at(0, 'GIF87a') || at(0, 'GIF89a')) return 'gif';
-  return undefined;
 }
 
 /** Error pages served with status 200 (captive portals, soft 404s) start with markup. */

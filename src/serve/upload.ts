@@ -12,7 +12,7 @@ import { ImageProblem } from '../embed/images.js';
 import type { Device } from '../embed/device.js';
 import { loadLocalEncoder } from '../embed/local-encoder.js';
 import type { Dtype } from '../embed/dtype.js';
-import { sniffFormat } from '../download/validate.js';
+import { sniffFormat } from '../data/image-format.js';
 import { isGeneratedPreset } from '../embed/generated-models.js';
 import { checkModelFiles, resolveModel } from '../embed/model-source.js';
 

@@ -13,6 +13,7 @@ import { Random } from '../../util/random.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { Progress } from '../../util/progress.js';
 import { workdirPaths } from '../workdir.js';
+import { sniffFormat } from '../image-format.js';
 
 export type ImageFormat = 'jpeg' | 'png';
 
@@ -292,8 +293,6 @@ export async function encodeRaster(raster: Raster, format: ImageFormat): Promise
   return format === 'png' ? image.png({ compressionLevel: 6 }).toBuffer() : image.jpeg({ quality: 90 }).toBuffer();
 }
 
-const MAGIC: Record<ImageFormat, number[]> = { jpeg: [0xff, 0xd8, 0xff], png: [0x89, 0x50, 0x4e, 0x47] };
-
 /** An image from an earlier run with the same format: complete files only exist (atomic writes), so its head is enough. */
 async function alreadyWritten(path: string, format: ImageFormat): Promise<boolean> {
   let handle;
@@ -303,9 +302,9 @@ async function alreadyWritten(path: string, format: ImageFormat): Promise<boolea
     return false;
   }
   try {
-    const head = new Uint8Array(4);
-    await handle.read(head, 0, 4, 0);
-    return MAGIC[format].every((b, i) => head[i] === b);
+    const head = new Uint8Array(8);
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    return sniffFormat(head.subarray(0, bytesRead)) === format;
   } finally {
     await handle.close();
   }
