@@ -22,7 +22,8 @@ import type { TrainBackendChoice } from '../train/backend.js';
 import { readCheckpointState } from '../model/checkpoint.js';
 import { loadTrainConfig, trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { configChanges, isFinished } from '../train/resume.js';
-import { resolveConfig, trainRun } from '../train/run.js';
+import { resolveConfig } from '../train/config.js';
+import { trainRun } from '../train/run.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 

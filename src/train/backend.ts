@@ -3,12 +3,13 @@
 // are TensorFlow.js backends for the tfjs engines (engine.ts, parallel.ts). `auto` picks webgpu when a hardware
 // adapter is found (never a software one: lavapipe is slower than the CPU), else ort-cpu, the fastest engine
 // measured on CPU (bench/train/README.md), else (onnxruntime-node failing to load) tfjs's own auto choice; it logs
-// which and why.
+// which and why. createEngine then builds the chosen engine, chooseWorkers the wasm engine's threads.
 import { availableParallelism } from 'node:os';
 import { describeAdapter, probeWebGpuAdapter, WEBGPU_SETUP } from '../util/webgpu-adapter.js';
 import { BACKEND_CHOICES, useBackend, type BackendChoice } from '../model/backend.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
+import type { EngineOptions, TrainEngine } from './engine.js';
 
 export type TrainBackendChoice = BackendChoice | 'ort-cpu' | 'webgpu';
 export const TRAIN_BACKEND_CHOICES: TrainBackendChoice[] = [...BACKEND_CHOICES, 'ort-cpu', 'webgpu'];
@@ -72,4 +73,55 @@ export async function chooseTrainBackend(choice: TrainBackendChoice): Promise<Tr
       `${choice === 'auto' ? `; chosen by --backend auto: the fastest CPU engine measured${noGpu}` : ''})`,
   );
   return { name: 'ort-cpu', ortThreads };
+}
+
+/**
+ * The engine that trains on `backend`: onnxruntime's, else tfjs's on `workers` threads (parallel.ts) or this one.
+ * Each is loaded when chosen: the CLI starts without onnxruntime or tfjs.
+ */
+export async function createEngine(
+  backend: TrainBackend,
+  workers: number,
+  options: EngineOptions,
+  batchSize: number,
+): Promise<TrainEngine> {
+  const provider = ortProvider(backend.name);
+  if (provider) {
+    const { OrtEngine } = await import('./ort/engine.js');
+    return OrtEngine.create({ ...options, threads: backend.ortThreads, provider });
+  }
+  if (workers > 1) {
+    const { ParallelEngine } = await import('./parallel.js');
+    return ParallelEngine.create({ ...options, workers, backend: backend.name as BackendChoice, batchSize });
+  }
+  const { LocalEngine } = await import('./engine.js');
+  return new LocalEngine(options);
+}
+
+/**
+ * Worker threads for the data-parallel wasm engine: as asked (other engines have one), else the resumed run's, else
+ * one per core up to 2. `previousWorkers`: what the resumed run trained with, or null for a new run.
+ */
+export function chooseWorkers(
+  requested: number | 'auto' | undefined,
+  backend: string,
+  previousWorkers: number | null,
+): number {
+  if (typeof requested === 'number') {
+    if (requested > 1 && backend !== 'wasm') {
+      log(
+        ortProvider(backend)
+          ? `--workers ${requested}: worker threads are for the wasm backend; ${backend} runs on onnxruntime's own thread pool`
+          : `--workers ${requested}: worker threads are for the wasm backend; training on one thread with ${backend}`,
+      );
+      return 1;
+    }
+    if (previousWorkers !== null && previousWorkers !== requested)
+      log(
+        `note: the run trained with ${previousWorkers} worker(s) so far; with ${requested} the sums round differently (results differ within float noise)`,
+      );
+    return requested;
+  }
+  if (previousWorkers !== null && (backend === 'wasm' || previousWorkers === 1)) return previousWorkers;
+  return backend === 'wasm' ? Math.max(1, Math.min(2, availableParallelism())) : 1;
 }

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import * as z from 'zod';
 import { RECALL_KS } from '../eval/metrics.js';
-import { PROTOCOLS } from '../eval/protocols.js';
+import { PROTOCOLS, type Metrics } from '../eval/protocols.js';
 import { modelConfigSchema } from '../model/config.js';
 import { InputError } from '../util/errors.js';
 import { SCENE_VIEWS } from '../data/workdir.js';
@@ -178,4 +178,30 @@ function withValue(object: Record<string, unknown>, path: string, value: unknown
 
 function related(path: string, field: string): boolean {
   return field !== '' && (path === field || path.startsWith(`${field}.`) || field.startsWith(`${path}.`));
+}
+
+/** The config a run trains with: the file, its --set flags and the --embeddings override applied. */
+export async function resolveConfig(options: {
+  /** The config file. */
+  config: string;
+  /** `--set PATH=VALUE` assignments. */
+  set?: string[];
+  /** Another embedding model than the config's; env CTL_EMBEDDINGS. */
+  embeddings?: string;
+}): Promise<{ config: TrainConfig; overrides: Record<string, unknown> }> {
+  const set = options.set ?? [];
+  const config = await loadTrainConfig(options.config, set.map(parseOverride));
+  const embeddings = options.embeddings ?? process.env.CTL_EMBEDDINGS;
+  const overrides: Record<string, unknown> = set.length ? { set } : {};
+  if (embeddings && embeddings !== config.embeddings.model) {
+    overrides.embeddings = embeddings;
+    // The config's dim belongs to its own model.
+    config.embeddings = { model: embeddings };
+  }
+  return { config, overrides };
+}
+
+/** "recall@10" → metrics.recall["10"]; "mrr" → metrics.mrr. */
+export function selectionValue(metrics: Metrics, metric: string): number {
+  return metric === 'mrr' ? metrics.mrr : metrics.recall[metric.replace('recall@', '')];
 }

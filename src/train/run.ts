@@ -1,11 +1,9 @@
 // `ctl train`: train the towers on a split's train part, validate on its val part after every epoch with the
 // configured protocol, keep the best and the last checkpoint, stop early when the selection metric stalls, and
 // resume exactly where a killed run left off. One trainer per run at a time: a lock beside the run folder.
-import { availableParallelism } from 'node:os';
 import { mkdir, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
-import type { BackendChoice } from '../model/backend.js';
 import { categoryMapOf, categoryRows, type CategoryMap } from '../model/categories.js';
 import { l2NormalizeRows } from '../util/matrix.js';
 import {
@@ -26,15 +24,13 @@ import { acquireLock, STALE_LOCK_MS, type Lock } from '../util/lock.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { checkRunName, modelSlug, runPaths, workdirPaths } from '../data/workdir.js';
-import { chooseTrainBackend, ortProvider, type TrainBackendChoice } from './backend.js';
-import { loadTrainConfig, parseOverride, trainConfigSchema, type TrainConfig } from './config.js';
+import { chooseTrainBackend, chooseWorkers, createEngine, ortProvider, type TrainBackendChoice } from './backend.js';
+import { resolveConfig, selectionValue, trainConfigSchema, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
-import { LocalEngine, type StepPlan, type TrainEngine } from './engine.js';
+import type { StepPlan, TrainEngine } from './engine.js';
 import { MetricsLog } from './metrics-log.js';
 import { createNegativeSampler, type NegativeSampler, type SamplerState } from './negatives.js';
 import { inBatchFalseNegatives } from './negatives/negative-index.js';
-import { OrtEngine } from './ort/engine.js';
-import { ParallelEngine } from './parallel.js';
 import { checkResumable, isFinished } from './resume.js';
 import { learningRate } from './schedule.js';
 
@@ -128,7 +124,7 @@ async function trainLocked(
       `${join(checkpointDir(dir, 'last'), 'trainer.safetensors')}: missing (the optimizer state to resume with): ` +
         `the checkpoint is damaged; restore it, or start another run with --run NAME`,
     );
-  const workers = chooseWorkers(options.workers, backend, previous);
+  const workers = chooseWorkers(options.workers, backend, previous?.workers ?? null);
 
   await mkdir(dir, { recursive: true });
   if (!previous) {
@@ -175,17 +171,7 @@ async function trainLocked(
       rowProduct: data.rowProduct,
     },
   };
-  const provider = ortProvider(backend);
-  const engine: TrainEngine = provider
-    ? await OrtEngine.create({ ...engineOptions, threads: ortThreads, provider })
-    : workers > 1
-      ? await ParallelEngine.create({
-          ...engineOptions,
-          workers,
-          backend: backend as BackendChoice,
-          batchSize: config.batchSize,
-        })
-      : new LocalEngine(engineOptions);
+  const engine = await createEngine({ name: backend, ortThreads }, workers, engineOptions, config.batchSize);
 
   try {
     return await trainLoop({
@@ -263,7 +249,11 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
   for (; !isFinished({ epoch, epochsWithoutGain, config }); epoch++) {
     const trained = await trainEpoch(ctx, epoch, step, stepsPerEpoch, negatives);
     step = trained.step;
-    const val = await validate(engine, data, config, ctx.spec);
+    const val = await validate(data, config, {
+      scenes: await engine.encode('valScenes'),
+      products: await engine.encode('products'),
+      dim: ctx.spec.out,
+    });
     const metric = selectionValue(val, config.selection.metric);
     const improved = metric > best.metric;
     if (improved) best = { epoch: epoch + 1, metric };
@@ -308,13 +298,10 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
 
 /** The selection protocol on the raw embeddings (cosine), logged and recorded: what training has to beat. */
 async function recordZeroShot(data: TrainingData, config: TrainConfig, metricsLog: MetricsLog): Promise<void> {
-  const metrics = await evaluateProtocol(config.selection.protocol, {
-    dataset: data.dataset,
-    pairs: data.val.pairs,
-    sceneVectors: l2NormalizeRows(data.val.scenes.slice(), data.dim),
-    productVectors: l2NormalizeRows(data.products.slice(), data.dim),
+  const metrics = await validate(data, config, {
+    scenes: l2NormalizeRows(data.val.scenes.slice(), data.dim),
+    products: l2NormalizeRows(data.products.slice(), data.dim),
     dim: data.dim,
-    missingProducts: data.missingProducts,
   });
   log(
     `zero-shot (raw embeddings, cosine): ${config.selection.metric} ${formatMetric(selectionValue(metrics, config.selection.metric))}`,
@@ -476,69 +463,22 @@ function planStep(
   };
 }
 
-async function validate(
-  engine: TrainEngine,
+/** The selection protocol on the val pairs, scored with these scene and product vectors. */
+function validate(
   data: TrainingData,
   config: TrainConfig,
-  spec: ModelSpec,
+  vectors: { scenes: Float32Array; products: Float32Array; dim: number },
 ): Promise<Metrics> {
-  const sceneVectors = await engine.encode('valScenes');
-  const productVectors = await engine.encode('products');
   return evaluateProtocol(config.selection.protocol, {
     dataset: data.dataset,
     pairs: data.val.pairs,
-    sceneVectors,
-    productVectors,
-    dim: spec.out,
+    sceneVectors: vectors.scenes,
+    productVectors: vectors.products,
+    dim: vectors.dim,
     missingProducts: data.missingProducts,
   });
 }
 
-/** "recall@10" → metrics.recall["10"]; "mrr" → metrics.mrr. */
-function selectionValue(metrics: Metrics, metric: string): number {
-  return metric === 'mrr' ? metrics.mrr : metrics.recall[metric.replace('recall@', '')];
-}
-
 function formatMetric(x: number): string {
   return Number.isFinite(x) ? x.toFixed(4) : String(x);
-}
-
-/** The config a run trains with: the file, its --set flags and the --embeddings override applied. */
-export async function resolveConfig(
-  options: Pick<TrainRunOptions, 'config' | 'set' | 'embeddings'>,
-): Promise<{ config: TrainConfig; overrides: Record<string, unknown> }> {
-  const set = options.set ?? [];
-  const config = await loadTrainConfig(options.config, set.map(parseOverride));
-  const embeddings = options.embeddings ?? process.env.CTL_EMBEDDINGS;
-  const overrides: Record<string, unknown> = set.length ? { set } : {};
-  if (embeddings && embeddings !== config.embeddings.model) {
-    overrides.embeddings = embeddings;
-    // The config's dim belongs to its own model.
-    config.embeddings = { model: embeddings };
-  }
-  return { config, overrides };
-}
-
-function chooseWorkers(
-  requested: number | 'auto' | undefined,
-  backend: string,
-  previous: CheckpointState<TrainConfig> | null,
-): number {
-  if (typeof requested === 'number') {
-    if (requested > 1 && backend !== 'wasm') {
-      log(
-        ortProvider(backend)
-          ? `--workers ${requested}: worker threads are for the wasm backend; ${backend} runs on onnxruntime's own thread pool`
-          : `--workers ${requested}: worker threads are for the wasm backend; training on one thread with ${backend}`,
-      );
-      return 1;
-    }
-    if (previous && previous.workers !== requested)
-      log(
-        `note: the run trained with ${previous.workers} worker(s) so far; with ${requested} the sums round differently (results differ within float noise)`,
-      );
-    return requested;
-  }
-  if (previous && (backend === 'wasm' || previous.workers === 1)) return previous.workers;
-  return backend === 'wasm' ? Math.max(1, Math.min(2, availableParallelism())) : 1;
 }
