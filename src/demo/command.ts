@@ -1,7 +1,6 @@
 // `ctl demo`: the pipeline on generated data (run.ts), its summary, and with --serve the trained run served.
 import { Command } from 'commander';
 import { MAX_GENERATED } from '../data/options.js';
-import { serveUntilSignal, startServer } from '../serve/run.js';
 import { action, parseIntOption, refuseFlags, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
 import { DEMO_RUN, runDemo, type DemoOptions } from './run.js';
@@ -31,6 +30,7 @@ export function registerDemoCommand(program: Command): void {
       log(`\n${formatSummary(summary).join('\n')}`);
       if (options.json) printJson(summary);
       if (options.serve) {
+        const { serveUntilSignal, startServer } = await import('../serve/run.js'); // loads tfjs and fastify
         const workdir = summary.files.workdir;
         log(`\n== serve the trained run: ctl serve --run ${DEMO_RUN} --workdir ${workdir}`);
         const server = await startServer({

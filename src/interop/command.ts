@@ -5,8 +5,6 @@ import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
 import { IMAGE_KINDS, SPLIT_SCHEMES, type Domain, type ImageKind, type SplitScheme } from '../data/types.js';
 import { EMBEDDING_VIEWS, type EmbeddingView } from '../data/workdir.js';
-import { importCheckpoint } from './import-checkpoint.js';
-import { importEmbeddings } from './import-embeddings.js';
 import { domainOption } from '../data/options.js';
 
 interface ImportFlags {
@@ -63,6 +61,7 @@ export function registerImportCommand(program: Command): void {
       if (flags.checkpoint !== undefined) {
         if (flags.embeddings !== undefined) throw new InputError('give --embeddings or --checkpoint, not both');
         refuseFlags(cmd, ['kind', 'view'], '--embeddings');
+        const { importCheckpoint } = await import('./import-checkpoint.js'); // loads tfjs: only when used
         const summary = await importCheckpoint({
           workdir: flags.workdir,
           file: flags.checkpoint,
@@ -79,6 +78,7 @@ export function registerImportCommand(program: Command): void {
       refuseFlags(cmd, ['run', 'split'], '--checkpoint');
       if (!flags.kind) throw new InputError('--embeddings needs --kind scenes|products');
       if (!flags.model) throw new InputError('--embeddings needs --model NAME (the model that made the vectors)');
+      const { importEmbeddings } = await import('./import-embeddings.js');
       const summary = await importEmbeddings({
         workdir: flags.workdir,
         file: flags.embeddings,

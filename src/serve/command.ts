@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { BACKEND_CHOICES } from '../model/backend.js';
 import { action, parseIntOption, withCommon } from '../util/command.js';
-import { serveUntilSignal, startServer, type ServeOptions } from './run.js';
+import type { ServeOptions } from './run.js';
 
 export function registerServeCommand(program: Command): void {
   const cmd = program
@@ -25,6 +25,7 @@ export function registerServeCommand(program: Command): void {
     );
   withCommon(cmd, { json: false }).action(
     action<Omit<ServeOptions, 'workdir'>>(async (options) => {
+      const { serveUntilSignal, startServer } = await import('./run.js'); // loads tfjs and fastify: only when used
       await serveUntilSignal(await startServer(options));
     }),
   );
