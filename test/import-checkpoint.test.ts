@@ -34,8 +34,13 @@ for name, model in models.items():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    for _ in range(3):  # a few steps, so the file holds Adam's moments
+        optimizer.zero_grad()
+        sum((p * torch.randn_like(p)).sum() for p in model.parameters()).backward()
+        optimizer.step()
     torch.save({'epoch': 12, 'model_state_dict': model.state_dict(),
-                'optimizer_state_dict': torch.optim.Adam(model.parameters()).state_dict(),
+                'optimizer_state_dict': optimizer.state_dict(),
                 'metrics': {'recall@10': 0.25, 'mrr': 0.125}, 'num_categories': len(leaves), 'cat_to_idx': cat_to_idx},
                f'{out}/{name}-dict.pt')
     torch.save(model.state_dict(), f'{out}/{name}-bare.pt')
@@ -65,6 +70,13 @@ for original, exported in zip(sys.argv[1::2], sys.argv[2::2]):
         'cat_to_idx': b['cat_to_idx'] == a['cat_to_idx'] if 'cat_to_idx' in a else None,
         'metrics': {k: float(v) for k, v in b['metrics'].items()},
     }
+    if 'optimizer_state_dict' in b:
+        oa, ob = a['optimizer_state_dict']['state'], b['optimizer_state_dict']['state']
+        result[original]['optimizer'] = {
+            'entries': sorted(oa) == sorted(ob) and len(oa),
+            'steps': sorted({float(e['step']) for e in ob.values()}),
+            'identical': all(torch.equal(oa[i][k], ob[i][k]) for i in oa for k in ('exp_avg', 'exp_avg_sq')),
+        }
 print(json.dumps(result))
 `;
 
@@ -171,8 +183,10 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
         expect(state.categoryMap.cat_to_idx).toEqual(Object.fromEntries(leaves.map((n, i) => [n, i])));
         expect(state.imported.metrics).toEqual({ 'recall@10': 0.25, mrr: 0.125 });
       }
+      expect(summary.optimizerSteps).toBe(name.endsWith('dict') ? 3 : null);
       const out = join(dir, `export-${name}`);
-      const exported = ctl('export', '--run', name, '--format', 'pt', '--out', out);
+      const withOptimizer = name.endsWith('dict') ? ['--checkpoint', 'last', '--with-optimizer'] : [];
+      const exported = ctl('export', '--run', name, '--format', 'pt', ...withOptimizer, '--out', out);
       expect(exported.status, exported.stderr).toBe(0);
       const card = await readFile(join(out, 'model-card.md'), 'utf8');
       expect(card).toContain(`imported by \`ctl import --checkpoint\` from \`${join(dir, `${name}.pt`)}\``);
@@ -184,11 +198,13 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
       expect(r, name).toMatchObject({ keys: true, identical: true, epoch: name.endsWith('bare') ? 0 : 12 });
       expect(r.tensors, name).toBe(name.startsWith('v2') ? 46 : 9);
       if (name.endsWith('dict')) expect(r.cat_to_idx, name).toBe(true);
+      // Adam's moments and step count go through the round trip, every parameter's.
+      if (name.endsWith('dict')) expect(r.optimizer, name).toEqual({ entries: r.tensors, steps: [3], identical: true });
     }
     const withOptimizer = ctl(
       'export',
       '--run',
-      'v2-dict',
+      'v2-bare',
       '--format',
       'pt',
       '--checkpoint',
@@ -199,11 +215,26 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
     );
     expect([withOptimizer.status, withOptimizer.stderr]).toEqual([
       2,
-      expect.stringContaining('an imported run has none until it trains: ctl train --resume'),
+      expect.stringMatching(
+        /the file it was imported from had none; .*ctl train --config .*v2-bare.config\.json --run v2-bare --resume/,
+      ),
     ]);
     // The file's own metrics go on through the round trip; a bare state_dict had none to give.
     expect(result[join(dir, 'v2-dict.pt')].metrics).toEqual({ 'recall@10': 0.25, mrr: 0.125 });
     expect(result[join(dir, 'v2-bare.pt')].metrics).toEqual({});
+  });
+
+  it("trains on from the run's config.json with the file's Adam state: its step count goes on from the file's", async () => {
+    const imported = ctl('import', '--checkpoint', join(dir, 'v2-dict.pt'), '--run', 'v2-goes-on');
+    expect(imported.status, imported.stderr).toBe(0);
+    expect(imported.stderr).toContain("Adam's state at step 3");
+    const runDir = workdirPaths(workdir).run('v2-goes-on');
+    const trained = ctl('train', '--config', join(runDir, 'config.json'), '--run', 'v2-goes-on', '--resume');
+    expect(trained.status, trained.stderr).toBe(0);
+    expect(trained.stderr).toContain('resuming after epoch 12/50');
+    const state = JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'state.json'), 'utf8'));
+    expect(state.epoch).toBeGreaterThan(12);
+    expect(state.optimizer.t).toBe(3 + state.step);
   });
 
   it('--split scene records the split the weights trained on, so eval counts none of its test scenes as seen', async () => {

@@ -4,7 +4,7 @@
 // ONNX run in onnxruntime against the tfjs forward), or the export fails. The folder is written whole beside its
 // destination and swapped in by renames: a killed export leaves the previous export or the new one.
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
@@ -197,7 +197,8 @@ async function optimizerState(
         (which !== 'last'
           ? "(only 'last' does): add --checkpoint last"
           : model.state.imported
-            ? '(an imported run has none until it trains: ctl train --resume)'
+            ? `(the file it was imported from had none; it has one once it trains: ` +
+              `ctl train --config ${join(runDir, 'config.json')} --run ${basename(runDir)} --resume)`
             : '(its trainer.safetensors is missing)'),
     );
   const keys = Object.keys(referenceStateDict(tower, model.params));

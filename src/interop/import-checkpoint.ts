@@ -26,6 +26,7 @@ import { checkpointState, lockRun } from '../train/run.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
+import { readOptimizerState, type TorchAdamGroup } from './optimizer-state.js';
 
 export interface ImportCheckpointOptions {
   workdir: string;
@@ -49,6 +50,8 @@ export interface ImportCheckpointSummary {
   bare: boolean;
   epoch: number;
   embeddings: string;
+  /** Adam's step count in the file's optimizer_state_dict, kept in the 'last' checkpoint; null without one. */
+  optimizerSteps: number | null;
 }
 
 /** What the tensors say about the model. */
@@ -108,7 +111,12 @@ async function importLocked(o: ImportCheckpointOptions, run: string, dir: string
   const metric = typeof selected === 'number' && Number.isFinite(selected) ? selected : 0;
   const record = { config, overrides: {}, data, spec, categoryMap, backend: 'pytorch', workers: 1 };
   const imported = { file: o.file, bare: meta.bare, metrics };
-  const state = checkpointState(record, {
+  const optimizer =
+    meta.optimizerStateDict === undefined
+      ? null
+      : readOptimizerState(meta.optimizerStateDict, [...stateDict.keys()], model.layout, o.file);
+  if (optimizer) noteOtherHyperParameters(optimizer.group, config, o.file);
+  const trained = checkpointState(record, {
     epoch,
     step: 0,
     metric,
@@ -116,6 +124,8 @@ async function importLocked(o: ImportCheckpointOptions, run: string, dir: string
     epochsWithoutGain: 0,
     imported,
   });
+  // Adam's own step count goes with its moments (bias correction); the run's schedule starts at step 0.
+  const state = optimizer ? { ...trained, optimizer: { ...trained.optimizer, t: optimizer.moments.t } } : trained;
 
   // The whole run folder at once: a killed import leaves no half run.
   await writeDirAtomic(dir, async (tmp) => {
@@ -127,13 +137,21 @@ async function importLocked(o: ImportCheckpointOptions, run: string, dir: string
       data: state.data,
       createdAt: state.savedAt,
     });
-    for (const which of CHECKPOINT_NAMES) await saveCheckpoint(tmp, which, model.layout, { state, params });
+    for (const which of CHECKPOINT_NAMES)
+      await saveCheckpoint(tmp, which, model.layout, {
+        state,
+        params,
+        ...(which === 'last' && optimizer ? { optimizer: optimizer.moments } : {}),
+      });
   });
   log(
     `import: ${o.file} (${meta.bare ? 'bare state_dict' : `epoch ${epoch}`}) → run '${run}': ${inferred.arch}, ` +
       `${inferred.input}→${inferred.hidden}→${inferred.out}` +
       (inferred.arch === 'v2' ? `, ${inferred.blocks} blocks, ${inferred.category}-d category embedding` : '') +
-      `, '${data.embeddingModel}' embeddings`,
+      `, '${data.embeddingModel}' embeddings` +
+      (optimizer
+        ? `, Adam's state at step ${optimizer.moments.t}`
+        : ', no optimizer state (training starts Adam afresh)'),
   );
   return {
     run,
@@ -150,7 +168,25 @@ async function importLocked(o: ImportCheckpointOptions, run: string, dir: string
     bare: meta.bare,
     epoch,
     embeddings: data.embeddingModel,
+    optimizerSteps: optimizer?.moments.t ?? null,
   };
+}
+
+/** Training an imported run goes on with the config's optimizer settings: say where the file's were others. */
+function noteOtherHyperParameters(group: TorchAdamGroup, config: TrainConfig, file: string): void {
+  const ours = config.optimizer;
+  const differ = [
+    group.lr !== ours.lr && `lr ${group.lr} (ctl: ${ours.lr})`,
+    (group.betas[0] !== ours.betas[0] || group.betas[1] !== ours.betas[1]) &&
+      `betas ${group.betas.join(', ')} (ctl: ${ours.betas.join(', ')})`,
+    group.eps !== ours.eps && `eps ${group.eps} (ctl: ${ours.eps})`,
+    group.weight_decay !== ours.weightDecay && `weight_decay ${group.weight_decay} (ctl: ${ours.weightDecay})`,
+  ].filter(Boolean);
+  if (differ.length > 0)
+    log(
+      `import: ${file}'s optimizer ran with ${differ.join(', ')}; a resumed run trains with its config's ` +
+        `(runs/<name>/config.json)`,
+    );
 }
 
 /** v1 or v2 from the keys, and the dims from the shapes of the tensors that carry them. */

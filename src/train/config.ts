@@ -136,7 +136,10 @@ export function parseOverride(assignment: string): ConfigOverride {
   return { flag, path: m[1], value };
 }
 
-/** Read and validate a config file, with `overrides` applied to its data first. */
+/**
+ * Read and validate a config file, with `overrides` applied to its data first. A run's config.json serves too (the
+ * config it trains with is its `config`): an imported run, which has no file of its own, resumes from it.
+ */
 export async function loadTrainConfig(path: string, overrides: ConfigOverride[] = []): Promise<TrainConfig> {
   let text: string;
   try {
@@ -147,7 +150,9 @@ export async function loadTrainConfig(path: string, overrides: ConfigOverride[] 
       `${path}: ${code === 'ENOENT' ? 'config file not found' : `cannot read the config file (${code})`}`,
     );
   }
-  return parseTrainConfig(parseJsonFile(text, path), path, overrides);
+  const document = parseJsonFile(text, path);
+  const ofRun = isObject(document) && isObject(document.config) && 'createdAt' in document;
+  return parseTrainConfig(ofRun ? document.config : document, ofRun ? `${path}: config` : path, overrides);
 }
 
 /** Validate plain data as a config; `source` names the file in errors (and gives the default name). */

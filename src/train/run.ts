@@ -436,11 +436,14 @@ async function saveCheckpoints(
   { state, best, sampled }: { state: CheckpointState<TrainConfig>; best: boolean; sampled: SamplerState | null },
 ): Promise<void> {
   const params = await ctx.engine.params();
-  if (best) await saveCheckpoint(ctx.dir, 'best', ctx.layout, { state, params });
+  const optimizer = await ctx.engine.optimizerState();
+  // Adam's step count is the run's step, or further on for an imported run whose file's optimizer had stepped.
+  const recorded = { ...state, optimizer: { ...state.optimizer, t: optimizer.t } };
+  if (best) await saveCheckpoint(ctx.dir, 'best', ctx.layout, { state: recorded, params });
   await saveCheckpoint(ctx.dir, 'last', ctx.layout, {
-    state,
+    state: recorded,
     params,
-    optimizer: await ctx.engine.optimizerState(),
+    optimizer,
     ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
   });
 }
