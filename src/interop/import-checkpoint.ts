@@ -4,7 +4,8 @@
 //                                           tensors have, the embedding store, and where the weights came from
 //   runs/<name>/checkpoints/{best,last}/    the weights (checked key by key against the model the dims describe),
 //                                           with the file's cat_to_idx (or, for a bare state_dict, the reference's
-//                                           numbering of this dataset's categories)
+//                                           numbering of this dataset's categories); `last` also keeps the file's
+//                                           Adam state (optimizer-state.ts), when its optimizer had stepped
 // v1 or v2 and every dim (input, hidden, out, blocks, category) are read from the tensors; the input dim must be the
 // embedding store's. The run folder is written whole (writeDirAtomic).
 import { existsSync } from 'node:fs';
