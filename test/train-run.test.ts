@@ -240,6 +240,10 @@ describe('trainRun', () => {
     await expect(start([], true)).rejects.toThrow(/config epochs: 1 → 3; .*this command has no --set/);
     const resumed = await start(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true);
     expect(resumed.best).toEqual(result.best);
+    // The run's own config.json resumes it: the run it belongs to (not its config's name), its --set flags in it.
+    const ownConfig = join(result.dir, 'config.json');
+    const fromRun = await trainRun({ workdir, config: ownConfig, backend: 'wasm', workers: 1, resume: true });
+    expect([fromRun.run, fromRun.best]).toEqual(['overridden', result.best]);
 
     // A run whose draws came from another generator cannot go on with this one's.
     const stateFile = join(result.dir, 'checkpoints', 'last', 'state.json');

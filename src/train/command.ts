@@ -22,7 +22,10 @@ export function registerTrainCommand(program: Command): void {
     program
       .command('train')
       .description('train the scene and product towers, validate and checkpoint every epoch')
-      .requiredOption('--config <file>', 'training config, e.g. configs/v2.json (configs/README.md lists them all)')
+      .requiredOption(
+        '--config <file>',
+        "training config, e.g. configs/v2.json (configs/README.md lists them all), or a run's runs/NAME/config.json",
+      )
       .option(
         '--set <path=value>',
         'override a config field (repeatable): a dotted path, the value as JSON when it parses, else a string; ' +
@@ -44,7 +47,7 @@ export function registerTrainCommand(program: Command): void {
       )
       .option(
         '--run <name>',
-        "run name under <workdir>/runs/ (default: the config's name, plus the embedding model when --embeddings overrides it)",
+        "run name under <workdir>/runs/ (default: the config's name, plus the embedding model when --embeddings overrides it; the run itself for a run's config.json)",
       )
       .option(
         '--embeddings <model>',

@@ -3,6 +3,7 @@
 // and the field table of configs/README.md (`npm run configs:doc`). `--set PATH=VALUE` flags edit the file's
 // data before the check; the resolved config is what a run records and what `--resume` compares.
 import { readFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
 import * as z from 'zod';
 import { RECALL_KS } from '../eval/metrics.js';
 import { PROTOCOLS, type Metrics } from '../eval/protocols.js';
@@ -136,11 +137,17 @@ export function parseOverride(assignment: string): ConfigOverride {
   return { flag, path: m[1], value };
 }
 
-/**
- * Read and validate a config file, with `overrides` applied to its data first. A run's config.json serves too (the
- * config it trains with is its `config`): an imported run, which has no file of its own, resumes from it.
- */
+/** Read and validate a config file, with `overrides` applied to its data first (see readConfigFile). */
 export async function loadTrainConfig(path: string, overrides: ConfigOverride[] = []): Promise<TrainConfig> {
+  const file = await readConfigFile(path);
+  return parseTrainConfig(file.document, file.source, overrides);
+}
+
+/**
+ * A config file's JSON. A run's config.json serves too: the config it trains with is its `config`, and `run` is
+ * its folder's name (an imported run, which has no file of its own, resumes from it).
+ */
+async function readConfigFile(path: string): Promise<{ document: unknown; source: string; run?: string }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -151,8 +158,9 @@ export async function loadTrainConfig(path: string, overrides: ConfigOverride[] 
     );
   }
   const document = parseJsonFile(text, path);
-  const ofRun = isObject(document) && isObject(document.config) && 'createdAt' in document;
-  return parseTrainConfig(ofRun ? document.config : document, ofRun ? `${path}: config` : path, overrides);
+  if (isObject(document) && isObject(document.config) && 'createdAt' in document)
+    return { document: document.config, source: `${path}: config`, run: basename(dirname(resolve(path))) };
+  return { document, source: path };
 }
 
 /** Validate plain data as a config; `source` names the file in errors (and gives the default name). */
@@ -185,7 +193,10 @@ function related(path: string, field: string): boolean {
   return field !== '' && (path === field || path.startsWith(`${field}.`) || field.startsWith(`${path}.`));
 }
 
-/** The config a run trains with: the file, its --set flags and the --embeddings override applied. */
+/**
+ * The config a run trains with: the file, its --set flags and the --embeddings override applied; `run`: the run a
+ * run's config.json belongs to.
+ */
 export async function resolveConfig(options: {
   /** The config file. */
   config: string;
@@ -193,9 +204,10 @@ export async function resolveConfig(options: {
   set?: string[];
   /** Another embedding model than the config's; env CTL_EMBEDDINGS. */
   embeddings?: string;
-}): Promise<{ config: TrainConfig; overrides: Record<string, unknown> }> {
+}): Promise<{ config: TrainConfig; overrides: Record<string, unknown>; run?: string }> {
   const set = options.set ?? [];
-  const config = await loadTrainConfig(options.config, set.map(parseOverride));
+  const file = await readConfigFile(options.config);
+  const config = parseTrainConfig(file.document, file.source, set.map(parseOverride));
   const embeddings = options.embeddings ?? process.env.CTL_EMBEDDINGS;
   const overrides: Record<string, unknown> = set.length ? { set } : {};
   if (embeddings && embeddings !== config.embeddings.model) {
@@ -203,7 +215,7 @@ export async function resolveConfig(options: {
     // The config's dim belongs to its own model.
     config.embeddings = { model: embeddings };
   }
-  return { config, overrides };
+  return { config, overrides, run: file.run };
 }
 
 /** "recall@10" → metrics.recall["10"]; "mrr" → metrics.mrr. */

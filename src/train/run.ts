@@ -40,7 +40,7 @@ export interface TrainRunOptions {
   config: string;
   /** `--set PATH=VALUE` assignments applied to the config file's data (recorded in the run). */
   set?: string[];
-  /** Run name; default: the config's name (with the embedding model appended when overridden). */
+  /** Run name; default: the run of a run's config.json, else the config's name (+ the embedding model overridden). */
   run?: string;
   /** The engine: 'ort-cpu', 'webgpu' or a TensorFlow.js backend (backend.ts); default 'auto'. */
   backend?: TrainBackendChoice;
@@ -62,9 +62,11 @@ export interface TrainRunResult {
 
 /** Train (or resume) a run; see the file comment. */
 export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult> {
-  const { config, overrides } = await resolveConfig(options);
+  const { config, overrides, run: configRun } = await resolveConfig(options);
   const name =
-    options.run ?? (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
+    options.run ??
+    configRun ??
+    (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
   const dir = workdirPaths(options.workdir).run(checkRunName(name));
   const lock = await lockRun(dir);
   try {
