@@ -13,7 +13,7 @@ export async function readJsonIfExists(path: string, hint = ''): Promise<unknown
     text = await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined; // ENOTDIR: a folder on the path is a file
+    if (code === 'ENOENT') return undefined;
     throw new InputError(`${path}: cannot read (${code ?? (err as Error).message})${hint}`);
   }
   return parseJsonFile(text, path, hint);
