@@ -44,6 +44,11 @@ for name, model in models.items():
                 'metrics': {'recall@10': 0.25, 'mrr': 0.125}, 'num_categories': len(leaves), 'cat_to_idx': cat_to_idx},
                f'{out}/{name}-dict.pt')
     torch.save(model.state_dict(), f'{out}/{name}-bare.pt')
+# Another optimizer's state: the weights import, its state is passed over.
+sgd = torch.optim.SGD(models['v1'].parameters(), lr=0.1, momentum=0.9)
+sum((p * torch.randn_like(p)).sum() for p in models['v1'].parameters()).backward()
+sgd.step()
+torch.save({'model_state_dict': models['v1'].state_dict(), 'optimizer_state_dict': sgd.state_dict()}, f'{out}/v1-sgd.pt')
 # Bad files: a misshapen tensor, a missing one, a category map without one of the dataset's leaves, another dim.
 sd = models['v2'].state_dict()
 torch.save({**sd, 'product_encoder.0.weight': torch.zeros(20, 24)}, f'{out}/bad-shape.pt')
@@ -235,6 +240,15 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
     const state = JSON.parse(await readFile(join(runDir, 'checkpoints', 'last', 'state.json'), 'utf8'));
     expect(state.epoch).toBeGreaterThan(12);
     expect(state.optimizer.t).toBe(3 + state.step);
+  });
+
+  it('imports the weights of a file whose optimizer is not Adam, saying its state is passed over', async () => {
+    const imported = ctl('import', '--checkpoint', join(dir, 'v1-sgd.pt'), '--run', 'v1-sgd', '--json');
+    expect(imported.status, imported.stderr).toBe(0);
+    expect(JSON.parse(imported.stdout)).toMatchObject({ arch: 'v1', optimizerSteps: null });
+    expect(imported.stderr).toMatch(
+      /no optimizer state taken \(state entry 0 is not Adam's .*\): training starts Adam afresh/,
+    );
   });
 
   it('--split scene records the split the weights trained on, so eval counts none of its test scenes as seen', async () => {

@@ -26,6 +26,7 @@ import { loadTrainingData } from '../train/data.js';
 import { checkpointState, lockRun } from '../train/run.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { isDirectory } from '../util/fs.js';
 import { log } from '../util/log.js';
 import { readOptimizerState, type TorchAdamGroup } from './optimizer-state.js';
 
@@ -112,10 +113,11 @@ async function importLocked(o: ImportCheckpointOptions, run: string, dir: string
   const metric = typeof selected === 'number' && Number.isFinite(selected) ? selected : 0;
   const record = { config, overrides: {}, data, spec, categoryMap, backend: 'pytorch', workers: 1 };
   const imported = { file: o.file, bare: meta.bare, metrics };
-  const optimizer =
+  const read =
     meta.optimizerStateDict === undefined
-      ? null
+      ? { passedOver: 'the file has none' }
       : readOptimizerState(meta.optimizerStateDict, [...stateDict.keys()], model.layout, o.file);
+  const optimizer = 'moments' in read ? read : null;
   if (optimizer) noteOtherHyperParameters(optimizer.group, config, o.file);
   const trained = checkpointState(record, {
     epoch,
@@ -152,7 +154,7 @@ async function importLocked(o: ImportCheckpointOptions, run: string, dir: string
       `, '${data.embeddingModel}' embeddings` +
       (optimizer
         ? `, Adam's state at step ${optimizer.moments.t}`
-        : ', no optimizer state (training starts Adam afresh)'),
+        : `; no optimizer state taken (${'passedOver' in read ? read.passedOver : ''}): training starts Adam afresh`),
   );
   return {
     run,
@@ -293,6 +295,7 @@ async function findStore(workdir: string, dim: number, file: string): Promise<st
   const root = join(workdir, 'embeddings');
   const candidates: { model: string; dim: number }[] = [];
   for (const slug of await readdir(root).catch(() => [] as string[])) {
+    if (!(await isDirectory(join(root, slug)))) continue; // a stray file
     const meta = await EmbeddingStore.readMeta(join(root, slug, 'products'));
     if (meta) candidates.push(meta); // else not a store with product embeddings
   }
