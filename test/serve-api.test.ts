@@ -399,9 +399,15 @@ describe('ctl serve: JSON API', () => {
       expect((await listRuns(workdir))[0]).toMatchObject({ status: 'stopped', epoch: 1 });
       expect(await readRun(workdir, '..')).toBeNull();
 
-      // A damaged report is left out: it neither shows on the dashboard nor makes its run the best.
+      // A report of an earlier best checkpoint says nothing of the one served: the run has no catalog R@10.
       const reportFile = join(run, 'eval', 'catalog-test.json');
       const report = JSON.parse(await readFile(reportFile, 'utf8'));
+      expect((await listRuns(workdir))[0].catalogRecall10).toBe(report.metrics.recall['10']);
+      const earlier = { ...report.checkpoint, epoch: report.checkpoint.epoch - 1 };
+      await writeFile(reportFile, JSON.stringify({ ...report, checkpoint: earlier }));
+      expect((await listRuns(workdir))[0].catalogRecall10).toBeNull();
+
+      // A damaged report is left out: it neither shows on the dashboard nor makes its run the best.
       await writeFile(reportFile, JSON.stringify({ ...report, metrics: { ...report.metrics, recall: { 10: 7.5 } } }));
       expect((await listRuns(workdir))[0].catalogRecall10).toBeNull();
       expect((await readRun(workdir, 'live'))!.reports['catalog-test']).toBeUndefined();

@@ -36,7 +36,10 @@ export interface RunSummary {
     batchSize: number;
     lr: number;
   } | null;
-  /** The catalog protocol's R@10 from its eval report (test part, else val), for picking the default run. */
+  /**
+   * The catalog protocol's R@10 from the eval report of the best checkpoint as it is now (test part, else val), for
+   * picking the default run; null without one.
+   */
   catalogRecall10: number | null;
   /** That report counts scenes the run trained on (a seed-split run's): its R@10 is flattered. */
   catalogLeaks: boolean;
@@ -119,7 +122,12 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
   let status: RunSummary['status'] = read === 'damaged' ? 'damaged' : shown ? 'stopped' : 'not started';
   if (await isLocked(dir)) status = 'running'; // a trainer holds the run's lock
   if (finished) status = 'finished';
-  const catalog = recall10(reports['catalog-test']) !== null ? reports['catalog-test'] : reports['catalog-val'];
+  // Only a report of the checkpoint serve takes (best, at its epoch) speaks for the run: not an earlier best's.
+  const ofBest = (name: string) => {
+    const report = reports[name];
+    return report?.checkpoint?.which === 'best' && report.checkpoint.epoch === shown?.best.epoch ? report : undefined;
+  };
+  const catalog = ofBest('catalog-test') ?? ofBest('catalog-val');
   const stepRecords = records.filter((r) => r.type === 'step');
   const stride = Math.max(1, Math.ceil(stepRecords.length / MAX_STEP_POINTS));
   const summary: RunSummary = {
