@@ -144,6 +144,20 @@ describe('readPairsFile', () => {
     );
   });
 
+  it('rejects JSON lines cut off inside the last line (a dropped connection) even when lenient', async () => {
+    const { pairs } = makeRaw(3, 5);
+    const text = pairs.map((p) => JSON.stringify(p)).join('\n');
+    const cut = join(dir, 'lines-cut.json');
+    await writeFile(cut, text.slice(0, text.length - 20));
+    await expect(readPairsFile(cut, () => true)).rejects.toThrow(
+      new RegExp(`:${pairs.length}: file: the last line to be whole JSON \\(is it truncated\\?\\)`),
+    );
+    // Whole, the same last line without its newline is a row like the others.
+    const whole = join(dir, 'lines-whole.json');
+    await writeFile(whole, text);
+    expect((await readPairsFile(whole, () => true)).pairs).toHaveLength(pairs.length);
+  });
+
   it('says so when the file is missing', async () => {
     await expect(readPairsFile(join(dir, 'nope.json'), () => true)).rejects.toThrow(/pairs file not found/);
   });
@@ -182,6 +196,13 @@ describe('readCategoryFile', () => {
     await expect(readCategoryFile(pretty, { strict: true })).rejects.toThrow(
       new RegExp(`^${pretty}:3: key "${A.toUpperCase()}": 32 lower-case hex characters$`),
     );
+  });
+
+  it('reads a file that starts with a byte-order mark', async () => {
+    const { categories } = makeRaw(2, 6);
+    const file = join(dir, 'cat-bom.json');
+    await writeFile(file, '\ufeff' + JSON.stringify(categories));
+    expect(Object.fromEntries((await readCategoryFile(file)).categories)).toEqual(categories);
   });
 
   it('rejects a file that is not one well-formed object', async () => {

@@ -60,7 +60,20 @@ export async function* readJsonRecords(
     yield records;
   }
   if (scanner) scanner.end();
-  else if (pending.trim()) yield [{ line, text: pending.trim() }];
+  else if (pending.trim()) yield [lastLine(pending.trim(), line, name)];
+}
+
+/**
+ * The lines layout's last line, which has no newline after it: when it is not JSON, the file was cut short (a
+ * dropped connection) rather than holding a bad row, and no row of it can be trusted to be the last.
+ */
+function lastLine(text: string, line: number, name: string): JsonRecord {
+  try {
+    JSON.parse(text);
+  } catch {
+    throw locatedError(name, line, 'file', 'the last line to be whole JSON (is it truncated?)');
+  }
+  return { line, text };
 }
 
 function detectLayout(
@@ -90,6 +103,7 @@ const OPEN_ARRAY = 0x5b;
 const CLOSE_ARRAY = 0x5d;
 const OPEN_OBJECT = 0x7b;
 const CLOSE_OBJECT = 0x7d;
+const BOM = 0xfeff;
 
 /** Splits the top-level array or object into its elements/members, tracking strings, nesting and lines. */
 class ContainerScanner {
@@ -127,6 +141,7 @@ class ContainerScanner {
         continue;
       }
       if (c === 0x20 || c === 0x09 || c === 0x0d) continue;
+      if (c === BOM && depth === 0 && !this.closed) continue; // a byte-order mark before the container
       if (this.closed) throw fail('nothing after the closing bracket');
       if (depth === 0) {
         // The opening bracket of the container (its kind was checked by detectLayout).
