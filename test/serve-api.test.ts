@@ -207,7 +207,7 @@ describe('ctl serve: JSON API', () => {
     expect((await both.json()).categories).toEqual([withComma, byScene.results[0].category]);
   });
 
-  it('refuses bad uploads: 415 by magic bytes and by decode, 413 over 10 MB, 400 for a bad k', async () => {
+  it('refuses bad uploads: 415 by magic bytes and by decode, 413 over 10 MB or 50 megapixels, 400 for a bad k', async () => {
     const text = await upload(new TextEncoder().encode('hello, not an image'));
     expect(text.status).toBe(415);
     expect((await text.json()).error).toMatch(/not a JPEG, PNG or WebP/);
@@ -221,6 +221,15 @@ describe('ctl serve: JSON API', () => {
     const tooBig = await upload(big);
     expect(tooBig.status).toBe(413);
     expect((await tooBig.json()).error).toBe('the image is over the 10 MB upload limit');
+    // A small file that declares a huge canvas is refused by its header, before it is decoded.
+    const canvas = await sharp({ create: { width: 10_000, height: 5_001, channels: 3, background: '#000' } })
+      .png()
+      .toBuffer();
+    const huge = await upload(canvas);
+    expect([huge.status, (await huge.json()).error]).toEqual([
+      413,
+      'the image is 10000×5001 pixels, over the 50 megapixel upload limit',
+    ]);
     const empty = await upload(new Uint8Array(0));
     expect(empty.status).toBe(400);
     expect((await empty.json()).error).toMatch(/'image': the file is empty/);

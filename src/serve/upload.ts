@@ -4,6 +4,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { SYNTH_MODEL } from '../data/synth/embeddings.js';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import { workdirPaths } from '../data/workdir.js';
@@ -36,6 +37,9 @@ export interface UploadEmbedder {
   embed(bytes: Uint8Array): Promise<Float32Array>;
   dispose(): Promise<void>;
 }
+
+/** The largest upload decoded (the towers see it at a few hundred pixels; phone photos are up to ~50 MP). */
+export const MAX_UPLOAD_PIXELS = 50_000_000;
 
 export type UploadSupport = { enabled: true; embedder: UploadEmbedder } | { enabled: false; reason: string };
 
@@ -77,6 +81,15 @@ function uploadEmbedder(encoder: Encoder, scratch: string): UploadEmbedder {
       // JPEG, PNG or WebP by magic bytes; anything else is refused before decoding.
       const format = sniffFormat(bytes);
       if (!format || format === 'gif') throw new UploadError(415, 'the upload is not a JPEG, PNG or WebP image');
+      // A few kilobytes of PNG can declare a canvas of gigabytes: the header's size is checked before decoding.
+      const { width = 0, height = 0 } = await sharp(bytes)
+        .metadata()
+        .catch(() => ({ width: 0, height: 0 })); // an unreadable header: the decode below says why
+      if (width * height > MAX_UPLOAD_PIXELS)
+        throw new UploadError(
+          413,
+          `the image is ${width}×${height} pixels, over the ${MAX_UPLOAD_PIXELS / 1e6} megapixel upload limit`,
+        );
       // The encoder reads its jobs from files, as the embed stage does: the upload goes through the same path.
       const file = join(scratch, `upload-${counter++}`);
       await writeFile(file, bytes);
