@@ -195,6 +195,8 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
       expect(exported.status, exported.stderr).toBe(0);
       const card = await readFile(join(out, 'model-card.md'), 'utf8');
       expect(card).toContain(`imported by \`ctl import --checkpoint\` from \`${join(dir, `${name}.pt`)}\``);
+      // v1 has no category embedding: its categories are only numbered.
+      expect(card).toContain(v2 ? '- Categories (row of the category embedding: ' : '- Categories (index: ');
       pairs.push(join(dir, `${name}.pt`), join(out, 'model.pt'));
     }
     const result = JSON.parse(await runPython(COMPARE_ROUND_TRIP, pairs));

@@ -52,7 +52,7 @@ export function modelCard(c: CardInput): string {
         : '') +
       `, dropout ${spec.dropout}; outputs L2-normalised; cosine similarity ranks products for a scene.`,
     c.reference ? `- Reference class: \`${c.reference.name}(**${JSON.stringify(c.reference.kwargs)})\`.` : null,
-    `- Categories (row of the category embedding: leaf name, the reference's \`cat_to_idx\`): ` +
+    `- Categories (${spec.categoryDim > 0 ? 'row of the category embedding' : 'index'}: leaf name, the reference's \`cat_to_idx\`): ` +
       Object.entries(state.categoryMap.cat_to_idx)
         .sort((a, b) => a[1] - b[1])
         .map(([name, row]) => `${row} ${name}`)
