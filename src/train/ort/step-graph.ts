@@ -6,6 +6,7 @@
 // the norm and the update are a dozen kernels whatever the number of tensors (a GPU pays for each kernel).
 // The math is the wasm engine's (gradients.ts, losses.ts, optimizer.ts) op for op, every negatives strategy and
 // false-negative masking included.
+import type { OnnxGraph } from '../../onnx/graph.js';
 import { Tape, type Value } from '../../onnx/tape.js';
 import { Dropout, GELU, LayerNorm, Linear, ReLU, ResidualBlock, Sequential, type Layer } from '../../model/layers.js';
 import type { TwoTower, Tower } from '../../model/two-tower.js';
@@ -185,9 +186,30 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   if (!total) throw new Error('the ort engine needs a loss: both loss weights are 0');
   const grads = t.backward(total, [...params.values()]);
 
-  // Clipping and the update, as optimizer.ts (clipScale, FlatAdam.update) with the step's scalars fed in and
-  // folded: m' = b1·m + (1-b1)·s·g, v' = b2·v + (1-b2)·s²·g², p' = decay·p - stepSize·m' / (√v'·invRootBias2 + eps).
-  // Moments are not flushed below 1e-30 by hand: the session sets denormals to zero.
+  const gradNorm = appendClipAndAdam(g, grads, flatParams, layout.size, optimizer);
+  for (const name of STATE_OUTPUTS) g.output(name, 'float32', [layout.size]);
+  g.op('Identity', [gradNorm], {}, 'grad_norm');
+  g.output('grad_norm', 'float32', []);
+  t.output(total, 'loss');
+  t.output(infonce, 'infonce');
+  t.output(triplet, 'triplet');
+  t.output(temperature, 'temperature');
+  return { model: g.encode(), masks };
+}
+
+/**
+ * Clipping and the update, as optimizer.ts (clipScale, FlatAdam.update) with the step's scalars fed in and folded:
+ * m' = b1·m + (1-b1)·s·g, v' = b2·v + (1-b2)·s²·g², p' = decay·p - stepSize·m' / (√v'·invRootBias2 + eps), into the
+ * outputs m_out, v_out and params_out. Moments are not flushed below 1e-30 by hand: the session sets denormals to
+ * zero. Returns the gradient norm's name (before clipping).
+ */
+function appendClipAndAdam(
+  g: OnnxGraph,
+  grads: string[],
+  flatParams: string,
+  size: number,
+  optimizer: OptimizerConfig,
+): string {
   const op = (type: string, inputs: string[], attrs = {}) => g.op(type, inputs, attrs);
   const c = (x: number) => g.float32([x], []);
   const scalarIn = (name: string) => g.input(name, 'float32', []);
@@ -206,7 +228,7 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   const mScale = op('Mul', [scale, c(1 - b1)]);
   const vScale = op('Mul', [op('Mul', [scale, scale]), c(1 - b2)]);
   const l2 = optimizer.kind === 'adam' && optimizer.weightDecay > 0 ? optimizer.weightDecay : 0;
-  const [m, v] = ['m', 'v'].map((kind) => g.input(kind, 'float32', [layout.size]));
+  const [m, v] = ['m', 'v'].map((kind) => g.input(kind, 'float32', [size]));
   // Adam's (not AdamW's) weight decay adds l2·p to the clipped gradient: unfolded, a few more passes.
   const withL2 = (factor: string, power: 1 | 2) => {
     if (!l2) return op('Mul', [power === 1 ? gradient : op('Mul', [gradient, gradient]), factor]);
@@ -222,12 +244,5 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
     {},
     'params_out',
   );
-  for (const name of STATE_OUTPUTS) g.output(name, 'float32', [layout.size]);
-  g.op('Identity', [gradNorm], {}, 'grad_norm');
-  g.output('grad_norm', 'float32', []);
-  t.output(total, 'loss');
-  t.output(infonce, 'infonce');
-  t.output(triplet, 'triplet');
-  t.output(temperature, 'temperature');
-  return { model: g.encode(), masks };
+  return gradNorm;
 }
