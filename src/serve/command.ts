@@ -21,7 +21,9 @@ export function registerServeCommand(program: Command): void {
       new Option('--backend <backend>', 'tfjs backend for the towers').choices(BACKEND_CHOICES).default('auto'),
     )
     .addOption(
-      new Option('--device <device>', 'image model device for uploads').choices(['auto', 'cpu', 'cuda']).default('cpu'),
+      new Option('--device <device>', 'image model device for uploads (cuda: an error when it cannot run)')
+        .choices(['auto', 'cpu', 'cuda'])
+        .default('cpu'),
     );
   withCommon(cmd, { json: false }).action(
     action<Omit<ServeOptions, 'workdir'>>(async (options) => {

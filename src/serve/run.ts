@@ -42,7 +42,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const { run, recommender } = options.run
     ? { run: options.run, recommender: await Recommender.open(options.workdir, options.run) }
     : await openDefaultRun(options.workdir);
-  const uploads = await openUploadEmbedder(options.workdir, recommender.model.state.embeddings.model, options.device);
+  const uploads = await openUploadEmbedder(
+    options.workdir,
+    recommender.model.state.embeddings.model,
+    options.device,
+  ).catch(async (err: unknown) => {
+    await recommender.close();
+    throw err;
+  });
   const queue = new InferenceQueue(options.queue);
   const app = await buildServer({ workdir: options.workdir, recommender, uploads, queue, backend });
   const close = async () => {

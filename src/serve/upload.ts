@@ -4,6 +4,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { InputError } from '../util/errors.js';
 import sharp from 'sharp';
 import { SYNTH_MODEL } from '../data/synth/embeddings.js';
 import { EmbeddingStore } from '../data/store/embeddings.js';
@@ -65,6 +66,8 @@ export async function openUploadEmbedder(workdir: string, model: string, device:
     const scratch = await mkdtemp(join(tmpdir(), 'ctl-serve-'));
     return { enabled: true, embedder: uploadEmbedder(encoder as Encoder, scratch) };
   } catch (err) {
+    // Uploads on the GPU were asked for by name: not having them is an error, not a fallback.
+    if (device === 'cuda') throw new InputError(`--device cuda: ${(err as Error).message}`);
     return {
       enabled: false,
       reason: `the image model '${model}' could not be opened offline (${(err as Error).message}): pick one of the dataset scenes`,
