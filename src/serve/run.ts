@@ -106,7 +106,7 @@ async function openDefaultRun(workdir: string): Promise<{ run: string; recommend
               (best.catalogLeaks
                 ? ' (on scenes it trained on: no run that loads has a catalog report on unseen scenes)'
                 : '')
-          : `serve: run '${best.name}', the latest trained run (no run that loads has a catalog eval report: \`ctl eval\`)`,
+          : `serve: run '${best.name}', the latest trained run (no run that loads has a catalog eval report of its best checkpoint as it is now: \`ctl eval\`)`,
       );
       return { run: best.name, recommender };
     } catch (err) {
