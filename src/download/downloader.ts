@@ -133,12 +133,6 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
   latest.clear();
   if (options.progress !== false) log(describePlan(plan));
 
-  const results = emptyCounts();
-  const reasons = new Map<string, number>();
-  let retryable = 0;
-  let requests = 0;
-  let retries = 0;
-  let bytes = 0;
   let fatal: unknown;
 
   const dispatcher = new Agent({
@@ -171,11 +165,7 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
     options.progress === false
       ? undefined
       : new Progress('download', plan.todo.length, { unit: 'images', ...options.progress });
-  const fetchStart = performance.now();
-  const progressText = () => {
-    const mbps = bytes / 1e6 / Math.max((performance.now() - fetchStart) / 1000, 1e-9);
-    return `ok ${results.ok} missing ${results.missing} invalid ${results.invalid} failed ${results.failed}  ${mbps.toFixed(1)} MB/s  concurrency ${aimd.current}`;
-  };
+  const tally = new Tally(writer, aimd, progress);
 
   let graceTimer: NodeJS.Timeout | undefined;
   const stop = () => {
@@ -185,14 +175,6 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
   };
   if (options.stop?.aborted) stop();
   options.stop?.addEventListener('abort', stop, { once: true });
-
-  const record = (target: ImageTarget, fields: Omit<ManifestRecord, 'sig' | 'kind' | 'at'>) => {
-    writer.append({ sig: target.sig, kind: target.kind, ...fields, at: new Date().toISOString() });
-    results[fields.status]++;
-    if (fields.status !== 'ok' && !fields.permanent) retryable++;
-    if (fields.status !== 'ok' && fields.reason) reasons.set(fields.reason, (reasons.get(fields.reason) ?? 0) + 1);
-    progress?.tick(1, progressText());
-  };
 
   /** Attempts for one image until it settles, runs out of retries, or the run stops (then: no record). */
   const fetchTarget = async (target: ImageTarget) => {
@@ -206,7 +188,7 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
       hostSlot: (request) =>
         hostSlots(() => {
           if (stopping.signal.aborted) return undefined;
-          requests++;
+          tally.requests++;
           epoch = aimd.started();
           return request();
         }),
@@ -216,8 +198,7 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
       if (outcome.type === 'aborted') return;
       if (outcome.type === 'ok') {
         aimd.succeeded();
-        bytes += outcome.bytes;
-        return record(target, {
+        return tally.record(target, {
           status: 'ok',
           http: outcome.http,
           attempts,
@@ -229,12 +210,12 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
       if (outcome.type === 'final') {
         aimd.succeeded(); // the host answered without throttling
         const { status, reason, http, permanent } = outcome;
-        return record(target, { status, http, attempts, bytes: 0, ms: ms(), reason, permanent });
+        return tally.record(target, { status, http, attempts, bytes: 0, ms: ms(), reason, permanent });
       }
       if (outcome.throttled) aimd.throttled(epoch);
       if (attempts > options.retries) {
         const reason = `${outcome.reason} (after ${attempts} attempts)`;
-        return record(target, {
+        return tally.record(target, {
           status: 'failed',
           http: outcome.http,
           attempts,
@@ -245,7 +226,7 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
         });
       }
       if (stopping.signal.aborted) return;
-      retries++;
+      tally.retries++;
       if (!(await sleep(retryDelay(attempts, outcome.retryAfterMs, options.backoff), stopping.signal))) return;
     }
   };
@@ -264,13 +245,13 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
   await writer.close();
   await shared.saver.close();
   await (stopping.signal.aborted ? dispatcher.destroy() : dispatcher.close());
-  progress?.finish(progressText());
+  progress?.finish(tally.progressText());
   if (fatal) throw fatal;
 
   const seconds = (performance.now() - started) / 1000;
-  const fetchSeconds = Math.max((performance.now() - fetchStart) / 1000, 1e-9);
-  const recorded = results.ok + results.missing + results.invalid + results.failed;
-  const pending = plan.todo.length - recorded;
+  const fetchSeconds = tally.seconds();
+  const { results, bytes } = tally;
+  const pending = plan.todo.length - (results.ok + results.missing + results.invalid + results.failed);
   return {
     selected: targets.length,
     settled: plan.settled,
@@ -280,16 +261,16 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
     tornManifestBytes: tornBytes,
     todo: plan.todo.length,
     results,
-    retryable,
+    retryable: tally.retryable,
     pending,
-    requests,
-    retries,
+    requests: tally.requests,
+    retries: tally.retries,
     bytes,
     seconds,
     imagesPerSec: results.ok / fetchSeconds,
     mbPerSec: bytes / 1e6 / fetchSeconds,
     concurrency: { max: options.concurrency, min: aimd.min, final: aimd.current },
-    topReasons: [...reasons]
+    topReasons: [...tally.reasons]
       .sort((a, b) => b[1] - a[1])
       .slice(0, 5)
       .map(([reason, count]) => ({ reason, count })),
@@ -302,6 +283,46 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
       pending,
     },
   };
+}
+
+/** The outcomes of the run so far, each also a manifest line and a tick of the progress line. */
+class Tally {
+  readonly results = emptyCounts();
+  /** Failure reasons, by how often they came. */
+  readonly reasons = new Map<string, number>();
+  /** Failures a later run may retry (not permanent). */
+  retryable = 0;
+  requests = 0;
+  retries = 0;
+  bytes = 0;
+  private readonly started = performance.now();
+
+  constructor(
+    private readonly writer: ManifestWriter,
+    private readonly aimd: Aimd,
+    private readonly progress: Progress | undefined,
+  ) {}
+
+  record(target: ImageTarget, fields: Omit<ManifestRecord, 'sig' | 'kind' | 'at'>): void {
+    this.writer.append({ sig: target.sig, kind: target.kind, ...fields, at: new Date().toISOString() });
+    this.results[fields.status]++;
+    this.bytes += fields.bytes;
+    if (fields.status !== 'ok' && !fields.permanent) this.retryable++;
+    if (fields.status !== 'ok' && fields.reason)
+      this.reasons.set(fields.reason, (this.reasons.get(fields.reason) ?? 0) + 1);
+    this.progress?.tick(1, this.progressText());
+  }
+
+  /** Seconds since fetching began. */
+  seconds(): number {
+    return Math.max((performance.now() - this.started) / 1000, 1e-9);
+  }
+
+  progressText(): string {
+    const { ok, missing, invalid, failed } = this.results;
+    const mbps = this.bytes / 1e6 / this.seconds();
+    return `ok ${ok} missing ${missing} invalid ${invalid} failed ${failed}  ${mbps.toFixed(1)} MB/s  concurrency ${this.aimd.current}`;
+  }
 }
 
 function describePlan(plan: Plan): string {
