@@ -62,8 +62,19 @@ const recommendJson = {
   },
 } as const;
 
+/** The server: the pages and their files, and the JSON API, over one loaded run (see the top of the file). */
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
-  const { recommender, uploads, workdir, queue } = options;
+  const app = await createApp();
+  await registerPages(app, options);
+  registerApi(app, options);
+  return app;
+}
+
+/**
+ * Fastify with what every answer shares: security headers, errors as `{ error }` with the right status, and bodies
+ * of JSON or a multipart form only.
+ */
+async function createApp(): Promise<FastifyInstance> {
   const app = Fastify({
     logger: false,
     bodyLimit: 64 * 1024,
@@ -82,6 +93,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   });
   // JSON or a multipart form only: a body sent as text/plain is a 415 rather than a body with no fields.
   app.removeContentTypeParser('text/plain');
+  await app.register(fastifyMultipart, { limits: UPLOAD_LIMITS });
 
   app.addHook('onSend', async (_request, reply, payload) => {
     reply.headers(SECURITY_HEADERS);
@@ -112,10 +124,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: `not found: ${request.method} ${request.url}` }),
   );
+  return app;
+}
 
-  await app.register(fastifyMultipart, {
-    limits: UPLOAD_LIMITS,
-  });
+/** The page, the dashboard, their static files and the dataset's images (by signature only). */
+async function registerPages(app: FastifyInstance, { workdir, recommender }: ServerOptions): Promise<void> {
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/static/', index: false, dotfiles: 'deny' });
   await app.register(fastifyStatic, {
     root: UPLOT_DIR,
@@ -151,7 +164,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       return reply.sendFile(join(kind, file), images.imagesDir, { maxAge: 3600_000 });
     },
   );
+}
 
+/** The JSON API: health, the scene picker, recommendations (by scene or upload, queued), the runs. */
+function registerApi(app: FastifyInstance, options: ServerOptions): void {
+  const { recommender, uploads, workdir, queue } = options;
   app.get('/api/health', async () => ({
     status: 'ok',
     run: recommender.run,
@@ -260,6 +277,4 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       return run;
     },
   );
-
-  return app;
 }
