@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { summariseRanks } from '../src/eval/metrics.js';
@@ -230,6 +231,12 @@ describe('ctl serve: JSON API', () => {
       413,
       'the image is 10000×5001 pixels, over the 50 megapixel upload limit',
     ]);
+    // Past sharp's own decoding limit too (a PNG header alone, 40000×40000): the same 413, not a decode failure.
+    const header = await upload(pngHeader(40_000, 40_000));
+    expect([header.status, (await header.json()).error]).toEqual([
+      413,
+      'the image is 40000×40000 pixels, over the 50 megapixel upload limit',
+    ]);
     const empty = await upload(new Uint8Array(0));
     expect(empty.status).toBe(400);
     expect((await empty.json()).error).toMatch(/'image': the file is empty/);
@@ -414,6 +421,10 @@ describe('ctl serve: JSON API', () => {
       const reportFile = join(run, 'eval', 'catalog-test.json');
       const report = JSON.parse(await readFile(reportFile, 'utf8'));
       expect((await listRuns(workdir))[0].catalogRecall10).toBe(report.metrics.recall['10']);
+      // The best checkpoint's own epoch decides, also when last's record of the best lags (killed between the saves).
+      await writeFile(stateFile, JSON.stringify({ ...state, epoch: 1, best: { ...state.best, epoch: 0 } }));
+      expect((await listRuns(workdir))[0].catalogRecall10).toBe(report.metrics.recall['10']);
+      await writeFile(stateFile, JSON.stringify({ ...state, epoch: 1, epochsWithoutGain: 0 }));
       const earlier = { ...report.checkpoint, epoch: report.checkpoint.epoch - 1 };
       await writeFile(reportFile, JSON.stringify({ ...report, checkpoint: earlier }));
       expect((await listRuns(workdir))[0].catalogRecall10).toBeNull();
@@ -454,3 +465,34 @@ describe('pickDefaultRun', () => {
     expect(pickDefaultRun([run('a', 0.5, true), run('b', 0.6, true)])?.name).toBe('b'); // only leaky reports
   });
 });
+
+/** A PNG declaring `width` × `height` RGB with no pixel data: a header, an empty image-data chunk, the end. */
+function pngHeader(width: number, height: number): Uint8Array {
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, deflate, no filter method, no interlace
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const [length, crc] = [Buffer.alloc(4), Buffer.alloc(4)];
+    length.writeUInt32BE(data.length);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([length, body, crc]);
+  };
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([
+    signature,
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(Buffer.alloc(0))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (const byte of bytes) {
+    c ^= byte;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}

@@ -107,8 +107,8 @@ function recall10(report: unknown): number | null {
 async function describe(workdir: string, name: string): Promise<{ summary: RunSummary; detail: RunDetail }> {
   const dir = workdirPaths(workdir).run(name);
   const read = await readState(dir, 'last');
-  // Without a readable last, best's state still says how far the run got (serve takes best).
-  const best = read === null || read === 'damaged' ? await readState(dir, 'best') : null;
+  // Best's state: the checkpoint serve takes, and without a readable last how far the run got.
+  const best = await readState(dir, 'best');
   const state = read === 'damaged' ? null : read;
   const shown = state ?? (best === 'damaged' ? null : best);
   const config = shown?.config ?? (await readStartConfig(dir));
@@ -123,9 +123,10 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
   if (await isLocked(dir)) status = 'running'; // a trainer holds the run's lock
   if (finished) status = 'finished';
   // Only a report of the checkpoint serve takes (best, at its epoch) speaks for the run: not an earlier best's.
+  const bestEpoch = best === null || best === 'damaged' ? undefined : best.epoch;
   const ofBest = (name: string) => {
     const report = reports[name];
-    return report?.checkpoint?.which === 'best' && report.checkpoint.epoch === shown?.best.epoch ? report : undefined;
+    return report?.checkpoint?.which === 'best' && report.checkpoint.epoch === bestEpoch ? report : undefined;
   };
   const catalog = ofBest('catalog-test') ?? ofBest('catalog-val');
   const stepRecords = records.filter((r) => r.type === 'step');

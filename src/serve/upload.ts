@@ -85,7 +85,7 @@ function uploadEmbedder(encoder: Encoder, scratch: string): UploadEmbedder {
       const format = sniffFormat(bytes);
       if (!format || format === 'gif') throw new UploadError(415, 'the upload is not a JPEG, PNG or WebP image');
       // A few kilobytes of PNG can declare a canvas of gigabytes: the header's size is checked before decoding.
-      const { width = 0, height = 0 } = await sharp(bytes)
+      const { width = 0, height = 0 } = await sharp(bytes, { limitInputPixels: false }) // the header only: any size
         .metadata()
         .catch(() => ({ width: 0, height: 0 })); // an unreadable header: the decode below says why
       if (width * height > MAX_UPLOAD_PIXELS)
