@@ -49,6 +49,13 @@ sgd = torch.optim.SGD(models['v1'].parameters(), lr=0.1, momentum=0.9)
 sum((p * torch.randn_like(p)).sum() for p in models['v1'].parameters()).backward()
 sgd.step()
 torch.save({'model_state_dict': models['v1'].state_dict(), 'optimizer_state_dict': sgd.state_dict()}, f'{out}/v1-sgd.pt')
+# Optimizers whose state looks like Adam's but is not: RAdam (the same keys), AMSGrad (a third moment).
+for name, opt in [('radam', torch.optim.RAdam(models['v1'].parameters())),
+                  ('amsgrad', torch.optim.Adam(models['v1'].parameters(), amsgrad=True))]:
+    sum((p * torch.randn_like(p)).sum() for p in models['v1'].parameters()).backward()
+    opt.step()
+    torch.save({'model_state_dict': models['v1'].state_dict(), 'optimizer_state_dict': opt.state_dict()},
+               f'{out}/v1-{name}.pt')
 # Bad files: a misshapen tensor, a missing one, a category map without one of the dataset's leaves, another dim.
 sd = models['v2'].state_dict()
 torch.save({**sd, 'product_encoder.0.weight': torch.zeros(20, 24)}, f'{out}/bad-shape.pt')
@@ -245,12 +252,16 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
   });
 
   it('imports the weights of a file whose optimizer is not Adam, saying its state is passed over', async () => {
-    const imported = ctl('import', '--checkpoint', join(dir, 'v1-sgd.pt'), '--run', 'v1-sgd', '--json');
-    expect(imported.status, imported.stderr).toBe(0);
-    expect(JSON.parse(imported.stdout)).toMatchObject({ arch: 'v1', optimizerSteps: null });
-    expect(imported.stderr).toMatch(
-      /no optimizer state taken \(state entry 0 is not Adam's .*\): training starts Adam afresh/,
-    );
+    for (const [name, why] of [
+      ['sgd', 'not Adam or AdamW (its param group has no amsgrad)'],
+      ['radam', 'not Adam or AdamW (its param group has no amsgrad)'],
+      ['amsgrad', 'it is AMSGrad (a third moment ctl does not keep)'],
+    ]) {
+      const imported = ctl('import', '--checkpoint', join(dir, `v1-${name}.pt`), '--run', `v1-${name}`, '--json');
+      expect(imported.status, imported.stderr).toBe(0);
+      expect(JSON.parse(imported.stdout), name).toMatchObject({ arch: 'v1', optimizerSteps: null });
+      expect(imported.stderr, name).toContain(`no optimizer state taken (${why}): training starts Adam afresh`);
+    }
   });
 
   it('--split scene records the split the weights trained on, so eval counts none of its test scenes as seen', async () => {

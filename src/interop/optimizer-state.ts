@@ -17,6 +17,9 @@ export interface TorchAdamGroup {
   weight_decay: number;
 }
 
+/** The state PyTorch's Adam and AdamW keep per parameter. */
+const ADAM_STATE = new Set(['step', 'exp_avg', 'exp_avg_sq']);
+
 export type OptimizerImport = { moments: OptimizerMoments; group: TorchAdamGroup } | { passedOver: string };
 
 /**
@@ -34,8 +37,15 @@ export function readOptimizerState(value: unknown, keys: string[], layout: Param
   const m: Record<string, TorchTensor> = {};
   const v: Record<string, TorchTensor> = {};
   const steps = new Set<number>();
+  // Adam's and AdamW's param groups say `amsgrad` (RAdam's and NAdam's, whose state looks alike, do not); AMSGrad
+  // keeps a third moment ctl does not.
+  const amsgrad = (groups[0] as Map<string, unknown>).get('amsgrad');
+  if (amsgrad === undefined) return { passedOver: 'not Adam or AdamW (its param group has no amsgrad)' };
+  if (amsgrad === true) return { passedOver: 'it is AMSGrad (a third moment ctl does not keep)' };
   for (const [index, entry] of state) {
     const key = typeof index === 'number' ? keys[index] : undefined;
+    const extra = entry instanceof Map ? [...entry.keys()].filter((k) => !ADAM_STATE.has(k as string)) : [];
+    if (extra.length > 0) return { passedOver: `its state holds ${extra.join(', ')}: not Adam's` };
     const [avg, avgSq] = entry instanceof Map ? [entry.get('exp_avg'), entry.get('exp_avg_sq')] : [];
     const step = entry instanceof Map ? stepOf(entry.get('step')) : undefined;
     if (key === undefined || !isTorchTensor(avg) || !isTorchTensor(avgSq) || step === undefined)
