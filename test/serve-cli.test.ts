@@ -32,14 +32,15 @@ describe('ctl serve (built binary)', () => {
 
   it('leaves out the best run when its checkpoint does not read, and serves the next', async () => {
     const picked = pickDefaultRun(await listRuns(fixture.workdir))!.name;
-    const file = join(fixture.workdir, 'runs', picked, 'checkpoints', 'best', 'state.json');
-    const original = await readFile(file, 'utf8');
-    await writeFile(file, '{ "version": 2 }');
+    // Its weights, not its state.json: a run whose best state does not read has no report of its best to rank by.
+    const file = join(fixture.workdir, 'runs', picked, 'checkpoints', 'best', 'model.safetensors');
+    const original = await readFile(file);
+    await writeFile(file, 'not safetensors');
     try {
       const server = startCli(['serve', '--workdir', fixture.workdir, '--port', '0', '--backend', 'wasm']);
       const url = await server.listening;
       expect((await (await fetch(new URL('/api/health', url))).json()).status).toBe('ok');
-      expect(server.stderr()).toMatch(new RegExp(`serve: run '${picked}' left out: .*state\\.json: epoch: expected`));
+      expect(server.stderr()).toMatch(new RegExp(`serve: run '${picked}' left out: .*model\\.safetensors`));
       const served = /serve: run '([\w-]+)', the best catalog R@10/.exec(server.stderr())?.[1];
       expect(served).toBeDefined();
       expect(served).not.toBe(picked);
