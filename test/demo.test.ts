@@ -8,12 +8,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { workdirPaths } from '../src/data/workdir.js';
-import { startCli } from './serve-fixtures.js';
+import { startCli, stopClis } from './serve-fixtures.js';
 
 const CLI = resolve(__dirname, '../dist/cli.js');
 const dirs: string[] = [];
 
-afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+afterAll(async () => {
+  stopClis();
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
 
 function ctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {

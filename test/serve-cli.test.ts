@@ -6,14 +6,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listRuns, pickDefaultRun } from '../src/serve/runs.js';
-import { RUN, startCli, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
+import { RUN, startCli, stopClis, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
 
 let fixture: ServeFixture;
 
 beforeAll(async () => {
   fixture = await trainedWorkdir();
 }, 120_000);
-afterAll(() => fixture?.remove());
+afterAll(async () => {
+  stopClis();
+  await fixture?.remove();
+});
 
 describe('ctl serve (built binary)', () => {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

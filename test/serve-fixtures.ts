@@ -2,7 +2,7 @@
 // with painted images, embedded by the generated 'tiny' SigLIP-shaped model (uploads can be embedded: RUN) and
 // with synthetic embeddings too (no image model: SYNTH_RUN), a few epochs of training each, and the catalog eval
 // reports the API's ranks are checked against.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -49,8 +49,18 @@ export async function trainedWorkdir({ scenes = 160, products = 80 } = {}): Prom
 }
 
 /** Start the built `ctl` (serve, or demo --serve): `listening` resolves with the URL it prints. */
+/** The CLI processes startCli started that may still run (a failed assertion skips a test's own kill). */
+const running = new Set<ChildProcess>();
+
+/** Stop what startCli started and is still running (call from afterAll). */
+export function stopClis(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
+
 export function startCli(args: string[]) {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  running.add(child);
+  child.on('close', () => running.delete(child));
   let stderr = '';
   const exited = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
   const listening = new Promise<string>((done, fail) => {
