@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, test } from 'vitest';
 import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
-import { GENERATED_PRESETS } from '../src/embed/generated-models.js';
+import { ensureGeneratedModel, GENERATED_PRESETS } from '../src/embed/generated-models.js';
 import { loadLocalEncoder } from '../src/embed/local-encoder.js';
 import { resolveModel } from '../src/embed/model-source.js';
 import { lockStore, runEmbed } from '../src/embed/run.js';
@@ -165,6 +165,8 @@ describe('ctl embed, local provider (tiny model)', () => {
 
   test('--shard I/N: the shards split the rows and write side by side', async () => {
     const { workdir, dataset } = await makeFixture(4);
+    // The generated model first: two processes generating it at once may swap the folder under each other.
+    await ensureGeneratedModel(workdirPaths(workdir).modelsDir, 'tiny');
     const [a, b] = await Promise.all(
       [0, 1].map((index) => runEmbed(embedOptions(workdir, { kind: 'products', shard: { index, count: 2 } }))),
     );
