@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { Agent } from 'undici';
 import { cleanTempFiles } from '../util/atomic.js';
-import { acquireLock, type Lock } from '../util/lock.js';
+import { acquireLock, heldBy, type Lock } from '../util/lock.js';
 import { Progress, type ProgressOptions } from '../util/progress.js';
 import { formatBytes, log } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
@@ -108,9 +108,7 @@ async function lockTargets(imagesDir: string, targets: ImageTarget[]): Promise<L
   await mkdir(imagesDir, { recursive: true });
   return acquireLock(
     join(imagesDir, `download-${hash.digest('hex').slice(0, 12)}`),
-    (holder, file) =>
-      `another ctl download of the same ${targets.length} images is running: process ${holder.pid} on ` +
-      `${holder.host} since ${holder.since}; wait for it, or stop it (its lock ${file} lapses once its process is gone)`,
+    (holder, file) => `another ctl download of the same ${targets.length} images is running: ${heldBy(holder, file)}`,
   );
 }
 

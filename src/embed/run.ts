@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import type { Shard } from '../data/shard.js';
 import type { Domain } from '../data/types.js';
-import { acquireLock, type Lock } from '../util/lock.js';
+import { acquireLock, heldBy, type Lock } from '../util/lock.js';
 import { Progress } from '../util/progress.js';
 import { workdirPaths, type EmbeddingView, type SceneView } from '../data/workdir.js';
 import type { Encoder } from './encoder.js';
@@ -130,8 +130,7 @@ export async function lockStore(dir: string, writer: string): Promise<Lock> {
   return acquireLock(
     `${dir}.${writer}`,
     (holder, file) =>
-      `${dir}: another ctl embed is writing this store${writer === 'w' ? '' : ` (the same shard)`}: process ` +
-      `${holder.pid} on ${holder.host} since ${holder.since}; wait for it, or stop it (its lock ${file} lapses ` +
-      `once its process is gone)`,
+      `${dir}: another ctl embed is writing this store${writer === 'w' ? '' : ' (the same shard)'}: ` +
+      heldBy(holder, file),
   );
 }

@@ -89,10 +89,10 @@ async function checkSameAsStored(
   stored: number[],
 ): Promise<void> {
   const dim = rows.dim;
+  const want = new Uint32Array(rows.data.buffer, rows.data.byteOffset, rows.data.length); // bits: NaN = NaN too
   for (let start = 0; start < stored.length; start += ROWS_PER_SHARD) {
     const chunk = stored.slice(start, start + ROWS_PER_SHARD);
     const have = new Uint32Array((await store.read(chunk.map((row) => rows.ids[row]))).data.buffer);
-    const want = new Uint32Array(rows.data.buffer, rows.data.byteOffset, rows.data.length);
     const k = chunk.findIndex((row, i) => {
       for (let e = 0; e < dim; e++) if (have[i * dim + e] !== want[row * dim + e]) return true;
       return false;

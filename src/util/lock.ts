@@ -34,6 +34,14 @@ export interface Lock {
   release(): Promise<void>;
 }
 
+/** The end of a busy message: who holds the lock, and what the user can do. */
+export function heldBy(holder: LockHolder, file: string): string {
+  return (
+    `process ${holder.pid} on ${holder.host} since ${holder.since}; wait for it, or stop it (its lock ${file} ` +
+    `lapses once its process is gone)`
+  );
+}
+
 /**
  * Take the lock on `path` (which need not exist; its folder must). When a live process holds it, an InputError
  * with `busy(holder, its lock file)`.
