@@ -2,7 +2,7 @@
 // `ctl download --shard` runs in one workdir) never delete each other's files in flight.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -206,6 +206,26 @@ describe('writeDirAtomic', () => {
         ['export'],
         ['a'],
         'second',
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('with keep: a folder already there that keep accepts stays and the new one goes; one it refuses is replaced', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
+    try {
+      const dest = join(dir, 'model');
+      const write = (text: string) => (tmp: string) => writeFile(join(tmp, 'a'), text);
+      const isCurrent = async (path: string) => (await readFile(join(path, 'a'), 'utf8')) === 'current';
+      await writeDirAtomic(dest, write('stale'), isCurrent);
+      await writeDirAtomic(dest, write('current'), isCurrent);
+      const inode = (await stat(dest)).ino;
+      await writeDirAtomic(dest, write('current'), isCurrent);
+      expect([await readdir(dir), await readFile(join(dest, 'a'), 'utf8'), (await stat(dest)).ino]).toEqual([
+        ['model'],
+        'current',
+        inode,
       ]);
     } finally {
       await rm(dir, { recursive: true, force: true });

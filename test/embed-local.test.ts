@@ -1,7 +1,8 @@
 // The local provider end to end through the real transformers.js path, with the generated tiny SigLIP-shaped
 // model: loading from a folder with remote loading off, the views, hide-product, skips, resume, dtypes, shards.
 import { execFileSync } from 'node:child_process';
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -163,10 +164,24 @@ describe('ctl embed, local provider (tiny model)', () => {
     expect(out.norm_err).toBeLessThan(1e-5);
   });
 
+  test('a generated model made by several at once: each gets the folder that stays, none is swapped away', async () => {
+    const modelsDir = await mkdtemp(join(tmpdir(), 'ctl-generated-'));
+    try {
+      // Each call checks for the folder before any has written it, so all generate; a folder one caller was given
+      // must not be replaced by a later one (that caller may be reading it: a 'missing' file between two renames).
+      const given = await Promise.all(
+        [0, 1, 2, 3].map(async () => (await stat(await ensureGeneratedModel(modelsDir, 'tiny'))).ino),
+      );
+      const final = (await stat(join(modelsDir, 'tiny'))).ino;
+      expect(given).toEqual([final, final, final, final]);
+      expect((await readdir(modelsDir)).sort()).toEqual(['tiny']);
+    } finally {
+      await rm(modelsDir, { recursive: true, force: true });
+    }
+  });
+
   test('--shard I/N: the shards split the rows and write side by side', async () => {
     const { workdir, dataset } = await makeFixture(4);
-    // The generated model first: two processes generating it at once may swap the folder under each other.
-    await ensureGeneratedModel(workdirPaths(workdir).modelsDir, 'tiny');
     const [a, b] = await Promise.all(
       [0, 1].map((index) => runEmbed(embedOptions(workdir, { kind: 'products', shard: { index, count: 2 } }))),
     );

@@ -112,7 +112,8 @@ async function isCurrent(dir: string, preset: string): Promise<boolean> {
 
 /**
  * The folder of a generated model under `modelsDir`, written on first use. The folder is built beside its final
- * place and renamed into it, so a killed run never leaves half a model behind.
+ * place and renamed into it, so a killed run never leaves half a model behind; when several processes generate it at
+ * once, the first folder in place stays (the others' are identical) and none is swapped under a reader.
  */
 export async function ensureGeneratedModel(modelsDir: string, preset: string): Promise<string> {
   const spec = GENERATED_PRESETS[preset];
@@ -121,16 +122,15 @@ export async function ensureGeneratedModel(modelsDir: string, preset: string): P
   await restoreAside(dir);
   if (await isCurrent(dir, preset)) return dir;
 
-  try {
-    await writeDirAtomic(dir, async (staging) => {
+  await writeDirAtomic(
+    dir,
+    async (staging) => {
       for (const dtype of DTYPES)
         await writeFileAtomic(join(staging, visionModelFile(dtype)), buildVisionTower(spec, { format: dtype }));
       await writeJsonAtomic(join(staging, 'preprocessor_config.json'), siglipPreprocessor(spec));
       await writeJsonAtomic(join(staging, 'config.json'), siglipConfig(preset, spec));
-    });
-  } catch (err) {
-    // Another process generated it at the same moment: theirs is identical.
-    if (!(await isCurrent(dir, preset))) throw err;
-  }
+    },
+    (existing) => isCurrent(existing, preset),
+  );
   return dir;
 }

@@ -162,18 +162,41 @@ export async function replaceDir(tmp: string, path: string): Promise<void> {
 }
 
 /**
- * Write the folder `path` whole: `fill` writes its files into a fresh temp folder beside it, which then replaces
- * `path` (replaceDir). A failure or a kill leaves the previous folder (or none), never half of the new one; the
- * temp folder goes on a failure, and on the next write beside it after a kill.
+ * Put the finished folder `tmp` at `path` unless the folder already there is one `keep` accepts: then that one stays
+ * and `tmp` goes. (Another process made the same folder at the same moment and may be reading it; swapping it would
+ * leave that reader a moment with no folder.)
  */
-export async function writeDirAtomic<T>(path: string, fill: (tmp: string) => Promise<T>): Promise<T> {
+async function placeDirUnlessKept(tmp: string, path: string, keep: (path: string) => Promise<boolean>): Promise<void> {
+  try {
+    await rename(tmp, path); // only when nothing (or an empty folder) is at `path`
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+  }
+  if (await keep(path)) await rm(tmp, { recursive: true, force: true });
+  else await replaceDir(tmp, path);
+}
+
+/**
+ * Write the folder `path` whole: `fill` writes its files into a fresh temp folder beside it, which then replaces
+ * `path` (replaceDir), or, with `keep`, only a folder `keep` does not accept. A failure or a kill leaves the previous
+ * folder (or none), never half of the new one; the temp folder goes on a failure, and on the next write beside it
+ * after a kill.
+ */
+export async function writeDirAtomic<T>(
+  path: string,
+  fill: (tmp: string) => Promise<T>,
+  keep?: (path: string) => Promise<boolean>,
+): Promise<T> {
   await mkdir(dirname(path), { recursive: true });
   await cleanTempFiles(dirname(path));
   const tmp = tempPathFor(path);
   await mkdir(tmp);
   try {
     const result = await fill(tmp);
-    await replaceDir(tmp, path);
+    if (keep) await placeDirUnlessKept(tmp, path, keep);
+    else await replaceDir(tmp, path);
     return result;
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
