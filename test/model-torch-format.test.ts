@@ -2,6 +2,7 @@
 // reader's refusals on hand-made hostile pickles.
 import { describe, expect, it } from 'vitest';
 import { unpickle } from '../src/model/torch/pickle.js';
+import { InputError } from '../src/util/errors.js';
 import { pickle, PyGlobal, PyOrderedDict, PyReduce, PyTuple } from '../src/model/torch/pickle-write.js';
 import { decodeTorchCheckpoint, decodeTorchSave } from '../src/model/torch/read-checkpoint.js';
 import { encodeTorchCheckpoint, encodeTorchSave } from '../src/model/torch/write-checkpoint.js';
@@ -61,6 +62,17 @@ describe('pickle writer and reader', () => {
     expect(() => unpickle(new TextEncoder().encode('{"json": 1}'), noGlobals)).toThrow(
       /unknown opcode 0x7b|not a pickle/,
     );
+  });
+
+  it('a pickle cut off at any byte is an InputError, whatever opcode the cut lands in', () => {
+    const bytes = pickle(
+      new Map<unknown, unknown>([
+        ['ints', [7, 300, 70_000, 2 ** 40]],
+        ['text', 'x'.repeat(300)],
+      ]),
+    );
+    for (let end = 1; end < bytes.length; end++)
+      expect(() => unpickle(bytes.subarray(0, end), noGlobals), `cut at ${end}`).toThrow(InputError);
   });
 });
 

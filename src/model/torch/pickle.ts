@@ -64,31 +64,24 @@ class Unpickler {
     throw new InputError(`${this.options.source}: ${message}`);
   }
 
+  /** The next `n` bytes; a pickle that ends before them is truncated. */
   private take(n: number): Uint8Array {
     if (this.pos + n > this.bytes.length) this.fail(`truncated pickle (wanted ${n} bytes at byte ${this.pos})`);
     const out = this.bytes.subarray(this.pos, this.pos + n);
     this.pos += n;
     return out;
   }
-
   private u8(): number {
     return this.take(1)[0];
   }
   private u16(): number {
-    const v = this.view.getUint16(this.pos, true);
-    this.take(2);
-    return v;
+    return this.view.getUint16(this.advance(2), true);
   }
   private u32(): number {
-    if (this.pos + 4 > this.bytes.length) this.take(4);
-    const v = this.view.getUint32(this.pos, true);
-    this.pos += 4;
-    return v;
+    return this.view.getUint32(this.advance(4), true);
   }
   private u64(): number {
-    if (this.pos + 8 > this.bytes.length) this.take(8);
-    const v = this.view.getBigUint64(this.pos, true);
-    this.pos += 8;
+    const v = this.view.getBigUint64(this.advance(8), true);
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail(`length ${v} is too large`);
     return Number(v);
   }
