@@ -236,12 +236,12 @@ export class Tape {
 
   // ---- normalisations
 
-  /** LayerNorm over the last axis (eps 1e-5) as ONNX LayerNormalization, which also returns mean and 1/std. */
-  layerNorm(x: Value, gamma: Value, beta: Value): Value {
+  /** LayerNorm over the last axis as ONNX LayerNormalization, which also returns mean and 1/std. */
+  layerNorm(x: Value, gamma: Value, beta: Value, eps: number): Value {
     const [name, mean, rstd] = this.graph.node(
       'LayerNormalization',
       [x.name, gamma.name, beta.name],
-      { axis: -1, epsilon: float(1e-5) },
+      { axis: -1, epsilon: float(eps) },
       3,
     );
     return this.record([x, gamma, beta], [{ name, shape: x.shape }], ([dy], need) => {
@@ -262,11 +262,11 @@ export class Tape {
     })[0];
   }
 
-  /** Rows scaled to unit L2 norm (divided by max(norm, 1e-12)); dx = (dy - y · Σ dy·y) / norm. */
-  l2Normalize(x: Value): Value {
+  /** Rows scaled to unit L2 norm (divided by max(norm, eps)); dx = (dy - y · Σ dy·y) / norm. */
+  l2Normalize(x: Value, eps: number): Value {
     const norm = this.op('Max', [
       this.op('Sqrt', [this.op('ReduceSumSquare', [x.name], { axes: [1], keepdims: 1 })]),
-      this.graph.float32([1e-12], []),
+      this.graph.float32([eps], []),
     ]);
     const name = this.op('Div', [x.name, norm]);
     return this.record([x], [{ name, shape: x.shape }], ([dy]) => {

@@ -9,6 +9,7 @@
 import type { OnnxGraph } from '../../onnx/graph.js';
 import { Tape, type Value } from '../../onnx/tape.js';
 import { Dropout, GELU, LayerNorm, Linear, ReLU, ResidualBlock, Sequential, type Layer } from '../../model/layers.js';
+import { LAYER_NORM_EPS, NORMALIZE_EPS } from '../../model/ops.js';
 import type { TwoTower, Tower } from '../../model/two-tower.js';
 import type { LossWeights } from '../losses.js';
 import { paramTensors } from './flat-params.js';
@@ -80,7 +81,7 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
   const masks: MaskInput[] = [];
   const layer = (l: Layer, x: Value): Value => {
     if (l instanceof Linear) return t.linear(x, param(l.weight.name), param(l.bias.name));
-    if (l instanceof LayerNorm) return t.layerNorm(x, param(l.weight.name), param(l.bias.name));
+    if (l instanceof LayerNorm) return t.layerNorm(x, param(l.weight.name), param(l.bias.name), LAYER_NORM_EPS);
     if (l === GELU) return t.gelu(x);
     if (l === ReLU) return t.relu(x);
     if (l instanceof Dropout) {
@@ -97,7 +98,12 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
       return t.mul(x, { name: scaled, shape: [rows, cols], grad: false });
     }
     if (l instanceof ResidualBlock)
-      return t.layerNorm(t.add(x, sequence(l.net, x, 0)), param(l.norm.weight.name), param(l.norm.bias.name));
+      return t.layerNorm(
+        t.add(x, sequence(l.net, x, 0)),
+        param(l.norm.weight.name),
+        param(l.norm.bias.name),
+        LAYER_NORM_EPS,
+      );
     if (l instanceof Sequential) return sequence(l, x, 0);
     throw new Error(`the ort engine cannot build a ${l.constructor.name} layer`);
   };
@@ -110,7 +116,7 @@ export function buildStepGraph(model: TwoTower, options: StepGraphOptions): Step
     const [w, b] = [param(input.weight.name), param(input.bias.name)];
     const first = extra ? t.inputLinear(x, extra, w, b) : t.linear(x, w, b);
     // Normalised here either way: the loss wants unit rows (gradients.ts does the same when the model does not).
-    return t.l2Normalize(sequence(layers, first, 1));
+    return t.l2Normalize(sequence(layers, first, 1), NORMALIZE_EPS);
   };
 
   let category: Value | null = null;
