@@ -8,6 +8,7 @@ import { Float16Array } from '@petamoriken/float16';
 import { OnnxGraph, float, type ElementType } from '../onnx/graph.js';
 import type { Dtype } from './dtype.js';
 import { Random } from '../util/random.js';
+import { elementCount } from '../util/matrix.js';
 
 export interface VisionSpec {
   imageSize: number;
@@ -63,7 +64,7 @@ class TowerBuilder {
 
   /** Uniform weights with standard deviation `std`. */
   private uniform(dims: number[], std: number): Float32Array {
-    const size = dims.reduce((a, b) => a * b, 1);
+    const size = elementCount(dims);
     const w = new Float32Array(size);
     const half = std * Math.sqrt(3);
     for (let i = 0; i < size; i++) w[i] = (this.rng.uniform() * 2 - 1) * half;

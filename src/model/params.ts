@@ -4,6 +4,7 @@
 // PyTorch stores them [out, in], so they are transposed when checkpoints are written or read.
 import * as tf from '@tensorflow/tfjs';
 import { keyedRandom } from '../util/random.js';
+import { elementCount } from '../util/matrix.js';
 
 export type Init =
   { kind: 'uniform'; bound: number } | { kind: 'normal'; std: number } | { kind: 'constant'; value: number };
@@ -30,7 +31,7 @@ export class ParamLayout {
   constructor(specs: ParamSpec[]) {
     let offset = 0;
     this.entries = specs.map((spec) => {
-      const size = spec.shape.reduce((a, b) => a * b, 1);
+      const size = elementCount(spec.shape);
       const entry = { ...spec, offset, size };
       offset += size;
       return entry;

@@ -2,6 +2,7 @@
 // header {"__metadata__": {string: string}, name: {dtype, shape, data_offsets: [begin, end]}}, then the raw
 // little-endian tensor bytes, back to back. The header is padded with spaces to a multiple of 8 bytes.
 import { InputError } from '../util/errors.js';
+import { elementCount } from '../util/matrix.js';
 
 export type SafeDtype = 'F32' | 'I32';
 
@@ -21,7 +22,7 @@ export function encodeSafetensors(file: SafeFile): Uint8Array[] {
   const header: Record<string, unknown> = { __metadata__: file.metadata };
   let offset = 0;
   for (const [name, t] of Object.entries(file.tensors)) {
-    const count = t.shape.reduce((a, b) => a * b, 1);
+    const count = elementCount(t.shape);
     if (count !== t.data.length)
       throw new Error(`safetensors: ${name} has shape [${t.shape}] but ${t.data.length} values`);
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
@@ -64,7 +65,7 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): SafeFile {
     if (entry.dtype !== 'F32' && entry.dtype !== 'I32')
       fail(`${name}: dtype ${entry.dtype} is not supported (F32, I32)`);
     if (dataStart + end > bytes.length || begin > end) fail(`${name}: data offsets outside the file`);
-    const count = entry.shape.reduce((a, b) => a * b, 1);
+    const count = elementCount(entry.shape);
     if (end - begin !== count * 4) fail(`${name}: ${end - begin} bytes for shape [${entry.shape}]`);
     // Copy: the data may not be 4-byte aligned in the file buffer.
     const raw = bytes.slice(dataStart + begin, dataStart + end);

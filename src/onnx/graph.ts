@@ -9,6 +9,7 @@
 //   g.output(values, 'float32', ['n', 10]); g.output(indices, 'int64', ['n', 10]);
 //   writeFile('scores.onnx', g.encode());
 import { ProtoWriter } from './protobuf.js';
+import { elementCount } from '../util/matrix.js';
 
 export type ElementType = 'float32' | 'float16' | 'int64' | 'int32' | 'int8' | 'uint8';
 
@@ -80,7 +81,7 @@ export class OnnxGraph {
 
   /** A constant tensor stored in the file (a weight); returns its name. */
   initializer(data: TensorData, dims: number[], { name, type }: { name?: string; type?: ElementType } = {}): string {
-    const size = dims.reduce((a, b) => a * b, 1);
+    const size = elementCount(dims);
     if (size !== data.length)
       throw new Error(`onnx graph ${this.name}: initializer of ${data.length} values for dims [${dims}]`);
     const tensorName = name ? this.claim(name) : this.fresh('const');

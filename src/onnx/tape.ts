@@ -8,6 +8,7 @@
 //   const loss = t.mean(t.matMul(x, w));
 //   const [dw] = t.backward(loss, [w]);   // the name of d loss / d w, [8, 4]
 import { float, OnnxGraph } from './graph.js';
+import { elementCount } from '../util/matrix.js';
 
 /** A float32 value of the graph: its name, static shape, and whether a gradient flows to it. */
 export interface Value {
@@ -25,8 +26,6 @@ interface Record_ {
   outputs: Value[];
   vjp: Vjp;
 }
-
-const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** The numpy broadcast of two shapes. */
 function broadcast(a: number[], b: number[]): number[] {
@@ -98,7 +97,7 @@ export class Tape {
   }
 
   private zeros(shape: number[]): string {
-    return this.graph.initializer(new Float32Array(size(shape)), shape);
+    return this.graph.initializer(new Float32Array(elementCount(shape)), shape);
   }
 
   // ---- elementwise, broadcasting
@@ -328,7 +327,7 @@ export class Tape {
 
   /** Mean of all entries, a scalar. */
   mean(x: Value): Value {
-    return this.scale(this.sum(x), 1 / size(x.shape));
+    return this.scale(this.sum(x), 1 / elementCount(x.shape));
   }
 
   // ---- the backward pass

@@ -1,5 +1,8 @@
 // Row-major float32 matrices (`rows × dim` values in one Float32Array): the helpers several stages share.
 
+/** How many values a tensor of this shape holds (1 for a scalar's []). */
+export const elementCount = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
 /** Scale every row to unit L2 norm, in place (a zero row stays zero); returns the matrix. */
 export function l2NormalizeRows(matrix: Float32Array, dim: number): Float32Array {
   for (let row = 0; row < matrix.length; row += dim) {

@@ -1,5 +1,6 @@
 // NumPy .npy (format 1.0) for float32 C-order matrices: what `numpy.load` reads without any extra package.
 import { InputError } from '../../util/errors.js';
+import { elementCount } from '../../util/matrix.js';
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
@@ -27,7 +28,7 @@ function npyHeader(shape: number[]): Uint8Array {
 
 /** A whole .npy file for `data` of `shape`. */
 export function encodeNpy(data: Float32Array, shape: number[]): Uint8Array {
-  const expected = shape.reduce((a, b) => a * b, 1);
+  const expected = elementCount(shape);
   if (data.length !== expected) throw new Error(`npy: ${data.length} values do not fill shape [${shape}]`);
   const header = npyHeader(shape);
   const out = new Uint8Array(header.length + data.byteLength);
@@ -59,7 +60,7 @@ export function parseNpyHeader(bytes: Uint8Array, name = 'npy'): NpyHeader {
 /** Decode a whole float32 .npy file (copies into an aligned Float32Array). */
 export function decodeNpy(bytes: Uint8Array, name = 'npy'): { data: Float32Array; shape: number[] } {
   const { shape, dataOffset } = parseNpyHeader(bytes, name);
-  const count = shape.reduce((a, b) => a * b, 1);
+  const count = elementCount(shape);
   if (bytes.length - dataOffset < count * 4) throw new InputError(`${name}: data: expected ${count} float32 values`);
   const data = new Float32Array(count);
   new Uint8Array(data.buffer).set(bytes.subarray(dataOffset, dataOffset + count * 4));

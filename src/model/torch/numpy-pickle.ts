@@ -2,6 +2,7 @@
 // checkpoint), read without running anything: the registry below lets through only the globals numpy's own
 // __reduce__ names, and rebuilds the values in TypeScript.
 import { PickleGlobalRef, pythonTypeOf, type PickleGlobal, type PickleStateful } from './pickle.js';
+import { elementCount } from '../../util/matrix.js';
 
 /** `numpy.dtype('f4', False, True)` with its byte order set by BUILD. */
 class NumpyDtype implements PickleStateful {
@@ -44,7 +45,7 @@ export class NumpyArray implements PickleStateful {
   float32(): Float32Array | string {
     const dtype = this.dtype?.str ?? '?';
     if (dtype !== '<f4') return `dtype ${dtype}, expected float32 ('<f4'; save with .astype(np.float32))`;
-    const count = this.shape.reduce((a, b) => a * b, 1);
+    const count = elementCount(this.shape);
     if (this.bytes.length !== count * 4) return `${this.bytes.length} bytes for shape [${this.shape}]`;
     if (this.fortranOrder && this.shape.length > 1) return 'Fortran-ordered; expected C order';
     const out = new Float32Array(count);

@@ -8,6 +8,7 @@ import { pythonTypeOf, PickleGlobalRef, unpickle, type PickleGlobal } from './pi
 import { contiguousStrides, FLOAT32_STORAGE, isTorchTensor, STORAGE_TYPES, type TorchTensor } from './tensor.js';
 import { isZip, readZip } from './zip.js';
 import { numpyGlobals } from './numpy-pickle.js';
+import { elementCount } from '../../util/matrix.js';
 
 /** What a reference checkpoint holds besides the model's weights (all optional: a bare state_dict has none). */
 export interface TorchCheckpointMeta {
@@ -53,7 +54,7 @@ function rebuildTensor(args: unknown[]): TorchTensor {
     throw new InputError(`_rebuild_tensor_v2: expected a storage, found a ${pythonTypeOf(storage)}`);
   if (!isIntArray(size) || !isIntArray(stride) || size.length !== stride.length || typeof offset !== 'number')
     throw new InputError(`_rebuild_tensor_v2: bad size/stride for storage ${storage.key}`);
-  const count = size.reduce((a, b) => a * b, 1);
+  const count = elementCount(size);
   const data = new Float32Array(count);
   const dense = stride.every((s, i) => s === contiguousStrides(size)[i]);
   if (dense) {

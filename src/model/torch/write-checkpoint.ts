@@ -12,6 +12,7 @@ import {
 } from './pickle-write.js';
 import { contiguousStrides, FLOAT32_STORAGE, isTorchTensor, type TorchTensor } from './tensor.js';
 import { writeZip, type ZipEntry } from './zip.js';
+import { elementCount } from '../../util/matrix.js';
 
 /** A value to save: anything the pickle writer takes, with tensors anywhere inside lists, tuples and dicts. */
 export type TorchValue =
@@ -59,7 +60,7 @@ export function encodeTorchSave(value: TorchValue, archiveName = 'archive'): Uin
 
 /** `torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())`, its storage queued. */
 function tensorReduce(tensor: TorchTensor, storages: ZipEntry[], archiveName: string): PyReduce {
-  const count = tensor.shape.reduce((a, b) => a * b, 1);
+  const count = elementCount(tensor.shape);
   if (tensor.data.length !== count)
     throw new Error(`torch save: a tensor of shape [${tensor.shape}] has ${tensor.data.length} values`);
   const key = String(storages.length);
