@@ -43,7 +43,7 @@ Reports: <workdir>/runs/<run>/eval/<protocol>-<split>.json, <protocol>-<split>-l
 export const engineOption = () =>
   new Option(
     '--engine <name>',
-    'score engine for ranking: onnx (onnxruntime MatMul), js (plain, slow), auto = onnx if it loads',
+    'score engine for ranking: onnx (an onnxruntime Gemm), js (plain, slow), auto = onnx if it loads',
   )
     .choices(ENGINE_NAMES)
     .default('auto');

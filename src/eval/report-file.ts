@@ -13,7 +13,7 @@ const isRate = (x: unknown) => typeof x === 'number' && x >= 0 && x <= 1;
 const isRank = (x: unknown) => typeof x === 'number' && x >= 1;
 
 /** `value` (the parsed JSON of `file`) as an EvalReport; an InputError naming the first field that is not one. */
-export function checkEvalReport(value: unknown, file: string): EvalReport {
+function checkEvalReport(value: unknown, file: string): EvalReport {
   const fail = (field: string, expected: string): never => {
     throw new InputError(`${file}: ${field}: expected ${expected} (\`ctl eval\` writes the report anew)`);
   };

@@ -1,12 +1,11 @@
 // Build an ONNX model in memory and serialise it (onnx.proto, written by hand): inputs, outputs, initializers
-// (weights) and nodes, default opset 17. Enough for the generated vision towers of `ctl embed` and any small graph
-// another stage wants to run through onnxruntime (e.g. MatMul + TopK).
+// (weights) and nodes, default opset 17. It writes the generated vision towers of `ctl embed`, the exported towers,
+// the training step of the ort engines and eval's scoring product, e.g.:
 //
 //   const g = new OnnxGraph('scores');
-//   const q = g.input('queries', 'float32', ['n', 256]);
-//   const p = g.initializer(productMatrixT, [256, m]);
-//   const [values, indices] = g.node('TopK', [g.op('MatMul', [q, p]), g.int64s([10])], {}, ['values', 'indices']);
-//   g.output(values, 'float32', ['n', 10]); g.output(indices, 'int64', ['n', 10]);
+//   const q = g.input('queries', 'float32', ['rows', 256]);
+//   const p = g.input('candidates', 'float32', ['n', 256]);
+//   g.output(g.op('Gemm', [q, p], { transB: 1 }, 'scores'), 'float32', ['rows', 'n']);
 //   writeFile('scores.onnx', g.encode());
 import { ProtoWriter } from './protobuf.js';
 import { elementCount } from '../util/matrix.js';
@@ -95,7 +94,7 @@ export class OnnxGraph {
     return tensorName;
   }
 
-  /** An int64 vector constant (shapes, axes, K of TopK). */
+  /** An int64 vector constant (shapes, axes, starts and ends of a Slice). */
   int64s(values: number[]): string {
     return this.initializer(BigInt64Array.from(values.map(BigInt)), [values.length]);
   }
