@@ -232,8 +232,7 @@ async function encode(
     }
     return row;
   });
-  const uniqueScenes = new Float32Array(sources.length * inputDim);
-  sources.forEach((i, r) => uniqueScenes.set(scenes.subarray(i * inputDim, (i + 1) * inputDim), r * inputDim));
+  const uniqueScenes = gatherRows(scenes, sources, inputDim);
   const rows = model.categoryRows(dataset.categories);
   const categories = Int32Array.from(dataset.products, (p) => rows[p.category]);
   const encodedScenes = await model.encodeScenes(uniqueScenes, sources.length);

@@ -22,6 +22,7 @@ import type { SynthWorld } from './world.js';
 import { EmbeddingStore, sceneProductKey, type StoreMeta } from '../store/embeddings.js';
 import { Random } from '../../util/random.js';
 import { log } from '../../util/log.js';
+import { gatherRows } from '../../util/matrix.js';
 import { EMBEDDING_VIEWS, workdirPaths, type EmbeddingView } from '../workdir.js';
 
 const SYNTH_EMBEDDING_WEIGHTS = {
@@ -318,11 +319,9 @@ export async function writeSyntheticEmbeddings(
       const missing = ids.flatMap((id, row) => (store.has(id) ? [] : [row]));
       for (let start = 0; start < missing.length; start += SHARD_ROWS) {
         const rows = missing.slice(start, start + SHARD_ROWS);
-        const chunk = new Float32Array(rows.length * dim);
-        rows.forEach((row, k) => chunk.set(data.subarray(row * dim, (row + 1) * dim), k * dim));
         await store.append(
           rows.map((row) => ids[row]),
-          chunk,
+          gatherRows(data, rows, dim),
           'synth',
         );
         appended += rows.length;
