@@ -21,7 +21,7 @@ import type { Dataset } from '../data/dataset.js';
 import { RunError } from '../util/errors.js';
 import { gatherRows } from '../util/matrix.js';
 import type { EngineName } from './engines.js';
-import { meanAuc, summariseRanks } from './metrics.js';
+import { meanAuc, summariseRanks, type RankSummary } from './metrics.js';
 import { rankTargets, toCsr, type Csr } from './rank.js';
 
 export type Protocol = 'seed' | 'catalog' | 'category';
@@ -44,22 +44,11 @@ export interface ProtocolInput {
   missingProducts?: number[];
 }
 
-export interface CategoryMetrics {
-  queries: number;
-  recall: Record<string, number>;
-  mrr: number;
-  auc?: number;
-}
+export type CategoryMetrics = Pick<RankSummary, 'queries' | 'recall' | 'mrr'> & { auc?: number };
 
-export interface Metrics {
+/** A protocol's result: the rank summary of its target pairs ("1", "5", "10", "50" → recall 0..1), and more. */
+export interface Metrics extends RankSummary {
   protocol: Protocol;
-  /** Target pairs ranked. */
-  queries: number;
-  /** "1", "5", "10", "50" → 0..1. */
-  recall: Record<string, number>;
-  mrr: number;
-  medianRank: number;
-  meanRank: number;
   /** `category` only: mean AUC against same-category negatives. */
   auc?: number;
   /** Keyed by category name. */
@@ -71,7 +60,7 @@ export interface Metrics {
   /** `seed` only: queries whose diagonal was tied by another column (see the note at the top of this file). */
   ties?: number;
   /** `seed` only: the same metrics with ties counted behind the target; the reference's argsort lands between. */
-  tiesBehind?: { recall: Record<string, number>; mrr: number; medianRank: number; meanRank: number };
+  tiesBehind?: Omit<RankSummary, 'queries'>;
 }
 
 export interface EvaluateOptions {
@@ -157,20 +146,14 @@ async function evaluateCatalog(input: ProtocolInput, options: EvaluateOptions): 
   const queries = pairs.map((_, i) => i);
   const candidates = dataset.products.map((_, j) => j).filter((j) => !index.missing.has(j));
   const { ranks, sceneRows } = await rankAmong(input, index, queries, candidates, options);
-  const categories = Int32Array.from(
-    pairs,
-    (p) => dataset.products[index.productOf(dataset.pairs[p].product)].category,
-  );
+  const categories = pairCategories(dataset, pairs, index);
   return { ...summarise('catalog', dataset, ranks, categories), sceneRows, candidates: candidates.length };
 }
 
 async function evaluateCategory(input: ProtocolInput, options: EvaluateOptions): Promise<Metrics> {
   const { dataset, pairs } = input;
   const index = indexDataset(dataset, input.missingProducts);
-  const categories = Int32Array.from(
-    pairs,
-    (p) => dataset.products[index.productOf(dataset.pairs[p].product)].category,
-  );
+  const categories = pairCategories(dataset, pairs, index);
   const ranks = new Int32Array(pairs.length);
   const negatives = new Int32Array(pairs.length);
   let sceneRows = 0;
@@ -274,6 +257,11 @@ function indexDataset(dataset: Dataset, missingProducts: number[] = []) {
     positives.set(pair.scene, list);
   }
   return { productOf, positives, missing: new Set(missingProducts) };
+}
+
+/** The category of each pair's product, in `pairs`' order. */
+function pairCategories(dataset: Dataset, pairs: number[], index: ReturnType<typeof indexDataset>): Int32Array {
+  return Int32Array.from(pairs, (p) => dataset.products[index.productOf(dataset.pairs[p].product)].category);
 }
 
 /** Category labels: the leaf name, or the full path where two categories share a leaf name. */

@@ -1,5 +1,6 @@
 // Plain-text tables of metrics for stderr: one row per (model, protocol), the columns every report has.
 import type { EvalReport } from './evaluate.js';
+import { RECALL_KS } from './metrics.js';
 import type { Metrics } from './protocols.js';
 
 export interface TableRow {
@@ -13,16 +14,13 @@ const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '-'
 const num = (x: number | undefined, digits: number) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(digits));
 
 export function formatTable(rows: TableRow[]): string[] {
-  const header = ['', 'queries', 'R@1', 'R@5', 'R@10', 'R@50', 'MRR', 'median', 'mean', 'AUC', ''];
+  const header = ['', 'queries', ...RECALL_KS.map((k) => `R@${k}`), 'MRR', 'median', 'mean', 'AUC', ''];
   const body = rows.map((r) => {
     const m = r.metrics;
     return [
       r.label,
       m && Number.isFinite(m.queries) ? String(m.queries) : '-',
-      pct(m?.recall['1']),
-      pct(m?.recall['5']),
-      pct(m?.recall['10']),
-      pct(m?.recall['50']),
+      ...RECALL_KS.map((k) => pct(m?.recall[k])),
       num(m?.mrr, 3),
       num(m?.medianRank, 1),
       num(m?.meanRank, 1),
