@@ -14,7 +14,10 @@ import {
 } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { formatDuration, log, printJson } from '../util/log.js';
+import { DEVICES } from './device.js';
 import { DTYPES } from './dtype.js';
+import { PROVIDERS } from './encoder.js';
+import { HIDE_MODES } from './hide.js';
 import { DEFAULT_MODEL, PINNED_REVISIONS } from './model-source.js';
 import type { EmbedOptions, EmbedSummary } from './run.js';
 import { domainOption } from '../data/options.js';
@@ -85,7 +88,7 @@ export function registerEmbedCommand(program: Command): void {
       .option('--offline', 'never touch the network; name any model file not on disk (also HF_HUB_OFFLINE=1)', false)
       .addOption(
         new Option('--provider <provider>', 'run the model here, or call an embedding service')
-          .choices(['local', 'http'])
+          .choices(PROVIDERS)
           .default('local'),
       )
       .addOption(
@@ -94,7 +97,7 @@ export function registerEmbedCommand(program: Command): void {
           'auto: CUDA if its provider loads, else a hardware WebGPU adapter, else CPU (one line says which and why); ' +
             'cuda and webgpu fail with the set-up steps when they cannot run (webgpu also takes a software adapter)',
         )
-          .choices(['auto', 'cpu', 'cuda', 'webgpu'])
+          .choices(DEVICES)
           .default('auto'),
       )
       .addOption(
@@ -133,7 +136,7 @@ export function registerEmbedCommand(program: Command): void {
           '--hide <mode>',
           'hide-product: crop to the largest region clear of the box, or paint the box with the image mean',
         )
-          .choices(['crop', 'mask'])
+          .choices(HIDE_MODES)
           .default('crop'),
       )
       .option(

@@ -12,7 +12,8 @@ import {
   type WebGpuAdapter,
 } from '../util/webgpu-adapter.js';
 
-export type Device = 'auto' | 'cpu' | 'cuda' | 'webgpu';
+export const DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
+export type Device = (typeof DEVICES)[number];
 export type RunDevice = Exclude<Device, 'auto'>;
 
 /** What to do when the CUDA provider cannot load: the exact set-up, once, in one place. */

@@ -2,6 +2,10 @@
 // hide, preprocess: runs ahead of the model, concurrently), then embed a batch of those.
 import type { ImageJob, ImageProblem } from './images.js';
 
+/** Where vectors come from: the model run here (onnxruntime), or an embedding service over HTTP. */
+export const PROVIDERS = ['local', 'http'] as const;
+export type Provider = (typeof PROVIDERS)[number];
+
 /** Every prepared item says whether `--hide crop` had to mask instead (the box covered the whole scene). */
 export interface PreparedBase {
   fellBack: boolean;

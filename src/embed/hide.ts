@@ -2,7 +2,8 @@
 // the outfit instead of finding the item itself. Pure box arithmetic plus pixel painting on decoded RGB.
 import type { BBox } from '../data/types.js';
 
-export type HideMode = 'crop' | 'mask';
+export const HIDE_MODES = ['crop', 'mask'] as const;
+export type HideMode = (typeof HIDE_MODES)[number];
 
 /** A pixel rectangle: columns [left, left + width), rows [top, top + height). */
 export interface PixelRect {

@@ -2,6 +2,7 @@
 // product's box hidden (hide-product view, one row per product in the scene). Only this process's shard.
 import { sceneProductKey } from '../data/store/embeddings.js';
 import type { Dataset } from '../data/dataset.js';
+import type { ImageKind } from '../data/types.js';
 import { inShard, type Shard } from '../data/shard.js';
 import { sceneViewStore, workdirPaths, type SceneView } from '../data/workdir.js';
 import type { HideMode } from './hide.js';
@@ -9,7 +10,7 @@ import type { ImageJob } from './images.js';
 import type { ViewPlan } from './pipeline.js';
 
 export interface JobSelection {
-  kind: 'products' | 'scenes' | 'all';
+  kind: ImageKind | 'all';
   sceneView: SceneView;
   hide: HideMode;
   shard?: Shard;
