@@ -45,7 +45,7 @@ export async function loadLocalEncoder(
   hf.env.allowRemoteModels = source.kind === 'hub' && !opts.offline;
   hf.env.localModelPath = opts.modelsDir;
   // onnxruntime prints native errors itself (e.g. a failed CUDA provider load); they reach us as exceptions anyway.
-  hf.env.backends.onnx.setLogLevel?.(50);
+  hf.env.backends.onnx.setLogLevel?.(hf.LogLevel.NONE);
 
   const loadOptions = {
     revision: source.revision,
