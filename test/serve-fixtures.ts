@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { SYNTH_MODEL } from '../src/data/synth/embeddings.js';
+import { SYNTH_MODEL } from '../src/data/workdir.js';
 import { synthesise } from '../src/data/synth/world.js';
 import { runEmbed } from '../src/embed/run.js';
 import { evaluateRun, type EvalReport } from '../src/eval/evaluate.js';

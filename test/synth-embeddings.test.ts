@@ -4,17 +4,12 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  computeEmbeddings,
-  writeSyntheticEmbeddings,
-  SYNTH_MODEL,
-  type SynthEmbeddings,
-} from '../src/data/synth/embeddings.js';
+import { computeEmbeddings, writeSyntheticEmbeddings, type SynthEmbeddings } from '../src/data/synth/embeddings.js';
 import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
 import { loadPairInputs } from '../src/data/store/pair-inputs.js';
 import { synthesise } from '../src/data/synth/world.js';
 import { Random } from '../src/util/random.js';
-import { workdirPaths } from '../src/data/workdir.js';
+import { SYNTH_MODEL, workdirPaths } from '../src/data/workdir.js';
 import { removeTempWorkdirs, tempWorkdir, world } from './synth-fixtures.js';
 
 afterAll(removeTempWorkdirs);

@@ -7,12 +7,10 @@ import {
   categoriesFileText,
   generateWorld,
   pairsFileText,
-  synthMarkerPath,
   writeSyntheticDataset,
   type SynthWorld,
 } from '../src/data/synth/world.js';
 import { taxonomyOf } from '../src/data/synth/taxonomy.js';
-import { manifestPath } from '../src/data/stl/fetch.js';
 import { loadDataset } from '../src/data/stl/dataset-io.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { removeTempWorkdirs, tempWorkdir, world } from './synth-fixtures.js';
@@ -169,7 +167,7 @@ describe('writeSyntheticDataset', () => {
     expect(dataset.products).toHaveLength(r.world.products.length);
     expect(dataset.categories).toHaveLength(10);
     expect(dataset.skipped).toEqual({});
-    expect(JSON.parse(await readFile(synthMarkerPath(workdir, 'fashion'), 'utf8'))).toMatchObject(options);
+    expect(JSON.parse(await readFile(workdirPaths(workdir).synthMarker('fashion'), 'utf8'))).toMatchObject(options);
     // Same options again: the same bytes.
     const before = await readFile(paths.rawPairs('fashion'));
     await writeSyntheticDataset(workdir, options);
@@ -179,11 +177,11 @@ describe('writeSyntheticDataset', () => {
   it('refuses to overwrite fetched STL files unless forced', async () => {
     const workdir = await tempWorkdir();
     await mkdir(workdirPaths(workdir).root + '/stl', { recursive: true });
-    await writeFile(manifestPath(workdir, 'fashion'), '{}');
+    await writeFile(workdirPaths(workdir).fetchManifest('fashion'), '{}');
     const options = { scenes: 20, products: 30, seed: 1, domain: 'fashion' as const };
     await expect(writeSyntheticDataset(workdir, options)).rejects.toThrow(/fetched by `ctl data fetch`.*--force/);
     await writeSyntheticDataset(workdir, options, true);
-    await expect(readFile(manifestPath(workdir, 'fashion'))).rejects.toThrow();
+    await expect(readFile(workdirPaths(workdir).fetchManifest('fashion'))).rejects.toThrow();
     expect((await loadDataset(workdir)).source).toBe('synthetic');
   });
 });

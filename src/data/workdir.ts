@@ -15,10 +15,13 @@ export function modelSlug(modelId: string): string {
     modelId.split(/[\\/]/).some((part) => part === '' || part === '.' || part === '..')
   )
     throw new InputError(
-      `model name ${JSON.stringify(modelId)}: expected a name such as 'synthetic' or owner/name, not a path`,
+      `model name ${JSON.stringify(modelId)}: expected a name such as '${SYNTH_MODEL}' or owner/name, not a path`,
     );
   return modelId.replace(/[\\/]+/g, '--').replace(/[^A-Za-z0-9._-]/g, '_');
 }
+
+/** The model id of the embedding stores `ctl data synth --dim` writes. */
+export const SYNTH_MODEL = 'synthetic';
 
 /** Which embedding matrix: product images, whole scenes, or scenes with one product's box hidden. */
 export const EMBEDDING_VIEWS = ['products', 'scenes-full', 'scenes-hide-product'] as const;
@@ -37,6 +40,10 @@ export function workdirPaths(workdir: string) {
     root: workdir,
     rawPairs: (domain: Domain) => join(workdir, 'stl', `${domain}.json`),
     rawCategories: (domain: Domain) => join(workdir, 'stl', `${domain}-cat.json`),
+    /** What `ctl data fetch` downloaded (sizes and digests), beside the raw files. */
+    fetchManifest: (domain: Domain) => join(workdir, 'stl', `${domain}.fetch.json`),
+    /** What `ctl data synth` generated the raw files with, beside them. */
+    synthMarker: (domain: Domain) => join(workdir, 'stl', `${domain}.synth.json`),
     dataset: (domain: Domain) => join(workdir, 'dataset', `${domain}.json`),
     imagesDir: join(workdir, 'images'),
     images: (kind: ImageKind) => join(workdir, 'images', kind),

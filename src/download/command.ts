@@ -12,7 +12,8 @@ import {
   withCommon,
 } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
-import { DEFAULT_BASE_URL, selectTargets } from './targets.js';
+import { DEFAULT_BASE_URL } from '../data/image-host.js';
+import { selectTargets } from './targets.js';
 import type { ValidationMode } from './validate.js';
 import { domainOption } from '../data/options.js';
 import { MAX_BACKOFF_MS, MAX_RETRY_AFTER_MS } from '../util/retry.js';

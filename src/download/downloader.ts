@@ -18,7 +18,8 @@ import { ManifestWriter, readManifest, type ImageStatus, type ManifestRecord } f
 import { reconcile, type Plan } from './reconcile.js';
 import { ImageSaver } from './save-image.js';
 import { retryDelay, sleep, type BackoffPolicy } from '../util/retry.js';
-import { imageUrl, type ImageTarget } from './targets.js';
+import { imageUrl } from '../data/image-host.js';
+import type { ImageTarget } from './targets.js';
 import type { ValidationMode } from './validate.js';
 import { forEachBounded } from '../util/bounded.js';
 

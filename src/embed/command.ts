@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { IMAGE_KINDS } from '../data/types.js';
 import { SCENE_VIEWS } from '../data/workdir.js';
-import { DEFAULT_BASE_URL } from '../download/targets.js';
+import { DEFAULT_BASE_URL } from '../data/image-host.js';
 import {
   action,
   gracefulStop,

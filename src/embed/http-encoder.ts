@@ -6,7 +6,7 @@
 // or timed out midway too), 429 and 5xx are retried after the server's Retry-After, else with exponential backoff
 // and jitter; every vector must have the same dimension.
 import pLimit from 'p-limit';
-import { imageUrl } from '../download/targets.js';
+import { imageUrl } from '../data/image-host.js';
 import { InputError, RunError } from '../util/errors.js';
 import { l2NormalizeRows } from '../util/matrix.js';
 import type { Encoder, PreparedBase } from './encoder.js';

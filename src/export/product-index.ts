@@ -6,7 +6,7 @@
 import type { Dataset } from '../data/dataset.js';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import { workdirPaths } from '../data/workdir.js';
-import { DEFAULT_BASE_URL, imageUrl } from '../download/targets.js';
+import { DEFAULT_BASE_URL, imageUrl } from '../data/image-host.js';
 import type { TrainedModel } from '../model/load.js';
 import { InputError } from '../util/errors.js';
 import { gatherRows } from '../util/matrix.js';

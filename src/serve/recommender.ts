@@ -9,7 +9,7 @@ import { loadDataset } from '../data/stl/dataset-io.js';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import { IMAGE_KINDS, type BBox, type ImageKind, type Scene } from '../data/types.js';
 import { workdirPaths } from '../data/workdir.js';
-import { IMAGE_HOST, imageUrl } from '../download/targets.js';
+import { IMAGE_HOST, imageUrl } from '../data/image-host.js';
 import { createScoreEngine, type ScoreEngine } from '../eval/engines.js';
 import { rankTargets, toCsr } from '../eval/rank.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';

@@ -11,7 +11,7 @@ import { IMAGE_KINDS, type ImageKind } from '../data/types.js';
 import { RUN_NAME, workdirPaths } from '../data/workdir.js';
 import { log } from '../util/log.js';
 import { QueueFullError, type InferenceQueue } from './queue.js';
-import { IMAGE_HOST } from '../download/targets.js';
+import { IMAGE_HOST } from '../data/image-host.js';
 import { RequestError, type Recommender } from './recommender.js';
 import { listRuns, readRun } from './runs.js';
 import type { UploadSupport } from './upload.js';

@@ -38,12 +38,6 @@ export interface FetchResult {
   datasetPath: string;
 }
 
-export function manifestPath(workdir: string, domain: Domain): string {
-  return `${workdirPaths(workdir)
-    .rawPairs(domain)
-    .replace(/\.json$/, '')}.fetch.json`;
-}
-
 export async function fetchDomain(workdir: string, options: FetchOptions): Promise<FetchResult> {
   const { domain, strict = false } = options;
   const baseUrl = (options.baseUrl ?? STL_BASE_URL).replace(/\/+$/, '');
@@ -96,7 +90,7 @@ export async function fetchDomain(workdir: string, options: FetchOptions): Promi
     };
     // The manifest last: it is what marks the fetch done, so a kill before it means fetching again.
     await saveDataset(workdir, dataset);
-    await writeJsonAtomic(manifestPath(workdir, domain), fresh);
+    await writeJsonAtomic(workdirPaths(workdir).fetchManifest(domain), fresh);
     return { status: 'fetched', dataset, report, manifest: fresh, datasetPath };
   } finally {
     await Promise.all(temps.map((t) => rm(t, { force: true })));
@@ -111,7 +105,7 @@ async function readFetchManifest(
   targets: { url: string; path: string }[],
 ): Promise<FetchManifest | undefined> {
   try {
-    const manifest = JSON.parse(await readFile(manifestPath(workdir, domain), 'utf8')) as FetchManifest;
+    const manifest = JSON.parse(await readFile(workdirPaths(workdir).fetchManifest(domain), 'utf8')) as FetchManifest;
     if (manifest.baseUrl !== baseUrl) return undefined;
     for (const target of targets) {
       const entry = manifest.files.find((f) => f.url === target.url);

@@ -2,9 +2,8 @@
 // every catalog product, read from the embedding store. Shared by training, evaluation and serving. A non-finite
 // value is bad input, stopped here with the store and the row's id named.
 import { InputError } from '../../util/errors.js';
-import { sceneViewStore, workdirPaths, type SceneView } from '../workdir.js';
+import { sceneViewStore, SYNTH_MODEL, workdirPaths, type SceneView } from '../workdir.js';
 import type { Dataset } from '../dataset.js';
-import { SYNTH_MODEL } from '../synth/embeddings.js';
 import { EmbeddingStore, sceneProductKey } from './embeddings.js';
 
 export interface PairInputs {

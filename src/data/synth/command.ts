@@ -4,7 +4,7 @@ import type { Domain } from '../types.js';
 import type { ImageFormat } from './images.js';
 import { action, parseIntOption, refuseFlags, withCommon } from '../../util/command.js';
 import { formatBytes, log, printJson } from '../../util/log.js';
-import { workdirPaths } from '../workdir.js';
+import { SYNTH_MODEL, workdirPaths } from '../workdir.js';
 import { domainOption, MAX_GENERATED } from '../options.js';
 
 interface SynthFlags {
@@ -33,7 +33,7 @@ export function registerSynthCommand(data: Command): void {
     .addOption(domainOption('taxonomy to imitate'))
     .option(
       '--dim <d>',
-      'also write precomputed embeddings of this dimension (model id "synthetic"); default: none',
+      `also write precomputed embeddings of this dimension (model id "${SYNTH_MODEL}"); default: none`,
       parseIntOption('--dim', 2, 4096),
     )
     .option('--images', 'also paint product and scene images into workdir/images/', false)
@@ -84,7 +84,7 @@ export function registerSynthCommand(data: Command): void {
             categories: d.categories.length,
             styles: r.world.styles,
           },
-          embeddings: r.embeddings && { model: 'synthetic', dim: o.dim, views: r.embeddings },
+          embeddings: r.embeddings && { model: SYNTH_MODEL, dim: o.dim, views: r.embeddings },
           images: r.images && { format: o.format, ...r.images },
           seconds: r.seconds,
         });

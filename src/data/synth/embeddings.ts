@@ -23,7 +23,7 @@ import { EmbeddingStore, sceneProductKey, type StoreMeta } from '../store/embedd
 import { Random } from '../../util/random.js';
 import { log } from '../../util/log.js';
 import { gatherRows } from '../../util/matrix.js';
-import { EMBEDDING_VIEWS, workdirPaths, type EmbeddingView } from '../workdir.js';
+import { EMBEDDING_VIEWS, SYNTH_MODEL, workdirPaths, type EmbeddingView } from '../workdir.js';
 
 const SYNTH_EMBEDDING_WEIGHTS = {
   /** Latent dimension (at most the output dim). */
@@ -272,9 +272,6 @@ function matVec(m: Float32Array, v: Float32Array, out: Float32Array, L: number):
     out[r] = s;
   }
 }
-
-/** The model id of synthetic embeddings in the store. */
-export const SYNTH_MODEL = 'synthetic';
 
 const SHARD_ROWS = 16_384;
 

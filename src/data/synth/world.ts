@@ -10,7 +10,6 @@ import type { Domain, BBox } from '../types.js';
 import type { Dataset } from '../dataset.js';
 import { ITEMS_PER_SCENE_WEIGHTS, taxonomyOf, type TaxonomyEntry } from './taxonomy.js';
 import { normaliseWorkdir } from '../stl/dataset-io.js';
-import { manifestPath } from '../stl/fetch.js';
 import { removeStaleSyntheticStores, writeSyntheticEmbeddings, type StoreReport } from './embeddings.js';
 import { writeSyntheticImages, type ImageFormat, type ImageReport } from './images.js';
 import { Random } from '../../util/random.js';
@@ -350,13 +349,6 @@ export function categoriesFileText(world: SynthWorld): string {
   return JSON.stringify(Object.fromEntries(entries)) + '\n';
 }
 
-/** Where `ctl data synth` records what it wrote, beside the raw files. */
-export function synthMarkerPath(workdir: string, domain: Domain): string {
-  return workdirPaths(workdir)
-    .rawPairs(domain)
-    .replace(/\.json$/, '.synth.json');
-}
-
 export interface SynthResult {
   world: SynthWorld;
   dataset: Dataset;
@@ -375,7 +367,7 @@ export async function writeSyntheticDataset(
 ): Promise<SynthResult> {
   const paths = workdirPaths(workdir);
   const { domain } = options;
-  const fetched = await readFile(manifestPath(workdir, domain), 'utf8').then(
+  const fetched = await readFile(workdirPaths(workdir).fetchManifest(domain), 'utf8').then(
     () => true,
     () => false,
   );
@@ -386,8 +378,8 @@ export async function writeSyntheticDataset(
   const world = generateWorld(options);
   await writeFileAtomic(paths.rawPairs(domain), pairsFileText(world));
   await writeFileAtomic(paths.rawCategories(domain), categoriesFileText(world));
-  if (fetched) await rm(manifestPath(workdir, domain), { force: true });
-  await writeJsonAtomic(synthMarkerPath(workdir, domain), { generator: SYNTH_VERSION, ...options });
+  if (fetched) await rm(workdirPaths(workdir).fetchManifest(domain), { force: true });
+  await writeJsonAtomic(workdirPaths(workdir).synthMarker(domain), { generator: SYNTH_VERSION, ...options });
   const { dataset, path } = await normaliseWorkdir(workdir, domain, { strict: true, source: 'synthetic' });
   if (world.products.length < options.products)
     log(
