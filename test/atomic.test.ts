@@ -4,7 +4,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   cleanTempFiles,
@@ -227,6 +228,31 @@ describe('writeDirAtomic', () => {
         'current',
         inode,
       ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('writeFileAtomic on a full disk', () => {
+  it('a write the disk cuts short fails, leaving the old file and no temp file, never part of the new one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
+    try {
+      const dest = join(dir, 'state.json');
+      await writeFile(dest, 'old');
+      const atomic = pathToFileURL(resolve('dist/util/atomic.js')).href;
+      const script =
+        `import { writeFileAtomic } from ${JSON.stringify(atomic)};` +
+        `await writeFileAtomic(process.argv[1], new Uint8Array(64 * 1024)).then(() => console.log('written'), (e) => console.log(e.code));`;
+      // A file-size limit (ulimit -f, 1 KiB blocks) cuts a write short as a full disk does: the kernel takes only
+      // part of the buffer and says how much; the next write fails (EFBIG here, ENOSPC on a full disk).
+      const child = spawnSync(
+        'bash',
+        ['-c', 'ulimit -f 16 && exec "$0" --input-type=module -e "$1" "$2"', process.execPath, script, dest],
+        { encoding: 'utf8' },
+      );
+      expect([child.stdout.trim(), child.stderr]).toEqual(['EFBIG', '']);
+      expect([await readdir(dir), await readFile(dest, 'utf8')]).toEqual([['state.json'], 'old']);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -45,11 +45,9 @@ export async function writeTemp(path: string, data: string | Uint8Array | Uint8A
   const tmp = tempPathFor(path);
   const handle = await open(tmp, 'w');
   try {
-    for (const chunk of Array.isArray(data) ? data : [data]) {
-      // Two calls alike: FileHandle.write's overloads take a string or a buffer, not the union of both.
-      if (typeof chunk === 'string') await handle.write(chunk);
-      else await handle.write(chunk);
-    }
+    // writeFile, not write: one write may take only part of a buffer (a nearly full disk), writeFile goes on until
+    // all of it is out or the disk refuses (ENOSPC).
+    for (const chunk of Array.isArray(data) ? data : [data]) await handle.writeFile(chunk);
     await handle.sync();
   } catch (err) {
     await handle.close();
