@@ -56,6 +56,16 @@ for name, opt in [('radam', torch.optim.RAdam(models['v1'].parameters())),
     opt.step()
     torch.save({'model_state_dict': models['v1'].state_dict(), 'optimizer_state_dict': opt.state_dict()},
                f'{out}/v1-{name}.pt')
+# Adam over param groups of its own: a state entry's index says which parameter only for one group over all of them.
+v1 = models['v1']
+decay = [p for p in v1.parameters() if p.dim() > 1]
+for name, opt in [('groups', torch.optim.AdamW([{'params': decay},
+                                               {'params': [p for p in v1.parameters() if p.dim() <= 1], 'weight_decay': 0}])),
+                  ('frozen', torch.optim.Adam([p for p in v1.parameters() if p is not v1.temperature])),
+                  ('reordered', torch.optim.Adam(list(reversed(list(v1.parameters())))))]:
+    sum((p * torch.randn_like(p)).sum() for p in v1.parameters()).backward()
+    opt.step()
+    torch.save({'model_state_dict': v1.state_dict(), 'optimizer_state_dict': opt.state_dict()}, f'{out}/v1-{name}.pt')
 # Bad files: a misshapen tensor, a missing one, a category map without one of the dataset's leaves, another dim.
 sd = models['v2'].state_dict()
 torch.save({**sd, 'product_encoder.0.weight': torch.zeros(20, 24)}, f'{out}/bad-shape.pt')
@@ -256,6 +266,11 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
       ['sgd', 'not Adam or AdamW (its param group has no amsgrad)'],
       ['radam', 'not Adam or AdamW (its param group has no amsgrad)'],
       ['amsgrad', 'it is AMSGrad (a third moment ctl does not keep)'],
+      ['groups', 'it has 2 param groups: which parameter each state entry is, the file does not say'],
+      [
+        'frozen',
+        'its param group holds 8 of the 9 parameters: which parameter each state entry is, the file does not say',
+      ],
     ]) {
       const imported = ctl('import', '--checkpoint', join(dir, `v1-${name}.pt`), '--run', `v1-${name}`, '--json');
       expect(imported.status, imported.stderr).toBe(0);

@@ -1,15 +1,15 @@
 // Adam's moments from a reference checkpoint's `optimizer_state_dict` (torch.optim.Adam or AdamW), the inverse of
-// export's torchOptimizerState: state entry i belongs to the i-th parameter of `model.parameters()`, which is the
-// i-th key of the reference's state_dict (it has no buffers). ctl's Adam keeps one step count for every parameter,
-// so only a state it can hold exactly is taken: every parameter's moments, at one step count. Anything else (another
-// optimizer, a parameter that skipped steps or never had a gradient) is passed over with the reason: the weights
-// import all the same, and training starts Adam afresh.
+// export's torchOptimizerState: with one param group over `model.parameters()`, state entry i belongs to the i-th
+// parameter, which is the i-th key of the reference's state_dict (it has no buffers). ctl's Adam keeps one step
+// count for every parameter, so only a state it can hold exactly is taken: every parameter's moments, at one step
+// count. Anything else (another optimizer, param groups of its own, a parameter that skipped steps or never had a
+// gradient) is passed over with the reason: the weights import all the same, and training starts Adam afresh.
 import type { OptimizerMoments } from '../model/checkpoint.js';
 import type { ParamLayout } from '../model/params.js';
-import { fromStateDict } from '../model/state-dict.js';
+import { fromStateDict, torchShape } from '../model/state-dict.js';
 import { isTorchTensor, type TorchTensor } from '../model/torch/tensor.js';
 
-/** The file's Adam hyper-parameters (its first param group), to compare with the config the run trains with. */
+/** The file's Adam hyper-parameters (its one param group), to compare with the config the run trains with. */
 export interface TorchAdamGroup {
   lr: number;
   betas: [number, number];
@@ -24,8 +24,7 @@ export type OptimizerImport = { moments: OptimizerMoments; group: TorchAdamGroup
 
 /**
  * The moments and step count of `value` (the unpickled optimizer_state_dict) on `layout`, or why they are passed
- * over. `keys`: the file's state_dict keys, in order (the same names as `layout`'s, checked before). Moments of
- * another shape than their parameter's are an InputError naming the file.
+ * over. `keys`: the file's state_dict keys, in order (the same names as `layout`'s, checked before).
  */
 export function readOptimizerState(value: unknown, keys: string[], layout: ParamLayout, file: string): OptimizerImport {
   const state = value instanceof Map ? value.get('state') : undefined;
@@ -33,6 +32,14 @@ export function readOptimizerState(value: unknown, keys: string[], layout: Param
   if (!(state instanceof Map) || !Array.isArray(groups) || !(groups[0] instanceof Map))
     return { passedOver: "not an optimizer's state_dict (no 'state' and 'param_groups')" };
   if (state.size === 0) return { passedOver: 'the optimizer never stepped' };
+  // State entries are numbered through the param groups in order; only one group over every parameter, in
+  // model.parameters() order (the usual `Adam(model.parameters())`), numbers them as the state_dict's keys.
+  const unknowable = 'which parameter each state entry is, the file does not say';
+  if (groups.length > 1) return { passedOver: `it has ${groups.length} param groups: ${unknowable}` };
+  const params = (groups[0] as Map<string, unknown>).get('params');
+  const numbered = Array.isArray(params) ? params.length : 0;
+  if (!Array.isArray(params) || params.some((index, i) => index !== i) || numbered !== keys.length)
+    return { passedOver: `its param group holds ${numbered} of the ${keys.length} parameters: ${unknowable}` };
 
   const m: Record<string, TorchTensor> = {};
   const v: Record<string, TorchTensor> = {};
@@ -56,6 +63,12 @@ export function readOptimizerState(value: unknown, keys: string[], layout: Param
   const without = layout.entries.filter((e) => !m[e.name]).map((e) => e.name);
   if (without.length > 0)
     return { passedOver: `no Adam state for ${without.length} parameter(s) (${without.slice(0, 3).join(', ')}, ...)` };
+  // Parameters given to the optimizer in another order than the model's: the moments do not fit their names.
+  const misfit = layout.entries.find(
+    (e) => ![m[e.name], v[e.name]].every((t) => t.shape.join(',') === torchShape(e).join(',')),
+  );
+  if (misfit)
+    return { passedOver: `the moments of state entry ${keys.indexOf(misfit.name)} are not ${misfit.name}'s shape` };
   if (steps.size > 1)
     return {
       passedOver: `the parameters stepped different numbers of times (${[...steps].sort((a, b) => a - b).join(', ')})`,
