@@ -282,12 +282,27 @@ function checkStateDict(model: TwoTower, tensors: Record<string, TorchTensor>, f
     if (!t) throw new InputError(`${file}: model_state_dict: ${e.name}: missing (expected shape [${shape}])`);
     if (t.shape.join() !== shape.join())
       throw new InputError(`${file}: model_state_dict: ${e.name}: shape [${t.shape}] found, [${shape}] expected`);
+    const bad = (t.data as Float32Array).findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0)
+      throw new InputError(
+        `${file}: model_state_dict: ${e.name}: value [${unravel(bad, shape)}] is ${t.data[bad]}, expected finite numbers`,
+      );
   }
   const extra = Object.keys(tensors).filter((k) => !expected.has(k));
   if (extra.length > 0)
     throw new InputError(
       `${file}: model_state_dict: unexpected key${extra.length > 1 ? 's' : ''} ${extra.join(', ')} (not in the reference's ${model.spec.arch} model with these dims)`,
     );
+}
+
+/** The index of element `flat` of a row-major tensor of `shape`, one number per axis. */
+function unravel(flat: number, shape: number[]): number[] {
+  const index = [];
+  for (let axis = shape.length - 1; axis >= 0; axis--) {
+    index.unshift(flat % shape[axis]);
+    flat = Math.floor(flat / shape[axis]);
+  }
+  return index;
 }
 
 /** The embedding model of the one store whose vectors have `dim` values, when --model is not given. */
