@@ -1,6 +1,6 @@
 // `ctl import --embeddings` (built binary, `npm run build` first) on files NumPy writes as the reference does: a
 // pickled dict {signature: float32 vector} (protocols 2 and 5) and an .npz of the same; bad files exit 2.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +29,8 @@ with open(out + "/scenes-changed.pkl", "wb") as f: pickle.dump({k: v + 1 for k, 
 with open(out + "/bad-dim.pkl", "wb") as f: pickle.dump({k: np.zeros(dim * 2, np.float32) for k in some}, f)
 with open(out + "/bad-shape.pkl", "wb") as f: pickle.dump({**some, "odd": np.zeros(dim - 1, np.float32)}, f)
 with open(out + "/bad-f64.pkl", "wb") as f: pickle.dump({k: v.astype(np.float64) for k, v in some.items()}, f)
+with open(out + "/bad-empty.pkl", "wb") as f: pickle.dump({k: np.zeros(0, np.float32) for k in some}, f)
+np.savez(out + "/bad-none.npz")
 with open(out + "/bad-nan.pkl", "wb") as f: pickle.dump({**some, "nan": np.full(dim, np.nan, np.float32)}, f)
 import torch
 tensors = {k: torch.from_numpy(v) for k, v in some.items()}
@@ -113,6 +115,8 @@ describe.skipIf(skipWithoutTorch)('ctl import --embeddings (real NumPy files)', 
       [importArgs('bad-shape.pkl', 'scenes', 'new-model'), /odd: shape \[7\], expected \[8\]/],
       [importArgs('bad-f64.pkl', 'scenes', 'new-model'), /dtype <f8, expected float32/],
       [importArgs('bad-nan.pkl', 'scenes', 'new-model'), /nan: value 0 is NaN, expected finite numbers/],
+      [importArgs('bad-empty.pkl', 'scenes', 'new-model'), /: shape \[0\], expected \[D\] with D ≥ 1/],
+      [importArgs('bad-none.npz', 'scenes', 'new-model'), /bad-none\.npz: no embeddings in the file/],
       [importArgs('bad-torch.pkl', 'scenes', 'new-model'), /torch tensors are not read here; save .*\.numpy\(\)/],
       [importArgs('bad-torch.pt', 'scenes', 'new-model'), /a torch\.save file, not an \.npz .*\.numpy\(\)/],
       [importArgs('sigs.json', 'scenes', 'new-model'), /neither a pickle nor an \.npz/],
@@ -134,5 +138,7 @@ describe.skipIf(skipWithoutTorch)('ctl import --embeddings (real NumPy files)', 
       expect(run.code, run.stderr).toBe(2);
       expect(run.stderr).toMatch(message);
     }
+    // None of them made a store of its own.
+    expect(await readdir(join(workdir, 'embeddings'))).not.toContain('new-model');
   });
 });

@@ -70,9 +70,9 @@ class RowCollector {
 
   add(key: string, shape: number[], data: Float32Array): void {
     const vectorShape = shape.length === 2 && shape[0] === 1 ? [shape[1]] : shape;
-    if (vectorShape.length !== 1 || (this.dim >= 0 && vectorShape[0] !== this.dim))
+    if (vectorShape.length !== 1 || vectorShape[0] === 0 || (this.dim >= 0 && vectorShape[0] !== this.dim))
       throw new InputError(
-        `${this.path}: ${key}: shape [${shape}], expected [${this.dim >= 0 ? this.dim : 'D'}] (one vector per signature)`,
+        `${this.path}: ${key}: shape [${shape}], expected ${this.dim >= 0 ? `[${this.dim}]` : '[D] with D ≥ 1'} (one vector per signature)`,
       );
     this.dim = vectorShape[0];
     const bad = data.findIndex((x) => !Number.isFinite(x));

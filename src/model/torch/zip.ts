@@ -16,8 +16,10 @@ const ZIP64_END_OF_CENTRAL_DIR = 0x06064b50;
 const ZIP64_LOCATOR = 0x07064b50;
 const ZIP64_EXTRA = 0x0001;
 
+/** Does `bytes` start as a zip archive: its first entry, or the end record of an empty archive? */
 export function isZip(bytes: Uint8Array): boolean {
-  return bytes.length >= 4 && new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true) === LOCAL_HEADER;
+  const first = bytes.length >= 4 ? new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true) : 0;
+  return first === LOCAL_HEADER || first === END_OF_CENTRAL_DIR;
 }
 
 /** Every entry of a zip archive, by name. `source` names the file in messages. */
