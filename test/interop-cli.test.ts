@@ -31,6 +31,7 @@ with open(out + "/bad-shape.pkl", "wb") as f: pickle.dump({**some, "odd": np.zer
 with open(out + "/bad-f64.pkl", "wb") as f: pickle.dump({k: v.astype(np.float64) for k, v in some.items()}, f)
 with open(out + "/bad-empty.pkl", "wb") as f: pickle.dump({k: np.zeros(0, np.float32) for k in some}, f)
 np.savez(out + "/bad-none.npz")
+with open(out + "/bad-object.pkl", "wb") as f: pickle.dump({k: np.array([1, "x"], dtype=object) for k in some}, f)
 with open(out + "/bad-nan.pkl", "wb") as f: pickle.dump({**some, "nan": np.full(dim, np.nan, np.float32)}, f)
 import torch
 tensors = {k: torch.from_numpy(v) for k, v in some.items()}
@@ -117,6 +118,10 @@ describe.skipIf(skipWithoutTorch)('ctl import --embeddings (real NumPy files)', 
       [importArgs('bad-nan.pkl', 'scenes', 'new-model'), /nan: value 0 is NaN, expected finite numbers/],
       [importArgs('bad-empty.pkl', 'scenes', 'new-model'), /: shape \[0\], expected \[D\] with D ≥ 1/],
       [importArgs('bad-none.npz', 'scenes', 'new-model'), /bad-none\.npz: no embeddings in the file/],
+      [
+        importArgs('bad-object.pkl', 'scenes', 'new-model'),
+        /bad-object\.pkl: ndarray: data is a list\/tuple \(an object array\?\)/,
+      ],
       [importArgs('bad-torch.pkl', 'scenes', 'new-model'), /torch tensors are not read here; save .*\.numpy\(\)/],
       [importArgs('bad-torch.pt', 'scenes', 'new-model'), /a torch\.save file, not an \.npz .*\.numpy\(\)/],
       [importArgs('sigs.json', 'scenes', 'new-model'), /neither a pickle nor an \.npz/],

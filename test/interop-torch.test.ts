@@ -157,13 +157,43 @@ print(json.dumps({"keys": sorted(b.keys()), "weights_only_bare": c is not None})
 import sys, torch
 torch.save({"model_state_dict": {"steps": torch.tensor([3, 4])}}, sys.argv[1])
 torch.save({"epoch": 1, "state_dict": {"w": torch.zeros(2)}}, sys.argv[2])
+torch.save({"w": torch.zeros(2, dtype=torch.float16)}, sys.argv[3])
+torch.save({"model_state_dict": {"w": torch.zeros(2)}, "epoch": torch.tensor(5)}, sys.argv[4])
+torch.save(torch.zeros(2), sys.argv[5])
 `;
-    const [long, renamed] = ['long.pt', 'renamed.pt'].map((n) => join(dir, n));
-    await runPython(write, [long, renamed]);
-    await expect(readTorchCheckpoint(long)).rejects.toThrow(/data\/0: a torch\.LongStorage tensor; only float32/);
+    const [long, renamed, half, tensorEpoch, bareTensor] = ['long', 'renamed', 'half', 'epoch', 'tensor'].map((n) =>
+      join(dir, `${n}.pt`),
+    );
+    await runPython(write, [long, renamed, half, tensorEpoch, bareTensor]);
+    await expect(readTorchCheckpoint(long)).rejects.toThrow(
+      /model_state_dict: steps: a torch\.LongStorage tensor \[2\]; only float32 tensors are read/,
+    );
     await expect(readTorchCheckpoint(renamed)).rejects.toThrow(
       /model_state_dict: missing \(keys found: epoch, state_dict\)/,
     );
+    await expect(readTorchCheckpoint(half)).rejects.toThrow(
+      /\(bare state_dict\): w: a torch\.HalfStorage tensor \[2\]; only float32 tensors are read/,
+    );
+    await expect(readTorchCheckpoint(tensorEpoch)).rejects.toThrow(
+      /epoch: expected an integer, found a torch\.LongStorage tensor \[\]/,
+    );
+    await expect(readTorchCheckpoint(bareTensor)).rejects.toThrow(/expected a dict at the top, found a tensor/);
+  });
+
+  it('reads a checkpoint whose metrics hold tensors and numpy scalars of any dtype, keeping what it can read', async () => {
+    const write = String.raw`
+import sys, numpy as np, torch
+metrics = {"recall@10": np.float64(0.25), "correct": torch.tensor(42), "best": np.bool_(True),
+           "loss": np.float16(0.5), "mrr": 0.125}
+torch.save({"model_state_dict": {"w": torch.ones(2)}, "epoch": 3, "metrics": metrics}, sys.argv[1])
+`;
+    const file = join(dir, 'metrics.pt');
+    await runPython(write, [file]);
+    const { stateDict, meta } = await readTorchCheckpoint(file);
+    expect([...stateDict.keys()]).toEqual(['w']);
+    expect(meta.epoch).toBe(3);
+    const numbers = [...meta.metrics!].filter(([, v]) => typeof v === 'number');
+    expect(Object.fromEntries(numbers)).toEqual({ 'recall@10': 0.25, mrr: 0.125 });
   });
 
   it('refuses pickles that call os.system or builtins.eval, names the global and runs nothing', async () => {

@@ -1,7 +1,7 @@
 // NumPy arrays and scalars inside pickles (a dict of arrays from `pickle.dump`, metrics computed with numpy inside a
 // checkpoint), read without running anything: the registry below lets through only the globals numpy's own
 // __reduce__ names, and rebuilds the values in TypeScript.
-import { PickleGlobalRef, pythonTypeOf, type PickleGlobal, type PickleStateful } from './pickle.js';
+import { PickleGlobalRef, pythonTypeOf, Unread, type PickleGlobal, type PickleStateful } from './pickle.js';
 import { elementCount } from '../../util/matrix.js';
 
 /** `numpy.dtype('f4', False, True)` with its byte order set by BUILD. */
@@ -74,8 +74,8 @@ function dtype(args: unknown[]): NumpyDtype {
   return new NumpyDtype(args[0]);
 }
 
-/** `scalar(dtype, bytes)`: a numpy number such as np.float64(0.25), as a JavaScript number. */
-function scalar(args: unknown[]): number {
+/** `scalar(dtype, bytes)`: a numpy number such as np.float64(0.25), as a JavaScript number (other kinds unread). */
+function scalar(args: unknown[]): number | Unread {
   const [type, raw] = args;
   if (!(type instanceof NumpyDtype) || !(raw instanceof Uint8Array)) throw new Error('scalar: expected (dtype, bytes)');
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -89,7 +89,7 @@ function scalar(args: unknown[]): number {
     case '<i4':
       return view.getInt32(0, true);
     default:
-      throw new Error(`scalar of dtype ${type.str}; only float and int scalars are read`);
+      return new Unread(`numpy scalar of dtype ${type.str}`);
   }
 }
 

@@ -19,6 +19,14 @@ export interface PickleStateful {
 }
 
 /** A global the pickle named and the registry allowed, as it sits on the stack (e.g. a type passed as argument). */
+/**
+ * A value kept without being read (an int64 tensor, a float16 numpy scalar: nothing ctl uses), so that it is refused
+ * only where something needs it, naming that field, and passed over in fields nobody reads (a checkpoint's metrics).
+ */
+export class Unread {
+  constructor(readonly what: string) {}
+}
+
 export class PickleGlobalRef {
   constructor(
     readonly name: string,
@@ -139,6 +147,15 @@ class Unpickler {
     } catch (err) {
       if (err instanceof InputError) throw err;
       this.fail(`${callable.name}: ${(err as Error).message}`);
+    }
+  }
+
+  private build(target: PickleStateful, state: unknown): void {
+    try {
+      target.setState(state);
+    } catch (err) {
+      if (err instanceof InputError) throw err;
+      this.fail(`${(err as Error).message} (at byte ${this.pos - 1})`);
     }
   }
 
@@ -356,7 +373,7 @@ class Unpickler {
           // : obj.__setstate__(state)
           const state = this.pop();
           const target = this.top();
-          if (isStateful(target)) target.setState(state);
+          if (isStateful(target)) this.build(target, state);
           // A dict subclass (OrderedDict) with attributes, such as a state_dict's `_metadata`: the attributes carry
           // module versions this reader has no use for.
           else if (!(target instanceof Map)) this.fail(`BUILD on a ${pythonTypeOf(target)}`);
@@ -441,6 +458,7 @@ function littleEndianSigned(bytes: Uint8Array): number | bigint {
 /** The Python type of an unpickled value, for messages ("dict", "list", a global's dotted name). */
 export function pythonTypeOf(value: unknown): string {
   if (value === null) return 'None';
+  if (value instanceof Unread) return value.what;
   if (value instanceof PickleGlobalRef) return value.name;
   if (value instanceof Map) return 'dict';
   if (Array.isArray(value)) return 'list/tuple';

@@ -4,7 +4,7 @@
 // checkpoint never runs code from it.
 import { InputError } from '../../util/errors.js';
 import { readInputFile } from '../../util/input-file.js';
-import { pythonTypeOf, PickleGlobalRef, unpickle, type PickleGlobal } from './pickle.js';
+import { pythonTypeOf, PickleGlobalRef, unpickle, Unread, type PickleGlobal } from './pickle.js';
 import { contiguousStrides, FLOAT32_STORAGE, isTorchTensor, STORAGE_TYPES, type TorchTensor } from './tensor.js';
 import { isZip, readZip } from './zip.js';
 import { numpyGlobals } from './numpy-pickle.js';
@@ -34,6 +34,12 @@ interface Storage {
   data: Float32Array;
 }
 
+/** A storage of another type than float32: its tensors are kept unread (a checkpoint's int64 step counts). */
+interface OtherStorage {
+  key: string;
+  type: string;
+}
+
 function torchGlobals(): Map<string, PickleGlobal> {
   const globals = new Map<string, PickleGlobal>([
     ...numpyGlobals(),
@@ -48,12 +54,13 @@ function torchGlobals(): Map<string, PickleGlobal> {
 }
 
 /** `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])`. */
-function rebuildTensor(args: unknown[]): TorchTensor {
+function rebuildTensor(args: unknown[]): TorchTensor | Unread {
   const [storage, offset, size, stride] = args;
-  if (!isStorage(storage))
+  if (!isStorage(storage) && !isOtherStorage(storage))
     throw new InputError(`_rebuild_tensor_v2: expected a storage, found a ${pythonTypeOf(storage)}`);
   if (!isIntArray(size) || !isIntArray(stride) || size.length !== stride.length || typeof offset !== 'number')
     throw new InputError(`_rebuild_tensor_v2: bad size/stride for storage ${storage.key}`);
+  if (isOtherStorage(storage)) return new Unread(`${storage.type} tensor [${size}]`);
   const count = elementCount(size);
   const data = new Float32Array(count);
   const dense = stride.every((s, i) => s === contiguousStrides(size)[i]);
@@ -79,6 +86,10 @@ function isStorage(value: unknown): value is Storage {
   return typeof value === 'object' && value !== null && (value as Storage).data instanceof Float32Array;
 }
 
+function isOtherStorage(value: unknown): value is OtherStorage {
+  return typeof value === 'object' && value !== null && typeof (value as OtherStorage).type === 'string';
+}
+
 function isIntArray(value: unknown): value is number[] {
   return Array.isArray(value) && value.every((v) => Number.isInteger(v) && v >= 0);
 }
@@ -101,7 +112,7 @@ export function decodeTorchSave(bytes: Uint8Array, source: string): unknown {
     throw new InputError(`${source}: ${prefix}byteorder: expected 'little'`);
 
   const storages = new Map<string, Storage>();
-  const persistentLoad = (pid: unknown): Storage => {
+  const persistentLoad = (pid: unknown): Storage | OtherStorage => {
     if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5)
       throw new InputError(`${source}: unknown persistent id ${JSON.stringify(pid)}`);
     const [, type, key, , numel] = pid as [string, unknown, unknown, unknown, unknown];
@@ -109,8 +120,7 @@ export function decodeTorchSave(bytes: Uint8Array, source: string): unknown {
       throw new InputError(`${source}: malformed storage id ${JSON.stringify(pid)}`);
     const typeName = type instanceof PickleGlobalRef ? type.name : pythonTypeOf(type);
     const entry = `${prefix}data/${key}`;
-    if (typeName !== `torch.${FLOAT32_STORAGE}`)
-      throw new InputError(`${source}: ${entry}: a ${typeName} tensor; only float32 (torch.FloatStorage) is read`);
+    if (typeName !== `torch.${FLOAT32_STORAGE}`) return { key, type: typeName };
     const known = storages.get(key);
     if (known) return known;
     const raw = entries.get(entry);
@@ -130,8 +140,10 @@ export function decodeTorchSave(bytes: Uint8Array, source: string): unknown {
 export function decodeTorchCheckpoint(bytes: Uint8Array, source: string): TorchCheckpoint {
   const top = decodeTorchSave(bytes, source);
   if (!(top instanceof Map))
-    throw new InputError(`${source}: expected a dict at the top, found a ${pythonTypeOf(top)}`);
-  if ([...top.values()].every(isTorchTensor) && top.size > 0)
+    throw new InputError(
+      `${source}: expected a dict at the top, found a ${isTorchTensor(top) ? 'tensor' : pythonTypeOf(top)}`,
+    );
+  if ([...top.values()].every((v) => isTorchTensor(v) || v instanceof Unread) && top.size > 0)
     return { stateDict: stateDictOf(top, source, '(bare state_dict)'), meta: { bare: true } };
 
   if (!top.has('model_state_dict'))
@@ -174,6 +186,10 @@ function stateDictOf(value: unknown, source: string, field: string): Map<string,
   const out = new Map<string, TorchTensor>();
   for (const [name, tensor] of value) {
     if (typeof name !== 'string') throw new InputError(`${source}: ${field}: key ${String(name)} is not a string`);
+    if (tensor instanceof Unread)
+      throw new InputError(
+        `${source}: ${field}: ${name}: a ${tensor.what}; only float32 tensors are read (save .float())`,
+      );
     if (!isTorchTensor(tensor))
       throw new InputError(`${source}: ${field}: ${name}: expected a tensor, found a ${pythonTypeOf(tensor)}`);
     out.set(name, tensor);
@@ -183,6 +199,8 @@ function stateDictOf(value: unknown, source: string, field: string): Map<string,
 
 function expectInt(value: unknown, source: string, field: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value))
-    throw new InputError(`${source}: ${field}: expected an integer, found ${pythonTypeOf(value)} ${String(value)}`);
+    throw new InputError(
+      `${source}: ${field}: expected an integer, found ${typeof value === 'number' ? value : `a ${pythonTypeOf(value)}`}`,
+    );
   return value;
 }
