@@ -73,6 +73,8 @@ torch.save({k: v for k, v in sd.items() if k != 'scene_encoder.5.norm.bias'}, f'
 torch.save({'model_state_dict': sd, 'num_categories': len(leaves),
             'cat_to_idx': {**{n: i for i, n in enumerate(leaves[:-1])}, 'Hats': len(leaves) - 1}}, f'{out}/bad-category.pt')
 torch.save(CTLModel(input_dim=20, hidden_dim=16, output_dim=8).state_dict(), f'{out}/bad-dim.pt')
+torch.save({'model_state_dict': sd, 'num_categories': len(leaves),
+            'cat_to_idx': {**{n: i for i, n in enumerate(leaves)}, leaves[1]: 0}}, f'{out}/bad-rows.pt')
 nan = {k: v.clone() for k, v in sd.items()}
 nan['scene_encoder.0.weight'][1, 2] = float('nan')
 torch.save(nan, f'{out}/bad-nan.pt')
@@ -345,6 +347,11 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
         /model_state_dict: scene_encoder\.0\.weight: value \[1,2\] is NaN, expected finite numbers/,
       ),
     ]);
+    const rows = attempt('bad-rows.pt');
+    expect([rows.status, rows.stderr]).toEqual([
+      2,
+      expect.stringMatching(/cat_to_idx\['.+'\]: row 0 is already '.+'s; expected one row per category/),
+    ]);
     const category = attempt('bad-category.pt');
     expect(category.status).toBe(2);
     const lastLeaf = dataset.categories.map((c) => c.name).at(-1);
@@ -385,7 +392,7 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
     } finally {
       await trainer.release();
     }
-    for (const file of ['bad-shape', 'bad-missing', 'bad-nan', 'bad-category', 'bad-dim', 'x', 'held'])
+    for (const file of ['bad-shape', 'bad-missing', 'bad-nan', 'bad-rows', 'bad-category', 'bad-dim', 'x', 'held'])
       await expect(readFile(join(workdirPaths(workdir).run(file), 'config.json'))).rejects.toThrow();
   });
 });

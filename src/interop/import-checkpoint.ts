@@ -242,10 +242,10 @@ async function referenceConfig(
   ]);
 }
 
-/** The file's cat_to_idx (checked against the category table), or for a bare state_dict the reference's own
- * numbering of this dataset's categories. */
+/** The file's cat_to_idx (checked against the category table), or for a file without one the reference's own
+ * numbering of this dataset's categories (which a v1 model, without a category embedding, never reads). */
 function fileCategoryMap(
-  meta: { catToIdx?: Map<string, number>; numCategories?: number },
+  meta: { bare: boolean; catToIdx?: Map<string, number>; numCategories?: number },
   m: InferredModel,
   categories: Parameters<typeof categoryMapOf>[0],
   file: string,
@@ -261,9 +261,10 @@ function fileCategoryMap(
     );
   } else {
     map = categoryMapOf(categories);
-    log(
-      `import: ${file} has no cat_to_idx (a bare state_dict): assuming the reference's numbering of this dataset's categories`,
-    );
+    if (m.arch === 'v2')
+      log(
+        `import: ${file} has no cat_to_idx (${meta.bare ? 'a bare state_dict' : 'its dict holds none'}): assuming the reference's numbering of this dataset's categories`,
+      );
   }
   if (m.arch === 'v2' && map.num_categories !== m.categoryRows)
     throw new InputError(

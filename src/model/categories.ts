@@ -37,16 +37,23 @@ export function categoryRows(map: CategoryMap, categories: Category[], source: s
   });
 }
 
-/** Check a map read from a file: rows are integers below num_categories. */
+/** Check a map read from a file: rows are integers below num_categories, one category each. */
 export function checkCategoryMap(map: unknown, source: string): CategoryMap {
   const m = map as Partial<CategoryMap> | null;
   const count = m?.num_categories;
   if (!m || typeof m.cat_to_idx !== 'object' || m.cat_to_idx === null || !Number.isInteger(count) || count! < 0)
     throw new InputError(`${source}: expected cat_to_idx (leaf name → row) and num_categories`);
-  for (const [name, row] of Object.entries(m.cat_to_idx))
+  const nameOfRow = new Map<number, string>();
+  for (const [name, row] of Object.entries(m.cat_to_idx)) {
     if (!Number.isInteger(row) || row < 0 || row >= count!)
       throw new InputError(
         `${source}: cat_to_idx['${name}']: expected a row below num_categories ${count}, got ${row}`,
       );
+    if (nameOfRow.has(row))
+      throw new InputError(
+        `${source}: cat_to_idx['${name}']: row ${row} is already '${nameOfRow.get(row)}'s; expected one row per category`,
+      );
+    nameOfRow.set(row, name);
+  }
   return { cat_to_idx: m.cat_to_idx, num_categories: count! };
 }

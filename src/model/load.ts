@@ -47,7 +47,9 @@ export async function loadTrainedModel<Config>(
   if (!state)
     throw new InputError(
       `no '${which}' checkpoint in ${dir}: ` +
-        (which === 'last' ? 'take --checkpoint best, or train the run' : 'train the run first (`ctl train`)'),
+        (which === 'last'
+          ? 'take --checkpoint best, or train the run'
+          : 'train the run first (`ctl train`), or take --checkpoint last'),
     );
   if (!tf.engine().backendName) await useBackend(backend, { quiet: true });
   const model = new TwoTower(state.spec);
