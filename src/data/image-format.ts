@@ -3,6 +3,10 @@
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif';
 
+/** The formats `ctl data synth --images` paints in. */
+export const SYNTH_IMAGE_FORMATS = ['jpeg', 'png'] as const satisfies readonly ImageFormat[];
+export type SynthImageFormat = (typeof SYNTH_IMAGE_FORMATS)[number];
+
 /** The image format from the first bytes, or undefined. */
 export function sniffFormat(head: Uint8Array): ImageFormat | undefined {
   const at = (offset: number, ascii: string) =>

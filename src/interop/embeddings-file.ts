@@ -1,5 +1,6 @@
 // The reference's embedding files: a pickled dict {signature: float32 vector} (`pickle.dump`) or the same dict as
 // an .npz (`np.savez(path, **vectors)`: one `<signature>.npy` per entry), read into one row-major matrix.
+import type { EmbeddingRows } from '../data/store/embeddings.js';
 import { decodeNpy } from '../data/store/npy.js';
 import { InputError } from '../util/errors.js';
 import { readInputFile } from '../util/input-file.js';
@@ -7,14 +8,12 @@ import { pythonTypeOf, unpickle } from '../model/torch/pickle.js';
 import { isZip, readZip } from '../model/torch/zip.js';
 import { NumpyArray, numpyGlobals } from '../model/torch/numpy-pickle.js';
 
-export interface EmbeddingRows {
-  ids: string[];
+/** A file's vectors, all of `dim` values. */
+export interface EmbeddingsFile extends EmbeddingRows {
   dim: number;
-  /** [ids.length, dim], row-major. */
-  data: Float32Array;
 }
 
-export async function readEmbeddingsFile(path: string): Promise<EmbeddingRows> {
+export async function readEmbeddingsFile(path: string): Promise<EmbeddingsFile> {
   const bytes = await readInputFile(path);
   if (isZip(bytes)) return fromNpz(bytes, path);
   if (bytes[0] === 0x80) return fromPickle(bytes, path);
@@ -24,7 +23,7 @@ export async function readEmbeddingsFile(path: string): Promise<EmbeddingRows> {
 /** What to do with torch tensors, which an embeddings file does not take (the reference saves numpy arrays). */
 const NUMPY_ONLY = 'save the vectors as numpy arrays, e.g. {sig: t.cpu().numpy() for sig, t in embeddings.items()}';
 
-function fromPickle(bytes: Uint8Array, path: string): EmbeddingRows {
+function fromPickle(bytes: Uint8Array, path: string): EmbeddingsFile {
   let top: unknown;
   try {
     top = unpickle(bytes, { source: path, globals: numpyGlobals() });
@@ -47,7 +46,7 @@ function fromPickle(bytes: Uint8Array, path: string): EmbeddingRows {
   return rows.result();
 }
 
-function fromNpz(bytes: Uint8Array, path: string): EmbeddingRows {
+function fromNpz(bytes: Uint8Array, path: string): EmbeddingsFile {
   const rows = new RowCollector(path);
   for (const [name, entry] of readZip(bytes, path)) {
     if (name.endsWith('/data.pkl'))
@@ -81,7 +80,7 @@ class RowCollector {
     this.vectors.push(data);
   }
 
-  result(): EmbeddingRows {
+  result(): EmbeddingsFile {
     if (this.ids.length === 0) throw new InputError(`${this.path}: no embeddings in the file`);
     const data = new Float32Array(this.ids.length * this.dim);
     this.vectors.forEach((v, i) => data.set(v, i * this.dim));

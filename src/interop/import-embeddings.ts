@@ -8,7 +8,7 @@ import { EmbeddingStore, sceneProductKey } from '../data/store/embeddings.js';
 import type { Domain, ImageKind } from '../data/types.js';
 import { EMBEDDING_VIEWS, workdirPaths, type EmbeddingView } from '../data/workdir.js';
 import { InputError } from '../util/errors.js';
-import { readEmbeddingsFile, type EmbeddingRows } from './embeddings-file.js';
+import { readEmbeddingsFile, type EmbeddingsFile } from './embeddings-file.js';
 
 export interface ImportEmbeddingsOptions {
   workdir: string;
@@ -85,7 +85,7 @@ export async function importEmbeddings(options: ImportEmbeddingsOptions): Promis
 async function checkSameAsStored(
   options: ImportEmbeddingsOptions,
   store: EmbeddingStore,
-  rows: EmbeddingRows,
+  rows: EmbeddingsFile,
   stored: number[],
 ): Promise<void> {
   const dim = rows.dim;

@@ -49,6 +49,12 @@ interface RowRef {
 
 const SHARD_RE = /^(.+)-(\d{6})\.npy$/;
 
+/** Vectors and their ids: row i of `data` (row-major, ids.length × dim) is ids[i]'s. */
+export interface EmbeddingRows {
+  ids: string[];
+  data: Float32Array;
+}
+
 /** Rows compared at once when an id is in two shards (bounds the memory the check takes). */
 const REPEATED_CHUNK = 4096;
 
@@ -211,7 +217,7 @@ export class EmbeddingStore {
     return data;
   }
 
-  async readAll(): Promise<{ ids: string[]; data: Float32Array }> {
+  async readAll(): Promise<EmbeddingRows> {
     const ids = this.ids();
     return { ids, data: (await this.read(ids)).data };
   }

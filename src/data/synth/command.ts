@@ -1,7 +1,7 @@
 // `ctl data synth`.
 import { Command, Option } from 'commander';
 import type { Domain } from '../types.js';
-import type { ImageFormat } from './images.js';
+import { SYNTH_IMAGE_FORMATS, type SynthImageFormat } from '../image-format.js';
 import { action, parseIntOption, refuseFlags, withCommon } from '../../util/command.js';
 import { formatBytes, log, printJson } from '../../util/log.js';
 import { SYNTH_MODEL, workdirPaths } from '../workdir.js';
@@ -14,7 +14,7 @@ interface SynthFlags {
   domain: Domain;
   dim?: number;
   images: boolean;
-  format: ImageFormat;
+  format: SynthImageFormat;
   force: boolean;
 }
 
@@ -39,7 +39,7 @@ export function registerSynthCommand(data: Command): void {
     .option('--images', 'also paint product and scene images into workdir/images/', false)
     .addOption(
       new Option('--format <format>', 'image encoding (files keep the .jpg names of the layout)')
-        .choices(['jpeg', 'png'])
+        .choices(SYNTH_IMAGE_FORMATS)
         .default('jpeg'),
     )
     .option('--force', 'replace STL files that `ctl data fetch` put in this workdir', false);

@@ -18,8 +18,9 @@
 // better, the map told the candidate's category better still, and v2 beats v1 (the measured recalls are in
 // bench/eval/README.md).
 import { rm } from 'node:fs/promises';
+import type { BBox } from '../types.js';
 import type { SynthWorld } from './world.js';
-import { EmbeddingStore, sceneProductKey, type StoreMeta } from '../store/embeddings.js';
+import { EmbeddingStore, sceneProductKey, type EmbeddingRows, type StoreMeta } from '../store/embeddings.js';
 import { Random } from '../../util/random.js';
 import { log } from '../../util/log.js';
 import { gatherRows } from '../../util/matrix.js';
@@ -52,21 +53,16 @@ const SYNTH_EMBEDDING_WEIGHTS = {
   ambient: 0.1,
 };
 
-export interface EmbeddingMatrix {
-  ids: string[];
-  /** Row-major, ids.length × dim, rows L2-normalised. */
-  data: Float32Array;
-}
-
 export interface SynthEmbeddings {
   dim: number;
-  products: EmbeddingMatrix;
-  scenesFull: EmbeddingMatrix;
-  scenesHideProduct: EmbeddingMatrix;
+  /** Rows L2-normalised. */
+  products: EmbeddingRows;
+  scenesFull: EmbeddingRows;
+  scenesHideProduct: EmbeddingRows;
 }
 
 /** An item's weight in its scene: bigger boxes show more of it. */
-function itemWeight(bbox: [number, number, number, number]): number {
+function itemWeight(bbox: BBox): number {
   const area = Math.max(0, bbox[2] - bbox[0]) * Math.max(0, bbox[3] - bbox[1]);
   return Math.min(1.5, Math.max(0.2, Math.sqrt(area) / 0.3));
 }

@@ -13,9 +13,7 @@ import { Random } from '../../util/random.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { Progress } from '../../util/progress.js';
 import { workdirPaths } from '../workdir.js';
-import { sniffFormat } from '../image-format.js';
-
-export type ImageFormat = 'jpeg' | 'png';
+import { sniffFormat, type SynthImageFormat } from '../image-format.js';
 
 type RGB = [number, number, number];
 
@@ -288,13 +286,13 @@ function paintPerson(raster: Raster, r: Random): void {
   );
 }
 
-export async function encodeRaster(raster: Raster, format: ImageFormat): Promise<Buffer> {
+export async function encodeRaster(raster: Raster, format: SynthImageFormat): Promise<Buffer> {
   const image = sharp(raster.data, { raw: { width: raster.width, height: raster.height, channels: 3 } });
   return format === 'png' ? image.png({ compressionLevel: 6 }).toBuffer() : image.jpeg({ quality: 90 }).toBuffer();
 }
 
 /** An image from an earlier run with the same format: complete files only exist (atomic writes), so its head is enough. */
-async function alreadyWritten(path: string, format: ImageFormat): Promise<boolean> {
+async function alreadyWritten(path: string, format: SynthImageFormat): Promise<boolean> {
   let handle;
   try {
     handle = await open(path, 'r');
@@ -324,7 +322,7 @@ export interface ImageReport {
 export async function writeSyntheticImages(
   workdir: string,
   world: SynthWorld,
-  format: ImageFormat,
+  format: SynthImageFormat,
   concurrency = 4,
 ): Promise<ImageReport> {
   const paths = workdirPaths(workdir);

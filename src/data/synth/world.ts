@@ -11,7 +11,8 @@ import type { Dataset } from '../dataset.js';
 import { ITEMS_PER_SCENE_WEIGHTS, taxonomyOf, type TaxonomyEntry } from './taxonomy.js';
 import { normaliseWorkdir } from '../stl/dataset-io.js';
 import { removeStaleSyntheticStores, writeSyntheticEmbeddings, type StoreReport } from './embeddings.js';
-import { writeSyntheticImages, type ImageFormat, type ImageReport } from './images.js';
+import { writeSyntheticImages, type ImageReport } from './images.js';
+import type { SynthImageFormat } from '../image-format.js';
 import { Random } from '../../util/random.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
@@ -400,7 +401,7 @@ export interface SynthesiseOptions extends SynthOptions {
   /** Write precomputed embeddings of this dimension. */
   dim?: number;
   images?: boolean;
-  format?: ImageFormat;
+  format?: SynthImageFormat;
   /** Replace raw files fetched from STL. */
   force?: boolean;
 }
