@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateWorld, type SynthOptions, type SynthWorld } from '../src/data/synth/world.js';
+import { generateWorld, type WorldOptions, type SynthWorld } from '../src/data/synth/world.js';
 
 const dirs: string[] = [];
 
@@ -19,8 +19,8 @@ export async function removeTempWorkdirs(): Promise<void> {
 const worlds = new Map<string, SynthWorld>();
 
 /** A world, generated once per option set per test file. */
-export function world(options: Partial<SynthOptions> = {}): SynthWorld {
-  const full: SynthOptions = { scenes: 1500, products: 1900, seed: 7, domain: 'fashion', ...options };
+export function world(options: Partial<WorldOptions> = {}): SynthWorld {
+  const full: WorldOptions = { scenes: 1500, products: 1900, seed: 7, domain: 'fashion', ...options };
   const key = JSON.stringify(full);
   if (!worlds.has(key)) worlds.set(key, generateWorld(full));
   return worlds.get(key)!;

@@ -19,7 +19,7 @@ import { InputError } from '../../util/errors.js';
 import { log } from '../../util/log.js';
 import { workdirPaths } from '../workdir.js';
 
-export interface SynthOptions {
+export interface WorldOptions {
   scenes: number;
   products: number;
   seed: number;
@@ -48,7 +48,7 @@ export interface SynthScene {
 }
 
 export interface SynthWorld {
-  options: SynthOptions;
+  options: WorldOptions;
   taxonomy: TaxonomyEntry[];
   styles: number;
   /** Only products that occur in at least one scene (the released files list no others). */
@@ -56,6 +56,14 @@ export interface SynthWorld {
   scenes: SynthScene[];
   /** The pairs file's rows, in file order: [scene index, item index]. */
   pairOrder: [number, number][];
+}
+
+/** Bumped when the generator changes what a seed produces, so stores of an older generator are redone. */
+const SYNTH_VERSION = 2;
+
+/** What generated a synthetic dataset: recorded beside its raw files and in its embedding stores. */
+function provenanceOf({ scenes, products, seed, domain }: WorldOptions) {
+  return { generator: SYNTH_VERSION, domain, seed, scenes, products };
 }
 
 /** Share of scene slots filled with a product of another style than the scene's. */
@@ -69,7 +77,7 @@ function styleCount(products: number): number {
   return Math.max(2, Math.round(Math.sqrt(products)));
 }
 
-export function generateWorld(options: SynthOptions): SynthWorld {
+export function generateWorld(options: WorldOptions): SynthWorld {
   const { scenes: sceneCount, products: productCount, seed, domain } = options;
   if (!(sceneCount >= 1) || !(productCount >= 1)) throw new InputError('synth: --scenes and --products must be >= 1');
   const taxonomy = taxonomyOf(domain);
@@ -350,7 +358,7 @@ export function categoriesFileText(world: SynthWorld): string {
   return JSON.stringify(Object.fromEntries(entries)) + '\n';
 }
 
-export interface SynthResult {
+export interface WrittenDataset {
   world: SynthWorld;
   dataset: Dataset;
   datasetPath: string;
@@ -363,9 +371,9 @@ export interface SynthResult {
  */
 export async function writeSyntheticDataset(
   workdir: string,
-  options: SynthOptions,
+  options: WorldOptions,
   force = false,
-): Promise<SynthResult> {
+): Promise<WrittenDataset> {
   const paths = workdirPaths(workdir);
   const { domain } = options;
   const fetched = await readFile(workdirPaths(workdir).fetchManifest(domain), 'utf8').then(
@@ -380,7 +388,7 @@ export async function writeSyntheticDataset(
   await writeFileAtomic(paths.rawPairs(domain), pairsFileText(world));
   await writeFileAtomic(paths.rawCategories(domain), categoriesFileText(world));
   if (fetched) await rm(workdirPaths(workdir).fetchManifest(domain), { force: true });
-  await writeJsonAtomic(workdirPaths(workdir).synthMarker(domain), { generator: SYNTH_VERSION, ...options });
+  await writeJsonAtomic(workdirPaths(workdir).synthMarker(domain), provenanceOf(options));
   const { dataset, path } = await normaliseWorkdir(workdir, domain, { strict: true, source: 'synthetic' });
   if (world.products.length < options.products)
     log(
@@ -394,10 +402,7 @@ export async function writeSyntheticDataset(
   };
 }
 
-/** Bumped when the generator changes what a seed produces, so stores of an older generator are redone. */
-const SYNTH_VERSION = 2;
-
-export interface SynthesiseOptions extends SynthOptions {
+export interface SynthesiseOptions extends WorldOptions {
   /** Write precomputed embeddings of this dimension. */
   dim?: number;
   images?: boolean;
@@ -406,7 +411,7 @@ export interface SynthesiseOptions extends SynthOptions {
   force?: boolean;
 }
 
-export interface SynthesiseResult extends SynthResult {
+export interface SynthesiseResult extends WrittenDataset {
   embeddings?: StoreReport[];
   images?: ImageReport;
   seconds: { dataset: number; embeddings?: number; images?: number };
@@ -426,7 +431,7 @@ export async function synthesise(workdir: string, options: SynthesiseOptions): P
     seconds: { dataset: 0 },
   };
   result.seconds.dataset = lap();
-  const provenance = { generator: SYNTH_VERSION, domain, seed, scenes, products };
+  const provenance = provenanceOf(options);
   if (options.dim === undefined) await removeStaleSyntheticStores(workdir, provenance);
   else {
     result.embeddings = await writeSyntheticEmbeddings(workdir, result.world, options.dim, provenance);
