@@ -46,68 +46,8 @@ export async function loadLocalEncoder(
   hf.env.localModelPath = opts.modelsDir;
   // onnxruntime prints native errors itself (e.g. a failed CUDA provider load); they reach us as exceptions anyway.
   hf.env.backends.onnx.setLogLevel?.(hf.LogLevel.NONE);
-
-  const loadOptions = {
-    revision: source.revision,
-    cache_dir: source.cacheDir,
-    local_files_only: !hf.env.allowRemoteModels,
-  };
-  const failLoad = (err: unknown): never => {
-    if (err instanceof InputError) throw err;
-    const message = String((err as Error)?.message ?? err);
-    if (source.kind === 'hub' && !opts.offline)
-      throw new RunError(
-        `loading ${source.id}@${source.revision}: ${message} (no network here? download once elsewhere, copy ${source.cacheDir}, and use --offline)`,
-      );
-    throw new RunError(`loading ${source.location}: ${message}`);
-  };
-
-  const config = await hf.AutoConfig.from_pretrained(source.location, loadOptions).catch(failLoad);
-  const processor = await hf.AutoImageProcessor.from_pretrained(source.location, loadOptions).catch(failLoad);
-  // Both classes load onnx/vision_model*.onnx; CLIP's exports the projected `image_embeds` beside `pooler_output`.
-  const ModelClass =
-    (config as { model_type?: string }).model_type === 'clip' ? hf.CLIPVisionModelWithProjection : hf.SiglipVisionModel;
-
-  const session_options = {
-    graphOptimizationLevel: 'all' as const,
-    executionMode: 'sequential' as const,
-    interOpNumThreads: 1,
-    ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
-    // Idle onnxruntime threads would spin between batches, taking the cores sharp needs to decode the next one
-    // (bench/embed/README.md).
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
-  };
-  const load = (device: RunDevice) =>
-    ModelClass.from_pretrained(source.location, {
-      ...loadOptions,
-      device,
-      dtype: opts.dtype,
-      session_options,
-    }) as Promise<VisionModel>;
-
-  const choice = await chooseDevice(opts.device, () => load('cuda'), { dtype: opts.dtype }).catch(failLoad);
-  if (choice.why) log(`embed: ${choice.why}`);
-  let { device, adapter, model } = choice;
-  if (!model && device === 'webgpu' && opts.device === 'auto') {
-    // auto found a hardware adapter, but onnxruntime's provider may still refuse it: the CPU is the fallback.
-    try {
-      model = await load('webgpu');
-    } catch (err) {
-      log(`embed: the WebGPU provider failed (${firstLineOf(err)}); running on CPU`);
-      [device, adapter] = ['cpu', undefined];
-    }
-  }
-  model ??= await load(device).catch(failLoad);
-
-  const session = (model as unknown as { sessions: Record<string, OrtSessionInfo> }).sessions.model;
-  // An fp16 file takes float32 pixels (converted with keep_io_types, as most on the hub) or float16 ones (optimum's
-  // `--dtype fp16` export); its outputs are read back as float32 either way.
-  const halfPixels = session.inputMetadata?.find((m) => m.name === 'pixel_values')?.type === 'float16';
-  const outputName = ['image_embeds', 'pooler_output'].find((n) => session.outputNames.includes(n));
-  if (!outputName)
-    throw new InputError(
-      `${source.location}: the vision model has outputs ${session.outputNames.join(', ')}; expected image_embeds or pooler_output`,
-    );
+  const { processor, model, device, adapter } = await loadVisionModel(hf, source, opts);
+  const { halfPixels, outputName } = sessionIo(model, source);
 
   const p = processor as unknown as Record<string, unknown>;
   // Decode and preprocess on worker threads; a processor config pixels.ts does not reproduce keeps transformers.js's
@@ -162,4 +102,75 @@ export async function loadLocalEncoder(
       await model.dispose();
     },
   };
+}
+
+/** The model's processor and vision tower, on the device `opts.device` comes to (one log line says why). */
+async function loadVisionModel(hf: Transformers, source: ModelSource, opts: LocalEncoderOptions) {
+  const loadOptions = {
+    revision: source.revision,
+    cache_dir: source.cacheDir,
+    local_files_only: !hf.env.allowRemoteModels,
+  };
+  const failLoad = (err: unknown): never => {
+    if (err instanceof InputError) throw err;
+    const message = String((err as Error)?.message ?? err);
+    if (source.kind === 'hub' && !opts.offline)
+      throw new RunError(
+        `loading ${source.id}@${source.revision}: ${message} (no network here? download once elsewhere, copy ${source.cacheDir}, and use --offline)`,
+      );
+    throw new RunError(`loading ${source.location}: ${message}`);
+  };
+
+  const config = await hf.AutoConfig.from_pretrained(source.location, loadOptions).catch(failLoad);
+  const processor = await hf.AutoImageProcessor.from_pretrained(source.location, loadOptions).catch(failLoad);
+  // Both classes load onnx/vision_model*.onnx; CLIP's exports the projected `image_embeds` beside `pooler_output`.
+  const ModelClass =
+    (config as { model_type?: string }).model_type === 'clip' ? hf.CLIPVisionModelWithProjection : hf.SiglipVisionModel;
+
+  const session_options = {
+    graphOptimizationLevel: 'all' as const,
+    executionMode: 'sequential' as const,
+    interOpNumThreads: 1,
+    ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+    // Idle onnxruntime threads would spin between batches, taking the cores sharp needs to decode the next one
+    // (bench/embed/README.md).
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+  const load = (device: RunDevice) =>
+    ModelClass.from_pretrained(source.location, {
+      ...loadOptions,
+      device,
+      dtype: opts.dtype,
+      session_options,
+    }) as Promise<VisionModel>;
+
+  const choice = await chooseDevice(opts.device, () => load('cuda'), { dtype: opts.dtype }).catch(failLoad);
+  if (choice.why) log(`embed: ${choice.why}`);
+  let { device, adapter, model } = choice;
+  if (!model && device === 'webgpu' && opts.device === 'auto') {
+    // auto found a hardware adapter, but onnxruntime's provider may still refuse it: the CPU is the fallback.
+    try {
+      model = await load('webgpu');
+    } catch (err) {
+      log(`embed: the WebGPU provider failed (${firstLineOf(err)}); running on CPU`);
+      [device, adapter] = ['cpu', undefined];
+    }
+  }
+  model ??= await load(device).catch(failLoad);
+
+  return { processor, model, device, adapter };
+}
+
+/** Whether the model takes float16 pixels, and the output that holds the image embedding. */
+function sessionIo(model: VisionModel, source: ModelSource) {
+  const session = (model as unknown as { sessions: Record<string, OrtSessionInfo> }).sessions.model;
+  // An fp16 file takes float32 pixels (converted with keep_io_types, as most on the hub) or float16 ones (optimum's
+  // `--dtype fp16` export); its outputs are read back as float32 either way.
+  const halfPixels = session.inputMetadata?.find((m) => m.name === 'pixel_values')?.type === 'float16';
+  const outputName = ['image_embeds', 'pooler_output'].find((n) => session.outputNames.includes(n));
+  if (!outputName)
+    throw new InputError(
+      `${source.location}: the vision model has outputs ${session.outputNames.join(', ')}; expected image_embeds or pooler_output`,
+    );
+  return { halfPixels, outputName };
 }
