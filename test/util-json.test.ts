@@ -1,4 +1,4 @@
-// JSON syntax errors name the file, and the line and column wherever JSON.parse says where; the paths where two values differ.
+// JSON syntax errors name the file, and the line and column of the error; the paths where two values differ.
 import { describe, expect, it } from 'vitest';
 import { differingPaths, parseJsonFile, valueAt } from '../src/util/json.js';
 
@@ -20,9 +20,16 @@ describe('parseJsonFile', () => {
     expect(errorOf('{\n  "epoch": ')).toBe('f.json:2:12: not valid JSON (Unexpected end of JSON input)');
   });
 
-  it('gives no false place, nor the quoted input, where it gives none', () => {
-    expect(errorOf('{"a": 1,\n "b": }\n')).toBe("f.json: not valid JSON (Unexpected token '}')");
-    expect(errorOf('[1,]')).toBe("f.json: not valid JSON (Unexpected token ']')");
+  it('finds the place where JSON.parse gives none, and leaves out the quoted input', () => {
+    expect(errorOf('{"a": 1,\n "b": }\n')).toBe("f.json:2:7: not valid JSON (Unexpected token '}')");
+    expect(errorOf('[1,]')).toBe("f.json:1:4: not valid JSON (Unexpected token ']')");
+    const long = '{\n  "optimizer": {\n    "lr": NaN,\n    "weightDecay": 0.05\n  }\n}\n';
+    expect(errorOf(long)).toBe("f.json:3:11: not valid JSON (Unexpected token 'N')");
+    expect(errorOf('{"flag": tru}')).toMatch(/^f\.json:1:10: not valid JSON \(Unexpected token/);
+  });
+
+  it('reads a file that starts with a byte-order mark (as some editors save)', () => {
+    expect(parseJsonFile('\uFEFF{"epochs": 5}', 'f.json')).toEqual({ epochs: 5 });
   });
 
   it('differingPaths names every differing field by its dotted path; valueAt reads it', () => {

@@ -1,6 +1,7 @@
-// JSON from a file: a file that is missing is told from one that is damaged, and a syntax error names the file, and its line and column where JSON.parse gives the place (Node
-// 20 gives a character offset for some errors, the end of the input for others, and no place for the rest).
+// JSON from a file: a file that is missing is told from one that is damaged, and a syntax error names the file and
+// its line and column (Node 20's JSON.parse gives a place for some errors only: jsonc-parser finds it for the rest).
 import { readFile } from 'node:fs/promises';
+import { parse as parseCollectingErrors, type ParseError } from 'jsonc-parser';
 import { InputError } from './errors.js';
 
 /**
@@ -19,23 +20,33 @@ export async function readJsonIfExists(path: string, hint = ''): Promise<unknown
   return parseJsonFile(text, path, hint);
 }
 
-/** `text` parsed; an InputError `path[:line:column]: not valid JSON (why)` when it is not JSON. `hint`: what to do. */
+/**
+ * `text` parsed (after a byte-order mark, which some editors write); an InputError `path:line:column: not valid
+ * JSON (why)` when it is not JSON. `hint`: what to do.
+ */
 export function parseJsonFile(text: string, path: string, hint = ''): unknown {
+  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
   try {
-    return JSON.parse(text);
+    return JSON.parse(body);
   } catch (err) {
     const message = (err as Error).message;
     const position = /at position (\d+)/.exec(message)?.[1];
-    const offset = position !== undefined ? Number(position) : /end of JSON input/.test(message) ? text.length : null;
-    let where = '';
-    if (offset !== null) {
-      const lines = text.slice(0, offset).split('\n');
-      where = `:${lines.length}:${lines[lines.length - 1].length + 1}`;
-    }
+    const offset = position !== undefined ? Number(position) : firstErrorOffset(body);
+    const lines = body.slice(0, offset).split('\n');
+    const where = `:${lines.length}:${lines[lines.length - 1].length + 1}`;
     // Without the place in the message, and without the quoted input some messages carry.
-    const why = message.replace(/ (in JSON )?at position \d+.*$/, '').replace(/, ".*" is not valid JSON$/s, '');
+    const why = message
+      .replace(/ (in JSON )?at position \d+.*$/, '')
+      .replace(/, (\.\.\.)?".*"(\.\.\.)? is not valid JSON$/s, '');
     throw new InputError(`${path}${where}: not valid JSON (${why})${hint}`);
   }
+}
+
+/** Where strict JSON's first syntax error in `text` is (the end of the text when none is found). */
+function firstErrorOffset(text: string): number {
+  const errors: ParseError[] = [];
+  parseCollectingErrors(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  return errors[0]?.offset ?? text.length;
 }
 
 /**
