@@ -16,7 +16,15 @@ let workdir = '';
 let configs = '';
 
 function ctl(...args: string[]) {
-  const p = spawnSync(process.execPath, [cli, ...args, '--workdir', workdir], { encoding: 'utf8', timeout: 240_000 });
+  return ctlWith({}, ...args);
+}
+
+function ctlWith(env: Record<string, string>, ...args: string[]) {
+  const p = spawnSync(process.execPath, [cli, ...args, '--workdir', workdir], {
+    encoding: 'utf8',
+    timeout: 240_000,
+    env: { ...process.env, ...env },
+  });
   return { code: p.status, stdout: p.stdout, stderr: p.stderr };
 }
 
@@ -125,6 +133,18 @@ describe('ctl reproduce', () => {
     expect(r.stderr).toContain("run 'v1' is finished");
     expect(r.stderr).toContain("run 'v2-scene' is finished");
     expect(JSON.parse(r.stdout).runs.map((x: { trained: boolean }) => x.trained)).toEqual([false, false, false, false]);
+  });
+
+  it('takes CTL_EMBEDDINGS as --embeddings: the runs it trains are named for that model, as train names them', () => {
+    const r = ctlWith({ CTL_EMBEDDINGS: TEST_MODEL }, 'reproduce', '--configs', configs, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.runs.map((x: { run: string }) => x.run)).toEqual([
+      `v1-${TEST_MODEL}`,
+      `v1-${TEST_MODEL}-scene`,
+      `v2-${TEST_MODEL}`,
+      `v2-${TEST_MODEL}-scene`,
+    ]);
   });
 
   it('refuses to stand a finished run for a config it did not train with, naming what changed', async () => {

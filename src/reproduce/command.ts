@@ -6,6 +6,7 @@ import type { EngineName } from '../eval/engines.js';
 import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from '../train/backend.js';
 import { action, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
+import { embeddingsOption } from '../data/options.js';
 
 interface ReproduceCommandOptions {
   configs: string;
@@ -24,9 +25,8 @@ export function registerReproduceCommand(program: Command): void {
           'evaluate them (seed; catalog and category), print them beside the reference table',
       )
       .option('--configs <files>', 'comma-separated training configs', 'configs/v1.json,configs/v2.json')
-      .option(
-        '--embeddings <model>',
-        "train and evaluate on this embedding model's store instead of the configs' (e.g. synthetic)",
+      .addOption(
+        embeddingsOption("train and evaluate on this embedding model's store instead of the configs' (e.g. synthetic)"),
       )
       .addOption(
         new Option('--split <part>', 'part the catalog and category protocols evaluate (seed: always its val part)')

@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { action, parseIntOption, refuseFlags, stoppedExitCode, withCommon } from '../util/command.js';
 import { printJson } from '../util/log.js';
+import { embeddingsOption } from '../data/options.js';
 import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from './backend.js';
 
 interface TrainOptions {
@@ -49,10 +50,7 @@ export function registerTrainCommand(program: Command): void {
         '--run <name>',
         "run name under <workdir>/runs/ (default: the config's name, plus the embedding model when --embeddings overrides it; the run itself for a run's config.json)",
       )
-      .option(
-        '--embeddings <model>',
-        "train on this embedding model's store instead of the config's, e.g. 'synthetic' (env CTL_EMBEDDINGS)",
-      )
+      .addOption(embeddingsOption("train on this embedding model's store instead of the config's, e.g. 'synthetic'"))
       .addOption(
         new Option('--workers <n>', 'data-parallel worker threads for the wasm backend; auto = one per core, at most 2')
           .argParser(parseWorkers)

@@ -202,13 +202,13 @@ export async function resolveConfig(options: {
   config: string;
   /** `--set PATH=VALUE` assignments. */
   set?: string[];
-  /** Another embedding model than the config's; env CTL_EMBEDDINGS. */
+  /** Another embedding model than the config's. */
   embeddings?: string;
 }): Promise<{ config: TrainConfig; overrides: Record<string, unknown>; run?: string }> {
   const set = options.set ?? [];
   const file = await readConfigFile(options.config);
   const config = parseTrainConfig(file.document, file.source, set.map(parseOverride));
-  const embeddings = options.embeddings ?? process.env.CTL_EMBEDDINGS;
+  const embeddings = options.embeddings;
   const overrides: Record<string, unknown> = set.length ? { set } : {};
   if (embeddings && embeddings !== config.embeddings.model) {
     overrides.embeddings = embeddings;

@@ -45,7 +45,7 @@ export interface TrainRunOptions {
   /** The engine: 'ort-cpu', 'webgpu' or a TensorFlow.js backend (backend.ts); default 'auto'. */
   backend?: TrainBackendChoice;
   resume?: boolean;
-  /** Train on another embedding model's store than the config names (e.g. 'synthetic'); env CTL_EMBEDDINGS. */
+  /** Train on another embedding model's store than the config names (e.g. 'synthetic'). */
   embeddings?: string;
   /** Data-parallel worker threads (wasm); 'auto' = one per core, up to 2 (1 on other backends). */
   workers?: number | 'auto';
