@@ -98,6 +98,13 @@ export const trainConfigSchema = section({
   const t = config.model.temperature;
   if (!(t.min <= t.init && t.init <= t.max))
     ctx.addIssue({ code: 'custom', path: ['model', 'temperature'], message: 'expected min <= init <= max', input: t });
+  if (config.schedule.minLr > config.optimizer.lr)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['schedule', 'minLr'],
+      message: `expected at most optimizer.lr (${config.optimizer.lr}), the peak`,
+      input: config.schedule.minLr,
+    });
   if (config.loss.infonce === 0 && config.loss.triplet === 0)
     ctx.addIssue({
       code: 'custom',
