@@ -1,6 +1,7 @@
 // The progress line: redrawn within the terminal's width (a wrapped line leaves its first rows behind at every
 // redraw), whole in a log and on its final draw.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { log } from '../src/util/log.js';
 import { Progress } from '../src/util/progress.js';
 
 function terminal(columns: number) {
@@ -30,5 +31,24 @@ describe('Progress', () => {
     const progress = new Progress('embed', 10, { stream, logEvery: 0 });
     progress.tick(5, 'ok 5');
     expect(writes[0]).toMatch(/^embed 5\/10 \(50\.0%\) .*ETA .* {2}ok 5\n$/);
+  });
+
+  it('a log line while the bar is drawn on stderr clears the bar first, instead of running on after it', () => {
+    const writes: string[] = [];
+    const write = vi.spyOn(process.stderr, 'write').mockImplementation((s) => writes.push(String(s)) > 0);
+    try {
+      const progress = new Progress('epoch 1/2', 100, { stream: process.stderr, tty: true });
+      progress.tick(10, 'loss 1.0');
+      log('mined negatives at step 10');
+      log('and a second line');
+      progress.tick(10); // the bar comes back below them at its next redraw
+      progress.finish();
+      log('done');
+      expect(writes[0].startsWith('\r\x1b[2Kepoch 1/2 [')).toBe(true);
+      expect(writes.slice(1, 3)).toEqual(['\r\x1b[2Kmined negatives at step 10\n', 'and a second line\n']);
+      expect(writes.at(-1)).toBe('done\n');
+    } finally {
+      write.mockRestore();
+    }
   });
 });

@@ -39,7 +39,7 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
     } catch (err) {
       const code = exitCodeOf(err);
       const message = err instanceof Error ? err.message : String(err);
-      process.stderr.write(`${commandPath(cmd)}: error: ${message}\n`);
+      log(`${commandPath(cmd)}: error: ${message}`);
       if (code === 1 && err instanceof Error && process.env.CTL_DEBUG) process.stderr.write(`${err.stack}\n`);
       process.exitCode = code;
     }

@@ -1,7 +1,16 @@
 // Human text goes to stderr, so `--json` leaves stdout to exactly one JSON document.
 
+/** Is a progress bar's line open on stderr (a terminal, no newline yet)? A log line clears it first; the bar comes
+ * back below at its next redraw. */
+let barLineOpen = false;
+
+export function setBarLineOpen(open: boolean): void {
+  barLineOpen = open;
+}
+
 export function log(message: string): void {
-  process.stderr.write(message + '\n');
+  process.stderr.write(`${barLineOpen ? '\r\x1b[2K' : ''}${message}\n`);
+  barLineOpen = false;
 }
 
 /** Print the one JSON document of a `--json` command. */

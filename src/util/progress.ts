@@ -1,6 +1,6 @@
 // A progress reporter for long work: a redrawn bar with rate and ETA on a TTY, a plain log line every few
 // seconds otherwise (CI logs, `nohup`), so both a person and a log file can follow a run.
-import { formatDuration } from './log.js';
+import { formatDuration, setBarLineOpen } from './log.js';
 
 export interface ProgressOptions {
   /** What is being counted, e.g. "images". */
@@ -71,8 +71,11 @@ export class Progress {
 
   private draw(now: number): void {
     this.lastDraw = now;
-    if (this.tty) this.stream.write(`\r\x1b[2K${this.fitted(this.line())}`);
-    else this.stream.write(this.line() + '\n');
+    if (!this.tty) this.stream.write(this.line() + '\n');
+    else {
+      this.stream.write(`\r\x1b[2K${this.fitted(this.line())}`);
+      if (this.stream === process.stderr) setBarLineOpen(true);
+    }
   }
 
   /** The redrawn line cut to the terminal's width: `\r` goes back to the start of its last row only. */
@@ -84,6 +87,7 @@ export class Progress {
   /** Draw the final state and end the line. */
   finish(extra?: string): void {
     if (extra !== undefined) this.extra = extra;
+    if (this.tty && this.stream === process.stderr) setBarLineOpen(false);
     if (this.tty) this.stream.write(`\r\x1b[2K${this.line()}\n`);
     else this.stream.write(this.line() + '\n');
   }
