@@ -286,6 +286,21 @@ describe('trainRun', () => {
     await expect(attempt).rejects.toThrow(/loss is NaN at step \d+ .*lower optimizer.lr/);
   });
 
+  it('stops when the gradients overflow while the loss is still finite, before the epoch is checkpointed', async () => {
+    const base = smallConfig();
+    const config = smallConfig({
+      epochs: 2,
+      batchSize: 100_000, // one step an epoch: the overflow comes in an epoch's last step
+      model: { ...(base.model as object), normalize: false },
+      optimizer: { kind: 'adamw', lr: 1e6, gradClip: 0 },
+      schedule: { warmupFraction: 0 },
+    });
+    await expect(train('overflow', config)).rejects.toThrow(
+      /gradient norm is (Infinity|NaN) at step 2 \(epoch 2, .*lower optimizer\.lr/,
+    );
+    expect((await records('overflow')).filter((r) => r.type === 'epoch').map((r) => r.epoch)).toEqual([1]);
+  });
+
   it('a non-finite embedding stops training and eval, naming the store and the row', async () => {
     const paths = workdirPaths(workdir);
     for (const view of ['products', 'scenes-full'] as const) {

@@ -351,9 +351,14 @@ async function trainEpoch(
     await negatives.refresh?.(step, engine);
     const lr = learningRate(config.schedule, config.optimizer.lr, step, stepsPerEpoch, config.epochs);
     const result = await engine.step(planStep(step, lr, batch, config, data, negatives));
-    if (!Number.isFinite(result.loss))
+    // A finite loss can come with gradients that overflowed: the update just made the weights NaN, and the next
+    // checkpoint would keep them.
+    const diverged = Object.entries({ loss: result.loss, 'gradient norm': result.gradNorm }).find(
+      ([, value]) => !Number.isFinite(value),
+    );
+    if (diverged)
       throw new RunError(
-        `loss is ${result.loss} at step ${step + 1} (epoch ${epoch + 1}, learning rate ${lr.toExponential(2)}): ` +
+        `${diverged[0]} is ${diverged[1]} at step ${step + 1} (epoch ${epoch + 1}, learning rate ${lr.toExponential(2)}): ` +
           `try a lower optimizer.lr or optimizer.gradClip (e.g. 1.0) in ${ctx.name}'s config, and check the embeddings with \`ctl data verify-embeddings\``,
       );
     step++;
