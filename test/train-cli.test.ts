@@ -62,6 +62,14 @@ describe('ctl train', () => {
       expect(run.status, run.stderr).toBe(2);
       expect(run.stderr).toContain(`--run: '${name}' is not a valid run name`);
     }
+    // A name from the config (here set on the command line) is named as the config's field.
+    const named = ctl('train', '--config', config, '--set', 'name=../evil');
+    expect([named.status, named.stderr]).toEqual([
+      2,
+      expect.stringContaining(
+        `${config}: name: '../evil' is not a valid run name (letters, digits, . _ -; not starting with .): give --run NAME`,
+      ),
+    ]);
   });
 
   it('exits 2 on a missing config file, naming it', () => {

@@ -86,11 +86,14 @@ export function evalReportFile(protocol: string, part: string, checkpoint = 'bes
 /** A run's name, its folder under runs/: letters, digits, '.', '_', '-'; not first a '.' (no '..', nothing hidden). */
 export const RUN_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
 
-/** `name`, when it can name a run; else an InputError saying what a name may hold (and `hint`, what to do). */
-export function checkRunName(name: string, hint = ''): string {
+/**
+ * `name`, when it can name a run; else an InputError naming where the name came from (`source`), saying what a name
+ * may hold (and `hint`, what to do).
+ */
+export function checkRunName(name: string, hint = '', source = '--run'): string {
   if (!RUN_NAME.test(name))
     throw new InputError(
-      `--run: '${name}' is not a valid run name (letters, digits, . _ -; not starting with .)${hint ? `: ${hint}` : ''}`,
+      `${source}: '${name}' is not a valid run name (letters, digits, . _ -; not starting with .)${hint ? `: ${hint}` : ''}`,
     );
   return name;
 }

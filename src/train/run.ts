@@ -67,7 +67,8 @@ export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult
     options.run ??
     configRun ??
     (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
-  const dir = workdirPaths(options.workdir).run(checkRunName(name));
+  const source = options.run ? '--run' : `${options.config}: ${configRun ? "its folder's name" : 'name'}`;
+  const dir = workdirPaths(options.workdir).run(checkRunName(name, options.run ? '' : 'give --run NAME', source));
   const lock = await lockRun(dir);
   try {
     return await trainLocked(options, { name, dir, config, overrides, lock });
