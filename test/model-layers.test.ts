@@ -69,4 +69,10 @@ describe('dropout and init', () => {
     expect(values('scene_encoder.0.weight').every((v) => Math.abs(v) <= 1 / Math.sqrt(5))).toBe(true);
     expect(values('log_temperature')[0]).toBeCloseTo(Math.log(0.07), 6);
   });
+
+  it('refuses a model whose parameters would not fit one Float32Array, naming the sizes, before allocating', () => {
+    expect(() => new TwoTower({ ...TINY_V2, hidden: 100_000, inputDim: 768 })).toThrow(
+      /model: [\d,]+ parameters \(hidden 100000, .*768-d inputs\): at most 4,294,967,296 fit; lower model\.hidden/,
+    );
+  });
 });

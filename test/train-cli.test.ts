@@ -96,6 +96,12 @@ describe('ctl train', () => {
     ]);
   });
 
+  it('--resume of a run that does not exist says so, naming the runs there, and starts it', () => {
+    const fresh = ctl('train', '--config', config, '--run', 'never-started', '--resume', '--set', 'epochs=1');
+    expect(fresh.status, fresh.stderr).toBe(0);
+    expect(fresh.stderr).toMatch(/run 'never-started' does not exist yet: starting it \(runs here: [^)]*\)/);
+  });
+
   it('trains in-batch-hard negatives with false negatives masked on ort-cpu, within 1 point of R@10 of wasm', async () => {
     const hard = await writeConfig(
       workdir,

@@ -95,6 +95,9 @@ describe('validation', () => {
     expect(bad({ model: { arch: 'v2', hidden: 8, out: 4, temperature: { init: 2 } } })).toThrow(
       'my.json: model.temperature: expected min <= init <= max',
     );
+    expect(bad({ negatives: { strategy: 'mined', rankWindow: [5, 50], poolSize: 100 } })).toThrow(
+      "my.json: negatives.poolSize: expected at most the rank window's 45 ranks",
+    );
     expect(bad({ optimizer: { kind: 'adamw', lr: 1e-3 }, schedule: { minLr: 1e-2 } })).toThrow(
       'my.json: schedule.minLr: expected at most optimizer.lr (0.001), the peak',
     );

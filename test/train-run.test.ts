@@ -301,6 +301,14 @@ describe('trainRun', () => {
     expect((await records('overflow')).filter((r) => r.type === 'epoch').map((r) => r.epoch)).toEqual([1]);
   });
 
+  it('a batch size above the training pairs trains them all at once, on worker threads too', async () => {
+    const config = await writeConfig(workdir, 'whole', smallConfig({ epochs: 1, batchSize: 100_000_000 }));
+    const result = await trainRun({ workdir, config, run: 'whole', backend: 'wasm', workers: 2 });
+    expect(result.epochs).toBe(1);
+    const steps = (await records('whole')).filter((r) => r.type === 'step');
+    expect(steps).toHaveLength(1);
+  });
+
   it('a non-finite embedding stops training and eval, naming the store and the row', async () => {
     const paths = workdirPaths(workdir);
     for (const view of ['products', 'scenes-full'] as const) {

@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { l2Normalize } from './ops.js';
 import { ParamLayout } from './params.js';
+import { InputError } from '../util/errors.js';
 import {
   Dropout,
   Embedding,
@@ -40,6 +41,9 @@ export interface ModelSpec extends ModelConfig {
 }
 
 export type Tower = 'scene' | 'product';
+
+/** The most values a Float32Array holds (V8's limit): the parameters are one. */
+const MAX_PARAMS = 2 ** 32;
 
 /** A tower as the reference's nn.Sequential; its first layer is a Linear whose input is data. */
 function buildTower(scope: Scope, spec: ModelSpec, inDim: number): { input: Linear; layers: Sequential } {
@@ -90,6 +94,13 @@ export class TwoTower {
     };
     this.lossParamNames = this.temperatureParam ? [this.temperatureParam.name] : [];
     this.layout = new ParamLayout(root.specs);
+    // Checked before anything is allocated: the parameters live in one Float32Array (and Adam's moments in two more).
+    if (this.layout.size > MAX_PARAMS)
+      throw new InputError(
+        `model: ${this.layout.size.toLocaleString('en-US')} parameters (hidden ${spec.hidden}, out ${spec.out}, ` +
+          `${spec.blocks} blocks, ${spec.inputDim}-d inputs): at most ${MAX_PARAMS.toLocaleString('en-US')} fit; ` +
+          'lower model.hidden or model.blocks',
+      );
   }
 
   /** Scene embeddings [n, inputDim] → [n, out]. */

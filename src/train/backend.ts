@@ -76,14 +76,14 @@ export async function chooseTrainBackend(choice: TrainBackendChoice): Promise<Tr
 }
 
 /**
- * The engine that trains on `backend`: onnxruntime's, else tfjs's on `workers` threads (parallel.ts) or this one.
- * Each is loaded when chosen: the CLI starts without onnxruntime or tfjs.
+ * The engine that trains on `backend`: onnxruntime's, else tfjs's on `workers` threads (parallel.ts, its buffers
+ * sized for `largestBatch` rows) or this one. Each is loaded when chosen: the CLI starts without onnxruntime or tfjs.
  */
 export async function createEngine(
   backend: TrainBackend,
   workers: number,
   options: EngineOptions,
-  batchSize: number,
+  largestBatch: number,
 ): Promise<TrainEngine> {
   const provider = ortProvider(backend.name);
   if (provider) {
@@ -92,7 +92,12 @@ export async function createEngine(
   }
   if (workers > 1) {
     const { ParallelEngine } = await import('./parallel.js');
-    return ParallelEngine.create({ ...options, workers, backend: backend.name as BackendChoice, batchSize });
+    return ParallelEngine.create({
+      ...options,
+      workers,
+      backend: backend.name as BackendChoice,
+      batchSize: largestBatch,
+    });
   }
   const { LocalEngine } = await import('./engine.js');
   return new LocalEngine(options);

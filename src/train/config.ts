@@ -98,6 +98,14 @@ export const trainConfigSchema = section({
   const t = config.model.temperature;
   if (!(t.min <= t.init && t.init <= t.max))
     ctx.addIssue({ code: 'custom', path: ['model', 'temperature'], message: 'expected min <= init <= max', input: t });
+  const [lo, hi] = config.negatives.rankWindow;
+  if (config.negatives.poolSize > hi - lo)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['negatives', 'poolSize'],
+      message: `expected at most the rank window's ${hi - lo} ranks (a pool holds distinct products of the window)`,
+      input: config.negatives.poolSize,
+    });
   if (config.schedule.minLr > config.optimizer.lr)
     ctx.addIssue({
       code: 'custom',

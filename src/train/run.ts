@@ -23,7 +23,8 @@ import { InputError, RunError } from '../util/errors.js';
 import { acquireLock, STALE_LOCK_MS, type Lock } from '../util/lock.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
-import { checkRunName, modelSlug, runPaths, workdirPaths } from '../data/workdir.js';
+import { pathExists } from '../util/fs.js';
+import { checkRunName, listRunNames, modelSlug, runPaths, workdirPaths } from '../data/workdir.js';
 import { chooseTrainBackend, chooseWorkers, createEngine, ortProvider, type TrainBackendChoice } from './backend.js';
 import { resolveConfig, selectionValue, trainConfigSchema, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
@@ -59,6 +60,9 @@ export interface TrainRunResult {
   metric: string;
   protocol: string;
 }
+
+/** The negatives a config draws: none without a triplet term, whatever its strategy. */
+const drawnNegatives = (config: TrainConfig) => (config.loss.triplet > 0 ? config.negatives.strategy : 'none');
 
 /** Train (or resume) a run; see the file comment. */
 export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult> {
@@ -110,7 +114,15 @@ async function trainLocked(
         `(${checkpointDir(dir, 'last')}): start another with --run NAME, or remove ${dir} to train it again`,
     );
   if (lone) await rm(checkpointDir(dir, 'best'), { recursive: true, force: true });
-  if (!previous && options.resume) log(`run '${name}' has no checkpoint yet: starting from the beginning`);
+  if (!previous && options.resume) {
+    // Said out loud: a mistyped --run starts a new run rather than resuming the one meant.
+    const known = (await listRunNames(options.workdir)).filter((other) => other !== name);
+    log(
+      (await pathExists(runPaths(dir).config))
+        ? `run '${name}' has no checkpoint yet: starting from the beginning`
+        : `run '${name}' does not exist yet: starting it (runs here: ${known.join(', ') || 'none'})`,
+    );
+  }
 
   const { name: backend, ortThreads } = await chooseTrainBackend(options.backend ?? 'auto');
   const data = await loadTrainingData(options.workdir, config, options.config);
@@ -149,7 +161,7 @@ async function trainLocked(
   log(
     `train ${name}: ${config.model.arch}, ${data.train.pairs.length} train / ${data.val.pairs.length} val pairs (split ${config.split}), ` +
       `${data.dim}-d '${data.embeddingModel}' ${config.sceneView} scenes, ${model.layout.size.toLocaleString('en-US')} parameters, ` +
-      `negatives ${config.negatives.strategy}` +
+      `negatives ${drawnNegatives(config)}` +
       // The onnxruntime engines' threads are in their engine line.
       (ortProvider(backend) ? '' : `, ${workers} worker${workers > 1 ? 's' : ''}`),
   );
@@ -174,7 +186,9 @@ async function trainLocked(
       rowProduct: data.rowProduct,
     },
   };
-  const engine = await createEngine({ name: backend, ortThreads }, workers, engineOptions, config.batchSize);
+  // A step trains on at most every training pair, whatever the configured batch.
+  const largestBatch = Math.min(config.batchSize, data.train.pairs.length);
+  const engine = await createEngine({ name: backend, ortThreads }, workers, engineOptions, largestBatch);
 
   try {
     return await trainLoop({
@@ -239,8 +253,7 @@ async function trainLoop(ctx: LoopContext): Promise<TrainRunResult> {
   let epochsWithoutGain = state?.epochsWithoutGain ?? 0;
   const saved = ctx.checkpoint?.minedPool;
   const negatives = createNegativeSampler(
-    // Without a triplet term, no negatives are drawn.
-    config.loss.triplet > 0 ? config.negatives.strategy : 'none',
+    drawnNegatives(config),
     { index: data.negativeIndex, config: config.negatives, seed: config.seed },
     saved && state?.minedStep !== undefined
       ? { step: state.minedStep, table: saved.pool, width: saved.poolSize }
