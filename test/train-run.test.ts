@@ -12,6 +12,7 @@ import { loadTrainedModel } from '../src/model/load.js';
 import { loadPairInputs } from '../src/data/store/pair-inputs.js';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { evaluateProtocol } from '../src/eval/protocols.js';
+import { evaluateRun } from '../src/eval/evaluate.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { InputError, RunError } from '../src/util/errors.js';
 import { acquireLock } from '../src/util/lock.js';
@@ -214,6 +215,9 @@ describe('trainRun', () => {
       await writeFile(file, JSON.stringify(replaced));
       const attempt = trainRun({ workdir, config, run: 'learn', backend: 'wasm', workers: 1, resume: true });
       await expect(attempt).rejects.toThrow(/cannot resume: the run was trained on another dataset than the workdir/);
+      // Evaluated there, its report says so, and claims no count of scenes it trained on.
+      const [report] = await evaluateRun(workdir, 'learn', 'best', [{ protocol: 'catalog', split: 'test' }]);
+      expect([report.trainedOnOtherData, report.trainSceneOverlap]).toEqual([true, null]);
     } finally {
       await writeFile(file, original);
     }

@@ -36,8 +36,10 @@ export interface EvalReport {
   /** Where the numbers come from: real STL or synthetic data, and which image embeddings. */
   data: { source: Dataset['source']; domain: Dataset['domain']; embeddings: string; sceneView: SceneView };
   pairs: { asked: number; evaluated: number; missingEmbeddings: number; missingProducts: number };
-  /** Evaluated pairs whose scene the run trained on (null for zero-shot). */
+  /** Evaluated pairs whose scene the run trained on (null for zero-shot, and for a run trained on other data). */
   trainSceneOverlap: number | null;
+  /** The run was trained on another dataset than the workdir's (its scenes and splits here are not its own). */
+  trainedOnOtherData?: true;
   metrics: Metrics;
   seconds: number;
   createdAt: string;
@@ -91,11 +93,13 @@ export async function evaluateRun(
   const model = await loadTrainedModel(dir, checkpoint, { config: trainedOn });
   try {
     const dataset = await loadDataset(workdir, model.config.domain);
-    if (trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset)))
+    const otherData = trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset));
+    if (otherData)
       log(`note: run '${run}' was ${OTHER_DATA}: its splits and metrics here are not those of its training data`);
-    const trainScenes = new Set(
-      (dataset.splits[model.config.split]?.parts.train ?? []).map((p) => dataset.pairs[p].scene),
-    );
+    // Which scenes it trained on is known of its own data only.
+    const trainScenes = otherData
+      ? null
+      : new Set((dataset.splits[model.config.split]?.parts.train ?? []).map((p) => dataset.pairs[p].scene));
     const reports: EvalReport[] = [];
     for (const request of requests) {
       const report = await evaluateWith(
@@ -110,6 +114,7 @@ export async function evaluateRun(
       );
       report.run = run;
       report.checkpoint = { which: checkpoint, epoch: model.state.epoch, metric: model.state.metric };
+      if (otherData) report.trainedOnOtherData = true;
       const file = evalReportFile(request.protocol, request.split, checkpoint);
       await writeJsonAtomic(join(runPaths(dir).evalDir, file), report);
       reports.push(report);
