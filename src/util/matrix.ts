@@ -3,6 +3,13 @@
 /** How many values a tensor of this shape holds (1 for a scalar's []). */
 export const elementCount = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
+/** The first `count` little-endian float32 values of `bytes` (at any alignment), copied into an array of their own. */
+export function float32sOf(bytes: Uint8Array, count: number): Float32Array {
+  const out = new Float32Array(count);
+  new Uint8Array(out.buffer).set(bytes.subarray(0, count * 4));
+  return out;
+}
+
 /** Scale every row to unit L2 norm, in place (a zero row stays zero); returns the matrix. */
 export function l2NormalizeRows(matrix: Float32Array, dim: number): Float32Array {
   for (let row = 0; row < matrix.length; row += dim) {

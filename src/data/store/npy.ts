@@ -1,6 +1,6 @@
 // NumPy .npy (format 1.0) for float32 C-order matrices: what `numpy.load` reads without any extra package.
 import { InputError } from '../../util/errors.js';
-import { elementCount } from '../../util/matrix.js';
+import { elementCount, float32sOf } from '../../util/matrix.js';
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
@@ -62,7 +62,5 @@ export function decodeNpy(bytes: Uint8Array, name = 'npy'): { data: Float32Array
   const { shape, dataOffset } = parseNpyHeader(bytes, name);
   const count = elementCount(shape);
   if (bytes.length - dataOffset < count * 4) throw new InputError(`${name}: data: expected ${count} float32 values`);
-  const data = new Float32Array(count);
-  new Uint8Array(data.buffer).set(bytes.subarray(dataOffset, dataOffset + count * 4));
-  return { data, shape };
+  return { data: float32sOf(bytes.subarray(dataOffset), count), shape };
 }

@@ -2,7 +2,7 @@
 // checkpoint), read without running anything: the registry below lets through only the globals numpy's own
 // __reduce__ names, and rebuilds the values in TypeScript.
 import { PickleGlobalRef, pythonTypeOf, Unread, type PickleGlobal, type PickleStateful } from './pickle.js';
-import { elementCount } from '../../util/matrix.js';
+import { elementCount, float32sOf } from '../../util/matrix.js';
 
 /** `numpy.dtype('f4', False, True)` with its byte order set by BUILD. */
 class NumpyDtype implements PickleStateful {
@@ -48,9 +48,7 @@ export class NumpyArray implements PickleStateful {
     const count = elementCount(this.shape);
     if (this.bytes.length !== count * 4) return `${this.bytes.length} bytes for shape [${this.shape}]`;
     if (this.fortranOrder && this.shape.length > 1) return 'Fortran-ordered; expected C order';
-    const out = new Float32Array(count);
-    new Uint8Array(out.buffer).set(this.bytes);
-    return out;
+    return float32sOf(this.bytes, count);
   }
 }
 

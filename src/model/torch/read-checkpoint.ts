@@ -8,7 +8,7 @@ import { pythonTypeOf, PickleGlobalRef, unpickle, Unread, type PickleGlobal } fr
 import { contiguousStrides, FLOAT32_STORAGE, isTorchTensor, STORAGE_TYPES, type TorchTensor } from './tensor.js';
 import { isZip, readZip } from './zip.js';
 import { numpyGlobals } from './numpy-pickle.js';
-import { elementCount } from '../../util/matrix.js';
+import { elementCount, float32sOf } from '../../util/matrix.js';
 
 /** What a reference checkpoint holds besides the model's weights (all optional: a bare state_dict has none). */
 export interface TorchCheckpointMeta {
@@ -127,9 +127,7 @@ export function decodeTorchSave(bytes: Uint8Array, source: string): unknown {
     if (!raw) throw new InputError(`${source}: missing storage ${entry}`);
     if (raw.length !== numel * 4)
       throw new InputError(`${source}: ${entry}: ${raw.length} bytes, expected ${numel} float32 values`);
-    const data = new Float32Array(numel);
-    new Uint8Array(data.buffer).set(raw);
-    const storage = { key, data };
+    const storage = { key, data: float32sOf(raw, numel) };
     storages.set(key, storage);
     return storage;
   };
