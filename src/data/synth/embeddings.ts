@@ -67,28 +67,64 @@ function itemWeight(bbox: BBox): number {
   return Math.min(1.5, Math.max(0.2, Math.sqrt(area) / 0.3));
 }
 
+/** The latent space (L dims) the synthetic world's looks live in: its styles and categories, and how a scene sees. */
+interface LatentSpace {
+  L: number;
+  styles: Float32Array;
+  categoryDirs: Float32Array;
+  categoryCues: Float32Array;
+  /** How a scene sees any look: one rotation, then a twist of the product's category. */
+  rotation: Float32Array;
+  twists: { sign: Float32Array; perm: Int32Array }[];
+}
+
 export function computeEmbeddings(world: SynthWorld, dim: number): SynthEmbeddings {
-  const W = SYNTH_EMBEDDING_WEIGHTS;
-  const L = Math.min(W.latentDim, dim);
+  const L = Math.min(SYNTH_EMBEDDING_WEIGHTS.latentDim, dim);
   const rng = new Random(
     `synth-embeddings/${world.options.domain}/${world.options.seed}/${world.scenes.length}/${world.products.length}/${dim}`,
   );
   const latent = (rows: number, r: Random) => r.fillNormal(new Float32Array(rows * L), 1 / Math.sqrt(L));
   const categories = world.taxonomy.length;
+  const space: LatentSpace = {
+    L,
+    styles: latent(world.styles, rng.fork('styles')),
+    categoryDirs: latent(categories, rng.fork('categories')),
+    categoryCues: latent(categories, rng.fork('category-cues')),
+    rotation: orthonormalColumns(L, L, rng.fork('rotation')),
+    twists: Array.from({ length: categories }, (_, k) => signedPermutation(L, rng.fork(`twist/${k}`))),
+  };
+  const lift = new Lift(
+    orthonormalColumns(dim, L, rng.fork('lift')),
+    dim,
+    L,
+    SYNTH_EMBEDDING_WEIGHTS.ambient,
+    rng.fork('ambient'),
+  );
+  const products = productLatents(world, space, rng.fork('products'));
+  const scenes = sceneLatents(world, space, products, rng.fork('scenes'));
 
-  const styles = latent(world.styles, rng.fork('styles'));
-  const categoryDirs = latent(categories, rng.fork('categories'));
-  const categoryCues = latent(categories, rng.fork('category-cues'));
-  const rotation = orthonormalColumns(L, L, rng.fork('rotation'));
-  const twists = Array.from({ length: categories }, (_, k) => signedPermutation(L, rng.fork(`twist/${k}`)));
-  const lift = new Lift(orthonormalColumns(dim, L, rng.fork('lift')), dim, L, W.ambient, rng.fork('ambient'));
+  const lifted = (latentRows: Float32Array, n: number) => {
+    const out = new Float32Array(n * dim);
+    lift.matrix(latentRows, n, out);
+    return out;
+  };
+  return {
+    dim,
+    products: { ids: world.products.map((p) => p.sig), data: lifted(products.shot, world.products.length) },
+    scenesFull: { ids: world.scenes.map((s) => s.sig), data: lifted(scenes.full, world.scenes.length) },
+    scenesHideProduct: { ids: scenes.hideIds, data: lifted(scenes.hidden, scenes.hideIds.length) },
+  };
+}
 
-  // Products: their look (latent), their product-view embedding, and how a scene sees them.
+/** Each product's look (style, category, identity), its product shot (the look and a shot's noise), and how a
+ * scene sees it (the look rotated and twisted by its category); rows of L values. */
+function productLatents(world: SynthWorld, space: LatentSpace, productRng: Random) {
+  const { L, styles, categoryDirs, rotation, twists } = space;
+  const W = SYNTH_EMBEDDING_WEIGHTS;
   const P = world.products.length;
   const looks = new Float32Array(P * L);
   const seen = new Float32Array(P * L);
-  const productLatent = new Float32Array(P * L);
-  const productRng = rng.fork('products');
+  const shots = new Float32Array(P * L);
   const jitter = new Float32Array(L);
   const identity = new Float32Array(L);
   const shot = new Float32Array(L);
@@ -105,22 +141,33 @@ export function computeEmbeddings(world: SynthWorld, dim: number): SynthEmbeddin
         W.style * (styles[p.style * L + l] + W.styleJitter * jitter[l]) +
         W.category * categoryDirs[p.category * L + l] +
         W.identity * identity[l];
-      productLatent[i * L + l] = look[l] + W.productShot * shot[l];
+      shots[i * L + l] = look[l] + W.productShot * shot[l];
     }
     matVec(rotation, look, rotated, L);
     const twist = twists[p.category];
     const out = seen.subarray(i * L, (i + 1) * L);
     for (let l = 0; l < L; l++) out[l] = twistA * rotated[l] + twistB * twist.sign[l] * rotated[twist.perm[l]];
   });
+  return { looks, seen, shot: shots };
+}
 
-  // Scenes: style through the rotation, every item's weighted view, clutter, distractors.
-  const sceneRng = rng.fork('scenes');
+/** Each scene whole (its style through the rotation, every item's weighted view, clutter, distractors), and once
+ * per item with that item's term mostly taken out (the hide-product view); rows of L values. */
+function sceneLatents(
+  world: SynthWorld,
+  space: LatentSpace,
+  products: { looks: Float32Array; seen: Float32Array },
+  sceneRng: Random,
+) {
+  const { L, styles, categoryCues, rotation } = space;
+  const { looks, seen } = products;
+  const W = SYNTH_EMBEDDING_WEIGHTS;
   const rotatedStyles = new Float32Array(world.styles * L);
   for (let s = 0; s < world.styles; s++)
     matVec(rotation, styles.subarray(s * L, (s + 1) * L), rotatedStyles.subarray(s * L, (s + 1) * L), L);
   const pairCount = world.scenes.reduce((n, s) => n + s.items.length, 0);
-  const sceneLatent = new Float32Array(world.scenes.length * L);
-  const hideLatent = new Float32Array(pairCount * L);
+  const full = new Float32Array(world.scenes.length * L);
+  const hidden = new Float32Array(pairCount * L);
   const hideIds: string[] = [];
   const noise = new Float32Array(L);
   const x = new Float32Array(L);
@@ -147,25 +194,14 @@ export function computeEmbeddings(world: SynthWorld, dim: number): SynthEmbeddin
       for (let l = 0; l < L; l++) x[l] += term[l];
       terms.push(term);
     }
-    sceneLatent.set(x, t * L);
+    full.set(x, t * L);
     scene.items.forEach((item, j) => {
-      for (let l = 0; l < L; l++) hideLatent[pairRow * L + l] = x[l] - (1 - W.hiddenResidue) * terms[j][l];
+      for (let l = 0; l < L; l++) hidden[pairRow * L + l] = x[l] - (1 - W.hiddenResidue) * terms[j][l];
       hideIds.push(sceneProductKey(scene.sig, world.products[item.product].sig));
       pairRow++;
     });
   });
-
-  const lifted = (latentRows: Float32Array, n: number) => {
-    const out = new Float32Array(n * dim);
-    lift.matrix(latentRows, n, out);
-    return out;
-  };
-  return {
-    dim,
-    products: { ids: world.products.map((p) => p.sig), data: lifted(productLatent, P) },
-    scenesFull: { ids: world.scenes.map((s) => s.sig), data: lifted(sceneLatent, world.scenes.length) },
-    scenesHideProduct: { ids: hideIds, data: lifted(hideLatent, pairCount) },
-  };
+  return { full, hidden, hideIds };
 }
 
 /** Latent (L) → output (dim): a fixed map with orthonormal columns, ambient noise, L2 normalisation. */
