@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTorchCheckpoint } from '../src/model/torch/read-checkpoint.js';
+import { PyOrderedDict } from '../src/model/torch/pickle-write.js';
 import { encodeTorchCheckpoint, encodeTorchSave, type TorchValue } from '../src/model/torch/write-checkpoint.js';
 import type { TorchTensor } from '../src/model/torch/tensor.js';
 import { writeFile } from 'node:fs/promises';
@@ -104,7 +105,7 @@ describe.skipIf(skipWithoutTorch)('torch.save files with the real PyTorch', () =
     };
     await writeFile(out, encodeTorchCheckpoint(contents, 'ours'));
     const bareOut = join(dir, 'ours-bare.pt');
-    await writeFile(bareOut, encodeTorchSave({ orderedDict: ckpt.stateDict }));
+    await writeFile(bareOut, encodeTorchSave(new PyOrderedDict<TorchValue>(ckpt.stateDict)));
 
     const compare = String.raw`
 import json, sys, collections, torch

@@ -3,9 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { unpickle } from '../src/model/torch/pickle.js';
 import { InputError } from '../src/util/errors.js';
-import { pickle, PyGlobal, PyOrderedDict, PyReduce, PyTuple } from '../src/model/torch/pickle-write.js';
+import { pickle, PyGlobal, PyOrderedDict, PyReduce, PyTuple, type PyValue } from '../src/model/torch/pickle-write.js';
 import { decodeTorchCheckpoint, decodeTorchSave } from '../src/model/torch/read-checkpoint.js';
-import { encodeTorchCheckpoint, encodeTorchSave } from '../src/model/torch/write-checkpoint.js';
+import { encodeTorchCheckpoint, encodeTorchSave, type TorchValue } from '../src/model/torch/write-checkpoint.js';
 import { readZip, writeZip } from '../src/model/torch/zip.js';
 import type { TorchTensor } from '../src/model/torch/tensor.js';
 
@@ -66,7 +66,7 @@ describe('pickle writer and reader', () => {
 
   it('a pickle cut off at any byte is an InputError, whatever opcode the cut lands in', () => {
     const bytes = pickle(
-      new Map<unknown, unknown>([
+      new Map<string, PyValue>([
         ['ints', [7, 300, 70_000, 2 ** 40]],
         ['text', 'x'.repeat(300)],
       ]),
@@ -124,10 +124,10 @@ describe('torch.save archives', () => {
   });
 
   it('reads a bare state_dict and tells a non-checkpoint dict apart', () => {
-    const bare = encodeTorchSave({ orderedDict: new Map([['w', tensor([2, 2], 4)]]) });
+    const bare = encodeTorchSave(new PyOrderedDict(new Map([['w', tensor([2, 2], 4)]])));
     expect(decodeTorchCheckpoint(bare, 'bare.pt').meta.bare).toBe(true);
     const other = encodeTorchSave(
-      new Map([
+      new Map<string, TorchValue>([
         ['weights', tensor([2], 5)],
         ['epoch', 3],
       ]),

@@ -6,6 +6,7 @@
 // no buffers); a parameter ctl does not train (a fixed temperature) has no state entry, as in PyTorch.
 import type { OptimizerMoments } from '../model/checkpoint.js';
 import { toStateDict } from '../model/state-dict.js';
+import { PyTuple } from '../model/torch/pickle-write.js';
 import type { TorchTensor } from '../model/torch/tensor.js';
 import type { TorchValue } from '../model/torch/write-checkpoint.js';
 import type { TwoTower } from '../model/two-tower.js';
@@ -34,7 +35,7 @@ export function torchOptimizerState(
   });
   const group = new Map<string, TorchValue>([
     ['lr', optimizer.lr],
-    ['betas', { tuple: [optimizer.betas[0], optimizer.betas[1]] }],
+    ['betas', new PyTuple<TorchValue>([optimizer.betas[0], optimizer.betas[1]])],
     ['eps', optimizer.eps],
     ['weight_decay', optimizer.weightDecay],
     ['amsgrad', false],

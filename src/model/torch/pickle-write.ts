@@ -6,13 +6,13 @@
 import { OP } from './opcodes.js';
 
 /** A Python tuple. */
-export class PyTuple {
-  constructor(readonly items: PyValue[]) {}
+export class PyTuple<Item = PyValue> {
+  constructor(readonly items: Item[]) {}
 }
 
 /** A `collections.OrderedDict`, written the way pickle writes one (REDUCE with no arguments, then its items). */
-export class PyOrderedDict {
-  constructor(readonly entries: Map<PyKey, PyValue>) {}
+export class PyOrderedDict<Value = PyValue> {
+  constructor(readonly entries: Map<PyKey, Value>) {}
 }
 
 /** A module-level name such as `torch.FloatStorage`. */

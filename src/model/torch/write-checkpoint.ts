@@ -16,12 +16,7 @@ import { elementCount } from '../../util/matrix.js';
 
 /** A value to save: anything the pickle writer takes, with tensors anywhere inside lists, tuples and dicts. */
 export type TorchValue =
-  | PyKey
-  | TorchTensor
-  | TorchValue[]
-  | Map<PyKey, TorchValue>
-  | { tuple: TorchValue[] }
-  | { orderedDict: Map<PyKey, TorchValue> };
+  PyKey | TorchTensor | TorchValue[] | Map<PyKey, TorchValue> | PyTuple<TorchValue> | PyOrderedDict<TorchValue>;
 
 /** The reference's checkpoint dict. */
 export interface TorchCheckpointContents {
@@ -42,9 +37,9 @@ export function encodeTorchSave(value: TorchValue, archiveName = 'archive'): Uin
     if (isTorchTensor(v)) return tensorReduce(v, storages, archiveName);
     if (Array.isArray(v)) return v.map(toPy);
     if (v instanceof Map) return new Map([...v].map(([k, item]) => [k, toPy(item)]));
-    if (v !== null && typeof v === 'object' && 'tuple' in v) return new PyTuple(v.tuple.map(toPy));
-    if (v !== null && typeof v === 'object' && 'orderedDict' in v)
-      return new PyOrderedDict(new Map([...v.orderedDict].map(([k, item]) => [k, toPy(item)])));
+    if (v instanceof PyTuple) return new PyTuple(v.items.map(toPy));
+    if (v instanceof PyOrderedDict)
+      return new PyOrderedDict(new Map([...v.entries].map(([k, item]) => [k, toPy(item)])));
     return v;
   };
   const dataPkl = pickle(toPy(value));
@@ -89,7 +84,7 @@ function tensorReduce(tensor: TorchTensor, storages: ZipEntry[], archiveName: st
 export function encodeTorchCheckpoint(contents: TorchCheckpointContents, archiveName = 'archive'): Uint8Array {
   const top = new Map<PyKey, TorchValue>([
     ['epoch', contents.epoch],
-    ['model_state_dict', { orderedDict: contents.modelStateDict }],
+    ['model_state_dict', new PyOrderedDict<TorchValue>(contents.modelStateDict)],
     ['metrics', contents.metrics],
     ['num_categories', contents.numCategories],
     ['cat_to_idx', contents.catToIdx],
