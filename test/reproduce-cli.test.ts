@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Dataset } from '../src/data/dataset.js';
 import { loadDataset } from '../src/data/stl/dataset-io.js';
 import type { SplitScheme } from '../src/data/types.js';
+import { EmbeddingStore } from '../src/data/store/embeddings.js';
+import { workdirPaths } from '../src/data/workdir.js';
 import { plantedWorkdirWithConfigs } from './eval-fixtures.js';
 import { TEST_MODEL } from './train-fixtures.js';
 
@@ -135,16 +137,36 @@ describe('ctl reproduce', () => {
     expect(JSON.parse(r.stdout).runs.map((x: { trained: boolean }) => x.trained)).toEqual([false, false, false, false]);
   });
 
-  it('takes CTL_EMBEDDINGS as --embeddings: the runs it trains are named for that model, as train names them', () => {
-    const r = ctlWith({ CTL_EMBEDDINGS: TEST_MODEL }, 'reproduce', '--configs', configs, '--json');
-    expect(r.code, r.stderr).toBe(0);
-    const doc = JSON.parse(r.stdout);
-    expect(doc.runs.map((x: { run: string }) => x.run)).toEqual([
-      `v1-${TEST_MODEL}`,
-      `v1-${TEST_MODEL}-scene`,
-      `v2-${TEST_MODEL}`,
-      `v2-${TEST_MODEL}-scene`,
+  it('takes CTL_EMBEDDINGS as --embeddings, and names the runs it trains as train names them', async () => {
+    // The configs' own model names no run of its own; another model's store adds its name.
+    const same = ctlWith({ CTL_EMBEDDINGS: TEST_MODEL }, 'reproduce', '--configs', configs, '--json');
+    expect(same.code, same.stderr).toBe(0);
+    expect(JSON.parse(same.stdout).runs.map((x: { run: string; trained: boolean }) => [x.run, x.trained])).toEqual([
+      ['v1', false],
+      ['v1-scene', false],
+      ['v2', false],
+      ['v2-scene', false],
     ]);
+    const paths = workdirPaths(workdir);
+    for (const view of ['products', 'scenes-full'] as const) {
+      const { ids, data } = await (await EmbeddingStore.open(paths.embeddings(TEST_MODEL, view))).readAll();
+      const copy = await EmbeddingStore.openOrCreate(paths.embeddings('other-model', view), {
+        model: 'other-model',
+        dim: data.length / ids.length,
+        view,
+      });
+      await copy.append(ids, data);
+    }
+    const other = ctlWith({ CTL_EMBEDDINGS: 'other-model' }, 'reproduce', '--configs', configs, '--json');
+    expect(other.code, other.stderr).toBe(0);
+    const doc = JSON.parse(other.stdout);
+    expect(doc.runs.map((x: { run: string }) => x.run)).toEqual([
+      'v1-other-model',
+      'v1-other-model-scene',
+      'v2-other-model',
+      'v2-other-model-scene',
+    ]);
+    expect(other.stderr).toContain("zero-shot (raw 'other-model')");
   });
 
   it('refuses to stand a finished run for a config it did not train with, naming what changed', async () => {

@@ -12,7 +12,7 @@
 import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { SPLIT_SCHEMES, type SplitScheme } from '../data/types.js';
-import { modelSlug, workdirPaths } from '../data/workdir.js';
+import { workdirPaths } from '../data/workdir.js';
 import type { EngineName } from '../eval/engines.js';
 import { evaluateRun, evaluateZeroShot, type EvalReport, type EvalRequest } from '../eval/evaluate.js';
 import type { EvalSplit, Protocol } from '../eval/protocols.js';
@@ -20,9 +20,14 @@ import { REFERENCE, referenceMetrics } from '../eval/reference.js';
 import { formatTable, reportNote, type TableRow } from '../eval/table.js';
 import type { TrainBackendChoice } from '../train/backend.js';
 import { readCheckpointState } from '../model/checkpoint.js';
-import { loadTrainConfig, trainConfigSchema, type TrainConfig } from '../train/config.js';
+import {
+  defaultRunName,
+  loadTrainConfig,
+  resolveConfig,
+  trainConfigSchema,
+  type TrainConfig,
+} from '../train/config.js';
 import { configChanges, isFinished } from '../train/resume.js';
-import { resolveConfig } from '../train/config.js';
 import { trainRun } from '../train/run.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
@@ -77,7 +82,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const digest = datasetDigest(dataset);
   const runs: ReproducedRun[] = [];
   for (const { file, config } of configs) {
-    const base = options.embeddings ? `${config.name}-${modelSlug(options.embeddings)}` : config.name;
+    const base = defaultRunName(config, options.embeddings);
     for (const split of SPLIT_SCHEMES) {
       const run = split === config.split ? base : `${base}-${split}`;
       const set = split === config.split ? [] : [`split=${split}`];

@@ -9,7 +9,7 @@ import { RECALL_KS } from '../eval/metrics.js';
 import { PROTOCOLS, type Metrics } from '../eval/protocols.js';
 import { modelConfigSchema } from '../model/config.js';
 import { InputError } from '../util/errors.js';
-import { SCENE_VIEWS } from '../data/workdir.js';
+import { modelSlug, SCENE_VIEWS } from '../data/workdir.js';
 import { isObject, parseJsonFile } from '../util/json.js';
 import { flag, int, nonEmptyString, number, oneOf, parseWith, satisfying, section } from '../util/schema.js';
 import { NEGATIVE_STRATEGIES } from './negatives.js';
@@ -210,7 +210,7 @@ function related(path: string, field: string): boolean {
 
 /**
  * The config a run trains with: the file, its --set flags and the --embeddings override applied; `run`: the run a
- * run's config.json belongs to.
+ * run's config.json belongs to; `defaultRun`: the run it trains unless told another (defaultRunName).
  */
 export async function resolveConfig(options: {
   /** The config file. */
@@ -219,18 +219,27 @@ export async function resolveConfig(options: {
   set?: string[];
   /** Another embedding model than the config's. */
   embeddings?: string;
-}): Promise<{ config: TrainConfig; overrides: Record<string, unknown>; run?: string }> {
+}): Promise<{ config: TrainConfig; overrides: Record<string, unknown>; run?: string; defaultRun: string }> {
   const set = options.set ?? [];
   const file = await readConfigFile(options.config);
   const config = parseTrainConfig(file.document, file.source, set.map(parseOverride));
   const embeddings = options.embeddings;
+  const defaultRun = file.run ?? defaultRunName(config, embeddings);
   const overrides: Record<string, unknown> = set.length ? { set } : {};
   if (embeddings && embeddings !== config.embeddings.model) {
     overrides.embeddings = embeddings;
     // The config's dim belongs to its own model.
     config.embeddings = { model: embeddings };
   }
-  return { config, overrides, run: file.run };
+  return { config, overrides, run: file.run, defaultRun };
+}
+
+/**
+ * The run a config trains unless told another: its name, plus the embedding model when `embeddings` is another model
+ * than the config names (`--embeddings`), so the runs of one config on two stores do not share a folder.
+ */
+export function defaultRunName(config: TrainConfig, embeddings?: string): string {
+  return embeddings && embeddings !== config.embeddings.model ? `${config.name}-${modelSlug(embeddings)}` : config.name;
 }
 
 /** "recall@10" → metrics.recall["10"]; "mrr" → metrics.mrr. */

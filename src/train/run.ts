@@ -24,7 +24,7 @@ import { acquireLock, STALE_LOCK_MS, type Lock } from '../util/lock.js';
 import { formatDuration, log } from '../util/log.js';
 import { Progress } from '../util/progress.js';
 import { pathExists } from '../util/fs.js';
-import { checkRunName, listRunNames, modelSlug, runPaths, workdirPaths } from '../data/workdir.js';
+import { checkRunName, listRunNames, runPaths, workdirPaths } from '../data/workdir.js';
 import { chooseTrainBackend, chooseWorkers, createEngine, ortProvider, type TrainBackendChoice } from './backend.js';
 import { resolveConfig, selectionValue, trainConfigSchema, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
@@ -66,13 +66,12 @@ const drawnNegatives = (config: TrainConfig) => (config.loss.triplet > 0 ? confi
 
 /** Train (or resume) a run; see the file comment. */
 export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult> {
-  const { config, overrides, run: configRun } = await resolveConfig(options);
-  const name =
-    options.run ??
-    configRun ??
-    (overrides.embeddings ? `${config.name}-${modelSlug(String(overrides.embeddings))}` : config.name);
-  const source = options.run ? '--run' : `${options.config}: ${configRun ? "its folder's name" : 'name'}`;
-  const dir = workdirPaths(options.workdir).run(checkRunName(name, options.run ? '' : 'give --run NAME', source));
+  const { config, overrides, run: configRun, defaultRun } = await resolveConfig(options);
+  const name = options.run ?? defaultRun;
+  const source = options.run !== undefined ? '--run' : `${options.config}: ${configRun ? "its folder's name" : 'name'}`;
+  const dir = workdirPaths(options.workdir).run(
+    checkRunName(name, options.run !== undefined ? '' : 'give --run NAME', source),
+  );
   const lock = await lockRun(dir);
   try {
     return await trainLocked(options, { name, dir, config, overrides, lock });
