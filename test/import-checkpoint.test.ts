@@ -66,6 +66,12 @@ for name, opt in [('groups', torch.optim.AdamW([{'params': decay},
     sum((p * torch.randn_like(p)).sum() for p in v1.parameters()).backward()
     opt.step()
     torch.save({'model_state_dict': v1.state_dict(), 'optimizer_state_dict': opt.state_dict()}, f'{out}/v1-{name}.pt')
+# Adam's state as it should be, but with moments that overflowed.
+opt = torch.optim.Adam(v1.parameters())
+sum((p * torch.randn_like(p)).sum() for p in v1.parameters()).backward()
+opt.step()
+opt.state[v1.scene_encoder[0].weight]['exp_avg'][0, 0] = float('inf')
+torch.save({'model_state_dict': v1.state_dict(), 'optimizer_state_dict': opt.state_dict()}, f'{out}/v1-overflowed.pt')
 # Bad files: a misshapen tensor, a missing one, a category map without one of the dataset's leaves, another dim.
 sd = models['v2'].state_dict()
 torch.save({**sd, 'product_encoder.0.weight': torch.zeros(20, 24)}, f'{out}/bad-shape.pt')
@@ -266,7 +272,7 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
     expect(state.optimizer.t).toBe(3 + state.step);
   });
 
-  it('imports the weights of a file whose optimizer is not Adam, saying its state is passed over', async () => {
+  it("imports the weights of a file whose optimizer state ctl's Adam cannot hold, saying why it passes it over", async () => {
     for (const [name, why] of [
       ['sgd', 'not Adam or AdamW (its param group has no amsgrad)'],
       ['radam', 'not Adam or AdamW (its param group has no amsgrad)'],
@@ -276,6 +282,8 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
         'frozen',
         'its param group holds 8 of the 9 parameters: which parameter each state entry is, the file does not say',
       ],
+      ['reordered', "the moments of state entry 0 are not temperature's shape"],
+      ['overflowed', 'the moments of scene_encoder.0.weight hold values that are not finite'],
     ]) {
       const imported = ctl('import', '--checkpoint', join(dir, `v1-${name}.pt`), '--run', `v1-${name}`, '--json');
       expect(imported.status, imported.stderr).toBe(0);

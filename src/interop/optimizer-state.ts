@@ -63,12 +63,16 @@ export function readOptimizerState(value: unknown, keys: string[], layout: Param
   const without = layout.entries.filter((e) => !m[e.name]).map((e) => e.name);
   if (without.length > 0)
     return { passedOver: `no Adam state for ${without.length} parameter(s) (${without.slice(0, 3).join(', ')}, ...)` };
-  // Parameters given to the optimizer in another order than the model's: the moments do not fit their names.
+  // Parameters given to the optimizer in another order than the model's: the moments do not fit their names. (An
+  // order that only swaps parameters of one shape cannot be told from the file.)
   const misfit = layout.entries.find(
     (e) => ![m[e.name], v[e.name]].every((t) => t.shape.join(',') === torchShape(e).join(',')),
   );
   if (misfit)
     return { passedOver: `the moments of state entry ${keys.indexOf(misfit.name)} are not ${misfit.name}'s shape` };
+  // Moments that overflowed would make the weights NaN at the first step of training on.
+  const nonFinite = layout.entries.find((e) => ![m[e.name], v[e.name]].every((t) => t.data.every(Number.isFinite)));
+  if (nonFinite) return { passedOver: `the moments of ${nonFinite.name} hold values that are not finite` };
   if (steps.size > 1)
     return {
       passedOver: `the parameters stepped different numbers of times (${[...steps].sort((a, b) => a - b).join(', ')})`,
