@@ -36,11 +36,16 @@ export interface TrainedModel<Config = unknown> {
 /**
  * Load `runs/<name>/checkpoints/<which>`. Uses the tfjs backend already selected, or selects `backend`
  * (default auto) when none is. `config` checks the config the run was trained with (what the caller reads of it).
+ * `checkpointFlag`: the command takes --checkpoint, so a missing checkpoint's message may offer the other one.
  */
 export async function loadTrainedModel<Config>(
   runDir: string,
   which: CheckpointName,
-  { backend = 'auto', config }: { backend?: BackendChoice; config: z.ZodType<Config> },
+  {
+    backend = 'auto',
+    config,
+    checkpointFlag = true,
+  }: { backend?: BackendChoice; config: z.ZodType<Config>; checkpointFlag?: boolean },
 ): Promise<TrainedModel<Config>> {
   const state = await readCheckpointState(runDir, which, config);
   const dir = checkpointDir(runDir, which);
@@ -49,7 +54,7 @@ export async function loadTrainedModel<Config>(
       `no '${which}' checkpoint in ${dir}: ` +
         (which === 'last'
           ? 'take --checkpoint best, or train the run'
-          : 'train the run first (`ctl train`), or take --checkpoint last'),
+          : `train the run first (\`ctl train\`)${checkpointFlag ? ', or take --checkpoint last' : ''}`),
     );
   if (!tf.engine().backendName) await useBackend(backend, { quiet: true });
   const model = new TwoTower(state.spec);

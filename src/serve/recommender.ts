@@ -89,7 +89,7 @@ export class Recommender {
 
   static async open(workdir: string, run: string): Promise<Recommender> {
     const paths = workdirPaths(workdir);
-    const model = await loadTrainedModel(paths.run(run), 'best', { config: trainConfigSchema });
+    const model = await loadTrainedModel(paths.run(run), 'best', { config: trainConfigSchema, checkpointFlag: false });
     const dataset = await loadDataset(workdir, model.config.domain);
     if (trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset)))
       log(`note: run '${run}' was ${OTHER_DATA}`);
