@@ -96,6 +96,20 @@ describe('ctl train', () => {
     ]);
   });
 
+  it('stopped by SIGINT after a checkpoint: exit 130, and one line saying how to go on', async () => {
+    const args = ['train', '--config', config, '--run', 'interrupted', '--workdir', workdir];
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    while ((await checkpointEpoch(workdir, 'interrupted')) < 1) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(
+      /\nctl train: stopped by SIGINT; continue from the last checkpoint with the same command and --resume\n$/,
+    );
+  });
+
   it('--resume of a run that does not exist says so, naming the runs there, and starts it', () => {
     const fresh = ctl('train', '--config', config, '--run', 'never-started', '--resume', '--set', 'epochs=1');
     expect(fresh.status, fresh.stderr).toBe(0);

@@ -1,7 +1,7 @@
 // `ctl train --config FILE`: see run.ts.
 import { Command, Option } from 'commander';
 import { action, parseIntOption, refuseFlags, stoppedExitCode, withCommon } from '../util/command.js';
-import { printJson } from '../util/log.js';
+import { log, printJson } from '../util/log.js';
 import { embeddingsOption } from '../data/options.js';
 import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from './backend.js';
 
@@ -77,9 +77,7 @@ export function registerTrainCommand(program: Command): void {
       // Checkpoints are written atomically, so stopping is safe at any moment: say how to continue.
       for (const signal of ['SIGINT', 'SIGTERM'] as const) {
         process.once(signal, () => {
-          process.stderr.write(
-            `\nctl train: stopped by ${signal}; continue from the last checkpoint with the same command and --resume\n`,
-          );
+          log(`ctl train: stopped by ${signal}; continue from the last checkpoint with the same command and --resume`);
           process.exit(stoppedExitCode(signal));
         });
       }

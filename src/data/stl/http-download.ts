@@ -9,6 +9,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, interceptors, request } from 'undici';
 import { InputError, RunError } from '../../util/errors.js';
+import { log } from '../../util/log.js';
 import { Progress } from '../../util/progress.js';
 import {
   isTransientStatus,
@@ -77,7 +78,7 @@ export async function downloadFile(url: string, path: string, options: FileDownl
           maxMs: MAX_BACKOFF_MS,
           retryAfterMaxMs: MAX_RETRY_AFTER_MS,
         });
-        process.stderr.write(`${url}: ${reason}; retrying in ${(wait / 1000).toFixed(1)}s (${attempt}/${retries})\n`);
+        log(`${url}: ${reason}; retrying in ${(wait / 1000).toFixed(1)}s (${attempt}/${retries})`);
         await sleep(wait);
       }
     }
