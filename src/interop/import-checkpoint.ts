@@ -69,7 +69,10 @@ interface InferredModel {
 }
 
 export async function importCheckpoint(o: ImportCheckpointOptions): Promise<ImportCheckpointSummary> {
-  const run = checkRunName(o.run ?? basename(o.file, extname(o.file)), 'give --run NAME');
+  const run =
+    o.run !== undefined
+      ? checkRunName(o.run)
+      : checkRunName(basename(o.file, extname(o.file)), 'give --run NAME', `${o.file}: its file name`);
   const dir = workdirPaths(o.workdir).run(run);
   const lock = await lockRun(dir); // a `ctl train` of the same name must not write into the imported run
   try {
