@@ -8,6 +8,7 @@ import { EmbeddingStore, sceneProductKey } from '../data/store/embeddings.js';
 import type { Domain, ImageKind } from '../data/types.js';
 import { EMBEDDING_VIEWS, workdirPaths, type EmbeddingView } from '../data/workdir.js';
 import { InputError } from '../util/errors.js';
+import { gatherRows } from '../util/matrix.js';
 import { readEmbeddingsFile, type EmbeddingsFile } from './embeddings-file.js';
 
 export interface ImportEmbeddingsOptions {
@@ -58,11 +59,9 @@ export async function importEmbeddings(options: ImportEmbeddingsOptions): Promis
   await checkSameAsStored(options, store, rows, stored);
   for (let start = 0; start < fresh.length; start += ROWS_PER_SHARD) {
     const chunk = fresh.slice(start, start + ROWS_PER_SHARD);
-    const data = new Float32Array(chunk.length * rows.dim);
-    chunk.forEach((row, i) => data.set(rows.data.subarray(row * rows.dim, (row + 1) * rows.dim), i * rows.dim));
     await store.append(
       chunk.map((row) => rows.ids[row]),
-      data,
+      gatherRows(rows.data, chunk, rows.dim),
       'import',
     );
   }
