@@ -18,7 +18,6 @@ export interface PickleStateful {
   setState(state: unknown): void;
 }
 
-/** A global the pickle named and the registry allowed, as it sits on the stack (e.g. a type passed as argument). */
 /**
  * A value kept without being read (an int64 tensor, a float16 numpy scalar: nothing ctl uses), so that it is refused
  * only where something needs it, naming that field, and passed over in fields nobody reads (a checkpoint's metrics).
@@ -27,6 +26,7 @@ export class Unread {
   constructor(readonly what: string) {}
 }
 
+/** A global the pickle named and the registry allowed, as it sits on the stack (e.g. a type passed as argument). */
 export class PickleGlobalRef {
   constructor(
     readonly name: string,
