@@ -24,8 +24,8 @@ describe('parseJsonFile', () => {
     expect(errorOf('{"a": 1,\n "b": }\n')).toBe("f.json:2:7: not valid JSON (Unexpected token '}')");
     expect(errorOf('[1,]')).toBe("f.json:1:4: not valid JSON (Unexpected token ']')");
     const long = '{\n  "optimizer": {\n    "lr": NaN,\n    "weightDecay": 0.05\n  }\n}\n';
-    expect(errorOf(long)).toBe("f.json:3:11: not valid JSON (Unexpected token 'N')");
-    expect(errorOf('{"flag": tru}')).toMatch(/^f\.json:1:10: not valid JSON \(Unexpected token/);
+    expect(errorOf(long)).toBe("f.json:3:11: not valid JSON (Unexpected token 'NaN')");
+    expect(errorOf('{"flag": tru}')).toBe("f.json:1:10: not valid JSON (Unexpected token 'tru')");
   });
 
   it('reads a file that starts with a byte-order mark (as some editors save)', () => {

@@ -31,22 +31,28 @@ export function parseJsonFile(text: string, path: string, hint = ''): unknown {
   } catch (err) {
     const message = (err as Error).message;
     const position = /at position (\d+)/.exec(message)?.[1];
-    const offset = position !== undefined ? Number(position) : firstErrorOffset(body);
+    // Node's words where it gives the place; else the place and the token jsonc-parser finds (Node's token may be
+    // another one: after `tru` it names the `}`).
+    const found = position === undefined ? firstError(body) : undefined;
+    const offset = position !== undefined ? Number(position) : found!.offset;
+    const why = found
+      ? found.token
+        ? `Unexpected token '${found.token}'`
+        : 'Unexpected end of JSON input'
+      : message.replace(/ (in JSON )?at position \d+.*$/, '');
     const lines = body.slice(0, offset).split('\n');
-    const where = `:${lines.length}:${lines[lines.length - 1].length + 1}`;
-    // Without the place in the message, and without the quoted input some messages carry.
-    const why = message
-      .replace(/ (in JSON )?at position \d+.*$/, '')
-      .replace(/, (\.\.\.)?".*"(\.\.\.)? is not valid JSON$/s, '');
-    throw new InputError(`${path}${where}: not valid JSON (${why})${hint}`);
+    throw new InputError(
+      `${path}:${lines.length}:${lines[lines.length - 1].length + 1}: not valid JSON (${why})${hint}`,
+    );
   }
 }
 
-/** Where strict JSON's first syntax error in `text` is (the end of the text when none is found). */
-function firstErrorOffset(text: string): number {
+/** Where strict JSON's first syntax error in `text` is, and the token there ('' at the end of the text). */
+function firstError(text: string): { offset: number; token: string } {
   const errors: ParseError[] = [];
   parseCollectingErrors(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
-  return errors[0]?.offset ?? text.length;
+  const { offset = text.length, length = 0 } = errors[0] ?? {};
+  return { offset, token: text.slice(offset, offset + length) };
 }
 
 /**
