@@ -420,7 +420,14 @@ describe('ctl serve: JSON API', () => {
       // A report of an earlier best checkpoint says nothing of the one served: the run has no catalog R@10.
       const reportFile = join(run, 'eval', 'catalog-test.json');
       const report = JSON.parse(await readFile(reportFile, 'utf8'));
-      expect((await listRuns(workdir))[0].catalogRecall10).toBe(report.metrics.recall['10']);
+      expect((await listRuns(workdir))[0]).toMatchObject({
+        catalogRecall10: report.metrics.recall['10'],
+        catalogLeaks: false,
+      });
+      // A report of a run evaluated on other data than it trained on may count its training scenes.
+      await writeFile(reportFile, JSON.stringify({ ...report, trainSceneOverlap: null, trainedOnOtherData: true }));
+      expect((await listRuns(workdir))[0].catalogLeaks).toBe(true);
+      await writeFile(reportFile, JSON.stringify(report));
       // The best checkpoint's own epoch decides, also when last's record of the best lags (killed between the saves).
       await writeFile(stateFile, JSON.stringify({ ...state, epoch: 1, best: { ...state.best, epoch: 0 } }));
       expect((await listRuns(workdir))[0].catalogRecall10).toBe(report.metrics.recall['10']);

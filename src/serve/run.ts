@@ -104,7 +104,7 @@ async function openDefaultRun(workdir: string): Promise<{ run: string; recommend
         best.catalogRecall10 !== null
           ? `serve: run '${best.name}', the best catalog R@10 (${(best.catalogRecall10 * 100).toFixed(1)}%) of ${runs.length} run(s)` +
               (best.catalogLeaks
-                ? ' (on scenes it trained on: no run that loads has a catalog report on unseen scenes)'
+                ? ' (on scenes it may have trained on: no run that loads has a catalog report on unseen scenes)'
                 : '')
           : `serve: run '${best.name}', the latest trained run (no run that loads has a catalog eval report of its best checkpoint as it is now: \`ctl eval\`)`,
       );

@@ -41,7 +41,8 @@ export interface RunSummary {
    * picking the default run; null without one.
    */
   catalogRecall10: number | null;
-  /** That report counts scenes the run trained on (a seed-split run's): its R@10 is flattered. */
+  /** That report counts scenes the run trained on (a seed-split run's), or may (a run trained on other data): its
+   * R@10 may be flattered. */
   catalogLeaks: boolean;
   updatedAt: string | null;
 }
@@ -151,7 +152,7 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
         }
       : null,
     catalogRecall10: recall10(catalog),
-    catalogLeaks: ((catalog as { trainSceneOverlap?: number } | null)?.trainSceneOverlap ?? 0) > 0,
+    catalogLeaks: leaks(catalog),
     updatedAt: mtime === undefined ? null : new Date(mtime).toISOString(),
   };
   return {
@@ -175,6 +176,12 @@ export async function listRuns(workdir: string): Promise<RunSummary[]> {
 export async function readRun(workdir: string, name: string): Promise<RunDetail | null> {
   if (!(await listRunNames(workdir)).includes(name)) return null;
   return (await describe(workdir, name)).detail;
+}
+
+/** Does a catalog report count scenes its run trained on, or can it not tell (the run trained on other data)? */
+function leaks(report: unknown): boolean {
+  const r = report as { trainSceneOverlap?: number | null; trainedOnOtherData?: true } | null;
+  return r?.trainedOnOtherData === true || (r?.trainSceneOverlap ?? 0) > 0;
 }
 
 /**
