@@ -19,6 +19,11 @@ export interface LocalEncoderOptions {
   dtype: Dtype;
   /** onnxruntime intra-op threads; undefined = one per core. */
   threads?: number;
+  /**
+   * Images per model call: a shorter call (the last of a run or shard) is padded to it, because onnxruntime's
+   * kernels give a row other bits in a call of another size, and a sharded run must equal an unsharded one.
+   */
+  batch?: number;
   offline: boolean;
   modelsDir: string;
 }
@@ -83,9 +88,10 @@ export async function loadLocalEncoder(
     async embed(batch: PreparedPixels[]): Promise<Float32Array[]> {
       const [c, h, w] = batch[0].dims;
       const size = c * h * w;
-      const pixels = new Float32Array(batch.length * size);
+      const rows = Math.max(batch.length, opts.batch ?? 0); // padded with blank images
+      const pixels = new Float32Array(rows * size);
       batch.forEach((item, i) => pixels.set(item.data, i * size));
-      const dims = [batch.length, c, h, w];
+      const dims = [rows, c, h, w];
       const pixelValues = halfPixels
         ? new hf.Tensor('float16', new Uint16Array(new Float16Array(pixels).buffer), dims)
         : new hf.Tensor('float32', pixels, dims);
@@ -93,8 +99,8 @@ export async function loadLocalEncoder(
       let out = outputs[outputName];
       if (out.type !== 'float32') out = out.to('float32');
       const dim = out.dims[out.dims.length - 1];
-      const rows = l2NormalizeRows(Float32Array.from(out.data as ArrayLike<number>), dim);
-      return batch.map((_, i) => rows.subarray(i * dim, (i + 1) * dim));
+      const vectors = l2NormalizeRows(Float32Array.from(out.data as ArrayLike<number>), dim);
+      return batch.map((_, i) => vectors.subarray(i * dim, (i + 1) * dim));
     },
 
     async dispose() {

@@ -70,6 +70,7 @@ async function openEncoder(opts: EmbedOptions): Promise<Encoder> {
     device: opts.device,
     dtype: opts.dtype,
     threads: opts.threads,
+    batch: opts.batch,
     offline: opts.offline,
     modelsDir,
   }) as Promise<Encoder>;

@@ -95,7 +95,7 @@ async function checkSameRows(first: EmbeddingStore, again: EmbeddingStore, ids: 
     const value = (bits: Uint32Array) => new Float32Array(bits.buffer)[k];
     throw new InputError(
       `row ${chunk[row]}: ${again.dir} and ${first.dir} hold different vectors (element ${element}: ` +
-        `${value(b)} vs ${value(a)}); refusing to merge: were they embedded with different settings or software?`,
+        `${value(b)} vs ${value(a)}); refusing to merge: were they embedded with another --batch, --dtype, device or software?`,
     );
   }
 }
