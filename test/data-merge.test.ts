@@ -2,13 +2,14 @@
 // four workdirs, merged, must equal one unsharded run row for row; merging again changes nothing; stores that
 // disagree are refused, naming the first difference.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { workdirPaths, type EmbeddingView } from '../src/data/workdir.js';
 import { ManifestWriter, readManifest, type ManifestRecord } from '../src/download/manifest.js';
+import { acquireLock } from '../src/util/lock.js';
 import { makeFixture, removeFixtures } from './embed-fixtures.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
@@ -159,6 +160,25 @@ describe('ctl data merge', () => {
     expect(refused.stderr).toMatch(/row a: .* hold different vectors \(element 0: 0\.8.* vs 1\)/);
 
     expect(ctl(['data', 'merge', '--workdir', target, '--from', target]).stderr).toMatch(/is the target --workdir/);
+    // A link to a source is that source: it is only read, never merged into.
+    const link = join(await tempDir('ctl-merge-link-'), 'to-source');
+    await symlink(dirs[0], link);
+    const intoSource = ctl(['data', 'merge', '--workdir', link, '--from', dirs[0]]);
+    expect([intoSource.code, intoSource.stderr]).toEqual([2, expect.stringMatching(/is the target --workdir/)]);
+
+    // A merge into a workdir another merge is writing (here this process holds its lock) is refused, naming it.
+    const busyTarget = await tempDir('ctl-merge-');
+    const other = await acquireLock(join(busyTarget, 'merge'), () => 'busy');
+    try {
+      const busy = ctl(['data', 'merge', '--workdir', busyTarget, '--from', dirs[0]]);
+      expect([busy.code, busy.stderr]).toEqual([
+        2,
+        expect.stringMatching(`another ctl data merge into ${busyTarget} is running: process ${process.pid} `),
+      ]);
+    } finally {
+      await other.release();
+    }
+    expect(ctl(['data', 'merge', '--workdir', busyTarget, '--from', dirs[0]]).code).toBe(0);
 
     const [d1, d2] = await Promise.all([0, 1].map(() => tempDir('ctl-merge-src-')));
     for (const [i, d] of [d1, d2].entries()) {

@@ -3,7 +3,7 @@
 // datasets (copied when the target has none; the shards' copies must be identical). Image files stay in the shard
 // workdirs, and the shards are only read. Everything is read and checked before anything is written, so a refusal
 // leaves the target as it was.
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { planStoreMerge } from '../data/store/merge.js';
 import { DOMAINS } from '../data/types.js';
@@ -11,7 +11,8 @@ import { workdirPaths } from '../data/workdir.js';
 import { planManifestMerge, type ManifestMergeResult } from '../download/merge-manifests.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
-import { isDirectory, pathExists } from '../util/fs.js';
+import { isDirectory, pathExists, realFolder } from '../util/fs.js';
+import { acquireLock, heldBy } from '../util/lock.js';
 
 export interface StoreMergeSummary {
   /** embeddings/<model>/<view>, relative to the workdir. */
@@ -72,9 +73,23 @@ export async function mergeWorkdirs(fromDirs: string[], workdir: string): Promis
   const from = fromDirs.map((d) => resolve(d));
   for (const dir of from) {
     if (!(await isDirectory(dir))) throw new InputError(`--from ${dir}: not a folder`);
-    if (dir === resolve(workdir)) throw new InputError(`--from ${dir}: is the target --workdir; merge from others`);
+    if ((await realFolder(dir)) === (await realFolder(workdir)))
+      throw new InputError(`--from ${dir}: is the target --workdir; merge from others`);
   }
+  // One merge into a workdir at a time: each plans from the target as it finds it, and would add the same rows.
+  await mkdir(workdir, { recursive: true });
+  const lock = await acquireLock(
+    join(workdir, 'merge'),
+    (holder, file) => `another ctl data merge into ${workdir} is running: ${heldBy(holder, file)}`,
+  );
+  try {
+    return await mergeLocked(from, workdir);
+  } finally {
+    await lock.release();
+  }
+}
 
+async function mergeLocked(from: string[], workdir: string): Promise<MergeSummary> {
   const byStore = new Map<string, string[]>();
   for (const dir of from)
     for (const store of await storesIn(dir)) byStore.set(store, [...(byStore.get(store) ?? []), join(dir, store)]);

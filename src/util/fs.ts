@@ -1,5 +1,6 @@
 // Questions about a path that must not throw: a missing path (or one we may not read) answers false.
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 
 export async function pathExists(path: string): Promise<boolean> {
   return (await stat(path).catch(() => null)) !== null;
@@ -12,4 +13,10 @@ export async function isDirectory(path: string): Promise<boolean> {
 /** When the path was last modified (ms since the epoch), or undefined when it is not there. */
 export async function modifiedAt(path: string): Promise<number | undefined> {
   return (await stat(path).catch(() => null))?.mtimeMs;
+}
+
+/** The path `path` names once links are followed (resolved as it is while it does not exist): two paths of one folder
+ * compare equal. */
+export async function realFolder(path: string): Promise<string> {
+  return realpath(path).catch(() => resolve(path));
 }

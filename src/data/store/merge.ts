@@ -2,8 +2,9 @@
 // anything is written: the stores must say the same thing in meta.json (model, revision, dim, view,
 // preprocessing), and a row present in two of them must be the same bytes. Rows the target already holds are left
 // alone, so merging again adds nothing.
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { InputError } from '../../util/errors.js';
+import { realFolder } from '../../util/fs.js';
 import { differingPaths, valueAt } from '../../util/json.js';
 import { EmbeddingStore } from './embeddings.js';
 
@@ -28,7 +29,8 @@ export async function planStoreMerge(sourceDirs: string[], targetDir: string): P
   const target = await EmbeddingStore.openIfExists(targetDir);
   const sources: EmbeddingStore[] = [];
   for (const dir of sourceDirs) {
-    if (resolve(dir) === resolve(targetDir)) throw new InputError(`${dir}: is the merge's target; merge from others`);
+    if ((await realFolder(dir)) === (await realFolder(targetDir)))
+      throw new InputError(`${dir}: is the merge's target; merge from others`);
     sources.push(await EmbeddingStore.open(dir));
   }
   const stores = target ? [target, ...sources] : sources;
