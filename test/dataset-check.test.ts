@@ -54,5 +54,15 @@ describe('loadDataset', () => {
     expect(await loadDamaged((d) => d.splits.scene.parts.test.push(10 ** 6))).toMatch(
       /splits\.scene\.parts\.test: expected indices of pairs/,
     );
+    // Hand edits that used to pass the check and fail later with a TypeError, or give NaN statistics.
+    expect(await loadDamaged((d) => delete d.pairs[3].bbox)).toMatch(
+      /pairs\[3\]\.bbox: expected four numbers \[x1, y1, x2, y2\], got undefined/,
+    );
+    expect(await loadDamaged((d) => (d.pairs[4].bbox = [0.1, 0.2]))).toMatch(/pairs\[4\]\.bbox: expected four numbers/);
+    expect(await loadDamaged((d) => delete d.splits.seed.parts.val)).toMatch(
+      /splits\.seed\.parts\.val: expected indices of pairs/,
+    );
+    expect(await loadDamaged((d) => (d.splits.scene = {}))).toMatch(/splits\.scene\.parts\.train: expected/);
+    expect(await loadDamaged((d) => delete d.skipped)).toMatch(/: skipped: expected an object of counts by reason/);
   });
 });
