@@ -1,6 +1,6 @@
 // `ctl data synth` and `ctl data verify-embeddings` end to end through the built binary (`npm run build` first).
 import { execFile } from 'node:child_process';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeNpy, encodeNpy } from '../src/data/store/npy.js';
@@ -76,7 +76,7 @@ describe('ctl data synth (built binary)', () => {
     expect(checked.stores[0]).toMatchObject({ model: 'synthetic', count: 150, dim: 24, problems: [] });
   });
 
-  it('verify-embeddings exits 1 naming the bad shard and row; 2 when there is no store', async () => {
+  it('verify-embeddings exits 1 naming the bad shard file and row; 2 when there is no store (of that view)', async () => {
     const workdir = await tempWorkdir();
     const made = await ctl(['data', 'synth', '--workdir', workdir, '--scenes', '30', '--products', '40', '--dim', '8']);
     expect(made.code, made.stderr).toBe(0);
@@ -98,13 +98,20 @@ describe('ctl data synth (built binary)', () => {
     ]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/BAD synthetic scenes-full/);
-    expect(bad.stderr).toMatch(new RegExp(`${npy.replace('.', '\\.')}: row 3: value NaN is not finite`));
+    expect(bad.stderr).toContain(`${join(shards, npy)}: row 3: value NaN is not finite`);
     const good = await ctl(['data', 'verify-embeddings', '--workdir', workdir, '--view', 'products']);
     expect(good.code, good.stderr).toBe(0);
 
     const none = await ctl(['data', 'verify-embeddings', '--workdir', await tempWorkdir()]);
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/no embedding stores under/);
+    // A view the workdir has no store of is bad usage too, not a bad store.
+    await rm(workdirPaths(workdir).embeddings('synthetic', 'scenes-hide-product'), { recursive: true });
+    const noView = await ctl(['data', 'verify-embeddings', '--workdir', workdir, '--view', 'scenes-hide-product']);
+    expect([noView.code, noView.stderr]).toEqual([
+      2,
+      expect.stringMatching(/no embedding stores under .* of view scenes-hide-product/),
+    ]);
   });
 
   it('rejects bad usage with exit 2 and documents every flag with its default', async () => {

@@ -12,7 +12,9 @@ import { domainOption } from './options.js';
 
 /** Registers `ctl data` and its subcommands; returns it so commands of later stages can join (`ctl data merge`). */
 export function registerDataCommands(program: Command): Command {
-  const data = program.command('data').description('STL metadata: fetch, synthesise, inspect, split, merge');
+  const data = program
+    .command('data')
+    .description('STL metadata: fetch, synthesise, inspect, list pairs, verify and merge stores');
   registerFetch(data);
   registerStats(data);
   registerPairs(data);

@@ -30,12 +30,12 @@ export function registerVerifyEmbeddingsCommand(data: Command): void {
       const models = o.model ? [modelSlug(o.model)] : await subfolders(root);
       const dirs: string[] = [];
       for (const model of models) {
-        const views = o.view ? [o.view] : await subfolders(join(root, model));
-        for (const view of views) dirs.push(join(root, model, view));
+        for (const view of await subfolders(join(root, model)))
+          if (!o.view || view === o.view) dirs.push(join(root, model, view));
       }
       if (dirs.length === 0)
         throw new InputError(
-          `no embedding stores under ${root}${o.model ? ` for model ${o.model}` : ''} (run \`ctl embed\` or \`ctl data synth --dim D\`)`,
+          `no embedding stores under ${root}${o.model ? ` for model ${o.model}` : ''}${o.view ? ` of view ${o.view}` : ''} (run \`ctl embed\` or \`ctl data synth --dim D\`)`,
         );
       const checks: StoreCheck[] = [];
       for (const dir of dirs) checks.push(await checkStore(dir));

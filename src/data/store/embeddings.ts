@@ -229,12 +229,12 @@ export class EmbeddingStore {
   async verify(): Promise<{ ok: boolean; problems: string[]; count: number; dim: number }> {
     const problems: string[] = [];
     for (const shard of this.shards) {
-      const { data, shape } = decodeNpy(await readFile(this.shardPath(shard, '.npy')), `${shard.name}.npy`);
+      const file = this.shardPath(shard, '.npy');
+      const { data, shape } = decodeNpy(await readFile(file), file);
       if (shape.length !== 2 || shape[1] !== this.dim)
-        problems.push(`${shard.name}.npy: shape [${shape}] but meta.json says dim ${this.dim}`);
+        problems.push(`${file}: shape [${shape}] but meta.json says dim ${this.dim}`);
       const bad = data.findIndex((v) => !Number.isFinite(v));
-      if (bad >= 0)
-        problems.push(`${shard.name}.npy: row ${Math.floor(bad / this.dim)}: value ${data[bad]} is not finite`);
+      if (bad >= 0) problems.push(`${file}: row ${Math.floor(bad / this.dim)}: value ${data[bad]} is not finite`);
     }
     return { ok: problems.length === 0, problems, count: this.size, dim: this.dim };
   }
