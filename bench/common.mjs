@@ -4,8 +4,9 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 // As ctl itself (src/cli.ts): no onnxruntime telemetry, and no /tmp/mat-debug-<pid>.log from each bench process.
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
@@ -15,6 +16,42 @@ export const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** One progress line on stderr (stdout is the result). */
 export const say = (text) => process.stderr.write(text + '\n');
+
+/**
+ * The bench's flags (node:util parseArgs `options`), checked before any work: `counts` are whole numbers of at least
+ * their minimum (returned as numbers), `choices` one of their values, `lists` comma lists of their values (`'count'`:
+ * of whole numbers >= 1). A bad flag ends the bench with one line naming it (exit 2), not a NaN result or a hang.
+ */
+export function benchArgs(options, { counts = {}, choices = {}, lists = {} } = {}) {
+  const fail = (message) => {
+    say(`${basename(process.argv[1])}: ${message}`);
+    process.exit(2);
+  };
+  let values;
+  try {
+    ({ values } = parseArgs({ options }));
+  } catch (err) {
+    fail(err.message);
+  }
+  const isCount = (text, min) => /^\d+$/.test(text) && Number(text) >= min;
+  for (const [flag, min] of Object.entries(counts)) {
+    if (values[flag] === undefined) continue;
+    if (!isCount(values[flag], min)) fail(`--${flag}: expected a whole number >= ${min}, got '${values[flag]}'`);
+    values[flag] = Number(values[flag]);
+  }
+  for (const [flag, allowed] of Object.entries(choices))
+    if (!allowed.includes(values[flag]))
+      fail(`--${flag}: expected one of ${allowed.join(', ')}, got '${values[flag]}'`);
+  for (const [flag, allowed] of Object.entries(lists)) {
+    const fits = (item) => (allowed === 'count' ? isCount(item, 1) : allowed.includes(item));
+    const bad = values[flag].split(',').find((item) => item !== '' && !fits(item));
+    if (bad !== undefined)
+      fail(
+        `--${flag}: '${bad}' is not ${allowed === 'count' ? 'a whole number >= 1' : `one of ${allowed.join(', ')}`}`,
+      );
+  }
+  return values;
+}
 
 /** The median of a list of numbers (the mean of the middle two for an even count). */
 export function median(values) {

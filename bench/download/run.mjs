@@ -13,28 +13,34 @@ import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { loadAverage, median, repo, say } from '../common.mjs';
+import { benchArgs, loadAverage, median, repo, say } from '../common.mjs';
 
 const here = import.meta.dirname;
 const cli = join(repo, 'dist/cli.js');
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  {
     images: { type: 'string', default: '10000' },
     concurrency: { type: 'string', default: '32' },
     pool: { type: 'string', default: '256' },
     rounds: { type: 'string', default: '3' },
     keep: { type: 'boolean', default: false },
   },
-});
-const images = Number(args.images);
-const concurrency = Number(args.concurrency);
-const poolSize = Number(args.pool);
-const rounds = Number(args.rounds);
+  { counts: { images: 1, concurrency: 1, pool: 1, rounds: 1 } },
+);
+const images = args.images;
+const concurrency = args.concurrency;
+const poolSize = args.pool;
+const rounds = args.rounds;
 
 const root = mkdtempSync(join(tmpdir(), 'ctl-bench-download-'));
+// Whatever ends the bench, a failed round too, takes its image server and (unless --keep) its files with it.
+let server;
+process.on('exit', () => {
+  server?.kill();
+  if (!args.keep) rmSync(root, { recursive: true, force: true });
+});
 
 /** A photo-like JPEG of about 23 KB: smooth gradients plus a little noise, 400 px wide like Pinterest's 400x. */
 async function photo(seed) {
@@ -95,7 +101,7 @@ for (let i = 0; i < poolSize; i++) {
   writeFileSync(join(poolDir, `${String(i).padStart(4, '0')}.jpg`), jpeg);
 }
 say(`pool: mean ${(pool.reduce((a, b) => a + b, 0) / pool.length / 1024).toFixed(1)} KB per image`);
-const server = spawn(process.execPath, [join(here, 'server.mjs'), poolDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+server = spawn(process.execPath, [join(here, 'server.mjs'), poolDir], { stdio: ['ignore', 'pipe', 'inherit'] });
 const port = await new Promise((r) => server.stdout.once('data', (d) => r(Number(String(d).trim()))));
 const baseUrl = `http://127.0.0.1:${port}`;
 
@@ -157,8 +163,6 @@ for (let round = 0; round < rounds; round++) {
     record(`ctl download --validate ${validate}`, ctl);
   }
 }
-server.kill();
-if (!args.keep) rmSync(root, { recursive: true, force: true });
 
 // 4. The table: medians over rounds (peak RSS: the largest), and what that CPU allows on this many cores.
 const cores = cpus().length;
@@ -179,3 +183,4 @@ for (const [name, list] of runs) {
       `${pad(Math.max(...list.map((r) => r.rssMb)).toFixed(0), 13)}${ceiling}`,
   );
 }
+server.kill(); // the end: its open pipe would keep this process alive

@@ -16,7 +16,6 @@
 import { spawnSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { EmbeddingStore } from '../../dist/data/store/embeddings.js';
@@ -24,10 +23,10 @@ import { saveDataset } from '../../dist/data/stl/dataset-io.js';
 import { ensureGeneratedModel } from '../../dist/embed/generated-models.js';
 import { runEmbed } from '../../dist/embed/run.js';
 import { workdirPaths } from '../../dist/data/workdir.js';
-import { blasEnv, loadAverage, median, pythonMissing, say } from '../common.mjs';
+import { benchArgs, blasEnv, loadAverage, median, pythonMissing, say } from '../common.mjs';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  {
     images: { type: 'string', default: '48' },
     batch: { type: 'string', default: '8' },
     threads: { type: 'string', default: '2' },
@@ -40,11 +39,16 @@ const { values: args } = parseArgs({
     'skip-torch': { type: 'boolean', default: false },
     python: { type: 'string', default: '/usr/bin/python3' },
   },
-});
-const N = Number(args.images);
-const BATCH = Number(args.batch);
-const THREADS = Number(args.threads);
-const ROUNDS = Number(args.rounds);
+  {
+    counts: { images: 1, batch: 1, threads: 1, rounds: 1 },
+    choices: { device: ['auto', 'cpu', 'cuda', 'webgpu'], 'torch-device': ['cpu', 'cuda'] },
+    lists: { dtypes: ['fp32', 'fp16', 'q8'] },
+  },
+);
+const N = args.images;
+const BATCH = args.batch;
+const THREADS = args.threads;
+const ROUNDS = args.rounds;
 const DTYPES = args.dtypes.split(',');
 const OUT = join(import.meta.dirname, '..', 'out', 'embed');
 const workdir = join(OUT, 'workdir');

@@ -15,16 +15,15 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { blasEnv, loadAverage, pythonMissing, repo, say, writeRaw } from '../common.mjs';
+import { benchArgs, blasEnv, loadAverage, pythonMissing, repo, say, writeRaw } from '../common.mjs';
 
 const here = import.meta.dirname;
 const { rankTargets, defaultBlockRows } = await import(join(repo, 'dist/eval/rank.js'));
 const { createScoreEngine } = await import(join(repo, 'dist/eval/engines.js'));
 const { Random } = await import(join(repo, 'dist/util/random.js'));
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  {
     scenes: { type: 'string', default: '30000' },
     products: { type: 'string', default: '38000' },
     dim: { type: 'string', default: '256' },
@@ -35,13 +34,17 @@ const { values: args } = parseArgs({
     python: { type: 'string', default: '/usr/bin/python3' },
     block: { type: 'string' },
   },
-});
-const numScenes = Number(args.scenes);
-const numProducts = Number(args.products);
-const dim = Number(args.dim);
-const threads = Number(args.threads);
+  {
+    counts: { scenes: 1, products: 1, dim: 1, threads: 1, sample: 1, block: 1 },
+    lists: { engines: ['onnx', 'js', 'tfjs'], baselines: ['numpy', 'torch'] },
+  },
+);
+const numScenes = args.scenes;
+const numProducts = args.products;
+const dim = args.dim;
+const threads = args.threads;
 const engines = args.engines.split(',').filter(Boolean);
-const sample = Math.min(numScenes, Number(args.sample));
+const sample = Math.min(numScenes, args.sample);
 const baselines = args.baselines.split(',').filter(Boolean);
 const python = args.python;
 const missing =
@@ -50,7 +53,7 @@ if (missing) {
   say(`baselines: ${missing}; or pass --baselines with fewer (or none: --baselines '')`);
   process.exit(1);
 }
-const blockRows = args.block ? Number(args.block) : undefined;
+const blockRows = args.block;
 
 // ---- data: clustered products; each scene near the mean of its 1-5 products, so true products rank high (as a
 // trained model's would) and the scan's early exits behave as on real scores.

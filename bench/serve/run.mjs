@@ -11,23 +11,23 @@ import { spawn, spawnSync } from 'node:child_process';
 import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
-import { repo, say } from '../common.mjs';
+import { benchArgs, repo, say } from '../common.mjs';
 
 const CLI = join(repo, 'dist/cli.js');
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  {
     products: { type: 'string', default: '38000' },
     scenes: { type: 'string', default: '20000' },
     seconds: { type: 'string', default: '10' },
     workdir: { type: 'string', default: join(repo, 'bench/out/serve-workdir') },
     concurrency: { type: 'string', default: '1,8,64' },
   },
-});
+  { counts: { products: 1, scenes: 1, seconds: 1 }, lists: { concurrency: 'count' } },
+);
 const workdir = resolve(args.workdir);
-const seconds = Number(args.seconds);
+const seconds = args.seconds;
 const levels = args.concurrency.split(',').map(Number);
 const IMAGE_MODEL = 'vit-b16';
 const RUN = 'bench';
@@ -49,7 +49,18 @@ const exists = (path) =>
 // ---- the workdir: dataset + 768-d synthetic vectors, the same vectors under the image model's name, one epoch.
 if (!(await exists(join(workdir, 'runs', RUN, 'checkpoints', 'best')))) {
   await mkdir(workdir, { recursive: true });
-  ctl(['data', 'synth', '--scenes', args.scenes, '--products', args.products, '--dim', '768', '--seed', '1']);
+  ctl([
+    'data',
+    'synth',
+    '--scenes',
+    String(args.scenes),
+    '--products',
+    String(args.products),
+    '--dim',
+    '768',
+    '--seed',
+    '1',
+  ]);
   const from = join(workdir, 'embeddings', 'synthetic');
   const to = join(workdir, 'embeddings', IMAGE_MODEL);
   await rm(to, { recursive: true, force: true });

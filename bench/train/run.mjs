@@ -31,11 +31,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { blasEnv, describeCpu, median, pythonMissing, repo, runWithIsa, say, writeRaw } from '../common.mjs';
+import { benchArgs, blasEnv, describeCpu, median, pythonMissing, repo, runWithIsa, say, writeRaw } from '../common.mjs';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  {
     arch: { type: 'string', default: 'v2' },
     batch: { type: 'string', default: '256' },
     dim: { type: 'string' },
@@ -53,16 +52,12 @@ const { values: args } = parseArgs({
     webgpu: { type: 'boolean', default: false },
     isa: { type: 'string', default: 'native' },
   },
-});
+  {
+    counts: { batch: 2, dim: 1, steps: 1, rounds: 1, warmup: 0, workers: 1, threads: 1 },
+    choices: { arch: ['v1', 'v2'], 'torch-device': ['cpu', 'cuda'], data: ['synth', 'random'] },
+  },
+);
 runWithIsa(args.isa);
-if (!['v1', 'v2'].includes(args.arch)) {
-  say(`--arch: expected v1 or v2, got ${args.arch}`);
-  process.exit(2);
-}
-if (!['cpu', 'cuda'].includes(args['torch-device'])) {
-  say(`--torch-device: expected cpu or cuda, got ${args['torch-device']}`);
-  process.exit(2);
-}
 const missing = args['skip-torch'] ? null : pythonMissing(args.python, ['numpy', 'torch']);
 if (missing) {
   say(`PyTorch baseline: ${missing}; or pass --skip-torch`);
@@ -91,13 +86,13 @@ if (!explicitNegatives && config.negatives.strategy !== 'none') {
   say(`configs/${arch}.json: negatives.strategy ${config.negatives.strategy} is not benchmarked here`);
   process.exit(2);
 }
-const batch = Number(args.batch);
-const dim = Number(args.dim ?? config.embeddings.dim);
-const steps = Number(args.steps);
-const rounds = Number(args.rounds);
-const warmup = Number(args.warmup);
-const workers = Number(args.workers);
-const threads = Number(args.threads);
+const batch = args.batch;
+const dim = args.dim ?? config.embeddings.dim;
+const steps = args.steps;
+const rounds = args.rounds;
+const warmup = args.warmup;
+const workers = args.workers;
+const threads = args.threads;
 const dataKind = args.data;
 const python = args.python;
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -162,6 +157,7 @@ const plans = Array.from({ length: totalSteps }, () => {
   return { rows, negatives };
 });
 const dir = mkdtempSync(join(tmpdir(), 'ctl-bench-train-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true })); // a failed round too
 const write = (name, a) => writeRaw(dir, name, a);
 write('scenes.f32', data.trainScenes);
 write('products.f32', data.products);
@@ -349,7 +345,6 @@ async function gemmCeiling() {
   return (2 * n ** 3) / median(seconds.slice(1)) / 1e9;
 }
 const ceiling = args['skip-ort'] ? null : await gemmCeiling();
-rmSync(dir, { recursive: true, force: true });
 
 const row = (name, perSec, perCpu, gflops = '', gflopsCpu = '') =>
   console.log(

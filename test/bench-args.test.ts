@@ -1,0 +1,21 @@
+// The bench scripts check their flags before any work: a bad count, choice or list item ends the bench with one
+// line naming the flag and exit 2 (a zero --block hung the eval bench; --rounds 0 printed NaN images/s).
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+
+describe('bench flags', () => {
+  it.each([
+    ['eval', ['--block', '0'], "--block: expected a whole number >= 1, got '0'"],
+    ['serve', ['--concurrency', '8,abc'], "--concurrency: 'abc' is not a whole number >= 1"],
+    ['embed', ['--rounds', '0'], "--rounds: expected a whole number >= 1, got '0'"],
+    ['embed', ['--device', 'gpu'], "--device: expected one of auto, cpu, cuda, webgpu, got 'gpu'"],
+    ['embed', ['--dtypes', 'fp32,fp64'], "--dtypes: 'fp64' is not one of fp32, fp16, q8"],
+    ['train', ['--steps', '2.5'], "--steps: expected a whole number >= 1, got '2.5'"],
+    ['train', ['--data', 'bogus'], "--data: expected one of synth, random, got 'bogus'"],
+    ['download', ['--nope'], "Unknown option '--nope'"],
+  ])('bench/%s/run.mjs %j exits 2 naming the flag', (bench, flags, message) => {
+    const run = spawnSync(process.execPath, [`bench/${bench}/run.mjs`, ...flags], { encoding: 'utf8' });
+    expect([run.status, run.stdout]).toEqual([2, '']);
+    expect(run.stderr).toContain(`run.mjs: ${message}`);
+  });
+});
