@@ -85,7 +85,10 @@ async function writeImages() {
     // A dataset has at least one pair; this scene is never embedded (products only).
     scenes: [{ sig: scene, items: [{ product: sigs[0], bbox: [0, 0, 1, 1] }] }],
     pairs: [{ scene, product: sigs[0], bbox: [0, 0, 1, 1] }],
-    splits: { scene: { scheme: 'scene', seed: 0, parts: {} }, seed: { scheme: 'seed', seed: 42, parts: {} } },
+    splits: {
+      scene: { scheme: 'scene', seed: 0, parts: { train: [0], val: [], test: [] } },
+      seed: { scheme: 'seed', seed: 42, parts: { train: [0], val: [] } },
+    },
     skipped: {},
   });
 }
