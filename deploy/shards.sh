@@ -36,15 +36,26 @@ merge() {
   $CTL data merge --workdir "${CTL_WORKDIR:-./workdir}" --from "${from[@]}"
 }
 
+usage() {
+  [ $# -eq 0 ] || echo "shards.sh: $*" >&2
+  sed -n '2,14p' "$0" >&2
+  exit 2
+}
+
+# N a whole number >= 1 and, for run, I one of 0..N-1: checked before anything is fetched.
+count() { [[ ${1:-} =~ ^[0-9]+$ ]] && (($1 >= 1)) || usage "N: expected a number of shards >= 1, got '${1:-}'"; }
+
 case "${1:-}" in
-  run) run_shard "$2" "$3" ;;
-  merge) merge "$2" ;;
+  run)
+    count "${3:-}"
+    [[ ${2:-} =~ ^[0-9]+$ ]] && (($2 < $3)) || usage "I: expected a shard index 0..$(($3 - 1)), got '${2:-}'"
+    run_shard "$2" "$3"
+    ;;
+  merge) count "${2:-}" && merge "$2" ;;
   local)
+    count "${2:-}"
     for ((i = 0; i < $2; i++)); do run_shard "$i" "$2"; done
     merge "$2"
     ;;
-  *)
-    sed -n '2,14p' "$0"
-    exit 2
-    ;;
+  *) usage ;;
 esac
