@@ -59,10 +59,12 @@ describe('loadDataset', () => {
       /pairs\[3\]\.bbox: expected four numbers \[x1, y1, x2, y2\], got undefined/,
     );
     expect(await loadDamaged((d) => (d.pairs[4].bbox = [0.1, 0.2]))).toMatch(/pairs\[4\]\.bbox: expected four numbers/);
-    expect(await loadDamaged((d) => delete d.splits.seed.parts.val)).toMatch(
+    expect(await loadDamaged((d) => (d.splits.seed.parts.val = 'all'))).toMatch(
       /splits\.seed\.parts\.val: expected indices of pairs/,
     );
-    expect(await loadDamaged((d) => (d.splits.scene = {}))).toMatch(/splits\.scene\.parts\.train: expected/);
+    expect(await loadDamaged((d) => (d.splits.scene = {}))).toMatch(
+      /splits\.scene\.parts: expected an object of parts/,
+    );
     expect(await loadDamaged((d) => delete d.skipped)).toMatch(/: skipped: expected an object of counts by reason/);
   });
 });

@@ -131,8 +131,8 @@ const REWRITE = '; re-run `ctl data fetch --force` or `ctl data synth`';
 
 /**
  * What every stage relies on, checked once as the file is read: the lists are lists, every product's category is
- * one of the categories, every pair's scene and product are listed and its box is four numbers, every split has its
- * train and val parts (scene: and test) indexing pairs. An InputError names the first field that is not.
+ * one of the categories, every pair's scene and product are listed and its box is four numbers, every split's parts
+ * index pairs. An InputError names the first field that is not.
  */
 function checkDataset(d: Dataset, path: string): void {
   const fail = (field: string, expected: string): never => {
@@ -166,12 +166,12 @@ function checkDataset(d: Dataset, path: string): void {
       fail(`pairs[${i}].bbox`, `four numbers [x1, y1, x2, y2], got ${JSON.stringify(p.bbox)}`);
   });
   for (const scheme of SPLIT_SCHEMES) {
-    const parts: Record<string, unknown> | undefined = d.splits?.[scheme]?.parts;
-    for (const part of scheme === 'scene' ? ['train', 'val', 'test'] : ['train', 'val']) {
-      const rows = parts?.[part];
+    const parts: unknown = d.splits?.[scheme]?.parts;
+    if (typeof parts !== 'object' || parts === null) fail(`splits.${scheme}.parts`, 'an object of parts');
+    // A part that is not there is empty.
+    for (const [part, rows] of Object.entries(parts as Record<string, unknown>))
       if (!Array.isArray(rows) || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= d.pairs.length))
         fail(`splits.${scheme}.parts.${part}`, `indices of pairs (below ${d.pairs.length})`);
-    }
   }
   if (typeof d.skipped !== 'object' || d.skipped === null) fail('skipped', 'an object of counts by reason');
 }
