@@ -54,7 +54,7 @@ describe('loadDataset', () => {
     expect(await loadDamaged((d) => d.splits.scene.parts.test.push(10 ** 6))).toMatch(
       /splits\.scene\.parts\.test: expected indices of pairs/,
     );
-    // Hand edits that used to pass the check and fail later with a TypeError, or give NaN statistics.
+    // Hand edits that would fail later with a TypeError, or give NaN statistics.
     expect(await loadDamaged((d) => delete d.pairs[3].bbox)).toMatch(
       /pairs\[3\]\.bbox: expected four numbers \[x1, y1, x2, y2\], got undefined/,
     );
@@ -66,5 +66,12 @@ describe('loadDataset', () => {
       /splits\.scene\.parts: expected an object of parts/,
     );
     expect(await loadDamaged((d) => delete d.skipped)).toMatch(/: skipped: expected an object of counts by reason/);
+    expect(await loadDamaged((d) => (d.skipped = { 'pairs.bad-bbox': 'many' }))).toMatch(/: skipped: expected/);
+    expect(await loadDamaged((d) => delete d.scenes[0].items[0].bbox)).toMatch(
+      /scenes\[0\]\.items\[0\]\.bbox: expected four numbers/,
+    );
+    expect(await loadDamaged((d) => (d.scenes[1].items[0].product = 'deadbeef'))).toMatch(
+      /scenes\[1\]\.items\[0\]\.product: expected the signature of a listed product/,
+    );
   });
 });

@@ -131,7 +131,8 @@ const REWRITE = '; re-run `ctl data fetch --force` or `ctl data synth`';
 
 /**
  * What every stage relies on, checked once as the file is read: the lists are lists, every product's category is
- * one of the categories, every pair's scene and product are listed and its box is four numbers, every split's parts
+ * one of the categories, every pair's and scene item's product is listed and its box is four numbers, every pair's
+ * scene is listed, every split's parts
  * index pairs. An InputError names the first field that is not.
  */
 function checkDataset(d: Dataset, path: string): void {
@@ -154,16 +155,23 @@ function checkDataset(d: Dataset, path: string): void {
       );
     products.add(p.sig);
   });
+  const checkBox = (box: unknown, field: string) => {
+    if (!(Array.isArray(box) && box.length === 4 && box.every(Number.isFinite)))
+      fail(field, `four numbers [x1, y1, x2, y2], got ${JSON.stringify(box)}`);
+  };
   const scenes = new Set<string>();
   d.scenes.forEach((s, t) => {
     if (typeof s?.sig !== 'string' || !Array.isArray(s.items)) fail(`scenes[${t}]`, '{ sig, items: [...] }');
+    s.items.forEach((item, k) => {
+      if (!products.has(item?.product)) fail(`scenes[${t}].items[${k}].product`, 'the signature of a listed product');
+      checkBox(item.bbox, `scenes[${t}].items[${k}].bbox`);
+    });
     scenes.add(s.sig);
   });
   d.pairs.forEach((p, i) => {
     if (!scenes.has(p?.scene)) fail(`pairs[${i}].scene`, 'the signature of a listed scene');
     if (!products.has(p.product)) fail(`pairs[${i}].product`, 'the signature of a listed product');
-    if (!(Array.isArray(p.bbox) && p.bbox.length === 4 && p.bbox.every(Number.isFinite)))
-      fail(`pairs[${i}].bbox`, `four numbers [x1, y1, x2, y2], got ${JSON.stringify(p.bbox)}`);
+    checkBox(p.bbox, `pairs[${i}].bbox`);
   });
   for (const scheme of SPLIT_SCHEMES) {
     const parts: unknown = d.splits?.[scheme]?.parts;
@@ -173,7 +181,12 @@ function checkDataset(d: Dataset, path: string): void {
       if (!Array.isArray(rows) || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= d.pairs.length))
         fail(`splits.${scheme}.parts.${part}`, `indices of pairs (below ${d.pairs.length})`);
   }
-  if (typeof d.skipped !== 'object' || d.skipped === null) fail('skipped', 'an object of counts by reason');
+  if (
+    typeof d.skipped !== 'object' ||
+    d.skipped === null ||
+    !Object.values(d.skipped).every((n) => Number.isInteger(n) && n >= 0)
+  )
+    fail('skipped', 'an object of counts by reason');
 }
 
 /**
