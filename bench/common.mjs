@@ -20,9 +20,10 @@ export const say = (text) => process.stderr.write(text + '\n');
 /**
  * The bench's flags (node:util parseArgs `options`), checked before any work: `counts` are whole numbers of at least
  * their minimum (returned as numbers), `choices` one of their values, `lists` comma lists of their values (`'count'`:
- * of whole numbers >= 1). A bad flag ends the bench with one line naming it (exit 2), not a NaN result or a hang.
+ * of whole numbers >= 1; empty only when named in `mayBeEmpty`). A bad flag ends the bench with one line naming it
+ * (exit 2), not a NaN result or a hang.
  */
-export function benchArgs(options, { counts = {}, choices = {}, lists = {} } = {}) {
+export function benchArgs(options, { counts = {}, choices = {}, lists = {}, mayBeEmpty = [] } = {}) {
   const fail = (message) => {
     say(`${basename(process.argv[1])}: ${message}`);
     process.exit(2);
@@ -43,8 +44,9 @@ export function benchArgs(options, { counts = {}, choices = {}, lists = {} } = {
     if (!allowed.includes(values[flag]))
       fail(`--${flag}: expected one of ${allowed.join(', ')}, got '${values[flag]}'`);
   for (const [flag, allowed] of Object.entries(lists)) {
+    if (values[flag] === '' && mayBeEmpty.includes(flag)) continue;
     const fits = (item) => (allowed === 'count' ? isCount(item, 1) : allowed.includes(item));
-    const bad = values[flag].split(',').find((item) => item !== '' && !fits(item));
+    const bad = values[flag].split(',').find((item) => !fits(item));
     if (bad !== undefined)
       fail(
         `--${flag}: '${bad}' is not ${allowed === 'count' ? 'a whole number >= 1' : `one of ${allowed.join(', ')}`}`,

@@ -1,5 +1,5 @@
 // The bench scripts check their flags before any work: a bad count, choice or list item ends the bench with one
-// line naming the flag and exit 2 (a zero --block hung the eval bench; --rounds 0 printed NaN images/s).
+// line naming the flag and exit 2, not a hang (eval's --block 0) or a NaN result (--rounds 0).
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
@@ -10,6 +10,8 @@ describe('bench flags', () => {
     ['embed', ['--rounds', '0'], "--rounds: expected a whole number >= 1, got '0'"],
     ['embed', ['--device', 'gpu'], "--device: expected one of auto, cpu, cuda, webgpu, got 'gpu'"],
     ['embed', ['--dtypes', 'fp32,fp64'], "--dtypes: 'fp64' is not one of fp32, fp16, q8"],
+    ['embed', ['--dtypes', 'fp32,'], "--dtypes: '' is not one of fp32, fp16, q8"],
+    ['eval', ['--engines', ''], "--engines: '' is not one of onnx, js, tfjs"],
     ['train', ['--steps', '2.5'], "--steps: expected a whole number >= 1, got '2.5'"],
     ['train', ['--data', 'bogus'], "--data: expected one of synth, random, got 'bogus'"],
     ['download', ['--nope'], "Unknown option '--nope'"],

@@ -1,5 +1,5 @@
 // deploy/shards.sh checks its shard numbers before it fetches anything: a bad I or N exits 2 with one line and the
-// usage, and makes no shard folder (`run 5 3` made shard-5/ before ctl refused --shard 5/3).
+// usage, and makes no shard folder.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -37,6 +37,7 @@ const args = benchArgs(
   {
     counts: { scenes: 1, products: 1, dim: 1, threads: 1, sample: 1, block: 1 },
     lists: { engines: ['onnx', 'js', 'tfjs'], baselines: ['numpy', 'torch'] },
+    mayBeEmpty: ['baselines'],
   },
 );
 const numScenes = args.scenes;

@@ -87,6 +87,7 @@ const server = spawn(
     stdio: ['ignore', 'ignore', 'pipe'],
   },
 );
+process.on('exit', () => server.kill('SIGTERM')); // however the bench ends: serve removes its own temp files
 let log = '';
 const url = await new Promise((done, fail) => {
   server.stderr.on('data', (chunk) => {
