@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { workdirPaths, type EmbeddingView } from '../src/data/workdir.js';
@@ -150,6 +150,11 @@ describe('ctl data merge', () => {
 
     await put(dirs[1], 64, ['d'], [0, 1]); // still 64: refused again, and nothing was written meanwhile
     expect(await readdir(target)).toEqual([]);
+    const fresh = join(await tempDir('ctl-merge-new-'), 'merged'); // a refused merge makes no target folder either
+    expect(ctl(['data', 'merge', '--workdir', fresh, '--from', dirs[0], dirs[1]]).code).toBe(2);
+    expect(await readdir(dirname(fresh))).toEqual([]);
+    const inside = ctl(['data', 'merge', '--workdir', join(dirs[0], 'merged'), '--from', dirs[0]]);
+    expect([inside.code, inside.stderr]).toEqual([2, expect.stringMatching(/is inside --from .*, which is only read/)]);
 
     const rowDiff = ctl(['data', 'merge', '--workdir', target, '--from', dirs[0], dirs[2]]);
     expect(rowDiff.code, rowDiff.stderr).toBe(0); // b is the same bytes in both
@@ -168,7 +173,7 @@ describe('ctl data merge', () => {
 
     // A merge into a workdir another merge is writing (here this process holds its lock) is refused, naming it.
     const busyTarget = await tempDir('ctl-merge-');
-    const other = await acquireLock(join(busyTarget, 'merge'), () => 'busy');
+    const other = await acquireLock(busyTarget, () => 'busy');
     try {
       const busy = ctl(['data', 'merge', '--workdir', busyTarget, '--from', dirs[0]]);
       expect([busy.code, busy.stderr]).toEqual([

@@ -4,7 +4,7 @@
 // workdirs, and the shards are only read. Everything is read and checked before anything is written, so a refusal
 // leaves the target as it was.
 import { mkdir, readdir, readFile } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { planStoreMerge } from '../data/store/merge.js';
 import { DOMAINS } from '../data/types.js';
 import { workdirPaths } from '../data/workdir.js';
@@ -71,15 +71,19 @@ async function planDatasets(
 
 export async function mergeWorkdirs(fromDirs: string[], workdir: string): Promise<MergeSummary> {
   const from = fromDirs.map((d) => resolve(d));
+  const target = await realFolder(workdir);
   for (const dir of from) {
     if (!(await isDirectory(dir))) throw new InputError(`--from ${dir}: not a folder`);
-    if ((await realFolder(dir)) === (await realFolder(workdir)))
-      throw new InputError(`--from ${dir}: is the target --workdir; merge from others`);
+    const source = await realFolder(dir);
+    if (target === source) throw new InputError(`--from ${dir}: is the target --workdir; merge from others`);
+    if (target.startsWith(source + sep))
+      throw new InputError(`--workdir ${workdir}: is inside --from ${dir}, which is only read; merge into another`);
   }
-  // One merge into a workdir at a time: each plans from the target as it finds it, and would add the same rows.
-  await mkdir(workdir, { recursive: true });
+  // One merge into a workdir at a time: each plans from the target as it finds it, and would add the same rows. The
+  // lock sits beside the workdir, so a refused merge leaves no new folder.
+  await mkdir(dirname(resolve(workdir)), { recursive: true });
   const lock = await acquireLock(
-    join(workdir, 'merge'),
+    resolve(workdir),
     (holder, file) => `another ctl data merge into ${workdir} is running: ${heldBy(holder, file)}`,
   );
   try {
