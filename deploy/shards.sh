@@ -43,12 +43,14 @@ usage() {
 }
 
 # N a whole number >= 1 and, for run, I one of 0..N-1: checked before anything is fetched.
-count() { [[ ${1:-} =~ ^[0-9]+$ ]] && (($1 >= 1)) || usage "N: expected a number of shards >= 1, got '${1:-}'"; }
+# Decimal, as ctl reads them: no leading zero (bash would read 010 as octal 8).
+decimal='^(0|[1-9][0-9]*)$'
+count() { [[ ${1:-} =~ $decimal ]] && (($1 >= 1)) || usage "N: expected a number of shards >= 1, got '${1:-}'"; }
 
 case "${1:-}" in
   run)
     count "${3:-}"
-    [[ ${2:-} =~ ^[0-9]+$ ]] && (($2 < $3)) || usage "I: expected a shard index 0..$(($3 - 1)), got '${2:-}'"
+    [[ ${2:-} =~ $decimal ]] && (($2 < $3)) || usage "I: expected a shard index 0..$(($3 - 1)), got '${2:-}'"
     run_shard "$2" "$3"
     ;;
   merge) count "${2:-}" && merge "$2" ;;

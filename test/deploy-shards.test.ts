@@ -11,6 +11,8 @@ it.each([
   [['run', '1'], "N: expected a number of shards >= 1, got ''"],
   [['merge', 'abc'], "N: expected a number of shards >= 1, got 'abc'"],
   [['local', '0'], "N: expected a number of shards >= 1, got '0'"],
+  [['merge', '010'], "N: expected a number of shards >= 1, got '010'"], // bash would take it for octal 8
+  [['run', '08', '10'], "I: expected a shard index 0..9, got '08'"],
 ])('deploy/shards.sh %j exits 2 before any work', async (args, message) => {
   const shards = await mkdtemp(join(tmpdir(), 'ctl-shards-'));
   try {
