@@ -97,7 +97,8 @@ describe('ctl train', () => {
   });
 
   it('stopped by SIGINT after a checkpoint: exit 130, and one line saying how to go on', async () => {
-    const args = ['train', '--config', config, '--run', 'interrupted', '--workdir', workdir];
+    // Epochs enough that the run is still training when the signal comes, however slow the machine.
+    const args = ['train', '--config', config, '--run', 'interrupted', '--set', 'epochs=100', '--workdir', workdir];
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk) => (stderr += chunk));
