@@ -87,6 +87,12 @@ export async function loadLocalEncoder(
 
     async embed(batch: PreparedPixels[]): Promise<Float32Array[]> {
       const [c, h, w] = batch[0].dims;
+      const other = batch.find((item) => item.dims.join() !== batch[0].dims.join());
+      if (other)
+        throw new RunError(
+          `${source.location}: its processor made images of [${other.dims}] and [${batch[0].dims}] pixels; ` +
+            'ctl embeds images of one size a batch (use --batch 1 with a processor that keeps aspect ratios)',
+        );
       const size = c * h * w;
       const rows = Math.max(batch.length, opts.batch ?? 0); // padded with blank images
       const pixels = new Float32Array(rows * size);

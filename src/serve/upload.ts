@@ -45,7 +45,8 @@ export type UploadSupport = { enabled: true; embedder: UploadEmbedder } | { enab
 
 /**
  * Open the image model a run's embeddings were made with, from the workdir (never the network). The dtype and
- * preprocessing are the store's, so an upload is embedded exactly as the dataset's images were.
+ * preprocessing are the store's, so an upload is embedded as the dataset's images were (one image a call: its bits
+ * may differ from a batched row's by ~1e-8).
  */
 export async function openUploadEmbedder(workdir: string, model: string, device: Device): Promise<UploadSupport> {
   if (model === SYNTH_MODEL)
