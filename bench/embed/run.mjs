@@ -20,6 +20,8 @@ import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { EmbeddingStore } from '../../dist/data/store/embeddings.js';
 import { saveDataset } from '../../dist/data/stl/dataset-io.js';
+import { DEVICES } from '../../dist/embed/device.js';
+import { DTYPES as ALL_DTYPES } from '../../dist/embed/dtype.js';
 import { ensureGeneratedModel } from '../../dist/embed/generated-models.js';
 import { runEmbed } from '../../dist/embed/run.js';
 import { workdirPaths } from '../../dist/data/workdir.js';
@@ -41,8 +43,8 @@ const args = benchArgs(
   },
   {
     counts: { images: 1, batch: 1, threads: 1, rounds: 1 },
-    choices: { device: ['auto', 'cpu', 'cuda', 'webgpu'], 'torch-device': ['cpu', 'cuda'] },
-    lists: { dtypes: ['fp32', 'fp16', 'q8'] },
+    choices: { device: DEVICES, 'torch-device': ['cpu', 'cuda'] },
+    lists: { dtypes: ALL_DTYPES },
   },
 );
 const N = args.images;
