@@ -68,10 +68,11 @@ const drawnNegatives = (config: TrainConfig) => (config.loss.triplet > 0 ? confi
 export async function trainRun(options: TrainRunOptions): Promise<TrainRunResult> {
   const { config, overrides, run: configRun, defaultRun } = await resolveConfig(options);
   const name = options.run ?? defaultRun;
-  const source = options.run !== undefined ? '--run' : `${options.config}: ${configRun ? "its folder's name" : 'name'}`;
-  const dir = workdirPaths(options.workdir).run(
-    checkRunName(name, options.run !== undefined ? '' : 'give --run NAME', source),
-  );
+  const checked =
+    options.run !== undefined
+      ? checkRunName(name)
+      : checkRunName(name, 'give --run NAME', `${options.config}: ${configRun ? "its folder's name" : 'name'}`);
+  const dir = workdirPaths(options.workdir).run(checked);
   const lock = await lockRun(dir);
   try {
     return await trainLocked(options, { name, dir, config, overrides, lock });

@@ -33,13 +33,10 @@ export function parseJsonFile(text: string, path: string, hint = ''): unknown {
     const position = /at position (\d+)/.exec(message)?.[1];
     // Node's words where it gives the place; else the place and the token jsonc-parser finds (Node's token may be
     // another one: after `tru` it names the `}`).
-    const found = position === undefined ? firstError(body) : undefined;
-    const offset = position !== undefined ? Number(position) : found!.offset;
-    const why = found
-      ? found.token
-        ? `Unexpected token '${found.token}'`
-        : 'Unexpected end of JSON input'
-      : message.replace(/ (in JSON )?at position \d+.*$/, '');
+    const { offset, why } =
+      position !== undefined
+        ? { offset: Number(position), why: message.replace(/ (in JSON )?at position \d+.*$/, '') }
+        : firstError(body);
     const lines = body.slice(0, offset).split('\n');
     throw new InputError(
       `${path}:${lines.length}:${lines[lines.length - 1].length + 1}: not valid JSON (${why})${hint}`,
@@ -47,12 +44,13 @@ export function parseJsonFile(text: string, path: string, hint = ''): unknown {
   }
 }
 
-/** Where strict JSON's first syntax error in `text` is, and the token there ('' at the end of the text). */
-function firstError(text: string): { offset: number; token: string } {
+/** Where strict JSON's first syntax error in `text` is, and the token there (or the end of the text). */
+function firstError(text: string): { offset: number; why: string } {
   const errors: ParseError[] = [];
   parseCollectingErrors(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
   const { offset = text.length, length = 0 } = errors[0] ?? {};
-  return { offset, token: text.slice(offset, offset + length) };
+  const token = text.slice(offset, offset + length);
+  return { offset, why: token ? `Unexpected token '${token}'` : 'Unexpected end of JSON input' };
 }
 
 /**
