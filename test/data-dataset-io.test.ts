@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadDataset, normaliseRaw, normaliseWorkdir, saveDataset } from '../src/data/stl/dataset-io.js';
 import { InputError } from '../src/util/errors.js';
-import { makeRaw, PATHS, pairsText, removeTempDirs, tempDir, writeRaw } from './data-fixtures.js';
+import { makeRaw, PATHS, pairsText, removeTempDirs, rejectionOf, tempDir, writeRaw } from './data-fixtures.js';
 
 afterAll(removeTempDirs);
 
@@ -64,7 +64,7 @@ describe('normaliseRaw', () => {
       '<html>not found</html>\n',
       JSON.stringify(makeRaw(5, 5).categories),
     );
-    const err = await normaliseRaw(pairsFile, categoriesFile).catch((e: Error) => e);
+    const err = await rejectionOf(normaliseRaw(pairsFile, categoriesFile));
     expect(err).toBeInstanceOf(InputError);
     expect(err.message).toMatch(/no valid pairs \(1 rows read, skipped: malformed-json 1; first: .*:1: row: /);
   });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fetchDomain } from '../src/data/stl/fetch.js';
 import { InputError, RunError } from '../src/util/errors.js';
-import { makeRaw, pairsText, removeTempDirs, tempDir } from './data-fixtures.js';
+import { makeRaw, pairsText, removeTempDirs, rejectionOf, tempDir } from './data-fixtures.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -104,7 +104,7 @@ describe('fetchDomain', () => {
   it('a 404 is a clear input error and leaves nothing behind', async () => {
     const workdir = await tempDir();
     routes.delete('/stl/fashion-cat.json');
-    const err = await fetchDomain(workdir, { ...options, baseUrl: base }).catch((e: Error) => e);
+    const err = await rejectionOf(fetchDomain(workdir, { ...options, baseUrl: base }));
     expect(err).toBeInstanceOf(InputError);
     expect(err.message).toMatch(
       /HTTP 404 for http:\/\/127\.0\.0\.1:\d+\/stl\/fashion-cat\.json \(check --base-url and --domain\)/,
@@ -130,7 +130,7 @@ describe('fetchDomain', () => {
       res.writeHead(200, { 'content-length': Buffer.byteLength(PAIRS) });
       res.write(PAIRS.slice(0, 500), () => res.destroy());
     });
-    const err = await fetchDomain(workdir, { ...options, baseUrl: base }).catch((e: Error) => e);
+    const err = await rejectionOf(fetchDomain(workdir, { ...options, baseUrl: base }));
     expect(err).toBeInstanceOf(RunError);
     expect(err.message).toMatch(/fashion\.json failed after 3 attempt\(s\): body incomplete after \d+ of \d+ bytes/);
     expect(requests.filter((r) => r === '/stl/fashion.json')).toHaveLength(3);
@@ -140,7 +140,7 @@ describe('fetchDomain', () => {
   it('invalid JSON is a clear input error naming the URL and line, with no partial file', async () => {
     const workdir = await tempDir();
     routes.set('/stl/fashion-cat.json', serve(CATEGORIES.slice(0, CATEGORIES.length / 2)));
-    const err = await fetchDomain(workdir, { ...options, baseUrl: base }).catch((e: Error) => e);
+    const err = await rejectionOf(fetchDomain(workdir, { ...options, baseUrl: base }));
     expect(err).toBeInstanceOf(InputError);
     expect(err.message).toMatch(
       /^http:\/\/127\.0\.0\.1:\d+\/stl\/fashion-cat\.json:1: file: the file to end with "\}"/,
@@ -152,7 +152,7 @@ describe('fetchDomain', () => {
     const workdir = await tempDir();
     const bad = PAIRS + JSON.stringify({ ...pairs[0], bbox: [0.1, 0.2, 0.3] }) + '\n';
     routes.set('/stl/fashion.json', serve(bad));
-    const err = await fetchDomain(workdir, { ...options, baseUrl: base, strict: true }).catch((e: Error) => e);
+    const err = await rejectionOf(fetchDomain(workdir, { ...options, baseUrl: base, strict: true }));
     expect(err.message).toMatch(new RegExp(`/stl/fashion\\.json:${pairs.length + 1}: bbox: 4 numbers`));
     expect(await leftovers(workdir)).toEqual([]);
     // Lenient, the same file loads with the row skipped and counted.
@@ -186,9 +186,7 @@ describe('fetchDomain', () => {
   it('gives up on a server that never answers, after the timeout', async () => {
     const workdir = await tempDir();
     routes.set('/stl/fashion.json', () => undefined);
-    const err = await fetchDomain(workdir, { ...options, baseUrl: base, timeoutS: 0.3, retries: 0 }).catch(
-      (e: Error) => e,
-    );
+    const err = await rejectionOf(fetchDomain(workdir, { ...options, baseUrl: base, timeoutS: 0.3, retries: 0 }));
     expect(err).toBeInstanceOf(RunError);
     expect(err.message).toMatch(/failed after 1 attempt\(s\): .*(timeout|Timeout)/);
     expect(await leftovers(workdir)).toEqual([]);

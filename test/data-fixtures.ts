@@ -68,3 +68,13 @@ export async function writeRaw(workdir: string, pairs: string, categories: strin
   await writeFile(categoriesFile, categories);
   return { pairsFile, categoriesFile };
 }
+
+/** The error a promise rejects with; throws when it resolves instead. */
+export async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected the promise to reject, but it resolved');
+}

@@ -7,7 +7,7 @@ import { readCategoryFile, readPairsFile } from '../src/data/stl/raw-files.js';
 import { buildVocabulary } from '../src/data/stl/categories.js';
 import { modelSlug } from '../src/data/workdir.js';
 import { InputError } from '../src/util/errors.js';
-import { makeRaw, pairsText, removeTempDirs, tempDir } from './data-fixtures.js';
+import { makeRaw, pairsText, removeTempDirs, rejectionOf, tempDir } from './data-fixtures.js';
 
 afterAll(removeTempDirs);
 
@@ -114,10 +114,10 @@ describe('readPairsFile', () => {
       const only = lines.map((text, i) => (i === 0 ? good : i === line - 1 ? text : ''));
       const file = join(dir, `strict-${line}.json`);
       await writeFile(file, only.join('\n'));
-      const err = await readPairsFile(file, hasCategory, { strict: true }).catch((e: unknown) => e);
+      const err = await rejectionOf(readPairsFile(file, hasCategory, { strict: true }));
       expect(err, `line ${line}`).toBeInstanceOf(InputError);
-      expect((err as Error).message.startsWith(`${file}:${line}: `), (err as Error).message).toBe(true);
-      expect((err as Error).message).toMatch(pattern);
+      expect(err.message.startsWith(`${file}:${line}: `), err.message).toBe(true);
+      expect(err.message).toMatch(pattern);
     }
   });
 
@@ -135,7 +135,7 @@ describe('readPairsFile', () => {
     const file = join(dir, 'array-bad.json');
     await writeFile(file, text);
     const badLine = text.split('\n').findIndex((l) => l.includes('"zz"')) + 1 - 1; // the element starts a line above
-    const err = await readPairsFile(file, () => true, { strict: true }).catch((e: Error) => e);
+    const err = await rejectionOf(readPairsFile(file, () => true, { strict: true }));
     expect(err.message).toMatch(new RegExp(`:${badLine}: product: 32 lower-case hex`));
     const truncated = join(dir, 'array-truncated.json');
     await writeFile(truncated, text.slice(0, text.length - 40));

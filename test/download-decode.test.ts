@@ -1,6 +1,6 @@
 // Full validation (checkDecodes): every valid image passes, and a damaged one that libjpeg (or libpng) refuses, in
 // the middle as at the end, does not.
-import sharp from 'sharp';
+import sharp, { type JpegOptions } from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { checkDecodes } from '../src/download/validate.js';
 import { makeJpeg } from './download-fixtures.js';
@@ -18,7 +18,7 @@ async function decodes(data: Buffer, failOn: 'warning' | 'error'): Promise<boole
 /** JPEGs of every kind sharp writes: baseline, optimised, progressive, 4:4:4, grey, odd sizes. */
 async function corpus(): Promise<Record<string, Buffer>> {
   const source = await makeJpeg(7, 120, 90);
-  const write = (options: sharp.JpegOptions, width = 120, height = 90, grey = false) =>
+  const write = (options: JpegOptions, width = 120, height = 90, grey = false) =>
     sharp(source).resize(width, height, { fit: 'fill' }).greyscale(grey).jpeg(options).toBuffer();
   return {
     baseline: await write({ quality: 80, optimiseCoding: false }),

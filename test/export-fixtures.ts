@@ -2,7 +2,7 @@
 // runs it (node dist/cli.js; `npm run build` first), the v2 run evaluated under every protocol.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { plantedWorkdir, smallConfig, writeConfig } from './train-fixtures.js';
+import { plantedWorkdir, smallConfig, writeConfig, type ConfigFile } from './train-fixtures.js';
 import type { Dataset } from '../src/data/dataset.js';
 
 const CLI = join(process.cwd(), 'dist', 'cli.js');
@@ -12,7 +12,7 @@ export function ctlIn(workdir: string, env: NodeJS.ProcessEnv = process.env) {
     spawnSync(process.execPath, [CLI, ...args, '--workdir', workdir], { encoding: 'utf8', env });
 }
 
-export const V1_MODEL = {
+export const V1_MODEL: ConfigFile['model'] = {
   arch: 'v1',
   hidden: 24,
   out: 12,

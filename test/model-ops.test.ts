@@ -32,12 +32,10 @@ function expectClose(a: tf.Tensor, b: tf.Tensor, tolerance = 1e-4): void {
 }
 
 /** Values and gradients of ours and the reference w.r.t. every input, under a random linear readout of the output. */
-function compare(
-  ours: (...xs: tf.Tensor[]) => tf.Tensor,
-  reference: (...xs: tf.Tensor[]) => tf.Tensor,
-  inputs: tf.Tensor[],
-  tolerance = 1e-4,
-): void {
+// The ops take tensors of a given rank (Tensor2D, ...); the inputs are made to fit them.
+type Op = (...xs: any[]) => tf.Tensor;
+
+function compare(ours: Op, reference: Op, inputs: tf.Tensor[], tolerance = 1e-4): void {
   tf.tidy(() => {
     const readout = random(ours(...inputs).shape);
     const scalar =

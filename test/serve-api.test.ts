@@ -58,7 +58,7 @@ const postJson = (body: unknown) =>
 const upload = (bytes: Uint8Array, fields: Record<string, string> = {}, type = 'image/jpeg', base = server.url) => {
   const form = new FormData();
   for (const [k, v] of Object.entries(fields)) form.append(k, v);
-  form.append('image', new Blob([bytes], { type }), 'photo.jpg');
+  form.append('image', new Blob([new Uint8Array(bytes)], { type }), 'photo.jpg');
   return fetch(new URL('/api/recommend', base), { method: 'POST', body: form });
 };
 
@@ -202,7 +202,7 @@ describe('ctl serve: JSON API', () => {
     const withComma = dataset.categories.find((c) => c.name.includes(','))!.name;
     const form = new FormData();
     for (const category of [withComma, byScene.results[0].category]) form.append('categories', category);
-    form.append('image', new Blob([png], { type: 'image/png' }), 'photo.png');
+    form.append('image', new Blob([new Uint8Array(png)], { type: 'image/png' }), 'photo.png');
     const both = await fetch(url('/api/recommend'), { method: 'POST', body: form });
     expect(both.status).toBe(200);
     expect((await both.json()).categories).toEqual([withComma, byScene.results[0].category]);

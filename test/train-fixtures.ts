@@ -11,7 +11,11 @@ import type { Dataset } from '../src/data/dataset.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { keyedRandom } from '../src/util/random.js';
 import type { Random } from '../src/util/random.js';
-import type { TrainConfig } from '../src/train/config.js';
+import type * as z from 'zod';
+import type { trainConfigSchema } from '../src/train/config.js';
+
+/** A config file's data: what the schema reads, before its defaults. */
+export type ConfigFile = z.input<typeof trainConfigSchema>;
 
 export const TEST_MODEL = 'test-planted';
 
@@ -93,7 +97,7 @@ export async function plantedWorkdir(options: PlantedOptions): Promise<{ workdir
 }
 
 /** A small, fast config in the shape of configs/v2.json. */
-export function smallConfig(overrides: Partial<TrainConfig> & Record<string, unknown> = {}): Record<string, unknown> {
+export function smallConfig(overrides: Partial<ConfigFile> = {}): ConfigFile {
   return {
     name: 'test',
     domain: 'fashion',
@@ -123,7 +127,7 @@ export function smallConfig(overrides: Partial<TrainConfig> & Record<string, unk
   };
 }
 
-export async function writeConfig(dir: string, name: string, config: Record<string, unknown>): Promise<string> {
+export async function writeConfig(dir: string, name: string, config: ConfigFile): Promise<string> {
   const path = join(dir, `${name}.json`);
   await writeFile(path, JSON.stringify(config, null, 2));
   return path;

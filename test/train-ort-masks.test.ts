@@ -1,18 +1,28 @@
 // The ort engine's dropout masks (src/train/ort/masks.ts), built (run `npm run build` first), drawn on real worker
 // threads and inline: every step's masks are the keyed draws dropoutMask makes, drawn ahead or when asked.
 import { describe, expect, test } from 'vitest';
-import { dropoutMask } from '../src/model/layers.js';
+import { Dropout, dropoutMask, Scope } from '../src/model/layers.js';
+import type { MaskInput } from '../src/train/ort/step-graph.js';
 
-const { MaskDrawer } = await import('../dist/train/ort/masks.js');
+// The built module (its workers load dist/), typed by its source; a path in a variable keeps tsc out of dist/.
+const built = '../dist/train/ort/masks.js';
+const { MaskDrawer }: typeof import('../src/train/ort/masks.js') = await import(built);
 
 const SEED = 11;
-const inputs = [
-  { input: 'mask:scene', site: { name: 'scene_tower.net.2', rate: 0.1 }, rows: 6, cols: 40, bytes: false },
-  { input: 'mask:product', site: { name: 'product_tower.net.2', rate: 0.3 }, rows: 12, cols: 24, bytes: true },
+/** A dropout layer at a module path. */
+const site = (path: string, rate: number) =>
+  new Dropout(
+    path.split('.').reduce((scope, name) => scope.child(name), Scope.root()),
+    rate,
+  );
+
+const inputs: MaskInput[] = [
+  { input: 'mask:scene', site: site('scene_tower.net.2', 0.1), rows: 6, cols: 40, bytes: false },
+  { input: 'mask:product', site: site('product_tower.net.2', 0.3), rows: 12, cols: 24, bytes: true },
 ];
 
 /** What the wasm engine draws for a step: the masks every engine must feed. */
-function expected(step: number, mask: (typeof inputs)[number]): number[] {
+function expected(step: number, mask: MaskInput): number[] {
   const rowIds = Int32Array.from({ length: mask.rows }, (_, i) => i);
   const drawn = dropoutMask([SEED, step, mask.site.name], rowIds, mask.cols, mask.site.rate);
   return Array.from(drawn, (v) => (mask.bytes ? (v === 0 ? 0 : 1) : v));
@@ -36,7 +46,7 @@ describe('MaskDrawer', () => {
         ] as const) {
           const set = await drawer.masks(step, layout);
           for (const mask of layout) {
-            const values = set.get(mask.input);
+            const values = set.get(mask.input)!;
             expect(values).toBeInstanceOf(mask.bytes ? Uint8Array : Float32Array);
             expect(Array.from(values), `step ${step}, ${mask.input}`).toEqual(expected(step, mask));
           }

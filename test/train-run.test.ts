@@ -17,7 +17,7 @@ import { workdirPaths } from '../src/data/workdir.js';
 import { InputError, RunError } from '../src/util/errors.js';
 import { acquireLock } from '../src/util/lock.js';
 import { synthesise } from '../src/data/synth/world.js';
-import { plantedWorkdir, smallConfig, TEST_MODEL, writeConfig } from './train-fixtures.js';
+import { plantedWorkdir, smallConfig, TEST_MODEL, writeConfig, type ConfigFile } from './train-fixtures.js';
 import type { Dataset } from '../src/data/dataset.js';
 
 let workdir = '';
@@ -47,7 +47,7 @@ async function records(run: string): Promise<Row[]> {
     .map((l) => JSON.parse(l));
 }
 
-const train = async (run: string, config: Record<string, unknown>) =>
+const train = async (run: string, config: ConfigFile) =>
   trainRun({ workdir, config: await writeConfig(workdir, run, config), run, backend: 'wasm', workers: 1 });
 
 describe('trainRun', () => {
@@ -295,7 +295,7 @@ describe('trainRun', () => {
     const config = smallConfig({
       epochs: 2,
       batchSize: 100_000, // one step an epoch: the overflow comes in an epoch's last step
-      model: { ...(base.model as object), normalize: false },
+      model: { ...base.model, normalize: false },
       optimizer: { kind: 'adamw', lr: 1e6, gradClip: 0 },
       schedule: { warmupFraction: 0 },
     });
@@ -339,9 +339,11 @@ describe('trainRun', () => {
     await expect(train('dim', smallConfig({ embeddings: { model: TEST_MODEL, dim: 768 } }))).rejects.toThrow(
       /dim.json: embeddings.dim: the config expects 768-d inputs but the store .* holds 24-d/,
     );
+    // @ts-expect-error: a config file as a user mistypes it
     await expect(train('typo', smallConfig({ optimizer: { kind: 'adamw', lr: 'fast' } }))).rejects.toThrow(
       /typo.json: optimizer.lr: expected a number/,
     );
+    // @ts-expect-error: a field the schema does not know
     await expect(train('unknown', smallConfig({ batchsize: 3 }))).rejects.toThrow(
       /unknown.json: batchsize: unknown field/,
     );

@@ -34,7 +34,7 @@ beforeAll(async () => {
   workdir = planted.workdir;
   // One full batch per step: every step has the same shape, so the provider compiles its shaders once (a software
   // adapter takes seconds per compile).
-  const trainPairs = planted.dataset.splits.scene!.parts.train.length;
+  const trainPairs = planted.dataset.splits.scene!.parts.train!.length;
   config = await writeConfig(workdir, 'webgpu', smallConfig({ batchSize: trainPairs, epochs: 6 }));
 });
 

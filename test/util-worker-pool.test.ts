@@ -3,7 +3,9 @@
 import { describe, expect, test } from 'vitest';
 
 const script = new URL('./fixtures/worker-pool-echo.js', import.meta.url).href;
-const { WorkerPool } = await import('../dist/util/worker-pool.js');
+// The built module (its workers load dist/), typed by its source; a path in a variable keeps tsc out of dist/.
+const built = '../dist/util/worker-pool.js';
+const { WorkerPool }: typeof import('../src/util/worker-pool.js') = await import(built);
 const { handle } = await import('./fixtures/worker-pool-echo.js');
 
 describe('WorkerPool', () => {
