@@ -99,31 +99,7 @@ async function trainLocked(
   run: { name: string; dir: string; config: TrainConfig; overrides: Record<string, unknown>; lock: Lock },
 ): Promise<TrainRunResult> {
   const { name, dir, config, overrides } = run;
-  const previous = await readCheckpointState(dir, 'last', trainConfigSchema);
-  if (previous && !options.resume)
-    throw new InputError(
-      `run '${name}' already has checkpoints in ${dir}: pass --resume to continue it, or --run NAME to start another`,
-    );
-  // A best without a last: epoch 1's, when a kill came between the two saves (best is written first), is
-  // dropped and the run starts over; a later one (last removed by hand, or not copied) cannot be resumed, and
-  // starting over would overwrite it and the metrics log its eval reports go with.
-  const lone = previous ? null : await readCheckpointState(dir, 'best', trainConfigSchema);
-  if (lone && lone.epoch > 1)
-    throw new InputError(
-      `run '${name}' has a 'best' checkpoint (epoch ${lone.epoch}) but no 'last' one to resume from ` +
-        `(${checkpointDir(dir, 'last')}): start another with --run NAME, or remove ${dir} to train it again`,
-    );
-  if (lone) await rm(checkpointDir(dir, 'best'), { recursive: true, force: true });
-  if (!previous && options.resume) {
-    // Said out loud: a mistyped --run starts a new run rather than resuming the one meant.
-    const known = (await listRunNames(options.workdir)).filter((other) => other !== name);
-    log(
-      (await pathExists(runPaths(dir).config))
-        ? `run '${name}' has no checkpoint yet: starting from the beginning`
-        : `run '${name}' does not exist yet: starting it (runs here: ${known.join(', ') || 'none'})`,
-    );
-  }
-
+  const previous = await resumePoint(options, name, dir);
   const { name: backend, ortThreads } = await chooseTrainBackend(options.backend ?? 'auto');
   const data = await loadTrainingData(options.workdir, config, options.config);
   // The category embedding's rows are the reference's cat_to_idx, not the vocabulary's order.
@@ -210,6 +186,43 @@ async function trainLocked(
   } finally {
     await engine.dispose();
   }
+}
+
+/**
+ * The state of the run's last checkpoint to resume from, or null to start from the beginning. Refuses to overwrite
+ * checkpoints without --resume, and to start over where that would lose a best checkpoint.
+ */
+async function resumePoint(
+  options: TrainRunOptions,
+  name: string,
+  dir: string,
+): Promise<CheckpointState<TrainConfig> | null> {
+  const previous = await readCheckpointState(dir, 'last', trainConfigSchema);
+  if (previous && !options.resume)
+    throw new InputError(
+      `run '${name}' already has checkpoints in ${dir}: pass --resume to continue it, or --run NAME to start another`,
+    );
+  if (previous) return previous;
+  // A best without a last: epoch 1's, when a kill came between the two saves (best is written first), is
+  // dropped and the run starts over; a later one (last removed by hand, or not copied) cannot be resumed, and
+  // starting over would overwrite it and the metrics log its eval reports go with.
+  const lone = await readCheckpointState(dir, 'best', trainConfigSchema);
+  if (lone && lone.epoch > 1)
+    throw new InputError(
+      `run '${name}' has a 'best' checkpoint (epoch ${lone.epoch}) but no 'last' one to resume from ` +
+        `(${checkpointDir(dir, 'last')}): start another with --run NAME, or remove ${dir} to train it again`,
+    );
+  if (lone) await rm(checkpointDir(dir, 'best'), { recursive: true, force: true });
+  if (options.resume) {
+    // Said out loud: a mistyped --run starts a new run rather than resuming the one meant.
+    const known = (await listRunNames(options.workdir)).filter((other) => other !== name);
+    log(
+      (await pathExists(runPaths(dir).config))
+        ? `run '${name}' has no checkpoint yet: starting from the beginning`
+        : `run '${name}' does not exist yet: starting it (runs here: ${known.join(', ') || 'none'})`,
+    );
+  }
+  return null;
 }
 
 /** What a run's checkpoints record of how it was made; `ctl import` gives the same for a reference checkpoint. */
