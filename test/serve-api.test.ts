@@ -208,6 +208,16 @@ describe('ctl serve: JSON API', () => {
     expect((await both.json()).categories).toEqual([withComma, byScene.results[0].category]);
   });
 
+  it('turns an uploaded photo upright by its EXIF orientation, as the browser shows it', async () => {
+    const scene = await readFile(workdirPaths(fixture.workdir).imageFile('scenes', testScenes()[1]));
+    // Stored sideways, tagged "rotate 90° clockwise to show" (6), as phones store portrait photos.
+    const sideways = await sharp(scene).rotate(-90).withMetadata({ orientation: 6 }).jpeg().toBuffer();
+    expect((await sharp(sideways).metadata()).orientation).toBe(6);
+    const shown = await sharp(sideways).rotate().png().toBuffer(); // the pixels as shown, without the tag
+    const asShown = await (await upload(shown, { k: '6' }, 'image/png')).json();
+    expect((await (await upload(sideways, { k: '6' })).json()).results).toEqual(asShown.results);
+  });
+
   it('refuses bad uploads: 415 by magic bytes and by decode, 413 over 10 MB or 50 megapixels, 400 for a bad k', async () => {
     const text = await upload(new TextEncoder().encode('hello, not an image'));
     expect(text.status).toBe(415);

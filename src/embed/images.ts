@@ -14,6 +14,11 @@ export interface ImageJob {
   sig: Signature;
   file: string;
   hide?: { bbox: BBox; mode: HideMode };
+  /**
+   * Turn the image upright by its EXIF orientation, as a browser shows it: for uploads (phone photos). Dataset
+   * images are read as stored, as the reference's PIL reads them.
+   */
+  upright?: boolean;
 }
 
 export type ProblemReason = 'missing' | 'undecodable' | 'service';
@@ -38,10 +43,14 @@ export async function readImageFile(file: string): Promise<Buffer> {
   }
 }
 
-/** Decode to 8-bit RGB (grey and palette images expanded, alpha dropped, as PIL's convert('RGB') does). */
-export async function decodeRgb(bytes: Uint8Array): Promise<RgbImage> {
+/**
+ * Decode to 8-bit RGB (grey and palette images expanded, alpha dropped, as PIL's convert('RGB') does); `upright`
+ * applies the EXIF orientation.
+ */
+export async function decodeRgb(bytes: Uint8Array, upright = false): Promise<RgbImage> {
   try {
-    const { data, info } = await sharp(bytes, { failOn: 'truncated' })
+    const decoder = sharp(bytes, { failOn: 'truncated' });
+    const { data, info } = await (upright ? decoder.rotate() : decoder)
       .removeAlpha()
       .toColourspace('srgb')
       .raw()
@@ -59,7 +68,7 @@ export async function decodeRgb(bytes: Uint8Array): Promise<RgbImage> {
 
 /** Decoded, with the product hidden for hide-product jobs; `fellBack` when crop had to mask instead. */
 export async function loadJobImage(job: ImageJob): Promise<{ image: RgbImage; fellBack: boolean }> {
-  const image = await decodeRgb(await readImageFile(job.file));
+  const image = await decodeRgb(await readImageFile(job.file), job.upright);
   if (!job.hide) return { image, fellBack: false };
   return hideBox(image, job.hide.bbox, job.hide.mode);
 }

@@ -97,7 +97,7 @@ function uploadEmbedder(encoder: Encoder, scratch: string): UploadEmbedder {
       const file = join(scratch, `upload-${counter++}`);
       await writeFile(file, bytes);
       try {
-        const job = { id: 'upload', sig: 'upload', file };
+        const job = { id: 'upload', sig: 'upload', file, upright: true };
         const [vector] = await encoder.embed([await encoder.prepare(job)], [job]);
         if (vector instanceof ImageProblem) throw vector;
         return vector;
