@@ -19,10 +19,14 @@ import { registerMergeCommand } from './merge/command.js';
 // turns it back on.
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
 
-// A closed pipe (`ctl data pairs … | head`, `ctl eval --help | head`) is not an error.
+// A closed pipe (`ctl data pairs … | head`, `ctl eval --help | head`) is not an error: with no reader of the
+// answer there is nothing left to do; with none of the log (stderr), the work goes on unlogged.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
+});
+process.stderr.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
 });
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {

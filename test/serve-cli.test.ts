@@ -1,9 +1,10 @@
 // `ctl serve` through the built binary (`npm run build` first): it says which run it picked and where it listens,
 // answers, and closes cleanly on SIGTERM and SIGINT (exit 0); bad usage exits 2 with one clear line.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listRuns, pickDefaultRun } from '../src/serve/runs.js';
 import { RUN, startCli, stopClis, trainedWorkdir, type ServeFixture } from './serve-fixtures.js';
@@ -32,6 +33,32 @@ describe('ctl serve (built binary)', () => {
       expect(server.stderr()).toContain(`${signal}: closing`);
     });
   }
+
+  it('keeps serving when its log is no longer read, and keeps no upload folder between uploads', async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'ctl-serve-tmp-'));
+    try {
+      const args = ['serve', '--workdir', fixture.workdir, '--run', RUN, '--port', '0', '--backend', 'wasm'];
+      const server = startCli(args, { ...process.env, TMPDIR: tmp });
+      const url = await server.listening;
+      const photo = await sharp({ create: { width: 40, height: 40, channels: 3, background: '#884422' } })
+        .jpeg()
+        .toBuffer();
+      const upload = async () => {
+        const form = new FormData();
+        form.append('image', new Blob([new Uint8Array(photo)], { type: 'image/jpeg' }), 'photo.jpg');
+        return (await fetch(new URL('/api/recommend', url), { method: 'POST', body: form })).status;
+      };
+      expect(await upload()).toBe(200);
+      expect(await readdir(tmp)).toEqual([]);
+      // `ctl serve 2>&1 | head -c 1`: the log's reader goes; the server answers on, and its last lines are lost.
+      server.child.stderr.destroy();
+      expect(await upload()).toBe(200);
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
 
   it('leaves out the best run when its checkpoint does not read, and serves the next', async () => {
     const picked = pickDefaultRun(await listRuns(fixture.workdir))!.name;

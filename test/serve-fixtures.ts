@@ -57,8 +57,8 @@ export function stopClis(): void {
   for (const child of running) child.kill('SIGKILL');
 }
 
-export function startCli(args: string[]) {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+export function startCli(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
   running.add(child);
   child.on('close', () => running.delete(child));
   let stderr = '';

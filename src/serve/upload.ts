@@ -63,8 +63,7 @@ export async function openUploadEmbedder(workdir: string, model: string, device:
     const source = await resolveModel(model, { modelsDir: paths.modelsDir, revision });
     await checkModelFiles(source, dtype, { modelsDir: paths.modelsDir, offline: true });
     const encoder = await loadLocalEncoder(source, { device, dtype, offline: true, modelsDir: paths.modelsDir });
-    const scratch = await mkdtemp(join(tmpdir(), 'ctl-serve-'));
-    return { enabled: true, embedder: uploadEmbedder(encoder as Encoder, scratch) };
+    return { enabled: true, embedder: uploadEmbedder(encoder as Encoder) };
   } catch (err) {
     // Uploads on the GPU were asked for by name: not having them is an error, not a fallback.
     if (device === 'cuda') throw new InputError(`--device cuda: ${(err as Error).message}`);
@@ -75,8 +74,7 @@ export async function openUploadEmbedder(workdir: string, model: string, device:
   }
 }
 
-function uploadEmbedder(encoder: Encoder, scratch: string): UploadEmbedder {
-  let counter = 0;
+function uploadEmbedder(encoder: Encoder): UploadEmbedder {
   return {
     model: encoder.model,
     device: encoder.device,
@@ -93,10 +91,13 @@ function uploadEmbedder(encoder: Encoder, scratch: string): UploadEmbedder {
           413,
           `the image is ${width}×${height} pixels, over the ${MAX_UPLOAD_PIXELS / 1e6} megapixel upload limit`,
         );
-      // The encoder reads its jobs from files, as the embed stage does: the upload goes through the same path.
-      const file = join(scratch, `upload-${counter++}`);
-      await writeFile(file, bytes);
+      // The encoder reads its jobs from files, as the embed stage does: the upload goes through the same path. A
+      // folder per upload, removed when answered: none lives between uploads for a /tmp cleaner to take away, or for
+      // a killed server to leave behind.
+      const scratch = await mkdtemp(join(tmpdir(), 'ctl-upload-'));
+      const file = join(scratch, 'upload');
       try {
+        await writeFile(file, bytes);
         const job = { id: 'upload', sig: 'upload', file, upright: true };
         const [vector] = await encoder.embed([await encoder.prepare(job)], [job]);
         if (vector instanceof ImageProblem) throw vector;
@@ -105,12 +106,9 @@ function uploadEmbedder(encoder: Encoder, scratch: string): UploadEmbedder {
         if (err instanceof ImageProblem) throw new UploadError(415, `the image could not be decoded (${err.message})`);
         throw err;
       } finally {
-        await rm(file, { force: true });
+        await rm(scratch, { recursive: true, force: true });
       }
     },
-    async dispose() {
-      await encoder.dispose();
-      await rm(scratch, { recursive: true, force: true });
-    },
+    dispose: () => encoder.dispose(),
   };
 }
