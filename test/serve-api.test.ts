@@ -6,7 +6,7 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
@@ -298,11 +298,21 @@ describe('ctl serve: JSON API', () => {
     // Malformed and overlong names get the same { error } shape as every other answer.
     for (const [path, status] of [
       ['/api/runs/%', 400],
-      [`/api/runs/${'a'.repeat(201)}`, 414],
+      [`/api/runs/${'a'.repeat(256)}`, 414],
     ] as const) {
       const res = await rawGet(path);
       expect(res.status, path).toBe(status);
       expect(Object.keys(JSON.parse(res.body)), path).toEqual(['error']);
+    }
+    // Any name a run folder can have is answered, the longest too.
+    const longest = join(fixture.workdir, 'runs', 'r'.repeat(255));
+    await cp(join(fixture.workdir, 'runs', RUN), longest, { recursive: true });
+    try {
+      const res = await fetch(url(`/api/runs/${basename(longest)}`));
+      expect(res.status).toBe(200);
+      expect((await res.json()).history.map((r: any) => r.epoch)).toEqual([1, 2, 3]);
+    } finally {
+      await rm(longest, { recursive: true, force: true });
     }
   });
 

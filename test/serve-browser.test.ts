@@ -248,6 +248,17 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
       await expect
         .poll(async () => (await page.locator('.chart h3', { hasText: 'Validation' }).allTextContents()).sort())
         .toEqual(['Validation: catalog mrr', 'Validation: catalog recall@10']);
+      // A run whose detail fails (removed between the list and its detail): its row says why, the others stay drawn.
+      await page.route('**/api/runs/later', (route) =>
+        route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":"no run \'later\'"}' }),
+      );
+      await page.clock.fastForward(31_000);
+      const laterRow = page.locator('#runs-table tbody tr', { hasText: 'later' });
+      await expect.poll(() => laterRow.textContent()).toContain("details unavailable: no run 'later'");
+      expect(await page.locator('#runs-table tbody tr').count()).toBe(3);
+      expect(await page.locator('.chart h3', { hasText: 'Validation' }).allTextContents()).toEqual([
+        'Validation: catalog recall@10',
+      ]);
     } finally {
       await rm(later, { recursive: true, force: true });
       await page.close();

@@ -78,7 +78,8 @@ async function createApp(): Promise<FastifyInstance> {
   const app = Fastify({
     logger: false,
     bodyLimit: 64 * 1024,
-    routerOptions: { maxParamLength: 200 },
+    // A run name in a path is a folder's name: up to 255 bytes.
+    routerOptions: { maxParamLength: 255 },
     // A client that stops sending midway is cut off rather than holding its connection for ever.
     requestTimeout: 120_000,
     // An unknown field is a 400 naming it (Fastify's default drops it silently: `kk` would mean the default k), and

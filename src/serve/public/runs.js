@@ -43,7 +43,8 @@ function statusText(run) {
   return run.status;
 }
 
-function runsTable(runs, current) {
+/** The runs, one row each; `unread` holds why a run's detail did not come, by name. */
+function runsTable(runs, current, unread) {
   const head = [
     'run',
     'status',
@@ -67,7 +68,11 @@ function runsTable(runs, current) {
           'tr',
           {},
           el('td', {}, r.name + (r.name === current ? ' (served)' : '')),
-          el('td', { className: r.status === 'running' ? 'status-running' : '' }, statusText(r)),
+          el(
+            'td',
+            { className: r.status === 'running' ? 'status-running' : '' },
+            r.name in unread ? `details unavailable: ${unread[r.name]}` : statusText(r),
+          ),
           el('td', {}, r.config?.arch ?? '–'),
           el('td', {}, r.config?.embeddings ?? '–'),
           el('td', {}, r.config?.sceneView ?? '–'),
@@ -226,10 +231,15 @@ let shown = '';
 /** Redraw what changed since the last look (a redraw resets the charts' zoom); says whether a run is training. */
 async function refresh() {
   const { runs, current } = await api('/api/runs');
-  const details = await Promise.all(runs.map((r) => api(`/api/runs/${encodeURIComponent(r.name)}`)));
-  const now = JSON.stringify([runs, current, details]);
+  // A run whose detail does not come (removed since the list was made) keeps its row, with why; the others draw.
+  const answers = await Promise.allSettled(runs.map((r) => api(`/api/runs/${encodeURIComponent(r.name)}`)));
+  const details = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
+  const unread = Object.fromEntries(
+    answers.flatMap((a, i) => (a.status === 'rejected' ? [[runs[i].name, a.reason.message]] : [])),
+  );
+  const now = JSON.stringify([runs, current, details, unread]);
   if (now !== shown) {
-    runsTable(runs, current);
+    runsTable(runs, current, unread);
     drawCharts(details);
     drawReports(details);
     shown = now;
