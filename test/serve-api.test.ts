@@ -178,6 +178,25 @@ describe('ctl serve: JSON API', () => {
     expect((await asText.json()).error).toMatch(/content-type: application\/json.*\(not text\/plain\)/);
   });
 
+  it('answers a method a path does not take with 405 and the ones it does, an unknown path with 404', async () => {
+    for (const [method, path, allow] of [
+      ['GET', '/api/recommend', 'POST'],
+      ['POST', '/api/health', 'GET, HEAD'],
+      ['DELETE', `/api/runs/${RUN}`, 'GET, HEAD'],
+      ['PUT', '/static/app.js', 'GET, HEAD'],
+    ]) {
+      const res = await fetch(url(path), { method });
+      expect(res.status, `${method} ${path}`).toBe(405);
+      expect(res.headers.get('allow'), `${method} ${path}`).toBe(allow);
+      expect((await res.json()).error).toBe(
+        `${method} is not allowed on ${path.replace(RUN, ':name').replace('app.js', '*')} (it takes ${allow})`,
+      );
+    }
+    const unknown = await fetch(url('/api/nothing'), { method: 'POST' });
+    expect(unknown.status).toBe(404);
+    expect((await unknown.json()).error).toBe('not found: POST /api/nothing');
+  });
+
   it('POST /api/recommend with an uploaded photo embeds it with the run image model', async () => {
     const scenePath = workdirPaths(fixture.workdir).imageFile('scenes', testScenes()[0]);
     const res = await upload(await readFile(scenePath), { k: '4' });

@@ -65,9 +65,38 @@ const recommendJson = {
 /** The server: the pages and their files, and the JSON API, over one loaded run (see the top of the file). */
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
   const app = await createApp();
+  const methods = routeMethods(app);
   await registerPages(app, options);
   registerApi(app, options);
+  refuseOtherMethods(app, methods);
   return app;
+}
+
+/** The methods each route answers, as routes are added. */
+function routeMethods(app: FastifyInstance): Map<string, string[]> {
+  const methods = new Map<string, string[]>();
+  app.addHook('onRoute', (route) => {
+    methods.set(route.url, [...(methods.get(route.url) ?? []), ...[route.method].flat()]);
+  });
+  return methods;
+}
+
+/** A path we serve asked with another method is a 405 naming the ones it takes, not a 404 as if it did not exist. */
+function refuseOtherMethods(app: FastifyInstance, methods: Map<string, string[]>): void {
+  const every = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
+  for (const [url, taken] of [...methods]) {
+    const others = every.filter((m) => !taken.includes(m));
+    const allow = every.filter((m) => taken.includes(m)).join(', ');
+    app.route({
+      method: others,
+      url,
+      handler: (request, reply) =>
+        reply
+          .code(405)
+          .header('allow', allow)
+          .send({ error: `${request.method} is not allowed on ${url} (it takes ${allow})` }),
+    });
+  }
 }
 
 /**
