@@ -4,7 +4,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InputError } from '../util/errors.js';
 import sharp from 'sharp';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import { SYNTH_MODEL, workdirPaths } from '../data/workdir.js';
@@ -65,8 +64,8 @@ export async function openUploadEmbedder(workdir: string, model: string, device:
     const encoder = await loadLocalEncoder(source, { device, dtype, offline: true, modelsDir: paths.modelsDir });
     return { enabled: true, embedder: uploadEmbedder(encoder as Encoder) };
   } catch (err) {
-    // Uploads on the GPU were asked for by name: not having them is an error, not a fallback.
-    if (device === 'cuda') throw new InputError(`--device cuda: ${(err as Error).message}`);
+    // Uploads on the GPU were asked for by name: not having them is an error (which says why), not a fallback.
+    if (device === 'cuda') throw err;
     return {
       enabled: false,
       reason: `the image model '${model}' could not be opened offline (${(err as Error).message}): pick one of the dataset scenes`,
