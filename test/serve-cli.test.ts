@@ -20,9 +20,12 @@ afterAll(async () => {
 });
 
 describe('ctl serve (built binary)', () => {
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    it(`picks the run, serves, and closes cleanly on ${signal}`, async () => {
-      const server = startCli(['serve', '--workdir', fixture.workdir, '--port', '0', '--backend', 'wasm']);
+  for (const [signal, backend] of [
+    ['SIGTERM', 'wasm'],
+    ['SIGINT', 'cpu'],
+  ] as const) {
+    it(`picks the run, serves on ${backend}, and closes cleanly on ${signal}`, async () => {
+      const server = startCli(['serve', '--workdir', fixture.workdir, '--port', '0', '--backend', backend]);
       const url = await server.listening;
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
       expect(server.stderr()).toMatch(/serve: run '[\w-]+', the best catalog R@10/);
@@ -31,6 +34,7 @@ describe('ctl serve (built binary)', () => {
       server.child.kill(signal);
       expect(await server.exited).toBe(0);
       expect(server.stderr()).toContain(`${signal}: closing`);
+      expect(server.stderr()).not.toMatch(/tfjs-node/); // tfjs's banner for its cpu backend
     });
   }
 

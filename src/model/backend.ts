@@ -74,6 +74,9 @@ export async function useBackend(choice: BackendChoice, { quiet = false } = {}):
       throw new InputError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to initialise');
   }
   if (!detail) {
+    // tfjs greets the cpu backend's first tensor with a banner to install tfjs-node; our one line says so (or, quiet,
+    // the caller's does). Production mode silences tfjs's warnings, and nothing else.
+    tf.enableProdMode();
     await tf.setBackend('cpu');
     detail = 'pure JavaScript, slow';
   }
