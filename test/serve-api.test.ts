@@ -280,6 +280,24 @@ describe('ctl serve: JSON API', () => {
     expect(unknown.status).toBe(400);
     expect((await unknown.json()).error).toMatch(/multipart field 'kk': unknown \(known: image, k, categories\)/);
     expect((await upload(jpeg, { categories: 'Nope' })).status).toBe(400);
+    // A form that is not the one it should be is a 400 (the size limits are the 413s), as the same request in JSON.
+    const form = (fill: (form: FormData) => void) => {
+      const body = new FormData();
+      body.append('image', new Blob([new Uint8Array(jpeg)], { type: 'image/jpeg' }), 'photo.jpg');
+      fill(body);
+      return fetch(url('/api/recommend'), { method: 'POST', body });
+    };
+    for (const [fill, error] of [
+      [(f) => f.append('image', new Blob([new Uint8Array(jpeg)]), 'two.jpg'), "send one image, in field 'image'"],
+      [(f) => ['3', '4'].forEach((k) => f.append('k', k)), "multipart field 'k': sent twice"],
+      [
+        (f) => Array.from({ length: 66 }, (_, i) => f.append('categories', `c${i}`)),
+        'too many fields: at most 64 categories',
+      ],
+    ] as [(form: FormData) => void, string][]) {
+      const res = await form(fill);
+      expect([res.status, (await res.json()).error]).toEqual([400, error]);
+    }
     const garbled = await fetch(url('/api/recommend'), {
       method: 'POST',
       headers: { 'content-type': 'multipart/form-data; boundary=xyz' },
@@ -419,7 +437,9 @@ describe('ctl serve: JSON API', () => {
       fixture.synthCatalogReport.metrics.recall['10'] > fixture.catalogReport.metrics.recall['10'] ? SYNTH_RUN : RUN;
     const synth = await startServer(options({ run: SYNTH_RUN }));
     // Uploads on CUDA asked for by name, on a machine without it: an error with the set-up, not uploads off.
-    await expect(startServer(options({ device: 'cuda' }))).rejects.toThrow(/^--device cuda: the CUDA provider could not load/);
+    await expect(startServer(options({ device: 'cuda' }))).rejects.toThrow(
+      /^--device cuda: the CUDA provider could not load/,
+    );
     const auto = await startServer({ ...options(), run: undefined });
     try {
       expect(auto.run).toBe(best);

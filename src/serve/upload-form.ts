@@ -39,8 +39,10 @@ export async function readUploadForm(request: FastifyRequest): Promise<UploadFor
         if (part.fieldname !== 'image') throw new RequestError(400, `multipart field '${part.fieldname}': not a file`);
         image = await part.toBuffer();
       } else if (part.fieldname === 'categories') categories.push(String(part.value));
-      else if (part.fieldname === 'k') k = String(part.value);
-      else throw new RequestError(400, "multipart field 'image': expected a file");
+      else if (part.fieldname === 'k') {
+        if (k !== undefined) throw new RequestError(400, "multipart field 'k': sent twice");
+        k = String(part.value);
+      } else throw new RequestError(400, "multipart field 'image': expected a file");
     }
   } catch (err) {
     throw formProblem(err);
@@ -50,15 +52,18 @@ export async function readUploadForm(request: FastifyRequest): Promise<UploadFor
   return { image, k, categories };
 }
 
-/** The plugin's limits, said with the limit; the parser's own errors as a malformed body. */
+/**
+ * The plugin's limits, said with the limit: a body over the size limit is a 413, a form with more parts than it can
+ * have a 400 (as the same request in JSON); the parser's own errors as a malformed body.
+ */
 function formProblem(err: unknown): Error {
   if (err instanceof RequestError) return err;
   const { code, statusCode } = err as { code?: string; statusCode?: number };
   if (code === 'FST_REQ_FILE_TOO_LARGE')
     return new RequestError(413, `the image is over the ${MAX_UPLOAD_BYTES / 1024 / 1024} MB upload limit`);
-  if (code === 'FST_FILES_LIMIT') return new RequestError(413, "send one image, in field 'image'");
+  if (code === 'FST_FILES_LIMIT') return new RequestError(400, "send one image, in field 'image'");
   if (code === 'FST_FIELDS_LIMIT' || code === 'FST_PARTS_LIMIT')
-    return new RequestError(413, `too many fields: at most ${MAX_CATEGORIES} categories`);
+    return new RequestError(400, `too many fields: at most ${MAX_CATEGORIES} categories`);
   if (statusCode) return err as Error;
   return new RequestError(400, `malformed multipart body: ${(err as Error).message}`);
 }
