@@ -418,6 +418,20 @@ describe('ctl serve: JSON API', () => {
     }
   });
 
+  it('refuses to start on a products store without a product of the dataset', async () => {
+    const copy = await mkdtemp(join(tmpdir(), 'ctl-serve-empty-store-'));
+    try {
+      await cp(fixture.workdir, copy, { recursive: true });
+      const products = workdirPaths(copy).embeddings('tiny', 'products');
+      await rm(join(products, 'shards'), { recursive: true });
+      await expect(startServer(options({ workdir: copy }))).rejects.toThrow(
+        `${products}: no product of the dataset has an embedding (every answer would be empty)`,
+      );
+    } finally {
+      await rm(copy, { recursive: true, force: true });
+    }
+  });
+
   it('closes within its grace period while a client leaves a request half-sent', async () => {
     const other = await startServer(options());
     const socket = connect(Number(new URL(other.url).port), '127.0.0.1');

@@ -104,6 +104,11 @@ export class Recommender {
     const categories = Int32Array.from(dataset.products, (p) => rows[p.category]);
     const productVectors = await model.encodeProducts(data, categories, dataset.products.length);
     const available = dataset.products.flatMap((p, j) => (missingSet.has(p.sig) ? [] : [j]));
+    if (available.length === 0)
+      throw new InputError(
+        `${productStore.dir}: no product of the dataset has an embedding (every answer would be empty): ` +
+          `embed the products with the run's model '${embeddings}' first`,
+      );
     const outDim = productVectors.length / Math.max(1, dataset.products.length);
     const catalog = await candidateSet(productVectors, Int32Array.from(available), outDim);
 
