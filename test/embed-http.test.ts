@@ -1,5 +1,5 @@
 // The http provider against a local embedding service on 127.0.0.1: bytes and URL requests, retries on 500,
-// a persistently failing image, and a wrong dimension.
+// a persistently failing image, a service not there, and a wrong dimension.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -151,6 +151,22 @@ describe('ctl embed --provider http', () => {
     const products = dataset.products.length;
     expect(summary.views[0]).toMatchObject({ embedded: products, failed: [] });
     expect(service.bodies.length).toBe(products * 2);
+  });
+
+  test('a service that cannot be reached: each image says why and names the URL', async () => {
+    const { workdir, dataset } = await makeFixture(1);
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((resolve) => closed.close(resolve)); // nothing listens there now
+    const apiUrl = `http://127.0.0.1:${port}/embed`;
+    const summary = await runEmbed(options(workdir, apiUrl, { kind: 'products' }, { retries: 1 }));
+    expect(summary.views[0].failed).toHaveLength(dataset.products.length);
+    for (const f of summary.views[0].failed)
+      expect(f).toMatchObject({
+        reason: 'service',
+        message: `network error reaching ${apiUrl}: fetch failed: connect ECONNREFUSED 127.0.0.1:${port} (after 2 attempts)`,
+      });
   });
 
   test('a 429 is retried after its Retry-After, not the (shorter) backoff', async () => {

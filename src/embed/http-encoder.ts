@@ -9,6 +9,7 @@ import pLimit from 'p-limit';
 import { imageUrl } from '../data/image-host.js';
 import { InputError, RunError } from '../util/errors.js';
 import { l2NormalizeRows } from '../util/matrix.js';
+import { describeNetworkError } from '../util/network-error.js';
 import type { Encoder, PreparedBase } from './encoder.js';
 import { decodeRgb, encodeJpeg, ImageProblem, loadJobImage, readImageFile, type ImageJob } from './images.js';
 import {
@@ -76,7 +77,7 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
         });
         text = await res.text();
       } catch (err) {
-        last = `network error: ${(err as Error).message}`;
+        last = `network error reaching ${opts.apiUrl}: ${describeNetworkError(err)}`;
         continue;
       }
       if (isTransientStatus(res.status)) {

@@ -11,6 +11,7 @@ import { Agent, interceptors, request } from 'undici';
 import { InputError, RunError } from '../../util/errors.js';
 import { log } from '../../util/log.js';
 import { Progress } from '../../util/progress.js';
+import { describeNetworkError } from '../../util/network-error.js';
 import {
   isTransientStatus,
   MAX_BACKOFF_MS,
@@ -138,12 +139,4 @@ async function attemptDownload(
     throw new TransientError(`body incomplete: got ${received} of ${expected} bytes`);
   progress.finish();
   return { bytes: received, sha256: digest.digest('hex') };
-}
-
-function describeNetworkError(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const code = (err as { code?: string }).code;
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  const detail = cause?.code ?? cause?.message;
-  return [code, err.message, detail].filter(Boolean).join(': ');
 }
