@@ -1,5 +1,5 @@
 // The http provider against a local embedding service on 127.0.0.1: bytes and URL requests, retries on 500,
-// a persistently failing image, a service not there, and a wrong dimension.
+// a persistently failing image, a service not there, a wrong dimension, and a vector float32 cannot hold.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -197,6 +197,27 @@ describe('ctl embed --provider http', () => {
     const other = await makeFixture(1);
     await expect(runEmbed(options(other.workdir, service.url, { kind: 'products' }, { dim: 16 }))).rejects.toThrow(
       /8-d embedding .* are 16-d/,
+    );
+  });
+
+  test('an answer float32 cannot hold, or of norm 0, stops the run naming it; no such row is stored', async () => {
+    const { workdir, dataset } = await makeFixture(2);
+    const paths = workdirPaths(workdir);
+    const odd = await readFile(paths.imageFile('products', dataset.products[3].sig));
+    const service = await startService((body) => [
+      200,
+      { embedding: body.equals(odd) ? [1e200, 1, 2, 3] : [4, 1, 2, 3] },
+    ]);
+    await expect(runEmbed(options(workdir, service.url, { kind: 'products', batch: 1 }))).rejects.toThrow(
+      `${service.url}: embedding[0] = 1e+200 for ${dataset.products[3].sig} is not representable as float32`,
+    );
+    const store = await EmbeddingStore.open(paths.embeddings('remote-siglip', 'products'));
+    expect(await store.verify()).toMatchObject({ ok: true, count: 3 });
+
+    const zero = await makeFixture(1);
+    const zeros = await startService(() => [200, { embedding: [0, 0, 0, 0] }]);
+    await expect(runEmbed(options(zero.workdir, zeros.url, { kind: 'products' }))).rejects.toThrow(
+      /: an embedding of norm 0 \(as float32\) for b0+\w+: it has no direction/,
     );
   });
 

@@ -4,7 +4,7 @@
 //   --api-send url    body = {"url": "<image host>/400x/ab/cd/ef/<sig>.jpg"}, Content-Type application/json
 // and the answer is JSON {"embedding": [numbers]}. Requests run `concurrency` at a time; network errors (a body cut
 // or timed out midway too), 429 and 5xx are retried after the server's Retry-After, else with exponential backoff
-// and jitter; every vector must have the same dimension.
+// and jitter; every vector must have the same dimension, and as float32 finite values and a norm above 0.
 import pLimit from 'p-limit';
 import { imageUrl } from '../data/image-host.js';
 import { InputError, RunError } from '../util/errors.js';
@@ -105,7 +105,17 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
         throw new RunError(
           `${opts.apiUrl}: a ${embedding.length}-d embedding for ${job.id}, but the others (or --api-dim) are ${dim}-d`,
         );
-      return l2NormalizeRows(Float32Array.from(embedding as number[]), dim);
+      // Checked as float32, as stored: a finite 1e200 becomes Infinity (NaN once normalised); a zero vector has no
+      // direction (values below 1e-45 become 0 too).
+      const vector = Float32Array.from(embedding as number[]);
+      const huge = vector.findIndex((v) => !Number.isFinite(v));
+      if (huge >= 0)
+        throw new RunError(
+          `${opts.apiUrl}: embedding[${huge}] = ${embedding[huge]} for ${job.id} is not representable as float32`,
+        );
+      if (vector.every((v) => v === 0))
+        throw new RunError(`${opts.apiUrl}: an embedding of norm 0 (as float32) for ${job.id}: it has no direction`);
+      return l2NormalizeRows(vector, dim);
     }
     return new ImageProblem('service', `${last} (after ${opts.retries + 1} attempts)`);
   }
