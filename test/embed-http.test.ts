@@ -1,5 +1,6 @@
-// The http provider against a local embedding service on 127.0.0.1: bytes and URL requests, retries on 500,
-// a persistently failing image, a service not there, a wrong dimension, and a vector float32 cannot hold.
+// The http provider against a local embedding service on 127.0.0.1: bytes (with their content type) and URL
+// requests, retries on 500, a persistently failing image, a service not there, a wrong dimension, and a vector
+// float32 cannot hold.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -9,7 +10,7 @@ import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
 import { workdirPaths } from '../src/data/workdir.js';
-import { embedOptions, makeFixture, removeFixtures } from './embed-fixtures.js';
+import { embedOptions, makeFixture, removeFixtures, writeImage } from './embed-fixtures.js';
 
 const DIM = 8;
 
@@ -111,6 +112,28 @@ describe('ctl embed --provider http', () => {
     const norm = Math.hypot(...want);
     const { data } = await store.read([sig]);
     want.forEach((v, i) => expect(data[i]).toBeCloseTo(v / norm, 5));
+  });
+
+  test('sends each image with its own content type: the download keeps PNG and WebP under .jpg names too', async () => {
+    const { workdir, dataset } = await makeFixture(1); // a JPEG scene, PNG products
+    const paths = workdirPaths(workdir);
+    const webp = paths.imageFile('products', dataset.products[1].sig);
+    await writeImage(
+      webp,
+      await sharp(await readFile(webp))
+        .webp()
+        .toBuffer(),
+    );
+    const sent = new Map<string, string | undefined>(); // body → its content-type
+    const service = await startService((body, _seen, req) => {
+      sent.set(body.toString('base64'), req.headers['content-type']);
+      return [200, { embedding: vectorOf(body) }];
+    });
+    await runEmbed(options(workdir, service.url));
+    const typeOf = async (file: string) => sent.get((await readFile(file)).toString('base64'));
+    expect(await typeOf(paths.imageFile('scenes', dataset.scenes[0].sig))).toBe('image/jpeg');
+    expect(await typeOf(paths.imageFile('products', dataset.products[0].sig))).toBe('image/png');
+    expect(await typeOf(webp)).toBe('image/webp');
   });
 
   test('does not extend a store the local provider wrote, and says which provider wrote it', async () => {

@@ -151,7 +151,11 @@ export function registerEmbedCommand(program: Command): void {
         parseHttpUrl('--api-url'),
       )
       .addOption(
-        new Option('--api-send <what>', 'http provider: POST the image bytes (image/jpeg) or JSON {"url": image URL}')
+        new Option(
+          '--api-send <what>',
+          'http provider: POST the image bytes (content-type by their format: image/jpeg, image/png, ...; a scene with ' +
+            'the product hidden as image/jpeg) or JSON {"url": image URL}',
+        )
           .choices(['bytes', 'url'])
           .default('bytes'),
       )

@@ -1,11 +1,12 @@
 // The http provider: a remote embedding service, as the reference project used. Each image is one POST:
-//   --api-send bytes  body = the image (JPEG as downloaded; re-encoded when the product is hidden),
-//                     Content-Type image/jpeg
+//   --api-send bytes  body = the image file as it is (JPEG, PNG, WebP or GIF: Content-Type by its first bytes),
+//                     or the scene re-encoded as JPEG when the product is hidden
 //   --api-send url    body = {"url": "<image host>/400x/ab/cd/ef/<sig>.jpg"}, Content-Type application/json
 // and the answer is JSON {"embedding": [numbers]}. Requests run `concurrency` at a time; network errors (a body cut
 // or timed out midway too), 429 and 5xx are retried after the server's Retry-After, else with exponential backoff
 // and jitter; every vector must have the same dimension, and as float32 finite values and a norm above 0.
 import pLimit from 'p-limit';
+import { sniffFormat } from '../data/image-format.js';
 import { imageUrl } from '../data/image-host.js';
 import { InputError, RunError } from '../util/errors.js';
 import { l2NormalizeRows } from '../util/matrix.js';
@@ -144,7 +145,10 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
       }
       const bytes = await readImageFile(job.file);
       await decodeRgb(bytes); // an undecodable file is skipped here, not sent
-      return { body: new Uint8Array(bytes), contentType: 'image/jpeg', fellBack: false };
+      // The download keeps every format under a .jpg name: the bytes say which it is.
+      const format = sniffFormat(bytes);
+      const contentType = format ? `image/${format}` : 'application/octet-stream';
+      return { body: new Uint8Array(bytes), contentType, fellBack: false };
     },
 
     embed(batch: PreparedRequest[], jobs: ImageJob[]) {
