@@ -1,7 +1,9 @@
-// `ctl embed` through the built binary (run `npm run build` first): flags, device messages, --json, and resuming
-// after the process is killed mid-run.
-import { spawn, spawnSync } from 'node:child_process';
-import { cp, readdir, rm, stat } from 'node:fs/promises';
+// `ctl embed` through the built binary (run `npm run build` first): flags, device messages, --json, the exit code
+// when the embedding service failed images, and resuming after the process is killed mid-run.
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { cp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, onTestFinished, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
@@ -14,6 +16,15 @@ const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
 function ctl(args: string[], env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `ctl` without blocking this process, so that a test's local service can answer it. */
+function ctlAsync(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) =>
+    execFile(process.execPath, [CLI, ...args], (err, stdout, stderr) =>
+      done({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+    ),
+  );
 }
 
 /**
@@ -139,6 +150,43 @@ describe('ctl embed (CLI)', () => {
       expect(ignored.code, ignored.stderr).toBe(2);
       expect(ignored.stderr).toContain(message);
     }
+  });
+
+  test('images the service failed after its retries: exit 1, re-run to retry them; a refused image (4xx) is listed only', async () => {
+    const { workdir, dataset } = await makeFixture(2); // 4 products
+    const paths = workdirPaths(workdir);
+    const image = (i: number) => readFile(paths.imageFile('products', dataset.products[i].sig));
+    const [unavailable, refused] = [await image(1), await image(2)];
+    let down = true; // the service fails `unavailable` with 503 until the test brings it back
+    const server = createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const body = Buffer.concat(chunks);
+      const status = body.equals(refused) ? 415 : down && body.equals(unavailable) ? 503 : 200;
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(status === 200 ? { embedding: [body.length, 1, 2, 3] } : { error: 'no' }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/embed`;
+    const args = ['embed', '--workdir', workdir, '--kind', 'products', '--model', 'remote'];
+    const http = ['--provider', 'http', '--api-url', url];
+    const first = await ctlAsync([...args, ...http, '--retries', '1', '--json']);
+    expect(first.code, first.stderr).toBe(1);
+    expect(first.stderr).toContain('embed: re-run to retry the image the service failed (what is embedded is kept)');
+    const { failed } = JSON.parse(first.stdout).views[0] as { failed: { id: string; reason: string }[] };
+    expect(failed.map((f) => [f.id, f.reason])).toEqual([
+      [dataset.products[1].sig, 'service'],
+      [dataset.products[2].sig, 'refused'],
+    ]);
+    const storeDir = paths.embeddings('remote', 'products');
+    expect((await EmbeddingStore.open(storeDir)).size).toBe(2);
+
+    down = false;
+    const rerun = await ctlAsync([...args, ...http]);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(rerun.stderr).toMatch(/skipped b0+\w+ \(refused: HTTP 415/);
+    expect((await EmbeddingStore.open(storeDir)).size).toBe(3);
   });
 
   test('SIGINT commits what is embedded and exits 130; the next run continues', async () => {

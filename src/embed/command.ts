@@ -70,8 +70,9 @@ export function registerEmbedCommand(program: Command): void {
       .description(
         "image embeddings of the dataset's products and scenes (L2-normalised float32) into " +
           'workdir/embeddings/<model>/<view>/, resumable: rows already stored are skipped, a shard is committed every ' +
-          'few batches. Missing or undecodable images are skipped and listed, never fatal. Exit 130 when stopped by ' +
-          'SIGINT, 143 by SIGTERM (what was embedded is kept).',
+          'few batches. Missing or undecodable images, and those the http service refuses (4xx), are skipped and listed, ' +
+          'never fatal. Exit 1 when the http service failed some images after its retries (re-run to retry them), ' +
+          '130 when stopped by SIGINT, 143 by SIGTERM (what was embedded is kept).',
       )
       .addOption(domainOption())
       .option(
@@ -225,7 +226,15 @@ export function registerEmbedCommand(program: Command): void {
         if (summary.embedded === 0 && failures.length > 0 && failures.every((f) => f.reason === 'missing'))
           log('embed: no image of the selection is on disk: run `ctl download` first');
         if (flags.json) printJson(summary);
+        // As ctl download: images a re-run would get (the service failed them after its retries) end in exit 1, so
+        // `ctl embed && ctl train` does not train on a store with holes a re-run fills.
+        const retryable = failures.filter((f) => f.reason === 'service').length;
         if (summary.stopped) process.exitCode = stop.exitCode();
+        else if (retryable > 0) {
+          const images = retryable === 1 ? 'image' : `${retryable} images`;
+          log(`embed: re-run to retry the ${images} the service failed (what is embedded is kept)`);
+          process.exitCode = 1;
+        }
       } finally {
         stop.release();
       }

@@ -60,7 +60,10 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
   };
   let dim = opts.dim;
 
-  /** One image's vector; an ImageProblem once retries are spent; RunError when the answer is not an embedding. */
+  /**
+   * One image's vector; an ImageProblem when the service refuses the image (4xx) or retries are spent; RunError when
+   * the answer is not an embedding.
+   */
   async function post(item: PreparedRequest, job: ImageJob): Promise<Float32Array | ImageProblem> {
     let last = '';
     let retryAfterMs: number | undefined;
@@ -86,7 +89,7 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
         retryAfterMs = parseRetryAfter(res.headers.get('retry-after') ?? undefined);
         continue;
       }
-      if (!res.ok) return new ImageProblem('service', `HTTP ${res.status} ${text.slice(0, 120)}`.trim());
+      if (!res.ok) return new ImageProblem('refused', `HTTP ${res.status} ${text.slice(0, 120)}`.trim());
       let embedding: unknown;
       try {
         embedding = (JSON.parse(text) as { embedding?: unknown }).embedding;

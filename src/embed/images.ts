@@ -21,7 +21,11 @@ export interface ImageJob {
   upright?: boolean;
 }
 
-export type ProblemReason = 'missing' | 'undecodable' | 'service';
+/**
+ * Why an image was skipped. The http provider's: `refused`, the service answered 4xx for it (asking again gives the
+ * same); `service`, it failed after every retry (network errors, 429, 5xx: a re-run asks again).
+ */
+export type ProblemReason = 'missing' | 'undecodable' | 'refused' | 'service';
 
 export class ImageProblem extends Error {
   constructor(

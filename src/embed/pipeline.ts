@@ -230,7 +230,8 @@ export async function runView<P extends PreparedBase>(
   let consecutiveServiceFailures = 0;
   const fail = (job: ImageJob, problem: ImageProblem) => {
     result.failed.push({ id: job.id, file: job.file, reason: problem.reason, message: problem.message });
-    consecutiveServiceFailures = problem.reason === 'service' ? consecutiveServiceFailures + 1 : 0;
+    const fromService = problem.reason === 'service' || problem.reason === 'refused';
+    consecutiveServiceFailures = fromService ? consecutiveServiceFailures + 1 : 0;
   };
 
   const embedBatch = async (jobs: ImageJob[], items: P[]) => {
