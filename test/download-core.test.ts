@@ -68,6 +68,20 @@ describe('download against a faulty host', () => {
       'redirect-loop',
       { status: 'failed', attempts: 1, requests: 4, reason: /^http 302$/, permanent: false, http: 302 },
     ],
+    [
+      'redirect-bad',
+      {
+        status: 'failed',
+        attempts: 1,
+        reason: /^bad redirect target 'http:\/\/\[bad\/400x\//,
+        permanent: true,
+        http: 302,
+      },
+    ],
+    [
+      'redirect-ftp',
+      { status: 'failed', attempts: 1, reason: /^bad redirect target 'ftp:\/\/127/, permanent: true, http: 302 },
+    ],
     ['500', { status: 'failed', attempts: 3, reason: /^http 500 \(after 3 attempts\)$/, permanent: false, http: 500 }],
     ['stall', { status: 'failed', attempts: 3, reason: /^body timeout \(after 3 attempts\)$/, permanent: false }],
     [
@@ -127,11 +141,11 @@ describe('download against a faulty host', () => {
     const [first, second] = server.requests.get(sigOf('fault-429-once'))!;
     expect(second - first).toBeGreaterThanOrEqual(950);
 
-    expect(summary.results).toEqual({ ok: 4, missing: 2, invalid: 7, failed: 5 });
+    expect(summary.results).toEqual({ ok: 4, missing: 2, invalid: 7, failed: 7 });
     expect(summary.retryable).toBe(4); // 500, stall, truncated, redirect-loop
     expect(summary.requests).toBe(cases.reduce((n, [, e]) => n + e.attempts, 0));
     expect(summary.retries).toBe(summary.requests - cases.length);
-    expect(summary.state).toEqual({ ok: 4, missing: 2, invalid: 7, failed: 5, pending: 0 });
+    expect(summary.state).toEqual({ ok: 4, missing: 2, invalid: 7, failed: 7, pending: 0 });
     expect(summary.stopped).toBe(false);
     expect(summary.topReasons.length).toBeGreaterThan(0);
   });

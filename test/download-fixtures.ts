@@ -23,6 +23,8 @@ export type Behaviour =
   | 'redirect' // 302 to the same path with a query, which serves the image
   | 'in-parts' // 200, the image in two writes 20 ms apart: the client joins the chunks
   | 'redirect-loop' // 302 to itself, always
+  | 'redirect-bad' // 302 to a Location that is no URL
+  | 'redirect-ftp' // 302 to an ftp:// URL
   | 'stall' // headers and a few bytes, then nothing
   | 'truncated' // Content-Length of the whole image, half of it, then the connection drops
   | 'html' // 200 text/html error page
@@ -133,6 +135,12 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
         return;
       case 'redirect-loop':
         res.writeHead(302, { location: path }).end();
+        return;
+      case 'redirect-bad':
+        res.writeHead(302, { location: `http://[bad${path}` }).end();
+        return;
+      case 'redirect-ftp':
+        res.writeHead(302, { location: `ftp://127.0.0.1${path}` }).end();
         return;
       case '429-once':
         if (times.length === 1) res.writeHead(429, { 'retry-after': '1' }).end('slow down');

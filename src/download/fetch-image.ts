@@ -41,6 +41,8 @@ export async function fetchImageOnce(url: string, dest: string, ctx: AttemptCont
   const received = await ctx.hostSlot(() => receiveFollowingRedirects(url, ctx));
   if (!received) return { type: 'aborted' };
   const { http, error } = received;
+  if (error instanceof BadRedirect)
+    return { type: 'final', status: 'failed', reason: error.message, http, permanent: true };
   if (http !== undefined && http !== 200) return answerFor(http, received.retryAfter); // a redirect here: too many
   if (error instanceof InvalidImage)
     return { type: 'final', status: 'invalid', reason: error.reason, http, permanent: true };
@@ -71,6 +73,14 @@ class DeadlineExceeded extends Error {
   constructor() {
     super('attempt deadline exceeded');
     this.name = 'DeadlineExceeded';
+  }
+}
+
+/** A redirect whose Location is no http(s) URL: the host sends it there every time. */
+class BadRedirect extends Error {
+  constructor(location: string) {
+    super(`bad redirect target '${location}'`);
+    this.name = 'BadRedirect';
   }
 }
 
@@ -105,7 +115,10 @@ interface Received {
   declaredBytes?: number;
   /** A whole 200 body and its format. */
   body?: { data: Buffer; format: ImageFormat };
-  /** What cut the exchange short: a network error, a timeout, an abort, or InvalidImage for a body we refused. */
+  /**
+   * What cut the exchange short: a network error, a timeout, an abort, InvalidImage for a body we refused, or
+   * BadRedirect for a redirect we cannot follow.
+   */
   error?: unknown;
 }
 
@@ -124,10 +137,19 @@ async function receiveFollowingRedirects(url: string, ctx: AttemptContext): Prom
   const deadline = performance.now() + ctx.deadlineMs;
   let received = await receive(url, ctx, deadline);
   for (let hops = 0; received.location !== undefined && hops < MAX_REDIRECTS; hops++) {
-    url = new URL(received.location, url).href;
+    const target = redirectTarget(received.location, url);
+    if (target === undefined) return { ...received, error: new BadRedirect(received.location) };
+    url = target;
     received = await receive(url, ctx, deadline);
   }
   return received;
+}
+
+/** The http(s) URL a Location header names, resolved against the request's URL; undefined for anything else. */
+function redirectTarget(location: string, base: string): string | undefined {
+  if (!URL.canParse(location, base)) return undefined;
+  const target = new URL(location, base);
+  return target.protocol === 'http:' || target.protocol === 'https:' ? target.href : undefined;
 }
 
 /** GET `url`, cut at `deadline` (performance.now() time) or when the run stops for good; never rejects. */
