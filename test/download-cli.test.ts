@@ -34,13 +34,23 @@ afterEach(async () => {
   await rm(workdir, { recursive: true, force: true });
 });
 
-function start(args: string[]): {
+/** `ctl download args`; with `fileSizeKiB`, under that file-size limit (`ulimit -f`), killed if still running after 20 s. */
+function start(
+  args: string[],
+  { fileSizeKiB }: { fileSizeKiB?: number } = {},
+): {
   child: ChildProcess;
   done: Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>;
 } {
-  const child = spawn(process.execPath, [CLI, 'download', '--workdir', workdir, '--base-url', server.url, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const argv = [CLI, 'download', '--workdir', workdir, '--base-url', server.url, ...args];
+  const child =
+    fileSizeKiB === undefined
+      ? spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('bash', ['-c', `ulimit -f ${fileSizeKiB} && exec "$0" "$@"`, process.execPath, ...argv], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          timeout: 20_000,
+          killSignal: 'SIGKILL',
+        });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
@@ -157,6 +167,24 @@ describe('ctl download (CLI)', () => {
       expect(server.total()).toBe(30);
     },
   );
+
+  it('a manifest the disk refuses: exit 1 naming the file and the cause, the process exits; the next run completes', async () => {
+    const dataset = await writeDataset(workdir, 60, 2);
+    server = await startImageServer();
+    // 20 KiB: every image (~8 KB) fits, the manifest (~200 bytes a line) does not: its writes fail with EFBIG.
+    const refused = await start(['--concurrency', '4'], { fileSizeKiB: 20 }).done;
+    expect([refused.signal, refused.code], refused.stderr).toEqual([null, 1]); // SIGKILL: it hung
+    expect(refused.stderr).toContain(
+      `ctl download: error: cannot write ${workdirPaths(workdir).imageManifest}: EFBIG: file too large`,
+    );
+
+    const second = await run(['--json']);
+    expect(second.code, second.stderr).toBe(0);
+    expect((JSON.parse(second.stdout) as DownloadSummary).state.ok).toBe(
+      selectTargets(dataset, { kind: 'all' }).length,
+    );
+    expect(await tempFiles(workdir)).toEqual([]);
+  });
 
   it('exit codes: 2 for bad usage or no dataset, 1 while transient failures remain, 0 once settled', async () => {
     server = await startImageServer({ fallback: '500' });

@@ -241,7 +241,9 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
 
   clearTimeout(graceTimer);
   options.stop?.removeEventListener('abort', stop);
-  await writer.close();
+  // A manifest that cannot be written is reported like any fatal error, once the workers and sockets (which keep
+  // the process alive) are closed too.
+  await writer.close().catch((err) => (fatal ??= err));
   await shared.saver.close();
   await (stopping.signal.aborted ? dispatcher.destroy() : dispatcher.close());
   progress?.finish(tally.progressText());

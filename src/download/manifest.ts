@@ -3,7 +3,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readFile, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { locatedError } from '../util/errors.js';
+import { locatedError, RunError } from '../util/errors.js';
 import { IMAGE_KINDS, type ImageKind } from '../data/types.js';
 import type { ImageFormat } from '../data/image-format.js';
 
@@ -80,10 +80,11 @@ function parseRecord(path: string, lineNo: number, line: string): ManifestRecord
 
 /** Appends records; lines reach the OS as they are written, `close()` flushes the rest. */
 export class ManifestWriter {
-  private error: Error | undefined;
-
-  private constructor(private readonly stream: WriteStream) {
-    stream.on('error', (err) => (this.error = err));
+  private constructor(
+    private readonly path: string,
+    private readonly stream: WriteStream,
+  ) {
+    stream.on('error', () => {}); // a failed write leaves the stream destroyed with it: append and close report it
   }
 
   /**
@@ -94,18 +95,23 @@ export class ManifestWriter {
     await mkdir(dirname(path), { recursive: true });
     if (torn && torn.tornBytes > 0 && (await stat(path)).size === torn.end + torn.tornBytes)
       await truncate(path, torn.end);
-    return new ManifestWriter(createWriteStream(path, { flags: 'a' }));
+    return new ManifestWriter(path, createWriteStream(path, { flags: 'a' }));
   }
 
   append(record: ManifestRecord): void {
-    if (this.error) throw this.error;
+    this.throwIfFailed();
     this.stream.write(JSON.stringify(record) + '\n');
   }
 
+  /** Flush and close the file; a RunError when any write failed (the stream is closed either way). */
   async close(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.stream.end((err?: Error | null) => (err ? reject(err) : resolve()));
-    });
-    if (this.error) throw this.error;
+    if (!this.stream.errored) await new Promise<void>((resolve) => this.stream.end(() => resolve()));
+    this.throwIfFailed();
+  }
+
+  /** A write the disk refused (ENOSPC, EFBIG, EIO): the run cannot record its outcomes, so it stops. */
+  private throwIfFailed(): void {
+    const err = this.stream.errored;
+    if (err) throw new RunError(`cannot write ${this.path}: ${err.message}`);
   }
 }
