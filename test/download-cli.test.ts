@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { IN_PROGRESS_PER_REQUEST, type DownloadSummary } from '../src/download/downloader.js';
 import { selectTargets } from '../src/download/targets.js';
+import { inShard } from '../src/data/shard.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import {
   finalRecords,
@@ -184,6 +185,41 @@ describe('ctl download (CLI)', () => {
       selectTargets(dataset, { kind: 'all' }).length,
     );
     expect(await tempFiles(workdir)).toEqual([]);
+  });
+
+  it('refuses a download of some of the same images while one runs: exit 2, naming the run that holds them', async () => {
+    const dataset = await writeDataset(workdir, 10, 2);
+    server = await startImageServer();
+    for (const scene of dataset.scenes) server.behaviours.set(scene.sig, 'held'); // the first run waits for them
+
+    const all = start([]);
+    await when(() => server.total() > 0);
+    const products = await run(['--kind', 'products']);
+    expect(products.code).toBe(2);
+    expect(products.stderr).toMatch(
+      new RegExp(
+        `^ctl download: error: another ctl download that may fetch the same images is running \\(--kind all\\): ` +
+          `process ${all.child.pid} on .* since .*; wait for it, or stop it`,
+        'm',
+      ),
+    );
+    server.release();
+    expect((await all.done).code).toBe(0);
+    for (const t of selectTargets(dataset, { kind: 'all' })) expect(server.count(t.sig), t.sig).toBe(1);
+  });
+
+  it('the shards of one --shard I/N run side by side', async () => {
+    const dataset = await writeDataset(workdir, 10, 2);
+    const targets = selectTargets(dataset, { kind: 'all' });
+    server = await startImageServer();
+    for (const t of targets) if (inShard(t.sig, { index: 0, count: 2 })) server.behaviours.set(t.sig, 'held');
+
+    const first = start(['--shard', '0/2']); // holds its lock until released
+    await when(() => server.total() > 0);
+    const second = await run(['--shard', '1/2']);
+    server.release();
+    expect([second.code, (await first.done).code]).toEqual([0, 0]);
+    for (const t of targets) expect(server.count(t.sig), t.sig).toBe(1);
   });
 
   it('exit codes: 2 for bad usage or no dataset, 1 while transient failures remain, 0 once settled', async () => {

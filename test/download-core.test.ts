@@ -5,9 +5,10 @@ import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { downloadImages, type ImageDownloadOptions } from '../src/download/downloader.js';
 import type { ImageTarget } from '../src/download/targets.js';
+import { inShard, type Shard } from '../src/data/shard.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import {
   finalRecords,
@@ -237,17 +238,42 @@ describe('download against a faulty host', () => {
     expect(warnings).toEqual([]);
   });
 
-  it('refuses a second run of the same selection while one runs; another selection runs beside it', async () => {
-    server = await startImageServer({ delayMs: 100 });
-    const targets: ImageTarget[] = Array.from({ length: 8 }, (_, i) => ({ sig: sigOf(`lock-${i}`), kind: 'products' }));
-    const first = downloadImages(targets, options());
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    await expect(downloadImages(targets, options())).rejects.toThrow(
-      /another ctl download of the same 8 images is running: process \d+ .*wait for it, or stop it/,
-    );
-    const other = await downloadImages(targets.slice(0, 4), options());
-    expect([(await first).state.ok, other.selected]).toEqual([8, 4]);
-    expect((await downloadImages(targets, options())).state.ok).toBe(8); // the lock went with its run
+  it('refuses a run that may fetch an image a running one fetches; other kinds and other shards of one N run beside it', async () => {
+    server = await startImageServer();
+    const named = (kind: ImageTarget['kind']) =>
+      Array.from({ length: 8 }, (_, i): ImageTarget => ({ sig: sigOf(`lock-${kind}-${i}`), kind }));
+    const [products, scenes] = [named('products'), named('scenes')];
+    const half = { index: 0, count: 2 };
+    const inHalf = products.filter((t) => inShard(t.sig, half));
+    for (const t of inHalf) server.behaviours.set(t.sig, 'held'); // its run holds its lock until released
+
+    const running = downloadImages(inHalf, options({ shard: half }));
+    await vi.waitUntil(() => server.total() > 0);
+    const refused = (targets: ImageTarget[], shard?: Shard) =>
+      expect(downloadImages(targets, options({ shard }))).rejects.toThrow(
+        /^another ctl download that may fetch the same images is running \(--kind products --shard 0\/2\): process \d+ .*wait for it, or stop it/,
+      );
+    await refused(inHalf, half); // the same run
+    await refused(products); // all of the kind
+    await refused([...scenes, ...products]); // all kinds
+    await refused(products.slice(0, 1)); // another --limit
+    await refused(
+      products.filter((t) => inShard(t.sig, { index: 1, count: 3 })),
+      { index: 1, count: 3 },
+    ); // another N
+
+    const otherHalf = { index: 1, count: 2 };
+    const beside = [
+      await downloadImages(scenes, options()),
+      await downloadImages(
+        products.filter((t) => inShard(t.sig, otherHalf)),
+        options({ shard: otherHalf }),
+      ),
+    ];
+    server.release();
+    expect([...beside, await running].map((s) => s.state.ok)).toEqual([8, 8 - inHalf.length, inHalf.length]);
+    for (const t of [...products, ...scenes]) expect(server.count(t.sig), t.sig).toBe(1);
+    expect((await downloadImages(products, options())).settled.ok).toBe(8); // the locks went with their runs
   });
 
   it('reconciles with the disk at start: adopts valid files, refetches invalid or lost ones, cleans temp files, cuts a torn line', async () => {

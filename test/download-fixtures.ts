@@ -34,7 +34,8 @@ export type Behaviour =
   | 'drip' // 200, a byte every 100 ms: never idle long enough for the body timeout
   | 'huge' // 200 with a Content-Length over the cap
   | 'huge-chunked' // 200, no Content-Length, streams past the cap
-  | 'empty'; // 200 image/jpeg, no bytes
+  | 'empty' // 200 image/jpeg, no bytes
+  | 'held'; // the image, once the test calls release()
 
 export function sigOf(name: string): string {
   return createHash('md5').update(name).digest('hex');
@@ -74,6 +75,8 @@ export interface ImageServer {
   peak(): number;
   /** The image served for a signature (same bytes every time). */
   image(sig: string): Promise<Buffer>;
+  /** Answer the requests for 'held' images, those waiting and those to come. */
+  release(): void;
   options: ImageServerOptions;
   close(): Promise<void>;
 }
@@ -87,6 +90,8 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
   let total = 0;
   let active = 0;
   let peak = 0;
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
   const image = (sig: string) => {
     if (!images.has(sig)) images.set(sig, makeJpeg(parseInt(sig.slice(0, 6), 16)));
     return images.get(sig)!;
@@ -201,6 +206,9 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
       case 'empty':
         res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': 0 }).end();
         return;
+      case 'held':
+        await released;
+        return sendJpeg();
     }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -213,6 +221,7 @@ export async function startImageServer(options: ImageServerOptions = {}): Promis
     total: () => total,
     peak: () => peak,
     image,
+    release,
     options,
     close: async () => {
       server.closeAllConnections();

@@ -134,6 +134,7 @@ export function registerDownloadCommand(program: Command): void {
           validation: flags.validate,
           retryFailed: flags.retryFailed,
           verifyExisting: flags.verifyExisting,
+          shard: flags.shard,
           graceMs: flags.grace * 1000,
           stop: stop.signal,
         });

@@ -1,6 +1,5 @@
 // The download run: reconcile, then fetch what is left with a keep-alive pool, bounded and adaptive concurrency,
 // retries, a manifest line per outcome and a progress line; stop cleanly when asked.
-import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,7 +12,8 @@ import { formatBytes, log } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
 import { Aimd } from './aimd.js';
 import { fetchImageOnce, type AttemptContext } from './fetch-image.js';
-import { IMAGE_KINDS } from '../data/types.js';
+import { IMAGE_KINDS, type ImageKind } from '../data/types.js';
+import type { Shard } from '../data/shard.js';
 import { ManifestWriter, readManifest, type ImageStatus, type ManifestRecord } from './manifest.js';
 import { reconcile, type Plan } from './reconcile.js';
 import { ImageSaver } from './save-image.js';
@@ -41,6 +41,8 @@ export interface ImageDownloadOptions {
   verifyExisting: boolean;
   /** After a stop request, how long in-flight requests may finish before they are cut, ms. */
   graceMs: number;
+  /** The shard of N the targets were selected from: the shards of one N run side by side (see lockTargets). */
+  shard?: Shard;
   /** Aborting it asks for a graceful stop (SIGINT/SIGTERM). */
   stop?: AbortSignal;
   /** Progress display options; false for none (tests). */
@@ -88,9 +90,9 @@ export const IN_PROGRESS_PER_REQUEST = 3;
 
 const emptyCounts = (): StatusCounts => ({ ok: 0, missing: 0, invalid: 0, failed: 0 });
 
-/** Fetch `targets` into the workdir's images/; one process at a time for one selection of images (see lockTargets). */
+/** Fetch `targets` into the workdir's images/; no two runs at once that may fetch a same image (see lockTargets). */
 export async function downloadImages(targets: ImageTarget[], options: ImageDownloadOptions): Promise<DownloadSummary> {
-  const lock = await lockTargets(workdirPaths(options.workdir).imagesDir, targets);
+  const lock = await lockTargets(workdirPaths(options.workdir).imagesDir, targets, options.shard);
   try {
     return await downloadLocked(targets, options);
   } finally {
@@ -98,19 +100,59 @@ export async function downloadImages(targets: ImageTarget[], options: ImageDownl
   }
 }
 
+/** What a run's lock says it fetches: one image kind or all, and its shard of N. */
+interface LockedSelection {
+  kind: ImageKind | 'all';
+  shard?: Shard;
+}
+
 /**
- * Hold the lock of this selection of images (named by a hash of the targets): the same `ctl download` run twice at
- * once would fetch every image twice and write each manifest line twice. Disjoint selections (`--shard I/N`,
- * `--kind`) run side by side.
+ * Hold this run's lock, named for its selection (`download-<kind>[-shard-I-of-N]`), refused while a live run holds
+ * one whose selection may share an image with it: two such runs would fetch the shared images twice and write
+ * their manifest lines twice. Only selections that cannot share one run side by side: different kinds, and
+ * different shards of one N (shards of another N, a `--limit` or no shard at all may take any image of the kind).
  */
-async function lockTargets(imagesDir: string, targets: ImageTarget[]): Promise<Lock> {
-  const hash = createHash('sha256');
-  for (const t of targets) hash.update(`${t.kind}/${t.sig}\n`);
+async function lockTargets(imagesDir: string, targets: ImageTarget[], shard: Shard | undefined): Promise<Lock> {
+  const kinds = new Set(targets.map((t) => t.kind));
+  const mine: LockedSelection = { kind: kinds.size === 1 ? [...kinds][0] : 'all', shard };
   await mkdir(imagesDir, { recursive: true });
   return acquireLock(
-    join(imagesDir, `download-${hash.digest('hex').slice(0, 12)}`),
-    (holder, file) => `another ctl download of the same ${targets.length} images is running: ${heldBy(holder, file)}`,
+    join(imagesDir, lockName(mine)),
+    (holder, file, name) =>
+      `another ctl download that may fetch the same images is running (${describeLock(name)}): ` + heldBy(holder, file),
+    (name) => {
+      const theirs = selectionOfLock(name);
+      return theirs !== undefined && mayOverlap(mine, theirs);
+    },
   );
+}
+
+const LOCK_NAME = /^download-(scenes|products|all)(?:-shard-(\d+)-of-(\d+))?$/;
+
+function lockName({ kind, shard }: LockedSelection): string {
+  return `download-${kind}${shard ? `-shard-${shard.index}-of-${shard.count}` : ''}`;
+}
+
+/** The selection a lock's name stands for; undefined for a name that is not a download lock's. */
+function selectionOfLock(name: string): LockedSelection | undefined {
+  const m = LOCK_NAME.exec(name);
+  if (!m) return undefined;
+  const shard = m[2] === undefined ? undefined : { index: Number(m[2]), count: Number(m[3]) };
+  return { kind: m[1] as LockedSelection['kind'], shard };
+}
+
+/** Can two runs' selections hold a same image? Yes, unless of different kinds or different shards of one N. */
+function mayOverlap(a: LockedSelection, b: LockedSelection): boolean {
+  const sameKind = a.kind === 'all' || b.kind === 'all' || a.kind === b.kind;
+  const otherShard = a.shard && b.shard && a.shard.count === b.shard.count && a.shard.index !== b.shard.index;
+  return sameKind && !otherShard;
+}
+
+/** The flags of the run that holds a download lock, from its name. */
+function describeLock(name: string): string {
+  const theirs = selectionOfLock(name);
+  if (!theirs) return name;
+  return `--kind ${theirs.kind}${theirs.shard ? ` --shard ${theirs.shard.index}/${theirs.shard.count}` : ''}`;
 }
 
 /** downloadImages's work, with the selection's lock held. */

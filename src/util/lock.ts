@@ -44,19 +44,26 @@ export function heldBy(holder: LockHolder, file: string): string {
 
 /**
  * Take the lock on `path` (which need not exist; its folder must). When a live process holds it, an InputError
- * with `busy(holder, its lock file)`.
+ * with `busy(holder, its lock file, the name it was taken on)`. `conflicts` widens what holds it: it is asked the
+ * name (a base name of a path) of every other lock in the folder, and must be symmetric (a's lock conflicts with
+ * b's when b's does with a's); by default only a lock on `path` itself conflicts.
  */
-export async function acquireLock(path: string, busy: (holder: LockHolder, file: string) => string): Promise<Lock> {
+export async function acquireLock(
+  path: string,
+  busy: (holder: LockHolder, file: string, name: string) => string,
+  conflicts: (name: string) => boolean = sameName(path),
+): Promise<Lock> {
   const file = ownedPathFor(MARK, path);
   const holder: LockHolder = { host: hostname(), pid: process.pid, since: new Date().toISOString() };
   for (let attempt = 1; ; attempt++) {
     await writeJsonAtomic(file, holder);
-    const others = (await liveLocks(path, { removeDead: true })).filter((other) => other !== file);
+    const others = (await liveLocks(dirname(path), conflicts, { removeDead: true })).filter((other) => other !== file);
     if (others.length === 0) break;
     await rm(file, { force: true });
     // Another process starting at the same moment may have seen this one's file and let go already: try again.
     const other = await readHolder(others[0]);
-    if (other || attempt === 3) throw new InputError(busy(other ?? holderNamedBy(others[0]), others[0]));
+    if (other || attempt === 3)
+      throw new InputError(busy(other ?? holderNamedBy(others[0]), others[0], lockedName(basename(others[0]))));
     await sleep(50 + 200 * Math.random());
   }
   const now = () => new Date();
@@ -82,17 +89,28 @@ export async function acquireLock(path: string, busy: (holder: LockHolder, file:
 
 /** Does a live process hold the lock on `path`? (Only reads: the folder may be read-only.) */
 export async function isLocked(path: string): Promise<boolean> {
-  return (await liveLocks(path, { removeDead: false })).length > 0;
+  return (await liveLocks(dirname(path), sameName(path), { removeDead: false })).length > 0;
 }
 
-/** The lock files of live holders of `path`'s lock; with `removeDead`, those of gone holders are removed. */
-async function liveLocks(path: string, { removeDead }: { removeDead: boolean }): Promise<string[]> {
-  const dir = dirname(path);
+const sameName = (path: string) => (name: string) => name === basename(path);
+
+/** The name a lock file in the folder was taken on (`.lock-<name>.<owner>`). */
+const lockedName = (fileName: string) => fileName.slice(MARK.length).replace(OWNER, '');
+
+/**
+ * The files in `dir` of live holders of the locks whose names `held` accepts; with `removeDead`, those of gone
+ * holders are removed.
+ */
+async function liveLocks(
+  dir: string,
+  held: (name: string) => boolean,
+  { removeDead }: { removeDead: boolean },
+): Promise<string[]> {
   const names = await readdir(dir).catch(() => [] as string[]);
   const live: string[] = [];
   for (const name of names) {
     if (!name.startsWith(MARK) || !OWNER.test(name)) continue;
-    if (name.slice(MARK.length).replace(OWNER, '') !== basename(path)) continue; // another path's lock
+    if (!held(lockedName(name))) continue; // another path's lock, or one that is no bar
     if (await holderAlive(dir, name)) live.push(join(dir, name));
     else if (removeDead) await rm(join(dir, name), { force: true });
   }
