@@ -1,30 +1,42 @@
 // The metadata download against a server that closes the connection right after a multi-megabyte body (as
 // `python3 -m http.server` does): undici 7 fails an uncatchable internal assertion when the socket ends while
 // backpressure from the file write has paused its parser, so the download must never let it pause. Fifty downloads must all arrive whole.
+// A file that cannot be written fails at once, naming it, in a child process so that a crash would show.
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadFile } from '../src/data/stl/http-download.js';
 import { removeTempDirs, tempDir } from './data-fixtures.js';
 
 const BODY = randomBytes(6 * 1024 * 1024);
 const SHA256 = createHash('sha256').update(BODY).digest('hex');
+/** A body that has wholly arrived by the time the download reads it (at /small.json). */
+const SMALL = randomBytes(4096);
 
 let server: Server;
 let url: string;
+let small: string;
+let requests = 0;
 
 beforeAll(async () => {
   // A raw socket server: headers, the whole body, then the end of the connection, with nothing in between.
   server = createServer((socket) => {
-    socket.once('data', () => {
-      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${BODY.length}\r\nConnection: close\r\n\r\n`);
-      socket.end(BODY);
+    socket.on('error', () => undefined); // a client that drops the body resets the connection
+    socket.once('data', (request) => {
+      requests++;
+      const body = String(request).startsWith('GET /small.json ') ? SMALL : BODY;
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+      socket.end(body);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fashion.json`;
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = `${base}/fashion.json`;
+  small = `${base}/small.json`;
 });
 
 afterAll(async () => {
@@ -47,5 +59,35 @@ describe('downloadFile from a server that closes after the body', () => {
           .digest('hex'),
       ).toBe(SHA256);
     }
+  });
+});
+
+/**
+ * downloadFile from dist/ (`npm run build` first) in a child process: its exit code, its outcome on stdout, and
+ * whatever else it printed (retry lines, a crash) on stderr.
+ */
+function downloadInChild(from: string, path: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const module = pathToFileURL(resolve('dist/data/stl/http-download.js')).href;
+  const script =
+    `import { downloadFile } from ${JSON.stringify(module)};` +
+    `await downloadFile(process.argv[1], process.argv[2], { retries: 2, backoffMs: 10 }).then(` +
+    `(d) => console.log('downloaded after', d.attempts), (e) => console.log(e.name + ': ' + e.message));`;
+  return new Promise((done) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script, from, path], (err, stdout, stderr) =>
+      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('downloadFile into a file it cannot write', () => {
+  it('one it cannot open fails at once naming it, without crashing on the body it drops', async () => {
+    const path = join(await tempDir(), 'gone', 'fashion.json');
+    const before = requests;
+    expect(await downloadInChild(small, path)).toEqual({
+      code: 0,
+      stdout: `RunError: cannot write ${path}: ENOENT: no such file or directory, open '${path}'\n`,
+      stderr: '',
+    });
+    expect(requests - before).toBe(1);
   });
 });

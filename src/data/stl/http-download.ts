@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, interceptors, request } from 'undici';
-import { InputError, RunError } from '../../util/errors.js';
+import { firstLineOf, InputError, RunError } from '../../util/errors.js';
 import { log } from '../../util/log.js';
 import { Progress } from '../../util/progress.js';
 import { describeNetworkError } from '../../util/network-error.js';
@@ -126,8 +126,8 @@ async function attemptDownload(
   try {
     await once(out, 'open');
   } catch (err) {
-    body.destroy();
-    throw err;
+    await body.dump(); // not destroy(): that emits an error event with no listener, which crashes the process
+    throw cannotWrite(path, err);
   }
   try {
     await pipeline(body, count, out);
@@ -139,4 +139,9 @@ async function attemptDownload(
     throw new TransientError(`body incomplete: got ${received} of ${expected} bytes`);
   progress.finish();
   return { bytes: received, sha256: digest.digest('hex') };
+}
+
+/** A file the download cannot write: the folder's or the disk's fault, so not retried. */
+function cannotWrite(path: string, err: unknown): RunError {
+  return new RunError(`cannot write ${path}: ${firstLineOf(err)}`);
 }
