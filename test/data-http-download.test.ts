@@ -1,11 +1,12 @@
 // The metadata download against a server that closes the connection right after a multi-megabyte body (as
 // `python3 -m http.server` does): undici 7 fails an uncatchable internal assertion when the socket ends while
 // backpressure from the file write has paused its parser, so the download must never let it pause. Fifty downloads must all arrive whole.
-// A file that cannot be written fails at once, naming it, in a child process so that a crash would show.
+// A file that cannot be opened or written (a full disk) fails at once, naming it, in a child process so that a
+// crash would show.
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,17 +64,22 @@ describe('downloadFile from a server that closes after the body', () => {
 });
 
 /**
- * downloadFile from dist/ (`npm run build` first) in a child process: its exit code, its outcome on stdout, and
- * whatever else it printed (retry lines, a crash) on stderr.
+ * downloadFile from dist/ (`npm run build` first) in a child process, run by bash after `setup` (e.g. a `ulimit`):
+ * its exit code, its outcome on stdout, and whatever else it printed (retry lines, a crash) on stderr.
  */
-function downloadInChild(from: string, path: string): Promise<{ code: number; stdout: string; stderr: string }> {
+function downloadInChild(
+  from: string,
+  path: string,
+  setup = 'true',
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const module = pathToFileURL(resolve('dist/data/stl/http-download.js')).href;
   const script =
     `import { downloadFile } from ${JSON.stringify(module)};` +
     `await downloadFile(process.argv[1], process.argv[2], { retries: 2, backoffMs: 10 }).then(` +
     `(d) => console.log('downloaded after', d.attempts), (e) => console.log(e.name + ': ' + e.message));`;
+  const command = `${setup} && exec "$0" --input-type=module -e "$1" "$2" "$3"`;
   return new Promise((done) => {
-    execFile(process.execPath, ['--input-type=module', '-e', script, from, path], (err, stdout, stderr) =>
+    execFile('bash', ['-c', command, process.execPath, script, from, path], (err, stdout, stderr) =>
       done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
     );
   });
@@ -89,5 +95,19 @@ describe('downloadFile into a file it cannot write', () => {
       stderr: '',
     });
     expect(requests - before).toBe(1);
+  });
+
+  it('one the disk will not take whole fails at once naming it, not retried, and leaves nothing', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'fashion.json');
+    const before = requests;
+    // A file-size limit (ulimit -f, 1 KiB blocks) fails the write as a full disk does (EFBIG here, ENOSPC there).
+    expect(await downloadInChild(url, path, 'ulimit -f 16')).toEqual({
+      code: 0,
+      stdout: `RunError: cannot write ${path}: EFBIG: file too large, write\n`,
+      stderr: '',
+    });
+    expect(requests - before).toBe(1);
+    expect(await readdir(dir)).toEqual([]);
   });
 });

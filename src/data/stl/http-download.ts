@@ -2,10 +2,8 @@
 // backoff on transient failures (network errors, timeouts, 5xx, 429, a body shorter than its Content-Length), and a complete-or-nothing
 // result: the bytes go to the given path only when the whole body arrived, else the path is removed.
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { once } from 'node:events';
-import { Transform } from 'node:stream';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, interceptors, request } from 'undici';
 import { firstLineOf, InputError, RunError } from '../../util/errors.js';
@@ -120,25 +118,45 @@ async function attemptDownload(
       done(null, chunk);
     },
   });
-  // flush: fsync before close, so a completed download survives a crash right after the rename. Opened before
-  // the body flows, so a local file error surfaces as itself rather than as a network retry.
-  const out = createWriteStream(path, { flush: true });
+  // Opened before the body flows, so a file that cannot be opened surfaces as itself rather than as a network retry.
+  let file: FileHandle;
   try {
-    await once(out, 'open');
+    file = await open(path, 'w');
   } catch (err) {
     await body.dump(); // not destroy(): that emits an error event with no listener, which crashes the process
     throw cannotWrite(path, err);
   }
   try {
-    await pipeline(body, count, out);
+    await pipeline(body, count, fileSink(file, path));
   } catch (err) {
+    if (err instanceof RunError) throw err; // the file's, from fileSink
     const got = expected !== undefined ? ` after ${received} of ${expected} bytes` : ` after ${received} bytes`;
     throw new TransientError(`body incomplete${got}: ${describeNetworkError(err)}`);
+  } finally {
+    await file.close();
   }
   if (expected !== undefined && received !== expected)
     throw new TransientError(`body incomplete: got ${received} of ${expected} bytes`);
   progress.finish();
   return { bytes: received, sha256: digest.digest('hex') };
+}
+
+/**
+ * Where the body goes: `file`, fsynced at the end so that a completed download survives a crash right after the
+ * rename. Its failures are cannotWrite's: a full disk or a file-size limit is no network failure to retry.
+ */
+function fileSink(file: FileHandle, path: string): Writable {
+  const failed = (done: (err: Error) => void) => (err: unknown) => done(cannotWrite(path, err));
+  return new Writable({
+    // writeFile, not write: one write may take only part of a chunk (a nearly full disk); writeFile goes on until
+    // all of it is out or the disk refuses (ENOSPC).
+    write(chunk: Buffer, _encoding, done) {
+      file.writeFile(chunk).then(() => done(), failed(done));
+    },
+    final(done) {
+      file.sync().then(() => done(), failed(done));
+    },
+  });
 }
 
 /** A file the download cannot write: the folder's or the disk's fault, so not retried. */
