@@ -15,12 +15,12 @@ import { removeTempDirs, tempDir } from './data-fixtures.js';
 
 const BODY = randomBytes(6 * 1024 * 1024);
 const SHA256 = createHash('sha256').update(BODY).digest('hex');
-/** A body that has wholly arrived by the time the download reads it (at /small.json). */
+/** A body that has wholly arrived by the time the download reads it (at /small.json; /unsized.json without its length). */
 const SMALL = randomBytes(4096);
 
 let server: Server;
+let base: string;
 let url: string;
-let small: string;
 let requests = 0;
 
 beforeAll(async () => {
@@ -29,15 +29,16 @@ beforeAll(async () => {
     socket.on('error', () => undefined); // a client that drops the body resets the connection
     socket.once('data', (request) => {
       requests++;
-      const body = String(request).startsWith('GET /small.json ') ? SMALL : BODY;
-      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+      const path = String(request).split(' ')[1];
+      const body = path === '/fashion.json' ? BODY : SMALL;
+      const length = path === '/unsized.json' ? '' : `Content-Length: ${body.length}\r\n`;
+      socket.write(`HTTP/1.1 200 OK\r\n${length}Connection: close\r\n\r\n`);
       socket.end(body);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   url = `${base}/fashion.json`;
-  small = `${base}/small.json`;
 });
 
 afterAll(async () => {
@@ -89,7 +90,7 @@ describe('downloadFile into a file it cannot write', () => {
   it('one it cannot open fails at once naming it, without crashing on the body it drops', async () => {
     const path = join(await tempDir(), 'gone', 'fashion.json');
     const before = requests;
-    expect(await downloadInChild(small, path)).toEqual({
+    expect(await downloadInChild(`${base}/small.json`, path)).toEqual({
       code: 0,
       stdout: `RunError: cannot write ${path}: ENOENT: no such file or directory, open '${path}'\n`,
       stderr: '',
@@ -109,5 +110,15 @@ describe('downloadFile into a file it cannot write', () => {
     });
     expect(requests - before).toBe(1);
     expect(await readdir(dir)).toEqual([]);
+  });
+});
+
+describe('downloadFile of a body without a Content-Length', () => {
+  it('shows the bytes it got and their rate, no share of an unknown total', async () => {
+    const from = `${base}/unsized.json`;
+    const child = await downloadInChild(from, join(await tempDir(), 'fashion.json'));
+    expect(child.stdout).toBe('downloaded after 1\n');
+    expect(child.stderr).toMatch(/^(\S+ 4096 B, [\d.]+ B\/s, elapsed \d+s\n)+$/); // a line at the end, maybe others before
+    expect(child.stderr.startsWith(`${from} `)).toBe(true);
   });
 });

@@ -33,6 +33,17 @@ describe('Progress', () => {
     expect(writes[0]).toMatch(/^embed 5\/10 \(50\.0%\) .*ETA .* {2}ok 5\n$/);
   });
 
+  it('without a total (a download without a Content-Length) shows the count and rate, no share, bar or ETA', () => {
+    const { writes, stream } = terminal(200);
+    const progress = new Progress('fashion.json', undefined, { stream, unit: 'B' });
+    progress.tick(7050);
+    progress.finish();
+    const lines = writes.map((w) => w.replace('\r\x1b[2K', ''));
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^fashion\.json 7050 B, [\d.]+ B\/s, elapsed \d+s$/);
+    expect(lines[1]).toMatch(/^fashion\.json 7050 B, [\d.]+ B\/s, elapsed \d+s\n$/);
+  });
+
   it('a log line while the bar is drawn on stderr clears the bar first, instead of running on after it', () => {
     const writes: string[] = [];
     const write = vi.spyOn(process.stderr, 'write').mockImplementation((s) => writes.push(String(s)) > 0);

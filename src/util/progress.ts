@@ -24,7 +24,8 @@ export class Progress {
 
   constructor(
     private readonly label: string,
-    private total: number,
+    /** undefined: not known (a download without a Content-Length). */
+    private total: number | undefined,
     options: ProgressOptions = {},
   ) {
     this.stream = options.stream ?? process.stderr;
@@ -56,17 +57,17 @@ export class Progress {
   /** The current line, without drawing it. */
   line(): string {
     const rate = this.rate;
+    const rateText = rate >= 100 ? rate.toFixed(0) : rate.toFixed(1);
+    const timing = `${rateText} ${this.unit}/s, elapsed ${formatDuration(this.elapsedSeconds)}`;
+    const extra = this.extra ? `  ${this.extra}` : '';
+    // Without a total there is no share, bar or ETA to show: the count so far and its rate.
+    if (this.total === undefined) return `${this.label} ${this.done} ${this.unit}, ${timing}${extra}`;
     const eta = rate > 0 ? (this.total - this.done) / rate : Infinity;
     const pct = this.total > 0 ? Math.min(100, (100 * this.done) / this.total) : 100;
     const width = 24;
     const filled = Math.round((pct / 100) * width);
     const bar = this.tty ? `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ` : '';
-    const rateText = rate >= 100 ? rate.toFixed(0) : rate.toFixed(1);
-    return (
-      `${this.label} ${bar}${this.done}/${this.total} (${pct.toFixed(1)}%) ` +
-      `${rateText} ${this.unit}/s, elapsed ${formatDuration(this.elapsedSeconds)}, ETA ${formatDuration(eta)}` +
-      (this.extra ? `  ${this.extra}` : '')
-    );
+    return `${this.label} ${bar}${this.done}/${this.total} (${pct.toFixed(1)}%) ${timing}, ETA ${formatDuration(eta)}${extra}`;
   }
 
   private draw(now: number): void {

@@ -107,7 +107,7 @@ async function attemptDownload(
   }
   const lengthHeader = headers['content-length'];
   const expected = typeof lengthHeader === 'string' ? Number(lengthHeader) : undefined;
-  const progress = new Progress(label, expected ?? 0, { unit: 'B' });
+  const progress = new Progress(label, expected, { unit: 'B' });
   let received = 0;
   const digest = createHash('sha256');
   const count = new Transform({
