@@ -1,7 +1,7 @@
 // `ctl data fetch` against a real HTTP server on 127.0.0.1: success and idempotence, then each failure
-// (404, truncated body, invalid JSON, a bad row in strict mode, a server that never answers) must give a clear
-// error and leave no partial file; a 500 followed by success must work through the retry, and a 503 waits its
-// Retry-After.
+// (404, truncated body, invalid JSON, a bad row in strict mode, a server that never answers, a redirect loop or
+// chain) must give a clear error and leave no partial file; a 500 followed by success must work through the retry,
+// and a 503 waits its Retry-After.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -28,6 +28,11 @@ const serve =
     res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   };
+
+const redirect =
+  (location: string): Handler =>
+  (_req, res) =>
+    res.writeHead(302, { location }).end();
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -135,6 +140,48 @@ describe('fetchDomain', () => {
     expect(err.message).toMatch(/fashion\.json failed after 3 attempt\(s\): body incomplete after \d+ of \d+ bytes/);
     expect(requests.filter((r) => r === '/stl/fashion.json')).toHaveLength(3);
     expect(await leftovers(workdir)).toEqual([]);
+  });
+
+  it('follows 5 redirects; a sixth, a loop or a Location that is no URL is a clear input error, not retried', async () => {
+    /** `/stl/fashion.json` sent on `count` times (relative Locations), the last time to the pairs. */
+    const redirectPairs = (count: number) => {
+      for (let hop = 1; hop <= count; hop++)
+        routes.set(
+          hop === 1 ? '/stl/fashion.json' : `/hop/${hop - 1}`,
+          redirect(hop < count ? `/hop/${hop}` : '/pairs'),
+        );
+      routes.set('/pairs', serve(PAIRS));
+    };
+    redirectPairs(5);
+    const fetched = await fetchDomain(await tempDir(), { ...options, baseUrl: base });
+    expect([fetched.status, fetched.dataset.pairs]).toEqual(['fetched', pairs]);
+
+    const refused = async (expected: RegExp, asked: string[]) => {
+      requests = [];
+      const workdir = await tempDir();
+      const err = await rejectionOf(fetchDomain(workdir, { ...options, baseUrl: base }));
+      expect(err).toBeInstanceOf(InputError);
+      expect(err.message).toMatch(expected);
+      expect(requests).toEqual(asked);
+      expect(await leftovers(workdir)).toEqual([]);
+    };
+    redirectPairs(6);
+    await refused(/^too many redirects \(more than 5\) from http:\/\/127\.0\.0\.1:\d+\/stl\/fashion\.json$/, [
+      '/stl/fashion.json',
+      '/hop/1',
+      '/hop/2',
+      '/hop/3',
+      '/hop/4',
+      '/hop/5',
+    ]);
+    routes.set('/stl/fashion.json', redirect('/stl/elsewhere.json'));
+    routes.set('/stl/elsewhere.json', redirect(`${base}/fashion.json`));
+    await refused(/^redirect loop from (http:\/\/127\.0\.0\.1:\d+\/stl\/fashion\.json): back to \1$/, [
+      '/stl/fashion.json',
+      '/stl/elsewhere.json',
+    ]);
+    routes.set('/stl/fashion.json', redirect('http://[oops'));
+    await refused(/\/stl\/fashion\.json redirects to http:\/\/\[oops, which is no URL$/, ['/stl/fashion.json']);
   });
 
   it('invalid JSON is a clear input error naming the URL and line, with no partial file', async () => {

@@ -5,7 +5,7 @@
 import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { RunError } from '../util/errors.js';
-import { isTransientStatus, parseRetryAfter } from '../util/retry.js';
+import { isRedirect, isTransientStatus, parseRetryAfter } from '../util/retry.js';
 import type { ImageSaver } from './save-image.js';
 import { InvalidImage, SNIFF_BYTES, checkContentType, checkHead, type ValidationMode } from './validate.js';
 import type { ImageFormat } from '../data/image-format.js';
@@ -124,8 +124,6 @@ interface Received {
 
 const REQUEST_HEADERS = { 'user-agent': USER_AGENT, accept: 'image/webp,image/png,image/jpeg,image/gif,image/*;q=0.8' };
 
-const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-
 /** A non-200 body is read (and dropped) so the connection can serve the next request, unless it is bigger than this. */
 const DISCARD_LIMIT = 64 * 1024;
 
@@ -205,7 +203,7 @@ class ImageReceiver implements Dispatcher.DispatchHandler {
     this.received.http = statusCode;
     this.received.retryAfter = headers['retry-after'];
     const location = headers.location;
-    if (REDIRECTS.has(statusCode) && typeof location === 'string') this.received.location = location;
+    if (isRedirect(statusCode) && typeof location === 'string') this.received.location = location;
     if (statusCode !== 200) return;
     const declared = Number(headers['content-length'] ?? NaN);
     if (Number.isFinite(declared)) this.received.declaredBytes = declared;

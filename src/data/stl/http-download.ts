@@ -1,16 +1,18 @@
-// Download one URL to a local file with undici: timeouts, retries after the server's Retry-After or with exponential
-// backoff on transient failures (network errors, timeouts, 5xx, 429, a body shorter than its Content-Length), and a complete-or-nothing
-// result: the bytes go to the given path only when the whole body arrived, else the path is removed.
+// Download one URL to a local file with undici: redirects (at most 5), timeouts, retries after the server's
+// Retry-After or with exponential backoff on transient failures (network errors, timeouts, 5xx, 429, a body shorter
+// than its Content-Length), and a complete-or-nothing result: the bytes go to the given path only when the whole body
+// arrived, else the path is removed.
 import { createHash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Agent, interceptors, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { firstLineOf, InputError, RunError } from '../../util/errors.js';
 import { log } from '../../util/log.js';
 import { Progress } from '../../util/progress.js';
 import { describeNetworkError } from '../../util/network-error.js';
 import {
+  isRedirect,
   isTransientStatus,
   MAX_BACKOFF_MS,
   MAX_RETRY_AFTER_MS,
@@ -61,11 +63,10 @@ export async function downloadFile(url: string, path: string, options: FileDownl
   const { timeoutS = 60, retries = 3, backoffMs = 500 } = options;
   const timeoutMs = timeoutS * 1000;
   const agent = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-  const dispatcher = agent.compose(interceptors.redirect({ maxRedirections: 5 }));
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const { bytes, sha256 } = await attemptDownload(url, path, dispatcher, options.label ?? url);
+        const { bytes, sha256 } = await attemptDownload(url, path, agent, options.label ?? url);
         return { url, bytes, sha256, attempts: attempt };
       } catch (err) {
         await rm(path, { force: true });
@@ -89,16 +90,10 @@ export async function downloadFile(url: string, path: string, options: FileDownl
 async function attemptDownload(
   url: string,
   path: string,
-  dispatcher: ReturnType<Agent['compose']>,
+  dispatcher: Agent,
   label: string,
 ): Promise<{ bytes: number; sha256: string }> {
-  let response: Awaited<ReturnType<typeof request>>;
-  try {
-    response = await request(url, { method: 'GET', dispatcher, highWaterMark: NEVER_PAUSE_BYTES });
-  } catch (err) {
-    throw new TransientError(describeNetworkError(err));
-  }
-  const { statusCode, headers, body } = response;
+  const { statusCode, headers, body } = await getFollowingRedirects(url, dispatcher);
   if (statusCode !== 200) {
     await body.dump();
     const message = `HTTP ${statusCode} for ${url}`;
@@ -139,6 +134,36 @@ async function attemptDownload(
     throw new TransientError(`body incomplete: got ${received} of ${expected} bytes`);
   progress.finish();
   return { bytes: received, sha256: digest.digest('hex') };
+}
+
+/** Redirects followed from a URL to its file. */
+const MAX_REDIRECTS = 5;
+
+/**
+ * GET `url`, following its redirects: the first response that is not one. A redirect loop, a longer chain than
+ * MAX_REDIRECTS or a Location that is no URL is an InputError (asking again will not help); a network failure is
+ * transient.
+ */
+async function getFollowingRedirects(url: string, dispatcher: Agent): Promise<Dispatcher.ResponseData> {
+  const visited = new Set<string>();
+  let target = url;
+  for (;;) {
+    visited.add(target);
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(target, { method: 'GET', dispatcher, highWaterMark: NEVER_PAUSE_BYTES });
+    } catch (err) {
+      throw new TransientError(describeNetworkError(err));
+    }
+    const { location } = response.headers;
+    if (!isRedirect(response.statusCode) || typeof location !== 'string') return response;
+    await response.body.dump();
+    if (!URL.canParse(location, target)) throw new InputError(`${target} redirects to ${location}, which is no URL`);
+    target = new URL(location, target).href;
+    if (visited.has(target)) throw new InputError(`redirect loop from ${url}: back to ${target}`);
+    if (visited.size > MAX_REDIRECTS)
+      throw new InputError(`too many redirects (more than ${MAX_REDIRECTS}) from ${url}`);
+  }
 }
 
 /**
