@@ -221,7 +221,7 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
   });
 
   it('/runs shows a run started after the page was opened, and one validation chart per selection metric', async () => {
-    const page = await newPage();
+    const page = await newPage(1280, 900, { failsRequests: true }); // one run's detail fails on purpose
     await page.clock.install();
     await page.goto(new URL('/runs', server.url).toString());
     await expect
