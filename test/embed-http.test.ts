@@ -192,6 +192,25 @@ describe('ctl embed --provider http', () => {
       });
   });
 
+  test('a service that does not answer in time: each image names the URL and --timeout', async () => {
+    const { workdir, dataset } = await makeFixture(1);
+    const silent = createServer(() => {}); // takes requests, answers none
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const apiUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/embed`;
+      const summary = await runEmbed(options(workdir, apiUrl, { kind: 'products' }, { retries: 0, timeoutMs: 300 }));
+      expect(summary.views[0].failed).toHaveLength(dataset.products.length);
+      for (const f of summary.views[0].failed)
+        expect(f).toMatchObject({
+          reason: 'service',
+          message: `no answer from ${apiUrl} within 0.3 s (--timeout) (after 1 attempt)`,
+        });
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
   test('a 429 is retried after its Retry-After, not the (shorter) backoff', async () => {
     const { workdir, dataset } = await makeFixture(1);
     const asked = new Map<string, number[]>(); // per image: when each request for it came

@@ -142,7 +142,8 @@ export function registerDownloadCommand(program: Command): void {
         if (flags.json) printJson(summary);
         if (summary.stopped) process.exitCode = stop.exitCode();
         else if (summary.retryable > 0) {
-          log(`${summary.retryable} images failed with transient errors: run the same command again to retry them`);
+          const images = summary.retryable === 1 ? '1 image' : `${summary.retryable} images`;
+          log(`${images} failed with transient errors: run the same command again to retry them`);
           process.exitCode = 1;
         }
       } finally {

@@ -81,7 +81,10 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
         });
         text = await res.text();
       } catch (err) {
-        last = `network error reaching ${opts.apiUrl}: ${describeNetworkError(err)}`;
+        last =
+          (err as Error).name === 'TimeoutError'
+            ? `no answer from ${opts.apiUrl} within ${opts.timeoutMs / 1000} s (--timeout)`
+            : `network error reaching ${opts.apiUrl}: ${describeNetworkError(err)}`;
         continue;
       }
       if (isTransientStatus(res.status)) {
@@ -121,7 +124,8 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
         throw new RunError(`${opts.apiUrl}: an embedding of norm 0 (as float32) for ${job.id}: it has no direction`);
       return l2NormalizeRows(vector, dim);
     }
-    return new ImageProblem('service', `${last} (after ${opts.retries + 1} attempts)`);
+    const attempts = opts.retries + 1;
+    return new ImageProblem('service', `${last} (after ${attempts} attempt${attempts === 1 ? '' : 's'})`);
   }
 
   return {
