@@ -181,7 +181,20 @@ describe('fetchDomain', () => {
       '/stl/elsewhere.json',
     ]);
     routes.set('/stl/fashion.json', redirect('http://[oops'));
-    await refused(/\/stl\/fashion\.json redirects to http:\/\/\[oops, which is no URL$/, ['/stl/fashion.json']);
+    await refused(/\/stl\/fashion\.json redirects to http:\/\/\[oops, which is no http\(s\) URL$/, [
+      '/stl/fashion.json',
+    ]);
+    routes.set('/stl/fashion.json', redirect('ftp://example.com/fashion.json'));
+    await refused(/\/stl\/fashion\.json redirects to ftp:\/\/example\.com\/fashion\.json, which is no http\(s\) URL$/, [
+      '/stl/fashion.json',
+    ]);
+    // A status after redirects names where it came from, and where it was asked.
+    routes.set('/stl/fashion.json', redirect('/stl/moved.json'));
+    routes.set('/stl/moved.json', (_req, res) => res.writeHead(404).end());
+    await refused(
+      /^HTTP 404 for (http:\/\/127\.0\.0\.1:\d+\/stl\/)moved\.json \(redirected from \1fashion\.json\) \(check --base-url/,
+      ['/stl/fashion.json', '/stl/moved.json'],
+    );
   });
 
   it('invalid JSON is a clear input error naming the URL and line, with no partial file', async () => {

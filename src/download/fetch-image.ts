@@ -5,7 +5,8 @@
 import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { RunError } from '../util/errors.js';
-import { isRedirect, isTransientStatus, parseRetryAfter } from '../util/retry.js';
+import { isRedirect, redirectTarget } from '../util/redirect.js';
+import { isTransientStatus, parseRetryAfter } from '../util/retry.js';
 import type { ImageSaver } from './save-image.js';
 import { InvalidImage, SNIFF_BYTES, checkContentType, checkHead, type ValidationMode } from './validate.js';
 import type { ImageFormat } from '../data/image-format.js';
@@ -141,13 +142,6 @@ async function receiveFollowingRedirects(url: string, ctx: AttemptContext): Prom
     received = await receive(url, ctx, deadline);
   }
   return received;
-}
-
-/** The http(s) URL a Location header names, resolved against the request's URL; undefined for anything else. */
-function redirectTarget(location: string, base: string): string | undefined {
-  if (!URL.canParse(location, base)) return undefined;
-  const target = new URL(location, base);
-  return target.protocol === 'http:' || target.protocol === 'https:' ? target.href : undefined;
 }
 
 /** GET `url`, cut at `deadline` (performance.now() time) or when the run stops for good; never rejects. */

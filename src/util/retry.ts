@@ -19,11 +19,6 @@ export function isTransientStatus(status: number): boolean {
   return status === 408 || status === 425 || status === 429 || status >= 500;
 }
 
-/** Statuses that send the client on to their Location. */
-export function isRedirect(status: number): boolean {
-  return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
-}
-
 /**
  * Full jitter ("Exponential Backoff And Jitter", AWS architecture blog): uniform in [0, min(max, base * 2^(n-1)))
  * for retry n = 1, 2, ... Spreads the retries of many requests that failed together.

@@ -11,8 +11,8 @@ import { firstLineOf, InputError, RunError } from '../../util/errors.js';
 import { log } from '../../util/log.js';
 import { Progress } from '../../util/progress.js';
 import { describeNetworkError } from '../../util/network-error.js';
+import { isRedirect, redirectTarget } from '../../util/redirect.js';
 import {
-  isRedirect,
   isTransientStatus,
   MAX_BACKOFF_MS,
   MAX_RETRY_AFTER_MS,
@@ -93,10 +93,11 @@ async function attemptDownload(
   dispatcher: Agent,
   label: string,
 ): Promise<{ bytes: number; sha256: string }> {
-  const { statusCode, headers, body } = await getFollowingRedirects(url, dispatcher);
+  const { response, finalUrl } = await getFollowingRedirects(url, dispatcher);
+  const { statusCode, headers, body } = response;
   if (statusCode !== 200) {
     await body.dump();
-    const message = `HTTP ${statusCode} for ${url}`;
+    const message = `HTTP ${statusCode} for ${finalUrl}${finalUrl === url ? '' : ` (redirected from ${url})`}`;
     if (isTransientStatus(statusCode)) throw new TransientError(message, parseRetryAfter(headers['retry-after']));
     throw new InputError(`${message} (check --base-url and --domain)`);
   }
@@ -140,11 +141,14 @@ async function attemptDownload(
 const MAX_REDIRECTS = 5;
 
 /**
- * GET `url`, following its redirects: the first response that is not one. A redirect loop, a longer chain than
- * MAX_REDIRECTS or a Location that is no URL is an InputError (asking again will not help); a network failure is
- * transient.
+ * GET `url`, following its redirects: the first response that is not one, and its URL. A redirect loop, a longer
+ * chain than MAX_REDIRECTS or a Location that is no http(s) URL is an InputError (asking again will not help); a
+ * network failure is transient.
  */
-async function getFollowingRedirects(url: string, dispatcher: Agent): Promise<Dispatcher.ResponseData> {
+async function getFollowingRedirects(
+  url: string,
+  dispatcher: Agent,
+): Promise<{ response: Dispatcher.ResponseData; finalUrl: string }> {
   const visited = new Set<string>();
   let target = url;
   for (;;) {
@@ -156,10 +160,11 @@ async function getFollowingRedirects(url: string, dispatcher: Agent): Promise<Di
       throw new TransientError(describeNetworkError(err));
     }
     const { location } = response.headers;
-    if (!isRedirect(response.statusCode) || typeof location !== 'string') return response;
+    if (!isRedirect(response.statusCode) || typeof location !== 'string') return { response, finalUrl: target };
     await response.body.dump();
-    if (!URL.canParse(location, target)) throw new InputError(`${target} redirects to ${location}, which is no URL`);
-    target = new URL(location, target).href;
+    const next = redirectTarget(location, target);
+    if (next === undefined) throw new InputError(`${target} redirects to ${location}, which is no http(s) URL`);
+    target = next;
     if (visited.has(target)) throw new InputError(`redirect loop from ${url}: back to ${target}`);
     if (visited.size > MAX_REDIRECTS)
       throw new InputError(`too many redirects (more than ${MAX_REDIRECTS}) from ${url}`);
