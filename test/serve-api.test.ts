@@ -418,6 +418,22 @@ describe('ctl serve: JSON API', () => {
     }
   });
 
+  it('--device cuda: an image model that cannot be opened is an error naming it, not uploads off', async () => {
+    const copy = await mkdtemp(join(tmpdir(), 'ctl-serve-no-model-'));
+    try {
+      await cp(fixture.workdir, copy, { recursive: true });
+      // The models folder is a file: the generated model can be neither found nor written.
+      const models = workdirPaths(copy).modelsDir;
+      await rm(models, { recursive: true, force: true });
+      await writeFile(models, 'not a folder');
+      await expect(startServer(options({ workdir: copy, device: 'cuda' }))).rejects.toThrow(
+        new RegExp(`^--device cuda: the image model 'tiny' for uploads could not be opened offline \\(.*${models}`),
+      );
+    } finally {
+      await rm(copy, { recursive: true, force: true });
+    }
+  });
+
   it('refuses to start on a products store without a product of the dataset', async () => {
     const copy = await mkdtemp(join(tmpdir(), 'ctl-serve-empty-store-'));
     try {

@@ -16,6 +16,14 @@ export const DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
 export type Device = (typeof DEVICES)[number];
 export type RunDevice = Exclude<Device, 'auto'>;
 
+/** A device asked for by name that cannot run here; the message says why and how to set it up. */
+export class DeviceUnavailable extends InputError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DeviceUnavailable';
+  }
+}
+
 /** What to do when the CUDA provider cannot load: the exact set-up, once, in one place. */
 const CUDA_SETUP =
   "CUDA needs an NVIDIA driver, CUDA 12 and cuDNN 9 libraries on the library path, and onnxruntime-node's CUDA " +
@@ -59,7 +67,7 @@ export async function chooseDevice<M>(
       if (!isCudaProblem(err)) throw err;
       cudaProblem = firstLineOf(err);
       if (asked === 'cuda')
-        throw new InputError(
+        throw new DeviceUnavailable(
           `--device cuda: the CUDA provider could not load (${cudaProblem}). ${CUDA_SETUP}; or use --device cpu`,
         );
     }
@@ -71,8 +79,9 @@ export async function chooseDevice<M>(
       ? `${describeAdapter(probe.adapter)} has no half-precision shaders (shader-f16) for --dtype fp16`
       : null;
   if (asked === 'webgpu') {
-    if (!probe.adapter) throw new InputError(`--device webgpu: ${probe.reason}. ${WEBGPU_SETUP}; or use --device cpu`);
-    if (noF16) throw new InputError(`--device webgpu: ${noF16}; use --dtype fp32, or --device cpu`);
+    if (!probe.adapter)
+      throw new DeviceUnavailable(`--device webgpu: ${probe.reason}. ${WEBGPU_SETUP}; or use --device cpu`);
+    if (noF16) throw new DeviceUnavailable(`--device webgpu: ${noF16}; use --dtype fp32, or --device cpu`);
     const why = probe.adapter.software
       ? `running on WebGPU with ${describeAdapter(probe.adapter)} (right for tests; slower than --device cpu)`
       : undefined;

@@ -9,7 +9,8 @@ import { EmbeddingStore } from '../data/store/embeddings.js';
 import { SYNTH_MODEL, workdirPaths } from '../data/workdir.js';
 import type { Encoder } from '../embed/encoder.js';
 import { ImageProblem } from '../embed/images.js';
-import type { Device } from '../embed/device.js';
+import { firstLineOf, InputError } from '../util/errors.js';
+import { DeviceUnavailable, type Device } from '../embed/device.js';
 import { loadLocalEncoder } from '../embed/local-encoder.js';
 import type { Dtype } from '../embed/dtype.js';
 import { sniffFormat } from '../data/image-format.js';
@@ -64,8 +65,13 @@ export async function openUploadEmbedder(workdir: string, model: string, device:
     const encoder = await loadLocalEncoder(source, { device, dtype, offline: true, modelsDir: paths.modelsDir });
     return { enabled: true, embedder: uploadEmbedder(encoder as Encoder) };
   } catch (err) {
-    // Uploads on the GPU were asked for by name: not having them is an error (which says why), not a fallback.
-    if (device === 'cuda') throw err;
+    // Uploads on the GPU were asked for by name: not having them is an error, not a fallback.
+    if (device === 'cuda')
+      throw err instanceof DeviceUnavailable
+        ? err
+        : new InputError(
+            `--device cuda: the image model '${model}' for uploads could not be opened offline (${firstLineOf(err)})`,
+          );
     return {
       enabled: false,
       reason: `the image model '${model}' could not be opened offline (${(err as Error).message}): pick one of the dataset scenes`,
