@@ -236,7 +236,8 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     await page.clock.fastForward(31_000);
     await expect.poll(() => page.locator('#updated').textContent()).not.toBe(updated);
     expect(await page.locator('.uplot[data-seen="yes"]').count()).toBe(1);
-    const later = join(fixture.workdir, 'runs', 'later');
+    // Named as an Object's own property is: a name is looked up as a key, never on a prototype.
+    const later = join(fixture.workdir, 'runs', 'constructor');
     await cp(join(fixture.workdir, 'runs', RUN), later, { recursive: true });
     const stateFile = join(later, 'checkpoints', 'last', 'state.json');
     const state = JSON.parse(await readFile(stateFile, 'utf8'));
@@ -248,13 +249,14 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
       await expect
         .poll(async () => (await page.locator('.chart h3', { hasText: 'Validation' }).allTextContents()).sort())
         .toEqual(['Validation: catalog mrr', 'Validation: catalog recall@10']);
+      const laterRow = page.locator('#runs-table tbody tr', { hasText: 'constructor' });
+      expect(await laterRow.textContent()).toContain('finished');
       // A run whose detail fails (removed between the list and its detail): its row says why, the others stay drawn.
-      await page.route('**/api/runs/later', (route) =>
-        route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":"no run \'later\'"}' }),
+      await page.route('**/api/runs/constructor', (route) =>
+        route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":"no run \'constructor\'"}' }),
       );
       await page.clock.fastForward(31_000);
-      const laterRow = page.locator('#runs-table tbody tr', { hasText: 'later' });
-      await expect.poll(() => laterRow.textContent()).toContain("details unavailable: no run 'later'");
+      await expect.poll(() => laterRow.textContent()).toContain("details unavailable: no run 'constructor'");
       expect(await page.locator('#runs-table tbody tr').count()).toBe(3);
       expect(await page.locator('.chart h3', { hasText: 'Validation' }).allTextContents()).toEqual([
         'Validation: catalog recall@10',

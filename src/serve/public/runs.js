@@ -43,7 +43,7 @@ function statusText(run) {
   return run.status;
 }
 
-/** The runs, one row each; `unread` holds why a run's detail did not come, by name. */
+/** The runs, one row each; `unread` maps a run's name to why its detail did not come. */
 function runsTable(runs, current, unread) {
   const head = [
     'run',
@@ -71,7 +71,7 @@ function runsTable(runs, current, unread) {
           el(
             'td',
             { className: r.status === 'running' ? 'status-running' : '' },
-            r.name in unread ? `details unavailable: ${unread[r.name]}` : statusText(r),
+            unread.has(r.name) ? `details unavailable: ${unread.get(r.name)}` : statusText(r),
           ),
           el('td', {}, r.config?.arch ?? '–'),
           el('td', {}, r.config?.embeddings ?? '–'),
@@ -125,12 +125,12 @@ function chart(title, xLabel, series, dashed = []) {
   plots.push(plot);
 }
 
-function drawCharts(details) {
+function drawCharts(details, runs) {
   for (const p of plots) p.destroy();
   plots = [];
   $('charts').replaceChildren();
-  // A run keeps its colour on every epoch chart, its zero-shot line included.
-  const colorOf = (name) => COLORS[details.findIndex((d) => d.name === name) % COLORS.length];
+  // A run keeps its colour (by its row) on every epoch chart, its zero-shot line included.
+  const colorOf = (name) => COLORS[runs.findIndex((r) => r.name === name) % COLORS.length];
   const epochSeries = (key) =>
     details.map((d) => ({
       label: d.name,
@@ -234,13 +234,13 @@ async function refresh() {
   // A run whose detail does not come (removed since the list was made) keeps its row, with why; the others draw.
   const answers = await Promise.allSettled(runs.map((r) => api(`/api/runs/${encodeURIComponent(r.name)}`)));
   const details = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
-  const unread = Object.fromEntries(
+  const unread = new Map(
     answers.flatMap((a, i) => (a.status === 'rejected' ? [[runs[i].name, a.reason.message]] : [])),
   );
-  const now = JSON.stringify([runs, current, details, unread]);
+  const now = JSON.stringify([runs, current, details, [...unread]]);
   if (now !== shown) {
     runsTable(runs, current, unread);
-    drawCharts(details);
+    drawCharts(details, runs);
     drawReports(details);
     shown = now;
   }
