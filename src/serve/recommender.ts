@@ -99,16 +99,16 @@ export class Recommender {
 
     const { data, missing } = await productStore.read(dataset.products.map((p) => p.sig));
     const missingSet = new Set(missing);
-    // The checkpoint's category rows (its cat_to_idx); a category it does not know is an error naming it.
-    const rows = model.categoryRows(dataset.categories);
-    const categories = Int32Array.from(dataset.products, (p) => rows[p.category]);
-    const productVectors = await model.encodeProducts(data, categories, dataset.products.length);
     const available = dataset.products.flatMap((p, j) => (missingSet.has(p.sig) ? [] : [j]));
     if (available.length === 0)
       throw new InputError(
         `${productStore.dir}: no product of the dataset has an embedding (every answer would be empty): ` +
           `embed the products with the run's model '${embeddings}' first`,
       );
+    // The checkpoint's category rows (its cat_to_idx); a category it does not know is an error naming it.
+    const rows = model.categoryRows(dataset.categories);
+    const categories = Int32Array.from(dataset.products, (p) => rows[p.category]);
+    const productVectors = await model.encodeProducts(data, categories, dataset.products.length);
     const outDim = productVectors.length / Math.max(1, dataset.products.length);
     const catalog = await candidateSet(productVectors, Int32Array.from(available), outDim);
 
