@@ -11,6 +11,7 @@ import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { runEmbed, type EmbedOptions } from '../src/embed/run.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { embedOptions, makeFixture, removeFixtures, writeImage } from './embed-fixtures.js';
+import { rejectionOf } from './data-fixtures.js';
 
 const DIM = 8;
 
@@ -209,6 +210,21 @@ describe('ctl embed --provider http', () => {
       silent.closeAllConnections();
       await new Promise((resolve) => silent.close(resolve));
     }
+  });
+
+  test('20 refusals in a row stop the run, keeping what is stored and saying what to check', async () => {
+    const { workdir } = await makeFixture(12); // 24 products
+    let asked = 0;
+    const service = await startService((body) =>
+      ++asked <= 2 ? [200, { embedding: vectorOf(body) }] : [401, { error: 'no key' }],
+    );
+    const err = await rejectionOf(runEmbed(options(workdir, service.url, { kind: 'products' }, { concurrency: 1 })));
+    // Counted per model call: the call that reaches 20 counts its own refusals to the end.
+    expect(err.message).toMatch(
+      /^the embedding service failed 2\d images in a row \(last: HTTP 401 \{"error":"no key"\}\); stored rows are kept: check --api-url/,
+    );
+    const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('remote-siglip', 'products'));
+    expect(store.size).toBe(2);
   });
 
   test('a 429 is retried after its Retry-After, not the (shorter) backoff', async () => {

@@ -70,8 +70,8 @@ export function registerEmbedCommand(program: Command): void {
       .description(
         "image embeddings of the dataset's products and scenes (L2-normalised float32) into " +
           'workdir/embeddings/<model>/<view>/, resumable: rows already stored are skipped, a shard is committed every ' +
-          'few batches. Missing or undecodable images, and those the http service refuses (4xx), are skipped and listed, ' +
-          'never fatal. Exit 1 when the http service failed some images after its retries (re-run to retry them), ' +
+          'few batches. Missing or undecodable images, and those the http service refuses (4xx), are skipped and listed ' +
+          '(20 service failures in a row stop the run). Exit 1 when the http service failed some images after its retries (re-run to retry them), ' +
           '130 when stopped by SIGINT, 143 by SIGTERM (what was embedded is kept).',
       )
       .addOption(domainOption())

@@ -246,8 +246,11 @@ export async function runView<P extends PreparedBase>(
     if (consecutiveServiceFailures >= MAX_CONSECUTIVE_SERVICE_FAILURES) {
       await commit();
       const last = result.failed[result.failed.length - 1];
+      // Refusals (4xx) come back on every run: a wrong --api-url path or a missing key, not a passing outage.
+      const advice = last.reason === 'refused' ? 'check --api-url and what the service expects' : 're-run to continue';
       throw new RunError(
-        `the embedding service failed ${consecutiveServiceFailures} images in a row (last: ${last.message}); stored rows are kept, re-run to continue`,
+        `the embedding service failed ${consecutiveServiceFailures} images in a row (last: ${last.message}); ` +
+          `stored rows are kept: ${advice}`,
       );
     }
     counted(await pending.batchDone());
