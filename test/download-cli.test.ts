@@ -198,7 +198,7 @@ describe('ctl download (CLI)', () => {
     expect(products.code).toBe(2);
     expect(products.stderr).toMatch(
       new RegExp(
-        `^ctl download: error: another ctl download that may fetch the same images is running \\(--kind all\\): ` +
+        `^ctl download: error: another ctl download that may fetch the same images is running \\(fetching scenes and products\\): ` +
           `process ${all.child.pid} on .* since .*; wait for it, or stop it`,
         'm',
       ),

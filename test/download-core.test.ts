@@ -251,7 +251,7 @@ describe('download against a faulty host', () => {
     await vi.waitUntil(() => server.total() > 0);
     const refused = (targets: ImageTarget[], shard?: Shard) =>
       expect(downloadImages(targets, options({ shard }))).rejects.toThrow(
-        /^another ctl download that may fetch the same images is running \(--kind products --shard 0\/2\): process \d+ .*wait for it, or stop it/,
+        /^another ctl download that may fetch the same images is running \(fetching products, shard 0\/2\): process \d+ .*wait for it, or stop it/,
       );
     await refused(inHalf, half); // the same run
     await refused(products); // all of the kind

@@ -204,7 +204,7 @@ describe('ctl embed --provider http', () => {
       for (const f of summary.views[0].failed)
         expect(f).toMatchObject({
           reason: 'service',
-          message: `no answer from ${apiUrl} within 0.3 s (--timeout) (after 1 attempt)`,
+          message: `no complete answer from ${apiUrl} within 0.3 s (--timeout) (after 1 attempt)`,
         });
     } finally {
       silent.closeAllConnections();

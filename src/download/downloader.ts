@@ -148,11 +148,12 @@ function mayOverlap(a: LockedSelection, b: LockedSelection): boolean {
   return sameKind && !otherShard;
 }
 
-/** The flags of the run that holds a download lock, from its name. */
+/** What the run that holds a download lock fetches, from the lock's name. */
 function describeLock(name: string): string {
   const theirs = selectionOfLock(name);
   if (!theirs) return name;
-  return `--kind ${theirs.kind}${theirs.shard ? ` --shard ${theirs.shard.index}/${theirs.shard.count}` : ''}`;
+  const kind = theirs.kind === 'all' ? 'scenes and products' : theirs.kind;
+  return `fetching ${kind}${theirs.shard ? `, shard ${theirs.shard.index}/${theirs.shard.count}` : ''}`;
 }
 
 /** downloadImages's work, with the selection's lock held. */

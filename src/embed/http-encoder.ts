@@ -83,7 +83,7 @@ export function httpEncoder(opts: HttpEncoderOptions): Encoder<PreparedRequest> 
       } catch (err) {
         last =
           (err as Error).name === 'TimeoutError'
-            ? `no answer from ${opts.apiUrl} within ${opts.timeoutMs / 1000} s (--timeout)`
+            ? `no complete answer from ${opts.apiUrl} within ${opts.timeoutMs / 1000} s (--timeout)`
             : `network error reaching ${opts.apiUrl}: ${describeNetworkError(err)}`;
         continue;
       }

@@ -190,7 +190,8 @@ async function trainLocked(
 
 /**
  * The state of the run's last checkpoint to resume from, or null to start from the beginning. Refuses to overwrite
- * checkpoints without --resume, and to start over where that would lose a best checkpoint.
+ * checkpoints without --resume, and to start over where that would lose a best checkpoint; removes a lone epoch-1
+ * best (a kill came between its two saves).
  */
 async function resumePoint(
   options: TrainRunOptions,

@@ -5,7 +5,7 @@
 /** The error's message, then its causes' (outermost first), each with its code where the message lacks it. */
 export function describeNetworkError(err: unknown): string {
   const parts: string[] = [];
-  for (let e = err, depth = 0; e !== undefined && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+  for (let e = err, depth = 0; e != null && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
     if (!(e instanceof Error)) {
       parts.push(String(e));
       break;
