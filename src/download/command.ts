@@ -42,7 +42,10 @@ export function registerDownloadCommand(program: Command): void {
       .description(
         'fetch scene and product images by signature into workdir/images/, resumable: a re-run (or a run after a kill) ' +
           'fetches only what is missing; outcomes go to images/manifest.jsonl. Exit 0 when every selected image is ' +
-          'settled, 1 when some failed transiently (re-run to retry), 130 when stopped by SIGINT (143 by SIGTERM).',
+          'settled, 1 when some failed transiently (re-run to retry) or the manifest cannot be written, 2 on bad usage ' +
+          'or while another ctl download that may fetch the same images runs in this workdir (one selecting images of ' +
+          'the same kind; different shards of one --shard I/N run side by side), 130 when stopped by SIGINT (143 by ' +
+          'SIGTERM).',
       )
       .addOption(domainOption())
       .addOption(new Option('--kind <kind>', 'which images').choices([...IMAGE_KINDS, 'all']).default('all'))
@@ -70,7 +73,8 @@ export function registerDownloadCommand(program: Command): void {
       )
       .option(
         '--retry-failed',
-        'ask again for images an earlier run recorded as missing (404/410), forbidden (403) or invalid',
+        'ask again for images an earlier run recorded as failing for good: missing (404/410), refused by the host ' +
+          '(403 and other 4xx), a bad redirect target, or invalid',
         false,
       )
       .option(

@@ -70,9 +70,11 @@ export function registerEmbedCommand(program: Command): void {
       .description(
         "image embeddings of the dataset's products and scenes (L2-normalised float32) into " +
           'workdir/embeddings/<model>/<view>/, resumable: rows already stored are skipped, a shard is committed every ' +
-          'few batches. Missing or undecodable images, and those the http service refuses (4xx), are skipped and listed ' +
-          '(20 service failures in a row stop the run). Exit 1 when the http service failed some images after its retries (re-run to retry them), ' +
-          '130 when stopped by SIGINT, 143 by SIGTERM (what was embedded is kept).',
+          'few batches. Missing or undecodable images, and those the http service refuses (a 4xx other than 408, 425, ' +
+          '429), are skipped and listed (reasons missing, undecodable, refused; service for those it failed after its ' +
+          'retries; --json lists them all); 20 service failures in a row stop the run. Exit 1 when the http service ' +
+          'failed some images after its retries (re-run to retry them), 2 on bad usage or while another ctl embed of ' +
+          'the same store and shard runs, 130 when stopped by SIGINT, 143 by SIGTERM (what was embedded is kept).',
       )
       .addOption(domainOption())
       .option(
@@ -174,7 +176,7 @@ export function registerEmbedCommand(program: Command): void {
       .option('--concurrency <n>', 'http provider: requests in flight', parseIntOption('--concurrency', 1), 8)
       .option(
         '--retries <n>',
-        'http provider: retries of a network error, 429 or 5xx (exponential backoff)',
+        'http provider: retries of a network error or timeout, 408, 425, 429 or 5xx (exponential backoff)',
         parseIntOption('--retries', 0),
         3,
       )
