@@ -154,9 +154,10 @@ describe('ctl serve: JSON API', () => {
       [{ scene, k: 0 }, 400, /k/],
       [{ scene, k: 1000 }, 400, /k/],
       [{ scene, k: 'many' }, 400, /k/],
-      [{ scene, k: '5' }, 400, /k must be integer/], // the wrong type is refused, not converted
-      [{ scene, k: true }, 400, /k must be integer/],
-      [{ scene, categories: 'Shoes' }, 400, /categories must be array/],
+      [{ scene, k: '5' }, 400, /^body\.k: must be integer$/], // the wrong type is refused, not converted
+      [{ scene, k: true }, 400, /^body\.k: must be integer$/],
+      [{ scene, categories: 'Shoes' }, 400, /^body\.categories: must be array$/],
+      [{ scene, categories: [''] }, 400, /^body\.categories\.0: must NOT have fewer than 1 characters$/],
       [{ scene, categories: ['Spacesuits'] }, 400, /unknown category 'Spacesuits'/],
       [{ k: 3 }, 400, /scene/],
       [{ scene, kk: 3 }, 400, /^body\.kk: unknown field$/],
@@ -274,7 +275,7 @@ describe('ctl serve: JSON API', () => {
       .toBuffer();
     for (const k of ['0', '1e1', '0x5', ' 5'])
       expect(await (await upload(jpeg, { k })).json(), k).toEqual({
-        error: `k must be an integer from 1 to 100, got "${k}"`,
+        error: `multipart field 'k': must be an integer from 1 to 100, got "${k}"`,
       });
     const unknown = await upload(jpeg, { kk: '3' });
     expect(unknown.status).toBe(400);
@@ -314,8 +315,15 @@ describe('ctl serve: JSON API', () => {
     expect(page.total).toBe(all.length);
     expect(page.scenes.map((s: any) => s.sig)).toEqual(all.slice(2, 5));
     expect(page.scenes[0].image).toBe(`/images/scenes/${all[2]}.jpg`);
-    for (const q of ['limit=0', 'limit=1000', 'offset=-1', 'offset=x'])
-      expect((await fetch(url(`/api/scenes?${q}`))).status, q).toBe(400);
+    for (const [q, error] of [
+      ['limit=0', 'querystring.limit: must be from 1 to 100, got 0'],
+      ['limit=1000', 'querystring.limit: must be from 1 to 100, got 1000'],
+      ['offset=-1', 'querystring.offset: must match pattern "^[0-9]{1,9}$"'],
+      ['offset=x', 'querystring.offset: must match pattern "^[0-9]{1,9}$"'],
+    ]) {
+      const res = await fetch(url(`/api/scenes?${q}`));
+      expect([res.status, (await res.json()).error], q).toEqual([400, error]);
+    }
     expect((await fetch(url('/api/scenes?limit=2&_=1733500000'))).status).toBe(200); // a cache-buster is ignored
   });
 

@@ -114,6 +114,13 @@ async function createApp(): Promise<FastifyInstance> {
     // An unknown field is a 400 naming it (Fastify's default drops it silently: `kk` would mean the default k), and
     // a value of the wrong type is refused, not converted ("5" for k, "Shoes" for ["Shoes"]).
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    // Schema errors say where, then what, as the routes' own checks do: `body.k: must be <= 100`, `body.kk: unknown
+    // field` (AJV's own message names neither the unknown field nor, in Fastify's form, the place as a path).
+    schemaErrorFormatter: ([first], context) => {
+      const place = `${context}${(first.instancePath ?? '').replaceAll('/', '.')}`;
+      const unknown = (first.params as { additionalProperty?: string }).additionalProperty;
+      return new Error(unknown === undefined ? `${place}: ${first.message}` : `${place}.${unknown}: unknown field`);
+    },
     // A malformed or overlong URL is answered in the same `{ error }` shape as everything else.
     frameworkErrors: (error, _request, reply) =>
       (reply as FastifyReply)
@@ -141,14 +148,6 @@ async function createApp(): Promise<FastifyInstance> {
       log(`serve: ${error.stack ?? error.message}`);
       return reply.code(500).send({ error: 'internal error (see the server log)' });
     }
-    // A field the schema does not know: name it, and where (AJV's own message does neither).
-    const { validation, validationContext } = error as {
-      validation?: { params?: { additionalProperty?: string } }[];
-      validationContext?: string;
-    };
-    const unknown = validation?.[0]?.params?.additionalProperty;
-    if (unknown !== undefined)
-      return reply.code(status).send({ error: `${validationContext ?? 'body'}.${unknown}: unknown field` });
     return reply.code(status).send({ error: error.message });
   });
   app.setNotFoundHandler((request, reply) =>
@@ -233,7 +232,7 @@ function registerApi(app: FastifyInstance, options: ServerOptions): void {
       const offset = Number(request.query.offset ?? 0);
       const limit = Number(request.query.limit ?? SCENES_PAGE);
       if (limit < 1 || limit > MAX_SCENES_PAGE)
-        throw new RequestError(400, `querystring.limit must be from 1 to ${MAX_SCENES_PAGE}, got ${limit}`);
+        throw new RequestError(400, `querystring.limit: must be from 1 to ${MAX_SCENES_PAGE}, got ${limit}`);
       const page = recommender.pickerScenes.slice(offset, offset + limit);
       return {
         total: recommender.pickerScenes.length,
@@ -281,7 +280,10 @@ function registerApi(app: FastifyInstance, options: ServerOptions): void {
     if (!uploads.enabled) throw new RequestError(400, `uploads are off: ${uploads.reason}`);
     const k = form.k === undefined ? DEFAULT_K : /^[0-9]{1,3}$/.test(form.k) ? Number(form.k) : NaN;
     if (!(k >= 1 && k <= MAX_K))
-      throw new RequestError(400, `k must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(form.k)}`);
+      throw new RequestError(
+        400,
+        `multipart field 'k': must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(form.k)}`,
+      );
     const categories = recommender.checkCategories(form.categories.length ? form.categories : undefined);
     return inference(request, async () => {
       const started = performance.now();
