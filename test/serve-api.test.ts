@@ -133,17 +133,36 @@ describe('ctl serve: JSON API', () => {
     if (best) expect(all.results[0].product).toBe(best.product);
   });
 
-  it("shows thumbnails from the workdir, else from the image host's URL layout", async () => {
-    const body = await (await postJson({ scene: testScenes()[0], k: 100 })).json();
-    expect(body.results).toHaveLength(dataset.products.length);
+  it("shows thumbnails from the workdir, else from the image host's URL layout for real STL images", async () => {
     const missing = dataset.products[0].sig;
-    for (const r of body.results)
-      expect(r.image).toBe(
-        r.product === missing
-          ? `https://i.pinimg.com/400x/${missing.slice(0, 2)}/${missing.slice(2, 4)}/${missing.slice(4, 6)}/${missing}.jpg`
-          : `/images/products/${r.product}.jpg`,
-      );
+    const images = async (base: string) => {
+      const res = await fetch(new URL('/api/recommend', base), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ scene: testScenes()[0], k: 100 }),
+      });
+      const { results } = await res.json();
+      expect(results).toHaveLength(dataset.products.length);
+      return new Map<string, string | null>(results.map((r: any) => [r.product, r.image]));
+    };
+    // A generated dataset's signatures are made up: the image host has none of them.
+    const generated = await images(server.url);
+    for (const [product, image] of generated)
+      expect(image).toBe(product === missing ? null : `/images/products/${product}.jpg`);
     expect((await fetch(url(`/images/products/${missing}.jpg`))).status).toBe(404);
+
+    const copy = await mkdtemp(join(tmpdir(), 'ctl-serve-stl-'));
+    await cp(fixture.workdir, copy, { recursive: true });
+    const file = workdirPaths(copy).dataset('fashion');
+    await writeFile(file, JSON.stringify({ ...JSON.parse(await readFile(file, 'utf8')), source: 'stl' }));
+    const stl = await startServer(options({ workdir: copy }));
+    try {
+      const fromHost = `https://i.pinimg.com/400x/${missing.slice(0, 2)}/${missing.slice(2, 4)}/${missing.slice(4, 6)}/${missing}.jpg`;
+      expect(await images(stl.url)).toEqual(new Map([...generated].map(([p, i]) => [p, p === missing ? fromHost : i])));
+    } finally {
+      await stl.close();
+      await rm(copy, { recursive: true, force: true });
+    }
   });
 
   it('answers bad JSON input with 4xx JSON errors and no stack', async () => {

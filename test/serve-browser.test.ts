@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { workdirPaths } from '../src/data/workdir.js';
 import { startServer, type RunningServer } from '../src/serve/run.js';
 import { acquireLock } from '../src/util/lock.js';
 import { patternImage } from './embed-fixtures.js';
@@ -192,6 +193,37 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     expect(await page.locator('#upload').isDisabled()).toBe(true);
     await expect.poll(() => page.locator('.scene').count()).toBeGreaterThan(0);
     await page.close();
+  });
+
+  it("a generated dataset's image the workdir lacks is a blank, not a request to the image host", async () => {
+    const copy = await mkdtemp(join(tmpdir(), 'ctl-serve-blank-'));
+    await cp(fixture.workdir, copy, { recursive: true });
+    const [first] = (await (await fetch(new URL('/api/scenes?limit=1', server.url))).json()).scenes;
+    await rm(workdirPaths(copy).imageFile('scenes', first.sig));
+    const blank = await startServer({
+      workdir: copy,
+      port: 0,
+      host: '127.0.0.1',
+      queue: 8,
+      backend: 'wasm',
+      run: RUN,
+      device: 'cpu',
+    });
+    const page = await newPage();
+    try {
+      await page.goto(blank.url);
+      const shown = page.locator(`.scene[data-sig="${first.sig}"] img`);
+      await expect.poll(() => shown.count()).toBe(1);
+      expect(await shown.getAttribute('src')).toMatch(/^data:image\/svg\+xml,/);
+      await shown.click(); // the query photo is the blank too, with the boxes drawn on it
+      await expect.poll(() => page.locator('#boxes .box').count()).toBeGreaterThan(0);
+      expect(await page.locator('#query-image').getAttribute('src')).toMatch(/^data:image\/svg\+xml,/);
+      expect(await page.locator('#query-view').isVisible()).toBe(true);
+    } finally {
+      await page.close();
+      await blank.close();
+      await rm(copy, { recursive: true, force: true });
+    }
   });
 
   it('/runs: the runs table, curves drawn with data points, eval tables and per-category bars', async () => {

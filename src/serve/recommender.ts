@@ -37,7 +37,8 @@ export interface Recommendation {
   score: number;
   /** 1-based position in this list. */
   position: number;
-  image: string;
+  /** Where the page finds the image (see imageOf). */
+  image: string | null;
   /** One of the scene's true products (dataset scenes only). */
   isTrue: boolean;
 }
@@ -46,13 +47,13 @@ export interface TrueProduct {
   product: string;
   category: string;
   bbox: BBox;
-  image: string;
+  image: string | null;
   /** Filtered rank among the whole catalog, as `ctl eval --protocol catalog` counts it; null without a vector. */
   rank: number | null;
 }
 
 export interface RecommendResult {
-  scene: { sig: string; image: string } | null;
+  scene: { sig: string; image: string | null } | null;
   categories: string[] | null;
   candidates: number;
   results: Recommendation[];
@@ -147,10 +148,13 @@ export class Recommender {
     return this.catalog.products.length;
   }
 
-  imageOf(kind: ImageKind, sig: string): string {
-    return this.localImages.has(`${kind}/${sig}`)
-      ? `/images/${kind}/${sig}.jpg`
-      : imageUrl(`https://${IMAGE_HOST}`, sig);
+  /**
+   * The workdir's copy of an image, else the image host's for a real STL image; null for a generated dataset's image
+   * not on disk (the host has none of its made-up signatures: the page shows a blank instead of asking it).
+   */
+  imageOf(kind: ImageKind, sig: string): string | null {
+    if (this.localImages.has(`${kind}/${sig}`)) return `/images/${kind}/${sig}.jpg`;
+    return this.dataset.source === 'stl' ? imageUrl(`https://${IMAGE_HOST}`, sig) : null;
   }
 
   hasLocalImage(kind: ImageKind, sig: string): boolean {

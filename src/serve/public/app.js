@@ -4,6 +4,12 @@ const K = 12;
 const PAGE = 12;
 const MAX_UPLOAD_BYTES = 10 * 1024 * 1024; // the server's limit, checked here to say so before sending
 const $ = (id) => document.getElementById(id);
+// Where the server has no image to show (a generated dataset's image not on disk): a blank of the images' grey.
+const NO_IMAGE =
+  'data:image/svg+xml,' +
+  encodeURIComponent(
+    '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="5"><rect width="4" height="5" fill="#e8eaed"/></svg>',
+  );
 
 const state = { category: null, query: null, offset: 0, total: 0, health: null };
 
@@ -98,7 +104,13 @@ async function showScenes(offset) {
             dataset: { sig: s.sig },
             onclick: () => pickScene(s),
           },
-          el('img', { src: s.image, alt: `scene ${s.sig.slice(0, 8)}`, loading: 'lazy', width: 96, height: 128 }),
+          el('img', {
+            src: s.image ?? NO_IMAGE,
+            alt: `scene ${s.sig.slice(0, 8)}`,
+            loading: 'lazy',
+            width: 96,
+            height: 128,
+          }),
         ),
       ),
     ),
@@ -111,7 +123,7 @@ async function showScenes(offset) {
 
 function pickScene(scene) {
   state.query = { kind: 'scene', sig: scene.sig };
-  showQueryImage(scene.image, `dataset scene ${scene.sig}`);
+  showQueryImage(scene.image ?? NO_IMAGE, `dataset scene ${scene.sig}`);
   recommend();
 }
 
@@ -179,7 +191,7 @@ function showResults(body) {
       el(
         'li',
         { className: r.isTrue ? 'card true' : 'card', dataset: { product: r.product } },
-        el('img', { src: r.image, alt: `${r.category} ${r.product.slice(0, 8)}`, width: 160, height: 200 }),
+        el('img', { src: r.image ?? NO_IMAGE, alt: `${r.category} ${r.product.slice(0, 8)}`, width: 160, height: 200 }),
         el(
           'div',
           { className: 'meta' },
@@ -224,7 +236,7 @@ function showTruth(truth) {
           'li',
           { className: 'truth-item' },
           el('span', { className: 'number' }, String(i + 1)),
-          el('img', { src: t.image, alt: `${t.category} ${t.product.slice(0, 8)}`, width: 48, height: 60 }),
+          el('img', { src: t.image ?? NO_IMAGE, alt: `${t.category} ${t.product.slice(0, 8)}`, width: 48, height: 60 }),
           ` ${t.category}: rank `,
           el('strong', { className: 'rank' }, t.rank === null ? 'n/a' : t.rank.toLocaleString()),
         ),
