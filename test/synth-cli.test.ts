@@ -1,6 +1,6 @@
 // `ctl data synth` and `ctl data verify-embeddings` end to end through the built binary (`npm run build` first).
 import { execFile } from 'node:child_process';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeNpy, encodeNpy } from '../src/data/store/npy.js';
@@ -74,6 +74,16 @@ describe('ctl data synth (built binary)', () => {
       'scenes-hide-product',
     ]);
     expect(checked.stores[0]).toMatchObject({ model: 'synthetic', count: 150, dim: 24, problems: [] });
+
+    // A model's stores kept elsewhere and linked in are checked as well.
+    const moved = join(await tempWorkdir(), 'synthetic');
+    await rename(join(workdir, 'embeddings', 'synthetic'), moved);
+    await symlink(moved, join(workdir, 'embeddings', 'synthetic'));
+    const linked = await ctl(['data', 'verify-embeddings', '--workdir', workdir, '--json']);
+    expect(linked.code, linked.stderr).toBe(0);
+    expect(JSON.parse(linked.stdout).stores.map((s: { count: number }) => s.count)).toEqual(
+      checked.stores.map((s: { count: number }) => s.count),
+    );
   });
 
   it('verify-embeddings exits 1 naming the bad shard file and row; 2 when there is no store (of that view)', async () => {

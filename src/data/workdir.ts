@@ -1,5 +1,5 @@
 // The workdir layout, in one place: every stage reads the previous one's output from here.
-import { readdir } from 'node:fs/promises';
+import { subfolders } from '../util/fs.js';
 import { join } from 'node:path';
 import { InputError } from '../util/errors.js';
 import type { Domain, ImageKind } from './types.js';
@@ -100,11 +100,7 @@ export function checkRunName(name: string, hint = '', source = '--run'): string 
 
 /** The runs of a workdir: the folders under runs/ with a run's name, sorted. */
 export async function listRunNames(workdir: string): Promise<string[]> {
-  const entries = await readdir(workdirPaths(workdir).runsDir, { withFileTypes: true }).catch(() => []);
-  return entries
-    .filter((e) => e.isDirectory() && RUN_NAME.test(e.name))
-    .map((e) => e.name)
-    .sort();
+  return (await subfolders(workdirPaths(workdir).runsDir)).filter((name) => RUN_NAME.test(name));
 }
 
 /** The folder of the workdir's run `name`; an InputError naming the runs it has when there is none of that name. */

@@ -1,6 +1,6 @@
 // Questions about a path that must not throw: a missing path (or one we may not read) answers false.
-import { realpath, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { readdir, realpath, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 
 export async function pathExists(path: string): Promise<boolean> {
   return (await stat(path).catch(() => null)) !== null;
@@ -8,6 +8,13 @@ export async function pathExists(path: string): Promise<boolean> {
 
 export async function isDirectory(path: string): Promise<boolean> {
   return (await stat(path).catch(() => null))?.isDirectory() === true;
+}
+
+/** The names of the folders in `dir`, links to folders included, sorted; none when `dir` cannot be read. */
+export async function subfolders(dir: string): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const folders = await Promise.all(names.map(async (name) => ((await isDirectory(join(dir, name))) ? [name] : [])));
+  return folders.flat().sort();
 }
 
 /** When the path was last modified (ms since the epoch), or undefined when it is not there. */

@@ -1,5 +1,5 @@
 // `ctl data verify-embeddings`: check the workdir's embedding stores (dims agree, ids unique, no NaN/Inf).
-import { readdir } from 'node:fs/promises';
+import { subfolders } from '../../util/fs.js';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { action, withCommon } from '../../util/command.js';
@@ -60,16 +60,5 @@ async function checkStore(dir: string): Promise<StoreCheck> {
     return { dir, model: store.meta.model, view, ...result };
   } catch (err) {
     return { dir, model, view, ok: false, count: 0, dim: 0, problems: [(err as Error).message] };
-  }
-}
-
-async function subfolders(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir, { withFileTypes: true }))
-      .filter((e) => e.isDirectory())
-      .map((e) => e.name)
-      .sort();
-  } catch {
-    return [];
   }
 }
