@@ -2,7 +2,7 @@
 // `--json` alone on stdout, and `pairs --split seed:val` in exactly the order CPython's shuffle gives.
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -141,6 +141,26 @@ describe('ctl data (built binary)', () => {
     const notAFolder = await ctl(['data', 'synth', '--workdir', join(workdir, 'a-file')]);
     expect(notAFolder.code).toBe(2);
     expect(notAFolder.stderr).toMatch(/ctl data synth: error: --workdir .*a-file: not a folder/);
+    await symlink(join(workdir, 'gone'), join(workdir, 'dangling'));
+    const dangling = await ctl(['data', 'synth', '--workdir', join(workdir, 'dangling')]);
+    expect([dangling.code, dangling.stderr]).toEqual([
+      2,
+      `ctl data synth: error: --workdir ${join(workdir, 'dangling')}: a link to ${join(workdir, 'gone')}, which is not there\n`,
+    ]);
+    // Run from a folder removed from under the shell, with the default workdir (./workdir).
+    const removed = join(workdir, 'removed');
+    const inGone = spawnSync(
+      'sh',
+      ['-c', 'mkdir "$1" && cd "$1" && rmdir "$1" && exec node "$2" data stats', 'sh', removed, CLI],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, CTL_WORKDIR: undefined },
+      },
+    );
+    expect(inGone.status).toBe(2);
+    expect(inGone.stderr).toMatch(
+      /^ctl data stats: error: the workdir \.\/workdir: the current folder is gone \(.*\): cd to another\n$/,
+    );
     for (const url of ['stl.example.com', 'file:///etc']) {
       const badUrl = await ctl(['data', 'fetch', '--workdir', workdir, '--base-url', url]);
       expect(badUrl.code).toBe(2); // at once, not after retries

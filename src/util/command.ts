@@ -1,6 +1,6 @@
 // What every `ctl` command shares: `--workdir`, `--json`, exit codes, and turning errors into one clear line.
 import { Command, InvalidArgumentError, type Option } from 'commander';
-import { stat } from 'node:fs/promises';
+import { lstat, readlink, stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { InputError, exitCodeOf } from './errors.js';
@@ -19,6 +19,23 @@ export function withCommon(cmd: Command, { json = true }: { json?: boolean } = {
   return cmd;
 }
 
+/** The workdir as an absolute path; a current folder that is gone (removed from under the shell) said so. */
+function absoluteWorkdir(workdir: string, flag: string): string {
+  try {
+    return resolve(workdir);
+  } catch (err) {
+    throw new InputError(`${flag} ${workdir}: the current folder is gone (${(err as Error).message}): cd to another`);
+  }
+}
+
+/** A workdir is a folder, or nothing yet (the stage makes it); a file or a link to nothing is an InputError. */
+async function checkWorkdir(workdir: string, flag: string): Promise<void> {
+  const found = await stat(workdir).catch(() => null);
+  if (found?.isDirectory() === false) throw new InputError(`${flag} ${workdir}: not a folder`);
+  if (!found && (await lstat(workdir).catch(() => null))?.isSymbolicLink())
+    throw new InputError(`${flag} ${workdir}: a link to ${await readlink(workdir)}, which is not there`);
+}
+
 /**
  * Wrap a command's action: resolve the workdir, run, and map errors to exit codes
  * (2 bad usage or input, 1 a failed run) with one readable line on stderr.
@@ -28,13 +45,12 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
     const cmd = args[args.length - 1] as Command;
     const raw = cmd.opts() as O & { workdir?: string; json?: boolean };
     const workdir = raw.workdir ?? process.env.CTL_WORKDIR ?? './workdir';
-    const options = { ...raw, workdir: resolve(workdir), json: Boolean(raw.json) };
+    const flag =
+      raw.workdir !== undefined ? '--workdir' : process.env.CTL_WORKDIR !== undefined ? 'CTL_WORKDIR' : 'the workdir';
     try {
       if (workdir === '') throw new InputError('--workdir (or CTL_WORKDIR) is empty: name a folder');
-      if ((await stat(options.workdir).catch(() => null))?.isDirectory() === false)
-        throw new InputError(
-          `${raw.workdir !== undefined ? '--workdir' : 'CTL_WORKDIR'} ${options.workdir}: not a folder`,
-        );
+      const options = { ...raw, workdir: absoluteWorkdir(workdir, flag), json: Boolean(raw.json) };
+      await checkWorkdir(options.workdir, flag);
       await run(options, cmd);
     } catch (err) {
       const code = exitCodeOf(err);
