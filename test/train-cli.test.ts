@@ -70,6 +70,12 @@ describe('ctl train', () => {
         `${config}: name: '../evil' is not a valid run name (letters, digits, . _ -; not starting with .): give --run NAME`,
       ),
     ]);
+    // Room is left for the lock and temporary files beside a run's folder (255 bytes a name).
+    const long = ctl('train', '--config', config, '--run', 'r'.repeat(151));
+    expect([long.status, long.stderr]).toEqual([
+      2,
+      expect.stringContaining(`--run: '${'r'.repeat(24)}…' is too long for a run name (151 characters, at most 150)`),
+    ]);
   });
 
   it('exits 2 on a missing config file, naming it', () => {

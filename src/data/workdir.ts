@@ -95,8 +95,16 @@ export function checkRunName(name: string, hint = '', source = '--run'): string 
     throw new InputError(
       `${source}: '${name}' is not a valid run name (letters, digits, . _ -; not starting with .)${hint ? `: ${hint}` : ''}`,
     );
+  if (name.length > MAX_RUN_NAME)
+    throw new InputError(
+      `${source}: '${name.slice(0, 24)}…' is too long for a run name (${name.length} characters, at most ` +
+        `${MAX_RUN_NAME})${hint ? `: ${hint}` : ''}`,
+    );
   return name;
 }
+
+/** A run's folder name, leaving room under the file system's 255 bytes for the lock and temporary files beside it. */
+const MAX_RUN_NAME = 150;
 
 /** The runs of a workdir: the folders under runs/ with a run's name, sorted. */
 export async function listRunNames(workdir: string): Promise<string[]> {
