@@ -64,6 +64,20 @@ describe('ctl serve (built binary)', () => {
     }
   });
 
+  it('turns uploads off, saying why, when the temporary folder cannot be written', async () => {
+    const missing = join(tmpdir(), 'ctl-no-such-tmp', 'tmp');
+    const args = ['serve', '--workdir', fixture.workdir, '--run', RUN, '--port', '0', '--backend', 'wasm'];
+    const server = startCli(args, { ...process.env, TMPDIR: missing });
+    const url = await server.listening;
+    const health = await (await fetch(new URL('/api/health', url))).json();
+    expect(health.uploads.enabled).toBe(false);
+    expect(health.uploads.reason).toMatch(
+      new RegExp(`^the temporary folder cannot be written \\(ENOENT.*${missing}.*\\): set TMPDIR to a writable folder`),
+    );
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+
   it('leaves out the best run when its checkpoint does not read, and serves the next', async () => {
     const picked = pickDefaultRun(await listRuns(fixture.workdir))!.name;
     // Its weights, not its state.json: a run whose best state does not read has no report of its best to rank by.

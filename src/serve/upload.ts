@@ -54,6 +54,15 @@ export async function openUploadEmbedder(workdir: string, model: string, device:
       enabled: false,
       reason: 'this run was trained on synthetic embeddings (no image model): pick one of the dataset scenes',
     };
+  // An upload passes through a file in the temporary folder: one that cannot be written would fail every upload.
+  const scratchProblem = await mkdtemp(join(tmpdir(), 'ctl-upload-')).then(
+    (dir) => rm(dir, { recursive: true }).then(() => null),
+    (err: Error) => `the temporary folder cannot be written (${firstLineOf(err)}): set TMPDIR to a writable folder`,
+  );
+  if (scratchProblem !== null) {
+    if (device === 'cuda') throw new InputError(`--device cuda: uploads are off: ${scratchProblem}`);
+    return { enabled: false, reason: `${scratchProblem}; pick one of the dataset scenes` };
+  }
   const paths = workdirPaths(workdir);
   try {
     const store = await EmbeddingStore.open(paths.embeddings(model, 'products'));
