@@ -2,7 +2,8 @@
 // workdir with tiny v1/v2-shaped configs that, like the real ones, name the seed split (eval-fixtures).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Dataset } from '../src/data/dataset.js';
@@ -127,6 +128,20 @@ describe('ctl reproduce', () => {
     expect(rest).toEqual(original);
     // The planted structure is learnable without seeing the test scenes: v2's twin beats the zero-shot floor.
     expect(doc.runs[3].reports[0].metrics.recall['50']).toBeGreaterThan(doc.zeroShot[1].metrics.recall['50']);
+  });
+
+  it("takes the package's v1 and v2 configs without --configs, from any folder", async () => {
+    const elsewhere = await mkdtemp(join(tmpdir(), 'ctl-reproduce-cwd-'));
+    try {
+      const p = spawnSync(process.execPath, [cli, 'reproduce', '--workdir', join(elsewhere, 'w')], {
+        cwd: elsewhere,
+        encoding: 'utf8',
+      });
+      // Past the configs (read first), to the data the empty workdir lacks.
+      expect([p.status, p.stderr]).toEqual([2, expect.stringMatching(/error: no fashion dataset at .*ctl data synth/)]);
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
   });
 
   it('reuses finished runs, twins included, on a second call', () => {

@@ -1,4 +1,5 @@
 // `ctl reproduce`: see reproduce.ts.
+import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { EVAL_SPLITS, type EvalSplit } from '../eval/protocols.js';
 import { engineOption } from '../eval/command.js';
@@ -8,8 +9,11 @@ import { action, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
 import { embeddingsOption } from '../data/options.js';
 
+/** The reference's v1 and v2 configs as this package ships them, found from wherever ctl runs. */
+const REFERENCE_CONFIGS = ['v1', 'v2'].map((v) => fileURLToPath(new URL(`../../configs/${v}.json`, import.meta.url)));
+
 interface ReproduceCommandOptions {
-  configs: string;
+  configs?: string;
   embeddings?: string;
   split: EvalSplit;
   backend: TrainBackendChoice;
@@ -24,7 +28,10 @@ export function registerReproduceCommand(program: Command): void {
         "train (or reuse) each config's run on the reference's seed split and a twin on the scene split, " +
           'evaluate them (seed; catalog and category), print them beside the reference table',
       )
-      .option('--configs <files>', 'comma-separated training configs', 'configs/v1.json,configs/v2.json')
+      .option(
+        '--configs <files>',
+        "comma-separated training configs (default: the package's configs/v1.json and v2.json)",
+      )
       .addOption(
         embeddingsOption("train and evaluate on this embedding model's store instead of the configs' (e.g. synthetic)"),
       )
@@ -46,9 +53,11 @@ export function registerReproduceCommand(program: Command): void {
       const result = await reproduce({
         workdir: o.workdir,
         configs: o.configs
-          .split(',')
-          .map((c) => c.trim())
-          .filter(Boolean),
+          ? o.configs
+              .split(',')
+              .map((c) => c.trim())
+              .filter(Boolean)
+          : REFERENCE_CONFIGS,
         embeddings: o.embeddings,
         split: o.split,
         backend: o.backend,
