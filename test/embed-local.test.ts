@@ -61,6 +61,13 @@ describe('ctl embed, local provider (tiny model)', () => {
     await runEmbed(embedOptions(workdir, { model: copy, kind: 'products' }));
     const fromFolder = await storeRows(workdir, 'products', 'my-model');
     for (const [id, v] of products) expect(Array.from(fromFolder.get(id)!)).toEqual(Array.from(v));
+    // The store says where the folder is, and serve opens it from there, whatever its current folder.
+    const folderStore = await EmbeddingStore.open(workdirPaths(workdir).embeddings('my-model', 'products'));
+    expect(folderStore.meta).toMatchObject({ model: 'my-model', location: copy });
+    expect(store.meta.location).toBeUndefined(); // a generated model is found by its name
+    const uploads = await openUploadEmbedder(workdir, 'my-model', 'cpu');
+    expect(uploads.enabled, uploads.enabled ? '' : uploads.reason).toBe(true);
+    if (uploads.enabled) await uploads.embedder.dispose();
   });
 
   test('the same image gives the same vector; different images differ', async () => {

@@ -15,6 +15,8 @@ export interface Encoder<Prepared extends PreparedBase = PreparedBase> {
   /** Model id recorded in the store (and the store folder's name). */
   readonly model: string;
   readonly revision?: string;
+  /** A local model folder's absolute path, recorded in the store. */
+  readonly location?: string;
   /** What shaped the vectors besides the model; recorded in the store's meta.json and checked on resume. */
   readonly preprocessing: Record<string, unknown>;
   /** Where it runs, for the summary ("cpu", "cuda", "http://..."). */

@@ -62,6 +62,7 @@ export async function loadLocalEncoder(
   return {
     model: source.id,
     revision: source.revision,
+    location: source.kind === 'local' ? source.location : undefined,
     device: adapter && device === 'webgpu' ? `webgpu (${describeAdapter(adapter)})` : device,
     preprocessing: {
       processor: processor.constructor.name,

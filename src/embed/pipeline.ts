@@ -215,6 +215,7 @@ export async function runView<P extends PreparedBase>(
       EmbeddingStore.openOrCreate(plan.dir, {
         model: encoder.model,
         revision: encoder.revision,
+        location: encoder.location,
         dim,
         view: plan.view,
         preprocessing: { ...encoder.preprocessing, ...hide },

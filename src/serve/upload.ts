@@ -69,7 +69,8 @@ export async function openUploadEmbedder(workdir: string, model: string, device:
     const dtype = (store.meta.preprocessing?.dtype as Dtype | undefined) ?? 'fp32';
     // A hub model at the revision the store was embedded with (generated presets carry their own).
     const revision = isGeneratedPreset(model) ? undefined : store.meta.revision;
-    const source = await resolveModel(model, { modelsDir: paths.modelsDir, revision });
+    // A local folder where the store says it was (its name alone would be looked for in the current folder).
+    const source = await resolveModel(store.meta.location ?? model, { modelsDir: paths.modelsDir, revision });
     await checkModelFiles(source, dtype, { modelsDir: paths.modelsDir, offline: true });
     const encoder = await loadLocalEncoder(source, { device, dtype, offline: true, modelsDir: paths.modelsDir });
     return { enabled: true, embedder: uploadEmbedder(encoder as Encoder) };

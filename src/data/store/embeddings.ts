@@ -25,6 +25,8 @@ import { modifiedAt, pathExists } from '../../util/fs.js';
 const storeMetaSchema = object({
   model: nonEmptyString(),
   revision: nonEmptyString().optional(),
+  /** A local model folder's absolute path (its name is the model's): where serve finds it again, from any folder. */
+  location: nonEmptyString().optional(),
   dim: int(1),
   view: oneOf(EMBEDDING_VIEWS),
   preprocessing: z.record(z.string(), z.unknown()).optional(),
