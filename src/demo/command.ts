@@ -1,4 +1,5 @@
 // `ctl demo`: the pipeline on generated data (run.ts), its summary, and with --serve the trained run served.
+import { shellCommand } from '../util/shell.js';
 import { Command } from 'commander';
 import { MAX_GENERATED } from '../data/options.js';
 import { action, parseIntOption, refuseFlags, withCommon } from '../util/command.js';
@@ -32,7 +33,7 @@ export function registerDemoCommand(program: Command): void {
       if (options.serve) {
         const { serveUntilSignal, startServer } = await import('../serve/run.js'); // loads tfjs and fastify
         const workdir = summary.files.workdir;
-        log(`\n== serve the trained run: ctl serve --run ${DEMO_RUN} --workdir ${workdir}`);
+        log(`\n== serve the trained run: ${shellCommand(['ctl', 'serve', '--run', DEMO_RUN, '--workdir', workdir])}`);
         const server = await startServer({
           workdir,
           run: DEMO_RUN,

@@ -5,6 +5,7 @@
 // Each stage is a child `ctl ... --json` process (its human output streams through, its JSON report is kept for
 // the summary), so the demo is also a check that the stages fit together; each is resumable, so a demo killed at
 // any moment continues where it stopped when run again, and a finished one is not redone.
+import { shellCommand } from '../util/shell.js';
 import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -67,7 +68,7 @@ async function claimDemoWorkdir(workdir: string, options: DemoOptions): Promise<
  * (stdout) is returned; a failure stops the demo.
  */
 function runStage<T>(title: string, args: string[]): Promise<T> {
-  log(`\n== ${title}: ctl ${args.join(' ')}`);
+  log(`\n== ${title}: ${shellCommand(['ctl', ...args])}`);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
     const chunks: Buffer[] = [];

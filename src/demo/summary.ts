@@ -2,6 +2,7 @@
 // are (generated, random weights: said plainly), the zero-shot baseline beside the trained run under the catalog
 // protocol on the test part, what each stage did in this run (a resumed demo does no work twice), where the files
 // are and what to run next.
+import { shellCommand } from '../util/shell.js';
 import { basename, dirname } from 'node:path';
 import type { DownloadSummary } from '../download/downloader.js';
 import type { EmbedSummary } from '../embed/run.js';
@@ -104,12 +105,25 @@ export function demoSummary(input: DemoInput) {
     },
     next: [
       {
-        command: `ctl eval --run ${run} --workdir ${workdir} --protocol all --per-category`,
+        command: shellCommand([
+          'ctl',
+          'eval',
+          '--run',
+          run,
+          '--workdir',
+          workdir,
+          '--protocol',
+          'all',
+          '--per-category',
+        ]),
         why: 'every protocol of the trained run, per category',
       },
-      { command: `ctl data stats --workdir ${workdir}`, why: 'what the generated dataset holds' },
       {
-        command: `ctl train --config ${input.config} --run ${run}-2 --workdir ${workdir}`,
+        command: shellCommand(['ctl', 'data', 'stats', '--workdir', workdir]),
+        why: 'what the generated dataset holds',
+      },
+      {
+        command: shellCommand(['ctl', 'train', '--config', input.config, '--run', `${run}-2`, '--workdir', workdir]),
         why: 'train again after editing the config (a new run name; --resume continues one)',
       },
     ],

@@ -1,6 +1,7 @@
 // `ctl serve` as functions (the command and `ctl demo --serve` call them): one process holding a trained run's
 // towers, its catalog's vectors and the image model, behind the demo page, the runs dashboard and the JSON API
 // (server.ts); it serves until SIGINT or SIGTERM, then closes cleanly.
+import { shellCommand } from '../util/shell.js';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend, type BackendChoice } from '../model/backend.js';
 import { firstLineOf, InputError } from '../util/errors.js';
@@ -120,7 +121,7 @@ async function openDefaultRun(workdir: string): Promise<{ run: string; recommend
   throw new InputError(
     `no trained run${leftOut} in ${workdir}/runs: train one first (\`ctl train\`)` +
       ((await listRunNames(demo)).length > 0
-        ? `, or serve the demo's, which lives in its own workdir: \`ctl serve --workdir ${demo}\``
+        ? `, or serve the demo's, which lives in its own workdir: \`${shellCommand(['ctl', 'serve', '--workdir', demo])}\``
         : ', or run `ctl demo --serve`'),
   );
 }
