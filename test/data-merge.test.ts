@@ -158,6 +158,19 @@ describe('ctl data merge', () => {
 
     const rowDiff = ctl(['data', 'merge', '--workdir', target, '--from', dirs[0], dirs[2]]);
     expect(rowDiff.code, rowDiff.stderr).toBe(0); // b is the same bytes in both
+    // Where a local model folder sat differs by machine (and earlier versions did not record it): not a setting.
+    const placed = await Promise.all(
+      ['/home/a/my-model', '/scratch/my-model', undefined].map(async (location, i) => {
+        const dir = await tempDir('ctl-merge-loc-');
+        const paths = workdirPaths(dir).embeddings('tiny', 'products');
+        await (
+          await EmbeddingStore.openOrCreate(paths, { ...meta(32), location })
+        ).append([`l${i}`], Float32Array.from([1, 0]));
+        return dir;
+      }),
+    );
+    const anywhere = ctl(['data', 'merge', '--workdir', await tempDir('ctl-merge-'), '--from', ...placed]);
+    expect(anywhere.code, anywhere.stderr).toBe(0);
     const store = await EmbeddingStore.openOrCreate(workdirPaths(dirs[2]).embeddings('tiny', 'products'), meta(32));
     await store.append(['a'], Float32Array.from([0.8, 0.6]));
     const refused = ctl(['data', 'merge', '--workdir', target, '--from', dirs[0], dirs[2]]);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { InputError } from '../../util/errors.js';
 import { realFolder } from '../../util/fs.js';
 import { differingPaths, valueAt } from '../../util/json.js';
-import { EmbeddingStore } from './embeddings.js';
+import { EmbeddingStore, type StoreMeta } from './embeddings.js';
 
 /** Shards written by a merge are named after it, apart from those of `ctl embed`'s writers. */
 const MERGE_WRITER = 'merged';
@@ -35,8 +35,10 @@ export async function planStoreMerge(sourceDirs: string[], targetDir: string): P
   }
   const stores = target ? [target, ...sources] : sources;
   const reference = stores[0];
+  // Where a local model folder was (`location`) differs by machine, and earlier versions did not record it.
+  const settings = ({ location: _, ...meta }: StoreMeta) => meta;
   for (const store of stores.slice(1)) {
-    const [diff] = differingPaths(reference.meta, store.meta);
+    const [diff] = differingPaths(settings(reference.meta), settings(store.meta));
     if (diff !== undefined)
       throw new InputError(
         `${join(store.dir, 'meta.json')}: ${diff || '(the whole value)'}: ${JSON.stringify(valueAt(store.meta, diff))} here, ` +
