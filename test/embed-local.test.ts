@@ -1,7 +1,7 @@
 // The local provider end to end through the real transformers.js path, with the generated tiny SigLIP-shaped
 // model: loading from a folder with remote loading off, the views, hide-product, skips, resume, dtypes, shards.
 import { execFileSync } from 'node:child_process';
-import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -68,6 +68,19 @@ describe('ctl embed, local provider (tiny model)', () => {
     const uploads = await openUploadEmbedder(workdir, 'my-model', 'cpu');
     expect(uploads.enabled, uploads.enabled ? '' : uploads.reason).toBe(true);
     if (uploads.enabled) await uploads.embedder.dispose();
+    // Moved away (a workdir copied to another machine): looked for by its name in the current folder, as before.
+    const here = process.cwd();
+    await rename(copy, join(workdir, 'elsewhere'));
+    await mkdir(join(workdir, 'cwd'));
+    await rename(join(workdir, 'elsewhere'), join(workdir, 'cwd', 'my-model'));
+    process.chdir(join(workdir, 'cwd'));
+    try {
+      const byName = await openUploadEmbedder(workdir, 'my-model', 'cpu');
+      expect(byName.enabled, byName.enabled ? '' : byName.reason).toBe(true);
+      if (byName.enabled) await byName.embedder.dispose();
+    } finally {
+      process.chdir(here);
+    }
   });
 
   test('the same image gives the same vector; different images differ', async () => {

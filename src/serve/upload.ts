@@ -16,6 +16,7 @@ import type { Dtype } from '../embed/dtype.js';
 import { sniffFormat } from '../data/image-format.js';
 import { isGeneratedPreset } from '../embed/generated-models.js';
 import { checkModelFiles, resolveModel } from '../embed/model-source.js';
+import { isDirectory } from '../util/fs.js';
 
 export const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
 
@@ -55,10 +56,12 @@ export async function openUploadEmbedder(workdir: string, model: string, device:
       reason: 'this run was trained on synthetic embeddings (no image model): pick one of the dataset scenes',
     };
   // An upload passes through a file in the temporary folder: one that cannot be written would fail every upload.
-  const scratchProblem = await mkdtemp(join(tmpdir(), 'ctl-upload-')).then(
-    (dir) => rm(dir, { recursive: true }).then(() => null),
-    (err: Error) => `the temporary folder cannot be written (${firstLineOf(err)}): set TMPDIR to a writable folder`,
-  );
+  const scratchProblem = await mkdtemp(join(tmpdir(), 'ctl-upload-'))
+    .then((dir) => rm(dir, { recursive: true, force: true }))
+    .then(
+      () => null,
+      (err: Error) => `the temporary folder cannot be written (${firstLineOf(err)}): set TMPDIR to a writable folder`,
+    );
   if (scratchProblem !== null) {
     if (device === 'cuda') throw new InputError(`--device cuda: uploads are off: ${scratchProblem}`);
     return { enabled: false, reason: `${scratchProblem}; pick one of the dataset scenes` };
@@ -69,8 +72,11 @@ export async function openUploadEmbedder(workdir: string, model: string, device:
     const dtype = (store.meta.preprocessing?.dtype as Dtype | undefined) ?? 'fp32';
     // A hub model at the revision the store was embedded with (generated presets carry their own).
     const revision = isGeneratedPreset(model) ? undefined : store.meta.revision;
-    // A local folder where the store says it was (its name alone would be looked for in the current folder).
-    const source = await resolveModel(store.meta.location ?? model, { modelsDir: paths.modelsDir, revision });
+    // A local folder where the store says it was, while it is there (a moved folder, a workdir copied to another
+    // machine, or a store of an earlier version: looked for by its name, in the current folder).
+    const { location } = store.meta;
+    const where = location !== undefined && (await isDirectory(location)) ? location : model;
+    const source = await resolveModel(where, { modelsDir: paths.modelsDir, revision });
     await checkModelFiles(source, dtype, { modelsDir: paths.modelsDir, offline: true });
     const encoder = await loadLocalEncoder(source, { device, dtype, offline: true, modelsDir: paths.modelsDir });
     return { enabled: true, embedder: uploadEmbedder(encoder as Encoder) };
