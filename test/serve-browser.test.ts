@@ -219,6 +219,7 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
       await expect.poll(() => page.locator('#boxes .box').count()).toBeGreaterThan(0);
       expect(await page.locator('#query-image').getAttribute('src')).toMatch(/^data:image\/svg\+xml,/);
       expect(await page.locator('#query-view').isVisible()).toBe(true);
+      expect((await page.locator('#query-image').boundingBox())!.width).toBeGreaterThan(200); // a photo's size
     } finally {
       await page.close();
       await blank.close();

@@ -4,11 +4,12 @@ const K = 12;
 const PAGE = 12;
 const MAX_UPLOAD_BYTES = 10 * 1024 * 1024; // the server's limit, checked here to say so before sending
 const $ = (id) => document.getElementById(id);
-// Where the server has no image to show (a generated dataset's image not on disk): a blank of the images' grey.
+// Where the server has no image to show (a generated dataset's image not on disk): a blank in the placeholders' grey,
+// of a scene photo's size (the query photo shows at its own size; thumbnails are sized by the page).
 const NO_IMAGE =
   'data:image/svg+xml,' +
   encodeURIComponent(
-    '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="5"><rect width="4" height="5" fill="#e8eaed"/></svg>',
+    '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="400"><rect width="300" height="400" fill="#f1f3f4"/></svg>',
   );
 
 const state = { category: null, query: null, offset: 0, total: 0, health: null };
