@@ -139,6 +139,14 @@ describe('ctl reproduce', () => {
       });
       // Past the configs (read first), to the data the empty workdir lacks.
       expect([p.status, p.stderr]).toEqual([2, expect.stringMatching(/error: no fashion dataset at .*ctl data synth/)]);
+      // An empty list given (an unset variable in a script) is not the default's.
+      const none = spawnSync(process.execPath, [cli, 'reproduce', '--configs', '', '--workdir', join(elsewhere, 'w')], {
+        encoding: 'utf8',
+      });
+      expect([none.status, none.stderr]).toEqual([
+        2,
+        expect.stringContaining('--configs: give at least one config file'),
+      ]);
     } finally {
       await rm(elsewhere, { recursive: true, force: true });
     }

@@ -19,9 +19,10 @@ import { log } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
 import { startMirror } from './mirror.js';
 import { demoSummary, type DemoSummary, type StageReports } from './summary.js';
+import { shippedConfig } from '../train/config.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
-const DEMO_CONFIG = fileURLToPath(new URL('../../configs/demo-images.json', import.meta.url));
+const DEMO_CONFIG = shippedConfig('demo-images');
 /** The generated model the demo embeds with (src/embed/generated-models.ts): random weights, 64 px, 64-d. */
 const DEMO_MODEL = 'small';
 /** The run the demo trains. */

@@ -11,7 +11,6 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import type { Domain, SplitScheme } from '../data/types.js';
 import { checkRunName, runPaths, workdirPaths } from '../data/workdir.js';
@@ -21,7 +20,7 @@ import { fromStateDict, torchShape } from '../model/state-dict.js';
 import { readTorchCheckpoint } from '../model/torch/read-checkpoint.js';
 import type { TorchTensor } from '../model/torch/tensor.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
-import { loadTrainConfig, type ConfigOverride, type TrainConfig } from '../train/config.js';
+import { loadTrainConfig, shippedConfig, type ConfigOverride, type TrainConfig } from '../train/config.js';
 import { loadTrainingData } from '../train/data.js';
 import { checkpointState, lockRun } from '../train/run.js';
 import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
@@ -227,7 +226,7 @@ async function referenceConfig(
   m: InferredModel,
   { run, domain, split, embeddingModel }: { run: string; domain: Domain; split: SplitScheme; embeddingModel: string },
 ): Promise<TrainConfig> {
-  const file = fileURLToPath(new URL(`../../configs/${m.arch}.json`, import.meta.url));
+  const file = shippedConfig(m.arch);
   const set = (path: string, value: unknown): ConfigOverride => ({
     flag: `(${path} from the checkpoint)`,
     path,

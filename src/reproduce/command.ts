@@ -1,5 +1,4 @@
 // `ctl reproduce`: see reproduce.ts.
-import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { EVAL_SPLITS, type EvalSplit } from '../eval/protocols.js';
 import { engineOption } from '../eval/command.js';
@@ -8,9 +7,10 @@ import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from '../train/backend
 import { action, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
 import { embeddingsOption } from '../data/options.js';
+import { shippedConfig } from '../train/config.js';
 
 /** The reference's v1 and v2 configs as this package ships them, found from wherever ctl runs. */
-const REFERENCE_CONFIGS = ['v1', 'v2'].map((v) => fileURLToPath(new URL(`../../configs/${v}.json`, import.meta.url)));
+const REFERENCE_CONFIGS = ['v1', 'v2'].map(shippedConfig);
 
 interface ReproduceCommandOptions {
   configs?: string;
@@ -52,12 +52,13 @@ export function registerReproduceCommand(program: Command): void {
       const { reproduce } = await import('./reproduce.js');
       const result = await reproduce({
         workdir: o.workdir,
-        configs: o.configs
-          ? o.configs
-              .split(',')
-              .map((c) => c.trim())
-              .filter(Boolean)
-          : REFERENCE_CONFIGS,
+        configs:
+          o.configs !== undefined
+            ? o.configs
+                .split(',')
+                .map((c) => c.trim())
+                .filter(Boolean)
+            : REFERENCE_CONFIGS,
         embeddings: o.embeddings,
         split: o.split,
         backend: o.backend,
