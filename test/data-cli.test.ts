@@ -147,6 +147,12 @@ describe('ctl data (built binary)', () => {
       2,
       `ctl data synth: error: --workdir ${join(workdir, 'dangling')}: a link to ${join(workdir, 'gone')}, which is not there\n`,
     ]);
+    await symlink('loop', join(workdir, 'loop')); // relative, to itself
+    const loop = await ctl(['data', 'synth', '--workdir', join(workdir, 'loop')]);
+    expect([loop.code, loop.stderr]).toEqual([
+      2,
+      expect.stringMatching(/--workdir .*\/loop: a link that cannot be followed \(ELOOP: /),
+    ]);
     // Run from a folder removed from under the shell, with the default workdir (./workdir).
     const removed = join(workdir, 'removed');
     const inGone = spawnSync(

@@ -71,10 +71,10 @@ describe('ctl train', () => {
       ),
     ]);
     // Room is left for the lock and temporary files beside a run's folder (255 bytes a name).
-    const long = ctl('train', '--config', config, '--run', 'r'.repeat(151));
+    const long = ctl('train', '--config', config, '--run', 'r'.repeat(201));
     expect([long.status, long.stderr]).toEqual([
       2,
-      expect.stringContaining(`--run: '${'r'.repeat(24)}…' is too long for a run name (151 characters, at most 150)`),
+      expect.stringContaining(`--run: '${'r'.repeat(24)}…' is too long for a run name (201 characters, at most 200)`),
     ]);
   });
 

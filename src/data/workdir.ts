@@ -104,7 +104,7 @@ export function checkRunName(name: string, hint = '', source = '--run'): string 
 }
 
 /** A run's folder name, leaving room under the file system's 255 bytes for the lock and temporary files beside it. */
-const MAX_RUN_NAME = 150;
+const MAX_RUN_NAME = 200;
 
 /** The runs of a workdir: the folders under runs/ with a run's name, sorted. */
 export async function listRunNames(workdir: string): Promise<string[]> {

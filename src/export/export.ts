@@ -4,7 +4,7 @@
 // ONNX run in onnxruntime against the tfjs forward), or the export fails. The folder is written whole beside its
 // destination and swapped in by renames: a killed export leaves the previous export or the new one.
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
@@ -21,6 +21,7 @@ import { TwoTower } from '../model/two-tower.js';
 import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { restoreAside, writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
+import { shellCommand } from '../util/shell.js';
 import { checkOnnxTowers } from './check-onnx.js';
 import { FILES, type ExportFormat } from './formats.js';
 import { modelCard } from './model-card.js';
@@ -198,7 +199,7 @@ async function optimizerState(
           ? "(only 'last' does): add --checkpoint last"
           : model.state.imported
             ? `(the file it was imported from had none; it has one once it trains: ` +
-              `ctl train --config ${join(runDir, 'config.json')} --run ${basename(runDir)} --resume)`
+              `${shellCommand(['ctl', 'train', '--config', join(runDir, 'config.json'), '--run', basename(runDir), '--workdir', dirname(dirname(runDir)), '--resume'])})`
             : '(its trainer.safetensors is missing)'),
     );
   const keys = Object.keys(referenceStateDict(tower, model.params));

@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, type Option } from 'commander';
 import { lstat, readlink, stat } from 'node:fs/promises';
 import { constants } from 'node:os';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { InputError, exitCodeOf } from './errors.js';
 import { log } from './log.js';
 
@@ -30,10 +30,18 @@ function absoluteWorkdir(workdir: string, flag: string): string {
 
 /** A workdir is a folder, or nothing yet (the stage makes it); a file or a link to nothing is an InputError. */
 async function checkWorkdir(workdir: string, flag: string): Promise<void> {
-  const found = await stat(workdir).catch(() => null);
-  if (found?.isDirectory() === false) throw new InputError(`${flag} ${workdir}: not a folder`);
-  if (!found && (await lstat(workdir).catch(() => null))?.isSymbolicLink())
-    throw new InputError(`${flag} ${workdir}: a link to ${await readlink(workdir)}, which is not there`);
+  const found = await stat(workdir).catch((err: NodeJS.ErrnoException) => err);
+  if (!(found instanceof Error)) {
+    if (!found.isDirectory()) throw new InputError(`${flag} ${workdir}: not a folder`);
+    return;
+  }
+  if (!(await lstat(workdir).catch(() => null))?.isSymbolicLink()) return; // not there yet: the stage makes it
+  const target = resolve(dirname(workdir), await readlink(workdir));
+  throw new InputError(
+    found.code === 'ENOENT'
+      ? `${flag} ${workdir}: a link to ${target}, which is not there`
+      : `${flag} ${workdir}: a link that cannot be followed (${found.code}: ${found.message})`,
+  );
 }
 
 /**
