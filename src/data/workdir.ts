@@ -1,8 +1,8 @@
 // The workdir layout, in one place: every stage reads the previous one's output from here.
-import { subfolders } from '../util/fs.js';
 import { join } from 'node:path';
 import { InputError } from '../util/errors.js';
 import type { Domain, ImageKind } from './types.js';
+import { subfolders } from '../util/fs.js';
 
 /**
  * A model id as a folder name: "Marqo/marqo-fashionSigLIP" → "Marqo--marqo-fashionSigLIP". A name with an empty,

@@ -1,11 +1,11 @@
 // `ctl demo`: the pipeline on generated data (run.ts), its summary, and with --serve the trained run served.
-import { shellCommand } from '../util/shell.js';
 import { Command } from 'commander';
 import { MAX_GENERATED } from '../data/options.js';
 import { action, parseIntOption, refuseFlags, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
 import { DEMO_RUN, runDemo, type DemoOptions } from './run.js';
 import { formatSummary } from './summary.js';
+import { shellCommand } from '../util/shell.js';
 
 export function registerDemoCommand(program: Command): void {
   const cmd = program

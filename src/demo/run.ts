@@ -5,7 +5,6 @@
 // Each stage is a child `ctl ... --json` process (its human output streams through, its JSON report is kept for
 // the summary), so the demo is also a check that the stages fit together; each is resumable, so a demo killed at
 // any moment continues where it stopped when run again, and a finished one is not redone.
-import { shellCommand } from '../util/shell.js';
 import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,6 +19,7 @@ import { workdirPaths } from '../data/workdir.js';
 import { startMirror } from './mirror.js';
 import { demoSummary, type DemoSummary, type StageReports } from './summary.js';
 import { shippedConfig } from '../train/config.js';
+import { shellCommand } from '../util/shell.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const DEMO_CONFIG = shippedConfig('demo-images');

@@ -2,7 +2,6 @@
 // are (generated, random weights: said plainly), the zero-shot baseline beside the trained run under the catalog
 // protocol on the test part, what each stage did in this run (a resumed demo does no work twice), where the files
 // are and what to run next.
-import { shellCommand } from '../util/shell.js';
 import { basename, dirname } from 'node:path';
 import type { DownloadSummary } from '../download/downloader.js';
 import type { EmbedSummary } from '../embed/run.js';
@@ -10,6 +9,7 @@ import type { EvalReport } from '../eval/evaluate.js';
 import type { TrainRunResult } from '../train/run.js';
 import { formatDuration } from '../util/log.js';
 import { runPaths, type WorkdirPaths } from '../data/workdir.js';
+import { shellCommand } from '../util/shell.js';
 
 /** The part of `ctl data synth --json` the summary reads. */
 interface SynthReport {

@@ -1,7 +1,6 @@
 // `ctl serve` as functions (the command and `ctl demo --serve` call them): one process holding a trained run's
 // towers, its catalog's vectors and the image model, behind the demo page, the runs dashboard and the JSON API
 // (server.ts); it serves until SIGINT or SIGTERM, then closes cleanly.
-import { shellCommand } from '../util/shell.js';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend, type BackendChoice } from '../model/backend.js';
 import { firstLineOf, InputError } from '../util/errors.js';
@@ -13,6 +12,7 @@ import { listRuns, pickDefaultRun } from './runs.js';
 import { existingRunDir, listRunNames, workdirPaths } from '../data/workdir.js';
 import { buildServer } from './server.js';
 import { openUploadEmbedder } from './upload.js';
+import { shellCommand } from '../util/shell.js';
 
 export interface ServeOptions {
   workdir: string;

@@ -1,5 +1,4 @@
 // `ctl data verify-embeddings`: check the workdir's embedding stores (dims agree, ids unique, no NaN/Inf).
-import { subfolders } from '../../util/fs.js';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { action, withCommon } from '../../util/command.js';
@@ -7,6 +6,7 @@ import { InputError, RunError } from '../../util/errors.js';
 import { log, printJson } from '../../util/log.js';
 import { EMBEDDING_VIEWS, modelSlug, type EmbeddingView } from '../workdir.js';
 import { EmbeddingStore } from './embeddings.js';
+import { subfolders } from '../../util/fs.js';
 
 interface StoreCheck {
   dir: string;
