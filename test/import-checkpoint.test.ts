@@ -251,7 +251,7 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
     expect([withOptimizer.status, withOptimizer.stderr]).toEqual([
       2,
       expect.stringMatching(
-        /the file it was imported from had none; .*ctl train --config .*v2-bare.config\.json --run v2-bare --resume/,
+        /the file it was imported from had none; .*ctl train --config .*v2-bare.config\.json --run v2-bare --workdir \S+ --resume/,
       ),
     ]);
     // The file's own metrics go on through the round trip; a bare state_dict had none to give.
