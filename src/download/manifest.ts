@@ -3,7 +3,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readFile, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { locatedError, RunError } from '../util/errors.js';
+import { cannotWrite, locatedError } from '../util/errors.js';
 import { IMAGE_KINDS, type ImageKind } from '../data/types.js';
 import type { ImageFormat } from '../data/image-format.js';
 
@@ -112,6 +112,6 @@ export class ManifestWriter {
   /** A write the disk refused (ENOSPC, EFBIG, EIO): the run cannot record its outcomes, so it stops. */
   private throwIfFailed(): void {
     const err = this.stream.errored;
-    if (err) throw new RunError(`cannot write ${this.path}: ${err.message}`);
+    if (err) throw cannotWrite(this.path, err);
   }
 }

@@ -2,7 +2,7 @@
 // file-system calls then never hold up the event loop that keeps the downloads flowing.
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tempPathFor } from '../util/atomic.js';
-import { RunError } from '../util/errors.js';
+import { cannotWrite, RunError } from '../util/errors.js';
 import { serveRequests, WorkerPool } from '../util/worker-pool.js';
 // validate.js loads sharp in this thread too, before any worker starts: on glibc Linux the main thread must hold
 // libvips loaded until the workers that use it are gone.
@@ -28,7 +28,7 @@ async function checkAndSave(
     renameSync(tmp, dest);
   } catch (err) {
     rmSync(tmp, { force: true });
-    throw new RunError(`cannot write ${dest}: ${err instanceof Error ? err.message : String(err)}`);
+    throw cannotWrite(dest, err);
   }
 }
 

@@ -28,6 +28,11 @@ export function exitCodeOf(err: unknown): number {
   return 1;
 }
 
+/** A file the disk or its folder refused (EACCES, ENOSPC, EFBIG): the machine's fault, not the network's, so not retried. */
+export function cannotWrite(path: string, err: unknown): RunError {
+  return new RunError(`cannot write ${path}: ${firstLineOf(err)}`);
+}
+
 /** The first line of an error's message (native libraries append whole stack dumps), for one-line reports. */
 export function firstLineOf(err: unknown): string {
   return String((err as Error | undefined)?.message ?? err).split('\n')[0];

@@ -7,7 +7,7 @@ import { open, rm, type FileHandle } from 'node:fs/promises';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import { firstLineOf, InputError, RunError } from '../../util/errors.js';
+import { cannotWrite, InputError, RunError } from '../../util/errors.js';
 import { log } from '../../util/log.js';
 import { Progress } from '../../util/progress.js';
 import { describeNetworkError } from '../../util/network-error.js';
@@ -187,9 +187,4 @@ function fileSink(file: FileHandle, path: string): Writable {
       file.sync().then(() => done(), failed(done));
     },
   });
-}
-
-/** A file the download cannot write: the folder's or the disk's fault, so not retried. */
-function cannotWrite(path: string, err: unknown): RunError {
-  return new RunError(`cannot write ${path}: ${firstLineOf(err)}`);
 }
