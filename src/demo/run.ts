@@ -18,7 +18,7 @@ import { log } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
 import { startMirror } from './mirror.js';
 import { demoSummary, type DemoSummary, type StageReports } from './summary.js';
-import { shippedConfig } from '../train/config.js';
+import { shippedConfig } from '../train/shipped-configs.js';
 import { shellCommand } from '../util/shell.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));

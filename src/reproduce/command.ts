@@ -7,7 +7,7 @@ import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from '../train/backend
 import { action, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
 import { embeddingsOption } from '../data/options.js';
-import { shippedConfig } from '../train/config.js';
+import { shippedConfig } from '../train/shipped-configs.js';
 
 /** The reference's v1 and v2 configs as this package ships them, found from wherever ctl runs. */
 const REFERENCE_CONFIGS = ['v1', 'v2'].map(shippedConfig);

@@ -4,7 +4,6 @@
 // data before the check; the resolved config is what a run records and what `--resume` compares.
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as z from 'zod';
 import { RECALL_KS } from '../eval/metrics.js';
 import { PROTOCOLS, type Metrics } from '../eval/protocols.js';
@@ -131,11 +130,6 @@ export const trainConfigSchema = section({
 });
 
 export type TrainConfig = z.output<typeof trainConfigSchema>;
-
-/** A config this package ships (configs/<name>.json), found from wherever ctl runs. */
-export function shippedConfig(name: string): string {
-  return fileURLToPath(new URL(`../../configs/${name}.json`, import.meta.url));
-}
 export type NegativesConfig = z.output<typeof negativesConfigSchema>;
 
 /** One `--set PATH=VALUE` flag: PATH dotted, VALUE parsed as JSON when it parses, else taken as a string. */
