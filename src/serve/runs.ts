@@ -6,9 +6,9 @@ import { checkpointDir, parseCheckpointState, type CheckpointName, type Checkpoi
 import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { readMetrics } from '../train/metrics-log.js';
 import { isFinished } from '../train/resume.js';
-import { listRunNames, runPaths, workdirPaths } from '../data/workdir.js';
+import { listRunNames, RUN_NAME, runPaths, workdirPaths } from '../data/workdir.js';
 import { readEvalReports } from '../eval/report-file.js';
-import { modifiedAt } from '../util/fs.js';
+import { isDirectory, modifiedAt } from '../util/fs.js';
 import { isLocked } from '../util/lock.js';
 import { log } from '../util/log.js';
 import { readJsonIfExists } from '../util/json.js';
@@ -174,7 +174,7 @@ export async function listRuns(workdir: string): Promise<RunSummary[]> {
 
 /** One run's detail, or null when the workdir has no run of that name. */
 export async function readRun(workdir: string, name: string): Promise<RunDetail | null> {
-  if (!(await listRunNames(workdir)).includes(name)) return null;
+  if (!RUN_NAME.test(name) || !(await isDirectory(workdirPaths(workdir).run(name)))) return null;
   return (await describe(workdir, name)).detail;
 }
 

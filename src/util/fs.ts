@@ -12,8 +12,12 @@ export async function isDirectory(path: string): Promise<boolean> {
 
 /** The names of the folders in `dir`, links to folders included, sorted; none when `dir` cannot be read. */
 export async function subfolders(dir: string): Promise<string[]> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  const folders = await Promise.all(names.map(async (name) => ((await isDirectory(join(dir, name))) ? [name] : [])));
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  const folders = await Promise.all(
+    entries.map(async (e) =>
+      e.isDirectory() || (e.isSymbolicLink() && (await isDirectory(join(dir, e.name)))) ? [e.name] : [],
+    ),
+  );
   return folders.flat().sort();
 }
 

@@ -28,8 +28,9 @@ export interface StoreMergePlan {
 export async function planStoreMerge(sourceDirs: string[], targetDir: string): Promise<StoreMergePlan> {
   const target = await EmbeddingStore.openIfExists(targetDir);
   const sources: EmbeddingStore[] = [];
+  const targetFolder = await realFolder(targetDir);
   for (const dir of sourceDirs) {
-    if ((await realFolder(dir)) === (await realFolder(targetDir)))
+    if ((await realFolder(dir)) === targetFolder)
       throw new InputError(`${dir}: is the merge's target; merge from others`);
     sources.push(await EmbeddingStore.open(dir));
   }
