@@ -2,6 +2,8 @@
 // own checkpoint and forward (the safetensors tensors, the ONNX towers in onnxruntime on other batch sizes, the
 // product index), the model card, exit codes, and the folder replaced whole. With the real PyTorch:
 // export-torch.test.ts.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -260,6 +262,26 @@ describe('ctl export', () => {
     }
   });
 
+  // A Docker volume or any mount point cannot be renamed: the export, written beside its folder and swapped in, is
+  // refused before any work, pointing inside it. (Needs a tmpfs mount: root with CAP_SYS_ADMIN, as in CI's container.)
+  it.skipIf(!canMount())('refuses a mount point as --out, before writing anything', async () => {
+    const volume = join(out, 'volume');
+    await mkdir(volume);
+    execFileSync('mount', ['-t', 'tmpfs', 'none', volume]);
+    try {
+      const refused = ctl('export', '--run', 'v2', '--format', 'safetensors', '--out', volume);
+      expect([refused.status, refused.stderr]).toEqual([
+        2,
+        expect.stringMatching(/--out .*volume: a mount point .* give a folder inside it, e\.g\. --out .*volume\/v2/),
+      ]);
+      expect(await readdir(volume)).toEqual([]);
+      expect((await readdir(out)).filter((name) => name.includes('volume'))).toEqual(['volume']);
+      expect(ctl('export', '--run', 'v2', '--format', 'safetensors', '--out', join(volume, 'v2')).status).toBe(0);
+    } finally {
+      execFileSync('umount', [volume]);
+    }
+  });
+
   it('exits 2 naming what is missing or refused', async () => {
     const missing = ctl('export', '--run', 'nope', '--out', join(out, 'nope'));
     expect(missing.status).toBe(2);
@@ -321,3 +343,17 @@ describe('ctl export', () => {
     expect(fine.scene).toBeLessThan(1e-5);
   });
 });
+
+/** Can this process mount a tmpfs (root with CAP_SYS_ADMIN)? */
+function canMount(): boolean {
+  const probe = mkdtempSync(join(tmpdir(), 'ctl-mount-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', 'none', probe], { stdio: 'ignore' });
+    execFileSync('umount', [probe]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}

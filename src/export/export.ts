@@ -71,7 +71,7 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
   if (o.withOptimizer && !o.formats.includes('pt'))
     throw new InputError('--with-optimizer adds the optimizer state to the pt file: use it with --format pt or all');
   await restoreAside(out);
-  await checkReplaceable(out);
+  await checkReplaceable(out, o.run);
   const index = await buildProductIndex(o.workdir, dataset, model);
 
   const indexSummary = { rows: index.products.length, skipped: index.skipped };
@@ -308,8 +308,8 @@ function exportConfig(
   };
 }
 
-/** Refuse to replace a folder that is not an earlier export (e.g. `--out ~`): its files would be lost. */
-async function checkReplaceable(out: string): Promise<void> {
+/** Refuse to replace a folder that is not an earlier export (e.g. `--out ~`: its files would be lost), or a mount point. */
+async function checkReplaceable(out: string, run: string): Promise<void> {
   let names: string[];
   try {
     names = await readdir(out);
@@ -318,6 +318,11 @@ async function checkReplaceable(out: string): Promise<void> {
       throw new InputError(`--out ${out}: a file, not a folder: give a new or empty folder`);
     return;
   }
+  // The export is written beside `out` and renamed into place, which a mount point (a Docker volume) cannot take.
+  if ((await stat(out)).dev !== (await stat(dirname(out))).dev)
+    throw new InputError(
+      `--out ${out}: a mount point (another file system than its parent folder), which the export cannot replace, since it is written beside its folder and renamed into place: give a folder inside it, e.g. --out ${join(out, run)}`,
+    );
   if (names.length === 0) return;
   let producer: unknown;
   try {
