@@ -192,6 +192,21 @@ describe('ctl reproduce', () => {
     expect(other.stderr).toContain("zero-shot (raw 'other-model')");
   });
 
+  it('checks every run name, twins included, before training any', async () => {
+    const [, v2] = configs.split(',');
+    const long = join(workdir, 'long-name.json');
+    const name = 'n'.repeat(195); // a valid run name, whose twin `<name>-scene` is over the 200-character limit
+    await writeFile(long, JSON.stringify({ ...JSON.parse(await readFile(v2, 'utf8')), name }));
+    const r = ctl('reproduce', '--configs', long);
+    expect([r.code, r.stderr]).toEqual([
+      2,
+      expect.stringMatching(
+        /long-name\.json: its scene-split run: 'n{24}…' is too long for a run name \(201 characters/,
+      ),
+    ]);
+    expect(existsSync(workdirPaths(workdir).run(name))).toBe(false);
+  });
+
   it('refuses to stand a finished run for a config it did not train with, naming what changed', async () => {
     const [, v2] = configs.split(',');
     const changed = join(workdir, 'v2-changed.json');

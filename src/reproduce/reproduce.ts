@@ -12,7 +12,7 @@
 import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { SPLIT_SCHEMES, type SplitScheme } from '../data/types.js';
-import { workdirPaths } from '../data/workdir.js';
+import { checkRunName, workdirPaths } from '../data/workdir.js';
 import type { EngineName } from '../eval/engines.js';
 import { evaluateRun, evaluateZeroShot, type EvalReport, type EvalRequest } from '../eval/evaluate.js';
 import type { EvalSplit, Protocol } from '../eval/protocols.js';
@@ -80,16 +80,20 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
 
   const dataset = await loadDataset(options.workdir, domain);
   const digest = datasetDigest(dataset);
-  const runs: ReproducedRun[] = [];
-  for (const { file, config } of configs) {
+  // Every run's name is checked before the first one trains: a twin's `-scene` may be what makes a name too long.
+  const plan = configs.flatMap(({ file, config }) => {
     const base = defaultRunName(config, options.embeddings);
-    for (const split of SPLIT_SCHEMES) {
+    return SPLIT_SCHEMES.map((split) => {
       const run = split === config.split ? base : `${base}-${split}`;
-      const set = split === config.split ? [] : [`split=${split}`];
-      const trained = await trainUnlessFinished(options, digest, file, set, run);
-      const reports = await evaluateRun(options.workdir, run, 'best', requestsOf(split), options.engine);
-      runs.push({ config: file, run, split, trained, reports });
-    }
+      checkRunName(run, '', `${file}: its ${split}-split run`);
+      return { file, split, run, set: split === config.split ? [] : [`split=${split}`] };
+    });
+  });
+  const runs: ReproducedRun[] = [];
+  for (const { file, split, run, set } of plan) {
+    const trained = await trainUnlessFinished(options, digest, file, set, run);
+    const reports = await evaluateRun(options.workdir, run, 'best', requestsOf(split), options.engine);
+    runs.push({ config: file, run, split, trained, reports });
   }
 
   // The floor each config is measured against: cosine on the raw embeddings it trained on (v1's CLIP, v2's SigLIP).
