@@ -14,7 +14,7 @@ export interface Category {
   /** The full `|` path as released, e.g. "Apparel & Accessories|Shoes". */
   path: string;
   /** Rank of the path's first appearance in the category file (the reference numbers leaf names in that order,
-   * see model/categories.ts). Absent in datasets written before it was recorded. */
+   * see model/categories.ts). Optional in a dataset file: without it the vocabulary's order stands in. */
   firstSeen?: number;
 }
 

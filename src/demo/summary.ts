@@ -6,6 +6,7 @@ import { basename, dirname } from 'node:path';
 import type { DownloadSummary } from '../download/downloader.js';
 import type { EmbedSummary } from '../embed/run.js';
 import type { EvalReport } from '../eval/evaluate.js';
+import { percent } from '../eval/table.js';
 import type { TrainRunResult } from '../train/run.js';
 import { formatDuration } from '../util/log.js';
 import { runPaths, type WorkdirPaths } from '../data/workdir.js';
@@ -131,13 +132,11 @@ export function demoSummary(input: DemoInput) {
   };
 }
 
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-
 /** The summary as lines of text for stderr. */
 export function formatSummary(s: DemoSummary): string[] {
   const { catalog: c } = s;
   const row = (label: string, h: Headline) =>
-    `  ${label.padEnd(24)} ${pct(h.recall['10']).padStart(6)}  ${h.mrr.toFixed(3).padStart(6)}  ${String(h.medianRank).padStart(7)}`;
+    `  ${label.padEnd(24)} ${percent(h.recall['10']).padStart(6)}  ${h.mrr.toFixed(3).padStart(6)}  ${String(h.medianRank).padStart(7)}`;
   const gain = c.zeroShot.recall['10'] > 0 ? c.trained.recall['10'] / c.zeroShot.recall['10'] : Infinity;
   const verdict =
     c.trained.recall['10'] > c.zeroShot.recall['10']

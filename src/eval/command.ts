@@ -6,7 +6,8 @@ import type { Domain } from '../data/types.js';
 import { action, refuseFlags, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { log, printJson } from '../util/log.js';
-import { ENGINE_NAMES, type EngineName } from './engines.js';
+import type { EngineName } from './engines.js';
+import { engineOption } from './options.js';
 import type { EvalReport } from './evaluate.js';
 import { CHECKPOINT_NAMES, type CheckpointName } from '../model/checkpoint.js';
 import { EVAL_SPLITS, PROTOCOLS, type EvalSplit, type Protocol } from './protocols.js';
@@ -38,15 +39,6 @@ Ties count against the model: a product scored equal to the target ranks ahead o
 also gives the metrics with ties counted behind (the reference's argsort lands between the two).
 Reports: <workdir>/runs/<run>/eval/<protocol>-<split>.json, <protocol>-<split>-last.json for --checkpoint last
 (zero-shot: <workdir>/eval/zero-shot/<model>/<scene view>/).`;
-
-/** --engine, shared with `ctl reproduce`. */
-export const engineOption = () =>
-  new Option(
-    '--engine <name>',
-    'score engine for ranking: onnx (an onnxruntime Gemm), js (plain, slow), auto = onnx if it loads',
-  )
-    .choices(ENGINE_NAMES)
-    .default('auto');
 
 export function registerEvalCommand(program: Command): void {
   withCommon(

@@ -98,7 +98,10 @@ export async function rankTargets(task: RankTask, options: RankOptions = {}): Pr
   return { ranks, ranksTiesBehind, topIds, topScores };
 }
 
-/** About 32 MB of scores per block: large enough for an efficient matrix product, small enough to stay bounded. */
+/**
+ * About 32 MB of scores per block: large enough for an efficient matrix product, small enough to stay bounded.
+ * (Exported for bench/eval, which times the engines on blocks of this size.)
+ */
 export function defaultBlockRows(numCandidates: number): number {
   return Math.max(16, Math.min(1024, Math.floor((8 << 20) / Math.max(1, numCandidates))));
 }

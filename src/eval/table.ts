@@ -10,7 +10,9 @@ export interface TableRow {
   note?: string;
 }
 
-const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '-' : `${(100 * x).toFixed(1)}%`);
+/** A fraction as a percentage with one decimal; '-' when there is none. */
+export const percent = (x: number | undefined) =>
+  x === undefined || Number.isNaN(x) ? '-' : `${(100 * x).toFixed(1)}%`;
 const num = (x: number | undefined, digits: number) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(digits));
 
 export function formatTable(rows: TableRow[]): string[] {
@@ -20,7 +22,7 @@ export function formatTable(rows: TableRow[]): string[] {
     return [
       r.label,
       m && Number.isFinite(m.queries) ? String(m.queries) : '-',
-      ...RECALL_KS.map((k) => pct(m?.recall[k])),
+      ...RECALL_KS.map((k) => percent(m?.recall[k])),
       num(m?.mrr, 3),
       num(m?.medianRank, 1),
       num(m?.meanRank, 1),

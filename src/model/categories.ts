@@ -15,7 +15,7 @@ export function categoryMapOf(categories: Category[]): CategoryMap {
   const recorded = categories.filter((c) => c.firstSeen !== undefined).length;
   if (recorded > 0 && recorded < categories.length)
     throw new InputError('the dataset records the category-file order for only some categories: re-create it');
-  // Without the file order (a dataset written before it was recorded) the vocabulary's order stands in.
+  // A dataset file without the file order (an optional field) is taken in the vocabulary's order.
   const inFileOrder = [...categories].sort((a, b) => (a.firstSeen ?? a.index) - (b.firstSeen ?? b.index));
   const catToIdx: Record<string, number> = {};
   let rows = 0;

@@ -1,7 +1,7 @@
 // `ctl reproduce`: see reproduce.ts.
 import { Command, Option } from 'commander';
 import { EVAL_SPLITS, type EvalSplit } from '../eval/protocols.js';
-import { engineOption } from '../eval/command.js';
+import { engineOption } from '../eval/options.js';
 import type { EngineName } from '../eval/engines.js';
 import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from '../train/backend.js';
 import { action, withCommon } from '../util/command.js';

@@ -40,7 +40,7 @@ export interface UploadEmbedder {
 }
 
 /** The largest upload decoded (the towers see it at a few hundred pixels; phone photos are up to ~50 MP). */
-export const MAX_UPLOAD_PIXELS = 50_000_000;
+const MAX_UPLOAD_PIXELS = 50_000_000;
 
 export type UploadSupport = { enabled: true; embedder: UploadEmbedder } | { enabled: false; reason: string };
 

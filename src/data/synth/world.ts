@@ -5,7 +5,7 @@
 // The hidden structure: every scene has a latent style; its products are drawn mostly from that style's products
 // of the scene's categories (a quarter are off-style); products are reused across scenes with a skewed popularity,
 // like the real catalogue (~72K pairs over ~38K products). Everything is a pure function of the options.
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import type { Domain, BBox } from '../types.js';
 import type { Dataset } from '../dataset.js';
 import { ITEMS_PER_SCENE_WEIGHTS, taxonomyOf, type TaxonomyEntry } from './taxonomy.js';
@@ -17,6 +17,7 @@ import { Random } from '../../util/random.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
 import { log } from '../../util/log.js';
+import { pathExists } from '../../util/fs.js';
 import { workdirPaths } from '../workdir.js';
 
 export interface WorldOptions {
@@ -113,8 +114,11 @@ export function generateWorld(options: WorldOptions): SynthWorld {
 
   const slotProduct = fillSlots(root.fork('assign'), taxonomy, candidates, slots, sceneStyles);
 
-  // Keep the products that occur, in a stable order, and give everything a signature.
-  const used = new Int32Array(candidates.length).fill(-1);
+  // Keep the candidates some slot took, in candidate order, and give everything a signature. productIndexOf[c] is
+  // candidate c's index in `products` (-1: no slot took it).
+  const productIndexOf = new Int32Array(candidates.length).fill(-1);
+  const taken = new Uint8Array(candidates.length);
+  for (const p of slotProduct) if (p >= 0) taken[p] = 1;
   const products: SynthProduct[] = [];
   const sigRng = root.fork('signatures');
   const sigs = new Set<string>();
@@ -126,12 +130,9 @@ export function generateWorld(options: WorldOptions): SynthWorld {
       return sig;
     }
   };
-  slotProduct.forEach((p) => {
-    if (p >= 0 && used[p] < 0) used[p] = 0;
-  });
   candidates.forEach((c, i) => {
-    if (used[i] < 0) return;
-    used[i] = products.length;
+    if (!taken[i]) return;
+    productIndexOf[i] = products.length;
     products.push({ sig: newSig(), category: c.category, style: c.style });
   });
 
@@ -141,7 +142,7 @@ export function generateWorld(options: WorldOptions): SynthWorld {
   slots.forEach((slot, i) => {
     const p = slotProduct[i];
     if (p < 0) return;
-    const product = used[p];
+    const product = productIndexOf[p];
     const bbox = placeItem(placeRng, taxonomy[products[product].category], frames[slot.scene]);
     scenes[slot.scene].items.push({ product, bbox });
   });
@@ -376,10 +377,7 @@ export async function writeSyntheticDataset(
 ): Promise<WrittenDataset> {
   const paths = workdirPaths(workdir);
   const { domain } = options;
-  const fetched = await readFile(workdirPaths(workdir).fetchManifest(domain), 'utf8').then(
-    () => true,
-    () => false,
-  );
+  const fetched = await pathExists(paths.fetchManifest(domain));
   if (fetched && !force)
     throw new InputError(
       `${paths.rawPairs(domain)} holds the STL files fetched by \`ctl data fetch\`: use another --workdir, or --force to replace them with synthetic data`,
@@ -387,8 +385,8 @@ export async function writeSyntheticDataset(
   const world = generateWorld(options);
   await writeFileAtomic(paths.rawPairs(domain), pairsFileText(world));
   await writeFileAtomic(paths.rawCategories(domain), categoriesFileText(world));
-  if (fetched) await rm(workdirPaths(workdir).fetchManifest(domain), { force: true });
-  await writeJsonAtomic(workdirPaths(workdir).synthMarker(domain), provenanceOf(options));
+  if (fetched) await rm(paths.fetchManifest(domain), { force: true });
+  await writeJsonAtomic(paths.synthMarker(domain), provenanceOf(options));
   const { dataset, path } = await normaliseWorkdir(workdir, domain, { strict: true, source: 'synthetic' });
   if (world.products.length < options.products)
     log(

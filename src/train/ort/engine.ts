@@ -28,11 +28,6 @@ const ENCODE_CHUNK = 8192;
 export interface OrtEngineOptions extends EngineOptions {
   /** Intra-op threads of the session. */
   threads: number;
-  /**
-   * Threads drawing the next step's dropout masks while a step runs (0: between steps, on the main thread).
-   * Default: one on the CPU, where the step's own threads take the cores; up to 8 beside a GPU.
-   */
-  maskWorkers?: number;
   /** onnxruntime's execution provider: the CPU (default) or WebGPU (Dawn; on a GPU, or a software Vulkan). */
   provider?: 'cpu' | 'webgpu';
 }
@@ -85,8 +80,10 @@ export class OrtEngine implements TrainEngine {
     };
     this.t = state?.t ?? 0;
     this.state = options.provider === 'webgpu' ? new DeviceState(ort, initial, 'webgpu') : new HostState(ort, initial);
-    const workers = options.provider === 'webgpu' ? Math.min(8, availableParallelism() - 1) : 1;
-    this.masks = MaskDrawer.start(options.seed, options.maskWorkers ?? workers);
+    // Threads drawing the next step's dropout masks while a step runs: one on the CPU, where the step's own threads
+    // take the cores; up to 8 beside a GPU.
+    const maskWorkers = options.provider === 'webgpu' ? Math.min(8, availableParallelism() - 1) : 1;
+    this.masks = MaskDrawer.start(options.seed, maskWorkers);
   }
 
   static async create(options: OrtEngineOptions): Promise<OrtEngine> {
