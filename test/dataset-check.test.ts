@@ -3,7 +3,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDataset } from '../src/data/stl/dataset-io.js';
-import { synthesise } from '../src/data/synth/world.js';
+import { synthesise } from '../src/data/synth/run.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { InputError } from '../src/util/errors.js';
 import { removeTempWorkdirs, tempWorkdir } from './synth-fixtures.js';

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { SYNTH_MODEL } from '../src/data/workdir.js';
-import { synthesise } from '../src/data/synth/world.js';
+import { synthesise } from '../src/data/synth/run.js';
 import { runEmbed } from '../src/embed/run.js';
 import { evaluateRun, type EvalReport } from '../src/eval/evaluate.js';
 import { trainRun } from '../src/train/run.js';

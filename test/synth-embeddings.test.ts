@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { computeEmbeddings, writeSyntheticEmbeddings, type SynthEmbeddings } from '../src/data/synth/embeddings.js';
 import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
 import { loadPairInputs } from '../src/data/store/pair-inputs.js';
-import { synthesise } from '../src/data/synth/world.js';
+import { synthesise } from '../src/data/synth/run.js';
 import { Random } from '../src/util/random.js';
 import { SYNTH_MODEL, workdirPaths } from '../src/data/workdir.js';
 import { removeTempWorkdirs, tempWorkdir, world } from './synth-fixtures.js';

@@ -2,14 +2,8 @@
 // raw files going through the real loader strictly.
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  apportion,
-  categoriesFileText,
-  generateWorld,
-  pairsFileText,
-  writeSyntheticDataset,
-  type SynthWorld,
-} from '../src/data/synth/world.js';
+import { apportion, generateWorld, type SynthWorld } from '../src/data/synth/world.js';
+import { categoriesFileText, pairsFileText, writeSyntheticDataset } from '../src/data/synth/run.js';
 import { taxonomyOf } from '../src/data/synth/taxonomy.js';
 import { loadDataset } from '../src/data/stl/dataset-io.js';
 import { workdirPaths } from '../src/data/workdir.js';

@@ -16,7 +16,7 @@ import { evaluateRun } from '../src/eval/evaluate.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { InputError, RunError } from '../src/util/errors.js';
 import { acquireLock } from '../src/util/lock.js';
-import { synthesise } from '../src/data/synth/world.js';
+import { synthesise } from '../src/data/synth/run.js';
 import { plantedWorkdir, smallConfig, TEST_MODEL, writeConfig, type ConfigFile } from './train-fixtures.js';
 import type { Dataset } from '../src/data/dataset.js';
 

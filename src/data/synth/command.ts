@@ -46,7 +46,7 @@ export function registerSynthCommand(data: Command): void {
   withCommon(cmd).action(
     action<SynthFlags>(async (o, cmd) => {
       if (!o.images) refuseFlags(cmd, ['format'], '--images');
-      const { synthesise } = await import('./world.js'); // loads sharp: only when used
+      const { synthesise } = await import('./run.js'); // loads sharp: only when used
       const r = await synthesise(o.workdir, {
         scenes: o.scenes,
         products: o.products,
