@@ -41,24 +41,12 @@ export async function trainLoop(
   ctx: LoopContext,
 ): Promise<{ best: { epoch: number; metric: number }; epochs: number }> {
   const { config, data, engine, metricsLog } = ctx;
-  const rows = data.train.pairs.length;
-  // A last partial batch too small to split over the workers (or to have in-batch negatives) is left out.
-  const remainder = rows % config.batchSize;
-  const stepsPerEpoch = Math.floor(rows / config.batchSize) + (remainder >= Math.max(2, ctx.workers) ? 1 : 0);
-  if (stepsPerEpoch === 0)
-    throw new InputError(`only ${rows} training pairs: fewer than ${Math.max(2, ctx.workers)}, nothing to train on`);
+  const stepsPerEpoch = countSteps(data.train.pairs.length, config.batchSize, ctx.workers);
   const state = ctx.checkpoint?.state;
   let step = state?.step ?? 0;
   let best = state?.best ?? { epoch: 0, metric: -Infinity };
   let epochsWithoutGain = state?.epochsWithoutGain ?? 0;
-  const saved = ctx.checkpoint?.minedPool;
-  const negatives = createNegativeSampler(
-    drawnNegatives(config),
-    { index: data.negativeIndex, config: config.negatives, seed: config.seed },
-    saved && state?.minedStep !== undefined
-      ? { step: state.minedStep, table: saved.pool, width: saved.poolSize }
-      : null,
-  );
+  const negatives = resumedSampler(ctx);
   if (!state) await recordZeroShot(data, config, metricsLog);
 
   let epoch = state?.epoch ?? 0;
@@ -98,6 +86,29 @@ export async function trainLoop(
   return { best, epochs: epoch };
 }
 
+/** An epoch's steps: whole batches, and a last partial one large enough to split over the workers. */
+function countSteps(rows: number, batchSize: number, workers: number): number {
+  // A last partial batch too small to split over the workers (or to have in-batch negatives) is left out.
+  const remainder = rows % batchSize;
+  const steps = Math.floor(rows / batchSize) + (remainder >= Math.max(2, workers) ? 1 : 0);
+  if (steps === 0)
+    throw new InputError(`only ${rows} training pairs: fewer than ${Math.max(2, workers)}, nothing to train on`);
+  return steps;
+}
+
+/** The config's negative sampler, with the mined pool of the checkpoint resumed from (when it saved one). */
+function resumedSampler({ config, data, checkpoint }: LoopContext): NegativeSampler {
+  const state = checkpoint?.state;
+  const saved = checkpoint?.minedPool;
+  return createNegativeSampler(
+    drawnNegatives(config),
+    { index: data.negativeIndex, config: config.negatives, seed: config.seed },
+    saved && state?.minedStep !== undefined
+      ? { step: state.minedStep, table: saved.pool, width: saved.poolSize }
+      : null,
+  );
+}
+
 /** The selection protocol on the raw embeddings (cosine), logged and recorded: what training has to beat. */
 async function recordZeroShot(data: TrainingData, config: TrainConfig, metricsLog: MetricsLog): Promise<void> {
   const metrics = await validate(data, config, {
@@ -115,10 +126,7 @@ interface EpochResult {
   /** The step the next epoch starts at. */
   step: number;
   /** The epoch's means and speed, for its metrics record. */
-  record: {
-    loss: number;
-    infonce: number;
-    triplet: number;
+  record: Losses & {
     trainSeconds: number;
     samplesPerSec: number;
     liveTensors: number | undefined;
@@ -142,7 +150,7 @@ async function trainEpoch(
   const order = keyedRandom(config.seed, 'shuffle', epoch).shuffle(Array.from({ length: rows }, (_, i) => i));
   const progress = new Progress(`epoch ${epoch + 1}/${config.epochs}`, trainedRows, { unit: 'samples' });
   const started = performance.now();
-  const sums = { loss: 0, infonce: 0, triplet: 0 };
+  const sums: Losses = { loss: 0, infonce: 0, triplet: 0 };
   let liveTensors: number | undefined;
   let step = firstStep;
   let samples = 0;
@@ -151,21 +159,10 @@ async function trainEpoch(
     await negatives.refresh?.(step, engine);
     const lr = learningRate(config.schedule, config.optimizer.lr, step, stepsPerEpoch, config.epochs);
     const result = await engine.step(planStep(step, lr, batch, config, data, negatives));
-    // A finite loss can come with gradients that overflowed: the update just made the weights NaN, and the next
-    // checkpoint would keep them.
-    const diverged = Object.entries({ loss: result.loss, 'gradient norm': result.gradNorm }).find(
-      ([, value]) => !Number.isFinite(value),
-    );
-    if (diverged)
-      throw new RunError(
-        `${diverged[0]} is ${diverged[1]} at step ${step + 1} (epoch ${epoch + 1}, learning rate ${lr.toExponential(2)}): ` +
-          `try a lower optimizer.lr or optimizer.gradClip (e.g. 1.0) in ${ctx.name}'s config, and check the embeddings with \`ctl data verify-embeddings\``,
-      );
+    checkFinite(result, { run: ctx.name, step, epoch, lr });
     step++;
     samples += batch.length;
-    sums.loss += result.loss;
-    sums.infonce += result.infonce;
-    sums.triplet += result.triplet;
+    addLosses(sums, result);
     liveTensors = result.tensors;
     await ctx.lock.checkHeld();
     await metricsLog.append({
@@ -180,10 +177,10 @@ async function trainEpoch(
       gradNorm: result.gradNorm,
       samplesPerSec: samples / ((performance.now() - started) / 1000),
     });
-    const mean = (sum: number) => (sum / (b + 1)).toFixed(3); // the epoch's so far, as its summary line gives it
+    const mean = meanLosses(sums, b + 1); // the epoch's so far, as its summary line gives it
     progress.tick(
       batch.length,
-      `loss ${mean(sums.loss)} (nce ${mean(sums.infonce)} trip ${mean(sums.triplet)}) lr ${lr.toExponential(1)} τ ${result.temperature.toFixed(3)}`,
+      `loss ${mean.loss.toFixed(3)} (nce ${mean.infonce.toFixed(3)} trip ${mean.triplet.toFixed(3)}) lr ${lr.toExponential(1)} τ ${result.temperature.toFixed(3)}`,
     );
   }
   progress.finish();
@@ -191,15 +188,46 @@ async function trainEpoch(
   return {
     step,
     record: {
-      loss: sums.loss / stepsPerEpoch,
-      infonce: sums.infonce / stepsPerEpoch,
-      triplet: sums.triplet / stepsPerEpoch,
+      ...meanLosses(sums, stepsPerEpoch),
       trainSeconds,
       samplesPerSec: trainedRows / trainSeconds,
       liveTensors,
     },
   };
 }
+
+/**
+ * Refuse a step whose loss or gradient norm is not finite. A finite loss can come with gradients that overflowed: the
+ * update just made the weights NaN, and the next checkpoint would keep them.
+ */
+function checkFinite(
+  result: { loss: number; gradNorm: number },
+  at: { run: string; step: number; epoch: number; lr: number },
+): void {
+  const diverged = Object.entries({ loss: result.loss, 'gradient norm': result.gradNorm }).find(
+    ([, value]) => !Number.isFinite(value),
+  );
+  if (diverged)
+    throw new RunError(
+      `${diverged[0]} is ${diverged[1]} at step ${at.step + 1} (epoch ${at.epoch + 1}, learning rate ${at.lr.toExponential(2)}): ` +
+        `try a lower optimizer.lr or optimizer.gradClip (e.g. 1.0) in ${at.run}'s config, and check the embeddings with \`ctl data verify-embeddings\``,
+    );
+}
+
+/** A step's loss and its two terms; summed over an epoch's steps for their means. */
+type Losses = { loss: number; infonce: number; triplet: number };
+
+function addLosses(sums: Losses, step: Losses): void {
+  sums.loss += step.loss;
+  sums.infonce += step.infonce;
+  sums.triplet += step.triplet;
+}
+
+const meanLosses = (sums: Losses, steps: number): Losses => ({
+  loss: sums.loss / steps,
+  infonce: sums.infonce / steps,
+  triplet: sums.triplet / steps,
+});
 
 /** The step's negatives and masks, all drawn from (seed, step). */
 function planStep(

@@ -5,6 +5,8 @@
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { categoryMapOf, categoryRows } from '../model/categories.js';
+import type { Checkpoint } from '../model/checkpoint.js';
+import type { ParamLayout } from '../model/params.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { acquireLock, STALE_LOCK_MS, type Lock } from '../util/lock.js';
@@ -12,7 +14,8 @@ import { log } from '../util/log.js';
 import { checkRunName, runPaths, workdirPaths } from '../data/workdir.js';
 import { chooseTrainBackend, chooseWorkers, createEngine, ortProvider, type TrainBackendChoice } from './backend.js';
 import { resolveConfig, type TrainConfig } from './config.js';
-import { loadTrainingData } from './data.js';
+import { loadTrainingData, type TrainingData } from './data.js';
+import type { EngineOptions } from './engine.js';
 import { drawnNegatives, formatMetric, trainLoop } from './loop.js';
 import { MetricsLog } from './metrics-log.js';
 import { checkResumable, loadLastCheckpoint, resumePoint } from './resume.js';
@@ -120,24 +123,10 @@ async function trainLocked(
         `${formatMetric(previous.best.metric)} at epoch ${previous.best.epoch})`,
     );
 
-  const engineOptions = {
-    spec,
-    optimizer: config.optimizer,
-    loss: config.loss,
-    seed: config.seed,
-    params: checkpoint ? checkpoint.params : model.layout.initialise(config.seed),
-    optimizerState: checkpoint?.optimizer,
-    matrices: {
-      trainScenes: data.train.scenes,
-      valScenes: data.val.scenes,
-      products: data.products,
-      productCategory: Int32Array.from(data.productCategory, (c) => categoryRow[c]),
-      rowProduct: data.rowProduct,
-    },
-  };
+  const start = engineOptions({ config, data, spec, layout: model.layout, categoryRow, checkpoint });
   // A step trains on at most every training pair, whatever the configured batch.
   const largestBatch = Math.min(config.batchSize, data.train.pairs.length);
-  const engine = await createEngine({ name: backend, ortThreads }, workers, engineOptions, largestBatch);
+  const engine = await createEngine({ name: backend, ortThreads }, workers, start, largestBatch);
 
   try {
     const { best, epochs } = await trainLoop({
@@ -160,4 +149,35 @@ async function trainLocked(
   } finally {
     await engine.dispose();
   }
+}
+
+/**
+ * What the engine starts from: the model and the config's optimizer and loss, the checkpoint's weights and Adam's
+ * moments (fresh weights for a new run), and the matrices it trains and validates on.
+ */
+function engineOptions(run: {
+  config: TrainConfig;
+  data: TrainingData;
+  spec: ModelSpec;
+  layout: ParamLayout;
+  /** Dataset category → its row of the category embedding. */
+  categoryRow: Int32Array;
+  checkpoint: Checkpoint<TrainConfig> | null;
+}): EngineOptions {
+  const { config, data, checkpoint, categoryRow } = run;
+  return {
+    spec: run.spec,
+    optimizer: config.optimizer,
+    loss: config.loss,
+    seed: config.seed,
+    params: checkpoint ? checkpoint.params : run.layout.initialise(config.seed),
+    optimizerState: checkpoint?.optimizer,
+    matrices: {
+      trainScenes: data.train.scenes,
+      valScenes: data.val.scenes,
+      products: data.products,
+      productCategory: Int32Array.from(data.productCategory, (c) => categoryRow[c]),
+      rowProduct: data.rowProduct,
+    },
+  };
 }
