@@ -66,7 +66,7 @@ export type WorkdirPaths = ReturnType<typeof workdirPaths>;
 /** What a run's folder holds besides its checkpoints (model/checkpoint.ts lays those out). */
 export function runPaths(runDir: string) {
   return {
-    /** The resolved config the run started with, its overrides and data summary. */
+    /** The resolved config the run started with, its overrides and data summary (train/run-record.ts). */
     config: join(runDir, 'config.json'),
     /** One JSON line per logged step and epoch. */
     metrics: join(runDir, 'metrics.jsonl'),

@@ -13,7 +13,7 @@ import { readdir } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { EmbeddingStore } from '../data/store/embeddings.js';
 import type { Domain, SplitScheme } from '../data/types.js';
-import { checkRunName, runPaths, workdirPaths } from '../data/workdir.js';
+import { checkRunName, workdirPaths } from '../data/workdir.js';
 import { categoryMapOf, categoryRows, checkCategoryMap, type CategoryMap } from '../model/categories.js';
 import { CHECKPOINT_NAMES, saveCheckpoint } from '../model/checkpoint.js';
 import { fromStateDict, torchShape } from '../model/state-dict.js';
@@ -25,7 +25,8 @@ import { shippedConfig } from '../train/shipped-configs.js';
 import { loadTrainingData } from '../train/data.js';
 import { lockRun } from '../train/run.js';
 import { checkpointState } from '../train/checkpointing.js';
-import { writeDirAtomic, writeJsonAtomic } from '../util/atomic.js';
+import { writeRunRecord } from '../train/run-record.js';
+import { writeDirAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { isDirectory } from '../util/fs.js';
 import { log } from '../util/log.js';
@@ -136,7 +137,7 @@ async function importLocked(o: ImportCheckpointOptions, run: string, dir: string
 
   // The whole run folder at once: a killed import leaves no half run.
   await writeDirAtomic(dir, async (tmp) => {
-    await writeJsonAtomic(runPaths(tmp).config, {
+    await writeRunRecord(tmp, {
       config,
       overrides: {},
       imported: state.imported,

@@ -6,6 +6,7 @@ import { checkpointDir, parseCheckpointState, type CheckpointName, type Checkpoi
 import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { readMetrics } from '../train/metrics-log.js';
 import { isFinished } from '../train/resume.js';
+import type { RunRecord } from '../train/run-record.js';
 import { listRunNames, RUN_NAME, runPaths, workdirPaths } from '../data/workdir.js';
 import { readEvalReports } from '../eval/report-file.js';
 import { isDirectory, modifiedAt } from '../util/fs.js';
@@ -95,7 +96,7 @@ async function readStartConfig(runDir: string): Promise<TrainConfig | null> {
     return null;
   }
   if (saved === undefined) return null;
-  const { value, issues } = parseWith(trainConfigSchema, (saved as { config?: unknown } | null)?.config);
+  const { value, issues } = parseWith(trainConfigSchema, (saved as Partial<RunRecord<unknown>> | null)?.config);
   if (issues) warnOnce(issueLines(`${file}: config`, issues));
   return value ?? null;
 }

@@ -10,8 +10,8 @@ import type { TrainingData } from './data.js';
 import type { TrainEngine } from './engine.js';
 import type { SamplerState } from './negatives.js';
 
-/** What a run's checkpoints record of how it was made; `ctl import` gives the same for a reference checkpoint. */
-export interface RunRecord {
+/** What a run trains with, as its checkpoints record it; `ctl import` gives the same for a reference checkpoint. */
+export interface RunSetup {
   config: TrainConfig;
   overrides: Record<string, unknown>;
   data: TrainingData;
@@ -26,7 +26,7 @@ type RunPosition = Pick<CheckpointState<TrainConfig>, 'epoch' | 'step' | 'metric
 
 /** What a checkpoint records besides the tensors: where the run is, and what it ran on (checked on resume). */
 export function checkpointState(
-  run: RunRecord,
+  run: RunSetup,
   at: RunPosition & Partial<Pick<CheckpointState<TrainConfig>, 'minedStep' | 'imported'>>,
 ): CheckpointState<TrainConfig> {
   const { config, data } = run;
@@ -64,7 +64,7 @@ export function checkpointState(
  * it is; the engine gives the tensors.
  */
 export async function saveCheckpoints(
-  run: RunRecord & { dir: string; layout: ParamLayout; engine: TrainEngine },
+  run: RunSetup & { dir: string; layout: ParamLayout; engine: TrainEngine },
   at: RunPosition,
   { best, sampled }: { best: boolean; sampled: SamplerState | null },
 ): Promise<void> {

@@ -13,6 +13,7 @@ import { modelSlug, SCENE_VIEWS } from '../data/workdir.js';
 import { isObject, parseJsonFile } from '../util/json.js';
 import { flag, int, nonEmptyString, number, oneOf, parseWith, satisfying, section } from '../util/schema.js';
 import { NEGATIVE_STRATEGIES } from './negatives.js';
+import { isRunRecord } from './run-record.js';
 import { DOMAINS, SPLIT_SCHEMES } from '../data/types.js';
 
 const SELECTION_METRICS = [...RECALL_KS.map((k) => `recall@${k}` as const), 'mrr' as const];
@@ -173,7 +174,7 @@ async function readConfigFile(path: string): Promise<{ document: unknown; source
     );
   }
   const document = parseJsonFile(text, path);
-  if (isObject(document) && isObject(document.config) && 'createdAt' in document)
+  if (isRunRecord(document))
     return { document: document.config, source: `${path}: config`, run: basename(dirname(resolve(path))) };
   return { document, source: path };
 }

@@ -10,7 +10,7 @@ import { formatDuration, log } from '../util/log.js';
 import { l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
 import { keyedRandom } from '../util/random.js';
-import { saveCheckpoints, type RunRecord } from './checkpointing.js';
+import { saveCheckpoints, type RunSetup } from './checkpointing.js';
 import { selectionValue, type TrainConfig } from './config.js';
 import type { TrainingData } from './data.js';
 import type { StepPlan, TrainEngine } from './engine.js';
@@ -20,7 +20,7 @@ import { inBatchFalseNegatives } from './negatives/negative-index.js';
 import { isFinished } from './resume.js';
 import { learningRate } from './schedule.js';
 
-export interface LoopContext extends RunRecord {
+export interface LoopContext extends RunSetup {
   name: string;
   dir: string;
   /** Where each parameter tensor sits in the flat vectors the engine and the checkpoints hold. */

@@ -8,7 +8,6 @@ import { categoryMapOf, categoryRows } from '../model/categories.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import type { ParamLayout } from '../model/params.js';
 import { TwoTower, type ModelSpec } from '../model/two-tower.js';
-import { writeJsonAtomic } from '../util/atomic.js';
 import { acquireLock, STALE_LOCK_MS, type Lock } from '../util/lock.js';
 import { log } from '../util/log.js';
 import { checkRunName, runPaths, workdirPaths } from '../data/workdir.js';
@@ -19,6 +18,7 @@ import type { EngineOptions } from './engine.js';
 import { drawnNegatives, formatMetric, trainLoop } from './loop.js';
 import { MetricsLog } from './metrics-log.js';
 import { checkResumable, loadLastCheckpoint, resumePoint } from './resume.js';
+import { writeRunRecord, type RunRecord } from './run-record.js';
 
 export interface TrainRunOptions {
   workdir: string;
@@ -94,21 +94,7 @@ async function trainLocked(
   const workers = chooseWorkers(options.workers, backend, previous?.workers ?? null);
 
   await mkdir(dir, { recursive: true });
-  if (!previous) {
-    await writeJsonAtomic(runPaths(dir).config, {
-      config,
-      overrides,
-      configFile: options.config,
-      embeddings: { model: data.embeddingModel, dim: data.dim },
-      data: {
-        fingerprint: data.fingerprint,
-        trainPairs: data.train.pairs.length,
-        valPairs: data.val.pairs.length,
-        missing: data.missing,
-      },
-      createdAt: new Date().toISOString(),
-    });
-  }
+  if (!previous) await writeRunRecord(dir, newRunRecord(run, options.config, data));
   const metricsLog = await MetricsLog.open(runPaths(dir).metrics, checkpoint ? checkpoint.state.step : null);
   log(
     `train ${name}: ${config.model.arch}, ${data.train.pairs.length} train / ${data.val.pairs.length} val pairs (split ${config.split}), ` +
@@ -149,6 +135,27 @@ async function trainLocked(
   } finally {
     await engine.dispose();
   }
+}
+
+/** A new run's record (config.json): the config it starts with, from which file, and what its data holds. */
+function newRunRecord(
+  { config, overrides }: { config: TrainConfig; overrides: Record<string, unknown> },
+  configFile: string,
+  data: TrainingData,
+): RunRecord {
+  return {
+    config,
+    overrides,
+    configFile,
+    embeddings: { model: data.embeddingModel, dim: data.dim },
+    data: {
+      fingerprint: data.fingerprint,
+      trainPairs: data.train.pairs.length,
+      valPairs: data.val.pairs.length,
+      missing: data.missing,
+    },
+    createdAt: new Date().toISOString(),
+  };
 }
 
 /**
