@@ -160,3 +160,29 @@ describe('per-category results', () => {
     }
   });
 });
+
+describe('category AUC', () => {
+  it('is left out, not NaN (null in a report file), where no query has a same-category negative', async () => {
+    const singletons = tinyDataset({ seed: 5, scenes: 30, products: 5, categories: 5, maxItems: 3 });
+    const alone = await evaluateProtocol('category', intVectors(singletons, 4, 2));
+    expect(alone.auc).toBeUndefined();
+    expect(Object.values(alone.perCategory!).map((c) => c.auc)).toEqual([
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+    ]);
+
+    // Cat0 holds two products (0 and 5), every other category one: only Cat0's queries have an AUC.
+    const mixed = tinyDataset({ seed: 5, scenes: 30, products: 6, categories: 5, maxItems: 3 });
+    const m = await evaluateProtocol('category', intVectors(mixed, 4, 2));
+    expect(m.auc).toBeGreaterThanOrEqual(0);
+    expect(
+      Object.entries(m.perCategory!)
+        .filter(([, c]) => c.auc !== undefined)
+        .map(([name]) => name),
+    ).toEqual(['Cat0']);
+    expect(JSON.parse(JSON.stringify(m)).perCategory.Cat1).not.toHaveProperty('auc');
+  });
+});

@@ -49,8 +49,8 @@ export function aucFromRank(rank: number, negatives: number): number {
   return negatives > 0 ? 1 - (rank - 1) / negatives : NaN;
 }
 
-/** Mean of the AUCs that are defined. */
-export function meanAuc(ranks: Ranks, negatives: Ranks): number {
+/** Mean of the AUCs that are defined; undefined when none is (no query has a negative). */
+export function meanAuc(ranks: Ranks, negatives: Ranks): number | undefined {
   let sum = 0;
   let count = 0;
   for (let i = 0; i < ranks.length; i++) {
@@ -59,7 +59,7 @@ export function meanAuc(ranks: Ranks, negatives: Ranks): number {
     sum += auc;
     count++;
   }
-  return count > 0 ? sum / count : NaN;
+  return count > 0 ? sum / count : undefined;
 }
 
 /** Recall@{1,5,10,50} keyed "1", "5", ... as the Metrics contract has it. */

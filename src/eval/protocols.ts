@@ -317,18 +317,15 @@ function summarise(
     if (members.length === 0) continue;
     const r = Int32Array.from(members, (i) => ranks[i]);
     const s = summariseRanks(r);
-    perCategory[labels[c]] = { queries: s.queries, recall: s.recall, mrr: s.mrr };
-    if (negatives)
-      perCategory[labels[c]].auc = meanAuc(
+    // An AUC only where a query has a same-category negative (a category of one product has none).
+    const auc =
+      negatives &&
+      meanAuc(
         r,
         Int32Array.from(members, (i) => negatives[i]),
       );
+    perCategory[labels[c]] = { queries: s.queries, recall: s.recall, mrr: s.mrr, ...(auc !== undefined && { auc }) };
   }
-  const overall = summariseRanks(ranks);
-  return {
-    protocol,
-    ...overall,
-    ...(negatives ? { auc: meanAuc(ranks, negatives) } : {}),
-    perCategory,
-  };
+  const auc = negatives && meanAuc(ranks, negatives);
+  return { protocol, ...summariseRanks(ranks), ...(auc !== undefined && { auc }), perCategory };
 }
