@@ -81,7 +81,7 @@ export async function trainLoop(
   }
   if (epoch < config.epochs) log(`early stop: no ${config.selection.metric} gain for ${config.patience} epochs`);
   log(
-    `best ${config.selection.metric} ${formatMetric(best.metric)} at epoch ${best.epoch}; checkpoints in ${join(ctx.dir, 'checkpoints')}`,
+    `best val ${config.selection.protocol} ${config.selection.metric} ${formatMetric(best.metric)} at epoch ${best.epoch}; checkpoints in ${join(ctx.dir, 'checkpoints')}`,
   );
   return { best, epochs: epoch };
 }
@@ -117,7 +117,7 @@ async function recordZeroShot(data: TrainingData, config: TrainConfig, metricsLo
     dim: data.dim,
   });
   log(
-    `zero-shot (raw embeddings, cosine): ${config.selection.metric} ${formatMetric(selectionValue(metrics, config.selection.metric))}`,
+    `zero-shot (raw embeddings, cosine): val ${config.selection.protocol} ${config.selection.metric} ${formatMetric(selectionValue(metrics, config.selection.metric))}`,
   );
   await metricsLog.append({ type: 'zero-shot', step: 0, epoch: 0, protocol: config.selection.protocol, metrics });
 }
