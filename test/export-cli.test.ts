@@ -3,7 +3,6 @@
 // product index), the model card, exit codes, and the folder replaced whole. With the real PyTorch:
 // export-torch.test.ts.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +21,7 @@ import { TwoTower } from '../src/model/two-tower.js';
 import { RunError } from '../src/util/errors.js';
 import { keyedRandom } from '../src/util/random.js';
 import { ctlIn, trainedWorkdir } from './export-fixtures.js';
+import { canMount } from './mount.js';
 import { TEST_MODEL } from './train-fixtures.js';
 
 let workdir = '';
@@ -343,17 +343,3 @@ describe('ctl export', () => {
     expect(fine.scene).toBeLessThan(1e-5);
   });
 });
-
-/** Can this process mount a tmpfs (root with CAP_SYS_ADMIN)? */
-function canMount(): boolean {
-  const probe = mkdtempSync(join(tmpdir(), 'ctl-mount-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', 'none', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    rmSync(probe, { recursive: true, force: true });
-  }
-}

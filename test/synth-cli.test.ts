@@ -1,10 +1,11 @@
 // `ctl data synth` and `ctl data verify-embeddings` end to end through the built binary (`npm run build` first).
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeNpy, encodeNpy } from '../src/data/store/npy.js';
 import { workdirPaths } from '../src/data/workdir.js';
+import { canMount } from './mount.js';
 import { removeTempWorkdirs, tempWorkdir } from './synth-fixtures.js';
 
 const CLI = resolve(__dirname, '../dist/cli.js');
@@ -123,6 +124,42 @@ describe('ctl data synth (built binary)', () => {
       expect.stringMatching(/no embedding stores under .* of view scenes-hide-product/),
     ]);
   });
+
+  it('refuses embeddings larger than memory or the free disk before generating anything', async () => {
+    const workdir = await tempWorkdir();
+    const huge = await ctl([
+      'data',
+      'synth',
+      '--workdir',
+      workdir,
+      ...['--scenes', '10000000', '--products', '10000000', '--dim', '4096'],
+    ]);
+    expect([huge.code, huge.stderr]).toEqual([
+      2,
+      expect.stringMatching(
+        /--dim 4096: .*about [\d.]+ [GT]B, held in memory at once \(this machine has [\d.]+ GB\): lower --dim or the sizes/,
+      ),
+    ]);
+    expect(await readdir(workdir)).toEqual([]);
+    if (!canMount()) return; // a small disk: a tmpfs of 1 MB (root with CAP_SYS_ADMIN, as in CI's container)
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'none', workdir]);
+    try {
+      const full = await ctl([
+        'data',
+        'synth',
+        '--workdir',
+        workdir,
+        ...['--scenes', '3000', '--products', '3000', '--dim', '512'],
+      ]);
+      expect([full.code, full.stderr]).toEqual([
+        2,
+        expect.stringMatching(/--dim 512: .*about [\d.]+ MB on disk, .* has 1\.0 MB free/),
+      ]);
+      expect(await readdir(workdir)).toEqual([]);
+    } finally {
+      execFileSync('umount', [workdir]);
+    }
+  }, 30_000);
 
   it('rejects bad usage with exit 2 and documents every flag with its default', async () => {
     const workdir = await tempWorkdir();

@@ -1,6 +1,6 @@
 // Questions about a path that must not throw: a missing path (or one we may not read) answers false.
-import { readdir, realpath, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readdir, realpath, stat, statfs } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 
 export async function pathExists(path: string): Promise<boolean> {
   return (await stat(path).catch(() => null)) !== null;
@@ -30,4 +30,13 @@ export async function modifiedAt(path: string): Promise<number | undefined> {
  * compare equal. */
 export async function realFolder(path: string): Promise<string> {
   return realpath(path).catch(() => resolve(path));
+}
+
+/** Bytes free to this user on the file system that holds `path` (or would: its nearest existing folder). */
+export async function freeBytes(path: string): Promise<number | undefined> {
+  for (let dir = resolve(path); ; dir = dirname(dir)) {
+    const fs = await statfs(dir).catch(() => null);
+    if (fs) return fs.bavail * fs.bsize;
+    if (dirname(dir) === dir) return undefined;
+  }
 }

@@ -18,11 +18,15 @@
 // better, the map told the candidate's category better still, and v2 beats v1 (the measured recalls are in
 // bench/eval/README.md).
 import { rm } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import type { BBox } from '../types.js';
 import type { SynthWorld } from './world.js';
 import { EmbeddingStore, sceneProductKey, type EmbeddingRows, type StoreMeta } from '../store/embeddings.js';
 import { Random } from '../../util/random.js';
-import { log } from '../../util/log.js';
+import { InputError } from '../../util/errors.js';
+import { freeBytes } from '../../util/fs.js';
+import { formatBytes, log } from '../../util/log.js';
+import { ITEMS_PER_SCENE_WEIGHTS } from './taxonomy.js';
 import { gatherRows } from '../../util/matrix.js';
 import { EMBEDDING_VIEWS, SYNTH_MODEL, workdirPaths, type EmbeddingView } from '../workdir.js';
 
@@ -313,6 +317,34 @@ export interface StoreReport {
   rows: number;
   appended: number;
 }
+
+/**
+ * Refuse, before any work, sizes whose synthetic embeddings cannot be made here: computeEmbeddings holds every row
+ * (products, scenes, pairs) in memory at once, and the stores take as much on disk.
+ */
+export async function checkRoomForEmbeddings(
+  workdir: string,
+  { scenes, products }: { scenes: number; products: number },
+  dim: number,
+): Promise<void> {
+  const rows = products + scenes * (1 + MEAN_ITEMS_PER_SCENE); // a row per product, per scene and per pair
+  const bytes = rows * dim * Float32Array.BYTES_PER_ELEMENT;
+  const sizes = `--dim ${dim}: ${scenes} scenes and ${products} products make about ${Math.round(rows)} vectors`;
+  if (bytes > MEMORY_SHARE * totalmem())
+    throw new InputError(
+      `${sizes}, about ${formatBytes(bytes)}, held in memory at once (this machine has ${formatBytes(totalmem())}): lower --dim or the sizes`,
+    );
+  const free = await freeBytes(workdir);
+  if (free !== undefined && bytes > free)
+    throw new InputError(
+      `${sizes}, about ${formatBytes(bytes)} on disk, and ${workdir} has ${formatBytes(free)} free: lower --dim or the sizes, or use another --workdir`,
+    );
+}
+
+/** Pairs per scene on average (a scene holds 1 + a draw from ITEMS_PER_SCENE_WEIGHTS products). */
+const MEAN_ITEMS_PER_SCENE = ITEMS_PER_SCENE_WEIGHTS.reduce((sum, w, i) => sum + w * (i + 1), 0);
+/** The most of the machine's memory the synthetic embeddings may take (the world and the process need the rest). */
+const MEMORY_SHARE = 0.75;
 
 /**
  * Write the three views to workdir/embeddings/synthetic/<view>/. `provenance` (generator version, seed, sizes) goes

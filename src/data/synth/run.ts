@@ -10,7 +10,12 @@ import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
 import { pathExists } from '../../util/fs.js';
 import { log } from '../../util/log.js';
-import { removeStaleSyntheticStores, writeSyntheticEmbeddings, type StoreReport } from './embeddings.js';
+import {
+  checkRoomForEmbeddings,
+  removeStaleSyntheticStores,
+  writeSyntheticEmbeddings,
+  type StoreReport,
+} from './embeddings.js';
 import { writeSyntheticImages, type ImageReport } from './images.js';
 import { generateWorld, type SynthWorld, type WorldOptions } from './world.js';
 
@@ -61,6 +66,7 @@ export async function writeSyntheticDataset(
     throw new InputError(
       `${paths.rawPairs(domain)} holds the STL files fetched by \`ctl data fetch\`: use another --workdir, or --force to replace them with synthetic data`,
     );
+  log(`generating ${options.scenes} scenes and ${options.products} products (${domain}, seed ${options.seed})`);
   const world = generateWorld(options);
   await writeFileAtomic(paths.rawPairs(domain), pairsFileText(world));
   await writeFileAtomic(paths.rawCategories(domain), categoriesFileText(world));
@@ -103,6 +109,7 @@ export async function synthesise(workdir: string, options: SynthesiseOptions): P
     start = performance.now();
     return Math.round(seconds * 100) / 100;
   };
+  if (options.dim !== undefined) await checkRoomForEmbeddings(workdir, options, options.dim);
   const result: SynthesiseResult = {
     ...(await writeSyntheticDataset(workdir, { scenes, products, seed, domain }, options.force)),
     seconds: { dataset: 0 },

@@ -1,0 +1,20 @@
+// Tests that need a mount point of their own (a Docker volume, a small disk): a tmpfs, which root with
+// CAP_SYS_ADMIN (CI's container) may mount; elsewhere those tests skip.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Can this process mount a tmpfs (root with CAP_SYS_ADMIN)? */
+export function canMount(): boolean {
+  const probe = mkdtempSync(join(tmpdir(), 'ctl-mount-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', 'none', probe], { stdio: 'ignore' });
+    execFileSync('umount', [probe]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
