@@ -3,13 +3,13 @@
 import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import pLimit from 'p-limit';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent } from 'undici';
 import { cleanTempFiles } from '../util/atomic.js';
 import { acquireLock, heldBy, type Lock } from '../util/lock.js';
 import { Progress, type ProgressOptions } from '../util/progress.js';
 import { formatBytes, log } from '../util/log.js';
-import { workdirPaths } from '../data/workdir.js';
+import { workdirPaths, type WorkdirPaths } from '../data/workdir.js';
 import { Aimd } from './aimd.js';
 import { fetchImageOnce, type AttemptContext } from './fetch-image.js';
 import { IMAGE_KINDS, type ImageKind } from '../data/types.js';
@@ -160,22 +160,9 @@ function describeLock(name: string): string {
 async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOptions): Promise<DownloadSummary> {
   const started = performance.now();
   const paths = workdirPaths(options.workdir);
-  let tempFilesRemoved = 0;
-  for (const kind of IMAGE_KINDS) {
-    await mkdir(paths.images(kind), { recursive: true });
-    tempFilesRemoved += await cleanTempFiles(paths.images(kind));
-  }
-  const { latest, end, tornBytes } = await readManifest(paths.imageManifest);
-  const writer = await ManifestWriter.open(paths.imageManifest, { end, tornBytes });
-
-  const plan = await reconcile(targets, latest, { ...options, writer }).catch(async (err) => {
-    await writer.close();
-    throw err;
-  });
-  latest.clear();
+  const resumed = await resume(targets, paths, options);
+  const { plan, writer } = resumed;
   if (options.progress !== false) log(describePlan(plan));
-
-  let fatal: unknown;
 
   const dispatcher = new Agent({
     connections: options.concurrency,
@@ -184,125 +171,211 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
     headersTimeout: options.timeoutMs,
     bodyTimeout: options.timeoutMs,
   });
-  const hardStop = new AbortController();
-  // Asked for a graceful stop: schedule nothing new, wake sleeping retries, give in-flight requests `graceMs`, then cut.
-  const stopping = new AbortController();
+  const stop = new StopControl(options.graceMs, options.concurrency, options.stop);
   // At most `concurrency` requests at the host (fewer while it throttles: AIMD).
   const hostSlots = pLimit(options.concurrency);
   const aimd = new Aimd(hostSlots, options.concurrency);
-  // By design one listener per attempt in flight on hardStop, and one per target in progress (its retry's wait)
-  // on stopping: not the leak Node warns of past 10.
-  setMaxListeners(options.concurrency + 8, hardStop.signal);
-  setMaxListeners(IN_PROGRESS_PER_REQUEST * options.concurrency + 8, stopping.signal);
-  const shared: Omit<AttemptContext, 'hostSlot'> = {
-    dispatcher,
-    maxBytes: options.maxBytes,
-    validation: options.validation ?? 'full',
-    saver: ImageSaver.start(),
-    deadlineMs: 4 * options.timeoutMs,
-    hardStop: hardStop.signal,
-  };
-
   const progress =
     options.progress === false
       ? undefined
       : new Progress('download', plan.todo.length, { unit: 'images', ...options.progress });
-  const tally = new Tally(writer, aimd, progress);
-
-  let graceTimer: NodeJS.Timeout | undefined;
-  const stop = () => {
-    if (stopping.signal.aborted) return;
-    stopping.abort();
-    graceTimer = setTimeout(() => hardStop.abort(), options.graceMs);
-  };
-  if (options.stop?.aborted) stop();
-  options.stop?.addEventListener('abort', stop, { once: true });
-
-  /** Attempts for one image until it settles, runs out of retries, or the run stops (then: no record). */
-  const fetchTarget = async (target: ImageTarget) => {
-    const url = imageUrl(options.baseUrl, target.sig);
-    const dest = paths.imageFile(target.kind, target.sig);
-    const t0 = performance.now();
-    const ms = () => Math.round(performance.now() - t0);
-    let epoch = 0; // AIMD's stamp, taken as a request gets its slot at the host
-    const context: AttemptContext = {
-      ...shared,
-      hostSlot: (request) =>
-        hostSlots(() => {
-          if (stopping.signal.aborted) return undefined;
-          tally.requests++;
-          epoch = aimd.started();
-          return request();
-        }),
-    };
-    for (let attempts = 1; ; attempts++) {
-      const outcome = await fetchImageOnce(url, dest, context);
-      if (outcome.type === 'aborted') return;
-      if (outcome.type === 'ok') {
-        aimd.succeeded();
-        return tally.record(target, {
-          status: 'ok',
-          http: outcome.http,
-          attempts,
-          bytes: outcome.bytes,
-          ms: ms(),
-          format: outcome.format,
-        });
-      }
-      if (outcome.type === 'final') {
-        aimd.succeeded(); // the host answered without throttling
-        const { status, reason, http, permanent } = outcome;
-        return tally.record(target, { status, http, attempts, bytes: 0, ms: ms(), reason, permanent });
-      }
-      if (outcome.throttled) aimd.throttled(epoch);
-      if (attempts > options.retries) {
-        const reason = `${outcome.reason} (after ${attempts} attempts)`;
-        return tally.record(target, {
-          status: 'failed',
-          http: outcome.http,
-          attempts,
-          bytes: 0,
-          ms: ms(),
-          reason,
-          permanent: false,
-        });
-      }
-      if (stopping.signal.aborted) return;
-      tally.retries++;
-      if (!(await sleep(retryDelay(attempts, outcome.retryAfterMs, options.backoff), stopping.signal))) return;
-    }
+  const run: FetchRun = {
+    options,
+    paths,
+    attempt: {
+      dispatcher,
+      maxBytes: options.maxBytes,
+      validation: options.validation ?? 'full',
+      saver: ImageSaver.start(),
+      deadlineMs: 4 * options.timeoutMs,
+      hardStop: stop.hardStop,
+    },
+    hostSlots,
+    aimd,
+    tally: new Tally(writer, aimd, progress),
+    stopping: stop.stopping,
   };
 
-  await forEachBounded(plan.todo, IN_PROGRESS_PER_REQUEST * options.concurrency, stopping.signal, (target) =>
-    fetchTarget(target).catch((err) => {
+  let fatal: unknown;
+  await forEachBounded(plan.todo, IN_PROGRESS_PER_REQUEST * options.concurrency, stop.stopping, (target) =>
+    fetchWithRetries(target, run).catch((err) => {
       // A disk failure (RunError) or a bug: stop everything, report it after the manifest is flushed.
       fatal ??= err;
-      stop();
-      hardStop.abort();
+      stop.abortNow();
     }),
   );
 
-  clearTimeout(graceTimer);
-  options.stop?.removeEventListener('abort', stop);
+  stop.dispose();
   // A manifest that cannot be written is reported like any fatal error, once the workers and sockets (which keep
   // the process alive) are closed too.
   await writer.close().catch((err) => (fatal ??= err));
-  await shared.saver.close();
-  await (stopping.signal.aborted ? dispatcher.destroy() : dispatcher.close());
-  progress?.finish(tally.progressText());
+  await run.attempt.saver.close();
+  await (stop.stopping.aborted ? dispatcher.destroy() : dispatcher.close());
+  progress?.finish(run.tally.progressText());
   if (fatal) throw fatal;
-
   const seconds = (performance.now() - started) / 1000;
+  return summarise(targets.length, resumed, run, seconds, stop.stopping.aborted);
+}
+
+/** What a run takes over from earlier ones, and the manifest it appends its outcomes to. */
+interface Resumed {
+  plan: Plan;
+  writer: ManifestWriter;
+  tempFilesRemoved: number;
+  tornManifestBytes: number;
+}
+
+/** Clean stale temp files, open the manifest for appending and reconcile the targets with it and the disk. */
+async function resume(targets: ImageTarget[], paths: WorkdirPaths, options: ImageDownloadOptions): Promise<Resumed> {
+  let tempFilesRemoved = 0;
+  for (const kind of IMAGE_KINDS) {
+    await mkdir(paths.images(kind), { recursive: true });
+    tempFilesRemoved += await cleanTempFiles(paths.images(kind));
+  }
+  const { latest, end, tornBytes } = await readManifest(paths.imageManifest);
+  const writer = await ManifestWriter.open(paths.imageManifest, { end, tornBytes });
+  const plan = await reconcile(targets, latest, { ...options, writer }).catch(async (err) => {
+    await writer.close();
+    throw err;
+  });
+  latest.clear();
+  return { plan, writer, tempFilesRemoved, tornManifestBytes: tornBytes };
+}
+
+/**
+ * A run's two stops. Asked for a graceful one (`stopping`): schedule nothing new, wake sleeping retries, give
+ * in-flight requests `graceMs`, then cut them (`hardStop`).
+ */
+class StopControl {
+  private readonly stoppingController = new AbortController();
+  private readonly hardStopController = new AbortController();
+  private graceTimer: NodeJS.Timeout | undefined;
+  readonly stopping = this.stoppingController.signal;
+  readonly hardStop = this.hardStopController.signal;
+
+  /** `asked`: aborting it asks for the graceful stop (SIGINT/SIGTERM); it may have been already. */
+  constructor(
+    private readonly graceMs: number,
+    concurrency: number,
+    private readonly asked: AbortSignal | undefined,
+  ) {
+    // By design one listener per attempt in flight on hardStop, and one per target in progress (its retry's wait)
+    // on stopping: not the leak Node warns of past 10.
+    setMaxListeners(concurrency + 8, this.hardStop);
+    setMaxListeners(IN_PROGRESS_PER_REQUEST * concurrency + 8, this.stopping);
+    if (asked?.aborted) this.requestStop();
+    asked?.addEventListener('abort', this.requestStop, { once: true });
+  }
+
+  /** The graceful stop: nothing new, in-flight requests cut after `graceMs`. */
+  readonly requestStop = (): void => {
+    if (this.stopping.aborted) return;
+    this.stoppingController.abort();
+    this.graceTimer = setTimeout(() => this.hardStopController.abort(), this.graceMs);
+  };
+
+  /** Stop at once, cutting requests in flight. */
+  abortNow(): void {
+    this.requestStop();
+    this.hardStopController.abort();
+  }
+
+  /** Drop the grace timer and the listener on the asking signal. */
+  dispose(): void {
+    clearTimeout(this.graceTimer);
+    this.asked?.removeEventListener('abort', this.requestStop);
+  }
+}
+
+/** What the fetches of one run share. */
+interface FetchRun {
+  options: ImageDownloadOptions;
+  paths: WorkdirPaths;
+  /** The attempt context but for its slot at the host, which each target takes with its own AIMD stamp. */
+  attempt: Omit<AttemptContext, 'hostSlot'>;
+  hostSlots: LimitFunction;
+  aimd: Aimd;
+  tally: Tally;
+  /** Aborted on a graceful stop: no new request, no retry. */
+  stopping: AbortSignal;
+}
+
+/** Attempts for one image until it settles, runs out of retries, or the run stops (then: no record). */
+async function fetchWithRetries(target: ImageTarget, run: FetchRun): Promise<void> {
+  const { options, aimd, tally, stopping } = run;
+  const url = imageUrl(options.baseUrl, target.sig);
+  const dest = run.paths.imageFile(target.kind, target.sig);
+  const t0 = performance.now();
+  const ms = () => Math.round(performance.now() - t0);
+  let epoch = 0; // AIMD's stamp, taken as a request gets its slot at the host
+  const context: AttemptContext = {
+    ...run.attempt,
+    hostSlot: (request) =>
+      run.hostSlots(() => {
+        if (stopping.aborted) return undefined;
+        tally.requests++;
+        epoch = aimd.started();
+        return request();
+      }),
+  };
+  for (let attempts = 1; ; attempts++) {
+    const outcome = await fetchImageOnce(url, dest, context);
+    if (outcome.type === 'aborted') return;
+    if (outcome.type === 'ok') {
+      aimd.succeeded();
+      return tally.record(target, {
+        status: 'ok',
+        http: outcome.http,
+        attempts,
+        bytes: outcome.bytes,
+        ms: ms(),
+        format: outcome.format,
+      });
+    }
+    if (outcome.type === 'final') {
+      aimd.succeeded(); // the host answered without throttling
+      const { status, reason, http, permanent } = outcome;
+      return tally.record(target, { status, http, attempts, bytes: 0, ms: ms(), reason, permanent });
+    }
+    if (outcome.throttled) aimd.throttled(epoch);
+    if (attempts > options.retries) {
+      const reason = `${outcome.reason} (after ${attempts} attempts)`;
+      return tally.record(target, {
+        status: 'failed',
+        http: outcome.http,
+        attempts,
+        bytes: 0,
+        ms: ms(),
+        reason,
+        permanent: false,
+      });
+    }
+    if (stopping.aborted) return;
+    tally.retries++;
+    if (!(await sleep(retryDelay(attempts, outcome.retryAfterMs, options.backoff), stopping))) return;
+  }
+}
+
+/** The run's summary: what it took over, what it fetched, and the state of the selection after it. */
+function summarise(
+  selected: number,
+  resumed: Resumed,
+  run: FetchRun,
+  seconds: number,
+  stopped: boolean,
+): DownloadSummary {
+  const { plan } = resumed;
+  const { tally, aimd } = run;
   const fetchSeconds = tally.seconds();
   const { results, bytes } = tally;
   const pending = plan.todo.length - (results.ok + results.missing + results.invalid + results.failed);
   return {
-    selected: targets.length,
+    selected,
     settled: plan.settled,
     adopted: plan.adopted,
     removedInvalid: plan.removedInvalid,
-    tempFilesRemoved,
-    tornManifestBytes: tornBytes,
+    tempFilesRemoved: resumed.tempFilesRemoved,
+    tornManifestBytes: resumed.tornManifestBytes,
     todo: plan.todo.length,
     results,
     retryable: tally.retryable,
@@ -313,12 +386,12 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
     seconds,
     imagesPerSec: results.ok / fetchSeconds,
     mbPerSec: bytes / 1e6 / fetchSeconds,
-    concurrency: { max: options.concurrency, min: aimd.min, final: aimd.current },
+    concurrency: { max: run.options.concurrency, min: aimd.min, final: aimd.current },
     topReasons: [...tally.reasons]
       .sort((a, b) => b[1] - a[1])
       .slice(0, 5)
       .map(([reason, count]) => ({ reason, count })),
-    stopped: stopping.signal.aborted,
+    stopped,
     state: {
       ok: plan.settled.ok + plan.adopted + results.ok,
       missing: plan.settled.missing + results.missing,
