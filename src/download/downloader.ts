@@ -7,7 +7,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent } from 'undici';
 import { cleanTempFiles } from '../util/atomic.js';
 import { acquireLock, heldBy, type Lock } from '../util/lock.js';
-import { Progress, type ProgressOptions } from '../util/progress.js';
+import { Progress } from '../util/progress.js';
 import { formatBytes, log } from '../util/log.js';
 import { workdirPaths, type WorkdirPaths } from '../data/workdir.js';
 import { Aimd } from './aimd.js';
@@ -45,8 +45,8 @@ export interface ImageDownloadOptions {
   shard?: Shard;
   /** Aborting it asks for a graceful stop (SIGINT/SIGTERM). */
   stop?: AbortSignal;
-  /** Progress display options; false for none (tests). */
-  progress?: ProgressOptions | false;
+  /** The plan line and a progress line on stderr (default); false for neither (tests). */
+  progress?: boolean;
 }
 
 export type StatusCounts = Record<ImageStatus, number>;
@@ -176,9 +176,7 @@ async function downloadLocked(targets: ImageTarget[], options: ImageDownloadOpti
   const hostSlots = pLimit(options.concurrency);
   const aimd = new Aimd(hostSlots, options.concurrency);
   const progress =
-    options.progress === false
-      ? undefined
-      : new Progress('download', plan.todo.length, { unit: 'images', ...options.progress });
+    options.progress === false ? undefined : new Progress('download', plan.todo.length, { unit: 'images' });
   const run: FetchRun = {
     options,
     paths,
