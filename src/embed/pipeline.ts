@@ -50,8 +50,6 @@ export interface PipelineOptions {
   commitEvery: number;
   /** Store shard writer name (keeps `--shard` machines' files apart). */
   writer: string;
-  /** At most this many new rows per view. */
-  limit?: number;
   progress?: Progress;
   /** Aborted (SIGINT/SIGTERM): commit what is embedded and stop after the current batch. */
   stop?: AbortSignal;
