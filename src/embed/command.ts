@@ -6,6 +6,7 @@ import { DEFAULT_BASE_URL } from '../data/image-host.js';
 import {
   action,
   gracefulStop,
+  type GracefulStop,
   parseHttpUrl,
   parseIntOption,
   parseShard,
@@ -19,6 +20,7 @@ import { DTYPES } from './dtype.js';
 import { PROVIDERS } from './encoder.js';
 import { HIDE_MODES } from './hide.js';
 import { DEFAULT_MODEL, PINNED_REVISIONS } from './model-source.js';
+import { COMMIT_SECONDS, MAX_CONSECUTIVE_SERVICE_FAILURES } from './pipeline-limits.js';
 import type { EmbedOptions, EmbedSummary } from './run.js';
 import { domainOption } from '../data/options.js';
 
@@ -72,9 +74,10 @@ export function registerEmbedCommand(program: Command): void {
           'workdir/embeddings/<model>/<view>/, resumable: rows already stored are skipped, a shard is committed every ' +
           'few batches. Missing or undecodable images, and those the http service refuses (a 4xx other than 408, 425, ' +
           '429), are skipped and listed (reasons missing, undecodable, refused; service for those it failed after its ' +
-          'retries; --json lists them all); 20 service failures in a row stop the run. Exit 1 when the http service ' +
-          'failed some images after its retries (re-run to retry them), 2 on bad usage or while another ctl embed of ' +
-          'the same store and shard runs, 130 when stopped by SIGINT, 143 by SIGTERM (what was embedded is kept).',
+          `retries; --json lists them all); ${MAX_CONSECUTIVE_SERVICE_FAILURES} service failures in a row stop the run. ` +
+          'Exit 1 when the http service failed some images after its retries (re-run to retry them), 2 on bad usage ' +
+          'or while another ctl embed of the same store and shard runs, 130 when stopped by SIGINT, 143 by SIGTERM ' +
+          '(what was embedded is kept).',
       )
       .addOption(domainOption())
       .option(
@@ -121,7 +124,7 @@ export function registerEmbedCommand(program: Command): void {
       )
       .option(
         '--commit-every <n>',
-        'commit a store shard every N batches (and at least every 30 s)',
+        `commit a store shard every N batches (and at least every ${COMMIT_SECONDS} s)`,
         parseIntOption('--commit-every', 1),
         8,
       )
@@ -183,63 +186,77 @@ export function registerEmbedCommand(program: Command): void {
       .option('--timeout <seconds>', 'http provider: per-request timeout', parseIntOption('--timeout', 1, 86_400), 30),
   ).action(
     action<EmbedFlags>(async (flags, cmd) => {
-      if (flags.provider === 'http') {
-        if (!flags.apiUrl) throw new InputError('--provider http needs --api-url');
-        refuseFlags(cmd, ['offline', 'device', 'dtype', 'threads'], '--provider local');
-        if (flags.apiSend !== 'url') refuseFlags(cmd, ['imageBaseUrl'], '--api-send url');
-      } else {
-        const httpFlags = ['apiUrl', 'apiSend', 'apiDim', 'imageBaseUrl', 'concurrency', 'retries', 'timeout'];
-        refuseFlags(cmd, httpFlags, '--provider http');
-      }
-      if (flags.kind === 'products') refuseFlags(cmd, ['sceneView', 'hide'], '--kind scenes or all');
-      if (flags.sceneView !== 'hide-product') refuseFlags(cmd, ['hide'], '--scene-view hide-product');
-      if (
-        flags.provider === 'http' &&
-        flags.apiSend === 'url' &&
-        flags.sceneView === 'hide-product' &&
-        flags.kind !== 'products'
-      )
-        throw new InputError(
-          '--api-send url cannot hide a product (the service fetches the whole image); use --api-send bytes',
-        );
-
+      refuseIncompatibleFlags(flags, cmd);
       const stop = gracefulStop('committing what is embedded and stopping after this batch');
       try {
         const { runEmbed } = await import('./run.js');
         const summary = await runEmbed({
           ...flags,
           offline: flags.offline || process.env.HF_HUB_OFFLINE === '1',
-          http: flags.apiUrl
-            ? {
-                apiUrl: flags.apiUrl,
-                send: flags.apiSend,
-                imageBaseUrl: flags.imageBaseUrl,
-                concurrency: flags.concurrency,
-                retries: flags.retries,
-                timeoutMs: flags.timeout * 1000,
-                dim: flags.apiDim,
-              }
-            : undefined,
+          http: httpOptions(flags),
           progress: true,
           stop: stop.signal,
         });
-        for (const line of describe(summary)) log(line);
-        const failures = summary.views.flatMap((v) => v.failed);
-        if (summary.embedded === 0 && failures.length > 0 && failures.every((f) => f.reason === 'missing'))
-          log('embed: no image of the selection is on disk: run `ctl download` first');
-        if (flags.json) printJson(summary);
-        // As ctl download: images a re-run would get (the service failed them after its retries) end in exit 1, so
-        // `ctl embed && ctl train` does not train on a store with holes a re-run fills.
-        const retryable = failures.filter((f) => f.reason === 'service').length;
-        if (summary.stopped) process.exitCode = stop.exitCode();
-        else if (retryable > 0) {
-          const images = retryable === 1 ? 'image' : `${retryable} images`;
-          log(`embed: re-run to retry the ${images} the service failed (what is embedded is kept)`);
-          process.exitCode = 1;
-        }
+        report(summary, flags.json, stop);
       } finally {
         stop.release();
       }
     }),
   );
+}
+
+/** Refuse flags that the other flags make meaningless, and the one combination that cannot work. */
+function refuseIncompatibleFlags(flags: EmbedFlags, cmd: Command): void {
+  if (flags.provider === 'http') {
+    if (!flags.apiUrl) throw new InputError('--provider http needs --api-url');
+    refuseFlags(cmd, ['offline', 'device', 'dtype', 'threads'], '--provider local');
+    if (flags.apiSend !== 'url') refuseFlags(cmd, ['imageBaseUrl'], '--api-send url');
+  } else {
+    const httpFlags = ['apiUrl', 'apiSend', 'apiDim', 'imageBaseUrl', 'concurrency', 'retries', 'timeout'];
+    refuseFlags(cmd, httpFlags, '--provider http');
+  }
+  if (flags.kind === 'products') refuseFlags(cmd, ['sceneView', 'hide'], '--kind scenes or all');
+  if (flags.sceneView !== 'hide-product') refuseFlags(cmd, ['hide'], '--scene-view hide-product');
+  if (
+    flags.provider === 'http' &&
+    flags.apiSend === 'url' &&
+    flags.sceneView === 'hide-product' &&
+    flags.kind !== 'products'
+  )
+    throw new InputError(
+      '--api-send url cannot hide a product (the service fetches the whole image); use --api-send bytes',
+    );
+}
+
+/** The http provider's options, from its flags; undefined without --api-url (the local provider). */
+function httpOptions(flags: EmbedFlags): EmbedOptions['http'] {
+  return flags.apiUrl
+    ? {
+        apiUrl: flags.apiUrl,
+        send: flags.apiSend,
+        imageBaseUrl: flags.imageBaseUrl,
+        concurrency: flags.concurrency,
+        retries: flags.retries,
+        timeoutMs: flags.timeout * 1000,
+        dim: flags.apiDim,
+      }
+    : undefined;
+}
+
+/** Log the summary (and print it with --json), and set the exit code: stopped by a signal, or images to retry. */
+function report(summary: EmbedSummary, json: boolean, stop: GracefulStop): void {
+  for (const line of describe(summary)) log(line);
+  const failures = summary.views.flatMap((v) => v.failed);
+  if (summary.embedded === 0 && failures.length > 0 && failures.every((f) => f.reason === 'missing'))
+    log('embed: no image of the selection is on disk: run `ctl download` first');
+  if (json) printJson(summary);
+  // As ctl download: images a re-run would get (the service failed them after its retries) end in exit 1, so
+  // `ctl embed && ctl train` does not train on a store with holes a re-run fills.
+  const retryable = failures.filter((f) => f.reason === 'service').length;
+  if (summary.stopped) process.exitCode = stop.exitCode();
+  else if (retryable > 0) {
+    const images = retryable === 1 ? 'image' : `${retryable} images`;
+    log(`embed: re-run to retry the ${images} the service failed (what is embedded is kept)`);
+    process.exitCode = 1;
+  }
 }

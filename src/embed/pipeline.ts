@@ -8,6 +8,7 @@ import type { Progress } from '../util/progress.js';
 import type { EmbeddingView } from '../data/workdir.js';
 import type { Encoder, PreparedBase } from './encoder.js';
 import { ImageProblem, type ImageJob, type ProblemReason } from './images.js';
+import { COMMIT_SECONDS, MAX_CONSECUTIVE_SERVICE_FAILURES } from './pipeline-limits.js';
 
 export interface ViewPlan {
   view: EmbeddingView;
@@ -46,7 +47,7 @@ export interface PipelineOptions {
   batch: number;
   /** Batches prepared ahead of the model. */
   prefetch: number;
-  /** Commit a shard after this many batches (or 30 s, whichever comes first). */
+  /** Commit a shard after this many batches (or COMMIT_SECONDS, whichever comes first). */
   commitEvery: number;
   /** Store shard writer name (keeps `--shard` machines' files apart). */
   writer: string;
@@ -54,10 +55,6 @@ export interface PipelineOptions {
   /** Aborted (SIGINT/SIGTERM): commit what is embedded and stop after the current batch. */
   stop?: AbortSignal;
 }
-
-/** Consecutive service failures after which the run stops: the service is down, not one image bad. */
-const MAX_CONSECUTIVE_SERVICE_FAILURES = 20;
-const COMMIT_SECONDS = 30;
 
 type Settled<P> = { ok: true; value: P } | { ok: false; error: unknown };
 

@@ -115,6 +115,8 @@ export function gracefulStop(whatHappens: string) {
   };
 }
 
+export type GracefulStop = ReturnType<typeof gracefulStop>;
+
 // Option parsers that fail as usage errors (exit 2) with the flag named.
 /** A whole number written in digits (not `1e3` or `0x10`), from `min` to `max`. */
 export function parseIntOption(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
