@@ -5,15 +5,18 @@ import { IMAGE_KINDS, type Domain, type ImageKind } from '../data/types.js';
 import {
   action,
   gracefulStop,
+  type CommonOptions,
+  type GracefulStop,
   parseHttpUrl,
   parseIntOption,
   parsePositive,
   parseShard,
   withCommon,
 } from '../util/command.js';
-import { log, printJson } from '../util/log.js';
+import { formatBytes, log, printJson } from '../util/log.js';
 import { DEFAULT_BASE_URL } from '../data/image-host.js';
 import { selectTargets } from './targets.js';
+import type { DownloadSummary, ImageDownloadOptions } from './downloader.js';
 import type { ValidationMode } from './validate.js';
 import { domainOption } from '../data/options.js';
 import { MAX_BACKOFF_MS, MAX_RETRY_AFTER_MS } from '../util/retry.js';
@@ -91,7 +94,7 @@ export function registerDownloadCommand(program: Command): void {
       )
       .option(
         '--backoff <ms>',
-        'first retry waits up to this (doubling per retry, capped at 30 s); Retry-After wins on 429/503',
+        `first retry waits up to this (doubling per retry, capped at ${MAX_BACKOFF_MS / 1000} s); Retry-After wins on 429/503`,
         parseIntOption('--backoff', 0),
         500,
       )
@@ -126,33 +129,64 @@ export function registerDownloadCommand(program: Command): void {
       const stop = gracefulStop(`stopping after in-flight requests (up to ${flags.grace} s)`);
       try {
         log(`download: ${targets.length} images (${flags.kind}) from ${flags.baseUrl} into ${flags.workdir}/images`);
-        const { describeSummary, downloadImages } = await import('./downloader.js');
-        const summary = await downloadImages(targets, {
-          workdir: flags.workdir,
-          baseUrl: flags.baseUrl,
-          concurrency: flags.concurrency,
-          timeoutMs: flags.timeout * 1000,
-          retries: flags.retries,
-          backoff: { baseMs: flags.backoff, maxMs: MAX_BACKOFF_MS, retryAfterMaxMs: MAX_RETRY_AFTER_MS },
-          maxBytes: Math.round(flags.maxSize * 1024 * 1024),
-          validation: flags.validate,
-          retryFailed: flags.retryFailed,
-          verifyExisting: flags.verifyExisting,
-          shard: flags.shard,
-          graceMs: flags.grace * 1000,
-          stop: stop.signal,
-        });
-        for (const line of describeSummary(summary)) log(line);
-        if (flags.json) printJson(summary);
-        if (summary.stopped) process.exitCode = stop.exitCode();
-        else if (summary.retryable > 0) {
-          const images = summary.retryable === 1 ? '1 image' : `${summary.retryable} images`;
-          log(`${images} failed with transient errors: run the same command again to retry them`);
-          process.exitCode = 1;
-        }
+        const { downloadImages } = await import('./downloader.js');
+        const summary = await downloadImages(targets, downloadOptions(flags, stop.signal));
+        report(summary, flags.json, stop);
       } finally {
         stop.release();
       }
     }),
   );
+}
+
+/** The run's options, from the flags. */
+function downloadOptions(flags: DownloadFlags & CommonOptions, stop: AbortSignal): ImageDownloadOptions {
+  return {
+    workdir: flags.workdir,
+    baseUrl: flags.baseUrl,
+    concurrency: flags.concurrency,
+    timeoutMs: flags.timeout * 1000,
+    retries: flags.retries,
+    backoff: { baseMs: flags.backoff, maxMs: MAX_BACKOFF_MS, retryAfterMaxMs: MAX_RETRY_AFTER_MS },
+    maxBytes: Math.round(flags.maxSize * 1024 * 1024),
+    validation: flags.validate,
+    retryFailed: flags.retryFailed,
+    verifyExisting: flags.verifyExisting,
+    shard: flags.shard,
+    graceMs: flags.grace * 1000,
+    stop,
+  };
+}
+
+/** Log the summary (and print it with --json), and set the exit code: stopped by a signal, or images to retry. */
+function report(summary: DownloadSummary, json: boolean, stop: GracefulStop): void {
+  for (const line of describeSummary(summary)) log(line);
+  if (json) printJson(summary);
+  if (summary.stopped) process.exitCode = stop.exitCode();
+  else if (summary.retryable > 0) {
+    const images = summary.retryable === 1 ? '1 image' : `${summary.retryable} images`;
+    log(`${images} failed with transient errors: run the same command again to retry them`);
+    process.exitCode = 1;
+  }
+}
+
+/** Human lines for the end of a run. */
+function describeSummary(s: DownloadSummary): string[] {
+  const lines = [
+    `${s.stopped ? 'stopped' : 'done'}: ${s.selected} selected, ${s.todo} to fetch in this run` +
+      ` (ok ${s.results.ok}, missing ${s.results.missing}, invalid ${s.results.invalid}, failed ${s.results.failed}` +
+      `${s.pending ? `, not reached ${s.pending}` : ''}), ${formatBytes(s.bytes)} in ${s.seconds.toFixed(1)} s` +
+      ` (${s.imagesPerSec.toFixed(1)} images/s, ${s.mbPerSec.toFixed(2)} MB/s)`,
+    `state: ok ${s.state.ok}, missing ${s.state.missing}, invalid ${s.state.invalid}, failed ${s.state.failed}, pending ${s.state.pending}` +
+      `; ${s.requests} requests, ${s.retries} retries, concurrency ${s.concurrency.min}..${s.concurrency.max}`,
+  ];
+  if (s.adopted || s.removedInvalid || s.tempFilesRemoved || s.tornManifestBytes) {
+    lines.push(
+      `resume: adopted ${s.adopted} files on disk, removed ${s.removedInvalid} invalid files, ` +
+        `${s.tempFilesRemoved} stale temp files, ${s.tornManifestBytes} bytes of a torn manifest line`,
+    );
+  }
+  if (s.topReasons.length)
+    lines.push(`top failure reasons: ${s.topReasons.map((r) => `${r.reason} ×${r.count}`).join(', ')}`);
+  return lines;
 }

@@ -8,7 +8,7 @@ import { Agent } from 'undici';
 import { cleanTempFiles } from '../util/atomic.js';
 import { acquireLock, heldBy, type Lock } from '../util/lock.js';
 import { Progress } from '../util/progress.js';
-import { formatBytes, log } from '../util/log.js';
+import { log } from '../util/log.js';
 import { workdirPaths, type WorkdirPaths } from '../data/workdir.js';
 import { Aimd } from './aimd.js';
 import { fetchImageOnce, type AttemptContext } from './fetch-image.js';
@@ -451,25 +451,4 @@ function describePlan(plan: Plan): string {
     (plan.adopted ? `, ${plan.adopted} files on disk adopted` : '') +
     (plan.removedInvalid ? `, ${plan.removedInvalid} invalid files on disk removed` : '')
   );
-}
-
-/** Human lines for the end of a run. */
-export function describeSummary(s: DownloadSummary): string[] {
-  const lines = [
-    `${s.stopped ? 'stopped' : 'done'}: ${s.selected} selected, ${s.todo} to fetch in this run` +
-      ` (ok ${s.results.ok}, missing ${s.results.missing}, invalid ${s.results.invalid}, failed ${s.results.failed}` +
-      `${s.pending ? `, not reached ${s.pending}` : ''}), ${formatBytes(s.bytes)} in ${s.seconds.toFixed(1)} s` +
-      ` (${s.imagesPerSec.toFixed(1)} images/s, ${s.mbPerSec.toFixed(2)} MB/s)`,
-    `state: ok ${s.state.ok}, missing ${s.state.missing}, invalid ${s.state.invalid}, failed ${s.state.failed}, pending ${s.state.pending}` +
-      `; ${s.requests} requests, ${s.retries} retries, concurrency ${s.concurrency.min}..${s.concurrency.max}`,
-  ];
-  if (s.adopted || s.removedInvalid || s.tempFilesRemoved || s.tornManifestBytes) {
-    lines.push(
-      `resume: adopted ${s.adopted} files on disk, removed ${s.removedInvalid} invalid files, ` +
-        `${s.tempFilesRemoved} stale temp files, ${s.tornManifestBytes} bytes of a torn manifest line`,
-    );
-  }
-  if (s.topReasons.length)
-    lines.push(`top failure reasons: ${s.topReasons.map((r) => `${r.reason} ×${r.count}`).join(', ')}`);
-  return lines;
 }
