@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A sharded embedding run for any batch scheduler: task I of N fetches the metadata, downloads and embeds shard I/N
 # into its own workdir; the last step merges them. Every step resumes, so a killed task is simply run again.
+# A task whose download left failed images still embeds the rest, then exits 1: run it again to retry them.
 #
 #   deploy/shards.sh run   I N    # one task: download and embed shard I of N into $SHARDS_DIR/shard-I
 #   deploy/shards.sh merge N      # after all N: merge them into $CTL_WORKDIR
@@ -18,14 +19,26 @@ CTL=${CTL:-node dist/cli.js}
 FETCH_ARGS=${FETCH_ARGS:-}
 DOWNLOAD_ARGS=${DOWNLOAD_ARGS:-}
 EMBED_ARGS=${EMBED_ARGS:-}
+download_failed=0
 
 run_shard() {
   local i=$1 n=$2 dir="$SHARDS_DIR/shard-$1"
   mkdir -p "$dir"
   # shellcheck disable=SC2086 # the *_ARGS are lists of flags
   $CTL data fetch --workdir "$dir" $FETCH_ARGS
+  # `ctl download` exits 1 when some images failed after their retries: what did download is embedded all the same,
+  # and the script exits 1 at the end (download_failed), so the scheduler shows the failure and a re-run retries them.
+  local status=0
   # shellcheck disable=SC2086
-  $CTL download --workdir "$dir" --shard "$i/$n" $DOWNLOAD_ARGS
+  $CTL download --workdir "$dir" --shard "$i/$n" $DOWNLOAD_ARGS || status=$?
+  case $status in
+    0) ;;
+    1)
+      download_failed=1
+      echo "shards.sh: shard $i/$n: some images failed to download; embedding the rest, then exit 1 (run again to retry)" >&2
+      ;;
+    *) exit "$status" ;;
+  esac
   # shellcheck disable=SC2086
   $CTL embed --workdir "$dir" --shard "$i/$n" $EMBED_ARGS
 }
@@ -52,12 +65,14 @@ case "${1:-}" in
     count "${3:-}"
     [[ ${2:-} =~ $decimal ]] && (($2 < $3)) || usage "I: expected a shard index 0..$(($3 - 1)), got '${2:-}'"
     run_shard "$2" "$3"
+    exit "$download_failed"
     ;;
   merge) count "${2:-}" && merge "$2" ;;
   local)
     count "${2:-}"
     for ((i = 0; i < $2; i++)); do run_shard "$i" "$2"; done
     merge "$2"
+    exit "$download_failed"
     ;;
   *) usage ;;
 esac

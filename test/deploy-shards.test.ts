@@ -1,7 +1,7 @@
 // deploy/shards.sh checks its shard numbers before it fetches anything: a bad I or N exits 2 with one line and the
 // usage, and makes no shard folder.
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
@@ -26,4 +26,61 @@ it.each([
   } finally {
     await rm(shards, { recursive: true, force: true });
   }
+});
+
+// A fake ctl that logs each command it is given and exits with the status named for it in FAKE_EXIT ("download=1").
+const fakeCtl = `
+echo "$1 $2" >> "$FAKE_LOG"
+for rule in $FAKE_EXIT; do [ "\${rule%%=*}" = "$1" ] && exit "\${rule#*=}"; done
+exit 0
+`;
+
+async function shardsWithFakeCtl(args: string[], fakeExit: string) {
+  const dir = await mkdtemp(join(tmpdir(), 'ctl-shards-'));
+  try {
+    await writeFile(join(dir, 'ctl.sh'), fakeCtl);
+    const run = spawnSync('bash', ['deploy/shards.sh', ...args], {
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        SHARDS_DIR: join(dir, 'shards'),
+        CTL: `bash ${join(dir, 'ctl.sh')}`,
+        FAKE_LOG: join(dir, 'log'),
+        FAKE_EXIT: fakeExit,
+      },
+    });
+    const log = await readFile(join(dir, 'log'), 'utf8');
+    return { status: run.status, stderr: run.stderr, commands: log.trim().split('\n') };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+it('a shard whose download left failed images (exit 1) is still embedded, and the task exits 1', async () => {
+  const run = await shardsWithFakeCtl(['run', '1', '2'], 'download=1');
+  expect(run.commands).toEqual(['data fetch', 'download --workdir', 'embed --workdir']);
+  expect(run.status).toBe(1);
+  expect(run.stderr).toContain('shard 1/2: some images failed to download');
+});
+
+it('local N embeds and merges every shard after a download exit 1, then exits 1', async () => {
+  const run = await shardsWithFakeCtl(['local', '2'], 'download=1');
+  expect(run.commands).toEqual([
+    ...['data fetch', 'download --workdir', 'embed --workdir'],
+    ...['data fetch', 'download --workdir', 'embed --workdir'],
+    'data merge',
+  ]);
+  expect(run.status).toBe(1);
+});
+
+it('a download that fails otherwise (exit 2) stops the shard before the embed, with its status', async () => {
+  const run = await shardsWithFakeCtl(['run', '0', '1'], 'download=2');
+  expect(run.commands).toEqual(['data fetch', 'download --workdir']);
+  expect(run.status).toBe(2);
+});
+
+it('a shard whose download and embed succeed exits 0', async () => {
+  const run = await shardsWithFakeCtl(['run', '0', '1'], '');
+  expect(run.commands).toEqual(['data fetch', 'download --workdir', 'embed --workdir']);
+  expect(run.status).toBe(0);
 });
