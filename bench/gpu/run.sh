@@ -28,10 +28,14 @@ T0=$(date +%s)
 BUDGET=${BUDGET:-480}
 QUICK=${QUICK:-0}
 P=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Both absolute: the steps run from $W/ctl, and $W goes on PATH (a relative folder there would find another node).
 export W=${WORK:-/tmp/ctl-gpu}
-if [ -n "${OUT:-}" ]; then mkdir -p "$OUT"; exec > >(tee -a "$OUT/log.txt") 2>&1; fi
+mkdir -p "$W" && W=$(cd "$W" && pwd)
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
+  exec > >(tee -a "$OUT/log.txt") 2>&1
+fi
 say() { echo "[$(($(date +%s) - T0))s] $*"; }
-mkdir -p "$W"
 RES=$W/results.txt
 : >"$RES"
 
