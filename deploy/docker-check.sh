@@ -34,7 +34,8 @@ say "building $IMAGE from $ROOT/Dockerfile"
 docker build -q -t "$IMAGE" "$ROOT" >/dev/null
 
 say "an STL-shaped synthetic dataset, served on 127.0.0.1"
-run "$IMAGE" data synth --scenes 60 --products 80 --images --workdir /check/source >/dev/null 2>&1
+run "$IMAGE" data synth --scenes 60 --products 80 --images --workdir /check/source >"$DIR/synth.log" 2>&1 ||
+  fail "the synthetic dataset (its log: $DIR/synth.log; KEEP=1 keeps it)"
 mkdir -p "$DIR/site"
 cp "$DIR"/source/stl/fashion.json "$DIR"/source/stl/fashion-cat.json "$DIR/site/"
 for image in "$DIR"/source/images/*/*.jpg; do
@@ -59,19 +60,19 @@ for ((i = 0; i < N; i++)); do
   pids+=($!)
 done
 for ((i = 0; i < N; i++)); do wait "${pids[$i]}" || fail "pod $i (its log: $DIR/pod-$i.log; KEEP=1 keeps it)"; done
-grep -h '^embed: ' "$DIR/pod-0.log" | sed 's/^/  pod 0: /' >&2
+sed -n '/^embed: /s/^/  pod 0: /p' "$DIR/pod-0.log" >&2 # sed, not grep: no line is no failure
 
 say "the merge Job, twice"
 merge=(-e SHARDS_DIR=/check/shards -e CTL_WORKDIR=/check/merged --entrypoint /bin/sh "$IMAGE" -c
   "exec deploy/shards.sh merge $N")
 run "${merge[@]}" >&2
-again=$(run "${merge[@]}" 2>&1)
+again=$(run "${merge[@]}" 2>&1) || fail "the second merge: $again"
 echo "$again" | grep -q ' [1-9][0-9]* rows added' && fail "merging again added rows: $again"
 
 say "one unsharded pod, merged into the merged workdir: every row must already be there, the same bytes"
 run "${pod_env[@]}" -e SHARDS_DIR=/check/whole --entrypoint /bin/sh "$IMAGE" \
   -c 'exec deploy/shards.sh run 0 1' >"$DIR/whole.log" 2>&1 || fail "the unsharded run (its log: $DIR/whole.log)"
 check=$(run "$IMAGE" data merge --workdir /check/merged --from /check/whole/shard-0 2>&1) || fail "$check"
-echo "$check" | grep 'embeddings/' | sed 's/^/  /' >&2
+echo "$check" | sed -n '/embeddings\//s/^/  /p' >&2
 echo "$check" | grep -q ' [1-9][0-9]* rows added' && fail "the unsharded run has rows the sharded one lacks: $check"
 say "passed: $N shards merged equal one unsharded run, row for row"
