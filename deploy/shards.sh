@@ -9,13 +9,15 @@
 #
 # Slurm:  sbatch --array=0-3 --wrap 'deploy/shards.sh run $SLURM_ARRAY_TASK_ID 4'
 # Kubernetes: the pods of k8s/embed-job.yaml and k8s/merge-job.yaml run this script (in the image, /app/deploy).
-# Env: SHARDS_DIR (default ./shards), CTL_WORKDIR (merge target, default ./workdir), CTL (default: node dist/cli.js),
+# Env: SHARDS_DIR (default ./shards), CTL_WORKDIR (merge target, default ./workdir), CTL (the command that runs ctl,
+#      default: node dist/cli.js of the repo this script is in, from any folder),
 #      extra flags for each command: FETCH_ARGS (`ctl data fetch`, e.g. "--base-url URL" of a metadata mirror),
 #      DOWNLOAD_ARGS (`ctl download`, e.g. "--base-url URL" of an image mirror), EMBED_ARGS (`ctl embed`,
 #      e.g. "--device webgpu --batch 32").
 set -euo pipefail
 SHARDS_DIR=${SHARDS_DIR:-./shards}
-CTL=${CTL:-node dist/cli.js}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ -n "${CTL:-}" ]; then read -ra ctl <<<"$CTL"; else ctl=(node "$ROOT/dist/cli.js"); fi
 FETCH_ARGS=${FETCH_ARGS:-}
 DOWNLOAD_ARGS=${DOWNLOAD_ARGS:-}
 EMBED_ARGS=${EMBED_ARGS:-}
@@ -25,12 +27,12 @@ run_shard() {
   local i=$1 n=$2 dir="$SHARDS_DIR/shard-$1"
   mkdir -p "$dir"
   # shellcheck disable=SC2086 # the *_ARGS are lists of flags
-  $CTL data fetch --workdir "$dir" $FETCH_ARGS
+  "${ctl[@]}" data fetch --workdir "$dir" $FETCH_ARGS
   # `ctl download` exits 1 when some images failed after their retries: what did download is embedded all the same,
   # and the script exits 1 at the end (download_failed), so the scheduler shows the failure and a re-run retries them.
   local status=0
   # shellcheck disable=SC2086
-  $CTL download --workdir "$dir" --shard "$i/$n" $DOWNLOAD_ARGS || status=$?
+  "${ctl[@]}" download --workdir "$dir" --shard "$i/$n" $DOWNLOAD_ARGS || status=$?
   case $status in
     0) ;;
     1)
@@ -40,18 +42,18 @@ run_shard() {
     *) exit "$status" ;;
   esac
   # shellcheck disable=SC2086
-  $CTL embed --workdir "$dir" --shard "$i/$n" $EMBED_ARGS
+  "${ctl[@]}" embed --workdir "$dir" --shard "$i/$n" $EMBED_ARGS
 }
 
 merge() {
   local n=$1 from=()
   for ((i = 0; i < n; i++)); do from+=("$SHARDS_DIR/shard-$i"); done
-  $CTL data merge --workdir "${CTL_WORKDIR:-./workdir}" --from "${from[@]}"
+  "${ctl[@]}" data merge --workdir "${CTL_WORKDIR:-./workdir}" --from "${from[@]}"
 }
 
 usage() {
   [ $# -eq 0 ] || echo "shards.sh: $*" >&2
-  sed -n '2,14p' "$0" >&2
+  sed -n '2,/^[^#]/{/^#/p}' "$0" >&2 # the comment at the top
   exit 2
 }
 
@@ -59,6 +61,11 @@ usage() {
 # Decimal, as ctl reads them: no leading zero (bash would read 010 as octal 8).
 decimal='^(0|[1-9][0-9]*)$'
 count() { [[ ${1:-} =~ $decimal ]] && (($1 >= 1)) || usage "N: expected a number of shards >= 1, got '${1:-}'"; }
+
+if [ -z "${CTL:-}" ] && [ ! -f "$ROOT/dist/cli.js" ]; then
+  echo "shards.sh: $ROOT/dist/cli.js is missing: run npm run build first (or set CTL)" >&2
+  exit 2
+fi
 
 case "${1:-}" in
   run)

@@ -1,9 +1,9 @@
 // deploy/shards.sh checks its shard numbers before it fetches anything: a bad I or N exits 2 with one line and the
 // usage, and makes no shard folder.
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { expect, it } from 'vitest';
 
 it.each([
@@ -83,4 +83,31 @@ it('a shard whose download and embed succeed exits 0', async () => {
   const run = await shardsWithFakeCtl(['run', '0', '1'], '');
   expect(run.commands).toEqual(['data fetch', 'download --workdir', 'embed --workdir']);
   expect(run.status).toBe(0);
+});
+
+it('deploy/shards.sh runs this repo’s built ctl from any folder (npm run build first)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ctl-shards-'));
+  try {
+    await mkdir(join(dir, 'shards', 'shard-0'), { recursive: true });
+    const env = { ...process.env, CTL: '', SHARDS_DIR: 'shards', CTL_WORKDIR: 'merged' };
+    const run = spawnSync('bash', [resolve('deploy/shards.sh'), 'merge', '1'], { cwd: dir, encoding: 'utf8', env });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout + run.stderr).toContain('nothing to merge');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+it('deploy/shards.sh without CTL where the repo has no dist/cli.js says to build, exit 2', async () => {
+  const repo = await mkdtemp(join(tmpdir(), 'ctl-shards-'));
+  try {
+    await mkdir(join(repo, 'deploy'));
+    await copyFile('deploy/shards.sh', join(repo, 'deploy', 'shards.sh'));
+    const env = { ...process.env, CTL: '' };
+    const run = spawnSync('bash', [join(repo, 'deploy', 'shards.sh'), 'merge', '1'], { encoding: 'utf8', env });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toBe(`shards.sh: ${repo}/dist/cli.js is missing: run npm run build first (or set CTL)\n`);
+  } finally {
+    await rm(repo, { recursive: true, force: true });
+  }
 });
