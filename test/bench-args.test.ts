@@ -20,4 +20,18 @@ describe('bench flags', () => {
     expect([run.status, run.stdout]).toEqual([2, '']);
     expect(run.stderr).toContain(`run.mjs: ${message}`);
   });
+
+  it.each([
+    ['train/profile.mjs', ['--bogus'], "Unknown option '--bogus'"],
+    ['train/profile.mjs', ['--threads', 'x'], "--threads: expected a whole number >= 1, got 'x'"],
+    ['train/profile.mjs', ['--batch', '2.5'], "--batch: expected a whole number >= 2, got '2.5'"],
+    ['train/profile.mjs', ['--warmup', 'x'], "--warmup: expected a whole number >= 0, got 'x'"],
+    ['train/profile.mjs', ['--provider', 'cuda'], "--provider: expected one of webgpu, cpu, got 'cuda'"],
+    ['embed/prepare.mjs', ['--images', '0'], "--images: expected a whole number >= 1, got '0'"],
+    ['embed/prepare.mjs', ['--workers', '2'], "Unknown option '--workers'"],
+  ])('bench/%s %j exits 2 naming the flag', (script, flags, message) => {
+    const run = spawnSync(process.execPath, [`bench/${script}`, ...flags], { encoding: 'utf8' });
+    expect([run.status, run.stdout]).toEqual([2, '']);
+    expect(run.stderr).toContain(`${script.split('/')[1]}: ${message}`);
+  });
 });

@@ -5,23 +5,23 @@
 //   decode only                the decode, on the main thread
 //   decode + processor         decode and transformers.js's processor on the main thread (the path for processor
 //                              configs src/embed/pixels.ts does not reproduce)
-//   prepare (workers)          the encoder's prepare: decode and pixels.ts on worker threads (--workers, default
-//                              one per core)
+//   prepare (workers)          the encoder's prepare: decode and pixels.ts on worker threads (one per core, as in
+//                              ctl embed)
 // Busy main-thread time per image bounds the images/s one thread can feed a GPU.
 //
 //   npm run build && node bench/embed/prepare.mjs [--images 200]
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { AutoImageProcessor, RawImage } from '@huggingface/transformers';
 import { ensureGeneratedModel } from '../../dist/embed/generated-models.js';
 import { loadJobImage } from '../../dist/embed/images.js';
 import { loadLocalEncoder } from '../../dist/embed/local-encoder.js';
+import { benchArgs } from '../common.mjs';
 
-const { values: args } = parseArgs({ options: { images: { type: 'string', default: '200' } } });
-const N = Number(args.images);
+const args = benchArgs({ images: { type: 'string', default: '200' } }, { counts: { images: 1 } });
+const N = args.images;
 const IN_FLIGHT = 16;
 const OUT = join(import.meta.dirname, '..', 'out', 'embed-prepare');
 

@@ -11,11 +11,10 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { median, repo, say } from '../common.mjs';
+import { benchArgs, median, repo, say } from '../common.mjs';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs(
+  {
     provider: { type: 'string', default: 'webgpu' },
     arch: { type: 'string', default: 'v2' },
     batch: { type: 'string', default: '256' },
@@ -23,12 +22,12 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '3' },
     threads: { type: 'string', default: '2' },
   },
-});
-const [batch, steps, warmup, threads] = ['batch', 'steps', 'warmup', 'threads'].map((k) => Number(args[k]));
-if (!['webgpu', 'cpu'].includes(args.provider) || !['v1', 'v2'].includes(args.arch) || !(batch >= 2 && steps >= 1)) {
-  say('usage: profile.mjs [--provider webgpu|cpu] [--arch v2|v1] [--batch N >= 2] [--steps N >= 1] ...');
-  process.exit(2);
-}
+  {
+    counts: { batch: 2, steps: 1, warmup: 0, threads: 1 },
+    choices: { provider: ['webgpu', 'cpu'], arch: ['v2', 'v1'] },
+  },
+);
+const { batch, steps, warmup, threads } = args;
 
 const dist = (path) => import(join(repo, 'dist', path));
 const { TwoTower } = await dist('model/two-tower.js');
