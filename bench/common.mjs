@@ -90,6 +90,17 @@ export function blasEnv(threads) {
   return env;
 }
 
+/**
+ * The BLAS a PyTorch baseline's matrix products ran on, from the `blas` and `blas_kind` its script reports
+ * (bench/train/torch_bench.py finds them) and the OpenBLAS kernel OPENBLAS_VERBOSE printed (`kernel`).
+ */
+export function torchBlasName({ blas, blas_kind: kind, kernel }) {
+  if (kind === 'cuda') return 'cuBLAS';
+  if (kind === 'mkl') return 'MKL';
+  if (kind === 'openblas') return `OpenBLAS ${kernel}`;
+  return `${blas ?? 'an unknown BLAS'} (not OpenBLAS or MKL)`;
+}
+
 /** Debian's packages of the Python modules the baselines import. */
 const DEBIAN_PACKAGES = { numpy: 'python3-numpy', torch: 'python3-torch', PIL: 'python3-pil' };
 

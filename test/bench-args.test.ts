@@ -11,6 +11,8 @@ describe('bench flags', () => {
     ['embed', ['--device', 'gpu'], "--device: expected one of auto, cpu, cuda, webgpu, got 'gpu'"],
     ['embed', ['--dtypes', 'fp32,fp64'], "--dtypes: 'fp64' is not one of fp32, fp16, q8"],
     ['embed', ['--dtypes', 'fp32,'], "--dtypes: '' is not one of fp32, fp16, q8"],
+    ['embed', ['--model', 'vit-l14', '--skip-torch'], "--model: expected one of tiny, small, vit-b16, got 'vit-l14'"],
+    ['embed', ['--model', 'tiny'], '--model tiny: the PyTorch baseline is ViT-B/16; pass --skip-torch'],
     ['eval', ['--engines', ''], "--engines: '' is not one of onnx, js, tfjs"],
     ['train', ['--steps', '2.5'], "--steps: expected a whole number >= 1, got '2.5'"],
     ['train', ['--data', 'bogus'], "--data: expected one of synth, random, got 'bogus'"],

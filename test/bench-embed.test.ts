@@ -21,3 +21,10 @@ test('bench/embed/run.mjs embeds its generated images and prints images/s', () =
   expect(run.status, run.stderr).toBe(0);
   expect(run.stdout + run.stderr).toMatch(/ctl embed on cpu: fp32 [\d.]+ images\/s/);
 });
+
+test('bench/embed/run.mjs --sweep times a model at its own image size', () => {
+  const args = ['--model', 'tiny', '--images', '2', '--batch', '2', '--rounds', '1', '--skip-torch', '--sweep'];
+  const run = spawnSync(process.execPath, ['bench/embed/run.mjs', ...args], { encoding: 'utf8' });
+  expect(run.status, run.stderr).toBe(0);
+  expect(run.stdout).toMatch(/model only +q8 +opt=all +threads=2 +[\d.]+ images\/s/);
+});

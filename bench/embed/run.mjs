@@ -9,9 +9,9 @@
 //
 // --device is `ctl embed --device` (bench/gpu runs it with webgpu on a GPU machine); --torch-device moves the
 // PyTorch tower (its decode stays on the CPU, one thread, as torch_vit.py does it). --model picks a smaller
-// generated model for smoke tests (then compare with --skip-torch: the PyTorch tower is ViT-B/16).
-// --sweep also times the model alone (no decode) under onnxruntime session options: graph optimisation level,
-// intra-op threads, fp32 vs q8. Writes bench/out/embed/result.json. The PyTorch side imports torch, numpy and PIL
+// generated model for smoke tests, with --skip-torch only (the PyTorch tower is ViT-B/16). The PyTorch line names
+// the BLAS its matrix products ran on. --sweep also times the model alone (no decode, at the model's image size)
+// under onnxruntime session options: graph optimisation level, intra-op threads, fp32 vs q8. Writes bench/out/embed/result.json. The PyTorch side imports torch, numpy and PIL
 // (Debian: python3-torch python3-numpy python3-pil); without them the script says which is missing and stops.
 import { spawnSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -22,10 +22,10 @@ import { EmbeddingStore } from '../../dist/data/store/embeddings.js';
 import { saveDataset } from '../../dist/data/stl/dataset-io.js';
 import { DEVICES } from '../../dist/embed/device.js';
 import { DTYPES as ALL_DTYPES } from '../../dist/embed/dtype.js';
-import { ensureGeneratedModel } from '../../dist/embed/generated-models.js';
+import { ensureGeneratedModel, GENERATED_PRESETS } from '../../dist/embed/generated-models.js';
 import { runEmbed } from '../../dist/embed/run.js';
 import { workdirPaths } from '../../dist/data/workdir.js';
-import { benchArgs, blasEnv, loadAverage, median, pythonMissing, say } from '../common.mjs';
+import { benchArgs, blasEnv, loadAverage, median, pythonMissing, say, torchBlasName } from '../common.mjs';
 
 const args = benchArgs(
   {
@@ -43,10 +43,16 @@ const args = benchArgs(
   },
   {
     counts: { images: 1, batch: 1, threads: 1, rounds: 1 },
-    choices: { device: DEVICES, 'torch-device': ['cpu', 'cuda'] },
+    choices: { device: DEVICES, 'torch-device': ['cpu', 'cuda'], model: Object.keys(GENERATED_PRESETS) },
     lists: { dtypes: ALL_DTYPES },
   },
 );
+// The PyTorch tower is ViT-B/16: beside another model a ratio would compare different work.
+if (args.model !== 'vit-b16' && !args['skip-torch']) {
+  say(`run.mjs: --model ${args.model}: the PyTorch baseline is ViT-B/16; pass --skip-torch to time ctl alone`);
+  process.exit(2);
+}
+const IMAGE_SIZE = GENERATED_PRESETS[args.model].imageSize;
 const N = args.images;
 const BATCH = args.batch;
 const THREADS = args.threads;
@@ -147,7 +153,7 @@ function torchRun() {
 
 /** The model alone under session options, on one fixed batch (no decode). */
 async function sweep(modelDir) {
-  const x = Float32Array.from({ length: BATCH * 3 * 224 * 224 }, (_, i) => Math.sin(i * 0.001) * 0.9);
+  const x = Float32Array.from({ length: BATCH * 3 * IMAGE_SIZE ** 2 }, (_, i) => Math.sin(i * 0.001) * 0.9);
   const rows = [];
   for (const [file, dtype] of [
     ['vision_model.onnx', 'fp32'],
@@ -160,7 +166,7 @@ async function sweep(modelDir) {
           intraOpNumThreads,
           interOpNumThreads: 1,
         });
-        const feeds = { pixel_values: new ort.Tensor('float32', x, [BATCH, 3, 224, 224]) };
+        const feeds = { pixel_values: new ort.Tensor('float32', x, [BATCH, 3, IMAGE_SIZE, IMAGE_SIZE]) };
         await session.run(feeds);
         const t = performance.now();
         await session.run(feeds);
@@ -210,7 +216,7 @@ for (let round = 0; round < ROUNDS; round++) {
   if (!args['skip-torch']) {
     const torch = torchRun();
     results.torch.push(torch.images_per_s);
-    torchBlas = `PyTorch ${torch.torch}, OpenBLAS ${torch.kernel}, ${torch.threads} threads`;
+    torchBlas = `PyTorch ${torch.torch}, ${torchBlasName(torch)}, ${torch.threads} threads`;
     line.push(`torch (${args['torch-device']}) ${torch.images_per_s.toFixed(2)}`);
   }
   for (const dtype of DTYPES) {

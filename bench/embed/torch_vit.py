@@ -5,11 +5,14 @@ random weights, on the same images, decode included: PIL decode, squash resize t
     python3 bench/embed/torch_vit.py IMAGE_DIR [--batch 8] [--threads 2] [--limit N] [--device cpu|cuda]
 
 On cuda one batch of zeros runs first (untimed), so CUDA's start-up is not counted; decoding stays on the CPU.
-Prints one JSON line: {"images": n, "seconds": s, "images_per_s": r, "torch": version, "threads": t, "device": d}.
+Prints one JSON line: {"images": n, "seconds": s, "images_per_s": r, "torch": version, "threads": t, "device": d,
+"blas": the library torch's matrix products ran on, "blas_kind": openblas, mkl, cuda or null}, the BLAS found as
+bench/train/torch_bench.py finds it.
 """
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -17,6 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'train'))
+from torch_bench import blas_kind, blas_library  # noqa: E402
 
 
 class VisionTower(nn.Module):
@@ -68,8 +74,10 @@ def main():
             out = F.normalize(model(torch.from_numpy(np.ascontiguousarray(batch)).to(device)), dim=-1)
             assert torch.isfinite(out).all()
         seconds = time.perf_counter() - start
+    blas = "cuBLAS" if device.type == "cuda" else blas_library()
     print(json.dumps({"images": len(files), "seconds": seconds, "images_per_s": len(files) / seconds,
-                      "torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device}), flush=True)
+                      "torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
+                      "blas": blas, "blas_kind": "cuda" if device.type == "cuda" else blas_kind(blas)}), flush=True)
 
 
 if __name__ == "__main__":

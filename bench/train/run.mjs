@@ -31,7 +31,18 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { benchArgs, blasEnv, describeCpu, median, pythonMissing, repo, runWithIsa, say, writeRaw } from '../common.mjs';
+import {
+  benchArgs,
+  blasEnv,
+  describeCpu,
+  median,
+  pythonMissing,
+  repo,
+  runWithIsa,
+  say,
+  torchBlasName,
+  writeRaw,
+} from '../common.mjs';
 
 const args = benchArgs(
   {
@@ -373,11 +384,10 @@ for (const e of engines) row(e.label, ...rates(e));
 const torch = torchRuns.length > 0 ? { ...torchRuns[0], ...summary(torchRuns) } : null;
 if (torch) {
   const onGpu = torch.blas_kind === 'cuda';
-  const blas = torch.blas_kind === 'mkl' ? 'MKL' : `OpenBLAS ${torch.kernel}`;
   row(
     onGpu
       ? `PyTorch ${torch.torch}, CUDA, fp32 (TF32 off)`
-      : `PyTorch ${torch.torch}, ${torch.threads} threads, ${blas}`,
+      : `PyTorch ${torch.torch}, ${torch.threads} threads, ${torchBlasName(torch)}`,
     ...rates(torch),
   );
   for (const e of engines)
