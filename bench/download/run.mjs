@@ -10,7 +10,7 @@
 // Needs GNU time (/usr/bin/time). Everything goes under the OS temp folder (TMPDIR=/dev/shm puts it on tmpfs).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -29,6 +29,12 @@ const args = benchArgs(
   },
   { counts: { images: 1, concurrency: 1, pool: 1, rounds: 1 } },
 );
+// Checked before any work: without it every round would fail after the images are written.
+const GNU_TIME = '/usr/bin/time';
+if (!existsSync(GNU_TIME)) {
+  say(`run.mjs: needs GNU time (${GNU_TIME}): apt-get install time`);
+  process.exit(2);
+}
 const images = args.images;
 const concurrency = args.concurrency;
 const poolSize = args.pool;
@@ -71,7 +77,7 @@ function measure(command, commandArgs) {
   spawnSync('sync');
   const timeFile = join(root, 'time.txt');
   return new Promise((resolvePromise, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', '%e %M %U %S', '-o', timeFile, command, ...commandArgs], {
+    const child = spawn(GNU_TIME, ['-f', '%e %M %U %S', '-o', timeFile, command, ...commandArgs], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let stdout = '';
