@@ -47,7 +47,17 @@ const exists = (path) =>
   );
 
 // ---- the workdir: dataset + 768-d synthetic vectors, the same vectors under the image model's name, one epoch.
-if (!(await exists(join(workdir, 'runs', RUN, 'checkpoints', 'best')))) {
+// Built once; its sizes are recorded, and a workdir built at other sizes is refused rather than timed as these.
+const sizesFile = join(workdir, 'bench-sizes.json');
+const sizes = { products: args.products, scenes: args.scenes };
+if (await exists(join(workdir, 'runs', RUN, 'checkpoints', 'best'))) {
+  const built = await readFile(sizesFile, 'utf8').then(JSON.parse, () => null);
+  if (built?.products !== sizes.products || built?.scenes !== sizes.scenes) {
+    const was = built ? `--products ${built.products} --scenes ${built.scenes}` : 'sizes it did not record';
+    say(`run.mjs: ${workdir} was built with ${was}: remove it (or pass another --workdir) to build it at these`);
+    process.exit(2);
+  }
+} else {
   await mkdir(workdir, { recursive: true });
   ctl([
     'data',
@@ -77,6 +87,7 @@ if (!(await exists(join(workdir, 'runs', RUN, 'checkpoints', 'best')))) {
   const configFile = join(workdir, 'bench-config.json');
   await writeFile(configFile, JSON.stringify(config, null, 2));
   ctl(['train', '--config', configFile, '--run', RUN]);
+  await writeFile(sizesFile, JSON.stringify(sizes) + '\n');
 }
 
 // ---- the server
@@ -172,6 +183,8 @@ async function load(kind, connections) {
         }
       : { headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: multipart }),
   });
+  const finished = result.requests.total > 0;
+  if (!finished) say(`${kind} at ${connections} connections: no request finished in ${seconds} s (raise --seconds)`);
   return {
     kind,
     connections,
@@ -179,8 +192,9 @@ async function load(kind, connections) {
     non2xx: result.non2xx,
     errors: result.errors,
     perSecond: Math.round((result.requests.total / result.duration) * 10) / 10,
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
+    // No latency without a finished request (autocannon then reports 0).
+    p50Ms: finished ? result.latency.p50 : null,
+    p99Ms: finished ? result.latency.p99 : null,
     loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
