@@ -34,3 +34,31 @@ it('bench/gpu/run.sh with a relative WORK and OUT runs the pack’s node and lea
     await rm(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+it('bench/gpu/copy-packages.sh copies a package nested in another’s node_modules once, with its parent', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ctl-gpu-'));
+  try {
+    const [root, stage] = [join(dir, 'repo'), join(dir, 'stage')];
+    for (const pkg of ['fastify/node_modules/light-my-request', 'fastify-plugin', 'sharp'])
+      await mkdir(join(root, 'node_modules', pkg), { recursive: true });
+    await writeFile(join(root, 'node_modules/fastify/node_modules/light-my-request/index.js'), '');
+    // npm ls's order, a nested package before its parent included.
+    const listed = ['fastify/node_modules/light-my-request', 'sharp', 'fastify', 'fastify-plugin'];
+    const paths = listed.map((pkg) => join(root, 'node_modules', pkg)).join('\n') + '\n';
+    const copy = spawnSync('bash', ['bench/gpu/copy-packages.sh', root, stage], { input: paths, encoding: 'utf8' });
+    expect(copy.status, copy.stderr).toBe(0);
+    const files = sh('find . | LC_ALL=C sort', stage).stdout.trim().split('\n');
+    expect(files).toEqual([
+      '.',
+      './node_modules',
+      './node_modules/fastify',
+      './node_modules/fastify-plugin',
+      './node_modules/fastify/node_modules',
+      './node_modules/fastify/node_modules/light-my-request',
+      './node_modules/fastify/node_modules/light-my-request/index.js',
+      './node_modules/sharp',
+    ]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

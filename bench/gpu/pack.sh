@@ -35,11 +35,7 @@ cp -a package.json dist configs "$STAGE/"
 cp -a bench/common.mjs bench/embed bench/train "$STAGE/bench/"
 
 # ---- node_modules: the production dependency tree, then pruned
-npm ls --omit=dev --all --parseable | tail -n +2 | while read -r dir; do
-  rel=${dir#"$R"/}
-  mkdir -p "$STAGE/$(dirname "$rel")"
-  cp -a "$dir" "$STAGE/$rel"
-done
+npm ls --omit=dev --all --parseable | tail -n +2 | bench/gpu/copy-packages.sh "$R" "$STAGE"
 NM=$STAGE/node_modules
 scripts/prune-node-modules.sh "$NM"
 
