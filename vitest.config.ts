@@ -9,6 +9,8 @@ export default defineConfig({
     maxWorkers: 2,
     minWorkers: 1,
     // As src/cli.ts sets it for ctl: no onnxruntime telemetry, no /tmp/mat-debug-<pid>.log per test process.
-    env: { ORT_DISABLE_TELEMETRY: '1' },
+    // Printed commands read `ctl ...` however the tests were started (`npx vitest` sets npm_command=exec, which
+    // makes them `npx ctl ...`: src/util/shell.ts).
+    env: { ORT_DISABLE_TELEMETRY: '1', npm_command: '' },
   },
 });

@@ -1,7 +1,7 @@
 // Printed commands paste back into a shell as the same words: sh reads each quoted argument back unchanged.
 import { execFileSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
-import { shellCommand, shellQuote } from '../src/util/shell.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ctlCommand, shellCommand, shellQuote } from '../src/util/shell.js';
 
 describe('shellCommand', () => {
   it('leaves plain words as they are', () => {
@@ -16,5 +16,18 @@ describe('shellCommand', () => {
     expect(shellQuote('my runs')).toBe("'my runs'");
     const echoed = execFileSync('sh', ['-c', line], { encoding: 'utf8' });
     expect(echoed.split('\0').slice(0, -1)).toEqual(words);
+  });
+});
+
+describe('ctlCommand', () => {
+  afterEach(() => vi.unstubAllEnvs());
+
+  it('is `npx ctl` under npx or npm exec (ctl is not on PATH then), else `ctl`', () => {
+    vi.stubEnv('npm_command', 'exec');
+    expect(ctlCommand(['data', 'stats', '--workdir', 'my work'])).toBe("npx ctl data stats --workdir 'my work'");
+    vi.stubEnv('npm_command', undefined);
+    expect(ctlCommand(['data', 'stats'])).toBe('ctl data stats');
+    vi.stubEnv('npm_command', 'run');
+    expect(ctlCommand(['data', 'stats'])).toBe('ctl data stats');
   });
 });

@@ -5,7 +5,7 @@ import { action, parseIntOption, refuseFlags, withCommon } from '../util/command
 import { log, printJson } from '../util/log.js';
 import { DEMO_RUN, runDemo, type DemoOptions } from './run.js';
 import { formatSummary } from './summary.js';
-import { shellCommand } from '../util/shell.js';
+import { ctlCommand } from '../util/shell.js';
 
 export function registerDemoCommand(program: Command): void {
   const cmd = program
@@ -33,7 +33,7 @@ export function registerDemoCommand(program: Command): void {
       if (options.serve) {
         const { serveUntilSignal, startServer } = await import('../serve/run.js'); // loads tfjs and fastify
         const workdir = summary.files.workdir;
-        log(`\n== serve the trained run: ${shellCommand(['ctl', 'serve', '--run', DEMO_RUN, '--workdir', workdir])}`);
+        log(`\n== serve the trained run: ${ctlCommand(['serve', '--run', DEMO_RUN, '--workdir', workdir])}`);
         const server = await startServer({
           workdir,
           run: DEMO_RUN,

@@ -19,7 +19,7 @@ import { workdirPaths } from '../data/workdir.js';
 import { startMirror } from './mirror.js';
 import { demoSummary, type DemoSummary, type StageReports } from './summary.js';
 import { shippedConfig } from '../train/shipped-configs.js';
-import { shellCommand } from '../util/shell.js';
+import { ctlCommand } from '../util/shell.js';
 
 const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const DEMO_CONFIG = shippedConfig('demo-images');
@@ -69,7 +69,7 @@ async function claimDemoWorkdir(workdir: string, options: DemoOptions): Promise<
  * (stdout) is returned; a failure stops the demo.
  */
 function runStage<T>(title: string, args: string[]): Promise<T> {
-  log(`\n== ${title}: ${shellCommand(['ctl', ...args])}`);
+  log(`\n== ${title}: ${ctlCommand(args)}`);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
     const chunks: Buffer[] = [];

@@ -10,7 +10,7 @@ import { percent } from '../eval/table.js';
 import type { TrainRunResult } from '../train/run.js';
 import { formatDuration } from '../util/log.js';
 import { runPaths, type WorkdirPaths } from '../data/workdir.js';
-import { shellCommand } from '../util/shell.js';
+import { ctlCommand } from '../util/shell.js';
 
 /** The part of `ctl data synth --json` the summary reads. */
 interface SynthReport {
@@ -106,25 +106,15 @@ export function demoSummary(input: DemoInput) {
     },
     next: [
       {
-        command: shellCommand([
-          'ctl',
-          'eval',
-          '--run',
-          run,
-          '--workdir',
-          workdir,
-          '--protocol',
-          'all',
-          '--per-category',
-        ]),
+        command: ctlCommand(['eval', '--run', run, '--workdir', workdir, '--protocol', 'all', '--per-category']),
         why: 'every protocol of the trained run, per category',
       },
       {
-        command: shellCommand(['ctl', 'data', 'stats', '--workdir', workdir]),
+        command: ctlCommand(['data', 'stats', '--workdir', workdir]),
         why: 'what the generated dataset holds',
       },
       {
-        command: shellCommand(['ctl', 'train', '--config', input.config, '--run', `${run}-2`, '--workdir', workdir]),
+        command: ctlCommand(['train', '--config', input.config, '--run', `${run}-2`, '--workdir', workdir]),
         why: 'train again after editing the config (a new run name; --resume continues one)',
       },
     ],

@@ -21,7 +21,7 @@ import { TwoTower } from '../model/two-tower.js';
 import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { restoreAside, writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
-import { shellCommand } from '../util/shell.js';
+import { ctlCommand } from '../util/shell.js';
 import { checkOnnxTowers } from './check-onnx.js';
 import { FILES, type ExportFormat } from './formats.js';
 import { modelCard } from './model-card.js';
@@ -199,7 +199,7 @@ async function optimizerState(
           ? "(only 'last' does): add --checkpoint last"
           : model.state.imported
             ? `(the file it was imported from had none; it has one once it trains: ` +
-              `${shellCommand(['ctl', 'train', '--config', join(runDir, 'config.json'), '--run', basename(runDir), '--workdir', dirname(dirname(runDir)), '--resume'])})`
+              `${ctlCommand(['train', '--config', join(runDir, 'config.json'), '--run', basename(runDir), '--workdir', dirname(dirname(runDir)), '--resume'])})`
             : '(its trainer.safetensors is missing)'),
     );
   const keys = Object.keys(referenceStateDict(tower, model.params));

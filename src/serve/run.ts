@@ -12,7 +12,7 @@ import { listRuns, pickDefaultRun } from './runs.js';
 import { existingRunDir, listRunNames, workdirPaths } from '../data/workdir.js';
 import { buildServer } from './server.js';
 import { openUploadEmbedder } from './upload.js';
-import { shellCommand } from '../util/shell.js';
+import { ctlCommand } from '../util/shell.js';
 
 export interface ServeOptions {
   workdir: string;
@@ -121,7 +121,7 @@ async function openDefaultRun(workdir: string): Promise<{ run: string; recommend
   throw new InputError(
     `no trained run${leftOut} in ${workdir}/runs: train one first (\`ctl train\`)` +
       ((await listRunNames(demo)).length > 0
-        ? `, or serve the demo's, which lives in its own workdir: \`${shellCommand(['ctl', 'serve', '--workdir', demo])}\``
+        ? `, or serve the demo's, which lives in its own workdir: \`${ctlCommand(['serve', '--workdir', demo])}\``
         : ', or run `ctl demo --serve`'),
   );
 }

@@ -12,3 +12,12 @@ export function shellQuote(arg: string): string {
 export function shellCommand(words: string[]): string {
   return words.map(shellQuote).join(' ');
 }
+
+/**
+ * A `ctl` command line as the user can run it: `npx ctl ...` when this process was started through npx or
+ * `npm exec` (the README's way; nothing puts `ctl` on PATH then), else `ctl ...`.
+ */
+export function ctlCommand(args: string[]): string {
+  const ctl = process.env.npm_command === 'exec' ? ['npx', 'ctl'] : ['ctl'];
+  return shellCommand([...ctl, ...args]);
+}
