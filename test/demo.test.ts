@@ -2,7 +2,7 @@
 // child `ctl` process (synth with images, download from the local stand-in host, embed with the generated model,
 // zero-shot eval, train, eval), the --json summary carries the metrics, a second run redoes no finished work, and
 // a third with --serve serves the run.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -25,6 +25,24 @@ function ctl(args: string[]): Promise<{ code: number; stdout: string; stderr: st
     );
   });
 }
+
+/** The demo started in its own process group, as a shell starts a job; resolves at its exit code once it exits. */
+function startDemo(args: string[]) {
+  const child = spawn('node', [CLI, 'demo', ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  const exited = new Promise<number | string>((done) => child.on('close', (code, signal) => done(code ?? signal!)));
+  const printed = async (text: string) => {
+    while (!stderr.includes(text) && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+  };
+  return { child, exited, printed, stderr: () => stderr };
+}
+
+/** The processes whose command line names `text`. */
+const processesNaming = (text: string) =>
+  execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line.includes(text));
 
 const isMetric = (x: unknown) => typeof x === 'number' && x >= 0 && x <= 1;
 
@@ -111,5 +129,28 @@ describe('ctl demo (built binary)', () => {
     const damaged = await ctl(['demo', '--workdir', root]);
     expect(damaged.code).toBe(2);
     expect(damaged.stderr).toContain(`demo.json: scenes: expected an integer >= 1, got "many"`);
+  });
+
+  it('stopped by a signal, stops the running stage, says how to continue and exits as the signal would', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ctl-demo-stop-'));
+    dirs.push(root);
+    const args = ['--workdir', root, '--scenes', '400', '--products', '100'];
+    const resume = `stopped; run \`ctl demo --workdir ${root} --scenes 400 --products 100 --seed 7\` again to continue`;
+
+    // SIGTERM to the demo alone (`kill PID`): the painting stage it runs is stopped too, not left running on.
+    const killed = startDemo(args);
+    await killed.printed('== paint');
+    killed.child.kill('SIGTERM');
+    expect(await killed.exited).toBe(143);
+    expect(killed.stderr()).toContain(resume);
+    expect(processesNaming(root)).toEqual([]);
+
+    // Ctrl-C in a terminal: SIGINT to the whole process group, which reaches the stage once.
+    const interrupted = startDemo(args);
+    await interrupted.printed('== paint');
+    process.kill(-interrupted.child.pid!, 'SIGINT');
+    expect(await interrupted.exited).toBe(130);
+    expect(interrupted.stderr().split(resume)).toHaveLength(2);
+    expect(processesNaming(root)).toEqual([]);
   });
 });

@@ -5,13 +5,11 @@
 // Each stage is a child `ctl ... --json` process (its human output streams through, its JSON report is kept for
 // the summary), so the demo is also a check that the stages fit together; each is resumable, so a demo killed at
 // any moment continues where it stopped when run again, and a finished one is not redone.
-import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type * as z from 'zod';
 import { writeJsonAtomic } from '../util/atomic.js';
-import { InputError, RunError } from '../util/errors.js';
+import { InputError } from '../util/errors.js';
 import { differingPaths, readJsonIfExists } from '../util/json.js';
 import { int, issueLines, parseWith, section } from '../util/schema.js';
 import { log } from '../util/log.js';
@@ -19,9 +17,8 @@ import { workdirPaths } from '../data/workdir.js';
 import { startMirror } from './mirror.js';
 import { demoSummary, type DemoSummary, type StageReports } from './summary.js';
 import { shippedConfig } from '../train/shipped-configs.js';
-import { ctlCommand } from '../util/shell.js';
+import { stageRunner } from './stages.js';
 
-const CLI = fileURLToPath(new URL('../cli.js', import.meta.url));
 const DEMO_CONFIG = shippedConfig('demo-images');
 /** The generated model the demo embeds with (src/embed/generated-models.ts): random weights, 64 px, 64-d. */
 const DEMO_MODEL = 'small';
@@ -40,6 +37,16 @@ export interface DemoOptions {
 const demoDataSchema = section({ scenes: int(1), products: int(1), seed: int(0) });
 type DemoData = z.output<typeof demoDataSchema>;
 
+/** The flags of `ctl data synth` (and of `ctl demo`) that make this data. */
+const dataFlags = (d: DemoData) => [
+  '--scenes',
+  String(d.scenes),
+  '--products',
+  String(d.products),
+  '--seed',
+  String(d.seed),
+];
+
 /**
  * Record in `workdir`/demo.json the data the demo is made of; a later demo there that asks for other data is an
  * InputError (its stages would resume work done for the other, and training would refuse the new dataset).
@@ -47,7 +54,7 @@ type DemoData = z.output<typeof demoDataSchema>;
 async function claimDemoWorkdir(workdir: string, options: DemoOptions): Promise<void> {
   const file = join(workdir, 'demo.json');
   const wanted: DemoData = { scenes: options.scenes, products: options.products, seed: options.seed };
-  const flags = (d: DemoData) => `--scenes ${d.scenes} --products ${d.products} --seed ${d.seed}`;
+  const flags = (d: DemoData) => dataFlags(d).join(' ');
   const document = await readJsonIfExists(file, ' (fix or remove the file)'); // none: a new demo, or an older one
   let made: DemoData | null = null;
   if (document !== undefined) {
@@ -64,40 +71,24 @@ async function claimDemoWorkdir(workdir: string, options: DemoOptions): Promise<
   await writeJsonAtomic(file, wanted);
 }
 
-/**
- * Run one `ctl` stage as a child process with --json: its human output (stderr) streams through, its JSON report
- * (stdout) is returned; a failure stops the demo.
- */
-function runStage<T>(title: string, args: string[]): Promise<T> {
-  log(`\n== ${title}: ${ctlCommand(args)}`);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const chunks: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code !== 0) {
-        reject(
-          new RunError(
-            `${title} failed (${signal ?? `exit ${code}`}); fix what it says and run \`ctl demo\` again to continue`,
-          ),
-        );
-        return;
-      }
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as T);
-      } catch {
-        reject(new RunError(`${title}: \`ctl ${args[0]} --json\` printed no JSON report`));
-      }
-    });
-  });
-}
-
 /** The demo's stages, each a child `ctl` process, then their summary (see the top of the file). */
 export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
-  const started = performance.now();
   const workdir = workdirPaths(options.workdir).demo;
   await claimDemoWorkdir(workdir, options);
+  const stages = stageRunner(['demo', '--workdir', options.workdir, ...dataFlags(options)]);
+  try {
+    return await runStages(options, workdir, stages.run);
+  } finally {
+    stages.release();
+  }
+}
+
+async function runStages(
+  options: DemoOptions,
+  workdir: string,
+  runStage: <T>(title: string, args: string[]) => Promise<T>,
+): Promise<DemoSummary> {
+  const started = performance.now();
   const source = join(workdir, 'mirror');
   const w = ['--workdir', workdir];
   const stages: Partial<StageReports> = {};
@@ -109,16 +100,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     return result;
   };
 
-  const synth = [
-    'data',
-    'synth',
-    '--scenes',
-    String(options.scenes),
-    '--products',
-    String(options.products),
-    '--seed',
-    String(options.seed),
-  ];
+  const synth = ['data', 'synth', ...dataFlags(options)];
   stages.mirror = await timed('paint', () =>
     runStage('paint a synthetic STL-shaped dataset with images: the stand-in for Pinterest', [
       ...synth,
