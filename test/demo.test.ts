@@ -131,6 +131,24 @@ describe('ctl demo (built binary)', () => {
     expect(damaged.stderr).toContain(`demo.json: scenes: expected an integer >= 1, got "many"`);
   });
 
+  it('refuses data with an empty test part right after writing it, before the slow stages; and under 50 scenes', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ctl-demo-'));
+    dirs.push(root);
+    // Seed 121's 50 scenes all hash into train or val: nothing to evaluate on.
+    const few = await ctl(['demo', '--workdir', root, '--scenes', '50', '--products', '20', '--seed', '121']);
+    expect(few.code).toBe(2);
+    expect(few.stderr).toContain(
+      'too few scenes for a test split: the scene split of --scenes 50 --seed 121 has no test pairs: try --scenes 100 or another --seed',
+    );
+    expect(few.stderr).not.toContain('== paint');
+    // Nothing else is made of that data: another seed may start over in the same folder.
+    expect((await readdir(join(root, 'demo'))).sort()).toEqual(['dataset', 'stl']);
+
+    const tiny = await ctl(['demo', '--workdir', root, '--scenes', '20']);
+    expect(tiny.code).toBe(2);
+    expect(tiny.stderr).toContain('--scenes expects an integer >= 50');
+  });
+
   it('stopped by a signal, stops the running stage, says how to continue and exits as the signal would', async () => {
     const root = await mkdtemp(join(tmpdir(), 'ctl-demo-stop-'));
     dirs.push(root);

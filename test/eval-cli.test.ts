@@ -2,7 +2,8 @@
 // and a run trained there with a tiny v2-shaped config (eval-fixtures).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { plantedWorkdirWithConfigs } from './eval-fixtures.js';
@@ -52,6 +53,23 @@ describe('ctl eval', () => {
     const dir = join(workdir, 'runs', 'v2', 'eval');
     expect(JSON.parse(await readFile(join(dir, 'category-test-last.json'), 'utf8')).checkpoint.which).toBe('last');
     expect(JSON.parse(await readFile(join(dir, 'category-test.json'), 'utf8'))).toEqual(saved);
+  });
+
+  it('says a synthetic dataset with an empty part needs more scenes', async () => {
+    const small = await mkdtemp(join(tmpdir(), 'ctl-eval-few-'));
+    try {
+      const run = (...args: string[]) =>
+        spawnSync(process.execPath, [cli, ...args, '--workdir', small], { encoding: 'utf8', timeout: 60_000 });
+      // Seed 121's 50 scenes all hash into train or val.
+      expect(run('data', 'synth', '--scenes', '50', '--products', '20', '--seed', '121').status).toBe(0);
+      const r = run('eval', '--zero-shot', '--embeddings', 'synthetic');
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(
+        "the dataset's scene split has no test pairs: too few scenes for this part: make more with `ctl data synth --scenes N`",
+      );
+    } finally {
+      await rm(small, { recursive: true, force: true });
+    }
   });
 
   it('evaluates the raw embeddings with --zero-shot', () => {

@@ -5,7 +5,7 @@
 // Each stage is a child `ctl ... --json` process (its human output streams through, its JSON report is kept for
 // the summary), so the demo is also a check that the stages fit together; each is resumable, so a demo killed at
 // any moment continues where it stopped when run again, and a finished one is not redone.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as z from 'zod';
 import { writeJsonAtomic } from '../util/atomic.js';
@@ -14,6 +14,7 @@ import { differingPaths, readJsonIfExists } from '../util/json.js';
 import { int, issueLines, parseWith, section } from '../util/schema.js';
 import { log } from '../util/log.js';
 import { workdirPaths } from '../data/workdir.js';
+import { loadDataset } from '../data/stl/dataset-io.js';
 import { startMirror } from './mirror.js';
 import { demoSummary, type DemoSummary, type StageReports } from './summary.js';
 import { shippedConfig } from '../train/shipped-configs.js';
@@ -71,6 +72,25 @@ async function claimDemoWorkdir(workdir: string, options: DemoOptions): Promise<
   await writeJsonAtomic(file, wanted);
 }
 
+/**
+ * Refuse data with an empty part in a split the demo trains or evaluates on: each scene falls into train, val or
+ * test by a hash of its signature (80/10/10), so a few scenes can leave one empty, and the demo would fail only
+ * after the slow stages. The claim is given up (nothing else is made of this data yet): another --seed may start
+ * over in the same folder.
+ */
+async function checkSplits(workdir: string, options: DemoOptions): Promise<void> {
+  const { splits } = await loadDataset(workdir);
+  for (const split of [splits.scene, splits.seed])
+    for (const [part, pairs] of Object.entries(split.parts))
+      if (pairs.length === 0) {
+        await rm(join(workdir, 'demo.json'), { force: true });
+        throw new InputError(
+          `too few scenes for a ${part} split: the ${split.scheme} split of --scenes ${options.scenes} --seed ${options.seed} ` +
+            `has no ${part} pairs: try --scenes ${2 * options.scenes} or another --seed`,
+        );
+      }
+}
+
 /** The demo's stages, each a child `ctl` process, then their summary (see the top of the file). */
 export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   const workdir = workdirPaths(options.workdir).demo;
@@ -101,17 +121,19 @@ async function runStages(
   };
 
   const synth = ['data', 'synth', ...dataFlags(options)];
+  // The demo's own dataset first (cheap): its splits are checked before anything slow runs. The same seed gives
+  // the same world in the mirror: the demo's own dataset is marked synthetic, so no table calls it STL.
+  stages.synth = await timed('synth', () =>
+    runStage('write a synthetic STL-shaped dataset into the demo workdir, without images', [...synth, ...w]),
+  );
+  await checkSplits(workdir, options);
   stages.mirror = await timed('paint', () =>
-    runStage('paint a synthetic STL-shaped dataset with images: the stand-in for Pinterest', [
+    runStage('paint the same dataset with images: the stand-in for Pinterest', [
       ...synth,
       '--images',
       '--workdir',
       source,
     ]),
-  );
-  // The same seed gives the same world: the demo's own dataset is marked synthetic, so no table calls it STL.
-  stages.synth = await timed('synth', () =>
-    runStage('write the same dataset into the demo workdir, without images', [...synth, ...w]),
   );
   const mirror = await startMirror(source);
   try {

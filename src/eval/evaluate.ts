@@ -71,7 +71,10 @@ function protocolPairs(
   const pairs = dataset.splits[scheme]?.parts[split] ?? [];
   if (pairs.length === 0)
     throw new InputError(
-      `the dataset's ${scheme} split has no ${split} pairs: re-run \`ctl data fetch\` or \`ctl data synth\``,
+      `the dataset's ${scheme} split has no ${split} pairs: ` +
+        (dataset.source === 'synthetic'
+          ? 'too few scenes for this part: make more with `ctl data synth --scenes N` (or another --seed)'
+          : 're-run `ctl data fetch` or `ctl data synth`'),
     );
   return { scheme, pairs };
 }
