@@ -131,6 +131,21 @@ describe('ctl demo (built binary)', () => {
     expect(damaged.stderr).toContain(`demo.json: scenes: expected an integer >= 1, got "many"`);
   });
 
+  it("refuses a demo's own folder as --workdir (the demo would nest a second one in it), naming its parent", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ctl-demo-'));
+    dirs.push(root);
+    const own = join(root, 'demo');
+    await mkdir(own);
+    await writeFile(join(own, 'demo.json'), '{ "scenes": 100, "products": 20, "seed": 7 }');
+    const nested = await ctl(['demo', '--workdir', own]);
+    expect(nested.code).toBe(2);
+    expect(nested.stderr).toContain(
+      `--workdir ${own} is a demo's own folder (it holds demo.json); the demo lives in <workdir>/demo: give its parent, \`ctl demo --workdir ${root}\``,
+    );
+    expect(await readdir(own)).toEqual(['demo.json']);
+    expect((await ctl(['demo', '--help'])).stdout).toMatch(/--workdir <dir>\s+the demo lives in <workdir>\/demo/);
+  });
+
   it('refuses data with an empty test part right after writing it, before the slow stages; and under 50 scenes', async () => {
     const root = await mkdtemp(join(tmpdir(), 'ctl-demo-'));
     dirs.push(root);

@@ -30,7 +30,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--seed <n>', 'seed of the generated data', parseIntOption('--seed'), 7)
     .option('--serve', 'end by serving the trained run (`ctl serve`) on 127.0.0.1 until Ctrl-C', false)
     .option('--port <n>', 'port for --serve (0 = any free port)', parseIntOption('--port', 0, 65_535), 8000);
-  withCommon(cmd).action(
+  withCommon(cmd, { workdirHelp: 'the demo lives in <workdir>/demo' }).action(
     action<DemoOptions & { serve: boolean; port: number }>(async (options, cmd) => {
       if (!options.serve) refuseFlags(cmd, ['port'], '--serve');
       const summary = await runDemo(options);

@@ -6,7 +6,7 @@
 // the summary), so the demo is also a check that the stages fit together; each is resumable, so a demo killed at
 // any moment continues where it stopped when run again, and a finished one is not redone.
 import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type * as z from 'zod';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
@@ -19,6 +19,8 @@ import { startMirror } from './mirror.js';
 import { demoSummary, type DemoSummary, type StageReports } from './summary.js';
 import { shippedConfig } from '../train/shipped-configs.js';
 import { stageRunner } from './stages.js';
+import { pathExists } from '../util/fs.js';
+import { ctlCommand } from '../util/shell.js';
 
 const DEMO_CONFIG = shippedConfig('demo-images');
 /** The generated model the demo embeds with (src/embed/generated-models.ts): random weights, 64 px, 64-d. */
@@ -93,6 +95,12 @@ async function checkSplits(workdir: string, options: DemoOptions): Promise<void>
 
 /** The demo's stages, each a child `ctl` process, then their summary (see the top of the file). */
 export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
+  // A demo's own folder given as the workdir (`ctl serve` takes that one) would get a second demo nested in it.
+  if (await pathExists(join(options.workdir, 'demo.json')))
+    throw new InputError(
+      `--workdir ${options.workdir} is a demo's own folder (it holds demo.json); the demo lives in <workdir>/demo: ` +
+        `give its parent, \`${ctlCommand(['demo', '--workdir', dirname(options.workdir)])}\``,
+    );
   const workdir = workdirPaths(options.workdir).demo;
   await claimDemoWorkdir(workdir, options);
   const stages = stageRunner(['demo', '--workdir', options.workdir, ...dataFlags(options)]);

@@ -12,9 +12,12 @@ export interface CommonOptions {
   json: boolean;
 }
 
-/** Add `--workdir` (every command) and, when the command reports, `--json`. */
-export function withCommon(cmd: Command, { json = true }: { json?: boolean } = {}): Command {
-  cmd.option('--workdir <dir>', 'workdir every stage reads and writes (default: $CTL_WORKDIR, else ./workdir)');
+/** Add `--workdir` (every command; `workdirHelp` says what it is where that differs) and, when the command reports, `--json`. */
+export function withCommon(
+  cmd: Command,
+  { json = true, workdirHelp = 'workdir every stage reads and writes' }: { json?: boolean; workdirHelp?: string } = {},
+): Command {
+  cmd.option('--workdir <dir>', `${workdirHelp} (default: $CTL_WORKDIR, else ./workdir)`);
   if (json) cmd.option('--json', 'print one JSON document on stdout (human text stays on stderr)', false);
   return cmd;
 }
