@@ -3,6 +3,7 @@
 // module (run `npm run build` first).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtemp, readdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,6 +67,26 @@ describe('acquireLock', () => {
     await lock.release();
   });
 
+  it("takes over a dead holder's lock whose pid a later process has (pids are reused: a restarted container)", async () => {
+    const run = join(dir, 'v2');
+    const child = await childHolding(run);
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const [file] = await readdir(dir);
+    await sleep(3000); // the next process starts well after the lock was last written
+    const later = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      // The dead holder's lock, as if its pid were the later process's.
+      await rename(join(dir, file), join(dir, file.replace(`.${child.pid}.`, `.${later.pid}.`)));
+      expect(await isLocked(run)).toBe(false);
+      const lock = await acquireLock(run, busy);
+      expect(await readdir(dir)).toHaveLength(1);
+      await lock.release();
+    } finally {
+      later.kill('SIGKILL');
+    }
+  });
+
   it('tells its holder when another process removed the lock, taking the holder for dead', async () => {
     const lock = await acquireLock(join(dir, 'v2'), busy);
     const [name] = await readdir(dir);
@@ -85,7 +106,7 @@ describe('acquireLock', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
-  it("reads the holder from the lock's name when its content does not, and takes a lock left untouched", async () => {
+  it("reads the holder from the lock's name when its content does not, and takes one older than that process", async () => {
     const run = join(dir, 'v2');
     const sleeper = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
     try {
@@ -101,12 +122,9 @@ describe('acquireLock', () => {
       })();
       await writeFile(file, 'not JSON');
       await expect(acquireLock(run, busy)).rejects.toThrow(`held by ${sleeper.pid} on the host with id`);
-      // Untouched for minutes, a live holder on this host may be busy; for hours, it is not the holder.
+      // Last written minutes before the process of its name started: that process is not its holder.
       const minutes = new Date(Date.now() - STALE_LOCK_MS - 1000);
       await utimes(file, minutes, minutes);
-      expect(await isLocked(run)).toBe(true);
-      const hours = new Date(Date.now() - 2 * 3600_000);
-      await utimes(file, hours, hours);
       expect(await isLocked(run)).toBe(false);
       await (await acquireLock(run, busy)).release();
       expect(await readdir(dir)).toEqual([]);

@@ -2,7 +2,7 @@
 // file or the new one, never half of one. Temp and set-aside names carry their owner (host, pid, thread), so what a
 // dead process left can be told from what a live one is writing, and removed.
 import { createHash } from 'node:crypto';
-import { link, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -105,7 +105,7 @@ const PROCESS_START_MS = Date.now() - process.uptime() * 1000;
  * machine sharing the folder, another container): only its age can tell, so it is taken for alive until left
  * untouched for OTHER_HOST_IDLE_MS. Our own pid may be an earlier process's too (a restarted container's node is
  * PID 1 again): a name of ours last written before this process started (with a margin for coarse file times) is
- * that earlier process's.
+ * that earlier process's; so is another live pid's, read from /proc on Linux.
  */
 export async function ownerAlive(dir: string, name: string): Promise<boolean> {
   const [, , pidText] = OWNER.exec(name) ?? [];
@@ -121,9 +121,33 @@ export async function ownerAlive(dir: string, name: string): Promise<boolean> {
   }
   try {
     process.kill(pid, 0); // signal 0: only asks whether the process exists
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by another user
+  }
+  // The pid may be another process's by now (pids are reused; a restarted container counts from 1 again): one
+  // started after the file was last written cannot have written it.
+  const [started, at] = await Promise.all([processStartedAt(pid), modifiedAt(join(dir, name))]);
+  return started === undefined || at === undefined || started <= at + START_TIME_SLACK_MS;
+}
+
+/** How coarse a file system's modification times may be (ext3, HFS+: whole seconds). */
+const START_TIME_SLACK_MS = 1000;
+
+/**
+ * When process `pid` started (ms since the epoch), from Linux's /proc; undefined where that cannot be read. Up to a
+ * second early (the boot time is in whole seconds), which only ever takes a process for older than it is.
+ */
+async function processStartedAt(pid: number): Promise<number | undefined> {
+  try {
+    const [stat, system] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile('/proc/stat', 'utf8')]);
+    // Fields after the command name (which may hold spaces, in parentheses): the 20th is the start time in clock
+    // ticks after boot (USER_HZ, 100 on Linux); /proc/stat's btime is the boot time in seconds.
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const boot = Number(/^btime (\d+)$/m.exec(system)?.[1]);
+    const started = boot * 1000 + ticks * 10;
+    return Number.isFinite(started) ? started : undefined;
+  } catch {
+    return undefined;
   }
 }
 
