@@ -1,6 +1,6 @@
 // `ctl reproduce` end to end through the built CLI (run `npm run build` first), on a small planted-structure
 // workdir with tiny v1/v2-shaped configs that, like the real ones, name the seed split (eval-fixtures).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -205,6 +205,27 @@ describe('ctl reproduce', () => {
       ),
     ]);
     expect(existsSync(workdirPaths(workdir).run(name))).toBe(false);
+  });
+
+  it('stopped by SIGTERM: exit 143, and one line saying how to go on', async () => {
+    const [, v2] = configs.split(',');
+    const slow = join(workdir, 'slow.json');
+    await writeFile(
+      slow,
+      JSON.stringify({ ...JSON.parse(await readFile(v2, 'utf8')), name: 'slow', epochs: 500, patience: 500 }),
+    );
+    const child = spawn(process.execPath, [cli, 'reproduce', '--configs', slow, '--workdir', workdir], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    while (!/epoch 1\//.test(stderr)) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(143);
+    expect(stderr).toMatch(
+      /\nctl reproduce: stopped by SIGTERM; run the same command again to continue \(finished runs are reused, an unfinished one resumes\)\n$/,
+    );
   });
 
   it('refuses to stand a finished run for a config it did not train with, naming what changed', async () => {

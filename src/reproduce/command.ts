@@ -4,7 +4,7 @@ import { EVAL_SPLITS, type EvalSplit } from '../eval/protocols.js';
 import { engineOption } from '../eval/options.js';
 import type { EngineName } from '../eval/engines.js';
 import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from '../train/backend.js';
-import { action, withCommon } from '../util/command.js';
+import { action, exitOnStop, withCommon } from '../util/command.js';
 import { log, printJson } from '../util/log.js';
 import { embeddingsOption } from '../data/options.js';
 import { shippedConfig } from '../train/shipped-configs.js';
@@ -50,6 +50,10 @@ export function registerReproduceCommand(program: Command): void {
     action<ReproduceCommandOptions>(async (o) => {
       // Training and ranking load on use, so `ctl --help` stays quick.
       const { reproduce } = await import('./reproduce.js');
+      exitOnStop(
+        'ctl reproduce',
+        'run the same command again to continue (finished runs are reused, an unfinished one resumes)',
+      );
       const result = await reproduce({
         workdir: o.workdir,
         configs:

@@ -1,7 +1,7 @@
 // `ctl train --config FILE`: see run.ts.
 import { Command, Option } from 'commander';
-import { action, parseIntOption, refuseFlags, stoppedExitCode, withCommon } from '../util/command.js';
-import { log, printJson } from '../util/log.js';
+import { action, exitOnStop, parseIntOption, refuseFlags, withCommon } from '../util/command.js';
+import { printJson } from '../util/log.js';
 import { embeddingsOption } from '../data/options.js';
 import { TRAIN_BACKEND_CHOICES, type TrainBackendChoice } from './backend.js';
 
@@ -74,13 +74,7 @@ export function registerTrainCommand(program: Command): void {
         refuseFlags(cmd, ['workers'], '--backend wasm or auto');
       // Loaded here: it pulls in TensorFlow.js, which other commands should not wait for.
       const { trainRun } = await import('./run.js');
-      // Checkpoints are written atomically, so stopping is safe at any moment: say how to continue.
-      for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-        process.once(signal, () => {
-          log(`ctl train: stopped by ${signal}; continue from the last checkpoint with the same command and --resume`);
-          process.exit(stoppedExitCode(signal));
-        });
-      }
+      exitOnStop('ctl train', 'continue from the last checkpoint with the same command and --resume');
       const result = await trainRun({
         workdir: options.workdir,
         config: options.config,

@@ -93,6 +93,18 @@ const commandPath = (cmd: Command): string => (cmd.parent ? `${commandPath(cmd.p
 export const stoppedExitCode = (signal: NodeJS.Signals) => 128 + constants.signals[signal];
 
 /**
+ * For a stage whose every write is atomic, so that stopping at any moment loses nothing: on SIGINT or SIGTERM, say
+ * how to go on (`<command>: stopped by <signal>; <howToGoOn>`) and exit at once.
+ */
+export function exitOnStop(command: string, howToGoOn: string): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => {
+      log(`${command}: stopped by ${signal}; ${howToGoOn}`);
+      process.exit(stoppedExitCode(signal));
+    });
+}
+
+/**
  * A graceful stop for a long stage: the first SIGINT or SIGTERM logs what happens now and aborts `signal` (the
  * stage finishes what is in flight and commits it); a second one quits at once. `release` removes the handlers.
  */
