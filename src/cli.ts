@@ -13,6 +13,7 @@ import { registerServeCommand } from './serve/command.js';
 import { registerReproduceCommand } from './reproduce/command.js';
 import { registerDemoCommand } from './demo/command.js';
 import { registerMergeCommand } from './merge/command.js';
+import { stopWithParent } from './util/command.js';
 
 // onnxruntime-node (1.29 on) sends usage telemetry to Microsoft from Linux and macOS and writes
 // /tmp/mat-debug-<pid>.log each process. It reads this when its first session is made; ORT_DISABLE_TELEMETRY=0
@@ -28,6 +29,9 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 process.stderr.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
 });
+
+// A stage of `ctl demo` stops when the demo is gone.
+stopWithParent();
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   version: string;

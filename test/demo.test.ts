@@ -44,6 +44,16 @@ const processesNaming = (text: string) =>
     .split('\n')
     .filter((line) => line.includes(text));
 
+/** A process's state letter(s) as ps shows them (T: stopped). */
+const processState = (pid: number) =>
+  execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).trim();
+
+/** Wait until `holds()` (or fail after 20 s). */
+async function until(holds: () => boolean) {
+  for (const end = Date.now() + 20_000; !holds(); await new Promise((r) => setTimeout(r, 100)))
+    if (Date.now() > end) throw new Error(`not within 20 s: ${holds}`);
+}
+
 const isMetric = (x: unknown) => typeof x === 'number' && x >= 0 && x <= 1;
 
 describe('ctl demo (built binary)', () => {
@@ -177,6 +187,24 @@ describe('ctl demo (built binary)', () => {
     expect(await killed.exited).toBe(143);
     expect(killed.stderr()).toContain(resume);
     expect(processesNaming(root)).toEqual([]);
+
+    // Ctrl-Z and `fg`: SIGTSTP to the group stops the demo and its stage, SIGCONT goes on with both.
+    const suspended = startDemo(args);
+    await suspended.printed('== paint');
+    const states = () => processesNaming(root).map((line) => processState(Number(line.trim().split(' ')[0])));
+    process.kill(-suspended.child.pid!, 'SIGTSTP');
+    await until(() => states().length === 2 && states().every((state) => state.startsWith('T')));
+    process.kill(-suspended.child.pid!, 'SIGCONT');
+    await until(() => states().every((state) => !state.startsWith('T')));
+    suspended.child.kill('SIGTERM');
+    expect(await suspended.exited).toBe(143);
+
+    // SIGKILL to the demo alone, which cannot pass it on: the stage stops itself once its stdin pipe closes.
+    const dead = startDemo(args);
+    await dead.printed('== paint');
+    dead.child.kill('SIGKILL');
+    expect(await dead.exited).toBe('SIGKILL');
+    await until(() => processesNaming(root).length === 0);
 
     // Ctrl-C in a terminal: SIGINT to the whole process group, which reaches the stage once.
     const interrupted = startDemo(args);

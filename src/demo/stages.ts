@@ -1,10 +1,12 @@
 // The demo's stages as child `ctl ... --json` processes, and stopping them. Each child runs in its own process
 // group, so a Ctrl-C (SIGINT to the terminal's whole group) reaches the demo alone; the demo passes every SIGINT,
 // SIGTERM or SIGHUP it gets on to the running stage, once, waits for it to exit, says how to continue, and exits
-// as the signal would (130, 143, 129). No stage outlives the demo to hold its store's lock.
+// as the signal would (130, 143, 129). Ctrl-Z (SIGTSTP) stops the stage and the demo, `fg` (SIGCONT) resumes both.
+// A demo killed outright (SIGKILL) cannot pass anything on: the stage then sees its stdin, a pipe from the demo,
+// close, and stops itself (stopWithParent). So no stage outlives the demo to hold its store's lock.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { stoppedExitCode } from '../util/command.js';
+import { STOP_WITH_PARENT, stoppedExitCode } from '../util/command.js';
 import { RunError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import { ctlCommand } from '../util/shell.js';
@@ -29,6 +31,14 @@ export function stageRunner(resume: string[]) {
     else stopNow(stoppedBy);
   };
   for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  // The stage is not in the terminal's foreground group, so job control reaches it through the demo.
+  const onSuspend = () => {
+    running?.kill('SIGSTOP');
+    process.kill(process.pid, 'SIGSTOP');
+  };
+  const onContinue = () => running?.kill('SIGCONT');
+  process.on('SIGTSTP', onSuspend);
+  process.on('SIGCONT', onContinue);
 
   return {
     /**
@@ -39,8 +49,9 @@ export function stageRunner(resume: string[]) {
       log(`\n== ${title}: ${ctlCommand(args)}`);
       return new Promise((resolve, reject) => {
         const child = spawn(process.execPath, [CLI, ...args, '--json'], {
-          stdio: ['ignore', 'pipe', 'inherit'],
+          stdio: ['pipe', 'pipe', 'inherit'], // stdin: open while the demo lives (see the top of the file)
           detached: true, // its own process group: see the top of the file
+          env: { ...process.env, [STOP_WITH_PARENT]: '1' },
         });
         running = child;
         const chunks: Buffer[] = [];
@@ -70,6 +81,8 @@ export function stageRunner(resume: string[]) {
     },
     release() {
       for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
+      process.off('SIGTSTP', onSuspend);
+      process.off('SIGCONT', onContinue);
     },
   };
 }

@@ -92,6 +92,21 @@ const commandPath = (cmd: Command): string => (cmd.parent ? `${commandPath(cmd.p
 /** The conventional exit code of a process stopped by `signal`: 128 + its number (SIGINT 130, SIGTERM 143). */
 export const stoppedExitCode = (signal: NodeJS.Signals) => 128 + constants.signals[signal];
 
+/** Set by `ctl demo` for its stages: their stdin is a pipe the demo holds open for as long as it lives. */
+export const STOP_WITH_PARENT = 'CTL_STOP_WITH_PARENT';
+
+/**
+ * In a stage `ctl demo` started (STOP_WITH_PARENT set): once the demo is gone however it went (SIGKILL, a crash),
+ * its end of the stdin pipe closes, and the stage stops as on SIGTERM rather than run on holding its lock.
+ */
+export function stopWithParent(): void {
+  if (process.env[STOP_WITH_PARENT] !== '1') return;
+  delete process.env[STOP_WITH_PARENT]; // not for the stage's own children
+  const stdin = process.stdin as NodeJS.ReadStream & { unref?: () => void };
+  stdin.on('end', () => process.kill(process.pid, 'SIGTERM')).resume();
+  stdin.unref?.(); // waiting for the end must not keep a finished stage alive
+}
+
 /**
  * For a stage whose every write is atomic, so that stopping at any moment loses nothing: on SIGINT or SIGTERM, say
  * how to go on (`<command>: stopped by <signal>; <howToGoOn>`) and exit at once.
