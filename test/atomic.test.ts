@@ -9,8 +9,10 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   cleanTempFiles,
+  ownerAlive,
   replaceDir,
   restoreAside,
+  setAside,
   tempPathFor,
   waitForSwap,
   writeDirAtomic,
@@ -132,6 +134,22 @@ describe('replaceDir and restoreAside', () => {
       expect(performance.now() - quick).toBeLessThan(100);
     } finally {
       other.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a folder set aside is taken for its live owner's however old it is (a rename keeps its time)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-atomic-'));
+    try {
+      const dest = join(dir, 'best');
+      await folderWith(dest, 'epoch 1');
+      const longAgo = new Date('2020-01-01');
+      await utimes(dest, longAgo, longAgo); // a checkpoint kept since then
+      const aside = await setAside(dest);
+      expect(await ownerAlive(dir, basename(aside))).toBe(true);
+      await restoreAside(dest); // another process's, while this one is between its renames
+      expect(await readdir(dir)).toEqual([basename(aside)]);
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

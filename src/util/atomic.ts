@@ -2,7 +2,7 @@
 // file or the new one, never half of one. Temp and set-aside names carry their owner (host, pid, thread), so what a
 // dead process left can be told from what a live one is writing, and removed.
 import { createHash } from 'node:crypto';
-import { link, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, rm, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -176,11 +176,21 @@ export async function writeFileExclusive(path: string, data: string | Uint8Array
  */
 export async function replaceDir(tmp: string, path: string): Promise<void> {
   await restoreAside(path);
-  const aside = ownedPathFor(ASIDE_MARK, path);
-  const hadOld = await isDirectory(path);
-  if (hadOld) await rename(path, aside);
+  const aside = (await isDirectory(path)) ? await setAside(path) : undefined;
   await rename(tmp, path);
-  if (hadOld) await rm(aside, { recursive: true, force: true });
+  if (aside) await rm(aside, { recursive: true, force: true });
+}
+
+/**
+ * Rename the folder `path` aside, under this process's name; returns the new path. Touched first: a rename keeps a
+ * folder's time, and one last written before this process started would be taken for a dead process's (ownerAlive).
+ */
+export async function setAside(path: string): Promise<string> {
+  const aside = ownedPathFor(ASIDE_MARK, path);
+  const now = new Date();
+  await utimes(path, now, now).catch(() => {}); // another user's folder cannot be touched: it keeps its time
+  await rename(path, aside);
+  return aside;
 }
 
 /**
