@@ -67,7 +67,7 @@ async function claimDemoWorkdir(workdir: string, options: DemoOptions): Promise<
   }
   if (made && differingPaths(made, wanted).length > 0)
     throw new InputError(
-      `the demo in ${workdir} was made with ${flags(made)}: run \`ctl demo\` with those to continue it, ` +
+      `the demo in ${workdir} was made with ${flags(made)}: run \`${ctlCommand(['demo'])}\` with those to continue it, ` +
         `or remove ${workdir} (or give another --workdir) to make one with ${flags(wanted)}`,
     );
   await mkdir(workdir, { recursive: true });

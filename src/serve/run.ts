@@ -122,7 +122,7 @@ async function openDefaultRun(workdir: string): Promise<{ run: string; recommend
     `no trained run${leftOut} in ${workdir}/runs: train one first (\`ctl train\`)` +
       ((await listRunNames(demo)).length > 0
         ? `, or serve the demo's, which lives in its own workdir: \`${ctlCommand(['serve', '--workdir', demo])}\``
-        : ', or run `ctl demo --serve`'),
+        : `, or run \`${ctlCommand(['demo', '--serve'])}\``),
   );
 }
 
