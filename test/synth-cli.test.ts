@@ -156,6 +156,13 @@ describe('ctl data synth (built binary)', () => {
         expect.stringMatching(/--dim 512: .*about [\d.]+ MB on disk, .* has 1\.0 MB free/),
       ]);
       expect(await readdir(workdir)).toEqual([]);
+      // Room for one world's stores, not two: a second run over the first keeps its stores, so it is not refused.
+      execFileSync('mount', ['-o', 'remount,size=40m', workdir]);
+      const sizes = ['--scenes', '3000', '--products', '3000', '--dim', '512'];
+      for (const run of ['first', 'again']) {
+        const made = await ctl(['data', 'synth', '--workdir', workdir, ...sizes]);
+        expect(made.code, `${run}: ${made.stderr}`).toBe(0);
+      }
     } finally {
       execFileSync('umount', [workdir]);
     }

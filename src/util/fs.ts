@@ -40,3 +40,19 @@ export async function freeBytes(path: string): Promise<number | undefined> {
     if (dirname(dir) === dir) return undefined;
   }
 }
+
+/** The bytes of the files under `dir` (0 when there is none). */
+export async function folderBytes(dir: string): Promise<number> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
+  const sizes = await Promise.all(
+    entries
+      .filter((e) => e.isFile())
+      .map((e) =>
+        stat(join(e.parentPath ?? e.path, e.name)).then(
+          (s) => s.size,
+          () => 0,
+        ),
+      ),
+  );
+  return sizes.reduce((a, b) => a + b, 0);
+}

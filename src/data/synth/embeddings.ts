@@ -24,7 +24,7 @@ import type { SynthWorld } from './world.js';
 import { EmbeddingStore, sceneProductKey, type EmbeddingRows, type StoreMeta } from '../store/embeddings.js';
 import { Random } from '../../util/random.js';
 import { InputError } from '../../util/errors.js';
-import { freeBytes } from '../../util/fs.js';
+import { folderBytes, freeBytes } from '../../util/fs.js';
 import { formatBytes, log } from '../../util/log.js';
 import { ITEMS_PER_SCENE_WEIGHTS } from './taxonomy.js';
 import { gatherRows } from '../../util/matrix.js';
@@ -330,12 +330,18 @@ export async function checkRoomForEmbeddings(
   const rows = products + scenes * (1 + MEAN_ITEMS_PER_SCENE); // a row per product, per scene and per pair
   const bytes = rows * dim * Float32Array.BYTES_PER_ELEMENT;
   const sizes = `--dim ${dim}: ${scenes} scenes and ${products} products make about ${Math.round(rows)} vectors`;
-  if (bytes > MEMORY_SHARE * totalmem())
+  // A container's memory limit where there is one (unlimited reads as 2^64), else the machine's.
+  const memory = Math.min(process.constrainedMemory?.() || Infinity, totalmem());
+  if (bytes > MEMORY_SHARE * memory)
     throw new InputError(
-      `${sizes}, about ${formatBytes(bytes)}, held in memory at once (this machine has ${formatBytes(totalmem())}): lower --dim or the sizes`,
+      `${sizes}, about ${formatBytes(bytes)}, held in memory at once (this machine has ${formatBytes(memory)}): lower --dim or the sizes`,
     );
-  const free = await freeBytes(workdir);
-  if (free !== undefined && bytes > free)
+  // Synthetic stores already there are kept (this world's) or replaced (another's): their room counts as free.
+  const stores = await Promise.all(
+    EMBEDDING_VIEWS.map((view) => folderBytes(workdirPaths(workdir).embeddings(SYNTH_MODEL, view))),
+  );
+  const free = (await freeBytes(workdir)) ?? Infinity;
+  if (bytes > free + stores.reduce((a, b) => a + b, 0))
     throw new InputError(
       `${sizes}, about ${formatBytes(bytes)} on disk, and ${workdir} has ${formatBytes(free)} free: lower --dim or the sizes, or use another --workdir`,
     );
