@@ -168,6 +168,29 @@ describe('ctl data synth (built binary)', () => {
     }
   }, 30_000);
 
+  it.skipIf(!canMount())('names a read-only workdir as such (Node says ENOENT for it)', async () => {
+    const workdir = await tempWorkdir();
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'none', workdir]);
+    try {
+      const refused = await ctl([
+        'data',
+        'synth',
+        '--workdir',
+        join(workdir, 'sub'),
+        '--scenes',
+        '100',
+        '--products',
+        '100',
+      ]);
+      expect([refused.code, refused.stderr]).toEqual([
+        1,
+        expect.stringMatching(/error: cannot create .*sub: EROFS \(.* cannot be written\)\n$/),
+      ]);
+    } finally {
+      execFileSync('umount', [workdir]);
+    }
+  });
+
   it('rejects bad usage with exit 2 and documents every flag with its default', async () => {
     const workdir = await tempWorkdir();
     expect((await ctl(['data', 'synth', '--workdir', workdir, '--scenes', '0'])).code).toBe(2);

@@ -1,6 +1,6 @@
 // What every `ctl` command shares: `--workdir`, `--json`, exit codes, and turning errors into one clear line.
 import { Command, InvalidArgumentError, type Option } from 'commander';
-import { lstat, readlink, stat } from 'node:fs/promises';
+import { access, constants as fsConstants, lstat, readlink, stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { InputError, exitCodeOf } from './errors.js';
@@ -48,6 +48,22 @@ async function checkWorkdir(workdir: string, flag: string): Promise<void> {
 }
 
 /**
+ * What a recursive mkdir's ENOENT meant when the folders above exist (Node reports a read-only file system or a
+ * folder we may not write that way): `cannot create <path>: EROFS ...`, from the nearest existing folder.
+ */
+async function mkdirRefusal(err: unknown): Promise<string | undefined> {
+  const { code, syscall, path } = err as NodeJS.ErrnoException;
+  if (code !== 'ENOENT' || syscall !== 'mkdir' || !path) return undefined;
+  let above = dirname(path);
+  while (!(await lstat(above).catch(() => null)) && dirname(above) !== above) above = dirname(above);
+  const refused = await access(above, fsConstants.W_OK).then(
+    () => undefined,
+    (e: NodeJS.ErrnoException) => e.code,
+  );
+  return refused && `cannot create ${path}: ${refused} (${above} cannot be written)`;
+}
+
+/**
  * Wrap a command's action: resolve the workdir, run, and map errors to exit codes
  * (2 bad usage or input, 1 a failed run) with one readable line on stderr.
  */
@@ -65,7 +81,7 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
       await run(options, cmd);
     } catch (err) {
       const code = exitCodeOf(err);
-      const message = err instanceof Error ? err.message : String(err);
+      const message = (await mkdirRefusal(err)) ?? (err instanceof Error ? err.message : String(err));
       log(`${commandPath(cmd)}: error: ${message}`);
       if (code === 1 && err instanceof Error && process.env.CTL_DEBUG) process.stderr.write(`${err.stack}\n`);
       process.exitCode = code;
