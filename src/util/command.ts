@@ -38,6 +38,18 @@ async function checkWorkdir(workdir: string, flag: string): Promise<void> {
     if (!found.isDirectory()) throw new InputError(`${flag} ${workdir}: not a folder`);
     return;
   }
+  if (found.code === 'ENOTDIR') {
+    let file = dirname(workdir);
+    while (
+      !(await stat(file).then(
+        (s) => s.isFile(),
+        () => false,
+      )) &&
+      dirname(file) !== file
+    )
+      file = dirname(file);
+    throw new InputError(`${flag} ${workdir}: ${file} is a file, not a folder`);
+  }
   if (!(await lstat(workdir).catch(() => null))?.isSymbolicLink()) return; // not there yet: the stage makes it
   const target = resolve(dirname(workdir), await readlink(workdir));
   throw new InputError(
