@@ -195,6 +195,31 @@ describe('checkpoints outside Node', () => {
     expect(await readdir(join(runDir, 'checkpoints'))).toEqual(['best']);
   });
 
+  it('a reader gets the state and weights of one save while a trainer saves again and again', async () => {
+    const { runDir, params } = await writeCheckpoint(v2, 'one-save');
+    const layout = new TwoTower(v2).layout;
+    const { state } = await loadCheckpoint(runDir, 'best', layout);
+    const weightsOf = (epoch: number) => params.map((p) => p + epoch);
+    await saveCheckpoint(runDir, 'best', layout, { state, params: weightsOf(state.epoch) });
+    let saving = true;
+    const saver = (async () => {
+      for (let epoch = state.epoch + 1; epoch <= state.epoch + 60; epoch++)
+        await saveCheckpoint(runDir, 'best', layout, { state: { ...state, epoch }, params: weightsOf(epoch) });
+      saving = false;
+    })();
+    const mixed: string[] = [];
+    let loads = 0;
+    while (saving) {
+      const loaded = await loadCheckpoint(runDir, 'best', layout);
+      loads++;
+      if (loaded.params[0] !== weightsOf(loaded.state.epoch)[0])
+        mixed.push(`state of epoch ${loaded.state.epoch} with other weights`);
+    }
+    await saver;
+    expect(loads).toBeGreaterThan(10);
+    expect(mixed).toEqual([]);
+  });
+
   it.skipIf(!hasNumpy)('parse with the Python standard library and NumPy', async () => {
     const { runDir } = await writeCheckpoint(v2, 'numpy');
     const script = `

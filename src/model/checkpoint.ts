@@ -19,7 +19,7 @@ import {
   writeFileAtomic,
   writeJsonAtomic,
 } from '../util/atomic.js';
-import { InputError } from '../util/errors.js';
+import { InputError, RunError } from '../util/errors.js';
 import { readJsonIfExists } from '../util/json.js';
 import { flag, int, issueLines, nonEmptyString, number, object, oneOf, parseWith } from '../util/schema.js';
 import { checkCategoryMap } from './categories.js';
@@ -216,9 +216,35 @@ export async function loadCheckpoint<Config = unknown>(
   layout: ParamLayout,
   config?: z.ZodType<Config>,
 ): Promise<Checkpoint<Config>> {
-  const state = await readCheckpointState(runDir, name, config);
   const dir = checkpointDir(runDir, name);
-  if (!state) throw new Error(`no checkpoint at ${dir}`);
+  // A trainer may swap a new folder in while this one is read (its files are read by path, and a swap may begin
+  // right after waitForSwap): read again until state.json is the same after the weights as before them, so that
+  // state and weights are of one save.
+  for (let attempt = 1; ; attempt++) {
+    const state = await readCheckpointState(runDir, name, config);
+    try {
+      if (!state) throw new Error(`no checkpoint at ${dir}`);
+      const checkpoint = await readCheckpointFiles(dir, state, layout);
+      const after = await readCheckpointState(runDir, name, config);
+      if (JSON.stringify(after) === JSON.stringify(state)) return checkpoint;
+    } catch (err) {
+      if (attempt === READ_TRIES) throw err;
+      continue;
+    }
+    if (attempt === READ_TRIES)
+      throw new RunError(`${dir} was replaced while being read, ${READ_TRIES} times in a row: try again`);
+  }
+}
+
+/** Reads of a checkpoint folder before giving up on one that keeps being replaced (or stays damaged). */
+const READ_TRIES = 5;
+
+/** The weights (and the trainer's state, when saved) of the checkpoint folder `dir`, whose state.json is `state`. */
+async function readCheckpointFiles<Config>(
+  dir: string,
+  state: CheckpointState<Config>,
+  layout: ParamLayout,
+): Promise<Checkpoint<Config>> {
   const modelFile = join(dir, 'model.safetensors');
   const model = decodeSafetensors(await readCheckpointFile(modelFile), modelFile);
   const checkpoint: Checkpoint<Config> = { state, params: fromStateDict(layout, model.tensors, modelFile) };

@@ -47,9 +47,9 @@ export async function loadTrainedModel<Config>(
     checkpointFlag = true,
   }: { backend?: BackendChoice; config: z.ZodType<Config>; checkpointFlag?: boolean },
 ): Promise<TrainedModel<Config>> {
-  const state = await readCheckpointState(runDir, which, config);
+  const found = await readCheckpointState(runDir, which, config);
   const dir = checkpointDir(runDir, which);
-  if (!state)
+  if (!found)
     throw new InputError(
       `no '${which}' checkpoint in ${dir}: ` +
         (which === 'last'
@@ -57,8 +57,9 @@ export async function loadTrainedModel<Config>(
           : `train the run first (\`ctl train\`)${checkpointFlag ? ', or take --checkpoint last' : ''}`),
     );
   if (!tf.engine().backendName) await useBackend(backend, { quiet: true });
-  const model = new TwoTower(state.spec);
-  const { params } = await loadCheckpoint(runDir, which, model.layout);
+  const model = new TwoTower(found.spec);
+  // The state read with the weights (a trainer may have saved again since `found`).
+  const { state, params } = await loadCheckpoint(runDir, which, model.layout, config);
   const check = (x: Float32Array, n: number) => {
     if (x.length !== n * state.spec.inputDim)
       throw new InputError(
