@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeNpy, encodeNpy } from '../src/data/store/npy.js';
 import { workdirPaths } from '../src/data/workdir.js';
+import { acquireLock } from '../src/util/lock.js';
 import { canMount } from './mount.js';
 import { removeTempWorkdirs, tempWorkdir } from './synth-fixtures.js';
 
@@ -189,6 +190,31 @@ describe('ctl data synth (built binary)', () => {
     } finally {
       execFileSync('umount', [workdir]);
     }
+  });
+
+  it('one synth of a workdir at a time, and no stage reads its dataset meanwhile, naming the writer', async () => {
+    const workdir = await tempWorkdir();
+    const sizes = ['--scenes', '100', '--products', '100', '--dim', '8'];
+    expect((await ctl(['data', 'synth', '--workdir', workdir, ...sizes])).code).toBe(0);
+    const dataset = workdirPaths(workdir).dataset('fashion');
+    const lock = await acquireLock(dataset, () => 'busy'); // as a synth rewriting it holds it
+    try {
+      const second = await ctl(['data', 'synth', '--workdir', workdir, ...sizes]);
+      expect([second.code, second.stderr]).toEqual([
+        2,
+        expect.stringMatching(new RegExp(`another ctl data synth into .* is running: process ${process.pid} on`)),
+      ]);
+      const reader = await ctl(['data', 'stats', '--workdir', workdir]);
+      expect([reader.code, reader.stderr]).toEqual([
+        2,
+        expect.stringMatching(
+          new RegExp(`fashion\\.json is being rewritten by ctl data synth: process ${process.pid} on`),
+        ),
+      ]);
+    } finally {
+      await lock.release();
+    }
+    expect((await ctl(['data', 'stats', '--workdir', workdir])).code).toBe(0);
   });
 
   it('rejects bad usage with exit 2 and documents every flag with its default', async () => {

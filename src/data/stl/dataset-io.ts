@@ -7,6 +7,7 @@ import { readCategoryFile, readPairsFile, type FileReport } from './raw-files.js
 import { DEFAULT_SPLIT_SEED, sceneSplit, seedSplit } from './splits.js';
 import { InputError } from '../../util/errors.js';
 import { parseJsonFile } from '../../util/json.js';
+import { heldBy, otherHolder } from '../../util/lock.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { workdirPaths } from '../workdir.js';
 
@@ -114,6 +115,10 @@ export async function saveDataset(workdir: string, dataset: Dataset): Promise<st
 /** The normalised dataset of a domain; InputError (exit 2) telling what to run when it is absent. */
 export async function loadDataset(workdir: string, domain: Domain = 'fashion'): Promise<Dataset> {
   const path = workdirPaths(workdir).dataset(domain);
+  // Refused while `ctl data synth` rewrites it and its stores: what this process read would mix the two worlds.
+  const writer = await otherHolder(path);
+  if (writer)
+    throw new InputError(`${path} is being rewritten by ctl data synth: ${heldBy(writer.holder, writer.file)}`);
   let text: string;
   try {
     text = await readFile(path, 'utf8');

@@ -9,6 +9,7 @@ import { workdirPaths } from '../workdir.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
 import { pathExists } from '../../util/fs.js';
+import { acquireLock, heldBy } from '../../util/lock.js';
 import { log } from '../../util/log.js';
 import {
   checkRoomForEmbeddings,
@@ -102,6 +103,20 @@ export interface SynthesiseResult extends WrittenDataset {
 
 /** `ctl data synth`: the dataset, then optionally embeddings and images. Idempotent for the same options. */
 export async function synthesise(workdir: string, options: SynthesiseOptions): Promise<SynthesiseResult> {
+  if (options.dim !== undefined) await checkRoomForEmbeddings(workdir, options, options.dim);
+  // One writer of a domain's data at a time, and no reader meanwhile (loadDataset refuses while this lock is held).
+  const lock = await acquireLock(
+    workdirPaths(workdir).dataset(options.domain),
+    (holder, file) => `another ctl data synth into ${workdir} is running: ${heldBy(holder, file)}`,
+  );
+  try {
+    return await synthesiseLocked(workdir, options);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function synthesiseLocked(workdir: string, options: SynthesiseOptions): Promise<SynthesiseResult> {
   const { scenes, products, seed, domain } = options;
   let start = performance.now();
   const lap = () => {
@@ -109,7 +124,6 @@ export async function synthesise(workdir: string, options: SynthesiseOptions): P
     start = performance.now();
     return Math.round(seconds * 100) / 100;
   };
-  if (options.dim !== undefined) await checkRoomForEmbeddings(workdir, options, options.dim);
   const result: SynthesiseResult = {
     ...(await writeSyntheticDataset(workdir, { scenes, products, seed, domain }, options.force)),
     seconds: { dataset: 0 },
