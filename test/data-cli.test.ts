@@ -141,11 +141,16 @@ describe('ctl data (built binary)', () => {
     const notAFolder = await ctl(['data', 'synth', '--workdir', join(workdir, 'a-file')]);
     expect(notAFolder.code).toBe(2);
     expect(notAFolder.stderr).toMatch(/ctl data synth: error: --workdir .*a-file: not a folder/);
+    const underDevice = await ctl(['data', 'synth', '--workdir', '/dev/null/x']);
+    expect([underDevice.code, underDevice.stderr]).toEqual([
+      2,
+      expect.stringMatching(/--workdir \/dev\/null\/x: \/dev\/null is not a folder\n$/),
+    ]);
     for (const command of [['data', 'synth'], ['demo']]) {
       const under = await ctl([...command, '--workdir', join(workdir, 'a-file', 'sub', 'dir')]);
       expect([under.code, under.stderr]).toEqual([
         2,
-        expect.stringMatching(/--workdir .*sub\/dir: .*a-file is a file, not a folder\n$/),
+        expect.stringMatching(/--workdir .*sub\/dir: .*a-file is not a folder\n$/),
       ]);
     }
     await symlink(join(workdir, 'gone'), join(workdir, 'dangling'));

@@ -11,7 +11,7 @@ import { encodeNpy } from '../data/store/npy.js';
 import { existingRunDir } from '../data/workdir.js';
 import type { EvalReport } from '../eval/evaluate.js';
 import { readEvalReports } from '../eval/report-file.js';
-import { loadCheckpoint, type CheckpointName } from '../model/checkpoint.js';
+import type { CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../model/safetensors.js';
 import { decodeTorchCheckpoint } from '../model/torch/read-checkpoint.js';
@@ -191,7 +191,7 @@ async function optimizerState(
   tower: TwoTower,
   model: TrainedModel<TrainConfig>,
 ): Promise<TorchValue> {
-  const { optimizer } = await loadCheckpoint(runDir, which, tower.layout);
+  const { optimizer } = model; // read with the weights: a trainer may have saved again since
   if (!optimizer)
     throw new InputError(
       `--with-optimizer: the '${which}' checkpoint of this run keeps no optimizer state ` +

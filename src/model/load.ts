@@ -13,6 +13,7 @@ import {
   readCheckpointState,
   type CheckpointName,
   type CheckpointState,
+  type OptimizerMoments,
 } from './checkpoint.js';
 import { TwoTower, type ModelSpec } from './two-tower.js';
 
@@ -23,6 +24,8 @@ export interface TrainedModel<Config = unknown> {
   state: CheckpointState<Config>;
   /** Flat parameters (our layout; see model/state-dict.ts for PyTorch's). */
   params: Float32Array;
+  /** The trainer's Adam state saved with these weights (a 'last' checkpoint keeps one), read with them. */
+  optimizer?: OptimizerMoments;
   /** For each category of a dataset vocabulary, its row in the checkpoint's category embedding (the
    * checkpoint's cat_to_idx); a category it does not know is an InputError naming it. */
   categoryRows(categories: Category[]): Int32Array;
@@ -59,7 +62,7 @@ export async function loadTrainedModel<Config>(
   if (!tf.engine().backendName) await useBackend(backend, { quiet: true });
   const model = new TwoTower(found.spec);
   // The state read with the weights (a trainer may have saved again since `found`).
-  const { state, params } = await loadCheckpoint(runDir, which, model.layout, config);
+  const { state, params, optimizer } = await loadCheckpoint(runDir, which, model.layout, config);
   const check = (x: Float32Array, n: number) => {
     if (x.length !== n * state.spec.inputDim)
       throw new InputError(
@@ -71,6 +74,7 @@ export async function loadTrainedModel<Config>(
     spec: state.spec,
     state,
     params,
+    optimizer,
     categoryRows: (categories) => categoryRows(state.categoryMap, categories, `the checkpoint in ${dir}`),
     async encodeScenes(x, n) {
       check(x, n);

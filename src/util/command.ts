@@ -5,6 +5,7 @@ import { constants } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { InputError, exitCodeOf } from './errors.js';
 import { log } from './log.js';
+import { pathExists } from './fs.js';
 
 export interface CommonOptions {
   /** Absolute workdir (flag, else CTL_WORKDIR, else ./workdir). */
@@ -39,16 +40,10 @@ async function checkWorkdir(workdir: string, flag: string): Promise<void> {
     return;
   }
   if (found.code === 'ENOTDIR') {
+    // The nearest part of the path that exists: not a folder (a file, a device).
     let file = dirname(workdir);
-    while (
-      !(await stat(file).then(
-        (s) => s.isFile(),
-        () => false,
-      )) &&
-      dirname(file) !== file
-    )
-      file = dirname(file);
-    throw new InputError(`${flag} ${workdir}: ${file} is a file, not a folder`);
+    while (!(await pathExists(file)) && dirname(file) !== file) file = dirname(file);
+    throw new InputError(`${flag} ${workdir}: ${file} is not a folder`);
   }
   if (!(await lstat(workdir).catch(() => null))?.isSymbolicLink()) return; // not there yet: the stage makes it
   const target = resolve(dirname(workdir), await readlink(workdir));

@@ -87,7 +87,6 @@ export async function acquireLock(
   };
 }
 
-/** Does a live process hold the lock on `path`? (Only reads: the folder may be read-only.) */
 /** Who holds the lock on `path`, when another process does (this one's own locks do not count); else null. */
 export async function otherHolder(path: string): Promise<{ holder: LockHolder; file: string } | null> {
   const ours = (file: string) => madeOnThisHost(basename(file)) && holderNamedBy(file).pid === process.pid;
@@ -95,6 +94,7 @@ export async function otherHolder(path: string): Promise<{ holder: LockHolder; f
   return file === undefined ? null : { holder: (await readHolder(file)) ?? holderNamedBy(file), file };
 }
 
+/** Does a live process hold the lock on `path`? (Only reads: the folder may be read-only.) */
 export async function isLocked(path: string): Promise<boolean> {
   return (await liveLocks(dirname(path), sameName(path), { removeDead: false })).length > 0;
 }
