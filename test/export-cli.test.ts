@@ -2,7 +2,6 @@
 // own checkpoint and forward (the safetensors tensors, the ONNX towers in onnxruntime on other batch sizes, the
 // product index), the model card, exit codes, and the folder replaced whole. With the real PyTorch:
 // export-torch.test.ts.
-import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +20,7 @@ import { TwoTower } from '../src/model/two-tower.js';
 import { RunError } from '../src/util/errors.js';
 import { keyedRandom } from '../src/util/random.js';
 import { ctlIn, trainedWorkdir } from './export-fixtures.js';
-import { canMount } from './mount.js';
+import { canMount, onTmpfs } from './mount.js';
 import { TEST_MODEL } from './train-fixtures.js';
 
 let workdir = '';
@@ -267,8 +266,7 @@ describe('ctl export', () => {
   it.skipIf(!canMount())('refuses a mount point as --out, before writing anything', async () => {
     const volume = join(out, 'volume');
     await mkdir(volume);
-    execFileSync('mount', ['-t', 'tmpfs', 'none', volume]);
-    try {
+    await onTmpfs(volume, 'size=16m', async () => {
       const refused = ctl('export', '--run', 'v2', '--format', 'safetensors', '--out', volume);
       expect([refused.status, refused.stderr]).toEqual([
         2,
@@ -277,9 +275,7 @@ describe('ctl export', () => {
       expect(await readdir(volume)).toEqual([]);
       expect((await readdir(out)).filter((name) => name.includes('volume'))).toEqual(['volume']);
       expect(ctl('export', '--run', 'v2', '--format', 'safetensors', '--out', join(volume, 'v2')).status).toBe(0);
-    } finally {
-      execFileSync('umount', [volume]);
-    }
+    });
   });
 
   it('exits 2 naming what is missing or refused', async () => {

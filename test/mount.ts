@@ -18,3 +18,13 @@ export function canMount(): boolean {
     rmSync(probe, { recursive: true, force: true });
   }
 }
+
+/** Run `body` with a tmpfs mounted on `dir` (mount options, e.g. 'size=1m' or 'ro,size=1m'), unmounted after. */
+export async function onTmpfs<T>(dir: string, options: string, body: () => Promise<T>): Promise<T> {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'none', dir]);
+  try {
+    return await body();
+  } finally {
+    execFileSync('umount', [dir]);
+  }
+}

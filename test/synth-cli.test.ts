@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { decodeNpy, encodeNpy } from '../src/data/store/npy.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { acquireLock } from '../src/util/lock.js';
-import { canMount } from './mount.js';
+import { canMount, onTmpfs } from './mount.js';
 import { removeTempWorkdirs, tempWorkdir } from './synth-fixtures.js';
 
 const CLI = resolve(__dirname, '../dist/cli.js');
@@ -143,8 +143,7 @@ describe('ctl data synth (built binary)', () => {
     ]);
     expect(await readdir(workdir)).toEqual([]);
     if (!canMount()) return; // a small disk: a tmpfs of 1 MB (root with CAP_SYS_ADMIN, as in CI's container)
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'none', workdir]);
-    try {
+    await onTmpfs(workdir, 'size=1m', async () => {
       const full = await ctl([
         'data',
         'synth',
@@ -164,15 +163,12 @@ describe('ctl data synth (built binary)', () => {
         const made = await ctl(['data', 'synth', '--workdir', workdir, ...sizes]);
         expect(made.code, `${run}: ${made.stderr}`).toBe(0);
       }
-    } finally {
-      execFileSync('umount', [workdir]);
-    }
+    });
   }, 30_000);
 
   it.skipIf(!canMount())('names a read-only workdir as such (Node says ENOENT for it)', async () => {
     const workdir = await tempWorkdir();
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'none', workdir]);
-    try {
+    await onTmpfs(workdir, 'ro,size=1m', async () => {
       const refused = await ctl([
         'data',
         'synth',
@@ -187,9 +183,7 @@ describe('ctl data synth (built binary)', () => {
         1,
         expect.stringMatching(/error: cannot create .*sub: EROFS \(.* cannot be written\)\n$/),
       ]);
-    } finally {
-      execFileSync('umount', [workdir]);
-    }
+    });
   });
 
   it('one synth of a workdir at a time, and no stage reads its dataset meanwhile, naming the writer', async () => {
