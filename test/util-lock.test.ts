@@ -35,6 +35,15 @@ setInterval(() => {}, 1000);`;
   return child;
 }
 
+/** The name of the lock file a holder of `path` left when killed with SIGKILL, and its pid. */
+async function lockOfKilledHolder(path: string) {
+  const child = await childHolding(path);
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+  const [name] = await readdir(dir);
+  return { name, pid: child.pid! };
+}
+
 describe('acquireLock', () => {
   it('refuses while another holder lives, naming it, and is free again once it is released', async () => {
     const run = join(dir, 'v2');
@@ -69,15 +78,12 @@ describe('acquireLock', () => {
 
   it("takes over a dead holder's lock whose pid a later process has (pids are reused: a restarted container)", async () => {
     const run = join(dir, 'v2');
-    const child = await childHolding(run);
-    child.kill('SIGKILL');
-    await once(child, 'exit');
-    const [file] = await readdir(dir);
+    const { name: file, pid } = await lockOfKilledHolder(run);
     await sleep(3000); // the next process starts well after the lock was last written
     const later = spawn('sleep', ['60'], { stdio: 'ignore' });
     try {
       // The dead holder's lock, as if its pid were the later process's.
-      await rename(join(dir, file), join(dir, file.replace(`.${child.pid}.`, `.${later.pid}.`)));
+      await rename(join(dir, file), join(dir, file.replace(`.${pid}.`, `.${later.pid}.`)));
       expect(await isLocked(run)).toBe(false);
       const lock = await acquireLock(run, busy);
       expect(await readdir(dir)).toHaveLength(1);
@@ -135,11 +141,8 @@ describe('acquireLock', () => {
 
   it("takes another host's lock for live while it is touched, and for a killed holder's once left alone", async () => {
     const run = join(dir, 'v2');
-    const child = await childHolding(run);
-    child.kill('SIGKILL');
-    await once(child, 'exit');
     // The dead child's lock, renamed as if a process on another machine sharing the folder had made it.
-    const [name] = await readdir(dir);
+    const { name } = await lockOfKilledHolder(run);
     const otherHost = join(dir, name.replace(/\.[0-9a-f]{8}\.(\d+)\./, '.00000000.$1.'));
     await rename(join(dir, name), otherHost);
     await expect(acquireLock(run, busy)).rejects.toThrow('held by');
