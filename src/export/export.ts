@@ -4,11 +4,11 @@
 // ONNX run in onnxruntime against the tfjs forward), or the export fails. The folder is written whole beside its
 // destination and swapped in by renames: a killed export leaves the previous export or the new one.
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { encodeNpy } from '../data/store/npy.js';
-import { existingRunDir } from '../data/workdir.js';
+import { existingRunDir, runPaths } from '../data/workdir.js';
 import type { EvalReport } from '../eval/evaluate.js';
 import { readEvalReports } from '../eval/report-file.js';
 import type { CheckpointName } from '../model/checkpoint.js';
@@ -87,7 +87,7 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
       if (o.formats.includes('pt'))
         await writePt(write, tmp, tower, model, {
           metrics: checkpointMetrics(model, evalReports),
-          optimizer: o.withOptimizer ? await optimizerState(runDir, o.checkpoint, tower, model) : undefined,
+          optimizer: o.withOptimizer ? optimizerState(o, runDir, tower, model) : undefined,
         });
       await write(FILES.indexVectors, encodeNpy(index.vectors, [index.products.length, model.spec.out]));
       await write(FILES.indexRows, indexRows(dataset, index));
@@ -185,21 +185,21 @@ async function writePt(
 }
 
 /** Adam's state of the checkpoint as PyTorch's optimizer.state_dict(); only `last` keeps it. */
-async function optimizerState(
+function optimizerState(
+  o: ExportOptions,
   runDir: string,
-  which: CheckpointName,
   tower: TwoTower,
   model: TrainedModel<TrainConfig>,
-): Promise<TorchValue> {
+): TorchValue {
   const { optimizer } = model; // read with the weights: a trainer may have saved again since
   if (!optimizer)
     throw new InputError(
-      `--with-optimizer: the '${which}' checkpoint of this run keeps no optimizer state ` +
-        (which !== 'last'
+      `--with-optimizer: the '${o.checkpoint}' checkpoint of this run keeps no optimizer state ` +
+        (o.checkpoint !== 'last'
           ? "(only 'last' does): add --checkpoint last"
           : model.state.imported
             ? `(the file it was imported from had none; it has one once it trains: ` +
-              `${ctlCommand(['train', '--config', join(runDir, 'config.json'), '--run', basename(runDir), '--workdir', dirname(dirname(runDir)), '--resume'])})`
+              `${ctlCommand(['train', '--config', runPaths(runDir).config, '--run', o.run, '--workdir', o.workdir, '--resume'])})`
             : '(its trainer.safetensors is missing)'),
     );
   const keys = Object.keys(referenceStateDict(tower, model.params));

@@ -183,6 +183,15 @@ export async function readCheckpointState<Config = unknown>(
 ): Promise<CheckpointState<Config> | null> {
   await recover(runDir);
   await waitForSwap(checkpointDir(runDir, name)); // a trainer saving this very moment
+  return readStateFile(runDir, name, config);
+}
+
+/** The state.json of a checkpoint as it is now (no recovery, no wait), or null when there is none. */
+async function readStateFile<Config>(
+  runDir: string,
+  name: CheckpointName,
+  config: z.ZodType<Config> = z.unknown() as z.ZodType<Config>,
+): Promise<CheckpointState<Config> | null> {
   const file = join(checkpointDir(runDir, name), 'state.json');
   // Damaged is not absent: treating it as "no checkpoint" would let a new run overwrite this one.
   const raw = await readJsonIfExists(file, DAMAGED);
@@ -225,7 +234,7 @@ export async function loadCheckpoint<Config = unknown>(
     try {
       if (!state) throw new Error(`no checkpoint at ${dir}`);
       const checkpoint = await readCheckpointFiles(dir, state, layout);
-      const after = await readCheckpointState(runDir, name, config);
+      const after = await readStateFile(runDir, name, config); // a swap since: the next try waits it out
       if (JSON.stringify(after) === JSON.stringify(state)) return checkpoint;
     } catch (err) {
       if (attempt === READ_TRIES) throw err;

@@ -20,7 +20,7 @@ import { inBatchFalseNegatives } from './negatives/negative-index.js';
 import { isFinished } from './resume.js';
 import { learningRate } from './schedule.js';
 
-export interface LoopContext extends RunSetup {
+interface LoopContext extends RunSetup {
   name: string;
   dir: string;
   /** Where each parameter tensor sits in the flat vectors the engine and the checkpoints hold. */
