@@ -39,8 +39,10 @@ export function stageRunner(resume: string[]) {
   const onContinue = () => running?.kill('SIGCONT');
   // Not as PID 1 (a container's entry point), which cannot stop itself: Ctrl-Z would leave the stage stopped for good.
   const jobControl = process.pid !== 1;
-  if (jobControl) process.on('SIGTSTP', onSuspend);
-  if (jobControl) process.on('SIGCONT', onContinue);
+  if (jobControl) {
+    process.on('SIGTSTP', onSuspend);
+    process.on('SIGCONT', onContinue);
+  }
 
   return {
     /**

@@ -107,18 +107,19 @@ const PROCESS_START_MS = Date.now() - process.uptime() * 1000;
  * PID 1 again): a name of ours last written before this process started (with a margin for coarse file times) is
  * that earlier process's; so is another live pid's, read from /proc on Linux.
  */
-export async function ownerAlive(dir: string, name: string): Promise<boolean> {
+export async function ownerAlive(
+  dir: string,
+  name: string,
+  /** When the file was last written, where the caller has it already. */
+  at: number | undefined = undefined,
+): Promise<boolean> {
   const [, , pidText] = OWNER.exec(name) ?? [];
   const pid = Number(pidText);
   if (!(pid > 0)) return true; // not a name of ours: not ours to remove
-  if (!madeOnThisHost(name)) {
-    const at = await modifiedAt(join(dir, name));
-    return at === undefined || Date.now() - at < OTHER_HOST_IDLE_MS;
-  }
-  if (pid === process.pid) {
-    const at = await modifiedAt(join(dir, name));
-    return at === undefined || at >= PROCESS_START_MS - 2000;
-  }
+  at ??= await modifiedAt(join(dir, name));
+  if (at === undefined) return true; // gone meanwhile: nothing to remove
+  if (!madeOnThisHost(name)) return Date.now() - at < OTHER_HOST_IDLE_MS;
+  if (pid === process.pid) return at >= PROCESS_START_MS - 2000;
   try {
     process.kill(pid, 0); // signal 0: only asks whether the process exists
   } catch (err) {
@@ -126,9 +127,17 @@ export async function ownerAlive(dir: string, name: string): Promise<boolean> {
   }
   // The pid may be another process's by now (pids are reused; a restarted container counts from 1 again): one
   // started after the file was last written cannot have written it.
-  const [started, at] = await Promise.all([processStartedAt(pid), modifiedAt(join(dir, name))]);
-  return started === undefined || at === undefined || started <= at + START_TIME_SLACK_MS;
+  const started = await processStartedAt(pid);
+  return started === undefined || started <= at + START_TIME_SLACK_MS;
 }
+
+/** When the machine booted (ms since the epoch; NaN where unknown): /proc/stat's btime, in seconds, read once. */
+let bootMs: Promise<number> | undefined;
+const bootTime = () =>
+  (bootMs ??= readFile('/proc/stat', 'utf8').then(
+    (text) => Number(/^btime (\d+)$/m.exec(text)?.[1]) * 1000,
+    () => NaN,
+  ));
 
 /** How coarse a file system's modification times may be (ext3, HFS+: whole seconds). */
 const START_TIME_SLACK_MS = 1000;
@@ -139,12 +148,11 @@ const START_TIME_SLACK_MS = 1000;
  */
 async function processStartedAt(pid: number): Promise<number | undefined> {
   try {
-    const [stat, system] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile('/proc/stat', 'utf8')]);
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces, in parentheses): the 20th is the start time in clock
-    // ticks after boot (USER_HZ, 100 on Linux); /proc/stat's btime is the boot time in seconds.
+    // ticks after boot (USER_HZ, 100 on Linux).
     const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-    const boot = Number(/^btime (\d+)$/m.exec(system)?.[1]);
-    const started = boot * 1000 + ticks * 10;
+    const started = (await bootTime()) + ticks * 10;
     return Number.isFinite(started) ? started : undefined;
   } catch {
     return undefined;

@@ -5,7 +5,7 @@ import { constants } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { InputError, exitCodeOf } from './errors.js';
 import { log } from './log.js';
-import { pathExists } from './fs.js';
+import { nearestExisting } from './fs.js';
 
 export interface CommonOptions {
   /** Absolute workdir (flag, else CTL_WORKDIR, else ./workdir). */
@@ -40,10 +40,8 @@ async function checkWorkdir(workdir: string, flag: string): Promise<void> {
     return;
   }
   if (found.code === 'ENOTDIR') {
-    // The nearest part of the path that exists: not a folder (a file, a device).
-    let file = dirname(workdir);
-    while (!(await pathExists(file)) && dirname(file) !== file) file = dirname(file);
-    throw new InputError(`${flag} ${workdir}: ${file} is not a folder`);
+    // The nearest part of the path that exists is not a folder (a file, a device).
+    throw new InputError(`${flag} ${workdir}: ${await nearestExisting(dirname(workdir))} is not a folder`);
   }
   if (!(await lstat(workdir).catch(() => null))?.isSymbolicLink()) return; // not there yet: the stage makes it
   const target = resolve(dirname(workdir), await readlink(workdir));
@@ -61,8 +59,7 @@ async function checkWorkdir(workdir: string, flag: string): Promise<void> {
 async function mkdirRefusal(err: unknown): Promise<string | undefined> {
   const { code, syscall, path } = err as NodeJS.ErrnoException;
   if (code !== 'ENOENT' || syscall !== 'mkdir' || !path) return undefined;
-  let above = dirname(path);
-  while (!(await lstat(above).catch(() => null)) && dirname(above) !== above) above = dirname(above);
+  const above = await nearestExisting(dirname(path));
   const refused = await access(above, fsConstants.W_OK).then(
     () => undefined,
     (e: NodeJS.ErrnoException) => e.code,
@@ -78,9 +75,12 @@ export function action<O extends object>(run: (options: O & CommonOptions, cmd: 
   return async (...args: unknown[]): Promise<void> => {
     const cmd = args[args.length - 1] as Command;
     const raw = cmd.opts() as O & { workdir?: string; json?: boolean };
-    const workdir = raw.workdir ?? process.env.CTL_WORKDIR ?? './workdir';
-    const flag =
-      raw.workdir !== undefined ? '--workdir' : process.env.CTL_WORKDIR !== undefined ? 'CTL_WORKDIR' : 'the workdir';
+    const [flag, workdir] =
+      raw.workdir !== undefined
+        ? ['--workdir', raw.workdir]
+        : process.env.CTL_WORKDIR !== undefined
+          ? ['CTL_WORKDIR', process.env.CTL_WORKDIR]
+          : ['the workdir', './workdir'];
     try {
       if (workdir === '') throw new InputError('--workdir (or CTL_WORKDIR) is empty: name a folder');
       const options = { ...raw, workdir: absoluteWorkdir(workdir, flag), json: Boolean(raw.json) };

@@ -1,5 +1,5 @@
 // Questions about a path that must not throw: a missing path (or one we may not read) answers false.
-import { readdir, realpath, stat, statfs } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 export async function pathExists(path: string): Promise<boolean> {
@@ -30,6 +30,13 @@ export async function modifiedAt(path: string): Promise<number | undefined> {
  * compare equal. */
 export async function realFolder(path: string): Promise<string> {
   return realpath(path).catch(() => resolve(path));
+}
+
+/** `path` or the nearest folder above it that exists (a link counts as existing, followed or not). */
+export async function nearestExisting(path: string): Promise<string> {
+  let found = path;
+  while (!(await lstat(found).catch(() => null)) && dirname(found) !== found) found = dirname(found);
+  return found;
 }
 
 /** Bytes free to this user on the file system that holds `path` (or would: its nearest existing folder). */

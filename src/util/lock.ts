@@ -128,7 +128,7 @@ async function liveLocks(
 async function holderAlive(dir: string, name: string): Promise<boolean> {
   const at = await modifiedAt(join(dir, name));
   const staleAfter = madeOnThisHost(name) ? SAME_HOST_STALE_MS : STALE_LOCK_MS;
-  return at !== undefined && Math.abs(Date.now() - at) < staleAfter && (await ownerAlive(dir, name));
+  return at !== undefined && Math.abs(Date.now() - at) < staleAfter && (await ownerAlive(dir, name, at));
 }
 
 /** What the lock file says of its holder; what its name says when its content does not read; null when gone. */
