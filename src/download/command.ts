@@ -6,6 +6,7 @@ import {
   action,
   gracefulStop,
   type CommonOptions,
+  setStageExitCode,
   type GracefulStop,
   parseHttpUrl,
   parseIntOption,
@@ -162,12 +163,13 @@ function downloadOptions(flags: DownloadFlags & CommonOptions, stop: AbortSignal
 function report(summary: DownloadSummary, json: boolean, stop: GracefulStop): void {
   for (const line of describeSummary(summary)) log(line);
   if (json) printJson(summary);
-  if (summary.stopped) process.exitCode = stop.exitCode();
-  else if (summary.retryable > 0) {
-    const images = summary.retryable === 1 ? '1 image' : `${summary.retryable} images`;
-    log(`${images} failed with transient errors: run the same command again to retry them`);
-    process.exitCode = 1;
-  }
+  setStageExitCode(
+    stop,
+    summary.stopped,
+    summary.retryable,
+    (n) =>
+      `${n === 1 ? '1 image' : `${n} images`} failed with transient errors: run the same command again to retry them`,
+  );
 }
 
 /** Human lines for the end of a run. */

@@ -6,6 +6,7 @@ import { DEFAULT_BASE_URL } from '../data/image-host.js';
 import {
   action,
   gracefulStop,
+  setStageExitCode,
   type GracefulStop,
   parseHttpUrl,
   parseIntOption,
@@ -253,10 +254,11 @@ function report(summary: EmbedSummary, json: boolean, stop: GracefulStop): void 
   // As ctl download: images a re-run would get (the service failed them after its retries) end in exit 1, so
   // `ctl embed && ctl train` does not train on a store with holes a re-run fills.
   const retryable = failures.filter((f) => f.reason === 'service').length;
-  if (summary.stopped) process.exitCode = stop.exitCode();
-  else if (retryable > 0) {
-    const images = retryable === 1 ? 'image' : `${retryable} images`;
-    log(`embed: re-run to retry the ${images} the service failed (what is embedded is kept)`);
-    process.exitCode = 1;
-  }
+  setStageExitCode(
+    stop,
+    summary.stopped,
+    retryable,
+    (n) =>
+      `embed: re-run to retry the ${n === 1 ? 'image' : `${n} images`} the service failed (what is embedded is kept)`,
+  );
 }

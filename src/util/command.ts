@@ -170,6 +170,23 @@ export function gracefulStop(whatHappens: string) {
 
 export type GracefulStop = ReturnType<typeof gracefulStop>;
 
+/**
+ * A stage's exit code at its end: the signal's when `stop` stopped it; else 1 when a re-run would get what it could
+ * not (`retryable` images, `retryHint` saying so), as `ctl download` and `ctl embed` do.
+ */
+export function setStageExitCode(
+  stop: GracefulStop,
+  stopped: boolean,
+  retryable: number,
+  retryHint: (retryable: number) => string,
+): void {
+  if (stopped) process.exitCode = stop.exitCode();
+  else if (retryable > 0) {
+    log(retryHint(retryable));
+    process.exitCode = 1;
+  }
+}
+
 // Option parsers that fail as usage errors (exit 2) with the flag named.
 /** A whole number written in digits (not `1e3` or `0x10`), from `min` to `max`. */
 export function parseIntOption(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
