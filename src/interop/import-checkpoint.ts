@@ -124,16 +124,16 @@ async function importLocked(o: ImportCheckpointOptions, run: string, dir: string
       : readOptimizerState(meta.optimizerStateDict, [...stateDict.keys()], model.layout, o.file);
   const optimizer = 'moments' in read ? read : null;
   if (optimizer) noteOtherHyperParameters(optimizer.group, config, o.file);
-  const trained = checkpointState(record, {
+  // Adam's own step count goes with its moments (bias correction); the run's schedule starts at step 0.
+  const state = checkpointState(record, {
     epoch,
     step: 0,
     metric,
     best: { epoch, metric },
     epochsWithoutGain: 0,
     imported,
+    ...(optimizer ? { adamSteps: optimizer.moments.t } : {}),
   });
-  // Adam's own step count goes with its moments (bias correction); the run's schedule starts at step 0.
-  const state = optimizer ? { ...trained, optimizer: { ...trained.optimizer, t: optimizer.moments.t } } : trained;
 
   // The whole run folder at once: a killed import leaves no half run.
   await writeDirAtomic(dir, async (tmp) => {

@@ -24,10 +24,13 @@ export interface RunSetup {
 /** Where a run is after an epoch: epochs and steps done, this epoch's metric and the best so far. */
 type RunPosition = Pick<CheckpointState<TrainConfig>, 'epoch' | 'step' | 'metric' | 'best' | 'epochsWithoutGain'>;
 
-/** What a checkpoint records besides the tensors: where the run is, and what it ran on (checked on resume). */
+/**
+ * What a checkpoint records besides the tensors: where the run is, and what it ran on (checked on resume). Adam's
+ * step count is the run's step unless given: an imported run's optimizer may have stepped before the run began.
+ */
 export function checkpointState(
   run: RunSetup,
-  at: RunPosition & Partial<Pick<CheckpointState<TrainConfig>, 'minedStep' | 'imported'>>,
+  at: RunPosition & Partial<Pick<CheckpointState<TrainConfig>, 'minedStep' | 'imported'>> & { adamSteps?: number },
 ): CheckpointState<TrainConfig> {
   const { config, data } = run;
   return {
@@ -38,7 +41,7 @@ export function checkpointState(
     best: at.best,
     epochsWithoutGain: at.epochsWithoutGain,
     rng: { algorithm: PRNG_NAME, seed: config.seed, nextEpoch: at.epoch, nextStep: at.step },
-    optimizer: { kind: config.optimizer.kind, t: at.step },
+    optimizer: { kind: config.optimizer.kind, t: at.adamSteps ?? at.step },
     config,
     overrides: run.overrides,
     spec: run.spec,
@@ -68,14 +71,16 @@ export async function saveCheckpoints(
   at: RunPosition,
   { best, sampled }: { best: boolean; sampled: SamplerState | null },
 ): Promise<void> {
-  const state = checkpointState(run, { ...at, ...(sampled ? { minedStep: sampled.step } : {}) });
   const params = await run.engine.params();
   const optimizer = await run.engine.optimizerState();
-  // Adam's step count is the run's step, or further on for an imported run whose file's optimizer had stepped.
-  const recorded = { ...state, optimizer: { ...state.optimizer, t: optimizer.t } };
-  if (best) await saveCheckpoint(run.dir, 'best', run.layout, { state: recorded, params });
+  const state = checkpointState(run, {
+    ...at,
+    adamSteps: optimizer.t,
+    ...(sampled ? { minedStep: sampled.step } : {}),
+  });
+  if (best) await saveCheckpoint(run.dir, 'best', run.layout, { state, params });
   await saveCheckpoint(run.dir, 'last', run.layout, {
-    state: recorded,
+    state,
     params,
     optimizer,
     ...(sampled ? { minedPool: { pool: sampled.table, poolSize: sampled.width } } : {}),
