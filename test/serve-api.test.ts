@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { deflateSync } from 'node:zlib';
@@ -352,6 +352,7 @@ describe('ctl serve: JSON API', () => {
     expect(runs.map((r: any) => r.name)).toEqual([SYNTH_RUN, RUN]);
     expect(runs[1]).toMatchObject({ name: RUN, status: 'finished', epoch: 3, epochs: 3 });
     expect(runs[1].catalogRecall10).toBe(fixture.catalogReport.metrics.recall['10']);
+    expect(runs[1].catalogSplit).toBe('test'); // the dashboard says which scenes that R@10 ranks
     expect(runs[0].catalogRecall10).toBe(fixture.synthCatalogReport.metrics.recall['10']);
     const run = await (await fetch(url(`/api/runs/${RUN}`))).json();
     expect(run.history.map((r: any) => r.epoch)).toEqual([1, 2, 3]);
@@ -540,6 +541,13 @@ describe('ctl serve: JSON API', () => {
         catalogRecall10: report.metrics.recall['10'],
         catalogLeaks: false,
       });
+      // Without a test report the val one speaks for the run, and the summary says so.
+      await rename(reportFile, join(run, 'eval', 'catalog-val.json'));
+      expect((await listRuns(workdir))[0]).toMatchObject({
+        catalogRecall10: report.metrics.recall['10'],
+        catalogSplit: 'val',
+      });
+      await rename(join(run, 'eval', 'catalog-val.json'), reportFile);
       // A report of a run evaluated on other data than it trained on may count its training scenes.
       await writeFile(reportFile, JSON.stringify({ ...report, trainSceneOverlap: null, trainedOnOtherData: true }));
       expect((await listRuns(workdir))[0].catalogLeaks).toBe(true);
@@ -550,7 +558,7 @@ describe('ctl serve: JSON API', () => {
       await writeFile(stateFile, JSON.stringify({ ...state, epoch: 1, epochsWithoutGain: 0 }));
       const earlier = { ...report.checkpoint, epoch: report.checkpoint.epoch - 1 };
       await writeFile(reportFile, JSON.stringify({ ...report, checkpoint: earlier }));
-      expect((await listRuns(workdir))[0].catalogRecall10).toBeNull();
+      expect((await listRuns(workdir))[0]).toMatchObject({ catalogRecall10: null, catalogSplit: null });
 
       // A damaged report is left out: it neither shows on the dashboard nor makes its run the best.
       await writeFile(reportFile, JSON.stringify({ ...report, metrics: { ...report.metrics, recall: { 10: 7.5 } } }));

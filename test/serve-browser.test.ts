@@ -249,6 +249,11 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     expect(await page.locator('table.report tbody tr').count()).toBe(2);
     expect(await page.locator('.bars .bar').count()).toBeGreaterThan(0);
     expect(await page.locator('#runs-table').textContent()).toContain('finished');
+    // Each number says what it is: the best epoch's validation metric by name, the eval's R@10 with its split.
+    const served = page.locator('#runs-table tbody tr', { hasText: `${RUN} (served)` });
+    const r10 = `${(fixture.catalogReport.metrics.recall['10'] * 100).toFixed(1)}%`;
+    expect(await served.textContent()).toContain(`${r10} (test)`);
+    expect(await served.textContent()).toMatch(/\d+: catalog R@10 \d+\.\d%/);
     await screenshot(page, 'runs', true);
     await page.close();
   });

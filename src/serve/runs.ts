@@ -42,6 +42,8 @@ export interface RunSummary {
    * picking the default run; null without one.
    */
   catalogRecall10: number | null;
+  /** The split of the scenes that report ranks: the dashboard says which number it shows. */
+  catalogSplit: 'test' | 'val' | null;
   /** That report counts scenes the run trained on (a seed-split run's), or may (a run trained on other data): its
    * R@10 may be flattered. */
   catalogLeaks: boolean;
@@ -130,7 +132,8 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
     const report = reports[name];
     return report?.checkpoint?.which === 'best' && report.checkpoint.epoch === bestEpoch ? report : undefined;
   };
-  const catalog = ofBest('catalog-test') ?? ofBest('catalog-val');
+  const catalogSplit = (['test', 'val'] as const).find((split) => ofBest(`catalog-${split}`)) ?? null;
+  const catalog = catalogSplit === null ? undefined : ofBest(`catalog-${catalogSplit}`);
   const stepRecords = records.filter((r) => r.type === 'step');
   const stride = Math.max(1, Math.ceil(stepRecords.length / MAX_STEP_POINTS));
   const summary: RunSummary = {
@@ -153,6 +156,7 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
         }
       : null,
     catalogRecall10: recall10(catalog),
+    catalogSplit: recall10(catalog) === null ? null : catalogSplit,
     catalogLeaks: leaks(catalog),
     updatedAt: mtime === undefined ? null : new Date(mtime).toISOString(),
   };

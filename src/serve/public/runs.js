@@ -43,20 +43,40 @@ function statusText(run) {
   return run.status;
 }
 
-/** The runs, one row each; `unread` maps a run's name to why its detail did not come. */
+/** "recall@10" → "R@10", "mrr" → "MRR": as the eval tables name them. */
+const metricLabel = (name) => (name.startsWith('recall@') ? `R@${name.slice('recall@'.length)}` : name.toUpperCase());
+/** A metric's value as the eval tables show it: recalls in percent, MRR as a fraction. */
+const metricText = (name, value) => (name.startsWith('recall@') ? pct(value) : num(value));
+
+/** The best epoch and its validation score, named: "17: catalog R@10 10.4%". */
+function bestText(run) {
+  if (!run.best) return '–';
+  if (!run.selection) return `${run.best.epoch}: ${num(run.best.metric)}`;
+  const [protocol, metric] = run.selection.split(' ');
+  return `${run.best.epoch}: ${protocol} ${metricLabel(metric)} ${metricText(metric, run.best.metric)}`;
+}
+
+/** The catalog R@10 the run is picked by, with the split it ranks, and a warning when it counts training scenes. */
+function evalText(run) {
+  if (run.catalogRecall10 === null) return '–';
+  const leak = run.catalogLeaks ? ', counts training scenes' : '';
+  return `${pct(run.catalogRecall10)} (${run.catalogSplit}${leak})`;
+}
+
+/** The runs, one row each, results before config (a phone shows the first columns); `unread` maps a run's name to
+ * why its detail did not come. */
 function runsTable(runs, current, unread) {
   const head = [
     'run',
     'status',
+    'best epoch: val score',
+    'catalog R@10 (eval split)',
     'arch',
     'embeddings',
     'view',
     'split',
     'batch',
     'lr',
-    'best epoch',
-    'selection',
-    'catalog R@10',
   ];
   $('runs-table').replaceChildren(
     el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col' }, h)))),
@@ -73,15 +93,14 @@ function runsTable(runs, current, unread) {
             { className: r.status === 'running' ? 'status-running' : '' },
             unread.has(r.name) ? `details unavailable: ${unread.get(r.name)}` : statusText(r),
           ),
+          el('td', {}, bestText(r)),
+          el('td', { className: r.catalogLeaks ? 'leaks' : '' }, evalText(r)),
           el('td', {}, r.config?.arch ?? '–'),
           el('td', {}, r.config?.embeddings ?? '–'),
           el('td', {}, r.config?.sceneView ?? '–'),
           el('td', {}, r.config?.split ?? '–'),
           el('td', {}, String(r.config?.batchSize ?? '–')),
           el('td', {}, r.config ? r.config.lr.toExponential(1) : '–'),
-          el('td', {}, r.best ? `${r.best.epoch} (${num(r.best.metric)})` : '–'),
-          el('td', {}, r.selection ?? '–'),
-          el('td', {}, pct(r.catalogRecall10)),
         ),
       ),
     ),
@@ -175,7 +194,7 @@ function drawReports(details) {
     const names = Object.keys(d.reports);
     if (names.length === 0) continue;
     blocks.push(el('h3', {}, d.name));
-    const head = ['report', 'queries', 'R@1', 'R@5', 'R@10', 'R@50', 'MRR', 'median rank', 'AUC'];
+    const head = ['report', 'checkpoint', 'queries', 'R@1', 'R@5', 'R@10', 'R@50', 'MRR', 'median rank', 'AUC'];
     blocks.push(
       el(
         'div',
@@ -189,10 +208,12 @@ function drawReports(details) {
             {},
             ...names.map((n) => {
               const m = d.reports[n].metrics ?? {};
+              const checkpoint = d.reports[n].checkpoint;
               return el(
                 'tr',
                 {},
                 el('td', {}, n),
+                el('td', {}, checkpoint ? `${checkpoint.which}, epoch ${checkpoint.epoch}` : '–'),
                 el('td', {}, String(m.queries ?? '–')),
                 ...['1', '5', '10', '50'].map((k) => el('td', {}, pct(m.recall?.[k]))),
                 el('td', {}, num(m.mrr)),
@@ -204,10 +225,10 @@ function drawReports(details) {
         ),
       ),
     );
-    const catalog = d.reports['catalog-test'] ?? d.reports['catalog-val'];
-    const perCategory = catalog?.metrics?.perCategory;
-    if (perCategory) {
-      blocks.push(el('p', { className: 'muted' }, 'catalog R@10 per category'));
+    const catalog = ['catalog-test', 'catalog-val'].find((n) => d.reports[n]?.metrics?.perCategory);
+    if (catalog) {
+      const perCategory = d.reports[catalog].metrics.perCategory;
+      blocks.push(el('p', { className: 'muted' }, `${catalog}: R@10 per category (its queries)`));
       blocks.push(
         el(
           'div',
@@ -215,7 +236,7 @@ function drawReports(details) {
           ...Object.entries(perCategory).flatMap(([name, c]) => {
             const bar = el('div', { className: 'bar', title: `${name}: ${pct(c.recall['10'])}` });
             bar.style.width = pct(c.recall['10']);
-            return [el('span', {}, name), el('div', {}, bar), el('span', {}, pct(c.recall['10']))];
+            return [el('span', {}, `${name} (${c.queries})`), el('div', {}, bar), el('span', {}, pct(c.recall['10']))];
           }),
         ),
       );
