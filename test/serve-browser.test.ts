@@ -254,6 +254,21 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     const r10 = `${(fixture.catalogReport.metrics.recall['10'] * 100).toFixed(1)}%`;
     expect(await served.textContent()).toContain(`${r10} (test)`);
     expect(await served.textContent()).toMatch(/\d+: catalog R@10 \d+\.\d%/);
+    // A run has one colour on every chart: the parts of its per-step loss too (told apart by their dashes).
+    const markerColours = (chart: string) =>
+      page
+        .locator('.chart', { hasText: chart })
+        .locator('.u-legend .u-series')
+        .evaluateAll((rows) =>
+          rows.slice(1).map((row): [string, string] => [
+            row.querySelector('.u-label')!.textContent!.split(' ')[0], // "tiny-run infonce": the run
+            getComputedStyle(row.querySelector('.u-marker')!).borderColor,
+          ]),
+        );
+    const runColour = new Map(await markerColours('Train loss per epoch'));
+    const stepColours = await markerColours('Train loss per step');
+    expect(stepColours).toHaveLength(6); // two runs × total, InfoNCE, triplet
+    for (const [run, colour] of stepColours) expect(colour, run).toBe(runColour.get(run));
     await screenshot(page, 'runs', true);
     await page.close();
   });

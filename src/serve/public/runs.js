@@ -107,7 +107,7 @@ function runsTable(runs, current, unread) {
   );
 }
 
-/** One chart: each run's series over a shared x (uPlot.join aligns them), optional dashed lines. */
+/** One chart: each run's series over a shared x (uPlot.join aligns them), optional dashed constant lines. */
 function chart(title, xLabel, series, dashed = []) {
   const box = el('figure', { className: 'chart' }, el('h3', {}, title));
   $('charts').append(box);
@@ -127,15 +127,22 @@ function chart(title, xLabel, series, dashed = []) {
       scales: { x: { time: false } },
       axes: [{ label: xLabel }, {}],
       series: [
-        {},
-        ...usable.map((s, i) => ({
+        { label: xLabel },
+        ...usable.map((s) => ({
           label: s.label,
-          stroke: s.color ?? COLORS[i % COLORS.length],
-          width: 2,
+          stroke: s.color,
+          width: s.dash ? 1.5 : 2,
+          dash: s.dash,
           spanGaps: true,
           points: { show: xs.length < 60 },
         })),
-        ...dashed.map((d) => ({ label: d.label, stroke: d.color ?? '#5f6368', dash: [6, 4], width: 1.5 })),
+        ...dashed.map((d) => ({
+          label: d.label,
+          stroke: d.color ?? '#5f6368',
+          dash: [6, 4],
+          width: 1.5,
+          points: { show: false }, // a constant: its points would read as measurements
+        })),
       ],
     },
     [...data, ...extra],
@@ -148,7 +155,7 @@ function drawCharts(details, runs) {
   for (const p of plots) p.destroy();
   plots = [];
   $('charts').replaceChildren();
-  // A run keeps its colour (by its row) on every epoch chart, its zero-shot line included.
+  // A run keeps its colour (by its row) on every chart, its zero-shot line included.
   const colorOf = (name) => COLORS[runs.findIndex((r) => r.name === name) % COLORS.length];
   const epochSeries = (key) =>
     details.map((d) => ({
@@ -157,9 +164,11 @@ function drawCharts(details, runs) {
       x: d.history.map((r) => r.epoch),
       y: d.history.map((r) => (typeof r[key] === 'number' ? r[key] : null)),
     }));
-  const stepSeries = (key, label = (d) => d.name) =>
+  const stepSeries = (key, label = (d) => d.name, dash = undefined) =>
     details.map((d) => ({
       label: label(d),
+      color: colorOf(d.name),
+      dash,
       x: d.steps.map((r) => r.step),
       y: d.steps.map((r) => (typeof r[key] === 'number' ? r[key] : null)),
     }));
@@ -179,10 +188,10 @@ function drawCharts(details, runs) {
     chart(`Validation: ${selection}`, 'epoch', series, zeroShots);
   }
   chart('Train loss per epoch', 'epoch', epochSeries('loss'));
-  chart('Train loss per step (InfoNCE + triplet)', 'step', [
+  chart('Train loss per step (solid: total; dotted: InfoNCE; dash-dot: triplet)', 'step', [
     ...stepSeries('loss', (d) => `${d.name} loss`),
-    ...stepSeries('infonce', (d) => `${d.name} infonce`),
-    ...stepSeries('triplet', (d) => `${d.name} triplet`),
+    ...stepSeries('infonce', (d) => `${d.name} infonce`, [1, 3]),
+    ...stepSeries('triplet', (d) => `${d.name} triplet`, [8, 3, 1, 3]),
   ]);
   chart('Learning rate', 'step', stepSeries('lr'));
   chart('Temperature', 'step', stepSeries('temperature'));
