@@ -185,6 +185,45 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     await page.close();
   });
 
+  it('on a phone, a refused upload says so in words, names the file, and is scrolled into view', async () => {
+    const page = await newPage(390, 844, { failsRequests: true }); // the server answers the text file with a 415
+    await page.goto(server.url);
+    await expect.poll(() => page.locator('.scene').count()).toBeGreaterThan(0);
+    const status = page.locator('#status');
+    const inView = () => status.evaluate((node) => node.getBoundingClientRect().bottom <= innerHeight);
+    expect(await inView()).toBe(false); // below the picker on a phone
+    // Refused by the page itself: the status is brought into view rather than the user left looking at nothing.
+    const oversize = Buffer.alloc(10 * 1024 * 1024 + 1);
+    await page.setInputFiles('#upload', { name: 'big.jpg', mimeType: 'image/jpeg', buffer: oversize });
+    await expect.poll(() => status.textContent()).toBe('Error: big.jpg is over the 10 MB upload limit.');
+    expect(await status.getAttribute('class')).toContain('error');
+    await expect.poll(inView).toBe(true);
+    // Refused by the server: its reason, with the file it is about.
+    await page.setInputFiles('#upload', {
+      name: 'notes.txt',
+      mimeType: 'text/plain',
+      buffer: Buffer.from('not a photo'),
+    });
+    await expect.poll(() => status.textContent()).toMatch(/^Error: notes\.txt: .*not a JPEG, PNG or WebP/);
+    expect(await status.getAttribute('class')).toContain('error');
+    // A later answer is not an error any more.
+    await page.locator('.scene').first().click();
+    await expect.poll(() => status.textContent()).toMatch(/^Top \d+ of/);
+    expect(await status.getAttribute('class')).not.toContain('error');
+    await page.close();
+  });
+
+  it('a page that cannot reach the server says so instead of "loading the run…"', async () => {
+    const page = await newPage(1280, 900, { failsRequests: true });
+    await page.route('**/api/health', (route) => route.abort());
+    await page.goto(server.url);
+    await expect.poll(() => page.locator('#run-info').textContent()).toMatch(/^Could not load the run: /);
+    expect(await page.locator('#status').getAttribute('class')).toContain('error');
+    expect(await page.locator('#prev').isDisabled()).toBe(true);
+    expect(await page.locator('#next').isDisabled()).toBe(true);
+    await page.close();
+  });
+
   it('a run on synthetic embeddings says uploads are off and offers the dataset scenes', async () => {
     const page = await newPage();
     await page.goto(synthServer.url);

@@ -36,13 +36,28 @@ function pct(x) {
   return `${(x * 100).toFixed(1)}%`;
 }
 
+/** On a narrow screen the results are below the picker: what the user must see is scrolled to. */
+const narrow = () => matchMedia('(max-width: 720px)').matches;
+
+/** The status line: what the grid shows, or what is being done. */
+function say(text) {
+  $('status').textContent = text;
+  $('status').classList.remove('error');
+}
+
+/** What went wrong, in words, marked as an error and in view (on a phone the status is below the fold). */
+function showError(message) {
+  $('status').textContent = `Error: ${message}`;
+  $('status').classList.add('error');
+  if (narrow()) $('status').scrollIntoView({ block: 'center' });
+}
+
 /** k placeholder cards, so the grid keeps its size while results load (no layout shift). */
 function placeholders() {
   $('grid').replaceChildren(...Array.from({ length: K }, () => el('li', { className: 'card placeholder' })));
 }
 
 async function init() {
-  placeholders();
   const health = await api('/api/health');
   state.health = health;
   $('run-info').textContent =
@@ -132,7 +147,7 @@ function pickUpload(file) {
   $('upload').value = ''; // so that choosing the same file again is a change too
   if (!file) return;
   if (file.size > MAX_UPLOAD_BYTES) {
-    $('status').textContent = `Error: ${file.name} is over the 10 MB upload limit.`;
+    showError(`${file.name} is over the 10 MB upload limit.`);
     return;
   }
   state.query = { kind: 'upload', file };
@@ -151,7 +166,7 @@ function showQueryImage(src, caption) {
   for (const button of document.querySelectorAll('.scene'))
     button.setAttribute('aria-pressed', String(button.dataset.sig === state.query.sig));
   // On a narrow screen the results are below the picker: bring the photo into view.
-  if (matchMedia('(max-width: 720px)').matches) $('query-view').scrollIntoView({ block: 'start' });
+  if (narrow()) $('query-view').scrollIntoView({ block: 'start' });
 }
 
 async function recommend() {
@@ -159,7 +174,7 @@ async function recommend() {
   const category = state.category;
   const stale = () => query !== state.query || category !== state.category; // a newer request is on its way
   placeholders();
-  $('status').textContent = 'Ranking…';
+  say('Ranking…');
   try {
     let body;
     if (query.kind === 'scene') {
@@ -178,15 +193,14 @@ async function recommend() {
     if (!stale()) showResults(body);
   } catch (err) {
     if (stale()) return;
-    $('status').textContent = `Error: ${err.message}`;
+    showError(query.kind === 'upload' ? `${query.file.name}: ${err.message}` : err.message);
     $('grid').replaceChildren();
   }
 }
 
 function showResults(body) {
   const filter = body.categories ? body.categories.join(', ') : 'all categories';
-  $('status').textContent =
-    `Top ${body.results.length} of ${body.candidates.toLocaleString()} products (${filter}) in ${body.ms} ms.`;
+  say(`Top ${body.results.length} of ${body.candidates.toLocaleString()} products (${filter}) in ${body.ms} ms.`);
   $('grid').replaceChildren(
     ...body.results.map((r) =>
       el(
@@ -261,10 +275,12 @@ drop.addEventListener('drop', (e) => {
 $('query-image').addEventListener('error', () => {
   $('query-view').hidden = true; // a file the browser cannot show either; the status says what the server found
 });
-const showError = (err) => {
-  $('status').textContent = `Error: ${err.message}`;
-};
-$('prev').addEventListener('click', () => showScenes(Math.max(0, state.offset - PAGE)).catch(showError));
-$('next').addEventListener('click', () => showScenes(state.offset + PAGE).catch(showError));
+const pageError = (err) => showError(err.message);
+$('prev').addEventListener('click', () => showScenes(Math.max(0, state.offset - PAGE)).catch(pageError));
+$('next').addEventListener('click', () => showScenes(state.offset + PAGE).catch(pageError));
 
-init().catch(showError);
+init().catch((err) => {
+  // Without the run nothing on the page works: say so where it said it was loading.
+  $('run-info').textContent = `Could not load the run: ${err.message}. Is ctl serve running? Reload to try again.`;
+  showError(err.message);
+});
