@@ -293,6 +293,14 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     const r10 = `${(fixture.catalogReport.metrics.recall['10'] * 100).toFixed(1)}%`;
     expect(await served.textContent()).toContain(`${r10} (test)`);
     expect(await served.textContent()).toMatch(/\d+: catalog R@10 \d+\.\d%/);
+    // The validation chart writes a recall as the tables do, in percent (its legend, on hovering an epoch).
+    const validation = page.locator('.chart', { hasText: 'Validation: catalog recall@10' });
+    await validation.locator('.u-over').hover();
+    const values = await validation.locator('.u-legend .u-series .u-value').allTextContents();
+    expect(
+      values.slice(1).every((v) => /^\d+\.\d%$/.test(v)),
+      values.join(' '),
+    ).toBe(true);
     // A run has one colour on every chart: the parts of its per-step loss too (told apart by their dashes).
     const markerColours = (chart: string) =>
       page

@@ -107,8 +107,11 @@ function runsTable(runs, current, unread) {
   );
 }
 
-/** One chart: each run's series over a shared x (uPlot.join aligns them), optional dashed constant lines. */
-function chart(title, xLabel, series, dashed = []) {
+/**
+ * One chart: each run's series over a shared x (uPlot.join aligns them), optional dashed constant lines, and how to
+ * write a y value (its axis and its legend: a recall in percent, as the tables write it).
+ */
+function chart(title, xLabel, series, dashed = [], yText = null) {
   const box = el('figure', { className: 'chart' }, el('h3', {}, title));
   $('charts').append(box);
   const usable = series.filter((s) => s.x.length > 0);
@@ -120,12 +123,13 @@ function chart(title, xLabel, series, dashed = []) {
   const xs = data[0];
   const extra = dashed.map((d) => xs.map(() => d.value));
   const width = Math.max(280, Math.min(560, box.clientWidth || 400));
+  const legendValue = yText ? { value: (_, y) => (y === null ? '--' : yText(y)) } : {};
   const plot = new uPlot(
     {
       width,
       height: 220,
       scales: { x: { time: false } },
-      axes: [{ label: xLabel }, {}],
+      axes: [{ label: xLabel }, yText ? { values: (_, ticks) => ticks.map(yText), size: 60 } : {}],
       series: [
         { label: xLabel },
         ...usable.map((s) => ({
@@ -133,6 +137,7 @@ function chart(title, xLabel, series, dashed = []) {
           stroke: s.color,
           width: s.dash ? 1.5 : 2,
           dash: s.dash,
+          ...legendValue,
           spanGaps: true,
           points: { show: xs.length < 60 },
         })),
@@ -142,6 +147,7 @@ function chart(title, xLabel, series, dashed = []) {
           dash: [6, 4],
           width: 1.5,
           points: { show: false }, // a constant: its points would read as measurements
+          ...legendValue,
         })),
       ],
     },
@@ -175,17 +181,18 @@ function drawCharts(details, runs) {
   // One validation chart per selection (protocol and metric): a run selecting on MRR is not drawn on a recall axis.
   const selectionOf = (d) => d.selection ?? 'catalog recall@10';
   for (const selection of new Set(details.map(selectionOf))) {
+    const metric = selection.split(' ')[1];
     const runs = new Set(details.filter((d) => selectionOf(d) === selection).map((d) => d.name));
     const series = epochSeries('metric').filter((s) => runs.has(s.label));
     const zeroShots = details
       .filter((d) => runs.has(d.name) && d.zeroShot)
       .map((d) => ({
         label: `zero-shot (${d.name})`,
-        value: metricValue(d.zeroShot.metrics, selection.split(' ')[1]),
+        value: metricValue(d.zeroShot.metrics, metric),
         color: colorOf(d.name),
       }))
       .filter((z) => z.value !== null);
-    chart(`Validation: ${selection}`, 'epoch', series, zeroShots);
+    chart(`Validation: ${selection}`, 'epoch', series, zeroShots, (y) => metricText(metric, y));
   }
   chart('Train loss per epoch', 'epoch', epochSeries('loss'));
   chart('Train loss per step (solid: total; dotted: InfoNCE; dash-dot: triplet)', 'step', [
