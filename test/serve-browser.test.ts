@@ -367,6 +367,23 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     }
   });
 
+  it('/runs says in words when the server does not answer, and recovers by itself', async () => {
+    const page = await newPage(1280, 900, { failsRequests: true });
+    await page.clock.install();
+    await page.route('**/api/runs', (route) =>
+      route.fulfill({ status: 502, contentType: 'text/html', body: '<h1>Bad Gateway</h1>' }),
+    );
+    await page.goto(new URL('/runs', server.url).toString());
+    const updated = page.locator('#updated');
+    await expect.poll(() => updated.textContent()).toBe('Error: HTTP 502 (trying again)');
+    expect(await updated.getAttribute('class')).toContain('error');
+    await page.unroute('**/api/runs');
+    await page.clock.fastForward(31_000);
+    await expect.poll(() => updated.textContent()).toMatch(/^2 run\(s\), updated/);
+    expect(await updated.getAttribute('class')).not.toContain('error');
+    await page.close();
+  });
+
   it('/runs follows a running training without a reload', async () => {
     // A run at epoch 1 of 3 that a trainer holds: the dashboard polls while it runs.
     const live = join(fixture.workdir, 'runs', 'live');

@@ -11,7 +11,7 @@ let plots = [];
 
 async function api(path) {
   const res = await fetch(path);
-  const body = await res.json();
+  const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` })); // a proxy's HTML error page
   if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`);
   return body;
 }
@@ -282,6 +282,7 @@ async function refresh() {
     shown = now;
   }
   const running = runs.some((r) => r.status === 'running');
+  $('updated').classList.remove('error');
   $('updated').textContent =
     `${runs.length} run(s), updated ${new Date().toLocaleTimeString()}${running ? ' · refreshing while training' : ''}`;
   return running;
@@ -294,6 +295,7 @@ async function poll() {
     running = await refresh();
   } catch (err) {
     $('updated').textContent = `Error: ${err.message} (trying again)`;
+    $('updated').classList.add('error');
   }
   setTimeout(poll, running ? POLL_MS : IDLE_POLL_MS);
 }
