@@ -1,9 +1,10 @@
 // The demo page: a photo (upload or a dataset scene) → POST /api/recommend → a grid of products with scores.
 // For a dataset scene the true products' boxes are drawn on the photo, marked in the grid, and their ranks listed.
+import { $, api, el, pct } from '/static/dom.js';
+
 const K = 12;
 const PAGE = 12;
 const MAX_UPLOAD_BYTES = 10 * 1024 * 1024; // the server's limit, checked here to say so before sending
-const $ = (id) => document.getElementById(id);
 // Where the server has no image to show (a generated dataset's image not on disk): a blank in the placeholders' grey,
 // of a scene photo's size (the query photo shows at its own size; thumbnails are sized by the page).
 const NO_IMAGE =
@@ -13,28 +14,6 @@ const NO_IMAGE =
   );
 
 const state = { category: null, query: null, offset: 0, total: 0, health: null };
-
-async function api(path, init) {
-  const res = await fetch(path, init);
-  const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
-  if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`);
-  return body;
-}
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'dataset') Object.assign(node.dataset, value);
-    else if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
-
-function pct(x) {
-  return `${(x * 100).toFixed(1)}%`;
-}
 
 /** On a narrow screen the results are below the picker: what the user must see is scrolled to. */
 const narrow = () => matchMedia('(max-width: 720px)').matches;

@@ -2,31 +2,13 @@
 // zero-shot line dashed) and its eval reports. Polls, often while a run is training, so its curves grow without a
 // reload, and now and then otherwise, so that a run started later shows up.
 import uPlot from '/vendor/uplot/uPlot.esm.js';
+import { $, api, el, pct } from '/static/dom.js';
 
 const POLL_MS = 5000;
 const IDLE_POLL_MS = 30_000;
 const COLORS = ['#0b57d0', '#d93025', '#188038', '#f29900', '#9334e6', '#12b5cb', '#e52592', '#5f6368'];
-const $ = (id) => document.getElementById(id);
 let plots = [];
 
-async function api(path) {
-  const res = await fetch(path);
-  const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` })); // a proxy's HTML error page
-  if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`);
-  return body;
-}
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key in node) node[key] = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
-
-const pct = (x) => (typeof x === 'number' ? `${(x * 100).toFixed(1)}%` : '–');
 const num = (x, digits = 3) => (typeof x === 'number' ? x.toFixed(digits) : '–');
 
 /** The value of a selection metric ("recall@10", "mrr") in a metrics object. */
