@@ -53,6 +53,13 @@ describe('ctl eval', () => {
     const dir = join(workdir, 'runs', 'v2', 'eval');
     expect(JSON.parse(await readFile(join(dir, 'category-test-last.json'), 'utf8')).checkpoint.which).toBe('last');
     expect(JSON.parse(await readFile(join(dir, 'category-test.json'), 'utf8'))).toEqual(saved);
+
+    // The protocols of one call share the encoded catalog and parts: each alone gives the same numbers.
+    for (const [i, protocol] of ['seed', 'catalog', 'category'].entries()) {
+      const alone = ctl('eval', '--run', 'v2', '--protocol', protocol, '--json');
+      expect(alone.code, alone.stderr).toBe(0);
+      expect(JSON.parse(alone.stdout)[0].metrics).toEqual(reports[i].metrics);
+    }
   });
 
   it('says a synthetic dataset with an empty part needs more scenes', async () => {

@@ -11,7 +11,7 @@ import * as z from 'zod';
 import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { sceneProductKey } from '../data/store/embeddings.js';
-import { loadPairInputs } from '../data/store/pair-inputs.js';
+import { loadPairInputs, type PairInputs } from '../data/store/pair-inputs.js';
 import { DOMAINS, SPLIT_SCHEMES, type SplitScheme } from '../data/types.js';
 import type { CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
@@ -103,18 +103,16 @@ export async function evaluateRun(
     const trainScenes = otherData
       ? null
       : new Set((dataset.splits[model.config.split]?.parts.train ?? []).map((p) => dataset.pairs[p].scene));
+    const vectors = new EvalVectors(
+      workdir,
+      dataset,
+      model.state.embeddings.model,
+      model.state.embeddings.sceneView,
+      model,
+    );
     const reports: EvalReport[] = [];
     for (const request of requests) {
-      const report = await evaluateWith(
-        workdir,
-        dataset,
-        model.state.embeddings.model,
-        model.state.embeddings.sceneView,
-        request,
-        engine,
-        model,
-        trainScenes,
-      );
+      const report = await evaluateWith(vectors, request, engine, trainScenes);
       report.run = run;
       report.checkpoint = { which: checkpoint, epoch: model.state.epoch, metric: model.state.metric };
       if (otherData) report.trainedOnOtherData = true;
@@ -142,8 +140,9 @@ export async function evaluateZeroShot(
 ): Promise<EvalReport[]> {
   const reports: EvalReport[] = [];
   const dir = workdirPaths(workdir).zeroShotReports(embeddings, sceneView);
+  const vectors = new EvalVectors(workdir, dataset, embeddings, sceneView, null);
   for (const request of requests) {
-    const report = await evaluateWith(workdir, dataset, embeddings, sceneView, request, engine, null, null);
+    const report = await evaluateWith(vectors, request, engine, null);
     await writeJsonAtomic(join(dir, evalReportFile(request.protocol, request.split)), report);
     reports.push(report);
   }
@@ -151,30 +150,16 @@ export async function evaluateZeroShot(
 }
 
 async function evaluateWith(
-  workdir: string,
-  dataset: Dataset,
-  embeddings: string,
-  sceneView: SceneView,
+  vectors: EvalVectors,
   { protocol, split }: EvalRequest,
   engine: EngineName | undefined,
-  model: TrainedModel | null,
   trainScenes: Set<string> | null,
 ): Promise<EvalReport> {
   const started = performance.now();
+  const { dataset, sceneView, model } = vectors;
   const { scheme, pairs } = protocolPairs(dataset, protocol, split);
-  const inputs = await loadPairInputs(workdir, dataset, embeddings, sceneView, pairs);
-  if (inputs.keptPairs.length === 0) {
-    throw new InputError(
-      `none of the ${pairs.length} ${scheme}/${split} pairs has '${embeddings}' embeddings: run \`ctl embed\` (or \`ctl data synth\`)`,
-    );
-  }
-  const { sceneVectors, productVectors, dim } = model
-    ? await encode(model, dataset, inputs.keptPairs, inputs.scenes, inputs.products, inputs.dim, sceneView)
-    : {
-        sceneVectors: l2NormalizeRows(inputs.scenes.slice(), inputs.dim),
-        productVectors: l2NormalizeRows(inputs.products.slice(), inputs.dim),
-        dim: inputs.dim,
-      };
+  const inputs = await vectors.of(scheme, split, pairs);
+  const { sceneVectors, productVectors, dim } = inputs;
 
   // Progress only where ranking takes a while (many pairs).
   const progress =
@@ -215,36 +200,97 @@ async function evaluateWith(
   };
 }
 
-/** Both towers over the inputs, in chunks (bounded memory); identical scene inputs are encoded once. */
-async function encode(
-  model: TrainedModel,
-  dataset: Dataset,
-  pairs: number[],
-  scenes: Float32Array,
-  products: Float32Array,
-  inputDim: number,
-  sceneView: SceneView,
-): Promise<{ sceneVectors: Float32Array; productVectors: Float32Array; dim: number }> {
-  // The full view repeats one scene vector for each of the scene's pairs: encode each scene once.
-  const keyOf = (p: number) =>
-    sceneView === 'full' ? dataset.pairs[p].scene : sceneProductKey(dataset.pairs[p].scene, dataset.pairs[p].product);
-  const uniqueRow = new Map<string, number>();
-  const sources: number[] = [];
-  const rowOfPair = pairs.map((p, i) => {
-    const key = keyOf(p);
-    let row = uniqueRow.get(key);
-    if (row === undefined) {
-      row = sources.length;
-      uniqueRow.set(key, row);
-      sources.push(i);
+/** A part's pairs as a protocol ranks them: their scene vectors and the catalog's product vectors. */
+interface PartVectors extends Omit<PairInputs, 'scenes' | 'products' | 'dim'> {
+  /** Row i = the query vector of keptPairs[i] (L2-normalised). */
+  sceneVectors: Float32Array;
+  /** Row j = the vector of dataset.products[j] (L2-normalised). */
+  productVectors: Float32Array;
+  dim: number;
+}
+
+/**
+ * The vectors one evaluation call ranks, each loaded and encoded once: every protocol ranks the same catalog, and
+ * catalog and category evaluate the same part of the scene split. Encoding (the product tower over the whole
+ * catalog above all) is most of an evaluation's time, so `--protocol all` would otherwise triple it.
+ */
+class EvalVectors {
+  private readonly parts = new Map<string, Promise<PartVectors>>();
+  private catalog?: Promise<Float32Array>;
+
+  constructor(
+    readonly workdir: string,
+    readonly dataset: Dataset,
+    readonly embeddings: string,
+    readonly sceneView: SceneView,
+    /** The run's towers; null for the zero-shot baseline (raw embeddings, normalised). */
+    readonly model: TrainedModel | null,
+  ) {}
+
+  /** The vectors of a part's pairs (`pairs`: that part of the split, as asked). */
+  of(scheme: SplitScheme, part: EvalSplit, pairs: number[]): Promise<PartVectors> {
+    const key = `${scheme}/${part}`;
+    let vectors = this.parts.get(key);
+    if (!vectors) {
+      vectors = this.load(scheme, part, pairs);
+      this.parts.set(key, vectors);
     }
-    return row;
-  });
-  const uniqueScenes = gatherRows(scenes, sources, inputDim);
-  const rows = model.categoryRows(dataset.categories);
-  const categories = Int32Array.from(dataset.products, (p) => rows[p.category]);
-  const encodedScenes = await model.encodeScenes(uniqueScenes, sources.length);
-  const productVectors = await model.encodeProducts(products, categories, dataset.products.length);
-  const dim = encodedScenes.length / Math.max(1, sources.length);
-  return { sceneVectors: gatherRows(encodedScenes, rowOfPair, dim), productVectors, dim };
+    return vectors;
+  }
+
+  private async load(scheme: SplitScheme, part: EvalSplit, pairs: number[]): Promise<PartVectors> {
+    const { scenes, products, dim, ...inputs } = await loadPairInputs(
+      this.workdir,
+      this.dataset,
+      this.embeddings,
+      this.sceneView,
+      pairs,
+    );
+    if (inputs.keptPairs.length === 0) {
+      throw new InputError(
+        `none of the ${pairs.length} ${scheme}/${part} pairs has '${this.embeddings}' embeddings: run \`ctl embed\` (or \`ctl data synth\`)`,
+      );
+    }
+    this.catalog ??= this.model
+      ? this.encodeProducts(this.model, products)
+      : Promise.resolve(l2NormalizeRows(products, dim));
+    const productVectors = await this.catalog;
+    const sceneVectors = this.model
+      ? await this.encodeScenes(this.model, inputs.keptPairs, scenes, dim)
+      : l2NormalizeRows(scenes, dim);
+    return { ...inputs, sceneVectors, productVectors, dim: this.model ? this.model.spec.out : dim };
+  }
+
+  private encodeProducts(model: TrainedModel, products: Float32Array): Promise<Float32Array> {
+    const rows = model.categoryRows(this.dataset.categories);
+    const categories = Int32Array.from(this.dataset.products, (p) => rows[p.category]);
+    return model.encodeProducts(products, categories, this.dataset.products.length);
+  }
+
+  /** The scene tower over the pairs' scene inputs; identical scene inputs are encoded once. */
+  private async encodeScenes(
+    model: TrainedModel,
+    pairs: number[],
+    scenes: Float32Array,
+    inputDim: number,
+  ): Promise<Float32Array> {
+    // The full view repeats one scene vector for each of the scene's pairs: encode each scene once.
+    const { dataset, sceneView } = this;
+    const keyOf = (p: number) =>
+      sceneView === 'full' ? dataset.pairs[p].scene : sceneProductKey(dataset.pairs[p].scene, dataset.pairs[p].product);
+    const uniqueRow = new Map<string, number>();
+    const sources: number[] = [];
+    const rowOfPair = pairs.map((p, i) => {
+      const key = keyOf(p);
+      let row = uniqueRow.get(key);
+      if (row === undefined) {
+        row = sources.length;
+        uniqueRow.set(key, row);
+        sources.push(i);
+      }
+      return row;
+    });
+    const encoded = await model.encodeScenes(gatherRows(scenes, sources, inputDim), sources.length);
+    return gatherRows(encoded, rowOfPair, model.spec.out);
+  }
 }
