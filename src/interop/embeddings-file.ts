@@ -3,6 +3,7 @@
 import type { EmbeddingRows } from '../data/store/embeddings.js';
 import { decodeNpy } from '../data/store/npy.js';
 import { InputError } from '../util/errors.js';
+import { firstNonFinite } from '../util/matrix.js';
 import { readInputFile } from '../util/input-file.js';
 import { pythonTypeOf, unpickle } from '../model/torch/pickle.js';
 import { isZip, readZip } from '../model/torch/zip.js';
@@ -74,7 +75,7 @@ class RowCollector {
         `${this.path}: ${key}: shape [${shape}], expected ${this.dim >= 0 ? `[${this.dim}]` : '[D] with D ≥ 1'} (one vector per signature)`,
       );
     this.dim = vectorShape[0];
-    const bad = data.findIndex((x) => !Number.isFinite(x));
+    const bad = firstNonFinite(data);
     if (bad >= 0) throw new InputError(`${this.path}: ${key}: value ${bad} is ${data[bad]}, expected finite numbers`);
     this.ids.push(key);
     this.vectors.push(data);

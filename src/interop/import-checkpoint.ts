@@ -28,6 +28,7 @@ import { checkpointState } from '../train/checkpointing.js';
 import { writeRunRecord } from '../train/run-record.js';
 import { writeDirAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { firstNonFinite } from '../util/matrix.js';
 import { isDirectory } from '../util/fs.js';
 import { log } from '../util/log.js';
 import { readOptimizerState, type TorchAdamGroup } from './optimizer-state.js';
@@ -288,7 +289,7 @@ function checkStateDict(model: TwoTower, tensors: Record<string, TorchTensor>, f
     if (!t) throw new InputError(`${file}: model_state_dict: ${e.name}: missing (expected shape [${shape}])`);
     if (t.shape.join() !== shape.join())
       throw new InputError(`${file}: model_state_dict: ${e.name}: shape [${t.shape}] found, [${shape}] expected`);
-    const bad = (t.data as Float32Array).findIndex((x) => !Number.isFinite(x));
+    const bad = firstNonFinite(t.data);
     if (bad >= 0)
       throw new InputError(
         `${file}: model_state_dict: ${e.name}: value [${unravel(bad, shape)}] is ${t.data[bad]}, expected finite numbers`,

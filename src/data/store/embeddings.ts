@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import * as z from 'zod';
 import { cleanTempFiles, writeFileExclusive, writeJsonAtomic, writeTemp } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
+import { firstNonFinite } from '../../util/matrix.js';
 import { readJsonIfExists } from '../../util/json.js';
 import { int, issueLines, nonEmptyString, object, oneOf, parseWith } from '../../util/schema.js';
 import { EMBEDDING_VIEWS } from '../workdir.js';
@@ -235,7 +236,7 @@ export class EmbeddingStore {
       const { data, shape } = decodeNpy(await readFile(file), file);
       if (shape.length !== 2 || shape[1] !== this.dim)
         problems.push(`${file}: shape [${shape}] but meta.json says dim ${this.dim}`);
-      const bad = data.findIndex((v) => !Number.isFinite(v));
+      const bad = firstNonFinite(data);
       if (bad >= 0) problems.push(`${file}: row ${Math.floor(bad / this.dim)}: value ${data[bad]} is not finite`);
     }
     return { ok: problems.length === 0, problems, count: this.size, dim: this.dim };

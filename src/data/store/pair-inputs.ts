@@ -2,6 +2,7 @@
 // every catalog product, read from the embedding store. Shared by training, evaluation and serving. A non-finite
 // value is bad input, stopped here with the store and the row's id named.
 import { InputError } from '../../util/errors.js';
+import { firstNonFinite } from '../../util/matrix.js';
 import { sceneViewStore, SYNTH_MODEL, workdirPaths, type SceneView } from '../workdir.js';
 import type { Dataset } from '../dataset.js';
 import { EmbeddingStore, sceneProductKey } from './embeddings.js';
@@ -71,7 +72,7 @@ export async function loadPairInputs(
 }
 
 function checkFinite(store: EmbeddingStore, rows: Float32Array, idOfRow: (row: number) => string): void {
-  const bad = rows.findIndex((v) => !Number.isFinite(v));
+  const bad = firstNonFinite(rows);
   if (bad >= 0)
     throw new InputError(
       `${store.dir}: the vector of ${idOfRow(Math.floor(bad / store.dim))} has a non-finite value; check the store with \`ctl data verify-embeddings\` and embed it again`,
