@@ -1,10 +1,10 @@
 // The reference's category map (leaf name → row, in order of first appearance in the category file), stored in
 // every checkpoint; a trained model maps a dataset's categories through it, naming a category it does not know;
-// a checkpoint of the older format is refused saying what to do.
+// a checkpoint of the older format is refused saying what to do; its encoders show progress over a catalog.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import * as z from 'zod';
 import '@tensorflow/tfjs-backend-wasm';
@@ -75,6 +75,23 @@ describe('a trained model and its checkpoint', () => {
     await expect(model.encodeProducts(new Float32Array(5), Int32Array.from([2]), 1)).rejects.toThrow(
       'category row 2: the checkpoint has 2 categories',
     );
+  });
+
+  it('shows progress while it encodes a catalog (a 38k-product v2 catalog takes seconds), not a few rows', async () => {
+    const model = await loadTrainedModel(await writeRun('progress'), 'best', { config: z.unknown() });
+    const lines: string[] = [];
+    const write = vi.spyOn(process.stderr, 'write').mockImplementation((s) => lines.push(String(s)) > 0);
+    try {
+      await model.encodeProducts(new Float32Array(2 * 5), Int32Array.from([1, 0]), 2);
+      expect(lines).toEqual([]);
+      const rows = 10_000;
+      await model.encodeProducts(new Float32Array(rows * 5).fill(0.5), new Int32Array(rows), rows);
+      await model.encodeScenes(new Float32Array(rows * 5).fill(0.5), rows);
+    } finally {
+      write.mockRestore();
+    }
+    expect(lines.join('')).toMatch(/encode products 10000\/10000 \(100\.0%\).*ETA/);
+    expect(lines.join('')).toMatch(/encode scenes 10000\/10000 \(100\.0%\)/);
   });
 
   it('stores the map in the safetensors metadata too', async () => {

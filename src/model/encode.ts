@@ -4,7 +4,13 @@ import * as tf from '@tensorflow/tfjs';
 import { l2Normalize } from './ops.js';
 import type { TwoTower, Tower } from './two-tower.js';
 
-/** Encode `rows` rows of x with a tower, dropout off, in chunks to bound memory; outputs are L2-normalised. */
+/** Rows a chunk of encoding takes. */
+const CHUNK = 1024;
+
+/**
+ * Encode `rows` rows of x with a tower, dropout off, in chunks to bound memory; outputs are L2-normalised.
+ * `onChunk` is told the rows of each chunk done (progress).
+ */
 export function encodeRows(
   model: TwoTower,
   params: Float32Array,
@@ -12,14 +18,14 @@ export function encodeRows(
   x: Float32Array,
   categories: Int32Array | null,
   rows: number,
-  chunk = 1024,
+  onChunk?: (rows: number) => void,
 ): Float32Array {
   const dim = model.spec.inputDim;
   const out = new Float32Array(rows * model.spec.out);
   const tensors = model.layout.tensors(params);
   const P = model.layout.named(tensors);
-  for (let start = 0; start < rows; start += chunk) {
-    const count = Math.min(chunk, rows - start);
+  for (let start = 0; start < rows; start += CHUNK) {
+    const count = Math.min(CHUNK, rows - start);
     const encoded = tf.tidy(() => {
       const input = tf.tensor2d(x.subarray(start * dim, (start + count) * dim), [count, dim]);
       const y =
@@ -30,6 +36,7 @@ export function encodeRows(
     });
     out.set(encoded.dataSync(), start * model.spec.out);
     encoded.dispose();
+    onChunk?.(count);
   }
   tf.dispose(tensors);
   return out;

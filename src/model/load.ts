@@ -5,6 +5,7 @@ import type * as z from 'zod';
 import type { Category } from '../data/types.js';
 import { encodeRows } from './encode.js';
 import { InputError } from '../util/errors.js';
+import { Progress } from '../util/progress.js';
 import { useBackend, type BackendChoice } from './backend.js';
 import { categoryRows } from './categories.js';
 import {
@@ -15,7 +16,22 @@ import {
   type CheckpointState,
   type OptimizerMoments,
 } from './checkpoint.js';
-import { TwoTower, type ModelSpec } from './two-tower.js';
+import { TwoTower, type ModelSpec, type Tower } from './two-tower.js';
+
+/** Rows from which encoding shows progress: a catalog takes a v2 tower seconds to minutes, a request's scene not. */
+const PROGRESS_FROM = 10_000;
+
+function withProgress(
+  tower: Tower,
+  rows: number,
+  encode: (onChunk?: (rows: number) => void) => Float32Array,
+): Float32Array {
+  if (rows < PROGRESS_FROM) return encode();
+  const progress = new Progress(`encode ${tower}s`, rows, { unit: 'rows' });
+  const out = encode((done) => progress.tick(done));
+  progress.finish();
+  return out;
+}
 
 export interface TrainedModel<Config = unknown> {
   config: Config;
@@ -78,7 +94,7 @@ export async function loadTrainedModel<Config>(
     categoryRows: (categories) => categoryRows(state.categoryMap, categories, `the checkpoint in ${dir}`),
     async encodeScenes(x, n) {
       check(x, n);
-      return encodeRows(model, params, 'scene', x, null, n);
+      return withProgress('scene', n, (onChunk) => encodeRows(model, params, 'scene', x, null, n, onChunk));
     },
     async encodeProducts(x, categories, n) {
       check(x, n);
@@ -86,7 +102,7 @@ export async function loadTrainedModel<Config>(
       for (const c of categories)
         if (c < 0 || c >= state.spec.numCategories)
           throw new InputError(`category row ${c}: the checkpoint has ${state.spec.numCategories} categories`);
-      return encodeRows(model, params, 'product', x, categories, n);
+      return withProgress('product', n, (onChunk) => encodeRows(model, params, 'product', x, categories, n, onChunk));
     },
     dispose() {},
   };
