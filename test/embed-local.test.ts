@@ -213,6 +213,24 @@ describe('ctl embed, local provider (tiny model)', () => {
     expect(await store.verify()).toMatchObject({ ok: true });
   });
 
+  test('shards started together with another --dtype: the store keeps one dtype, the other shard is refused', async () => {
+    const { workdir } = await makeFixture(4);
+    // Neither finds the store when it plans; the later one to commit finds it then, written with the other dtype.
+    const runs = await Promise.allSettled(
+      (['fp32', 'q8'] as const).map((dtype, index) =>
+        runEmbed(embedOptions(workdir, { kind: 'products', dtype, shard: { index, count: 2 } })),
+      ),
+    );
+    expect(runs.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const refused = runs.find((r) => r.status === 'rejected')!;
+    expect(String(refused.reason)).toMatch(/preprocessing\.dtype: the store was written with "(fp32|q8)"/);
+    const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings('tiny', 'products'));
+    const kept = runs.findIndex((r) => r.status === 'fulfilled');
+    expect(store.meta.preprocessing).toMatchObject({ dtype: ['fp32', 'q8'][kept] });
+    const shards = (await readdir(join(store.dir, 'shards'))).filter((f) => f.endsWith('.npy'));
+    expect(shards.filter((f) => !f.startsWith(`s${kept}of2-`))).toEqual([]); // no row of the refused dtype
+  });
+
   test('a store another ctl embed is writing (the same shard, or the whole) is refused, naming its process', async () => {
     const { workdir, dataset } = await makeFixture(2);
     const dir = workdirPaths(workdir).embeddings('tiny', 'products');

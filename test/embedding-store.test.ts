@@ -72,6 +72,18 @@ describe('EmbeddingStore', () => {
     await expect(EmbeddingStore.openOrCreate(dir, { ...meta, model: 'other' })).rejects.toThrow(/model/);
   });
 
+  it('of two processes creating one store at once, the second is checked against the meta.json the first wrote', async () => {
+    // Both find no store, and both would write meta.json: the loser must not go on under the winner's meta.
+    const created = await Promise.allSettled([
+      EmbeddingStore.openOrCreate(dir, meta),
+      EmbeddingStore.openOrCreate(dir, { ...meta, dim: 4 }),
+    ]);
+    expect(created.map((c) => c.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const winner = created.find((c) => c.status === 'fulfilled')!.value;
+    expect((await EmbeddingStore.open(dir)).meta).toEqual(winner.meta);
+    expect(created.find((c) => c.status === 'rejected')!.reason).toBeInstanceOf(InputError);
+  });
+
   it('names the field of a damaged meta.json', async () => {
     await EmbeddingStore.openOrCreate(dir, meta);
     const file = join(dir, 'meta.json');

@@ -206,15 +206,19 @@ export async function runView<P extends PreparedBase>(
   };
   const pending = new PendingRows(
     planned.store,
-    (dim) =>
-      EmbeddingStore.openOrCreate(plan.dir, {
+    async (dim) => {
+      const store = await EmbeddingStore.openOrCreate(plan.dir, {
         model: encoder.model,
         revision: encoder.revision,
         location: encoder.location,
         dim,
         view: plan.view,
         preprocessing: { ...encoder.preprocessing, ...hide },
-      }),
+      });
+      // Another process (a shard of another --dtype) may have created it since the plan.
+      checkCompatible(store, encoder, hide);
+      return store;
+    },
     opts,
   );
   const counted = ({ committed, store }: { committed: number; store: EmbeddingStore | null }) => {

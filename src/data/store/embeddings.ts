@@ -12,7 +12,7 @@
 import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod';
-import { cleanTempFiles, writeFileExclusive, writeJsonAtomic, writeTemp } from '../../util/atomic.js';
+import { cleanTempFiles, writeFileExclusive, writeTemp } from '../../util/atomic.js';
 import { InputError } from '../../util/errors.js';
 import { firstNonFinite } from '../../util/matrix.js';
 import { readJsonIfExists } from '../../util/json.js';
@@ -108,11 +108,12 @@ export class EmbeddingStore {
    * vectors were made another way: preprocessing records of other fields (e.g. imported beside embedded).
    */
   static async openOrCreate(dir: string, meta: StoreMeta): Promise<EmbeddingStore> {
-    const store = await EmbeddingStore.openIfExists(dir);
-    if (!store) {
-      await writeJsonAtomic(join(dir, 'meta.json'), meta);
-      return EmbeddingStore.open(dir);
-    }
+    // Created exclusively: of two processes creating the store at once, one meta.json is written, and the other
+    // process is checked against it below like against any store it finds (a second write would relabel the
+    // first writer's rows).
+    const file = join(dir, 'meta.json');
+    if (!(await pathExists(file))) await writeFileExclusive(file, JSON.stringify(meta, null, 2) + '\n');
+    const store = await EmbeddingStore.open(dir);
     for (const field of ['model', 'view', 'dim', 'revision'] as const) {
       const have = store.meta[field];
       const want = meta[field];
