@@ -1,11 +1,10 @@
 // `ctl embed` as a function (the command and `ctl demo` call it): resolve the model or service, plan the views,
 // run the pipeline, and sum up.
-import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import type { Shard } from '../data/shard.js';
 import type { Domain, ImageKind } from '../data/types.js';
-import { acquireLock, heldBy, type Lock } from '../util/lock.js';
+import { lockStoreWriter } from '../data/store/writers.js';
+import { heldBy, type Lock } from '../util/lock.js';
 import { Progress } from '../util/progress.js';
 import { workdirPaths, type EmbeddingView, type SceneView } from '../data/workdir.js';
 import type { Encoder, Provider } from './encoder.js';
@@ -127,9 +126,9 @@ export async function runEmbed(opts: EmbedOptions): Promise<EmbedSummary> {
  * embed every image twice, and the later commit of each row fail. Shards of one store run side by side.
  */
 export async function lockStore(dir: string, writer: string): Promise<Lock> {
-  await mkdir(dirname(dir), { recursive: true });
-  return acquireLock(
-    `${dir}.${writer}`,
+  return lockStoreWriter(
+    dir,
+    writer,
     (holder, file) =>
       `${dir}: another ctl embed is writing this store${writer === 'w' ? '' : ' (the same shard)'}: ` +
       heldBy(holder, file),

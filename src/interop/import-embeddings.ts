@@ -7,7 +7,9 @@ import { loadDataset } from '../data/stl/dataset-io.js';
 import { EmbeddingStore, sceneProductKey } from '../data/store/embeddings.js';
 import type { Domain, ImageKind } from '../data/types.js';
 import { EMBEDDING_VIEWS, workdirPaths, type EmbeddingView } from '../data/workdir.js';
+import { lockStoreWriter } from '../data/store/writers.js';
 import { InputError } from '../util/errors.js';
+import { heldBy } from '../util/lock.js';
 import { gatherRows } from '../util/matrix.js';
 import { readEmbeddingsFile, type EmbeddingsFile } from './embeddings-file.js';
 
@@ -35,6 +37,8 @@ export interface ImportEmbeddingsSummary {
 
 /** Rows committed per shard: a killed import resumes from its last complete shard. */
 const ROWS_PER_SHARD = 4096;
+/** The store's shards and lock name this writer (see data/store/writers.ts). */
+const IMPORT_WRITER = 'import';
 
 export async function importEmbeddings(options: ImportEmbeddingsOptions): Promise<ImportEmbeddingsSummary> {
   const view: EmbeddingView = options.kind === 'products' ? 'products' : (options.view ?? 'scenes-full');
@@ -48,7 +52,40 @@ export async function importEmbeddings(options: ImportEmbeddingsOptions): Promis
   const notInDataset = await countUnknown(options, rows.ids, view);
   await checkOtherStores(options, view, rows.dim);
 
-  const store = await EmbeddingStore.openOrCreate(paths.embeddings(options.model, view), {
+  const dir = paths.embeddings(options.model, view);
+  // Another import into the store at the same moment would check its rows against the store as it was, and both
+  // could commit their vectors for the same ids.
+  const lock = await lockStoreWriter(
+    dir,
+    IMPORT_WRITER,
+    (holder, file) => `${dir}: another ctl import is writing this store: ${heldBy(holder, file)}`,
+  );
+  let imported: number;
+  try {
+    imported = await appendNewRows(options, dir, view, rows);
+  } finally {
+    await lock.release();
+  }
+  return {
+    file: options.file,
+    store: dir,
+    view,
+    dim: rows.dim,
+    rows: rows.ids.length,
+    imported,
+    alreadyStored: rows.ids.length - imported,
+    notInDataset,
+  };
+}
+
+/** Append the file's rows the store does not hold yet (checking those it holds); returns how many. */
+async function appendNewRows(
+  options: ImportEmbeddingsOptions,
+  dir: string,
+  view: EmbeddingView,
+  rows: EmbeddingsFile,
+): Promise<number> {
+  const store = await EmbeddingStore.openOrCreate(dir, {
     model: options.model,
     dim: rows.dim,
     view,
@@ -62,19 +99,10 @@ export async function importEmbeddings(options: ImportEmbeddingsOptions): Promis
     await store.append(
       chunk.map((row) => rows.ids[row]),
       gatherRows(rows.data, chunk, rows.dim),
-      'import',
+      IMPORT_WRITER,
     );
   }
-  return {
-    file: options.file,
-    store: store.dir,
-    view,
-    dim: rows.dim,
-    rows: rows.ids.length,
-    imported: fresh.length,
-    alreadyStored: rows.ids.length - fresh.length,
-    notInDataset,
-  };
+  return fresh.length;
 }
 
 /**
