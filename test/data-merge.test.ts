@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
+import { lockStoreWriter } from '../src/data/store/writers.js';
 import { workdirPaths, type EmbeddingView } from '../src/data/workdir.js';
 import { ManifestWriter, readManifest, type ManifestRecord } from '../src/download/manifest.js';
 import { acquireLock } from '../src/util/lock.js';
@@ -208,6 +209,30 @@ describe('ctl data merge', () => {
     expect(datasets.stderr).toMatch(
       /dataset\/fashion\.json differs from .*: the shards were not run on the same dataset/,
     );
+  });
+
+  test('the target store is held while its rows go in: a stage reading it meanwhile is refused (data/store/writers.ts)', async () => {
+    const source = await tempDir('ctl-merge-src-');
+    const store = await EmbeddingStore.openOrCreate(workdirPaths(source).embeddings('tiny', 'products'), {
+      model: 'tiny',
+      dim: 2,
+      view: 'products',
+    });
+    await store.append(['a'], Float32Array.from([1, 0]));
+    const target = await tempDir('ctl-merge-');
+    const targetStore = workdirPaths(target).embeddings('tiny', 'products');
+    // As a merge into the store holds it; the CLI's merge must ask for the same lock.
+    const other = await lockStoreWriter(targetStore, 'merged', () => 'busy');
+    try {
+      const merge = ctl(['data', 'merge', '--workdir', target, '--from', source]);
+      expect([merge.code, merge.stderr]).toEqual([
+        2,
+        expect.stringMatching(new RegExp(`${targetStore}: another ctl data merge is writing this store: process`)),
+      ]);
+    } finally {
+      await other.release();
+    }
+    expect(ctl(['data', 'merge', '--workdir', target, '--from', source]).code).toBe(0);
   });
 
   test("a shard's manifest is only read: a torn last line stays (its download may be writing it); a corrupt line is refused before anything is written", async () => {

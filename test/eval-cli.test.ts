@@ -6,11 +6,14 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { workdirPaths } from '../src/data/workdir.js';
+import { lockStoreWriter } from '../src/data/store/writers.js';
 import { plantedWorkdirWithConfigs } from './eval-fixtures.js';
 import { TEST_MODEL } from './train-fixtures.js';
 
 const cli = resolve(__dirname, '../dist/cli.js');
 let workdir = '';
+let v2Config = '';
 
 function ctl(...args: string[]) {
   const p = spawnSync(process.execPath, [cli, ...args, '--workdir', workdir], { encoding: 'utf8', timeout: 120_000 });
@@ -20,6 +23,7 @@ function ctl(...args: string[]) {
 beforeAll(async () => {
   const planted = await plantedWorkdirWithConfigs();
   workdir = planted.workdir;
+  v2Config = planted.v2;
   const train = ctl('train', '--config', planted.v2);
   expect(train.code, train.stderr).toBe(0);
 }, 120_000);
@@ -85,6 +89,36 @@ describe('ctl eval', () => {
     const [report] = JSON.parse(r.stdout);
     expect(report).toMatchObject({ model: 'zero-shot', protocol: 'catalog', split: { scheme: 'scene', part: 'val' } });
     expect(existsSync(join(workdir, 'eval', 'zero-shot', TEST_MODEL, 'full', 'catalog-val.json'))).toBe(true);
+  });
+
+  it('no stage uses the rows of a store while another process adds to it (ctl embed, import, data merge)', async () => {
+    const products = workdirPaths(workdir).embeddings(TEST_MODEL, 'products');
+    const writer = await lockStoreWriter(products, 'w', () => 'busy'); // as a ctl embed writing it holds it
+    const refusal = new RegExp(
+      `${products}: another process is adding rows to this store .*: process ${process.pid} on`,
+    );
+    try {
+      const out = join(workdir, 'export-while-written');
+      for (const args of [
+        ['eval', '--run', 'v2'],
+        ['eval', '--zero-shot', '--embeddings', TEST_MODEL],
+        ['train', '--config', v2Config, '--run', 'v2-while-written'],
+        ['export', '--run', 'v2', '--format', 'pt', '--out', out],
+      ]) {
+        const r = ctl(...args);
+        expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(refusal)]);
+      }
+      // A serve that started anyway would run on: the timeout stops it (status null).
+      const serve = spawnSync(process.execPath, [cli, 'serve', '--run', 'v2', '--port', '0', '--workdir', workdir], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect([serve.status, serve.stderr]).toEqual([2, expect.stringMatching(refusal)]);
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      await writer.release();
+    }
+    expect(ctl('eval', '--run', 'v2').code).toBe(0);
   });
 
   it('refuses bad requests with exit 2 and a clear line', () => {

@@ -4,7 +4,7 @@
 //   product_index.jsonl  one line per row, same order: {"row", "id", "category", "categoryPath", "categoryRow", "url"}
 // Products without an image embedding are left out (and counted).
 import type { Dataset } from '../data/dataset.js';
-import { EmbeddingStore } from '../data/store/embeddings.js';
+import { openStoreToRead } from '../data/store/writers.js';
 import { workdirPaths } from '../data/workdir.js';
 import { DEFAULT_BASE_URL, imageUrl } from '../data/image-host.js';
 import type { TrainedModel } from '../model/load.js';
@@ -25,7 +25,7 @@ export interface ProductIndex {
 
 export async function buildProductIndex(workdir: string, dataset: Dataset, model: TrainedModel): Promise<ProductIndex> {
   const { model: embeddingModel } = model.state.embeddings;
-  const store = await EmbeddingStore.open(workdirPaths(workdir).embeddings(embeddingModel, 'products'));
+  const store = await openStoreToRead(workdirPaths(workdir).embeddings(embeddingModel, 'products'));
   const dim = model.spec.inputDim;
   if (store.dim !== dim)
     throw new InputError(

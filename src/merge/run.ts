@@ -5,14 +5,14 @@
 // leaves the target as it was.
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { planStoreMerge } from '../data/store/merge.js';
+import { lockMergeTarget, planStoreMerge } from '../data/store/merge.js';
 import { DOMAINS } from '../data/types.js';
 import { workdirPaths } from '../data/workdir.js';
 import { planManifestMerge, type ManifestMergeResult } from '../download/merge-manifests.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { isDirectory, pathExists, realFolder } from '../util/fs.js';
-import { acquireLock, heldBy } from '../util/lock.js';
+import { acquireLock, heldBy, type Lock } from '../util/lock.js';
 
 export interface StoreMergeSummary {
   /** embeddings/<model>/<view>, relative to the workdir. */
@@ -106,13 +106,21 @@ async function mergeLocked(from: string[], workdir: string): Promise<MergeSummar
     if (await pathExists(workdirPaths(dir).imageManifest)) manifests.push(workdirPaths(dir).imageManifest);
   const manifest = manifests.length ? await planManifestMerge(manifests, workdirPaths(workdir).imageManifest) : null;
 
+  // Every target store is held until the whole merge is written: a stage started meanwhile is refused, rather than
+  // finding one store merged and the next one not yet, or the stores without their dataset.
   const stores: StoreMergeSummary[] = [];
-  for (const { store, plan } of plans) {
-    const { added, stored } = await plan.apply();
-    stores.push({ store, sources: plan.sources.length, added, alreadyThere: plan.alreadyThere, stored });
+  const storeLocks: Lock[] = [];
+  try {
+    for (const { plan } of plans) storeLocks.push(await lockMergeTarget(plan.target));
+    for (const { store, plan } of plans) {
+      const { added, stored } = await plan.apply();
+      stores.push({ store, sources: plan.sources.length, added, alreadyThere: plan.alreadyThere, stored });
+    }
+    for (const { target, bytes } of datasets) await writeFileAtomic(target, bytes);
+    await manifest?.write();
+  } finally {
+    for (const lock of storeLocks) await lock.release();
   }
-  for (const { target, bytes } of datasets) await writeFileAtomic(target, bytes);
-  await manifest?.write();
 
   return {
     workdir,

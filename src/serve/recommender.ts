@@ -6,7 +6,8 @@
 import { readdir } from 'node:fs/promises';
 import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
-import { EmbeddingStore } from '../data/store/embeddings.js';
+import type { EmbeddingStore } from '../data/store/embeddings.js';
+import { openStoreToRead } from '../data/store/writers.js';
 import { IMAGE_KINDS, type BBox, type ImageKind, type Scene } from '../data/types.js';
 import { workdirPaths } from '../data/workdir.js';
 import { IMAGE_HOST, imageUrl } from '../data/image-host.js';
@@ -95,8 +96,8 @@ export class Recommender {
     if (trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset)))
       log(`note: run '${run}' was ${OTHER_DATA}`);
     const embeddings = model.state.embeddings.model;
-    const productStore = await EmbeddingStore.open(paths.embeddings(embeddings, 'products'));
-    const sceneStore = await EmbeddingStore.open(paths.embeddings(embeddings, 'scenes-full'));
+    const productStore = await openStoreToRead(paths.embeddings(embeddings, 'products'));
+    const sceneStore = await openStoreToRead(paths.embeddings(embeddings, 'scenes-full'));
 
     const { data, missing } = await productStore.read(dataset.products.map((p) => p.sig));
     const missingSet = new Set(missing);

@@ -87,10 +87,16 @@ export async function acquireLock(
   };
 }
 
-/** Who holds the lock on `path`, when another process does (this one's own locks do not count); else null. */
-export async function otherHolder(path: string): Promise<{ holder: LockHolder; file: string } | null> {
+/**
+ * Who holds the lock on `path`, when another process does (this one's own locks do not count); else null. `held`
+ * widens it as acquireLock's `conflicts` does: to every lock in the folder whose name it accepts.
+ */
+export async function otherHolder(
+  path: string,
+  held: (name: string) => boolean = sameName(path),
+): Promise<{ holder: LockHolder; file: string } | null> {
   const ours = (file: string) => madeOnThisHost(basename(file)) && holderNamedBy(file).pid === process.pid;
-  const [file] = (await liveLocks(dirname(path), sameName(path), { removeDead: false })).filter((f) => !ours(f));
+  const [file] = (await liveLocks(dirname(path), held, { removeDead: false })).filter((f) => !ours(f));
   return file === undefined ? null : { holder: (await readHolder(file)) ?? holderNamedBy(file), file };
 }
 

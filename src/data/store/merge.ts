@@ -4,11 +4,13 @@
 // alone, so merging again adds nothing.
 import { join } from 'node:path';
 import { InputError } from '../../util/errors.js';
+import { heldBy, type Lock } from '../../util/lock.js';
 import { realFolder } from '../../util/fs.js';
 import { differingPaths, valueAt } from '../../util/json.js';
 import { EmbeddingStore, type StoreMeta } from './embeddings.js';
+import { lockStoreWriter } from './writers.js';
 
-/** Shards written by a merge are named after it, apart from those of `ctl embed`'s writers. */
+/** Shards written by a merge, and its lock on the store, are named after it, apart from `ctl embed`'s writers. */
 const MERGE_WRITER = 'merged';
 /** Rows read and appended at once: bounds memory and makes one store shard each. */
 const CHUNK_ROWS = 8192;
@@ -22,6 +24,15 @@ export interface StoreMergePlan {
   alreadyThere: number;
   /** Write the rows; the target is created with the sources' meta when it does not exist. */
   apply(): Promise<{ added: number; stored: number }>;
+}
+
+/** Hold the target store as its writer while the merge applies (a stage reading it meanwhile is refused). */
+export function lockMergeTarget(targetDir: string): Promise<Lock> {
+  return lockStoreWriter(
+    targetDir,
+    MERGE_WRITER,
+    (holder, file) => `${targetDir}: another ctl data merge is writing this store: ${heldBy(holder, file)}`,
+  );
 }
 
 /** Open the stores, check they agree, and work out which rows go where. Throws InputError naming the first problem. */

@@ -5,7 +5,8 @@ import { InputError } from '../../util/errors.js';
 import { firstNonFinite } from '../../util/matrix.js';
 import { sceneViewStore, SYNTH_MODEL, workdirPaths, type SceneView } from '../workdir.js';
 import type { Dataset } from '../dataset.js';
-import { EmbeddingStore, sceneProductKey } from './embeddings.js';
+import { type EmbeddingStore, sceneProductKey } from './embeddings.js';
+import { openStoreToRead } from './writers.js';
 
 export interface PairInputs {
   /** Row i = the scene vector of `keptPairs[i]`. */
@@ -33,8 +34,8 @@ export async function loadPairInputs(
   const paths = workdirPaths(workdir);
   const howToMake = (flags = '') =>
     modelId === SYNTH_MODEL ? '`ctl data synth --dim D`' : `\`ctl embed --model ${modelId}${flags}\``;
-  const productStore = await EmbeddingStore.open(paths.embeddings(modelId, 'products'), howToMake());
-  const sceneStore = await EmbeddingStore.open(
+  const productStore = await openStoreToRead(paths.embeddings(modelId, 'products'), howToMake());
+  const sceneStore = await openStoreToRead(
     paths.embeddings(modelId, sceneViewStore(view)),
     howToMake(view === 'full' ? '' : ` --scene-view ${view}`),
   );
