@@ -10,6 +10,8 @@ import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js
 import { ensureGeneratedModel, GENERATED_PRESETS } from '../src/embed/generated-models.js';
 import { loadLocalEncoder } from '../src/embed/local-encoder.js';
 import { resolveModel } from '../src/embed/model-source.js';
+import { planJobs } from '../src/embed/jobs.js';
+import { planViews, runView } from '../src/embed/pipeline.js';
 import { lockStore, runEmbed } from '../src/embed/run.js';
 import { openUploadEmbedder } from '../src/serve/upload.js';
 import { buildVisionTower } from '../src/embed/vision-transformer.js';
@@ -229,6 +231,32 @@ describe('ctl embed, local provider (tiny model)', () => {
     expect(store.meta.preprocessing).toMatchObject({ dtype: ['fp32', 'q8'][kept] });
     const shards = (await readdir(join(store.dir, 'shards'))).filter((f) => f.endsWith('.npy'));
     expect(shards.filter((f) => !f.startsWith(`s${kept}of2-`))).toEqual([]); // no row of the refused dtype
+  });
+
+  test('rows another writer stored after this run planned (a shard and the whole at once) are left to it', async () => {
+    const { workdir, dataset } = await makeFixture(4);
+    const paths = workdirPaths(workdir);
+    const source = await resolveModel('tiny', { modelsDir: paths.modelsDir });
+    const encoder = await loadLocalEncoder(source, {
+      device: 'cpu',
+      dtype: 'fp32',
+      offline: true,
+      modelsDir: paths.modelsDir,
+    });
+    try {
+      const plans = planJobs(dataset, workdir, embedOptions(workdir, { kind: 'products' }), (view) =>
+        paths.embeddings(encoder.model, view),
+      );
+      const [planned] = await planViews(plans, encoder, () => ({})); // no store yet: every product to embed
+      // Meanwhile a shard's run makes the store and commits its half.
+      const shard = await runEmbed(embedOptions(workdir, { kind: 'products', shard: { index: 0, count: 2 } }));
+      const whole = await runView(planned, encoder, {}, { batch: 4, prefetch: 2, commitEvery: 1, writer: 'w' });
+      expect(shard.views[0].embedded + whole.embedded).toBe(dataset.products.length);
+      const store = await EmbeddingStore.open(paths.embeddings('tiny', 'products'));
+      expect([store.size, whole.stored]).toEqual([dataset.products.length, dataset.products.length]);
+    } finally {
+      await encoder.dispose();
+    }
   });
 
   test('a store another ctl embed is writing (the same shard, or the whole) is refused, naming its process', async () => {

@@ -166,17 +166,22 @@ class PendingRows {
 
   /** Store what is pending as one shard. */
   async commit(): Promise<{ committed: number; store: EmbeddingStore | null }> {
-    const committed = this.ids.length;
-    if (committed > 0) {
+    let committed = 0;
+    if (this.ids.length > 0) {
       const dim = this.rows[0].length;
-      this.store ??= await this.create(dim);
-      if (this.store.dim !== dim)
-        throw new InputError(
-          `${this.store.dir}: the store holds ${this.store.dim}-d vectors, this model gives ${dim}-d`,
-        );
+      const store = (this.store ??= await this.create(dim));
+      if (store.dim !== dim)
+        throw new InputError(`${store.dir}: the store holds ${store.dim}-d vectors, this model gives ${dim}-d`);
+      // A store created since the plan may hold another writer's rows (a --shard run beside the whole): they stay.
+      const fresh = this.ids.flatMap((id, i) => (store.has(id) ? [] : [i]));
+      committed = fresh.length;
       const rows = new Float32Array(committed * dim);
-      this.rows.forEach((r, i) => rows.set(r, i * dim));
-      await this.store.append(this.ids, rows, this.opts.writer);
+      fresh.forEach((from, to) => rows.set(this.rows[from], to * dim));
+      await store.append(
+        fresh.map((i) => this.ids[i]),
+        rows,
+        this.opts.writer,
+      );
       [this.ids, this.rows] = [[], []];
     }
     this.batches = 0;

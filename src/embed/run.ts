@@ -123,7 +123,7 @@ export async function runEmbed(opts: EmbedOptions): Promise<EmbedSummary> {
 
 /**
  * Hold the lock of a store for one writer (a shard, or the whole): the same `ctl embed` run twice at once would
- * embed every image twice, and the later commit of each row fail. Shards of one store run side by side.
+ * embed every image twice. Shards of one store run side by side.
  */
 export async function lockStore(dir: string, writer: string): Promise<Lock> {
   return lockStoreWriter(
