@@ -9,6 +9,7 @@ import { afterAll, describe, expect, onTestFinished, test } from 'vitest';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { workdirPaths, type EmbeddingView } from '../src/data/workdir.js';
 import { runEmbed } from '../src/embed/run.js';
+import { acquireLock } from '../src/util/lock.js';
 import { makeFixture, removeFixtures } from './embed-fixtures.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli.js');
@@ -187,6 +188,30 @@ describe('ctl embed (CLI)', () => {
     expect(rerun.code, rerun.stderr).toBe(0);
     expect(rerun.stderr).toMatch(/skipped b0+\w+ \(refused: HTTP 415/);
     expect((await EmbeddingStore.open(storeDir)).size).toBe(3);
+  });
+
+  test('images not on disk yet while a ctl download fetches them: exit 1, re-run once it ends', async () => {
+    const { workdir, dataset } = await makeFixture(2);
+    const paths = workdirPaths(workdir);
+    const notYet = dataset.products[0].sig;
+    await rm(paths.imageFile('products', notYet));
+    const embed = tinyProducts(workdir, 4, 1).resume;
+    // As a `ctl download` of the products holds its lock.
+    const download = await acquireLock(join(paths.imagesDir, 'download-products'), () => 'busy');
+    try {
+      const during = ctl(embed);
+      expect(during.code, during.stderr).toBe(1);
+      expect(during.stderr).toMatch(
+        new RegExp(
+          `1 image was not on disk yet while a ctl download fetched into this workdir \\(process ${process.pid} `,
+        ),
+      );
+    } finally {
+      await download.release();
+    }
+    // Without a download running, a missing image is the download's verdict: listed, exit 0.
+    const after = ctl(embed);
+    expect([after.code, after.stderr]).toEqual([0, expect.stringContaining(`skipped ${notYet} (missing`)]);
   });
 
   test('SIGINT commits what is embedded and exits 130; the next run continues', async () => {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent } from 'undici';
 import { cleanTempFiles } from '../util/atomic.js';
-import { acquireLock, heldBy, type Lock } from '../util/lock.js';
+import { acquireLock, heldBy, otherHolder, type Lock } from '../util/lock.js';
 import { Progress } from '../util/progress.js';
 import { log } from '../util/log.js';
 import { workdirPaths, type WorkdirPaths } from '../data/workdir.js';
@@ -154,6 +154,18 @@ function describeLock(name: string): string {
   if (!theirs) return name;
   const kind = theirs.kind === 'all' ? 'scenes and products' : theirs.kind;
   return `fetching ${kind}${theirs.shard ? `, shard ${theirs.shard.index}/${theirs.shard.count}` : ''}`;
+}
+
+/**
+ * The `ctl download` running in `imagesDir` that may fetch images of `kind`, described with its process (for a
+ * message); null when none does.
+ */
+export async function runningDownload(imagesDir: string, kind: ImageKind | 'all'): Promise<string | null> {
+  const running = await otherHolder(join(imagesDir, 'download'), (name) => {
+    const theirs = selectionOfLock(name);
+    return theirs !== undefined && mayOverlap({ kind }, theirs);
+  });
+  return running && heldBy(running.holder, running.file);
 }
 
 /** downloadImages's work, with the selection's lock held. */

@@ -76,7 +76,8 @@ export function registerEmbedCommand(program: Command): void {
           'few batches. Missing or undecodable images, and those the http service refuses (a 4xx other than 408, 425, ' +
           '429), are skipped and listed (reasons missing, undecodable, refused; service for those it failed after its ' +
           `retries; --json lists them all); ${MAX_CONSECUTIVE_SERVICE_FAILURES} service failures in a row stop the run. ` +
-          'Exit 1 when the http service failed some images after its retries (re-run to retry them), 2 on bad usage ' +
+          'Exit 1 when the http service failed some images after its retries, or images were missing while a ctl ' +
+          'download that fetches them ran (re-run to get them), 2 on bad usage ' +
           'or while another ctl embed of the same store and shard runs, 130 when stopped by SIGINT, 143 by SIGTERM ' +
           '(what was embedded is kept).',
       )
@@ -248,17 +249,25 @@ function httpOptions(flags: EmbedFlags): EmbedOptions['http'] {
 function report(summary: EmbedSummary, json: boolean, stop: GracefulStop): void {
   for (const line of describe(summary)) log(line);
   const failures = summary.views.flatMap((v) => v.failed);
-  if (summary.embedded === 0 && failures.length > 0 && failures.every((f) => f.reason === 'missing'))
+  const missing = failures.filter((f) => f.reason === 'missing').length;
+  if (summary.embedded === 0 && failures.length > 0 && missing === failures.length && !summary.downloadRunning)
     log('embed: no image of the selection is on disk: run `ctl download` first');
   if (json) printJson(summary);
-  // As ctl download: images a re-run would get (the service failed them after its retries) end in exit 1, so
-  // `ctl embed && ctl train` does not train on a store with holes a re-run fills.
-  const retryable = failures.filter((f) => f.reason === 'service').length;
+  // As ctl download: images a re-run would get (the service failed them after its retries, or a download was
+  // fetching them) end in exit 1, so `ctl embed && ctl train` does not train on a store with holes a re-run fills.
+  const serviceFailed = failures.filter((f) => f.reason === 'service').length;
+  const notYetDownloaded = summary.downloadRunning ? missing : 0;
+  const retries = [
+    serviceFailed > 0 &&
+      `re-run to retry the ${serviceFailed === 1 ? 'image' : `${serviceFailed} images`} the service failed`,
+    notYetDownloaded > 0 &&
+      `${notYetDownloaded === 1 ? '1 image was' : `${notYetDownloaded} images were`} not on disk yet while a ctl ` +
+        `download fetched into this workdir (${summary.downloadRunning}): re-run once it ends`,
+  ].filter(Boolean);
   setStageExitCode(
     stop,
     summary.stopped,
-    retryable,
-    (n) =>
-      `embed: re-run to retry the ${n === 1 ? 'image' : `${n} images`} the service failed (what is embedded is kept)`,
+    serviceFailed + notYetDownloaded,
+    () => `embed: ${retries.join('; ')} (what is embedded is kept)`,
   );
 }

@@ -4,6 +4,7 @@ import { loadDataset } from '../data/stl/dataset-io.js';
 import type { Shard } from '../data/shard.js';
 import type { Domain, ImageKind } from '../data/types.js';
 import { lockStoreWriter } from '../data/store/writers.js';
+import { runningDownload } from '../download/downloader.js';
 import { heldBy, type Lock } from '../util/lock.js';
 import { Progress } from '../util/progress.js';
 import { workdirPaths, type EmbeddingView, type SceneView } from '../data/workdir.js';
@@ -58,6 +59,11 @@ export interface EmbedSummary {
   seconds: number;
   /** Rows embedded per second of pipeline time (decode included, model loading not). */
   imagesPerSecond: number;
+  /**
+   * The `ctl download` that was fetching images of the selection into this workdir when the run started (its
+   * process, in words): the images missing then may be on disk by a re-run. Null when none was.
+   */
+  downloadRunning: string | null;
 }
 
 async function openEncoder(opts: EmbedOptions): Promise<Encoder> {
@@ -78,6 +84,7 @@ async function openEncoder(opts: EmbedOptions): Promise<Encoder> {
 export async function runEmbed(opts: EmbedOptions): Promise<EmbedSummary> {
   const started = performance.now();
   const dataset = await loadDataset(opts.workdir, opts.domain);
+  const downloadRunning = await runningDownload(workdirPaths(opts.workdir).imagesDir, opts.kind);
   const encoder = await openEncoder(opts);
   const loaded = performance.now();
   const locks: Lock[] = [];
@@ -114,6 +121,7 @@ export async function runEmbed(opts: EmbedOptions): Promise<EmbedSummary> {
       loadSeconds: (loaded - started) / 1000,
       seconds: (now - started) / 1000,
       imagesPerSecond: embedded / Math.max((now - loaded) / 1000, 1e-9),
+      downloadRunning,
     };
   } finally {
     for (const lock of locks) await lock.release();
