@@ -18,6 +18,7 @@ import { loadTrainedModel, type TrainedModel } from '../src/model/load.js';
 import { decodeSafetensors } from '../src/model/safetensors.js';
 import { TwoTower } from '../src/model/two-tower.js';
 import { RunError } from '../src/util/errors.js';
+import { acquireLock } from '../src/util/lock.js';
 import { keyedRandom } from '../src/util/random.js';
 import { ctlIn, trainedWorkdir } from './export-fixtures.js';
 import { canMount, onTmpfs } from './mount.js';
@@ -217,6 +218,22 @@ describe('ctl export', () => {
       /No `ctl eval` report of this checkpoint yet: `ctl eval --run v2 --checkpoint last/,
     );
     expect((await readdir(out)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+  });
+
+  it('one export into a folder at a time: a second is refused, naming the first, and the folder stays its', async () => {
+    const dir = join(out, 'busy');
+    expect(ctl('export', '--run', 'v2', '--format', 'onnx', '--out', dir).status).toBe(0);
+    const first = await acquireLock(dir, () => 'busy'); // as an export into it running holds it
+    try {
+      const second = ctl('export', '--run', 'v2', '--format', 'pt', '--out', dir);
+      expect([second.status, second.stderr]).toEqual([
+        2,
+        expect.stringMatching(new RegExp(`another ctl export into ${dir} is running: process ${process.pid} on`)),
+      ]);
+    } finally {
+      await first.release();
+    }
+    expect(await readdir(dir)).toContain('scene_tower.onnx');
   });
 
   it("after a kill between the swap's renames, the next export first puts the previous one back", async () => {

@@ -3,7 +3,7 @@
 // product index and a model card. Each format is checked once written (safetensors and pt read back bit-exact;
 // ONNX run in onnxruntime against the tfjs forward), or the export fails. The folder is written whole beside its
 // destination and swapped in by renames: a killed export leaves the previous export or the new one.
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
@@ -21,6 +21,7 @@ import { TwoTower } from '../model/two-tower.js';
 import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { restoreAside, writeDirAtomic, writeFileAtomic, writeJsonAtomic } from '../util/atomic.js';
 import { InputError, RunError } from '../util/errors.js';
+import { acquireLock, heldBy } from '../util/lock.js';
 import { ctlCommand } from '../util/shell.js';
 import { checkOnnxTowers } from './check-onnx.js';
 import { FILES, type ExportFormat } from './formats.js';
@@ -58,9 +59,26 @@ const CHECK_ROWS = 256;
 const PRODUCER = 'ctl export';
 
 export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
+  const out = resolve(o.out ?? join('checkpoints', o.run));
+  await restoreAside(out);
+  await checkReplaceable(out, o.run); // before the lock beside it: a mount point's parent may not take one
+  // Two exports into one folder would each swap theirs in, and the first's files vanish though it said done.
+  await mkdir(dirname(out), { recursive: true });
+  const lock = await acquireLock(
+    out,
+    (holder, file) => `another ctl export into ${out} is running: ${heldBy(holder, file)}`,
+  );
+  try {
+    return await exportLocked(o, out);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** exportRun's work, with the lock on `out` held. */
+async function exportLocked(o: ExportOptions, out: string): Promise<ExportSummary> {
   const runDir = await existingRunDir(o.workdir, o.run);
   const model = await loadTrainedModel(runDir, o.checkpoint, { config: trainConfigSchema });
-  const out = resolve(o.out ?? join('checkpoints', o.run));
   const dataset = await loadDataset(o.workdir, model.config.domain);
   const tower = new TwoTower(model.spec);
   const reference = referenceClass(tower);
@@ -70,8 +88,6 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
     );
   if (o.withOptimizer && !o.formats.includes('pt'))
     throw new InputError('--with-optimizer adds the optimizer state to the pt file: use it with --format pt or all');
-  await restoreAside(out);
-  await checkReplaceable(out, o.run);
   const index = await buildProductIndex(o.workdir, dataset, model);
 
   const indexSummary = { rows: index.products.length, skipped: index.skipped };
