@@ -194,6 +194,11 @@ describe('ctl data merge', () => {
         2,
         expect.stringMatching(`another ctl data merge into ${busyTarget} is running: process ${process.pid} `),
       ]);
+      // The same workdir named through a link is the same merge target.
+      const linkToBusy = join(await tempDir('ctl-merge-link-'), 'to-busy');
+      await symlink(busyTarget, linkToBusy);
+      const busyByLink = ctl(['data', 'merge', '--workdir', linkToBusy, '--from', dirs[0]]);
+      expect([busyByLink.code, busyByLink.stderr]).toEqual([2, expect.stringMatching('another ctl data merge into')]);
     } finally {
       await other.release();
     }

@@ -80,10 +80,11 @@ export async function mergeWorkdirs(fromDirs: string[], workdir: string): Promis
       throw new InputError(`--workdir ${workdir}: is inside --from ${dir}, which is only read; merge into another`);
   }
   // One merge into a workdir at a time: each plans from the target as it finds it, and would add the same rows. The
-  // lock sits beside the workdir, so a refused merge leaves no new folder.
-  await mkdir(dirname(resolve(workdir)), { recursive: true });
+  // lock sits beside the workdir (links followed, so two names of one folder share it): a refused merge leaves no new
+  // folder.
+  await mkdir(dirname(target), { recursive: true });
   const lock = await acquireLock(
-    resolve(workdir),
+    target,
     (holder, file) => `another ctl data merge into ${workdir} is running: ${heldBy(holder, file)}`,
   );
   try {
