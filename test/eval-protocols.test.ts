@@ -107,11 +107,27 @@ describe('catalog protocol', () => {
     const m = await evaluateProtocol('catalog', input);
     // Every target ranks first once the other two positives are gone.
     expect(m.meanRank).toBe(1);
+    // A pair's product is a positive of its scene even where the scene's items leave it out.
+    const unlisted = { ...dataset, scenes: [{ ...dataset.scenes[0], items: dataset.scenes[0].items.slice(1) }] };
+    expect((await evaluateProtocol('catalog', { ...input, dataset: unlisted })).meanRank).toBe(1);
     // Take product 0 out of the scene: a negative scored above them, products 1 and 2 now rank 2nd.
     dataset.scenes[0].items = dataset.scenes[0].items.slice(1);
     dataset.pairs = dataset.pairs.slice(1);
     const m2 = await evaluateProtocol('catalog', { ...input, pairs: [0, 1], sceneVectors: Float32Array.from([1, 1]) });
     expect(m2.meanRank).toBe(2);
+  });
+});
+
+describe('input checks', () => {
+  it('refuse a non-finite vector value (NaN or infinite), naming the row', async () => {
+    const input = intVectors(tinyDataset({ seed: 3, scenes: 5, products: 8, categories: 2, maxItems: 2 }), 4, 1);
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const sceneVectors = input.sceneVectors.slice();
+      sceneVectors[2 * 4 + 1] = bad;
+      await expect(evaluateProtocol('catalog', { ...input, sceneVectors })).rejects.toThrow(
+        'evaluation: scene vector row 2 has a non-finite value',
+      );
+    }
   });
 });
 

@@ -83,6 +83,14 @@ describe('rankTargets', () => {
     }
   });
 
+  it('ranks a target scored NaN last, not first', async () => {
+    const t = task(5, 4, 30, 4, 0);
+    const target = t.targets.ids[t.targets.offsets[2]];
+    t.candidates[target * 4] = NaN;
+    const got = await rankTargets(t, { engine: 'js' });
+    expect(got.ranks[t.targets.offsets[2]]).toBe(30);
+  });
+
   it('handles fewer candidates than k and no rows', async () => {
     const t = task(4, 3, 5, 4, 10);
     const got = await rankTargets(t);
