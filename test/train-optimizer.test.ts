@@ -50,6 +50,8 @@ function ours(config: OptimizerConfig, p0: Float32Array, grads: Float32Array[], 
 const configs: OptimizerConfig[] = [
   { kind: 'adamw', lr: 1e-2, weightDecay: 0.01, betas: [0.9, 0.999], eps: 1e-8, gradClip: 1 },
   { kind: 'adam', lr: 1e-2, weightDecay: 0.1, betas: [0.8, 0.99], eps: 1e-6, gradClip: 0 },
+  // Adam's L2 term joins the gradient after clipping, unscaled.
+  { kind: 'adam', lr: 1e-2, weightDecay: 0.1, betas: [0.9, 0.999], eps: 1e-8, gradClip: 0.5 },
 ];
 
 describe('FlatAdam', () => {
@@ -91,6 +93,13 @@ print(json.dumps(out))`;
     );
   });
 
+  it('leaves the state it resumes from as it was', () => {
+    const state = { t: 3, m: vector(50), v: vector(50).map(Math.abs) };
+    const before = { m: state.m.slice(), v: state.v.slice() };
+    new FlatAdam(configs[0], 0, 50, state).update(p0.slice(), grads[0], 1e-2, 1);
+    expect(state).toEqual({ t: 3, ...before });
+  });
+
   it('flushes vanishing moments to zero instead of keeping denormals', () => {
     const o = new FlatAdam(configs[0], 0, 1);
     const params = Float32Array.from([1]);
@@ -121,9 +130,20 @@ describe('learning-rate schedule', () => {
   it('steps once per epoch with unit "epoch" (CosineAnnealingLR, T_max = epochs)', () => {
     const config = { warmupFraction: 0, decay: 'cosine' as const, unit: 'epoch' as const, minLr: 0 };
     const lr = (step: number) => learningRate(config, 1e-3, step, 5, 4);
-    expect(lr(0)).toBeCloseTo(1e-3);
-    expect(lr(4)).toBeCloseTo(1e-3);
-    expect(lr(5)).toBeCloseTo(1e-3 * 0.5 * (1 + Math.cos(Math.PI / 4)));
-    expect(lr(19)).toBeCloseTo(1e-3 * 0.5 * (1 + Math.cos((3 * Math.PI) / 4)));
+    // 12 digits: toBeCloseTo's default (2) could not tell rates of order 1e-3 apart.
+    expect(lr(0)).toBeCloseTo(1e-3, 12);
+    expect(lr(4)).toBeCloseTo(1e-3, 12);
+    expect(lr(5)).toBeCloseTo(1e-3 * 0.5 * (1 + Math.cos(Math.PI / 4)), 12);
+    expect(lr(19)).toBeCloseTo(1e-3 * 0.5 * (1 + Math.cos((3 * Math.PI) / 4)), 12);
+  });
+
+  it('decays to minLr, not to 0, and holds the base rate after warm-up with decay "constant"', () => {
+    const toMin = (step: number) => learningRate({ ...warmupCosine, minLr: 0.2 }, 1, step, 10, 10);
+    expect(toMin(10)).toBeCloseTo(1, 12);
+    expect(toMin(55)).toBeCloseTo(0.6, 12);
+    expect(toMin(100)).toBeCloseTo(0.2, 12);
+    const constant = (step: number) => learningRate({ ...warmupCosine, decay: 'constant' }, 1, step, 10, 10);
+    expect(constant(0)).toBeCloseTo(0.1, 12);
+    expect([10, 55, 99].map(constant)).toEqual([1, 1, 1]);
   });
 });
