@@ -131,6 +131,9 @@ describe('mined', () => {
       const source = ranked.length > 3 ? ranked.slice(3, 10) : ranked;
       expect(picks.length).toBe(Math.min(4, source.length));
       for (const j of picks) expect(source).toContain(j);
+      // A pool as large as the window holds all of it.
+      const whole = rankWindowPicks(index, row, candidates, sims, [3, 10], 10, rng);
+      expect(whole.sort((a, b) => a - b)).toEqual(source.slice().sort((a, b) => a - b));
     }
   });
 
@@ -152,11 +155,19 @@ describe('mined', () => {
       const drawn = pool.sample(row, rng, () => -7);
       if (drawn !== -7) expect(isPositive(index, row, drawn)).toBe(false);
     }
+    // Each mining draws anew from the window: the same vectors mined at another step give other pools.
+    const later = await minePool(index, scenes, products, dim, { window: [1, 6], poolSize: 3, seed: 1, step: 20 });
+    expect(later.pool).not.toEqual(pool.pool);
   });
 
-  it("falls back when a row's pool is empty", () => {
+  it("falls back when a row's pool is empty, and never draws a partly filled pool's padding", () => {
     const pool = new MinedPool(Int32Array.from([-1, -1]), 2, 0);
     expect(pool.sample(0, keyedRandom(1), () => 42)).toBe(42);
+    // A partly filled pool draws only from what it holds, never its -1 padding.
+    const partial = new MinedPool(Int32Array.from([5, 9, -1, -1]), 4, 0);
+    const rng = keyedRandom(2);
+    const drawn = new Set(Array.from({ length: 50 }, () => partial.sample(0, rng, () => 42)));
+    expect([...drawn].sort((a, b) => a - b)).toEqual([5, 9]);
   });
 });
 
