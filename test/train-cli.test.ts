@@ -10,10 +10,15 @@ import { checkpointEpoch, epochRecords, plantedWorkdir, smallConfig, writeConfig
 const CLI = join(process.cwd(), 'dist', 'cli.js');
 let workdir = '';
 let config = '';
+/** Mined negatives, re-mined every 5 steps: an epoch ends between two minings, so a resumed run starts on the
+ * pool its checkpoint kept. */
+let minedConfig = '';
 
 beforeAll(async () => {
   ({ workdir } = await plantedWorkdir({ scenes: 500, dim: 24, categories: 4, latent: 6, seed: 2 }));
   config = await writeConfig(workdir, 'cli', smallConfig({ epochs: 3 }));
+  const mined = { strategy: 'mined' as const, refreshSteps: 5, rankWindow: [1, 10] as [number, number], poolSize: 4 };
+  minedConfig = await writeConfig(workdir, 'cli-mined', smallConfig({ epochs: 3, negatives: mined }));
 });
 
 afterAll(async () => {
@@ -144,16 +149,17 @@ describe('ctl train', () => {
     expect(Math.abs(ort.best.metric - wasm.best.metric)).toBeLessThanOrEqual(0.01);
   });
 
-  for (const { backend, workers, label } of [
-    { backend: 'wasm', workers: '2', label: 'wasm, 2 worker threads' },
-    { backend: 'ort-cpu', workers: '1', label: 'ort-cpu' },
+  for (const { backend, workers, label, mined } of [
+    { backend: 'wasm', workers: '2', label: 'wasm, 2 worker threads, mined negatives', mined: true },
+    { backend: 'ort-cpu', workers: '1', label: 'ort-cpu', mined: false },
   ])
     it(`resumed after a kill mid-epoch, reaches the same metrics as an uninterrupted run (${label})`, async () => {
+      const config_ = mined ? minedConfig : config;
       const [full_, killed_] = [`full-${backend}`, `killed-${backend}`];
       const full = ctl(
         'train',
         '--config',
-        config,
+        config_,
         '--run',
         full_,
         '--backend',
@@ -167,7 +173,7 @@ describe('ctl train', () => {
       expect(result).toMatchObject({ run: full_, epochs: 3, metric: 'recall@10', protocol: 'catalog' });
       expect(full.stderr).toMatch(backend === 'wasm' ? /2 workers/ : /engine: ort-cpu/);
 
-      const trainKilled = ['train', '--config', config, '--run', killed_, '--backend', backend, '--workers', workers];
+      const trainKilled = ['train', '--config', config_, '--run', killed_, '--backend', backend, '--workers', workers];
       const child = spawn(process.execPath, [CLI, ...trainKilled, '--workdir', workdir], { stdio: 'ignore' });
       const exited = new Promise((resolve) => child.on('exit', resolve));
       while ((await checkpointEpoch(workdir, killed_)) < 1) await new Promise((r) => setTimeout(r, 20));
