@@ -257,6 +257,18 @@ describe('trainRun', () => {
       /cannot resume: random numbers: the run drew them with mt19937, this version with xoshiro128/,
     );
 
+    // Nor can a run go on over other embeddings or other data.
+    const resumeOn = async (changed: Record<string, unknown>) => {
+      await writeFile(stateFile, JSON.stringify({ ...state, ...changed }));
+      return start(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true);
+    };
+    await expect(resumeOn({ embeddings: { ...state.embeddings, model: 'other-model', dim: 8 } })).rejects.toThrow(
+      `cannot resume: embedding model: 'other-model' → '${TEST_MODEL}'; embedding dim: 8 → 24.`,
+    );
+    await expect(resumeOn({ data: { ...state.data, fingerprint: 'other' } })).rejects.toThrow(
+      /cannot resume: data changed \(train pairs \d+ → \d+, val pairs/,
+    );
+
     // A state.json whose recorded config the schema refuses is damaged, not another config.
     await writeFile(stateFile, JSON.stringify({ ...state, config: { ...state.config, batchSize: '64' } }));
     const damaged = start(['epochs=1', 'optimizer.lr=1e-2', 'schedule.unit=epoch'], true);
@@ -305,12 +317,24 @@ describe('trainRun', () => {
     expect((await records('overflow')).filter((r) => r.type === 'epoch').map((r) => r.epoch)).toEqual([1]);
   });
 
-  it('a batch size above the training pairs trains them all at once, on worker threads too', async () => {
+  it('a batch size above the training pairs trains them all at once, on worker threads too; a last batch of one row is left out', async () => {
     const config = await writeConfig(workdir, 'whole', smallConfig({ epochs: 1, batchSize: 100_000_000 }));
     const result = await trainRun({ workdir, config, run: 'whole', backend: 'wasm', workers: 2 });
     expect(result.epochs).toBe(1);
     const steps = (await records('whole')).filter((r) => r.type === 'step');
     expect(steps).toHaveLength(1);
+
+    // A last partial batch of one row is left out (no in-batch negative for it); one of two rows is a step.
+    const state = JSON.parse(await readFile(join(result.dir, 'checkpoints', 'last', 'state.json'), 'utf8'));
+    const pairs: number = state.data.trainPairs;
+    for (const [leftOver, expected] of [
+      [1, 1],
+      [2, 2],
+    ]) {
+      const run = `left-over-${leftOver}`;
+      await train(run, smallConfig({ epochs: 1, batchSize: pairs - leftOver }));
+      expect((await records(run)).filter((r) => r.type === 'step')).toHaveLength(expected);
+    }
   });
 
   it('a non-finite embedding stops training and eval, naming the store and the row', async () => {
