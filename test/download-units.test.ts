@@ -11,7 +11,7 @@ import { backoffDelay, parseRetryAfter, retryDelay } from '../src/util/retry.js'
 import { imageUrl } from '../src/data/image-host.js';
 import { selectTargets } from '../src/download/targets.js';
 import { sniffFormat } from '../src/data/image-format.js';
-import { checkContentType, checkEnd, checkHead, InvalidImage } from '../src/download/validate.js';
+import { checkContentType, checkEnd, checkHead, InvalidImage, validateImageFile } from '../src/download/validate.js';
 import { sigOf } from './download-fixtures.js';
 
 describe('validation of the first bytes', () => {
@@ -28,11 +28,29 @@ describe('validation of the first bytes', () => {
     const base = sharp({ create: { width: 32, height: 32, channels: 3, background: { r: 10, g: 200, b: 10 } } });
     for (const format of ['jpeg', 'png', 'webp', 'gif'] as const) {
       const whole = await base.clone().toFormat(format).toBuffer();
-      const cut = whole.subarray(0, whole.length - 7);
       expect(() => checkEnd(format, whole.subarray(0, 16), whole.subarray(-16), whole.length), format).not.toThrow();
-      expect(() => checkEnd(format, cut.subarray(0, 16), cut.subarray(-16), cut.length), format).toThrow(
-        `truncated ${format}`,
-      );
+      // Cut inside the end marker, and just after it (PNG: in IEND's checksum).
+      for (const missing of [7, 2]) {
+        const cut = whole.subarray(0, whole.length - missing);
+        expect(() => checkEnd(format, cut.subarray(0, 16), cut.subarray(-16), cut.length), format).toThrow(
+          `truncated ${format}`,
+        );
+      }
+    }
+  });
+
+  it('refuses a file on disk above the size cap, keeps one at it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ctl-validate-'));
+    try {
+      const path = join(dir, 'image.png');
+      const data = await sharp({ create: { width: 8, height: 8, channels: 3, background: 'red' } })
+        .png()
+        .toBuffer();
+      await writeFile(path, data);
+      await expect(validateImageFile(path, data.length)).resolves.toEqual({ format: 'png', bytes: data.length });
+      await expect(validateImageFile(path, data.length - 1)).rejects.toThrow(`too large (> ${data.length - 1} bytes)`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
