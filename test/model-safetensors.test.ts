@@ -43,14 +43,16 @@ function concat(chunks: Uint8Array[]): Uint8Array {
 }
 
 describe('safetensors', () => {
-  it('round-trips F32 and I32 tensors, scalars included, with metadata', () => {
+  it('round-trips F32 and I32 tensors, scalars and views into a larger buffer included, with metadata', () => {
     const file = {
       tensors: {
         a: { dtype: 'F32' as const, shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) },
         s: { dtype: 'F32' as const, shape: [], data: Float32Array.from([-2.5]) },
         i: { dtype: 'I32' as const, shape: [3], data: Int32Array.from([-1, 0, 7]) },
+        view: { dtype: 'F32' as const, shape: [2], data: Float32Array.from([9, 8, 7, 6]).subarray(1, 3) },
       },
-      metadata: { format: 'pt' },
+      // Not ASCII: the header is padded to 8 bytes, not 8 characters.
+      metadata: { format: 'pt', cat_to_idx: '{"Décor ✓":0}' },
     };
     const bytes = concat(encodeSafetensors(file));
     const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
