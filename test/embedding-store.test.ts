@@ -38,6 +38,27 @@ describe('npy', () => {
     expect(Array.from(back.data)).toEqual(Array.from(data));
   });
 
+  it('writes a view of a larger buffer and a 1-D shape as numpy reads them', () => {
+    const view = Float32Array.from([9, 1, 2, 3, 9]).subarray(1, 4);
+    const bytes = encodeNpy(view, [3]);
+    expect(new TextDecoder().decode(bytes.subarray(0, 64))).toContain("'shape': (3,)"); // a tuple, not (3)
+    expect(decodeNpy(bytes)).toEqual({ data: Float32Array.from([1, 2, 3]), shape: [3] });
+  });
+
+  it('reads the version 2.0 header (4-byte length) and refuses Fortran order, which would transpose the rows', () => {
+    const v1 = encodeNpy(Float32Array.from([1, 2, 3, 4]), [2, 2]);
+    const dictLength = new DataView(v1.buffer).getUint16(8, true);
+    const v2 = new Uint8Array(v1.length + 2);
+    v2.set(v1.subarray(0, 6));
+    v2[6] = 2;
+    new DataView(v2.buffer).setUint32(8, dictLength, true);
+    v2.set(v1.subarray(10), 12);
+    expect(decodeNpy(v2)).toEqual({ data: Float32Array.from([1, 2, 3, 4]), shape: [2, 2] });
+    const fortran = Buffer.from(v1);
+    fortran.write("'fortran_order': True ", fortran.indexOf("'fortran_order': False"), 'latin1');
+    expect(() => decodeNpy(fortran, 'x.npy')).toThrow('x.npy: fortran_order: expected False');
+  });
+
   it.skipIf(!hasNumpy())('is read by numpy.load with the same values', async () => {
     const data = Float32Array.from({ length: 6 }, (_, i) => i * 1.5 - 2);
     const file = join(dir, 'm.npy');
