@@ -78,6 +78,13 @@ describe('seedSplit', () => {
       seed: 42,
       parts: { train: [19, 5, 14, 4, 9, 13, 15, 18, 6, 12, 17, 10, 1, 11, 2, 16, 7, 8], val: [0, 3] },
     });
+    // int() truncates: 0.9 * 15 = 13.5 puts 13 rows in train, not 14.
+    const odd = seedSplit(
+      Array.from({ length: 15 }, (_, i) => i),
+      15,
+      42,
+    );
+    expect([odd.parts.train!.length, odd.parts.val!.length]).toEqual([13, 2]);
   });
 
   it('shuffles file rows, so skipped rows leave the other pairs where the reference put them', () => {
