@@ -128,6 +128,10 @@ describe('ctl serve: JSON API', () => {
     expect(body.categories).toEqual([name]);
     expect(body.results.length).toBe(Math.min(100, body.candidates));
     expect(body.results.every((r: any) => r.category === name)).toBe(true);
+    // Categories come back sorted and once each: the same filter however it is written.
+    const [a, b] = dataset.categories.map((c) => c.name).sort();
+    const twice = await (await postJson({ scene, k: 5, categories: [b, a, b] })).json();
+    expect(twice.categories).toEqual([a, b]);
     const all = await (await postJson({ scene, k: 1 })).json();
     const best = all.truth.find((t: any) => t.rank === 1);
     if (best) expect(all.results[0].product).toBe(best.product);
