@@ -72,6 +72,13 @@ sum((p * torch.randn_like(p)).sum() for p in v1.parameters()).backward()
 opt.step()
 opt.state[v1.scene_encoder[0].weight]['exp_avg'][0, 0] = float('inf')
 torch.save({'model_state_dict': v1.state_dict(), 'optimizer_state_dict': opt.state_dict()}, f'{out}/v1-overflowed.pt')
+# Adam's state whose parameters stepped different numbers of times (the temperature had no gradient in step 2).
+uneven = torch.optim.Adam(v1.parameters())
+for skipped in (None, v1.temperature):
+    uneven.zero_grad(set_to_none=True)
+    sum((p * torch.randn_like(p)).sum() for p in v1.parameters() if p is not skipped).backward()
+    uneven.step()
+torch.save({'model_state_dict': v1.state_dict(), 'optimizer_state_dict': uneven.state_dict()}, f'{out}/v1-uneven.pt')
 # Bad files: a misshapen tensor, a missing one, a category map without one of the dataset's leaves, another dim.
 sd = models['v2'].state_dict()
 torch.save({**sd, 'product_encoder.0.weight': torch.zeros(20, 24)}, f'{out}/bad-shape.pt')
@@ -284,6 +291,7 @@ describe.skipIf(skipWithoutTorch)('ctl import --checkpoint with the real PyTorch
       ],
       ['reordered', "the moments of state entry 0 are not temperature's shape"],
       ['overflowed', 'the moments of scene_encoder.0.weight hold values that are not finite'],
+      ['uneven', 'the parameters stepped different numbers of times (1, 2)'],
     ]) {
       const imported = ctl('import', '--checkpoint', join(dir, `v1-${name}.pt`), '--run', `v1-${name}`, '--json');
       expect(imported.status, imported.stderr).toBe(0);
