@@ -68,6 +68,7 @@ describe('pixel values (pixels.ts) = transformers.js SigLIP processor', () => {
     ['nearest, scalar mean/std', siglip(48, { resample: 0, image_mean: 0.5, image_std: 0.25 })],
     ['no normalise', siglip(32, { do_normalize: false })],
     ['no rescale', siglip(32, { do_rescale: false })],
+    ['default rescale factor (1/255)', siglip(32, { rescale_factor: undefined })],
     ['non-square', { ...siglip(0), size: { height: 40, width: 24 } }],
   ];
   for (const [name, config] of configs)
@@ -95,6 +96,7 @@ describe('pixel values (pixels.ts) = transformers.js SigLIP processor', () => {
 
   test('configs with steps pixels.ts does not take stay with transformers.js (null recipe)', () => {
     expect(pixelRecipe('CLIPImageProcessor', siglip(32))).toBeNull();
+    expect(pixelRecipe('SiglipImageProcessor', siglip(32, { do_convert_rgb: false }))).toBeNull();
     expect(pixelRecipe('SiglipImageProcessor', { ...siglip(32), size: { shortest_edge: 32 } })).toBeNull();
     expect(pixelRecipe('SiglipImageProcessor', siglip(32, { do_center_crop: true, crop_size: 32 }))).toBeNull();
     expect(pixelRecipe('SiglipImageProcessor', siglip(32, { do_pad: true }))).toBeNull();
