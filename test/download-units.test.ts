@@ -126,6 +126,23 @@ describe('AIMD concurrency', () => {
     expect(limiter.concurrency).toBe(16);
     expect(aimd.min).toBe(4);
   });
+
+  it('never goes below one slot, and a refusal starts the window of successes over', () => {
+    const limiter = { concurrency: 0 };
+    const low = new Aimd(limiter, 2);
+    for (let i = 0; i < 3; i++) low.throttled(low.started());
+    expect(limiter.concurrency).toBe(1); // p-limit refuses 0: the downloads would stop for good
+
+    const aimd = new Aimd(limiter, 4);
+    const before = aimd.started();
+    aimd.throttled(before); // 4 → 2
+    aimd.succeeded(); // one of a window of two
+    aimd.throttled(before); // the same burst's refusal: no decrease, but the host is still refusing
+    aimd.succeeded();
+    expect(limiter.concurrency).toBe(2);
+    aimd.succeeded();
+    expect(limiter.concurrency).toBe(3);
+  });
 });
 
 describe('manifest', () => {
