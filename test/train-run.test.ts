@@ -116,7 +116,7 @@ describe('trainRun', () => {
     model.dispose();
   });
 
-  it('trains with mined and with in-batch-hard negatives', async () => {
+  it('trains with mined and with in-batch-hard negatives; eval scores a hide-product run per pair', async () => {
     const mined = await train(
       'mined',
       smallConfig({
@@ -127,6 +127,10 @@ describe('trainRun', () => {
       }),
     );
     expect(mined.best.metric).toBeGreaterThan(0.3);
+    // `ctl eval` of the hide-product run scores each pair's own hidden-product scene vector, as training validated.
+    const [val] = await evaluateRun(workdir, 'mined', 'best', [{ protocol: 'catalog', split: 'val' }]);
+    expect(val.data.sceneView).toBe('hide-product');
+    expect(val.metrics.recall['10']).toBe(mined.best.metric);
     const hard = await train('hard', smallConfig({ epochs: 2, negatives: { strategy: 'in-batch-hard' } }));
     expect(hard.best.metric).toBeGreaterThan(0.3);
     const triplets = (await records('hard')).filter((r) => r.type === 'step').map((r) => r.triplet);
