@@ -12,6 +12,7 @@ import { decodeNpy } from '../src/data/store/npy.js';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { checkOnnxTowers } from '../src/export/check-onnx.js';
+import { buildProductIndex } from '../src/export/product-index.js';
 import { towerOnnx } from '../src/export/onnx-towers.js';
 import { trainConfigSchema } from '../src/train/config.js';
 import { loadTrainedModel, type TrainedModel } from '../src/model/load.js';
@@ -170,6 +171,15 @@ describe('ctl export', () => {
     expect(card).toContain("model.load_state_dict(load_file('model.safetensors'), strict=True)");
     expect(card).toContain("ort.InferenceSession('scene_tower.onnx')");
     expect(card).toContain("np.load('product_index.npy')");
+  });
+
+  it('leaves a catalog product without an image embedding out of the product index, counting it', async () => {
+    const unembedded = { sig: 'f'.repeat(32), category: 0 }; // sorts last, as dataset.products are sorted
+    const withUnembedded = { ...dataset, products: [...dataset.products, unembedded] };
+    const index = await buildProductIndex(workdir, withUnembedded, models.v2);
+    expect(index.products).toEqual(dataset.products.map((_, j) => j));
+    expect(index.skipped).toBe(1);
+    expect(index.vectors.length).toBe(dataset.products.length * models.v2.spec.out);
   });
 
   it('exports a v1 run: the reference CTLModel, a product tower without category input', async () => {
