@@ -76,3 +76,22 @@ describe('dropout and init', () => {
     );
   });
 });
+
+describe('TwoTower', () => {
+  it('keeps a learnable log temperature within [min, max]', () => {
+    const model = new TwoTower(TINY_V2); // min 0.01, max 1
+    const entry = model.layout.get('log_temperature');
+    const temperatureAt = (value: number) => {
+      const params = model.layout.initialise(1);
+      params[entry.offset] = Math.log(value);
+      const tensors = model.layout.tensors(params);
+      const t = model.temperature(model.layout.named(tensors));
+      const out = t.dataSync()[0];
+      tf.dispose([...tensors, t]);
+      return out;
+    };
+    expect(temperatureAt(0.2)).toBeCloseTo(0.2, 6);
+    expect(temperatureAt(5)).toBeCloseTo(1, 6);
+    expect(temperatureAt(0.001)).toBeCloseTo(0.01, 6);
+  });
+});
