@@ -125,6 +125,17 @@ describe('the ort-cpu training step', () => {
       await ort.dispose();
     });
 
+  it('clamps the temperature as the wasm engine does: one below its min is the min', async () => {
+    const below = { ...v2, temperature: { ...v2.temperature, init: v2.temperature.min / 2 } };
+    const [wasm, ort] = await engines(below, gradientOnly);
+    const step = plan('explicit', false);
+    const [want, got] = [await wasm.step(step), await ort.step(step)];
+    expect(want.temperature).toBeCloseTo(v2.temperature.min, 6);
+    expect(got.temperature).toBeCloseTo(want.temperature, 6);
+    expect(Math.abs(got.loss - want.loss)).toBeLessThan(1e-5 * want.loss);
+    await ort.dispose();
+  });
+
   // Adam's weight decay is an L2 term added to the clipped gradient, AdamW's decays the weights: two graphs.
   it.each([adamw, { ...adamw, kind: 'adam' as const }])(
     'takes the same $kind steps (weight decay, clipping) as the wasm engine',
