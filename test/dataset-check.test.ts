@@ -48,6 +48,12 @@ describe('loadDataset', () => {
     expect(await loadDamaged((d) => (d.products[1].sig = d.products[0].sig))).toMatch(
       /products\[1\]\.sig: expected a signature listed once/,
     );
+    expect(await loadDamaged((d) => (d.pairs[6].scene = 'deadbeef'))).toMatch(
+      /pairs\[6\]\.scene: expected the signature of a listed scene/,
+    );
+    expect(await loadDamaged((d) => (d.categories[1].index = 0))).toMatch(
+      /categories\[1\]: expected \{ index: 1, name, path \}/,
+    );
     expect(await loadDamaged((d) => (d.pairs[5].product = 'deadbeef'))).toMatch(
       /pairs\[5\]\.product: expected the signature of a listed product/,
     );
