@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { trainRun } from '../src/train/run.js';
 import { trainConfigSchema } from '../src/train/config.js';
+import { loadTrainingData } from '../src/train/data.js';
 import { loadTrainedModel } from '../src/model/load.js';
 import { loadPairInputs } from '../src/data/store/pair-inputs.js';
 import { EmbeddingStore } from '../src/data/store/embeddings.js';
@@ -339,6 +340,14 @@ describe('trainRun', () => {
       await train(run, smallConfig({ epochs: 1, batchSize: pairs - leftOver }));
       expect((await records(run)).filter((r) => r.type === 'step')).toHaveLength(expected);
     }
+  });
+
+  it('draws negatives only from products that have an embedding', async () => {
+    const data = await loadTrainingData(workdir, trainConfigSchema.parse(smallConfig()), 'test.json');
+    expect(data.missingProducts).toHaveLength(5);
+    const drawable = new Set(data.negativeIndex.byCategory.flatMap((products) => Array.from(products)));
+    expect(drawable.size).toBe(dataset.products.length - 5);
+    for (const j of data.missingProducts) expect(drawable.has(j)).toBe(false);
   });
 
   it('a non-finite embedding stops training and eval, naming the store and the row', async () => {
