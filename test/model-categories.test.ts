@@ -42,6 +42,13 @@ describe('categoryMapOf', () => {
     expect(categoryRows(categoryMapOf(vocabulary), vocabulary, 'x')).toEqual(Int32Array.from([2, 0, 1, 0]));
   });
 
+  it('refuses a vocabulary that records the file order for only some categories', () => {
+    const partly = vocabulary.map((c, i) => (i === 1 ? { ...c, firstSeen: undefined } : c));
+    expect(() => categoryMapOf(partly)).toThrow(
+      'the dataset records the category-file order for only some categories: re-create it',
+    );
+  });
+
   it('names a category the map does not know', () => {
     const map = { cat_to_idx: { Shoes: 0, Tops: 1 }, num_categories: 2 };
     expect(() => categoryRows(map, vocabulary, 'the checkpoint in /r')).toThrow(
