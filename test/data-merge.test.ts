@@ -145,6 +145,15 @@ describe('ctl data merge', () => {
     await put(dirs[2], 32, ['b', 'c'], [0, 1, 0.6, 0.8]);
     const target = await tempDir('ctl-merge-');
 
+    // A shard whose store is the target's own (a link to it): refused, not merged into itself.
+    const linked = await tempDir('ctl-merge-link-');
+    const linkedStore = workdirPaths(linked).embeddings('tiny', 'products');
+    await mkdir(dirname(linkedStore), { recursive: true });
+    await symlink(workdirPaths(dirs[0]).embeddings('tiny', 'products'), linkedStore);
+    const itself = ctl(['data', 'merge', '--workdir', dirs[0], '--from', linked]);
+    expect(itself.code).toBe(2);
+    expect(itself.stderr).toContain(`${linkedStore}: is the merge's target; merge from others`);
+
     const metaDiff = ctl(['data', 'merge', '--workdir', target, '--from', dirs[0], dirs[1]]);
     expect(metaDiff.code).toBe(2);
     expect(metaDiff.stderr).toMatch(/meta\.json: preprocessing\.size\.height: 64 here, 32 in .*meta\.json/);
