@@ -92,13 +92,9 @@ export async function loadTrainingData(
   const scenePositives = dataset.scenes.map((s) =>
     Int32Array.from(new Set(s.items.map((it) => productIndex.get(it.product) ?? -1))),
   );
+  // A pair's scene and product are listed ones: checked by loadDataset.
   const rowProduct = Int32Array.from(train.pairs, (p) => productIndex.get(dataset.pairs[p].product)!);
-  const rowScene = Int32Array.from(train.pairs, (p) => {
-    const s = sceneIndex.get(dataset.pairs[p].scene);
-    if (s === undefined)
-      throw new InputError(`${datasetFile}: pairs[${p}]: scene ${dataset.pairs[p].scene} is not in scenes`);
-    return s;
-  });
+  const rowScene = Int32Array.from(train.pairs, (p) => sceneIndex.get(dataset.pairs[p].scene)!);
   const usable = new Set(dataset.products.map((_, j) => j));
   for (const j of inputs.missingProducts) usable.delete(j);
   const byCategory = Array.from({ length: numCategories }, (_, c) =>
