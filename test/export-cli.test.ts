@@ -13,7 +13,7 @@ import { EmbeddingStore } from '../src/data/store/embeddings.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { checkOnnxTowers } from '../src/export/check-onnx.js';
 import { buildProductIndex } from '../src/export/product-index.js';
-import { towerOnnx } from '../src/export/onnx-towers.js';
+import { towerOnnx } from '../src/model/onnx-tower.js';
 import { trainConfigSchema } from '../src/train/config.js';
 import { loadTrainedModel, type TrainedModel } from '../src/model/load.js';
 import { decodeSafetensors } from '../src/model/safetensors.js';

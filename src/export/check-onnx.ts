@@ -2,7 +2,7 @@
 // tfjs forward gives on the same rows, within ONNX_TOLERANCE (max abs difference), or the export fails.
 import type { TrainedModel } from '../model/load.js';
 import { RunError } from '../util/errors.js';
-import { ONNX_NAMES } from './onnx-towers.js';
+import { ONNX_NAMES } from '../model/onnx-tower.js';
 
 const ONNX_TOLERANCE = 1e-5;
 

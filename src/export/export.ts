@@ -26,7 +26,7 @@ import { ctlCommand } from '../util/shell.js';
 import { checkOnnxTowers } from './check-onnx.js';
 import { FILES, type ExportFormat } from './formats.js';
 import { modelCard } from './model-card.js';
-import { ONNX_NAMES, towerOnnx } from './onnx-towers.js';
+import { ONNX_NAMES, towerOnnx } from '../model/onnx-tower.js';
 import { torchOptimizerState } from './optimizer-state.js';
 import { buildProductIndex, indexRows, type ProductIndex } from './product-index.js';
 import { referenceClass, referenceStateDict, type ReferenceClass } from './reference-model.js';

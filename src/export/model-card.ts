@@ -6,7 +6,7 @@ import type { CheckpointName } from '../model/checkpoint.js';
 import type { TrainedModel } from '../model/load.js';
 import type { ExportFormat } from './formats.js';
 import { FILES } from './formats.js';
-import { ONNX_NAMES } from './onnx-towers.js';
+import { ONNX_NAMES } from '../model/onnx-tower.js';
 import type { ReferenceClass } from './reference-model.js';
 
 export interface CardInput {
