@@ -23,6 +23,7 @@ describe('ctl serve (built binary)', () => {
   for (const [signal, backend] of [
     ['SIGTERM', 'wasm'],
     ['SIGINT', 'cpu'],
+    ['SIGTERM', 'ort-cpu'],
   ] as const) {
     it(`picks the run, serves on ${backend}, and closes cleanly on ${signal}`, async () => {
       const server = startCli(['serve', '--workdir', fixture.workdir, '--port', '0', '--backend', backend]);
@@ -31,6 +32,8 @@ describe('ctl serve (built binary)', () => {
       expect(server.stderr()).toMatch(/serve: run '[\w-]+', the best catalog R@10/);
       const health = await (await fetch(new URL('/api/health', url))).json();
       expect(health.status).toBe('ok');
+      expect(health.device.backend).toBe(backend);
+      expect(server.stderr()).toContain(`towers: ${backend} (`);
       server.child.kill(signal);
       expect(await server.exited).toBe(0);
       expect(server.stderr()).toContain(`${signal}: closing`);

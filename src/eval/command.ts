@@ -10,6 +10,8 @@ import type { EngineName } from './engines.js';
 import { engineOption } from './options.js';
 import type { EvalReport } from './evaluate.js';
 import { CHECKPOINT_NAMES, type CheckpointName } from '../model/checkpoint.js';
+import type { TowerBackendChoice } from '../model/backend.js';
+import { towerBackendOption } from '../model/options.js';
 import { EVAL_SPLITS, PROTOCOLS, type EvalSplit, type Protocol } from './protocols.js';
 import { formatCategoryTable, formatTable, reportNote } from './table.js';
 import { domainOption } from '../data/options.js';
@@ -20,6 +22,7 @@ interface EvalOptions {
   split?: EvalSplit;
   checkpoint: CheckpointName;
   engine: EngineName;
+  backend: TowerBackendChoice;
   zeroShot: boolean;
   embeddings?: string;
   sceneView: SceneView;
@@ -59,6 +62,7 @@ export function registerEvalCommand(program: Command): void {
       )
       .addOption(new Option('--checkpoint <which>', 'checkpoint of the run').choices(CHECKPOINT_NAMES).default('best'))
       .addOption(engineOption())
+      .addOption(towerBackendOption())
       .option('--zero-shot', 'evaluate the raw image embeddings (cosine, no model) instead of a run', false)
       .option('--embeddings <model>', 'with --zero-shot: the embedding model whose store to read (e.g. synthetic)')
       .addOption(
@@ -84,7 +88,7 @@ export function registerEvalCommand(program: Command): void {
       let reports: EvalReport[];
       if (o.zeroShot) {
         if (o.run) throw new InputError('--zero-shot evaluates raw embeddings: drop --run');
-        refuseFlags(cmd, ['checkpoint'], '--run');
+        refuseFlags(cmd, ['checkpoint', 'backend'], '--run');
         if (!o.embeddings)
           throw new InputError('--zero-shot needs --embeddings MODEL (the store to read, e.g. synthetic)');
         const dataset = await loadDataset(o.workdir, o.domain);
@@ -92,7 +96,7 @@ export function registerEvalCommand(program: Command): void {
       } else {
         if (!o.run) throw new InputError('--run NAME is required (or --zero-shot --embeddings MODEL)');
         refuseFlags(cmd, ['embeddings', 'sceneView', 'domain'], '--zero-shot'); // a run knows what it trained on
-        reports = await evaluateRun(o.workdir, o.run, o.checkpoint, requests, o.engine);
+        reports = await evaluateRun(o.workdir, o.run, o.checkpoint, requests, o.engine, o.backend);
       }
       const first = reports[0];
       log(

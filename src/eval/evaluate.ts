@@ -15,6 +15,7 @@ import { loadPairInputs, type PairInputs } from '../data/store/pair-inputs.js';
 import { DOMAINS, SPLIT_SCHEMES, type SplitScheme } from '../data/types.js';
 import type { CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
+import type { TowerBackendChoice } from '../model/backend.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { oneOf } from '../util/schema.js';
@@ -91,9 +92,10 @@ export async function evaluateRun(
   checkpoint: CheckpointName,
   requests: EvalRequest[],
   engine?: EngineName,
+  backend?: TowerBackendChoice,
 ): Promise<EvalReport[]> {
   const dir = await existingRunDir(workdir, run);
-  const model = await loadTrainedModel(dir, checkpoint, { config: trainedOn });
+  const model = await loadTrainedModel(dir, checkpoint, { backend, config: trainedOn });
   try {
     const dataset = await loadDataset(workdir, model.config.domain);
     const otherData = trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset));
@@ -122,7 +124,7 @@ export async function evaluateRun(
     }
     return reports;
   } finally {
-    model.dispose();
+    await model.dispose();
   }
 }
 

@@ -1,6 +1,9 @@
 // The export's check of its ONNX files: both towers run in onnxruntime-node on a batch and must give what the
-// tfjs forward gives on the same rows, within ONNX_TOLERANCE (max abs difference), or the export fails.
+// tfjs forward gives on the same rows, within ONNX_TOLERANCE (max abs difference), or the export fails. The tfjs
+// forward, whatever runs the trained model's towers: onnxruntime running the same graph would check nothing.
 import type { TrainedModel } from '../model/load.js';
+import { tfjsTowerEncoder } from '../model/tower-encoder.js';
+import { TwoTower } from '../model/two-tower.js';
 import { RunError } from '../util/errors.js';
 import { ONNX_NAMES } from '../model/onnx-tower.js';
 
@@ -50,9 +53,10 @@ export async function checkOnnxTowers(
   categories: Int32Array,
   rows: number,
 ): Promise<{ scene: number; product: number }> {
+  const tfjs = await tfjsTowerEncoder(new TwoTower(model.spec), model.params);
   const expected = {
-    scene: await model.encodeScenes(x, rows),
-    product: await model.encodeProducts(x, categories, rows),
+    scene: await tfjs.encode('scene', x, null, rows),
+    product: await tfjs.encode('product', x, categories, rows),
   };
   const differences = { scene: 0, product: 0 };
   for (const tower of ['scene', 'product'] as const) {

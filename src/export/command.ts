@@ -1,6 +1,8 @@
 // `ctl export`: see export.ts.
 import { Command, Option } from 'commander';
 import { CHECKPOINT_NAMES, type CheckpointName } from '../model/checkpoint.js';
+import type { TowerBackendChoice } from '../model/backend.js';
+import { towerBackendOption } from '../model/options.js';
 import { action, withCommon } from '../util/command.js';
 import { InputError } from '../util/errors.js';
 import { formatBytes, log, printJson } from '../util/log.js';
@@ -12,6 +14,7 @@ interface ExportFlags {
   format: ExportFormat | 'all';
   out?: string;
   withOptimizer: boolean;
+  backend: TowerBackendChoice;
 }
 
 export function registerExportCommand(program: Command): void {
@@ -35,7 +38,8 @@ export function registerExportCommand(program: Command): void {
         '--with-optimizer',
         "pt: add Adam's state as optimizer_state_dict, to resume training in PyTorch (needs --checkpoint last)",
         false,
-      ),
+      )
+      .addOption(towerBackendOption()),
   ).action(
     action<ExportFlags>(async (o) => {
       if (!o.run) throw new InputError('--run NAME is required');
@@ -47,6 +51,7 @@ export function registerExportCommand(program: Command): void {
         formats: o.format === 'all' ? EXPORT_FORMATS : [o.format],
         out: o.out,
         withOptimizer: o.withOptimizer,
+        backend: o.backend,
       });
       log(
         `export ${o.run} (${o.checkpoint} checkpoint, epoch ${summary.checkpoint.epoch}) → ${summary.out}\n` +

@@ -12,6 +12,7 @@ import { existingRunDir, runPaths } from '../data/workdir.js';
 import type { EvalReport } from '../eval/evaluate.js';
 import { readEvalReports } from '../eval/report-file.js';
 import type { CheckpointName } from '../model/checkpoint.js';
+import type { TowerBackendChoice } from '../model/backend.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../model/safetensors.js';
 import { decodeTorchCheckpoint } from '../model/torch/read-checkpoint.js';
@@ -40,6 +41,8 @@ export interface ExportOptions {
   out?: string;
   /** pt: add Adam's state as `optimizer_state_dict` (the `last` checkpoint keeps it). */
   withOptimizer?: boolean;
+  /** What runs the towers for the product index (the ONNX check runs the tfjs forward whatever this is). */
+  backend?: TowerBackendChoice;
 }
 
 export interface ExportSummary {
@@ -78,7 +81,7 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
 /** exportRun's work, with the lock on `out` held. */
 async function exportLocked(o: ExportOptions, out: string): Promise<ExportSummary> {
   const runDir = await existingRunDir(o.workdir, o.run);
-  const model = await loadTrainedModel(runDir, o.checkpoint, { config: trainConfigSchema });
+  const model = await loadTrainedModel(runDir, o.checkpoint, { backend: o.backend, config: trainConfigSchema });
   const dataset = await loadDataset(o.workdir, model.config.domain);
   const tower = new TwoTower(model.spec);
   const reference = referenceClass(tower);
@@ -136,7 +139,7 @@ async function exportLocked(o: ExportOptions, out: string): Promise<ExportSummar
       onnxDifference,
     };
   } finally {
-    model.dispose();
+    await model.dispose();
   }
 }
 

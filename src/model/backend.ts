@@ -9,6 +9,10 @@ import { log } from '../util/log.js';
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_CHOICES: BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
 
+/** What runs a trained model's towers (eval, export, serve): these, or onnxruntime-node (tower-encoder.ts). */
+export type TowerBackendChoice = BackendChoice | 'ort-cpu';
+export const TOWER_BACKEND_CHOICES: TowerBackendChoice[] = [...BACKEND_CHOICES, 'ort-cpu'];
+
 /** The native packages, GPU first. Each registers the `tensorflow` backend when imported. */
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
 

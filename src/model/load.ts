@@ -1,12 +1,11 @@
 // A trained run's towers for the later stages (eval, export, serve): the weights of a checkpoint, the config
-// and category map it was trained with, and encoders with dropout off.
-import * as tf from '@tensorflow/tfjs';
+// and category map it was trained with, and encoders with dropout off (onnxruntime or tfjs: tower-encoder.ts).
 import type * as z from 'zod';
 import type { Category } from '../data/types.js';
-import { encodeRows } from './encode.js';
 import { InputError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
-import { useBackend, type BackendChoice } from './backend.js';
+import type { TowerBackendChoice } from './backend.js';
+import { openTowerEncoder } from './tower-encoder.js';
 import { categoryRows } from './categories.js';
 import {
   checkpointDir,
@@ -21,14 +20,14 @@ import { TwoTower, type ModelSpec, type Tower } from './two-tower.js';
 /** Rows from which encoding shows progress: a catalog takes a v2 tower seconds to minutes, a request's scene not. */
 const PROGRESS_FROM = 10_000;
 
-function withProgress(
+async function withProgress(
   tower: Tower,
   rows: number,
-  encode: (onChunk?: (rows: number) => void) => Float32Array,
-): Float32Array {
+  encode: (onChunk?: (rows: number) => void) => Promise<Float32Array>,
+): Promise<Float32Array> {
   if (rows < PROGRESS_FROM) return encode();
   const progress = new Progress(`encode ${tower}s`, rows, { unit: 'rows' });
-  const out = encode((done) => progress.tick(done));
+  const out = await encode((done) => progress.tick(done));
   progress.finish();
   return out;
 }
@@ -40,6 +39,8 @@ export interface TrainedModel<Config = unknown> {
   state: CheckpointState<Config>;
   /** Flat parameters (our layout; see model/state-dict.ts for PyTorch's). */
   params: Float32Array;
+  /** What runs the towers: 'ort-cpu', or the tfjs backend's name. */
+  backend: string;
   /** The trainer's Adam state saved with these weights (a 'last' checkpoint keeps one), read with them. */
   optimizer?: OptimizerMoments;
   /** For each category of a dataset vocabulary, its row in the checkpoint's category embedding (the
@@ -49,12 +50,12 @@ export interface TrainedModel<Config = unknown> {
   encodeScenes(x: Float32Array, n: number): Promise<Float32Array>;
   /** Product embeddings [n, inputDim] and category rows (see categoryRows) → L2-normalised [n, out]. */
   encodeProducts(x: Float32Array, categories: Int32Array, n: number): Promise<Float32Array>;
-  dispose(): void;
+  dispose(): Promise<void>;
 }
 
 /**
- * Load `runs/<name>/checkpoints/<which>`. Uses the tfjs backend already selected, or selects `backend`
- * (default auto) when none is. `config` checks the config the run was trained with (what the caller reads of it).
+ * Load `runs/<name>/checkpoints/<which>`; its towers run on `backend` (default auto: onnxruntime-node if it loads,
+ * else tfjs), said in one line. `config` checks the config the run was trained with (what the caller reads of it).
  * `checkpointFlag`: the command takes --checkpoint, so a missing checkpoint's message may offer the other one.
  */
 export async function loadTrainedModel<Config>(
@@ -64,7 +65,7 @@ export async function loadTrainedModel<Config>(
     backend = 'auto',
     config,
     checkpointFlag = true,
-  }: { backend?: BackendChoice; config: z.ZodType<Config>; checkpointFlag?: boolean },
+  }: { backend?: TowerBackendChoice; config: z.ZodType<Config>; checkpointFlag?: boolean },
 ): Promise<TrainedModel<Config>> {
   const found = await readCheckpointState(runDir, which, config);
   const dir = checkpointDir(runDir, which);
@@ -75,10 +76,10 @@ export async function loadTrainedModel<Config>(
           ? 'take --checkpoint best, or train the run'
           : `train the run first (\`ctl train\`)${checkpointFlag ? ', or take --checkpoint last' : ''}`),
     );
-  if (!tf.engine().backendName) await useBackend(backend, { quiet: true });
   const model = new TwoTower(found.spec);
   // The state read with the weights (a trainer may have saved again since `found`).
   const { state, params, optimizer } = await loadCheckpoint(runDir, which, model.layout, config);
+  const encoder = await openTowerEncoder(backend, model, params);
   const check = (x: Float32Array, n: number) => {
     if (x.length !== n * state.spec.inputDim)
       throw new InputError(
@@ -90,11 +91,12 @@ export async function loadTrainedModel<Config>(
     spec: state.spec,
     state,
     params,
+    backend: encoder.backend,
     optimizer,
     categoryRows: (categories) => categoryRows(state.categoryMap, categories, `the checkpoint in ${dir}`),
     async encodeScenes(x, n) {
       check(x, n);
-      return withProgress('scene', n, (onChunk) => encodeRows(model, params, 'scene', x, null, n, onChunk));
+      return withProgress('scene', n, (onChunk) => encoder.encode('scene', x, null, n, onChunk));
     },
     async encodeProducts(x, categories, n) {
       check(x, n);
@@ -102,8 +104,8 @@ export async function loadTrainedModel<Config>(
       for (const c of categories)
         if (c < 0 || c >= state.spec.numCategories)
           throw new InputError(`category row ${c}: the checkpoint has ${state.spec.numCategories} categories`);
-      return withProgress('product', n, (onChunk) => encodeRows(model, params, 'product', x, categories, n, onChunk));
+      return withProgress('product', n, (onChunk) => encoder.encode('product', x, categories, n, onChunk));
     },
-    dispose() {},
+    dispose: () => encoder.dispose(),
   };
 }

@@ -1,6 +1,6 @@
 // `ctl serve`: see run.ts.
 import { Command, Option } from 'commander';
-import { BACKEND_CHOICES } from '../model/backend.js';
+import { towerBackendOption } from '../model/options.js';
 import { action, parseIntOption, withCommon } from '../util/command.js';
 import type { ServeOptions } from './run.js';
 
@@ -17,9 +17,7 @@ export function registerServeCommand(program: Command): void {
       parseIntOption('--queue', 1),
       128,
     )
-    .addOption(
-      new Option('--backend <backend>', 'tfjs backend for the towers').choices(BACKEND_CHOICES).default('auto'),
-    )
+    .addOption(towerBackendOption())
     .addOption(
       new Option('--device <device>', 'image model device for uploads (cuda: an error when it cannot run)')
         .choices(['auto', 'cpu', 'cuda'])

@@ -14,6 +14,7 @@ import { IMAGE_HOST, imageUrl } from '../data/image-host.js';
 import { createScoreEngine, type ScoreEngine } from '../eval/engines.js';
 import { rankTargets, toCsr } from '../eval/rank.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
+import type { TowerBackendChoice } from '../model/backend.js';
 import { trainConfigSchema, type TrainConfig } from '../train/config.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
@@ -89,9 +90,14 @@ export class Recommender {
     readonly pickerScenes: Scene[],
   ) {}
 
-  static async open(workdir: string, run: string): Promise<Recommender> {
+  /** `backend`: what runs the towers (model/tower-encoder.ts). */
+  static async open(workdir: string, run: string, backend: TowerBackendChoice = 'auto'): Promise<Recommender> {
     const paths = workdirPaths(workdir);
-    const model = await loadTrainedModel(paths.run(run), 'best', { config: trainConfigSchema, checkpointFlag: false });
+    const model = await loadTrainedModel(paths.run(run), 'best', {
+      backend,
+      config: trainConfigSchema,
+      checkpointFlag: false,
+    });
     const dataset = await loadDataset(workdir, model.config.domain);
     if (trainedOnOtherData(model.state.data.dataset, datasetDigest(dataset)))
       log(`note: run '${run}' was ${OTHER_DATA}`);
@@ -229,7 +235,7 @@ export class Recommender {
   async close(): Promise<void> {
     const sets = [this.catalog, ...(await Promise.all(this.filtered.values()))];
     await Promise.all(sets.map((s) => s.engine.dispose()));
-    this.model.dispose();
+    await this.model.dispose();
   }
 
   private categoryName(j: number): string {

@@ -1,8 +1,7 @@
 // `ctl serve` as functions (the command and `ctl demo --serve` call them): one process holding a trained run's
 // towers, its catalog's vectors and the image model, behind the demo page, the runs dashboard and the JSON API
 // (server.ts); it serves until SIGINT or SIGTERM, then closes cleanly.
-import * as tf from '@tensorflow/tfjs';
-import { useBackend, type BackendChoice } from '../model/backend.js';
+import type { TowerBackendChoice } from '../model/backend.js';
 import { firstLineOf, InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { Device } from '../embed/device.js';
@@ -21,7 +20,7 @@ export interface ServeOptions {
   port: number;
   host: string;
   queue: number;
-  backend: BackendChoice;
+  backend: TowerBackendChoice;
   device: Device;
 }
 
@@ -38,11 +37,10 @@ export const CLOSE_GRACE_MS = 3_000;
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   if (options.port > 65535) throw new InputError(`--port ${options.port}: expected 0 to 65535`);
   if (options.run) await existingRunDir(options.workdir, options.run);
-  const backend = await useBackend(options.backend, { quiet: true });
   const started = performance.now();
   const { run, recommender } = options.run
-    ? { run: options.run, recommender: await Recommender.open(options.workdir, options.run) }
-    : await openDefaultRun(options.workdir);
+    ? { run: options.run, recommender: await Recommender.open(options.workdir, options.run, options.backend) }
+    : await openDefaultRun(options.workdir, options.backend);
   const uploads = await openUploadEmbedder(
     options.workdir,
     recommender.model.state.embeddings.model,
@@ -52,7 +50,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     throw err;
   });
   const queue = new InferenceQueue(options.queue);
-  const app = await buildServer({ workdir: options.workdir, recommender, uploads, queue, backend });
+  const app = await buildServer({
+    workdir: options.workdir,
+    recommender,
+    uploads,
+    queue,
+    backend: recommender.model.backend,
+  });
   const close = async () => {
     // Requests in flight get a grace period, then their connections are cut: a client that never finishes sending
     // its request would otherwise hold the close forever.
@@ -81,7 +85,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const port = typeof address === 'object' && address ? address.port : options.port;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   log(
-    `serve: run '${run}' (epoch ${recommender.model.state.epoch}, ${tf.getBackend()}), ${recommender.catalogSize.toLocaleString('en-US')} products, ` +
+    `serve: run '${run}' (epoch ${recommender.model.state.epoch}, ${recommender.model.backend}), ${recommender.catalogSize.toLocaleString('en-US')} products, ` +
       `loaded in ${((performance.now() - started) / 1000).toFixed(1)} s; uploads ${uploads.enabled ? `on (${uploads.embedder.model}, ${uploads.embedder.device})` : `off: ${uploads.reason}`}`,
   );
   return {
@@ -95,12 +99,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
  * The best of the workdir's runs (runs.ts pickDefaultRun) that loads: a run whose checkpoint does not read is left
  * out, said in one line, and the next best is taken.
  */
-async function openDefaultRun(workdir: string): Promise<{ run: string; recommender: Recommender }> {
+async function openDefaultRun(
+  workdir: string,
+  backend: TowerBackendChoice,
+): Promise<{ run: string; recommender: Recommender }> {
   const runs = await listRuns(workdir);
   let candidates = runs;
   for (let best = pickDefaultRun(candidates); best; best = pickDefaultRun(candidates)) {
     try {
-      const recommender = await Recommender.open(workdir, best.name);
+      const recommender = await Recommender.open(workdir, best.name, backend);
       log(
         best.catalogRecall10 !== null
           ? `serve: run '${best.name}', the best catalog R@10 (${(best.catalogRecall10 * 100).toFixed(1)}%) of ${runs.length} run(s)` +

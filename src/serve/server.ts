@@ -42,7 +42,7 @@ export interface ServerOptions {
   uploads: UploadSupport;
   /** Where inference requests wait their turn (bounded: a full queue answers 429). */
   queue: InferenceQueue;
-  /** The towers' tfjs backend, for /api/health (the image model's device is the embedder's). */
+  /** What runs the towers ('ort-cpu' or a tfjs backend), for /api/health (the image model's device is the embedder's). */
   backend: string;
 }
 

@@ -1,0 +1,78 @@
+// A trained model's towers in onnxruntime-node on the CPU (MLAS GEMMs on every core): each tower is the whole ONNX
+// model `ctl export` writes (onnx-tower.ts towerOnnx), run a chunk of rows at a time. Several times faster than
+// tfjs's wasm backend on a catalog (bench figure in the commit that brought it).
+import { availableParallelism } from 'node:os';
+import { ONNX_NAMES, towerOnnx } from './onnx-tower.js';
+import type { TowerEncoder } from './tower-encoder.js';
+import type { Tower, TwoTower } from './two-tower.js';
+
+type Ort = typeof import('onnxruntime-node');
+type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
+
+/** Rows a run takes: bounds the activations (a v2 chunk's: tens of MB). */
+const CHUNK = 8192;
+
+export class OrtTowerEncoder implements TowerEncoder {
+  readonly backend = 'ort-cpu';
+
+  private constructor(
+    private readonly ort: Ort,
+    private readonly model: TwoTower,
+    private readonly sessions: Record<Tower, OrtSession>,
+  ) {}
+
+  /** Both towers' sessions, made now: an onnxruntime that does not load, or refuses a graph, fails here. */
+  static async create(
+    model: TwoTower,
+    params: Float32Array,
+    threads = availableParallelism(),
+  ): Promise<OrtTowerEncoder> {
+    const ort = (await import('onnxruntime-node')) as Ort;
+    const options = {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      // Idle pool threads sleep instead of spinning: a server waits between requests, eval scans between runs.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    };
+    const [scene, product] = await Promise.all(
+      (['scene', 'product'] as const).map((tower) =>
+        ort.InferenceSession.create(towerOnnx(model, params, tower), options),
+      ),
+    );
+    return new OrtTowerEncoder(ort, model, { scene, product });
+  }
+
+  async encode(
+    tower: Tower,
+    x: Float32Array,
+    categories: Int32Array | null,
+    rows: number,
+    onChunk?: (rows: number) => void,
+  ): Promise<Float32Array> {
+    const { inputDim, out } = this.model.spec;
+    const { Tensor } = this.ort;
+    const session = this.sessions[tower];
+    const [input, categoryInput] = [ONNX_NAMES[tower].inputs[0], ONNX_NAMES.product.inputs[1]];
+    const vectors = new Float32Array(rows * out);
+    for (let start = 0; start < rows; start += CHUNK) {
+      const count = Math.min(CHUNK, rows - start);
+      const feeds: Record<string, InstanceType<Ort['Tensor']>> = {
+        [input]: new Tensor('float32', x.subarray(start * inputDim, (start + count) * inputDim), [count, inputDim]),
+      };
+      if (session.inputNames.includes(categoryInput))
+        feeds[categoryInput] = new Tensor(
+          'int64',
+          BigInt64Array.from(categories!.subarray(start, start + count), BigInt),
+          [count],
+        );
+      const output = new Tensor('float32', vectors.subarray(start * out, (start + count) * out), [count, out]);
+      await session.run(feeds, { [ONNX_NAMES[tower].output]: output });
+      onChunk?.(count);
+    }
+    return vectors;
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all([this.sessions.scene.release(), this.sessions.product.release()]);
+  }
+}
