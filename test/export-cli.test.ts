@@ -2,6 +2,7 @@
 // own checkpoint and forward (the safetensors tensors, the ONNX towers in onnxruntime on other batch sizes, the
 // product index), the model card, exit codes, and the folder replaced whole. With the real PyTorch:
 // export-torch.test.ts.
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -310,9 +311,14 @@ describe('ctl export', () => {
   });
 
   it('exits 2 naming what is missing or refused', async () => {
-    const missing = ctl('export', '--run', 'nope', '--out', join(out, 'nope'));
+    // A refusal about the run or the flags comes before --out's folder is made (the default's is ./checkpoints).
+    const notMade = join(out, 'not-made');
+    const missing = ctl('export', '--run', 'nope', '--out', join(notMade, 'nope'));
     expect(missing.status).toBe(2);
     expect(missing.stderr).toMatch(/--run nope: no such run in .*runs \(runs: [^)]+\)/);
+    const misfit = ctl('export', '--run', 'v2', '--format', 'onnx', '--with-optimizer', '--out', join(notMade, 'v2'));
+    expect([misfit.status, misfit.stderr]).toEqual([2, expect.stringMatching(/--with-optimizer .* --format pt/)]);
+    expect(existsSync(notMade)).toBe(false);
 
     await mkdir(join(workdirPaths(workdir).run('empty')), { recursive: true });
     const untrained = ctl('export', '--run', 'empty', '--out', join(out, 'empty'));

@@ -62,6 +62,7 @@ const CHECK_ROWS = 256;
 const PRODUCER = 'ctl export';
 
 export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
+  const source = await loadSource(o); // a refused export (no such run, flags that do not fit it) leaves no folder
   const out = resolve(o.out ?? join('checkpoints', o.run));
   await restoreAside(out);
   await checkReplaceable(out, o.run); // before the lock beside it: a mount point's parent may not take one
@@ -72,14 +73,23 @@ export async function exportRun(o: ExportOptions): Promise<ExportSummary> {
     (holder, file) => `another ctl export into ${out} is running: ${heldBy(holder, file)}`,
   );
   try {
-    return await exportLocked(o, out);
+    return await exportLocked(o, out, source);
   } finally {
     await lock.release();
   }
 }
 
-/** exportRun's work, with the lock on `out` held. */
-async function exportLocked(o: ExportOptions, out: string): Promise<ExportSummary> {
+/** What an export is made from: the run's checkpoint, its dataset, and the reference class its towers are. */
+interface ExportSource {
+  runDir: string;
+  model: TrainedModel<TrainConfig>;
+  dataset: Dataset;
+  tower: TwoTower;
+  reference: ReferenceClass | null;
+}
+
+/** Load the run's checkpoint and dataset; refuse formats and flags that do not fit it. */
+async function loadSource(o: ExportOptions): Promise<ExportSource> {
   const runDir = await existingRunDir(o.workdir, o.run);
   const model = await loadTrainedModel(runDir, o.checkpoint, { backend: o.backend, config: trainConfigSchema });
   const dataset = await loadDataset(o.workdir, model.config.domain);
@@ -91,6 +101,12 @@ async function exportLocked(o: ExportOptions, out: string): Promise<ExportSummar
     );
   if (o.withOptimizer && !o.formats.includes('pt'))
     throw new InputError('--with-optimizer adds the optimizer state to the pt file: use it with --format pt or all');
+  return { runDir, model, dataset, tower, reference };
+}
+
+/** exportRun's work, with the lock on `out` held. */
+async function exportLocked(o: ExportOptions, out: string, source: ExportSource): Promise<ExportSummary> {
+  const { runDir, model, dataset, tower, reference } = source;
   const index = await buildProductIndex(o.workdir, dataset, model);
 
   const indexSummary = { rows: index.products.length, skipped: index.skipped };
