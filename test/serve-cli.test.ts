@@ -1,6 +1,7 @@
 // `ctl serve` through the built binary (`npm run build` first): it says which run it picked and where it listens,
 // answers, and closes cleanly on SIGTERM and SIGINT (exit 0); bad usage exits 2 with one clear line.
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,4 +140,27 @@ describe('ctl serve (built binary)', () => {
     expect(await elsewhere.exited).toBe(2);
     expect(elsewhere.stderr()).toMatch(/--host 192\.0\.2\.1: not an address of this machine \(EADDRNOTAVAIL\)/);
   });
+
+  it.skipIf(nativeTfjsInstalled())(
+    'exits 2 naming the backend, not blaming the runs, when no --run is given and --backend cannot run here',
+    async () => {
+      const server = startCli(['serve', '--workdir', fixture.workdir, '--port', '0', '--backend', 'tensorflow']);
+      expect(await server.exited).toBe(2);
+      expect(server.stderr()).toMatch(/ctl serve: error: --backend tensorflow needs '@tensorflow\/tfjs-node'/);
+      expect(server.stderr()).not.toMatch(/left out|no trained run/);
+    },
+  );
 });
+
+/** Whether tfjs's native backend is installed (then --backend tensorflow runs). */
+function nativeTfjsInstalled(): boolean {
+  const require = createRequire(import.meta.url);
+  return ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'].some((pkg) => {
+    try {
+      require.resolve(pkg);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}

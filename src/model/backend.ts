@@ -13,6 +13,9 @@ export const BACKEND_CHOICES: BackendChoice[] = ['auto', 'tensorflow', 'wasm', '
 export type TowerBackendChoice = BackendChoice | 'ort-cpu';
 export const TOWER_BACKEND_CHOICES: TowerBackendChoice[] = [...BACKEND_CHOICES, 'ort-cpu'];
 
+/** A --backend named that this machine cannot run: the machine's problem, not a run's (every run fails alike). */
+export class BackendUnavailableError extends InputError {}
+
 /** The native packages, GPU first. Each registers the `tensorflow` backend when imported. */
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
 
@@ -68,14 +71,14 @@ export async function useBackend(choice: BackendChoice, { quiet = false } = {}):
     const pkg = await tryNative(tf);
     if (pkg) detail = pkg;
     else if (choice === 'tensorflow')
-      throw new InputError(
+      throw new BackendUnavailableError(
         "--backend tensorflow needs '@tensorflow/tfjs-node' or '@tensorflow/tfjs-node-gpu' (same version as @tensorflow/tfjs) installed",
       );
   }
   if (!detail && (choice === 'wasm' || choice === 'auto')) {
     if (await tryWasm(tf)) detail = '@tensorflow/tfjs-backend-wasm';
     else if (choice === 'wasm')
-      throw new InputError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to initialise');
+      throw new BackendUnavailableError('--backend wasm: @tensorflow/tfjs-backend-wasm failed to initialise');
   }
   if (!detail) {
     // tfjs greets the cpu backend's first tensor with a banner to install tfjs-node; our one line says so (or, quiet,

@@ -5,9 +5,9 @@
 // Both run the same layers and agree within float noise (1e-5); the tfjs forward stays the reference that export
 // checks its ONNX files against.
 import { availableParallelism } from 'node:os';
-import { firstLineOf, InputError } from '../util/errors.js';
+import { firstLineOf } from '../util/errors.js';
 import { log } from '../util/log.js';
-import { useBackend, type BackendChoice, type TowerBackendChoice } from './backend.js';
+import { BackendUnavailableError, useBackend, type BackendChoice, type TowerBackendChoice } from './backend.js';
 import type { Tower, TwoTower } from './two-tower.js';
 
 export interface TowerEncoder {
@@ -50,7 +50,7 @@ export async function openTowerEncoder(
   } catch (err) {
     unavailable = `onnxruntime-node unavailable (${firstLineOf(err)})`;
   }
-  if (choice === 'ort-cpu') throw new InputError(`--backend ort-cpu: ${unavailable}; use --backend wasm`);
+  if (choice === 'ort-cpu') throw new BackendUnavailableError(`--backend ort-cpu: ${unavailable}; use --backend wasm`);
   const encoder = await tfjsTowerEncoder(model, params, 'auto');
   log(`towers: ${encoder.backend} (TensorFlow.js; --backend auto: ${unavailable})`);
   return encoder;

@@ -1,7 +1,7 @@
 // `ctl serve` as functions (the command and `ctl demo --serve` call them): one process holding a trained run's
 // towers, its catalog's vectors and the image model, behind the demo page, the runs dashboard and the JSON API
 // (server.ts); it serves until SIGINT or SIGTERM, then closes cleanly.
-import type { TowerBackendChoice } from '../model/backend.js';
+import { BackendUnavailableError, type TowerBackendChoice } from '../model/backend.js';
 import { firstLineOf, InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { Device } from '../embed/device.js';
@@ -118,7 +118,8 @@ async function openDefaultRun(
       );
       return { run: best.name, recommender };
     } catch (err) {
-      if (!(err instanceof InputError)) throw err;
+      // A backend this machine cannot run is no run's fault: trying the next run would only blame that one too.
+      if (!(err instanceof InputError) || err instanceof BackendUnavailableError) throw err;
       log(`serve: run '${best.name}' left out: ${firstLineOf(err)}`);
       candidates = candidates.filter((r) => r !== best);
     }
