@@ -31,7 +31,7 @@ export function categoryRows(map: CategoryMap, categories: Category[], source: s
   return Int32Array.from(categories, (c) => {
     if (!Object.hasOwn(map.cat_to_idx, c.name))
       throw new InputError(
-        `category '${c.name}' (${c.path}) is not in the ${map.num_categories} categories of ${source}: evaluate on the data the model was trained with, or train on this data`,
+        `category '${c.name}' (${c.path}) is not in the ${map.num_categories} categories of ${source}: use the model with the data it was trained on, or train on this data`,
       );
     return map.cat_to_idx[c.name];
   });
