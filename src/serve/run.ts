@@ -50,13 +50,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     throw err;
   });
   const queue = new InferenceQueue(options.queue);
-  const app = await buildServer({
-    workdir: options.workdir,
-    recommender,
-    uploads,
-    queue,
-    backend: recommender.model.backend,
-  });
+  const app = await buildServer({ workdir: options.workdir, recommender, uploads, queue });
   const close = async () => {
     // Requests in flight get a grace period, then their connections are cut: a client that never finishes sending
     // its request would otherwise hold the close forever.

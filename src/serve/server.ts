@@ -42,8 +42,6 @@ export interface ServerOptions {
   uploads: UploadSupport;
   /** Where inference requests wait their turn (bounded: a full queue answers 429). */
   queue: InferenceQueue;
-  /** What runs the towers ('ort-cpu' or a tfjs backend), for /api/health (the image model's device is the embedder's). */
-  backend: string;
 }
 
 const SIG = '^[0-9a-f]{32}$';
@@ -210,7 +208,7 @@ function registerApi(app: FastifyInstance, options: ServerOptions): void {
     scenes: recommender.pickerScenes.length,
     data: { source: recommender.dataset.source, domain: recommender.dataset.domain },
     uploads: uploads.enabled ? { enabled: true, model: uploads.embedder.model } : uploads,
-    device: { backend: options.backend, imageModel: uploads.enabled ? uploads.embedder.device : null },
+    device: { backend: recommender.model.backend, imageModel: uploads.enabled ? uploads.embedder.device : null },
     queue: { depth: queue.depth, capacity: queue.capacity },
   }));
 
