@@ -134,6 +134,7 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
   };
   const catalogSplit = (['test', 'val'] as const).find((split) => ofBest(`catalog-${split}`)) ?? null;
   const catalog = catalogSplit === null ? undefined : ofBest(`catalog-${catalogSplit}`);
+  const catalogRecall10 = recall10(catalog);
   const stepRecords = records.filter((r) => r.type === 'step');
   const stride = Math.max(1, Math.ceil(stepRecords.length / MAX_STEP_POINTS));
   const summary: RunSummary = {
@@ -155,8 +156,8 @@ async function describe(workdir: string, name: string): Promise<{ summary: RunSu
           lr: config.optimizer.lr,
         }
       : null,
-    catalogRecall10: recall10(catalog),
-    catalogSplit: recall10(catalog) === null ? null : catalogSplit,
+    catalogRecall10,
+    catalogSplit: catalogRecall10 === null ? null : catalogSplit,
     catalogLeaks: leaks(catalog),
     updatedAt: mtime === undefined ? null : new Date(mtime).toISOString(),
   };
