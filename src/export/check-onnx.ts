@@ -2,38 +2,12 @@
 // tfjs forward gives on the same rows, within ONNX_TOLERANCE (max abs difference), or the export fails. The tfjs
 // forward, whatever runs the trained model's towers: onnxruntime running the same graph would check nothing.
 import type { TrainedModel } from '../model/load.js';
+import { OrtTowerEncoder } from '../model/ort-tower-encoder.js';
 import { tfjsTowerEncoder } from '../model/tower-encoder.js';
 import { TwoTower } from '../model/two-tower.js';
 import { RunError } from '../util/errors.js';
-import { ONNX_NAMES } from '../model/onnx-tower.js';
 
 const ONNX_TOLERANCE = 1e-5;
-
-type Ort = typeof import('onnxruntime-node');
-
-/** Output of one tower's ONNX model on `rows` rows (categories: the checkpoint's rows, v2 product tower only). */
-async function runTowerOnnx(
-  file: Uint8Array,
-  tower: 'scene' | 'product',
-  x: Float32Array,
-  categories: Int32Array | null,
-  rows: number,
-): Promise<Float32Array> {
-  const ort = (await import('onnxruntime-node')) as Ort;
-  const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1 });
-  try {
-    const categoryName = ONNX_NAMES.product.inputs[1];
-    const feeds: Record<string, InstanceType<Ort['Tensor']>> = {
-      [ONNX_NAMES[tower].inputs[0]]: new ort.Tensor('float32', x, [rows, x.length / rows]),
-    };
-    if (session.inputNames.includes(categoryName))
-      feeds[categoryName] = new ort.Tensor('int64', BigInt64Array.from(categories!, BigInt), [rows]);
-    const result = await session.run(feeds);
-    return result[ONNX_NAMES[tower].output].data as Float32Array;
-  } finally {
-    await session.release();
-  }
-}
 
 function maxAbsDifference(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) return Infinity;
@@ -58,14 +32,19 @@ export async function checkOnnxTowers(
     scene: await tfjs.encode('scene', x, null, rows),
     product: await tfjs.encode('product', x, categories, rows),
   };
-  const differences = { scene: 0, product: 0 };
-  for (const tower of ['scene', 'product'] as const) {
-    const got = await runTowerOnnx(files[tower], tower, x, categories, rows);
-    differences[tower] = maxAbsDifference(got, expected[tower]);
-    if (!(differences[tower] < ONNX_TOLERANCE))
-      throw new RunError(
-        `ONNX export: the ${tower} tower in onnxruntime differs from the tfjs forward by ${differences[tower]} (max abs, tolerance ${ONNX_TOLERANCE}) on ${rows} rows`,
-      );
+  const onnx = await OrtTowerEncoder.open(model.spec, files, 1);
+  try {
+    const differences = { scene: 0, product: 0 };
+    for (const tower of ['scene', 'product'] as const) {
+      const got = await onnx.encode(tower, x, categories, rows);
+      differences[tower] = maxAbsDifference(got, expected[tower]);
+      if (!(differences[tower] < ONNX_TOLERANCE))
+        throw new RunError(
+          `ONNX export: the ${tower} tower in onnxruntime differs from the tfjs forward by ${differences[tower]} (max abs, tolerance ${ONNX_TOLERANCE}) on ${rows} rows`,
+        );
+    }
+    return differences;
+  } finally {
+    await onnx.dispose();
   }
-  return differences;
 }

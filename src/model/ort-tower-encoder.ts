@@ -1,10 +1,9 @@
 // A trained model's towers in onnxruntime-node on the CPU (MLAS GEMMs on every core): each tower is the whole ONNX
 // model `ctl export` writes (onnx-tower.ts towerOnnx), run a chunk of rows at a time. Several times faster than
 // tfjs's wasm backend on a catalog (bench figure in the commit that brought it).
-import { availableParallelism } from 'node:os';
 import { ONNX_NAMES, towerOnnx } from './onnx-tower.js';
 import type { TowerEncoder } from './tower-encoder.js';
-import type { Tower, TwoTower } from './two-tower.js';
+import type { ModelSpec, Tower, TwoTower } from './two-tower.js';
 
 type Ort = typeof import('onnxruntime-node');
 type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
@@ -17,16 +16,18 @@ export class OrtTowerEncoder implements TowerEncoder {
 
   private constructor(
     private readonly ort: Ort,
-    private readonly model: TwoTower,
+    private readonly spec: ModelSpec,
     private readonly sessions: Record<Tower, OrtSession>,
   ) {}
 
   /** Both towers' sessions, made now: an onnxruntime that does not load, or refuses a graph, fails here. */
-  static async create(
-    model: TwoTower,
-    params: Float32Array,
-    threads = availableParallelism(),
-  ): Promise<OrtTowerEncoder> {
+  static create(model: TwoTower, params: Float32Array, threads: number): Promise<OrtTowerEncoder> {
+    const files = { scene: towerOnnx(model, params, 'scene'), product: towerOnnx(model, params, 'product') };
+    return OrtTowerEncoder.open(model.spec, files, threads);
+  }
+
+  /** The towers of ONNX files as towerOnnx writes them (an export's, which its check runs), for a model of `spec`. */
+  static async open(spec: ModelSpec, files: Record<Tower, Uint8Array>, threads: number): Promise<OrtTowerEncoder> {
     const ort = (await import('onnxruntime-node')) as Ort;
     const options = {
       intraOpNumThreads: threads,
@@ -35,11 +36,9 @@ export class OrtTowerEncoder implements TowerEncoder {
       extra: { session: { intra_op: { allow_spinning: '0' } } },
     };
     const [scene, product] = await Promise.all(
-      (['scene', 'product'] as const).map((tower) =>
-        ort.InferenceSession.create(towerOnnx(model, params, tower), options),
-      ),
+      (['scene', 'product'] as const).map((tower) => ort.InferenceSession.create(files[tower], options)),
     );
-    return new OrtTowerEncoder(ort, model, { scene, product });
+    return new OrtTowerEncoder(ort, spec, { scene, product });
   }
 
   async encode(
@@ -49,7 +48,7 @@ export class OrtTowerEncoder implements TowerEncoder {
     rows: number,
     onChunk?: (rows: number) => void,
   ): Promise<Float32Array> {
-    const { inputDim, out } = this.model.spec;
+    const { inputDim, out } = this.spec;
     const { Tensor } = this.ort;
     const session = this.sessions[tower];
     const [input, categoryInput] = [ONNX_NAMES[tower].inputs[0], ONNX_NAMES.product.inputs[1]];
