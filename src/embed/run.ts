@@ -4,7 +4,7 @@ import { loadDataset } from '../data/stl/dataset-io.js';
 import type { Shard } from '../data/shard.js';
 import type { Domain, ImageKind } from '../data/types.js';
 import { lockStoreWriter } from '../data/store/writers.js';
-import { runningDownload } from '../download/downloader.js';
+import { runningDownload } from '../download/locks.js';
 import { heldBy, type Lock } from '../util/lock.js';
 import { Progress } from '../util/progress.js';
 import { workdirPaths, type EmbeddingView, type SceneView } from '../data/workdir.js';
