@@ -41,11 +41,8 @@ export async function nearestExisting(path: string): Promise<string> {
 
 /** Bytes free to this user on the file system that holds `path` (or would: its nearest existing folder). */
 export async function freeBytes(path: string): Promise<number | undefined> {
-  for (let dir = resolve(path); ; dir = dirname(dir)) {
-    const fs = await statfs(dir).catch(() => null);
-    if (fs) return fs.bavail * fs.bsize;
-    if (dirname(dir) === dir) return undefined;
-  }
+  const fs = await statfs(await nearestExisting(resolve(path))).catch(() => null);
+  return fs ? fs.bavail * fs.bsize : undefined;
 }
 
 /** The bytes of the files under `dir` (0 when there is none). */
