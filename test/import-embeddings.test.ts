@@ -30,19 +30,21 @@ async function writeNpz(name: string, vectors: Record<string, number[]>): Promis
   return file;
 }
 
+/** Import `file` as the products of model `ref`. */
+const options = (file: string) => ({
+  workdir,
+  file,
+  kind: 'products' as const,
+  model: 'ref',
+  domain: 'fashion' as const,
+});
+
 describe('ctl import --embeddings', () => {
   it('two files imported into one store at once: one goes in, the other is refused', async () => {
     const ids = Array.from({ length: 20 }, (_, i) => i.toString(16).padStart(32, '0'));
     const files = await Promise.all(
       [1, 2].map((k) => writeNpz(`v${k}.npz`, Object.fromEntries(ids.map((id, i) => [id, [k, i, -i]])))),
     );
-    const options = (file: string) => ({
-      workdir,
-      file,
-      kind: 'products' as const,
-      model: 'ref',
-      domain: 'fashion' as const,
-    });
     const imports = await Promise.allSettled(files.map((file) => importEmbeddings(options(file))));
     expect(imports.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
     const dir = workdirPaths(workdir).embeddings('ref', 'products');
@@ -61,14 +63,12 @@ describe('ctl import --embeddings', () => {
     const dir = workdirPaths(workdir).embeddings('ref', 'products');
     const other = await lockStoreWriter(dir, 'import', () => 'busy'); // as a ctl import writing it holds it
     try {
-      await expect(
-        importEmbeddings({ workdir, file, kind: 'products', model: 'ref', domain: 'fashion' }),
-      ).rejects.toThrow(new RegExp(`${dir}: another ctl import is writing this store: process ${process.pid} on`));
+      await expect(importEmbeddings(options(file))).rejects.toThrow(
+        new RegExp(`${dir}: another ctl import is writing this store: process ${process.pid} on`),
+      );
     } finally {
       await other.release();
     }
-    expect(
-      (await importEmbeddings({ workdir, file, kind: 'products', model: 'ref', domain: 'fashion' })).imported,
-    ).toBe(1);
+    expect((await importEmbeddings(options(file))).imported).toBe(1);
   });
 });
