@@ -28,10 +28,7 @@ export async function lockTargets(imagesDir: string, targets: ImageTarget[], sha
     join(imagesDir, lockName(mine)),
     (holder, file, name) =>
       `another ctl download that may fetch the same images is running (${describeLock(name)}): ` + heldBy(holder, file),
-    (name) => {
-      const theirs = selectionOfLock(name);
-      return theirs !== undefined && mayOverlap(mine, theirs);
-    },
+    heldForOverlap(mine),
   );
 }
 
@@ -56,6 +53,14 @@ function mayOverlap(a: LockedSelection, b: LockedSelection): boolean {
   return sameKind && !otherShard;
 }
 
+/** Is the lock of this name a download's whose selection may share an image with `mine`? */
+function heldForOverlap(mine: LockedSelection): (name: string) => boolean {
+  return (name) => {
+    const theirs = selectionOfLock(name);
+    return theirs !== undefined && mayOverlap(mine, theirs);
+  };
+}
+
 /** What the run that holds a download lock fetches, from the lock's name. */
 function describeLock(name: string): string {
   const theirs = selectionOfLock(name);
@@ -69,9 +74,6 @@ function describeLock(name: string): string {
  * message); null when none does.
  */
 export async function runningDownload(imagesDir: string, kind: ImageKind | 'all'): Promise<string | null> {
-  const running = await otherHolder(join(imagesDir, 'download'), (name) => {
-    const theirs = selectionOfLock(name);
-    return theirs !== undefined && mayOverlap({ kind }, theirs);
-  });
+  const running = await otherHolder(join(imagesDir, 'download'), heldForOverlap({ kind }));
   return running && heldBy(running.holder, running.file);
 }
