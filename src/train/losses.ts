@@ -14,7 +14,8 @@ export interface LossInput {
   scenes: tf.Tensor2D;
   products: tf.Tensor2D;
   temperature: tf.Scalar;
-  /** Cosine similarity of each scene to its negative, [B] (see negativeSimilarities), or null for no triplet. */
+  /** Cosine similarity of each scene to its negative, [B] (rowCosines, or pickColumns of in-batch ones), or null for
+   * no triplet. */
   negativeSims: tf.Tensor1D | null;
   /** 1 where row i has a negative, else 0, [B]. */
   negativeValid: Float32Array | null;
@@ -34,6 +35,11 @@ export function similarities(scenes: tf.Tensor2D, products: tf.Tensor2D): tf.Ten
   return matMul(scenes, tf.transpose(products));
 }
 
+/** The diagonal of a [B, B] matrix, [B]: each scene's score with its own positive (by a mask, as pickColumns). */
+function diagonal(m: tf.Tensor2D): tf.Tensor1D {
+  return tf.sum(tf.mul(m, tf.eye(m.shape[0])), 1);
+}
+
 /** Symmetric InfoNCE: mean of the row-wise and column-wise cross-entropies with the diagonal as the label. */
 export function infoNce(sims: tf.Tensor2D, temperature: tf.Scalar, falseNegatives?: Uint8Array | null): tf.Scalar {
   const n = sims.shape[0];
@@ -43,9 +49,9 @@ export function infoNce(sims: tf.Tensor2D, temperature: tf.Scalar, falseNegative
     falseNegatives.forEach((f, k) => (bias[k] = f ? -1e9 : 0));
     logits = tf.add(logits, tf.tensor2d(bias, [n, n]));
   }
-  const diagonal = tf.sum(tf.mul(logits, tf.eye(n)), 1);
-  const rows = tf.mean(tf.sub(rowLogSumExp(logits), diagonal));
-  const cols = tf.mean(tf.sub(rowLogSumExp(tf.transpose(logits)), diagonal));
+  const positives = diagonal(logits);
+  const rows = tf.mean(tf.sub(rowLogSumExp(logits), positives));
+  const cols = tf.mean(tf.sub(rowLogSumExp(tf.transpose(logits)), positives));
   return tf.mul(tf.add(rows, cols), 0.5) as tf.Scalar;
 }
 
@@ -81,7 +87,7 @@ export function contrastiveLoss(input: LossInput, weights: LossWeights, sims?: t
   const infonce = weights.infonce > 0 ? infoNce(s, input.temperature, input.falseNegatives) : tf.scalar(0);
   const triplet =
     weights.triplet > 0 && input.negativeSims && input.negativeValid
-      ? tripletLoss(tf.sum(tf.mul(s, tf.eye(s.shape[0])), 1), input.negativeSims, input.negativeValid, weights.margin)
+      ? tripletLoss(diagonal(s), input.negativeSims, input.negativeValid, weights.margin)
       : tf.scalar(0);
   const total = tf.add(tf.mul(infonce, weights.infonce), tf.mul(triplet, weights.triplet)) as tf.Scalar;
   return { total, infonce, triplet };
