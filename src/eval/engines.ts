@@ -7,6 +7,7 @@
 // `auto` = `onnx`, or `js` where onnxruntime-node cannot load.
 import { availableParallelism } from 'node:os';
 import { OnnxGraph } from '../onnx/graph.js';
+import { loadOrt, type Ort, type OrtSession, type OrtTensor } from '../onnx/runtime.js';
 import { log } from '../util/log.js';
 
 export type EngineName = 'auto' | 'onnx' | 'js';
@@ -48,9 +49,6 @@ export async function createScoreEngine(
 
 let warnedFallback = false;
 
-type Ort = typeof import('onnxruntime-node');
-type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
-
 /**
  * queries [rows, dim] · candidates [n, dim]ᵀ as one Gemm (transB). The candidates are an input, not a constant:
  * a constant would be copied into the model and pre-packed when the session is created, which costs about as much
@@ -62,7 +60,7 @@ class OnnxEngine implements ScoreEngine {
   private constructor(
     private readonly ort: Ort,
     private readonly session: OrtSession,
-    private readonly candidates: InstanceType<Ort['Tensor']>,
+    private readonly candidates: OrtTensor,
     private readonly numCandidates: number,
     private readonly dim: number,
   ) {}
@@ -73,7 +71,7 @@ class OnnxEngine implements ScoreEngine {
     dim: number,
     threads: number,
   ): Promise<OnnxEngine> {
-    const ort = (await import('onnxruntime-node')) as Ort;
+    const ort = await loadOrt();
     const g = new OnnxGraph('scores');
     const queries = g.input('queries', 'float32', ['rows', dim]);
     const all = g.input('candidates', 'float32', ['n', dim]);

@@ -1,12 +1,10 @@
 // A trained model's towers in onnxruntime-node on the CPU (MLAS GEMMs on every core): each tower is the whole ONNX
 // model `ctl export` writes (onnx-tower.ts towerOnnx), run a chunk of rows at a time. Several times faster than
 // tfjs's wasm backend on a catalog (bench figure in the commit that brought it).
+import { loadOrt, type Ort, type OrtSession, type OrtTensor } from '../onnx/runtime.js';
 import { ONNX_NAMES, towerOnnx } from './onnx-tower.js';
 import type { TowerEncoder } from './tower-encoder.js';
 import type { ModelSpec, Tower, TwoTower } from './two-tower.js';
-
-type Ort = typeof import('onnxruntime-node');
-type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
 
 /** Rows a run takes: bounds the activations (a v2 chunk's: tens of MB). */
 const CHUNK = 8192;
@@ -28,7 +26,7 @@ export class OrtTowerEncoder implements TowerEncoder {
 
   /** The towers of ONNX files as towerOnnx writes them (an export's, which its check runs), for a model of `spec`. */
   static async open(spec: ModelSpec, files: Record<Tower, Uint8Array>, threads: number): Promise<OrtTowerEncoder> {
-    const ort = (await import('onnxruntime-node')) as Ort;
+    const ort = await loadOrt();
     const options = {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
@@ -55,7 +53,7 @@ export class OrtTowerEncoder implements TowerEncoder {
     const vectors = new Float32Array(rows * out);
     for (let start = 0; start < rows; start += CHUNK) {
       const count = Math.min(CHUNK, rows - start);
-      const feeds: Record<string, InstanceType<Ort['Tensor']>> = {
+      const feeds: Record<string, OrtTensor> = {
         [input]: new Tensor('float32', x.subarray(start * inputDim, (start + count) * inputDim), [count, inputDim]),
       };
       if (session.inputNames.includes(categoryInput))

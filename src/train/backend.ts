@@ -7,6 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { describeAdapter, probeWebGpuAdapter, WEBGPU_SETUP } from '../util/webgpu-adapter.js';
 import { BACKEND_CHOICES, useBackend, type BackendChoice } from '../model/backend.js';
+import { loadOrt } from '../onnx/runtime.js';
 import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { EngineOptions, TrainEngine } from './engine.js';
@@ -28,7 +29,7 @@ export function ortProvider(backend: string): 'cpu' | 'webgpu' | null {
 
 async function ortLoads(): Promise<string | null> {
   try {
-    await import('onnxruntime-node');
+    await loadOrt();
     return null;
   } catch (error) {
     return `onnxruntime-node failed to load (${(error as Error).message})`;

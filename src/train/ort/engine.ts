@@ -18,7 +18,8 @@ import { batchIndices } from '../gradients.js';
 import { concat } from '../../util/matrix.js';
 import { adamScalars, type OptimizerState } from '../optimizer.js';
 import { MaskDrawer } from './masks.js';
-import { DeviceState, HostState, type Ort, type OrtSession, type OrtTensor, type StepState } from './state.js';
+import { loadOrt, type Ort, type OrtSession, type OrtTensor } from '../../onnx/runtime.js';
+import { DeviceState, HostState, type StepState } from './state.js';
 import { buildEncodeGraph } from './encode-graph.js';
 import { buildStepGraph, type MaskInput } from './step-graph.js';
 
@@ -87,8 +88,7 @@ export class OrtEngine implements TrainEngine {
   }
 
   static async create(options: OrtEngineOptions): Promise<OrtEngine> {
-    const ort = (await import('onnxruntime-node')) as Ort;
-    return new OrtEngine(ort, options);
+    return new OrtEngine(await loadOrt(), options);
   }
 
   /** The step's session for a batch size and the plan's kinds of negatives and masks. */

@@ -6,11 +6,9 @@
 // masks over the bus, not the 3 × 3.2 M values of v2's state each way nor its batch's rows; the host reads the
 // state back only when asked (checkpoints): the encoder (encode-graph.ts) takes the parameters where they are.
 import { OnnxGraph } from '../../onnx/graph.js';
+import type { Ort, OrtSession, OrtTensor } from '../../onnx/runtime.js';
 import { STATE_INPUTS, STATE_OUTPUTS } from './step-graph.js';
 
-export type Ort = typeof import('onnxruntime-node');
-export type OrtSession = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
-export type OrtTensor = InstanceType<Ort['Tensor']>;
 type Fetches = Record<string, OrtTensor | null>;
 
 /** The three flat vectors, in STATE_INPUTS order. */
