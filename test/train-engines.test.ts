@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useBackend } from '../src/model/backend.js';
 import { keyedRandom } from '../src/util/random.js';
-import { TwoTower, type ModelConfig, type ModelSpec } from '../src/model/two-tower.js';
+import type { ModelConfig } from '../src/model/config.js';
+import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
 import { LocalEngine, type EngineOptions, type StepPlan, type TrainEngine } from '../src/train/engine.js';
 import { ParallelEngine } from '../src/train/parallel.js';
 import { smallConfig } from './train-fixtures.js';

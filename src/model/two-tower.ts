@@ -32,8 +32,6 @@ import {
 } from './layers.js';
 import type { ModelConfig } from './config.js';
 
-export type { ModelConfig };
-
 /** The config plus what the data decides: input width and category count (rows of the category embedding). */
 export interface ModelSpec extends ModelConfig {
   inputDim: number;
