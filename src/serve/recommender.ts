@@ -78,7 +78,7 @@ export class Recommender {
     readonly run: string,
     readonly model: TrainedModel<TrainConfig>,
     readonly dataset: Dataset,
-    /** Tower outputs of every product (rows of missing products are unused). */
+    /** Tower outputs of every product, [products, model.spec.out] (rows of missing products are unused). */
     private readonly productVectors: Float32Array,
     private readonly catalog: CandidateSet,
     private readonly sceneStore: EmbeddingStore,
@@ -117,8 +117,7 @@ export class Recommender {
     const rows = model.categoryRows(dataset.categories);
     const categories = Int32Array.from(dataset.products, (p) => rows[p.category]);
     const productVectors = await model.encodeProducts(data, categories, dataset.products.length);
-    const outDim = productVectors.length / Math.max(1, dataset.products.length);
-    const catalog = await candidateSet(productVectors, Int32Array.from(available), outDim);
+    const catalog = await candidateSet(productVectors, Int32Array.from(available), model.spec.out);
 
     const localImages = new Set<string>();
     for (const kind of IMAGE_KINDS) {
@@ -283,8 +282,7 @@ export class Recommender {
     if (!set) {
       const wanted = new Set(categories);
       const products = this.catalog.products.filter((j) => wanted.has(this.categoryName(j)));
-      const outDim = this.productVectors.length / Math.max(1, this.dataset.products.length);
-      set = candidateSet(this.productVectors, products, outDim);
+      set = candidateSet(this.productVectors, products, this.model.spec.out);
       this.filtered.set(key, set);
       if (this.filtered.size > MAX_FILTER_ENGINES) {
         const [oldestKey, oldest] = this.filtered.entries().next().value!;
