@@ -1,6 +1,6 @@
 // A trained model's towers in onnxruntime-node on the CPU (MLAS GEMMs on every core): each tower is the whole ONNX
-// model `ctl export` writes (onnx-tower.ts towerOnnx), run a chunk of rows at a time. Several times faster than
-// tfjs's wasm backend on a catalog (bench figure in the commit that brought it).
+// model `ctl export` writes (onnx-tower.ts towerOnnx), run a chunk of rows at a time. About twice as fast as tfjs's
+// wasm backend over a 38,000-product catalog (README.md, "A trained run's towers": eval, serve start-up).
 import { loadOrt, type Ort, type OrtSession, type OrtTensor } from '../onnx/runtime.js';
 import { ONNX_NAMES, towerOnnx } from './onnx-tower.js';
 import type { TowerEncoder } from './tower-encoder.js';
