@@ -88,9 +88,11 @@ async function trainLocked(
   const categoryMap = categoryMapOf(data.dataset.categories);
   const categoryRow = categoryRows(categoryMap, data.dataset.categories, 'the dataset');
   const spec: ModelSpec = { ...config.model, inputDim: data.dim, numCategories: categoryMap.num_categories };
-  const model = new TwoTower(spec);
+  // Only the parameters' layout is needed here (each engine builds its own model from the spec); a model too large
+  // for one parameter vector is refused here, before the run folder is written.
+  const { layout } = new TwoTower(spec);
   if (previous) checkResumable(previous, { config, data, backend, set: options.set ?? [] });
-  const checkpoint = previous ? await loadLastCheckpoint(dir, model.layout) : null;
+  const checkpoint = previous ? await loadLastCheckpoint(dir, layout) : null;
   const workers = chooseWorkers(options.workers, backend, previous?.workers ?? null);
 
   await mkdir(dir, { recursive: true });
@@ -98,7 +100,7 @@ async function trainLocked(
   const metricsLog = await MetricsLog.open(runPaths(dir).metrics, checkpoint ? checkpoint.state.step : null);
   log(
     `train ${name}: ${config.model.arch}, ${data.train.pairs.length} train / ${data.val.pairs.length} val pairs (split ${config.split}), ` +
-      `${data.dim}-d '${data.embeddingModel}' ${config.sceneView} scenes, ${model.layout.size.toLocaleString('en-US')} parameters, ` +
+      `${data.dim}-d '${data.embeddingModel}' ${config.sceneView} scenes, ${layout.size.toLocaleString('en-US')} parameters, ` +
       `negatives ${drawnNegatives(config)}` +
       // The onnxruntime engines' threads are in their engine line.
       (ortProvider(backend) ? '' : `, ${workers} worker${workers > 1 ? 's' : ''}`),
@@ -109,7 +111,7 @@ async function trainLocked(
         `${formatMetric(previous.best.metric)} at epoch ${previous.best.epoch})`,
     );
 
-  const start = engineOptions({ config, data, spec, layout: model.layout, categoryRow, checkpoint });
+  const start = engineOptions({ config, data, spec, layout, categoryRow, checkpoint });
   // A step trains on at most every training pair, whatever the configured batch.
   const largestBatch = Math.min(config.batchSize, data.train.pairs.length);
   const engine = await createEngine({ name: backend, ortThreads }, workers, start, largestBatch);
@@ -121,7 +123,7 @@ async function trainLocked(
       config,
       data,
       spec,
-      layout: model.layout,
+      layout,
       categoryMap,
       engine,
       metricsLog,
