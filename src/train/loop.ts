@@ -15,7 +15,7 @@ import { selectionValue, type TrainConfig } from './config.js';
 import type { TrainingData } from './data.js';
 import type { StepPlan, TrainEngine } from './engine.js';
 import type { MetricsLog } from './metrics-log.js';
-import { createNegativeSampler, type NegativeSampler } from './negatives.js';
+import { createNegativeSampler, drawnNegatives, type NegativeSampler } from './negatives.js';
 import { inBatchFalseNegatives } from './negatives/negative-index.js';
 import { isFinished } from './resume.js';
 import { learningRate } from './schedule.js';
@@ -266,6 +266,3 @@ function validate(
 export function formatMetric(x: number): string {
   return Number.isFinite(x) ? x.toFixed(4) : String(x);
 }
-
-/** The negatives a config draws: none without a triplet term, whatever its strategy. */
-export const drawnNegatives = (config: TrainConfig) => (config.loss.triplet > 0 ? config.negatives.strategy : 'none');

@@ -8,7 +8,7 @@
 //                         current towers and keep a few from a rank window (semi-hard: below the top, which may
 //                         be unlabelled positives, above the easy tail); each step draws one of them
 // A new strategy is a file in negatives/ with its factory, and one line in STRATEGIES.
-import type { NegativesConfig } from './config.js';
+import type { NegativesConfig, TrainConfig } from './config.js';
 import type { StepPlan, TrainEngine } from './engine.js';
 import type { NegativeIndex } from './negatives/negative-index.js';
 import { inBatchHardSampler } from './negatives/in-batch-hard.js';
@@ -54,6 +54,11 @@ const STRATEGIES = {
 
 export type NegativeStrategy = keyof typeof STRATEGIES;
 export const NEGATIVE_STRATEGIES = Object.keys(STRATEGIES) as NegativeStrategy[];
+
+/** The strategy a config draws with: none without a triplet term, whatever its `negatives.strategy`. */
+export function drawnNegatives(config: TrainConfig): NegativeStrategy {
+  return config.loss.triplet > 0 ? config.negatives.strategy : 'none';
+}
 
 export function createNegativeSampler(
   strategy: NegativeStrategy,

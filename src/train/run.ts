@@ -15,8 +15,9 @@ import { chooseTrainBackend, chooseWorkers, createEngine, ortProvider, type Trai
 import { resolveConfig, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
 import type { EngineOptions } from './engine.js';
-import { drawnNegatives, formatMetric, trainLoop } from './loop.js';
+import { formatMetric, trainLoop } from './loop.js';
 import { MetricsLog } from './metrics-log.js';
+import { drawnNegatives } from './negatives.js';
 import { checkResumable, loadLastCheckpoint, resumePoint } from './resume.js';
 import { writeRunRecord, type RunRecord } from './run-record.js';
 
