@@ -102,24 +102,25 @@ export class OrtEngine implements TrainEngine {
     let compiled = this.sessions.get(key);
     if (!compiled) {
       const { matrices, spec } = this.options;
-      const { model, masks } = buildStepGraph(this.model, {
+      const { model: onnx, masks } = buildStepGraph(this.model, {
         batchSize,
-        sceneRows: matrices.trainScenes.length / spec.inputDim,
-        productRows: matrices.products.length / spec.inputDim,
+        sceneRows: rowsOf(matrices, 'trainScenes', spec.inputDim),
+        productRows: rowsOf(matrices, 'products', spec.inputDim),
         ...kinds,
         dropout: true,
         maskBytes: this.options.provider === 'webgpu',
         loss: this.options.loss,
         optimizer: this.options.optimizer,
       });
-      compiled = this.session(model, this.state.sessionOptions).then((session) => ({ session, masks }));
+      compiled = this.session(onnx, this.state.sessionOptions).then((session) => ({ session, masks }));
       this.sessions.set(key, compiled);
     }
     return compiled;
   }
 
-  private session(model: Uint8Array, placement: StepState['sessionOptions'] = {}): Promise<OrtSession> {
-    return this.ort.InferenceSession.create(model, {
+  /** A session of an ONNX file's bytes (a step or encoder graph). */
+  private session(onnx: Uint8Array, placement: StepState['sessionOptions'] = {}): Promise<OrtSession> {
+    return this.ort.InferenceSession.create(onnx, {
       ...sessionOptions(this.options.provider ?? 'cpu', this.options.threads),
       ...placement,
     });
