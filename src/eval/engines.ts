@@ -23,6 +23,9 @@ export interface ScoreEngine {
   dispose(): Promise<void>;
 }
 
+/** `auto` falling back to js is said once per process, not once per engine (serve builds one per category filter). */
+let warnedFallback = false;
+
 export async function createScoreEngine(
   name: EngineName,
   candidates: Float32Array,
@@ -46,8 +49,6 @@ export async function createScoreEngine(
       }
   }
 }
-
-let warnedFallback = false;
 
 /**
  * queries [rows, dim] · candidates [n, dim]ᵀ as one Gemm (transB). The candidates are an input, not a constant:
