@@ -104,6 +104,10 @@ describe('validation', () => {
     expect(bad({ model: { arch: 'v1', hidden: 8, out: 4, temperature: { parametrisation: 'exp' } } })).toThrow(
       "my.json: model.temperature.parametrisation: expected one of 'raw', 'log'",
     );
+    // Unnormalised towers are not built (every loss and ranking is a cosine): a config asking for them is refused.
+    expect(bad({ model: { arch: 'v2', hidden: 8, out: 4, normalize: false } })).toThrow(
+      'my.json: model.normalize: expected true (tower outputs are always L2-normalised), got false',
+    );
   });
 
   it('fills defaults for optional fields', () => {

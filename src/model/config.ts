@@ -1,7 +1,7 @@
 // The model section of a training config: the towers' shape and the softmax temperature. The schema is the one
 // declaration: the type, the checks, the defaults and the configs/README.md rows all come from it.
 import * as z from 'zod';
-import { flag, int, number, oneOf, section } from '../util/schema.js';
+import { flag, int, number, oneOf, satisfying, section } from '../util/schema.js';
 
 const temperatureSchema = section({
   init: number(1e-6).default(0.07).meta({ description: 'initial softmax temperature τ' }),
@@ -25,7 +25,10 @@ const modelFields = section({
   categoryDim: int(0)
     .default(0)
     .meta({ description: 'category embedding width concatenated to the product input (0 = none)' }),
-  normalize: flag().default(true).meta({ description: 'L2-normalise tower outputs' }),
+  // Always on: every loss and every ranking is a cosine. The field stays so that configs and checkpoints naming it load.
+  normalize: satisfying<true>((value) => value === true, 'true (tower outputs are always L2-normalised)')
+    .default(true)
+    .meta({ description: 'L2-normalise tower outputs (always: the losses and rankings are cosines)' }),
   temperature: temperatureSchema.prefault({}),
 });
 

@@ -1,7 +1,6 @@
 // A trained model's towers as a plain function: rows of input embeddings in, L2-normalised rows out, dropout
 // off. Training (validation, mining) and the later stages (eval, export, serve) encode through this.
 import * as tf from '@tensorflow/tfjs';
-import { l2Normalize } from './ops.js';
 import type { TwoTower, Tower } from './two-tower.js';
 
 /** Rows a chunk of encoding takes. */
@@ -28,11 +27,9 @@ export function encodeRows(
     const count = Math.min(CHUNK, rows - start);
     const encoded = tf.tidy(() => {
       const input = tf.tensor2d(x.subarray(start * dim, (start + count) * dim), [count, dim]);
-      const y =
-        tower === 'scene'
-          ? model.encodeScenes(P, input, null)
-          : model.encodeProducts(P, input, categories!.subarray(start, start + count), null);
-      return model.spec.normalize ? y : l2Normalize(y);
+      return tower === 'scene'
+        ? model.encodeScenes(P, input, null)
+        : model.encodeProducts(P, input, categories!.subarray(start, start + count), null);
     });
     out.set(encoded.dataSync(), start * model.spec.out);
     encoded.dispose();

@@ -130,6 +130,6 @@ export class TwoTower {
   ): tf.Tensor2D {
     const { input, layers } = this.towers[tower];
     const h = layers.forward(P, input.forwardInput(P, x, extra), ctx, 1);
-    return this.spec.normalize ? l2Normalize(h) : h;
+    return l2Normalize(h);
   }
 }

@@ -5,7 +5,6 @@
 // tower gradients of the replicas sum to the whole batch's. The parameters the loss reads directly
 // (model.lossParamNames) get the whole batch's gradient in every replica: the caller counts them once.
 import * as tf from '@tensorflow/tfjs';
-import { l2Normalize } from '../model/ops.js';
 import type { DropoutContext } from '../model/layers.js';
 import type { TwoTower } from '../model/two-tower.js';
 import type { EngineMatrices, StepPlan } from './engine.js';
@@ -73,7 +72,7 @@ export function lossAndGradients(model: TwoTower, params: Float32Array, batch: B
     const P = model.layout.named(tensors);
     let scenes = model.encodeScenes(P, tf.tensor2d(inputs.scenes, [n, dim]), context(rowIds(0)));
     // Positives and explicit negatives go through the product tower in one pass.
-    let encoded = explicit
+    const encoded = explicit
       ? model.encodeProducts(
           P,
           tf.tensor2d(concat(inputs.positives, explicit.products), [2 * n, dim]),
@@ -81,10 +80,6 @@ export function lossAndGradients(model: TwoTower, params: Float32Array, batch: B
           context(concat(rowIds(0), rowIds(batchSize))),
         )
       : model.encodeProducts(P, tf.tensor2d(inputs.positives, [n, dim]), inputs.positiveCategories, context(rowIds(0)));
-    if (!model.spec.normalize) {
-      scenes = l2Normalize(scenes);
-      encoded = l2Normalize(encoded);
-    }
     let products = explicit ? tf.slice(encoded, [0, 0], [n, out]) : encoded;
     let negativeProducts = explicit ? tf.slice(encoded, [n, 0], [n, out]) : null;
     if (batch.gather) {
