@@ -7,7 +7,7 @@
 // `auto` = `onnx`, or `js` where onnxruntime-node cannot load.
 import { availableParallelism } from 'node:os';
 import { OnnxGraph } from '../onnx/graph.js';
-import { loadOrt, type Ort, type OrtSession, type OrtTensor } from '../onnx/runtime.js';
+import { cpuSessionOptions, loadOrt, type Ort, type OrtSession, type OrtTensor } from '../onnx/runtime.js';
 import { log } from '../util/log.js';
 
 export type EngineName = 'auto' | 'onnx' | 'js';
@@ -77,12 +77,7 @@ class OnnxEngine implements ScoreEngine {
     const queries = g.input('queries', 'float32', ['rows', dim]);
     const all = g.input('candidates', 'float32', ['n', dim]);
     g.output(g.op('Gemm', [queries, all], { transB: 1 }, 'scores'), 'float32', ['rows', 'n']);
-    const session = await ort.InferenceSession.create(g.encode(), {
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      // Idle pool threads sleep instead of spinning: between blocks the JS thread scans and needs the core.
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
-    });
+    const session = await ort.InferenceSession.create(g.encode(), cpuSessionOptions(threads));
     return new OnnxEngine(
       ort,
       session,

@@ -1,7 +1,7 @@
 // A trained model's towers in onnxruntime-node on the CPU (MLAS GEMMs on every core): each tower is the whole ONNX
 // model `ctl export` writes (onnx-tower.ts towerOnnx), run a chunk of rows at a time. About twice as fast as tfjs's
 // wasm backend over a 38,000-product catalog (README.md, "A trained run's towers": eval, serve start-up).
-import { loadOrt, type Ort, type OrtSession, type OrtTensor } from '../onnx/runtime.js';
+import { cpuSessionOptions, loadOrt, type Ort, type OrtSession, type OrtTensor } from '../onnx/runtime.js';
 import { ONNX_NAMES, towerOnnx } from './onnx-tower.js';
 import type { TowerEncoder } from './tower-encoder.js';
 import type { ModelSpec, Tower, TwoTower } from './two-tower.js';
@@ -27,12 +27,7 @@ export class OrtTowerEncoder implements TowerEncoder {
   /** The towers of ONNX files as towerOnnx writes them (an export's, which its check runs), for a model of `spec`. */
   static async open(spec: ModelSpec, files: Record<Tower, Uint8Array>, threads: number): Promise<OrtTowerEncoder> {
     const ort = await loadOrt();
-    const options = {
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      // Idle pool threads sleep instead of spinning: a server waits between requests, eval scans between runs.
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
-    };
+    const options = cpuSessionOptions(threads);
     const [scene, product] = await Promise.all(
       (['scene', 'product'] as const).map((tower) => ort.InferenceSession.create(files[tower], options)),
     );

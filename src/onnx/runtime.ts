@@ -8,3 +8,15 @@ export type OrtTensor = InstanceType<Ort['Tensor']>;
 export async function loadOrt(): Promise<Ort> {
   return (await import('onnxruntime-node')) as Ort;
 }
+
+/**
+ * Session options for a graph run now and then on the CPU beside other work: `threads` intra-op threads that sleep
+ * when idle instead of spinning (a server waits between requests; eval scans between runs, on the JS thread).
+ */
+export function cpuSessionOptions(threads: number) {
+  return {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+}
