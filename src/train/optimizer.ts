@@ -19,6 +19,14 @@ export interface OptimizerState {
 
 const FLUSH_BELOW = 1e-30;
 
+/** The state an optimizer over `size` values starts from: a copy of `state` (a resumed run's), else zeros. */
+export function startingState(state: OptimizerState | undefined, size: number): OptimizerState {
+  if (!state) return { t: 0, m: new Float32Array(size), v: new Float32Array(size) };
+  if (state.m.length !== size || state.v.length !== size)
+    throw new Error(`optimizer state has ${state.m.length} values, the parameters it updates ${size}`);
+  return { t: state.t, m: state.m.slice(), v: state.v.slice() };
+}
+
 /** The factor clip_grad_norm_ multiplies gradients by. */
 export function clipScale(gradNorm: number, clip: number): number {
   return clip > 0 ? Math.min(1, clip / (gradNorm + 1e-6)) : 1;
@@ -36,12 +44,7 @@ export class FlatAdam {
     readonly hi: number,
     state?: OptimizerState,
   ) {
-    const size = hi - lo;
-    if (state && (state.m.length !== size || state.v.length !== size))
-      throw new Error(`optimizer state has ${state.m.length} values, the slice ${size}`);
-    this.m = state ? state.m.slice() : new Float32Array(size);
-    this.v = state ? state.v.slice() : new Float32Array(size);
-    this.t = state?.t ?? 0;
+    ({ t: this.t, m: this.m, v: this.v } = startingState(state, hi - lo));
   }
 
   /** One update of params[lo, hi) in place; `grad` is this slice's (summed) gradient, pre-clipping. */

@@ -16,7 +16,7 @@ import {
 } from '../engine.js';
 import { batchIndices } from '../gradients.js';
 import { concat } from '../../util/matrix.js';
-import { adamScalars, type OptimizerState } from '../optimizer.js';
+import { adamScalars, startingState, type OptimizerState } from '../optimizer.js';
 import { MaskDrawer } from './masks.js';
 import { loadOrt, type Ort, type OrtSession, type OrtTensor } from '../../onnx/runtime.js';
 import { DeviceState, HostState, type StepState } from './state.js';
@@ -70,16 +70,9 @@ export class OrtEngine implements TrainEngine {
     private readonly options: OrtEngineOptions,
   ) {
     this.model = new TwoTower(options.spec);
-    const size = this.model.layout.size;
-    const state = options.optimizerState;
-    if (state && (state.m.length !== size || state.v.length !== size))
-      throw new Error(`optimizer state has ${state.m.length} values, the model ${size}`);
-    const initial = {
-      params: options.params.slice(),
-      m: state ? state.m.slice() : new Float32Array(size),
-      v: state ? state.v.slice() : new Float32Array(size),
-    };
-    this.t = state?.t ?? 0;
+    const { t, m, v } = startingState(options.optimizerState, this.model.layout.size);
+    const initial = { params: options.params.slice(), m, v };
+    this.t = t;
     this.state = options.provider === 'webgpu' ? new DeviceState(ort, initial, 'webgpu') : new HostState(ort, initial);
     // Threads drawing the next step's dropout masks while a step runs: one on the CPU, where the step's own threads
     // take the cores; up to 8 beside a GPU.
