@@ -35,7 +35,6 @@ export const CLOSE_GRACE_MS = 3_000;
 
 /** Load the run and start listening; resolves once the server accepts requests. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
-  if (options.port > 65535) throw new InputError(`--port ${options.port}: expected 0 to 65535`);
   if (options.run) await existingRunDir(options.workdir, options.run);
   const started = performance.now();
   const { run, recommender } = options.run
