@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import * as z from 'zod';
 import { SCENE_VIEWS } from '../data/workdir.js';
 import {
+  betweenSwapRenames,
   cleanTempFiles,
   restoreAside,
   waitForSwap,
@@ -231,22 +232,46 @@ export async function loadCheckpoint<Config = unknown>(
   // state and weights are of one save.
   for (let attempt = 1; ; attempt++) {
     const state = await readCheckpointState(runDir, name, config);
+    let checkpoint: Checkpoint<Config>;
     try {
       if (!state) throw new Error(`no checkpoint at ${dir}`);
-      const checkpoint = await readCheckpointFiles(dir, state, layout);
-      const after = await readStateFile(runDir, name, config); // a swap since: the next try waits it out
-      if (JSON.stringify(after) === JSON.stringify(state)) return checkpoint;
+      checkpoint = await readCheckpointFiles(dir, state, layout);
     } catch (err) {
-      if (attempt === READ_TRIES) throw err;
+      // A swap explains a failed read (a file gone with the folder set aside) that the next try would not repeat;
+      // a damaged or foreign checkpoint that stays put fails the same way every time, so it is reported at once.
+      if (attempt === READ_TRIES || !(await replacedSince(runDir, name, state, config))) throw err;
       continue;
     }
+    if (!(await stateChangedSince(runDir, name, state, config))) return checkpoint;
     if (attempt === READ_TRIES)
       throw new RunError(`${dir} was replaced while being read, ${READ_TRIES} times in a row: try again`);
   }
 }
 
-/** Reads of a checkpoint folder before giving up on one that keeps being replaced (or stays damaged). */
+/** Reads of a checkpoint folder before giving up on one that keeps being replaced. */
 const READ_TRIES = 5;
+
+/** Whether the checkpoint whose state.json read as `state` has been swapped out since, or is being swapped now. */
+async function replacedSince<Config>(
+  runDir: string,
+  name: CheckpointName,
+  state: CheckpointState<Config> | null,
+  config?: z.ZodType<Config>,
+): Promise<boolean> {
+  return (
+    (await betweenSwapRenames(checkpointDir(runDir, name))) || (await stateChangedSince(runDir, name, state, config))
+  );
+}
+
+/** Whether the checkpoint's state.json now differs from `state` (a new save swapped in, or the folder gone). */
+async function stateChangedSince<Config>(
+  runDir: string,
+  name: CheckpointName,
+  state: CheckpointState<Config> | null,
+  config?: z.ZodType<Config>,
+): Promise<boolean> {
+  return JSON.stringify(await readStateFile(runDir, name, config)) !== JSON.stringify(state);
+}
 
 /** The weights (and the trainer's state, when saved) of the checkpoint folder `dir`, whose state.json is `state`. */
 async function readCheckpointFiles<Config>(

@@ -249,13 +249,16 @@ export async function writeDirAtomic<T>(
  * instant the folder has no name, and a reader would take it for missing.
  */
 export async function waitForSwap(path: string, timeoutMs = 2000): Promise<void> {
-  const asideName = `${ASIDE_MARK}${basename(path)}`;
-  for (const until = Date.now() + timeoutMs; Date.now() < until && !(await isDirectory(path));) {
-    const names = await readdir(dirname(path)).catch(() => [] as string[]);
-    const swapping = names.some((name) => name !== asideName && name.replace(OWNER, '') === asideName);
-    if (!swapping) return;
+  for (const until = Date.now() + timeoutMs; Date.now() < until && (await betweenSwapRenames(path));)
     await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+}
+
+/** Whether a process is between the two renames of a `replaceDir` of `path`: no folder there, one set aside. */
+export async function betweenSwapRenames(path: string): Promise<boolean> {
+  if (await isDirectory(path)) return false;
+  const asideName = `${ASIDE_MARK}${basename(path)}`;
+  const names = await readdir(dirname(path)).catch(() => [] as string[]);
+  return names.some((name) => name !== asideName && name.replace(OWNER, '') === asideName);
 }
 
 /**
