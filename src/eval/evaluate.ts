@@ -11,7 +11,7 @@ import * as z from 'zod';
 import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
 import { sceneProductKey } from '../data/store/embeddings.js';
-import { loadPairInputs, type PairInputs } from '../data/store/pair-inputs.js';
+import { loadPairInputs, loadProductInputs, type PairInputs, type ProductInputs } from '../data/store/pair-inputs.js';
 import { DOMAINS, SPLIT_SCHEMES, type SplitScheme } from '../data/types.js';
 import type { CheckpointName } from '../model/checkpoint.js';
 import { loadTrainedModel, type TrainedModel } from '../model/load.js';
@@ -218,6 +218,8 @@ interface PartVectors extends Omit<PairInputs, 'scenes' | 'products' | 'dim'> {
  */
 class EvalVectors {
   private readonly parts = new Map<string, Promise<PartVectors>>();
+  /** The catalog's input vectors, read once for every part (38k × 768 floats at full size). */
+  private productInputs?: Promise<ProductInputs>;
   private catalog?: Promise<Float32Array>;
 
   constructor(
@@ -241,12 +243,14 @@ class EvalVectors {
   }
 
   private async load(scheme: SplitScheme, part: EvalSplit, pairs: number[]): Promise<PartVectors> {
+    this.productInputs ??= loadProductInputs(this.workdir, this.dataset, this.embeddings);
     const { scenes, products, dim, ...inputs } = await loadPairInputs(
       this.workdir,
       this.dataset,
       this.embeddings,
       this.sceneView,
       pairs,
+      await this.productInputs,
     );
     if (inputs.keptPairs.length === 0) {
       throw new InputError(

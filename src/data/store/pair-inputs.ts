@@ -24,28 +24,30 @@ export interface PairInputs {
   model: string;
 }
 
+/** The vector of every catalog product: read once by a caller that loads several sets of pairs. */
+export type ProductInputs = Pick<PairInputs, 'products' | 'dim' | 'missingProducts' | 'model'>;
+
+/** `products`: the catalog's vectors as loadProductInputs read them (read here when not given). */
 export async function loadPairInputs(
   workdir: string,
   dataset: Dataset,
   modelId: string,
   view: SceneView,
   pairIndices: number[],
+  products?: ProductInputs,
 ): Promise<PairInputs> {
   const paths = workdirPaths(workdir);
-  const howToMake = (flags = '') =>
-    modelId === SYNTH_MODEL ? '`ctl data synth --dim D`' : `\`ctl embed --model ${modelId}${flags}\``;
-  const productStore = await openStoreToRead(paths.embeddings(modelId, 'products'), howToMake());
+  const catalog = products ?? (await loadProductInputs(workdir, dataset, modelId));
   const sceneStore = await openStoreToRead(
     paths.embeddings(modelId, sceneViewStore(view)),
-    howToMake(view === 'full' ? '' : ` --scene-view ${view}`),
+    howToMake(modelId, view === 'full' ? '' : ` --scene-view ${view}`),
   );
-  if (productStore.dim !== sceneStore.dim)
+  if (catalog.dim !== sceneStore.dim)
     throw new InputError(
-      `${productStore.dir} holds ${productStore.dim}-d vectors, ${sceneStore.dir} ${sceneStore.dim}-d: embed both with the same model`,
+      `${paths.embeddings(modelId, 'products')} holds ${catalog.dim}-d vectors, ${sceneStore.dir} ${sceneStore.dim}-d: embed both with the same model`,
     );
 
-  const products = await productStore.read(dataset.products.map((p) => p.sig));
-  const missingProducts = new Set(products.missing);
+  const missingProducts = new Set(catalog.missingProducts.map((j) => dataset.products[j].sig));
   const productIndexOf = new Map(dataset.products.map((p, i) => [p.sig, i]));
 
   const sceneKey = (i: number) => {
@@ -59,17 +61,32 @@ export async function loadPairInputs(
       !missingProducts.has(dataset.pairs[i].product),
   );
   const scenes = await sceneStore.read(keptPairs.map(sceneKey));
-  checkFinite(productStore, products.data, (j) => dataset.products[j].sig);
   checkFinite(sceneStore, scenes.data, (i) => sceneKey(keptPairs[i]));
   return {
+    ...catalog,
     scenes: scenes.data,
-    products: products.data,
-    dim: productStore.dim,
     keptPairs,
     missingPairs: pairIndices.length - keptPairs.length,
-    missingProducts: dataset.products.flatMap((p, j) => (missingProducts.has(p.sig) ? [j] : [])),
-    model: productStore.meta.model,
   };
+}
+
+/** The vector of every product of `dataset.products`, from the model's product store. */
+export async function loadProductInputs(workdir: string, dataset: Dataset, modelId: string): Promise<ProductInputs> {
+  const store = await openStoreToRead(workdirPaths(workdir).embeddings(modelId, 'products'), howToMake(modelId));
+  const products = await store.read(dataset.products.map((p) => p.sig));
+  checkFinite(store, products.data, (j) => dataset.products[j].sig);
+  const missing = new Set(products.missing);
+  return {
+    products: products.data,
+    dim: store.dim,
+    missingProducts: dataset.products.flatMap((p, j) => (missing.has(p.sig) ? [j] : [])),
+    model: store.meta.model,
+  };
+}
+
+/** The command that makes the model's stores (`flags` added to it). */
+function howToMake(modelId: string, flags = ''): string {
+  return modelId === SYNTH_MODEL ? '`ctl data synth --dim D`' : `\`ctl embed --model ${modelId}${flags}\``;
 }
 
 function checkFinite(store: EmbeddingStore, rows: Float32Array, idOfRow: (row: number) => string): void {
