@@ -66,6 +66,16 @@ describe('ctl eval', () => {
     }
   });
 
+  it('records in each report which backend ran the towers, and prints it', async () => {
+    const r = ctl('eval', '--run', 'v2', '--protocol', 'seed', '--backend', 'wasm', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)[0].backend).toBe('wasm');
+    expect(r.stderr).toContain('run v2 (best checkpoint, epoch');
+    expect(r.stderr).toContain(', towers on wasm)');
+    const saved = JSON.parse(await readFile(join(workdir, 'runs', 'v2', 'eval', 'seed-val.json'), 'utf8'));
+    expect(saved.backend).toBe('wasm');
+  });
+
   it('says a synthetic dataset with an empty part needs more scenes', async () => {
     const small = await mkdtemp(join(tmpdir(), 'ctl-eval-few-'));
     try {

@@ -172,6 +172,7 @@ describe('ctl export', () => {
       const line = card.split('\n').find((l) => l.startsWith(`${protocol} (`));
       expect(line, protocol).toContain(`${(100 * report.metrics.recall['10']).toFixed(1)}%`);
       expect(line, protocol).toContain(report.metrics.mrr.toFixed(3));
+      expect(line, protocol).toContain(`, towers on ${report.backend} `);
     }
     expect(card).toContain("model.load_state_dict(load_file('model.safetensors'), strict=True)");
     expect(card).toContain("ort.InferenceSession('scene_tower.onnx')");

@@ -568,6 +568,13 @@ describe('ctl serve: JSON API', () => {
       await writeFile(reportFile, JSON.stringify({ ...report, metrics: { ...report.metrics, recall: { 10: 7.5 } } }));
       expect((await listRuns(workdir))[0].catalogRecall10).toBeNull();
       expect((await readRun(workdir, 'live'))!.reports['catalog-test']).toBeUndefined();
+      await writeFile(reportFile, JSON.stringify({ ...report, backend: 7 }));
+      expect((await readRun(workdir, 'live'))!.reports['catalog-test']).toBeUndefined();
+      // A report of an older ctl, which did not record the towers' backend, is read as before.
+      const { backend, ...older } = report;
+      expect(backend).toEqual(expect.any(String)); // this ctl records it
+      await writeFile(reportFile, JSON.stringify(older));
+      expect((await readRun(workdir, 'live'))!.reports['catalog-test']).toEqual(older);
 
       // A damaged last state.json is left out too: the run says so and shows what its best says.
       await writeFile(stateFile, JSON.stringify({ ...state, config: {}, epoch: 'one' }));

@@ -286,6 +286,10 @@ describe.skipIf(!haveChromium && !process.env.CI)('ctl serve in chromium', () =>
     // Two series on the validation chart (both runs) plus the zero-shot line.
     expect(await page.locator('.chart').first().locator('.u-legend .u-series').count()).toBeGreaterThanOrEqual(4);
     expect(await page.locator('table.report tbody tr').count()).toBe(2);
+    // Each report says what computed it: the checkpoint and the backend that ran its towers.
+    expect(await page.locator('table.report tbody tr').first().textContent()).toContain(
+      `, towers on ${fixture.catalogReport.backend}`,
+    );
     expect(await page.locator('.bars .bar').count()).toBeGreaterThan(0);
     expect(await page.locator('#runs-table').textContent()).toContain('finished');
     // Each number says what it is: the best epoch's validation metric by name, the eval's R@10 with its split.

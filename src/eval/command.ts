@@ -100,7 +100,7 @@ export function registerEvalCommand(program: Command): void {
       }
       const first = reports[0];
       log(
-        `\n${o.zeroShot ? `zero-shot '${first.data.embeddings}'` : `run ${o.run} (${o.checkpoint} checkpoint, epoch ${first.checkpoint?.epoch})`}, ` +
+        `\n${o.zeroShot ? `zero-shot '${first.data.embeddings}'` : `run ${o.run} (${o.checkpoint} checkpoint, epoch ${first.checkpoint?.epoch}, towers on ${first.backend})`}, ` +
           `${first.data.source === 'stl' ? `STL-${first.data.domain}` : 'SYNTHETIC data'}, ${first.data.sceneView} scenes`,
       );
       log(

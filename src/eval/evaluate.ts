@@ -32,6 +32,9 @@ export interface EvalReport {
   run: string | null;
   model: 'trained' | 'zero-shot';
   checkpoint?: { which: CheckpointName; epoch: number; metric: number };
+  /** What ran the towers (TrainedModel.backend: 'ort-cpu', or a TensorFlow.js backend's name): their float sums
+   * differ, and so may the last digits of two reports. Absent for zero-shot (no towers) and from an older ctl. */
+  backend?: string;
   protocol: Protocol;
   split: { scheme: SplitScheme; part: EvalSplit };
   /** Where the numbers come from: real STL or synthetic data, and which image embeddings. */
@@ -117,6 +120,7 @@ export async function evaluateRun(
       const report = await evaluateWith(vectors, request, engine, trainScenes);
       report.run = run;
       report.checkpoint = { which: checkpoint, epoch: model.state.epoch, metric: model.state.metric };
+      report.backend = model.backend;
       if (otherData) report.trainedOnOtherData = true;
       const file = evalReportFile(request.protocol, request.split, checkpoint);
       await writeJsonAtomic(join(runPaths(dir).evalDir, file), report);

@@ -20,6 +20,7 @@ function checkEvalReport(value: unknown, file: string): EvalReport {
   const report = value as EvalReport;
   if (typeof report !== 'object' || report === null) fail('the report', 'a JSON object');
   if (!PROTOCOLS.includes(report.protocol)) fail('protocol', `one of ${PROTOCOLS.join(', ')}`);
+  if (report.backend !== undefined && typeof report.backend !== 'string') fail('backend', 'a string');
   const m = report.metrics;
   if (typeof m !== 'object' || m === null) fail('metrics', 'an object');
   if (!(Number.isInteger(m.queries) && m.queries >= 0)) fail('metrics.queries', 'a count');

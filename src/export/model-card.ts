@@ -88,7 +88,9 @@ function evaluation(c: CardInput): string[] {
         'then export again.',
     ];
   const rows = c.evalReports.map((r) => ({
-    label: `${r.protocol} (${r.split.scheme}/${r.split.part}), ${r.checkpoint?.which ?? '?'} epoch ${r.checkpoint?.epoch ?? '?'}`,
+    label:
+      `${r.protocol} (${r.split.scheme}/${r.split.part}), ${r.checkpoint?.which ?? '?'} epoch ${r.checkpoint?.epoch ?? '?'}` +
+      (r.backend ? `, towers on ${r.backend}` : ''),
     metrics: r.metrics,
     note: reportNote(r),
   }));

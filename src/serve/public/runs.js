@@ -206,12 +206,18 @@ function drawReports(details) {
             {},
             ...names.map((n) => {
               const m = d.reports[n].metrics ?? {};
-              const checkpoint = d.reports[n].checkpoint;
+              const { checkpoint, backend } = d.reports[n];
               return el(
                 'tr',
                 {},
                 el('td', {}, n),
-                el('td', {}, checkpoint ? `${checkpoint.which}, epoch ${checkpoint.epoch}` : '–'),
+                el(
+                  'td',
+                  {},
+                  checkpoint
+                    ? `${checkpoint.which}, epoch ${checkpoint.epoch}` + (backend ? `, towers on ${backend}` : '')
+                    : '–',
+                ),
                 el('td', {}, String(m.queries ?? '–')),
                 ...['1', '5', '10', '50'].map((k) => el('td', {}, pct(m.recall?.[k]))),
                 el('td', {}, num(m.mrr)),
