@@ -17,6 +17,7 @@ import { lockRun } from '../src/train/run.js';
 import { ctlIn } from './export-fixtures.js';
 import { runPython, skipWithoutTorch } from './torch-python.js';
 import { plantedWorkdir, TEST_MODEL } from './train-fixtures.js';
+import { gatherRows } from '../src/util/matrix.js';
 
 // The reference's classes with random weights, saved as the reference saves them and as bare state_dicts.
 const WRITE_CHECKPOINTS = String.raw`
@@ -181,7 +182,8 @@ beforeAll(async () => {
     pairProducts.set(inputs.products.subarray(j * inputs.dim, (j + 1) * inputs.dim), i * inputs.dim);
   });
   const rows = inputs.keptPairs.length;
-  await writeFile(join(dir, 'val-scenes.npy'), encodeNpy(inputs.scenes, [rows, inputs.dim]));
+  const pairScenes = gatherRows(inputs.scenes, inputs.sceneRow, inputs.dim);
+  await writeFile(join(dir, 'val-scenes.npy'), encodeNpy(pairScenes, [rows, inputs.dim]));
   await writeFile(join(dir, 'val-products.npy'), encodeNpy(pairProducts, [rows, inputs.dim]));
   const leaves = inputs.keptPairs.map((p) => {
     const product = dataset.products[productRow.get(dataset.pairs[p].product)!];

@@ -9,6 +9,7 @@ import { keyedRandom } from '../src/util/random.js';
 import type { ModelConfig } from '../src/model/config.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
 import { LocalEngine, type EngineOptions, type StepPlan, type TrainEngine } from '../src/train/engine.js';
+import { gatherRows } from '../src/util/matrix.js';
 import { ParallelEngine } from '../src/train/parallel.js';
 import { smallConfig } from './train-fixtures.js';
 
@@ -17,7 +18,8 @@ const spec: ModelSpec = { ...(smallConfig().model as ModelConfig), inputDim: 24,
 const model = new TwoTower(spec);
 const rng = keyedRandom(7, 'engines-test');
 const gaussian = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
-const [trainRows, products] = [40, 30];
+// Training rows share scenes, as a scene's pairs do: each row's scene is gathered through trainSceneRow.
+const [trainRows, trainScenes, products] = [40, 16, 30];
 const productCategory = Int32Array.from({ length: products }, () => rng.int(spec.numCategories));
 const options: EngineOptions = {
   spec,
@@ -26,7 +28,8 @@ const options: EngineOptions = {
   seed: 3,
   params: model.layout.initialise(3),
   matrices: {
-    trainScenes: gaussian(trainRows * spec.inputDim),
+    trainScenes: gaussian(trainScenes * spec.inputDim),
+    trainSceneRow: Int32Array.from({ length: trainRows }, () => rng.int(trainScenes)),
     valScenes: gaussian(5 * spec.inputDim),
     products: gaussian(products * spec.inputDim),
     productCategory,
@@ -105,4 +108,25 @@ describe('the training step on every engine', () => {
       }
     });
   }
+});
+
+describe("the training rows' scenes", () => {
+  it('are gathered through trainSceneRow: the same step as with one scene row per training row', async () => {
+    const { trainScenes, trainSceneRow } = options.matrices;
+    const perRow = new LocalEngine({
+      ...options,
+      matrices: {
+        ...options.matrices,
+        trainScenes: gatherRows(trainScenes, trainSceneRow, spec.inputDim),
+        trainSceneRow: Int32Array.from(trainSceneRow.keys()),
+      },
+    });
+    const shared = new LocalEngine(options);
+    for (const plan of Object.values(plans)) {
+      const [want, got] = [await perRow.step(plan), await shared.step(plan)];
+      for (const key of ['loss', 'infonce', 'triplet', 'temperature', 'gradNorm'] as const)
+        expect(got[key], key).toBe(want[key]);
+      expect(await shared.optimizerState()).toEqual(await perRow.optimizerState());
+    }
+  });
 });

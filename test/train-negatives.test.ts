@@ -8,6 +8,7 @@ import { hardestAllowed, inBatchCandidates } from '../src/train/negatives/in-bat
 import { MinedPool, minePool, rankWindowPicks } from '../src/train/negatives/mined.js';
 import { NEGATIVE_STRATEGIES, createNegativeSampler } from '../src/train/negatives.js';
 import type { NegativesConfig } from '../src/train/config.js';
+import { gatherRows } from '../src/util/matrix.js';
 
 /** Scenes with 1-5 products, few categories, products shared between scenes. */
 function randomIndex(seed: number, products = 60, scenes = 40, categories = 3): NegativeIndex {
@@ -28,6 +29,8 @@ function randomIndex(seed: number, products = 60, scenes = 40, categories = 3): 
     scenePositives,
     rowScene: Int32Array.from(rowScene),
     rowProduct: Int32Array.from(rowProduct),
+    // The training scenes are the scenes, each once: a row's is its scene's.
+    trainSceneRow: Int32Array.from(rowScene),
   };
 }
 
@@ -54,6 +57,7 @@ describe('same-category-random', () => {
       scenePositives: [Int32Array.from([0, 1])],
       rowScene: Int32Array.from([0, 0]),
       rowProduct: Int32Array.from([0, 1]),
+      trainSceneRow: Int32Array.from([0, 0]),
     };
     expect(sameCategoryRandom(index, 0, keyedRandom(1))).toBe(-1);
   });
@@ -141,7 +145,7 @@ describe('mined', () => {
     const index = randomIndex(7, 80, 50, 3);
     const dim = 8;
     const rng = keyedRandom(2);
-    const scenes = Float32Array.from({ length: index.rowProduct.length * dim }, () => rng.normal());
+    const scenes = Float32Array.from({ length: index.scenePositives.length * dim }, () => rng.normal());
     const products = Float32Array.from({ length: 80 * dim }, () => rng.normal());
     const pool = await minePool(index, scenes, products, dim, { window: [1, 6], poolSize: 3, seed: 1, step: 10 });
     expect(pool.step).toBe(10);
@@ -158,6 +162,19 @@ describe('mined', () => {
     // Each mining draws anew from the window: the same vectors mined at another step give other pools.
     const later = await minePool(index, scenes, products, dim, { window: [1, 6], poolSize: 3, seed: 1, step: 20 });
     expect(later.pool).not.toEqual(pool.pool);
+  });
+
+  it("scores each row with its scene's vector: the pools of one encoded row per training row", async () => {
+    const index = randomIndex(8, 80, 50, 3);
+    expect(index.rowProduct.length).toBeGreaterThan(index.scenePositives.length);
+    const dim = 8;
+    const rng = keyedRandom(3);
+    const scenes = Float32Array.from({ length: index.scenePositives.length * dim }, () => rng.normal());
+    const products = Float32Array.from({ length: 80 * dim }, () => rng.normal());
+    const options = { window: [1, 6] as [number, number], poolSize: 3, seed: 1, step: 10 };
+    const perRow = { ...index, trainSceneRow: Int32Array.from(index.rowScene.keys()) };
+    const want = await minePool(perRow, gatherRows(scenes, index.trainSceneRow, dim), products, dim, options);
+    expect((await minePool(index, scenes, products, dim, options)).pool).toEqual(want.pool);
   });
 
   it("falls back when a row's pool is empty, and never draws a partly filled pool's padding", () => {
@@ -197,10 +214,12 @@ describe('strategies behind one interface', () => {
 
   it('mines every refreshSteps steps, and resumes from its checkpointed state drawing the same negatives', async () => {
     const dim = 8;
-    const towers = {
-      encode: async (matrix: string) =>
-        Float32Array.from({ length: (matrix === 'products' ? 80 : index.rowProduct.length) * dim }, () => rng.normal()),
+    // The training scenes encode to one row per distinct scene, not one per training row.
+    const encoded = {
+      trainScenes: Float32Array.from({ length: index.scenePositives.length * dim }, () => rng.normal()),
+      products: Float32Array.from({ length: 80 * dim }, () => rng.normal()),
     };
+    const towers = { encode: async (matrix: string) => encoded[matrix as keyof typeof encoded] };
     const sampler = createNegativeSampler('mined', context);
     await sampler.refresh!(0, towers);
     await sampler.refresh!(3, towers);
@@ -209,6 +228,13 @@ describe('strategies behind one interface', () => {
     const state = sampler.state!()!;
     expect(state.step).toBe(5);
     expect(state.width).toBe(3);
+    const mined = await minePool(index, encoded.trainScenes, encoded.products, dim, {
+      window: config.rankWindow,
+      poolSize: config.poolSize,
+      seed: context.seed,
+      step: 5,
+    });
+    expect(state.table).toEqual(mined.pool);
     await sampler.refresh!(5, towers);
     expect(sampler.state!()!.table).toBe(state.table);
 

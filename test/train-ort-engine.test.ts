@@ -25,9 +25,11 @@ const v1: ModelConfig = {
 };
 const rng = keyedRandom(11, 'ort-engine-test');
 const gaussian = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
-const [inputDim, numCategories, trainRows, products, batch] = [24, 3, 40, 30, 12];
+const [inputDim, numCategories, trainRows, trainScenes, products, batch] = [24, 3, 40, 16, 30, 12];
+// Training rows share scenes, as a scene's pairs do: the step gathers each row's scene through trainSceneRow.
 const matrices = {
-  trainScenes: gaussian(trainRows * inputDim),
+  trainScenes: gaussian(trainScenes * inputDim),
+  trainSceneRow: Int32Array.from({ length: trainRows }, () => rng.int(trainScenes)),
   valScenes: gaussian(5 * inputDim),
   products: gaussian(products * inputDim),
   productCategory: Int32Array.from({ length: products }, () => rng.int(numCategories)),

@@ -11,11 +11,12 @@ import { trainConfigSchema } from '../src/train/config.js';
 import { loadTrainingData } from '../src/train/data.js';
 import { loadTrainedModel } from '../src/model/load.js';
 import { loadPairInputs } from '../src/data/store/pair-inputs.js';
-import { EmbeddingStore } from '../src/data/store/embeddings.js';
+import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
 import { evaluateProtocol } from '../src/eval/protocols.js';
 import { evaluateRun } from '../src/eval/evaluate.js';
-import { workdirPaths } from '../src/data/workdir.js';
+import { sceneViewStore, workdirPaths } from '../src/data/workdir.js';
 import { InputError, RunError } from '../src/util/errors.js';
+import { gatherRows } from '../src/util/matrix.js';
 import { acquireLock } from '../src/util/lock.js';
 import { synthesise } from '../src/data/synth/run.js';
 import { plantedWorkdir, smallConfig, TEST_MODEL, writeConfig, type ConfigFile } from './train-fixtures.js';
@@ -98,7 +99,8 @@ describe('trainRun', () => {
     expect(inFileOrder).not.toEqual(dataset.categories.map((c) => c.name));
     const val = dataset.splits.scene.parts.val!;
     const inputs = await loadPairInputs(workdir, dataset, TEST_MODEL, 'full', val);
-    const scenes = await model.encodeScenes(inputs.scenes, inputs.keptPairs.length);
+    const pairScenes = gatherRows(inputs.scenes, inputs.sceneRow, inputs.dim);
+    const scenes = await model.encodeScenes(pairScenes, inputs.keptPairs.length);
     const rows = model.categoryRows(dataset.categories);
     const products = await model.encodeProducts(
       inputs.products,
@@ -346,6 +348,26 @@ describe('trainRun', () => {
     const drawable = new Set(data.negativeIndex.byCategory.flatMap((products) => Array.from(products)));
     expect(drawable.size).toBe(dataset.products.length - 5);
     for (const j of data.missingProducts) expect(drawable.has(j)).toBe(false);
+  });
+
+  it("holds each distinct scene input once, a row's at its sceneRow: a scene's pairs share it in the full view, not in the crop views", async () => {
+    const paths = workdirPaths(workdir);
+    for (const sceneView of ['full', 'hide-product'] as const) {
+      const data = await loadTrainingData(workdir, trainConfigSchema.parse(smallConfig({ sceneView })), 'test.json');
+      const store = await EmbeddingStore.open(paths.embeddings(TEST_MODEL, sceneViewStore(sceneView)));
+      const keyOf = (p: number) => {
+        const { scene, product } = dataset.pairs[p];
+        return sceneView === 'full' ? scene : sceneProductKey(scene, product);
+      };
+      for (const rows of [data.train, data.val]) {
+        const keys = rows.pairs.map(keyOf);
+        expect(rows.scenes.length / data.dim, `${sceneView}: distinct scenes`).toBe(new Set(keys).size);
+        const { data: want } = await store.read(keys);
+        expect(gatherRows(rows.scenes, rows.sceneRow, data.dim)).toEqual(want);
+      }
+      if (sceneView === 'full') expect(data.train.scenes.length / data.dim).toBeLessThan(data.train.pairs.length);
+      expect(data.negativeIndex.trainSceneRow).toBe(data.train.sceneRow);
+    }
   });
 
   it('a non-finite embedding stops training and eval, naming the store and the row', async () => {

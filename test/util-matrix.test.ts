@@ -1,6 +1,6 @@
 // The shared row-major matrix helpers (src/util/matrix.ts).
 import { describe, expect, it } from 'vitest';
-import { gatherRows, l2NormalizeRows } from '../src/util/matrix.js';
+import { distinctRows, gatherRows, l2NormalizeRows } from '../src/util/matrix.js';
 
 describe('l2NormalizeRows', () => {
   it('scales each row to unit length in place and leaves a zero row zero', () => {
@@ -18,5 +18,13 @@ describe('gatherRows', () => {
     expect(Array.from(out)).toEqual([5, 6, 0, 0, 1, 2, 5, 6]);
     out[0] = 9;
     expect(m[4]).toBe(5);
+  });
+});
+
+describe('distinctRows', () => {
+  it("takes each key's first row, in order of first appearance, and maps every row to its key's", () => {
+    const { firsts, rowOf } = distinctRows(['b', 'a', 'b', 'c', 'a']);
+    expect(firsts).toEqual([0, 1, 3]);
+    expect(Array.from(rowOf)).toEqual([0, 1, 0, 2, 1]);
   });
 });

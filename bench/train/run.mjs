@@ -196,7 +196,9 @@ const options = {
   seed: 0,
   params: new TwoTower(spec).layout.initialise(0),
   matrices: {
+    // One scene row per training row, as torch_bench.py reads them.
     trainScenes: data.trainScenes,
+    trainSceneRow: Int32Array.from({ length: numRows }, (_, i) => i),
     valScenes: data.trainScenes.subarray(0, dim),
     products: data.products,
     productCategory: data.productCategory,

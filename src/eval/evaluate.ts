@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import * as z from 'zod';
 import { datasetDigest, OTHER_DATA, trainedOnOtherData, type Dataset } from '../data/dataset.js';
 import { loadDataset } from '../data/stl/dataset-io.js';
-import { sceneProductKey } from '../data/store/embeddings.js';
 import { loadPairInputs, loadProductInputs, type PairInputs, type ProductInputs } from '../data/store/pair-inputs.js';
 import { DOMAINS, SPLIT_SCHEMES, type SplitScheme } from '../data/types.js';
 import type { CheckpointName } from '../model/checkpoint.js';
@@ -207,7 +206,7 @@ async function evaluateWith(
 }
 
 /** A part's pairs as a protocol ranks them: their scene vectors and the catalog's product vectors. */
-interface PartVectors extends Omit<PairInputs, 'scenes' | 'products' | 'dim'> {
+interface PartVectors extends Omit<PairInputs, 'scenes' | 'sceneRow' | 'products' | 'dim'> {
   /** Row i = the query vector of keptPairs[i] (L2-normalised). */
   sceneVectors: Float32Array;
   /** Row j = the vector of dataset.products[j] (L2-normalised). */
@@ -248,7 +247,7 @@ class EvalVectors {
 
   private async load(scheme: SplitScheme, part: EvalSplit, pairs: number[]): Promise<PartVectors> {
     this.productInputs ??= loadProductInputs(this.workdir, this.dataset, this.embeddings);
-    const { scenes, products, dim, ...inputs } = await loadPairInputs(
+    const { scenes, sceneRow, products, dim, ...inputs } = await loadPairInputs(
       this.workdir,
       this.dataset,
       this.embeddings,
@@ -265,42 +264,17 @@ class EvalVectors {
       ? this.encodeProducts(this.model, products)
       : Promise.resolve(l2NormalizeRows(products, dim));
     const productVectors = await this.catalog;
-    const sceneVectors = this.model
-      ? await this.encodeScenes(this.model, inputs.keptPairs, scenes, dim)
+    // Each distinct scene input once (the full view shares one between a scene's pairs), then one row per pair.
+    const distinctScenes = this.model
+      ? await this.model.encodeScenes(scenes, scenes.length / dim)
       : l2NormalizeRows(scenes, dim);
-    return { ...inputs, sceneVectors, productVectors, dim: this.model ? this.model.spec.out : dim };
+    const outDim = this.model ? this.model.spec.out : dim;
+    return { ...inputs, sceneVectors: gatherRows(distinctScenes, sceneRow, outDim), productVectors, dim: outDim };
   }
 
   private encodeProducts(model: TrainedModel, products: Float32Array): Promise<Float32Array> {
     const rows = model.categoryRows(this.dataset.categories);
     const categories = Int32Array.from(this.dataset.products, (p) => rows[p.category]);
     return model.encodeProducts(products, categories, this.dataset.products.length);
-  }
-
-  /** The scene tower over the pairs' scene inputs; identical scene inputs are encoded once. */
-  private async encodeScenes(
-    model: TrainedModel,
-    pairs: number[],
-    scenes: Float32Array,
-    inputDim: number,
-  ): Promise<Float32Array> {
-    // The full view repeats one scene vector for each of the scene's pairs: encode each scene once.
-    const { dataset, sceneView } = this;
-    const keyOf = (p: number) =>
-      sceneView === 'full' ? dataset.pairs[p].scene : sceneProductKey(dataset.pairs[p].scene, dataset.pairs[p].product);
-    const uniqueRow = new Map<string, number>();
-    const sources: number[] = [];
-    const rowOfPair = pairs.map((p, i) => {
-      const key = keyOf(p);
-      let row = uniqueRow.get(key);
-      if (row === undefined) {
-        row = sources.length;
-        uniqueRow.set(key, row);
-        sources.push(i);
-      }
-      return row;
-    });
-    const encoded = await model.encodeScenes(gatherRows(scenes, sources, inputDim), sources.length);
-    return gatherRows(encoded, rowOfPair, model.spec.out);
   }
 }

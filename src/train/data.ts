@@ -10,13 +10,16 @@ import { InputError } from '../util/errors.js';
 import { log } from '../util/log.js';
 import type { TrainConfig } from './config.js';
 import type { NegativeIndex } from './negatives/negative-index.js';
-import { gatherRows } from '../util/matrix.js';
+import { distinctRows, gatherRows } from '../util/matrix.js';
+import type { PairInputs } from '../data/store/pair-inputs.js';
 
 export interface PairRows {
   /** dataset.pairs indices, one per row. */
   pairs: number[];
-  /** [rows, dim] scene embeddings. */
+  /** [distinct scene inputs, dim]: each scene embedding of these rows once (see PairInputs.scenes). */
   scenes: Float32Array;
+  /** Row → its row of `scenes`. */
+  sceneRow: Int32Array;
 }
 
 export interface TrainingData {
@@ -70,8 +73,8 @@ export async function loadTrainingData(
   const trainRows: number[] = [];
   const valRows: number[] = [];
   inputs.keptPairs.forEach((p, row) => (valSet.has(p) ? valRows : trainRows).push(row));
-  const train = pick(inputs.keptPairs, inputs.scenes, trainRows, inputs.dim);
-  const val = pick(inputs.keptPairs, inputs.scenes, valRows, inputs.dim);
+  const train = pick(inputs, trainRows);
+  const val = pick(inputs, valRows);
   const missing = {
     trainPairs: trainPairs.length - train.pairs.length,
     valPairs: valPairs.length - val.pairs.length,
@@ -129,7 +132,7 @@ export async function loadTrainingData(
     products: inputs.products,
     productCategory,
     rowProduct,
-    negativeIndex: { productCategory, byCategory, scenePositives, rowScene, rowProduct },
+    negativeIndex: { productCategory, byCategory, scenePositives, rowScene, rowProduct, trainSceneRow: train.sceneRow },
     missing,
     missingProducts: inputs.missingProducts,
     fingerprint,
@@ -137,6 +140,17 @@ export async function loadTrainingData(
   };
 }
 
-function pick(keptPairs: number[], scenes: Float32Array, rows: number[], dim: number): PairRows {
-  return { pairs: rows.map((r) => keptPairs[r]), scenes: gatherRows(scenes, rows, dim) };
+/** Some of the inputs' rows, with the scene embeddings those rows use (each once). */
+function pick(inputs: PairInputs, rows: number[]): PairRows {
+  const sceneRows = rows.map((r) => inputs.sceneRow[r]);
+  const { firsts, rowOf } = distinctRows(sceneRows);
+  return {
+    pairs: rows.map((r) => inputs.keptPairs[r]),
+    scenes: gatherRows(
+      inputs.scenes,
+      firsts.map((i) => sceneRows[i]),
+      inputs.dim,
+    ),
+    sceneRow: rowOf,
+  };
 }

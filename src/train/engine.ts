@@ -13,8 +13,11 @@ import { FlatAdam, clipScale, sumOfSquares, type OptimizerConfig, type Optimizer
 export type MatrixName = 'trainScenes' | 'valScenes' | 'products';
 
 export interface EngineMatrices {
-  /** [rows, inputDim] scene embedding of each training row. */
+  /** [distinct training scene inputs, inputDim]: each once, however many training rows share it. */
   trainScenes: Float32Array;
+  /** Training row → its row of trainScenes. */
+  trainSceneRow: Int32Array;
+  /** [distinct validation scene inputs, inputDim]. */
   valScenes: Float32Array;
   /** [products, inputDim] embedding of each dataset product. */
   products: Float32Array;

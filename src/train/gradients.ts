@@ -124,7 +124,7 @@ export function lossAndGradients(model: TwoTower, params: Float32Array, batch: B
 
 /** A batch as indices into the engine's matrices: what batchOf gathers (and the ort step gathers in its graph). */
 export interface BatchIndices {
-  /** Training rows (trainScenes). */
+  /** Each row's row of trainScenes. */
   scenes: Int32Array;
   /** Each row's positive product, and its category. */
   positives: Int32Array;
@@ -134,8 +134,9 @@ export interface BatchIndices {
 }
 
 export function batchIndices(matrices: EngineMatrices, plan: StepPlan, start: number, end: number): BatchIndices {
-  const scenes = plan.rows.subarray(start, end);
-  const positives = Int32Array.from(scenes, (r) => matrices.rowProduct[r]);
+  const rows = plan.rows.subarray(start, end);
+  const scenes = Int32Array.from(rows, (r) => matrices.trainSceneRow[r]);
+  const positives = Int32Array.from(rows, (r) => matrices.rowProduct[r]);
   const categoriesOf = (products: Int32Array) =>
     Int32Array.from(products, (j) => (j >= 0 ? matrices.productCategory[j] : 0));
   const explicit = plan.negatives?.subarray(start, end);

@@ -7,7 +7,7 @@ import type { ParamLayout } from '../model/params.js';
 import { InputError, RunError } from '../util/errors.js';
 import type { Lock } from '../util/lock.js';
 import { formatDuration, log } from '../util/log.js';
-import { l2NormalizeRows } from '../util/matrix.js';
+import { gatherRows, l2NormalizeRows } from '../util/matrix.js';
 import { Progress } from '../util/progress.js';
 import { keyedRandom } from '../util/random.js';
 import { saveCheckpoints, type RunSetup } from './checkpointing.js';
@@ -247,7 +247,8 @@ function planStep(
   };
 }
 
-/** The selection protocol on the val pairs, scored with these scene and product vectors. */
+/** The selection protocol on the val pairs, scored with these vectors of the distinct val scenes (data.val.scenes'
+ * rows) and of the products. */
 function validate(
   data: TrainingData,
   config: TrainConfig,
@@ -256,7 +257,7 @@ function validate(
   return evaluateProtocol(config.selection.protocol, {
     dataset: data.dataset,
     pairs: data.val.pairs,
-    sceneVectors: vectors.scenes,
+    sceneVectors: gatherRows(vectors.scenes, data.val.sceneRow, vectors.dim),
     productVectors: vectors.products,
     dim: vectors.dim,
     missingProducts: data.missingProducts,

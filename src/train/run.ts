@@ -184,6 +184,7 @@ function engineOptions(run: {
     optimizerState: checkpoint?.optimizer,
     matrices: {
       trainScenes: data.train.scenes,
+      trainSceneRow: data.train.sceneRow,
       valScenes: data.val.scenes,
       products: data.products,
       productCategory: Int32Array.from(data.productCategory, (c) => categoryRow[c]),

@@ -17,6 +17,7 @@ async function main(): Promise<void> {
   await useBackend(init.backend, { quiet: true });
   const matrices: EngineMatrices = {
     trainScenes: floats('trainScenes'),
+    trainSceneRow: ints('trainSceneRow'),
     valScenes: floats('valScenes'),
     products: floats('products'),
     productCategory: ints('productCategory'),

@@ -43,3 +43,22 @@ export function concat<T extends Float32Array | Int32Array>(a: T, b: T): T {
   out.set(b, a.length);
   return out;
 }
+
+/**
+ * Rows keyed by `keys`, each distinct key taken once: `firsts` = the index of each distinct key's first row, in
+ * order of first appearance; `rowOf[i]` = the position of row i's key in `firsts`.
+ */
+export function distinctRows<K>(keys: readonly K[]): { firsts: number[]; rowOf: Int32Array } {
+  const position = new Map<K, number>();
+  const firsts: number[] = [];
+  const rowOf = Int32Array.from(keys, (key, i) => {
+    let at = position.get(key);
+    if (at === undefined) {
+      at = firsts.length;
+      position.set(key, at);
+      firsts.push(i);
+    }
+    return at;
+  });
+  return { firsts, rowOf };
+}

@@ -1,16 +1,20 @@
-// The model's inputs for a set of pairs: the scene vector of each pair (in the configured view) and the vector of
-// every catalog product, read from the embedding store. Shared by training, evaluation and serving. A non-finite
-// value is bad input, stopped here with the store and the row's id named.
+// The model's inputs for a set of pairs: the scene vectors of the pairs (in the configured view), each held once
+// however many pairs share it, and the vector of every catalog product, read from the embedding store. Shared by
+// training, evaluation and serving. A non-finite value is bad input, stopped here with the store and the row's id
+// named.
 import { InputError } from '../../util/errors.js';
-import { firstNonFinite } from '../../util/matrix.js';
+import { distinctRows, firstNonFinite } from '../../util/matrix.js';
 import { sceneViewStore, SYNTH_MODEL, workdirPaths, type SceneView } from '../workdir.js';
 import type { Dataset } from '../dataset.js';
 import { type EmbeddingStore, sceneProductKey } from './embeddings.js';
 import { openStoreToRead } from './writers.js';
 
 export interface PairInputs {
-  /** Row i = the scene vector of `keptPairs[i]`. */
+  /** One row per distinct scene input of the kept pairs, in order of first use: a scene in the full view (its
+   * pairs share it), a (scene, product) in the crop views. */
   scenes: Float32Array;
+  /** keptPairs[i]'s row of `scenes`. */
+  sceneRow: Int32Array;
   /** Row j = the vector of `dataset.products[j]` (zeros where missing). */
   products: Float32Array;
   dim: number;
@@ -60,11 +64,14 @@ export async function loadPairInputs(
       productIndexOf.has(dataset.pairs[i].product) &&
       !missingProducts.has(dataset.pairs[i].product),
   );
-  const scenes = await sceneStore.read(keptPairs.map(sceneKey));
-  checkFinite(sceneStore, scenes.data, (i) => sceneKey(keptPairs[i]));
+  const { firsts, rowOf } = distinctRows(keptPairs.map(sceneKey));
+  const sceneKeys = firsts.map((i) => sceneKey(keptPairs[i]));
+  const scenes = await sceneStore.read(sceneKeys);
+  checkFinite(sceneStore, scenes.data, (row) => sceneKeys[row]);
   return {
     ...catalog,
     scenes: scenes.data,
+    sceneRow: rowOf,
     keptPairs,
     missingPairs: pairIndices.length - keptPairs.length,
   };

@@ -1,9 +1,9 @@
-// `mined` (ours): every `refreshSteps` steps, encode the training scenes and the catalog with the current towers,
-// rank each row's same-category non-positives by similarity to its scene and keep `poolSize` products from the
-// rank window [lo, hi) (semi-hard: below the top, which may be unlabelled positives, above the easy tail); each
-// step draws one of the row's pool. Before the first mining, and for rows with an empty pool, the negative is
-// same-category-random. The products are scored by the evaluation's score engine (onnxruntime's multi-threaded
-// MatMul when it loads).
+// `mined` (ours): every `refreshSteps` steps, encode the training scenes (each distinct one once) and the catalog
+// with the current towers, rank each row's same-category non-positives by similarity to its scene and keep
+// `poolSize` products from the rank window [lo, hi) (semi-hard: below the top, which may be unlabelled positives,
+// above the easy tail); each step draws one of the row's pool. Before the first mining, and for rows with an empty
+// pool, the negative is same-category-random. The products are scored by the evaluation's score engine
+// (onnxruntime's multi-threaded MatMul when it loads).
 import { createScoreEngine } from '../../eval/engines.js';
 import { keyedRandom } from '../../util/random.js';
 import { formatDuration, log } from '../../util/log.js';
@@ -29,8 +29,8 @@ export function minedSampler({ index, config, seed }: SamplerContext, saved: Sam
       const started = performance.now();
       const scenes = await towers.encode('trainScenes');
       const products = await towers.encode('products');
-      // Both are [rows, out]; the training scenes have one row per training row.
-      const dim = scenes.length / index.rowProduct.length;
+      // Both are [rows, out]: one row per distinct training scene, one per dataset product.
+      const dim = products.length / index.productCategory.length;
       pool = await minePool(index, scenes, products, dim, {
         window: config.rankWindow,
         poolSize: config.poolSize,
@@ -71,8 +71,8 @@ export interface MiningOptions {
 }
 
 /**
- * A pool of mined negatives for every training row, from the rows' encoded scenes [rows, dim] and the encoded
- * catalog [products, dim].
+ * A pool of mined negatives for every training row, from the encoded training scenes [distinct scenes, dim] (a row's
+ * is row index.trainSceneRow[row]) and the encoded catalog [products, dim].
  */
 export async function minePool(
   index: NegativeIndex,
@@ -94,7 +94,8 @@ export async function minePool(
     try {
       for (let b = 0; b < members.length; b += block) {
         const chunk = members.slice(b, b + block);
-        const scores = await engine.score(gatherRows(scenes, chunk, dim), buffer);
+        const chunkScenes = chunk.map((r) => index.trainSceneRow[r]);
+        const scores = await engine.score(gatherRows(scenes, chunkScenes, dim), buffer);
         chunk.forEach((r, i) => {
           const rng = keyedRandom(options.seed, 'mine', options.step, r);
           const sims = scores.subarray(i * candidates.length, (i + 1) * candidates.length);

@@ -11,6 +11,8 @@ export interface NegativeIndex {
   /** Training row → scene index and positive product index. */
   rowScene: Int32Array;
   rowProduct: Int32Array;
+  /** Training row → its row of the training scene inputs (the engine's trainScenes, each distinct one once). */
+  trainSceneRow: Int32Array;
 }
 
 export function isPositive(index: NegativeIndex, row: number, product: number): boolean {
