@@ -230,7 +230,7 @@ describe('the ort-cpu training step', () => {
 });
 
 describe("the onnxruntime engine's encoder", () => {
-  // 9,000 products: two runs of the encoder, the second filled up past the matrix's end.
+  // 9,000 products: several runs of the encoder, the last filled up past the matrix's end.
   const wide = {
     ...matrices,
     products: gaussian(9000 * inputDim),

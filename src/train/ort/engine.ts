@@ -23,8 +23,12 @@ import { DeviceState, HostState, type StepState } from './state.js';
 import { buildEncodeGraph } from './encode-graph.js';
 import { buildStepGraph, type MaskInput } from './step-graph.js';
 
-/** Rows a run of the encoder takes (a v2 chunk's activations: ~40 MB). */
-const ENCODE_CHUNK = 8192;
+/**
+ * Rows a run of the encoder takes. On the CPU an encoder session's memory arena keeps its largest run's
+ * activations for good, one session per matrix: ~190 MB of RSS each for v2 at 8,192 rows, ~50 MB at 2,048, which
+ * encode as fast. A GPU takes larger runs.
+ */
+const ENCODE_CHUNK = { cpu: 2048, webgpu: 8192 };
 
 export interface OrtEngineOptions extends EngineOptions {
   /** Intra-op threads of the session. */
@@ -190,7 +194,7 @@ export class OrtEngine implements TrainEngine {
   async encode(matrix: MatrixName): Promise<Float32Array> {
     const { matrices, spec } = this.options;
     const rows = rowsOf(matrices, matrix, spec.inputDim);
-    const chunk = Math.min(rows, ENCODE_CHUNK);
+    const chunk = Math.min(rows, ENCODE_CHUNK[this.options.provider ?? 'cpu']);
     let encoder = this.encoders.get(matrix);
     if (!encoder) {
       const tower = matrix === 'products' ? 'product' : 'scene';
