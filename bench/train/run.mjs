@@ -79,7 +79,7 @@ if (missing) {
 const { useBackend } = await import(join(repo, 'dist/model/backend.js'));
 const { TwoTower } = await import(join(repo, 'dist/model/two-tower.js'));
 const { Random } = await import(join(repo, 'dist/util/random.js'));
-const { LocalEngine } = await import(join(repo, 'dist/train/engine.js'));
+const { LocalEngine } = await import(join(repo, 'dist/train/local-engine.js'));
 const { ParallelEngine } = await import(join(repo, 'dist/train/parallel.js'));
 const { OrtEngine } = await import(join(repo, 'dist/train/ort/engine.js'));
 const { describeAdapter, probeWebGpuAdapter } = await import(join(repo, 'dist/util/webgpu-adapter.js'));

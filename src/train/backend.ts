@@ -100,7 +100,7 @@ export async function createEngine(
       batchSize: largestBatch,
     });
   }
-  const { LocalEngine } = await import('./engine.js');
+  const { LocalEngine } = await import('./local-engine.js');
   return new LocalEngine(options);
 }
 

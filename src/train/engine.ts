@@ -1,13 +1,12 @@
 // Where the steps run, behind one TrainEngine interface. The two tfjs engines run the same step (gradients.ts: the
-// loss and gradients of a batch) and the same fused optimizer: LocalEngine on this thread (any backend) over the
-// whole batch; ParallelEngine (parallel.ts) with one replica per worker thread, each with its own wasm backend, over
-// shards of every batch. OrtEngine (ort/) runs the whole step as one ONNX graph, on the CPU or on WebGPU.
-import * as tf from '@tensorflow/tfjs';
+// loss and gradients of a batch) and the same fused optimizer: LocalEngine (local-engine.ts) on this thread (any
+// backend) over the whole batch; ParallelEngine (parallel.ts) with one replica per worker thread, each with its own
+// wasm backend, over shards of every batch. OrtEngine (ort/) runs the whole step as one ONNX graph, on the CPU or on
+// WebGPU. This file holds what they share: the interface, the matrices a run trains on, a step's plan.
 import { encodeRows } from '../model/encode.js';
-import { TwoTower, type ModelSpec, type Tower } from '../model/two-tower.js';
-import { batchOf, lossAndGradients } from './gradients.js';
+import type { ModelSpec, Tower, TwoTower } from '../model/two-tower.js';
 import type { LossWeights } from './losses.js';
-import { FlatAdam, clipScale, sumOfSquares, type OptimizerConfig, type OptimizerState } from './optimizer.js';
+import type { OptimizerConfig, OptimizerState } from './optimizer.js';
 
 /** The matrices a run encodes: training scenes (for mining), validation scenes, the catalog. */
 export type MatrixName = 'trainScenes' | 'valScenes' | 'products';
@@ -91,50 +90,4 @@ export function encodeMatrix(
   const tower: Tower = matrix === 'products' ? 'product' : 'scene';
   const categories = matrix === 'products' ? matrices.productCategory.subarray(start, end) : null;
   return encodeRows(model, params, tower, matrices[matrix].subarray(start * dim, end * dim), categories, end - start);
-}
-
-/** A whole matrix through its tower (TrainEngine.encode of the engines that hold the parameters on this thread). */
-function encodeAll(model: TwoTower, params: Float32Array, matrices: EngineMatrices, matrix: MatrixName): Float32Array {
-  return encodeMatrix(model, params, matrices, matrix, 0, rowsOf(matrices, matrix, model.spec.inputDim));
-}
-
-export class LocalEngine implements TrainEngine {
-  readonly workers = 1;
-  private readonly model: TwoTower;
-  private readonly current: Float32Array;
-  private readonly optimizer: FlatAdam;
-
-  constructor(private readonly options: EngineOptions) {
-    this.model = new TwoTower(options.spec);
-    this.current = options.params.slice();
-    this.optimizer = new FlatAdam(options.optimizer, 0, this.current.length, options.optimizerState);
-  }
-
-  async step(plan: StepPlan): Promise<StepResult> {
-    const { matrices, seed, loss, optimizer, spec } = this.options;
-    const batch = batchOf(matrices, plan, 0, plan.rows.length, spec.inputDim);
-    const { grad, ...parts } = lossAndGradients(this.model, this.current, {
-      ...batch,
-      dropout: { seed, step: plan.step },
-      loss,
-    });
-    const gradNorm = Math.sqrt(sumOfSquares(grad));
-    this.optimizer.update(this.current, grad, plan.lr, clipScale(gradNorm, optimizer.gradClip));
-    return { ...parts, gradNorm, tensors: tf.memory().numTensors };
-  }
-
-  async encode(matrix: MatrixName): Promise<Float32Array> {
-    return encodeAll(this.model, this.current, this.options.matrices, matrix);
-  }
-
-  async params(): Promise<Float32Array> {
-    return this.current.slice();
-  }
-
-  async optimizerState(): Promise<OptimizerState> {
-    const { t, m, v } = this.optimizer;
-    return { t, m: m.slice(), v: v.slice() };
-  }
-
-  async dispose(): Promise<void> {}
 }

@@ -7,10 +7,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { DropoutContext } from '../model/layers.js';
 import type { TwoTower } from '../model/two-tower.js';
-import type { EngineMatrices, StepPlan } from './engine.js';
 import { contrastiveLoss, pickColumns, rowCosines, similarities, type LossWeights } from './losses.js';
 import { hardestAllowed } from './negatives/in-batch-hard.js';
-import { concat, gatherRows } from '../util/matrix.js';
+import { concat } from '../util/matrix.js';
 
 /** The rows [start, start + n) of a batch of `batchSize` rows (start 0, batchSize n when alone). */
 export interface BatchInputs {
@@ -120,64 +119,6 @@ export function lossAndGradients(model: TwoTower, params: Float32Array, batch: B
   const [loss, infonce, triplet, temperature] = parts.map((t) => t.dataSync()[0]);
   tf.dispose(parts);
   return { loss, infonce, triplet, temperature, grad };
-}
-
-/** A batch as indices into the engine's matrices: what batchOf gathers (and the ort step gathers in its graph). */
-export interface BatchIndices {
-  /** Each row's row of trainScenes. */
-  scenes: Int32Array;
-  /** Each row's positive product, and its category. */
-  positives: Int32Array;
-  positiveCategories: Int32Array;
-  /** Each row's explicit negative product (-1: none) and its category (0 for none), 1 where it has one. */
-  explicit: { products: Int32Array; categories: Int32Array; valid: Float32Array } | null;
-}
-
-export function batchIndices(matrices: EngineMatrices, plan: StepPlan, start: number, end: number): BatchIndices {
-  const rows = plan.rows.subarray(start, end);
-  const scenes = Int32Array.from(rows, (r) => matrices.trainSceneRow[r]);
-  const positives = Int32Array.from(rows, (r) => matrices.rowProduct[r]);
-  const categoriesOf = (products: Int32Array) =>
-    Int32Array.from(products, (j) => (j >= 0 ? matrices.productCategory[j] : 0));
-  const explicit = plan.negatives?.subarray(start, end);
-  return {
-    scenes,
-    positives,
-    positiveCategories: categoriesOf(positives),
-    explicit:
-      explicit && plan.negatives
-        ? {
-            products: explicit,
-            categories: categoriesOf(explicit),
-            valid: Float32Array.from(plan.negatives, (j) => (j >= 0 ? 1 : 0)),
-          }
-        : null,
-  };
-}
-
-/** The inputs of rows [start, end) of a step's batch, read from the training matrices. */
-export function batchOf(
-  matrices: EngineMatrices,
-  plan: StepPlan,
-  start: number,
-  end: number,
-  dim: number,
-): Pick<BatchStep, 'inputs' | 'negatives'> {
-  const { scenes, positives, positiveCategories, explicit } = batchIndices(matrices, plan, start, end);
-  return {
-    inputs: {
-      scenes: gatherRows(matrices.trainScenes, scenes, dim),
-      positives: gatherRows(matrices.products, positives, dim),
-      positiveCategories,
-      start,
-      batchSize: plan.rows.length,
-    },
-    negatives: {
-      explicit: explicit && { ...explicit, products: gatherRows(matrices.products, explicit.products, dim) },
-      hardCandidates: plan.hardCandidates,
-      falseNegatives: plan.falseNegatives,
-    },
-  };
 }
 
 /** This shard's rows, differentiable, between every other shard's rows as constants. */

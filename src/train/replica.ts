@@ -6,7 +6,8 @@ import { TwoTower } from '../model/two-tower.js';
 import type { ParamEntry } from '../model/params.js';
 import type { EngineOptions, StepPlan, StepResult } from './engine.js';
 import type { SharedExchange } from './exchange.js';
-import { batchOf, lossAndGradients } from './gradients.js';
+import { batchOf } from './batch.js';
+import { lossAndGradients } from './gradients.js';
 import { FlatAdam, clipScale, sumOfSquares, type OptimizerState } from './optimizer.js';
 
 /** Rows [start, end) of a batch of `size` rows that replica `rank` of `world` takes. */

@@ -14,7 +14,7 @@ import {
   type StepResult,
   type TrainEngine,
 } from '../engine.js';
-import { batchIndices } from '../gradients.js';
+import { batchIndices } from '../batch.js';
 import { concat } from '../../util/matrix.js';
 import { adamScalars, startingState, type OptimizerState } from '../optimizer.js';
 import { MaskDrawer } from './masks.js';
