@@ -82,6 +82,7 @@ const { Random } = await import(join(repo, 'dist/util/random.js'));
 const { LocalEngine } = await import(join(repo, 'dist/train/local-engine.js'));
 const { ParallelEngine } = await import(join(repo, 'dist/train/parallel.js'));
 const { OrtEngine } = await import(join(repo, 'dist/train/ort/engine.js'));
+const { OrtWorkerEngine } = await import(join(repo, 'dist/train/ort/worker-engine.js'));
 const { describeAdapter, probeWebGpuAdapter } = await import(join(repo, 'dist/util/webgpu-adapter.js'));
 const { loadTrainConfig } = await import(join(repo, 'dist/train/config.js'));
 const { generateWorld } = await import(join(repo, 'dist/data/synth/world.js'));
@@ -210,7 +211,8 @@ const engine = args['skip-wasm']
   : workers > 1
     ? await ParallelEngine.create({ ...options, workers, backend, batchSize: batch })
     : new LocalEngine(options);
-const ort = args['skip-ort'] ? null : await OrtEngine.create({ ...options, threads });
+// On the CPU, as `ctl train` runs it: an OrtEngine on a worker thread of its own (src/train/ort/worker-engine.ts).
+const ort = args['skip-ort'] ? null : await OrtWorkerEngine.create({ ...options, threads });
 /** The WebGPU adapter with --webgpu, when Dawn finds one. */
 let adapter = null;
 if (args.webgpu) {

@@ -79,6 +79,7 @@ export async function chooseTrainBackend(choice: TrainBackendChoice): Promise<Tr
 /**
  * The engine that trains on `backend`: onnxruntime's, else tfjs's on `workers` threads (parallel.ts, its buffers
  * sized for `largestBatch` rows) or this one. Each is loaded when chosen: the CLI starts without onnxruntime or tfjs.
+ * On the CPU onnxruntime's engine runs on a worker thread of its own (ort/worker-engine.ts).
  */
 export async function createEngine(
   backend: TrainBackend,
@@ -87,7 +88,12 @@ export async function createEngine(
   largestBatch: number,
 ): Promise<TrainEngine> {
   const provider = ortProvider(backend.name);
-  if (provider) {
+  if (provider === 'cpu') {
+    const { OrtWorkerEngine } = await import('./ort/worker-engine.js');
+    return OrtWorkerEngine.create({ ...options, threads: backend.ortThreads, provider });
+  }
+  if (provider === 'webgpu') {
+    // On a GPU the step's state stays there (no per-step copies to collect): the engine runs on this thread.
     const { OrtEngine } = await import('./ort/engine.js');
     return OrtEngine.create({ ...options, threads: backend.ortThreads, provider });
   }

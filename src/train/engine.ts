@@ -1,8 +1,8 @@
 // Where the steps run, behind one TrainEngine interface. The two tfjs engines run the same step (gradients.ts: the
 // loss and gradients of a batch) and the same fused optimizer: LocalEngine (local-engine.ts) on this thread (any
 // backend) over the whole batch; ParallelEngine (parallel.ts) with one replica per worker thread, each with its own
-// wasm backend, over shards of every batch. OrtEngine (ort/) runs the whole step as one ONNX graph, on the CPU or on
-// WebGPU. This file holds what they share: the interface, the matrices a run trains on, a step's plan.
+// wasm backend, over shards of every batch. OrtEngine (ort/) runs the whole step as one ONNX graph, on the CPU (on
+// a worker thread of its own: ort/worker-engine.ts) or on WebGPU. This file holds what they share: the interface, the matrices a run trains on, a step's plan.
 import { encodeRows } from '../model/encode.js';
 import type { ModelSpec, Tower, TwoTower } from '../model/two-tower.js';
 import type { LossWeights } from './losses.js';

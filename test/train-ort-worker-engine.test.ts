@@ -1,0 +1,107 @@
+// The engine `ctl train` runs on ort-cpu, built (run `npm run build` first): an OrtEngine on a worker thread of its
+// own (src/train/ort/worker-engine.ts). It takes exactly the steps OrtEngine takes on this thread, keeps
+// onnxruntime's per-step output copies off this thread's heap (the reason it exists), and a failure inside it
+// surfaces as an error of the call, after which dispose still ends the worker.
+import { describe, expect, it } from 'vitest';
+import type { ModelConfig } from '../src/model/config.js';
+import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
+import type { EngineOptions, StepPlan, TrainEngine } from '../src/train/engine.js';
+import type { LossWeights } from '../src/train/losses.js';
+import type { OptimizerConfig } from '../src/train/optimizer.js';
+import { keyedRandom } from '../src/util/random.js';
+import { smallConfig } from './train-fixtures.js';
+
+// The built modules (the worker loads dist/), typed by their sources; a path in a variable keeps tsc out of dist/.
+const built = { backend: '../dist/train/backend.js', engine: '../dist/train/ort/engine.js' };
+const { createEngine }: typeof import('../src/train/backend.js') = await import(built.backend);
+const { OrtEngine }: typeof import('../src/train/ort/engine.js') = await import(built.engine);
+
+const rng = keyedRandom(3, 'ort-worker-engine-test');
+const gaussian = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+const [inputDim, numCategories, trainRows, scenes, products, batch] = [24, 3, 60, 20, 30, 16];
+const matrices = {
+  trainScenes: gaussian(scenes * inputDim),
+  trainSceneRow: Int32Array.from({ length: trainRows }, () => rng.int(scenes)),
+  valScenes: gaussian(7 * inputDim),
+  products: gaussian(products * inputDim),
+  productCategory: Int32Array.from({ length: products }, () => rng.int(numCategories)),
+  rowProduct: Int32Array.from({ length: trainRows }, () => rng.int(products)),
+};
+const plan = (step: number): StepPlan => ({
+  step,
+  lr: 0.01,
+  rows: Int32Array.from({ length: batch }, () => rng.int(trainRows)),
+  negatives: Int32Array.from({ length: batch }, () => rng.int(products)),
+  hardCandidates: null,
+  falseNegatives: null,
+});
+
+const adamw: OptimizerConfig = {
+  kind: 'adamw',
+  lr: 0.01,
+  weightDecay: 0.1,
+  betas: [0.9, 0.999],
+  eps: 1e-8,
+  gradClip: 1,
+};
+
+function options(
+  model: Partial<ModelConfig> = {},
+  loss: LossWeights = { infonce: 1, triplet: 0.5, margin: 0.2 },
+): EngineOptions {
+  const spec: ModelSpec = { ...(smallConfig().model as ModelConfig), ...model, inputDim, numCategories };
+  return {
+    spec,
+    optimizer: adamw,
+    loss,
+    seed: 5,
+    params: new TwoTower(spec).layout.initialise(5),
+    matrices: {
+      ...matrices,
+      trainScenes: matrices.trainScenes.slice(),
+      valScenes: matrices.valScenes.slice(),
+      products: matrices.products.slice(),
+    },
+  };
+}
+
+/** The engine `ctl train --backend ort-cpu` trains with. */
+const ortCpu = (start: EngineOptions) => createEngine({ name: 'ort-cpu', ortThreads: 1 }, 1, start, batch);
+
+describe('the ort-cpu engine of ctl train', () => {
+  it('takes the steps OrtEngine takes on this thread, bit for bit, and encodes and reads its state the same', async () => {
+    const [here, worker] = [await OrtEngine.create({ ...options(), threads: 1 }), await ortCpu(options())];
+    try {
+      const plans = [0, 1, 2].map(plan);
+      for (const p of plans) expect(await worker.step(p)).toEqual(await here.step(p));
+      for (const engine of [here, worker]) expect(engine.workers).toBe(1);
+      expect(await worker.params()).toEqual(await here.params());
+      expect(await worker.optimizerState()).toEqual(await here.optimizerState());
+      for (const matrix of ['trainScenes', 'valScenes', 'products'] as const)
+        expect(await worker.encode(matrix)).toEqual(await here.encode(matrix));
+    } finally {
+      await Promise.all([here.dispose(), worker.dispose()]);
+    }
+  });
+
+  it("keeps onnxruntime's copies of the state it fetches off this thread", async () => {
+    // ~1.2 M parameters: each step fetches 3 × 4.8 MB of state, a new ArrayBuffer each on the thread that runs it.
+    const start = options({ hidden: 512, blocks: 2 });
+    const engine = await ortCpu(start);
+    try {
+      await engine.step(plan(0));
+      const before = process.memoryUsage().arrayBuffers;
+      await engine.step(plan(1));
+      expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(start.params.byteLength);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it("surfaces a failure inside the worker as the call's error, and disposing still ends the worker", async () => {
+    const engine: TrainEngine = await ortCpu(options({}, { infonce: 0, triplet: 0, margin: 0.2 }));
+    await expect(engine.step(plan(0))).rejects.toThrow(/the ort engine needs a loss: both loss weights are 0/);
+    await engine.dispose();
+    await expect(engine.step(plan(1))).rejects.toThrow(/pool closed/);
+  });
+});
