@@ -1,7 +1,8 @@
 // The engine `ctl train` runs on ort-cpu, built (run `npm run build` first): an OrtEngine on a worker thread of its
 // own (src/train/ort/worker-engine.ts). It takes exactly the steps OrtEngine takes on this thread, keeps
 // onnxruntime's per-step output copies off this thread's heap (the reason it exists), and a failure inside it
-// surfaces as an error of the call, after which dispose still ends the worker.
+// surfaces as an error of the call, after which dispose still ends the worker. It takes the embedding matrices to
+// its thread: each engine here gets its own copies.
 import { describe, expect, it } from 'vitest';
 import type { ModelConfig } from '../src/model/config.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
@@ -93,6 +94,18 @@ describe('the ort-cpu engine of ctl train', () => {
       const before = process.memoryUsage().arrayBuffers;
       await engine.step(plan(1));
       expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(start.params.byteLength);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('takes the embedding matrices to its thread instead of copying them', async () => {
+    const start = options();
+    const given = start.matrices;
+    const engine = await ortCpu(start);
+    try {
+      for (const matrix of [given.trainScenes, given.valScenes, given.products]) expect(matrix.length).toBe(0);
+      expect((await engine.encode('products')).length).toBe(products * start.spec.out);
     } finally {
       await engine.dispose();
     }

@@ -79,7 +79,8 @@ export async function chooseTrainBackend(choice: TrainBackendChoice): Promise<Tr
 /**
  * The engine that trains on `backend`: onnxruntime's, else tfjs's on `workers` threads (parallel.ts, its buffers
  * sized for `largestBatch` rows) or this one. Each is loaded when chosen: the CLI starts without onnxruntime or tfjs.
- * On the CPU onnxruntime's engine runs on a worker thread of its own (ort/worker-engine.ts).
+ * On the CPU onnxruntime's engine runs on a worker thread of its own (ort/worker-engine.ts) and takes the three
+ * embedding matrices there (~265 MB at full size, not copied): after this call they are empty on this thread.
  */
 export async function createEngine(
   backend: TrainBackend,
@@ -90,7 +91,9 @@ export async function createEngine(
   const provider = ortProvider(backend.name);
   if (provider === 'cpu') {
     const { OrtWorkerEngine } = await import('./ort/worker-engine.js');
-    return OrtWorkerEngine.create({ ...options, threads: backend.ortThreads, provider });
+    const { trainScenes, valScenes, products } = options.matrices;
+    const taken = new Set([trainScenes, valScenes, products].map((matrix) => matrix.buffer as ArrayBuffer));
+    return OrtWorkerEngine.create({ ...options, threads: backend.ortThreads, provider }, [...taken]);
   }
   if (provider === 'webgpu') {
     // On a GPU the step's state stays there (no per-step copies to collect): the engine runs on this thread.

@@ -1,5 +1,5 @@
 // The training loop: epochs of steps over the train pairs, a validation after each, its record in the metrics log
-// and its checkpoints; the zero-shot record a new run starts with.
+// and its checkpoints; the zero-shot record a new run starts with (written before its engine starts).
 import { join } from 'node:path';
 import { evaluateProtocol, type Metrics } from '../eval/protocols.js';
 import type { Checkpoint } from '../model/checkpoint.js';
@@ -33,7 +33,7 @@ interface LoopContext extends RunSetup {
 }
 
 /**
- * The epochs from where the checkpoint left off (or from a zero-shot record): train an epoch, validate, record it,
+ * The epochs from where the checkpoint left off (or from the zero-shot record): train an epoch, validate, record it,
  * checkpoint; stop early when the selection metric has not improved for `patience` epochs. Returns the best epoch
  * and the epochs done.
  */
@@ -47,7 +47,6 @@ export async function trainLoop(
   let best = state?.best ?? { epoch: 0, metric: -Infinity };
   let epochsWithoutGain = state?.epochsWithoutGain ?? 0;
   const negatives = resumedSampler(ctx);
-  if (!state) await recordZeroShot(data, config, metricsLog);
 
   let epoch = state?.epoch ?? 0;
   for (; !isFinished({ epoch, epochsWithoutGain, config }); epoch++) {
@@ -109,8 +108,11 @@ function resumedSampler({ config, data, checkpoint }: LoopContext): NegativeSamp
   );
 }
 
-/** The selection protocol on the raw embeddings (cosine), logged and recorded: what training has to beat. */
-async function recordZeroShot(data: TrainingData, config: TrainConfig, metricsLog: MetricsLog): Promise<void> {
+/**
+ * The selection protocol on the raw embeddings (cosine), logged and recorded: what training has to beat. A new run
+ * writes it before its engine starts: the ort-cpu engine takes the matrices it reads (backend.ts createEngine).
+ */
+export async function recordZeroShot(data: TrainingData, config: TrainConfig, metricsLog: MetricsLog): Promise<void> {
   const metrics = await validate(data, config, {
     scenes: l2NormalizeRows(data.val.scenes.slice(), data.dim),
     products: l2NormalizeRows(data.products.slice(), data.dim),

@@ -15,7 +15,7 @@ import { chooseTrainBackend, chooseWorkers, createEngine, ortProvider, type Trai
 import { resolveConfig, type TrainConfig } from './config.js';
 import { loadTrainingData, type TrainingData } from './data.js';
 import type { EngineOptions } from './engine.js';
-import { formatMetric, trainLoop } from './loop.js';
+import { formatMetric, recordZeroShot, trainLoop } from './loop.js';
 import { MetricsLog } from './metrics-log.js';
 import { drawnNegatives } from './negatives.js';
 import { checkResumable, loadLastCheckpoint, resumePoint } from './resume.js';
@@ -112,6 +112,8 @@ async function trainLocked(
         `${formatMetric(previous.best.metric)} at epoch ${previous.best.epoch})`,
     );
 
+  // Before the engine starts: the ort-cpu engine takes the embedding matrices the zero-shot record reads.
+  if (!checkpoint) await recordZeroShot(data, config, metricsLog);
   const start = engineOptions({ config, data, spec, layout, categoryRow, checkpoint });
   // A step trains on at most every training pair, whatever the configured batch.
   const largestBatch = Math.min(config.batchSize, data.train.pairs.length);
