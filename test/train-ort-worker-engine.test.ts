@@ -1,8 +1,13 @@
 // The engine `ctl train` runs on ort-cpu, built (run `npm run build` first): an OrtEngine on a worker thread of its
 // own (src/train/ort/worker-engine.ts). It takes exactly the steps OrtEngine takes on this thread, keeps
 // onnxruntime's per-step output copies off this thread's heap (the reason it exists), and a failure inside it
-// surfaces as an error of the call, after which dispose still ends the worker. It takes the embedding matrices to
+// surfaces as an error of the call, after which dispose still ends the worker; a process that exits mid-step (ctl
+// train on SIGINT or SIGTERM) exits with its own code. It takes the embedding matrices to
 // its thread: each engine here gets its own copies.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ModelConfig } from '../src/model/config.js';
 import { TwoTower, type ModelSpec } from '../src/model/two-tower.js';
@@ -117,4 +122,40 @@ describe('the ort-cpu engine of ctl train', () => {
     await engine.dispose();
     await expect(engine.step(plan(1))).rejects.toThrow(/pool closed/);
   });
+
+  it('lets a process exit with its own code in the middle of a step', () => {
+    // Ended inside an onnxruntime run, a worker aborts the process ("terminate called after throwing an instance of
+    // 'Napi::Error'", exit 134): the exit waits for the step. The exit comes halfway through a step as long as the
+    // last one.
+    const script = `
+      import { createEngine } from '${new URL(built.backend, import.meta.url).href}';
+      import { TwoTower } from '${new URL('../dist/model/two-tower.js', import.meta.url).href}';
+      const [dim, rows, batch] = [64, 512, 256];
+      const spec = { ...${JSON.stringify(smallConfig().model)}, hidden: 512, blocks: 2, inputDim: dim, numCategories: 3 };
+      const floats = (n) => Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+      const indices = (n, of) => Int32Array.from({ length: n }, (_, i) => (i * 7) % of);
+      const engine = await createEngine({ name: 'ort-cpu', ortThreads: 1 }, 1, {
+        spec, optimizer: ${JSON.stringify(adamw)}, loss: { infonce: 1, triplet: 0.5, margin: 0.2 }, seed: 1,
+        params: new TwoTower(spec).layout.initialise(1),
+        matrices: { trainScenes: floats(rows * dim), trainSceneRow: indices(rows, rows), valScenes: floats(dim),
+          products: floats(rows * dim), productCategory: indices(rows, 3), rowProduct: indices(rows, rows) },
+      }, batch);
+      const plan = (step) => ({ step, lr: 0.01, rows: indices(batch, rows), negatives: indices(batch, rows),
+        hardCandidates: null, falseNegatives: null });
+      await engine.step(plan(0)); // compiles the step
+      const start = performance.now();
+      await engine.step(plan(1));
+      const took = performance.now() - start;
+      void engine.step(plan(2));
+      setTimeout(() => process.exit(143), took / 2);`;
+    // A file, not --input-type=module -e: the engine's workers would inherit that flag and refuse to start.
+    const dir = mkdtempSync(join(tmpdir(), 'ctl-ort-exit-'));
+    try {
+      writeFileSync(join(dir, 'exit.mjs'), script);
+      const child = spawnSync(process.execPath, [join(dir, 'exit.mjs')], { encoding: 'utf8' });
+      expect([child.status, child.stderr]).toEqual([143, '']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

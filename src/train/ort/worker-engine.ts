@@ -12,7 +12,7 @@ import type { OptimizerState } from '../optimizer.js';
 import { OrtEngine, type OrtEngineOptions } from './engine.js';
 
 type Request =
-  | { kind: 'start'; options: OrtEngineOptions }
+  | { kind: 'start'; options: OrtEngineOptions; state: Int32Array }
   | { kind: 'step'; plan: StepPlan }
   | { kind: 'encode'; matrix: MatrixName }
   | { kind: 'params' }
@@ -23,14 +23,27 @@ type Reply = StepResult | Float32Array | OptimizerState | null;
 
 const WORKER_TAG = 'ctl-train-ort-engine';
 
-/** A handler that hosts one OrtEngine: started by the first request, released by the last. */
+/** How long the process's exit waits for the engine to finish the request it is answering (see create). */
+const EXIT_WAIT_MS = 10_000;
+
+/** The worker's state, in a shared Int32Array the start request brings: what the process's exit waits on. */
+const IDLE = 0;
+const BUSY = 1;
+/** The process is exiting: the worker starts no other request. */
+const CLOSED = 2;
+
+/**
+ * A handler that hosts one OrtEngine: started by the first request, released by the last. It holds the state BUSY
+ * while it answers a request, and starts none once the state is CLOSED.
+ */
 function engineHost(): Handler<Request, Reply> {
   let engine: OrtEngine | null = null;
+  let state: Int32Array<ArrayBufferLike> = new Int32Array(1); // the start request brings the shared one
   const started = (): OrtEngine => {
     if (!engine) throw new Error('the ort engine worker has no engine: it failed to start or was disposed');
     return engine;
   };
-  return async (request) => {
+  const answer = async (request: Request): Promise<Reply> => {
     switch (request.kind) {
       case 'start':
         engine = await OrtEngine.create(request.options);
@@ -49,6 +62,16 @@ function engineHost(): Handler<Request, Reply> {
         return null;
     }
   };
+  return async (request) => {
+    if (request.kind === 'start') state = request.state;
+    if (Atomics.compareExchange(state, 0, IDLE, BUSY) === CLOSED) return new Promise<never>(() => {});
+    try {
+      return await answer(request);
+    } finally {
+      Atomics.store(state, 0, IDLE);
+      Atomics.notify(state, 0);
+    }
+  };
 }
 
 /** The large arrays of a reply move back to the calling thread instead of being copied. */
@@ -64,21 +87,34 @@ serveRequests(WORKER_TAG, engineHost(), transferOf);
 export class OrtWorkerEngine implements TrainEngine {
   readonly workers = 1;
 
-  private constructor(private readonly pool: WorkerPool<Request, Reply>) {}
+  private constructor(
+    private readonly pool: WorkerPool<Request, Reply>,
+    private readonly waitForWorker: () => void,
+  ) {}
 
   /**
    * An OrtEngine on its own thread. The worker holds its own copy of `options` (the matrices too: onnxruntime-node
    * takes no SharedArrayBuffer); what `transfer` lists moves to it instead (do not use it afterwards).
+   * A process that exits (`ctl train` on SIGINT or SIGTERM) first waits for the worker to finish the request it is
+   * answering: a worker ended inside an onnxruntime call aborts the whole process (exit 134, not 130 or 143).
    */
   static async create(options: OrtEngineOptions, transfer: Transferable[] = []): Promise<OrtWorkerEngine> {
     const pool = WorkerPool.start(import.meta.url, WORKER_TAG, engineHost(), 1);
+    const state = new Int32Array(new SharedArrayBuffer(4));
+    const waitForWorker = () => {
+      const until = Date.now() + EXIT_WAIT_MS;
+      while (Atomics.compareExchange(state, 0, IDLE, CLOSED) === BUSY && Date.now() < until)
+        Atomics.wait(state, 0, BUSY, until - Date.now());
+    };
+    process.on('exit', waitForWorker);
     try {
-      await pool.run({ kind: 'start', options }, transfer);
+      await pool.run({ kind: 'start', options, state }, transfer);
     } catch (err) {
+      process.off('exit', waitForWorker);
       await pool.close();
       throw err;
     }
-    return new OrtWorkerEngine(pool);
+    return new OrtWorkerEngine(pool, waitForWorker);
   }
 
   async step(plan: StepPlan): Promise<StepResult> {
@@ -104,5 +140,6 @@ export class OrtWorkerEngine implements TrainEngine {
   async dispose(): Promise<void> {
     await this.pool.run({ kind: 'dispose' }).catch(() => {});
     await this.pool.close();
+    process.off('exit', this.waitForWorker);
   }
 }
