@@ -2,8 +2,8 @@
 // own (src/train/ort/worker-engine.ts). It takes exactly the steps OrtEngine takes on this thread, keeps
 // onnxruntime's per-step output copies off this thread's heap (the reason it exists), and a failure inside it
 // surfaces as an error of the call, after which dispose still ends the worker; a process that exits mid-step (ctl
-// train on SIGINT or SIGTERM) exits with its own code. It takes the embedding matrices to
-// its thread: each engine here gets its own copies.
+// train on SIGINT or SIGTERM) exits with its own code. It takes the embedding matrices to its thread: each engine
+// here gets its own copies.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
