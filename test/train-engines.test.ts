@@ -12,30 +12,21 @@ import type { EngineOptions, StepPlan, TrainEngine } from '../src/train/engine.j
 import { LocalEngine } from '../src/train/local-engine.js';
 import { gatherRows } from '../src/util/matrix.js';
 import { ParallelEngine } from '../src/train/parallel.js';
-import { smallConfig } from './train-fixtures.js';
+import { randomMatrices, smallConfig } from './train-fixtures.js';
 
 // The small v2 model of the training tests (dropout on, learnable temperature).
 const spec: ModelSpec = { ...(smallConfig().model as ModelConfig), inputDim: 24, numCategories: 3 };
 const model = new TwoTower(spec);
 const rng = keyedRandom(7, 'engines-test');
-const gaussian = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
 // Training rows share scenes, as a scene's pairs do: each row's scene is gathered through trainSceneRow.
 const [trainRows, trainScenes, products] = [40, 16, 30];
-const productCategory = Int32Array.from({ length: products }, () => rng.int(spec.numCategories));
 const options: EngineOptions = {
   spec,
   optimizer: { kind: 'adamw', lr: 0, weightDecay: 0, betas: [0, 0.999], eps: 1e-8, gradClip: 0 },
   loss: { infonce: 1, triplet: 0.5, margin: 0.2 },
   seed: 3,
   params: model.layout.initialise(3),
-  matrices: {
-    trainScenes: gaussian(trainScenes * spec.inputDim),
-    trainSceneRow: Int32Array.from({ length: trainRows }, () => rng.int(trainScenes)),
-    valScenes: gaussian(5 * spec.inputDim),
-    products: gaussian(products * spec.inputDim),
-    productCategory,
-    rowProduct: Int32Array.from({ length: trainRows }, () => rng.int(products)),
-  },
+  matrices: randomMatrices(rng, { ...spec, trainRows, scenes: trainScenes, valRows: 5, products }),
 };
 
 // An odd batch, so the two shards differ in size.

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { normaliseWorkdir } from '../src/data/stl/dataset-io.js';
 import { EmbeddingStore, sceneProductKey } from '../src/data/store/embeddings.js';
 import type { Dataset } from '../src/data/dataset.js';
+import type { EngineMatrices } from '../src/train/engine.js';
 import { workdirPaths } from '../src/data/workdir.js';
 import { keyedRandom } from '../src/util/random.js';
 import type { Random } from '../src/util/random.js';
@@ -150,4 +151,32 @@ export async function checkpointEpoch(workdir: string, run: string): Promise<num
   } catch {
     return 0;
   }
+}
+
+/**
+ * An engine's matrices of Gaussian rows: `trainRows` training rows sharing `scenes` scene rows (as a scene's pairs do:
+ * the step gathers each row's scene through trainSceneRow), `valRows` validation scenes, `products` products in
+ * `numCategories` categories.
+ */
+export function randomMatrices(
+  rng: Random,
+  sizes: {
+    inputDim: number;
+    numCategories: number;
+    trainRows: number;
+    scenes: number;
+    valRows: number;
+    products: number;
+  },
+): EngineMatrices {
+  const { inputDim, numCategories, trainRows, scenes, valRows, products } = sizes;
+  const gaussian = (rows: number) => Float32Array.from({ length: rows * inputDim }, () => rng.normal());
+  return {
+    trainScenes: gaussian(scenes),
+    trainSceneRow: Int32Array.from({ length: trainRows }, () => rng.int(scenes)),
+    valScenes: gaussian(valRows),
+    products: gaussian(products),
+    productCategory: Int32Array.from({ length: products }, () => rng.int(numCategories)),
+    rowProduct: Int32Array.from({ length: trainRows }, () => rng.int(products)),
+  };
 }

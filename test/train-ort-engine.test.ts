@@ -14,7 +14,7 @@ import type { EngineOptions, StepPlan, TrainEngine } from '../src/train/engine.j
 import { LocalEngine } from '../src/train/local-engine.js';
 import { OrtEngine } from '../src/train/ort/engine.js';
 import type { OptimizerConfig } from '../src/train/optimizer.js';
-import { smallConfig } from './train-fixtures.js';
+import { randomMatrices, smallConfig } from './train-fixtures.js';
 import { webgpuRuns } from './ort-webgpu.js';
 
 const v2 = smallConfig().model as ModelConfig;
@@ -28,14 +28,7 @@ const rng = keyedRandom(11, 'ort-engine-test');
 const gaussian = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
 const [inputDim, numCategories, trainRows, trainScenes, products, batch] = [24, 3, 40, 16, 30, 12];
 // Training rows share scenes, as a scene's pairs do: the step gathers each row's scene through trainSceneRow.
-const matrices = {
-  trainScenes: gaussian(trainScenes * inputDim),
-  trainSceneRow: Int32Array.from({ length: trainRows }, () => rng.int(trainScenes)),
-  valScenes: gaussian(5 * inputDim),
-  products: gaussian(products * inputDim),
-  productCategory: Int32Array.from({ length: products }, () => rng.int(numCategories)),
-  rowProduct: Int32Array.from({ length: trainRows }, () => rng.int(products)),
-};
+const matrices = randomMatrices(rng, { inputDim, numCategories, trainRows, scenes: trainScenes, valRows: 5, products });
 /** A [batch, batch] 0/1 matrix with ones at `density` off the diagonal (row 1 all zeros: a row without any). */
 const byteMask = (density: number) =>
   Uint8Array.from({ length: batch * batch }, (_, k) => {

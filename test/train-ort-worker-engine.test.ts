@@ -15,7 +15,7 @@ import type { EngineOptions, StepPlan, TrainEngine } from '../src/train/engine.j
 import type { LossWeights } from '../src/train/losses.js';
 import type { OptimizerConfig } from '../src/train/optimizer.js';
 import { keyedRandom } from '../src/util/random.js';
-import { smallConfig } from './train-fixtures.js';
+import { randomMatrices, smallConfig } from './train-fixtures.js';
 
 // The built modules (the worker loads dist/), typed by their sources; a path in a variable keeps tsc out of dist/.
 const built = { backend: '../dist/train/backend.js', engine: '../dist/train/ort/engine.js' };
@@ -23,16 +23,8 @@ const { createEngine }: typeof import('../src/train/backend.js') = await import(
 const { OrtEngine }: typeof import('../src/train/ort/engine.js') = await import(built.engine);
 
 const rng = keyedRandom(3, 'ort-worker-engine-test');
-const gaussian = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
 const [inputDim, numCategories, trainRows, scenes, products, batch] = [24, 3, 60, 20, 30, 16];
-const matrices = {
-  trainScenes: gaussian(scenes * inputDim),
-  trainSceneRow: Int32Array.from({ length: trainRows }, () => rng.int(scenes)),
-  valScenes: gaussian(7 * inputDim),
-  products: gaussian(products * inputDim),
-  productCategory: Int32Array.from({ length: products }, () => rng.int(numCategories)),
-  rowProduct: Int32Array.from({ length: trainRows }, () => rng.int(products)),
-};
+const matrices = randomMatrices(rng, { inputDim, numCategories, trainRows, scenes, valRows: 7, products });
 const plan = (step: number): StepPlan => ({
   step,
   lr: 0.01,
