@@ -51,18 +51,19 @@ export async function loadPairInputs(
       `${paths.embeddings(modelId, 'products')} holds ${catalog.dim}-d vectors, ${sceneStore.dir} ${sceneStore.dim}-d: embed both with the same model`,
     );
 
-  const missingProducts = new Set(catalog.missingProducts.map((j) => dataset.products[j].sig));
+  const missingProducts = new Set(catalog.missingProducts);
   const productIndexOf = new Map(dataset.products.map((p, i) => [p.sig, i]));
+  const hasProductVector = (sig: string) => {
+    const j = productIndexOf.get(sig);
+    return j !== undefined && !missingProducts.has(j);
+  };
 
   const sceneKey = (i: number) => {
     const pair = dataset.pairs[i];
     return view === 'full' ? pair.scene : sceneProductKey(pair.scene, pair.product);
   };
   const keptPairs = pairIndices.filter(
-    (i) =>
-      sceneStore.has(sceneKey(i)) &&
-      productIndexOf.has(dataset.pairs[i].product) &&
-      !missingProducts.has(dataset.pairs[i].product),
+    (i) => sceneStore.has(sceneKey(i)) && hasProductVector(dataset.pairs[i].product),
   );
   const { firsts, rowOf } = distinctRows(keptPairs.map(sceneKey));
   const sceneKeys = firsts.map((i) => sceneKey(keptPairs[i]));
